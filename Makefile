@@ -1,0 +1,41 @@
+# regmirror — see README.md. Every target works on a fresh clone.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/bin/tools:$(PATH)
+GO ?= go
+TEST_TIMEOUT ?= 30m
+
+.PHONY: build test unit deps demo bench lint fmt clean
+
+build:
+	$(GO) build -o bin/regmirror ./cmd/regmirror
+
+## test: every test, unit and end-to-end against real peers (installs them when root).
+test: deps lint
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## unit: the fast tests only (no real peers).
+unit:
+	$(GO) test -short -count=1 ./...
+
+deps:
+	.ci/install-deps
+
+## demo: publish the demo images into out/demo-tree and serve them on localhost.
+demo: build
+	bin/regmirror demo --out out/demo-tree
+
+## bench: benchmarks with their anchors, side by side (long; not part of test).
+bench: build deps
+	mkdir -p out
+	$(GO) test -run '^$$' -bench . -benchtime 3x -count 5 ./... | tee out/bench.txt
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	staticcheck ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin out

@@ -1,0 +1,122 @@
+package layout
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// File is a file being written atomically: it has a temporary name in its final directory
+// until Commit renames it into place. Until then the final path is untouched.
+type File struct {
+	f     *os.File
+	final string
+	done  bool
+}
+
+// CreateFile starts writing the file at path (an OS path). Missing parent directories are
+// created. The caller must call Commit or Abort.
+func CreateFile(path string) (*File, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating directory: %w", err)
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(dir, TempPrefix+base+"-"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &File{f: f, final: path}, nil
+}
+
+// Write writes to the temporary file.
+func (w *File) Write(p []byte) (int, error) { return w.f.Write(p) }
+
+// Name is the temporary file's path.
+func (w *File) Name() string { return w.f.Name() }
+
+// Commit fsyncs the file, renames it to its final path and fsyncs the directory. After a
+// successful Commit the file is durable under its final name.
+func (w *File) Commit() error {
+	if err := w.CommitNoDirSync(); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(w.final))
+}
+
+// CommitNoDirSync is Commit without the directory fsync, for callers that commit many files
+// into one directory and call SyncDir once before anything depends on them.
+func (w *File) CommitNoDirSync() error {
+	if w.done {
+		return errors.New("file already committed or aborted")
+	}
+	w.done = true
+	if err := w.f.Sync(); err != nil {
+		w.f.Close()
+		os.Remove(w.f.Name())
+		return fmt.Errorf("syncing %s: %w", w.final, err)
+	}
+	if err := w.f.Close(); err != nil {
+		os.Remove(w.f.Name())
+		return fmt.Errorf("closing %s: %w", w.final, err)
+	}
+	if err := os.Rename(w.f.Name(), w.final); err != nil {
+		os.Remove(w.f.Name())
+		return fmt.Errorf("renaming into %s: %w", w.final, err)
+	}
+	return nil
+}
+
+// Abort discards the temporary file. It is a no-op after Commit, so it can be deferred.
+func (w *File) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.f.Close()
+	os.Remove(w.f.Name())
+}
+
+// WriteFile atomically replaces the file at path with data.
+func WriteFile(path string, data []byte) error {
+	return WriteFileFunc(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// WriteFileFunc atomically replaces the file at path with what write writes. If write fails,
+// the previous file (if any) is untouched.
+func WriteFileFunc(path string, write func(io.Writer) error) error {
+	f, err := CreateFile(path)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer f.Abort()
+	if err := write(f); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return f.Commit()
+}
+
+// SyncDir fsyncs a directory, making renames and creations in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	return nil
+}

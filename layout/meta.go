@@ -1,0 +1,302 @@
+package layout
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/compress/zstd"
+)
+
+// FormatVersion is the version of the metadata format this package reads and writes. A reader
+// refuses any other version; a change that old readers would misread bumps it.
+const FormatVersion = 1
+
+// MaxMetaSize bounds a metadata file once decompressed, so a corrupt or hostile file cannot
+// exhaust memory.
+const MaxMetaSize = 4 << 30
+
+// ErrNoGeneration is returned when a tree has no current generation yet.
+var ErrNoGeneration = errors.New("tree has no generation yet")
+
+// Stamp is the content of regmirror/current: the generation the tree holds. It is written last,
+// and rsync carries it to mirrors, where the crawler reads it.
+type Stamp struct {
+	Format     int       `json:"format"`
+	Generation uint64    `json:"generation"`
+	Meta       string    `json:"meta"` // "meta/<hex>.json.zst", relative to MetaDir
+	Created    time.Time `json:"created"`
+}
+
+// Meta is everything the redirector answers from. It is written once per generation by
+// generate, and rewritten (same generation, new file) by crawl.
+type Meta struct {
+	Format     int       `json:"format"`
+	Generation uint64    `json:"generation"`
+	Created    time.Time `json:"created"`
+	Source     string    `json:"source,omitempty"`
+
+	// Repositories by name.
+	Repositories map[string]*Repository `json:"repositories"`
+	// Manifests by digest: every manifest in the tree, with its bytes.
+	Manifests map[Digest]*Manifest `json:"manifests"`
+	// Blobs by digest: every file in blobs/ that the generation references (manifests included).
+	// Foreign layers the source does not hold are not here.
+	Blobs map[Digest]*Blob `json:"blobs"`
+	// Orphans are files still in blobs/ that no generation since the given time references;
+	// they are deleted once older than the grace period.
+	Orphans map[Digest]time.Time `json:"orphans,omitempty"`
+
+	// Mirrors is the mirror network with the last crawl's findings; empty without --mirrors.
+	Mirrors []*Mirror `json:"mirrors,omitempty"`
+	// Regions maps a region ("DE", "EU", "global") to its candidates.
+	Regions map[string]*Region `json:"regions,omitempty"`
+	// VariantSets holds the regional manifest variants; regions with identical candidate
+	// lists share one set.
+	VariantSets []*VariantSet `json:"variantSets,omitempty"`
+}
+
+// Repository is one published repository.
+type Repository struct {
+	// Tags maps each tag to the digest of its manifest.
+	Tags map[string]Digest `json:"tags"`
+	// Manifests lists every manifest reachable in the repository (tagged, children of
+	// indexes, referrers), sorted.
+	Manifests []Digest `json:"manifests"`
+	// Blobs lists every config and layer the tree holds for the repository, sorted.
+	Blobs []Digest `json:"blobs"`
+	// Referrers maps a subject manifest to the descriptors of manifests that refer to it
+	// (OCI 1.1), with artifactType and annotations as the referrers API returns them.
+	Referrers map[Digest][]v1.Descriptor `json:"referrers,omitempty"`
+}
+
+// Manifest is a manifest's media type and exact bytes.
+type Manifest struct {
+	MediaType string `json:"mediaType"`
+	Data      []byte `json:"data"`
+}
+
+// Blob is a file in blobs/.
+type Blob struct {
+	Size int64 `json:"size"`
+	// Since is the generation the blob first appeared in. A mirror holding generation G holds
+	// every blob with Since <= G.
+	Since uint64 `json:"since"`
+}
+
+// Mirror is one mirror from the mirrors file, with what the last crawl found.
+type Mirror struct {
+	Name      string   `json:"name"`
+	URL       string   `json:"url"` // ends in "/"; blobs at URL + BlobPath(d)
+	Country   string   `json:"country,omitempty"`
+	Continent string   `json:"continent,omitempty"`
+	Bandwidth int64    `json:"bandwidth,omitempty"`
+	Netblocks []string `json:"netblocks,omitempty"`
+	Enabled   bool     `json:"enabled"`
+
+	// Crawl state.
+	Generation uint64    `json:"generation,omitempty"` // generation found on the mirror; 0 unknown
+	Healthy    bool      `json:"healthy"`
+	Status     string    `json:"status,omitempty"` // reason, for people
+	Failures   int       `json:"failures,omitempty"`
+	Checked    time.Time `json:"checked,omitzero"`
+}
+
+// Region is one region's candidates.
+type Region struct {
+	// Mirrors names the candidate mirrors in preference order.
+	Mirrors []string `json:"mirrors"`
+	// VariantSet indexes Meta.VariantSets; -1 when the region has no variants.
+	VariantSet int `json:"variantSet"`
+}
+
+// VariantSet is one set of regional manifest variants.
+type VariantSet struct {
+	// Variants maps a canonical manifest digest to its regional variant.
+	Variants map[Digest]*Variant `json:"variants"`
+}
+
+// Variant is a regional variant of a manifest: descriptors carry urls of the region's mirrors.
+type Variant struct {
+	Digest    Digest `json:"digest"`
+	MediaType string `json:"mediaType"`
+	Data      []byte `json:"data"`
+}
+
+// NewMeta returns an empty Meta of the current format.
+func NewMeta(generation uint64) *Meta {
+	return &Meta{
+		Format:       FormatVersion,
+		Generation:   generation,
+		Created:      time.Now().UTC(),
+		Repositories: map[string]*Repository{},
+		Manifests:    map[Digest]*Manifest{},
+		Blobs:        map[Digest]*Blob{},
+	}
+}
+
+// Tree is a tree on disk, addressed by its root directory.
+type Tree struct{ dir string }
+
+// NewTree returns the tree rooted at dir. Nothing is read or created.
+func NewTree(dir string) *Tree { return &Tree{dir: dir} }
+
+// Dir is the tree's root directory.
+func (t *Tree) Dir() string { return t.dir }
+
+// Path turns a tree-relative slash path (from the helpers in this package) into an OS path.
+func (t *Tree) Path(rel string) string { return filepath.Join(t.dir, filepath.FromSlash(rel)) }
+
+// ReadStamp reads regmirror/current. It returns ErrNoGeneration when there is none.
+func (t *Tree) ReadStamp() (Stamp, error) {
+	b, err := os.ReadFile(t.Path(CurrentFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return Stamp{}, ErrNoGeneration
+	}
+	if err != nil {
+		return Stamp{}, fmt.Errorf("reading generation stamp: %w", err)
+	}
+	return ParseStamp(b)
+}
+
+// ParseStamp parses the content of a current stamp, as read from a tree or a mirror.
+func ParseStamp(b []byte) (Stamp, error) {
+	var s Stamp
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Stamp{}, fmt.Errorf("parsing generation stamp: %w", err)
+	}
+	if s.Format != FormatVersion {
+		return Stamp{}, fmt.Errorf("generation stamp has format %d, this regmirror reads format %d: upgrade regmirror", s.Format, FormatVersion)
+	}
+	if _, err := metaDigestFromRef(s.Meta); err != nil {
+		return Stamp{}, err
+	}
+	return s, nil
+}
+
+func metaDigestFromRef(ref string) (Digest, error) {
+	const prefix, suffix = "meta/", ".json.zst"
+	if len(ref) != len(prefix)+64+len(suffix) || ref[:len(prefix)] != prefix || ref[len(ref)-len(suffix):] != suffix {
+		return Digest{}, fmt.Errorf("generation stamp names metadata %q, want meta/<sha256 hex>.json.zst", trunc(ref))
+	}
+	return ParseDigest("sha256:" + ref[len(prefix):len(prefix)+64])
+}
+
+// Load reads the current generation's metadata.
+func (t *Tree) Load() (*Meta, Stamp, error) {
+	s, err := t.ReadStamp()
+	if err != nil {
+		return nil, Stamp{}, err
+	}
+	d, err := metaDigestFromRef(s.Meta)
+	if err != nil {
+		return nil, Stamp{}, err
+	}
+	m, err := t.LoadMeta(d)
+	if err != nil {
+		return nil, Stamp{}, err
+	}
+	if m.Generation != s.Generation {
+		return nil, Stamp{}, fmt.Errorf("metadata %s is generation %d, stamp says %d", s.Meta, m.Generation, s.Generation)
+	}
+	return m, s, nil
+}
+
+// LoadMeta reads and verifies the metadata file with digest d.
+func (t *Tree) LoadMeta(d Digest) (*Meta, error) {
+	path := t.Path(MetaPath(d))
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading metadata: %w", err)
+	}
+	sum := sha256.Sum256(raw)
+	if got := "sha256:" + hex.EncodeToString(sum[:]); got != d.String() {
+		return nil, fmt.Errorf("metadata %s is corrupt: its content hashes to %s", path, got)
+	}
+	return DecodeMeta(raw)
+}
+
+// DecodeMeta decodes the compressed bytes of a metadata file.
+func DecodeMeta(raw []byte) (*Meta, error) {
+	zr, err := zstd.NewReader(bytes.NewReader(raw), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxMetaSize))
+	if err != nil {
+		return nil, fmt.Errorf("decoding metadata: %w", err)
+	}
+	defer zr.Close()
+	var m Meta
+	dec := json.NewDecoder(io.LimitReader(zr, MaxMetaSize))
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("decoding metadata: %w", err)
+	}
+	if m.Format != FormatVersion {
+		return nil, fmt.Errorf("metadata has format %d, this regmirror reads format %d: upgrade regmirror", m.Format, FormatVersion)
+	}
+	if m.Repositories == nil {
+		m.Repositories = map[string]*Repository{}
+	}
+	if m.Manifests == nil {
+		m.Manifests = map[Digest]*Manifest{}
+	}
+	if m.Blobs == nil {
+		m.Blobs = map[Digest]*Blob{}
+	}
+	for name, r := range m.Repositories {
+		if err := ValidateName(name); err != nil {
+			return nil, fmt.Errorf("metadata: %w", err)
+		}
+		for tag := range r.Tags {
+			if err := ValidateTag(tag); err != nil {
+				return nil, fmt.Errorf("metadata: repository %s: %w", name, err)
+			}
+		}
+	}
+	return &m, nil
+}
+
+// EncodeMeta returns the compressed bytes of a metadata file and their digest.
+func EncodeMeta(m *Meta) ([]byte, Digest, error) {
+	var buf bytes.Buffer
+	zw, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return nil, Digest{}, err
+	}
+	if err := json.NewEncoder(zw).Encode(m); err != nil {
+		zw.Close()
+		return nil, Digest{}, fmt.Errorf("encoding metadata: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, Digest{}, fmt.Errorf("compressing metadata: %w", err)
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	return buf.Bytes(), MustDigest("sha256:" + hex.EncodeToString(sum[:])), nil
+}
+
+// Publish writes m as a metadata file and then switches the current stamp to it: the last
+// write of a generation. Until the stamp's rename, readers see the previous generation.
+func (t *Tree) Publish(m *Meta) (Stamp, error) {
+	m.Format = FormatVersion
+	raw, d, err := EncodeMeta(m)
+	if err != nil {
+		return Stamp{}, err
+	}
+	if err := WriteFile(t.Path(MetaPath(d)), raw); err != nil {
+		return Stamp{}, err
+	}
+	s := Stamp{Format: FormatVersion, Generation: m.Generation, Meta: metaRef(d), Created: time.Now().UTC()}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return Stamp{}, err
+	}
+	if err := WriteFile(t.Path(CurrentFile), append(b, '\n')); err != nil {
+		return Stamp{}, fmt.Errorf("switching generation: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,108 @@
+package layout
+
+import (
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestPublishLoadRoundTrip(t *testing.T) {
+	tree := NewTree(t.TempDir())
+	if _, _, err := tree.Load(); !errors.Is(err, ErrNoGeneration) {
+		t.Fatalf("Load on empty tree: got %v, want ErrNoGeneration", err)
+	}
+	d := MustDigest("sha256:" + strings.Repeat("ab", 32))
+	m := NewMeta(3)
+	m.Repositories["fedora"] = &Repository{Tags: map[string]Digest{"42": d}, Manifests: []Digest{d}}
+	m.Manifests[d] = &Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Data: []byte(`{"schemaVersion":2}`)}
+	m.Blobs[d] = &Blob{Size: 19, Since: 3}
+	s, err := tree.Publish(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, gs, err := tree.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gs != s {
+		t.Errorf("stamp: got %+v, want %+v", gs, s)
+	}
+	if got.Generation != 3 || string(got.Manifests[d].Data) != `{"schemaVersion":2}` || got.Repositories["fedora"].Tags["42"] != d {
+		t.Errorf("round trip lost data: got %+v", got)
+	}
+}
+
+func TestLoadRefusesCorruptMeta(t *testing.T) {
+	tree := NewTree(t.TempDir())
+	s, err := tree.Publish(NewMeta(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := metaDigestFromRef(s.Meta)
+	if err := os.WriteFile(tree.Path(MetaPath(d)), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tree.Load(); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Errorf("got %v, want a corruption error", err)
+	}
+}
+
+func TestParseStamp(t *testing.T) {
+	hex := strings.Repeat("ab", 32)
+	tests := []struct {
+		name string
+		in   string
+		ok   bool
+	}{
+		{"good", `{"format":1,"generation":2,"meta":"meta/` + hex + `.json.zst"}`, true},
+		{"future format", `{"format":2,"generation":2,"meta":"meta/` + hex + `.json.zst"}`, false},
+		{"traversal", `{"format":1,"generation":2,"meta":"../../etc/passwd"}`, false},
+		{"not json", `garbage`, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseStamp([]byte(tc.in))
+			if got := err == nil; got != tc.ok {
+				t.Errorf("ParseStamp: got err %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+func FuzzParseStamp(f *testing.F) {
+	f.Add([]byte(`{"format":1,"generation":2,"meta":"meta/` + strings.Repeat("ab", 32) + `.json.zst"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := ParseStamp(b)
+		if err != nil {
+			return
+		}
+		if strings.Contains(s.Meta, "..") || strings.Contains(s.Meta[5:], "/") {
+			t.Fatalf("accepted unsafe metadata reference %q", s.Meta)
+		}
+	})
+}
+
+func TestWriteFileFuncFailureKeepsOld(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/f"
+	if err := WriteFile(p, []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	err := WriteFileFunc(p, func(w io.Writer) error {
+		w.Write([]byte("half"))
+		return errors.New("boom")
+	})
+	if err == nil {
+		t.Fatal("got nil error, want the writer's failure")
+	}
+	got, _ := os.ReadFile(p)
+	if string(got) != "old" {
+		t.Errorf("got %q, want the old content %q", got, "old")
+	}
+	left, _ := os.ReadDir(dir)
+	if len(left) != 1 {
+		t.Errorf("got %d files, want 1: the temporary file must be removed", len(left))
+	}
+}

@@ -1,0 +1,191 @@
+package layout
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Limits from the distribution grammar.
+const (
+	MaxNameLength = 255
+	MaxTagLength  = 128
+)
+
+// Errors returned by the parsers; wrapped with the offending value.
+var (
+	ErrNameInvalid   = errors.New("invalid repository name")
+	ErrTagInvalid    = errors.New("invalid tag")
+	ErrDigestInvalid = errors.New("invalid digest")
+	ErrDigestAlgo    = errors.New("unsupported digest algorithm")
+)
+
+// Digest is a validated content digest, "<algorithm>:<hex>". The zero value is invalid.
+// Only sha256 and sha512 are accepted, with lowercase hex of the right length, so a Digest is
+// always safe to use as a path component.
+type Digest struct{ s string }
+
+// ParseDigest validates s. It returns ErrDigestAlgo for a well-formed digest of an algorithm
+// the tree does not hold, and ErrDigestInvalid otherwise.
+func ParseDigest(s string) (Digest, error) {
+	algo, hex, ok := strings.Cut(s, ":")
+	if !ok || !validAlgorithm(algo) {
+		return Digest{}, fmt.Errorf("%w %q: want sha256:<64 hex digits>", ErrDigestInvalid, s)
+	}
+	var want int
+	switch algo {
+	case "sha256":
+		want = 64
+	case "sha512":
+		want = 128
+	default:
+		return Digest{}, fmt.Errorf("%w %q", ErrDigestAlgo, algo)
+	}
+	if len(hex) != want || !isLowerHex(hex) {
+		return Digest{}, fmt.Errorf("%w %q: want %s:<%d lowercase hex digits>", ErrDigestInvalid, s, algo, want)
+	}
+	return Digest{s}, nil
+}
+
+// MustDigest is ParseDigest for digests the program computed itself; it panics on a bad one.
+func MustDigest(s string) Digest {
+	d, err := ParseDigest(s)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
+func (d Digest) String() string { return d.s }
+
+// Algorithm is the part before the colon.
+func (d Digest) Algorithm() string { a, _, _ := strings.Cut(d.s, ":"); return a }
+
+// Hex is the part after the colon.
+func (d Digest) Hex() string { _, h, _ := strings.Cut(d.s, ":"); return h }
+
+// IsZero reports whether d is the zero value.
+func (d Digest) IsZero() bool { return d.s == "" }
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Digest) MarshalText() ([]byte, error) { return []byte(d.s), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler, validating the digest.
+func (d *Digest) UnmarshalText(b []byte) error {
+	p, err := ParseDigest(string(b))
+	if err != nil {
+		return err
+	}
+	*d = p
+	return nil
+}
+
+// validAlgorithm checks the OCI algorithm grammar: [a-z0-9]+([+._-][a-z0-9]+)*.
+func validAlgorithm(a string) bool {
+	if a == "" {
+		return false
+	}
+	prevSep := true
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			prevSep = false
+		case c == '+' || c == '.' || c == '_' || c == '-':
+			if prevSep {
+				return false
+			}
+			prevSep = true
+		default:
+			return false
+		}
+	}
+	return !prevSep
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidateName checks a repository name against the distribution grammar:
+// path components of [a-z0-9]+ joined by ".", "_", "__" or "-"+, separated by "/",
+// at most MaxNameLength bytes. Such a name never contains "..", a leading "/" or "//".
+func ValidateName(name string) error {
+	if name == "" || len(name) > MaxNameLength {
+		return fmt.Errorf("%w %q: want 1 to %d characters", ErrNameInvalid, trunc(name), MaxNameLength)
+	}
+	for comp := range strings.SplitSeq(name, "/") {
+		if !validComponent(comp) {
+			return fmt.Errorf("%w %q: path component %q is not lowercase letters and digits joined by '.', '_', '__' or '-'", ErrNameInvalid, trunc(name), trunc(comp))
+		}
+	}
+	return nil
+}
+
+func validComponent(c string) bool {
+	if c == "" {
+		return false
+	}
+	i := 0
+	for {
+		// alpha-numeric run
+		start := i
+		for i < len(c) && isAlnum(c[i]) {
+			i++
+		}
+		if i == start {
+			return false
+		}
+		if i == len(c) {
+			return true
+		}
+		// separator: "." | "_" | "__" | "-"+
+		switch c[i] {
+		case '.':
+			i++
+		case '_':
+			i++
+			if i < len(c) && c[i] == '_' {
+				i++
+			}
+		case '-':
+			for i < len(c) && c[i] == '-' {
+				i++
+			}
+		default:
+			return false
+		}
+	}
+}
+
+func isAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+
+// ValidateTag checks a tag against the distribution grammar: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
+func ValidateTag(tag string) error {
+	if tag == "" || len(tag) > MaxTagLength {
+		return fmt.Errorf("%w %q: want 1 to %d characters", ErrTagInvalid, trunc(tag), MaxTagLength)
+	}
+	for i := 0; i < len(tag); i++ {
+		c := tag[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' ||
+			i > 0 && (c == '.' || c == '-')
+		if !ok {
+			return fmt.Errorf("%w %q: want [a-zA-Z0-9_][a-zA-Z0-9._-]*", ErrTagInvalid, trunc(tag))
+		}
+	}
+	return nil
+}
+
+// trunc keeps error messages one readable line when the input is hostile.
+func trunc(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
