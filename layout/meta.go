@@ -51,9 +51,14 @@ type Meta struct {
 	// Blobs by digest: every file in blobs/ that the generation references (manifests included).
 	// Foreign layers the source does not hold are not here.
 	Blobs map[Digest]*Blob `json:"blobs"`
-	// Orphans are files still in blobs/ that no generation since the given time references;
-	// they are deleted once older than the grace period.
-	Orphans map[Digest]time.Time `json:"orphans,omitempty"`
+	// Orphans are files still in blobs/ that the generation no longer references; they are
+	// deleted once unreferenced for longer than the grace period.
+	Orphans map[Digest]*Orphan `json:"orphans,omitempty"`
+
+	// Origin is the URL of a full copy of the tree (ending in "/") that serves blobs when no
+	// mirror can; empty means the redirector serves them from its own tree. From the mirrors
+	// file.
+	Origin string `json:"origin,omitempty"`
 
 	// Mirrors is the mirror network with the last crawl's findings; empty without --mirrors.
 	Mirrors []*Mirror `json:"mirrors,omitempty"`
@@ -92,6 +97,13 @@ type Blob struct {
 	Since uint64 `json:"since"`
 }
 
+// Orphan is a blob file no longer referenced.
+type Orphan struct {
+	Size         int64     `json:"size"`
+	Since        uint64    `json:"since"`        // as in Blob, kept if the blob is referenced again
+	Unreferenced time.Time `json:"unreferenced"` // when a generation first stopped referencing it
+}
+
 // Mirror is one mirror from the mirrors file, with what the last crawl found.
 type Mirror struct {
 	Name      string   `json:"name"`
@@ -110,10 +122,15 @@ type Mirror struct {
 	Checked    time.Time `json:"checked,omitzero"`
 }
 
-// Region is one region's candidates.
+// Region is one region's candidates. Region keys are ISO 3166-1 alpha-2 country codes ("DE"),
+// continent codes ("EU", "NA", "SA", "AS", "AF", "OC", "AN") and "global". A client whose
+// country has no region uses its continent's, then "global".
 type Region struct {
-	// Mirrors names the candidate mirrors in preference order.
-	Mirrors []string `json:"mirrors"`
+	// Tiers names candidate mirrors, most preferred tier first (the country's, then the rest
+	// of its continent, then the rest of the world). Within a tier the choice is random,
+	// weighted by bandwidth. Only mirrors that were healthy and enabled at the last crawl are
+	// listed; per blob, a mirror is a candidate only if its Generation >= the blob's Since.
+	Tiers [][]string `json:"tiers"`
 	// VariantSet indexes Meta.VariantSets; -1 when the region has no variants.
 	VariantSet int `json:"variantSet"`
 }
