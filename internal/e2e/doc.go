@@ -1,0 +1,27 @@
+// Package e2e holds regmirror's end-to-end tests and benchmarks against real peers on
+// loopback (see internal/peers): Debian's docker-registry (docker-distribution 2.8) as the
+// source, the regmirror binary built from this checkout, skopeo reading the published tree
+// as an OCI image layout, rsync filling a mirror and nginx serving it.
+//
+// What the tests here establish:
+//
+//   - generate_test.go: `regmirror generate` publishes every repository:tag of the source
+//     (demo images from internal/testimages plus extra repositories) as a tree that skopeo
+//     inspects and copies, every blob hashing to its name and the digests matching what was
+//     pushed; --repo globs select what they should; a re-run with nothing new costs about one
+//     request per tag and fetches no blob (counted at a proxy in front of the source); a tag
+//     deleted at the source leaves the next generation; --dry-run writes nothing.
+//   - crashloop_test.go: `kill -9` at random moments during generate, many times over, with a
+//     logged seed (REGMIRROR_CRASH_SEED replays a run): after each kill the tree either has no
+//     generation yet or loads and validates; the final uninterrupted run completes.
+//   - badinput_test.go: an unreachable source and wrong credentials (docker-registry with
+//     htpasswd) exit non-zero with a one-line "regmirror: …" error and leave the previous
+//     tree loadable.
+//   - harness_test.go: the harness itself (registry with and without auth, nginx stop/start
+//     and access log, the documented two-phase rsync).
+//   - bench_generate_test.go: the generator's quality bars side by side with crane and a bare
+//     copy floor (`make bench`).
+//
+// Every test here needs the real peers and fails loudly when one is missing (`make test`
+// installs them); `go test -short` (make unit) skips the package.
+package e2e

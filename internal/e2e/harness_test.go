@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/regmirror/regmirror/internal/peers"
+)
+
+// TestHarnessRegistry checks the docker-registry harness: push, resolve, delete, and the
+// htpasswd variant refusing anonymous and wrong credentials.
+func TestHarnessRegistry(t *testing.T) {
+	needPeers(t)
+	ctx := context.Background()
+	refs := demo(t)
+	w := wantOf(t, refs)
+
+	t.Run("plain", func(t *testing.T) {
+		reg := peers.StartRegistry(t)
+		reg.Push(t, refs)
+		for _, n := range w.keys() {
+			ref, err := name.ParseReference(reg.Host+"/"+n, name.Insecure)
+			if err != nil {
+				t.Fatal(err)
+			}
+			desc, err := remote.Head(ref, reg.RemoteOptions(ctx)...)
+			if err != nil {
+				t.Fatalf("HEAD %s: %v", ref, err)
+			}
+			if desc.Digest != w[n] {
+				t.Errorf("%s: got %s, want %s", n, desc.Digest, w[n])
+			}
+		}
+		reg.DeleteTag(t, "fedora/httpd", "2.4")
+		ref, _ := name.ParseReference(reg.Host+"/fedora/httpd:latest", name.Insecure)
+		if _, err := remote.Head(ref, reg.RemoteOptions(ctx)...); err == nil {
+			t.Errorf("fedora/httpd:latest still resolves after deleting its manifest by digest, want it gone")
+		}
+	})
+
+	t.Run("htpasswd", func(t *testing.T) {
+		reg := peers.StartRegistry(t, peers.WithHtpasswd("alice", "s3cret"))
+		resp, err := http.Get(reg.URL + "/v2/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("anonymous GET /v2/: got %s, want 401", resp.Status)
+		}
+		reg.Push(t, refs[:1])
+		ref, _ := name.ParseReference(reg.Host+"/fedora:42", name.Insecure)
+		if _, err := remote.Head(ref, remote.WithAuth(&authn.Basic{Username: "alice", Password: "wrong"})); err == nil {
+			t.Errorf("HEAD with a wrong password: got success, want 401")
+		}
+		if _, err := remote.Head(ref, reg.RemoteOptions(ctx)...); err != nil {
+			t.Errorf("HEAD with the right password: %v", err)
+		}
+	})
+}
+
+// TestHarnessNginx checks the private nginx: it serves a directory, logs each request, and
+// refuses connections between Stop and Start.
+func TestHarnessNginx(t *testing.T) {
+	needPeers(t)
+	root := t.TempDir()
+	blob := filepath.Join(root, "blobs", "sha256", strings.Repeat("ab", 32))
+	if err := os.MkdirAll(filepath.Dir(blob), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(blob, []byte("layer bytes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := peers.StartNginx(t, root)
+	path := "/blobs/sha256/" + strings.Repeat("ab", 32)
+	get := func() (string, error) {
+		resp, err := http.Get(n.URL + strings.TrimPrefix(path, "/"))
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return "", errors.New(resp.Status)
+		}
+		return string(b), err
+	}
+	if got, err := get(); err != nil || got != "layer bytes" {
+		t.Fatalf("GET %s: got %q, %v, want %q", path, got, err, "layer bytes")
+	}
+	if got := n.Requests(path); got != 1 {
+		t.Errorf("access log GETs of %s: got %d, want 1\n%s", path, got, strings.Join(n.AccessLog(), "\n"))
+	}
+	n.Stop()
+	if _, err := get(); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("GET after Stop: got %v, want connection refused", err)
+	}
+	n.Start()
+	if got, err := get(); err != nil || got != "layer bytes" {
+		t.Fatalf("GET after Start: got %q, %v, want %q", got, err, "layer bytes")
+	}
+	if got := n.Requests(path); got != 2 {
+		t.Errorf("access log GETs of %s: got %d, want 2", path, got)
+	}
+}
+
+// TestHarnessSyncMirror checks the documented two-phase rsync: the mirror ends up equal to the
+// tree (temporary files excepted), old files deleted.
+func TestHarnessSyncMirror(t *testing.T) {
+	needPeers(t)
+	tree, mirror := t.TempDir(), t.TempDir()
+	// The mirror's files date from an earlier sync, as they would: rsync's quick check
+	// compares size and mtime.
+	write := func(root string, files map[string]string, mtime time.Time) {
+		for p, c := range files {
+			full := filepath.Join(root, p)
+			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(full, mtime, mtime); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(tree, map[string]string{
+		"oci-layout":            "{}",
+		"index.json":            "new index",
+		"blobs/sha256/aa":       "new blob",
+		"blobs/sha256/bb":       "kept blob",
+		"regmirror/current":     "new stamp",
+		"regmirror/meta/m2":     "new meta",
+		"blobs/sha256/.tmp-x-1": "half-written",
+	}, time.Now())
+	write(mirror, map[string]string{
+		"index.json":        "old index",
+		"blobs/sha256/bb":   "kept blob",
+		"blobs/sha256/cc":   "deleted blob",
+		"regmirror/current": "old stamp",
+		"regmirror/meta/m1": "old meta",
+	}, time.Now().Add(-time.Hour))
+	peers.SyncMirror(t, tree, mirror)
+	got := map[string]string{}
+	filepath.WalkDir(mirror, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			b, _ := os.ReadFile(p)
+			rel, _ := filepath.Rel(mirror, p)
+			got[rel] = string(b)
+		}
+		return err
+	})
+	want := map[string]string{
+		"oci-layout":        "{}",
+		"index.json":        "new index",
+		"blobs/sha256/aa":   "new blob",
+		"blobs/sha256/bb":   "kept blob",
+		"regmirror/current": "new stamp",
+		"regmirror/meta/m2": "new meta",
+	}
+	for p, c := range want {
+		if got[p] != c {
+			t.Errorf("mirror %s: got %q, want %q", p, got[p], c)
+		}
+	}
+	for p := range got {
+		if _, ok := want[p]; !ok {
+			t.Errorf("mirror has %s, want it absent", p)
+		}
+	}
+}
