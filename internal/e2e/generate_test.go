@@ -1,0 +1,360 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/regmirror/regmirror/internal/peers"
+	"github.com/regmirror/regmirror/internal/testimages"
+	"github.com/regmirror/regmirror/layout"
+)
+
+// extraRefs are repositories beyond the demo set: nested names for the --repo globs, several
+// tags per repository, and a Docker manifest list.
+func extraRefs(t testing.TB) []testimages.Ref {
+	t.Helper()
+	refs := randomImages(t, 1, []string{"extra/app"}, 3, 2, 64<<10)
+	refs = append(refs, randomImages(t, 2, []string{"extra/deep/nested"}, 1, 1, 32<<10)...)
+	mk := func(arch string, b byte) v1.Image {
+		l := static.NewLayer([]byte(strings.Repeat(string(b), 4096)), types.DockerUncompressedLayer)
+		img, err := testimages.Image(types.DockerManifestSchema2, types.DockerConfigJSON, arch, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	list := testimages.Index(types.DockerManifestList, mk("amd64", 'a'), mk("arm64", 'b'))
+	return append(refs, testimages.Ref{Repo: "extra/dockerlist", Tags: []string{"1", "latest"}, Index: list})
+}
+
+// platformImage is the image a client on os/arch gets for ref: the index child for that
+// platform, or the image itself.
+func platformImage(t testing.TB, ref testimages.Ref, arch string) v1.Image {
+	t.Helper()
+	if ref.Image != nil {
+		return ref.Image
+	}
+	im, err := ref.Index.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range im.Manifests {
+		if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == arch {
+			img, err := ref.Index.Image(d.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return img
+		}
+	}
+	t.Fatalf("%s has no linux/%s image", ref.Repo, arch)
+	return nil
+}
+
+// skopeoPolicy writes a signature policy that accepts everything, so skopeo does not depend on
+// the machine's /etc/containers/policy.json.
+func skopeoPolicy(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(p, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// TestGeneratePublishesEveryTag publishes the demo images and extra repositories from
+// docker-registry and reads every tag back with skopeo from the tree as an OCI layout.
+func TestGeneratePublishesEveryTag(t *testing.T) {
+	needPeers(t)
+	skopeo := peers.Require(t, "skopeo")
+	policy := skopeoPolicy(t)
+	reg := peers.StartRegistry(t)
+	refs := append(demo(t), extraRefs(t)...)
+	reg.Push(t, refs)
+	out := filepath.Join(t.TempDir(), "tree")
+
+	r := generate(t, reg.URL, out)
+	t.Logf("generate took %v; last line: %s", r.took.Round(time.Millisecond), lastLines(r.stderr+r.stdout, 1))
+	w := wantOf(t, refs)
+	checkPublished(t, out, w)
+	checkTree(t, out)
+	if n := rehashAllBlobs(t, out); n == 0 {
+		t.Fatalf("blobs/sha256 is empty")
+	}
+
+	byName := map[string]testimages.Ref{}
+	for _, ref := range refs {
+		for _, tag := range ref.Tags {
+			byName[ref.Repo+":"+tag] = ref
+		}
+	}
+	type copyCase struct {
+		name string
+		args []string // extra skopeo arguments
+		arch string
+	}
+	for _, name := range w.keys() {
+		t.Run(name, func(t *testing.T) {
+			ref := byName[name]
+			loc := "oci:" + out + ":" + name
+
+			raw := peers.Run(t, time.Minute, skopeo, "--policy", policy, "inspect", "--raw", loc)
+			if got, want := "sha256:"+sha256Hex([]byte(raw)), w[name].String(); got != want {
+				t.Errorf("skopeo inspect --raw %s: got bytes hashing to %s, want %s", name, got, want)
+			}
+			var info struct {
+				Architecture string
+				Layers       []string
+			}
+			if err := json.Unmarshal([]byte(peers.Run(t, time.Minute, skopeo, "--policy", policy, "inspect", loc)), &info); err != nil {
+				t.Fatalf("skopeo inspect %s: %v", name, err)
+			}
+			if info.Architecture != "amd64" {
+				t.Errorf("skopeo inspect %s: got architecture %q, want amd64", name, info.Architecture)
+			}
+
+			cases := []copyCase{{name: "host platform", arch: "amd64"}}
+			if ref.Index != nil {
+				cases = append(cases, copyCase{name: "arm64", args: []string{"--override-arch", "arm64"}, arch: "arm64"})
+			}
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					img := platformImage(t, ref, c.arch)
+					dir := filepath.Join(t.TempDir(), "copy")
+					args := append([]string{"--policy", policy}, c.args...)
+					peers.Run(t, 2*time.Minute, skopeo, append(args, "copy", "--quiet", loc, "dir:"+dir)...)
+					mf, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					wantDigest, err := img.Digest()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := "sha256:" + sha256Hex(mf); got != wantDigest.String() {
+						t.Errorf("copied manifest: got %s, want %s", got, wantDigest)
+					}
+					m, err := img.Manifest()
+					if err != nil {
+						t.Fatal(err)
+					}
+					wantBlobs := []v1.Descriptor{m.Config}
+					wantBlobs = append(wantBlobs, m.Layers...)
+					var wantLayers []string
+					for _, l := range m.Layers {
+						wantLayers = append(wantLayers, l.Digest.String())
+					}
+					if c.arch == "amd64" && !slices.Equal(info.Layers, wantLayers) {
+						t.Errorf("skopeo inspect layers: got %v, want %v", info.Layers, wantLayers)
+					}
+					for _, d := range wantBlobs {
+						got, err := hashFile(filepath.Join(dir, d.Digest.Hex))
+						if err != nil {
+							t.Errorf("copied blob %s: %v", d.Digest, err)
+						} else if got != d.Digest.String() {
+							t.Errorf("copied blob %s: got bytes hashing to %s", d.Digest, got)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestGenerateRepoGlobs checks that --repo selects repositories as design.md says: "*" within
+// a path segment, "**" across segments, several flags adding up.
+func TestGenerateRepoGlobs(t *testing.T) {
+	needPeers(t)
+	reg := peers.StartRegistry(t)
+	refs := append(demo(t), extraRefs(t)...)
+	reg.Push(t, refs)
+	all := wantOf(t, refs)
+
+	tests := []struct {
+		name  string
+		globs []string
+		repos []string
+	}{
+		{"no glob selects everything", nil, []string{"fedora", "fedora/toolbox", "fedora/httpd", "fedora/minimal", "extra/app", "extra/deep/nested", "extra/dockerlist"}},
+		{"exact name", []string{"fedora"}, []string{"fedora"}},
+		{"star stays in its segment", []string{"fedora/*"}, []string{"fedora/toolbox", "fedora/httpd", "fedora/minimal"}},
+		{"lone star is one segment", []string{"*"}, []string{"fedora"}},
+		{"star does not cross slashes", []string{"extra/*"}, []string{"extra/app", "extra/dockerlist"}},
+		{"double star crosses slashes", []string{"extra/**"}, []string{"extra/app", "extra/deep/nested", "extra/dockerlist"}},
+		{"leading double star", []string{"**/nested"}, []string{"extra/deep/nested"}},
+		{"star inside a segment", []string{"fedora/*i*"}, []string{"fedora/minimal"}},
+		{"several flags add up", []string{"fedora", "extra/app", "fedora/toolbox"}, []string{"fedora", "extra/app", "fedora/toolbox"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "tree")
+			var args []string
+			for _, g := range tc.globs {
+				args = append(args, "--repo", g)
+			}
+			generate(t, reg.URL, out, args...)
+			w := want{}
+			for name, d := range all {
+				repo, _, _ := strings.Cut(name, ":")
+				if slices.Contains(tc.repos, repo) {
+					w[name] = d
+				}
+			}
+			checkPublished(t, out, w)
+			checkTree(t, out)
+		})
+	}
+}
+
+// TestGenerateLifecycle follows one tree through re-runs against a changing source: a no-op
+// re-run costs about one request per tag and fetches no blob; a tag deleted at the source
+// leaves the next generation while its blobs wait out the grace period; --dry-run writes
+// nothing; the next real run applies what the dry run planned.
+func TestGenerateLifecycle(t *testing.T) {
+	needPeers(t)
+	reg := peers.StartRegistry(t)
+	refs := append(demo(t), extraRefs(t)...)
+	reg.Push(t, refs)
+	w := wantOf(t, refs)
+	proxy := newSourceProxy(t, reg.URL, 0)
+	out := filepath.Join(t.TempDir(), "tree")
+
+	generate(t, proxy.URL, out)
+	checkPublished(t, out, w)
+	m0 := checkTree(t, out)
+	t.Logf("first run: %s", proxy)
+
+	t.Run("no-op re-run fetches no blob", func(t *testing.T) {
+		proxy.Reset()
+		r := generate(t, proxy.URL, out)
+		repos := map[string]bool{}
+		for name := range w {
+			repo, _, _ := strings.Cut(name, ":")
+			repos[repo] = true
+		}
+		t.Logf("re-run over %d tags in %d repositories: %d requests (%s) in %v", len(w), len(repos), proxy.Total(), proxy, r.took.Round(time.Millisecond))
+		for _, key := range []string{"GET blob", "HEAD blob", "GET manifest"} {
+			if got := proxy.Count(key); got != 0 {
+				t.Errorf("%s requests: got %d, want 0 (every digest is already in the tree)", key, got)
+			}
+		}
+		// One HEAD per tag, one tag list per repository, the catalog and the ping.
+		if got, max := proxy.Total(), len(w)+len(repos)+3; got > max {
+			t.Errorf("requests: got %d, want at most %d (%d tags, %d repositories): %s", got, max, len(w), len(repos), proxy)
+		}
+		checkPublished(t, out, w)
+		checkTree(t, out)
+	})
+
+	gone := "extra/app:t1"
+	goneRef := refs[len(demo(t))+1] // extra/app t1
+	if goneRef.Repo+":"+goneRef.Tags[0] != gone {
+		t.Fatalf("test setup: got %s:%s, want %s", goneRef.Repo, goneRef.Tags[0], gone)
+	}
+	goneLayers := func() []layout.Digest {
+		m, err := goneRef.Image.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ds []layout.Digest
+		for _, l := range m.Layers {
+			ds = append(ds, layout.MustDigest(l.Digest.String()))
+		}
+		return ds
+	}()
+
+	t.Run("deleted tag leaves the next generation", func(t *testing.T) {
+		for _, d := range goneLayers {
+			if m0.Blobs[d] == nil {
+				t.Fatalf("setup: layer %s of %s not in the first generation", d, gone)
+			}
+		}
+		reg.DeleteTag(t, "extra/app", "t1")
+		generate(t, proxy.URL, out)
+		w = w.without(gone)
+		checkPublished(t, out, w)
+		m := checkTree(t, out)
+		for _, d := range goneLayers {
+			if m.Blobs[d] != nil {
+				t.Errorf("layer %s of deleted %s: still referenced by the metadata", d, gone)
+			}
+			if m.Orphans[d] == nil {
+				t.Errorf("layer %s of deleted %s: got no orphan record, want one (grace period)", d, gone)
+			}
+			if _, err := os.Stat(filepath.Join(out, layout.BlobPath(d))); err != nil {
+				t.Errorf("layer %s of deleted %s: deleted before the grace period: %v", d, gone, err)
+			}
+		}
+	})
+
+	t.Run("gc after the grace period", func(t *testing.T) {
+		time.Sleep(10 * time.Millisecond)
+		generate(t, proxy.URL, out, "--gc-grace", "1ms")
+		checkPublished(t, out, w)
+		m := checkTree(t, out)
+		for _, d := range goneLayers {
+			if m.Orphans[d] != nil || m.Blobs[d] != nil {
+				t.Errorf("layer %s of deleted %s: still in the metadata after the grace period", d, gone)
+			}
+			if _, err := os.Stat(filepath.Join(out, layout.BlobPath(d))); !os.IsNotExist(err) {
+				t.Errorf("layer %s of deleted %s: got %v, want the file deleted after the grace period", d, gone, err)
+			}
+		}
+		rehashAllBlobs(t, out)
+	})
+
+	t.Run("dry run writes nothing", func(t *testing.T) {
+		added := randomImages(t, 3, []string{"extra/app"}, 1, 1, 16<<10)
+		added[0].Tags = []string{"t9"}
+		reg.Push(t, added)
+		reg.DeleteTag(t, "extra/app", "t2")
+		before := snapshot(t, out)
+		r := regmirror(t, nil, "generate", "--source", reg.URL, "--out", out, "--dry-run")
+		if r.err != nil {
+			t.Fatalf("%v", r)
+		}
+		if diffs := diffSnapshots(before, snapshot(t, out)); len(diffs) > 0 {
+			t.Errorf("--dry-run changed the tree:\n%s", strings.Join(diffs, "\n"))
+		}
+		plan := r.stdout + r.stderr
+		for _, name := range []string{"extra/app:t9", "extra/app:t2"} {
+			if !strings.Contains(plan, name) {
+				t.Errorf("--dry-run plan does not name %s:\n%s", name, lastLines(plan, 40))
+			}
+		}
+
+		fresh := filepath.Join(t.TempDir(), "never-created")
+		if r := regmirror(t, nil, "generate", "--source", reg.URL, "--out", fresh, "--dry-run"); r.err != nil {
+			t.Fatalf("%v", r)
+		}
+		if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+			t.Errorf("--dry-run into a new directory: got %v, want the directory not created", err)
+		}
+
+		generate(t, reg.URL, out)
+		w = w.without("extra/app:t2")
+		d, err := added[0].Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w["extra/app:t9"] = d
+		checkPublished(t, out, w)
+		checkTree(t, out)
+	})
+}
