@@ -1,0 +1,239 @@
+package mirrors
+
+import (
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/regmirror/regmirror/layout"
+)
+
+// MaxURLs is how many mirrors a variant's descriptor names at most, before the origin.
+const MaxURLs = 3
+
+// StatusNotCrawled is the status of a mirror no crawl has checked yet (or whose URL changed
+// since): it is not a candidate until a crawl finds it healthy.
+const StatusNotCrawled = "not crawled yet"
+
+// Stats describes one precompute.
+type Stats struct {
+	Mirrors     int // mirrors in the network
+	Candidates  int // enabled mirrors the last crawl found healthy
+	Regions     int
+	VariantSets int // distinct candidate lists with at least one candidate
+	// Variants and VariantBytes count every variant of every set.
+	Variants     int
+	VariantBytes int64
+	// Unsupported counts manifests that get no variants: Docker schema 1 (signed), unknown
+	// media types, and manifests that do not parse as one JSON object without duplicate keys.
+	Unsupported int
+}
+
+func (s Stats) String() string {
+	return fmt.Sprintf("%d mirrors (%d candidates), %d regions, %d variant sets, %d variants (%s)",
+		s.Mirrors, s.Candidates, s.Regions, s.VariantSets, s.Variants, formatBytes(s.VariantBytes))
+}
+
+// Apply records the mirrors file f in meta and recomputes the region data: meta.Origin,
+// meta.Mirrors, meta.Regions and meta.VariantSets. Crawl state (Generation, Healthy, Status,
+// Failures, Checked) is carried over from prev, the mirrors of the tree's previous metadata
+// (nil for none), for every mirror whose name and URL are unchanged; a new mirror, or one whose
+// URL changed, is not crawled yet and so not a candidate. generate calls it with the file of
+// --mirrors and the previous generation's mirrors; crawl with its own findings.
+func Apply(meta *layout.Meta, f *File, prev []*layout.Mirror) (Stats, error) {
+	SetMirrors(meta, f, prev)
+	return Precompute(meta)
+}
+
+// SetMirrors records f in meta (Origin and Mirrors, crawl state carried over from prev as in
+// Apply) without recomputing the region data.
+func SetMirrors(meta *layout.Meta, f *File, prev []*layout.Mirror) {
+	old := make(map[string]*layout.Mirror, len(prev))
+	for _, m := range prev {
+		old[m.Name] = m
+	}
+	meta.Origin = f.Origin
+	meta.Mirrors = make([]*layout.Mirror, 0, len(f.Mirrors))
+	for _, m := range f.Mirrors {
+		lm := &layout.Mirror{
+			Name:      m.Name,
+			URL:       m.URL,
+			Country:   m.Country,
+			Continent: m.Continent,
+			Bandwidth: m.Bandwidth,
+			Enabled:   m.Enabled,
+			Status:    StatusNotCrawled,
+		}
+		for _, b := range m.Netblocks {
+			lm.Netblocks = append(lm.Netblocks, b.String())
+		}
+		if p := old[m.Name]; p != nil && p.URL == m.URL {
+			lm.Generation, lm.Healthy, lm.Status, lm.Failures, lm.Checked = p.Generation, p.Healthy, p.Status, p.Failures, p.Checked
+		}
+		meta.Mirrors = append(meta.Mirrors, lm)
+	}
+}
+
+// Usable reports whether m is a candidate at all: enabled, and found healthy by the last crawl
+// (a mirror never crawled is not). Per blob, it is a candidate only if it holds the blob's
+// generation (see Holds).
+func Usable(m *layout.Mirror) bool {
+	return m.Enabled && m.Healthy && m.Generation > 0 && !m.Checked.IsZero()
+}
+
+// Holds reports whether a mirror at generation g holds blob b.
+func Holds(g uint64, b *layout.Blob) bool { return b != nil && b.Since <= g }
+
+// Precompute recomputes meta.Regions and meta.VariantSets from meta.Mirrors, meta.Origin,
+// meta.Manifests and meta.Blobs. It reads nothing else and touches no other field.
+//
+// Regions: one per country that has a mirror in the file (usable or not), one per continent
+// (all seven) and "global". A country's tiers are its own usable mirrors, then the rest of its
+// continent (the continent GeoIP gives the country), then the rest of the world; a continent's
+// are its mirrors (by the mirror's continent field), then the rest; global's is every usable
+// mirror. Empty tiers are dropped; within a tier mirrors are sorted by bandwidth (highest first)
+// then name, which is also the order of a variant's urls.
+//
+// Variants: regions with identical tiers share one VariantSet; a region without any candidate
+// has VariantSet -1. See the package documentation for the variants' content.
+func Precompute(meta *layout.Meta) (Stats, error) {
+	st := Stats{Mirrors: len(meta.Mirrors)}
+	usable := make([]*layout.Mirror, 0, len(meta.Mirrors))
+	for _, m := range meta.Mirrors {
+		if Usable(m) {
+			usable = append(usable, m)
+		}
+	}
+	st.Candidates = len(usable)
+	sort.SliceStable(usable, func(i, j int) bool {
+		a, b := usable[i], usable[j]
+		if a.Bandwidth != b.Bandwidth {
+			return a.Bandwidth > b.Bandwidth
+		}
+		return a.Name < b.Name
+	})
+
+	regions := map[string][][]string{}
+	for _, m := range meta.Mirrors {
+		if _, done := regions[m.Country]; done || m.Country == "" {
+			continue
+		}
+		cont, ok := countryContinent[m.Country]
+		if !ok {
+			cont = m.Continent
+		}
+		c := m.Country
+		regions[c] = tiers(usable,
+			func(u *layout.Mirror) bool { return u.Country == c },
+			func(u *layout.Mirror) bool { return u.Continent == cont },
+			func(*layout.Mirror) bool { return true })
+	}
+	for _, k := range Continents {
+		regions[k] = tiers(usable,
+			func(u *layout.Mirror) bool { return u.Continent == k },
+			func(*layout.Mirror) bool { return true })
+	}
+	regions["global"] = tiers(usable, func(*layout.Mirror) bool { return true })
+
+	// Group regions by candidate lists, in sorted region order for stable set numbers.
+	names := make([]string, 0, len(regions))
+	for r := range regions {
+		names = append(names, r)
+	}
+	sort.Strings(names)
+	byKey := map[string]int{}
+	var sets [][][]string
+	meta.Regions = make(map[string]*layout.Region, len(regions))
+	for _, r := range names {
+		t := regions[r]
+		idx := -1
+		if len(t) > 0 {
+			key := tiersKey(t)
+			var ok bool
+			if idx, ok = byKey[key]; !ok {
+				idx = len(sets)
+				byKey[key] = idx
+				sets = append(sets, t)
+			}
+		}
+		meta.Regions[r] = &layout.Region{Tiers: t, VariantSet: idx}
+	}
+	st.Regions = len(meta.Regions)
+	st.VariantSets = len(sets)
+
+	byName := make(map[string]*layout.Mirror, len(usable))
+	for _, m := range usable {
+		byName[m.Name] = m
+	}
+	tmpls, unsupported := parseManifests(meta.Manifests)
+	st.Unsupported = unsupported
+	meta.VariantSets = make([]*layout.VariantSet, len(sets))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, t := range sets {
+		var pref []*layout.Mirror
+		for _, tier := range t {
+			for _, n := range tier {
+				pref = append(pref, byName[n])
+			}
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			meta.VariantSets[i] = buildSet(meta, tmpls, pref)
+		}()
+	}
+	wg.Wait()
+	for _, vs := range meta.VariantSets {
+		st.Variants += len(vs.Variants)
+		for _, v := range vs.Variants {
+			st.VariantBytes += int64(len(v.Data))
+		}
+	}
+	return st, nil
+}
+
+// tiers builds the tiers of a region: tier i holds the usable mirrors that match preds[i] and
+// no earlier predicate. usable is sorted already.
+func tiers(usable []*layout.Mirror, preds ...func(*layout.Mirror) bool) [][]string {
+	out := [][]string{}
+	placed := map[string]bool{}
+	for _, pred := range preds {
+		var tier []string
+		for _, m := range usable {
+			if !placed[m.Name] && pred(m) {
+				placed[m.Name] = true
+				tier = append(tier, m.Name)
+			}
+		}
+		if len(tier) > 0 {
+			out = append(out, tier)
+		}
+	}
+	return out
+}
+
+func tiersKey(t [][]string) string {
+	var b strings.Builder
+	for _, tier := range t {
+		for _, n := range tier {
+			b.WriteString(n)
+			b.WriteByte(0)
+		}
+		b.WriteByte(1)
+	}
+	return b.String()
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

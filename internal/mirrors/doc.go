@@ -1,0 +1,58 @@
+// Package mirrors reads the mirrors file and precomputes, for the tree's metadata, the regions
+// and the regional manifest variants that the redirector serves from.
+//
+// # The mirrors file
+//
+// YAML; JSON is accepted, being YAML:
+//
+//	origin: https://origin.example.org/containers/   # optional: a full copy of the tree
+//	mirrors:
+//	  - name: mirror.example.de        # unique; letters, digits, '.', '_', '-'
+//	    url: https://mirror.example.de/pub/containers/   # http(s), ends in "/", the tree root
+//	    country: DE                    # ISO 3166-1 alpha-2 (XK for Kosovo, as GeoIP has it)
+//	    continent: EU                  # optional: AF AN AS EU NA OC SA; default: the country's
+//	    bandwidth: 1000                # optional: Mbit/s, 1..10000000; default 100
+//	    netblocks: [192.0.2.0/24]      # optional: CIDRs whose clients go to this mirror first
+//	    enabled: true                  # optional: default true
+//
+// Every problem is reported with the file, the line and the field, for example
+// `mirrors.yaml:7: mirror "x": country "XX" is not an ISO 3166-1 alpha-2 code`; a file with
+// several problems reports the first and how many others there are (Errors holds them all).
+// Unknown fields, duplicate fields or names, YAML aliases and merge keys, and more than one
+// YAML document are errors. Country and continent codes are accepted in any case and stored in
+// upper case. A bandwidth of 0 or less is an error (enabled: false takes a mirror out).
+// Netblocks are stored masked (192.0.2.1/24 becomes 192.0.2.0/24), IPv4-mapped IPv6 prefixes
+// as IPv4, and /0 is refused. URLs carry no user info, query or fragment.
+//
+// A mirror's continent field, when given, overrides the continent of its country (a mirror in
+// Russia's Asian part may say AS): it places the mirror in that continent's region. A country's
+// region uses the continent GeoIP gives the country's clients.
+//
+// # Regions and candidates
+//
+// A mirror is a candidate only when it is enabled and the last crawl found it healthy: a
+// mirror never crawled (new, or whose URL changed) is not a candidate, so `generate --mirrors`
+// followed by `crawl` is the way to bring mirrors in. Per blob, a candidate qualifies only if
+// the generation it holds is at least the blob's Since (Holds).
+//
+// Regions are every country with a mirror in the file, all seven continents and "global".
+// Their tiers and sharing are described at Precompute.
+//
+// # Variants
+//
+// For every distinct candidate list, every image manifest (OCI or Docker schema 2) gets a
+// variant whose config and layer descriptors carry urls: up to MaxURLs mirrors of the region
+// holding that blob, in preference order (tiers in order, within a tier by bandwidth then
+// name), as <mirror url>blobs/sha256/<hex>, then the origin's URL last when the file has one.
+// Every index and manifest list gets a variant whose children's digests and sizes are those of
+// the children's variants. All other fields (annotations, subject, artifactType, platform,
+// unknown ones) are kept, in document order; the variant is compact JSON with the canonical
+// media type, and its digest is the sha256 of its bytes.
+//
+// A descriptor that already has urls (a foreign or non-distributable layer) is left as it is:
+// its publisher chose where it lives. A descriptor whose blob the tree does not hold gets no
+// urls. A manifest for which nothing would change (no mirror holds any of its blobs and there
+// is no origin, or an index none of whose children has a variant) has no variant in that set:
+// the redirector serves the canonical manifest. Docker schema 1 manifests (signed), unknown
+// media types and manifests with duplicate JSON keys get no variants.
+package mirrors

@@ -1,0 +1,539 @@
+package mirrors
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Limits of a mirrors file.
+const (
+	// MaxFileSize bounds the size of a mirrors file.
+	MaxFileSize = 8 << 20
+	// DefaultBandwidth is the weight of a mirror whose entry has no bandwidth, in Mbit/s.
+	DefaultBandwidth = 100
+	// MaxBandwidth bounds a mirror's bandwidth (Mbit/s), so that sums of weights never
+	// overflow.
+	MaxBandwidth = 10_000_000
+	// MaxNameLength bounds a mirror's name.
+	MaxNameLength = 128
+)
+
+// Continents are the continent codes of GeoIP databases, sorted.
+var Continents = []string{"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
+
+// File is a parsed and validated mirrors file.
+type File struct {
+	// Origin is the URL of a full copy of the tree, ending in "/"; empty when absent.
+	Origin string
+	// Mirrors in file order.
+	Mirrors []Mirror
+}
+
+// Mirror is one entry of the mirrors file, validated and normalised.
+type Mirror struct {
+	Name      string
+	URL       string // http or https, ends in "/", no user info, query or fragment
+	Country   string // ISO 3166-1 alpha-2, upper case
+	Continent string // one of Continents; derived from Country when the entry has none
+	Bandwidth int64  // Mbit/s, 1..MaxBandwidth; DefaultBandwidth when the entry has none
+	Netblocks []netip.Prefix
+	Enabled   bool
+	Line      int // line of the entry in the file; 0 when built in code
+}
+
+// Error is a problem in a mirrors file, at a line.
+type Error struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// Errors is every problem found in a mirrors file, in file order. Its message is the first
+// problem's, with the count of the others.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	switch len(es) {
+	case 0:
+		return "no errors"
+	case 1:
+		return es[0].Error()
+	case 2:
+		return es[0].Error() + " (and 1 more problem)"
+	}
+	return fmt.Sprintf("%s (and %d more problems)", es[0].Error(), len(es)-1)
+}
+
+// Load reads and validates the mirrors file at path. Errors name the file, the line and the
+// field: `mirrors.yaml:7: mirror "x": country "XX" is not an ISO 3166-1 alpha-2 code`.
+func Load(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading mirrors file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading mirrors file: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("larger than %d bytes", MaxFileSize)}
+	}
+	return Parse(path, data)
+}
+
+// Parse parses and validates the content of a mirrors file; name is used in errors. YAML and
+// JSON are accepted. Unknown fields, YAML aliases and further documents are errors.
+func Parse(name string, data []byte) (*File, error) {
+	p := &parser{file: name}
+	f := p.parse(data)
+	if len(p.errs) > 0 {
+		return nil, p.errs
+	}
+	return f, nil
+}
+
+type parser struct {
+	file string
+	errs Errors
+}
+
+func (p *parser) errorf(line int, format string, args ...any) {
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) parse(data []byte) *File {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.errorf(0, "empty file: want a mapping with a mirrors: list")
+			return nil
+		}
+		p.errorf(yamlErrorLine(err), "%s", yamlErrorMessage(err))
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		line := extra.Line
+		if err != nil {
+			line = yamlErrorLine(err)
+		}
+		p.errorf(line, "more than one YAML document: want one mapping with a mirrors: list")
+		return nil
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode {
+		if len(root.Content) == 0 {
+			p.errorf(0, "empty file: want a mapping with a mirrors: list")
+			return nil
+		}
+		root = root.Content[0]
+	}
+	if !p.checkNode(root, yaml.MappingNode, "the file", "a mapping with a mirrors: list") {
+		return nil
+	}
+	f := &File{}
+	seen := map[string]int{}
+	p.fields(root, "", seen, func(key string, v *yaml.Node) bool {
+		switch key {
+		case "origin":
+			if s, ok := p.str(v, "", "origin"); ok {
+				if err := checkURL(s); err != nil {
+					p.errorf(v.Line, "origin %q: %v", trunc(s), err)
+				} else {
+					f.Origin = s
+				}
+			}
+		case "mirrors":
+			if v.Tag == "!!null" {
+				return true // "mirrors:" with nothing: no mirrors
+			}
+			if !p.checkNode(v, yaml.SequenceNode, "mirrors", "a list of mirrors") {
+				return true
+			}
+			names := map[string]int{}
+			for i, n := range v.Content {
+				if m, ok := p.mirror(n, i); ok {
+					if first, dup := names[m.Name]; dup {
+						p.errorf(n.Line, "mirror %q: duplicate name (first at line %d)", m.Name, first)
+						continue
+					}
+					names[m.Name] = n.Line
+					f.Mirrors = append(f.Mirrors, m)
+				}
+			}
+		default:
+			return false
+		}
+		return true
+	})
+	return f
+}
+
+// fields calls fn for every key of mapping node n, reporting duplicate keys and the keys fn
+// does not know (fn returns false).
+func (p *parser) fields(n *yaml.Node, ctx string, seen map[string]int, fn func(key string, v *yaml.Node) bool) {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind == yaml.AliasNode || v.Kind == yaml.AliasNode {
+			p.errorf(k.Line, "%saliases (*name) are not supported: write the value out", ctx)
+			continue
+		}
+		if k.Kind != yaml.ScalarNode || k.Tag == "!!merge" {
+			p.errorf(k.Line, "%sunsupported key: want a field name", ctx)
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			p.errorf(k.Line, "%sduplicate field %q (first at line %d)", ctx, trunc(k.Value), first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		if !fn(k.Value, v) {
+			p.errorf(k.Line, "%sunknown field %q", ctx, trunc(k.Value))
+		}
+	}
+}
+
+// checkNode reports an error unless n is of kind k.
+func (p *parser) checkNode(n *yaml.Node, k yaml.Kind, what, want string) bool {
+	if n.Kind == yaml.AliasNode {
+		p.errorf(n.Line, "%s: aliases (*name) are not supported: write the value out", what)
+		return false
+	}
+	if n.Kind != k {
+		p.errorf(n.Line, "%s: want %s", what, want)
+		return false
+	}
+	return true
+}
+
+// str returns a scalar's string value.
+func (p *parser) str(v *yaml.Node, ctx, field string) (string, bool) {
+	if v.Kind == yaml.AliasNode {
+		p.errorf(v.Line, "%s%s: aliases (*name) are not supported: write the value out", ctx, field)
+		return "", false
+	}
+	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+		p.errorf(v.Line, "%s%s: want a string", ctx, field)
+		return "", false
+	}
+	return v.Value, true
+}
+
+func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
+	if !p.checkNode(n, yaml.MappingNode, fmt.Sprintf("mirrors[%d]", index), "a mapping with name, url and country") {
+		return Mirror{}, false
+	}
+	m := Mirror{Line: n.Line, Enabled: true}
+	// The name first, so that every other message can name the mirror.
+	ctx := fmt.Sprintf("mirrors[%d]: ", index)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k, v := n.Content[i], n.Content[i+1]; k.Kind == yaml.ScalarNode && k.Value == "name" && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
+			if err := checkName(v.Value); err != nil {
+				p.errorf(v.Line, "%sname %q: %v", ctx, trunc(v.Value), err)
+				return Mirror{}, false
+			}
+			m.Name = v.Value
+			ctx = fmt.Sprintf("mirror %q: ", m.Name)
+			break
+		}
+	}
+	before := len(p.errs)
+	var haveURL, haveCountry, haveBandwidth bool
+	p.fields(n, ctx, map[string]int{}, func(key string, v *yaml.Node) bool {
+		switch key {
+		case "name":
+			if m.Name == "" {
+				p.str(v, ctx, "name")
+			}
+		case "url":
+			haveURL = true
+			if s, ok := p.str(v, ctx, "url"); ok {
+				if err := checkURL(s); err != nil {
+					p.errorf(v.Line, "%surl %q: %v", ctx, trunc(s), err)
+				} else {
+					m.URL = s
+				}
+			}
+		case "country":
+			haveCountry = true
+			if s, ok := p.str(v, ctx, "country"); ok {
+				c := strings.ToUpper(s)
+				if _, ok := countryContinent[c]; !ok {
+					p.errorf(v.Line, "%scountry %q is not an ISO 3166-1 alpha-2 code%s", ctx, trunc(s), countryHint(c))
+				} else {
+					m.Country = c
+				}
+			}
+		case "continent":
+			if s, ok := p.str(v, ctx, "continent"); ok {
+				c := strings.ToUpper(s)
+				if !isContinent(c) {
+					p.errorf(v.Line, "%scontinent %q is not one of %s", ctx, trunc(s), strings.Join(Continents, " "))
+				} else {
+					m.Continent = c
+				}
+			}
+		case "bandwidth":
+			haveBandwidth = true
+			var bw int64
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!int" || v.Decode(&bw) != nil {
+				p.errorf(v.Line, "%sbandwidth %q: want a whole number of Mbit/s", ctx, trunc(v.Value))
+			} else if bw <= 0 {
+				p.errorf(v.Line, "%sbandwidth %d: must be positive (to take a mirror out, set enabled: false)", ctx, bw)
+			} else if bw > MaxBandwidth {
+				p.errorf(v.Line, "%sbandwidth %d: more than %d Mbit/s", ctx, bw, MaxBandwidth)
+			} else {
+				m.Bandwidth = bw
+			}
+		case "netblocks":
+			if v.Tag == "!!null" {
+				return true
+			}
+			if !p.checkNode(v, yaml.SequenceNode, ctx+"netblocks", "a list of CIDRs") {
+				return true
+			}
+			seen := map[netip.Prefix]bool{}
+			for _, b := range v.Content {
+				s, ok := p.str(b, ctx, "netblocks")
+				if !ok {
+					continue
+				}
+				pfx, err := parseNetblock(s)
+				if err != nil {
+					p.errorf(b.Line, "%snetblock %q: %v", ctx, trunc(s), err)
+					continue
+				}
+				if !seen[pfx] {
+					seen[pfx] = true
+					m.Netblocks = append(m.Netblocks, pfx)
+				}
+			}
+		case "enabled":
+			var on bool
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Decode(&on) != nil {
+				p.errorf(v.Line, "%senabled %q: want true or false", ctx, trunc(v.Value))
+			} else {
+				m.Enabled = on
+			}
+		default:
+			return false
+		}
+		return true
+	})
+	if m.Name == "" && len(p.errs) == before {
+		p.errorf(n.Line, "%smissing name", ctx)
+	}
+	if !haveURL {
+		p.errorf(n.Line, "%smissing url", ctx)
+	}
+	if !haveCountry {
+		p.errorf(n.Line, "%smissing country (ISO 3166-1 alpha-2, like DE)", ctx)
+	}
+	if len(p.errs) > before {
+		return Mirror{}, false
+	}
+	if m.Continent == "" {
+		m.Continent = countryContinent[m.Country]
+	}
+	if !haveBandwidth {
+		m.Bandwidth = DefaultBandwidth
+	}
+	sort.Slice(m.Netblocks, func(i, j int) bool { return prefixLess(m.Netblocks[i], m.Netblocks[j]) })
+	return m, true
+}
+
+// Validate checks a File built in code (or parsed) against the rules of the file format.
+func (f *File) Validate() error {
+	var errs []error
+	if f.Origin != "" {
+		if err := checkURL(f.Origin); err != nil {
+			errs = append(errs, fmt.Errorf("origin %q: %w", trunc(f.Origin), err))
+		}
+	}
+	names := map[string]bool{}
+	for i, m := range f.Mirrors {
+		if err := m.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("mirrors[%d]: %w", i, err))
+		}
+		if names[m.Name] {
+			errs = append(errs, fmt.Errorf("mirror %q: duplicate name", m.Name))
+		}
+		names[m.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks one mirror.
+func (m *Mirror) Validate() error {
+	if err := checkName(m.Name); err != nil {
+		return fmt.Errorf("name %q: %w", trunc(m.Name), err)
+	}
+	if err := checkURL(m.URL); err != nil {
+		return fmt.Errorf("mirror %q: url %q: %w", m.Name, trunc(m.URL), err)
+	}
+	if _, ok := countryContinent[m.Country]; !ok {
+		return fmt.Errorf("mirror %q: country %q is not an ISO 3166-1 alpha-2 code", m.Name, trunc(m.Country))
+	}
+	if !isContinent(m.Continent) {
+		return fmt.Errorf("mirror %q: continent %q is not one of %s", m.Name, trunc(m.Continent), strings.Join(Continents, " "))
+	}
+	if m.Bandwidth <= 0 || m.Bandwidth > MaxBandwidth {
+		return fmt.Errorf("mirror %q: bandwidth %d out of range 1..%d", m.Name, m.Bandwidth, MaxBandwidth)
+	}
+	for _, b := range m.Netblocks {
+		if c, err := parseNetblock(b.String()); err != nil || c != b {
+			return fmt.Errorf("mirror %q: netblock %s is not a masked, non-empty CIDR", m.Name, b)
+		}
+	}
+	return nil
+}
+
+// ContinentOf returns the continent of an ISO 3166-1 alpha-2 country code, and whether the
+// code is known.
+func ContinentOf(country string) (string, bool) {
+	c, ok := countryContinent[country]
+	return c, ok
+}
+
+func isContinent(c string) bool {
+	for _, k := range Continents {
+		if c == k {
+			return true
+		}
+	}
+	return false
+}
+
+// checkName accepts names of letters, digits, '.', '_' and '-', starting with a letter or a
+// digit: names appear in the metadata, in logs and in the crawl's table.
+func checkName(s string) error {
+	if s == "" {
+		return errors.New("empty")
+	}
+	if len(s) > MaxNameLength {
+		return fmt.Errorf("longer than %d characters", MaxNameLength)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return errors.New("want letters, digits, '.', '_' and '-', starting with a letter or digit")
+		}
+	}
+	return nil
+}
+
+// checkURL accepts absolute http and https URLs with a host, ending in "/", without user
+// info (it would reach clients in redirects), query or fragment.
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("want an http:// or https:// URL")
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("no host")
+	case u.User != nil:
+		return errors.New("user info in a mirror URL would reach every client: remove it")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(s, "?#"):
+		return errors.New("want no query or fragment")
+	case u.Opaque != "":
+		return errors.New("not a URL")
+	case !strings.HasSuffix(s, "/"):
+		return errors.New(`must end in "/" (the tree root, where blobs/ is)`)
+	case strings.ContainsAny(s, " \t\r\n\"\\<>"):
+		return errors.New("contains spaces, quotes or backslashes")
+	}
+	if u.String() != s {
+		return fmt.Errorf("not in canonical form (want %q)", trunc(u.String()))
+	}
+	return nil
+}
+
+// parseNetblock parses a CIDR and returns it masked. An IPv4-mapped IPv6 prefix becomes the
+// IPv4 prefix, as clients' addresses are compared unmapped.
+func parseNetblock(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(strings.TrimSpace(s))
+	if err != nil {
+		return netip.Prefix{}, errors.New("not a CIDR (like 192.0.2.0/24 or 2001:db8::/32)")
+	}
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, errors.New("IPv4-mapped prefix shorter than /96")
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	if p.Bits() == 0 {
+		return netip.Prefix{}, errors.New("covers every address: that is what regions are for")
+	}
+	return p.Masked(), nil
+}
+
+func prefixLess(a, b netip.Prefix) bool {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c < 0
+	}
+	return a.Bits() < b.Bits()
+}
+
+// countryHint suggests the right code for common mistakes.
+func countryHint(c string) string {
+	switch c {
+	case "UK":
+		return " (the United Kingdom is GB)"
+	case "EL":
+		return " (Greece is GR)"
+	}
+	if isContinent(c) {
+		return " (it is a continent code: use continent: " + c + " with the mirror's country)"
+	}
+	return ""
+}
+
+// yamlErrorLine extracts the line from a yaml error ("yaml: line 3: ...").
+func yamlErrorLine(err error) int {
+	msg := err.Error()
+	var line int
+	if i := strings.Index(msg, "line "); i >= 0 {
+		fmt.Sscanf(msg[i:], "line %d", &line)
+	}
+	return line
+}
+
+func yamlErrorMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if i := strings.Index(msg, "line "); i == 0 {
+		if j := strings.Index(msg, ": "); j > 0 {
+			msg = msg[j+2:]
+		}
+	}
+	return "not valid YAML: " + msg
+}
+
+func trunc(s string) string {
+	const max = 80
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}
