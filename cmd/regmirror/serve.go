@@ -1,11 +1,160 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/regmirror/regmirror/redirector"
 )
 
+const serveSynopsis = "serve --tree DIR [--listen ADDR] [--geoip FILE] [--trusted-proxy CIDR]... [flags]"
+
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("serve: not built yet")
+	fs := newFlagSet("serve", serveSynopsis, stderr)
+	tree := fs.String("tree", "", "the tree to serve (required)")
+	listen := fs.String("listen", ":5000", "address to serve the registry API on")
+	geoip := fs.String("geoip", "", "GeoIP database (MaxMind GeoIP2/GeoLite2 Country or City, DB-IP lite, or a flat country_code MMDB); reloaded when it changes")
+	trusted := fs.StringArray("trusted-proxy", nil, "CIDR of a proxy or CDN whose X-Forwarded-For is believed (repeatable)")
+	countryHeader := fs.String("country-header", "", "header holding the client's ISO country code, set by a CDN (honoured from trusted proxies only)")
+	regional := fs.Bool("regional-manifests", false, "serve tag requests the client's region's manifest variant (descriptor urls at the region's mirrors)")
+	tagMaxAge := fs.Duration("tag-max-age", redirector.DefaultTagMaxAge, "how long shared caches may keep answers about tags (0: no caching)")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM); with --tls-key serves HTTPS and HTTP/2")
+	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
+	metricsListen := fs.String("metrics-listen", "", "address to serve Prometheus metrics (/metrics) and /healthz on")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	accessLog := fs.Bool("access-log", true, "log one line per request")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q (flags only; see --help)", fs.Arg(0))
+	}
+	if *tree == "" {
+		return errors.New("serve: --tree is required")
+	}
+	var prefixes []netip.Prefix
+	for _, t := range *trusted {
+		for _, c := range strings.Split(t, ",") {
+			c = strings.TrimSpace(c)
+			if c == "" {
+				continue
+			}
+			p, err := parseCIDR(c)
+			if err != nil {
+				return fmt.Errorf("serve: --trusted-proxy: %w", err)
+			}
+			prefixes = append(prefixes, p)
+		}
+	}
+	if *tagMaxAge < 0 {
+		return errors.New("serve: --tag-max-age must not be negative")
+	}
+	maxAge := *tagMaxAge
+	if maxAge == 0 {
+		maxAge = -1 // Options: negative means no caching
+	}
+
+	logOut := newLineBuffer(stderr)
+	defer logOut.Close()
+	var handler slog.Handler
+	switch *logFormat {
+	case "text":
+		handler = slog.NewTextHandler(logOut, nil)
+	case "json":
+		handler = slog.NewJSONHandler(logOut, nil)
+	default:
+		return fmt.Errorf("serve: --log-format %q: want text or json", *logFormat)
+	}
+	logger := slog.New(handler)
+	opts := redirector.Options{
+		Tree:              *tree,
+		GeoIP:             *geoip,
+		TrustedProxies:    prefixes,
+		CountryHeader:     *countryHeader,
+		RegionalManifests: *regional,
+		TagMaxAge:         maxAge,
+		Logger:            logger,
+	}
+	if *accessLog {
+		opts.AccessLog = logger
+	}
+	srv, err := redirector.New(opts)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer srv.Close()
+	err = srv.ListenAndServe(ctx, redirector.ServeConfig{
+		Listen:        *listen,
+		TLSCert:       *tlsCert,
+		TLSKey:        *tlsKey,
+		MetricsListen: *metricsListen,
+	})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// parseCIDR accepts a CIDR or a single address.
+func parseCIDR(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR nor an address", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// lineBuffer batches log lines to w and flushes them at least every 100ms, so that an access
+// log line per request costs a copy, not a write system call.
+type lineBuffer struct {
+	mu   sync.Mutex
+	w    *bufio.Writer
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newLineBuffer(w io.Writer) *lineBuffer {
+	b := &lineBuffer{w: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-b.stop:
+				return
+			case <-t.C:
+				b.mu.Lock()
+				_ = b.w.Flush()
+				b.mu.Unlock()
+			}
+		}
+	}()
+	return b
+}
+
+func (b *lineBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.w.Write(p)
+}
+
+// Close stops the flusher and writes what is left.
+func (b *lineBuffer) Close() error {
+	close(b.stop)
+	<-b.done
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.w.Flush()
 }

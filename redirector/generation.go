@@ -1,0 +1,476 @@
+package redirector
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/regmirror/regmirror/layout"
+)
+
+// Media types the redirector tells apart.
+const (
+	mtDockerList  = "application/vnd.docker.distribution.manifest.list.v2+json"
+	mtOCIIndex    = "application/vnd.oci.image.index.v1+json"
+	mtDockerImage = "application/vnd.docker.distribution.manifest.v2+json"
+	mtOCIImage    = "application/vnd.oci.image.manifest.v1+json"
+)
+
+// defaultWeight is the weight of a mirror that states no bandwidth, as if it had 100 Mbit/s.
+const defaultWeight = 100
+
+// generation is one loaded generation of the tree: immutable once built, with every answer's
+// bytes and header values prepared, so that a request costs map lookups. A new generation
+// replaces it whole (see watch.go); requests in flight keep the one they started with.
+type generation struct {
+	number   uint64
+	created  time.Time
+	loaded   time.Time
+	stampRef string // the stamp's meta reference, to notice a rewrite of the same generation
+
+	repos       map[string]*repoEntry
+	catalog     []string // sorted repository names
+	catalogBody []byte
+
+	// regions by key ("DE", "EU", "global"); empty without mirrors.
+	regions map[string]*regionEntry
+	// netblockMirrors are the candidate mirrors that have netblocks (tier 0).
+	netblockMirrors []*mirrorEntry
+	// origin is the configured origin URL (ending in "/"), or "" to serve from the local tree.
+	origin string
+
+	manifestCount, variantCount, blobCount int
+}
+
+// answer is a prepared response: body and header values.
+type answer struct {
+	digest      string
+	body        []byte
+	contentType []string
+	digestHdr   []string
+	etag        []string
+	length      []string
+}
+
+func newAnswer(digest, mediaType string, body []byte) answer {
+	return answer{
+		digest:      digest,
+		body:        body,
+		contentType: []string{mediaType},
+		digestHdr:   []string{digest},
+		etag:        []string{`"` + digest + `"`},
+		length:      []string{strconv.Itoa(len(body))},
+	}
+}
+
+// manifestEntry is a manifest (canonical or regional variant) ready to serve.
+type manifestEntry struct {
+	answer
+	mediaType string
+	isList    bool
+	// defaultChild is the linux/amd64 image of a list, for clients that accept no list.
+	defaultChild *manifestEntry
+}
+
+// blobEntry is a blob of the tree.
+type blobEntry struct {
+	digest layout.Digest
+	size   int64
+	since  uint64
+	path   string // layout.BlobPath(digest): below the tree root and below a mirror URL
+	answer        // headers for HEAD and local serving; no body
+}
+
+type repoEntry struct {
+	name     string
+	tags     map[string]*manifestEntry
+	tagList  []string // sorted
+	tagsBody []byte   // the unpaginated tags/list answer
+	// manifests holds every manifest of the repository by digest, canonical and variants.
+	manifests map[string]*manifestEntry
+	blobs     map[string]*blobEntry
+	referrers map[string]*referrerSet
+}
+
+type referrerSet struct {
+	descs []v1.Descriptor
+	body  []byte
+}
+
+type mirrorEntry struct {
+	name       string
+	url        string // validated absolute http(s) URL ending in "/"
+	weight     uint64
+	generation uint64
+	netblocks  []netip.Prefix
+}
+
+type tierEntry struct {
+	mirrors []*mirrorEntry
+	cum     []uint64 // cumulative weights
+	total   uint64
+	minGen  uint64 // lowest generation among the tier's mirrors
+}
+
+type regionEntry struct {
+	key   string
+	tiers []tierEntry
+	// variants maps a canonical manifest digest to the region's variant; nil without.
+	variants map[string]*manifestEntry
+}
+
+// loadGeneration builds a generation from a tree's metadata. It refuses metadata that is
+// inconsistent (a tag or listing naming a manifest the metadata lacks, a manifest whose bytes
+// do not match its digest), so that a broken generation never replaces a working one.
+func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, args ...any)) (*generation, error) {
+	g := &generation{
+		number:   m.Generation,
+		created:  m.Created,
+		loaded:   time.Now(),
+		stampRef: stamp.Meta,
+		repos:    make(map[string]*repoEntry, len(m.Repositories)),
+		regions:  map[string]*regionEntry{},
+	}
+
+	// Manifests, verified against their digests.
+	manifests := make(map[string]*manifestEntry, len(m.Manifests))
+	for d, mf := range m.Manifests {
+		if mf == nil {
+			return nil, fmt.Errorf("manifest %s has no data", d)
+		}
+		e, err := newManifestEntry(d, mf.MediaType, mf.Data)
+		if err != nil {
+			return nil, err
+		}
+		manifests[d.String()] = e
+	}
+	g.manifestCount = len(manifests)
+
+	// Variants, by canonical digest per set and by their own digest.
+	variantSets := make([]map[string]*manifestEntry, len(m.VariantSets))
+	variantsOf := map[string][]*manifestEntry{} // canonical digest → its variants
+	byDigest := make(map[string]*manifestEntry, len(manifests))
+	for d, e := range manifests {
+		byDigest[d] = e
+	}
+	for i, vs := range m.VariantSets {
+		if vs == nil {
+			continue
+		}
+		set := make(map[string]*manifestEntry, len(vs.Variants))
+		for canon, v := range vs.Variants {
+			if v == nil {
+				return nil, fmt.Errorf("variant set %d: variant of %s has no data", i, canon)
+			}
+			if _, ok := manifests[canon.String()]; !ok {
+				return nil, fmt.Errorf("variant set %d: variant of unknown manifest %s", i, canon)
+			}
+			e, ok := byDigest[v.Digest.String()]
+			if !ok {
+				var err error
+				if e, err = newManifestEntry(v.Digest, v.MediaType, v.Data); err != nil {
+					return nil, fmt.Errorf("variant set %d: %w", i, err)
+				}
+				byDigest[v.Digest.String()] = e
+				g.variantCount++
+			}
+			set[canon.String()] = e
+			variantsOf[canon.String()] = append(variantsOf[canon.String()], e)
+		}
+		variantSets[i] = set
+	}
+	// Lists learn their linux/amd64 child.
+	for _, e := range byDigest {
+		if e.isList {
+			e.defaultChild = findDefaultChild(e.body, byDigest)
+		}
+	}
+
+	blobs := make(map[string]*blobEntry, len(m.Blobs))
+	for d, b := range m.Blobs {
+		if b == nil || b.Size < 0 {
+			return nil, fmt.Errorf("blob %s has no valid size", d)
+		}
+		be := &blobEntry{digest: d, size: b.Size, since: b.Since, path: layout.BlobPath(d)}
+		be.answer = newAnswer(d.String(), "application/octet-stream", nil)
+		be.length = []string{strconv.FormatInt(b.Size, 10)}
+		blobs[d.String()] = be
+	}
+	g.blobCount = len(blobs)
+
+	for name, r := range m.Repositories {
+		if err := layout.ValidateName(name); err != nil {
+			return nil, err
+		}
+		if r == nil {
+			return nil, fmt.Errorf("repository %s has no data", name)
+		}
+		re := &repoEntry{
+			name:      name,
+			tags:      make(map[string]*manifestEntry, len(r.Tags)),
+			manifests: make(map[string]*manifestEntry, len(r.Manifests)),
+			blobs:     make(map[string]*blobEntry, len(r.Blobs)+len(r.Manifests)),
+			referrers: make(map[string]*referrerSet, len(r.Referrers)),
+		}
+		for tag, d := range r.Tags {
+			if err := layout.ValidateTag(tag); err != nil {
+				return nil, fmt.Errorf("repository %s: %w", name, err)
+			}
+			e, ok := manifests[d.String()]
+			if !ok {
+				return nil, fmt.Errorf("repository %s: tag %s names manifest %s, which the metadata lacks", name, tag, d)
+			}
+			re.tags[tag] = e
+			re.tagList = append(re.tagList, tag)
+		}
+		slices.Sort(re.tagList)
+		for _, d := range r.Manifests {
+			e, ok := manifests[d.String()]
+			if !ok {
+				return nil, fmt.Errorf("repository %s lists manifest %s, which the metadata lacks", name, d)
+			}
+			re.manifests[d.String()] = e
+			for _, v := range variantsOf[d.String()] {
+				re.manifests[v.digest] = v
+			}
+			if b, ok := blobs[d.String()]; ok {
+				re.blobs[d.String()] = b
+			}
+		}
+		for _, t := range re.tags { // a tagged manifest belongs to its repository in any case
+			re.manifests[t.digest] = t
+		}
+		for _, d := range r.Blobs {
+			b, ok := blobs[d.String()]
+			if !ok {
+				return nil, fmt.Errorf("repository %s lists blob %s, which the metadata lacks", name, d)
+			}
+			re.blobs[d.String()] = b
+		}
+		for subj, descs := range r.Referrers {
+			body, err := referrersBody(descs)
+			if err != nil {
+				return nil, fmt.Errorf("repository %s: referrers of %s: %w", name, subj, err)
+			}
+			re.referrers[subj.String()] = &referrerSet{descs: descs, body: body}
+		}
+		re.tagsBody = tagsBody(name, re.tagList)
+		g.repos[name] = re
+		g.catalog = append(g.catalog, name)
+	}
+	slices.Sort(g.catalog)
+	g.catalogBody = catalogBody(g.catalog)
+
+	if m.Origin != "" {
+		u, err := checkMirrorURL(m.Origin)
+		if err != nil {
+			return nil, fmt.Errorf("origin: %w", err)
+		}
+		g.origin = u
+	}
+
+	// Mirrors: only those healthy and enabled at the last crawl, with a usable URL.
+	mirrors := map[string]*mirrorEntry{}
+	for _, mi := range m.Mirrors {
+		if mi == nil || !mi.Enabled || !mi.Healthy {
+			continue
+		}
+		u, err := checkMirrorURL(mi.URL)
+		if err != nil {
+			warn("ignoring mirror with an unusable URL", "mirror", mi.Name, "err", err)
+			continue
+		}
+		me := &mirrorEntry{name: mi.Name, url: u, weight: defaultWeight, generation: mi.Generation}
+		if mi.Bandwidth > 0 {
+			me.weight = uint64(mi.Bandwidth)
+		}
+		for _, nb := range mi.Netblocks {
+			p, err := netip.ParsePrefix(nb)
+			if err != nil {
+				warn("ignoring a mirror's invalid netblock", "mirror", mi.Name, "netblock", trunc(nb))
+				continue
+			}
+			me.netblocks = append(me.netblocks, p.Masked())
+		}
+		mirrors[mi.Name] = me
+		if len(me.netblocks) > 0 {
+			g.netblockMirrors = append(g.netblockMirrors, me)
+		}
+	}
+	slices.SortFunc(g.netblockMirrors, func(a, b *mirrorEntry) int { return compareStrings(a.name, b.name) })
+
+	for key, reg := range m.Regions {
+		if reg == nil {
+			continue
+		}
+		re := &regionEntry{key: key}
+		for _, names := range reg.Tiers {
+			var t tierEntry
+			for _, n := range names {
+				me, ok := mirrors[n]
+				if !ok {
+					continue // unhealthy, disabled, or unknown: never a candidate
+				}
+				t.mirrors = append(t.mirrors, me)
+				t.total += me.weight
+				t.cum = append(t.cum, t.total)
+				if len(t.mirrors) == 1 || me.generation < t.minGen {
+					t.minGen = me.generation
+				}
+			}
+			if len(t.mirrors) > 0 {
+				re.tiers = append(re.tiers, t)
+			}
+		}
+		if reg.VariantSet >= 0 && reg.VariantSet < len(variantSets) {
+			re.variants = variantSets[reg.VariantSet]
+		} else if reg.VariantSet >= len(variantSets) {
+			return nil, fmt.Errorf("region %s names variant set %d of %d", key, reg.VariantSet, len(variantSets))
+		}
+		g.regions[key] = re
+	}
+	return g, nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func newManifestEntry(d layout.Digest, mediaType string, data []byte) (*manifestEntry, error) {
+	if err := verifyDigest(d, data); err != nil {
+		return nil, err
+	}
+	if mediaType == "" {
+		mediaType = sniffMediaType(data)
+	}
+	return &manifestEntry{
+		answer:    newAnswer(d.String(), mediaType, data),
+		mediaType: mediaType,
+		isList:    mediaType == mtOCIIndex || mediaType == mtDockerList,
+	}, nil
+}
+
+// verifyDigest checks that data hashes to d.
+func verifyDigest(d layout.Digest, data []byte) error {
+	var got string
+	switch d.Algorithm() {
+	case "sha256":
+		s := sha256.Sum256(data)
+		got = hex.EncodeToString(s[:])
+	case "sha512":
+		s := sha512.Sum512(data)
+		got = hex.EncodeToString(s[:])
+	default:
+		return fmt.Errorf("manifest %s: unsupported digest algorithm", d)
+	}
+	if got != d.Hex() {
+		return fmt.Errorf("manifest %s is corrupt: its bytes hash to %s:%s", d, d.Algorithm(), got)
+	}
+	return nil
+}
+
+// sniffMediaType reads the mediaType field of a manifest that the metadata gave none.
+func sniffMediaType(data []byte) string {
+	var v struct {
+		MediaType string `json:"mediaType"`
+	}
+	if json.Unmarshal(data, &v) == nil && v.MediaType != "" {
+		return v.MediaType
+	}
+	return mtOCIImage
+}
+
+// findDefaultChild returns the linux/amd64 image of a list, as docker-distribution serves it
+// to clients that do not accept lists; nil if the list has none or it is not in the tree.
+func findDefaultChild(list []byte, byDigest map[string]*manifestEntry) *manifestEntry {
+	var idx struct {
+		Manifests []struct {
+			Digest   string `json:"digest"`
+			Platform *struct {
+				OS           string `json:"os"`
+				Architecture string `json:"architecture"`
+			} `json:"platform"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal(list, &idx); err != nil {
+		return nil
+	}
+	for _, m := range idx.Manifests {
+		if m.Platform != nil && m.Platform.OS == "linux" && m.Platform.Architecture == "amd64" {
+			if e, ok := byDigest[m.Digest]; ok && !e.isList {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+// checkMirrorURL accepts an absolute http or https URL without query or fragment, and returns
+// it ending in "/". Location headers are only ever built from URLs that passed here.
+func checkMirrorURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("parsing URL %q: %w", trunc(s), err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("URL %q: want http(s)://host/path/ without query, fragment or credentials", trunc(s))
+	}
+	if s[len(s)-1] != '/' {
+		s += "/"
+	}
+	return s, nil
+}
+
+func tagsBody(name string, tags []string) []byte {
+	if tags == nil {
+		tags = []string{}
+	}
+	b, _ := json.Marshal(struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{name, tags})
+	return b
+}
+
+func catalogBody(repos []string) []byte {
+	if repos == nil {
+		repos = []string{}
+	}
+	b, _ := json.Marshal(struct {
+		Repositories []string `json:"repositories"`
+	}{repos})
+	return b
+}
+
+// emptyReferrers is the answer for a subject without referrers.
+var emptyReferrers = []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+
+func referrersBody(descs []v1.Descriptor) ([]byte, error) {
+	if descs == nil {
+		descs = []v1.Descriptor{}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(struct {
+		SchemaVersion int             `json:"schemaVersion"`
+		MediaType     string          `json:"mediaType"`
+		Manifests     []v1.Descriptor `json:"manifests"`
+	}{2, mtOCIIndex, descs})
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), err
+}

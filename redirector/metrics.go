@@ -1,0 +1,86 @@
+package redirector
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// statuses are the status codes counted under their own label; others count as "other".
+var statuses = [...]int{200, 206, 304, 307, 400, 404, 405, 416, 500, 503}
+
+// metrics are one server's Prometheus metrics, in a registry of its own (so that tests and
+// the demo can run several servers in one process).
+type metrics struct {
+	reg *prometheus.Registry
+	// requests by endpoint and status, resolved once so that counting costs an atomic add.
+	requests   [numEndpoints][len(statuses) + 1]prometheus.Counter
+	redirects  *prometheus.CounterVec
+	reloads    *prometheus.CounterVec
+	geoReloads *prometheus.CounterVec
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regmirror_requests_total",
+		Help: "Requests answered, by endpoint and HTTP status.",
+	}, []string{"endpoint", "code"})
+	for e := range numEndpoints {
+		for i, c := range statuses {
+			m.requests[e][i] = reqs.WithLabelValues(e.String(), strconv.Itoa(c))
+		}
+		m.requests[e][len(statuses)] = reqs.WithLabelValues(e.String(), "other")
+	}
+	m.redirects = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regmirror_redirects_total",
+		Help: "Blob downloads sent elsewhere, by the client's region and the mirror chosen (\"origin\" for the origin URL).",
+	}, []string{"region", "mirror"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regmirror_generation_loads_total",
+		Help: "Generations loaded (result=ok) and refused (result=failed).",
+	}, []string{"result"})
+	m.geoReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regmirror_geoip_loads_total",
+		Help: "GeoIP database reloads, by result.",
+	}, []string{"result"})
+	gen := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "regmirror_generation",
+		Help: "The generation being served.",
+	}, func() float64 { return float64(s.Generation()) })
+	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "regmirror_generation_age_seconds",
+		Help: "Seconds since the generation being served was created.",
+	}, func() float64 {
+		if g := s.gen.Load(); g != nil && !g.created.IsZero() {
+			return time.Since(g.created).Seconds()
+		}
+		return 0
+	})
+	m.reg.MustRegister(reqs, m.redirects, m.reloads, m.geoReloads, gen, age,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) request(ep endpoint, status int) {
+	i := len(statuses)
+	for j, c := range statuses {
+		if c == status {
+			i = j
+			break
+		}
+	}
+	if ep >= numEndpoints {
+		ep = epUnknown
+	}
+	m.requests[ep][i].Inc()
+}
+
+// MetricsHandler serves the server's Prometheus metrics.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+}

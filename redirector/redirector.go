@@ -1,0 +1,306 @@
+package redirector
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"net/textproto"
+	"os"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/regmirror/regmirror/layout"
+)
+
+// DefaultTagMaxAge is how long a shared cache may keep an answer about a tag.
+const DefaultTagMaxAge = 60 * time.Second
+
+// Options configure a [Server].
+type Options struct {
+	// Tree is the tree's root directory (required).
+	Tree string
+	// GeoIP is a MaxMind DB file (GeoIP2/GeoLite2 Country or City, DB-IP lite, or a flat
+	// country_code database). Empty: every client is in region "global".
+	GeoIP string
+	// TrustedProxies are the peers whose X-Forwarded-For (and country header) are believed.
+	TrustedProxies []netip.Prefix
+	// CountryHeader names a header holding the client's ISO country code, set by a CDN. It is
+	// honoured only on requests from trusted proxies, and takes precedence over GeoIP.
+	CountryHeader string
+	// RegionalManifests serves tag requests the client's region's manifest variant.
+	RegionalManifests bool
+	// TagMaxAge is the Cache-Control max-age of answers about tags: 0 means
+	// DefaultTagMaxAge, negative means "no-cache".
+	TagMaxAge time.Duration
+	// PollInterval is how often the tree's stamp and the GeoIP file are checked (default 1s).
+	PollInterval time.Duration
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+	// AccessLog receives one line per request; nil logs none.
+	AccessLog *slog.Logger
+	// Random returns uniform random numbers for the weighted mirror choice; it must be safe
+	// for concurrent use. Nil uses math/rand/v2. Tests pass a seeded source.
+	Random func() uint64
+}
+
+// Server answers registry pulls from a tree. It is an [http.Handler].
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	access  *slog.Logger
+	tree    *layout.Tree
+	root    *os.Root
+	trusted proxies
+	rnd     func() uint64
+
+	countryHeader string // canonical header key, or ""
+	tagCC         []string
+	tagPrivateCC  []string
+
+	gen atomic.Pointer[generation]
+	geo atomic.Pointer[geoDB]
+
+	metrics *metrics
+	watch   watchState
+}
+
+// New loads the tree's current generation (and the GeoIP database) and returns a server ready
+// to answer. It fails if the tree has no loadable generation or the GeoIP database is corrupt.
+func New(opts Options) (*Server, error) {
+	if opts.Tree == "" {
+		return nil, errors.New("no tree given")
+	}
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger,
+		access:  opts.AccessLog,
+		tree:    layout.NewTree(opts.Tree),
+		trusted: proxies(opts.TrustedProxies),
+		rnd:     opts.Random,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.rnd == nil {
+		s.rnd = rand.Uint64
+	}
+	for i, p := range s.trusted {
+		s.trusted[i] = p.Masked()
+	}
+	if opts.CountryHeader != "" {
+		s.countryHeader = textproto.CanonicalMIMEHeaderKey(opts.CountryHeader)
+	}
+	switch {
+	case opts.TagMaxAge == 0:
+		opts.TagMaxAge = DefaultTagMaxAge
+	case opts.TagMaxAge < 0:
+		opts.TagMaxAge = 0
+	}
+	s.tagCC = tagCacheControl(opts.TagMaxAge)
+	s.tagPrivateCC = []string{"private, no-store"}
+	if secs := int64(opts.TagMaxAge / time.Second); secs > 0 {
+		s.tagPrivateCC = []string{fmt.Sprintf("private, max-age=%d", secs)}
+	}
+	s.opts = opts
+	s.metrics = newMetrics(s)
+
+	root, err := os.OpenRoot(opts.Tree)
+	if err != nil {
+		return nil, fmt.Errorf("opening tree: %w", err)
+	}
+	s.root = root
+	if err := s.loadInitial(); err != nil {
+		root.Close()
+		return nil, err
+	}
+	if opts.GeoIP != "" {
+		db, err := openGeoDB(opts.GeoIP)
+		if err != nil {
+			root.Close()
+			return nil, err
+		}
+		s.geo.Store(db)
+		s.watch.geoID = db.fileID
+		s.log.Info("GeoIP database loaded", "path", opts.GeoIP, "type", db.dbType, "built", db.built.Format(time.DateOnly))
+	} else {
+		s.log.Warn("no GeoIP database (--geoip): every client is in region global")
+	}
+	return s, nil
+}
+
+// Close releases the tree directory. The server must not serve afterwards.
+func (s *Server) Close() error { return s.root.Close() }
+
+// Generation is the number of the generation being served.
+func (s *Server) Generation() uint64 {
+	if g := s.gen.Load(); g != nil {
+		return g.number
+	}
+	return 0
+}
+
+// reqState is what one request carries from its handler to the access log and metrics.
+type reqState struct {
+	http.ResponseWriter
+	status   int
+	bytes    int64
+	ep       endpoint
+	client   netip.Addr
+	resolved bool // client, country, continent and region are set
+	country  string
+	cont     string
+	region   string
+	mirror   string
+}
+
+func (st *reqState) WriteHeader(code int) {
+	if st.status == 0 {
+		st.status = code
+	}
+	st.ResponseWriter.WriteHeader(code)
+}
+
+func (st *reqState) Write(b []byte) (int, error) {
+	if st.status == 0 {
+		st.status = http.StatusOK
+	}
+	n, err := st.ResponseWriter.Write(b)
+	st.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps sendfile for blobs served from the tree.
+func (st *reqState) ReadFrom(r io.Reader) (int64, error) {
+	if st.status == 0 {
+		st.status = http.StatusOK
+	}
+	n, err := io.Copy(st.ResponseWriter, r)
+	st.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (st *reqState) Unwrap() http.ResponseWriter { return st.ResponseWriter }
+
+// resolveClient finds the client's address, country, continent and region, once per request
+// and only for the answers that depend on it.
+func (s *Server) resolveClient(st *reqState, r *http.Request, g *generation) *regionEntry {
+	addr, viaProxy := clientAddr(r, s.trusted)
+	st.client = addr
+	st.resolved = true
+	if viaProxy && s.countryHeader != "" {
+		if vals := r.Header[s.countryHeader]; len(vals) > 0 {
+			if c := normCode(vals[0]); c != "" {
+				st.country, st.cont = c, continentOf(c)
+			}
+		}
+	}
+	if st.country == "" {
+		st.country, st.cont = s.geo.Load().lookup(addr)
+	}
+	reg := g.regionFor(st.country, st.cont)
+	if reg != nil {
+		st.region = reg.key
+	} else {
+		st.region = "none"
+	}
+	return reg
+}
+
+// ServeHTTP answers one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := &reqState{ResponseWriter: w}
+	defer s.finish(st, r, start)
+
+	h := w.Header()
+	h["Docker-Distribution-Api-Version"] = hdrAPIVersion
+	h["X-Content-Type-Options"] = hdrNoSniff
+
+	rt := parseRoute(r.URL.Path)
+	st.ep = rt.ep
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		writeError(st, r, errUnsupported, "")
+		return
+	}
+	g := s.gen.Load()
+	switch rt.ep {
+	case epBase:
+		s.serveBase(st, r)
+	case epHealth:
+		s.serveHealth(st, r)
+	case epManifest:
+		s.serveManifest(st, r, g, rt)
+	case epBlob:
+		s.serveBlob(st, r, g, rt)
+	case epTags:
+		s.serveTags(st, r, g, rt)
+	case epCatalog:
+		s.serveCatalog(st, r, g)
+	case epReferrers:
+		s.serveReferrers(st, r, g, rt)
+	case epUpload:
+		writeError(st, r, errUnsupported, "")
+	default:
+		writeError(st, r, errNotFound, "")
+	}
+}
+
+// finish recovers from a bug (answering 500 if nothing was written yet), then counts and logs
+// the request.
+func (s *Server) finish(st *reqState, r *http.Request, start time.Time) {
+	if p := recover(); p != nil {
+		if p == http.ErrAbortHandler {
+			panic(p)
+		}
+		s.log.Error("panic serving request: this is a bug", "method", r.Method, "path", trunc(r.URL.Path), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		if st.status == 0 {
+			writeError(st, r, errInternal, "")
+		}
+	}
+	if st.status == 0 {
+		st.status = http.StatusOK
+	}
+	s.metrics.request(st.ep, st.status)
+	if s.access != nil {
+		s.logAccess(st, r, start)
+	}
+}
+
+var (
+	bodyBase = []byte("{}")
+	lenBase  = []string{"2"}
+)
+
+func (s *Server) serveBase(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h["Content-Type"] = hdrJSON
+	h["Content-Length"] = lenBase
+	h["Cache-Control"] = s.tagCC
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(bodyBase)
+	}
+}
+
+// serveHealth answers 200 while a generation is loaded.
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	h["Cache-Control"] = hdrNoStore
+	g := s.gen.Load()
+	if g == nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "no generation\n")
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = fmt.Fprintf(w, "ok generation %d\n", g.number)
+	}
+}

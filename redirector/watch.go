@@ -1,0 +1,169 @@
+package redirector
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/regmirror/regmirror/layout"
+)
+
+// retryFailedAfter is how long a stamp whose generation failed to load is left alone before
+// it is tried again (its metadata may still be arriving by rsync).
+const retryFailedAfter = 10 * time.Second
+
+// watchState belongs to the watcher goroutine (Run, or a test calling Check).
+type watchState struct {
+	stamp      []byte // content of the stamp last acted on
+	failed     []byte // content of a stamp whose generation was refused
+	failedAt   time.Time
+	geoID      fileID // the GeoIP file as loaded
+	geoFailed  fileID // a GeoIP file version that was refused
+	geoMissing bool
+}
+
+// loadInitial loads the generation at start.
+func (s *Server) loadInitial() error {
+	b, err := os.ReadFile(s.tree.Path(layout.CurrentFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("tree %s has no generation yet (no %s): run 'regmirror generate' first", s.tree.Dir(), layout.CurrentFile)
+	}
+	if err != nil {
+		return fmt.Errorf("reading generation stamp: %w", err)
+	}
+	g, err := s.load()
+	if err != nil {
+		return fmt.Errorf("loading tree %s: %w", s.tree.Dir(), err)
+	}
+	s.watch.stamp = b
+	s.gen.Store(g)
+	s.metrics.reloads.WithLabelValues("ok").Inc()
+	s.log.Info("generation loaded", "generation", g.number, "repositories", len(g.repos), "manifests", g.manifestCount,
+		"variants", g.variantCount, "blobs", g.blobCount, "regions", len(g.regions), "took", time.Since(g.loaded).Round(time.Millisecond))
+	return nil
+}
+
+func (s *Server) load() (*generation, error) {
+	start := time.Now()
+	m, stamp, err := s.tree.Load()
+	if err != nil {
+		return nil, err
+	}
+	g, err := loadGeneration(m, stamp, func(msg string, args ...any) {
+		s.log.Warn(msg, append(args, "generation", m.Generation)...)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("generation %d: %w", m.Generation, err)
+	}
+	g.loaded = start
+	return g, nil
+}
+
+// Run watches the tree's current stamp and the GeoIP database every PollInterval until ctx is
+// done, swapping in what changed. ListenAndServe runs it; a caller serving the handler itself
+// (the demo) runs it in a goroutine.
+func (s *Server) Run(ctx context.Context) {
+	every := s.opts.PollInterval
+	if every <= 0 {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = s.Check()
+		}
+	}
+}
+
+// Check looks once for a new generation and a changed GeoIP database, and swaps in what loads.
+// It returns the error of a refused generation or database (already logged); the previous one
+// keeps serving. Only one goroutine may call it at a time (Run does).
+func (s *Server) Check() error {
+	return errors.Join(s.checkTree(), s.checkGeoIP())
+}
+
+func (s *Server) checkTree() error {
+	b, err := os.ReadFile(s.tree.Path(layout.CurrentFile))
+	if err != nil {
+		if s.watch.stamp != nil { // say it once
+			s.log.Error("cannot read the tree's generation stamp; still serving the loaded generation", "err", err)
+			s.watch.stamp = nil
+		}
+		return fmt.Errorf("reading generation stamp: %w", err)
+	}
+	if bytes.Equal(b, s.watch.stamp) {
+		return nil
+	}
+	if bytes.Equal(b, s.watch.failed) && time.Since(s.watch.failedAt) < retryFailedAfter {
+		return nil
+	}
+	stamp, err := layout.ParseStamp(b)
+	if err == nil {
+		if cur := s.gen.Load(); cur != nil && cur.stampRef == stamp.Meta && cur.number == stamp.Generation {
+			s.watch.stamp = b // rewritten with the same content that matters
+			return nil
+		}
+	}
+	var g *generation
+	if err == nil {
+		g, err = s.load()
+	}
+	if err != nil {
+		s.metrics.reloads.WithLabelValues("failed").Inc()
+		if !bytes.Equal(b, s.watch.failed) {
+			s.log.Error("REFUSING new generation: it does not load; still serving the previous one",
+				"serving", s.Generation(), "err", err)
+		}
+		s.watch.failed, s.watch.failedAt = b, time.Now()
+		return err
+	}
+	old := s.gen.Swap(g)
+	s.watch.stamp, s.watch.failed = b, nil
+	s.metrics.reloads.WithLabelValues("ok").Inc()
+	var oldNum uint64
+	if old != nil {
+		oldNum = old.number
+	}
+	s.log.Info("generation switched", "generation", g.number, "previous", oldNum, "repositories", len(g.repos),
+		"manifests", g.manifestCount, "variants", g.variantCount, "blobs", g.blobCount, "regions", len(g.regions),
+		"took", time.Since(g.loaded).Round(time.Millisecond))
+	return nil
+}
+
+func (s *Server) checkGeoIP() error {
+	path := s.opts.GeoIP
+	if path == "" {
+		return nil
+	}
+	id, err := statID(path)
+	if err != nil {
+		if !s.watch.geoMissing {
+			s.log.Error("GeoIP database unreadable; keeping the loaded one", "path", path, "err", err)
+			s.watch.geoMissing = true
+		}
+		return nil
+	}
+	s.watch.geoMissing = false
+	if id == s.watch.geoID || id == s.watch.geoFailed {
+		return nil
+	}
+	db, err := openGeoDB(path)
+	if err != nil {
+		s.watch.geoFailed = id
+		s.metrics.geoReloads.WithLabelValues("failed").Inc()
+		s.log.Error("REFUSING new GeoIP database; keeping the loaded one", "err", err)
+		return err
+	}
+	s.geo.Store(db)
+	s.watch.geoID, s.watch.geoFailed = db.fileID, fileID{}
+	s.metrics.geoReloads.WithLabelValues("ok").Inc()
+	s.log.Info("GeoIP database reloaded", "path", path, "type", db.dbType, "built", db.built.Format(time.DateOnly))
+	return nil
+}
