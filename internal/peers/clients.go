@@ -48,9 +48,9 @@ const clientTimeout = 3 * time.Minute
 func containersFiles(t testing.TB, dir string) []string {
 	t.Helper()
 	files := map[string]string{
-		"registries.conf": "unqualified-search-registries = []\n",
-		"policy.json":     `{"default":[{"type":"insecureAcceptAnything"}]}` + "\n",
-		"auth.json":       `{"auths":{}}` + "\n",
+		"registries.conf":           "unqualified-search-registries = []\n",
+		"policy.json":               `{"default":[{"type":"insecureAcceptAnything"}]}` + "\n",
+		"auth.json":                 `{"auths":{}}` + "\n",
 		"registries.d/default.yaml": "default-docker:\n  use-sigstore-attachments: false\n",
 	}
 	for name, content := range files {
