@@ -1,11 +1,109 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/regmirror/regmirror/generator"
+	"github.com/spf13/pflag"
 )
 
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("generate: not built yet")
+	return generate(ctx, args, os.Stdin, stdout, stderr, nil)
+}
+
+// generate is runGenerate with its input and a hook to adjust the options (tests).
+func generate(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, adjust func(*generator.Options)) error {
+	fs := newFlagSet("generate", "generate --source URL --out DIR [--repo GLOB]... [--mirrors FILE] [--jobs N] [--dry-run]", stderr)
+	var (
+		o             generator.Options
+		user, pass    string
+		passwordStdin bool
+	)
+	fs.StringVar(&o.Source, "source", "", "source registry base `URL`, http:// or https://")
+	fs.StringVar(&o.Out, "out", "", "the tree's root `DIR` (created if missing)")
+	fs.StringArrayVar(&o.Repos, "repo", nil, "publish repositories matching `GLOB` ('*' within a path segment, '**' across); repeatable; default all")
+	fs.StringVar(&o.MirrorsFile, "mirrors", "", "mirrors `FILE` (YAML) describing the mirror network")
+	fs.IntVar(&o.Jobs, "jobs", generator.DefaultJobs, "concurrent blob transfers, and concurrent small requests")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "print the plan (tags added, changed, removed; blobs to fetch and delete) and write nothing")
+	fs.DurationVar(&o.GCGrace, "gc-grace", generator.DefaultGCGrace, "delete a blob only once unreferenced for this long")
+	fs.BoolVar(&o.Verify, "verify", false, "re-hash blobs already in the tree instead of trusting their size")
+	fs.BoolVar(&o.VerifyLayers, "verify-layers", false, "decompress each new layer and check it against the image config's diff_ids")
+	fs.StringVar(&user, "username", "", "registry user name (default: REGISTRY_AUTH_FILE, then the docker config)")
+	fs.StringVar(&pass, "password", "", "registry password (prefer --password-stdin)")
+	fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
+	fs.BoolVar(&o.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "accept any TLS certificate from the source")
+	fs.StringVar(&o.CAFile, "ca-file", "", "trust the PEM certificates in `FILE` for the source, besides the system's")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("generate: %w (see 'regmirror generate --help')", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("generate: unexpected argument %q (see 'regmirror generate --help')", fs.Arg(0))
+	}
+	if o.Source == "" {
+		return errors.New("generate: --source is required, e.g. --source http://localhost:5000")
+	}
+	if o.Out == "" && !o.DryRun {
+		return errors.New("generate: --out is required: the tree's root directory")
+	}
+	if o.Jobs < 1 {
+		return fmt.Errorf("generate: --jobs %d: want at least 1", o.Jobs)
+	}
+	if o.GCGrace <= 0 {
+		return fmt.Errorf("generate: --gc-grace %s: want a positive duration such as 168h", o.GCGrace)
+	}
+	if passwordStdin {
+		if pass != "" {
+			return errors.New("generate: give --password or --password-stdin, not both")
+		}
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+			return fmt.Errorf("generate: reading the password from standard input: %w", err)
+		}
+		pass = strings.TrimRight(line, "\r\n")
+	}
+	switch {
+	case user != "" && pass == "":
+		return errors.New("generate: --username needs --password or --password-stdin")
+	case user == "" && pass != "":
+		return errors.New("generate: a password needs --username")
+	case user != "":
+		o.Auth = authn.FromConfig(authn.AuthConfig{Username: user, Password: pass})
+	}
+	o.Log = stderr
+	o.Live = isTerminal(stderr)
+	if adjust != nil {
+		adjust(&o)
+	}
+
+	sum, err := generator.Run(ctx, o)
+	if sum != nil {
+		if sum.Plan != nil {
+			sum.Plan.Print(stdout)
+		}
+		fmt.Fprintln(stdout, sum.String())
+	}
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a character device (a terminal), for the live bar.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

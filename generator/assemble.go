@@ -1,0 +1,236 @@
+package generator
+
+import (
+	"errors"
+	"os"
+	"slices"
+	"sort"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/regmirror/regmirror/layout"
+)
+
+// stats are the figures of one run and the details behind them.
+type stats struct {
+	Counts
+	added, changed, removed []tagChange
+	expired                 []layout.Digest
+}
+
+type tagChange struct {
+	ref      string
+	old, new layout.Digest
+}
+
+// assemble builds the new generation's metadata from the outcomes, and works out orphans.
+func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
+	st := &stats{}
+	st.Failures = len(r.failures)
+	m := layout.NewMeta(r.gen)
+	m.Source = r.c.base.String()
+	m.Orphans = map[layout.Digest]*layout.Orphan{}
+	since := func(d layout.Digest) uint64 {
+		if b, ok := r.prev.Blobs[d]; ok {
+			return b.Since
+		}
+		if o, ok := r.prev.Orphans[d]; ok {
+			return o.Since
+		}
+		return r.gen
+	}
+	type repoSets struct {
+		manifests, blobs map[layout.Digest]bool
+	}
+	sets := map[string]*repoSets{}
+	counted := map[layout.Digest]bool{}
+	for _, o := range outs {
+		repo := m.Repositories[o.repo]
+		if repo == nil {
+			repo = &layout.Repository{Tags: map[string]layout.Digest{}}
+			m.Repositories[o.repo] = repo
+			sets[o.repo] = &repoSets{map[layout.Digest]bool{}, map[layout.Digest]bool{}}
+		}
+		s := sets[o.repo]
+		repo.Tags[o.tag] = o.cl.root
+		for d, n := range o.cl.nodes {
+			s.manifests[d] = true
+			if _, ok := m.Manifests[d]; !ok {
+				m.Manifests[d] = &layout.Manifest{MediaType: n.mediaType, Data: n.data}
+				m.Blobs[d] = &layout.Blob{Size: int64(len(n.data)), Since: since(d)}
+			}
+		}
+		for d, t := range o.cl.blobs {
+			if t.state == blobForeign {
+				if !counted[d] {
+					counted[d] = true
+					st.ForeignSkipped++
+				}
+				continue
+			}
+			s.blobs[d] = true
+			if _, ok := m.Blobs[d]; !ok {
+				m.Blobs[d] = &layout.Blob{Size: t.size, Since: since(d)}
+			}
+		}
+		for subj, descs := range o.cl.referrers {
+			if repo.Referrers == nil {
+				repo.Referrers = map[layout.Digest][]v1.Descriptor{}
+			}
+			for _, desc := range descs {
+				if !slices.ContainsFunc(repo.Referrers[subj], func(x v1.Descriptor) bool { return x.Digest == desc.Digest }) {
+					repo.Referrers[subj] = append(repo.Referrers[subj], desc)
+				}
+			}
+		}
+	}
+	for name, repo := range m.Repositories {
+		s := sets[name]
+		repo.Manifests = sortedDigests(s.manifests)
+		repo.Blobs = sortedDigests(s.blobs)
+		for _, descs := range repo.Referrers {
+			sort.Slice(descs, func(i, j int) bool { return descs[i].Digest.String() < descs[j].Digest.String() })
+		}
+		st.Tags += len(repo.Tags)
+	}
+	st.Repositories = len(m.Repositories)
+	st.Manifests = len(m.Manifests)
+
+	// Fetched and present counts (blobs this generation references).
+	for d, t := range r.blobs {
+		if _, ok := m.Blobs[d]; !ok {
+			continue
+		}
+		switch t.state {
+		case blobFetched:
+			st.BlobsFetched++
+			st.BytesFetched += t.size
+		case blobPresent:
+			st.BlobsPresent++
+		case blobWouldFetch:
+			st.ToFetch++
+			st.ToFetchBytes += t.size
+		}
+	}
+	if r.o.DryRun {
+		for d, mf := range m.Manifests {
+			if !r.present(d, int64(len(mf.Data))) {
+				st.ToFetch++
+				st.ToFetchBytes += int64(len(mf.Data))
+			}
+		}
+	}
+
+	// Tag changes.
+	for name, repo := range m.Repositories {
+		pr := r.prev.Repositories[name]
+		for tag, d := range repo.Tags {
+			ref := name + ":" + tag
+			switch {
+			case pr == nil || pr.Tags[tag].IsZero():
+				st.added = append(st.added, tagChange{ref: ref, new: d})
+			case pr.Tags[tag] != d:
+				st.changed = append(st.changed, tagChange{ref: ref, old: pr.Tags[tag], new: d})
+			}
+		}
+	}
+	for name, pr := range r.prev.Repositories {
+		for tag, d := range pr.Tags {
+			if repo := m.Repositories[name]; repo == nil || repo.Tags[tag].IsZero() {
+				st.removed = append(st.removed, tagChange{ref: name + ":" + tag, old: d})
+			}
+		}
+	}
+	for _, l := range [][]tagChange{st.added, st.changed, st.removed} {
+		sort.Slice(l, func(i, j int) bool { return l[i].ref < l[j].ref })
+	}
+	st.TagsAdded, st.TagsChanged, st.TagsRemoved = len(st.added), len(st.changed), len(st.removed)
+
+	r.orphans(m, st)
+	return m, st
+}
+
+// orphans fills m.Orphans: blobs the previous generation referenced and this one does not,
+// earlier orphans, and files in blobs/ that no generation references (left by a failed run).
+// Orphans unreferenced for longer than the grace period are listed in st.expired for deletion
+// and left out of m.Orphans.
+func (r *run) orphans(m *layout.Meta, st *stats) {
+	now := r.o.Now().UTC()
+	expired := map[layout.Digest]bool{}
+	add := func(d layout.Digest, o *layout.Orphan) {
+		if _, ok := m.Blobs[d]; ok {
+			return
+		}
+		if _, ok := m.Orphans[d]; ok {
+			return
+		}
+		if now.Sub(o.Unreferenced) > r.o.GCGrace {
+			st.expired = append(st.expired, d)
+			expired[d] = true
+			st.Deleted++
+			st.DeletedBytes += o.Size
+			return
+		}
+		m.Orphans[d] = o
+	}
+	for d, o := range r.prev.Orphans {
+		oc := *o
+		add(d, &oc)
+	}
+	for d, b := range r.prev.Blobs {
+		if _, ok := m.Blobs[d]; !ok {
+			if _, ok := m.Orphans[d]; !ok {
+				st.Orphaned++
+			}
+			add(d, &layout.Orphan{Size: b.Size, Since: b.Since, Unreferenced: now})
+		}
+	}
+	if r.tree != nil {
+		ents, err := os.ReadDir(r.blobDir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			r.prog.warnf("listing %s for garbage collection: %v", r.blobDir, err)
+		}
+		for _, e := range ents {
+			d, err := layout.ParseDigest("sha256:" + e.Name())
+			if err != nil || !e.Type().IsRegular() {
+				continue
+			}
+			if _, ok := m.Blobs[d]; ok {
+				continue
+			}
+			if _, ok := m.Orphans[d]; ok {
+				continue
+			}
+			if expired[d] {
+				continue
+			}
+			var size int64
+			if fi, err := e.Info(); err == nil {
+				size = fi.Size()
+			}
+			add(d, &layout.Orphan{Size: size, Since: r.gen, Unreferenced: now})
+		}
+	}
+	sort.Slice(st.expired, func(i, j int) bool { return st.expired[i].String() < st.expired[j].String() })
+	st.Orphans = len(m.Orphans)
+	if len(m.Orphans) == 0 {
+		m.Orphans = nil
+	}
+}
+
+// present reports whether the tree holds d with the given size.
+func (r *run) present(d layout.Digest, size int64) bool {
+	if r.tree == nil {
+		return false
+	}
+	fi, err := os.Stat(r.blobPath(d))
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
+}
+
+func sortedDigests(set map[layout.Digest]bool) []layout.Digest {
+	out := make([]layout.Digest, 0, len(set))
+	for d := range set {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}

@@ -1,0 +1,343 @@
+package generator
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/regmirror/regmirror/layout"
+)
+
+var errDigestMismatch = fmt.Errorf("content does not match its digest: %w", errRetryable)
+
+// writeError is a failure writing the tree (full disk, I/O error): it stops the run.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+type blobState int
+
+const (
+	blobPending    blobState = iota
+	blobPresent              // already in the tree
+	blobFetched              // fetched this run
+	blobForeign              // foreign layer the source does not hold: not in the tree
+	blobWouldFetch           // dry run: would be fetched
+)
+
+// blobTask is one blob, ensured once per run whatever references it.
+type blobTask struct {
+	done  chan struct{}
+	ref   blobRef
+	state blobState
+	size  int64
+	err   error
+}
+
+func (t *blobTask) wait(ctx context.Context) error {
+	select {
+	case <-t.done:
+		return t.err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// blob ensures the blob is in the tree, fetching it through repo when it is not. reused says
+// the referencing manifest comes from the previous generation.
+func (r *run) blob(ctx context.Context, repo string, ref blobRef, reused bool) *blobTask {
+	r.mu.Lock()
+	t, ok := r.blobs[ref.digest]
+	if !ok {
+		t = &blobTask{done: make(chan struct{}), ref: ref}
+		r.blobs[ref.digest] = t
+	}
+	r.mu.Unlock()
+	if !ok {
+		go func() {
+			defer close(t.done)
+			t.state, t.size, t.err = r.ensureBlob(ctx, repo, ref, reused)
+		}()
+	}
+	return t
+}
+
+func (r *run) blobPath(d layout.Digest) string { return r.tree.Path(layout.BlobPath(d)) }
+
+func (r *run) ensureBlob(ctx context.Context, repo string, ref blobRef, reused bool) (blobState, int64, error) {
+	if r.tree != nil {
+		fi, err := os.Stat(r.blobPath(ref.digest))
+		if err == nil && fi.Mode().IsRegular() && fi.Size() == ref.size {
+			if !r.o.Verify {
+				return blobPresent, ref.size, nil
+			}
+			if err := hashFile(r.blobPath(ref.digest), ref.digest); err == nil {
+				return blobPresent, ref.size, nil
+			} else {
+				r.prog.warnf("blob %s in the tree is corrupt, fetching it again: %v", ref.digest, err)
+			}
+		}
+	}
+	if ref.foreign && reused {
+		if _, ok := r.prev.Blobs[ref.digest]; !ok {
+			return blobForeign, ref.size, nil
+		}
+	}
+	if r.o.DryRun {
+		return blobWouldFetch, ref.size, nil
+	}
+	r.prog.blobsTotal.Add(1)
+	if err := r.acquire(ctx, r.xferSem); err != nil {
+		return 0, 0, err
+	}
+	defer func() { <-r.xferSem }()
+	path := "/v2/" + repo + "/blobs/" + ref.digest.String()
+	var foreign bool
+	err := r.c.retry(ctx, "GET "+path, func() error {
+		err := r.download(ctx, path, ref)
+		if ref.foreign && statusOf(err) == http.StatusNotFound {
+			foreign = true
+			return nil
+		}
+		return err
+	})
+	if foreign {
+		r.prog.blobsTotal.Add(-1)
+		return blobForeign, ref.size, nil
+	}
+	if err != nil {
+		var we *writeError
+		if errors.As(err, &we) {
+			r.fatal(fmt.Errorf("writing blob %s: %w", ref.digest, we.err))
+		}
+		return 0, 0, err
+	}
+	r.prog.blobsDone.Add(1)
+	return blobFetched, ref.size, nil
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// download streams one blob into the tree, hashing while writing; the file is renamed into
+// place only when size and digest match.
+func (r *run) download(ctx context.Context, path string, ref blobRef) error {
+	resp, err := r.c.getOK(ctx, http.MethodGet, path, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength >= 0 && resp.ContentLength != ref.size {
+		return fmt.Errorf("GET %s: the source sends %d bytes, the manifest says %d", path, resp.ContentLength, ref.size)
+	}
+	f, err := r.o.CreateFile(r.blobPath(ref.digest))
+	if err != nil {
+		return &writeError{err}
+	}
+	defer f.Abort()
+	h := newHash(ref.digest.Algorithm())
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	counted := &countingWriter{w: &fileWriter{f}, h: h, p: r.prog}
+	n, err := io.CopyBuffer(counted, io.LimitReader(resp.Body, ref.size+1), *bp)
+	if err != nil {
+		r.prog.bytes.Add(-n)
+		var we *writeError
+		if errors.As(err, &we) {
+			return err
+		}
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	if n != ref.size {
+		r.prog.bytes.Add(-n)
+		if n < ref.size {
+			return fmt.Errorf("GET %s: %w: got %d of %d bytes", path, errTruncated, n, ref.size)
+		}
+		return fmt.Errorf("GET %s: the source sends more than the %d bytes the manifest says", path, ref.size)
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); ref.digest.Algorithm() == "sha256" && got != ref.digest.String() {
+		r.prog.bytes.Add(-n)
+		return fmt.Errorf("GET %s: %w: it hashes to %s", path, errDigestMismatch, got)
+	} else if ref.digest.Algorithm() != "sha256" && ref.digest.Hex() != hex.EncodeToString(h.Sum(nil)) {
+		r.prog.bytes.Add(-n)
+		return fmt.Errorf("GET %s: %w", path, errDigestMismatch)
+	}
+	if err := f.CommitNoDirSync(); err != nil {
+		return &writeError{err}
+	}
+	r.mu.Lock()
+	r.blobsSync = true
+	r.mu.Unlock()
+	return nil
+}
+
+type fileWriter struct{ f BlobFile }
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		return n, &writeError{err}
+	}
+	return n, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	h hash.Hash
+	p *progress
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.h.Write(p[:n])
+	c.p.bytes.Add(int64(n))
+	return n, err
+}
+
+func newHash(algo string) hash.Hash {
+	if algo == "sha512" {
+		return sha512.New()
+	}
+	return sha256.New()
+}
+
+// digestOf computes the digest of data.
+func digestOf(algo string, data []byte) layout.Digest {
+	h := newHash(algo)
+	h.Write(data)
+	return layout.MustDigest(algo + ":" + hex.EncodeToString(h.Sum(nil)))
+}
+
+// hashFile checks a file against its digest.
+func hashFile(path string, d layout.Digest) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := newHash(d.Algorithm())
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != d.Hex() {
+		return fmt.Errorf("%s hashes to %s:%s", path, d.Algorithm(), got)
+	}
+	return nil
+}
+
+func mediaTypeOf(s string) types.MediaType { return types.MediaType(s) }
+
+// diffTask is the uncompressed digest of one layer, computed once.
+type diffTask struct {
+	once sync.Once
+	d    string
+	err  error
+}
+
+// diffID decompresses a layer file (gzip, zstd or plain tar, by its magic bytes) and returns
+// the sha256 of the stream.
+func (r *run) diffID(d layout.Digest) (string, error) {
+	r.mu.Lock()
+	t, ok := r.diffIDs[d]
+	if !ok {
+		t = &diffTask{}
+		r.diffIDs[d] = t
+	}
+	r.mu.Unlock()
+	t.once.Do(func() { t.d, t.err = diffIDOfFile(r.blobPath(d)) })
+	return t.d, t.err
+}
+
+func diffIDOfFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 1<<20)
+	magic, _ := br.Peek(4)
+	var rd io.Reader = br
+	switch {
+	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return "", fmt.Errorf("decompressing gzip: %w", err)
+		}
+		defer zr.Close()
+		rd = zr
+	case len(magic) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<30))
+		if err != nil {
+			return "", fmt.Errorf("decompressing zstd: %w", err)
+		}
+		defer zr.Close()
+		rd = zr
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, rd); err != nil {
+		return "", fmt.Errorf("decompressing: %w", err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// verifyLayers checks the layers of n fetched this run against its config's diff_ids.
+func (r *run) verifyLayers(ctx context.Context, n *node, cl *closure) error {
+	if n.p.config == nil || !isImageConfig(n.p.config.mediaType) {
+		return nil
+	}
+	var fresh bool
+	for _, l := range n.p.layers {
+		if cl.blobs[l.digest].state == blobFetched {
+			fresh = true
+		}
+	}
+	if !fresh {
+		return nil
+	}
+	f, err := os.Open(r.blobPath(n.p.config.digest))
+	if err != nil {
+		return fmt.Errorf("verifying layers of %s: %w", n.digest, err)
+	}
+	var cfg struct {
+		RootFS struct {
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+	}
+	err = json.NewDecoder(io.LimitReader(f, 64<<20)).Decode(&cfg)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("verifying layers of %s: config %s: %w", n.digest, n.p.config.digest, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(n.p.layers) {
+		return fmt.Errorf("image %s has %d layers but its config lists %d diff_ids", n.digest, len(n.p.layers), len(cfg.RootFS.DiffIDs))
+	}
+	for i, l := range n.p.layers {
+		if cl.blobs[l.digest].state != blobFetched {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		got, err := r.diffID(l.digest)
+		if err != nil {
+			return fmt.Errorf("layer %s of %s: %w", l.digest, n.digest, err)
+		}
+		if got != cfg.RootFS.DiffIDs[i] {
+			return fmt.Errorf("layer %s of %s decompresses to %s, the config's diff_ids[%d] says %s", l.digest, n.digest, got, i, oneLine(cfg.RootFS.DiffIDs[i]))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,850 @@
+package generator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/regmirror/regmirror/layout"
+)
+
+// maxDepth bounds index nesting and referrer chains from a hostile source.
+const maxDepth = 8
+
+// Failure is one tag (or referrer) that could not be published this run. A tag that failed
+// keeps its previous state when the previous generation had it.
+type Failure struct {
+	Ref string // "repo:tag", "repo" (tag listing) or "repo@digest" (a referrer)
+	Err error
+}
+
+func (f Failure) Error() string { return f.Ref + ": " + f.Err.Error() }
+
+// PartialError is returned by Run when some tags failed; the generation was still published
+// with everything else.
+type PartialError struct {
+	Generation uint64
+	Failures   []Failure
+	Published  bool
+}
+
+func (e *PartialError) Error() string {
+	var b strings.Builder
+	const show = 5
+	for i, f := range e.Failures {
+		if i == show {
+			fmt.Fprintf(&b, "; and %d more (listed above)", len(e.Failures)-show)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(oneLine(f.Error()))
+	}
+	what := "nothing published (dry run)"
+	if e.Published {
+		what = fmt.Sprintf("generation %d published without them, failed tags keep their previous state", e.Generation)
+	}
+	return fmt.Sprintf("%d failed (%s): %s", len(e.Failures), what, b.String())
+}
+
+// run is the state of one Run.
+type run struct {
+	o       Options
+	c       *client
+	tree    *layout.Tree
+	prev    *layout.Meta
+	gen     uint64
+	blobDir string
+	globs   []*Glob
+	reqSem  chan struct{}
+	xferSem chan struct{}
+	prog    *progress
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu        sync.Mutex
+	nodes     map[layout.Digest]*node
+	blobs     map[layout.Digest]*blobTask
+	diffIDs   map[layout.Digest]*diffTask
+	referrers map[string]*refTask
+	refFailed map[layout.Digest]bool
+	failures  []Failure
+	blobsSync bool // a blob was committed: blobs/sha256 needs an fsync
+
+	refProbe     sync.Mutex
+	refKnown     bool
+	refSupported bool
+}
+
+// Run publishes one generation (or, with DryRun, computes the plan). It returns the summary
+// even on failure when it has one. A *PartialError means the generation was published without
+// the failed tags.
+func Run(ctx context.Context, o Options) (*Summary, error) {
+	start := time.Now()
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	base, err := parseSource(o.Source)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{
+		o:         o,
+		reqSem:    make(chan struct{}, o.Jobs),
+		xferSem:   make(chan struct{}, o.Jobs),
+		nodes:     map[layout.Digest]*node{},
+		blobs:     map[layout.Digest]*blobTask{},
+		diffIDs:   map[layout.Digest]*diffTask{},
+		referrers: map[string]*refTask{},
+		refFailed: map[layout.Digest]bool{},
+	}
+	for _, p := range o.Repos {
+		g, err := CompileGlob(p)
+		if err != nil {
+			return nil, err
+		}
+		r.globs = append(r.globs, g)
+	}
+	if o.Out != "" {
+		r.tree = layout.NewTree(o.Out)
+		r.blobDir = r.tree.Path(layout.BlobDir("sha256"))
+		prev, _, err := r.tree.Load()
+		switch {
+		case errors.Is(err, layout.ErrNoGeneration):
+			prev = nil
+		case err != nil:
+			return nil, fmt.Errorf("reading the current generation of %s: %w (move the tree aside to start afresh)", o.Out, err)
+		}
+		r.prev = prev
+	}
+	if r.prev == nil {
+		r.prev = layout.NewMeta(0)
+	}
+	if r.prev.Orphans == nil {
+		r.prev.Orphans = map[layout.Digest]*layout.Orphan{}
+	}
+	r.gen = r.prev.Generation + 1
+
+	if !o.DryRun {
+		if err := os.MkdirAll(r.blobDir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating the tree: %w", err)
+		}
+		if err := removeTemps(r.tree); err != nil {
+			return nil, err
+		}
+	}
+
+	r.ctx, r.cancel = context.WithCancelCause(ctx)
+	defer r.cancel(nil)
+	r.c, err = newClient(r.ctx, &r.o, base)
+	if err != nil {
+		return nil, err
+	}
+	r.prog = newProgress(o.Log, o.Live, o.LogInterval)
+	defer r.prog.stop()
+
+	outcomes, err := r.discoverAndFetch()
+	if err != nil {
+		return nil, err
+	}
+	if cause := context.Cause(r.ctx); cause != nil {
+		return nil, cause
+	}
+	meta, st := r.assemble(outcomes)
+	sum := &Summary{Generation: r.gen, DryRun: o.DryRun, Counts: st.Counts}
+	if o.DryRun {
+		sum.Plan = r.plan(st)
+		sum.Duration = time.Since(start)
+		r.prog.stop()
+		return sum, r.partial(false)
+	}
+	if err := r.write(meta, st); err != nil {
+		return nil, err
+	}
+	sum.Duration = time.Since(start)
+	r.prog.stop()
+	return sum, r.partial(true)
+}
+
+func (r *run) partial(published bool) error {
+	if len(r.failures) == 0 {
+		return nil
+	}
+	sort.Slice(r.failures, func(i, j int) bool { return r.failures[i].Ref < r.failures[j].Ref })
+	return &PartialError{Generation: r.gen, Failures: r.failures, Published: published}
+}
+
+func (r *run) fail(ref string, err error) {
+	r.mu.Lock()
+	r.failures = append(r.failures, Failure{Ref: ref, Err: err})
+	r.mu.Unlock()
+	r.prog.warnf("failed: %s: %v", ref, oneLine(err.Error()))
+}
+
+// fatal stops the run (a full disk): nothing is published.
+func (r *run) fatal(err error) { r.cancel(err) }
+
+// acquire takes a slot of sem, or fails when the run is cancelled.
+func (r *run) acquire(ctx context.Context, sem chan struct{}) error {
+	select {
+	case sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// outcome is what one tag (or repository) ended as.
+type outcome struct {
+	repo, tag string
+	cl        *closure // nil: not published
+}
+
+// discoverAndFetch lists repositories and tags and processes every tag; it returns one
+// outcome per published tag.
+func (r *run) discoverAndFetch() ([]outcome, error) {
+	repos, err := r.listRepos(r.ctx)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		mu   sync.Mutex
+		outs []outcome
+		wg   sync.WaitGroup
+	)
+	add := func(o outcome) {
+		mu.Lock()
+		outs = append(outs, o)
+		mu.Unlock()
+	}
+	for _, repo := range repos {
+		wg.Go(func() {
+			tags, err := r.listTags(r.ctx, repo)
+			if err != nil {
+				if r.ctx.Err() != nil {
+					return
+				}
+				r.fail(repo, fmt.Errorf("listing tags: %w", err))
+				// Keep the repository as it was.
+				if pr := r.prev.Repositories[repo]; pr != nil {
+					for tag := range pr.Tags {
+						if cl := r.fallback(repo, tag); cl != nil {
+							add(outcome{repo: repo, tag: tag, cl: cl})
+						}
+					}
+				}
+				return
+			}
+			r.prog.tagsTotal.Add(int64(len(tags)))
+			var twg sync.WaitGroup
+			for _, tag := range tags {
+				twg.Go(func() {
+					defer r.prog.tagsDone.Add(1)
+					cl, err := r.processTag(r.ctx, repo, tag)
+					if r.ctx.Err() != nil {
+						return
+					}
+					switch {
+					case errors.Is(err, errSkip):
+					case err != nil:
+						r.fail(repo+":"+tag, err)
+						if cl := r.fallback(repo, tag); cl != nil {
+							add(outcome{repo: repo, tag: tag, cl: cl})
+						}
+					default:
+						add(outcome{repo: repo, tag: tag, cl: cl})
+					}
+				})
+			}
+			twg.Wait()
+		})
+	}
+	wg.Wait()
+	return outs, nil
+}
+
+// errSkip marks a tag that is deliberately not published (schema 1, vanished).
+var errSkip = errors.New("skipped")
+
+// processTag resolves a tag with one HEAD and collects its closure.
+func (r *run) processTag(ctx context.Context, repo, tag string) (*closure, error) {
+	d, pre, err := r.resolve(ctx, repo, tag)
+	if err != nil {
+		if statusOf(err) == http.StatusNotFound {
+			r.prog.warnf("%s:%s: listed but gone from the source, not published", repo, tag)
+			return nil, errSkip
+		}
+		return nil, err
+	}
+	root := r.node(ctx, repo, d, pre, 0)
+	if errors.Is(root.err, errSchema1) {
+		r.prog.warnf("%s:%s: Docker schema 1 manifest, skipped (not pullable by current clients; repush it as schema 2 or OCI)", repo, tag)
+		return nil, errSkip
+	}
+	cl := newClosure(d)
+	if err := r.collect(ctx, repo, root, cl, false, 0); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+// fallback rebuilds a tag's previous state from the previous metadata (no request, unless a
+// blob is missing from disk). nil when there was none or it cannot be rebuilt.
+func (r *run) fallback(repo, tag string) *closure {
+	pr := r.prev.Repositories[repo]
+	if pr == nil {
+		return nil
+	}
+	d, ok := pr.Tags[tag]
+	if !ok {
+		return nil
+	}
+	if _, ok := r.prev.Manifests[d]; !ok {
+		return nil
+	}
+	root := r.node(r.ctx, repo, d, nil, 0)
+	cl := newClosure(d)
+	if err := r.collect(r.ctx, repo, root, cl, true, 0); err != nil {
+		if r.ctx.Err() == nil {
+			r.prog.warnf("%s:%s: previous state lost too: %v", repo, tag, oneLine(err.Error()))
+		}
+		return nil
+	}
+	return cl
+}
+
+// resolve HEADs a tag. When the source sends no Docker-Content-Digest it GETs the manifest
+// instead and returns its bytes.
+func (r *run) resolve(ctx context.Context, repo, tag string) (layout.Digest, *prefetched, error) {
+	if err := r.acquire(ctx, r.reqSem); err != nil {
+		return layout.Digest{}, nil, err
+	}
+	defer func() { <-r.reqSem }()
+	path := "/v2/" + repo + "/manifests/" + tag
+	var (
+		d   layout.Digest
+		pre *prefetched
+	)
+	err := r.c.retry(ctx, "HEAD "+path, func() error {
+		resp, err := r.c.getOK(ctx, http.MethodHead, path, manifestAccept)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.ContentLength > MaxManifestSize {
+			return fmt.Errorf("manifest is %d bytes, over the %d-byte limit", resp.ContentLength, MaxManifestSize)
+		}
+		if h := resp.Header.Get("Docker-Content-Digest"); h != "" {
+			d, err = layout.ParseDigest(h)
+			if err != nil {
+				return fmt.Errorf("HEAD %s: Docker-Content-Digest: %w", path, err)
+			}
+			return nil
+		}
+		// No digest header: fetch by tag and hash.
+		data, mt, err := r.fetchManifest(ctx, path, layout.Digest{})
+		if err != nil {
+			return err
+		}
+		d = digestOf("sha256", data)
+		pre = &prefetched{data: data, mediaType: mt}
+		return nil
+	})
+	return d, pre, err
+}
+
+type prefetched struct {
+	data      []byte
+	mediaType string
+}
+
+var errSchema1 = errors.New("docker schema 1 manifest")
+
+// node is a manifest, fetched once per run whatever repositories reference it.
+type node struct {
+	done      chan struct{}
+	digest    layout.Digest
+	mediaType string
+	data      []byte
+	p         *parsed
+	children  []*node
+	fetched   bool // from the source this run, not from the previous generation
+	err       error
+}
+
+// node returns the manifest d, loading it (from the previous generation, or the source via
+// repo) when no other tag has.
+func (r *run) node(ctx context.Context, repo string, d layout.Digest, pre *prefetched, depth int) *node {
+	r.mu.Lock()
+	if n, ok := r.nodes[d]; ok {
+		r.mu.Unlock()
+		select {
+		case <-n.done:
+		case <-ctx.Done():
+			return &node{digest: d, err: context.Cause(ctx)}
+		}
+		return n
+	}
+	n := &node{done: make(chan struct{}), digest: d}
+	r.nodes[d] = n
+	r.mu.Unlock()
+	defer close(n.done)
+	n.err = r.loadNode(ctx, repo, n, pre, depth)
+	return n
+}
+
+func (r *run) loadNode(ctx context.Context, repo string, n *node, pre *prefetched, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("manifests nested deeper than %d", maxDepth)
+	}
+	var headerType string
+	if pm, ok := r.prev.Manifests[n.digest]; ok && digestOf(n.digest.Algorithm(), pm.Data) == n.digest {
+		n.data, headerType = pm.Data, pm.MediaType
+	} else if pre != nil {
+		n.data, headerType, n.fetched = pre.data, pre.mediaType, true
+	} else {
+		if err := r.acquire(ctx, r.reqSem); err != nil {
+			return err
+		}
+		path := "/v2/" + repo + "/manifests/" + n.digest.String()
+		err := r.c.retry(ctx, "GET "+path, func() error {
+			var err error
+			n.data, headerType, err = r.fetchManifest(ctx, path, n.digest)
+			return err
+		})
+		<-r.reqSem
+		if err != nil {
+			return err
+		}
+		n.fetched = true
+	}
+	p, err := parseManifest(n.data, headerType)
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", n.digest, err)
+	}
+	if p.schema1 {
+		return errSchema1
+	}
+	n.p, n.mediaType = p, p.mediaType
+	if len(p.children) == 0 {
+		return nil
+	}
+	n.children = make([]*node, len(p.children))
+	var wg sync.WaitGroup
+	for i, c := range p.children {
+		wg.Go(func() { n.children[i] = r.node(ctx, repo, c.digest, nil, depth+1) })
+	}
+	wg.Wait()
+	for i, c := range n.children {
+		if c.err != nil {
+			if errors.Is(c.err, errSchema1) {
+				return fmt.Errorf("index %s: child %s is a schema 1 manifest", n.digest, c.digest)
+			}
+			return fmt.Errorf("index %s: %w", n.digest, c.err)
+		}
+		if int64(len(c.data)) != p.children[i].size {
+			return fmt.Errorf("index %s: child %s is %d bytes, the index says %d", n.digest, c.digest, len(c.data), p.children[i].size)
+		}
+	}
+	return nil
+}
+
+// fetchManifest GETs a manifest (one attempt), bounded to MaxManifestSize and, when want is
+// set, checked against it.
+func (r *run) fetchManifest(ctx context.Context, path string, want layout.Digest) ([]byte, string, error) {
+	resp, err := r.c.getOK(ctx, http.MethodGet, path, manifestAccept)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength > MaxManifestSize {
+		return nil, "", fmt.Errorf("manifest is %d bytes, over the %d-byte limit", resp.ContentLength, MaxManifestSize)
+	}
+	data, err := readLimited(resp.Body, MaxManifestSize)
+	if err != nil {
+		return nil, "", fmt.Errorf("GET %s: %w", path, err)
+	}
+	if resp.ContentLength >= 0 && int64(len(data)) != resp.ContentLength {
+		return nil, "", fmt.Errorf("GET %s: %w: got %d of %d bytes", path, errTruncated, len(data), resp.ContentLength)
+	}
+	if !want.IsZero() {
+		if got := digestOf(want.Algorithm(), data); got != want {
+			return nil, "", fmt.Errorf("GET %s: %w: content hashes to %s", path, errDigestMismatch, got)
+		}
+	}
+	return data, resp.Header.Get("Content-Type"), nil
+}
+
+var errTruncated = fmt.Errorf("truncated body: %w", errRetryable)
+
+// errRetryable marks errors worth another attempt.
+var errRetryable = errors.New("retryable")
+
+// closure is everything one tag publishes.
+type closure struct {
+	root      layout.Digest
+	nodes     map[layout.Digest]*node
+	blobs     map[layout.Digest]*blobTask
+	referrers map[layout.Digest][]v1.Descriptor
+}
+
+func newClosure(root layout.Digest) *closure {
+	return &closure{root: root, nodes: map[layout.Digest]*node{}, blobs: map[layout.Digest]*blobTask{}, referrers: map[layout.Digest][]v1.Descriptor{}}
+}
+
+// collect adds n and everything it references to cl, waits for the blobs, and checks layers
+// when asked. prevOnly takes referrers from the previous generation instead of the source.
+func (r *run) collect(ctx context.Context, repo string, n *node, cl *closure, prevOnly bool, depth int) error {
+	if n.err != nil {
+		return n.err
+	}
+	var walk func(n *node)
+	var nodes []*node
+	walk = func(n *node) {
+		if _, ok := cl.nodes[n.digest]; ok {
+			return
+		}
+		cl.nodes[n.digest] = n
+		nodes = append(nodes, n)
+		for _, b := range n.p.blobs() {
+			if _, ok := cl.blobs[b.digest]; !ok {
+				cl.blobs[b.digest] = r.blob(ctx, repo, b, !n.fetched)
+			}
+		}
+		for _, c := range n.children {
+			walk(c)
+		}
+	}
+	walk(n)
+	for _, n := range nodes {
+		for _, b := range n.p.blobs() {
+			t := cl.blobs[b.digest]
+			if err := t.wait(ctx); err != nil {
+				return fmt.Errorf("%s %s: %w", blobKind(b), b.digest, err)
+			}
+			if t.size != b.size && t.state != blobForeign {
+				return fmt.Errorf("%s %s: manifest %s says %d bytes, another says %d", blobKind(b), b.digest, n.digest, b.size, t.size)
+			}
+		}
+	}
+	if r.o.VerifyLayers && !r.o.DryRun {
+		for _, n := range nodes {
+			if err := r.verifyLayers(ctx, n, cl); err != nil {
+				return err
+			}
+		}
+	}
+	if depth >= maxDepth {
+		return nil
+	}
+	// Referrers of every manifest in the closure.
+	for _, n := range nodes {
+		var refs []referrer
+		if prevOnly {
+			refs = r.prevReferrers(repo, n.digest)
+		} else {
+			var err error
+			refs, err = r.referrersOf(ctx, repo, n.digest)
+			if err != nil {
+				return fmt.Errorf("referrers of %s: %w", n.digest, err)
+			}
+		}
+		for _, ref := range refs {
+			rn := r.node(ctx, repo, ref.digest, nil, depth+1)
+			sub := newClosure(ref.digest)
+			err := r.collect(ctx, repo, rn, sub, prevOnly, depth+1)
+			if err == nil && rn.err == nil {
+				cl.merge(sub)
+				cl.referrers[n.digest] = append(cl.referrers[n.digest], ref.desc)
+				continue
+			}
+			if err == nil {
+				err = rn.err
+			}
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			r.mu.Lock()
+			seen := r.refFailed[ref.digest]
+			r.refFailed[ref.digest] = true
+			r.mu.Unlock()
+			if !seen {
+				r.fail(repo+"@"+ref.digest.String(), fmt.Errorf("referrer of %s left out: %w", n.digest, err))
+			}
+		}
+	}
+	return nil
+}
+
+func (cl *closure) merge(o *closure) {
+	for d, n := range o.nodes {
+		cl.nodes[d] = n
+	}
+	for d, b := range o.blobs {
+		cl.blobs[d] = b
+	}
+	for d, rs := range o.referrers {
+		cl.referrers[d] = append(cl.referrers[d], rs...)
+	}
+}
+
+func blobKind(b blobRef) string {
+	if b.layer {
+		return "layer"
+	}
+	return "config"
+}
+
+// pageSize is the n of catalog and tag list requests.
+const pageSize = 1000
+
+// listRepos reads the catalog, every page, and keeps valid names matching --repo.
+func (r *run) listRepos(ctx context.Context) ([]string, error) {
+	var repos []string
+	err := r.paginate(ctx, "/v2/_catalog", "repositories", func(name string) {
+		if err := layout.ValidateName(name); err != nil {
+			r.prog.warnf("skipping repository from the catalog: %v", err)
+			return
+		}
+		if matchAny(r.globs, name) {
+			repos = append(repos, name)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing repositories at %s: %w", r.c.base, err)
+	}
+	sort.Strings(repos)
+	return repos, nil
+}
+
+// listTags reads a repository's tags, every page, keeping valid ones.
+func (r *run) listTags(ctx context.Context, repo string) ([]string, error) {
+	var tags []string
+	err := r.paginate(ctx, "/v2/"+repo+"/tags/list", "tags", func(tag string) {
+		if err := layout.ValidateTag(tag); err != nil {
+			r.prog.warnf("%s: skipping tag: %v", repo, err)
+			return
+		}
+		tags = append(tags, tag)
+	})
+	if statusOf(err) == http.StatusNotFound {
+		// In the catalog but without tags (docker-distribution after deletions).
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(tags)
+	return tags, nil
+}
+
+// paginate GETs a list endpoint page by page, calling each once per distinct entry of the
+// JSON array field. It follows Link rel="next"; a source that sends a full page without a Link
+// is asked again with last=<final entry> until a page brings nothing new.
+func (r *run) paginate(ctx context.Context, base, field string, each func(string)) error {
+	seen := map[string]bool{}
+	path := base + "?n=" + strconv.Itoa(pageSize)
+	visited := map[string]bool{}
+	for path != "" && !visited[path] {
+		visited[path] = true
+		var page map[string]json.RawMessage
+		if err := r.acquire(ctx, r.reqSem); err != nil {
+			return err
+		}
+		link, err := r.c.getJSON(ctx, path, 64<<20, &page)
+		<-r.reqSem
+		if err != nil {
+			return err
+		}
+		var items []string
+		if raw, ok := page[field]; ok && string(raw) != "null" {
+			if err := json.Unmarshal(raw, &items); err != nil {
+				return fmt.Errorf("GET %s: %s: %w", path, field, err)
+			}
+		}
+		fresh := 0
+		for _, it := range items {
+			if seen[it] {
+				continue
+			}
+			seen[it] = true
+			fresh++
+			each(it)
+		}
+		next, err := nextLink(link)
+		if err != nil {
+			return err
+		}
+		if next == "" && len(items) >= pageSize && fresh > 0 {
+			next = base + "?n=" + strconv.Itoa(pageSize) + "&last=" + url.QueryEscape(items[len(items)-1])
+		}
+		if fresh == 0 {
+			break
+		}
+		path = next
+	}
+	return nil
+}
+
+// referrer is one manifest referring to a subject, as the referrers API describes it.
+type referrer struct {
+	digest layout.Digest
+	desc   v1.Descriptor
+}
+
+type refTask struct {
+	done chan struct{}
+	refs []referrer
+	err  error
+}
+
+// referrersOf asks the source for the referrers of d. A source without the API (any answer
+// but 200 to the first query) is not asked again this run.
+func (r *run) referrersOf(ctx context.Context, repo string, d layout.Digest) ([]referrer, error) {
+	r.refProbe.Lock()
+	if r.refKnown && !r.refSupported {
+		r.refProbe.Unlock()
+		return nil, nil
+	}
+	if !r.refKnown {
+		// The first query decides, holding the lock so that the others wait for it.
+		defer r.refProbe.Unlock()
+		refs, err := r.queryReferrers(ctx, repo, d)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			r.refKnown, r.refSupported = true, false
+			return nil, nil
+		}
+		r.refKnown, r.refSupported = true, true
+		return refs, nil
+	}
+	r.refProbe.Unlock()
+
+	key := repo + "@" + d.String()
+	r.mu.Lock()
+	t, ok := r.referrers[key]
+	if !ok {
+		t = &refTask{done: make(chan struct{})}
+		r.referrers[key] = t
+	}
+	r.mu.Unlock()
+	if !ok {
+		t.refs, t.err = r.queryReferrers(ctx, repo, d)
+		close(t.done)
+	}
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+	return t.refs, t.err
+}
+
+func (r *run) queryReferrers(ctx context.Context, repo string, d layout.Digest) ([]referrer, error) {
+	path := "/v2/" + repo + "/referrers/" + d.String()
+	var out []referrer
+	seen := map[layout.Digest]bool{}
+	for pages := 0; path != "" && pages < 1000; pages++ {
+		var idx struct {
+			Manifests []struct {
+				descriptor
+				Platform *v1.Platform `json:"platform,omitempty"`
+			} `json:"manifests"`
+		}
+		if err := r.acquire(ctx, r.reqSem); err != nil {
+			return nil, err
+		}
+		link, err := r.c.getJSON(ctx, path, MaxManifestSize, &idx)
+		<-r.reqSem
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range idx.Manifests {
+			rd, err := layout.ParseDigest(m.Digest)
+			if err != nil {
+				return nil, fmt.Errorf("referrers of %s: %w", d, err)
+			}
+			if seen[rd] || rd == d {
+				continue
+			}
+			seen[rd] = true
+			h, err := v1.NewHash(rd.String())
+			if err != nil {
+				return nil, fmt.Errorf("referrers of %s: %w", d, err)
+			}
+			out = append(out, referrer{digest: rd, desc: v1.Descriptor{
+				MediaType:    mediaTypeOf(m.MediaType),
+				Size:         m.Size,
+				Digest:       h,
+				ArtifactType: m.ArtifactType,
+				Annotations:  m.Annotations,
+				Platform:     m.Platform,
+			}})
+		}
+		next, err := nextLink(link)
+		if err != nil {
+			return nil, err
+		}
+		if next == path {
+			break
+		}
+		path = next
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].digest.String() < out[j].digest.String() })
+	return out, nil
+}
+
+// prevReferrers are the referrers of d that the previous generation published in repo.
+func (r *run) prevReferrers(repo string, d layout.Digest) []referrer {
+	pr := r.prev.Repositories[repo]
+	if pr == nil {
+		return nil
+	}
+	var out []referrer
+	for _, desc := range pr.Referrers[d] {
+		rd, err := layout.ParseDigest(desc.Digest.String())
+		if err != nil {
+			continue
+		}
+		if _, ok := r.prev.Manifests[rd]; ok {
+			out = append(out, referrer{digest: rd, desc: desc})
+		}
+	}
+	return out
+}
+
+// removeTemps deletes leftovers of interrupted writes in the tree's directories.
+func removeTemps(t *layout.Tree) error {
+	for _, dir := range []string{"", layout.BlobDir("sha256"), layout.MetaDir, layout.MetaFilesDir} {
+		p := t.Path(dir)
+		ents, err := os.ReadDir(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("cleaning temporary files: %w", err)
+		}
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), layout.TempPrefix) && e.Type().IsRegular() {
+				if err := os.Remove(t.Path(dir + "/" + e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("cleaning temporary files: %w", err)
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,367 @@
+package generator
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regmirror/regmirror/layout"
+)
+
+func TestFullSyncDemo(t *testing.T) {
+	src := newSource(t)
+	want := src.demo()
+	out := t.TempDir()
+	sum := mustRun(t, src.opts(out))
+	m := checkTree(t, out)
+
+	if m.Generation != 1 || sum.Generation != 1 {
+		t.Errorf("generation: got meta %d, summary %d, want 1", m.Generation, sum.Generation)
+	}
+	got := indexRefs(t, out)
+	if len(got) != len(want) {
+		t.Errorf("index.json: got %d refs (%s), want %d (%s)", len(got), fmtMap(got), len(want), fmtMap(want))
+	}
+	for ref, d := range want {
+		if got[ref] != d {
+			t.Errorf("index.json %s: got %q, want %q", ref, got[ref], d)
+		}
+		repo, tag, _ := strings.Cut(ref, ":")
+		if r := m.Repositories[repo]; r == nil || r.Tags[tag].String() != d {
+			t.Errorf("meta %s: got %v, want %s", ref, m.Repositories[repo], d)
+		}
+	}
+	if sum.Tags != len(want) || sum.TagsAdded != len(want) {
+		t.Errorf("summary tags: got %d (%d added), want %d", sum.Tags, sum.TagsAdded, len(want))
+	}
+	// Every blob file is in Meta.Blobs with Since 1, and each is one file.
+	ents, err := os.ReadDir(filepath.Join(out, "blobs", "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != len(m.Blobs) {
+		t.Errorf("blob files: got %d, want %d (Meta.Blobs)", len(ents), len(m.Blobs))
+	}
+	for d, b := range m.Blobs {
+		if b.Since != 1 {
+			t.Errorf("blob %s: Since %d, want 1", d, b.Since)
+		}
+	}
+	// The fetched blobs plus manifests written make up the tree.
+	if sum.BlobsFetched+sum.Manifests != len(m.Blobs) {
+		t.Errorf("blobs fetched %d + manifests %d, want %d (all blobs)", sum.BlobsFetched, sum.Manifests, len(m.Blobs))
+	}
+	// Repository lists are sorted and complete.
+	for name, r := range m.Repositories {
+		for i := 1; i < len(r.Blobs); i++ {
+			if r.Blobs[i-1].String() >= r.Blobs[i].String() {
+				t.Errorf("%s: Blobs not sorted", name)
+			}
+		}
+		for _, d := range r.Manifests {
+			if _, ok := m.Manifests[d]; !ok {
+				t.Errorf("%s: manifest %s missing from Meta.Manifests", name, d)
+			}
+		}
+	}
+	if tmp := listTemps(t, out); len(tmp) != 0 {
+		t.Errorf("temporary files left: %v", tmp)
+	}
+}
+
+func TestNoopResyncCostsOneRequestPerTag(t *testing.T) {
+	src := newSource(t)
+	want := src.demo()
+	out := t.TempDir()
+	mustRun(t, src.opts(out))
+	first := checkTree(t, out)
+	src.resetCounts()
+
+	sum := mustRun(t, src.opts(out))
+	counts := src.resetCounts()
+	m := checkTree(t, out)
+
+	if got := counts["HEAD manifest"]; got != len(want) {
+		t.Errorf("manifest HEADs: got %d, want %d (one per tag)", got, len(want))
+	}
+	for _, k := range []string{"GET manifest", "GET blob", "HEAD blob"} {
+		if counts[k] != 0 {
+			t.Errorf("%s: got %d requests, want 0 on a no-op run", k, counts[k])
+		}
+	}
+	if sum.BlobsFetched != 0 || sum.TagsAdded+sum.TagsChanged+sum.TagsRemoved != 0 {
+		t.Errorf("no-op summary: got %+v", sum.Counts)
+	}
+	if m.Generation != first.Generation+1 {
+		t.Errorf("generation: got %d, want %d", m.Generation, first.Generation+1)
+	}
+	for d, b := range m.Blobs {
+		if b.Since != first.Blobs[d].Since {
+			t.Errorf("blob %s: Since %d, want %d kept", d, b.Since, first.Blobs[d].Since)
+		}
+	}
+	t.Logf("no-op requests: %v", counts)
+}
+
+func TestTagRemovalOrphansAndGrace(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	out := t.TempDir()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	o := src.opts(out)
+	o.Now = func() time.Time { return now }
+	o.GCGrace = time.Hour
+	mustRun(t, o)
+	before := checkTree(t, out)
+	minimal := before.Repositories["fedora/minimal"]
+	if minimal == nil {
+		t.Fatal("fedora/minimal not published")
+	}
+
+	src.deleteTag("fedora/minimal", "42")
+	sum := mustRun(t, o)
+	m := checkTree(t, out)
+	if _, ok := m.Repositories["fedora/minimal"]; ok {
+		t.Errorf("fedora/minimal still published after its only tag left the source")
+	}
+	if sum.TagsRemoved != 1 {
+		t.Errorf("tags removed: got %d, want 1", sum.TagsRemoved)
+	}
+	gone := append(append([]layout.Digest{}, minimal.Blobs...), minimal.Manifests...)
+	for _, d := range gone {
+		o, ok := m.Orphans[d]
+		if !ok {
+			t.Errorf("%s: not an orphan after its tag left", d)
+			continue
+		}
+		if !o.Unreferenced.Equal(now) || o.Since != before.Blobs[d].Since {
+			t.Errorf("orphan %s: got %+v, want Unreferenced %v, Since %d", d, o, now, before.Blobs[d].Since)
+		}
+		if _, err := os.Stat(filepath.Join(out, layout.BlobPath(d))); err != nil {
+			t.Errorf("orphan %s deleted within the grace period: %v", d, err)
+		}
+	}
+
+	// Exactly at the grace period: kept. Past it: deleted.
+	now = now.Add(time.Hour)
+	mustRun(t, o)
+	for _, d := range gone {
+		if _, err := os.Stat(filepath.Join(out, layout.BlobPath(d))); err != nil {
+			t.Errorf("orphan %s deleted at exactly the grace period: %v", d, err)
+		}
+	}
+	now = now.Add(time.Second)
+	sum = mustRun(t, o)
+	m = checkTree(t, out)
+	if sum.Deleted != len(gone) {
+		t.Errorf("deleted: got %d, want %d", sum.Deleted, len(gone))
+	}
+	for _, d := range gone {
+		if _, err := os.Stat(filepath.Join(out, layout.BlobPath(d))); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("orphan %s past the grace period: got %v, want deleted", d, err)
+		}
+		if _, ok := m.Orphans[d]; ok {
+			t.Errorf("deleted orphan %s still listed", d)
+		}
+	}
+}
+
+func TestOrphanReturnsKeepingSince(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	out := t.TempDir()
+	o := src.opts(out)
+	mustRun(t, o)
+	first := checkTree(t, out)
+	src.deleteTag("fedora/minimal", "42")
+	mustRun(t, o)
+	// Push it again: the blobs come back from the orphans with their first generation.
+	refs := src.demo()
+	_ = refs
+	mustRun(t, o)
+	m := checkTree(t, out)
+	for _, d := range first.Repositories["fedora/minimal"].Blobs {
+		b, ok := m.Blobs[d]
+		if !ok {
+			t.Errorf("%s: not back among the blobs", d)
+			continue
+		}
+		if b.Since != first.Blobs[d].Since {
+			t.Errorf("%s: Since %d, want %d", d, b.Since, first.Blobs[d].Since)
+		}
+		if _, ok := m.Orphans[d]; ok {
+			t.Errorf("%s: still an orphan", d)
+		}
+	}
+}
+
+func TestRepoGlobSelects(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	tests := []struct {
+		name  string
+		globs []string
+		want  []string
+	}{
+		{"all", nil, []string{"fedora", "fedora/httpd", "fedora/minimal", "fedora/toolbox"}},
+		{"one segment", []string{"fedora/*"}, []string{"fedora/httpd", "fedora/minimal", "fedora/toolbox"}},
+		{"exact", []string{"fedora"}, []string{"fedora"}},
+		{"across", []string{"**/toolbox"}, []string{"fedora/toolbox"}},
+		{"two globs", []string{"fedora", "*/httpd"}, []string{"fedora", "fedora/httpd"}},
+		{"none", []string{"debian/**"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			o := src.opts(out)
+			o.Repos = tc.globs
+			mustRun(t, o)
+			m := checkTree(t, out)
+			var got []string
+			for name := range m.Repositories {
+				got = append(got, name)
+			}
+			if strings.Join(sorted(got), ",") != strings.Join(tc.want, ",") {
+				t.Errorf("got %v, want %v", sorted(got), tc.want)
+			}
+		})
+	}
+}
+
+func TestDryRunWritesNothing(t *testing.T) {
+	src := newSource(t)
+	want := src.demo()
+	out := filepath.Join(t.TempDir(), "tree")
+	o := src.opts(out)
+	o.DryRun = true
+	sum := mustRun(t, o)
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dry run created %s: %v", out, err)
+	}
+	if sum.Plan == nil || len(sum.Plan.Added) != len(want) {
+		t.Fatalf("plan: got %+v, want %d tags added", sum.Plan, len(want))
+	}
+	if sum.Plan.BlobsToFetch == 0 || sum.Plan.BytesToFetch == 0 {
+		t.Errorf("plan fetches nothing: %+v", sum.Plan)
+	}
+
+	// After a real run, the plan for a removed tag.
+	o.DryRun = false
+	mustRun(t, o)
+	src.deleteTag("fedora/httpd", "2.4")
+	before := snapshot(t, out)
+	o.DryRun = true
+	sum = mustRun(t, o)
+	if after := snapshot(t, out); after != before {
+		t.Errorf("dry run changed the tree:\nbefore %s\nafter  %s", before, after)
+	}
+	if len(sum.Plan.Removed) != 1 || !strings.Contains(sum.Plan.Removed[0], "fedora/httpd:2.4") {
+		t.Errorf("plan removed: got %v, want fedora/httpd:2.4", sum.Plan.Removed)
+	}
+	if sum.Plan.BlobsToFetch != 0 {
+		t.Errorf("plan fetches %d blobs, want 0", sum.Plan.BlobsToFetch)
+	}
+}
+
+// snapshot lists every file with its size and modification time.
+func snapshot(t testing.TB, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil {
+			b.WriteString(p + " " + fi.ModTime().String() + " " + fi.Mode().String() + ";")
+		}
+		return nil
+	})
+	return b.String()
+}
+
+func sorted(s []string) []string {
+	out := append([]string(nil), s...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+func TestMetaFilesKeptForThreeGenerations(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	out := t.TempDir()
+	for range 5 {
+		mustRun(t, src.opts(out))
+	}
+	ents, err := os.ReadDir(filepath.Join(out, layout.MetaFilesDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gens []uint64
+	for _, e := range ents {
+		g, err := metaGeneration(filepath.Join(out, layout.MetaFilesDir, e.Name()))
+		if err != nil {
+			t.Fatalf("%s: %v", e.Name(), err)
+		}
+		gens = append(gens, g)
+	}
+	if len(gens) != 3 {
+		t.Fatalf("meta files: got generations %v, want 3, 4, 5", gens)
+	}
+	for _, g := range gens {
+		if g < 3 {
+			t.Errorf("meta file of generation %d kept, want only 3..5", g)
+		}
+	}
+	checkTree(t, out)
+}
+
+func TestRemovesStaleTemps(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	out := t.TempDir()
+	stale := []string{
+		filepath.Join(out, layout.TempPrefix+"index.json-abc"),
+		filepath.Join(out, "blobs", "sha256", layout.TempPrefix+"deadbeef-123"),
+	}
+	for _, p := range stale {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, src.opts(out))
+	if tmp := listTemps(t, out); len(tmp) != 0 {
+		t.Errorf("stale temporary files left: %v", tmp)
+	}
+}
+
+func TestOptionErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"no source", Options{Out: "x"}, "--source"},
+		{"no out", Options{Source: "http://x"}, "--out"},
+		{"ftp", Options{Source: "ftp://x", Out: "x"}, "http://"},
+		{"path", Options{Source: "http://x/foo", Out: "x"}, "path"},
+		{"userinfo", Options{Source: "http://u:p@x", Out: "x"}, "credentials"},
+		{"mirrors unwired", Options{Source: "http://x", Out: "x", MirrorsFile: "m.yaml"}, "mirrors"},
+		{"bad glob", Options{Source: "http://x", Out: "x", Repos: []string{""}}, "empty --repo"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Run(context.Background(), tc.o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+}

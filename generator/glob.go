@@ -1,0 +1,135 @@
+package generator
+
+import (
+	"errors"
+	"fmt"
+)
+
+// maxGlobLength bounds a --repo pattern; repository names are at most 255 bytes.
+const maxGlobLength = 1024
+
+// Glob is a compiled --repo pattern. A "*" matches any run of characters within one path
+// segment (no "/"); a "**" matches any run of characters across segments, and "**/" also
+// matches nothing, so "**/toolbox" selects "toolbox" as well as "fedora/toolbox". Every other
+// character matches itself.
+type Glob struct {
+	pattern string
+	toks    []globTok
+}
+
+type globKind uint8
+
+const (
+	tokLit        globKind = iota
+	tokStar                // "*": any run without '/'
+	tokDStar               // "**": any run
+	tokDStarSlash          // "**/": empty, or any run ending in '/'
+)
+
+type globTok struct {
+	kind globKind
+	c    byte
+}
+
+// CompileGlob parses a --repo pattern.
+func CompileGlob(pattern string) (*Glob, error) {
+	if pattern == "" {
+		return nil, errors.New("empty --repo pattern")
+	}
+	if len(pattern) > maxGlobLength {
+		return nil, fmt.Errorf("--repo pattern is %d bytes, over the %d-byte limit", len(pattern), maxGlobLength)
+	}
+	g := &Glob{pattern: pattern}
+	for i := 0; i < len(pattern); i++ {
+		c := pattern[i]
+		if c != '*' {
+			g.toks = append(g.toks, globTok{kind: tokLit, c: c})
+			continue
+		}
+		if i+1 < len(pattern) && pattern[i+1] == '*' {
+			// Any longer run of stars is one "**".
+			for i+1 < len(pattern) && pattern[i+1] == '*' {
+				i++
+			}
+			if i+1 < len(pattern) && pattern[i+1] == '/' {
+				i++
+				g.toks = append(g.toks, globTok{kind: tokDStarSlash})
+			} else {
+				g.toks = append(g.toks, globTok{kind: tokDStar})
+			}
+			continue
+		}
+		g.toks = append(g.toks, globTok{kind: tokStar})
+	}
+	return g, nil
+}
+
+func (g *Glob) String() string { return g.pattern }
+
+// Match reports whether name matches the whole pattern. It runs in O(len(pattern)·len(name)).
+func (g *Glob) Match(name string) bool {
+	// seen[i][j]: (token i, byte j) already tried and failed.
+	seen := make([]bool, (len(g.toks)+1)*(len(name)+1))
+	var match func(i, j int) bool
+	match = func(i, j int) bool {
+		for {
+			if i == len(g.toks) {
+				return j == len(name)
+			}
+			k := i*(len(name)+1) + j
+			if seen[k] {
+				return false
+			}
+			t := g.toks[i]
+			switch t.kind {
+			case tokLit:
+				if j < len(name) && name[j] == t.c {
+					i, j = i+1, j+1
+					continue
+				}
+				seen[k] = true
+				return false
+			case tokStar:
+				for e := j; ; e++ {
+					if match(i+1, e) {
+						return true
+					}
+					if e == len(name) || name[e] == '/' {
+						break
+					}
+				}
+			case tokDStar:
+				for e := j; e <= len(name); e++ {
+					if match(i+1, e) {
+						return true
+					}
+				}
+			case tokDStarSlash:
+				if match(i+1, j) {
+					return true
+				}
+				for e := j; e < len(name); e++ {
+					if name[e] == '/' && match(i+1, e+1) {
+						return true
+					}
+				}
+			}
+			seen[k] = true
+			return false
+		}
+	}
+	return match(0, 0)
+}
+
+// matchAny reports whether name matches one of globs; no globs select everything.
+func matchAny(globs []*Glob, name string) bool {
+	if len(globs) == 0 {
+		return true
+	}
+	for _, g := range globs {
+		if g.Match(name) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,174 @@
+// Package generator publishes the repositories of a source registry as a static tree: every
+// blob once, every manifest, an OCI image layout index and the redirector's metadata, written
+// in the order the layout package prescribes so that a crash at any point leaves the previous
+// generation servable.
+package generator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/regmirror/regmirror/layout"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultJobs         = 8
+	DefaultGCGrace      = 7 * 24 * time.Hour
+	DefaultRetries      = 5
+	DefaultRetryBackoff = 200 * time.Millisecond
+	DefaultStallTimeout = 60 * time.Second
+	DefaultLogInterval  = 5 * time.Second
+
+	// MaxManifestSize is the largest manifest the generator accepts (the distribution
+	// spec's recommended limit).
+	MaxManifestSize = 4 << 20
+)
+
+// MirrorsFunc applies a mirrors file to the metadata of the generation being published, after
+// its content is complete and before it is written: it fills next.Mirrors, next.Regions,
+// next.Origin and next.VariantSets. prev is the previous generation's metadata (nil for the
+// first), so crawl state can be carried over.
+type MirrorsFunc func(ctx context.Context, file string, prev, next *layout.Meta) error
+
+// BlobFile is a file being written atomically (a *layout.File by default).
+type BlobFile interface {
+	io.Writer
+	CommitNoDirSync() error
+	Abort()
+}
+
+// Options configure one Run. Source and Out are required; zero values of the rest mean the
+// defaults.
+type Options struct {
+	// Source is the registry base URL, http:// or https://, with no path.
+	Source string
+	// Out is the tree's root directory.
+	Out string
+	// Repos are --repo globs (see Glob); none selects every repository.
+	Repos []string
+	// MirrorsFile is --mirrors. Mirrors applies it; a MirrorsFile without Mirrors is an error.
+	MirrorsFile string
+	Mirrors     MirrorsFunc
+
+	// Jobs bounds concurrent blob transfers, and separately concurrent small requests
+	// (tag lists, manifest HEADs and GETs).
+	Jobs int
+	// DryRun computes and returns the plan and writes nothing.
+	DryRun bool
+	// GCGrace is how long an unreferenced blob stays in the tree.
+	GCGrace time.Duration
+	// Verify re-hashes blobs already present instead of trusting their size.
+	Verify bool
+	// VerifyLayers decompresses every new layer and checks it against the config's diff_ids.
+	VerifyLayers bool
+
+	// Credentials: Auth when set, else Keychain (default: REGISTRY_AUTH_FILE, then the
+	// docker config, see DefaultKeychain).
+	Auth     authn.Authenticator
+	Keychain authn.Keychain
+
+	// TLS.
+	InsecureSkipTLSVerify bool
+	CAFile                string
+
+	// Transport, when set, replaces the base HTTP transport (tests, fault injection); TLS
+	// options are then ignored.
+	Transport http.RoundTripper
+
+	// Retries is how many times a failed request is retried (5xx, resets, timeouts, truncated
+	// or corrupt bodies), with exponential backoff from RetryBackoff.
+	Retries      int
+	RetryBackoff time.Duration
+	// StallTimeout aborts (and retries) a request whose body sends nothing for this long.
+	StallTimeout time.Duration
+
+	// Log receives warnings and progress (os.Stderr in the CLI); nil discards them.
+	Log io.Writer
+	// Live draws a progress bar rewritten in place (Log is a terminal); otherwise a progress
+	// line is logged every LogInterval.
+	Live        bool
+	LogInterval time.Duration
+
+	// CreateFile opens a blob file for atomic writing; default layout.CreateFile. A hook for
+	// tests (full disk).
+	CreateFile func(path string) (BlobFile, error)
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) setDefaults() error {
+	if o.Source == "" {
+		return errors.New("no source registry: give --source http://HOST:PORT or https://HOST")
+	}
+	if o.Out == "" && !o.DryRun {
+		return errors.New("no output directory: give --out DIR")
+	}
+	if o.MirrorsFile != "" && o.Mirrors == nil {
+		return fmt.Errorf("--mirrors %s: this build cannot apply a mirrors file yet", o.MirrorsFile)
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = DefaultJobs
+	}
+	if o.GCGrace < 0 {
+		return fmt.Errorf("--gc-grace %s is negative", o.GCGrace)
+	}
+	if o.GCGrace == 0 {
+		o.GCGrace = DefaultGCGrace
+	}
+	if o.Retries < 0 {
+		o.Retries = 0
+	} else if o.Retries == 0 {
+		o.Retries = DefaultRetries
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = DefaultRetryBackoff
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.LogInterval <= 0 {
+		o.LogInterval = DefaultLogInterval
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.CreateFile == nil {
+		o.CreateFile = func(path string) (BlobFile, error) { return layout.CreateFile(path) }
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+// parseSource checks a --source URL and returns it as scheme://host.
+func parseSource(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("--source %q is not a URL: %w", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("--source %q: want http://HOST[:PORT] or https://HOST[:PORT]", s)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("--source %q has no host", s)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("--source: put credentials in --username/--password or the docker config, not in the URL")
+	}
+	if p := strings.TrimSuffix(u.Path, "/"); p != "" && p != "/v2" {
+		return nil, fmt.Errorf("--source %q has a path: registries answer at the root (/v2/)", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("--source %q has a query or fragment", s)
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+}

@@ -1,0 +1,93 @@
+package generator
+
+import (
+	"fmt"
+	"io"
+	"time"
+)
+
+// Summary is the outcome of a Run.
+type Summary struct {
+	Generation uint64
+	DryRun     bool
+	Duration   time.Duration
+	Plan       *Plan
+	Counts
+}
+
+// Counts are the figures of a run.
+type Counts struct {
+	Repositories, Tags                  int
+	TagsAdded, TagsChanged, TagsRemoved int
+	Manifests                           int
+	BlobsFetched                        int   // blobs the generation references, fetched this run
+	BytesFetched                        int64 // their bytes
+	BlobsPresent                        int   // already in the tree
+	ForeignSkipped                      int   // foreign layers the source does not hold
+	Orphaned                            int   // blobs unreferenced since this generation
+	Orphans                             int   // unreferenced blobs kept for the grace period
+	Deleted                             int   // unreferenced longer than the grace period
+	DeletedBytes                        int64
+	ToFetch                             int   // dry run: blobs (manifests included) to fetch or write
+	ToFetchBytes                        int64 // dry run
+	Failures                            int
+}
+
+// String is the last line of a run.
+func (s *Summary) String() string {
+	rate := float64(s.BytesFetched) / max(s.Duration.Seconds(), 1e-9)
+	verb := "published"
+	if s.DryRun {
+		verb = "planned"
+	}
+	line := fmt.Sprintf("generation %d %s: %d repositories, %d tags (%d added, %d changed, %d removed), %d manifests; "+
+		"%d blobs fetched (%s), %d present; %d foreign layers skipped; %d orphans kept, %d deleted (%s); %s, %s/s",
+		s.Generation, verb, s.Repositories, s.Tags, s.TagsAdded, s.TagsChanged, s.TagsRemoved, s.Manifests,
+		s.BlobsFetched, humanBytes(s.BytesFetched), s.BlobsPresent, s.ForeignSkipped,
+		s.Orphans, s.Deleted, humanBytes(s.DeletedBytes), s.Duration.Round(time.Millisecond), humanBytes(int64(rate)))
+	if s.Failures > 0 {
+		line += fmt.Sprintf("; %d failed", s.Failures)
+	}
+	return line
+}
+
+// Plan is what a dry run would do.
+type Plan struct {
+	Added, Changed, Removed []string // "+ repo:tag digest", "~ repo:tag old -> new", "- repo:tag digest"
+	BlobsToFetch            int      // manifests included
+	BytesToFetch            int64
+	BlobsToDelete           int
+	BytesToDelete           int64
+	Delete                  []string // digests
+}
+
+func (r *run) plan(st *stats) *Plan {
+	p := &Plan{BlobsToFetch: st.ToFetch, BytesToFetch: st.ToFetchBytes, BlobsToDelete: st.Deleted, BytesToDelete: st.DeletedBytes}
+	for _, c := range st.added {
+		p.Added = append(p.Added, fmt.Sprintf("+ %s %s", c.ref, c.new))
+	}
+	for _, c := range st.changed {
+		p.Changed = append(p.Changed, fmt.Sprintf("~ %s %s -> %s", c.ref, c.old, c.new))
+	}
+	for _, c := range st.removed {
+		p.Removed = append(p.Removed, fmt.Sprintf("- %s %s", c.ref, c.old))
+	}
+	for _, d := range st.expired {
+		p.Delete = append(p.Delete, d.String())
+	}
+	return p
+}
+
+// Print writes the plan, one line per change, then a total.
+func (p *Plan) Print(w io.Writer) {
+	for _, l := range [][]string{p.Added, p.Changed, p.Removed} {
+		for _, s := range l {
+			fmt.Fprintln(w, s)
+		}
+	}
+	for _, d := range p.Delete {
+		fmt.Fprintf(w, "delete %s\n", d)
+	}
+	fmt.Fprintf(w, "plan: %d tags added, %d changed, %d removed; %d blobs to fetch (%s); %d blobs to delete (%s)\n",
+		len(p.Added), len(p.Changed), len(p.Removed), p.BlobsToFetch, humanBytes(p.BytesToFetch), p.BlobsToDelete, humanBytes(p.BytesToDelete))
+}

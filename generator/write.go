@@ -1,0 +1,263 @@
+package generator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/regmirror/regmirror/layout"
+)
+
+// keepMetaGenerations is how many generations before the current one keep their metadata
+// files (mirrors and redirectors lag behind).
+const keepMetaGenerations = 2
+
+// write lands the generation: blobs are already committed; then their directory fsync,
+// manifests, oci-layout, index.json, the metadata and the stamp, then garbage collection.
+func (r *run) write(m *layout.Meta, st *stats) error {
+	ctx := r.ctx
+	if r.blobsSync {
+		if err := layout.SyncDir(r.blobDir); err != nil {
+			return fmt.Errorf("writing blobs: %w", err)
+		}
+	}
+	if err := r.writeManifests(ctx, m); err != nil {
+		return err
+	}
+	if err := writeIfChanged(r.tree.Path(layout.OCILayoutFile), []byte(layout.OCILayoutContent)); err != nil {
+		return fmt.Errorf("writing oci-layout: %w", err)
+	}
+	idx, err := indexJSON(m)
+	if err != nil {
+		return err
+	}
+	if err := writeIfChanged(r.tree.Path(layout.IndexFile), idx); err != nil {
+		return fmt.Errorf("writing index.json: %w", err)
+	}
+	if r.o.MirrorsFile != "" {
+		prev := r.prev
+		if prev.Generation == 0 {
+			prev = nil
+		}
+		if err := r.o.Mirrors(ctx, r.o.MirrorsFile, prev, m); err != nil {
+			return fmt.Errorf("applying --mirrors %s: %w", r.o.MirrorsFile, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
+	if _, err := r.tree.Publish(m); err != nil {
+		return fmt.Errorf("publishing generation %d: %w", m.Generation, err)
+	}
+	// Garbage: after the switch, so that no published generation loses a file.
+	deleted := 0
+	for _, d := range st.expired {
+		if err := os.Remove(r.blobPath(d)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			r.prog.warnf("deleting unreferenced blob %s: %v", d, err)
+			continue
+		}
+		deleted++
+	}
+	if deleted > 0 {
+		if err := layout.SyncDir(r.blobDir); err != nil {
+			r.prog.warnf("%v", err)
+		}
+	}
+	r.removeOldMeta(m.Generation)
+	return nil
+}
+
+// writeManifests writes every manifest of the generation as a blob, concurrently, then
+// fsyncs the directory.
+func (r *run) writeManifests(ctx context.Context, m *layout.Meta) error {
+	type job struct {
+		d    layout.Digest
+		data []byte
+	}
+	var jobs []job
+	for d, mf := range m.Manifests {
+		if r.present(d, int64(len(mf.Data))) && (!r.o.Verify || hashFile(r.blobPath(d), d) == nil) {
+			continue
+		}
+		jobs = append(jobs, job{d, mf.Data})
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	ch := make(chan job)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for range min(len(jobs), max(r.o.Jobs, 16)) {
+		wg.Go(func() {
+			for j := range ch {
+				if err := r.writeBlob(j.d, j.data); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = fmt.Errorf("writing manifest %s: %w", j.d, err)
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			break
+		}
+		ch <- j
+	}
+	close(ch)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
+	if err := layout.SyncDir(r.blobDir); err != nil {
+		return fmt.Errorf("writing manifests: %w", err)
+	}
+	return nil
+}
+
+func (r *run) writeBlob(d layout.Digest, data []byte) error {
+	f, err := r.o.CreateFile(r.blobPath(d))
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return f.CommitNoDirSync()
+}
+
+// writeIfChanged replaces path atomically unless it already holds data.
+func writeIfChanged(path string, data []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	return layout.WriteFile(path, data)
+}
+
+type indexDescriptor struct {
+	MediaType    string            `json:"mediaType"`
+	Digest       string            `json:"digest"`
+	Size         int64             `json:"size"`
+	ArtifactType string            `json:"artifactType,omitempty"`
+	Annotations  map[string]string `json:"annotations"`
+}
+
+// indexJSON is the OCI layout index: one descriptor per tag, sorted by "<repo>:<tag>".
+func indexJSON(m *layout.Meta) ([]byte, error) {
+	var descs []indexDescriptor
+	for name, repo := range m.Repositories {
+		for tag, d := range repo.Tags {
+			mf := m.Manifests[d]
+			if mf == nil {
+				return nil, fmt.Errorf("writing index.json: %s:%s points at %s, which the generation lacks", name, tag, d)
+			}
+			var at struct {
+				ArtifactType string `json:"artifactType"`
+			}
+			_ = json.Unmarshal(mf.Data, &at)
+			descs = append(descs, indexDescriptor{
+				MediaType:    mf.MediaType,
+				Digest:       d.String(),
+				Size:         int64(len(mf.Data)),
+				ArtifactType: at.ArtifactType,
+				Annotations:  map[string]string{annotationRefName: name + ":" + tag},
+			})
+		}
+	}
+	sort.Slice(descs, func(i, j int) bool {
+		return descs[i].Annotations[annotationRefName] < descs[j].Annotations[annotationRefName]
+	})
+	if descs == nil {
+		descs = []indexDescriptor{}
+	}
+	b, err := json.MarshalIndent(struct {
+		SchemaVersion int               `json:"schemaVersion"`
+		MediaType     string            `json:"mediaType"`
+		Manifests     []indexDescriptor `json:"manifests"`
+	}{2, mtOCIIndex, descs}, "", " ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// removeOldMeta deletes metadata files of generations older than current-keepMetaGenerations.
+// Files it cannot read are left alone.
+func (r *run) removeOldMeta(current uint64) {
+	dir := r.tree.Path(layout.MetaFilesDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	removed := false
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, layout.TempPrefix) || !strings.HasSuffix(name, ".json.zst") {
+			continue
+		}
+		g, err := metaGeneration(dir + "/" + name)
+		if err != nil || g+keepMetaGenerations >= current {
+			continue
+		}
+		if err := os.Remove(dir + "/" + name); err == nil {
+			removed = true
+		}
+	}
+	if removed {
+		_ = layout.SyncDir(dir)
+	}
+}
+
+// metaGeneration reads only the generation field of a metadata file (it comes second in the
+// encoding, so this decompresses a few bytes, not the file).
+func metaGeneration(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+	if err != nil {
+		return 0, err
+	}
+	defer zr.Close()
+	dec := json.NewDecoder(io.LimitReader(zr, layout.MaxMetaSize))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return 0, fmt.Errorf("%s: not a metadata file", path)
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return 0, err
+		}
+		if k == "generation" {
+			var g uint64
+			if err := dec.Decode(&g); err != nil {
+				return 0, err
+			}
+			return g, nil
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return 0, err
+		}
+	}
+	return 0, fmt.Errorf("%s: no generation", path)
+}
