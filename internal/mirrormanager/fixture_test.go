@@ -13,7 +13,7 @@ import (
 //	4  campus      private (not in Global/ByCountry), netblocks (CIDR, bare address,
 //	               CIDR with host bits), ASN 64500, Internet2 via i2_clients
 //	5  us          US, restricted to clients from US and CA (stored lower-case "us")
-//	6  jp          JP, ASNs 64501 and 64502, an IPv6 netblock
+//	6  jp          JP, ASNs 64501 and 64502, an IPv6 netblock, 10.20.0.0/16
 //	7  stale       DE, 5000 Mbit/s, a netblock, but not up to date for containers
 //	               (listed for pub/fedora/linux only)
 //	8  nowhere     no country, no bandwidth entry
@@ -63,6 +63,7 @@ func fixture() cacheSpec {
 			{"198.51.100.7", []int64{4}},
 			{"10.1.2.3/8", []int64{4}},
 			{"2001:db8::/32", []int64{6}},
+			{"10.20.0.0/16", []int64{6}}, // inside campus's 10.0.0.0/8, more specific
 			{"203.0.113.0/24", []int64{7}},
 			{"not-a-netblock", []int64{1}}, // skipped, as mirrorlist-server does
 		},
@@ -127,7 +128,7 @@ func fixtureHosts() []Host {
 		{ID: 5, Name: "mm-host-5", Country: "US", Bandwidth: 1000, AllowedCountries: []string{"US", "CA"},
 			URLs: []string{"https://us.example/fedora/containers/"}},
 		{ID: 6, Name: "mm-host-6", Country: "JP", Bandwidth: 1000,
-			Netblocks: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")},
+			Netblocks: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("10.20.0.0/16")},
 			ASNs:      []uint32{64501, 64502},
 			URLs:      []string{"https://jp.example/fedora/containers/"}},
 		{ID: 8, Name: "mm-host-8", Country: "", Bandwidth: 1,

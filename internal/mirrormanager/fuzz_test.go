@@ -1,6 +1,7 @@
 package mirrormanager
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -16,6 +17,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(p)
 	for _, n := range boundaries[:len(boundaries)/2] {
 		f.Add(good[:n])
+	}
+	if b, err := os.ReadFile("testdata/protoc-sample.bin"); err == nil {
+		f.Add(b)
 	}
 	f.Add([]byte{})
 	f.Add([]byte("garbage"))

@@ -330,3 +330,50 @@ func TestDecodeAcceptsUnknownFields(t *testing.T) {
 		t.Errorf("Hosts after unknown fields = %v, %v; want the fixture's hosts", hostsString(got), err)
 	}
 }
+
+// TestProtocEncoded reads a cache that protoc encoded from MirrorManager's own schema
+// (testdata/protoc-sample.txtpb says how), so the decoder is checked against an encoder
+// that is not this package's.
+func TestProtocEncoded(t *testing.T) {
+	s, err := LoadSnapshot("testdata/protoc-sample.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, dir string
+		want      []Host
+	}{
+		{"containers", "pub/fedora/containers", []Host{
+			{ID: 1, Name: "mm-host-1", Country: "DE", Bandwidth: 1000, AllowedCountries: []string{"DE", "AT"},
+				URLs: []string{"https://a.example/pub/fedora/containers/", "http://a.example/pub/fedora/containers/"}},
+			{ID: 2, Name: "mm-host-2", Country: "FR", Bandwidth: 10, Private: true, Internet2: true,
+				Netblocks: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::1/128")},
+				ASNs:      []uint32{64500, 4200000000},
+				URLs:      []string{"http://b.example/fedora/containers/"}},
+		}},
+		{"top directory, empty subpath", "pub/fedora", []Host{
+			{ID: 1, Name: "mm-host-1", Country: "DE", Bandwidth: 1000, AllowedCountries: []string{"DE", "AT"},
+				URLs: []string{"https://a.example/pub/fedora/"}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.Hosts(tt.dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Hosts(%s):\ngot:%s\nwant:%s", tt.dir, hostsString(got), hostsString(tt.want))
+			}
+		})
+	}
+	if got, want := s.Time, time.Unix(1767225600, 0).UTC(); !got.Equal(want) {
+		t.Errorf("Time = %v, want %v", got, want)
+	}
+	if got, ok := s.ClientCountry(netip.MustParseAddr("100.64.0.1")); got != "JP" || !ok {
+		t.Errorf("ClientCountry = %q, %v; want JP, true", got, ok)
+	}
+	if got, ok := s.ContinentRedirect("RU"); got != "EU" || !ok {
+		t.Errorf("ContinentRedirect(RU) = %q, %v; want EU, true", got, ok)
+	}
+}
