@@ -1,0 +1,366 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regmirror/regmirror/internal/peers"
+	"github.com/regmirror/regmirror/internal/testimages"
+)
+
+// clientDigests are the digests the demo set publishes (testdata/README.md), as the real
+// clients must find them after pulling through the redirector.
+type clientDigests struct {
+	fedora, fedoraAMD64, fedoraARM64 string // fedora:42 (an OCI index) and its two images
+	toolbox                          string // fedora/toolbox:42, OCI image
+	httpd                            string // fedora/httpd:2.4, Docker schema 2 image
+	minimal                          string // fedora/minimal:42, OCI image with a zstd layer
+	// blobs of fedora:42's linux/amd64 image: its config and its one layer
+	fedoraAMD64Blobs []string
+}
+
+func clientDigestsOf(t testing.TB, refs []testimages.Ref) clientDigests {
+	t.Helper()
+	var d clientDigests
+	for _, r := range refs {
+		h, err := r.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch r.Repo {
+		case "fedora":
+			d.fedora = h.String()
+			idx, err := r.Index.IndexManifest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range idx.Manifests {
+				switch m.Platform.Architecture {
+				case "amd64":
+					d.fedoraAMD64 = m.Digest.String()
+					img, err := r.Index.Image(m.Digest)
+					if err != nil {
+						t.Fatal(err)
+					}
+					mf, err := img.Manifest()
+					if err != nil {
+						t.Fatal(err)
+					}
+					d.fedoraAMD64Blobs = append(d.fedoraAMD64Blobs, mf.Config.Digest.String())
+					for _, l := range mf.Layers {
+						d.fedoraAMD64Blobs = append(d.fedoraAMD64Blobs, l.Digest.String())
+					}
+				case "arm64":
+					d.fedoraARM64 = m.Digest.String()
+				}
+			}
+		case "fedora/toolbox":
+			d.toolbox = h.String()
+		case "fedora/httpd":
+			d.httpd = h.String()
+		case "fedora/minimal":
+			d.minimal = h.String()
+		}
+	}
+	for _, s := range []string{d.fedora, d.fedoraAMD64, d.fedoraARM64, d.toolbox, d.httpd, d.minimal} {
+		if s == "" {
+			t.Fatalf("the demo set changed: %+v", d)
+		}
+	}
+	return d
+}
+
+// clientServer is a running "regmirror serve".
+type clientServer struct {
+	peers.Endpoint
+	proc *peers.Process
+}
+
+// clientServe runs "regmirror serve --tree TREE --listen 127.0.0.1:PORT [extra]" (HTTPS with
+// the certificate of tf when tf is not nil) and waits until /v2/ answers 200. Clients address
+// it as localhost:PORT.
+func clientServe(t testing.TB, tree string, tf *peers.TLSFiles, extra ...string) *clientServer {
+	t.Helper()
+	bin := peers.Regmirror(t)
+	port := peers.FreePort(t)
+	args := []string{"serve", "--tree", tree, "--listen", "127.0.0.1:" + strconv.Itoa(port)}
+	if tf != nil {
+		args = append(args, "--tls-cert", tf.Cert, "--tls-key", tf.Key)
+	}
+	args = append(args, extra...)
+	ep := peers.Endpoint{Host: "localhost:" + strconv.Itoa(port), TLS: tf}
+	client := clientHTTP(ep, true)
+	ready := func() error {
+		resp, err := client.Get(ep.URL() + "/v2/")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET /v2/: %s", resp.Status)
+		}
+		return nil
+	}
+	p := peers.Start(t, "regmirror-serve", exec.Command(bin, args...), ready)
+	return &clientServer{Endpoint: ep, proc: p}
+}
+
+// blobGETs counts the access log's GET requests for a blob with digest d (any repository)
+// answered with status, waiting up to 2 s for a count above atLeast (the log is flushed
+// every 100 ms).
+func (s *clientServer) blobGETs(d string, status int, atLeast int) int {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		n := 0
+		b, _ := os.ReadFile(s.proc.Log)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, " method=GET ") && strings.Contains(line, " status="+strconv.Itoa(status)+" ") &&
+				clientLoggedBlob(line, d) {
+				n++
+			}
+		}
+		if n > atLeast || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// clientLoggedBlob says whether an access log line's path is a blob request for digest d. The
+// redirector shortens long paths in its log ("…/blobs/sha256:0123…"), so a prefix of the
+// digest of at least 16 hex digits counts.
+func clientLoggedBlob(line, d string) bool {
+	_, path, ok := strings.Cut(line, " path=")
+	if !ok {
+		return false
+	}
+	path, _, _ = strings.Cut(path, " ")
+	_, got, ok := strings.Cut(path, "/blobs/")
+	if !ok {
+		return false
+	}
+	if cut, ok := strings.CutSuffix(got, "…"); ok {
+		return len(cut) >= len("sha256:")+16 && strings.HasPrefix(d, cut)
+	}
+	return got == d
+}
+
+// clientFetchesAMD64 says whether a pullAll step downloads fedora:42's linux/amd64 blobs.
+func clientFetchesAMD64(step string) bool {
+	switch step {
+	case "skopeo-copy-by-digest", "skopeo-copy-override-arch-arm64", "skopeo-inspect-raw":
+		return false
+	}
+	return true
+}
+
+// clientHTTP is a Go client for the endpoint (trusting its test CA); with follow false it
+// returns redirects instead of following them.
+func clientHTTP(ep peers.Endpoint, follow bool) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if ep.TLS != nil {
+		tr.TLSClientConfig = ep.TLS.ClientConfig()
+	} else {
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	if !follow {
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	}
+	return c
+}
+
+// clientFixture is everything the pull tests share: one source, one tree, one private
+// containerd and dockerd, the client wrappers.
+type clientFixture struct {
+	d      clientDigests
+	tree   string
+	skopeo *peers.Skopeo
+	crane  *peers.Crane
+	regctl *peers.Regctl
+	podman *peers.Podman
+	ctd    *peers.Containerd
+	docker *peers.Docker
+}
+
+// newClientFixture publishes the demo set into a docker-registry, generates the tree from it
+// (extra: more generate flags) and stops the registry, so every pull can only be answered
+// from the tree; then starts the daemons.
+func newClientFixture(t *testing.T, extra ...string) *clientFixture {
+	t.Helper()
+	needPeers(t)
+	peers.CleanHostResidue(t)
+	refs := demo(t)
+	f := &clientFixture{d: clientDigestsOf(t, refs), tree: filepath.Join(t.TempDir(), "tree")}
+	src := peers.StartRegistry(t)
+	src.Push(t, refs)
+	generate(t, src.URL, f.tree, extra...)
+	src.Proc.Stop()
+	f.skopeo = peers.NewSkopeo(t)
+	f.crane = peers.NewCrane(t)
+	f.regctl = peers.NewRegctl(t)
+	f.podman = peers.NewPodman(t)
+	f.ctd = peers.StartContainerd(t)
+	f.docker = peers.StartDocker(t, f.ctd)
+	return f
+}
+
+// pullAll pulls with every real client from ep, each as a subtest, each checking digests.
+// after, when not nil, is called at the end of each step with the step's name (to check
+// where the blobs came from).
+func (f *clientFixture) pullAll(t *testing.T, ep peers.Endpoint, after func(t *testing.T, client string)) {
+	d := f.d
+	step := func(name string, fn func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			fn(t)
+			if after != nil {
+				after(t, name)
+			}
+		})
+	}
+	step("skopeo-copy-by-tag", func(t *testing.T) {
+		// An index by tag: skopeo picks linux/amd64 and copies that manifest verbatim.
+		f.skopeo.CopyDir(t, ep, "fedora:42", d.fedoraAMD64)
+		f.skopeo.CopyDir(t, ep, "fedora/httpd:2.4", d.httpd)
+		f.skopeo.CopyDir(t, ep, "fedora/minimal:42", d.minimal)
+		f.skopeo.Copy(t, ep, "fedora/toolbox:42", d.toolbox)
+	})
+	step("skopeo-copy-by-digest", func(t *testing.T) {
+		f.skopeo.CopyDir(t, ep, "fedora/httpd@"+d.httpd, d.httpd)
+		f.skopeo.CopyDir(t, ep, "fedora@"+d.fedoraAMD64, d.fedoraAMD64)
+	})
+	step("skopeo-copy-override-arch-arm64", func(t *testing.T) {
+		f.skopeo.CopyDir(t, ep, "fedora:42", d.fedoraARM64, "--override-arch", "arm64")
+	})
+	step("skopeo-inspect-raw", func(t *testing.T) {
+		if got := f.skopeo.InspectDigest(t, ep, "fedora:42"); got != d.fedora {
+			t.Fatalf("skopeo inspect --raw fedora:42: the bytes have digest %s, want %s", got, d.fedora)
+		}
+	})
+	step("crane", func(t *testing.T) {
+		if got := f.crane.Digest(t, ep, "fedora:42"); got != d.fedora {
+			t.Fatalf("crane digest fedora:42 = %s, want %s", got, d.fedora)
+		}
+		f.crane.Pull(t, ep, "fedora:42", d.fedora)
+		f.crane.Pull(t, ep, "fedora/httpd@"+d.httpd, d.httpd)
+	})
+	step("regctl", func(t *testing.T) {
+		if got := f.regctl.Digest(t, ep, "fedora:42"); got != d.fedora {
+			t.Fatalf("regctl image digest fedora:42 = %s, want %s", got, d.fedora)
+		}
+		f.regctl.Copy(t, ep, "fedora:42", d.fedora)
+		f.regctl.Copy(t, ep, "fedora/minimal:42", d.minimal)
+	})
+	step("podman", func(t *testing.T) {
+		f.podman.Pull(t, ep, "fedora:42", d.fedora)
+		f.podman.Pull(t, ep, "fedora/httpd@"+d.httpd, d.httpd)
+	})
+	step("containerd", func(t *testing.T) {
+		f.ctd.Pull(t, ep, "fedora:42", d.fedora)
+		f.ctd.Pull(t, ep, "fedora/minimal:42", d.minimal)
+	})
+	step("docker", func(t *testing.T) {
+		// Docker 20.10 cannot apply zstd layers (fedora/minimal): not pulled here.
+		f.docker.Pull(t, ep, "fedora:42", d.fedora)
+		f.docker.Pull(t, ep, "fedora/httpd:2.4", d.httpd)
+	})
+}
+
+// TestClientPulls: every real client pulls the demo set through "regmirror serve" (no
+// mirrors: the redirector serves blobs from its tree), over plain HTTP and over TLS with a
+// test CA, each checking the digests it got.
+func TestClientPulls(t *testing.T) {
+	f := newClientFixture(t)
+	plain := clientServe(t, f.tree, nil)
+	secure := clientServe(t, f.tree, peers.NewTLS(t))
+	for _, srv := range []struct {
+		name string
+		*clientServer
+	}{{"http", plain}, {"tls", secure}} {
+		seen := map[string]int{}
+		t.Run(srv.name, func(t *testing.T) {
+			// Every client really downloads the blobs, from the redirector (no mirror).
+			f.pullAll(t, srv.Endpoint, func(t *testing.T, step string) {
+				if t.Failed() || !clientFetchesAMD64(step) {
+					return
+				}
+				for _, b := range f.d.fedoraAMD64Blobs {
+					n := srv.blobGETs(b, http.StatusOK, seen[b])
+					if n <= seen[b] {
+						t.Errorf("%s: the redirector logged no GET of blob %s answered 200 during the pull\nredirector log:\n%s", step, b, peers.Tail(srv.proc.Log, 10))
+					}
+					seen[b] = n
+				}
+			})
+		})
+	}
+}
+
+// TestClientPullsThroughMirror: the tree is generated with one mirror (nginx on loopback,
+// filled with the documented rsync), crawled, and served; every blob GET is a 307 to the
+// mirror, and every real client's pull fetches fedora:42's blobs from nginx.
+func TestClientPullsThroughMirror(t *testing.T) {
+	needPeers(t)
+	mirrorRoot := filepath.Join(t.TempDir(), "mirror")
+	if err := os.MkdirAll(mirrorRoot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	nginx := peers.StartNginx(t, mirrorRoot)
+	mirrors := filepath.Join(t.TempDir(), "mirrors.yaml")
+	mirrorsYAML := fmt.Sprintf("mirrors:\n  - name: mirror-de\n    url: %s\n    country: DE\n    bandwidth: 100\n", nginx.URL)
+	if err := os.WriteFile(mirrors, []byte(mirrorsYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newClientFixture(t, "--mirrors", mirrors)
+	peers.SyncMirror(t, f.tree, mirrorRoot)
+	if r := regmirror(t, nil, "crawl", "--tree", f.tree, "--mirrors", mirrors); r.err != nil {
+		t.Fatalf("%v", r)
+	}
+	srv := clientServe(t, f.tree, nil)
+
+	// The redirector answers a blob GET with a 307 to the mirror's copy.
+	client := clientHTTP(srv.Endpoint, false)
+	for _, b := range f.d.fedoraAMD64Blobs {
+		resp, err := client.Get(srv.URL() + "/v2/fedora/blobs/" + b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := nginx.URL + "blobs/sha256/" + strings.TrimPrefix(b, "sha256:")
+		if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != want {
+			t.Fatalf("GET /v2/fedora/blobs/%s: %s Location %q, want 307 to %s\nredirector log:\n%s",
+				b, resp.Status, resp.Header.Get("Location"), want, peers.Tail(srv.proc.Log, 20))
+		}
+	}
+
+	seen, redirected := map[string]int{}, map[string]int{}
+	for _, b := range f.d.fedoraAMD64Blobs {
+		seen[b] = nginx.Requests("/blobs/sha256/" + strings.TrimPrefix(b, "sha256:"))
+		redirected[b] = srv.blobGETs(b, http.StatusTemporaryRedirect, 0)
+	}
+	f.pullAll(t, srv.Endpoint, func(t *testing.T, step string) {
+		if t.Failed() || !clientFetchesAMD64(step) {
+			return
+		}
+		for _, b := range f.d.fedoraAMD64Blobs {
+			if n := srv.blobGETs(b, http.StatusTemporaryRedirect, redirected[b]); n <= redirected[b] {
+				t.Errorf("%s: the redirector logged no 307 for blob %s during the pull", step, b)
+			} else {
+				redirected[b] = n
+			}
+			n := nginx.Requests("/blobs/sha256/" + strings.TrimPrefix(b, "sha256:"))
+			if n <= seen[b] {
+				t.Errorf("%s: the mirror served %s no GET during the pull (nginx access log: %d before, %d after)", step, b, seen[b], n)
+			}
+			seen[b] = n
+		}
+	})
+}
