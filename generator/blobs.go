@@ -68,7 +68,9 @@ func (r *run) blob(ctx context.Context, repo string, ref blobRef, reused bool) *
 	}
 	r.mu.Unlock()
 	if !ok {
+		r.bg.Add(1)
 		go func() {
+			defer r.bg.Done()
 			defer close(t.done)
 			t.state, t.size, t.err = r.ensureBlob(ctx, repo, ref, reused)
 		}()
@@ -141,7 +143,7 @@ func (r *run) download(ctx context.Context, path string, ref blobRef) error {
 	}
 	defer resp.Body.Close()
 	if resp.ContentLength >= 0 && resp.ContentLength != ref.size {
-		return fmt.Errorf("GET %s: the source sends %d bytes, the manifest says %d", path, resp.ContentLength, ref.size)
+		return fmt.Errorf("GET %s: the source sends %d bytes, the manifest says %d: %w", path, resp.ContentLength, ref.size, errRetryable)
 	}
 	f, err := r.o.CreateFile(r.blobPath(ref.digest))
 	if err != nil {
@@ -336,7 +338,7 @@ func (r *run) verifyLayers(ctx context.Context, n *node, cl *closure) error {
 			return fmt.Errorf("layer %s of %s: %w", l.digest, n.digest, err)
 		}
 		if got != cfg.RootFS.DiffIDs[i] {
-			return fmt.Errorf("layer %s of %s decompresses to %s, the config's diff_ids[%d] says %s", l.digest, n.digest, got, i, oneLine(cfg.RootFS.DiffIDs[i]))
+			return fmt.Errorf("layer %s of %s does not match the config's diff_ids[%d]: it decompresses to %s, the config says %s", l.digest, n.digest, i, got, oneLine(cfg.RootFS.DiffIDs[i]))
 		}
 	}
 	return nil

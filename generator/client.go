@@ -360,8 +360,8 @@ func oneLine(s string) string {
 		}
 		return r
 	}, s)
-	if len(s) > 200 {
-		s = s[:200] + "…"
+	if len(s) > 600 {
+		s = s[:600] + "…"
 	}
 	return strings.TrimSpace(s)
 }

@@ -81,7 +81,8 @@ type run struct {
 	referrers map[string]*refTask
 	refFailed map[layout.Digest]bool
 	failures  []Failure
-	blobsSync bool // a blob was committed: blobs/sha256 needs an fsync
+	blobsSync bool           // a blob was committed: blobs/sha256 needs an fsync
+	bg        sync.WaitGroup // blob transfers; Run waits for them before returning
 
 	refProbe     sync.Mutex
 	refKnown     bool
@@ -147,7 +148,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
-	defer r.cancel(nil)
+	defer func() {
+		r.cancel(nil)
+		r.bg.Wait()
+	}()
 	r.c, err = newClient(r.ctx, &r.o, base)
 	if err != nil {
 		return nil, err

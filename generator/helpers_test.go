@@ -115,16 +115,6 @@ func (s *source) resetCounts() map[string]int {
 	return c
 }
 
-func (s *source) total() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.counts {
-		n += c
-	}
-	return n
-}
-
 func (s *source) push(refs ...testimages.Ref) {
 	s.t.Helper()
 	if err := testimages.Push(context.Background(), s.host, refs); err != nil {
