@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -36,7 +38,7 @@ func newSourceProxy(t testing.TB, target string, bytesPerSecond float64) *source
 		p.lim = &limiter{rate: bytesPerSecond}
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ErrorLog = nil
+	rp.ErrorLog = log.New(io.Discard, "", 0) // clients killed mid-body are the point of some tests
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.counts[r.Method+" "+requestKind(r.URL.Path)]++
