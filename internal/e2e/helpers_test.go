@@ -250,6 +250,10 @@ func (c *treeChecker) check() (*layout.Meta, error) {
 			}
 		}
 	}
+	// And the layout package's own check, which the crawler and operators rely on.
+	if err := tree.Verify(context.Background()); err != nil {
+		return nil, fmt.Errorf("layout.Tree.Verify: %w", err)
+	}
 	return m, nil
 }
 
