@@ -61,8 +61,11 @@ type Snapshot struct {
 	hostBandwidth     map[int64]int64
 	hostAllowed       map[int64][]string
 	hostNetblocks     map[int64][]netip.Prefix
-	dirs              map[string]*directory
-	dirNames          []string // in file order
+	// dirs holds each directory's encoded MirrorListCacheType, checked by Decode and
+	// decoded again by Hosts: a cache has a list per directory of every category, and a
+	// caller wants one or a few, so the decoded lists are not kept.
+	dirs     map[string]field
+	dirNames []string // in file order
 }
 
 type netblockCountry struct {
@@ -117,7 +120,7 @@ func LoadSnapshot(path string) (*Snapshot, error) {
 
 // Decode decodes a mirrorlist cache: one protobuf MirrorList message, no length prefix.
 // Truncated or malformed input, a field with the wrong wire type, and a missing required
-// field are errors; Decode never panics.
+// field are errors; Decode never panics. The Snapshot keeps references into b.
 func Decode(b []byte) (*Snapshot, error) {
 	s := &Snapshot{
 		continentRedirect: map[string]string{},
@@ -127,16 +130,16 @@ func Decode(b []byte) (*Snapshot, error) {
 		hostBandwidth:     map[int64]int64{},
 		hostAllowed:       map[int64][]string{},
 		hostNetblocks:     map[int64][]netip.Prefix{},
-		dirs:              map[string]*directory{},
+		dirs:              map[string]field{},
 	}
 	if len(b) == 0 {
 		return nil, errors.New("empty file (no MirrorList.Time)")
 	}
 	haveTime := false
-	err := walk(b, 0, "MirrorList", func(f field) error {
+	err := walk(b, 0, fname{a: "MirrorList"}, func(f field) error {
 		switch f.num {
 		case fieldTime:
-			if err := wantType(f, "MirrorList.Time", protowire.VarintType); err != nil {
+			if err := wantType(f, fname{a: "MirrorList.Time"}, protowire.VarintType); err != nil {
 				return err
 			}
 			haveTime = true
@@ -146,7 +149,7 @@ func Decode(b []byte) (*Snapshot, error) {
 			}
 			s.Time = time.Unix(sec, 0).UTC()
 		case fieldNetblockCountryCache:
-			e, err := decodeStringString(f, "MirrorList.NetblockCountryCache")
+			e, err := decodeStringString(f, fname{a: "MirrorList.NetblockCountryCache"})
 			if err != nil {
 				return err
 			}
@@ -154,19 +157,19 @@ func Decode(b []byte) (*Snapshot, error) {
 				s.netblockCountry = append(s.netblockCountry, netblockCountry{p, strings.ToUpper(e.value)})
 			}
 		case fieldHCUrlCache:
-			e, err := decodeIntString(f, "MirrorList.HCUrlCache")
+			e, err := decodeIntString(f, fname{a: "MirrorList.HCUrlCache"})
 			if err != nil {
 				return err
 			}
 			s.hcURL[e.key] = e.value
 		case fieldCountryContinentRedirectCache:
-			e, err := decodeStringString(f, "MirrorList.CountryContinentRedirectCache")
+			e, err := decodeStringString(f, fname{a: "MirrorList.CountryContinentRedirectCache"})
 			if err != nil {
 				return err
 			}
 			s.continentRedirect[strings.ToUpper(e.key)] = strings.ToUpper(e.value)
 		case fieldHostAsnCache:
-			e, err := decodeIntInts(f, "MirrorList.HostAsnCache")
+			e, err := decodeIntInts(f, fname{a: "MirrorList.HostAsnCache"}, true)
 			if err != nil {
 				return err
 			}
@@ -179,19 +182,19 @@ func Decode(b []byte) (*Snapshot, error) {
 				}
 			}
 		case fieldHostCountryCache:
-			e, err := decodeIntString(f, "MirrorList.HostCountryCache")
+			e, err := decodeIntString(f, fname{a: "MirrorList.HostCountryCache"})
 			if err != nil {
 				return err
 			}
 			s.hostCountry[e.key] = strings.ToUpper(e.value)
 		case fieldHostBandwidthCache:
-			e, err := decodeIntInt(f, "MirrorList.HostBandwidthCache")
+			e, err := decodeIntInt(f, fname{a: "MirrorList.HostBandwidthCache"})
 			if err != nil {
 				return err
 			}
 			s.hostBandwidth[e.key] = e.value
 		case fieldHostCountryAllowedCache:
-			e, err := decodeIntStrings(f, "MirrorList.HostCountryAllowedCache")
+			e, err := decodeIntStrings(f, fname{a: "MirrorList.HostCountryAllowedCache"})
 			if err != nil {
 				return err
 			}
@@ -202,7 +205,7 @@ func Decode(b []byte) (*Snapshot, error) {
 				}
 			}
 		case fieldHostNetblockCache:
-			e, err := decodeStringInts(f, "MirrorList.HostNetblockCache")
+			e, err := decodeStringInts(f, fname{a: "MirrorList.HostNetblockCache"}, true)
 			if err != nil {
 				return err
 			}
@@ -217,13 +220,13 @@ func Decode(b []byte) (*Snapshot, error) {
 				}
 			}
 		case fieldMirrorListCache:
-			d, err := decodeDirectory(f)
+			d, err := decodeDirectory(f, false)
 			if err != nil {
 				return err
 			}
 			// mirrorlist-server uses the first entry of a directory.
 			if _, dup := s.dirs[d.name]; !dup {
-				s.dirs[d.name] = d
+				s.dirs[d.name] = f
 				s.dirNames = append(s.dirNames, d.name)
 			}
 		default:
@@ -241,30 +244,35 @@ func Decode(b []byte) (*Snapshot, error) {
 	return s, nil
 }
 
-func decodeDirectory(f field) (*directory, error) {
-	const name = "MirrorList.MirrorListCache"
+// decodeDirectory decodes one MirrorListCacheType. With keep false it only checks the
+// encoding and returns the directory's name (Decode does that for every directory).
+func decodeDirectory(f field, keep bool) (*directory, error) {
+	name := fname{a: "MirrorList.MirrorListCache"}
 	if err := wantType(f, name, protowire.BytesType); err != nil {
 		return nil, err
 	}
-	d := &directory{global: map[int64]bool{}, byCountry: map[int64]string{}, internet2: map[int64]bool{}}
+	d := &directory{}
+	if keep {
+		d.global, d.byCountry, d.internet2 = map[int64]bool{}, map[int64]string{}, map[int64]bool{}
+	}
 	haveDir := false
 	err := walk(f.b, f.val, name, func(g field) error {
 		switch g.num {
 		case fieldDirectory:
 			haveDir = true
 			d.name = string(g.b)
-			return wantType(g, name+".directory", protowire.BytesType)
+			return wantType(g, name.sub(".directory"), protowire.BytesType)
 		case fieldGlobal:
-			ids, err := appendInt64s(nil, g, name+".Global")
+			ids, err := appendInt64s(nil, g, name.sub(".Global"), keep)
 			for _, id := range ids {
 				d.global[id] = true
 			}
 			return err
 		case fieldSubpath:
 			d.subpath = string(g.b)
-			return wantType(g, name+".Subpath", protowire.BytesType)
+			return wantType(g, name.sub(".Subpath"), protowire.BytesType)
 		case fieldByCountry:
-			e, err := decodeStringInts(g, name+".ByCountry")
+			e, err := decodeStringInts(g, name.sub(".ByCountry"), keep)
 			for _, id := range e.values {
 				if _, ok := d.byCountry[id]; !ok {
 					d.byCountry[id] = strings.ToUpper(e.key)
@@ -272,14 +280,14 @@ func decodeDirectory(f field) (*directory, error) {
 			}
 			return err
 		case fieldByCountryInternet2:
-			e, err := decodeStringInts(g, name+".ByCountryInternet2")
+			e, err := decodeStringInts(g, name.sub(".ByCountryInternet2"), keep)
 			for _, id := range e.values {
 				d.internet2[id] = true
 			}
 			return err
 		case fieldByHostID:
-			e, err := decodeIntInts(g, name+".ByHostId")
-			if err == nil {
+			e, err := decodeIntInts(g, name.sub(".ByHostId"), keep)
+			if err == nil && keep {
 				d.byHostID = append(d.byHostID, e)
 			}
 			return err
@@ -330,11 +338,20 @@ func normalizeDirectory(d string) string {
 // (active hosts whose copy is up to date, or that are always_up2date), each with its
 // http(s) URLs for the directory. A listed host without any http or https URL (rsync or
 // ftp only) cannot take a redirect and is left out. Hosts come sorted by ID.
-// An unknown directory is an error naming some directories that exist.
+// dir is looked up as given, then with surrounding slashes trimmed and doubled ones
+// collapsed (as mirrorlist-server treats path=). An unknown directory is an error naming
+// some directories that exist.
 func (s *Snapshot) Hosts(dir string) ([]Host, error) {
-	d, ok := s.dirs[normalizeDirectory(dir)]
+	f, ok := s.dirs[dir]
+	if !ok {
+		f, ok = s.dirs[normalizeDirectory(dir)]
+	}
 	if !ok {
 		return nil, s.unknownDirectory(dir)
+	}
+	d, err := decodeDirectory(f, true)
+	if err != nil {
+		return nil, err // not reached: Decode decoded it once already
 	}
 	var hosts []Host
 	seen := map[int64]bool{}

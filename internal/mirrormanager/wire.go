@@ -48,6 +48,25 @@ const (
 	fieldValue protowire.Number = 2
 )
 
+// fname names a field in errors (e.g. MirrorList.MirrorListCache.ByHostId.value), built
+// without allocating: the string is only joined when an error is reported.
+type fname struct{ a, b, c, d string }
+
+func (n fname) String() string { return n.a + n.b + n.c + n.d }
+
+// sub names a field of n's message.
+func (n fname) sub(s string) fname {
+	switch {
+	case n.b == "":
+		n.b = s
+	case n.c == "":
+		n.c = s
+	default:
+		n.d += s
+	}
+	return n
+}
+
 // field is one decoded field record of a message.
 type field struct {
 	num protowire.Number
@@ -61,7 +80,7 @@ type field struct {
 // walk calls fn for each field record of the message encoded in b, which starts at
 // absolute offset base of the input. Malformed or truncated records are errors naming
 // the message (what) and the absolute byte offset.
-func walk(b []byte, base int, what string, fn func(f field) error) error {
+func walk(b []byte, base int, what fname, fn func(f field) error) error {
 	for i := 0; i < len(b); {
 		num, typ, n := protowire.ConsumeTag(b[i:])
 		if n < 0 {
@@ -100,7 +119,7 @@ func walk(b []byte, base int, what string, fn func(f field) error) error {
 	return nil
 }
 
-func wireError(off int, what string, code int) error {
+func wireError(off int, what fname, code int) error {
 	err := protowire.ParseError(code)
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("truncated at byte %d (in %s)", off, what)
@@ -130,12 +149,12 @@ func typeName(t protowire.Type) string {
 	return fmt.Sprintf("reserved(%d)", t)
 }
 
-func wrongType(f field, name string, want protowire.Type) error {
+func wrongType(f field, name fname, want protowire.Type) error {
 	return fmt.Errorf("field %s (%d) at byte %d: wrong wire type %s, want %s",
 		name, f.num, f.off, typeName(f.typ), typeName(want))
 }
 
-func wantType(f field, name string, want protowire.Type) error {
+func wantType(f field, name fname, want protowire.Type) error {
 	if f.typ != want {
 		return wrongType(f, name, want)
 	}
@@ -144,17 +163,23 @@ func wantType(f field, name string, want protowire.Type) error {
 
 // appendInt64s appends a repeated int64 field's values: one varint per record (proto2's
 // default, what MirrorManager writes) or a packed run (which parsers must accept too).
-func appendInt64s(dst []int64, f field, name string) ([]int64, error) {
+// With keep false the values are only checked.
+func appendInt64s(dst []int64, f field, name fname, keep bool) ([]int64, error) {
 	switch f.typ {
 	case protowire.VarintType:
-		return append(dst, int64(f.u)), nil
+		if keep {
+			dst = append(dst, int64(f.u))
+		}
+		return dst, nil
 	case protowire.BytesType:
 		for i := 0; i < len(f.b); {
 			v, n := protowire.ConsumeVarint(f.b[i:])
 			if n < 0 {
-				return dst, wireError(f.val+i, name+" (packed)", n)
+				return dst, wireError(f.val+i, name.sub(" (packed)"), n)
 			}
-			dst = append(dst, int64(v))
+			if keep {
+				dst = append(dst, int64(v))
+			}
 			i += n
 		}
 		return dst, nil
@@ -167,7 +192,7 @@ func appendInt64s(dst []int64, f field, name string) ([]int64, error) {
 
 type stringString struct{ key, value string }
 
-func decodeStringString(f field, name string) (stringString, error) {
+func decodeStringString(f field, name fname) (stringString, error) {
 	var e stringString
 	if err := wantType(f, name, protowire.BytesType); err != nil {
 		return e, err
@@ -178,11 +203,11 @@ func decodeStringString(f field, name string) (stringString, error) {
 		case fieldKey:
 			haveKey = true
 			e.key = string(g.b)
-			return wantType(g, name+".key", protowire.BytesType)
+			return wantType(g, name.sub(".key"), protowire.BytesType)
 		case fieldValue:
 			haveValue = true
 			e.value = string(g.b)
-			return wantType(g, name+".value", protowire.BytesType)
+			return wantType(g, name.sub(".value"), protowire.BytesType)
 		}
 		return nil
 	})
@@ -197,7 +222,7 @@ type intString struct {
 	value string
 }
 
-func decodeIntString(f field, name string) (intString, error) {
+func decodeIntString(f field, name fname) (intString, error) {
 	var e intString
 	if err := wantType(f, name, protowire.BytesType); err != nil {
 		return e, err
@@ -208,11 +233,11 @@ func decodeIntString(f field, name string) (intString, error) {
 		case fieldKey:
 			haveKey = true
 			e.key = int64(g.u)
-			return wantType(g, name+".key", protowire.VarintType)
+			return wantType(g, name.sub(".key"), protowire.VarintType)
 		case fieldValue:
 			haveValue = true
 			e.value = string(g.b)
-			return wantType(g, name+".value", protowire.BytesType)
+			return wantType(g, name.sub(".value"), protowire.BytesType)
 		}
 		return nil
 	})
@@ -224,7 +249,7 @@ func decodeIntString(f field, name string) (intString, error) {
 
 type intInt struct{ key, value int64 }
 
-func decodeIntInt(f field, name string) (intInt, error) {
+func decodeIntInt(f field, name fname) (intInt, error) {
 	var e intInt
 	if err := wantType(f, name, protowire.BytesType); err != nil {
 		return e, err
@@ -235,11 +260,11 @@ func decodeIntInt(f field, name string) (intInt, error) {
 		case fieldKey:
 			haveKey = true
 			e.key = int64(g.u)
-			return wantType(g, name+".key", protowire.VarintType)
+			return wantType(g, name.sub(".key"), protowire.VarintType)
 		case fieldValue:
 			haveValue = true
 			e.value = int64(g.u)
-			return wantType(g, name+".value", protowire.VarintType)
+			return wantType(g, name.sub(".value"), protowire.VarintType)
 		}
 		return nil
 	})
@@ -254,7 +279,7 @@ type intInts struct {
 	values []int64
 }
 
-func decodeIntInts(f field, name string) (intInts, error) {
+func decodeIntInts(f field, name fname, keep bool) (intInts, error) {
 	var e intInts
 	if err := wantType(f, name, protowire.BytesType); err != nil {
 		return e, err
@@ -265,10 +290,10 @@ func decodeIntInts(f field, name string) (intInts, error) {
 		case fieldKey:
 			haveKey = true
 			e.key = int64(g.u)
-			return wantType(g, name+".key", protowire.VarintType)
+			return wantType(g, name.sub(".key"), protowire.VarintType)
 		case fieldValue:
 			var err error
-			e.values, err = appendInt64s(e.values, g, name+".value")
+			e.values, err = appendInt64s(e.values, g, name.sub(".value"), keep)
 			return err
 		}
 		return nil
@@ -284,7 +309,7 @@ type stringInts struct {
 	values []int64
 }
 
-func decodeStringInts(f field, name string) (stringInts, error) {
+func decodeStringInts(f field, name fname, keep bool) (stringInts, error) {
 	var e stringInts
 	if err := wantType(f, name, protowire.BytesType); err != nil {
 		return e, err
@@ -295,10 +320,10 @@ func decodeStringInts(f field, name string) (stringInts, error) {
 		case fieldKey:
 			haveKey = true
 			e.key = string(g.b)
-			return wantType(g, name+".key", protowire.BytesType)
+			return wantType(g, name.sub(".key"), protowire.BytesType)
 		case fieldValue:
 			var err error
-			e.values, err = appendInt64s(e.values, g, name+".value")
+			e.values, err = appendInt64s(e.values, g, name.sub(".value"), keep)
 			return err
 		}
 		return nil
@@ -314,7 +339,7 @@ type intStrings struct {
 	values []string
 }
 
-func decodeIntStrings(f field, name string) (intStrings, error) {
+func decodeIntStrings(f field, name fname) (intStrings, error) {
 	var e intStrings
 	if err := wantType(f, name, protowire.BytesType); err != nil {
 		return e, err
@@ -325,10 +350,10 @@ func decodeIntStrings(f field, name string) (intStrings, error) {
 		case fieldKey:
 			haveKey = true
 			e.key = int64(g.u)
-			return wantType(g, name+".key", protowire.VarintType)
+			return wantType(g, name.sub(".key"), protowire.VarintType)
 		case fieldValue:
 			e.values = append(e.values, string(g.b))
-			return wantType(g, name+".value", protowire.BytesType)
+			return wantType(g, name.sub(".value"), protowire.BytesType)
 		}
 		return nil
 	})
@@ -338,7 +363,7 @@ func decodeIntStrings(f field, name string) (intStrings, error) {
 	return e, err
 }
 
-func required(f field, name string, haveKey, haveValue bool) error {
+func required(f field, name fname, haveKey, haveValue bool) error {
 	switch {
 	case !haveKey:
 		return fmt.Errorf("field %s (%d) at byte %d: required key missing", name, f.num, f.off)
