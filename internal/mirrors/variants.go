@@ -174,6 +174,8 @@ type setBuilder struct {
 	urls  map[layout.Digest][]byte // rendered urls array per blob; nil: none
 	done  map[layout.Digest]bool
 	set   *layout.VariantSet
+	// scratch buffers, one per nesting depth, reused from variant to variant.
+	scratch [maxIndexDepth + 1]bytes.Buffer
 }
 
 func buildSet(meta *layout.Meta, tmpls map[layout.Digest]*tmpl, pref []*layout.Mirror) *layout.VariantSet {
@@ -202,16 +204,17 @@ func (b *setBuilder) variant(d layout.Digest, depth int) *layout.Variant {
 		return nil
 	}
 	b.done[d] = true
-	var buf bytes.Buffer
+	buf := &b.scratch[depth]
+	buf.Reset()
 	changed := false
 	buf.WriteByte('{')
 	for i, mem := range t.top {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		writeKey(&buf, mem.key)
+		writeKey(buf, mem.key)
 		if desc, ok := t.single[i]; ok {
-			changed = b.writeDescriptor(&buf, desc, false, depth) || changed
+			changed = b.writeDescriptor(buf, desc, false, depth) || changed
 			continue
 		}
 		if list, ok := t.lists[i]; ok {
@@ -220,7 +223,7 @@ func (b *setBuilder) variant(d layout.Digest, depth int) *layout.Variant {
 				if j > 0 {
 					buf.WriteByte(',')
 				}
-				changed = b.writeDescriptor(&buf, desc, t.index, depth) || changed
+				changed = b.writeDescriptor(buf, desc, t.index, depth) || changed
 			}
 			buf.WriteByte(']')
 			continue
@@ -231,11 +234,12 @@ func (b *setBuilder) variant(d layout.Digest, depth int) *layout.Variant {
 	if !changed {
 		return nil
 	}
-	sum := sha256.Sum256(buf.Bytes())
+	data := bytes.Clone(buf.Bytes())
+	sum := sha256.Sum256(data)
 	v := &layout.Variant{
 		Digest:    layout.MustDigest("sha256:" + hex.EncodeToString(sum[:])),
 		MediaType: b.meta.Manifests[d].MediaType,
-		Data:      buf.Bytes(),
+		Data:      data,
 	}
 	b.set.Variants[d] = v
 	return v
