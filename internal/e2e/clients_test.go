@@ -302,6 +302,16 @@ func TestClientPulls(t *testing.T) {
 			})
 		})
 	}
+	// Certificates are verified: trusting another CA, the TLS clients refuse the redirector.
+	t.Run("tls-other-ca", func(t *testing.T) {
+		ep := peers.Endpoint{Host: secure.Host, TLS: peers.NewTLS(t)}
+		if _, err := f.skopeo.InspectDigestErr(ep, "fedora:42"); err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("skopeo inspect with another CA: %v, want a certificate error", err)
+		}
+		if _, err := f.crane.DigestErr(ep, "fedora:42"); err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("crane digest with another CA: %v, want a certificate error", err)
+		}
+	})
 }
 
 // TestClientPullsThroughMirror: the tree is generated with one mirror (nginx on loopback,

@@ -155,14 +155,24 @@ func (s *Skopeo) CopyDir(t testing.TB, ep Endpoint, name, want string, extra ...
 // for HOST/name (for an index: the index itself, no platform chosen).
 func (s *Skopeo) InspectDigest(t testing.TB, ep Endpoint, name string) string {
 	t.Helper()
+	d, err := s.InspectDigestErr(ep, name)
+	if err != nil {
+		t.Fatalf("skopeo inspect from %s: %v", ep, err)
+	}
+	return d
+}
+
+// InspectDigestErr is InspectDigest returning the failure (for tests that expect one, such
+// as a TLS endpoint whose certificate the given CA did not sign).
+func (s *Skopeo) InspectDigestErr(ep Endpoint, name string) (string, error) {
 	args := append(s.global(), "inspect", "--raw", "--retry-times", "0")
 	args = append(args, srcTLSArgs("", ep)...)
 	args = append(args, "docker://"+ep.Ref(name))
 	out, err := RunErr(clientTimeout, s.env, s.Bin, args...)
 	if err != nil {
-		t.Fatalf("skopeo inspect from %s: %v", ep, err)
+		return "", err
 	}
-	return sha256Digest([]byte(out))
+	return sha256Digest([]byte(out)), nil
 }
 
 // Crane runs go-containerregistry's crane with an empty docker configuration of its own.
@@ -183,6 +193,14 @@ func NewCrane(t testing.TB) *Crane {
 
 func (c *Crane) run(t testing.TB, ep Endpoint, args ...string) string {
 	t.Helper()
+	out, err := c.runErr(ep, args...)
+	if err != nil {
+		t.Fatalf("crane against %s: %v", ep, err)
+	}
+	return out
+}
+
+func (c *Crane) runErr(ep Endpoint, args ...string) (string, error) {
 	env := c.env
 	if ep.TLS == nil {
 		args = append([]string{"--insecure"}, args...)
@@ -190,17 +208,19 @@ func (c *Crane) run(t testing.TB, ep Endpoint, args ...string) string {
 		// Go reads the trusted roots from SSL_CERT_FILE on Linux.
 		env = append(append([]string{}, env...), "SSL_CERT_FILE="+ep.TLS.CACert, "SSL_CERT_DIR="+ep.TLS.Dir)
 	}
-	out, err := RunErr(clientTimeout, env, c.Bin, args...)
-	if err != nil {
-		t.Fatalf("crane against %s: %v", ep, err)
-	}
-	return out
+	return RunErr(clientTimeout, env, c.Bin, args...)
 }
 
 // Digest is "crane digest HOST/name".
 func (c *Crane) Digest(t testing.TB, ep Endpoint, name string) string {
 	t.Helper()
 	return strings.TrimSpace(c.run(t, ep, "digest", ep.Ref(name)))
+}
+
+// DigestErr is Digest returning the failure.
+func (c *Crane) DigestErr(ep Endpoint, name string) (string, error) {
+	out, err := c.runErr(ep, "digest", ep.Ref(name))
+	return strings.TrimSpace(out), err
 }
 
 // Pull runs "crane pull --format oci [extra] HOST/name DIR", verifies the layout and that
