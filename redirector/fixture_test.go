@@ -9,11 +9,13 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -223,7 +225,7 @@ func check(t testing.TB, err error) {
 func addMirrors(m *layout.Meta, gen uint64) {
 	mk := func(name, country, cont string, bw int64) *layout.Mirror {
 		return &layout.Mirror{Name: name, URL: "https://" + name + "/pub/", Country: country, Continent: cont,
-			Bandwidth: bw, Enabled: true, Healthy: true, Generation: gen}
+			Bandwidth: bw, Enabled: true, Healthy: true, Generation: gen, Checked: time.Now()}
 	}
 	jp := mk("jp.example", "JP", "AS", 100)
 	jp.Netblocks = []string{"198.51.100.0/24", "2001:db8:1::/48"}
@@ -233,12 +235,12 @@ func addMirrors(m *layout.Meta, gen uint64) {
 		mk("fr.example", "FR", "EU", 1000),
 		mk("us.example", "US", "NA", 1000),
 		jp,
-		{Name: "off.example", URL: "https://off.example/", Country: "DE", Enabled: false, Healthy: true, Generation: gen},
-		{Name: "sick.example", URL: "https://sick.example/", Country: "DE", Enabled: true, Healthy: false, Generation: gen},
+		{Name: "off.example", URL: "https://off.example/", Country: "DE", Enabled: false, Healthy: true, Generation: gen, Checked: time.Now()},
+		{Name: "sick.example", URL: "https://sick.example/", Country: "DE", Enabled: true, Healthy: false, Generation: gen, Checked: time.Now()},
 	}
 	m.Regions = map[string]*layout.Region{
-		"DE":     {Tiers: [][]string{{"de1.example", "de2.example", "off.example", "sick.example"}, {"fr.example"}, {"us.example", "jp.example"}}, VariantSet: 0},
-		"EU":     {Tiers: [][]string{{"de1.example", "de2.example", "fr.example"}, {"us.example", "jp.example"}}, VariantSet: 1},
+		"DE":     {Tiers: [][]string{{"de1.example", "de2.example", "off.example", "sick.example"}, {"fr.example"}, {"us.example", "jp.example"}}, VariantSet: -1},
+		"EU":     {Tiers: [][]string{{"de1.example", "de2.example", "fr.example"}, {"us.example", "jp.example"}}, VariantSet: -1},
 		"global": {Tiers: [][]string{{"de1.example", "de2.example", "fr.example", "us.example", "jp.example"}}, VariantSet: -1},
 	}
 }
@@ -278,6 +280,12 @@ func addVariants(t testing.TB, m *layout.Meta, sets int) {
 			vs.Variants[d] = &layout.Variant{Digest: digestOf(raw), MediaType: m.Manifests[d].MediaType, Data: raw}
 		}
 		m.VariantSets = append(m.VariantSets, vs)
+	}
+	// Germany gets set 0, the rest of Europe set 1 (if there are that many).
+	for key, i := range map[string]int{"DE": 0, "EU": 1} {
+		if r := m.Regions[key]; r != nil && i < sets {
+			r.VariantSet = i
+		}
 	}
 }
 
@@ -343,3 +351,5 @@ func do(h http.Handler, method, target, remote string, hdr http.Header) *httptes
 	h.ServeHTTP(w, req)
 	return w
 }
+
+var trustAll = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/regmirror/regmirror/internal/mirrors"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -278,10 +279,10 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		g.origin = u
 	}
 
-	// Mirrors: only those healthy and enabled at the last crawl, with a usable URL.
-	mirrors := map[string]*mirrorEntry{}
+	// Mirrors: only those the last crawl found healthy (and enabled), with a usable URL.
+	usable := map[string]*mirrorEntry{}
 	for _, mi := range m.Mirrors {
-		if mi == nil || !mi.Enabled || !mi.Healthy {
+		if mi == nil || !mirrors.Usable(mi) {
 			continue
 		}
 		u, err := checkMirrorURL(mi.URL)
@@ -301,7 +302,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 			}
 			me.netblocks = append(me.netblocks, p.Masked())
 		}
-		mirrors[mi.Name] = me
+		usable[mi.Name] = me
 		if len(me.netblocks) > 0 {
 			g.netblockMirrors = append(g.netblockMirrors, me)
 		}
@@ -316,7 +317,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		for _, names := range reg.Tiers {
 			var t tierEntry
 			for _, n := range names {
-				me, ok := mirrors[n]
+				me, ok := usable[n]
 				if !ok {
 					continue // unhealthy, disabled, or unknown: never a candidate
 				}

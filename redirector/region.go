@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/oschwald/maxminddb-golang/v2"
@@ -20,8 +21,10 @@ type geoDB struct {
 	fileID fileID
 }
 
-// fileID notices a changed file: size and modification time.
+// fileID notices a changed file: inode (a file replaced by rename), size and modification
+// time (a file rewritten in place).
 type fileID struct {
+	ino   uint64
 	size  int64
 	mtime time.Time
 }
@@ -31,7 +34,11 @@ func statID(path string) (fileID, error) {
 	if err != nil {
 		return fileID{}, err
 	}
-	return fileID{size: fi.Size(), mtime: fi.ModTime()}, nil
+	id := fileID{size: fi.Size(), mtime: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.ino = uint64(st.Ino)
+	}
+	return id, nil
 }
 
 // maxGeoIPSize bounds what is read into memory (GeoIP2 City is about 130 MB).

@@ -1,0 +1,189 @@
+package redirector
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/regmirror/regmirror/layout"
+)
+
+// republish writes generation gen of the demo tree into dir, with mod applied.
+func republish(t *testing.T, dir string, gen uint64, mod func(*layout.Meta, *demo)) {
+	t.Helper()
+	m, dm := writeTree(t, dir, gen)
+	if mod != nil {
+		mod(m, dm)
+	}
+	if _, err := layout.NewTree(dir).Publish(m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReload(t *testing.T) {
+	dir, dm := newTestTree(t, nil)
+	s := newServer(t, Options{Tree: dir})
+	get := func(path string) int { return do(s, "GET", path, "", nil).Code }
+	if get("/v2/fedora/manifests/43") != 404 {
+		t.Fatal("tag 43 before it exists")
+	}
+	// Nothing changed: nothing happens.
+	if err := s.Check(); err != nil || s.Generation() != 1 {
+		t.Fatalf("idle check: %v, generation %d", err, s.Generation())
+	}
+	// Generation 2 adds a tag.
+	republish(t, dir, 2, func(m *layout.Meta, dm *demo) { m.Repositories["fedora"].Tags["43"] = dm.fedoraIndex })
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Generation() != 2 || get("/v2/fedora/manifests/43") != 200 {
+		t.Fatalf("generation %d after reload", s.Generation())
+	}
+
+	// Broken generations are refused; generation 2 keeps serving.
+	broken := []struct {
+		name  string
+		apply func(t *testing.T)
+	}{
+		{"tag names a missing manifest", func(t *testing.T) {
+			republish(t, dir, 3, func(m *layout.Meta, dm *demo) {
+				m.Repositories["fedora"].Tags["44"] = layout.MustDigest("sha256:" + strings.Repeat("e", 64))
+			})
+		}},
+		{"manifest bytes do not match the digest", func(t *testing.T) {
+			republish(t, dir, 3, func(m *layout.Meta, dm *demo) {
+				m.Manifests[dm.fedoraIndex].Data = append([]byte(" "), m.Manifests[dm.fedoraIndex].Data...)
+			})
+		}},
+		{"stamp is garbage", func(t *testing.T) {
+			check(t, layout.WriteFile(filepath.Join(dir, layout.CurrentFile), []byte("{not json")))
+		}},
+		{"stamp names a missing metadata file", func(t *testing.T) {
+			check(t, layout.WriteFile(filepath.Join(dir, layout.CurrentFile),
+				[]byte(`{"format":1,"generation":3,"meta":"meta/`+strings.Repeat("a", 64)+`.json.zst"}`)))
+		}},
+		{"metadata file is corrupt", func(t *testing.T) {
+			republish(t, dir, 3, nil)
+			st, err := layout.NewTree(dir).ReadStamp()
+			check(t, err)
+			p := filepath.Join(dir, layout.MetaDir, filepath.FromSlash(st.Meta))
+			check(t, os.Chmod(p, 0o644))
+			check(t, os.WriteFile(p, []byte("garbage"), 0o644))
+		}},
+		{"stamp of another format", func(t *testing.T) {
+			check(t, layout.WriteFile(filepath.Join(dir, layout.CurrentFile), []byte(`{"format":99,"generation":3}`)))
+		}},
+	}
+	for _, b := range broken {
+		t.Run(b.name, func(t *testing.T) {
+			b.apply(t)
+			if err := s.Check(); err == nil {
+				t.Fatal("broken generation accepted")
+			}
+			if s.Generation() != 2 || get("/v2/fedora/manifests/43") != 200 || get("/v2/fedora/blobs/"+dm.baseLayer.String()) != 200 {
+				t.Fatalf("generation 2 stopped serving (now %d)", s.Generation())
+			}
+			// Asked again at once, the same broken stamp is not reloaded (nor logged) again.
+			if err := s.Check(); err != nil {
+				t.Fatalf("second check of the same broken stamp: %v", err)
+			}
+		})
+	}
+	// A missing stamp (a tree being replaced) keeps generation 2 serving too.
+	check(t, os.Remove(filepath.Join(dir, layout.CurrentFile)))
+	if err := s.Check(); err == nil || s.Generation() != 2 {
+		t.Fatalf("missing stamp: %v, generation %d", err, s.Generation())
+	}
+	// A good generation 3 is taken.
+	republish(t, dir, 3, func(m *layout.Meta, dm *demo) { delete(m.Repositories["fedora"].Tags, "43") })
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Generation() != 3 || get("/v2/fedora/manifests/43") != 404 {
+		t.Fatalf("generation %d", s.Generation())
+	}
+	// The metrics saw it all.
+	w := httptest.NewRecorder()
+	s.MetricsHandler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		`regmirror_generation_loads_total{result="failed"} 6`,
+		`regmirror_generation_loads_total{result="ok"} 3`,
+		`regmirror_generation 3`,
+		`regmirror_requests_total{code="200",endpoint="manifests"}`,
+		`regmirror_requests_total{code="404",endpoint="manifests"}`,
+		`regmirror_generation_age_seconds`,
+	} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestNoGenerationAtStart(t *testing.T) {
+	_, err := New(Options{Tree: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "no generation") {
+		t.Fatalf("empty tree: %v", err)
+	}
+	_, err = New(Options{Tree: filepath.Join(t.TempDir(), "missing")})
+	if err == nil {
+		t.Fatal("missing tree accepted")
+	}
+}
+
+// While generations switch under load, every answer is whole: the bytes always match the
+// digest header, and a tag always resolves within one generation.
+func TestSwapUnderLoad(t *testing.T) {
+	dir, dm := newTestTree(t, func(m *layout.Meta, dm *demo) { m.Repositories["fedora"].Tags["moving"] = dm.fedoraAMD64 })
+	s := newServer(t, Options{Tree: dir, PollInterval: time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var requests, errs atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				w := do(s, "GET", "/v2/fedora/manifests/moving", "", nil)
+				requests.Add(1)
+				d := w.Header().Get("Docker-Content-Digest")
+				if w.Code != 200 || digestOf(w.Body.Bytes()).String() != d || (d != dm.fedoraAMD64.String() && d != dm.fedoraARM64.String()) {
+					errs.Add(1)
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for gen := uint64(2); gen <= 6; gen++ {
+		republish(t, dir, gen, func(m *layout.Meta, dm *demo) {
+			target := dm.fedoraAMD64
+			if gen%2 == 0 {
+				target = dm.fedoraARM64
+			}
+			m.Repositories["fedora"].Tags["moving"] = target
+		})
+		for s.Generation() != gen {
+			if time.Now().After(deadline) {
+				t.Fatalf("generation %d not picked up by the watcher", gen)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if errs.Load() > 0 {
+		t.Fatalf("%d of %d answers were inconsistent", errs.Load(), requests.Load())
+	}
+	if w := do(s, "GET", "/v2/fedora/manifests/moving", "", nil); w.Header().Get("Docker-Content-Digest") != dm.fedoraARM64.String() {
+		t.Fatal("last generation not served")
+	}
+}
