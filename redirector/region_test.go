@@ -171,13 +171,13 @@ func corruptGeoDBs(t testing.TB) map[string][]byte {
 		data[i] = 0x5a
 	}
 	return map[string][]byte{
-		"empty":               {},
+		"empty":                {},
 		"metadata marker only": marker,
-		"truncated":           good[:len(good)/2],
-		"no metadata":         good[:mi],
-		"search tree":         tree,
-		"data section":        data,
-		"not a database":      []byte(strings.Repeat("GeoIP? no. ", 500)),
+		"truncated":            good[:len(good)/2],
+		"no metadata":          good[:mi],
+		"search tree":          tree,
+		"data section":         data,
+		"not a database":       []byte(strings.Repeat("GeoIP? no. ", 500)),
 	}
 }
 
