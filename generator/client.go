@@ -137,8 +137,8 @@ func newClient(ctx context.Context, o *Options, base *url.URL) (*client, error) 
 			return err
 		}
 		resp.Body.Close()
-		if resp.StatusCode >= 500 {
-			return &statusError{Method: "GET", Path: "/v2/", Status: resp.StatusCode}
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusUnauthorized {
+			return &statusError{Method: "GET", Path: "/v2/", Status: resp.StatusCode, Detail: "not a registry (want 200 or 401)"}
 		}
 		return nil
 	})

@@ -37,6 +37,8 @@ type source struct {
 	mu     sync.Mutex
 	counts map[string]int // "HEAD manifest", "GET blob", ...
 	faults []*fault
+	// auth, when set, answers 401 to requests it refuses.
+	auth func(w http.ResponseWriter, r *http.Request) bool
 }
 
 // fault changes answers to requests whose method and path match, for the first times
@@ -64,7 +66,11 @@ func newSource(t testing.TB) *source {
 				break
 			}
 		}
+		auth := s.auth
 		s.mu.Unlock()
+		if auth != nil && !auth(w, r) {
+			return
+		}
 		if f != nil {
 			f.do(w, r, reg)
 			return

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/regmirror/regmirror/generator"
+	"github.com/regmirror/regmirror/internal/testimages"
+	"github.com/regmirror/regmirror/layout"
+	"github.com/spf13/pflag"
+)
+
+func demoSource(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	refs, err := testimages.Demo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testimages.Push(context.Background(), strings.TrimPrefix(srv.URL, "http://"), refs); err != nil {
+		t.Fatal(err)
+	}
+	return srv.URL
+}
+
+// noKeychain keeps the tests away from the user's docker config.
+func noKeychain(o *generator.Options) {
+	if o.Auth == nil {
+		o.Keychain = authn.NewMultiKeychain()
+	}
+	o.Retries = 1
+}
+
+func TestGenerateFlagErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		stdin string
+		want  string
+	}{
+		{"no source", []string{"--out", "x"}, "", "--source is required"},
+		{"no out", []string{"--source", "http://localhost:1"}, "", "--out is required"},
+		{"unknown flag", []string{"--nope"}, "", "unknown flag: --nope"},
+		{"stray argument", []string{"--source", "http://x", "--out", "y", "extra"}, "", `unexpected argument "extra"`},
+		{"jobs zero", []string{"--source", "http://x", "--out", "y", "--jobs", "0"}, "", "--jobs 0"},
+		{"negative grace", []string{"--source", "http://x", "--out", "y", "--gc-grace", "-1h"}, "", "--gc-grace"},
+		{"user without password", []string{"--source", "http://x", "--out", "y", "--username", "u"}, "", "--username needs"},
+		{"password without user", []string{"--source", "http://x", "--out", "y", "--password-stdin"}, "secret\n", "needs --username"},
+		{"both passwords", []string{"--source", "http://x", "--out", "y", "--username", "u", "--password", "p", "--password-stdin"}, "s\n", "not both"},
+		{"bad scheme", []string{"--source", "ftp://x", "--out", "y"}, "", "want http://"},
+		{"mirrors not wired", []string{"--source", "http://x", "--out", "y", "--mirrors", "m.yaml"}, "", "--mirrors m.yaml"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := generate(context.Background(), tc.args, strings.NewReader(tc.stdin), &stdout, &stderr, noKeychain)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestGenerateHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"generate", "--help"}, &stdout, &stderr)
+	if !errors.Is(err, pflag.ErrHelp) {
+		t.Fatalf("got %v, want pflag.ErrHelp", err)
+	}
+	for _, f := range []string{"--source", "--out", "--repo", "--mirrors", "--jobs", "--dry-run", "--gc-grace", "--verify", "--verify-layers", "--username", "--password-stdin", "--insecure-skip-tls-verify", "--ca-file"} {
+		if !strings.Contains(stderr.String(), f) {
+			t.Errorf("help lacks %s", f)
+		}
+	}
+}
+
+func TestGenerateRuns(t *testing.T) {
+	src := demoSource(t)
+	out := filepath.Join(t.TempDir(), "tree")
+
+	var stdout, stderr bytes.Buffer
+	dry := []string{"--source", src, "--out", out, "--dry-run"}
+	if err := generate(context.Background(), dry, nil, &stdout, &stderr, noKeychain); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "+ fedora:42 sha256:") || !strings.Contains(stdout.String(), "plan: 6 tags added") {
+		t.Errorf("dry run output: got %q, want the plan", stdout.String())
+	}
+
+	stdout.Reset()
+	args := []string{"--source", src, "--out", out, "--repo", "fedora/**", "--jobs", "2", "--verify-layers"}
+	if err := generate(context.Background(), args, nil, &stdout, &stderr, noKeychain); err != nil {
+		t.Fatalf("%v; stderr %s", err, stderr.String())
+	}
+	if !strings.HasPrefix(stdout.String(), "generation 1 published: 3 repositories, 4 tags") {
+		t.Errorf("summary: got %q", stdout.String())
+	}
+	m, _, err := layout.NewTree(out).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.Repositories["fedora"]; ok {
+		t.Errorf("--repo fedora/** published fedora")
+	}
+
+	stdout.Reset()
+	if err := generate(context.Background(), append(args, "--verify"), nil, &stdout, &stderr, noKeychain); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "0 blobs fetched") {
+		t.Errorf("re-run summary: got %q, want nothing fetched", stdout.String())
+	}
+	if err := layout.NewTree(out).Verify(context.Background()); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestGenerateUnreachable(t *testing.T) {
+	srv := httptest.NewServer(nil)
+	url := srv.URL
+	srv.Close()
+	var stdout, stderr bytes.Buffer
+	err := generate(context.Background(), []string{"--source", url, "--out", t.TempDir()}, nil, &stdout, &stderr, noKeychain)
+	if err == nil || !strings.HasPrefix(err.Error(), "generate: connecting to "+url) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("got %q, want one line naming the source", err)
+	}
+}
+
+func TestGeneratePasswordStdin(t *testing.T) {
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "alice" || p != "s3cret" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	tests := []struct {
+		name, stdin, want string
+	}{
+		{"right", "s3cret\n", ""},
+		{"right without newline", "s3cret", ""},
+		{"wrong", "guess\n", "401"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := []string{"--source", srv.URL, "--out", t.TempDir(), "--username", "alice", "--password-stdin"}
+			err := generate(context.Background(), args, strings.NewReader(tc.stdin), &stdout, &stderr, noKeychain)
+			if tc.want == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
