@@ -57,7 +57,7 @@ func smallTree(t *testing.T) (*Tree, map[string]Digest) {
 
 func TestVerify(t *testing.T) {
 	tests := []struct {
-		name   string
+		name    string
 		breakIt func(t *testing.T, tree *Tree, d map[string]Digest) string // returns a wanted substring
 	}{
 		{"whole", func(*testing.T, *Tree, map[string]Digest) string { return "" }},
