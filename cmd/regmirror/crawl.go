@@ -3,9 +3,45 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+
+	"github.com/regmirror/regmirror/internal/crawl"
+	"github.com/spf13/pflag"
 )
 
 func runCrawl(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("crawl: not built yet")
+	fs := newFlagSet("crawl", "crawl --tree DIR [--mirrors FILE] [--jobs N] [--timeout D] [--sample N] [--max-failures K]", stderr)
+	var opts crawl.Options
+	fs.StringVar(&opts.Tree, "tree", "", "the tree written by generate (required)")
+	fs.StringVar(&opts.MirrorsFile, "mirrors", "", "mirrors file to apply first (default: the mirrors recorded in the tree)")
+	fs.IntVar(&opts.Jobs, "jobs", crawl.DefaultJobs, "mirrors checked at once")
+	fs.DurationVar(&opts.Timeout, "timeout", crawl.DefaultTimeout, "timeout of every request to a mirror")
+	fs.IntVar(&opts.Sample, "sample", crawl.DefaultSample, "newest blobs, and as many random others, each mirror must serve")
+	fs.IntVar(&opts.MaxFailures, "max-failures", crawl.DefaultMaxFailures, "failed crawls in a row after which a mirror is dead (and must pass a larger check to come back)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("crawl: %w: see 'regmirror crawl --help'", err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("crawl: unexpected argument %q: see 'regmirror crawl --help'", fs.Arg(0))
+	case opts.Tree == "":
+		return errors.New("crawl: --tree is required: give the directory generate wrote (--tree DIR)")
+	case opts.Jobs < 1:
+		return fmt.Errorf("crawl: --jobs %d: want at least 1", opts.Jobs)
+	case opts.Timeout <= 0:
+		return fmt.Errorf("crawl: --timeout %v: want a positive duration, like 10s", opts.Timeout)
+	case opts.Sample < 1:
+		return fmt.Errorf("crawl: --sample %d: want at least 1", opts.Sample)
+	case opts.MaxFailures < 1:
+		return fmt.Errorf("crawl: --max-failures %d: want at least 1", opts.MaxFailures)
+	}
+	rep, err := crawl.Run(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("crawl: %w", err)
+	}
+	return rep.WriteTable(stdout)
 }

@@ -1,0 +1,529 @@
+// Package crawl checks which mirrors hold the tree and are healthy, and refreshes the tree's
+// region data accordingly, without touching the source registry.
+//
+// For every enabled mirror, with bounded concurrency and a timeout on every request, a crawl:
+//
+//  1. reads <mirror url>regmirror/current, the stamp rsync carries, for the generation the
+//     mirror holds (G);
+//  2. checks a sample of the blobs that generation holds (Since <= G): the newest ones always
+//     (the highest Since, --sample of them) and --sample others at random. Each must answer
+//     HEAD (or, where HEAD is refused with 405 or 501, GET with Range: bytes=0-0) with 200 or
+//     206, the blob's exact size, and no Content-Encoding. The request says Accept-Encoding:
+//     gzip, as clients do, so a server that compresses blobs is caught.
+//
+// The first problem ends a mirror's check. Statuses: "up to date", "behind by N generations",
+// "ahead of the tree by N generations" (the mirror synced from a newer tree than the one crawl
+// reads: it is taken at the tree's generation), "down: <error>", "timeout: <what>", "missing
+// <digest>: HTTP 404", "wrong size for <digest>: ...", "compressed: ...", "bad stamp: ...",
+// "disabled".
+//
+// # Health
+//
+// A mirror that passes is healthy, at the generation it holds: a mirror one or more
+// generations behind stays a candidate, for the blobs of its generation only (the per-blob
+// filter, Blob.Since <= Mirror.Generation, keeps it away from newer ones). A mirror that fails
+// is out at once: nobody is sent to a mirror that the last crawl could not vouch for, since
+// containerd and Docker fail a pull on a mirror's error rather than trying the next one.
+// Failures counts the crawls failed in a row. Once it reaches --max-failures (default 3) the
+// mirror is "dead": its status says so, and when it passes again it must pass a check four
+// times as large (4 × --sample newest and random blobs) before it is back; a mirror back from a
+// short outage needs only an ordinary pass.
+//
+// # Publishing
+//
+// The crawl reads the tree's current metadata, applies --mirrors FILE if given (mirrors added,
+// removed or changed there take effect; crawl state is kept for mirrors whose name and URL are
+// unchanged), records its findings, recomputes regions and variants (mirrors.Precompute) and
+// publishes the result as the same generation (layout.Tree.Publish): a new metadata file and a
+// new stamp, which running redirectors pick up. If the tree's stamp changed while the crawl ran
+// (a generate finished), nothing is published and Run returns an error: run crawl again.
+package crawl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/regmirror/regmirror/internal/mirrors"
+	"github.com/regmirror/regmirror/layout"
+)
+
+// Defaults of Options.
+const (
+	DefaultJobs        = 16
+	DefaultTimeout     = 10 * time.Second
+	DefaultSample      = 8
+	DefaultMaxFailures = 3
+	// DeadSampleFactor multiplies the sample of a mirror coming back after MaxFailures or more
+	// failed crawls.
+	DeadSampleFactor = 4
+	// maxStampSize bounds the stamp read from a mirror.
+	maxStampSize = 64 << 10
+)
+
+// Options configure a crawl.
+type Options struct {
+	// Tree is the tree's root directory.
+	Tree string
+	// MirrorsFile, when set, is re-read and applied before crawling; otherwise the mirrors
+	// recorded in the tree are crawled.
+	MirrorsFile string
+	// Jobs is how many mirrors are checked at once (DefaultJobs when 0).
+	Jobs int
+	// Timeout bounds every request (DefaultTimeout when 0).
+	Timeout time.Duration
+	// Sample is how many of the newest blobs, and how many random others, each mirror must
+	// serve (DefaultSample when 0).
+	Sample int
+	// MaxFailures is the number of failed crawls in a row after which a mirror is dead
+	// (DefaultMaxFailures when 0).
+	MaxFailures int
+	// Client makes the requests; nil for a client of the crawl's own.
+	Client *http.Client
+	// UserAgent is sent with every request; "regmirror-crawl" when empty.
+	UserAgent string
+	// Rand picks the random sample; nil for a randomly seeded source.
+	Rand *rand.Rand
+	// Now gives the time recorded as each mirror's Checked; time.Now when nil.
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.Jobs <= 0 {
+		o.Jobs = DefaultJobs
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Sample <= 0 {
+		o.Sample = DefaultSample
+	}
+	if o.MaxFailures <= 0 {
+		o.MaxFailures = DefaultMaxFailures
+	}
+	if o.Client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 2
+		tr.ResponseHeaderTimeout = o.Timeout
+		o.Client = &http.Client{Transport: tr}
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = "regmirror-crawl"
+	}
+	if o.Rand == nil {
+		o.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Result is what the crawl found on one mirror.
+type Result struct {
+	Name       string
+	URL        string
+	Country    string
+	Continent  string
+	Enabled    bool
+	Healthy    bool
+	Generation uint64 // the generation the mirror holds, as recorded; 0 unknown
+	Status     string
+	Failures   int           // failed crawls in a row
+	Blobs      int           // blobs checked
+	Duration   time.Duration // time spent on the mirror
+}
+
+// Report is the outcome of a crawl.
+type Report struct {
+	Tree       string
+	Generation uint64
+	Stamp      layout.Stamp // the stamp published
+	Mirrors    []Result     // in the order of the mirrors file
+	Stats      mirrors.Stats
+	Duration   time.Duration
+}
+
+// Healthy counts the healthy mirrors.
+func (r *Report) Healthy() int {
+	n := 0
+	for _, m := range r.Mirrors {
+		if m.Healthy {
+			n++
+		}
+	}
+	return n
+}
+
+// Run crawls the mirrors of the tree at opts.Tree and publishes the findings in the tree.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	start := time.Now()
+	opts.defaults()
+	if opts.Tree == "" {
+		return nil, errors.New("no tree given")
+	}
+	tree := layout.NewTree(opts.Tree)
+	meta, stamp, err := tree.Load()
+	if errors.Is(err, layout.ErrNoGeneration) {
+		return nil, fmt.Errorf("loading tree %s: %w: run regmirror generate first", opts.Tree, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading tree %s: %w", opts.Tree, err)
+	}
+	if opts.MirrorsFile != "" {
+		f, err := mirrors.Load(opts.MirrorsFile)
+		if err != nil {
+			return nil, err
+		}
+		mirrors.SetMirrors(meta, f, meta.Mirrors)
+	} else if len(meta.Mirrors) == 0 {
+		return nil, fmt.Errorf("tree %s records no mirrors: give the mirrors file with --mirrors FILE", opts.Tree)
+	}
+
+	results := Check(ctx, meta, opts)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("crawling: %w", err)
+	}
+	stats, err := mirrors.Precompute(meta)
+	if err != nil {
+		return nil, fmt.Errorf("precomputing regions: %w", err)
+	}
+	cur, err := tree.ReadStamp()
+	if err != nil {
+		return nil, fmt.Errorf("re-reading the tree's stamp: %w", err)
+	}
+	if cur.Meta != stamp.Meta {
+		return nil, fmt.Errorf("tree %s changed during the crawl (generation %d, now %d): nothing published, run crawl again", opts.Tree, stamp.Generation, cur.Generation)
+	}
+	published, err := tree.Publish(meta)
+	if err != nil {
+		return nil, fmt.Errorf("publishing crawl results: %w", err)
+	}
+	return &Report{
+		Tree:       opts.Tree,
+		Generation: meta.Generation,
+		Stamp:      published,
+		Mirrors:    results,
+		Stats:      stats,
+		Duration:   time.Since(start),
+	}, nil
+}
+
+// Check crawls meta.Mirrors and records the findings in them (Generation, Healthy, Status,
+// Failures, Checked); it does not recompute regions. It returns one Result per mirror, in
+// order. If ctx ends, the mirrors not yet checked keep their state.
+func Check(ctx context.Context, meta *layout.Meta, opts Options) []Result {
+	opts.defaults()
+	blobs := newestFirst(meta, opts.Rand)
+	results := make([]Result, len(meta.Mirrors))
+	sem := make(chan struct{}, opts.Jobs)
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards opts.Rand
+	for i, m := range meta.Mirrors {
+		if !m.Enabled {
+			m.Healthy = false
+			m.Status = "disabled"
+			results[i] = result(m, 0, 0)
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			results[i] = result(m, 0, 0)
+			continue
+		}
+		mu.Lock()
+		seed := opts.Rand.Uint64()
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			t0 := time.Now()
+			c := &checker{opts: &opts, mirror: m, meta: meta, blobs: blobs, rnd: rand.New(rand.NewPCG(seed, uint64(i)))}
+			f := c.run(ctx)
+			if ctx.Err() != nil {
+				results[i] = result(m, 0, time.Since(t0))
+				return
+			}
+			m.Checked = opts.Now().UTC()
+			if f.ok {
+				back := m.Failures
+				m.Healthy, m.Generation, m.Failures, m.Status = true, f.generation, 0, f.status
+				if back >= opts.MaxFailures {
+					m.Status += fmt.Sprintf(" (back after %d failed crawls)", back)
+				}
+			} else {
+				m.Healthy = false
+				m.Failures++
+				if f.generation > 0 {
+					m.Generation = f.generation
+				}
+				m.Status = f.status
+				if m.Failures >= opts.MaxFailures {
+					m.Status = fmt.Sprintf("dead, %d failed crawls in a row: %s", m.Failures, f.status)
+				}
+			}
+			results[i] = result(m, c.checked, time.Since(t0))
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func result(m *layout.Mirror, blobs int, d time.Duration) Result {
+	return Result{Name: m.Name, URL: m.URL, Country: m.Country, Continent: m.Continent, Enabled: m.Enabled,
+		Healthy: m.Healthy, Generation: m.Generation, Status: m.Status, Failures: m.Failures, Blobs: blobs, Duration: d}
+}
+
+// sampleBlob is a blob of the tree, in the crawl's check order.
+type sampleBlob struct {
+	digest layout.Digest
+	size   int64
+	since  uint64
+}
+
+// newestFirst lists the tree's blobs by Since, newest first, in random order within a
+// generation.
+func newestFirst(meta *layout.Meta, rnd *rand.Rand) []sampleBlob {
+	out := make([]sampleBlob, 0, len(meta.Blobs))
+	for d, b := range meta.Blobs {
+		out = append(out, sampleBlob{d, b.Size, b.Since})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].digest.String() < out[j].digest.String() })
+	rnd.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].since > out[j].since })
+	return out
+}
+
+type checker struct {
+	opts    *Options
+	mirror  *layout.Mirror
+	meta    *layout.Meta
+	blobs   []sampleBlob
+	rnd     *rand.Rand
+	noHEAD  bool
+	checked int
+}
+
+type finding struct {
+	ok         bool
+	generation uint64
+	status     string
+}
+
+func (c *checker) run(ctx context.Context) finding {
+	stamp, err := c.stamp(ctx)
+	if err != nil {
+		return finding{status: err.Error()}
+	}
+	tree := c.meta.Generation
+	gen := stamp.Generation
+	var status string
+	switch {
+	case gen == tree:
+		status = "up to date"
+	case gen < tree:
+		status = fmt.Sprintf("behind by %d generation%s", tree-gen, plural(tree-gen))
+	default:
+		status = fmt.Sprintf("ahead of the tree by %d generation%s", gen-tree, plural(gen-tree))
+		gen = tree
+	}
+	n := c.opts.Sample
+	if c.mirror.Failures >= c.opts.MaxFailures {
+		n *= DeadSampleFactor
+	}
+	for _, b := range c.sample(gen, n) {
+		if err := c.blob(ctx, b); err != nil {
+			return finding{generation: gen, status: err.Error()}
+		}
+	}
+	return finding{ok: true, generation: gen, status: status}
+}
+
+// sample picks the n newest blobs a mirror at generation gen holds, and n random others.
+func (c *checker) sample(gen uint64, n int) []sampleBlob {
+	i := sort.Search(len(c.blobs), func(i int) bool { return c.blobs[i].since <= gen })
+	held := c.blobs[i:]
+	if len(held) <= 2*n {
+		return held
+	}
+	out := append([]sampleBlob(nil), held[:n]...)
+	rest := held[n:]
+	for _, j := range c.rnd.Perm(len(rest))[:n] {
+		out = append(out, rest[j])
+	}
+	return out
+}
+
+func (c *checker) stamp(ctx context.Context) (layout.Stamp, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	u := c.mirror.URL + layout.CurrentFile
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return layout.Stamp{}, fmt.Errorf("down: bad URL: %v", err)
+	}
+	req.Header.Set("User-Agent", c.opts.UserAgent)
+	req.Header.Set("Cache-Control", "no-cache")
+	resp, err := c.opts.Client.Do(req)
+	if err != nil {
+		return layout.Stamp{}, describe(err, "reading "+layout.CurrentFile)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return layout.Stamp{}, fmt.Errorf("down: HTTP %d for %s", resp.StatusCode, layout.CurrentFile)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxStampSize+1))
+	if err != nil {
+		return layout.Stamp{}, describe(err, "reading "+layout.CurrentFile)
+	}
+	if len(b) > maxStampSize {
+		return layout.Stamp{}, fmt.Errorf("bad stamp: %s larger than %d bytes", layout.CurrentFile, maxStampSize)
+	}
+	s, err := layout.ParseStamp(b)
+	if err != nil {
+		return layout.Stamp{}, fmt.Errorf("bad stamp: %v", err)
+	}
+	if s.Generation == 0 {
+		return layout.Stamp{}, errors.New("bad stamp: generation 0")
+	}
+	return s, nil
+}
+
+// blob checks that the mirror serves b whole and uncompressed.
+func (c *checker) blob(ctx context.Context, b sampleBlob) error {
+	c.checked++
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	u := c.mirror.URL + layout.BlobPath(b.digest)
+	if !c.noHEAD {
+		resp, err := c.do(ctx, http.MethodHead, u, false)
+		if err != nil {
+			return describe(err, "checking "+b.digest.String())
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotImplemented {
+			return checkResponse(resp, b, false)
+		}
+		c.noHEAD = true
+	}
+	resp, err := c.do(ctx, http.MethodGet, u, true)
+	if err != nil {
+		return describe(err, "checking "+b.digest.String())
+	}
+	defer resp.Body.Close() // unread: the connection is dropped rather than the blob read
+	return checkResponse(resp, b, true)
+}
+
+func (c *checker) do(ctx context.Context, method, u string, ranged bool) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", c.opts.UserAgent)
+	// Set explicitly, so the transport neither adds nor undoes it: a mirror that compresses
+	// blobs shows it.
+	req.Header.Set("Accept-Encoding", "gzip")
+	if ranged {
+		req.Header.Set("Range", "bytes=0-0")
+	}
+	return c.opts.Client.Do(req)
+}
+
+func checkResponse(resp *http.Response, b sampleBlob, ranged bool) error {
+	d := b.digest.String()
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return fmt.Errorf("compressed: Content-Encoding %s for %s (turn compression off for blobs/)", trunc(ce), d)
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("missing %s: HTTP 404", d)
+	case ranged && resp.StatusCode == http.StatusPartialContent:
+		size, ok := rangeTotal(resp.Header.Get("Content-Range"))
+		if !ok {
+			return fmt.Errorf("wrong size for %s: Content-Range %q", d, trunc(resp.Header.Get("Content-Range")))
+		}
+		if size != b.size {
+			return fmt.Errorf("wrong size for %s: %d bytes, want %d", d, size, b.size)
+		}
+		return nil
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("HTTP %d for %s", resp.StatusCode, d)
+	case resp.ContentLength < 0:
+		return fmt.Errorf("wrong size for %s: no Content-Length, want %d", d, b.size)
+	case resp.ContentLength != b.size:
+		return fmt.Errorf("wrong size for %s: Content-Length %d, want %d", d, resp.ContentLength, b.size)
+	}
+	return nil
+}
+
+// rangeTotal parses the complete length of "bytes 0-0/1234".
+func rangeTotal(cr string) (int64, bool) {
+	_, total, ok := strings.Cut(cr, "/")
+	if !ok || !strings.HasPrefix(cr, "bytes ") {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(total, 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// describe turns a request error into a status: "timeout: <what>" or "down: <error>".
+func describe(err error, what string) error {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("timeout: %s", what)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("down: %v", err)
+}
+
+// WriteTable prints the report as a table of mirrors and a summary line.
+func (r *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MIRROR\tREGION\tGENERATION\tHEALTHY\tBLOBS\tTIME\tSTATUS")
+	for _, m := range r.Mirrors {
+		gen := "-"
+		if m.Generation > 0 {
+			gen = strconv.FormatUint(m.Generation, 10)
+		}
+		healthy := "no"
+		if m.Healthy {
+			healthy = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%d\t%s\t%s\n", m.Name, m.Country, m.Continent, gen, healthy, m.Blobs,
+			m.Duration.Round(time.Millisecond), m.Status)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "generation %d: %d of %d mirrors healthy; %v; published %s in %v\n",
+		r.Generation, r.Healthy(), len(r.Mirrors), r.Stats, r.Stamp.Meta, r.Duration.Round(time.Millisecond))
+	return err
+}
+
+func plural(n uint64) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func trunc(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "..."
+	}
+	return s
+}

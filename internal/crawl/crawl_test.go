@@ -1,0 +1,430 @@
+package crawl
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/regmirror/regmirror/internal/mirrors"
+	"github.com/regmirror/regmirror/layout"
+)
+
+func digestOf(b []byte) layout.Digest {
+	sum := sha256.Sum256(b)
+	return layout.MustDigest("sha256:" + hex.EncodeToString(sum[:]))
+}
+
+// testTree is a tree on disk: generation 2, blobs of generations 1 and 2, one image manifest.
+type testTree struct {
+	dir      string
+	meta     *layout.Meta
+	old, new []layout.Digest // blobs of generation 1 and 2
+	manifest layout.Digest
+	content  map[layout.Digest][]byte
+}
+
+func writeBlob(t testing.TB, dir string, d layout.Digest, data []byte) {
+	t.Helper()
+	p := filepath.Join(dir, filepath.FromSlash(layout.BlobPath(d)))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newTestTree(t testing.TB, nOld, nNew int) *testTree {
+	t.Helper()
+	tt := &testTree{dir: t.TempDir(), meta: layout.NewMeta(2), content: map[layout.Digest][]byte{}}
+	add := func(data []byte, since uint64) layout.Digest {
+		d := digestOf(data)
+		tt.content[d] = data
+		tt.meta.Blobs[d] = &layout.Blob{Size: int64(len(data)), Since: since}
+		writeBlob(t, tt.dir, d, data)
+		return d
+	}
+	for i := 0; i < nOld; i++ {
+		tt.old = append(tt.old, add([]byte(strings.Repeat(fmt.Sprint("old blob ", i, " "), 10+i)), 1))
+	}
+	for i := 0; i < nNew; i++ {
+		tt.new = append(tt.new, add([]byte(strings.Repeat(fmt.Sprint("new blob ", i, " "), 10+i)), 2))
+	}
+	layers := ""
+	for i, d := range append(append([]layout.Digest{}, tt.old[1:]...), tt.new...) {
+		if i > 0 {
+			layers += ","
+		}
+		layers += fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%d}`, d, tt.meta.Blobs[d].Size)
+	}
+	m := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[%s]}`,
+		tt.old[0], tt.meta.Blobs[tt.old[0]].Size, layers))
+	tt.manifest = add(m, 2)
+	tt.meta.Manifests[tt.manifest] = &layout.Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Data: m}
+	tt.meta.Repositories["demo"] = &layout.Repository{Tags: map[string]layout.Digest{"latest": tt.manifest}, Manifests: []layout.Digest{tt.manifest}}
+	if _, err := layout.NewTree(tt.dir).Publish(tt.meta); err != nil {
+		t.Fatal(err)
+	}
+	return tt
+}
+
+// mirrorCopy writes a mirror's copy of the tree: the blobs keep(d) accepts, modified by
+// edit, and a stamp of generation gen.
+func (tt *testTree) mirrorCopy(t testing.TB, gen uint64, keep func(layout.Digest) bool, edit func(layout.Digest, []byte) []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	for d, data := range tt.content {
+		if keep != nil && !keep(d) {
+			continue
+		}
+		if edit != nil {
+			data = edit(d, data)
+		}
+		writeBlob(t, dir, d, data)
+	}
+	m := layout.NewMeta(gen)
+	if _, err := layout.NewTree(dir).Publish(m); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+type testMirror struct {
+	name, country string
+	bandwidth     int
+	handler       http.Handler
+	disabled      bool
+}
+
+// serve starts the mirrors and writes a mirrors file naming them.
+func serve(t testing.TB, ms []testMirror) (file string, urls map[string]string) {
+	t.Helper()
+	urls = map[string]string{}
+	var b strings.Builder
+	b.WriteString("mirrors:\n")
+	for _, m := range ms {
+		srv := httptest.NewServer(m.handler)
+		t.Cleanup(srv.Close)
+		u := srv.URL + "/"
+		if m.handler == nil { // a mirror that is down: a closed server's address
+			srv.Close()
+		}
+		urls[m.name] = u
+		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n    country: %s\n    bandwidth: %d\n    enabled: %v\n", m.name, u, m.country, m.bandwidth, !m.disabled)
+	}
+	file = filepath.Join(t.TempDir(), "mirrors.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file, urls
+}
+
+func gzipHeader(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/blobs/") && strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func noHEAD(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			http.Error(w, "no HEAD here", http.StatusMethodNotAllowed)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func counting(n *atomic.Int64, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		h.ServeHTTP(w, r)
+	})
+}
+
+func TestRun(t *testing.T) {
+	tt := newTestTree(t, 6, 2)
+	isOld := func(d layout.Digest) bool { return tt.meta.Blobs[d].Since == 1 }
+	newest := tt.new[1]
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	})
+	var disabledHits atomic.Int64
+	file, urls := serve(t, []testMirror{
+		{name: "good", country: "DE", bandwidth: 1000, handler: http.FileServer(http.Dir(tt.dir))},
+		{name: "behind", country: "DE", bandwidth: 100, handler: http.FileServer(http.Dir(tt.mirrorCopy(t, 1, isOld, nil)))},
+		{name: "nohead", country: "FR", bandwidth: 100, handler: noHEAD(http.FileServer(http.Dir(tt.dir)))},
+		{name: "down", country: "DE", bandwidth: 100},
+		{name: "wrongsize", country: "US", bandwidth: 100, handler: http.FileServer(http.Dir(tt.mirrorCopy(t, 2, nil, func(d layout.Digest, b []byte) []byte {
+			if d == newest {
+				return b[:len(b)-1]
+			}
+			return b
+		})))},
+		{name: "missing", country: "FR", bandwidth: 100, handler: http.FileServer(http.Dir(tt.mirrorCopy(t, 2, func(d layout.Digest) bool { return d != newest }, nil)))},
+		{name: "gzip", country: "US", bandwidth: 100, handler: gzipHeader(http.FileServer(http.Dir(tt.dir)))},
+		{name: "slow", country: "JP", bandwidth: 100, handler: slow},
+		{name: "off", country: "BR", bandwidth: 100, disabled: true, handler: counting(&disabledHits, http.FileServer(http.Dir(tt.dir)))},
+	})
+	rep, err := Run(context.Background(), Options{Tree: tt.dir, MirrorsFile: file, Timeout: 300 * time.Millisecond, Sample: 3, Rand: rand.New(rand.NewPCG(1, 2))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table.String())
+
+	want := map[string]struct {
+		healthy bool
+		gen     uint64
+		status  string
+	}{
+		"good":      {true, 2, "up to date"},
+		"behind":    {true, 1, "behind by 1 generation"},
+		"nohead":    {true, 2, "up to date"},
+		"down":      {false, 0, "down: dial tcp"},
+		"wrongsize": {false, 2, "wrong size for " + newest.String() + ": Content-Length"},
+		"missing":   {false, 2, "missing " + newest.String() + ": HTTP 404"},
+		"gzip":      {false, 2, "compressed: Content-Encoding gzip for sha256:"},
+		"slow":      {false, 0, "timeout: reading regmirror/current"},
+		"off":       {false, 0, "disabled"},
+	}
+	if len(rep.Mirrors) != len(want) {
+		t.Fatalf("%d results", len(rep.Mirrors))
+	}
+	for _, r := range rep.Mirrors {
+		w := want[r.Name]
+		if r.Healthy != w.healthy || r.Generation != w.gen || !strings.HasPrefix(r.Status, w.status) {
+			t.Errorf("%s: healthy %v generation %d status %q; want %v %d %q", r.Name, r.Healthy, r.Generation, r.Status, w.healthy, w.gen, w.status)
+		}
+		if r.Name == "good" && r.Blobs != 6 {
+			t.Errorf("good: %d blobs checked, want 3 newest + 3 random", r.Blobs)
+		}
+	}
+	if disabledHits.Load() != 0 {
+		t.Errorf("a disabled mirror was asked %d times", disabledHits.Load())
+	}
+
+	// The result is in the tree, same generation, new metadata.
+	meta, stamp, err := layout.NewTree(tt.dir).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stamp.Generation != 2 || stamp != rep.Stamp || len(meta.Manifests) != 1 || len(meta.Blobs) != len(tt.meta.Blobs) {
+		t.Errorf("stamp %+v, report %+v", stamp, rep.Stamp)
+	}
+	tiers := map[string][][]string{}
+	for r, reg := range meta.Regions {
+		tiers[r] = reg.Tiers
+	}
+	wantTiers := map[string][][]string{
+		"DE": {{"good", "behind"}, {"nohead"}},
+		"FR": {{"nohead"}, {"good", "behind"}},
+		"EU": {{"good", "behind", "nohead"}},
+	}
+	for r, w := range wantTiers {
+		if !reflect.DeepEqual(tiers[r], w) {
+			t.Errorf("region %s: %v, want %v", r, tiers[r], w)
+		}
+	}
+	for _, r := range []string{"US", "JP", "BR", "NA", "global"} {
+		if !reflect.DeepEqual(tiers[r], [][]string{{"good", "behind", "nohead"}}) {
+			t.Errorf("region %s: %v", r, tiers[r])
+		}
+	}
+	if rep.Stats.VariantSets != 3 || len(meta.VariantSets) != 3 || meta.Regions["US"].VariantSet != meta.Regions["global"].VariantSet {
+		t.Errorf("stats %+v", rep.Stats)
+	}
+	// DE's variant: the new blob only from mirrors holding generation 2.
+	v := meta.VariantSets[meta.Regions["DE"].VariantSet].Variants[tt.manifest]
+	if v == nil {
+		t.Fatal("no DE variant")
+	}
+	s := string(v.Data)
+	newURLs := fmt.Sprintf(`"urls":["%sblobs/sha256/%s","%sblobs/sha256/%s"]`, urls["good"], newest.Hex(), urls["nohead"], newest.Hex())
+	oldURLs := fmt.Sprintf(`"urls":["%sblobs/sha256/%s","%sblobs/sha256/%s","%sblobs/sha256/%s"]`, urls["good"], tt.old[1].Hex(), urls["behind"], tt.old[1].Hex(), urls["nohead"], tt.old[1].Hex())
+	if !strings.Contains(s, newURLs) || !strings.Contains(s, oldURLs) {
+		t.Errorf("DE variant:\n%s\nwant %s\nand  %s", s, newURLs, oldURLs)
+	}
+}
+
+func TestFailuresAndComeback(t *testing.T) {
+	tt := newTestTree(t, 40, 2)
+	var up atomic.Bool
+	var hits atomic.Int64
+	fs := http.FileServer(http.Dir(tt.dir))
+	flaky := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		hits.Add(1)
+		fs.ServeHTTP(w, r)
+	})
+	file, _ := serve(t, []testMirror{
+		{name: "steady", country: "DE", bandwidth: 100, handler: fs},
+		{name: "flaky", country: "DE", bandwidth: 100, handler: flaky},
+	})
+	opts := Options{Tree: tt.dir, MirrorsFile: file, Sample: 3, MaxFailures: 3, Timeout: 2 * time.Second}
+	crawl := func() Result {
+		t.Helper()
+		rep, err := Run(context.Background(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.MirrorsFile = "" // later crawls use the mirrors recorded in the tree
+		return rep.Mirrors[1]
+	}
+	up.Store(true)
+	if r := crawl(); !r.Healthy || r.Status != "up to date" || r.Blobs != 6 {
+		t.Fatalf("first crawl: %+v", r)
+	}
+	up.Store(false)
+	for i := 1; i <= 3; i++ {
+		r := crawl()
+		if r.Healthy || r.Failures != i {
+			t.Fatalf("failed crawl %d: %+v", i, r)
+		}
+		if i < 3 && r.Status != "down: HTTP 503 for regmirror/current" {
+			t.Errorf("crawl %d: %q", i, r.Status)
+		}
+		if i == 3 && r.Status != "dead, 3 failed crawls in a row: down: HTTP 503 for regmirror/current" {
+			t.Errorf("crawl %d: %q", i, r.Status)
+		}
+		meta, _, err := layout.NewTree(tt.dir).Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(meta.Regions["DE"].Tiers, [][]string{{"steady"}}) {
+			t.Errorf("crawl %d: a failing mirror is a candidate: %v", i, meta.Regions["DE"].Tiers)
+		}
+	}
+	up.Store(true)
+	hits.Store(0)
+	r := crawl()
+	if !r.Healthy || r.Failures != 0 || r.Status != "up to date (back after 3 failed crawls)" {
+		t.Errorf("comeback: %+v", r)
+	}
+	if r.Blobs != 2*3*DeadSampleFactor || hits.Load() != int64(1+2*3*DeadSampleFactor) {
+		t.Errorf("comeback checked %d blobs in %d requests, want %d", r.Blobs, hits.Load(), 2*3*DeadSampleFactor)
+	}
+}
+
+func TestSampleNewestAlwaysChecked(t *testing.T) {
+	tt := newTestTree(t, 100, 2) // with the manifest, three blobs of generation 2
+	blobs := newestFirst(tt.meta, rand.New(rand.NewPCG(3, 4)))
+	for seed := uint64(0); seed < 20; seed++ {
+		c := &checker{blobs: blobs, rnd: rand.New(rand.NewPCG(seed, 1))}
+		got := c.sample(2, 3)
+		if len(got) != 6 {
+			t.Fatalf("%d picked", len(got))
+		}
+		seen := map[layout.Digest]bool{}
+		for _, b := range got {
+			if seen[b.digest] {
+				t.Errorf("%s picked twice", b.digest)
+			}
+			seen[b.digest] = true
+		}
+		for _, d := range tt.new {
+			if !seen[d] {
+				t.Errorf("seed %d: newest blob %s not checked", seed, d)
+			}
+		}
+		// A mirror at generation 1 is asked only for blobs of generation 1.
+		for _, b := range c.sample(1, 3) {
+			if b.since != 1 {
+				t.Errorf("generation 1 mirror asked for %s of generation %d", b.digest, b.since)
+			}
+		}
+	}
+}
+
+func TestRunRefusesATreeThatMoved(t *testing.T) {
+	tt := newTestTree(t, 3, 1)
+	tree := layout.NewTree(tt.dir)
+	fs := http.FileServer(http.Dir(tt.dir))
+	var once atomic.Bool
+	file, _ := serve(t, []testMirror{{name: "m", country: "DE", bandwidth: 1, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if once.CompareAndSwap(false, true) { // a generate finishes while the crawl runs
+			next := layout.NewMeta(3)
+			next.Blobs = tt.meta.Blobs
+			if _, err := tree.Publish(next); err != nil {
+				t.Error(err)
+			}
+		}
+		fs.ServeHTTP(w, r)
+	})}})
+	_, err := Run(context.Background(), Options{Tree: tt.dir, MirrorsFile: file})
+	if err == nil || !strings.Contains(err.Error(), "changed during the crawl (generation 2, now 3): nothing published") {
+		t.Fatalf("got %v", err)
+	}
+	if s, _ := tree.ReadStamp(); s.Generation != 3 {
+		t.Errorf("stamp %+v", s)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	empty := t.TempDir()
+	if _, err := Run(context.Background(), Options{Tree: empty}); err == nil || !strings.Contains(err.Error(), "run regmirror generate first") {
+		t.Errorf("no generation: %v", err)
+	}
+	tt := newTestTree(t, 1, 1)
+	if _, err := Run(context.Background(), Options{Tree: tt.dir}); err == nil || !strings.Contains(err.Error(), "records no mirrors: give the mirrors file with --mirrors FILE") {
+		t.Errorf("no mirrors: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "m.yaml")
+	os.WriteFile(bad, []byte("mirrors:\n  - name: x\n    url: http://x.example/\n    country: XX\n"), 0o644)
+	if _, err := Run(context.Background(), Options{Tree: tt.dir, MirrorsFile: bad}); err == nil || !strings.Contains(err.Error(), bad+`:4: mirror "x": country "XX"`) {
+		t.Errorf("bad file: %v", err)
+	}
+	// Cancelled: nothing published.
+	before, _ := layout.NewTree(tt.dir).ReadStamp()
+	file, _ := serve(t, []testMirror{{name: "m", country: "DE", bandwidth: 1, handler: http.FileServer(http.Dir(tt.dir))}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Run(ctx, Options{Tree: tt.dir, MirrorsFile: file}); err == nil {
+		t.Error("cancelled crawl succeeded")
+	}
+	if after, _ := layout.NewTree(tt.dir).ReadStamp(); after != before {
+		t.Error("cancelled crawl published")
+	}
+}
+
+func TestApplyChangedMirrorList(t *testing.T) {
+	tt := newTestTree(t, 2, 1)
+	fs := http.FileServer(http.Dir(tt.dir))
+	file, _ := serve(t, []testMirror{{name: "a", country: "DE", bandwidth: 1, handler: fs}, {name: "b", country: "FR", bandwidth: 1, handler: fs}})
+	if _, err := Run(context.Background(), Options{Tree: tt.dir, MirrorsFile: file}); err != nil {
+		t.Fatal(err)
+	}
+	file2, _ := serve(t, []testMirror{{name: "a", country: "DE", bandwidth: 1, handler: fs}})
+	rep, err := Run(context.Background(), Options{Tree: tt.dir, MirrorsFile: file2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, _, _ := layout.NewTree(tt.dir).Load()
+	if len(rep.Mirrors) != 1 || len(meta.Mirrors) != 1 || meta.Regions["FR"] != nil {
+		t.Errorf("mirror b still there: %+v, regions %v", rep.Mirrors, meta.Regions)
+	}
+	_ = mirrors.StatusNotCrawled
+}
