@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regmirror/regmirror/internal/mirrors"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -426,5 +425,4 @@ func TestApplyChangedMirrorList(t *testing.T) {
 	if len(rep.Mirrors) != 1 || len(meta.Mirrors) != 1 || meta.Regions["FR"] != nil {
 		t.Errorf("mirror b still there: %+v, regions %v", rep.Mirrors, meta.Regions)
 	}
-	_ = mirrors.StatusNotCrawled
 }

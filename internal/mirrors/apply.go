@@ -1,6 +1,7 @@
 package mirrors
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"sort"
@@ -45,6 +46,27 @@ func (s Stats) String() string {
 func Apply(meta *layout.Meta, f *File, prev []*layout.Mirror) (Stats, error) {
 	SetMirrors(meta, f, prev)
 	return Precompute(meta)
+}
+
+// ApplyFile loads the mirrors file at path and applies it to next, carrying crawl state over
+// from prev (nil for a first generation). It has the signature of generator.MirrorsFunc, for
+// `generate --mirrors FILE`.
+func ApplyFile(ctx context.Context, path string, prev, next *layout.Meta) error {
+	f, err := Load(path)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var old []*layout.Mirror
+	if prev != nil {
+		old = prev.Mirrors
+	}
+	if _, err := Apply(next, f, old); err != nil {
+		return fmt.Errorf("applying mirrors file %s: %w", path, err)
+	}
+	return nil
 }
 
 // SetMirrors records f in meta (Origin and Mirrors, crawl state carried over from prev as in

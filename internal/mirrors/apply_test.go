@@ -1,10 +1,12 @@
 package mirrors
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -355,5 +357,29 @@ func TestPrecomputeIsDeterministic(t *testing.T) {
 		} else if string(b) != string(first) {
 			t.Fatal("two precomputes of the same input differ")
 		}
+	}
+}
+
+func TestApplyFile(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/mirrors.yaml"
+	if err := os.WriteFile(path, []byte("mirrors:\n  - {name: a, url: 'https://a.example/', country: DE}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prev := layout.NewMeta(1)
+	prev.Mirrors = []*layout.Mirror{mirror("a", "DE", "EU", 100, 1, true)}
+	prev.Mirrors[0].URL = "https://a.example/"
+	f := newFixture(t)
+	if err := ApplyFile(context.Background(), path, prev, f.meta); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.meta.Mirrors) != 1 || !f.meta.Mirrors[0].Healthy || f.meta.Regions["DE"].VariantSet != 0 || len(f.meta.VariantSets[0].Variants) != 5 {
+		t.Errorf("meta %+v %+v", f.meta.Mirrors[0], f.meta.Regions["DE"])
+	}
+	if err := ApplyFile(context.Background(), path, nil, layout.NewMeta(1)); err != nil {
+		t.Errorf("first generation: %v", err)
+	}
+	if err := ApplyFile(context.Background(), dir+"/none.yaml", nil, f.meta); err == nil {
+		t.Error("missing file accepted")
 	}
 }
