@@ -53,7 +53,7 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 		reg := s.resolveClient(st, r, g)
 		if m := g.chooseMirror(st.client, reg, b.since, s.rnd); m != nil {
 			st.mirror = m.name
-			s.metrics.redirects.WithLabelValues(st.region, m.name).Inc()
+			s.metrics.redirect(st.region, m.name)
 			redirect(st, m.url+b.path, b)
 			return
 		}
@@ -63,7 +63,7 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 			s.resolveClient(st, r, g)
 		}
 		st.mirror = "origin"
-		s.metrics.redirects.WithLabelValues(st.region, "origin").Inc()
+		s.metrics.redirect(st.region, "origin")
 		redirect(st, g.origin+b.path, b)
 		return
 	}

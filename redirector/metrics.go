@@ -3,6 +3,7 @@ package redirector
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,9 @@ type metrics struct {
 	// requests by endpoint and status, resolved once so that counting costs an atomic add.
 	requests   [numEndpoints][len(statuses) + 1]prometheus.Counter
 	redirects  *prometheus.CounterVec
+	// redirectCounters caches redirects' children by label pair (a map lookup with no
+	// allocation, instead of hashing label values on every 307).
+	redirectCounters sync.Map // redirectKey → prometheus.Counter
 	reloads    *prometheus.CounterVec
 	geoReloads *prometheus.CounterVec
 }
@@ -64,6 +68,17 @@ func newMetrics(s *Server) *metrics {
 	m.reg.MustRegister(reqs, m.redirects, m.reloads, m.geoReloads, gen, age,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+type redirectKey struct{ region, mirror string }
+
+func (m *metrics) redirect(region, mirror string) {
+	k := redirectKey{region, mirror}
+	c, ok := m.redirectCounters.Load(k)
+	if !ok {
+		c, _ = m.redirectCounters.LoadOrStore(k, m.redirects.WithLabelValues(region, mirror))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 func (m *metrics) request(ep endpoint, status int) {
