@@ -19,13 +19,13 @@ var statuses = [...]int{200, 206, 304, 307, 400, 404, 405, 416, 500, 503}
 type metrics struct {
 	reg *prometheus.Registry
 	// requests by endpoint and status, resolved once so that counting costs an atomic add.
-	requests   [numEndpoints][len(statuses) + 1]prometheus.Counter
-	redirects  *prometheus.CounterVec
+	requests  [numEndpoints][len(statuses) + 1]prometheus.Counter
+	redirects *prometheus.CounterVec
 	// redirectCounters caches redirects' children by label pair (a map lookup with no
 	// allocation, instead of hashing label values on every 307).
 	redirectCounters sync.Map // redirectKey → prometheus.Counter
-	reloads    *prometheus.CounterVec
-	geoReloads *prometheus.CounterVec
+	reloads          *prometheus.CounterVec
+	geoReloads       *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {

@@ -2,9 +2,9 @@ package redirector
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"log/slog"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
