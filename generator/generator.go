@@ -18,6 +18,11 @@ import (
 	"github.com/regmirror/regmirror/layout"
 )
 
+// requestsPerJob is how many small requests (tag lists, manifest HEADs and GETs, referrers)
+// run concurrently per --jobs: a registry answers them slower than it streams bytes, so the
+// run is bound by requests in flight, not by bandwidth.
+const requestsPerJob = 4
+
 // maxDepth bounds index nesting and referrer chains from a hostile source.
 const maxDepth = 8
 
@@ -103,7 +108,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	r := &run{
 		o:         o,
-		reqSem:    make(chan struct{}, o.Jobs),
+		reqSem:    make(chan struct{}, o.Jobs*requestsPerJob),
 		xferSem:   make(chan struct{}, o.Jobs),
 		nodes:     map[layout.Digest]*node{},
 		blobs:     map[layout.Digest]*blobTask{},
@@ -164,7 +169,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	if cause := context.Cause(r.ctx); cause != nil {
-		return nil, cause
+		return nil, interrupted(ctx, cause)
 	}
 	meta, st := r.assemble(outcomes)
 	sum := &Summary{Generation: r.gen, DryRun: o.DryRun, Counts: st.Counts}
@@ -175,11 +180,19 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return sum, r.partial(false)
 	}
 	if err := r.write(meta, st); err != nil {
-		return nil, err
+		return nil, interrupted(ctx, err)
 	}
 	sum.Duration = time.Since(start)
 	r.prog.stop()
 	return sum, r.partial(true)
+}
+
+// interrupted explains a run stopped by its caller (a signal).
+func interrupted(parent context.Context, err error) error {
+	if parent.Err() != nil && errors.Is(err, context.Canceled) {
+		return fmt.Errorf("interrupted, nothing published: the previous generation stays current: %w", err)
+	}
+	return err
 }
 
 func (r *run) partial(published bool) error {

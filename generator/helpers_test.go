@@ -53,6 +53,14 @@ type fault struct {
 
 func newSource(t testing.TB) *source {
 	t.Helper()
+	s := newSourceKept(t)
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// newSourceKept is newSource without closing the server when t ends (benchmark fixtures
+// shared by sub-benchmarks).
+func newSourceKept(t testing.TB) *source {
 	s := &source{t: t, counts: map[string]int{}}
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(true))
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -77,7 +85,6 @@ func newSource(t testing.TB) *source {
 		}
 		reg.ServeHTTP(w, r)
 	}))
-	t.Cleanup(s.srv.Close)
 	s.url = s.srv.URL
 	s.host = strings.TrimPrefix(s.srv.URL, "http://")
 	return s

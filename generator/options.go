@@ -58,8 +58,8 @@ type Options struct {
 	MirrorsFile string
 	Mirrors     MirrorsFunc
 
-	// Jobs bounds concurrent blob transfers, and separately concurrent small requests
-	// (tag lists, manifest HEADs and GETs).
+	// Jobs bounds concurrent blob transfers; small requests (tag lists, manifest HEADs and
+	// GETs, referrers) and manifest writes run 4×Jobs at a time.
 	Jobs int
 	// DryRun computes and returns the plan and writes nothing.
 	DryRun bool

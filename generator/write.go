@@ -98,7 +98,7 @@ func (r *run) writeManifests(ctx context.Context, m *layout.Meta) error {
 		mu    sync.Mutex
 		first error
 	)
-	for range min(len(jobs), max(r.o.Jobs, 16)) {
+	for range min(len(jobs), r.o.Jobs*requestsPerJob) {
 		wg.Go(func() {
 			for j := range ch {
 				if err := r.writeBlob(j.d, j.data); err != nil {

@@ -30,7 +30,7 @@ func generate(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	fs.StringVar(&o.Out, "out", "", "the tree's root `DIR` (created if missing)")
 	fs.StringArrayVar(&o.Repos, "repo", nil, "publish repositories matching `GLOB` ('*' within a path segment, '**' across); repeatable; default all")
 	fs.StringVar(&o.MirrorsFile, "mirrors", "", "mirrors `FILE` (YAML) describing the mirror network")
-	fs.IntVar(&o.Jobs, "jobs", generator.DefaultJobs, "concurrent blob transfers, and concurrent small requests")
+	fs.IntVar(&o.Jobs, "jobs", generator.DefaultJobs, "concurrent blob transfers (small requests run 4x as many)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print the plan (tags added, changed, removed; blobs to fetch and delete) and write nothing")
 	fs.DurationVar(&o.GCGrace, "gc-grace", generator.DefaultGCGrace, "delete a blob only once unreferenced for this long")
 	fs.BoolVar(&o.Verify, "verify", false, "re-hash blobs already in the tree instead of trusting their size")
