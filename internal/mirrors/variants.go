@@ -37,6 +37,7 @@ type object []member
 type descriptor struct {
 	obj     object
 	digest  layout.Digest // zero when the descriptor's digest is not one the tree can hold
+	path    string        // layout.BlobPath(digest)
 	hasURLs bool
 }
 
@@ -115,7 +116,7 @@ func parseDescriptor(b []byte) (*descriptor, error) {
 			var s string
 			if json.Unmarshal(mem.val, &s) == nil {
 				if dg, err := layout.ParseDigest(s); err == nil {
-					d.digest = dg
+					d.digest, d.path = dg, layout.BlobPath(dg)
 				}
 			}
 		case "urls":
@@ -171,9 +172,10 @@ type setBuilder struct {
 	meta  *layout.Meta
 	tmpls map[layout.Digest]*tmpl
 	pref  []*layout.Mirror
-	urls  map[layout.Digest][]byte // rendered urls array per blob; nil: none
-	done  map[layout.Digest]bool
-	set   *layout.VariantSet
+	// holders is scratch storage for holdersOf.
+	holders []*layout.Mirror
+	done    map[layout.Digest]bool
+	set     *layout.VariantSet
 	// scratch buffers, one per nesting depth, reused from variant to variant.
 	scratch [maxIndexDepth + 1]bytes.Buffer
 }
@@ -183,7 +185,6 @@ func buildSet(meta *layout.Meta, tmpls map[layout.Digest]*tmpl, pref []*layout.M
 		meta:  meta,
 		tmpls: tmpls,
 		pref:  pref,
-		urls:  map[layout.Digest][]byte{},
 		done:  map[layout.Digest]bool{},
 		set:   &layout.VariantSet{Variants: make(map[layout.Digest]*layout.Variant, len(tmpls))},
 	}
@@ -281,8 +282,12 @@ func (b *setBuilder) writeDescriptor(buf *bytes.Buffer, desc *descriptor, child 
 		writeObject(buf, desc.obj)
 		return false
 	}
-	urls := b.blobURLs(desc.digest)
-	if urls == nil {
+	blob := b.meta.Blobs[desc.digest]
+	var holders []*layout.Mirror
+	if blob != nil {
+		holders = b.holdersOf(blob)
+	}
+	if blob == nil || len(holders) == 0 && b.meta.Origin == "" {
 		writeObject(buf, desc.obj)
 		return false
 	}
@@ -296,7 +301,7 @@ func (b *setBuilder) writeDescriptor(buf *bytes.Buffer, desc *descriptor, child 
 		buf.Write(mem.val)
 		if mem.key == "size" {
 			buf.WriteString(`,"urls":`)
-			buf.Write(urls)
+			b.writeURLs(buf, holders, desc.path)
 			inserted = true
 		}
 	}
@@ -305,48 +310,43 @@ func (b *setBuilder) writeDescriptor(buf *bytes.Buffer, desc *descriptor, child 
 			buf.WriteByte(',')
 		}
 		buf.WriteString(`"urls":`)
-		buf.Write(urls)
+		b.writeURLs(buf, holders, desc.path)
 	}
 	buf.WriteByte('}')
 	return true
 }
 
-// blobURLs returns the rendered JSON array of urls for blob d: up to MaxURLs preferred mirrors
-// that hold it, then the origin. nil when there is none.
-func (b *setBuilder) blobURLs(d layout.Digest) []byte {
-	if u, ok := b.urls[d]; ok {
-		return u
-	}
-	blob := b.meta.Blobs[d]
-	var list []string
-	if blob != nil {
-		for _, m := range b.pref {
-			if len(list) == MaxURLs {
-				break
-			}
-			if Holds(min(m.Generation, b.meta.Generation), blob) {
-				list = append(list, m.URL+layout.BlobPath(d))
-			}
+// holders returns up to MaxURLs preferred mirrors that hold blob d, in b.holders' storage.
+func (b *setBuilder) holdersOf(blob *layout.Blob) []*layout.Mirror {
+	h := b.holders[:0]
+	for _, m := range b.pref {
+		if len(h) == MaxURLs {
+			break
 		}
-		if b.meta.Origin != "" {
-			list = append(list, b.meta.Origin+layout.BlobPath(d))
+		if Holds(min(m.Generation, b.meta.Generation), blob) {
+			h = append(h, m)
 		}
 	}
-	var out []byte
-	if len(list) > 0 {
-		var buf bytes.Buffer
-		buf.WriteByte('[')
-		for i, u := range list {
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			writeString(&buf, u)
+	b.holders = h
+	return h
+}
+
+// writeURLs writes the JSON array of urls of a blob: its holders, then the origin.
+func (b *setBuilder) writeURLs(buf *bytes.Buffer, holders []*layout.Mirror, path string) {
+	buf.WriteByte('[')
+	for i, m := range holders {
+		if i > 0 {
+			buf.WriteByte(',')
 		}
-		buf.WriteByte(']')
-		out = buf.Bytes()
+		writeJoined(buf, m.URL, path)
 	}
-	b.urls[d] = out
-	return out
+	if b.meta.Origin != "" {
+		if len(holders) > 0 {
+			buf.WriteByte(',')
+		}
+		writeJoined(buf, b.meta.Origin, path)
+	}
+	buf.WriteByte(']')
 }
 
 func writeObject(buf *bytes.Buffer, obj object) {
@@ -366,13 +366,31 @@ func writeKey(buf *bytes.Buffer, k string) {
 	buf.WriteByte(':')
 }
 
+// writeJoined writes a+b as a JSON string.
+func writeJoined(buf *bytes.Buffer, a, b string) {
+	if !plain(a) || !plain(b) {
+		writeString(buf, a+b)
+		return
+	}
+	buf.WriteByte('"')
+	buf.WriteString(a)
+	buf.WriteString(b)
+	buf.WriteByte('"')
+}
+
+// plain reports whether s is printable ASCII that needs no escaping in a JSON string.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] >= 0x7f || s[i] == '"' || s[i] == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // writeString writes s as a JSON string, without HTML escaping.
 func writeString(buf *bytes.Buffer, s string) {
-	plain := true
-	for i := 0; i < len(s) && plain; i++ {
-		plain = s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\'
-	}
-	if plain {
+	if plain(s) {
 		buf.WriteByte('"')
 		buf.WriteString(s)
 		buf.WriteByte('"')
