@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -129,17 +128,12 @@ func TestGenerateCrashLoop(t *testing.T) {
 	rehashAllBlobs(t, out)
 }
 
-// pushAll pushes the sets concurrently.
+// pushAll pushes the sets, four pushers at a time.
 func pushAll(t testing.TB, reg *peers.Registry, sets [][]testimages.Ref) {
 	t.Helper()
-	ctx := context.Background()
-	errs := make(chan error, len(sets))
+	var all []testimages.Ref
 	for _, set := range sets {
-		go func() { errs <- testimages.Push(ctx, reg.Host, set, reg.RemoteOptions(ctx)...) }()
+		all = append(all, set...)
 	}
-	for range sets {
-		if err := <-errs; err != nil {
-			t.Fatalf("pushing: %v", err)
-		}
-	}
+	pushParallel(t, reg, all, 4)
 }
