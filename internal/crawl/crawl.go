@@ -37,10 +37,15 @@
 // publishes the result as the same generation (layout.Tree.Publish): a new metadata file and a
 // new stamp, which running redirectors pick up. If the tree's stamp changed while the crawl ran
 // (a generate finished), nothing is published and Run returns an error: run crawl again.
+//
+// Each crawl writes a metadata file of the current generation. The generator deletes those of
+// old generations; crawl deletes those of the current generation that two crawls have
+// superseded, keeping the one it replaced for redirectors still loading it.
 package crawl
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +53,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,6 +63,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/regmirror/regmirror/internal/mirrors"
 	"github.com/regmirror/regmirror/layout"
 )
@@ -152,6 +161,8 @@ type Report struct {
 	Mirrors    []Result     // in the order of the mirrors file
 	Stats      mirrors.Stats
 	Duration   time.Duration
+	// Pruned counts the superseded metadata files of this generation deleted.
+	Pruned int
 }
 
 // Healthy counts the healthy mirrors.
@@ -209,7 +220,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("publishing crawl results: %w", err)
 	}
+	pruned := pruneMeta(tree, meta.Generation, stamp.Meta, published.Meta)
 	return &Report{
+		Pruned:     pruned,
 		Tree:       opts.Tree,
 		Generation: meta.Generation,
 		Stamp:      published,
@@ -526,4 +539,65 @@ func trunc(s string) string {
 		return s[:60] + "..."
 	}
 	return s
+}
+
+// pruneMeta deletes metadata files of generation gen other than keep (the files of the stamp
+// replaced and of the stamp published). Files it cannot read are left alone.
+func pruneMeta(tree *layout.Tree, gen uint64, keep ...string) int {
+	dir := tree.Path(layout.MetaFilesDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, layout.TempPrefix) || !strings.HasSuffix(name, ".json.zst") || slices.Contains(keep, "meta/"+name) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if g, err := metaGeneration(p); err == nil && g == gen && os.Remove(p) == nil {
+			n++
+		}
+	}
+	if n > 0 {
+		_ = layout.SyncDir(dir)
+	}
+	return n
+}
+
+// metaGeneration reads the generation of a metadata file from its first bytes.
+func metaGeneration(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+	if err != nil {
+		return 0, err
+	}
+	defer zr.Close()
+	dec := json.NewDecoder(io.LimitReader(zr, 1<<20))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return 0, fmt.Errorf("%s: not a metadata file", path)
+	}
+	for i := 0; i < 8 && dec.More(); i++ {
+		k, err := dec.Token()
+		if err != nil {
+			return 0, err
+		}
+		if k == "generation" {
+			var g uint64
+			if err := dec.Decode(&g); err != nil {
+				return 0, err
+			}
+			return g, nil
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return 0, err
+		}
+	}
+	return 0, fmt.Errorf("%s: no generation near the start", path)
 }

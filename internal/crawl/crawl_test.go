@@ -326,6 +326,12 @@ func TestFailuresAndComeback(t *testing.T) {
 	if r.Blobs != 2*3*DeadSampleFactor || hits.Load() != int64(1+2*3*DeadSampleFactor) {
 		t.Errorf("comeback checked %d blobs in %d requests, want %d", r.Blobs, hits.Load(), 2*3*DeadSampleFactor)
 	}
+	// Five crawls of one generation leave two metadata files: the current one and the one it
+	// replaced.
+	ents, err := os.ReadDir(filepath.Join(tt.dir, filepath.FromSlash(layout.MetaFilesDir)))
+	if err != nil || len(ents) != 2 {
+		t.Errorf("metadata files after five crawls: %d, %v", len(ents), err)
+	}
 }
 
 func TestSampleNewestAlwaysChecked(t *testing.T) {
