@@ -61,8 +61,13 @@ func newSource(t testing.TB) *source {
 // newSourceKept is newSource without closing the server when t ends (benchmark fixtures
 // shared by sub-benchmarks).
 func newSourceKept(t testing.TB) *source {
+	return newSourceWith(t, registry.WithReferrersSupport(true))
+}
+
+// newSourceWith is newSourceKept with the registry's options.
+func newSourceWith(t testing.TB, opts ...registry.Option) *source {
 	s := &source{t: t, counts: map[string]int{}}
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(true))
+	reg := registry.New(append([]registry.Option{registry.Logger(log.New(io.Discard, "", 0))}, opts...)...)
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.counts[r.Method+" "+kind(r.URL.Path)]++
