@@ -432,3 +432,27 @@ func TestApplyChangedMirrorList(t *testing.T) {
 		t.Errorf("mirror b still there: %+v, regions %v", rep.Mirrors, meta.Regions)
 	}
 }
+
+func TestPruneKeepsOtherGenerations(t *testing.T) {
+	tt := newTestTree(t, 2, 1)
+	tree := layout.NewTree(tt.dir)
+	raw, d, err := layout.EncodeMeta(layout.NewMeta(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := layout.WriteFile(tree.Path(layout.MetaPath(d)), raw); err != nil {
+		t.Fatal(err)
+	}
+	file, _ := serve(t, []testMirror{{name: "a", country: "DE", bandwidth: 1, handler: http.FileServer(http.Dir(tt.dir))}})
+	for i := 0; i < 3; i++ {
+		if _, err := Run(context.Background(), Options{Tree: tt.dir, MirrorsFile: file}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(tree.Path(layout.MetaPath(d))); err != nil {
+		t.Errorf("generation 1's metadata deleted: %v", err)
+	}
+	if ents, _ := os.ReadDir(tree.Path(layout.MetaFilesDir)); len(ents) != 3 {
+		t.Errorf("%d metadata files, want 3", len(ents))
+	}
+}
