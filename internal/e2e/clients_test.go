@@ -314,10 +314,11 @@ func TestClientPulls(t *testing.T) {
 	})
 }
 
-// TestClientPullsThroughMirror: the tree is generated with one mirror (nginx on loopback,
-// filled with the documented rsync), crawled, and served; every blob GET is a 307 to the
-// mirror, and every real client's pull fetches fedora:42's blobs from nginx.
-func TestClientPullsThroughMirror(t *testing.T) {
+// clientWithMirror is newClientFixture plus one mirror: nginx on loopback, filled from the
+// tree with the documented two-phase rsync, then "regmirror crawl --mirrors FILE" (which
+// applies the mirrors file and checks the mirror holds the tree's blobs).
+func clientWithMirror(t *testing.T) (*clientFixture, *peers.Nginx) {
+	t.Helper()
 	needPeers(t)
 	mirrorRoot := filepath.Join(t.TempDir(), "mirror")
 	if err := os.MkdirAll(mirrorRoot, 0o755); err != nil {
@@ -329,11 +330,23 @@ func TestClientPullsThroughMirror(t *testing.T) {
 	if err := os.WriteFile(mirrors, []byte(mirrorsYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := newClientFixture(t, "--mirrors", mirrors)
+	f := newClientFixture(t)
 	peers.SyncMirror(t, f.tree, mirrorRoot)
-	if r := regmirror(t, nil, "crawl", "--tree", f.tree, "--mirrors", mirrors); r.err != nil {
+	r := regmirror(t, nil, "crawl", "--tree", f.tree, "--mirrors", mirrors)
+	if r.err != nil {
 		t.Fatalf("%v", r)
 	}
+	t.Logf("regmirror crawl:\n%s", r.stdout)
+	// The mirrors carry the metadata too: the crawl's generation reaches them like any other.
+	peers.SyncMirror(t, f.tree, mirrorRoot)
+	return f, nginx
+}
+
+// TestClientPullsThroughMirror: with one healthy mirror, every blob GET at the redirector is a
+// 307 to the mirror's copy, and every real client's pull of fedora:42 fetches its blobs from
+// nginx (access log) after the redirector's 307 (redirector log).
+func TestClientPullsThroughMirror(t *testing.T) {
+	f, nginx := clientWithMirror(t)
 	srv := clientServe(t, f.tree, nil)
 
 	// The redirector answers a blob GET with a 307 to the mirror's copy.

@@ -28,7 +28,14 @@ type Podman struct {
 // NewPodman finds podman and writes its private configuration.
 func NewPodman(t testing.TB) *Podman {
 	t.Helper()
-	p := &Podman{Bin: Require(t, "podman"), dir: t.TempDir()}
+	// A short directory: podman refuses a --runroot longer than 50 bytes (t.TempDir() holds
+	// the test's name).
+	dir, err := os.MkdirTemp("", "podman-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	p := &Podman{Bin: Require(t, "podman"), dir: dir}
 	p.env = containersFiles(t, p.dir)
 	conf := filepath.Join(p.dir, "containers.conf")
 	if err := os.WriteFile(conf, []byte("[engine]\nevents_logger = \"none\"\ncgroup_manager = \"cgroupfs\"\n"), 0o644); err != nil {
