@@ -170,6 +170,7 @@ func TestRun(t *testing.T) {
 		{name: "good", country: "DE", bandwidth: 1000, handler: http.FileServer(http.Dir(tt.dir))},
 		{name: "behind", country: "DE", bandwidth: 100, handler: http.FileServer(http.Dir(tt.mirrorCopy(t, 1, isOld, nil)))},
 		{name: "nohead", country: "FR", bandwidth: 100, handler: noHEAD(http.FileServer(http.Dir(tt.dir)))},
+		{name: "ahead", country: "SE", bandwidth: 10, handler: http.FileServer(http.Dir(tt.mirrorCopy(t, 3, nil, nil)))},
 		{name: "down", country: "DE", bandwidth: 100},
 		{name: "wrongsize", country: "US", bandwidth: 100, handler: http.FileServer(http.Dir(tt.mirrorCopy(t, 2, nil, func(d layout.Digest, b []byte) []byte {
 			if d == newest {
@@ -200,6 +201,7 @@ func TestRun(t *testing.T) {
 		"good":      {true, 2, "up to date"},
 		"behind":    {true, 1, "behind by 1 generation"},
 		"nohead":    {true, 2, "up to date"},
+		"ahead":     {true, 2, "ahead of the tree by 1 generation"},
 		"down":      {false, 0, "down: dial tcp"},
 		"wrongsize": {false, 2, "wrong size for " + newest.String() + ": Content-Length"},
 		"missing":   {false, 2, "missing " + newest.String() + ": HTTP 404"},
@@ -236,9 +238,9 @@ func TestRun(t *testing.T) {
 		tiers[r] = reg.Tiers
 	}
 	wantTiers := map[string][][]string{
-		"DE": {{"good", "behind"}, {"nohead"}},
-		"FR": {{"nohead"}, {"good", "behind"}},
-		"EU": {{"good", "behind", "nohead"}},
+		"DE": {{"good", "behind"}, {"nohead", "ahead"}},
+		"FR": {{"nohead"}, {"good", "behind", "ahead"}},
+		"EU": {{"good", "behind", "nohead", "ahead"}},
 	}
 	for r, w := range wantTiers {
 		if !reflect.DeepEqual(tiers[r], w) {
@@ -246,11 +248,11 @@ func TestRun(t *testing.T) {
 		}
 	}
 	for _, r := range []string{"US", "JP", "BR", "NA", "global"} {
-		if !reflect.DeepEqual(tiers[r], [][]string{{"good", "behind", "nohead"}}) {
+		if !reflect.DeepEqual(tiers[r], [][]string{{"good", "behind", "nohead", "ahead"}}) {
 			t.Errorf("region %s: %v", r, tiers[r])
 		}
 	}
-	if rep.Stats.VariantSets != 3 || len(meta.VariantSets) != 3 || meta.Regions["US"].VariantSet != meta.Regions["global"].VariantSet {
+	if rep.Stats.VariantSets != 4 || len(meta.VariantSets) != 4 || meta.Regions["US"].VariantSet != meta.Regions["global"].VariantSet {
 		t.Errorf("stats %+v", rep.Stats)
 	}
 	// DE's variant: the new blob only from mirrors holding generation 2.
@@ -259,7 +261,7 @@ func TestRun(t *testing.T) {
 		t.Fatal("no DE variant")
 	}
 	s := string(v.Data)
-	newURLs := fmt.Sprintf(`"urls":["%sblobs/sha256/%s","%sblobs/sha256/%s"]`, urls["good"], newest.Hex(), urls["nohead"], newest.Hex())
+	newURLs := fmt.Sprintf(`"urls":["%sblobs/sha256/%s","%sblobs/sha256/%s","%sblobs/sha256/%s"]`, urls["good"], newest.Hex(), urls["nohead"], newest.Hex(), urls["ahead"], newest.Hex())
 	oldURLs := fmt.Sprintf(`"urls":["%sblobs/sha256/%s","%sblobs/sha256/%s","%sblobs/sha256/%s"]`, urls["good"], tt.old[1].Hex(), urls["behind"], tt.old[1].Hex(), urls["nohead"], tt.old[1].Hex())
 	if !strings.Contains(s, newURLs) || !strings.Contains(s, oldURLs) {
 		t.Errorf("DE variant:\n%s\nwant %s\nand  %s", s, newURLs, oldURLs)
