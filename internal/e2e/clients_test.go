@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/regmirror/regmirror/internal/peers"
 	"github.com/regmirror/regmirror/internal/testimages"
@@ -386,4 +390,97 @@ func TestClientPullsThroughMirror(t *testing.T) {
 			seen[b] = n
 		}
 	})
+}
+
+// TestClientPullsRegionalManifests: with --regional-manifests, a tag request gets the
+// region's variant of the manifest (descriptor urls at the mirror, so another digest), a
+// digest request the canonical bytes; every real client pulls the variant by tag, reports
+// the variant's digest, and gets the config and layers from the mirror, either through the
+// urls or through the redirector's 307. Which way each client went is logged (design.md's
+// client table), not asserted: it is the clients' choice.
+func TestClientPullsRegionalManifests(t *testing.T) {
+	f, nginx := clientWithMirror(t)
+	srv := clientServe(t, f.tree, nil, "--regional-manifests")
+	client := clientHTTP(srv.Endpoint, true)
+
+	get := func(ref string) ([]byte, string) {
+		req, err := http.NewRequest(http.MethodGet, srv.URL()+"/v2/fedora/toolbox/manifests/"+ref, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET fedora/toolbox/manifests/%s: %s %v", ref, resp.Status, err)
+		}
+		return body, resp.Header.Get("Docker-Content-Digest")
+	}
+	variant, header := get("42")
+	vd := "sha256:" + sha256Hex(variant)
+	if header != vd || vd == f.d.toolbox {
+		t.Fatalf("GET fedora/toolbox:42 with --regional-manifests: digest %s (header %s), want a variant's, not the canonical %s", vd, header, f.d.toolbox)
+	}
+	var m struct {
+		Config v1.Descriptor
+		Layers []v1.Descriptor
+	}
+	if err := json.Unmarshal(variant, &m); err != nil {
+		t.Fatal(err)
+	}
+	var blobs []string
+	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
+		want := nginx.URL + "blobs/sha256/" + d.Digest.Hex
+		if len(d.URLs) == 0 || d.URLs[0] != want {
+			t.Errorf("variant descriptor %s: urls %q, want the mirror's %s first", d.Digest, d.URLs, want)
+		}
+		blobs = append(blobs, d.Digest.String())
+	}
+	if canonical, _ := get(f.d.toolbox); "sha256:"+sha256Hex(canonical) != f.d.toolbox {
+		t.Errorf("GET fedora/toolbox by its digest with --regional-manifests: not the canonical bytes")
+	}
+	t.Logf("variant of fedora/toolbox:42: %s\n%s", vd, variant)
+
+	mirrorGETs := func(d string) int { return nginx.Requests("/blobs/sha256/" + strings.TrimPrefix(d, "sha256:")) }
+	type count struct{ mirror, redirect int }
+	counts := func() map[string]count {
+		c := map[string]count{}
+		for _, b := range blobs {
+			c[b] = count{mirrorGETs(b), srv.blobGETs(b, http.StatusTemporaryRedirect, -1)}
+		}
+		return c
+	}
+	var report []string
+	pull := func(name string, fn func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			before := counts()
+			fn(t)
+			time.Sleep(200 * time.Millisecond) // the redirector flushes its log every 100 ms
+			after := counts()
+			viaURLs, viaRedirect := 0, 0
+			for _, b := range blobs {
+				if after[b].mirror <= before[b].mirror {
+					t.Errorf("%s: the mirror served no GET of %s", name, b)
+				}
+				if after[b].redirect > before[b].redirect {
+					viaRedirect++
+				} else {
+					viaURLs++
+				}
+			}
+			report = append(report, fmt.Sprintf("%-10s %d of %d blobs through the urls, %d through the redirector's 307", name, viaURLs, len(blobs), viaRedirect))
+		})
+	}
+	ep := srv.Endpoint
+	pull("skopeo", func(t *testing.T) { f.skopeo.CopyDir(t, ep, "fedora/toolbox:42", vd) })
+	pull("crane", func(t *testing.T) { f.crane.Pull(t, ep, "fedora/toolbox:42", vd) })
+	pull("regctl", func(t *testing.T) { f.regctl.Copy(t, ep, "fedora/toolbox:42", vd, "--include-external") })
+	pull("podman", func(t *testing.T) { f.podman.Pull(t, ep, "fedora/toolbox:42", vd) })
+	pull("containerd", func(t *testing.T) { f.ctd.Pull(t, ep, "fedora/toolbox:42", vd) })
+	pull("docker", func(t *testing.T) { f.docker.Pull(t, ep, "fedora/toolbox:42", vd) })
+	t.Logf("where the clients took fedora/toolbox:42's config and layers from (variant with urls):\n%s", strings.Join(report, "\n"))
 }
