@@ -126,6 +126,16 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.Out != "" {
 		r.tree = layout.NewTree(o.Out)
 		r.blobDir = r.tree.Path(layout.BlobDir("sha256"))
+		if !o.DryRun {
+			if err := os.MkdirAll(r.blobDir, 0o755); err != nil {
+				return nil, fmt.Errorf("creating the tree: %w", err)
+			}
+			release, err := lockTree(o.Out)
+			if err != nil {
+				return nil, err
+			}
+			defer release()
+		}
 		prev, _, err := r.tree.Load()
 		switch {
 		case errors.Is(err, layout.ErrNoGeneration):
@@ -142,11 +152,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		r.prev.Orphans = map[layout.Digest]*layout.Orphan{}
 	}
 	r.gen = r.prev.Generation + 1
-
 	if !o.DryRun {
-		if err := os.MkdirAll(r.blobDir, 0o755); err != nil {
-			return nil, fmt.Errorf("creating the tree: %w", err)
-		}
 		if err := removeTemps(r.tree); err != nil {
 			return nil, err
 		}

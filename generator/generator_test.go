@@ -365,3 +365,20 @@ func TestOptionErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestConcurrentRunRefused(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	out := t.TempDir()
+	release, err := lockTree(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), src.opts(out))
+	if err == nil || !strings.Contains(err.Error(), "another regmirror generate") {
+		t.Errorf("got %v, want a refusal naming the other run", err)
+	}
+	release()
+	mustRun(t, src.opts(out))
+	checkTree(t, out)
+}
