@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"os"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,6 +67,7 @@ type Server struct {
 	geo atomic.Pointer[geoDB]
 
 	metrics *metrics
+	watchMu sync.Mutex
 	watch   watchState
 }
 
@@ -80,7 +82,7 @@ func New(opts Options) (*Server, error) {
 		log:     opts.Logger,
 		access:  opts.AccessLog,
 		tree:    layout.NewTree(opts.Tree),
-		trusted: proxies(opts.TrustedProxies),
+		trusted: make(proxies, len(opts.TrustedProxies)),
 		rnd:     opts.Random,
 	}
 	if s.log == nil {
@@ -89,7 +91,7 @@ func New(opts Options) (*Server, error) {
 	if s.rnd == nil {
 		s.rnd = rand.Uint64
 	}
-	for i, p := range s.trusted {
+	for i, p := range opts.TrustedProxies {
 		s.trusted[i] = p.Masked()
 	}
 	if opts.CountryHeader != "" {
@@ -267,7 +269,7 @@ func (s *Server) finish(st *reqState, r *http.Request, start time.Time) {
 		st.status = http.StatusOK
 	}
 	s.metrics.request(st.ep, st.status)
-	if s.access != nil {
+	if s.access != nil && st.ep != epHealth { // health checks would drown the log
 		s.logAccess(st, r, start)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // it is tried again (its metadata may still be arriving by rsync).
 const retryFailedAfter = 10 * time.Second
 
-// watchState belongs to the watcher goroutine (Run, or a test calling Check).
+// watchState is the watcher's memory, guarded by Server.watchMu.
 type watchState struct {
 	stamp      []byte // content of the stamp last acted on
 	failed     []byte // content of a stamp whose generation was refused
@@ -84,8 +84,10 @@ func (s *Server) Run(ctx context.Context) {
 
 // Check looks once for a new generation and a changed GeoIP database, and swaps in what loads.
 // It returns the error of a refused generation or database (already logged); the previous one
-// keeps serving. Only one goroutine may call it at a time (Run does).
+// keeps serving. Calls are serialized.
 func (s *Server) Check() error {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
 	return errors.Join(s.checkTree(), s.checkGeoIP())
 }
 
