@@ -6,7 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"runtime"
+	"runtime/debug"
+	"strings"
 	"strconv"
 	"testing"
 	"time"
@@ -146,7 +149,10 @@ func BenchmarkLoad10k(b *testing.B) {
 		b.ReportMetric(float64(took.Milliseconds()), "load-ms")
 		b.ReportMetric(float64(int64(ms.HeapAlloc)-int64(before))/(1<<20), "heap-MiB")
 		b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "total-heap-MiB")
-		b.Logf("heap before %d MiB, after %d MiB", before>>20, ms.HeapAlloc>>20)
+		debug.FreeOSMemory() // give back what building the test tree used, then read RSS
+		if rss := vmRSS(); rss > 0 {
+			b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
+		}
 		if g.manifestCount != 10000 || g.variantCount != 100000 {
 			b.Fatalf("loaded %d manifests, %d variants", g.manifestCount, g.variantCount)
 		}
@@ -198,4 +204,19 @@ func writeLoadTree(b *testing.B) string {
 		b.Fatal(err)
 	}
 	return dir
+}
+
+// vmRSS is the process's resident set size from /proc (0 where there is none).
+func vmRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
