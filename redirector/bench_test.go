@@ -9,8 +9,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
