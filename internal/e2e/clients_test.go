@@ -484,3 +484,41 @@ func TestClientPullsRegionalManifests(t *testing.T) {
 	pull("docker", func(t *testing.T) { f.docker.Pull(t, ep, "fedora/toolbox:42", vd) })
 	t.Logf("where the clients took fedora/toolbox:42's config and layers from (variant with urls):\n%s", strings.Join(report, "\n"))
 }
+
+// TestClientPullsAfterMirrorDies: the only mirror goes away; the next "regmirror crawl"
+// finds it down, the running redirector picks up the crawl's generation and serves blobs
+// itself (origin), and the real clients pull again with the right digests.
+func TestClientPullsAfterMirrorDies(t *testing.T) {
+	f, nginx := clientWithMirror(t)
+	srv := clientServe(t, f.tree, nil)
+	client := clientHTTP(srv.Endpoint, false)
+	blob := f.d.fedoraAMD64Blobs[len(f.d.fedoraAMD64Blobs)-1]
+	status := func() int {
+		resp, err := client.Get(srv.URL() + "/v2/fedora/blobs/" + blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(); got != http.StatusTemporaryRedirect {
+		t.Fatalf("GET a blob with a healthy mirror: %d, want 307", got)
+	}
+	nginx.Stop()
+	r := regmirror(t, nil, "crawl", "--tree", f.tree)
+	t.Logf("regmirror crawl with the mirror down: %v\n%s%s", r.err, r.stdout, r.stderr)
+	deadline := time.Now().Add(15 * time.Second)
+	for status() != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("15 s after a crawl found the only mirror down, the redirector still redirects blob GETs (crawl: %v)\nredirector log:\n%s",
+				r, peers.Tail(srv.proc.Log, 20))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	ep := srv.Endpoint
+	t.Run("skopeo", func(t *testing.T) { f.skopeo.CopyDir(t, ep, "fedora:42", f.d.fedoraAMD64) })
+	t.Run("crane", func(t *testing.T) { f.crane.Pull(t, ep, "fedora:42", f.d.fedora) })
+	t.Run("podman", func(t *testing.T) { f.podman.Pull(t, ep, "fedora:42", f.d.fedora) })
+	t.Run("containerd", func(t *testing.T) { f.ctd.Pull(t, ep, "fedora:42", f.d.fedora) })
+	t.Run("docker", func(t *testing.T) { f.docker.Pull(t, ep, "fedora:42", f.d.fedora) })
+}
