@@ -318,10 +318,18 @@ func TestClientPulls(t *testing.T) {
 	})
 }
 
-// clientWithMirror is newClientFixture plus one mirror: nginx on loopback, filled from the
-// tree with the documented two-phase rsync, then "regmirror crawl --mirrors FILE" (which
-// applies the mirrors file and checks the mirror holds the tree's blobs).
+// clientWithMirror is newClientFixture plus one mirror (clientAddMirror).
 func clientWithMirror(t *testing.T) (*clientFixture, *peers.Nginx) {
+	t.Helper()
+	f := newClientFixture(t)
+	return f, clientAddMirror(t, f.tree)
+}
+
+// clientAddMirror gives a tree one mirror: nginx on loopback, filled from the tree with the
+// documented two-phase rsync, then "regmirror crawl --mirrors FILE" (which applies the mirrors
+// file and checks that the mirror holds the tree's blobs), then rsync again so the mirror
+// carries the crawl's metadata too.
+func clientAddMirror(t *testing.T, tree string) *peers.Nginx {
 	t.Helper()
 	needPeers(t)
 	mirrorRoot := filepath.Join(t.TempDir(), "mirror")
@@ -334,16 +342,14 @@ func clientWithMirror(t *testing.T) (*clientFixture, *peers.Nginx) {
 	if err := os.WriteFile(mirrors, []byte(mirrorsYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := newClientFixture(t)
-	peers.SyncMirror(t, f.tree, mirrorRoot)
-	r := regmirror(t, nil, "crawl", "--tree", f.tree, "--mirrors", mirrors)
+	peers.SyncMirror(t, tree, mirrorRoot)
+	r := regmirror(t, nil, "crawl", "--tree", tree, "--mirrors", mirrors)
 	if r.err != nil {
 		t.Fatalf("%v", r)
 	}
 	t.Logf("regmirror crawl:\n%s", r.stdout)
-	// The mirrors carry the metadata too: the crawl's generation reaches them like any other.
-	peers.SyncMirror(t, f.tree, mirrorRoot)
-	return f, nginx
+	peers.SyncMirror(t, tree, mirrorRoot)
+	return nginx
 }
 
 // TestClientPullsThroughMirror: with one healthy mirror, every blob GET at the redirector is a

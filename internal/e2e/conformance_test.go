@@ -348,6 +348,21 @@ func TestConformance(t *testing.T) {
 	}
 	t.Run("tls/fedora", func(t *testing.T) { check(t, secure, data["fedora"]) })
 	t.Run("pull-checks", func(t *testing.T) { conformancePullChecks(t, plain, refs) })
+
+	// The same with a mirror: blob GETs are 307s to nginx, which the suite follows.
+	t.Run("mirror", func(t *testing.T) {
+		mirrored := filepath.Join(t.TempDir(), "tree")
+		peers.SyncMirror(t, tree, mirrored) // a copy: the crawl writes a generation into it
+		nginx := clientAddMirror(t, mirrored)
+		srv := clientServe(t, mirrored, nil)
+		for _, repo := range []string{"fedora", "fedora/httpd"} {
+			t.Run(repo, func(t *testing.T) { check(t, srv, data[repo]) })
+		}
+		t.Run("pull-checks", func(t *testing.T) { conformancePullChecks(t, srv, refs) })
+		if n := len(nginx.AccessLog()); n == 0 {
+			t.Errorf("the mirror served nothing: the blob GETs were not redirected to it")
+		}
+	})
 }
 
 // conformancePullChecks checks what the suite leaves out in read-only mode (it knows no
