@@ -21,7 +21,7 @@ func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 	attrs = append(attrs,
 		slog.String("client", client.String()),
 		slog.String("method", r.Method),
-		slog.String("path", trunc(r.URL.Path)),
+		slog.String("path", truncN(r.URL.Path, 300)),
 		slog.Int("status", st.status),
 		slog.Int64("bytes", st.bytes),
 		slog.Duration("duration", time.Since(start)),

@@ -71,9 +71,11 @@ func writeError(w http.ResponseWriter, r *http.Request, code errorCode, detail s
 }
 
 // trunc keeps hostile input short in details and logs.
-func trunc(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
+func trunc(s string) string { return truncN(s, 80) }
+
+func truncN(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
 	}
 	return s
 }

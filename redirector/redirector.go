@@ -129,6 +129,8 @@ func New(opts Options) (*Server, error) {
 		s.geo.Store(db)
 		s.watch.geoID = db.fileID
 		s.log.Info("GeoIP database loaded", "path", opts.GeoIP, "type", db.dbType, "built", db.built.Format(time.DateOnly))
+	} else if opts.CountryHeader != "" {
+		s.log.Warn("no GeoIP database (--geoip): clients whose proxy sends no " + opts.CountryHeader + " header are in region global")
 	} else {
 		s.log.Warn("no GeoIP database (--geoip): every client is in region global")
 	}
