@@ -195,3 +195,13 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestExampleFile(t *testing.T) {
+	f, err := Load(filepath.Join("testdata", "mirrors.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Mirrors) != 4 || f.Origin == "" || f.Mirrors[2].Continent != "AS" || f.Mirrors[1].Continent != "EU" || f.Mirrors[3].Enabled {
+		t.Errorf("%+v", f)
+	}
+}
