@@ -81,12 +81,21 @@ func benchServer(b *testing.B, mod func(*layout.Meta, *demo), opts Options) (*Se
 	return s, dm
 }
 
-// bareAnswer is what a bare net/http handler would write for a prepared answer.
+// bareAnswer is what a bare net/http handler would write for a prepared answer: the header
+// values assigned from a prepared list, then the body.
 func bareAnswer(status int, hdr map[string][]string, body []byte) http.Handler {
+	type kv struct {
+		k string
+		v []string
+	}
+	var kvs []kv
+	for k, v := range hdr {
+		kvs = append(kvs, kv{http.CanonicalHeaderKey(k), v})
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		for k, v := range hdr {
-			h[k] = v
+		for _, p := range kvs {
+			h[p.k] = p.v
 		}
 		w.WriteHeader(status)
 		if body != nil {

@@ -218,8 +218,12 @@ func (s *Server) resolveClient(st *reqState, r *http.Request, g *generation) *re
 
 // ServeHTTP answers one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	st := &reqState{ResponseWriter: w}
+	var start time.Time
+	if s.access != nil { // reading the clock is a tenth of a cached answer's cost
+		start = time.Now()
+	}
+	st := statePool.Get().(*reqState)
+	st.ResponseWriter = w
 	defer s.finish(st, r, start)
 
 	h := w.Header()
@@ -274,7 +278,12 @@ func (s *Server) finish(st *reqState, r *http.Request, start time.Time) {
 	if s.access != nil && st.ep != epHealth { // health checks would drown the log
 		s.logAccess(st, r, start)
 	}
+	*st = reqState{}
+	statePool.Put(st)
 }
+
+// statePool recycles request states: a handler's ResponseWriter is dead once it returns.
+var statePool = sync.Pool{New: func() any { return new(reqState) }}
 
 var (
 	bodyBase = []byte("{}")
