@@ -13,5 +13,18 @@
 // blobs are opened through an [os.Root] at a path made by layout.BlobPath from a digest the
 // metadata holds); a Location header only ever names a configured mirror or origin.
 //
+// Regions: the client address is the TCP peer, or, when the peer is a trusted proxy, the
+// right-most untrusted address of X-Forwarded-For (clientaddr.go). Its country comes from a
+// trusted proxy's country header, else from the GeoIP database (region.go); its region is the
+// country's, else the continent's, else "global". A blob goes to a mirror whose netblock holds
+// the client, else to the region's tiers in order, bandwidth-weighted within a tier, only to
+// mirrors holding the blob's generation (choose.go); else to the origin URL, else it is served
+// from the local tree.
+//
+// Metrics (Prometheus, on their own listener): regmirror_requests_total{endpoint,code},
+// regmirror_redirects_total{region,mirror}, regmirror_generation,
+// regmirror_generation_age_seconds, regmirror_generation_loads_total{result},
+// regmirror_geoip_loads_total{result}, and the Go and process collectors.
+//
 // See headers.go for the Cache-Control policy.
 package redirector
