@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -274,4 +275,78 @@ func findTool(name string) string {
 		return p
 	}
 	return ""
+}
+
+// BenchmarkSideBySide alternates, within each iteration (in rotating order), a full sync by the
+// generator, the floor copy and (when installed) crane pull --format=oci + sync, then a no-op
+// re-run of the generator, and
+// reports each one's mean time and the ratios the quality bars name:
+// gen/floor (want ≤ 1.25), crane/gen (want ≥ 1, ≥ 2 for small images), noop/gen.
+func BenchmarkSideBySide(b *testing.B) {
+	crane := findTool("crane")
+	for _, kind := range []string{"large", "small"} {
+		b.Run(kind, func(b *testing.B) {
+			s := getBenchSet(b, kind)
+			var gen, floor, cr, noop time.Duration
+			n := 0
+			for b.Loop() {
+				b.StopTimer()
+				out := b.TempDir()
+				dir := filepath.Join(b.TempDir(), "blobs", "sha256")
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					b.Fatal(err)
+				}
+				craneOut := b.TempDir()
+				b.StartTimer()
+
+				steps := []func(){
+					func() {
+						t0 := time.Now()
+						mustRun(b, benchOpts(s, out))
+						gen += time.Since(t0)
+					},
+					func() {
+						t0 := time.Now()
+						if err := floorCopy(s.src.url, dir, s.items, DefaultJobs); err != nil {
+							b.Fatal(err)
+						}
+						floor += time.Since(t0)
+					},
+					func() {
+						if crane == "" {
+							return
+						}
+						args := append([]string{"pull", "--insecure", "--format=oci"}, s.refs...)
+						t0 := time.Now()
+						if msg, err := exec.Command(crane, append(args, craneOut)...).CombinedOutput(); err != nil {
+							b.Fatalf("crane: %v: %s", err, msg)
+						}
+						if err := exec.Command("sync").Run(); err != nil {
+							b.Fatal(err)
+						}
+						cr += time.Since(t0)
+					},
+				}
+				// Rotate the order so that no contender always follows another's writeback.
+				for i := range steps {
+					steps[(i+n)%len(steps)]()
+				}
+
+				t0 := time.Now()
+				mustRun(b, benchOpts(s, out))
+				noop += time.Since(t0)
+				n++
+			}
+			ms := func(d time.Duration) float64 { return float64(d.Milliseconds()) / float64(n) }
+			b.ReportMetric(ms(gen), "gen-ms")
+			b.ReportMetric(ms(floor), "floor-ms")
+			b.ReportMetric(ms(noop), "noop-ms")
+			b.ReportMetric(float64(gen)/float64(floor), "gen/floor")
+			b.ReportMetric(float64(noop)/float64(gen), "noop/gen")
+			if crane != "" {
+				b.ReportMetric(ms(cr), "crane-ms")
+				b.ReportMetric(float64(cr)/float64(gen), "crane/gen")
+			}
+		})
+	}
 }
