@@ -26,10 +26,11 @@ type ServeConfig struct {
 	Ready func(api, metrics net.Addr)
 }
 
-// Timeouts and limits against slow or hostile clients.
+// Timeouts and limits against slow or hostile clients. There is no ReadTimeout (a pull
+// request has no body, and on HTTP/1 it would cancel the context of a long blob download
+// served from the tree) and no WriteTimeout (such a download may take long).
 const (
 	readHeaderTimeout = 10 * time.Second
-	readTimeout       = 30 * time.Second
 	idleTimeout       = 120 * time.Second
 	maxHeaderBytes    = 64 << 10
 )
@@ -61,7 +62,6 @@ func (s *Server) ListenAndServe(ctx context.Context, cfg ServeConfig) error {
 	api := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		TLSConfig:         tlsConf,
@@ -85,8 +85,7 @@ func (s *Server) ListenAndServe(ctx context.Context, cfg ServeConfig) error {
 		servers = append(servers, &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: readHeaderTimeout,
-			ReadTimeout:       readTimeout,
-			IdleTimeout:       idleTimeout,
+				IdleTimeout:       idleTimeout,
 			MaxHeaderBytes:    maxHeaderBytes,
 			ErrorLog:          errLog,
 		})
