@@ -35,8 +35,10 @@
 // removed or changed there take effect; crawl state is kept for mirrors whose name and URL are
 // unchanged), records its findings, recomputes regions and variants (mirrors.Precompute) and
 // publishes the result as the same generation (layout.Tree.Publish): a new metadata file and a
-// new stamp, which running redirectors pick up. If the tree's stamp changed while the crawl ran
-// (a generate finished), nothing is published and Run returns an error: run crawl again.
+// new stamp, which running redirectors pick up. It holds the tree's lock (the flock regmirror
+// generate holds for its whole run) only while it re-checks the stamp and publishes. If a
+// generate holds the lock, or the tree's stamp changed while the crawl ran (a generate
+// finished), nothing is published and Run returns an error: run crawl again.
 //
 // Each crawl writes a metadata file of the current generation. The generator deletes those of
 // old generations; crawl deletes those of the current generation that two crawls have
@@ -209,6 +211,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("precomputing regions: %w", err)
 	}
+	release, err := lockTree(opts.Tree)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	cur, err := tree.ReadStamp()
 	if err != nil {
 		return nil, fmt.Errorf("re-reading the tree's stamp: %w", err)

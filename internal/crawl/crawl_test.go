@@ -458,3 +458,24 @@ func TestPruneKeepsOtherGenerations(t *testing.T) {
 		t.Errorf("%d metadata files, want 3", len(ents))
 	}
 }
+
+func TestRunWaitsForNoGenerate(t *testing.T) {
+	tt := newTestTree(t, 2, 1)
+	file, _ := serve(t, []testMirror{{name: "a", country: "DE", bandwidth: 1, handler: http.FileServer(http.Dir(tt.dir))}})
+	release, err := lockTree(tt.dir) // as a running generate does
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := layout.NewTree(tt.dir).ReadStamp()
+	_, err = Run(context.Background(), Options{Tree: tt.dir, MirrorsFile: file})
+	release()
+	if err == nil || !strings.Contains(err.Error(), "a regmirror generate is writing") {
+		t.Errorf("got %v", err)
+	}
+	if after, _ := layout.NewTree(tt.dir).ReadStamp(); after != before {
+		t.Error("published while the tree was locked")
+	}
+	if _, err := Run(context.Background(), Options{Tree: tt.dir, MirrorsFile: file}); err != nil {
+		t.Errorf("after the lock is released: %v", err)
+	}
+}
