@@ -21,6 +21,9 @@ type ServeConfig struct {
 	MetricsListen string
 	// ShutdownTimeout bounds the graceful drain once the context is done (default 30s).
 	ShutdownTimeout time.Duration
+	// ReadHeaderTimeout (default 10s) and IdleTimeout (default 120s) bound slow and idle
+	// clients.
+	ReadHeaderTimeout, IdleTimeout time.Duration
 	// Ready, when set, is called with the bound addresses once listening (for tests and the
 	// demo, which listen on port 0). metrics is nil without MetricsListen.
 	Ready func(api, metrics net.Addr)
@@ -46,6 +49,12 @@ func (s *Server) ListenAndServe(ctx context.Context, cfg ServeConfig) error {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = readHeaderTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = idleTimeout
+	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("TLS needs both --tls-cert and --tls-key")
 	}
@@ -61,8 +70,8 @@ func (s *Server) ListenAndServe(ctx context.Context, cfg ServeConfig) error {
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	api := &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		TLSConfig:         tlsConf,
 		ErrorLog:          errLog,

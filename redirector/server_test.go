@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +73,38 @@ func TestGracefulDrain(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("ListenAndServe did not return after the drain")
+	}
+}
+
+// A client that sends its headers too slowly is cut off; one that sends too many gets 431.
+func TestSlowAndLargeHeaders(t *testing.T) {
+	dir, _ := newTestTree(t, nil)
+	s := newServer(t, Options{Tree: dir})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan net.Addr, 1)
+	go s.ListenAndServe(ctx, ServeConfig{Listen: "127.0.0.1:0", ReadHeaderTimeout: 300 * time.Millisecond,
+		Ready: func(api, _ net.Addr) { ready <- api }})
+	addr := (<-ready).String()
+
+	c, err := net.Dial("tcp", addr)
+	check(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("GET /v2/ HTTP/1.1\r\nHost: x\r\n"))
+	check(t, err)
+	check(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	start := time.Now()
+	b, _ := io.ReadAll(c) // the server closes the connection
+	if time.Since(start) > 4*time.Second {
+		t.Errorf("slow client kept for %v (%q)", time.Since(start), b)
+	}
+
+	req, _ := http.NewRequest("GET", "http://"+addr+"/v2/", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 200<<10))
+	resp, err := http.DefaultClient.Do(req)
+	check(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("200 KiB of headers: %d", resp.StatusCode)
 	}
 }
