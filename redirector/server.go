@@ -94,7 +94,7 @@ func (s *Server) ListenAndServe(ctx context.Context, cfg ServeConfig) error {
 		servers = append(servers, &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: readHeaderTimeout,
-				IdleTimeout:       idleTimeout,
+			IdleTimeout:       idleTimeout,
 			MaxHeaderBytes:    maxHeaderBytes,
 			ErrorLog:          errLog,
 		})
