@@ -27,6 +27,7 @@ func commands() []command {
 		{"generate", "write the static tree from a source registry", runGenerate},
 		{"crawl", "check which mirrors hold the current tree and refresh the region data", runCrawl},
 		{"serve", "answer pulls from the tree, sending blob downloads to mirrors", runServe},
+		{"listen", "regenerate the tree when the source registry notifies a push", runListen},
 		{"demo", "publish the demo images into a tree and serve it on localhost", runDemo},
 		{"version", "print version and build information", runVersion},
 	}
