@@ -99,6 +99,14 @@ func TestGeneratePublishesEveryTag(t *testing.T) {
 	if n := rehashAllBlobs(t, out); n == 0 {
 		t.Fatalf("blobs/sha256 is empty")
 	}
+	t.Run("--verify-layers accepts every image", func(t *testing.T) {
+		// gzip, zstd and uncompressed layers, OCI and Docker, as docker-registry serves them.
+		other := filepath.Join(t.TempDir(), "tree")
+		generate(t, reg.URL, other, "--verify-layers")
+		checkPublished(t, other, wantOf(t, refs))
+		generate(t, reg.URL, other, "--verify")
+		checkTree(t, other)
+	})
 
 	byName := map[string]testimages.Ref{}
 	for _, ref := range refs {

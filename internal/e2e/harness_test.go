@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -17,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/regmirror/regmirror/internal/peers"
+	"github.com/regmirror/regmirror/layout"
 )
 
 // TestHarnessRegistry checks the docker-registry harness: push, resolve, delete, and the
@@ -179,6 +182,97 @@ func TestHarnessSyncMirror(t *testing.T) {
 	for p := range got {
 		if _, ok := want[p]; !ok {
 			t.Errorf("mirror has %s, want it absent", p)
+		}
+	}
+}
+
+// TestSyncMirrorKeepsAGeneration syncs a generated tree to a mirror directory with the
+// documented two phases, over a mirror holding the previous generation, and checks the
+// mirror between the phases (still the previous generation, whole) and after them (the new
+// one, whole, the blobs the generator collected deleted, no temporary file copied), then
+// serves it with nginx and fetches every blob.
+func TestSyncMirrorKeepsAGeneration(t *testing.T) {
+	needPeers(t)
+	rsync := peers.Require(t, "rsync")
+	reg := peers.StartRegistry(t)
+	refs := demo(t)
+	extra := randomImages(t, 7, []string{"extra/app"}, 2, 1, 256<<10)
+	reg.Push(t, append(refs, extra...))
+	tree, mirror := filepath.Join(t.TempDir(), "tree"), filepath.Join(t.TempDir(), "mirror")
+	generate(t, reg.URL, tree)
+	peers.SyncMirror(t, tree, mirror)
+	_, old, err := layout.NewTree(mirror).Load()
+	if err != nil {
+		t.Fatalf("mirror after the first sync: %v", err)
+	}
+	checkTree(t, mirror)
+
+	// Next generation: a tag gone, a tag added, the gone tag's blobs collected at once.
+	reg.DeleteTag(t, "extra/app", "t0")
+	generate(t, reg.URL, tree)
+	time.Sleep(5 * time.Millisecond)
+	added := randomImages(t, 8, []string{"extra/app"}, 1, 1, 256<<10)
+	added[0].Tags = []string{"t7"}
+	reg.Push(t, added)
+	generate(t, reg.URL, tree, "--gc-grace", "1ms")
+	if err := os.WriteFile(filepath.Join(tree, "blobs", "sha256", layout.TempPrefix+"unfinished"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, next, err := layout.NewTree(tree).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	phases := peers.SyncMirrorPhases(tree+"/", mirror+"/")
+	peers.Run(t, time.Minute, rsync, phases[0]...)
+	if _, s, err := layout.NewTree(mirror).Load(); err != nil || s != old {
+		t.Fatalf("mirror between the phases: got %+v, %v, want the previous generation %+v", s, err, old)
+	}
+	checkTree(t, mirror)
+	peers.Run(t, time.Minute, rsync, phases[1]...)
+	if _, s, err := layout.NewTree(mirror).Load(); err != nil || s != next {
+		t.Fatalf("mirror after both phases: got %+v, %v, want the new generation %+v", s, err, next)
+	}
+	checkTree(t, mirror)
+	w := wantOf(t, refs, extra, added).without("extra/app:t0")
+	checkPublished(t, mirror, w)
+	treeFiles, mirrorFiles := snapshot(t, tree), snapshot(t, mirror)
+	for p := range mirrorFiles {
+		if _, ok := treeFiles[p]; !ok {
+			t.Errorf("mirror has %s, which the tree does not", p)
+		}
+	}
+	for p, v := range treeFiles {
+		if strings.Contains(p, layout.TempPrefix) {
+			if _, ok := mirrorFiles[p]; ok {
+				t.Errorf("temporary file %s copied to the mirror", p)
+			}
+			continue
+		}
+		// Same content (mode, size and hash; mtimes too, rsync -a keeps them).
+		if mirrorFiles[p] != v && !strings.HasPrefix(v, "d") {
+			t.Errorf("mirror %s: got %q, want %q", p, mirrorFiles[p], v)
+		}
+	}
+
+	n := peers.StartNginx(t, mirror)
+	m := checkTree(t, mirror)
+	for d := range m.Blobs {
+		resp, err := http.Get(n.URL + layout.BlobPath(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s from the mirror: %s, %v", d, resp.Status, err)
+		}
+		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != d.String() {
+			t.Errorf("GET %s from the mirror: got bytes hashing to %s", d, got)
+		}
+		if got := n.Requests("/" + layout.BlobPath(d)); got != 1 {
+			t.Errorf("access log GETs of %s: got %d, want 1", d, got)
 		}
 	}
 }

@@ -18,7 +18,7 @@ import (
 //	    SOURCE/ /srv/mirror/containers/
 //	# 2. index.json and regmirror/current (renamed into place together at the end),
 //	#    then deletions, last
-//	rsync -a --delay-updates --delete-after --exclude='.tmp-*' \
+//	rsync -a --modify-window=-1 --delay-updates --delete-after --exclude='.tmp-*' \
 //	    SOURCE/ /srv/mirror/containers/
 //
 // SOURCE is the tree (or an rsync:// module serving it). Content addressing makes every blob
@@ -26,7 +26,11 @@ import (
 // two switch files, not just blobs/: with --delay-updates rsync renames the delayed files in
 // file-list order, and "regmirror/current" sorts before "regmirror/meta/…", so a phase 2 that
 // brought a new metadata file and the stamp together would, for a moment, publish a stamp
-// naming a metadata file not yet in place. Files starting with .tmp- are the generator's
+// naming a metadata file not yet in place. --modify-window=-1 (rsync >= 3.1.3) compares
+// modification times to the nanosecond: by default rsync's quick check compares whole
+// seconds and sizes, and a stamp rewritten within the same second as the copy the mirror
+// holds (a crawl right after a generate, two quick generations) usually has the same size,
+// so the mirror would keep the old stamp. Files starting with .tmp- are the generator's
 // unfinished writes and are never copied (nor deleted on the mirror, being excluded).
 func SyncMirror(t testing.TB, tree, dst string) {
 	t.Helper()
@@ -46,6 +50,6 @@ func SyncMirror(t testing.TB, tree, dst string) {
 func SyncMirrorPhases(src, dst string) [][]string {
 	return [][]string{
 		{"-a", "--exclude=" + layout.TempPrefix + "*", "--exclude=/" + layout.IndexFile, "--exclude=/" + layout.CurrentFile, src, dst},
-		{"-a", "--delay-updates", "--delete-after", "--exclude=" + layout.TempPrefix + "*", src, dst},
+		{"-a", "--modify-window=-1", "--delay-updates", "--delete-after", "--exclude=" + layout.TempPrefix + "*", src, dst},
 	}
 }
