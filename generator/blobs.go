@@ -21,8 +21,6 @@ import (
 	"github.com/regmirror/regmirror/layout"
 )
 
-var errDigestMismatch = fmt.Errorf("content does not match its digest: %w", errRetryable)
-
 // writeError is a failure writing the tree (full disk, I/O error): it stops the run.
 type writeError struct{ err error }
 
@@ -143,7 +141,7 @@ func (r *run) download(ctx context.Context, path string, ref blobRef) error {
 	}
 	defer resp.Body.Close()
 	if resp.ContentLength >= 0 && resp.ContentLength != ref.size {
-		return fmt.Errorf("GET %s: the source sends %d bytes, the manifest says %d: %w", path, resp.ContentLength, ref.size, errRetryable)
+		return fmt.Errorf("GET %s: %w: the source sends %d bytes, the manifest says %d", path, errSizeMismatch, resp.ContentLength, ref.size)
 	}
 	f, err := r.o.CreateFile(r.blobPath(ref.digest))
 	if err != nil {
@@ -160,6 +158,9 @@ func (r *run) download(ctx context.Context, path string, ref blobRef) error {
 		var we *writeError
 		if errors.As(err, &we) {
 			return err
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("GET %s: %w: the connection closed after %d of %d bytes", path, errTruncated, n, ref.size)
 		}
 		return fmt.Errorf("GET %s: %w", path, err)
 	}

@@ -196,7 +196,7 @@ func retriable(ctx context.Context, err error) bool {
 	if errors.As(err, &te) {
 		return te.StatusCode >= 500 || te.StatusCode == http.StatusTooManyRequests
 	}
-	if errors.Is(err, errRetryable) || errors.Is(err, errStall) || errors.Is(err, errDigestMismatch) || errors.Is(err, io.ErrUnexpectedEOF) ||
+	if errors.Is(err, errRetryable) || errors.Is(err, errStall) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, context.DeadlineExceeded) {
 		return true

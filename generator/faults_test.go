@@ -114,7 +114,7 @@ func TestFaults(t *testing.T) {
 		}},
 		{name: "truncated body always", fault: func(l string) *fault {
 			return &fault{method: "GET", match: pathHas(l), do: rewrite("truncate")}
-		}, wantErr: []string{"changing:1", l0}},
+		}, wantErr: []string{"changing:1", l0, "truncated body"}},
 		{name: "wrong bytes", fault: func(l string) *fault {
 			return &fault{method: "GET", match: pathHas(l), do: rewrite("flip")}
 		}, wantErr: []string{"changing:1", l0, "does not match its digest"}},
@@ -186,6 +186,7 @@ func TestFaults(t *testing.T) {
 			if err == nil {
 				t.Fatalf("got success, want an error mentioning %q", tc.wantErr)
 			}
+			t.Logf("error: %v", err)
 			for _, w := range tc.wantErr {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q lacks %q", err, w)

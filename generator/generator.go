@@ -510,10 +510,18 @@ func (r *run) fetchManifest(ctx context.Context, path string, want layout.Digest
 	return data, resp.Header.Get("Content-Type"), nil
 }
 
-var errTruncated = fmt.Errorf("truncated body: %w", errRetryable)
+// retryableError is an error worth another attempt; errors.Is(err, errRetryable) finds it.
+type retryableError struct{ msg string }
 
-// errRetryable marks errors worth another attempt.
-var errRetryable = errors.New("retryable")
+func (e *retryableError) Error() string        { return e.msg }
+func (e *retryableError) Is(target error) bool { return target == errRetryable }
+
+var (
+	errRetryable      = errors.New("retryable")
+	errTruncated      = &retryableError{"truncated body"}
+	errDigestMismatch = &retryableError{"content does not match its digest"}
+	errSizeMismatch   = &retryableError{"size does not match the manifest"}
+)
 
 // closure is everything one tag publishes.
 type closure struct {
@@ -767,6 +775,10 @@ func (r *run) referrersOf(ctx context.Context, repo string, d layout.Digest) ([]
 	r.mu.Unlock()
 	if !ok {
 		t.refs, t.err = r.queryReferrers(ctx, repo, d)
+		if statusOf(t.err) == http.StatusNotFound {
+			// The API exists (the probe said so); the subject just has no referrers here.
+			t.refs, t.err = nil, nil
+		}
 		close(t.done)
 	}
 	select {
