@@ -18,9 +18,12 @@
 //     htpasswd) exit non-zero with a one-line "regmirror: …" error and leave the previous
 //     tree loadable.
 //   - harness_test.go: the harness itself (registry with and without auth, nginx stop/start
-//     and access log, the documented two-phase rsync).
+//     and access log, the documented two-phase rsync), and a generated tree synced to a
+//     mirror over its previous generation: the mirror holds one whole generation between
+//     and after the two rsync phases, and nginx serves every blob of it.
 //   - bench_generate_test.go: the generator's quality bars side by side with crane and a bare
-//     copy floor (`make bench`).
+//     copy floor (`make bench`): BenchmarkSyncLarge, BenchmarkSyncManySmall,
+//     BenchmarkNoopResync, BenchmarkPeakRSS.
 //
 // Every test here needs the real peers and fails loudly when one is missing (`make test`
 // installs them); `go test -short` (make unit) skips the package.
