@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -75,6 +76,10 @@ func skopeoPolicy(t testing.TB) string {
 	return p
 }
 
+// ociRefName is the OCI image layout's org.opencontainers.image.ref.name grammar, which
+// skopeo enforces on oci: references.
+var ociRefName = regexp.MustCompile(`^[A-Za-z0-9]+(([-._:@+]|--)[A-Za-z0-9]+)*(/[A-Za-z0-9]+(([-._:@+]|--)[A-Za-z0-9]+)*)*$`)
+
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
@@ -88,6 +93,10 @@ func TestGeneratePublishesEveryTag(t *testing.T) {
 	policy := skopeoPolicy(t)
 	reg := peers.StartRegistry(t)
 	refs := append(demo(t), extraRefs(t)...)
+	// Valid registry names outside the OCI ref.name grammar: published all the same.
+	odd := randomImages(t, 4, []string{"extra/odd__name"}, 1, 1, 8<<10)
+	odd[0].Tags = []string{"_underscore", "plain"}
+	refs = append(refs, odd...)
 	reg.Push(t, refs)
 	out := filepath.Join(t.TempDir(), "tree")
 
@@ -131,11 +140,12 @@ func TestGeneratePublishesEveryTag(t *testing.T) {
 			if ref.Index != nil {
 				cases = append(cases, copyCase{name: "arm64", args: []string{"--override-arch", "arm64"}, arch: "arm64"})
 			}
-			if mt := mediaTypes[name]; mt != types.OCIManifestSchema1 && mt != types.OCIImageIndex {
+			if mt := mediaTypes[name]; mt != types.OCIManifestSchema1 && mt != types.OCIImageIndex || !ociRefName.MatchString(name) {
 				// containers/image's oci: transport only looks at index.json entries of OCI
 				// media types (oci/layout getManifestDescriptor), so skopeo cannot address a
-				// Docker schema 2 manifest or manifest list in any OCI layout. Read those
-				// with go-containerregistry's layout package instead.
+				// Docker schema 2 manifest or manifest list in any OCI layout, nor a name
+				// outside the ref.name grammar. Read those with go-containerregistry's layout
+				// package instead.
 				for _, c := range cases {
 					t.Run(c.name+" (go-containerregistry layout)", func(t *testing.T) {
 						checkViaGGCRLayout(t, out, name, w[name], platformImage(t, ref, c.arch), c.arch)
