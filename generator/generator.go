@@ -686,7 +686,11 @@ func (r *run) listTags(ctx context.Context, repo string) ([]string, error) {
 // is asked again with last=<final entry> until a page brings nothing new.
 func (r *run) paginate(ctx context.Context, base, field string, each func(string)) error {
 	seen := map[string]bool{}
-	path := base + "?n=" + strconv.Itoa(pageSize)
+	n := r.o.pageSize
+	if n <= 0 {
+		n = pageSize
+	}
+	path := base + "?n=" + strconv.Itoa(n)
 	visited := map[string]bool{}
 	for path != "" && !visited[path] {
 		visited[path] = true
@@ -718,8 +722,8 @@ func (r *run) paginate(ctx context.Context, base, field string, each func(string
 		if err != nil {
 			return err
 		}
-		if next == "" && len(items) >= pageSize && fresh > 0 {
-			next = base + "?n=" + strconv.Itoa(pageSize) + "&last=" + url.QueryEscape(items[len(items)-1])
+		if next == "" && len(items) >= n && fresh > 0 {
+			next = base + "?n=" + strconv.Itoa(n) + "&last=" + url.QueryEscape(items[len(items)-1])
 		}
 		if fresh == 0 {
 			break

@@ -102,6 +102,8 @@ type Options struct {
 	CreateFile func(path string) (BlobFile, error)
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+
+	pageSize int // n of list requests; tests set it small
 }
 
 func (o *Options) setDefaults() error {

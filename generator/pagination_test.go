@@ -63,6 +63,35 @@ func TestPagination(t *testing.T) {
 	checkTree(t, out)
 }
 
+// TestPaginationWithoutLink: a source that honours n and last but sends no Link header (as
+// go-containerregistry's registry does for tags) is asked again from the last entry while
+// pages come back full.
+func TestPaginationWithoutLink(t *testing.T) {
+	src := newSource(t)
+	img, err := random.Image(100, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags []string
+	for i := range 7 {
+		tag := "v" + strconv.Itoa(i)
+		tags = append(tags, tag)
+		src.pushImage("paged", tag, img)
+	}
+	out := t.TempDir()
+	o := src.opts(out)
+	o.pageSize = 3
+	sum := mustRun(t, o)
+	if sum.Tags != len(tags) {
+		t.Errorf("tags: got %d, want %d", sum.Tags, len(tags))
+	}
+	// Pages of 3, 3 and 1 entries.
+	if c := src.resetCounts(); c["GET tags"] != 3 {
+		t.Errorf("tag list requests: got %d, want 3", c["GET tags"])
+	}
+	checkTree(t, out)
+}
+
 // TestNoopWithoutReferrersAPI: against a source without the referrers API (docker-distribution
 // 2.8), a no-op run asks once whether it has one, then one HEAD per tag.
 func TestNoopWithoutReferrersAPI(t *testing.T) {
