@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/regmirror/regmirror/internal/peers"
 	"github.com/regmirror/regmirror/layout"
@@ -104,4 +105,42 @@ func TestGenerateBadInput(t *testing.T) {
 		checkPublished(t, out, wantOf(t, refs))
 		checkTree(t, out)
 	})
+}
+
+// TestGenerateConcurrentRunRefused starts a second generate on a tree while a first one is
+// still writing it: the second exits non-zero at once with a one-line error, and the first
+// completes a valid generation.
+func TestGenerateConcurrentRunRefused(t *testing.T) {
+	needPeers(t)
+	reg := peers.StartRegistry(t)
+	refs := randomImages(t, 40, []string{"slow/one"}, 2, 2, 2<<20)
+	reg.Push(t, refs)
+	proxy := newSourceProxy(t, reg.URL, 4<<20) // 8 MiB at 4 MiB/s: the first run lasts ~2 s
+	out := filepath.Join(t.TempDir(), "tree")
+	first := peers.Start(t, "regmirror-generate", exec.Command(peers.Regmirror(t), "generate", "--source", proxy.URL, "--out", out), nil)
+	// Wait until the first run holds the tree (it has created it and is fetching).
+	for proxy.Count("GET blob") == 0 {
+		select {
+		case <-first.Done():
+			t.Fatalf("the first run ended before fetching a blob: %v\n%s", first.Err(), peers.Tail(first.Log, 20))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	r := regmirror(t, nil, "generate", "--source", reg.URL, "--out", out)
+	var exit *exec.ExitError
+	if !errors.As(r.err, &exit) {
+		t.Errorf("second run: got %v, want a non-zero exit", r.err)
+	}
+	if lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "regmirror: ") {
+		t.Errorf("second run stderr: got %q, want one line starting %q", r.stderr, "regmirror: ")
+	}
+	if !strings.Contains(r.stderr, out) {
+		t.Errorf("second run stderr: got %q, want it to name the tree %s", r.stderr, out)
+	}
+	<-first.Done()
+	if first.Err() != nil {
+		t.Fatalf("first run: %v\n%s", first.Err(), peers.Tail(first.Log, 20))
+	}
+	checkPublished(t, out, wantOf(t, refs))
+	checkTree(t, out)
 }
