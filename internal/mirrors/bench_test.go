@@ -2,6 +2,7 @@ package mirrors
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sort"
 	"testing"
@@ -145,4 +146,34 @@ func TestBenchMetaShape(t *testing.T) {
 		t.Errorf("stats %+v, regions %v", st, regions)
 	}
 	t.Log(st)
+}
+
+// TestWriteBenchTree publishes the metadata of BenchmarkPrecompute's 50-mirror network (10,000
+// manifests, 30 countries, regions and variants computed) as a tree in $REGMIRROR_BENCH_TREE,
+// for measuring a redirector on it (`regmirror serve --tree DIR`, then VmRSS). Blob files are
+// not written: the redirector answers from the metadata.
+func TestWriteBenchTree(t *testing.T) {
+	dir := os.Getenv("REGMIRROR_BENCH_TREE")
+	if dir == "" {
+		t.Skip("set REGMIRROR_BENCH_TREE to a directory to write the tree")
+	}
+	meta := benchMeta(10000, 50, 30)
+	repo := &layout.Repository{Tags: map[string]layout.Digest{}}
+	i := 0
+	for d := range meta.Manifests {
+		repo.Tags[fmt.Sprintf("t%05d", i)] = d
+		repo.Manifests = append(repo.Manifests, d)
+		i++
+	}
+	sort.Slice(repo.Manifests, func(i, j int) bool { return repo.Manifests[i].String() < repo.Manifests[j].String() })
+	meta.Repositories["bench/images"] = repo
+	st, err := Precompute(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := layout.NewTree(dir).Publish(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%v; published %s", st, s.Meta)
 }
