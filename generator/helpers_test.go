@@ -205,7 +205,7 @@ func (s *source) opts(out string) Options {
 	return Options{
 		Source:       s.url,
 		Out:          out,
-		Keychain:     authn.NewMultiKeychain(),
+		Keychain:     emptyKeychain(),
 		RetryBackoff: time.Millisecond,
 		Retries:      3,
 		StallTimeout: 5 * time.Second,
@@ -299,3 +299,6 @@ func fmtMap(m map[string]string) string {
 	}
 	return b.String()
 }
+
+// emptyKeychain finds no credentials (keeps tests away from the user's docker config).
+func emptyKeychain() authn.Keychain { return authn.NewMultiKeychain() }
