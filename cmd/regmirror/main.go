@@ -28,6 +28,7 @@ func commands() []command {
 		{"crawl", "check which mirrors hold the current tree and refresh the region data", runCrawl},
 		{"serve", "answer pulls from the tree, sending blob downloads to mirrors", runServe},
 		{"listen", "regenerate the tree when the source registry notifies a push", runListen},
+		{"mirror-config", "print nginx or Apache directives with which a mirror answers pulls itself", runMirrorConfig},
 		{"demo", "publish the demo images into a tree and serve it on localhost", runDemo},
 		{"version", "print version and build information", runVersion},
 	}
@@ -67,7 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: regmirror <command> [flags]\n\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'regmirror <command> --help' for a command's flags.")
 }

@@ -1,0 +1,194 @@
+// Package phase2 lets a mirror answer pulls itself with a plain web server (the proposal's
+// "phase 2"): the generator writes a few small files into the tree, and `regmirror
+// mirror-config` prints the nginx or Apache directives that turn an rsync copy of the tree into
+// a read-only registry for `podman pull` / `skopeo copy`.
+//
+// Files, under regmirror/v2/ (Dir), for every published repository REPO:
+//
+//	REPO/_tags/TAG/HEX.EXT          empty marker: TAG resolves to manifest sha256:HEX
+//	REPO/_digests/HEX/HEX.EXT       empty marker: manifest sha256:HEX is in REPO
+//	REPO/_tags.json                 {"name":REPO,"tags":[…]} for GET /v2/REPO/tags/list
+//	_base.json                      {} for GET /v2/
+//	refs.map                        "REPO:TAG HEX.EXT" and "REPO:sha256:HEX HEX.EXT" lines
+//	                                (an Apache RewriteMap txt: file, re-read when it changes)
+//
+// EXT names the manifest's media type (see Extensions); the manifest's bytes are the blob
+// blobs/sha256/HEX, already in the tree. Repository path components never start with "_", so
+// "_tags", "_digests" and "_tags.json" cannot collide with a nested repository.
+//
+// nginx resolves a tag with random_index (Debian's nginx has the module) over the tag's
+// directory, which holds exactly one marker: the internal redirect to the marker's name gives
+// the digest and the media type, and the answer is the blob file with the digest header. While
+// a mirror's rsync is under way a tag directory may briefly hold the old and the new marker;
+// either answer is consistent (the bytes are always the blob the header names). Apache looks
+// both up in refs.map. Neither needs a reload when the tree changes.
+package phase2
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/regmirror/regmirror/layout"
+)
+
+// Dir is the directory of the phase-2 files, relative to the tree root.
+const Dir = layout.MetaDir + "/v2"
+
+// Names of the files in Dir.
+const (
+	TagsDir     = "_tags"
+	DigestsDir  = "_digests"
+	TagListFile = "_tags.json"
+	BaseFile    = "_base.json"
+	RefsMapFile = "refs.map"
+)
+
+// Extensions maps the manifest media types a mirror can serve to the file extension that
+// encodes them in a marker's name.
+var Extensions = map[string]string{
+	"application/vnd.oci.image.manifest.v1+json":                "oci-manifest",
+	"application/vnd.oci.image.index.v1+json":                   "oci-index",
+	"application/vnd.docker.distribution.manifest.v2+json":      "docker-manifest",
+	"application/vnd.docker.distribution.manifest.list.v2+json": "docker-list",
+}
+
+// mediaTypes is Extensions sorted by extension, for configs.
+func mediaTypes() [][2]string {
+	var l [][2]string
+	for mt, ext := range Extensions {
+		l = append(l, [2]string{mt, ext})
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i][1] < l[j][1] })
+	return l
+}
+
+// Files returns the phase-2 files for meta: tree-relative slash path → content.
+func Files(meta *layout.Meta) map[string][]byte {
+	files := map[string][]byte{}
+	var refs []string
+	names := make([]string, 0, len(meta.Repositories))
+	for name := range meta.Repositories {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	marker := func(d layout.Digest) (string, bool) {
+		m := meta.Manifests[d]
+		if m == nil || d.Algorithm() != "sha256" {
+			return "", false
+		}
+		ext, ok := Extensions[m.MediaType]
+		if !ok {
+			return "", false
+		}
+		return d.Hex() + "." + ext, true
+	}
+	for _, name := range names {
+		repo := meta.Repositories[name]
+		base := path.Join(Dir, name)
+		tags := make([]string, 0, len(repo.Tags))
+		for tag, d := range repo.Tags {
+			mk, ok := marker(d)
+			if !ok {
+				continue
+			}
+			tags = append(tags, tag)
+			files[path.Join(base, TagsDir, tag, mk)] = nil
+			refs = append(refs, name+":"+tag+" "+mk)
+		}
+		for _, d := range repo.Manifests {
+			mk, ok := marker(d)
+			if !ok {
+				continue
+			}
+			files[path.Join(base, DigestsDir, d.Hex(), mk)] = nil
+			refs = append(refs, name+":"+d.String()+" "+mk)
+		}
+		sort.Strings(tags)
+		list, _ := json.Marshal(struct {
+			Name string   `json:"name"`
+			Tags []string `json:"tags"`
+		}{name, tags})
+		files[path.Join(base, TagListFile)] = append(list, '\n')
+	}
+	sort.Strings(refs)
+	var b bytes.Buffer
+	b.WriteString("# regmirror phase-2 references (Apache RewriteMap txt): REPO:TAG or REPO:DIGEST -> HEX.EXT\n")
+	for _, r := range refs {
+		b.WriteString(r)
+		b.WriteByte('\n')
+	}
+	files[path.Join(Dir, RefsMapFile)] = b.Bytes()
+	files[path.Join(Dir, BaseFile)] = []byte("{}")
+	return files
+}
+
+// Write brings the tree's phase-2 files in line with meta: it writes new and changed files
+// atomically (an unchanged file is left alone, so its timestamp says when it last changed)
+// and removes the files and directories meta no longer needs. Call it after the manifests are
+// in blobs/ and before the generation's stamp is switched (layout.Tree.Publish).
+func Write(tree *layout.Tree, meta *layout.Meta) error {
+	want := Files(meta)
+	for rel, data := range want {
+		p := tree.Path(rel)
+		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, data) {
+			continue
+		}
+		if err := layout.WriteFile(p, data); err != nil {
+			return fmt.Errorf("writing phase-2 file: %w", err)
+		}
+	}
+	return prune(tree, want)
+}
+
+// prune removes files under Dir that are not in want (temporary files excepted: they belong
+// to a writer), then the directories left empty.
+func prune(tree *layout.Tree, want map[string][]byte) error {
+	root := tree.Path(Dir)
+	var dirs []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() {
+			dirs = append(dirs, p)
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), layout.TempPrefix) {
+			return nil
+		}
+		rel, err := filepath.Rel(tree.Dir(), p)
+		if err != nil {
+			return err
+		}
+		if _, ok := want[filepath.ToSlash(rel)]; ok {
+			return nil
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("removing stale phase-2 files: %w", err)
+	}
+	// Deepest first; a directory that is not empty stays.
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	for _, d := range dirs {
+		if d == root {
+			continue
+		}
+		_ = os.Remove(d)
+	}
+	return nil
+}
