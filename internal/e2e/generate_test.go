@@ -65,6 +65,51 @@ func platformImage(t testing.TB, ref testimages.Ref, arch string) v1.Image {
 	return nil
 }
 
+// uniqueContent returns the distinct manifests (tagged and index children) and blobs (configs
+// and layers) of refs.
+func uniqueContent(t testing.TB, refs []testimages.Ref) (manifests, blobs map[v1.Hash]bool) {
+	t.Helper()
+	manifests, blobs = map[v1.Hash]bool{}, map[v1.Hash]bool{}
+	addImage := func(img v1.Image) {
+		d, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifests[d] = true
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs[m.Config.Digest] = true
+		for _, l := range m.Layers {
+			blobs[l.Digest] = true
+		}
+	}
+	for _, r := range refs {
+		if r.Image != nil {
+			addImage(r.Image)
+			continue
+		}
+		d, err := r.Index.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifests[d] = true
+		im, err := r.Index.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range im.Manifests {
+			img, err := r.Index.Image(c.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			addImage(img)
+		}
+	}
+	return manifests, blobs
+}
+
 // skopeoPolicy writes a signature policy that accepts everything, so skopeo does not depend on
 // the machine's /etc/containers/policy.json.
 func skopeoPolicy(t testing.TB) string {
@@ -352,6 +397,14 @@ func TestGenerateLifecycle(t *testing.T) {
 	checkPublished(t, out, w)
 	m0 := checkTree(t, out)
 	t.Logf("first run: %s", proxy)
+	manifests, blobs := uniqueContent(t, refs)
+	// Every blob at most once per run across repositories (the base layer is in several).
+	if got := proxy.Count("GET blob"); got != len(blobs) {
+		t.Errorf("first run GET blob: got %d, want %d (each unique config and layer once)", got, len(blobs))
+	}
+	if got := proxy.Count("GET manifest"); got > len(manifests) {
+		t.Errorf("first run GET manifest: got %d, want at most %d (each unique manifest once)", got, len(manifests))
+	}
 
 	t.Run("no-op re-run fetches no blob", func(t *testing.T) {
 		proxy.Reset()
