@@ -120,8 +120,14 @@ func Holds(g uint64, b *layout.Blob) bool { return b != nil && b.Since <= g }
 //
 // Variants: regions with identical tiers share one VariantSet; a region without any candidate
 // has VariantSet -1. See the package documentation for the variants' content.
+//
+// Without any mirror, meta has no regions and no variants: the single-machine tree.
 func Precompute(meta *layout.Meta) (Stats, error) {
 	st := Stats{Mirrors: len(meta.Mirrors)}
+	if len(meta.Mirrors) == 0 {
+		meta.Regions, meta.VariantSets = nil, nil
+		return st, nil
+	}
 	usable := make([]*layout.Mirror, 0, len(meta.Mirrors))
 	for _, m := range meta.Mirrors {
 		if Usable(m) {

@@ -383,3 +383,22 @@ func TestApplyFile(t *testing.T) {
 		t.Error("missing file accepted")
 	}
 }
+
+func TestPrecomputeWithoutMirrors(t *testing.T) {
+	f := newFixture(t)
+	f.meta.Mirrors = network()
+	if _, err := Precompute(f.meta); err != nil {
+		t.Fatal(err)
+	}
+	file, err := Parse("m.yaml", []byte("mirrors: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := Apply(f.meta, file, f.meta.Mirrors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.meta.Regions != nil || f.meta.VariantSets != nil || st.Regions != 0 {
+		t.Errorf("regions %v, sets %v, stats %+v", f.meta.Regions, f.meta.VariantSets, st)
+	}
+}
