@@ -41,6 +41,20 @@ func TestCrashLoop(t *testing.T) {
 		cmd.Env = append(os.Environ(), "REGMIRROR_CRASH_SOURCE="+src.url, "REGMIRROR_CRASH_OUT="+out)
 		return cmd
 	}
+	for i := range 4 {
+		img, err := random.Image(1<<20, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.pushImage(fmt.Sprintf("crash/img%d", i), "latest", img)
+	}
+	// Time one whole run (child start-up included) of the same size as the ones to come, to
+	// kill those anywhere within one.
+	t0 := time.Now()
+	if msg, err := child().CombinedOutput(); err != nil {
+		t.Fatalf("first run: %v\n%s", err, msg)
+	}
+	whole := time.Since(t0)
 	completed, killed := 0, 0
 	for i := range 25 {
 		// A changing source: new images with layers large enough to be caught mid-write, and
@@ -57,7 +71,7 @@ func TestCrashLoop(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(rng.IntN(250)) * time.Millisecond)
+		time.Sleep(time.Duration(rng.Int64N(int64(whole))))
 		cmd.Process.Signal(syscall.SIGKILL)
 		if err := cmd.Wait(); err == nil {
 			completed++
@@ -72,7 +86,7 @@ func TestCrashLoop(t *testing.T) {
 			t.Fatalf("after kill %d: %v", i, err)
 		}
 	}
-	t.Logf("%d runs killed, %d completed before the kill", killed, completed)
+	t.Logf("%d runs killed, %d completed before the kill (a whole run: %v)", killed, completed, whole)
 	if killed == 0 {
 		t.Errorf("no run was killed: the loop tested nothing")
 	}
