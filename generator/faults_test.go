@@ -127,7 +127,7 @@ func TestFaults(t *testing.T) {
 				w.Header().Set("Docker-Content-Digest", sha256Digest([]byte("x")))
 				w.WriteHeader(200)
 			}}
-		}, wantErr: []string{"changing:1", "over the 4194304-byte limit"}},
+		}, wantErr: []string{"changing:1", fmt.Sprintf("over the %d-byte limit", MaxManifestSize)}},
 		{name: "stalled body once", fault: func(l string) *fault {
 			return &fault{method: "GET", match: pathHas(l), times: 1, do: stall(time.Minute)}
 		}, stallAfter: 200 * time.Millisecond},
