@@ -1,0 +1,258 @@
+package filelist
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regmirror/regmirror/layout"
+)
+
+// parsed is a file list read back the way quick-fedora-mirror's readers do.
+type parsed struct {
+	version   string
+	files     map[string]Entry
+	checksums map[string]string
+	ended     bool
+}
+
+// parse reads a file list strictly: the header lines in order, then sections; every [Files]
+// line has four tab-separated fields.
+func parse(t *testing.T, data []byte) parsed {
+	t.Helper()
+	p := parsed{files: map[string]Entry{}, checksums: map[string]string{}}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) < 4 || lines[0] != "[Version]" || lines[2] != "" || lines[3] != "[Files]" {
+		t.Fatalf("header: got %q, want [Version], a number, an empty line, [Files]", lines[:min(4, len(lines))])
+	}
+	p.version = lines[1]
+	section := "[Files]"
+	for i, l := range lines[4:] {
+		switch {
+		case l == "":
+			continue
+		case strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]"):
+			section = l
+			if l == "[End]" {
+				p.ended = true
+				if rest := lines[4+i+1:]; len(rest) > 0 {
+					t.Errorf("lines after [End]: %q", rest)
+				}
+			}
+			continue
+		}
+		f := strings.Split(l, "\t")
+		switch section {
+		case "[Files]":
+			if len(f) != 4 {
+				t.Fatalf("[Files] line %q: got %d fields, want 4", l, len(f))
+			}
+			ts, err1 := strconv.ParseInt(f[0], 10, 64)
+			size, err2 := strconv.ParseInt(f[2], 10, 64)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("[Files] line %q: bad number", l)
+			}
+			if _, dup := p.files[f[3]]; dup {
+				t.Errorf("%s listed twice", f[3])
+			}
+			p.files[f[3]] = Entry{Time: ts, Type: f[1], Size: size, Path: f[3]}
+		case "[Checksums SHA1]":
+			if len(f) != 2 || len(f[0]) != 40 {
+				t.Fatalf("[Checksums SHA1] line %q: want <sha1>\\t<path>", l)
+			}
+			p.checksums[f[1]] = f[0]
+		default:
+			t.Fatalf("unknown section %s", section)
+		}
+	}
+	return p
+}
+
+// changedSince is what quick-fedora-mirror transfers: the entries newer than its last run.
+func (p parsed) changedSince(last int64) []string {
+	var out []string
+	for path, e := range p.files {
+		if e.Time > last && e.Type != "d" {
+			out = append(out, path)
+		}
+	}
+	return out
+}
+
+// writeGeneration writes blobs and publishes a generation, as the generator does.
+func writeGeneration(t *testing.T, tree *layout.Tree, gen uint64, blobs ...string) *layout.Meta {
+	t.Helper()
+	m := layout.NewMeta(gen)
+	for _, b := range blobs {
+		sum := sha256.Sum256([]byte(b))
+		d := layout.MustDigest("sha256:" + hex.EncodeToString(sum[:]))
+		// Like the generator: a blob already in the tree is not written again.
+		if _, err := os.Stat(tree.Path(layout.BlobPath(d))); err != nil {
+			if err := layout.WriteFile(tree.Path(layout.BlobPath(d)), []byte(b)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m.Blobs[d] = &layout.Blob{Size: int64(len(b)), Since: gen}
+	}
+	if err := layout.WriteFile(tree.Path(layout.OCILayoutFile), []byte(layout.OCILayoutContent)); err != nil {
+		t.Fatal(err)
+	}
+	if err := layout.WriteFile(tree.Path(layout.IndexFile), []byte(fmt.Sprintf(`{"schemaVersion":2,"gen":%d}`, gen))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tree.Publish(m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestWrite(t *testing.T) {
+	dir := t.TempDir()
+	tree := layout.NewTree(dir)
+	m := writeGeneration(t, tree, 1, "layer one", "config one")
+	// Not listed: a writer's temporary file, the listener's state, another file list.
+	for _, p := range []string{"blobs/sha256/" + layout.TempPrefix + "x", ListenStateFile, Prefix + "other"} {
+		if err := os.WriteFile(tree.Path(p), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Write(tree, m, ""); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(tree.Path(Name(DefaultModule)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := parse(t, data)
+	if got, want := p.version, "2"; got != want {
+		t.Errorf("version: got %s, want %s", got, want)
+	}
+	if !p.ended {
+		t.Errorf("no [End] line")
+	}
+
+	// Every file and directory of the tree is listed with its type and size, nothing else.
+	want := map[string]Entry{}
+	err = filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err != nil || path == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		rel = filepath.ToSlash(rel)
+		if strings.HasPrefix(fi.Name(), layout.TempPrefix) || strings.HasPrefix(rel, Prefix) || rel == ListenStateFile {
+			return nil
+		}
+		typ := "f"
+		if fi.IsDir() {
+			typ = "d"
+		}
+		want[rel] = Entry{Type: typ, Size: fi.Size(), Path: rel}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, w := len(p.files), len(want); got != w {
+		t.Errorf("entries: got %d, want %d", got, w)
+	}
+	for rel, w := range want {
+		got, ok := p.files[rel]
+		if !ok {
+			t.Errorf("%s: not listed", rel)
+			continue
+		}
+		if got.Type != w.Type || (w.Type == "f" && got.Size != w.Size) {
+			t.Errorf("%s: got type %s size %d, want %s %d", rel, got.Type, got.Size, w.Type, w.Size)
+		}
+		if now := time.Now().Unix(); got.Time < now-60 || got.Time > now+1 {
+			t.Errorf("%s: timestamp %d, want about now (%d)", rel, got.Time, now)
+		}
+	}
+	for _, rel := range Checksummed {
+		b, err := os.ReadFile(tree.Path(rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha1.Sum(b)
+		if got, w := p.checksums[rel], hex.EncodeToString(sum[:]); got != w {
+			t.Errorf("SHA1 of %s: got %s, want %s", rel, got, w)
+		}
+	}
+
+	// Unchanged tree: the list is left alone.
+	fi1, _ := os.Stat(tree.Path(Name(DefaultModule)))
+	if err := Write(tree, m, DefaultModule); err != nil {
+		t.Fatal(err)
+	}
+	if fi2, _ := os.Stat(tree.Path(Name(DefaultModule))); !os.SameFile(fi1, fi2) {
+		t.Errorf("an identical list was rewritten")
+	}
+}
+
+func TestChangedSinceLastRun(t *testing.T) {
+	dir := t.TempDir()
+	tree := layout.NewTree(dir)
+	writeGeneration(t, tree, 1, "old layer")
+	// A client's last run, then a new generation (one second later, the list's resolution).
+	last := time.Now().Unix()
+	time.Sleep(1100 * time.Millisecond)
+	m := writeGeneration(t, tree, 2, "old layer", "new layer")
+	if err := Write(tree, m, "containers"); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(tree.Path("fullfiletimelist-containers"))
+	p := parse(t, data)
+	got := map[string]bool{}
+	for _, f := range p.changedSince(last) {
+		got[f] = true
+	}
+	sum := sha256.Sum256([]byte("new layer"))
+	newBlob := "blobs/sha256/" + hex.EncodeToString(sum[:])
+	sum = sha256.Sum256([]byte("old layer"))
+	oldBlob := "blobs/sha256/" + hex.EncodeToString(sum[:])
+	for _, f := range []string{newBlob, layout.IndexFile, layout.CurrentFile} {
+		if !got[f] {
+			t.Errorf("changed since the last run: %s missing from %v", f, got)
+		}
+	}
+	if got[oldBlob] {
+		t.Errorf("changed since the last run: the unchanged blob %s is listed", oldBlob)
+	}
+}
+
+func TestWriteErrors(t *testing.T) {
+	dir := t.TempDir()
+	tree := layout.NewTree(dir)
+	m := writeGeneration(t, tree, 3, "x")
+	cases := []struct {
+		name   string
+		meta   *layout.Meta
+		module string
+		want   string
+	}{
+		{"module with a slash", m, "a/b", "plain name"},
+		{"module hidden", m, ".x", "plain name"},
+		{"before publishing", layout.NewMeta(4), "containers", "after publishing"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := Write(tree, c.meta, c.module)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %v, want an error mentioning %q", err, c.want)
+			}
+		})
+	}
+}
