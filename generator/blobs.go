@@ -264,6 +264,10 @@ func (r *run) diffID(d layout.Digest) (string, error) {
 	return t.d, t.err
 }
 
+// maxZstdWindow bounds the memory a zstd layer may ask of --verify-layers (zstd --long=27, the
+// largest window common tools use).
+const maxZstdWindow = 1 << 27
+
 func diffIDOfFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -282,7 +286,7 @@ func diffIDOfFile(path string) (string, error) {
 		defer zr.Close()
 		rd = zr
 	case len(magic) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<30))
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(maxZstdWindow))
 		if err != nil {
 			return "", fmt.Errorf("decompressing zstd: %w", err)
 		}
