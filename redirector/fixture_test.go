@@ -1,6 +1,7 @@
 package redirector
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -201,7 +202,7 @@ func writeTree(t testing.TB, dir string, gen uint64) (*layout.Meta, *demo) {
 }
 
 func sortedUnique(ds []layout.Digest) []layout.Digest {
-	slices.SortFunc(ds, func(a, b layout.Digest) int { return compareStrings(a.String(), b.String()) })
+	slices.SortFunc(ds, func(a, b layout.Digest) int { return cmp.Compare(a.String(), b.String()) })
 	return slices.CompactFunc(ds, func(a, b layout.Digest) bool { return a == b })
 }
 

@@ -2,6 +2,7 @@ package redirector
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
@@ -307,7 +308,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 			g.netblockMirrors = append(g.netblockMirrors, me)
 		}
 	}
-	slices.SortFunc(g.netblockMirrors, func(a, b *mirrorEntry) int { return compareStrings(a.name, b.name) })
+	slices.SortFunc(g.netblockMirrors, func(a, b *mirrorEntry) int { return cmp.Compare(a.name, b.name) })
 
 	for key, reg := range m.Regions {
 		if reg == nil {
@@ -340,16 +341,6 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		g.regions[key] = re
 	}
 	return g, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func newManifestEntry(d layout.Digest, mediaType string, data []byte) (*manifestEntry, error) {
