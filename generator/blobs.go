@@ -85,11 +85,15 @@ func (r *run) ensureBlob(ctx context.Context, repo string, ref blobRef, reused b
 			if !r.o.Verify {
 				return blobPresent, ref.size, nil
 			}
-			if err := hashFile(r.blobPath(ref.digest), ref.digest); err == nil {
-				return blobPresent, ref.size, nil
-			} else {
-				r.prog.warnf("blob %s in the tree is corrupt, fetching it again: %v", ref.digest, err)
+			if err := r.acquire(ctx, r.xferSem); err != nil {
+				return 0, 0, err
 			}
+			err := hashFile(r.blobPath(ref.digest), ref.digest)
+			<-r.xferSem
+			if err == nil {
+				return blobPresent, ref.size, nil
+			}
+			r.prog.warnf("blob %s in the tree is corrupt, fetching it again: %v", ref.digest, err)
 		}
 	}
 	if ref.foreign && reused {

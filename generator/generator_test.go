@@ -382,3 +382,44 @@ func TestConcurrentRunRefused(t *testing.T) {
 	mustRun(t, src.opts(out))
 	checkTree(t, out)
 }
+
+func TestVerifyRefetchesCorruptBlobs(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	out := t.TempDir()
+	mustRun(t, src.opts(out))
+	m := checkTree(t, out)
+	// Corrupt one layer without changing its size.
+	var victim layout.Digest
+	for _, d := range m.Repositories["fedora/toolbox"].Blobs {
+		victim = d
+	}
+	p := filepath.Join(out, layout.BlobPath(victim))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		verify  bool
+		fetched int
+	}{
+		{"trusts sizes", false, 0},
+		{"--verify re-hashes", true, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := src.opts(out)
+			o.Verify = tc.verify
+			sum := mustRun(t, o)
+			if sum.BlobsFetched != tc.fetched {
+				t.Errorf("blobs fetched: got %d, want %d", sum.BlobsFetched, tc.fetched)
+			}
+		})
+	}
+	checkTree(t, out)
+}
