@@ -153,29 +153,9 @@ func BenchmarkNoopResync(b *testing.B) {
 	b.ReportMetric(float64(reqs)/float64(runs*s.tags), "req/tag")
 }
 
-// BenchmarkFloor is the floor a full sync is measured against: a bare concurrent copy of the
-// same unique blobs and manifests (8 at a time), hashing while writing and fsyncing before the
+// floorCopy is the floor a full sync is measured against: a bare concurrent copy of the same
+// unique blobs and manifests (jobs at a time), hashing while writing and fsyncing before the
 // rename, then one directory fsync.
-func BenchmarkFloor(b *testing.B) {
-	for _, kind := range []string{"large", "small"} {
-		b.Run(kind, func(b *testing.B) {
-			s := getBenchSet(b, kind)
-			b.SetBytes(s.bytes)
-			for b.Loop() {
-				b.StopTimer()
-				dir := filepath.Join(b.TempDir(), "blobs", "sha256")
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					b.Fatal(err)
-				}
-				b.StartTimer()
-				if err := floorCopy(s.src.url, dir, s.items, DefaultJobs); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
 func floorCopy(base, dir string, items []benchItem, jobs int) error {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: jobs}}
 	ch := make(chan benchItem)
@@ -237,34 +217,7 @@ func floorOne(client *http.Client, base, dir string, it benchItem, buf []byte) e
 	return os.Rename(f.Name(), filepath.Join(dir, it.d.Hex()))
 }
 
-// BenchmarkCranePull times `crane pull --format=oci` of the same refs, then sync(1), when
-// crane is installed (bin/tools/crane, or on PATH).
-func BenchmarkCranePull(b *testing.B) {
-	crane := findTool("crane")
-	if crane == "" {
-		b.Skip("crane not installed (run .ci/install-deps)")
-	}
-	for _, kind := range []string{"large", "small"} {
-		b.Run(kind, func(b *testing.B) {
-			s := getBenchSet(b, kind)
-			b.SetBytes(s.bytes)
-			for b.Loop() {
-				b.StopTimer()
-				out := b.TempDir()
-				args := append([]string{"pull", "--insecure", "--format=oci"}, s.refs...)
-				args = append(args, out)
-				b.StartTimer()
-				if msg, err := exec.Command(crane, args...).CombinedOutput(); err != nil {
-					b.Fatalf("crane: %v: %s", err, msg)
-				}
-				if err := exec.Command("sync").Run(); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
+// findTool finds an installed tool: bin/tools/<name> (.ci/install-deps), or on PATH.
 func findTool(name string) string {
 	_, file, _, _ := runtime.Caller(0)
 	p := filepath.Join(filepath.Dir(file), "..", "bin", "tools", name)
