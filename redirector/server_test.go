@@ -81,10 +81,13 @@ func TestSlowAndLargeHeaders(t *testing.T) {
 	dir, _ := newTestTree(t, nil)
 	s := newServer(t, Options{Tree: dir})
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	ready := make(chan net.Addr, 1)
-	go s.ListenAndServe(ctx, ServeConfig{Listen: "127.0.0.1:0", ReadHeaderTimeout: 300 * time.Millisecond,
-		Ready: func(api, _ net.Addr) { ready <- api }})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.ListenAndServe(ctx, ServeConfig{Listen: "127.0.0.1:0", ReadHeaderTimeout: 300 * time.Millisecond,
+			Ready: func(api, _ net.Addr) { ready <- api }})
+	}()
+	defer func() { cancel(); <-done }() // no logging after the test
 	addr := (<-ready).String()
 
 	c, err := net.Dial("tcp", addr)
