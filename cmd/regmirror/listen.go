@@ -33,8 +33,11 @@ the Authorization line only with --secret-file, holding the same token):
         timeout: 5s
         threshold: 5
         backoff: 10s
-        ignoredmediatypes:
-          - application/octet-stream
+        ignore:
+          mediatypes:
+            - application/octet-stream
+          actions:
+            - pull
 
 A push of a manifest (or a delete) in a published repository schedules a full regeneration
 once no further event arrived for --debounce; runs never overlap, and a request not yet served

@@ -41,24 +41,34 @@ storage:
 http:
   addr: 127.0.0.1:%d
   secret: regmirror-test-secret
-notifications:
-  endpoints:
-    - name: regmirror
-      url: %s
-      headers:
-        Authorization: [Bearer %s]
-      timeout: 2s
-      threshold: 3
-      backoff: 1s
-      ignore:
-        actions:
-          - pull
-`, r.Root, port, url, token)
+%s`, r.Root, port, registrySnippet(t, url, token))
 	if err := os.WriteFile(r.Config, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r.Proc = peers.Start(t, "docker-registry", exec.Command(bin, "serve", r.Config), peers.HTTPReady(r.URL+"/v2/"))
 	return r
+}
+
+// registrySnippet is the notifications block `regmirror listen --help` tells release engineers
+// to paste, with the listener's URL and token filled in.
+func registrySnippet(t *testing.T, url, token string) string {
+	t.Helper()
+	r := regmirror(t, nil, "listen", "--help")
+	if r.err != nil {
+		t.Fatalf("%v", r)
+	}
+	help := r.stderr
+	start := strings.Index(help, "  notifications:\n")
+	if start < 0 {
+		t.Fatalf("listen --help shows no notifications block:\n%s", help)
+	}
+	block, _, _ := strings.Cut(help[start:], "\n\n")
+	var b strings.Builder
+	for line := range strings.SplitSeq(block, "\n") {
+		b.WriteString(strings.TrimPrefix(line, "  ") + "\n")
+	}
+	s := strings.ReplaceAll(b.String(), "http://HOST:PORT/events", url)
+	return strings.ReplaceAll(s, "TOKEN", token)
 }
 
 // startListen starts `regmirror listen` and waits for /healthz.
