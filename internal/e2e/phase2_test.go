@@ -56,8 +56,8 @@ func fetch(t *testing.T, method, url string) httpAnswer {
 }
 
 // TestPhase2Mirrors: a mirror's plain nginx or Apache, configured with `regmirror
-// mirror-config`, serving an rsync copy of the tree, answers skopeo and crane pulls by tag and
-// by digest with exact Content-Type and Docker-Content-Digest; a tag deleted at the source
+// mirror-config`, serving an rsync copy of the tree, answers skopeo, crane and podman pulls by
+// tag and by digest with exact Content-Type and Docker-Content-Digest; a tag deleted at the source
 // stops resolving after the next generation and sync.
 func TestPhase2Mirrors(t *testing.T) {
 	needPeers(t)
@@ -88,8 +88,10 @@ func TestPhase2Mirrors(t *testing.T) {
 		{"nginx", nginx.URL, func() string { return peers.Tail(nginx.Config.ErrorLogPath(), 20) }},
 		{"apache", apache.URL, apache.ErrorLog},
 	}
+	peers.CleanHostResidue(t)
 	skopeo := peers.NewSkopeo(t)
 	crane := peers.NewCrane(t)
+	podman := peers.NewPodman(t)
 
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {
@@ -170,6 +172,11 @@ func TestPhase2Mirrors(t *testing.T) {
 					}
 				}
 				crane.Pull(t, ep, "fedora/toolbox:42", w["fedora/toolbox:42"].String())
+			})
+			t.Run("podman", func(t *testing.T) {
+				podman.Pull(t, ep, "fedora:42", w["fedora:42"].String())
+				podman.Pull(t, ep, "fedora/httpd:2.4", w["fedora/httpd:2.4"].String())
+				podman.Pull(t, ep, "fedora/minimal@"+w["fedora/minimal:42"].String(), w["fedora/minimal:42"].String())
 			})
 		})
 	}
