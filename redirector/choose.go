@@ -3,6 +3,8 @@ package redirector
 import (
 	"net/netip"
 	"sort"
+
+	"github.com/regmirror/regmirror/layout"
 )
 
 // regionFor returns the region a client falls in: its country's, else its continent's, else
@@ -60,14 +62,14 @@ func (t *tierEntry) pick(since uint64, rnd func() uint64) *mirrorEntry {
 	if t.total == 0 {
 		return nil
 	}
-	if t.minGen >= since {
+	if layout.HeldAt(t.minGen, since) { // every mirror of the tier holds the blob
 		x := rnd() % t.total
 		i := sort.Search(len(t.cum), func(i int) bool { return t.cum[i] > x })
 		return t.mirrors[i]
 	}
 	var total uint64
 	for _, m := range t.mirrors {
-		if m.generation >= since {
+		if layout.HeldAt(m.generation, since) {
 			total += m.weight
 		}
 	}
@@ -76,7 +78,7 @@ func (t *tierEntry) pick(since uint64, rnd func() uint64) *mirrorEntry {
 	}
 	x := rnd() % total
 	for _, m := range t.mirrors {
-		if m.generation >= since {
+		if layout.HeldAt(m.generation, since) {
 			if x < m.weight {
 				return m
 			}
@@ -89,7 +91,7 @@ func (t *tierEntry) pick(since uint64, rnd func() uint64) *mirrorEntry {
 func pickNetblock(ms []*mirrorEntry, addr netip.Addr, since uint64, rnd func() uint64) *mirrorEntry {
 	addr = addr.Unmap()
 	match := func(m *mirrorEntry) bool {
-		if m.generation < since {
+		if !layout.HeldAt(m.generation, since) {
 			return false
 		}
 		for _, p := range m.netblocks {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/regmirror/regmirror/internal/mirrors"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -283,7 +282,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 	// Mirrors: only those the last crawl found healthy (and enabled), with a usable URL.
 	usable := map[string]*mirrorEntry{}
 	for _, mi := range m.Mirrors {
-		if mi == nil || !mirrors.Usable(mi) {
+		if !mi.Usable() {
 			continue
 		}
 		u, err := checkMirrorURL(mi.URL)

@@ -200,7 +200,8 @@ func (s *Server) resolveClient(st *reqState, r *http.Request, g *generation) *re
 	if viaProxy && s.countryHeader != "" {
 		if vals := r.Header[s.countryHeader]; len(vals) > 0 {
 			if c := normCode(vals[0]); c != "" {
-				st.country, st.cont = c, continentOf(c)
+				st.country = c
+				st.cont, _ = layout.ContinentOf(c)
 			}
 		}
 	}

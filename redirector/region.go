@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/oschwald/maxminddb-golang/v2"
+	"github.com/regmirror/regmirror/layout"
 )
 
 // geoDB is an opened, verified GeoIP database. It is read into memory (not mapped), so that a
@@ -133,8 +134,32 @@ func (db *geoDB) lookup(addr netip.Addr) (country, continent string) {
 	if continent == "" {
 		continent = normCode(rec.ContinentCode)
 	}
-	if continent == "" {
-		continent = continentOf(country)
+	if continent == "" { // a flat database that gives only a country
+		continent, _ = layout.ContinentOf(country)
 	}
 	return country, continent
+}
+
+// normCode returns an upper-case two-letter code, or "" if s is not two ASCII letters. CDN
+// placeholders for "unknown" (XX, T1 for Tor, A1/A2 anonymous) are not countries.
+func normCode(s string) string {
+	if len(s) != 2 {
+		return ""
+	}
+	b := [2]byte{s[0], s[1]}
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z':
+			b[i] = c - 'a' + 'A'
+		case c >= 'A' && c <= 'Z':
+		default:
+			return ""
+		}
+	}
+	code := string(b[:])
+	switch code {
+	case "XX", "ZZ", "T1", "A1", "A2", "O1":
+		return ""
+	}
+	return code
 }

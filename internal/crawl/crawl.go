@@ -372,7 +372,7 @@ func (c *checker) run(ctx context.Context) finding {
 
 // sample picks the n newest blobs a mirror at generation gen holds, and n random others.
 func (c *checker) sample(gen uint64, n int) []sampleBlob {
-	i := sort.Search(len(c.blobs), func(i int) bool { return c.blobs[i].since <= gen })
+	i := sort.Search(len(c.blobs), func(i int) bool { return layout.HeldAt(gen, c.blobs[i].since) })
 	held := c.blobs[i:]
 	if len(held) <= 2*n {
 		return held

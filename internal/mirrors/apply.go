@@ -98,16 +98,6 @@ func SetMirrors(meta *layout.Meta, f *File, prev []*layout.Mirror) {
 	}
 }
 
-// Usable reports whether m is a candidate at all: enabled, and found healthy by the last crawl
-// (a mirror never crawled is not). Per blob, it is a candidate only if it holds the blob's
-// generation (see Holds).
-func Usable(m *layout.Mirror) bool {
-	return m.Enabled && m.Healthy && m.Generation > 0 && !m.Checked.IsZero()
-}
-
-// Holds reports whether a mirror at generation g holds blob b.
-func Holds(g uint64, b *layout.Blob) bool { return b != nil && b.Since <= g }
-
 // Precompute recomputes meta.Regions and meta.VariantSets from meta.Mirrors, meta.Origin,
 // meta.Manifests and meta.Blobs. It reads nothing else and touches no other field.
 //
@@ -130,7 +120,7 @@ func Precompute(meta *layout.Meta) (Stats, error) {
 	}
 	usable := make([]*layout.Mirror, 0, len(meta.Mirrors))
 	for _, m := range meta.Mirrors {
-		if Usable(m) {
+		if m.Usable() {
 			usable = append(usable, m)
 		}
 	}
@@ -148,7 +138,7 @@ func Precompute(meta *layout.Meta) (Stats, error) {
 		if _, done := regions[m.Country]; done || m.Country == "" {
 			continue
 		}
-		cont, ok := countryContinent[m.Country]
+		cont, ok := layout.ContinentOf(m.Country)
 		if !ok {
 			cont = m.Continent
 		}
@@ -158,7 +148,7 @@ func Precompute(meta *layout.Meta) (Stats, error) {
 			func(u *layout.Mirror) bool { return u.Continent == cont },
 			func(*layout.Mirror) bool { return true })
 	}
-	for _, k := range Continents {
+	for _, k := range layout.Continents {
 		regions[k] = tiers(usable,
 			func(u *layout.Mirror) bool { return u.Continent == k },
 			func(*layout.Mirror) bool { return true })

@@ -60,7 +60,7 @@ func benchMeta(n, mirrors, countries int) *layout.Meta {
 	}
 	for i := 0; i < mirrors; i++ {
 		c := benchCountries[i%countries]
-		cont, _ := ContinentOf(c)
+		cont, _ := layout.ContinentOf(c)
 		gen := uint64(10)
 		if i%10 == 9 {
 			gen = 9

@@ -33,7 +33,7 @@
 // A mirror is a candidate only when it is enabled and the last crawl found it healthy: a
 // mirror never crawled (new, or whose URL changed) is not a candidate, so `generate --mirrors`
 // followed by `crawl` is the way to bring mirrors in. Per blob, a candidate qualifies only if
-// the generation it holds is at least the blob's Since (Holds).
+// the generation it holds is at least the blob's Since (layout.Mirror.Holds).
 //
 // Regions are every country with a mirror in the file, all seven continents and "global".
 // Their tiers and sharing are described at Precompute. A tree without mirrors has no regions
@@ -45,7 +45,8 @@
 // generator.MirrorsFunc, is what `generate --mirrors FILE` calls: it records the file in the
 // new generation's metadata, carrying the previous generation's crawl state over by name (and
 // URL), and precomputes regions and variants. The crawl (package internal/crawl) calls
-// SetMirrors and Precompute. Usable and Holds are the candidate rules the redirector shares.
+// SetMirrors and Precompute. The candidate rules (layout.Mirror's Usable and Holds) and the
+// country table (layout.ContinentOf) are in package layout, which the redirector shares.
 //
 // # Variants
 //

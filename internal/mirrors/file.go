@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/regmirror/regmirror/layout"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -27,9 +28,6 @@ const (
 	MaxNameLength = 128
 )
 
-// Continents are the continent codes of GeoIP databases, sorted.
-var Continents = []string{"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
-
 // File is a parsed and validated mirrors file.
 type File struct {
 	// Origin is the URL of a full copy of the tree, ending in "/"; empty when absent.
@@ -43,7 +41,7 @@ type Mirror struct {
 	Name      string
 	URL       string // http or https, ends in "/", no user info, query or fragment
 	Country   string // ISO 3166-1 alpha-2, upper case
-	Continent string // one of Continents; derived from Country when the entry has none
+	Continent string // one of layout.Continents; derived from Country when the entry has none
 	Bandwidth int64  // Mbit/s, 1..MaxBandwidth; DefaultBandwidth when the entry has none
 	Netblocks []netip.Prefix
 	Enabled   bool
@@ -276,7 +274,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 			haveCountry = true
 			if s, ok := p.str(v, ctx, "country"); ok {
 				c := strings.ToUpper(s)
-				if _, ok := countryContinent[c]; !ok {
+				if _, ok := layout.ContinentOf(c); !ok {
 					p.errorf(v.Line, "%scountry %q is not an ISO 3166-1 alpha-2 code%s", ctx, trunc(s), countryHint(c))
 				} else {
 					m.Country = c
@@ -285,8 +283,8 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 		case "continent":
 			if s, ok := p.str(v, ctx, "continent"); ok {
 				c := strings.ToUpper(s)
-				if !isContinent(c) {
-					p.errorf(v.Line, "%scontinent %q is not one of %s", ctx, trunc(s), strings.Join(Continents, " "))
+				if !layout.IsContinent(c) {
+					p.errorf(v.Line, "%scontinent %q is not one of %s", ctx, trunc(s), strings.Join(layout.Continents, " "))
 				} else {
 					m.Continent = c
 				}
@@ -351,7 +349,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 		return Mirror{}, false
 	}
 	if m.Continent == "" {
-		m.Continent = countryContinent[m.Country]
+		m.Continent, _ = layout.ContinentOf(m.Country)
 	}
 	if !haveBandwidth {
 		m.Bandwidth = DefaultBandwidth
@@ -389,11 +387,11 @@ func (m *Mirror) Validate() error {
 	if err := checkURL(m.URL); err != nil {
 		return fmt.Errorf("mirror %q: url %q: %w", m.Name, trunc(m.URL), err)
 	}
-	if _, ok := countryContinent[m.Country]; !ok {
+	if _, ok := layout.ContinentOf(m.Country); !ok {
 		return fmt.Errorf("mirror %q: country %q is not an ISO 3166-1 alpha-2 code", m.Name, trunc(m.Country))
 	}
-	if !isContinent(m.Continent) {
-		return fmt.Errorf("mirror %q: continent %q is not one of %s", m.Name, trunc(m.Continent), strings.Join(Continents, " "))
+	if !layout.IsContinent(m.Continent) {
+		return fmt.Errorf("mirror %q: continent %q is not one of %s", m.Name, trunc(m.Continent), strings.Join(layout.Continents, " "))
 	}
 	if m.Bandwidth <= 0 || m.Bandwidth > MaxBandwidth {
 		return fmt.Errorf("mirror %q: bandwidth %d out of range 1..%d", m.Name, m.Bandwidth, MaxBandwidth)
@@ -404,22 +402,6 @@ func (m *Mirror) Validate() error {
 		}
 	}
 	return nil
-}
-
-// ContinentOf returns the continent of an ISO 3166-1 alpha-2 country code, and whether the
-// code is known.
-func ContinentOf(country string) (string, bool) {
-	c, ok := countryContinent[country]
-	return c, ok
-}
-
-func isContinent(c string) bool {
-	for _, k := range Continents {
-		if c == k {
-			return true
-		}
-	}
-	return false
 }
 
 // checkName accepts names of letters, digits, '.', '_' and '-', starting with a letter or a
@@ -504,7 +486,7 @@ func countryHint(c string) string {
 	case "EL":
 		return " (Greece is GR)"
 	}
-	if isContinent(c) {
+	if layout.IsContinent(c) {
 		return " (it is a continent code: use continent: " + c + " with the mirror's country)"
 	}
 	return ""

@@ -22,7 +22,7 @@ func NewRenderer(meta *layout.Meta) *Renderer {
 	r.tmpls, _ = parseManifests(meta.Manifests)
 	byName := make(map[string]*layout.Mirror, len(meta.Mirrors))
 	for _, m := range meta.Mirrors {
-		if Usable(m) {
+		if m.Usable() {
 			byName[m.Name] = m
 		}
 	}

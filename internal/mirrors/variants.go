@@ -323,7 +323,7 @@ func (b *setBuilder) holdersOf(blob *layout.Blob) []*layout.Mirror {
 		if len(h) == MaxURLs {
 			break
 		}
-		if Holds(min(m.Generation, b.meta.Generation), blob) {
+		if layout.HeldAt(min(m.Generation, b.meta.Generation), blob.Since) {
 			h = append(h, m)
 		}
 	}

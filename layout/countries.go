@@ -1,4 +1,25 @@
-package mirrors
+package layout
+
+// Continents are the continent codes of GeoIP databases, sorted.
+var Continents = []string{"AF", "AN", "AS", "EU", "NA", "OC", "SA"}
+
+// ContinentOf returns the continent of an ISO 3166-1 alpha-2 country code (upper case), and
+// whether the code is known. The mirrors file derives a mirror's continent from it, and the
+// redirector a client's when its GeoIP database or CDN header gives only a country.
+func ContinentOf(country string) (string, bool) {
+	c, ok := countryContinent[country]
+	return c, ok
+}
+
+// IsContinent reports whether c is one of Continents.
+func IsContinent(c string) bool {
+	for _, k := range Continents {
+		if c == k {
+			return true
+		}
+	}
+	return false
+}
 
 // countryContinent maps every ISO 3166-1 alpha-2 code (and XK, which GeoIP databases use for
 // Kosovo) to the continent code that GeoIP databases (MaxMind GeoIP2/GeoLite2) give its
