@@ -41,7 +41,7 @@ var (
 	benchSets = map[string]*benchSet{}
 )
 
-// largeSet: 4 images, each one 32 MiB layer. smallSet: 1,000 tags over 100 repositories,
+// largeSet: 4 images, each one 128 MiB layer. smallSet: 1,000 tags over 100 repositories,
 // each a small image sharing a base layer.
 func getBenchSet(b *testing.B, kind string) *benchSet {
 	benchMu.Lock()
@@ -80,7 +80,7 @@ func getBenchSet(b *testing.B, kind string) *benchSet {
 	switch kind {
 	case "large":
 		for i := range 4 {
-			img, err := random.Image(32<<20, 1)
+			img, err := random.Image(128<<20, 1)
 			if err != nil {
 				b.Fatal(err)
 			}
