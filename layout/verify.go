@@ -19,8 +19,8 @@ const maxVerifyManifest = 4 << 20
 
 // Verify checks that the tree is whole: everything reachable from index.json (manifests,
 // configs, layers, recursively) and everything the current generation's metadata lists
-// (manifests with their bytes, blobs with their sizes) is present in blobs/ and hashes to its
-// digest. Foreign layers (descriptors with urls, or non-distributable media types) may be
+// (manifests with their bytes, referrers, blobs with their sizes) is present in blobs/ and
+// hashes to its digest. Foreign layers (descriptors with urls, or non-distributable media types) may be
 // absent. It returns ErrNoGeneration for a tree without a generation, and otherwise every
 // problem found, joined.
 func (t *Tree) Verify(ctx context.Context) error {
@@ -64,6 +64,18 @@ func (t *Tree) Verify(ctx context.Context) error {
 		for _, d := range r.Blobs {
 			if _, ok := m.Blobs[d]; !ok {
 				v.problem(fmt.Errorf("metadata: repository %s lists blob %s, which is not among the blobs", name, d))
+			}
+		}
+		for subject, descs := range r.Referrers {
+			for _, desc := range descs {
+				d, err := ParseDigest(desc.Digest.String())
+				if err != nil {
+					v.problem(fmt.Errorf("metadata: repository %s: referrer of %s: %w", name, subject, err))
+					continue
+				}
+				if _, ok := m.Manifests[d]; !ok {
+					v.problem(fmt.Errorf("metadata: repository %s: referrer %s of %s is not among the manifests", name, d, subject))
+				}
 			}
 		}
 	}
