@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 func digestOfTest(b []byte) Digest {
@@ -81,6 +83,19 @@ func TestVerify(t *testing.T) {
 		{"no index", func(t *testing.T, tree *Tree, d map[string]Digest) string {
 			os.Remove(tree.Path(IndexFile))
 			return "index.json"
+		}},
+		{"referrer not among the manifests", func(t *testing.T, tree *Tree, d map[string]Digest) string {
+			m, _, err := tree.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ghost := digestOfTest([]byte("ghost"))
+			h, _ := v1.NewHash(ghost.String())
+			m.Repositories["demo"].Referrers = map[Digest][]v1.Descriptor{d["manifest"]: {{Digest: h, Size: 5}}}
+			if _, err := tree.Publish(m); err != nil {
+				t.Fatal(err)
+			}
+			return "referrer " + ghost.String()
 		}},
 		{"hostile index digest", func(t *testing.T, tree *Tree, d map[string]Digest) string {
 			os.WriteFile(tree.Path(IndexFile), []byte(`{"manifests":[{"digest":"sha256:../../etc/passwd","size":5}]}`), 0o644)
