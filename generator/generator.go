@@ -313,7 +313,7 @@ func (r *run) processTag(ctx context.Context, repo, tag string) (*closure, error
 	}
 	root := r.node(ctx, repo, d, pre, 0)
 	if errors.Is(root.err, errSchema1) {
-		r.prog.warnf("%s:%s: Docker schema 1 manifest, skipped (not pullable by current clients; repush it as schema 2 or OCI)", repo, tag)
+		r.prog.warnf("%s:%s: Docker schema 1 manifest, skipped (a deprecated format the tree does not carry; repush it as schema 2 or OCI)", repo, tag)
 		return nil, errSkip
 	}
 	cl := newClosure(d)
