@@ -165,13 +165,25 @@ func TestListen(t *testing.T) {
 
 	crane := peers.Require(t, "crane")
 	craneEnv := []string{"DOCKER_CONFIG=" + t.TempDir()}
-	t.Run("crane tag appears within seconds", func(t *testing.T) {
+	t.Run("crane tag is served within seconds", func(t *testing.T) {
+		servePort := peers.FreePort(t)
+		serveURL := fmt.Sprintf("http://127.0.0.1:%d", servePort)
+		peers.Start(t, "regmirror-serve", exec.Command(peers.Regmirror(t), "serve", "--tree", tree, "--listen", fmt.Sprintf("127.0.0.1:%d", servePort)), peers.HTTPReady(serveURL+"/v2/"))
+		want := w[refs[0].Repo+":"+refs[0].Tags[0]].String()
 		start := time.Now()
 		if _, err := peers.RunErr(time.Minute, craneEnv, crane, "tag", "--insecure", reg.Host+"/"+refs[0].Repo+":"+refs[0].Tags[0], "promoted"); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, 30*time.Second, "the crane-pushed tag in the tree", func() bool { return indexHas(t, tree, refs[0].Repo+":promoted") }, l.Log)
-		t.Logf("%s:promoted published %v after the push", refs[0].Repo, time.Since(start).Round(time.Millisecond))
+		waitUntil(t, 30*time.Second, "the crane-pushed tag served by the redirector", func() bool {
+			req, _ := http.NewRequest(http.MethodHead, serveURL+"/v2/"+refs[0].Repo+"/manifests/promoted", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200 && resp.Header.Get("Docker-Content-Digest") == want
+		}, l.Log)
+		t.Logf("%s:promoted served %v after the push", refs[0].Repo, time.Since(start).Round(time.Millisecond))
 	})
 
 	t.Run("queued request survives kill -9", func(t *testing.T) {
