@@ -273,6 +273,15 @@ func (l *Listener) Run(ctx context.Context) error {
 	if err := l.loadState(); err != nil {
 		return err
 	}
+	if _, err := layout.NewTree(l.o.Generate.Out).ReadStamp(); errors.Is(err, layout.ErrNoGeneration) && !l.Status().Pending {
+		// A fresh deployment: publish what the source has now rather than wait for a push.
+		fmt.Fprintf(l.o.Log, "listen: %s has no generation yet: generating\n", l.o.Generate.Out)
+		l.mu.Lock()
+		l.seq++
+		l.since = l.o.Now()
+		l.last = l.o.Now().Add(-l.o.Debounce)
+		l.mu.Unlock()
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()

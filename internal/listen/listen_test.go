@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/regmirror/regmirror/generator"
+	"github.com/regmirror/regmirror/layout"
 )
 
 const pushBody = `{"events":[{"id":"1","action":"push","target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aa","repository":"fedora","tag":"42"}}]}`
@@ -23,13 +24,24 @@ func newTest(t *testing.T, o Options) *Listener {
 		o.Generate.Source = "http://localhost:1"
 	}
 	if o.Generate.Out == "" {
-		o.Generate.Out = t.TempDir()
+		o.Generate.Out = publishedTree(t)
 	}
 	l, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// publishedTree is a tree with one (empty) generation, so a listener does not start with a
+// first run.
+func publishedTree(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := layout.NewTree(dir).Publish(layout.NewMeta(1)); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func post(t *testing.T, h http.Handler, body, ctype, auth string) int {
@@ -206,8 +218,16 @@ func TestFailedRunRetries(t *testing.T) {
 	}
 }
 
+func TestFirstRunOnAnEmptyTree(t *testing.T) {
+	f := &fakeRun{}
+	l := newTest(t, Options{Generate: generator.Options{Out: t.TempDir()}, Run: f.run, Debounce: time.Hour})
+	stop := start(t, l)
+	defer stop()
+	waitFor(t, "the first run", func() bool { return f.runs.Load() == 1 && !l.Status().Pending })
+}
+
 func TestPendingSurvivesRestart(t *testing.T) {
-	dir := t.TempDir()
+	dir := publishedTree(t)
 	// First listener: a request arrives, then it dies before the quiet window ends.
 	f1 := &fakeRun{}
 	l1 := newTest(t, Options{Generate: generator.Options{Out: dir}, Run: f1.run, Debounce: time.Hour})
