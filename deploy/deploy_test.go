@@ -15,6 +15,7 @@ import (
 
 	"github.com/regmirror/regmirror/internal/mirrors"
 	"github.com/regmirror/regmirror/internal/peers"
+	"github.com/regmirror/regmirror/layout"
 )
 
 // need finds a tool or fails loudly, naming the Debian package; only -short skips.
@@ -77,7 +78,7 @@ func units(t *testing.T) (dir string, names []string) {
 func TestSystemdUnitsVerify(t *testing.T) {
 	analyze := need(t, "systemd-analyze", "systemd")
 	dir, names := units(t)
-	for _, want := range []string{"regmirror-serve.service", "regmirror-listen.service", "regmirror-generate.service", "regmirror-generate.timer"} {
+	for _, want := range []string{"regmirror-serve.service", "regmirror-listen.service", "regmirror-generate.service", "regmirror-generate.timer", "regmirror-sync.service"} {
 		if !strings.Contains(strings.Join(names, " "), want) {
 			t.Errorf("deploy/systemd lacks %s", want)
 		}
@@ -200,5 +201,70 @@ func TestGenerateEnvTemplate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSyncUnitCommands runs regmirror-sync.service's ExecStart lines (the two-phase rsync of
+// the metadata) against a local tree: the copy loads as the same generation and holds no blob.
+func TestSyncUnitCommands(t *testing.T) {
+	need(t, "rsync", "rsync")
+	unit, err := os.ReadFile("systemd/regmirror-sync.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, dst := t.TempDir(), t.TempDir()
+	tree := layout.NewTree(src)
+	data := []byte("blob")
+	d := layout.MustDigest("sha256:2f41d4a5f0cba6e7ec1b3f7b2a5b6f7d8e9f0a1b2c3d4e5f60718293a4b5c6d7")
+	if err := layout.WriteFile(tree.Path(layout.BlobPath(d)), data); err != nil {
+		t.Fatal(err)
+	}
+	for gen := uint64(1); gen <= 2; gen++ {
+		m := layout.NewMeta(gen)
+		m.Blobs[d] = &layout.Blob{Size: int64(len(data)), Since: 1}
+		if _, err := tree.Publish(m); err != nil {
+			t.Fatal(err)
+		}
+		// A writer's unfinished file is never copied.
+		if err := os.WriteFile(tree.Path(layout.MetaDir+"/"+layout.TempPrefix+"x"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		vars := map[string]string{"${REGMIRROR_SYNC_SOURCE}": src, "${REGMIRROR_TREE}": dst}
+		n := 0
+		for line := range strings.SplitSeq(string(unit), "\n") {
+			cmd, ok := strings.CutPrefix(line, "ExecStart=")
+			if !ok {
+				continue
+			}
+			n++
+			args := strings.Fields(cmd)
+			for i, a := range args {
+				for k, v := range vars {
+					a = strings.ReplaceAll(a, k, v)
+				}
+				args[i] = a
+			}
+			run(t, "", nil, args[0], args[1:]...)
+		}
+		if n != 2 {
+			t.Fatalf("regmirror-sync.service: got %d ExecStart lines, want 2 (the two phases)", n)
+		}
+		m, _, err := layout.NewTree(dst).Load()
+		if err != nil {
+			t.Fatalf("generation %d: the synced metadata does not load: %v", gen, err)
+		}
+		if m.Generation != gen {
+			t.Errorf("synced generation: got %d, want %d", m.Generation, gen)
+		}
+	}
+	metas, _ := filepath.Glob(filepath.Join(dst, "regmirror", "meta", "*"))
+	srcMetas, _ := filepath.Glob(filepath.Join(src, "regmirror", "meta", "*"))
+	if len(metas) != len(srcMetas) {
+		t.Errorf("metadata files: got %d, want %d (deletions carried over)", len(metas), len(srcMetas))
+	}
+	for _, p := range []string{"blobs", "regmirror/" + layout.TempPrefix + "x"} {
+		if _, err := os.Stat(filepath.Join(dst, p)); err == nil {
+			t.Errorf("%s copied to the redirector, want only the metadata", p)
+		}
 	}
 }
