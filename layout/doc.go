@@ -11,12 +11,13 @@
 //	│   └── sha256/
 //	│       └── <hex>                  every blob exactly once: layers, configs, manifests
 //	└── regmirror/                     what the redirector needs; mirrors carry it too
-//	    ├── current                    the stamp: {"format":1,"generation":N,"meta":"meta/<hex>.json.zst"}
+//	    ├── current                    the stamp: {"format":2,"generation":N,"meta":"meta/<hex>.json.zst"}
 //	    │                              written last; switching it switches the generation
 //	    └── meta/
 //	        └── <hex>.json.zst         one metadata file (zstd-compressed JSON, named by the
 //	                                   sha256 of its compressed bytes): tags, manifests with
-//	                                   their bytes, blob sizes, referrers, mirrors, regions
+//	                                   their bytes, blob sizes, referrers, mirrors, regions,
+//	                                   variant sets (digests and sizes, not bytes)
 //
 // Nothing is modified in place. Every file is written to a temporary name beginning with
 // [TempPrefix] in its final directory, fsynced, renamed, and the directory fsynced. Blobs land

@@ -16,9 +16,10 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// FormatVersion is the version of the metadata format this package reads and writes. A reader
-// refuses any other version; a change that old readers would misread bumps it.
-const FormatVersion = 1
+// FormatVersion is the version of the metadata format this package writes. A change that old
+// readers would misread bumps it. This package also reads format 1 (which stored the regional
+// variants' bytes; it drops them) and refuses any other version.
+const FormatVersion = 2
 
 // MaxMetaSize bounds a metadata file once decompressed, so a corrupt or hostile file cannot
 // exhaust memory.
@@ -64,8 +65,8 @@ type Meta struct {
 	Mirrors []*Mirror `json:"mirrors,omitempty"`
 	// Regions maps a region ("DE", "EU", "global") to its candidates.
 	Regions map[string]*Region `json:"regions,omitempty"`
-	// VariantSets holds the regional manifest variants; regions with identical candidate
-	// lists share one set.
+	// VariantSets describes the regional manifest variants; regions with identical candidate
+	// lists share one set. Variants are rendered from it (Renderer), not stored.
 	VariantSets []*VariantSet `json:"variantSets,omitempty"`
 }
 
@@ -135,17 +136,21 @@ type Region struct {
 	VariantSet int `json:"variantSet"`
 }
 
-// VariantSet is one set of regional manifest variants.
+// VariantSet is one set of regional manifest variants: what it takes to render them (the
+// mirrors, in the order their urls appear), and each variant's digest and size. See Renderer.
 type VariantSet struct {
-	// Variants maps a canonical manifest digest to its regional variant.
-	Variants map[Digest]*Variant `json:"variants"`
+	// Mirrors names the set's candidate mirrors in preference order: the tiers of the regions
+	// sharing the set, in order.
+	Mirrors []string `json:"mirrors"`
+	// Variants maps a canonical manifest digest to its variant's digest and size; a manifest
+	// without an entry has no variant in the set.
+	Variants map[Digest]VariantRef `json:"variants"`
 }
 
-// Variant is a regional variant of a manifest: descriptors carry urls of the region's mirrors.
-type Variant struct {
-	Digest    Digest `json:"digest"`
-	MediaType string `json:"mediaType"`
-	Data      []byte `json:"data"`
+// VariantRef is the digest and size of a regional variant: what its rendering gives.
+type VariantRef struct {
+	Digest Digest `json:"digest"`
+	Size   int64  `json:"size"`
 }
 
 // NewMeta returns an empty Meta of the current format.
@@ -190,8 +195,8 @@ func ParseStamp(b []byte) (Stamp, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return Stamp{}, fmt.Errorf("parsing generation stamp: %w", err)
 	}
-	if s.Format != FormatVersion {
-		return Stamp{}, fmt.Errorf("generation stamp has format %d, this regmirror reads format %d: upgrade regmirror", s.Format, FormatVersion)
+	if s.Format != FormatVersion && s.Format != 1 { // a format 1 stamp reads the same
+		return Stamp{}, fmt.Errorf("generation stamp has format %d, this regmirror reads formats 1 and %d: upgrade regmirror", s.Format, FormatVersion)
 	}
 	if _, err := metaDigestFromRef(s.Meta); err != nil {
 		return Stamp{}, err
@@ -253,8 +258,19 @@ func DecodeMeta(raw []byte) (*Meta, error) {
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("decoding metadata: %w", err)
 	}
-	if m.Format != FormatVersion {
-		return nil, fmt.Errorf("metadata has format %d, this regmirror reads format %d: upgrade regmirror", m.Format, FormatVersion)
+	switch m.Format {
+	case FormatVersion:
+	case 1:
+		// Format 1 stored the variants' bytes where format 2 records their digests and sizes:
+		// drop them (regions point at no set), generate and crawl recompute them.
+		m.Format, m.VariantSets = FormatVersion, nil
+		for _, r := range m.Regions {
+			if r != nil {
+				r.VariantSet = -1
+			}
+		}
+	default:
+		return nil, fmt.Errorf("metadata has format %d, this regmirror reads formats 1 and %d: upgrade regmirror", m.Format, FormatVersion)
 	}
 	if m.Repositories == nil {
 		m.Repositories = map[string]*Repository{}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 func TestPublishLoadRoundTrip(t *testing.T) {
@@ -34,6 +36,54 @@ func TestPublishLoadRoundTrip(t *testing.T) {
 	}
 }
 
+// TestDecodeMetaFormats reads metadata of each format: format 1 (variant bytes stored) loses
+// its variants, and regions point at none; an unknown format is refused.
+func TestDecodeMetaFormats(t *testing.T) {
+	d := "sha256:" + strings.Repeat("ab", 32)
+	sets := `"regions":{"DE":{"tiers":[["a"]],"variantSet":0}},"variantSets":`
+	for _, tc := range []struct {
+		name     string
+		json     string
+		ok       bool
+		wantSets int
+		wantSet  int // DE's variant set
+	}{
+		{"format 2", `{"format":2,"generation":1,` + sets + `[{"mirrors":["a"],"variants":{"` + d + `":{"digest":"` + d + `","size":5}}}]}`, true, 1, 0},
+		{"format 1", `{"format":1,"generation":1,` + sets + `[{"variants":{"` + d + `":{"digest":"` + d + `","mediaType":"x","data":"e30="}}}]}`, true, 0, -1},
+		{"format 3", `{"format":3,"generation":1}`, false, 0, 0},
+		{"no format", `{"generation":1}`, false, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := DecodeMeta(zstdBytes(t, tc.json))
+			if (err == nil) != tc.ok {
+				t.Fatalf("DecodeMeta: got err %v, want ok=%v", err, tc.ok)
+			}
+			if !tc.ok {
+				return
+			}
+			if m.Format != FormatVersion {
+				t.Errorf("format: got %d, want %d", m.Format, FormatVersion)
+			}
+			if got := len(m.VariantSets); got != tc.wantSets {
+				t.Errorf("variant sets: got %d, want %d", got, tc.wantSets)
+			}
+			if got := m.Regions["DE"].VariantSet; got != tc.wantSet {
+				t.Errorf("DE's variant set: got %d, want %d", got, tc.wantSet)
+			}
+		})
+	}
+}
+
+func zstdBytes(t *testing.T, s string) []byte {
+	t.Helper()
+	zw, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zw.Close()
+	return zw.EncodeAll([]byte(s), nil)
+}
+
 func TestLoadRefusesCorruptMeta(t *testing.T) {
 	tree := NewTree(t.TempDir())
 	s, err := tree.Publish(NewMeta(1))
@@ -56,8 +106,10 @@ func TestParseStamp(t *testing.T) {
 		in   string
 		ok   bool
 	}{
-		{"good", `{"format":1,"generation":2,"meta":"meta/` + hex + `.json.zst"}`, true},
-		{"future format", `{"format":2,"generation":2,"meta":"meta/` + hex + `.json.zst"}`, false},
+		{"good", `{"format":2,"generation":2,"meta":"meta/` + hex + `.json.zst"}`, true},
+		{"format 1", `{"format":1,"generation":2,"meta":"meta/` + hex + `.json.zst"}`, true},
+		{"future format", `{"format":3,"generation":2,"meta":"meta/` + hex + `.json.zst"}`, false},
+		{"no format", `{"generation":2,"meta":"meta/` + hex + `.json.zst"}`, false},
 		{"traversal", `{"format":1,"generation":2,"meta":"../../etc/passwd"}`, false},
 		{"not json", `garbage`, false},
 	}

@@ -246,48 +246,47 @@ func addMirrors(m *layout.Meta, gen uint64) {
 	}
 }
 
-// addVariants gives every canonical manifest a variant per set (urls at a mirror), and lists
-// variants that point at their children's variants.
+// variantSetMirrors are the mirrors of the test variant sets, in preference order: set 0 the
+// German mirrors, set 1 the French one, then the German ones.
+var variantSetMirrors = [][]string{
+	{"de2.example", "de1.example"},
+	{"fr.example", "de2.example", "de1.example"},
+}
+
+// addVariants records sets variant sets (at most len(variantSetMirrors)), as the generator's
+// precompute does: every image's layers and config get urls at the set's mirrors, and lists
+// point at their children's variants. Germany gets set 0, the rest of Europe set 1.
 func addVariants(t testing.TB, m *layout.Meta, sets int) {
+	t.Helper()
 	m.VariantSets = nil
 	for i := range sets {
-		vs := &layout.VariantSet{Variants: map[layout.Digest]*layout.Variant{}}
-		var lists []layout.Digest
-		for d, mf := range m.Manifests {
-			if mf.MediaType == mtOCIIndex || mf.MediaType == mtDockerList {
-				lists = append(lists, d)
-				continue
-			}
-			var man v1.Manifest
-			check(t, json.Unmarshal(mf.Data, &man))
-			for j := range man.Layers {
-				man.Layers[j].URLs = []string{"https://mirror" + string(rune('0'+i)) + ".example/" + layout.BlobPath(layout.MustDigest(man.Layers[j].Digest.String()))}
-			}
-			raw, err := json.Marshal(man)
-			check(t, err)
-			vs.Variants[d] = &layout.Variant{Digest: digestOf(raw), MediaType: mf.MediaType, Data: raw}
-		}
-		for _, d := range lists {
-			var idx v1.IndexManifest
-			check(t, json.Unmarshal(m.Manifests[d].Data, &idx))
-			for j, c := range idx.Manifests {
-				if v := vs.Variants[layout.MustDigest(c.Digest.String())]; v != nil {
-					idx.Manifests[j].Digest = mustHash(v.Digest)
-					idx.Manifests[j].Size = int64(len(v.Data))
-				}
-			}
-			raw, err := json.Marshal(idx)
-			check(t, err)
-			vs.Variants[d] = &layout.Variant{Digest: digestOf(raw), MediaType: m.Manifests[d].MediaType, Data: raw}
-		}
-		m.VariantSets = append(m.VariantSets, vs)
+		m.VariantSets = append(m.VariantSets, &layout.VariantSet{Mirrors: variantSetMirrors[i]})
 	}
-	// Germany gets set 0, the rest of Europe set 1 (if there are that many).
+	r := layout.NewRenderer(m)
+	for i := range sets {
+		if n, _ := r.Record(i); n == 0 {
+			t.Fatalf("variant set %d: no variant recorded", i)
+		}
+	}
 	for key, i := range map[string]int{"DE": 0, "EU": 1} {
 		if r := m.Regions[key]; r != nil && i < sets {
 			r.VariantSet = i
 		}
 	}
+}
+
+// renderedVariant renders the variant of d in set of meta, checked against the recorded digest
+// and size.
+func renderedVariant(t testing.TB, meta *layout.Meta, set int, d layout.Digest) *layout.Variant {
+	t.Helper()
+	v, err := layout.NewRenderer(meta).Variant(set, d)
+	if err != nil {
+		t.Fatalf("variant of %s in set %d: %v", d, set, err)
+	}
+	if ref := meta.VariantSets[set].Variants[d]; digestOf(v.Data) != ref.Digest || int64(len(v.Data)) != ref.Size {
+		t.Fatalf("variant of %s in set %d renders as %s, recorded %s", d, set, digestOf(v.Data), ref.Digest)
+	}
+	return v
 }
 
 // newTestTree publishes the demo set (after mod) into a new tree and returns its directory.

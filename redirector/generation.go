@@ -48,6 +48,8 @@ type generation struct {
 	netblockMirrors []*mirrorEntry
 	// origin is the configured origin URL (ending in "/"), or "" to serve from the local tree.
 	origin string
+	// variants are the regional variants, rendered on request; nil without.
+	variants *variantSets
 
 	manifestCount, variantCount, blobCount int
 }
@@ -76,6 +78,7 @@ func newAnswer(digest, mediaType string, body []byte) answer {
 // manifestEntry is a manifest (canonical or regional variant) ready to serve.
 type manifestEntry struct {
 	answer
+	d         layout.Digest
 	mediaType string
 	isList    bool
 	// defaultChild is the linux/amd64 image of a list, for clients that accept no list.
@@ -96,7 +99,8 @@ type repoEntry struct {
 	tags     map[string]*manifestEntry
 	tagList  []string // sorted
 	tagsBody []byte   // the unpaginated tags/list answer
-	// manifests holds every manifest of the repository by digest, canonical and variants.
+	// manifests holds every canonical manifest of the repository by digest; its regional
+	// variants are found through generation.variants.
 	manifests map[string]*manifestEntry
 	blobs     map[string]*blobEntry
 	referrers map[string]*referrerSet
@@ -125,8 +129,8 @@ type tierEntry struct {
 type regionEntry struct {
 	key   string
 	tiers []tierEntry
-	// variants maps a canonical manifest digest to the region's variant; nil without.
-	variants map[string]*manifestEntry
+	// variantSet indexes the generation's variant sets; -1 when the region has none.
+	variantSet int
 }
 
 // loadGeneration builds a generation from a tree's metadata. It refuses metadata that is
@@ -156,43 +160,41 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 	}
 	g.manifestCount = len(manifests)
 
-	// Variants, by canonical digest per set and by their own digest.
-	variantSets := make([]map[string]*manifestEntry, len(m.VariantSets))
-	variantsOf := map[string][]*manifestEntry{} // canonical digest → its variants
-	byDigest := make(map[string]*manifestEntry, len(manifests))
-	for d, e := range manifests {
-		byDigest[d] = e
-	}
-	for i, vs := range m.VariantSets {
-		if vs == nil {
-			continue
+	// Variants: what the sets record, checked, and every variant by its own digest. Nothing
+	// is rendered here; a variant is rendered when a client first asks for it.
+	if len(m.VariantSets) > 0 {
+		vs := &variantSets{
+			sets:     make([]map[layout.Digest]layout.VariantRef, len(m.VariantSets)),
+			renderer: layout.NewRenderer(m),
+			byDigest: map[layout.Digest]variantRef{},
 		}
-		set := make(map[string]*manifestEntry, len(vs.Variants))
-		for canon, v := range vs.Variants {
-			if v == nil {
-				return nil, fmt.Errorf("variant set %d: variant of %s has no data", i, canon)
+		for i, set := range m.VariantSets {
+			if set == nil {
+				continue
 			}
-			if _, ok := manifests[canon.String()]; !ok {
-				return nil, fmt.Errorf("variant set %d: variant of unknown manifest %s", i, canon)
-			}
-			e, ok := byDigest[v.Digest.String()]
-			if !ok {
-				var err error
-				if e, err = newManifestEntry(v.Digest, v.MediaType, v.Data); err != nil {
-					return nil, fmt.Errorf("variant set %d: %w", i, err)
+			for canon, ref := range set.Variants {
+				e, ok := manifests[canon.String()]
+				if !ok {
+					return nil, fmt.Errorf("variant set %d: variant of unknown manifest %s", i, canon)
 				}
-				byDigest[v.Digest.String()] = e
-				g.variantCount++
+				if ref.Digest.IsZero() || ref.Size <= 0 {
+					return nil, fmt.Errorf("variant set %d: variant of %s has no digest or size", i, canon)
+				}
+				if _, ok := vs.byDigest[ref.Digest]; !ok {
+					if _, canonical := manifests[ref.Digest.String()]; !canonical {
+						vs.byDigest[ref.Digest] = variantRef{set: i, canon: e}
+					}
+				}
 			}
-			set[canon.String()] = e
-			variantsOf[canon.String()] = append(variantsOf[canon.String()], e)
+			vs.sets[i] = set.Variants
 		}
-		variantSets[i] = set
+		g.variants = vs
+		g.variantCount = len(vs.byDigest)
 	}
 	// Lists learn their linux/amd64 child.
-	for _, e := range byDigest {
+	for _, e := range manifests {
 		if e.isList {
-			e.defaultChild = findDefaultChild(e.body, byDigest)
+			e.defaultChild = findDefaultChild(e.body, manifests)
 		}
 	}
 
@@ -240,9 +242,6 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 				return nil, fmt.Errorf("repository %s lists manifest %s, which the metadata lacks", name, d)
 			}
 			re.manifests[d.String()] = e
-			for _, v := range variantsOf[d.String()] {
-				re.manifests[v.digest] = v
-			}
 			if b, ok := blobs[d.String()]; ok {
 				re.blobs[d.String()] = b
 			}
@@ -313,7 +312,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		if reg == nil {
 			continue
 		}
-		re := &regionEntry{key: key}
+		re := &regionEntry{key: key, variantSet: -1}
 		for _, names := range reg.Tiers {
 			var t tierEntry
 			for _, n := range names {
@@ -332,10 +331,11 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 				re.tiers = append(re.tiers, t)
 			}
 		}
-		if reg.VariantSet >= 0 && reg.VariantSet < len(variantSets) {
-			re.variants = variantSets[reg.VariantSet]
-		} else if reg.VariantSet >= len(variantSets) {
-			return nil, fmt.Errorf("region %s names variant set %d of %d", key, reg.VariantSet, len(variantSets))
+		switch {
+		case reg.VariantSet >= len(m.VariantSets):
+			return nil, fmt.Errorf("region %s names variant set %d of %d", key, reg.VariantSet, len(m.VariantSets))
+		case reg.VariantSet >= 0 && m.VariantSets[reg.VariantSet] != nil:
+			re.variantSet = reg.VariantSet
 		}
 		g.regions[key] = re
 	}
@@ -351,6 +351,7 @@ func newManifestEntry(d layout.Digest, mediaType string, data []byte) (*manifest
 	}
 	return &manifestEntry{
 		answer:    newAnswer(d.String(), mediaType, data),
+		d:         d,
 		mediaType: mediaType,
 		isList:    mediaType == mtOCIIndex || mediaType == mtDockerList,
 	}, nil

@@ -68,8 +68,8 @@ func (s *Server) serveManifest(st *reqState, r *http.Request, g *generation, rt 
 			e = e.defaultChild
 		}
 		if s.opts.RegionalManifests {
-			if reg := s.resolveClient(st, r, g); reg != nil && reg.variants != nil {
-				if v := reg.variants[e.digest]; v != nil {
+			if reg := s.resolveClient(st, r, g); reg != nil {
+				if v := s.variantOf(g, reg, e); v != nil {
 					e = v
 				}
 			}
@@ -80,6 +80,9 @@ func (s *Server) serveManifest(st *reqState, r *http.Request, g *generation, rt 
 			return
 		}
 		if e = repo.manifests[d.String()]; e == nil {
+			e = s.variantByDigest(g, repo, d)
+		}
+		if e == nil {
 			writeError(st, r, errManifestUnknown, "manifest "+d.String()+" is not in "+rt.name)
 			return
 		}

@@ -26,6 +26,7 @@ type metrics struct {
 	redirectCounters sync.Map // redirectKey → prometheus.Counter
 	reloads          *prometheus.CounterVec
 	geoReloads       *prometheus.CounterVec
+	variantRenders   *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -52,6 +53,14 @@ func newMetrics(s *Server) *metrics {
 		Name: "regmirror_geoip_loads_total",
 		Help: "GeoIP database reloads, by result.",
 	}, []string{"result"})
+	m.variantRenders = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regmirror_variant_renders_total",
+		Help: "Regional variants rendered on request (result=ok), and renderings that did not give the recorded digest (result=failed: the metadata and this redirector disagree; the variant is not served).",
+	}, []string{"result"})
+	cached := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "regmirror_variant_cache_bytes",
+		Help: "Bytes of rendered regional variants kept.",
+	}, func() float64 { _, n := s.variantCache.stats(); return float64(n) })
 	gen := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "regmirror_generation",
 		Help: "The generation being served.",
@@ -65,7 +74,7 @@ func newMetrics(s *Server) *metrics {
 		}
 		return 0
 	})
-	m.reg.MustRegister(reqs, m.redirects, m.reloads, m.geoReloads, gen, age,
+	m.reg.MustRegister(reqs, m.redirects, m.reloads, m.geoReloads, m.variantRenders, cached, gen, age,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

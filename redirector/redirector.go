@@ -44,6 +44,9 @@ type Options struct {
 	Logger *slog.Logger
 	// AccessLog receives one line per request; nil logs none.
 	AccessLog *slog.Logger
+	// VariantCacheBytes bounds the regional variants kept once rendered: 0 means
+	// DefaultVariantCacheBytes, negative keeps none (every request renders).
+	VariantCacheBytes int64
 	// Random returns uniform random numbers for the weighted mirror choice; it must be safe
 	// for concurrent use. Nil uses math/rand/v2. Tests pass a seeded source.
 	Random func() uint64
@@ -66,9 +69,10 @@ type Server struct {
 	gen atomic.Pointer[generation]
 	geo atomic.Pointer[geoDB]
 
-	metrics *metrics
-	watchMu sync.Mutex
-	watch   watchState
+	metrics      *metrics
+	variantCache *variantCache
+	watchMu      sync.Mutex
+	watch        watchState
 }
 
 // New loads the tree's current generation (and the GeoIP database) and returns a server ready
@@ -97,17 +101,14 @@ func New(opts Options) (*Server, error) {
 	if opts.CountryHeader != "" {
 		s.countryHeader = textproto.CanonicalMIMEHeaderKey(opts.CountryHeader)
 	}
-	switch {
-	case opts.TagMaxAge == 0:
-		opts.TagMaxAge = DefaultTagMaxAge
-	case opts.TagMaxAge < 0:
-		opts.TagMaxAge = 0
-	}
+	opts.TagMaxAge = zeroDefault(opts.TagMaxAge, DefaultTagMaxAge)
 	s.tagCC = tagCacheControl(opts.TagMaxAge)
 	s.tagPrivateCC = []string{"private, no-store"}
 	if secs := int64(opts.TagMaxAge / time.Second); secs > 0 {
 		s.tagPrivateCC = []string{fmt.Sprintf("private, max-age=%d", secs)}
 	}
+	opts.VariantCacheBytes = zeroDefault(opts.VariantCacheBytes, DefaultVariantCacheBytes)
+	s.variantCache = newVariantCache(opts.VariantCacheBytes)
 	s.opts = opts
 	s.metrics = newMetrics(s)
 
@@ -135,6 +136,17 @@ func New(opts Options) (*Server, error) {
 		s.log.Warn("no GeoIP database (--geoip): every client is in region global")
 	}
 	return s, nil
+}
+
+// zeroDefault resolves an option where 0 means the default and a negative value means none.
+func zeroDefault[T time.Duration | int64](v, def T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
 }
 
 // Close releases the tree directory. The server must not serve afterwards.

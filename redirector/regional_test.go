@@ -15,7 +15,7 @@ func TestRegionalManifests(t *testing.T) {
 		addVariants(t, m, 2)
 		meta = m
 	})
-	variant := func(set int, d layout.Digest) *layout.Variant { return meta.VariantSets[set].Variants[d] }
+	variant := func(set int, d layout.Digest) *layout.Variant { return renderedVariant(t, meta, set, d) }
 	de := http.Header{"Cf-Ipcountry": {"DE"}}
 	fr := http.Header{"Cf-Ipcountry": {"FR"}}
 	us := http.Header{"Cf-Ipcountry": {"US"}}

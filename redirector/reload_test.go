@@ -66,7 +66,7 @@ func TestReload(t *testing.T) {
 		}},
 		{"stamp names a missing metadata file", func(t *testing.T) {
 			check(t, layout.WriteFile(filepath.Join(dir, layout.CurrentFile),
-				[]byte(`{"format":1,"generation":3,"meta":"meta/`+strings.Repeat("a", 64)+`.json.zst"}`)))
+				[]byte(`{"format":2,"generation":3,"meta":"meta/`+strings.Repeat("a", 64)+`.json.zst"}`)))
 		}},
 		{"metadata file is corrupt", func(t *testing.T) {
 			republish(t, dir, 3, nil)

@@ -256,9 +256,9 @@ func TestRun(t *testing.T) {
 		t.Errorf("stats %+v", rep.Stats)
 	}
 	// DE's variant: the new blob only from mirrors holding generation 2.
-	v := meta.VariantSets[meta.Regions["DE"].VariantSet].Variants[tt.manifest]
-	if v == nil {
-		t.Fatal("no DE variant")
+	v, err := layout.NewRenderer(meta).Variant(meta.Regions["DE"].VariantSet, tt.manifest)
+	if err != nil {
+		t.Fatalf("DE variant: %v", err)
 	}
 	s := string(v.Data)
 	newURLs := fmt.Sprintf(`"urls":["%sblobs/sha256/%s","%sblobs/sha256/%s","%sblobs/sha256/%s"]`, urls["good"], newest.Hex(), urls["nohead"], newest.Hex(), urls["ahead"], newest.Hex())

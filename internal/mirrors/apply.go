@@ -11,9 +11,6 @@ import (
 	"github.com/regmirror/regmirror/layout"
 )
 
-// MaxURLs is how many mirrors a variant's descriptor names at most, before the origin.
-const MaxURLs = 3
-
 // StatusNotCrawled is the status of a mirror no crawl has checked yet (or whose URL changed
 // since): it is not a candidate until a crawl finds it healthy.
 const StatusNotCrawled = "not crawled yet"
@@ -24,7 +21,8 @@ type Stats struct {
 	Candidates  int // enabled mirrors the last crawl found healthy
 	Regions     int
 	VariantSets int // distinct candidate lists with at least one candidate
-	// Variants and VariantBytes count every variant of every set.
+	// Variants and VariantBytes count every variant of every set (rendered to record their
+	// digests and sizes; the metadata holds no variant bytes).
 	Variants     int
 	VariantBytes int64
 	// Unsupported counts manifests that get no variants: Docker schema 1 (signed), unknown
@@ -181,35 +179,34 @@ func Precompute(meta *layout.Meta) (Stats, error) {
 	st.Regions = len(meta.Regions)
 	st.VariantSets = len(sets)
 
-	byName := make(map[string]*layout.Mirror, len(usable))
-	for _, m := range usable {
-		byName[m.Name] = m
-	}
-	tmpls, unsupported := parseManifests(meta.Manifests)
-	st.Unsupported = unsupported
 	meta.VariantSets = make([]*layout.VariantSet, len(sets))
+	for i, t := range sets {
+		vs := &layout.VariantSet{Mirrors: []string{}}
+		for _, tier := range t {
+			vs.Mirrors = append(vs.Mirrors, tier...)
+		}
+		meta.VariantSets[i] = vs
+	}
+	r := layout.NewRenderer(meta)
+	st.Unsupported = r.ParseAll()
+	counts := make([]struct {
+		n    int
+		size int64
+	}, len(sets))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for i, t := range sets {
-		var pref []*layout.Mirror
-		for _, tier := range t {
-			for _, n := range tier {
-				pref = append(pref, byName[n])
-			}
-		}
+	for i := range sets {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			meta.VariantSets[i] = buildSet(meta, tmpls, pref)
+			counts[i].n, counts[i].size = r.Record(i)
 		}()
 	}
 	wg.Wait()
-	for _, vs := range meta.VariantSets {
-		st.Variants += len(vs.Variants)
-		for _, v := range vs.Variants {
-			st.VariantBytes += int64(len(v.Data))
-		}
+	for _, c := range counts {
+		st.Variants += c.n
+		st.VariantBytes += c.size
 	}
 	return st, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -146,6 +147,27 @@ func TestPrecomputeRegions(t *testing.T) {
 	t.Logf("%v", st)
 }
 
+// variant renders the variant of d in variant set set, and checks it against the digest and
+// size the set records; nil when the set records none.
+func variant(t testing.TB, meta *layout.Meta, set int, d layout.Digest) *layout.Variant {
+	t.Helper()
+	v, err := layout.NewRenderer(meta).Variant(set, d)
+	if errors.Is(err, layout.ErrNoVariant) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("rendering the variant of %s in set %d: %v", d, set, err)
+	}
+	ref := meta.VariantSets[set].Variants[d]
+	if got, want := digestOf(v.Data), ref.Digest; got != want || v.Digest != want {
+		t.Fatalf("variant of %s in set %d: rendered bytes hash to %s (says %s), recorded %s", d, set, got, v.Digest, want)
+	}
+	if got, want := int64(len(v.Data)), ref.Size; got != want {
+		t.Fatalf("variant of %s in set %d: %d bytes, recorded %d", d, set, got, want)
+	}
+	return v
+}
+
 // urlsOf returns the urls of every config and layer descriptor of an image manifest, by digest.
 func urlsOf(t *testing.T, data []byte) map[string][]string {
 	var m struct {
@@ -175,10 +197,14 @@ func TestVariantURLs(t *testing.T) {
 	if _, err := Precompute(f.meta); err != nil {
 		t.Fatal(err)
 	}
-	set := f.meta.VariantSets[f.meta.Regions["DE"].VariantSet]
+	de := f.meta.Regions["DE"].VariantSet
+	if got, want := f.meta.VariantSets[de].Mirrors, []string{"de1", "de2", "fr1", "us1"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("DE's set mirrors %v, want %v", got, want)
+	}
+	get := func(d layout.Digest) *layout.Variant { return variant(t, f.meta, de, d) }
 	u := func(m string, d layout.Digest) string { return "https://" + m + ".example/blobs/sha256/" + d.Hex() }
 	o := func(d layout.Digest) string { return "https://origin.example/tree/blobs/sha256/" + d.Hex() }
-	v1 := set.Variants[f.m1]
+	v1 := get(f.m1)
 	got := urlsOf(t, v1.Data)
 	want := map[string][]string{
 		// At most three mirrors, preference order, origin last.
@@ -203,11 +229,11 @@ func TestVariantURLs(t *testing.T) {
 	}
 
 	// A foreign layer keeps its own urls; the other descriptors get the region's.
-	got3 := urlsOf(t, set.Variants[f.m3].Data)
+	got3 := urlsOf(t, get(f.m3).Data)
 	if !reflect.DeepEqual(got3[f.l3.String()], []string{"https://foreign.example/l3"}) || len(got3[f.l1.String()]) != 4 {
 		t.Errorf("foreign layer: %v", got3)
 	}
-	if _, ok := set.Variants[f.m4]; ok {
+	if _, ok := f.meta.VariantSets[de].Variants[f.m4]; ok {
 		t.Error("schema 1 manifest got a variant")
 	}
 
@@ -217,13 +243,13 @@ func TestVariantURLs(t *testing.T) {
 		Children  []json.RawMessage `json:"manifests"`
 		Ann       map[string]string `json:"annotations"`
 	}
-	vi := set.Variants[f.idx]
+	vi := get(f.idx)
 	if err := json.Unmarshal(vi.Data, &idx); err != nil {
 		t.Fatal(err)
 	}
 	wantChildren := []string{
 		fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%d,"platform":{"architecture":"amd64","os":"linux"}}`, v1.Digest, len(v1.Data)),
-		fmt.Sprintf(`{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"%s","size":%d,"platform":{"architecture":"arm64","os":"linux"}}`, set.Variants[f.m2].Digest, len(set.Variants[f.m2].Data)),
+		fmt.Sprintf(`{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":"%s","size":%d,"platform":{"architecture":"arm64","os":"linux"}}`, get(f.m2).Digest, len(get(f.m2).Data)),
 	}
 	for i, c := range idx.Children {
 		if string(c) != wantChildren[i] {
@@ -233,13 +259,13 @@ func TestVariantURLs(t *testing.T) {
 	if idx.Ann["k"] != "v" || vi.MediaType != mediaOCIIndex || vi.Digest != digestOf(vi.Data) {
 		t.Errorf("index variant %s", vi.Data)
 	}
-	vn := set.Variants[f.nested]
+	vn := get(f.nested)
 	if !strings.Contains(string(vn.Data), vi.Digest.String()) || !strings.Contains(string(vn.Data), fmt.Sprintf(`"size":%d`, len(vi.Data))) {
 		t.Errorf("nested index variant does not point at the index variant: %s", vn.Data)
 	}
 
 	// In another region the urls follow that region's preference.
-	us := f.meta.VariantSets[f.meta.Regions["US"].VariantSet].Variants[f.m1]
+	us := variant(t, f.meta, f.meta.Regions["US"].VariantSet, f.m1)
 	if got := urlsOf(t, us.Data)[f.l2.String()]; !reflect.DeepEqual(got, []string{u("us1", f.l2), u("de1", f.l2), u("fr1", f.l2), o(f.l2)}) {
 		t.Errorf("US urls for l2: %v", got)
 	}
@@ -269,7 +295,7 @@ func TestVariantsWithoutOrigin(t *testing.T) {
 	if _, err := Precompute(f.meta); err != nil {
 		t.Fatal(err)
 	}
-	v := f.meta.VariantSets[f.meta.Regions["DE"].VariantSet].Variants[f.m1]
+	v := variant(t, f.meta, f.meta.Regions["DE"].VariantSet, f.m1)
 	got := urlsOf(t, v.Data)
 	if len(got[f.l2.String()]) != 0 || len(got[f.l1.String()]) != 1 {
 		t.Errorf("urls %v", got)

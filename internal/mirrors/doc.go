@@ -50,24 +50,15 @@
 //
 // # Variants
 //
-// For every distinct candidate list, every image manifest (OCI or Docker schema 2) gets a
-// variant whose config and layer descriptors carry urls: up to MaxURLs mirrors of the region
-// holding that blob, in preference order (tiers in order, within a tier by bandwidth then
-// name), as <mirror url>blobs/sha256/<hex>, then the origin's URL last when the file has one.
-// Every index and manifest list gets a variant whose children's digests and sizes are those of
-// the children's variants. All other fields (annotations, subject, artifactType, platform,
-// unknown ones) are kept, in document order; the variant is compact JSON with the canonical
-// media type, and its digest is the sha256 of its bytes.
+// Each distinct candidate list is a variant set: its mirrors in preference order (tiers in
+// order, within a tier by bandwidth then name) and, per canonical manifest, the digest and size
+// of its regional variant, in which config and layer descriptors carry urls at the set's
+// mirrors holding the blob, the origin last, and indexes point at their children's variants.
+// The metadata holds no variant bytes: Precompute renders every variant once with
+// layout.Renderer to record its digest and size, and the redirector renders a variant with the
+// same Renderer when a client asks for it. The rendering rules are documented in package layout
+// (variants.go).
 //
-// A descriptor that already has urls (a foreign or non-distributable layer) is left as it is:
-// its publisher chose where it lives. A descriptor whose blob the tree does not hold gets no
-// urls. A manifest for which nothing would change (no mirror holds any of its blobs and there
-// is no origin, or an index none of whose children has a variant) has no variant in that set:
-// the redirector serves the canonical manifest. Docker schema 1 manifests (signed), unknown
-// media types and manifests with duplicate JSON keys get no variants.
-//
-// Variants are many bytes: with 10,000 manifests and 50 mirrors in 30 countries there are 37
-// variant sets, 370,000 variants and about 850 MiB of them (BenchmarkPrecompute). Renderer
-// renders any one of them on demand from the metadata, byte for byte, for a reader that would
-// rather not hold them all.
+// With 10,000 manifests and 50 mirrors in 30 countries there are 37 variant sets and 370,000
+// variants (about 850 MiB if they were stored; BenchmarkPrecompute reports the metadata's size).
 package mirrors

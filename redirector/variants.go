@@ -1,0 +1,139 @@
+package redirector
+
+import (
+	"container/list"
+	"sync"
+
+	"github.com/regmirror/regmirror/layout"
+)
+
+// DefaultVariantCacheBytes bounds the rendered regional variants a server keeps.
+const DefaultVariantCacheBytes = 64 << 20
+
+// variantRef is a regional variant the generation knows by digest, rendered on first request.
+type variantRef struct {
+	set   int            // index in the metadata's variant sets
+	canon *manifestEntry // the canonical manifest it is a variant of
+}
+
+// variantSets are the generation's variant sets as the metadata records them (canonical
+// digest → variant digest and size), with the renderer that renders them.
+type variantSets struct {
+	sets     []map[layout.Digest]layout.VariantRef
+	renderer *layout.Renderer
+	// byDigest maps each variant's digest to the set and canonical manifest it renders from.
+	byDigest map[layout.Digest]variantRef
+}
+
+// variantOf returns the variant of canonical manifest e in region reg, rendered (or cached),
+// or nil when the region has none for it or it does not render as recorded (logged): the
+// caller then serves the canonical manifest, a correct answer for a tag.
+func (s *Server) variantOf(g *generation, reg *regionEntry, e *manifestEntry) *manifestEntry {
+	if reg.variantSet < 0 || g.variants == nil {
+		return nil
+	}
+	ref, ok := g.variants.sets[reg.variantSet][e.d]
+	if !ok {
+		return nil
+	}
+	return s.renderVariant(g, ref.Digest, variantRef{set: reg.variantSet, canon: e})
+}
+
+// variantByDigest returns the variant with digest d if it is a variant of a manifest of repo,
+// rendered (or cached); nil when there is none or it does not render as recorded (logged).
+func (s *Server) variantByDigest(g *generation, repo *repoEntry, d layout.Digest) *manifestEntry {
+	if g.variants == nil {
+		return nil
+	}
+	vr, ok := g.variants.byDigest[d]
+	if !ok || repo.manifests[vr.canon.digest] != vr.canon {
+		return nil
+	}
+	return s.renderVariant(g, d, vr)
+}
+
+// renderVariant returns the variant with digest d, from the cache or rendered from vr. A
+// rendering that does not give d (metadata from a generator whose rendering differs from this
+// redirector's, or corrupt) is logged as an error and gives nil: a client that asked for d
+// must get exactly d's bytes or MANIFEST_UNKNOWN.
+func (s *Server) renderVariant(g *generation, d layout.Digest, vr variantRef) *manifestEntry {
+	if e := s.variantCache.get(d); e != nil {
+		return e
+	}
+	v, err := g.variants.renderer.Variant(vr.set, vr.canon.d)
+	if err == nil && v.Digest != d {
+		err = errVariantDigest
+	}
+	if err != nil {
+		s.metrics.variantRenders.WithLabelValues("failed").Inc()
+		s.log.Error("regional variant does not render as the metadata records it; answering without it",
+			"variant", d.String(), "of", vr.canon.digest, "set", vr.set, "generation", g.number, "err", err)
+		return nil
+	}
+	s.metrics.variantRenders.WithLabelValues("ok").Inc()
+	e := &manifestEntry{
+		answer:    newAnswer(d.String(), vr.canon.mediaType, v.Data),
+		d:         d,
+		mediaType: vr.canon.mediaType,
+		isList:    vr.canon.isList,
+	}
+	s.variantCache.add(d, e)
+	return e
+}
+
+type constError string
+
+func (e constError) Error() string { return string(e) }
+
+const errVariantDigest = constError("rendered variant has another digest")
+
+// variantCache keeps rendered variants, least recently used out first, up to a number of
+// bytes. Variants are content-addressed, so entries stay valid across generations.
+type variantCache struct {
+	max int64 // 0: keep nothing
+
+	mu    sync.Mutex
+	size  int64
+	order *list.List // of *manifestEntry, most recently used first
+	byKey map[layout.Digest]*list.Element
+}
+
+func newVariantCache(max int64) *variantCache {
+	return &variantCache{max: max, order: list.New(), byKey: map[layout.Digest]*list.Element{}}
+}
+
+func (c *variantCache) get(d layout.Digest) *manifestEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.byKey[d]
+	if !ok {
+		return nil
+	}
+	c.order.MoveToFront(el)
+	return el.Value.(*manifestEntry)
+}
+
+func (c *variantCache) add(d layout.Digest, e *manifestEntry) {
+	n := int64(len(e.body))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.byKey[d]; ok || n > c.max {
+		return
+	}
+	c.byKey[d] = c.order.PushFront(e)
+	c.size += n
+	for c.size > c.max {
+		el := c.order.Back()
+		old := el.Value.(*manifestEntry)
+		c.order.Remove(el)
+		delete(c.byKey, old.d)
+		c.size -= int64(len(old.body))
+	}
+}
+
+// stats returns the number of cached variants and their bytes.
+func (c *variantCache) stats() (n int, size int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.order.Len(), c.size
+}
