@@ -148,8 +148,9 @@ func Write(tree *layout.Tree, meta *layout.Meta) error {
 	return prune(tree, want)
 }
 
-// prune removes files under Dir that are not in want (temporary files excepted: they belong
-// to a writer), then the directories left empty.
+// prune removes files under Dir that are not in want, then the directories left empty.
+// Temporary files go too: Write runs under the generator's lock on the tree, so any here are
+// left over from a run that was killed.
 func prune(tree *layout.Tree, want map[string][]byte) error {
 	root := tree.Path(Dir)
 	var dirs []string
@@ -164,14 +165,11 @@ func prune(tree *layout.Tree, want map[string][]byte) error {
 			dirs = append(dirs, p)
 			return nil
 		}
-		if strings.HasPrefix(d.Name(), layout.TempPrefix) {
-			return nil
-		}
 		rel, err := filepath.Rel(tree.Dir(), p)
 		if err != nil {
 			return err
 		}
-		if _, ok := want[filepath.ToSlash(rel)]; ok {
+		if _, ok := want[filepath.ToSlash(rel)]; ok && !strings.HasPrefix(d.Name(), layout.TempPrefix) {
 			return nil
 		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {

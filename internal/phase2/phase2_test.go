@@ -97,16 +97,17 @@ func TestWrite(t *testing.T) {
 		}
 	}
 
-	// The next generation moves fedora:42 and drops fedora/toolbox: stale files and empty
-	// directories go, a writer's temporary file stays, unchanged files keep their mtime.
+	// The next generation moves fedora:42 and drops fedora/toolbox: stale files, empty
+	// directories and a killed run's temporary files go, unchanged files keep their mtime.
 	base := tree.Path(Dir + "/_base.json")
 	old := time.Unix(1_000_000_000, 0)
 	if err := os.Chtimes(base, old, old); err != nil {
 		t.Fatal(err)
 	}
-	tmp := tree.Path(Dir + "/" + layout.TempPrefix + "x")
-	if err := os.WriteFile(tmp, nil, 0o644); err != nil {
-		t.Fatal(err)
+	for _, tmp := range []string{Dir + "/" + layout.TempPrefix + "refs.map-1", Dir + "/fedora/_tags/42/" + layout.TempPrefix + "x"} {
+		if err := os.WriteFile(tree.Path(tmp), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c := digestOf("c")
 	m2 := testMeta(map[string]map[string]string{"fedora": {"42": "c"}})
@@ -115,7 +116,6 @@ func TestWrite(t *testing.T) {
 	}
 	want = []string{
 		"regmirror/v2/",
-		"regmirror/v2/" + layout.TempPrefix + "x",
 		"regmirror/v2/_base.json",
 		"regmirror/v2/fedora/",
 		"regmirror/v2/fedora/_digests/",
