@@ -353,7 +353,6 @@ func TestOptionErrors(t *testing.T) {
 		{"ftp", Options{Source: "ftp://x", Out: "x"}, "http://"},
 		{"path", Options{Source: "http://x/foo", Out: "x"}, "path"},
 		{"userinfo", Options{Source: "http://u:p@x", Out: "x"}, "credentials"},
-		{"mirrors unwired", Options{Source: "http://x", Out: "x", MirrorsFile: "m.yaml"}, "mirrors"},
 		{"bad glob", Options{Source: "http://x", Out: "x", Repos: []string{""}}, "empty --repo"},
 	}
 	for _, tc := range tests {

@@ -5,7 +5,6 @@
 package generator
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -32,12 +31,6 @@ const (
 	MaxManifestSize = 4 << 20
 )
 
-// MirrorsFunc applies a mirrors file to the metadata of the generation being published, after
-// its content is complete and before it is written: it fills next.Mirrors, next.Regions,
-// next.Origin and next.VariantSets. prev is the previous generation's metadata (nil for the
-// first), so crawl state can be carried over.
-type MirrorsFunc func(ctx context.Context, file string, prev, next *layout.Meta) error
-
 // BlobFile is a file being written atomically (a *layout.File by default).
 type BlobFile interface {
 	io.Writer
@@ -54,9 +47,10 @@ type Options struct {
 	Out string
 	// Repos are --repo globs (see Glob); none selects every repository.
 	Repos []string
-	// MirrorsFile is --mirrors. Mirrors applies it; a MirrorsFile without Mirrors is an error.
+	// MirrorsFile is --mirrors: the mirror network, recorded in the metadata with the
+	// per-region data (crawl state carried over by mirror name). Empty keeps the previous
+	// generation's mirror network, if any.
 	MirrorsFile string
-	Mirrors     MirrorsFunc
 
 	// Jobs bounds concurrent blob transfers; small requests (tag lists, manifest HEADs and
 	// GETs, referrers) and manifest writes run 4×Jobs at a time.
@@ -112,9 +106,6 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Out == "" && !o.DryRun {
 		return errors.New("no output directory: give --out DIR")
-	}
-	if o.MirrorsFile != "" && o.Mirrors == nil {
-		return fmt.Errorf("--mirrors %s: this build cannot apply a mirrors file yet", o.MirrorsFile)
 	}
 	if o.Jobs <= 0 {
 		o.Jobs = DefaultJobs

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/regmirror/regmirror/internal/mirrors"
 	"io"
 	"os"
 	"sort"
@@ -42,14 +43,8 @@ func (r *run) write(m *layout.Meta, st *stats) error {
 	if err := writeIfChanged(r.tree.Path(layout.IndexFile), idx); err != nil {
 		return fmt.Errorf("writing index.json: %w", err)
 	}
-	if r.o.MirrorsFile != "" {
-		prev := r.prev
-		if prev.Generation == 0 {
-			prev = nil
-		}
-		if err := r.o.Mirrors(ctx, r.o.MirrorsFile, prev, m); err != nil {
-			return fmt.Errorf("applying --mirrors %s: %w", r.o.MirrorsFile, err)
-		}
+	if err := r.applyMirrors(ctx, m); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
@@ -260,4 +255,29 @@ func metaGeneration(path string) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s: no generation", path)
+}
+
+// applyMirrors records the mirror network in m with its per-region data: from --mirrors when
+// given, else the previous generation's network (its mirrors keep their crawl state; per blob,
+// a mirror is offered only the blobs of the generation it holds, so new blobs go to the
+// origin until a crawl finds them on mirrors).
+func (r *run) applyMirrors(ctx context.Context, m *layout.Meta) error {
+	prev := r.prev
+	if prev.Generation == 0 {
+		prev = nil
+	}
+	if r.o.MirrorsFile != "" {
+		if err := mirrors.ApplyFile(ctx, r.o.MirrorsFile, prev, m); err != nil {
+			return fmt.Errorf("applying --mirrors %s: %w", r.o.MirrorsFile, err)
+		}
+		return nil
+	}
+	if prev == nil || len(prev.Mirrors) == 0 {
+		return nil
+	}
+	m.Mirrors, m.Origin = prev.Mirrors, prev.Origin
+	if _, err := mirrors.Precompute(m); err != nil {
+		return fmt.Errorf("recomputing the regions of the previous mirror network: %w", err)
+	}
+	return nil
 }
