@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/regmirror/regmirror/layout"
@@ -40,6 +41,7 @@ func (s *Server) loadInitial() error {
 	}
 	s.watch.stamp = b
 	s.gen.Store(g)
+	debug.FreeOSMemory() // decoding the metadata left garbage several times the generation's size
 	s.metrics.reloads.WithLabelValues("ok").Inc()
 	s.log.Info("generation loaded", "generation", g.number, "repositories", len(g.repos), "manifests", g.manifestCount,
 		"variants", g.variantCount, "blobs", g.blobCount, "regions", len(g.regions), "took", time.Since(g.loaded).Round(time.Millisecond))
@@ -128,6 +130,7 @@ func (s *Server) checkTree() error {
 	}
 	old := s.gen.Swap(g)
 	s.watch.stamp, s.watch.failed = b, nil
+	debug.FreeOSMemory() // the previous generation and the decoding's garbage
 	s.metrics.reloads.WithLabelValues("ok").Inc()
 	var oldNum uint64
 	if old != nil {
