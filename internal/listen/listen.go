@@ -214,7 +214,7 @@ func (l *Listener) serveEvents(w http.ResponseWriter, r *http.Request) {
 	for _, e := range events {
 		if e.Changes() && l.published(e.Target.Repository) {
 			relevant++
-			fmt.Fprintf(l.o.Log, "listen: %s %s:%s (%s): regeneration scheduled\n", e.Action, e.Target.Repository, e.Target.Tag, e.Target.Digest)
+			fmt.Fprintf(l.o.Log, "listen: %s %q tag %q digest %q: regeneration scheduled\n", e.Action, e.Target.Repository, e.Target.Tag, e.Target.Digest)
 		}
 	}
 	if relevant > 0 {
