@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -138,5 +139,37 @@ func TestVariantCacheBound(t *testing.T) {
 		if _, size := c0.stats(); string(got) != tc.want || size != tc.wantSize {
 			t.Errorf("%s: kept %q (%d bytes), want %q (%d bytes)", tc.name, got, size, tc.want, tc.wantSize)
 		}
+	}
+}
+
+// TestVariantsConcurrent: clients of two regions asking at once all get their region's variant,
+// with a cache too small to hold them all (race detector: go test -race).
+func TestVariantsConcurrent(t *testing.T) {
+	var meta *layout.Meta
+	dir, dm := newTestTree(t, func(m *layout.Meta, _ *demo) { addMirrors(m, 1); addVariants(t, m, 2); meta = m })
+	want := map[string]*layout.Variant{
+		"DE": renderedVariant(t, meta, 0, dm.httpd),
+		"FR": renderedVariant(t, meta, 1, dm.httpd),
+	}
+	s := newServer(t, Options{Tree: dir, RegionalManifests: true, CountryHeader: "CF-IPCountry", TrustedProxies: trustAll,
+		VariantCacheBytes: int64(len(want["DE"].Data))})
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for i := range 16 {
+		country := []string{"DE", "FR"}[i%2]
+		wg.Go(func() {
+			for range 20 {
+				w := do(s, "GET", "/v2/fedora/httpd/manifests/latest", "10.0.0.1:1", http.Header{"Cf-Ipcountry": {country}})
+				if got := w.Header().Get("Docker-Content-Digest"); w.Code != 200 || got != want[country].Digest.String() || !bytes.Equal(w.Body.Bytes(), want[country].Data) {
+					errs <- country + ": got " + got + ", want " + want[country].Digest.String()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
