@@ -13,7 +13,6 @@ import (
 
 	"github.com/regmirror/regmirror/generator"
 	"github.com/regmirror/regmirror/internal/listen"
-	"github.com/regmirror/regmirror/internal/mirrors"
 	"github.com/spf13/pflag"
 )
 
@@ -111,9 +110,6 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if secret == "" {
 			return fmt.Errorf("listen: --secret-file %s is empty: put a random token in it (e.g. openssl rand -hex 32)", secretFile)
 		}
-	}
-	if o.MirrorsFile != "" {
-		o.Mirrors = mirrors.ApplyFile
 	}
 	o.Log = stderr
 	l, err := listen.New(listen.Options{
