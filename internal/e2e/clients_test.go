@@ -318,36 +318,55 @@ func TestClientPulls(t *testing.T) {
 	})
 }
 
-// clientWithMirror is newClientFixture plus one mirror (clientAddMirror).
+// clientWithMirror is newClientFixture plus one mirror, the way design.md runs it:
+// "regmirror generate --mirrors FILE", the documented two-phase rsync to the mirror (nginx on
+// loopback), "regmirror crawl --tree TREE" (the mirrors recorded in the tree), rsync again so
+// the mirror carries the crawl's metadata too.
 func clientWithMirror(t *testing.T) (*clientFixture, *peers.Nginx) {
 	t.Helper()
-	f := newClientFixture(t)
-	return f, clientAddMirror(t, f.tree)
+	needPeers(t)
+	nginx, mirrorRoot, mirrors := clientStartMirror(t)
+	f := newClientFixture(t, "--mirrors", mirrors)
+	peers.SyncMirror(t, f.tree, mirrorRoot)
+	r := regmirror(t, nil, "crawl", "--tree", f.tree)
+	if r.err != nil {
+		t.Fatalf("%v", r)
+	}
+	t.Logf("regmirror crawl:\n%s", r.stdout)
+	peers.SyncMirror(t, f.tree, mirrorRoot)
+	return f, nginx
 }
 
-// clientAddMirror gives a tree one mirror: nginx on loopback, filled from the tree with the
-// documented two-phase rsync, then "regmirror crawl --mirrors FILE" (which applies the mirrors
-// file and checks that the mirror holds the tree's blobs), then rsync again so the mirror
-// carries the crawl's metadata too.
+// clientStartMirror starts nginx serving an empty mirror directory and writes a mirrors file
+// naming it (mirror-de, country DE).
+func clientStartMirror(t *testing.T) (nginx *peers.Nginx, root, mirrorsFile string) {
+	t.Helper()
+	root = filepath.Join(t.TempDir(), "mirror")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	nginx = peers.StartNginx(t, root)
+	mirrorsFile = filepath.Join(t.TempDir(), "mirrors.yaml")
+	mirrorsYAML := fmt.Sprintf("mirrors:\n  - name: mirror-de\n    url: %s\n    country: DE\n    bandwidth: 100\n", nginx.URL)
+	if err := os.WriteFile(mirrorsFile, []byte(mirrorsYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return nginx, root, mirrorsFile
+}
+
+// clientAddMirror gives an existing tree one mirror the other way: rsync to the mirror, then
+// "regmirror crawl --mirrors FILE" (which applies the mirrors file and checks that the mirror
+// holds the tree's blobs), then rsync again.
 func clientAddMirror(t *testing.T, tree string) *peers.Nginx {
 	t.Helper()
 	needPeers(t)
-	mirrorRoot := filepath.Join(t.TempDir(), "mirror")
-	if err := os.MkdirAll(mirrorRoot, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	nginx := peers.StartNginx(t, mirrorRoot)
-	mirrors := filepath.Join(t.TempDir(), "mirrors.yaml")
-	mirrorsYAML := fmt.Sprintf("mirrors:\n  - name: mirror-de\n    url: %s\n    country: DE\n    bandwidth: 100\n", nginx.URL)
-	if err := os.WriteFile(mirrors, []byte(mirrorsYAML), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	nginx, mirrorRoot, mirrors := clientStartMirror(t)
 	peers.SyncMirror(t, tree, mirrorRoot)
 	r := regmirror(t, nil, "crawl", "--tree", tree, "--mirrors", mirrors)
 	if r.err != nil {
 		t.Fatalf("%v", r)
 	}
-	t.Logf("regmirror crawl:\n%s", r.stdout)
+	t.Logf("regmirror crawl --mirrors:\n%s", r.stdout)
 	peers.SyncMirror(t, tree, mirrorRoot)
 	return nginx
 }
