@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/regmirror/regmirror/internal/filelist"
 	"github.com/regmirror/regmirror/internal/mirrors"
+	"github.com/regmirror/regmirror/internal/phase2"
 	"io"
 	"os"
 	"sort"
@@ -46,6 +48,11 @@ func (r *run) write(m *layout.Meta, st *stats) error {
 	if err := r.applyMirrors(ctx, m); err != nil {
 		return err
 	}
+	// Files for mirrors that answer pulls themselves (regmirror mirror-config): before the
+	// stamp, like everything the generation needs.
+	if err := phase2.Write(r.tree, m); err != nil {
+		return fmt.Errorf("writing the phase-2 files: %w", err)
+	}
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
@@ -67,6 +74,10 @@ func (r *run) write(m *layout.Meta, st *stats) error {
 		}
 	}
 	r.removeOldMeta(m.Generation)
+	// The quick-fedora-mirror file list describes the tree as published, so it comes last.
+	if err := filelist.Write(r.tree, m, filelist.DefaultModule); err != nil {
+		r.prog.warnf("%v", err)
+	}
 	return nil
 }
 

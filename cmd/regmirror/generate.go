@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/regmirror/regmirror/internal/mirrors"
 	"io"
 	"os"
 	"strings"
@@ -78,6 +79,12 @@ func generate(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return errors.New("generate: a password needs --username")
 	case user != "":
 		o.Auth = authn.FromConfig(authn.AuthConfig{Username: user, Password: pass})
+	}
+	if o.MirrorsFile != "" {
+		// Fail before any transfer: a typo in the mirrors file should not cost a full sync.
+		if _, err := mirrors.Load(o.MirrorsFile); err != nil {
+			return fmt.Errorf("generate: %w", err)
+		}
 	}
 	o.Log = stderr
 	o.Live = isTerminal(stderr)

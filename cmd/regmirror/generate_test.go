@@ -76,7 +76,7 @@ func TestGenerateFlagErrors(t *testing.T) {
 		{"password without user", []string{"--source", "http://x", "--out", "y", "--password-stdin"}, "secret\n", "needs --username"},
 		{"both passwords", []string{"--source", "http://x", "--out", "y", "--username", "u", "--password", "p", "--password-stdin"}, "s\n", "not both"},
 		{"bad scheme", []string{"--source", "ftp://x", "--out", "y"}, "", "want http://"},
-		{"mirrors not wired", []string{"--source", "http://x", "--out", "y", "--mirrors", "m.yaml"}, "", "--mirrors m.yaml"},
+		{"mirrors file missing", []string{"--source", "http://x", "--out", "y", "--mirrors", "/nonexistent/m.yaml"}, "", "/nonexistent/m.yaml"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
