@@ -6,8 +6,12 @@ TEST_TIMEOUT ?= 30m
 
 .PHONY: build test unit deps demo bench lint fmt clean
 
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+REVISION := $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.revision=$(REVISION)
+
 build:
-	$(GO) build -o bin/regmirror ./cmd/regmirror
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/regmirror ./cmd/regmirror
 
 ## test: every test, unit and end-to-end against real peers (installs them when root).
 test: deps lint
