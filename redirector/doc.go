@@ -2,7 +2,7 @@
 // and sends every blob download to a mirror near the client.
 //
 // [New] loads the tree's current generation into memory with every answer prepared (bytes and
-// header values), so a request costs a few map lookups. [Server.Run] watches the tree's
+// header values), so a request costs a few map lookups (regional variants aside, below). [Server.Run] watches the tree's
 // current stamp (and the GeoIP database) and swaps a new generation in atomically; a
 // generation that does not load is refused with an error log line and the previous one keeps
 // serving. [Server.ListenAndServe] runs the HTTP(S) and metrics listeners with timeouts and a
@@ -21,10 +21,17 @@
 // mirrors holding the blob's generation (choose.go); else to the origin URL, else it is served
 // from the local tree.
 //
+// Regional variants (variants.go) are not in memory at load: the metadata records each one's
+// digest and size, and a variant is rendered (layout.Renderer) when a client first asks for it,
+// by tag with Options.RegionalManifests or by digest, then kept in an LRU cache bounded by
+// Options.VariantCacheBytes. A rendering that does not hash to the recorded digest is never
+// served: a tag gets the canonical manifest, the digest MANIFEST_UNKNOWN, and the log an error.
+//
 // Metrics (Prometheus, on their own listener): regmirror_requests_total{endpoint,code},
 // regmirror_redirects_total{region,mirror}, regmirror_generation,
 // regmirror_generation_age_seconds, regmirror_generation_loads_total{result},
-// regmirror_geoip_loads_total{result}, and the Go and process collectors.
+// regmirror_geoip_loads_total{result}, regmirror_variant_renders_total{result},
+// regmirror_variant_cache_bytes, and the Go and process collectors.
 //
 // See headers.go for the Cache-Control policy.
 package redirector
