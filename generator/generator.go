@@ -130,7 +130,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			if err := os.MkdirAll(r.blobDir, 0o755); err != nil {
 				return nil, fmt.Errorf("creating the tree: %w", err)
 			}
-			release, err := lockTree(o.Out)
+			release, err := r.tree.Lock(0)
+			if errors.Is(err, layout.ErrLocked) {
+				return nil, fmt.Errorf("%w (another regmirror generate is writing it, or a crawl is publishing): try again when it is done", err)
+			}
 			if err != nil {
 				return nil, err
 			}

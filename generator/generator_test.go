@@ -369,12 +369,12 @@ func TestConcurrentRunRefused(t *testing.T) {
 	src := newSource(t)
 	src.demo()
 	out := t.TempDir()
-	release, err := lockTree(out)
+	release, err := layout.NewTree(out).Lock(0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = Run(context.Background(), src.opts(out))
-	if err == nil || !strings.Contains(err.Error(), "another regmirror generate") {
+	if !errors.Is(err, layout.ErrLocked) || !strings.Contains(err.Error(), "another regmirror generate") {
 		t.Errorf("got %v, want a refusal naming the other run", err)
 	}
 	release()

@@ -50,6 +50,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/regmirror/regmirror/internal/filelist"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -211,7 +212,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("precomputing regions: %w", err)
 	}
-	release, err := lockTree(opts.Tree)
+	release, err := tree.Lock(0)
+	if errors.Is(err, layout.ErrLocked) {
+		return nil, fmt.Errorf("%w: a regmirror generate is writing it; nothing published, crawl again when it is done", err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -228,6 +232,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("publishing crawl results: %w", err)
 	}
 	pruned := pruneMeta(tree, meta.Generation, stamp.Meta, published.Meta)
+	// The quick-fedora-mirror file list names the stamp and metadata file: rewrite it too.
+	if err := filelist.Write(tree, meta, filelist.DefaultModule); err != nil {
+		return nil, fmt.Errorf("crawl results published, but the file list is stale: %w", err)
+	}
 	return &Report{
 		Pruned:     pruned,
 		Tree:       opts.Tree,

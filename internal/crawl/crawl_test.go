@@ -462,7 +462,7 @@ func TestPruneKeepsOtherGenerations(t *testing.T) {
 func TestRunWaitsForNoGenerate(t *testing.T) {
 	tt := newTestTree(t, 2, 1)
 	file, _ := serve(t, []testMirror{{name: "a", country: "DE", bandwidth: 1, handler: http.FileServer(http.Dir(tt.dir))}})
-	release, err := lockTree(tt.dir) // as a running generate does
+	release, err := layout.NewTree(tt.dir).Lock(0) // as a running generate does
 	if err != nil {
 		t.Fatal(err)
 	}
