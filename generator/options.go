@@ -51,6 +51,12 @@ type Options struct {
 	// per-region data (crawl state carried over by mirror name). Empty keeps the previous
 	// generation's mirror network, if any.
 	MirrorsFile string
+	// MMDirectory is --mm-directory: with MirrorsFile a MirrorManager mirrorlist cache, the
+	// tree's directory in it.
+	MMDirectory string
+	// MinMirrors is --min-mirrors: the number of mirrors regional candidate lists are widened
+	// to (layout.Meta.MinMirrors); 0 keeps the previous generation's, else the default.
+	MinMirrors int
 
 	// Jobs bounds concurrent blob transfers; small requests (tag lists, manifest HEADs and
 	// GETs, referrers) and manifest writes run 4×Jobs at a time.

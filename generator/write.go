@@ -278,7 +278,8 @@ func (r *run) applyMirrors(ctx context.Context, m *layout.Meta) error {
 		prev = nil
 	}
 	if r.o.MirrorsFile != "" {
-		if err := mirrors.ApplyFile(ctx, r.o.MirrorsFile, prev, m); err != nil {
+		src := mirrors.Source{Path: r.o.MirrorsFile, MMDirectory: r.o.MMDirectory, MinMirrors: r.o.MinMirrors}
+		if err := mirrors.ApplyFile(ctx, src, prev, m); err != nil {
 			return fmt.Errorf("applying --mirrors %s: %w", r.o.MirrorsFile, err)
 		}
 		return nil
@@ -286,7 +287,10 @@ func (r *run) applyMirrors(ctx context.Context, m *layout.Meta) error {
 	if prev == nil || len(prev.Mirrors) == 0 {
 		return nil
 	}
-	m.Mirrors, m.Origin = prev.Mirrors, prev.Origin
+	m.Mirrors, m.Origin, m.MinMirrors = prev.Mirrors, prev.Origin, prev.MinMirrors
+	if r.o.MinMirrors > 0 {
+		m.MinMirrors = r.o.MinMirrors
+	}
 	if _, err := mirrors.Precompute(m); err != nil {
 		return fmt.Errorf("recomputing the regions of the previous mirror network: %w", err)
 	}

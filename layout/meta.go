@@ -63,6 +63,9 @@ type Meta struct {
 
 	// Mirrors is the mirror network with the last crawl's findings; empty without --mirrors.
 	Mirrors []*Mirror `json:"mirrors,omitempty"`
+	// MinMirrors is the number of mirrors a regional candidate list is widened to, tier by
+	// tier (see VariantSet.Mirrors); 0 means DefaultMinMirrors.
+	MinMirrors int `json:"minMirrors,omitempty"`
 	// Regions maps a region ("DE", "EU", "global") to its candidates.
 	Regions map[string]*Region `json:"regions,omitempty"`
 	// VariantSets describes the regional manifest variants; regions with identical candidate
@@ -114,6 +117,15 @@ type Mirror struct {
 	Bandwidth int64    `json:"bandwidth,omitempty"`
 	Netblocks []string `json:"netblocks,omitempty"`
 	Enabled   bool     `json:"enabled"`
+	// ASNs are autonomous systems whose clients go to this mirror before their country's
+	// (the tier after netblocks).
+	ASNs []uint32 `json:"asns,omitempty"`
+	// AllowedCountries, when not empty, are the only client countries (upper case) that the
+	// country, continent and global tiers send to this mirror; netblock and ASN matches are
+	// not restricted.
+	AllowedCountries []string `json:"allowedCountries,omitempty"`
+	// Private mirrors are reached through their netblocks and ASNs only: no region lists them.
+	Private bool `json:"private,omitempty"`
 
 	// Crawl state.
 	Generation uint64    `json:"generation,omitempty"` // generation found on the mirror; 0 unknown
@@ -130,7 +142,10 @@ type Region struct {
 	// Tiers names candidate mirrors, most preferred tier first (the country's, then the rest
 	// of its continent, then the rest of the world). Within a tier the choice is random,
 	// weighted by bandwidth. Only mirrors that were healthy and enabled at the last crawl are
-	// listed; per blob, a mirror is a candidate only if its Generation >= the blob's Since.
+	// listed, never a private one, and a mirror restricted to some client countries only in
+	// those countries' regions; per blob, a mirror is a candidate only if its Generation >=
+	// the blob's Since. Every tier is listed, whatever Meta.MinMirrors says: a blob goes to
+	// the first tier that has a mirror holding it.
 	Tiers [][]string `json:"tiers"`
 	// VariantSet indexes Meta.VariantSets; -1 when the region has no variants.
 	VariantSet int `json:"variantSet"`
@@ -140,7 +155,8 @@ type Region struct {
 // mirrors, in the order their urls appear), and each variant's digest and size. See Renderer.
 type VariantSet struct {
 	// Mirrors names the set's candidate mirrors in preference order: the tiers of the regions
-	// sharing the set, in order.
+	// sharing the set, in order, as far as the first tier that brings the list to
+	// Meta.MinMirrors mirrors (the widened list; later tiers are left out).
 	Mirrors []string `json:"mirrors"`
 	// Variants maps a canonical manifest digest to its variant's digest and size; a manifest
 	// without an entry has no variant in the set.

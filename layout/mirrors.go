@@ -17,3 +17,46 @@ func (m *Mirror) Holds(b *Blob) bool { return b != nil && HeldAt(m.Generation, b
 // HeldAt reports whether a mirror holding generation g holds a blob that first appeared in
 // generation since: Holds on bare numbers, for readers that keep their own copies of both.
 func HeldAt(g, since uint64) bool { return since <= g }
+
+// DefaultMinMirrors is the number of mirrors a regional candidate list is widened to when
+// Meta.MinMirrors is 0: MirrorManager's default minimum.
+const DefaultMinMirrors = 5
+
+// MinMirrorsOf returns m.MinMirrors, or DefaultMinMirrors when it is not set.
+func (m *Meta) MinMirrorsOf() int {
+	if m.MinMirrors > 0 {
+		return m.MinMirrors
+	}
+	return DefaultMinMirrors
+}
+
+// ServesRegion reports whether a region's tiers may list m for clients of country (upper
+// case; "" for a continent's or the global region, whose clients' countries have no region
+// of their own): m is not private, and either serves every country or lists this one.
+func (m *Mirror) ServesRegion(country string) bool {
+	if m.Private {
+		return false
+	}
+	if len(m.AllowedCountries) == 0 {
+		return true
+	}
+	for _, c := range m.AllowedCountries {
+		if c == country {
+			return true
+		}
+	}
+	return false
+}
+
+// ServesASN reports whether m takes the clients of autonomous system asn (0: unknown).
+func (m *Mirror) ServesASN(asn uint32) bool {
+	if asn == 0 {
+		return false
+	}
+	for _, a := range m.ASNs {
+		if a == asn {
+			return true
+		}
+	}
+	return false
+}

@@ -28,6 +28,9 @@ func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 	)
 	if st.resolved {
 		attrs = append(attrs, slog.String("country", st.country), slog.String("region", st.region))
+		if st.asn != 0 {
+			attrs = append(attrs, slog.Uint64("asn", uint64(st.asn)))
+		}
 	}
 	if st.mirror != "" {
 		attrs = append(attrs, slog.String("mirror", st.mirror))

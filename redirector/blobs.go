@@ -49,9 +49,9 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 		return
 	}
 
-	if len(g.regions) > 0 || len(g.netblockMirrors) > 0 {
+	if len(g.regions) > 0 || len(g.netblockMirrors) > 0 || len(g.asnMirrors) > 0 {
 		reg := s.resolveClient(st, r, g)
-		if m := g.chooseMirror(st.client, reg, b.since, s.rnd); m != nil {
+		if m := g.chooseMirror(st.client, st.asn, reg, b.since, s.rnd); m != nil {
 			st.mirror = m.name
 			s.metrics.redirect(st.region, m.name)
 			redirect(st, m.url+b.path, b)

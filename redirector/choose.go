@@ -25,15 +25,31 @@ func (g *generation) regionFor(country, continent string) *regionEntry {
 
 // chooseMirror picks the mirror for one blob download, or nil when no mirror can serve it.
 //
-// Tier 0 is every candidate mirror with a netblock that contains the client's address; then
-// the region's tiers in order (the country's mirrors, the rest of the continent, the rest of
-// the world), then the global region's if the client's region is another. Within a tier the
-// choice is random, weighted by bandwidth. A mirror is a candidate for a blob only if the last
-// crawl found it healthy and enabled (the generation holds no others) and holding a generation
-// at least as new as the blob (Generation >= since). rnd returns uniform random numbers.
-func (g *generation) chooseMirror(addr netip.Addr, region *regionEntry, since uint64, rnd func() uint64) *mirrorEntry {
+// The tiers, most preferred first (MirrorManager's order):
+//
+//  1. netblock: candidate mirrors with a netblock containing the client's address, the most
+//     specific match first (a /24 before a /16);
+//  2. ASN: candidate mirrors listing the client's autonomous system (asn, from --asn-db;
+//     0 when unknown);
+//  3. the region's tiers in order (the country's mirrors, the rest of the continent, the rest
+//     of the world), then the global region's if the client's region is another.
+//
+// Private mirrors are only ever in tiers 1 and 2 (the precompute lists them in no region),
+// and a mirror restricted to some client countries is only in those countries' regions. The
+// blob goes to the first tier that has a mirror holding it; within a tier the choice is
+// random, weighted by bandwidth. A mirror is a candidate for a blob only if the last crawl
+// found it healthy and enabled (the generation holds no others) and holding a generation at
+// least as new as the blob (Generation >= since). The regional candidate list's minimum
+// (layout.Meta.MinMirrors) does not enter here: widening a list to more tiers never changes
+// which tier is the first to hold the blob. rnd returns uniform random numbers.
+func (g *generation) chooseMirror(addr netip.Addr, asn uint32, region *regionEntry, since uint64, rnd func() uint64) *mirrorEntry {
 	if len(g.netblockMirrors) > 0 && addr.IsValid() {
 		if m := pickNetblock(g.netblockMirrors, addr, since, rnd); m != nil {
+			return m
+		}
+	}
+	if ms := g.asnMirrors[asn]; len(ms) > 0 && asn != 0 {
+		if m := pickWeighted(ms, func(m *mirrorEntry) bool { return layout.HeldAt(m.generation, since) }, rnd); m != nil {
 			return m
 		}
 	}
@@ -88,19 +104,33 @@ func (t *tierEntry) pick(since uint64, rnd func() uint64) *mirrorEntry {
 	return nil
 }
 
+// pickNetblock chooses among the mirrors whose most specific netblock containing addr is the
+// longest such match of any mirror holding the blob.
 func pickNetblock(ms []*mirrorEntry, addr netip.Addr, since uint64, rnd func() uint64) *mirrorEntry {
 	addr = addr.Unmap()
-	match := func(m *mirrorEntry) bool {
-		if !layout.HeldAt(m.generation, since) {
-			return false
-		}
+	bits := func(m *mirrorEntry) int {
+		b := -1
 		for _, p := range m.netblocks {
-			if p.Contains(addr) {
-				return true
+			if p.Bits() > b && p.Contains(addr) {
+				b = p.Bits()
 			}
 		}
-		return false
+		return b
 	}
+	best := -1
+	for _, m := range ms {
+		if layout.HeldAt(m.generation, since) {
+			best = max(best, bits(m))
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	return pickWeighted(ms, func(m *mirrorEntry) bool { return layout.HeldAt(m.generation, since) && bits(m) == best }, rnd)
+}
+
+// pickWeighted chooses among the mirrors of ms that match, weighted by bandwidth.
+func pickWeighted(ms []*mirrorEntry, match func(*mirrorEntry) bool, rnd func() uint64) *mirrorEntry {
 	var total uint64
 	for _, m := range ms {
 		if match(m) {

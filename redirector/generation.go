@@ -44,8 +44,10 @@ type generation struct {
 
 	// regions by key ("DE", "EU", "global"); empty without mirrors.
 	regions map[string]*regionEntry
-	// netblockMirrors are the candidate mirrors that have netblocks (tier 0).
+	// netblockMirrors are the candidate mirrors that have netblocks (the first tier).
 	netblockMirrors []*mirrorEntry
+	// asnMirrors are the candidate mirrors by the autonomous systems they serve (the second).
+	asnMirrors map[uint32][]*mirrorEntry
 	// origin is the configured origin URL (ending in "/"), or "" to serve from the local tree.
 	origin string
 	// variants are the regional variants, rendered on request; nil without.
@@ -305,8 +307,23 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		if len(me.netblocks) > 0 {
 			g.netblockMirrors = append(g.netblockMirrors, me)
 		}
+		for _, a := range mi.ASNs {
+			if a == 0 {
+				continue
+			}
+			if g.asnMirrors == nil {
+				g.asnMirrors = map[uint32][]*mirrorEntry{}
+			}
+			if !slices.Contains(g.asnMirrors[a], me) {
+				g.asnMirrors[a] = append(g.asnMirrors[a], me)
+			}
+		}
 	}
-	slices.SortFunc(g.netblockMirrors, func(a, b *mirrorEntry) int { return cmp.Compare(a.name, b.name) })
+	byName := func(a, b *mirrorEntry) int { return cmp.Compare(a.name, b.name) }
+	slices.SortFunc(g.netblockMirrors, byName)
+	for _, ms := range g.asnMirrors {
+		slices.SortFunc(ms, byName)
+	}
 
 	for key, reg := range m.Regions {
 		if reg == nil {

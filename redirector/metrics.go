@@ -26,6 +26,7 @@ type metrics struct {
 	redirectCounters sync.Map // redirectKey → prometheus.Counter
 	reloads          *prometheus.CounterVec
 	geoReloads       *prometheus.CounterVec
+	asnReloads       *prometheus.CounterVec
 	variantRenders   *prometheus.CounterVec
 }
 
@@ -53,6 +54,10 @@ func newMetrics(s *Server) *metrics {
 		Name: "regmirror_geoip_loads_total",
 		Help: "GeoIP database reloads, by result.",
 	}, []string{"result"})
+	m.asnReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regmirror_asn_db_loads_total",
+		Help: "ASN database (--asn-db) reloads, by result.",
+	}, []string{"result"})
 	m.variantRenders = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "regmirror_variant_renders_total",
 		Help: "Regional variants rendered on request (result=ok), and renderings that did not give the recorded digest (result=failed: the metadata and this redirector disagree; the variant is not served).",
@@ -74,7 +79,7 @@ func newMetrics(s *Server) *metrics {
 		}
 		return 0
 	})
-	m.reg.MustRegister(reqs, m.redirects, m.reloads, m.geoReloads, m.variantRenders, cached, gen, age,
+	m.reg.MustRegister(reqs, m.redirects, m.reloads, m.geoReloads, m.asnReloads, m.variantRenders, cached, gen, age,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -28,6 +28,10 @@ type Options struct {
 	// GeoIP is a MaxMind DB file (GeoIP2/GeoLite2 Country or City, DB-IP lite, or a flat
 	// country_code database). Empty: every client is in region "global".
 	GeoIP string
+	// ASNDB is a MaxMind DB file giving autonomous_system_number (GeoLite2-ASN): clients of
+	// an AS that a mirror lists (layout.Mirror.ASNs) go to it before their country's mirrors.
+	// Empty: no ASN tier.
+	ASNDB string
 	// TrustedProxies are the peers whose X-Forwarded-For (and country header) are believed.
 	TrustedProxies []netip.Prefix
 	// CountryHeader names a header holding the client's ISO country code, set by a CDN. It is
@@ -68,6 +72,7 @@ type Server struct {
 
 	gen atomic.Pointer[generation]
 	geo atomic.Pointer[geoDB]
+	asn atomic.Pointer[geoDB]
 
 	metrics      *metrics
 	variantCache *variantCache
@@ -128,12 +133,22 @@ func New(opts Options) (*Server, error) {
 			return nil, err
 		}
 		s.geo.Store(db)
-		s.watch.geoID = db.fileID
+		s.watch.geo.id = db.fileID
 		s.log.Info("GeoIP database loaded", "path", opts.GeoIP, "type", db.dbType, "built", db.built.Format(time.DateOnly))
 	} else if opts.CountryHeader != "" {
 		s.log.Warn("no GeoIP database (--geoip): clients whose proxy sends no " + opts.CountryHeader + " header are in region global")
 	} else {
 		s.log.Warn("no GeoIP database (--geoip): every client is in region global")
+	}
+	if opts.ASNDB != "" {
+		db, err := openGeoDB(opts.ASNDB)
+		if err != nil {
+			root.Close()
+			return nil, fmt.Errorf("ASN database: %w", err)
+		}
+		s.asn.Store(db)
+		s.watch.asn.id = db.fileID
+		s.log.Info("ASN database loaded", "path", opts.ASNDB, "type", db.dbType, "built", db.built.Format(time.DateOnly))
 	}
 	return s, nil
 }
@@ -170,6 +185,7 @@ type reqState struct {
 	resolved bool // client, country, continent and region are set
 	country  string
 	cont     string
+	asn      uint32
 	region   string
 	mirror   string
 }
@@ -219,6 +235,9 @@ func (s *Server) resolveClient(st *reqState, r *http.Request, g *generation) *re
 	}
 	if st.country == "" {
 		st.country, st.cont = s.geo.Load().lookup(addr)
+	}
+	if len(g.asnMirrors) > 0 {
+		st.asn = s.asn.Load().lookupASN(addr)
 	}
 	reg := g.regionFor(st.country, st.cont)
 	if reg != nil {

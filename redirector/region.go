@@ -163,3 +163,24 @@ func normCode(s string) string {
 	}
 	return code
 }
+
+// asnRecord is the part of a GeoLite2-ASN record the redirector reads.
+type asnRecord struct {
+	ASN uint32 `maxminddb:"autonomous_system_number"`
+}
+
+// lookupASN returns the autonomous system number of addr; 0 when unknown.
+func (db *geoDB) lookupASN(addr netip.Addr) uint32 {
+	if db == nil || !addr.IsValid() {
+		return 0
+	}
+	res := db.reader.Lookup(addr.Unmap())
+	if !res.Found() {
+		return 0
+	}
+	var rec asnRecord
+	if res.Decode(&rec) != nil {
+		return 0
+	}
+	return rec.ASN
+}

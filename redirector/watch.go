@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -18,12 +20,18 @@ const retryFailedAfter = 10 * time.Second
 
 // watchState is the watcher's memory, guarded by Server.watchMu.
 type watchState struct {
-	stamp      []byte // content of the stamp last acted on
-	failed     []byte // content of a stamp whose generation was refused
-	failedAt   time.Time
-	geoID      fileID // the GeoIP file as loaded
-	geoFailed  fileID // a GeoIP file version that was refused
-	geoMissing bool
+	stamp    []byte // content of the stamp last acted on
+	failed   []byte // content of a stamp whose generation was refused
+	failedAt time.Time
+	geo      dbWatch // the GeoIP database
+	asn      dbWatch // the ASN database
+}
+
+// dbWatch is the watcher's memory of one MaxMind DB file.
+type dbWatch struct {
+	id      fileID // the file as loaded
+	failed  fileID // a file version that was refused
+	missing bool
 }
 
 // loadInitial loads the generation at start.
@@ -90,7 +98,7 @@ func (s *Server) Run(ctx context.Context) {
 func (s *Server) Check() error {
 	s.watchMu.Lock()
 	defer s.watchMu.Unlock()
-	return errors.Join(s.checkTree(), s.checkGeoIP())
+	return errors.Join(s.checkTree(), s.checkDB(s.geoKind()), s.checkDB(s.asnKind()))
 }
 
 func (s *Server) checkTree() error {
@@ -142,33 +150,51 @@ func (s *Server) checkTree() error {
 	return nil
 }
 
-func (s *Server) checkGeoIP() error {
-	path := s.opts.GeoIP
-	if path == "" {
+// dbKind is one of the MaxMind DB files the server watches.
+type dbKind struct {
+	what    string // "GeoIP database", "ASN database"
+	path    string
+	watch   *dbWatch
+	current *atomic.Pointer[geoDB]
+	reloads *prometheus.CounterVec
+}
+
+func (s *Server) geoKind() dbKind {
+	return dbKind{"GeoIP database", s.opts.GeoIP, &s.watch.geo, &s.geo, s.metrics.geoReloads}
+}
+
+func (s *Server) asnKind() dbKind {
+	return dbKind{"ASN database", s.opts.ASNDB, &s.watch.asn, &s.asn, s.metrics.asnReloads}
+}
+
+// checkDB reloads a MaxMind DB file that changed; one that does not open is refused and the
+// loaded one kept.
+func (s *Server) checkDB(k dbKind) error {
+	if k.path == "" {
 		return nil
 	}
-	id, err := statID(path)
+	id, err := statID(k.path)
 	if err != nil {
-		if !s.watch.geoMissing {
-			s.log.Error("GeoIP database unreadable; keeping the loaded one", "path", path, "err", err)
-			s.watch.geoMissing = true
+		if !k.watch.missing {
+			s.log.Error(k.what+" unreadable; keeping the loaded one", "path", k.path, "err", err)
+			k.watch.missing = true
 		}
 		return nil
 	}
-	s.watch.geoMissing = false
-	if id == s.watch.geoID || id == s.watch.geoFailed {
+	k.watch.missing = false
+	if id == k.watch.id || id == k.watch.failed {
 		return nil
 	}
-	db, err := openGeoDB(path)
+	db, err := openGeoDB(k.path)
 	if err != nil {
-		s.watch.geoFailed = id
-		s.metrics.geoReloads.WithLabelValues("failed").Inc()
-		s.log.Error("REFUSING new GeoIP database; keeping the loaded one", "err", err)
+		k.watch.failed = id
+		k.reloads.WithLabelValues("failed").Inc()
+		s.log.Error("REFUSING new "+k.what+"; keeping the loaded one", "err", err)
 		return err
 	}
-	s.geo.Store(db)
-	s.watch.geoID, s.watch.geoFailed = db.fileID, fileID{}
-	s.metrics.geoReloads.WithLabelValues("ok").Inc()
-	s.log.Info("GeoIP database reloaded", "path", path, "type", db.dbType, "built", db.built.Format(time.DateOnly))
+	k.current.Store(db)
+	k.watch.id, k.watch.failed = db.fileID, fileID{}
+	k.reloads.WithLabelValues("ok").Inc()
+	s.log.Info(k.what+" reloaded", "path", k.path, "type", db.dbType, "built", db.built.Format(time.DateOnly))
 	return nil
 }

@@ -11,10 +11,12 @@ import (
 )
 
 func runCrawl(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("crawl", "crawl --tree DIR [--mirrors FILE] [--jobs N] [--timeout D] [--sample N] [--max-failures K]", stderr)
+	fs := newFlagSet("crawl", "crawl --tree DIR [--mirrors FILE [--mm-directory PATH]] [--min-mirrors N] [--jobs N] [--timeout D] [--sample N] [--max-failures K]", stderr)
 	var opts crawl.Options
 	fs.StringVar(&opts.Tree, "tree", "", "the tree written by generate (required)")
-	fs.StringVar(&opts.MirrorsFile, "mirrors", "", "mirrors file to apply first (default: the mirrors recorded in the tree)")
+	fs.StringVar(&opts.MirrorsFile, "mirrors", "", "mirrors `FILE` to apply first: YAML, or MirrorManager's mirrorlist cache with --mm-directory (default: the mirrors recorded in the tree)")
+	fs.StringVar(&opts.MMDirectory, "mm-directory", "", "the tree's directory in MirrorManager (`PATH`, like pub/containers) when --mirrors is its mirrorlist cache")
+	fs.IntVar(&opts.MinMirrors, "min-mirrors", 0, "widen regional mirror lists tier by tier to at least `N` mirrors (default: the tree's, else 5)")
 	fs.IntVar(&opts.Jobs, "jobs", crawl.DefaultJobs, "mirrors checked at once")
 	fs.DurationVar(&opts.Timeout, "timeout", crawl.DefaultTimeout, "timeout of every request to a mirror")
 	fs.IntVar(&opts.Sample, "sample", crawl.DefaultSample, "newest blobs, and as many random others, each mirror must serve")
@@ -38,6 +40,10 @@ func runCrawl(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("crawl: --sample %d: want at least 1", opts.Sample)
 	case opts.MaxFailures < 1:
 		return fmt.Errorf("crawl: --max-failures %d: want at least 1", opts.MaxFailures)
+	case fs.Changed("min-mirrors") && opts.MinMirrors < 1:
+		return fmt.Errorf("crawl: --min-mirrors %d: want at least 1", opts.MinMirrors)
+	case opts.MMDirectory != "" && opts.MirrorsFile == "":
+		return errors.New("crawl: --mm-directory needs --mirrors naming MirrorManager's mirrorlist cache (mirrorlist_cache.proto)")
 	}
 	rep, err := crawl.Run(ctx, opts)
 	if err != nil {

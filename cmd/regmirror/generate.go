@@ -21,7 +21,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 // generate is runGenerate with its input and a hook to adjust the options (tests).
 func generate(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, adjust func(*generator.Options)) error {
-	fs := newFlagSet("generate", "generate --source URL --out DIR [--repo GLOB]... [--mirrors FILE] [--jobs N] [--dry-run]", stderr)
+	fs := newFlagSet("generate", "generate --source URL --out DIR [--repo GLOB]... [--mirrors FILE [--mm-directory PATH]] [--min-mirrors N] [--jobs N] [--dry-run]", stderr)
 	var (
 		o             generator.Options
 		user, pass    string
@@ -30,7 +30,9 @@ func generate(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	fs.StringVar(&o.Source, "source", "", "source registry base `URL`, http:// or https://")
 	fs.StringVar(&o.Out, "out", "", "the tree's root `DIR` (created if missing)")
 	fs.StringArrayVar(&o.Repos, "repo", nil, "publish repositories matching `GLOB` ('*' within a path segment, '**' across); repeatable; default all")
-	fs.StringVar(&o.MirrorsFile, "mirrors", "", "mirrors `FILE` (YAML) describing the mirror network")
+	fs.StringVar(&o.MirrorsFile, "mirrors", "", "mirrors `FILE` describing the mirror network: YAML, or MirrorManager's mirrorlist cache with --mm-directory")
+	fs.StringVar(&o.MMDirectory, "mm-directory", "", "the tree's directory in MirrorManager (`PATH`, like pub/containers) when --mirrors is its mirrorlist cache")
+	fs.IntVar(&o.MinMirrors, "min-mirrors", 0, "widen regional mirror lists tier by tier to at least `N` mirrors (default: the previous generation's, else 5)")
 	fs.IntVar(&o.Jobs, "jobs", generator.DefaultJobs, "concurrent blob transfers (small requests run 4x as many)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print the plan (tags added, changed, removed; blobs to fetch and delete) and write nothing")
 	fs.DurationVar(&o.GCGrace, "gc-grace", generator.DefaultGCGrace, "delete a blob only once unreferenced for this long")
@@ -80,9 +82,15 @@ func generate(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	case user != "":
 		o.Auth = authn.FromConfig(authn.AuthConfig{Username: user, Password: pass})
 	}
+	if fs.Changed("min-mirrors") && o.MinMirrors < 1 {
+		return fmt.Errorf("generate: --min-mirrors %d: want at least 1", o.MinMirrors)
+	}
+	if o.MMDirectory != "" && o.MirrorsFile == "" {
+		return errors.New("generate: --mm-directory needs --mirrors naming MirrorManager's mirrorlist cache (mirrorlist_cache.proto)")
+	}
 	if o.MirrorsFile != "" {
 		// Fail before any transfer: a typo in the mirrors file should not cost a full sync.
-		if _, err := mirrors.Load(o.MirrorsFile); err != nil {
+		if _, err := mirrors.LoadSource(mirrors.Source{Path: o.MirrorsFile, MMDirectory: o.MMDirectory}); err != nil {
 			return fmt.Errorf("generate: %w", err)
 		}
 	}

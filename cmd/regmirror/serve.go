@@ -15,13 +15,14 @@ import (
 	"github.com/regmirror/regmirror/redirector"
 )
 
-const serveSynopsis = "serve --tree DIR [--listen ADDR] [--geoip FILE] [--trusted-proxy CIDR]... [flags]"
+const serveSynopsis = "serve --tree DIR [--listen ADDR] [--geoip FILE] [--asn-db FILE] [--trusted-proxy CIDR]... [flags]"
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", serveSynopsis, stderr)
 	tree := fs.String("tree", "", "the tree to serve (required)")
 	listen := fs.String("listen", ":5000", "address to serve the registry API on")
 	geoip := fs.String("geoip", "", "GeoIP database (MaxMind GeoIP2/GeoLite2 Country or City, DB-IP lite, or a flat country_code MMDB); reloaded when it changes")
+	asnDB := fs.String("asn-db", "", "ASN database (GeoLite2-ASN MMDB: autonomous_system_number): clients of an AS a mirror lists go to it before their country's mirrors; reloaded when it changes")
 	trusted := fs.StringArray("trusted-proxy", nil, "CIDR of a proxy or CDN whose X-Forwarded-For is believed (repeatable)")
 	countryHeader := fs.String("country-header", "", "header holding the client's ISO country code, set by a CDN (honoured from trusted proxies only)")
 	regional := fs.Bool("regional-manifests", false, "serve tag requests the client's region's manifest variant (descriptor urls at the region's mirrors)")
@@ -77,6 +78,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	opts := redirector.Options{
 		Tree:              *tree,
 		GeoIP:             *geoip,
+		ASNDB:             *asnDB,
 		TrustedProxies:    prefixes,
 		CountryHeader:     *countryHeader,
 		RegionalManifests: *regional,

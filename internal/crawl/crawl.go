@@ -33,7 +33,9 @@
 //
 // The crawl reads the tree's current metadata, applies --mirrors FILE if given (mirrors added,
 // removed or changed there take effect; crawl state is kept for mirrors whose name and URL are
-// unchanged), records its findings, recomputes regions and variants (mirrors.Precompute) and
+// unchanged; the file is re-read on every run, a mirrors file or MirrorManager's mirrorlist
+// cache with --mm-directory, and one that does not load ends the crawl before anything is
+// checked or published, so the tree keeps its current mirrors), records its findings, recomputes regions and variants (mirrors.Precompute) and
 // publishes the result as the same generation (layout.Tree.Publish): a new metadata file and a
 // new stamp, which running redirectors pick up. It holds the tree's lock (the flock regmirror
 // generate holds for its whole run) only while it re-checks the stamp and publishes. If a
@@ -89,8 +91,13 @@ type Options struct {
 	// Tree is the tree's root directory.
 	Tree string
 	// MirrorsFile, when set, is re-read and applied before crawling; otherwise the mirrors
-	// recorded in the tree are crawled.
+	// recorded in the tree are crawled. It is a mirrors file or MirrorManager's mirrorlist
+	// cache (with MMDirectory); see mirrors.LoadSource.
 	MirrorsFile string
+	// MMDirectory is the tree's directory in a MirrorManager mirrorlist cache.
+	MMDirectory string
+	// MinMirrors, when positive, replaces the tree's recorded layout.Meta.MinMirrors.
+	MinMirrors int
 	// Jobs is how many mirrors are checked at once (DefaultJobs when 0).
 	Jobs int
 	// Timeout bounds every request (DefaultTimeout when 0).
@@ -195,13 +202,19 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("loading tree %s: %w", opts.Tree, err)
 	}
 	if opts.MirrorsFile != "" {
-		f, err := mirrors.Load(opts.MirrorsFile)
+		// A file that does not load changes nothing: the tree keeps the mirrors it records.
+		f, err := mirrors.LoadSource(mirrors.Source{Path: opts.MirrorsFile, MMDirectory: opts.MMDirectory})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w (nothing published: the tree keeps its current mirrors)", err)
 		}
 		mirrors.SetMirrors(meta, f, meta.Mirrors)
+	} else if opts.MMDirectory != "" {
+		return nil, errors.New("--mm-directory needs --mirrors naming MirrorManager's mirrorlist cache")
 	} else if len(meta.Mirrors) == 0 {
 		return nil, fmt.Errorf("tree %s records no mirrors: give the mirrors file with --mirrors FILE", opts.Tree)
+	}
+	if opts.MinMirrors > 0 {
+		meta.MinMirrors = opts.MinMirrors
 	}
 
 	results := Check(ctx, meta, opts)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -46,11 +47,12 @@ func Apply(meta *layout.Meta, f *File, prev []*layout.Mirror) (Stats, error) {
 	return Precompute(meta)
 }
 
-// ApplyFile loads the mirrors file at path and applies it to next, carrying crawl state over
-// from prev (nil for a first generation). It has the signature of generator.MirrorsFunc, for
-// `generate --mirrors FILE`.
-func ApplyFile(ctx context.Context, path string, prev, next *layout.Meta) error {
-	f, err := Load(path)
+// ApplyFile loads the mirror network of src (a mirrors file, or MirrorManager's mirrorlist
+// cache with src.MMDirectory; see LoadSource) and applies it to next, carrying crawl state
+// over from prev (nil for a first generation), with src.MinMirrors (when positive) or else
+// prev's recorded. It is what `generate --mirrors FILE` calls.
+func ApplyFile(ctx context.Context, src Source, prev, next *layout.Meta) error {
+	f, err := LoadSource(src)
 	if err != nil {
 		return err
 	}
@@ -60,9 +62,13 @@ func ApplyFile(ctx context.Context, path string, prev, next *layout.Meta) error 
 	var old []*layout.Mirror
 	if prev != nil {
 		old = prev.Mirrors
+		next.MinMirrors = prev.MinMirrors
+	}
+	if src.MinMirrors > 0 {
+		next.MinMirrors = src.MinMirrors
 	}
 	if _, err := Apply(next, f, old); err != nil {
-		return fmt.Errorf("applying mirrors file %s: %w", path, err)
+		return fmt.Errorf("applying mirrors file %s: %w", src.Path, err)
 	}
 	return nil
 }
@@ -84,8 +90,11 @@ func SetMirrors(meta *layout.Meta, f *File, prev []*layout.Mirror) {
 			Continent: m.Continent,
 			Bandwidth: m.Bandwidth,
 			Enabled:   m.Enabled,
+			Private:   m.Private,
 			Status:    StatusNotCrawled,
 		}
+		lm.ASNs = slices.Clone(m.ASNs)
+		lm.AllowedCountries = slices.Clone(m.AllowedCountries)
 		for _, b := range m.Netblocks {
 			lm.Netblocks = append(lm.Netblocks, b.String())
 		}
@@ -96,18 +105,24 @@ func SetMirrors(meta *layout.Meta, f *File, prev []*layout.Mirror) {
 	}
 }
 
-// Precompute recomputes meta.Regions and meta.VariantSets from meta.Mirrors, meta.Origin,
-// meta.Manifests and meta.Blobs. It reads nothing else and touches no other field.
+// Precompute recomputes meta.Regions and meta.VariantSets from meta.Mirrors, meta.MinMirrors,
+// meta.Origin, meta.Manifests and meta.Blobs. It reads nothing else and touches no other field.
 //
-// Regions: one per country that has a mirror in the file (usable or not), one per continent
-// (all seven) and "global". A country's tiers are its own usable mirrors, then the rest of its
-// continent (the continent GeoIP gives the country), then the rest of the world; a continent's
-// are its mirrors (by the mirror's continent field), then the rest; global's is every usable
-// mirror. Empty tiers are dropped; within a tier mirrors are sorted by bandwidth (highest first)
-// then name, which is also the order of a variant's urls.
+// Regions: one per country that has a mirror in the network (usable or not) or that a mirror
+// is restricted to (AllowedCountries), one per continent (all seven) and "global". A country's
+// tiers are its own usable mirrors, then the rest of its continent (the continent GeoIP gives
+// the country), then the rest of the world; a continent's are its mirrors (by the mirror's
+// continent field), then the rest; global's is every usable mirror. A region lists only the
+// mirrors that serve it (layout.Mirror.ServesRegion): never a private mirror (those are
+// reached through netblocks and ASNs only), and a mirror restricted to some client countries
+// only in those countries' regions. Empty tiers are dropped; within a tier mirrors are sorted
+// by bandwidth (highest first) then name, which is also the order of a variant's urls.
 //
-// Variants: regions with identical tiers share one VariantSet; a region without any candidate
-// has VariantSet -1. See the package documentation for the variants' content.
+// Variants: a region's candidate list is its tiers in order, widened tier by tier while it
+// holds fewer than meta.MinMirrors mirrors (default layout.DefaultMinMirrors): a country with
+// five mirrors of its own lists those, one with two lists its continent's too, and so on.
+// Regions with identical lists share one VariantSet; a region without any candidate has
+// VariantSet -1. See the package documentation for the variants' content.
 //
 // Without any mirror, meta has no regions and no variants: the single-machine tree.
 func Precompute(meta *layout.Meta) (Stats, error) {
@@ -131,27 +146,33 @@ func Precompute(meta *layout.Meta) (Stats, error) {
 		return a.Name < b.Name
 	})
 
-	regions := map[string][][]string{}
+	countries := map[string]bool{}
 	for _, m := range meta.Mirrors {
-		if _, done := regions[m.Country]; done || m.Country == "" {
+		if m.Country != "" {
+			countries[m.Country] = true
+		}
+		for _, c := range m.AllowedCountries {
+			countries[c] = true
+		}
+	}
+	regions := map[string][][]string{}
+	for c := range countries {
+		cont, ok := layout.ContinentOf(c)
+		if !ok {
 			continue
 		}
-		cont, ok := layout.ContinentOf(m.Country)
-		if !ok {
-			cont = m.Continent
-		}
-		c := m.Country
-		regions[c] = tiers(usable,
+		regions[c] = tiers(usable, c,
 			func(u *layout.Mirror) bool { return u.Country == c },
 			func(u *layout.Mirror) bool { return u.Continent == cont },
 			func(*layout.Mirror) bool { return true })
 	}
 	for _, k := range layout.Continents {
-		regions[k] = tiers(usable,
+		regions[k] = tiers(usable, "",
 			func(u *layout.Mirror) bool { return u.Continent == k },
 			func(*layout.Mirror) bool { return true })
 	}
-	regions["global"] = tiers(usable, func(*layout.Mirror) bool { return true })
+	regions["global"] = tiers(usable, "", func(*layout.Mirror) bool { return true })
+	minimum := meta.MinMirrorsOf()
 
 	// Group regions by candidate lists, in sorted region order for stable set numbers.
 	names := make([]string, 0, len(regions))
@@ -166,12 +187,13 @@ func Precompute(meta *layout.Meta) (Stats, error) {
 		t := regions[r]
 		idx := -1
 		if len(t) > 0 {
-			key := tiersKey(t)
+			w := widen(t, minimum)
+			key := tiersKey(w)
 			var ok bool
 			if idx, ok = byKey[key]; !ok {
 				idx = len(sets)
 				byKey[key] = idx
-				sets = append(sets, t)
+				sets = append(sets, w)
 			}
 		}
 		meta.Regions[r] = &layout.Region{Tiers: t, VariantSet: idx}
@@ -211,15 +233,16 @@ func Precompute(meta *layout.Meta) (Stats, error) {
 	return st, nil
 }
 
-// tiers builds the tiers of a region: tier i holds the usable mirrors that match preds[i] and
+// tiers builds the tiers of the region of clients from country ("" for a continent's or the
+// global region): tier i holds the usable mirrors serving that region that match preds[i] and
 // no earlier predicate. usable is sorted already.
-func tiers(usable []*layout.Mirror, preds ...func(*layout.Mirror) bool) [][]string {
+func tiers(usable []*layout.Mirror, country string, preds ...func(*layout.Mirror) bool) [][]string {
 	out := [][]string{}
 	placed := map[string]bool{}
 	for _, pred := range preds {
 		var tier []string
 		for _, m := range usable {
-			if !placed[m.Name] && pred(m) {
+			if !placed[m.Name] && m.ServesRegion(country) && pred(m) {
 				placed[m.Name] = true
 				tier = append(tier, m.Name)
 			}
@@ -229,6 +252,19 @@ func tiers(usable []*layout.Mirror, preds ...func(*layout.Mirror) bool) [][]stri
 		}
 	}
 	return out
+}
+
+// widen returns the first tiers of t that hold at least minimum mirrors (all of t if they
+// never do): the candidate list, widened tier by tier while it is short.
+func widen(t [][]string, minimum int) [][]string {
+	n := 0
+	for i, tier := range t {
+		n += len(tier)
+		if n >= minimum {
+			return t[:i+1]
+		}
+	}
+	return t
 }
 
 func tiersKey(t [][]string) string {

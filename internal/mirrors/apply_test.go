@@ -396,16 +396,16 @@ func TestApplyFile(t *testing.T) {
 	prev.Mirrors = []*layout.Mirror{mirror("a", "DE", "EU", 100, 1, true)}
 	prev.Mirrors[0].URL = "https://a.example/"
 	f := newFixture(t)
-	if err := ApplyFile(context.Background(), path, prev, f.meta); err != nil {
+	if err := ApplyFile(context.Background(), Source{Path: path}, prev, f.meta); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.meta.Mirrors) != 1 || !f.meta.Mirrors[0].Healthy || f.meta.Regions["DE"].VariantSet != 0 || len(f.meta.VariantSets[0].Variants) != 5 {
 		t.Errorf("meta %+v %+v", f.meta.Mirrors[0], f.meta.Regions["DE"])
 	}
-	if err := ApplyFile(context.Background(), path, nil, layout.NewMeta(1)); err != nil {
+	if err := ApplyFile(context.Background(), Source{Path: path}, nil, layout.NewMeta(1)); err != nil {
 		t.Errorf("first generation: %v", err)
 	}
-	if err := ApplyFile(context.Background(), dir+"/none.yaml", nil, f.meta); err == nil {
+	if err := ApplyFile(context.Background(), Source{Path: dir + "/none.yaml"}, nil, f.meta); err == nil {
 		t.Error("missing file accepted")
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/regmirror/regmirror/layout"
@@ -44,8 +46,15 @@ type Mirror struct {
 	Continent string // one of layout.Continents; derived from Country when the entry has none
 	Bandwidth int64  // Mbit/s, 1..MaxBandwidth; DefaultBandwidth when the entry has none
 	Netblocks []netip.Prefix
-	Enabled   bool
-	Line      int // line of the entry in the file; 0 when built in code
+	// ASNs are autonomous systems whose clients go to this mirror before their country's.
+	ASNs []uint32
+	// AllowedCountries, when not empty, are the only client countries (upper case, sorted)
+	// that regions send to this mirror; netblock and ASN clients are not restricted.
+	AllowedCountries []string
+	// Private mirrors are reached through Netblocks and ASNs only.
+	Private bool
+	Enabled bool
+	Line    int // line of the entry in the file; 0 when built in code
 }
 
 // Error is a problem in a mirrors file, at a line.
@@ -324,6 +333,54 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 					m.Netblocks = append(m.Netblocks, pfx)
 				}
 			}
+		case "asns":
+			if v.Tag == "!!null" {
+				return true
+			}
+			if !p.checkNode(v, yaml.SequenceNode, ctx+"asns", "a list of AS numbers") {
+				return true
+			}
+			for _, a := range v.Content {
+				asn, err := parseASN(a)
+				if err != nil {
+					p.errorf(a.Line, "%sasn %q: %v", ctx, trunc(a.Value), err)
+					continue
+				}
+				if !slices.Contains(m.ASNs, asn) {
+					m.ASNs = append(m.ASNs, asn)
+				}
+			}
+		case "allowed_countries":
+			if v.Tag == "!!null" {
+				return true
+			}
+			if !p.checkNode(v, yaml.SequenceNode, ctx+"allowed_countries", "a list of ISO 3166-1 alpha-2 codes") {
+				return true
+			}
+			for _, cn := range v.Content {
+				s, ok := p.str(cn, ctx, "allowed_countries")
+				if !ok {
+					continue
+				}
+				c := strings.ToUpper(s)
+				if _, ok := layout.ContinentOf(c); !ok {
+					p.errorf(cn.Line, "%sallowed country %q is not an ISO 3166-1 alpha-2 code%s", ctx, trunc(s), countryHint(c))
+					continue
+				}
+				if !slices.Contains(m.AllowedCountries, c) {
+					m.AllowedCountries = append(m.AllowedCountries, c)
+				}
+			}
+			if len(v.Content) == 0 {
+				p.errorf(v.Line, "%sallowed_countries is empty: leave it out to serve every country", ctx)
+			}
+		case "private":
+			var on bool
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Decode(&on) != nil {
+				p.errorf(v.Line, "%sprivate %q: want true or false", ctx, trunc(v.Value))
+			} else {
+				m.Private = on
+			}
 		case "enabled":
 			var on bool
 			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Decode(&on) != nil {
@@ -354,8 +411,27 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 	if !haveBandwidth {
 		m.Bandwidth = DefaultBandwidth
 	}
+	if m.Private && len(m.Netblocks) == 0 && len(m.ASNs) == 0 {
+		p.errorf(n.Line, "%sprivate mirror without netblocks or asns: no client could reach it", ctx)
+		return Mirror{}, false
+	}
 	sort.Slice(m.Netblocks, func(i, j int) bool { return prefixLess(m.Netblocks[i], m.Netblocks[j]) })
+	slices.Sort(m.ASNs)
+	slices.Sort(m.AllowedCountries)
 	return m, true
+}
+
+// parseASN reads an AS number: a whole number 1..4294967295, or "AS64500".
+func parseASN(n *yaml.Node) (uint32, error) {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		return 0, errors.New("want an AS number, like 64500")
+	}
+	s := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(n.Value)), "AS")
+	v, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || v == 0 {
+		return 0, errors.New("want an AS number 1..4294967295, like 64500 or AS64500")
+	}
+	return uint32(v), nil
 }
 
 // Validate checks a File built in code (or parsed) against the rules of the file format.
@@ -387,10 +463,12 @@ func (m *Mirror) Validate() error {
 	if err := checkURL(m.URL); err != nil {
 		return fmt.Errorf("mirror %q: url %q: %w", m.Name, trunc(m.URL), err)
 	}
-	if _, ok := layout.ContinentOf(m.Country); !ok {
+	// A mirror without a country (MirrorManager has hosts without one) is in the global
+	// region only; the mirrors file requires a country.
+	if _, ok := layout.ContinentOf(m.Country); !ok && m.Country != "" {
 		return fmt.Errorf("mirror %q: country %q is not an ISO 3166-1 alpha-2 code", m.Name, trunc(m.Country))
 	}
-	if !layout.IsContinent(m.Continent) {
+	if !layout.IsContinent(m.Continent) && (m.Country != "" || m.Continent != "") {
 		return fmt.Errorf("mirror %q: continent %q is not one of %s", m.Name, trunc(m.Continent), strings.Join(layout.Continents, " "))
 	}
 	if m.Bandwidth <= 0 || m.Bandwidth > MaxBandwidth {
@@ -400,6 +478,19 @@ func (m *Mirror) Validate() error {
 		if c, err := parseNetblock(b.String()); err != nil || c != b {
 			return fmt.Errorf("mirror %q: netblock %s is not a masked, non-empty CIDR", m.Name, b)
 		}
+	}
+	for _, a := range m.ASNs {
+		if a == 0 {
+			return fmt.Errorf("mirror %q: ASN 0 is not an AS number", m.Name)
+		}
+	}
+	for _, c := range m.AllowedCountries {
+		if _, ok := layout.ContinentOf(c); !ok {
+			return fmt.Errorf("mirror %q: allowed country %q is not an ISO 3166-1 alpha-2 code", m.Name, trunc(c))
+		}
+	}
+	if m.Private && len(m.Netblocks) == 0 && len(m.ASNs) == 0 {
+		return fmt.Errorf("mirror %q: private mirror without netblocks or ASNs: no client could reach it", m.Name)
 	}
 	return nil
 }
