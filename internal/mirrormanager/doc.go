@@ -16,9 +16,10 @@
 //     mirrorlist/mirrorlist_server.py (the Python server the Rust one replaced).
 //
 // No code was copied or generated from them; the decoder here is written by hand with
-// protowire, field numbers cited in wire.go. Tests check it against snapshots from this
-// package's test encoder (which protoc --decode parses against the schema with no unknown
-// field) and against testdata/protoc-sample.bin, encoded by protoc from the schema.
+// protowire, field numbers cited in wire.go. Tests check it against snapshots from package
+// mmtest's encoder (written separately from the schema; protoc --decode parses its output
+// against the schema with no unknown field), which other packages' tests use to build
+// snapshots too, and against testdata/protoc-sample.bin, encoded by protoc from the schema.
 //
 // # The cache file
 //

@@ -23,86 +23,86 @@ import (
 //	12 at          AT, 2000 Mbit/s
 func fixture() cacheSpec {
 	return cacheSpec{
-		time:              1767225600, // 2026-01-01T00:00:00Z
-		netblockCountry:   []kv{{"100.64.0.0/10", "jp"}, {"100.64.1.0/24", "BR"}},
-		continentRedirect: []kv{{"ru", "eu"}},
-		skipped:           true,
-		hcURL: []idString{
-			{101, "https://de-big.example/pub/fedora"},
-			{102, "http://de-big.example/pub/fedora"},
-			{103, "rsync://de-big.example/fedora"},
-			{201, "http://de-small.example/fedora/"},
-			{301, "https://fr.example/mirror/fedora"},
-			{401, "https://mirror.campus.example/fedora"},
-			{501, "https://us.example/fedora"},
-			{601, "https://jp.example/fedora"},
-			{701, "https://stale.example/fedora"},
-			{801, "https://nowhere.example/fedora"},
-			{901, "rsync://rsync-only.example/fedora"},
-			{1101, "https://br.example/fedora"},
-			{1201, "HTTPS://at.example/fedora"},
+		Time:              1767225600, // 2026-01-01T00:00:00Z
+		NetblockCountry:   []kv{{K: "100.64.0.0/10", V: "jp"}, {K: "100.64.1.0/24", V: "BR"}},
+		ContinentRedirect: []kv{{K: "ru", V: "eu"}},
+		Skipped:           true,
+		HCURL: []idString{
+			{ID: 101, S: "https://de-big.example/pub/fedora"},
+			{ID: 102, S: "http://de-big.example/pub/fedora"},
+			{ID: 103, S: "rsync://de-big.example/fedora"},
+			{ID: 201, S: "http://de-small.example/fedora/"},
+			{ID: 301, S: "https://fr.example/mirror/fedora"},
+			{ID: 401, S: "https://mirror.campus.example/fedora"},
+			{ID: 501, S: "https://us.example/fedora"},
+			{ID: 601, S: "https://jp.example/fedora"},
+			{ID: 701, S: "https://stale.example/fedora"},
+			{ID: 801, S: "https://nowhere.example/fedora"},
+			{ID: 901, S: "rsync://rsync-only.example/fedora"},
+			{ID: 1101, S: "https://br.example/fedora"},
+			{ID: 1201, S: "HTTPS://at.example/fedora"},
 		},
-		hostASN: []idInts{
-			{64500, []int64{4}},
-			{64501, []int64{6}},
-			{64502, []int64{6}},
-			{64999, []int64{7}}, // stale: not listed for containers, so never a candidate there
+		HostASN: []idInts{
+			{ID: 64500, IDs: []int64{4}},
+			{ID: 64501, IDs: []int64{6}},
+			{ID: 64502, IDs: []int64{6}},
+			{ID: 64999, IDs: []int64{7}}, // stale: not listed for containers, so never a candidate there
 		},
-		hostMaxConn: []idInt{{1, 10}, {2, 5}},
-		hostCountry: []idString{
-			{1, "DE"}, {2, "DE"}, {3, "FR"}, {4, "DE"}, {5, "US"}, {6, "JP"},
-			{7, "DE"}, {9, "DE"}, {10, "DE"}, {11, "BR"}, {12, "AT"},
+		HostMaxConn: []idInt{{ID: 1, V: 10}, {ID: 2, V: 5}},
+		HostCountry: []idString{
+			{ID: 1, S: "DE"}, {ID: 2, S: "DE"}, {ID: 3, S: "FR"}, {ID: 4, S: "DE"}, {ID: 5, S: "US"}, {ID: 6, S: "JP"},
+			{ID: 7, S: "DE"}, {ID: 9, S: "DE"}, {ID: 10, S: "DE"}, {ID: 11, S: "BR"}, {ID: 12, S: "AT"},
 		},
-		hostBandwidth: []idInt{
-			{1, 10000}, {2, 100}, {3, 500}, {4, 1000}, {5, 1000}, {6, 1000},
-			{7, 5000}, {9, 100}, {10, 100}, {11, 100}, {12, 2000},
+		HostBandwidth: []idInt{
+			{ID: 1, V: 10000}, {ID: 2, V: 100}, {ID: 3, V: 500}, {ID: 4, V: 1000}, {ID: 5, V: 1000}, {ID: 6, V: 1000},
+			{ID: 7, V: 5000}, {ID: 9, V: 100}, {ID: 10, V: 100}, {ID: 11, V: 100}, {ID: 12, V: 2000},
 		},
-		hostAllowed: []idStrings{{5, []string{"us", "CA"}}},
-		hostNetblock: []strInts{
-			{"192.0.2.0/24", []int64{4}},
-			{"198.51.100.7", []int64{4}},
-			{"10.1.2.3/8", []int64{4}},
-			{"2001:db8::/32", []int64{6}},
-			{"10.20.0.0/16", []int64{6}}, // inside campus's 10.0.0.0/8, more specific
-			{"203.0.113.0/24", []int64{7}},
-			{"not-a-netblock", []int64{1}}, // skipped, as mirrorlist-server does
+		HostAllowed: []idStrings{{ID: 5, SS: []string{"us", "CA"}}},
+		HostNetblock: []strInts{
+			{S: "192.0.2.0/24", IDs: []int64{4}},
+			{S: "198.51.100.7", IDs: []int64{4}},
+			{S: "10.1.2.3/8", IDs: []int64{4}},
+			{S: "2001:db8::/32", IDs: []int64{6}},
+			{S: "10.20.0.0/16", IDs: []int64{6}}, // inside campus's 10.0.0.0/8, more specific
+			{S: "203.0.113.0/24", IDs: []int64{7}},
+			{S: "not-a-netblock", IDs: []int64{1}}, // skipped, as mirrorlist-server does
 		},
-		dirs: []dirSpec{
+		Dirs: []dirSpec{
 			{
-				name:    "pub/fedora/containers",
-				subpath: strp("containers"),
-				global:  []int64{1, 2, 3, 5, 6, 8, 9, 10, 11, 12},
-				byCountry: []strInts{
-					{"DE", []int64{1, 2, 9, 10}}, {"FR", []int64{3}}, {"US", []int64{5}},
-					{"JP", []int64{6}}, {"BR", []int64{11}}, {"AT", []int64{12}},
+				Name:    "pub/fedora/containers",
+				Subpath: strp("containers"),
+				Global:  []int64{1, 2, 3, 5, 6, 8, 9, 10, 11, 12},
+				ByCountry: []strInts{
+					{S: "DE", IDs: []int64{1, 2, 9, 10}}, {S: "FR", IDs: []int64{3}}, {S: "US", IDs: []int64{5}},
+					{S: "JP", IDs: []int64{6}}, {S: "BR", IDs: []int64{11}}, {S: "AT", IDs: []int64{12}},
 				},
-				internet2: []strInts{{"FR", []int64{3}}, {"DE", []int64{4}}},
-				byHostID: []idInts{
-					{1, []int64{102, 101, 103}}, {2, []int64{201}}, {3, []int64{301}},
-					{4, []int64{401}}, {5, []int64{501}}, {6, []int64{601}},
-					{8, []int64{801}}, {9, []int64{901}}, {10, []int64{1001}},
-					{11, []int64{1101}}, {12, []int64{1201}},
+				Internet2: []strInts{{S: "FR", IDs: []int64{3}}, {S: "DE", IDs: []int64{4}}},
+				ByHostID: []idInts{
+					{ID: 1, IDs: []int64{102, 101, 103}}, {ID: 2, IDs: []int64{201}}, {ID: 3, IDs: []int64{301}},
+					{ID: 4, IDs: []int64{401}}, {ID: 5, IDs: []int64{501}}, {ID: 6, IDs: []int64{601}},
+					{ID: 8, IDs: []int64{801}}, {ID: 9, IDs: []int64{901}}, {ID: 10, IDs: []int64{1001}},
+					{ID: 11, IDs: []int64{1101}}, {ID: 12, IDs: []int64{1201}},
 				},
-				ordered: boolp(true),
+				Ordered: boolp(true),
 			},
 			{
-				name:      "pub/fedora/linux",
-				subpath:   strp("linux"),
-				global:    []int64{7},
-				byCountry: []strInts{{"DE", []int64{7}}},
-				byHostID:  []idInts{{7, []int64{701}}},
+				Name:      "pub/fedora/linux",
+				Subpath:   strp("linux"),
+				Global:    []int64{7},
+				ByCountry: []strInts{{S: "DE", IDs: []int64{7}}},
+				ByHostID:  []idInts{{ID: 7, IDs: []int64{701}}},
 			},
 			{
-				name:      "pub/fedora",
-				subpath:   strp(""),
-				global:    []int64{1},
-				byCountry: []strInts{{"DE", []int64{1}}},
-				byHostID:  []idInts{{1, []int64{101}}},
+				Name:      "pub/fedora",
+				Subpath:   strp(""),
+				Global:    []int64{1},
+				ByCountry: []strInts{{S: "DE", IDs: []int64{1}}},
+				ByHostID:  []idInts{{ID: 1, IDs: []int64{101}}},
 			},
 			{
-				name:     "pub/alt",
-				global:   []int64{2},
-				byHostID: []idInts{{2, []int64{201}}},
+				Name:     "pub/alt",
+				Global:   []int64{2},
+				ByHostID: []idInts{{ID: 2, IDs: []int64{201}}},
 			},
 		},
 	}

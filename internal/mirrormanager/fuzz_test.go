@@ -9,11 +9,11 @@ import (
 // FuzzDecode checks that Decode never panics, and that whatever it accepts yields hosts
 // whose URLs are usable blob prefixes.
 func FuzzDecode(f *testing.F) {
-	good, boundaries := fixture().encode()
+	good, boundaries := fixture().Encode()
 	f.Add(good)
 	packed := fixture()
-	packed.packed = true
-	p, _ := packed.encode()
+	packed.Packed = true
+	p, _ := packed.Encode()
 	f.Add(p)
 	for _, n := range boundaries[:len(boundaries)/2] {
 		f.Add(good[:n])

@@ -17,7 +17,7 @@ import (
 
 func mustDecode(t *testing.T, c cacheSpec) *Snapshot {
 	t.Helper()
-	b, _ := c.encode()
+	b, _ := c.Encode()
 	s, err := Decode(b)
 	if err != nil {
 		t.Fatalf("Decode: %v", err)
@@ -35,9 +35,9 @@ func hostsString(hs []Host) string {
 
 func TestHosts(t *testing.T) {
 	packed := fixture()
-	packed.packed = true
+	packed.Packed = true
 	noSkipped := fixture()
-	noSkipped.skipped = false
+	noSkipped.Skipped = false
 	specs := []struct {
 		name string
 		spec cacheSpec
@@ -124,7 +124,7 @@ func TestUnknownDirectory(t *testing.T) {
 
 	many := fixture()
 	for i := range 10 {
-		many.dirs = append(many.dirs, dirSpec{name: fmt.Sprintf("pub/z%02d", i)})
+		many.Dirs = append(many.Dirs, dirSpec{Name: fmt.Sprintf("pub/z%02d", i)})
 	}
 	_, err = mustDecode(t, many).Hosts("x")
 	if err == nil || !strings.Contains(err.Error(), "14 in all") || strings.Contains(err.Error(), "pub/z09") {
@@ -192,7 +192,7 @@ func TestOverrides(t *testing.T) {
 
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
-	good, _ := fixture().encode()
+	good, _ := fixture().Encode()
 	path := filepath.Join(dir, "mirrorlist_cache.proto")
 	if err := os.WriteFile(path, good, 0o644); err != nil {
 		t.Fatal(err)
@@ -234,7 +234,7 @@ func TestLoad(t *testing.T) {
 // field is refused with "truncated" or "malformed"; a cut at a field boundary is a valid,
 // smaller message (protobuf has no end marker) and must decode.
 func TestEveryTruncationRefused(t *testing.T) {
-	b, boundaries := fixture().encode()
+	b, boundaries := fixture().Encode()
 	for n := 0; n < len(b); n++ {
 		_, err := Decode(b[:n])
 		atBoundary := slices.Contains(boundaries, n)
@@ -254,19 +254,19 @@ func TestEveryTruncationRefused(t *testing.T) {
 }
 
 func TestDecodeRefused(t *testing.T) {
-	good, _ := fixture().encode()
+	good, _ := fixture().Encode()
 	noTime := fixture()
-	noTime.noTime = true
-	noTimeBytes, _ := noTime.encode()
+	noTime.NoTime = true
+	noTimeBytes, _ := noTime.Encode()
 	noDir := fixture()
-	noDir.dirs[1].noDirField = true
-	noDirBytes, _ := noDir.encode()
+	noDir.Dirs[1].NoDirField = true
+	noDirBytes, _ := noDir.Encode()
 	badASN := fixture()
-	badASN.hostASN = append(badASN.hostASN, idInts{1 << 33, []int64{1}})
-	badASNBytes, _ := badASN.encode()
+	badASN.HostASN = append(badASN.HostASN, idInts{ID: 1 << 33, IDs: []int64{1}})
+	badASNBytes, _ := badASN.Encode()
 	negASN := fixture()
-	negASN.hostASN = append(negASN.hostASN, idInts{-1, []int64{1}})
-	negASNBytes, _ := negASN.encode()
+	negASN.HostASN = append(negASN.HostASN, idInts{ID: -1, IDs: []int64{1}})
+	negASNBytes, _ := negASN.Encode()
 
 	msg := func(num protowire.Number, body []byte) []byte {
 		return appendMsg(appendInt(nil, fieldTime, 1), num, body)
@@ -312,7 +312,7 @@ func TestDecodeRefused(t *testing.T) {
 }
 
 func TestDecodeAcceptsUnknownFields(t *testing.T) {
-	b, _ := fixture().encode()
+	b, _ := fixture().Encode()
 	// A field the schema does not have, of every wire type, including a group.
 	b = appendInt(b, 99, 5)
 	b = protowire.AppendFixed32(protowire.AppendTag(b, 100, protowire.Fixed32Type), 1)
