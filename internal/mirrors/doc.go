@@ -13,6 +13,9 @@
 //	    continent: EU                  # optional: AF AN AS EU NA OC SA; default: the country's
 //	    bandwidth: 1000                # optional: Mbit/s, 1..10000000; default 100
 //	    netblocks: [192.0.2.0/24]      # optional: CIDRs whose clients go to this mirror first
+//	    asns: [64500]                  # optional: AS numbers (or AS64500) whose clients go here next
+//	    allowed_countries: [DE, AT]    # optional: the only client countries regions send here
+//	    private: false                 # optional: reached through netblocks and asns only
 //	    enabled: true                  # optional: default true
 //
 // Every problem is reported with the file, the line and the field, for example
@@ -23,6 +26,16 @@
 // upper case. A bandwidth of 0 or less is an error (enabled: false takes a mirror out).
 // Netblocks are stored masked (192.0.2.1/24 becomes 192.0.2.0/24), IPv4-mapped IPv6 prefixes
 // as IPv4, and /0 is refused. URLs carry no user info, query or fragment.
+//
+// An AS number is 1..4294967295; allowed_countries, when given, is a non-empty list of ISO
+// codes (stored in upper case, sorted); a private mirror needs netblocks or asns.
+//
+// # MirrorManager's mirrorlist cache
+//
+// --mirrors also takes MirrorManager's mirrorlist cache (the protobuf file its mirrorlist
+// servers read), with --mm-directory naming the tree's directory in it: LoadSource tells the
+// two apart by content (IsMirrorListCache) and FromMirrorManager turns the hosts the cache
+// lists for the directory into a File with the same fields. See docs/mirrormanager.md.
 //
 // A mirror's continent field, when given, overrides the continent of its country (a mirror in
 // Russia's Asian part may say AS): it places the mirror in that continent's region. A country's
@@ -35,14 +48,18 @@
 // followed by `crawl` is the way to bring mirrors in. Per blob, a candidate qualifies only if
 // the generation it holds is at least the blob's Since (layout.Mirror.Holds).
 //
-// Regions are every country with a mirror in the file, all seven continents and "global".
-// Their tiers and sharing are described at Precompute. A tree without mirrors has no regions
-// and no variants.
+// Regions are every country with a mirror in the file or named in a mirror's
+// allowed_countries, all seven continents and "global". A region never lists a private mirror,
+// and lists a restricted one only if it is one of the mirror's countries. Their tiers, the
+// candidate list widened tier by tier to the tree's minimum (layout.Meta.MinMirrors, default
+// 5, --min-mirrors), and sharing are described at Precompute. Netblock and ASN matches depend
+// on the client, not on a region: the redirector applies them per request. A tree without
+// mirrors has no regions and no variants.
 //
 // # Entry points
 //
-// Load (or Parse) reads a mirrors file. ApplyFile, with the signature of
-// generator.MirrorsFunc, is what `generate --mirrors FILE` calls: it records the file in the
+// Load (or Parse) reads a mirrors file; LoadSource a mirrors file or a mirrorlist cache.
+// ApplyFile is what `generate --mirrors FILE [--mm-directory DIR]` calls: it records the file in the
 // new generation's metadata, carrying the previous generation's crawl state over by name (and
 // URL), and precomputes regions and variants. The crawl (package internal/crawl) calls
 // SetMirrors and Precompute. The candidate rules (layout.Mirror's Usable and Holds) and the
