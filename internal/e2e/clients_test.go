@@ -208,13 +208,19 @@ func newClientFixture(t *testing.T, extra ...string) *clientFixture {
 	src.Push(t, refs)
 	generate(t, src.URL, f.tree, extra...)
 	src.Proc.Stop()
+	f.startClients(t)
+	return f
+}
+
+// startClients finds the client programs and starts the private containerd and dockerd.
+func (f *clientFixture) startClients(t *testing.T) {
+	t.Helper()
 	f.skopeo = peers.NewSkopeo(t)
 	f.crane = peers.NewCrane(t)
 	f.regctl = peers.NewRegctl(t)
 	f.podman = peers.NewPodman(t)
 	f.ctd = peers.StartContainerd(t)
 	f.docker = peers.StartDocker(t, f.ctd)
-	return f
 }
 
 // pullAll pulls with every real client from ep, each as a subtest, each checking digests.

@@ -21,6 +21,21 @@
 //     and access log, the documented two-phase rsync), and a generated tree synced to a
 //     mirror over its previous generation: the mirror holds one whole generation between
 //     and after the two rsync phases, and nginx serves every blob of it.
+//   - regions_test.go: the mirror network (issue 4). TestMirrorNetwork: mirrors in DE (two,
+//     one left a generation behind), FR and US filled by the two-phase rsync, one configured
+//     but not running, an origin; `crawl` finds each up to date, behind or down; `serve`
+//     with a GeoIP test database (internal/geoiptest) behind nginx "CDN edges"
+//     (peers.StartEdges) that set X-Forwarded-For for a client in DE, FR, US, AT (continent)
+//     and JP (global): every 307 points at the client's region's mirrors holding the blob,
+//     docker, podman, skopeo and crane pulls get every blob there (mirrors' access logs), an
+//     untrusted peer cannot choose its region, the stale mirror is never asked for a blob it
+//     lacks, the dead one never chosen, a stopped mirror is out after the next crawl; with
+//     --regional-manifests the variants' urls name the region's mirrors first and the origin
+//     last, and podman, containerd and skopeo pull from them. TestMirrorSyncUnderLoad: new
+//     generations (new blobs, removed tags, --gc-grace 1ns) rsynced to the mirrors while
+//     crawls run (rsync's exit code 24 for a metadata file a crawl pruned meanwhile is a
+//     warning: peers.SyncMirrorChanging) and pullers pull: every pull succeeds and no mirror
+//     is asked for a blob it lacks.
 //   - bench_generate_test.go: the generator's quality bars side by side with crane and a bare
 //     copy floor (`make bench`): BenchmarkSyncLarge, BenchmarkSyncManySmall,
 //     BenchmarkNoopResync, BenchmarkPeakRSS.
