@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/regmirror/regmirror/internal/geoiptest"
+	"github.com/regmirror/regmirror/internal/mirrormanager"
 	"github.com/regmirror/regmirror/internal/mirrormanager/mmtest"
 	"github.com/regmirror/regmirror/layout"
 	"github.com/regmirror/regmirror/redirector"
@@ -278,26 +279,51 @@ func TestMirrorManagerRouting(t *testing.T) {
 
 	geo, asn := mmGeo(t)
 	srv := mmServer(t, tree, geo, asn, false)
+	snap, err := mirrormanager.LoadSnapshot(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts, err := snap.Hosts("pub/containers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	continent := func(c string) string { cont, _ := layout.ContinentOf(c); return cont }
 	for _, tc := range []struct {
-		name, addr, want string
+		name, addr string
+		country    string // what the test GeoIP and ASN databases say of addr
+		asn        uint32
+		want       string
 	}{
-		{"netblock, most specific first", "10.1.2.3", "h7"},
-		{"netblock reaches a private host", "10.1.9.9", "h4"},
-		{"ASN reaches a private host", "10.5.0.1", "h5"},
-		{"peer ASN", "87.1.2.3", "h5"},
-		{"country", "81.2.3.4", "h1"},
-		{"continent (no mirror in IT)", "82.2.3.4", "h1,h2,h9"},
-		{"restricted host serves its country", "83.2.3.4", "h6"},
-		{"restricted host serves no other country of its continent", "84.2.3.4", "h3"},
-		{"country with a private host: only the public one", "87.2.3.4", "h7"},
-		{"host not up to date for the directory: never (BR goes to the world)", "88.2.3.4", "h1,h2,h3,h7,h9"},
-		{"unknown country: global, without private or restricted hosts", "99.2.3.4", "h1,h2,h3,h7,h9"},
-		{"IPv6 client without any match: global", "2001:db8::1", "h1,h2,h3,h7,h9"},
+		{"netblock, most specific first", "10.1.2.3", "DE", 64500, "h7"},
+		{"netblock reaches a private host", "10.1.9.9", "DE", 64500, "h4"},
+		{"ASN reaches a private host", "10.5.0.1", "DE", 64501, "h5"},
+		{"peer ASN", "87.1.2.3", "JP", 64502, "h5"},
+		{"country", "81.2.3.4", "DE", 0, "h1"},
+		{"continent (no mirror in IT)", "82.2.3.4", "IT", 0, "h1,h2,h9"},
+		{"restricted host serves its country", "83.2.3.4", "CA", 0, "h6"},
+		{"restricted host serves no other country of its continent", "84.2.3.4", "MX", 0, "h3"},
+		{"country with a private host: only the public one", "87.2.3.4", "JP", 0, "h7"},
+		{"host not up to date for the directory: never (BR goes to the world)", "88.2.3.4", "BR", 0, "h1,h2,h3,h7,h9"},
+		{"unknown country: global, without private or restricted hosts", "99.2.3.4", "", 0, "h1,h2,h3,h7,h9"},
+		{"IPv6 client without any match: global", "2001:db8::1", "", 0, "h1,h2,h3,h7,h9"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := mmChoose(t, srv, mirrors.URL, layer, tc.addr, 400)
 			if keys(got) != tc.want && !(strings.Contains(tc.want, ",") && subset(got, tc.want)) {
 				t.Errorf("client %s went to %v, want %s", tc.addr, got, tc.want)
+			}
+			// MirrorManager's own rules (mirrormanager.Select, written from its code) put
+			// the same hosts first.
+			tiers := mirrormanager.Select(hosts, mirrormanager.Client{Addr: netip.MustParseAddr(tc.addr), Country: tc.country, ASN: tc.asn},
+				mirrormanager.Policy{Continent: continent})
+			var first []string
+			if len(tiers) > 0 {
+				for _, h := range tiers[0].Hosts {
+					first = append(first, fmt.Sprintf("h%d", h.ID))
+				}
+			}
+			if strings.Join(first, ",") != tc.want {
+				t.Errorf("MirrorManager's first tier for %s: %v, want %s", tc.addr, first, tc.want)
 			}
 		})
 	}
