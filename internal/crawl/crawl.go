@@ -154,6 +154,7 @@ type Result struct {
 	URL        string
 	Country    string
 	Continent  string
+	Private    bool // reached through netblocks and ASNs only
 	Enabled    bool
 	Healthy    bool
 	Generation uint64 // the generation the mirror holds, as recorded; 0 unknown
@@ -322,8 +323,8 @@ func Check(ctx context.Context, meta *layout.Meta, opts Options) []Result {
 }
 
 func result(m *layout.Mirror, blobs int, d time.Duration) Result {
-	return Result{Name: m.Name, URL: m.URL, Country: m.Country, Continent: m.Continent, Enabled: m.Enabled,
-		Healthy: m.Healthy, Generation: m.Generation, Status: m.Status, Failures: m.Failures, Blobs: blobs, Duration: d}
+	return Result{Name: m.Name, URL: m.URL, Country: m.Country, Continent: m.Continent, Private: m.Private,
+		Enabled: m.Enabled, Healthy: m.Healthy, Generation: m.Generation, Status: m.Status, Failures: m.Failures, Blobs: blobs, Duration: d}
 }
 
 // sampleBlob is a blob of the tree, in the crawl's check order.
@@ -544,7 +545,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if m.Healthy {
 			healthy = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%d\t%s\t%s\n", m.Name, m.Country, m.Continent, gen, healthy, m.Blobs,
+		region := m.Country + "/" + m.Continent
+		if m.Country == "" && m.Continent == "" {
+			region = "global" // a MirrorManager host without a country
+		}
+		if m.Private {
+			region += " private"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.Name, region, gen, healthy, m.Blobs,
 			m.Duration.Round(time.Millisecond), m.Status)
 	}
 	if err := tw.Flush(); err != nil {
