@@ -16,10 +16,14 @@
 // Regions: the client address is the TCP peer, or, when the peer is a trusted proxy, the
 // right-most untrusted address of X-Forwarded-For (clientaddr.go). Its country comes from a
 // trusted proxy's country header, else from the GeoIP database (region.go); its region is the
-// country's, else the continent's, else "global". A blob goes to a mirror whose netblock holds
-// the client, else to the region's tiers in order, bandwidth-weighted within a tier, only to
-// mirrors holding the blob's generation (choose.go); else to the origin URL, else it is served
-// from the local tree.
+// country's, else the continent's, else "global"; its autonomous system, when a mirror lists
+// ASNs, from the ASN database (Options.ASNDB, GeoLite2-ASN). A blob goes to a mirror whose
+// netblock holds the client (the most specific match first), else to one serving its AS, else
+// to the region's tiers in order, bandwidth-weighted within a tier, only to mirrors holding the
+// blob's generation (choose.go); else to the origin URL, else it is served from the local
+// tree. Private mirrors are reached through netblocks and ASNs only, and a mirror restricted to
+// some client countries is only in those countries' regions (the generator side writes the
+// regions so).
 //
 // Regional variants (variants.go) are not in memory at load: the metadata records each one's
 // digest and size, and a variant is rendered (layout.Renderer) when a client first asks for it,
@@ -30,7 +34,8 @@
 // Metrics (Prometheus, on their own listener): regmirror_requests_total{endpoint,code},
 // regmirror_redirects_total{region,mirror}, regmirror_generation,
 // regmirror_generation_age_seconds, regmirror_generation_loads_total{result},
-// regmirror_geoip_loads_total{result}, regmirror_variant_renders_total{result},
+// regmirror_geoip_loads_total{result}, regmirror_asn_db_loads_total{result},
+// regmirror_variant_renders_total{result},
 // regmirror_variant_cache_bytes, and the Go and process collectors.
 //
 // See headers.go for the Cache-Control policy.
