@@ -95,50 +95,26 @@ func mmMirrors(t *testing.T, tree string) *httptest.Server {
 //
 // Hosts in drop are left out of pub/containers (MirrorManager found them out of date).
 func mmCache(base string, drop ...int64) mmtest.Cache {
-	hosts := []struct {
-		id      int64
-		country string
-		bw      int64
-		private bool
-	}{
-		{1, "DE", 1000, false}, {2, "FR", 1000, false}, {3, "US", 1000, false},
-		{4, "DE", 1000, true}, {5, "JP", 1000, true}, {6, "CA", 1000, false},
-		{7, "JP", 1000, false}, {8, "BR", 1000, false}, {9, "AT", 10, false},
+	hosts := []mmtest.Host{
+		{ID: 1, Country: "DE", Bandwidth: 1000},
+		{ID: 2, Country: "FR", Bandwidth: 1000},
+		{ID: 3, Country: "US", Bandwidth: 1000},
+		{ID: 4, Country: "DE", Bandwidth: 1000, Private: true, Netblocks: []string{"10.1.0.0/16"}},
+		{ID: 5, Country: "JP", Bandwidth: 1000, Private: true, ASNs: []int64{64501, 64502}},
+		{ID: 6, Country: "CA", Bandwidth: 1000, AllowedCountries: []string{"ca"}},
+		{ID: 7, Country: "JP", Bandwidth: 1000, Netblocks: []string{"10.1.2.0/24"}},
+		{ID: 8, Country: "BR", Bandwidth: 1000}, // listed for pub/other only
+		{ID: 9, Country: "AT", Bandwidth: 10},
 	}
-	c := mmtest.Cache{
-		Time:              1767225600,
-		ContinentRedirect: []mmtest.KV{{K: "ru", V: "eu"}},
-		HostASN:           []mmtest.IDInts{{ID: 64501, IDs: []int64{5}}, {ID: 64502, IDs: []int64{5}}},
-		HostAllowed:       []mmtest.IDStrings{{ID: 6, SS: []string{"ca"}}},
-		HostNetblock: []mmtest.StrInts{
-			{S: "10.1.0.0/16", IDs: []int64{4}},
-			{S: "10.1.2.0/24", IDs: []int64{7}},
-		},
-	}
-	dir := mmtest.Dir{Name: "pub/containers", Subpath: mmtest.Str("containers")}
-	other := mmtest.Dir{Name: "pub/other", Subpath: mmtest.Str("other")}
-	for _, h := range hosts {
-		urlID := h.id * 100
+	for i := range hosts {
+		h := &hosts[i]
 		// MirrorManager's URLs: the host's copy of the category's top directory, no
 		// trailing slash.
-		c.HCURL = append(c.HCURL, mmtest.IDString{ID: urlID, S: fmt.Sprintf("%s/h%d/pub", base, h.id)})
-		c.HostCountry = append(c.HostCountry, mmtest.IDString{ID: h.id, S: h.country})
-		c.HostBandwidth = append(c.HostBandwidth, mmtest.IDInt{ID: h.id, V: h.bw})
-		if h.id == 8 {
-			other.Global = append(other.Global, h.id)
-			other.ByHostID = append(other.ByHostID, mmtest.IDInts{ID: h.id, IDs: []int64{urlID}})
-			continue
-		}
-		if slices.Contains(drop, h.id) {
-			continue
-		}
-		dir.ByHostID = append(dir.ByHostID, mmtest.IDInts{ID: h.id, IDs: []int64{urlID}})
-		if !h.private {
-			dir.Global = append(dir.Global, h.id)
-			dir.ByCountry = append(dir.ByCountry, mmtest.StrInts{S: h.country, IDs: []int64{h.id}})
-		}
+		h.URL = fmt.Sprintf("%s/h%d/pub", base, h.ID)
+		h.Listed = h.ID != 8 && !slices.Contains(drop, h.ID)
 	}
-	c.Dirs = []mmtest.Dir{other, dir}
+	c := mmtest.Network("pub/containers", "containers", hosts)
+	c.ContinentRedirect = []mmtest.KV{{K: "ru", V: "eu"}}
 	return c
 }
 

@@ -49,36 +49,19 @@ var mmWorld = []geoiptest.Network{
 // mmCache is the mirrorlist cache MirrorManager would write for these hosts, for a category
 // whose top directory is pub and the tree's directory pub/containers.
 func mmCache(hosts []*mmHost) mmtest.Cache {
-	c := mmtest.Cache{Time: 1767225600}
-	dir := mmtest.Dir{Name: "pub/containers", Subpath: mmtest.Str("containers")}
-	other := mmtest.Dir{Name: "pub/other", Subpath: mmtest.Str("other")}
+	var hs []mmtest.Host
 	for _, h := range hosts {
-		urlID := 100 * h.id
-		// The host's copy of the category's top directory, no trailing slash.
-		c.HCURL = append(c.HCURL, mmtest.IDString{ID: urlID, S: strings.TrimSuffix(h.nginx.URL, "/") + "/pub"})
-		c.HostCountry = append(c.HostCountry, mmtest.IDString{ID: h.id, S: h.country})
-		c.HostBandwidth = append(c.HostBandwidth, mmtest.IDInt{ID: h.id, V: h.bw})
+		mh := mmtest.Host{ID: h.id, URL: strings.TrimSuffix(h.nginx.URL, "/") + "/pub", Country: h.country, Bandwidth: h.bw,
+			Private: h.private, AllowedCountries: h.allowed, Listed: h.listed}
 		if h.netblock != "" {
-			c.HostNetblock = append(c.HostNetblock, mmtest.StrInts{S: h.netblock, IDs: []int64{h.id}})
+			mh.Netblocks = []string{h.netblock}
 		}
 		if h.asn != 0 {
-			c.HostASN = append(c.HostASN, mmtest.IDInts{ID: h.asn, IDs: []int64{h.id}})
+			mh.ASNs = []int64{h.asn}
 		}
-		if len(h.allowed) > 0 {
-			c.HostAllowed = append(c.HostAllowed, mmtest.IDStrings{ID: h.id, SS: h.allowed})
-		}
-		d := &dir
-		if !h.listed {
-			d = &other
-		}
-		d.ByHostID = append(d.ByHostID, mmtest.IDInts{ID: h.id, IDs: []int64{urlID}})
-		if !h.private {
-			d.Global = append(d.Global, h.id)
-			d.ByCountry = append(d.ByCountry, mmtest.StrInts{S: h.country, IDs: []int64{h.id}})
-		}
+		hs = append(hs, mh)
 	}
-	c.Dirs = []mmtest.Dir{other, dir}
-	return c
+	return mmtest.Network("pub/containers", "containers", hs)
 }
 
 // mmEdge is a CDN edge in front of the redirector for one simulated client: it sets

@@ -293,3 +293,59 @@ func (c Cache) Write(path string) error {
 	}
 	return nil
 }
+
+// Host is one MirrorManager host as a test describes it.
+type Host struct {
+	ID int64
+	// URL is the host's URL for the category's top directory, as MirrorManager keeps it
+	// (no trailing slash).
+	URL              string
+	Country          string
+	Bandwidth        int64
+	Private          bool     // host or site private: in ByHostId, not in Global or ByCountry
+	AllowedCountries []string // HostCountryAllowedCache
+	Netblocks        []string // HostNetblockCache
+	ASNs             []int64  // HostAsnCache
+	// Listed: MirrorManager lists the host for the directory (active and up to date there);
+	// otherwise for OtherDirectory only.
+	Listed bool
+}
+
+// OtherDirectory is the directory Network lists the hosts that are not Listed for.
+const OtherDirectory = "pub/other"
+
+// Network returns the cache MirrorManager would write for hosts carrying one category: the
+// directory dir (Subpath subpath below the category's top directory) lists the Listed hosts,
+// OtherDirectory the others; every host has one URL (id 100 × host id), its country and
+// bandwidth.
+func Network(dir, subpath string, hosts []Host) Cache {
+	c := Cache{Time: 1767225600}
+	d := Dir{Name: dir, Subpath: Str(subpath)}
+	other := Dir{Name: OtherDirectory, Subpath: Str("other")}
+	for _, h := range hosts {
+		urlID := 100 * h.ID
+		c.HCURL = append(c.HCURL, IDString{ID: urlID, S: h.URL})
+		c.HostCountry = append(c.HostCountry, IDString{ID: h.ID, S: h.Country})
+		c.HostBandwidth = append(c.HostBandwidth, IDInt{ID: h.ID, V: h.Bandwidth})
+		for _, nb := range h.Netblocks {
+			c.HostNetblock = append(c.HostNetblock, StrInts{S: nb, IDs: []int64{h.ID}})
+		}
+		for _, a := range h.ASNs {
+			c.HostASN = append(c.HostASN, IDInts{ID: a, IDs: []int64{h.ID}})
+		}
+		if len(h.AllowedCountries) > 0 {
+			c.HostAllowed = append(c.HostAllowed, IDStrings{ID: h.ID, SS: h.AllowedCountries})
+		}
+		target := &d
+		if !h.Listed {
+			target = &other
+		}
+		target.ByHostID = append(target.ByHostID, IDInts{ID: h.ID, IDs: []int64{urlID}})
+		if !h.Private {
+			target.Global = append(target.Global, h.ID)
+			target.ByCountry = append(target.ByCountry, StrInts{S: h.Country, IDs: []int64{h.ID}})
+		}
+	}
+	c.Dirs = []Dir{other, d}
+	return c
+}
