@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/regmirror/regmirror/internal/geoiptest"
 	"github.com/regmirror/regmirror/internal/mirrormanager/mmtest"
@@ -204,6 +205,44 @@ func TestMirrorManagerNetwork(t *testing.T) {
 	}
 	if n := mmBlobGETs(hosts)["stale"]; n != 0 {
 		t.Errorf("the host MirrorManager does not list served %d blobs", n)
+	}
+
+	// MirrorManager finds the DE host out of date: the next cache does not list it. crawl
+	// --mirrors re-reads the cache and republishes; the running redirector reloads the tree
+	// and sends the DE client elsewhere (no public DE or EU host is left: the world's US
+	// host, never the CA-only one), without a restart.
+	hosts[0].listed = false
+	if err := mmCache(hosts).Write(cache); err != nil {
+		t.Fatal(err)
+	}
+	if r := regmirror(t, nil, "crawl", "--tree", tree, "--mirrors", cache, "--mm-directory", "pub/containers"); r.err != nil {
+		t.Fatalf("%v", r)
+	}
+	de := mmEdge(t, upstream, "127.0.1.10")
+	layer, err := refs[i].Image.Layers()
+	if err != nil || len(layer) == 0 {
+		t.Fatalf("layers: %v", err)
+	}
+	ld, err := layer[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := clientHTTP(de, false)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := client.Get(de.URL() + "/v2/fedora/toolbox/blobs/" + ld.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if strings.HasPrefix(loc, hosts[3].nginx.URL+"pub/containers/") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the new cache, the DE client is still sent to %s (%s), want the US host", loc, resp.Status)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 
 	// Broken caches are refused with one line, and change nothing.
