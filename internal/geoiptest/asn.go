@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
@@ -63,22 +61,10 @@ func ASNBytes(nets []ASNNetwork) ([]byte, error) {
 // temporary file and a rename.
 func WriteASN(path string, nets []ASNNetwork) error {
 	b, err := ASNBytes(nets)
+	if err == nil {
+		err = writeFile(path, b)
+	}
 	if err != nil {
-		return fmt.Errorf("writing ASN test database: %w", err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".asn-*")
-	if err != nil {
-		return fmt.Errorf("writing ASN test database: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing ASN test database: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing ASN test database: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("writing ASN test database: %w", err)
 	}
 	return nil
