@@ -340,7 +340,7 @@ func TestMetaFilesKeptForThreeGenerations(t *testing.T) {
 	}
 	var gens []uint64
 	for _, e := range ents {
-		g, err := metaGeneration(filepath.Join(out, layout.MetaFilesDir, e.Name()))
+		g, err := layout.MetaFileGeneration(filepath.Join(out, layout.MetaFilesDir, e.Name()))
 		if err != nil {
 			t.Fatalf("%s: %v", e.Name(), err)
 		}

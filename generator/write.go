@@ -9,13 +9,11 @@ import (
 	"github.com/regmirror/regmirror/internal/filelist"
 	"github.com/regmirror/regmirror/internal/mirrors"
 	"github.com/regmirror/regmirror/internal/phase2"
-	"io"
 	"os"
 	"sort"
 	"strings"
 	"sync"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -218,7 +216,7 @@ func (r *run) removeOldMeta(current uint64) {
 		if strings.HasPrefix(name, layout.TempPrefix) || !strings.HasSuffix(name, ".json.zst") {
 			continue
 		}
-		g, err := metaGeneration(dir + "/" + name)
+		g, err := layout.MetaFileGeneration(dir + "/" + name)
 		if err != nil || g+keepMetaGenerations >= current {
 			continue
 		}
@@ -231,42 +229,6 @@ func (r *run) removeOldMeta(current uint64) {
 	}
 }
 
-// metaGeneration reads only the generation field of a metadata file (it comes second in the
-// encoding, so this decompresses a few bytes, not the file).
-func metaGeneration(path string) (uint64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
-	if err != nil {
-		return 0, err
-	}
-	defer zr.Close()
-	dec := json.NewDecoder(io.LimitReader(zr, layout.MaxMetaSize))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return 0, fmt.Errorf("%s: not a metadata file", path)
-	}
-	for dec.More() {
-		k, err := dec.Token()
-		if err != nil {
-			return 0, err
-		}
-		if k == "generation" {
-			var g uint64
-			if err := dec.Decode(&g); err != nil {
-				return 0, err
-			}
-			return g, nil
-		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return 0, err
-		}
-	}
-	return 0, fmt.Errorf("%s: no generation", path)
-}
 
 // applyMirrors records the mirror network in m with its per-region data: from --mirrors when
 // given, else the previous generation's network (its mirrors keep their crawl state; per blob,

@@ -49,7 +49,6 @@ package crawl
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/regmirror/regmirror/internal/filelist"
@@ -68,7 +67,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/regmirror/regmirror/internal/mirrors"
 	"github.com/regmirror/regmirror/layout"
 )
@@ -592,7 +590,7 @@ func pruneMeta(tree *layout.Tree, gen uint64, keep ...string) int {
 			continue
 		}
 		p := filepath.Join(dir, name)
-		if g, err := metaGeneration(p); err == nil && g == gen && os.Remove(p) == nil {
+		if g, err := layout.MetaFileGeneration(p); err == nil && g == gen && os.Remove(p) == nil {
 			n++
 		}
 	}
@@ -602,38 +600,3 @@ func pruneMeta(tree *layout.Tree, gen uint64, keep ...string) int {
 	return n
 }
 
-// metaGeneration reads the generation of a metadata file from its first bytes.
-func metaGeneration(path string) (uint64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
-	if err != nil {
-		return 0, err
-	}
-	defer zr.Close()
-	dec := json.NewDecoder(io.LimitReader(zr, 1<<20))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return 0, fmt.Errorf("%s: not a metadata file", path)
-	}
-	for i := 0; i < 8 && dec.More(); i++ {
-		k, err := dec.Token()
-		if err != nil {
-			return 0, err
-		}
-		if k == "generation" {
-			var g uint64
-			if err := dec.Decode(&g); err != nil {
-				return 0, err
-			}
-			return g, nil
-		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return 0, err
-		}
-	}
-	return 0, fmt.Errorf("%s: no generation near the start", path)
-}
