@@ -229,7 +229,6 @@ func (r *run) removeOldMeta(current uint64) {
 	}
 }
 
-
 // applyMirrors records the mirror network in m with its per-region data: from --mirrors when
 // given, else the previous generation's network (its mirrors keep their crawl state; per blob,
 // a mirror is offered only the blobs of the generation it holds, so new blobs go to the

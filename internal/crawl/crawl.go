@@ -599,4 +599,3 @@ func pruneMeta(tree *layout.Tree, gen uint64, keep ...string) int {
 	}
 	return n
 }
-
