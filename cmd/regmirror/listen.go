@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/regmirror/regmirror/generator"
 	"github.com/regmirror/regmirror/internal/listen"
-	"github.com/spf13/pflag"
 )
 
 const listenSynopsis = "listen --source URL --out DIR [--listen ADDR] [--debounce D] [--secret-file FILE] [--state-dir DIR] [generate's flags]"
@@ -56,42 +54,16 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.DurationVar(&debounce, "debounce", listen.DefaultDebounce, "quiet window: regenerate once no event arrived for this long")
 	fs.StringVar(&secretFile, "secret-file", "", "`FILE` holding a token the registry must send as 'Authorization: Bearer TOKEN'")
 	fs.StringVar(&stateDir, "state-dir", "", "`DIR` for the state file (default $STATE_DIRECTORY, else the tree's regmirror/ directory)")
-	fs.StringVar(&o.Source, "source", "", "source registry base `URL`, http:// or https://")
-	fs.StringVar(&o.Out, "out", "", "the tree's root `DIR` (created if missing)")
-	fs.StringArrayVar(&o.Repos, "repo", nil, "publish repositories matching `GLOB` ('*' within a path segment, '**' across); repeatable; default all")
-	fs.StringVar(&o.MirrorsFile, "mirrors", "", "mirrors `FILE` describing the mirror network: YAML, or MirrorManager's mirrorlist cache with --mm-directory")
-	fs.StringVar(&o.MMDirectory, "mm-directory", "", "the tree's directory in MirrorManager (`PATH`, like pub/containers) when --mirrors is its mirrorlist cache")
-	fs.IntVar(&o.MinMirrors, "min-mirrors", 0, "widen regional mirror lists tier by tier to at least `N` mirrors (default: the previous generation's, else 5)")
-	fs.IntVar(&o.Jobs, "jobs", generator.DefaultJobs, "concurrent blob transfers (small requests run 4x as many)")
-	fs.DurationVar(&o.GCGrace, "gc-grace", generator.DefaultGCGrace, "delete a blob only once unreferenced for this long")
-	fs.BoolVar(&o.Verify, "verify", false, "re-hash blobs already in the tree instead of trusting their size")
-	fs.BoolVar(&o.VerifyLayers, "verify-layers", false, "decompress each new layer and check it against the image config's diff_ids")
-	fs.BoolVar(&o.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "accept any TLS certificate from the source")
-	fs.StringVar(&o.CAFile, "ca-file", "", "trust the PEM certificates in `FILE` for the source, besides the system's")
+	addGeneratorFlags(fs, &o)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: regmirror %s\n\n%s%s", listenSynopsis, fs.FlagUsages(), listenRegistrySnippet)
 		fmt.Fprintln(stderr, "\nRegistry credentials come from REGISTRY_AUTH_FILE or the docker config, as for generate.")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("listen: %w (see 'regmirror listen --help')", err)
+	if err := parseFlags("listen", fs, args); err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("listen: unexpected argument %q (see 'regmirror listen --help')", fs.Arg(0))
-	}
-	if o.Source == "" {
-		return errors.New("listen: --source is required, e.g. --source http://localhost:5000")
-	}
-	if o.Out == "" {
-		return errors.New("listen: --out is required: the tree's root directory")
-	}
-	if o.Jobs < 1 {
-		return fmt.Errorf("listen: --jobs %d: want at least 1", o.Jobs)
-	}
-	if o.GCGrace <= 0 {
-		return fmt.Errorf("listen: --gc-grace %s: want a positive duration such as 168h", o.GCGrace)
+	if err := checkGeneratorFlags("listen", fs, &o); err != nil {
+		return err
 	}
 	if debounce <= 0 {
 		return fmt.Errorf("listen: --debounce %s: want a positive duration such as 5s", debounce)

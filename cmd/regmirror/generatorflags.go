@@ -1,0 +1,72 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/pflag"
+
+	"github.com/regmirror/regmirror/generator"
+	"github.com/regmirror/regmirror/internal/mirrors"
+)
+
+// addGeneratorFlags registers the flags that configure a generator run, shared by generate
+// and listen (which runs generate on notifications).
+func addGeneratorFlags(fs *pflag.FlagSet, o *generator.Options) {
+	fs.StringVar(&o.Source, "source", "", "source registry base `URL`, http:// or https://")
+	fs.StringVar(&o.Out, "out", "", "the tree's root `DIR` (created if missing)")
+	fs.StringArrayVar(&o.Repos, "repo", nil, "publish repositories matching `GLOB` ('*' within a path segment, '**' across); repeatable; default all")
+	fs.StringVar(&o.MirrorsFile, "mirrors", "", "mirrors `FILE` describing the mirror network: YAML, or MirrorManager's mirrorlist cache with --mm-directory")
+	fs.StringVar(&o.MMDirectory, "mm-directory", "", "the tree's directory in MirrorManager (`PATH`, like pub/containers) when --mirrors is its mirrorlist cache")
+	fs.IntVar(&o.MinMirrors, "min-mirrors", 0, "widen regional mirror lists tier by tier to at least `N` mirrors (default: the previous generation's, else 5)")
+	fs.IntVar(&o.Jobs, "jobs", generator.DefaultJobs, "concurrent blob transfers (small requests run 4x as many)")
+	fs.DurationVar(&o.GCGrace, "gc-grace", generator.DefaultGCGrace, "delete a blob only once unreferenced for this long")
+	fs.BoolVar(&o.Verify, "verify", false, "re-hash blobs already in the tree instead of trusting their size")
+	fs.BoolVar(&o.VerifyLayers, "verify-layers", false, "decompress each new layer and check it against the image config's diff_ids")
+	fs.BoolVar(&o.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "accept any TLS certificate from the source")
+	fs.StringVar(&o.CAFile, "ca-file", "", "trust the PEM certificates in `FILE` for the source, besides the system's")
+}
+
+// checkGeneratorFlags validates what addGeneratorFlags registered, naming the command in its
+// errors; the mirrors file is read now, so a typo fails before any transfer.
+func checkGeneratorFlags(cmd string, fs *pflag.FlagSet, o *generator.Options) error {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q (see 'regmirror %s --help')", cmd, fs.Arg(0), cmd)
+	}
+	if o.Source == "" {
+		return fmt.Errorf("%s: --source is required, e.g. --source http://localhost:5000", cmd)
+	}
+	if o.Out == "" && !o.DryRun {
+		return fmt.Errorf("%s: --out is required: the tree's root directory", cmd)
+	}
+	if o.Jobs < 1 {
+		return fmt.Errorf("%s: --jobs %d: want at least 1", cmd, o.Jobs)
+	}
+	if o.GCGrace <= 0 {
+		return fmt.Errorf("%s: --gc-grace %s: want a positive duration such as 168h", cmd, o.GCGrace)
+	}
+	if fs.Changed("min-mirrors") && o.MinMirrors < 1 {
+		return fmt.Errorf("%s: --min-mirrors %d: want at least 1", cmd, o.MinMirrors)
+	}
+	if o.MMDirectory != "" && o.MirrorsFile == "" {
+		return fmt.Errorf("%s: --mm-directory needs --mirrors naming MirrorManager's mirrorlist cache (mirrorlist_cache.proto)", cmd)
+	}
+	if o.MirrorsFile != "" {
+		if _, err := mirrors.LoadSource(mirrors.Source{Path: o.MirrorsFile, MMDirectory: o.MMDirectory}); err != nil {
+			return fmt.Errorf("%s: %w", cmd, err)
+		}
+	}
+	return nil
+}
+
+// parseFlags parses args, wrapping errors with the command and a pointer to --help; --help
+// itself comes back as pflag.ErrHelp.
+func parseFlags(cmd string, fs *pflag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%s: %w (see 'regmirror %s --help')", cmd, err, cmd)
+	}
+	return nil
+}
