@@ -59,7 +59,11 @@ import (
 // rotating each round, of `wrk -t1 -cWRKBENCH_CONNECTIONS -dWRKBENCH_DURATION --latency`
 // (defaults 32 and 3s): about 90 s a benchmark. req/s, p50 and p99 are the medians over the
 // rounds; a ratio is the median of the rounds' ratios (the two contenders ran within seconds
-// of each other), steadier than a ratio of medians on a machine whose load changes.
+// of each other), steadier than a ratio of medians on a machine whose load changes. Each run
+// also counts the CPU time the server's processes used (/proc/<pid>/stat of its process
+// group, nginx's worker included): requests per CPU-second is what the server would do on a
+// core of its own, and the anchors are also given as ratios of those, which other load on a
+// shared machine disturbs far less than req/s.
 //
 // On a machine with 4 or more CPUs the servers are pinned (taskset) to CPUs 0,1 with
 // GOMAXPROCS=2 and wrk to CPU 2; with 2 or 3 CPUs the servers get CPU 0 (GOMAXPROCS=1) and
@@ -157,22 +161,29 @@ func (s wrkBenchSettings) serverCmd(bin string, args ...string) *exec.Cmd {
 type wrkBenchRun struct {
 	rps      float64
 	p50, p99 time.Duration
+	// perCPU is requests per CPU-second the server's processes used during the run: what it
+	// would do on a core of its own, whatever else the machine runs.
+	perCPU float64
 }
 
 var (
-	wrkBenchRPSRe     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	wrkBenchLatencyRe = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s|m)\s*$`)
+	wrkBenchRPSRe      = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkBenchRequestsRe = regexp.MustCompile(`(\d+) requests in`)
+	wrkBenchLatencyRe  = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s|m)\s*$`)
 )
 
-func (s wrkBenchSettings) run(b *testing.B, url, duration string) wrkBenchRun {
+func (s wrkBenchSettings) run(b *testing.B, c wrkBenchContender, duration string) wrkBenchRun {
 	b.Helper()
+	url := c.url
 	args := []string{"-t1", "-c" + s.conns, "-d" + duration, "--latency", "-H", "Accept: " + wrkBenchAccept, url}
 	bin := s.wrk
 	if s.clientCPUs != "" {
 		args = append([]string{"-c", s.clientCPUs, s.wrk}, args...)
 		bin = s.taskset
 	}
+	cpu0 := wrkBenchGroupCPU(b, c.pgid)
 	out, err := exec.Command(bin, args...).CombinedOutput()
+	cpu := wrkBenchGroupCPU(b, c.pgid) - cpu0
 	if err != nil {
 		b.Fatalf("wrk %s: %v\n%s", url, err, out)
 	}
@@ -199,12 +210,60 @@ func (s wrkBenchSettings) run(b *testing.B, url, duration string) wrkBenchRun {
 	if r.p50 == 0 || r.p99 == 0 {
 		b.Fatalf("wrk %s: no 50%%/99%% latency in its output:\n%s", url, text)
 	}
+	if m := wrkBenchRequestsRe.FindStringSubmatch(text); m != nil && cpu > 0 {
+		n, _ := strconv.ParseFloat(m[1], 64)
+		r.perCPU = n / cpu.Seconds()
+	}
 	return r
+}
+
+// wrkBenchGroupCPU is the user and system CPU time used so far by the processes of process
+// group pgid (peers.Start gives each server its own; nginx's worker is in its master's).
+func wrkBenchGroupCPU(b *testing.B, pgid int) time.Duration {
+	b.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ticks int64
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		raw, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+		i := bytes.LastIndexByte(raw, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(raw[i+1:]))
+		if len(f) < 13 || f[2] != strconv.Itoa(pgid) {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		sys, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + sys
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+}
+
+// wrkBenchServer is a started server: its URL and process group.
+type wrkBenchServer struct {
+	url  string
+	pgid int
 }
 
 // wrkBenchContender is one server under wrk.
 type wrkBenchContender struct {
 	name, url string
+	pgid      int
+}
+
+func (srv wrkBenchServer) contender(name, path string) wrkBenchContender {
+	return wrkBenchContender{name: name, url: srv.url + path, pgid: srv.pgid}
 }
 
 // wrkBenchStats are a contender's medians over the rounds.
@@ -212,6 +271,8 @@ type wrkBenchStats struct {
 	rps      float64
 	p50, p99 time.Duration
 	all      []float64 // req/s of every round, in round order (not the order within a round)
+	perCPU   float64   // median requests per server CPU-second
+	allCPU   []float64 // requests per CPU-second of every round
 }
 
 func wrkBenchMedian[T float64 | time.Duration](xs []T) T {
@@ -228,28 +289,31 @@ func wrkBenchMedian[T float64 | time.Duration](xs []T) T {
 func (s wrkBenchSettings) sideBySide(b *testing.B, cs []wrkBenchContender) map[string]wrkBenchStats {
 	b.Helper()
 	for _, c := range cs {
-		s.run(b, c.url, "1s")
+		s.run(b, c, "1s")
 	}
 	runs := map[string][]wrkBenchRun{}
 	for round := range s.rounds {
 		for k := range cs {
 			c := cs[(round+k)%len(cs)]
-			runs[c.name] = append(runs[c.name], s.run(b, c.url, s.duration))
+			runs[c.name] = append(runs[c.name], s.run(b, c, s.duration))
 		}
 	}
 	stats := map[string]wrkBenchStats{}
 	for name, rs := range runs {
-		var rps []float64
+		var rps, perCPU []float64
 		var p50, p99 []time.Duration
 		for _, r := range rs {
-			rps, p50, p99 = append(rps, r.rps), append(p50, r.p50), append(p99, r.p99)
+			rps, p50, p99, perCPU = append(rps, r.rps), append(p50, r.p50), append(p99, r.p99), append(perCPU, r.perCPU)
 		}
-		stats[name] = wrkBenchStats{rps: wrkBenchMedian(rps), p50: wrkBenchMedian(p50), p99: wrkBenchMedian(p99), all: rps}
+		stats[name] = wrkBenchStats{rps: wrkBenchMedian(rps), p50: wrkBenchMedian(p50), p99: wrkBenchMedian(p99), all: rps,
+			perCPU: wrkBenchMedian(perCPU), allCPU: perCPU}
 	}
 	return stats
 }
 
-// wrkBenchAnchor is one ratio the issues name: regmirror's req/s over a contender's.
+// wrkBenchAnchor is one ratio the issues name: regmirror's req/s over a contender's. It is
+// also given per server CPU-second (the ratio of the median requests per CPU-second), which
+// other load on the machine disturbs far less than req/s.
 type wrkBenchAnchor struct {
 	of, over, want string
 }
@@ -260,15 +324,16 @@ func (s wrkBenchSettings) report(b *testing.B, title string, cs []wrkBenchConten
 	b.Helper()
 	var t strings.Builder
 	fmt.Fprintf(&t, "%s\n%s\n", title, s)
-	fmt.Fprintf(&t, "  %-14s %10s %10s %10s   %s\n", "contender", "req/s", "p50", "p99", "req/s per round")
+	fmt.Fprintf(&t, "  %-14s %8s %9s %9s %10s   %s\n", "contender", "req/s", "p50", "p99", "req/CPU-s", "req/s per round")
 	for _, c := range cs {
 		st := stats[c.name]
 		var rounds []string
 		for _, r := range st.all {
 			rounds = append(rounds, strconv.FormatFloat(r, 'f', 0, 64))
 		}
-		fmt.Fprintf(&t, "  %-14s %10.0f %10v %10v   %s\n", c.name, st.rps, st.p50.Round(time.Microsecond), st.p99.Round(time.Microsecond), strings.Join(rounds, " "))
+		fmt.Fprintf(&t, "  %-14s %8.0f %9v %9v %10.0f   %s\n", c.name, st.rps, st.p50.Round(time.Microsecond), st.p99.Round(time.Microsecond), st.perCPU, strings.Join(rounds, " "))
 		b.ReportMetric(st.rps, c.name+"-req/s")
+		b.ReportMetric(st.perCPU, c.name+"-req/CPU-s")
 		b.ReportMetric(float64(st.p50.Microseconds()), c.name+"-p50-µs")
 		b.ReportMetric(float64(st.p99.Microseconds()), c.name+"-p99-µs")
 	}
@@ -283,8 +348,10 @@ func (s wrkBenchSettings) report(b *testing.B, title string, cs []wrkBenchConten
 			each = append(each, strconv.FormatFloat(of[i]/over[i], 'f', 2, 64))
 		}
 		r := wrkBenchMedian(ratios)
+		perCPU := stats[a.of].perCPU / stats[a.over].perCPU
 		b.ReportMetric(r, a.of+"/"+a.over)
-		fmt.Fprintf(&t, "  %-26s %6.2f   per round %-24s target %s\n", a.of+"/"+a.over, r, strings.Join(each, " "), a.want)
+		b.ReportMetric(perCPU, a.of+"/"+a.over+"-per-CPU")
+		fmt.Fprintf(&t, "  %-26s %6.2f   per round %-24s  per CPU-s %6.2f   target %s\n", a.of+"/"+a.over, r, strings.Join(each, " "), perCPU, a.want)
 	}
 	wrkBenchPrint(t.String())
 }
@@ -297,10 +364,11 @@ func wrkBenchPrint(table string) {
 
 // wrkBenchSource starts a docker-registry holding the demo images and generates a tree from
 // it. It returns the registry's storage root and URL and the tree.
-func wrkBenchSource(b *testing.B, s wrkBenchSettings) (root, regURL, tree string) {
+func wrkBenchSource(b *testing.B, s wrkBenchSettings) (root string, reg wrkBenchServer, tree string) {
 	b.Helper()
 	root = filepath.Join(b.TempDir(), "storage")
-	regURL = wrkBenchRegistry(b, s, root, "")
+	reg = wrkBenchRegistry(b, s, root, "")
+	regURL := reg.url
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := testimages.Push(ctx, strings.TrimPrefix(regURL, "http://"), demo(b)); err != nil {
@@ -308,13 +376,13 @@ func wrkBenchSource(b *testing.B, s wrkBenchSettings) (root, regURL, tree string
 	}
 	tree = filepath.Join(b.TempDir(), "tree")
 	generate(b, regURL, tree)
-	return root, regURL, tree
+	return root, reg, tree
 }
 
 // wrkBenchRegistry starts a docker-registry on the storage root, pinned like every server:
 // Debian's default configuration (inmemory blob descriptor cache, nosniff header), no access
 // log, and with redirectBase the redirect storage middleware sending blob GETs there.
-func wrkBenchRegistry(b *testing.B, s wrkBenchSettings, root, redirectBase string) string {
+func wrkBenchRegistry(b *testing.B, s wrkBenchSettings, root, redirectBase string) wrkBenchServer {
 	b.Helper()
 	bin := peers.Require(b, "docker-registry")
 	if err := os.MkdirAll(root, 0o755); err != nil {
@@ -350,12 +418,12 @@ http:
 		b.Fatal(err)
 	}
 	url := "http://localhost:" + strconv.Itoa(port)
-	peers.Start(b, "docker-registry", s.serverCmd(bin, "serve", path), peers.HTTPReady(url+"/v2/"))
-	return url
+	p := peers.Start(b, "docker-registry", s.serverCmd(bin, "serve", path), peers.HTTPReady(url+"/v2/"))
+	return wrkBenchServer{url, p.Cmd.Process.Pid}
 }
 
-// wrkBenchServe starts `regmirror serve` on tree and returns its URL.
-func wrkBenchServe(b *testing.B, s wrkBenchSettings, tree string, accessLog bool) string {
+// wrkBenchServe starts `regmirror serve` on tree.
+func wrkBenchServe(b *testing.B, s wrkBenchSettings, tree string, accessLog bool) wrkBenchServer {
 	b.Helper()
 	port := peers.FreePort(b)
 	url := "http://127.0.0.1:" + strconv.Itoa(port)
@@ -365,8 +433,8 @@ func wrkBenchServe(b *testing.B, s wrkBenchSettings, tree string, accessLog bool
 	if accessLog {
 		name += "-accesslog"
 	}
-	peers.Start(b, name, cmd, peers.HTTPReady(url+"/v2/"))
-	return url
+	p := peers.Start(b, name, cmd, peers.HTTPReady(url+"/v2/"))
+	return wrkBenchServer{url, p.Cmd.Process.Pid}
 }
 
 // wrkBenchReady succeeds once url gives any HTTP answer, a redirect included (not followed).
@@ -437,7 +505,7 @@ func wrkBenchCheck(b *testing.B, c wrkBenchContender, want wrkBenchAnswer, locat
 
 // wrkBenchBare starts the bare net/http contender (this test binary running
 // TestWrkBenchBareHelper) answering every request with a.
-func wrkBenchBare(b *testing.B, s wrkBenchSettings, a wrkBenchAnswer) string {
+func wrkBenchBare(b *testing.B, s wrkBenchSettings, a wrkBenchAnswer) wrkBenchServer {
 	b.Helper()
 	port := peers.FreePort(b)
 	a.Listen = "127.0.0.1:" + strconv.Itoa(port)
@@ -458,8 +526,8 @@ func wrkBenchBare(b *testing.B, s wrkBenchSettings, a wrkBenchAnswer) string {
 	cmd := s.serverCmd(self, "-test.run=^TestWrkBenchBareHelper$", "-test.count=1")
 	cmd.Env = append(cmd.Env, "WRKBENCH_BARE_SPEC="+path)
 	url := "http://" + a.Listen
-	peers.Start(b, "bare-http", cmd, wrkBenchReady(url+"/"))
-	return url
+	p := peers.Start(b, "bare-http", cmd, wrkBenchReady(url+"/"))
+	return wrkBenchServer{url, p.Cmd.Process.Pid}
 }
 
 // TestWrkBenchBareHelper is the bare net/http contender of the wrk benchmarks, run by them as
@@ -512,7 +580,7 @@ func TestWrkBenchBareHelper(t *testing.T) {
 
 // wrkBenchNginx starts nginx with one worker, pinned like every server, with location as the
 // server's directives (access log off, connections kept open) and docroot as its root.
-func wrkBenchNginx(b *testing.B, s wrkBenchSettings, docroot, location string) string {
+func wrkBenchNginx(b *testing.B, s wrkBenchSettings, docroot, location string) wrkBenchServer {
 	b.Helper()
 	bin := peers.Require(b, "nginx")
 	cfg := &peers.NginxConfig{Dir: b.TempDir(), Servers: []peers.NginxServer{{
@@ -526,8 +594,8 @@ func wrkBenchNginx(b *testing.B, s wrkBenchSettings, docroot, location string) s
 	if s.serverCPUs != "" {
 		cmd = exec.Command(s.taskset, append([]string{"-c", s.serverCPUs, bin}, args...)...)
 	}
-	peers.Start(b, "nginx", cmd, wrkBenchReady(url+"/"))
-	return url
+	p := peers.Start(b, "nginx", cmd, wrkBenchReady(url+"/"))
+	return wrkBenchServer{url, p.Cmd.Process.Pid}
 }
 
 // wrkBenchAddHeaders turns an answer's headers into nginx add_header lines, leaving out those
@@ -560,11 +628,11 @@ func wrkBenchNginxQuote(s string) string {
 // answer, nginx serving the bytes as a static file, and docker-distribution.
 func BenchmarkWrkManifest(b *testing.B) {
 	s := wrkBenchSetup(b)
-	_, regURL, tree := wrkBenchSource(b, s)
+	_, reg, tree := wrkBenchSource(b, s)
 	const path = "/v2/fedora/manifests/42"
 
 	red := wrkBenchServe(b, s, tree, false)
-	want := wrkBenchGet(b, red+path)
+	want := wrkBenchGet(b, red.url+path)
 	if want.Status != http.StatusOK || len(want.Body) == 0 {
 		b.Fatalf("regmirror: GET %s answered %d\n%s", path, want.Status, want.Body)
 	}
@@ -580,11 +648,11 @@ func BenchmarkWrkManifest(b *testing.B) {
 	location := fmt.Sprintf("location = %s {\n    default_type %s;\n%s}\n", path, wrkBenchNginxQuote(ctype),
 		indentLines(wrkBenchAddHeaders(want.Header), "    "))
 	cs := []wrkBenchContender{
-		{"regmirror", red + path},
-		{"regmirror+log", wrkBenchServe(b, s, tree, true) + path},
-		{"bare", wrkBenchBare(b, s, want) + path},
-		{"nginx", wrkBenchNginx(b, s, docroot, location) + path},
-		{"distribution", regURL + path},
+		red.contender("regmirror", path),
+		wrkBenchServe(b, s, tree, true).contender("regmirror+log", path),
+		wrkBenchBare(b, s, want).contender("bare", path),
+		wrkBenchNginx(b, s, docroot, location).contender("nginx", path),
+		reg.contender("distribution", path),
 	}
 	for _, c := range cs {
 		wrkBenchCheck(b, c, want, nil)
@@ -649,7 +717,7 @@ func BenchmarkWrkBlobRedirect(b *testing.B) {
 	path := "/v2/fedora/blobs/" + layer.String()
 
 	red := wrkBenchServe(b, s, tree, false)
-	want := wrkBenchGet(b, red+path)
+	want := wrkBenchGet(b, red.url+path)
 	loc := http.Header(want.Header).Get("Location")
 	if want.Status != http.StatusTemporaryRedirect || loc != "http://mirror.example.org/pub/containers/"+layout.BlobPath(layer) {
 		b.Fatalf("regmirror: GET %s answered %d to %q, want 307 to the mirror", path, want.Status, loc)
@@ -657,11 +725,11 @@ func BenchmarkWrkBlobRedirect(b *testing.B) {
 	redirectBase := "http://localhost:" + strconv.Itoa(peers.FreePort(b)) + "/"
 	location := fmt.Sprintf("location = %s {\n%s    return 307 %s;\n}\n", path, indentLines(wrkBenchAddHeaders(want.Header), "    "), wrkBenchNginxQuote(loc))
 	cs := []wrkBenchContender{
-		{"regmirror", red + path},
-		{"regmirror+log", wrkBenchServe(b, s, tree, true) + path},
-		{"bare", wrkBenchBare(b, s, want) + path},
-		{"nginx", wrkBenchNginx(b, s, b.TempDir(), location) + path},
-		{"distribution", wrkBenchRegistry(b, s, root, redirectBase) + path},
+		red.contender("regmirror", path),
+		wrkBenchServe(b, s, tree, true).contender("regmirror+log", path),
+		wrkBenchBare(b, s, want).contender("bare", path),
+		wrkBenchNginx(b, s, b.TempDir(), location).contender("nginx", path),
+		wrkBenchRegistry(b, s, root, redirectBase).contender("distribution", path),
 	}
 	for _, c := range cs {
 		check := func(l string) bool { return l == loc }
