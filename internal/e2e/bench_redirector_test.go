@@ -619,8 +619,10 @@ func wrkBenchAddHeaders(h map[string][]string) string {
 	return b.String()
 }
 
+// wrkBenchNginxQuote quotes s for nginx. A "$" would start a variable: none of the values
+// quoted here (URLs and header values made from digests) has one.
 func wrkBenchNginxQuote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`).Replace(s) + `"`
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 // BenchmarkWrkManifest: GET /v2/fedora/manifests/42 (the demo's OCI index, by tag) from
