@@ -78,6 +78,9 @@ func (r *run) blob(ctx context.Context, repo string, ref blobRef, reused bool) *
 
 func (r *run) blobPath(d layout.Digest) string { return r.tree.Path(layout.BlobPath(d)) }
 
+// smallBlobSize is the size up to which a blob transfer counts as a small request.
+const smallBlobSize = 256 << 10
+
 func (r *run) ensureBlob(ctx context.Context, repo string, ref blobRef, reused bool) (blobState, int64, error) {
 	if r.tree != nil {
 		fi, err := os.Stat(r.blobPath(ref.digest))
@@ -105,10 +108,16 @@ func (r *run) ensureBlob(ctx context.Context, repo string, ref blobRef, reused b
 		return blobWouldFetch, ref.size, nil
 	}
 	r.prog.blobsTotal.Add(1)
-	if err := r.acquire(ctx, r.xferSem); err != nil {
+	// A small blob (a config, a thin layer) costs a request more than bytes: it runs with
+	// the small requests, 4x --jobs at a time, not with the --jobs transfers.
+	sem := r.xferSem
+	if ref.size <= smallBlobSize {
+		sem = r.reqSem
+	}
+	if err := r.acquire(ctx, sem); err != nil {
 		return 0, 0, err
 	}
-	defer func() { <-r.xferSem }()
+	defer func() { <-sem }()
 	path := "/v2/" + repo + "/blobs/" + ref.digest.String()
 	var foreign bool
 	err := r.c.retry(ctx, "GET "+path, func() error {
