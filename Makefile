@@ -32,9 +32,8 @@ demo: build
 ## Ratios and medians are what count: these machines are shared and noisy.
 bench: build deps
 	mkdir -p out
-	set -o pipefail; $(GO) test -run '^$$' -bench 'ManifestByTag|BlobRedirect|Load10k' -benchtime 2s -count 5 ./redirector | tee out/bench-redirector.txt
-	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 2x -count 3 ./internal/mirrors ./internal/crawl | tee out/bench-mirrors.txt
-	set -o pipefail; $(GO) test -run '^$$' -bench . -benchtime 3x -count 1 -timeout 90m ./internal/e2e | tee out/bench-e2e.txt
+	set -o pipefail; $(GO) test -run '^$$' -bench 'ManifestByTag|BlobRedirect|Load10k|Precompute|Crawl' -count 5 ./redirector ./internal/mirrors ./internal/crawl | tee out/bench.txt
+	set -o pipefail; $(GO) test -run '^$$' -bench 'WrkManifest|WrkBlobRedirect|TreeLoad|SyncLarge|SyncManySmall|NoopResync|PeakRSS' -benchtime 1x -timeout 60m ./internal/e2e | tee -a out/bench.txt
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
