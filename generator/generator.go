@@ -351,10 +351,8 @@ func (r *run) fallback(repo, tag string) *closure {
 	return cl
 }
 
-// resolve HEADs a tag the previous generation published: one request when it has not
-// changed. A tag new to the tree, or a source that sends no Docker-Content-Digest, gets a GET
-// of the manifest instead, whose bytes are then not fetched again: a full sync costs one
-// request less per tag.
+// resolve HEADs a tag. When the source sends no Docker-Content-Digest it GETs the manifest
+// instead and returns its bytes.
 func (r *run) resolve(ctx context.Context, repo, tag string) (layout.Digest, *prefetched, error) {
 	if err := r.acquire(ctx, r.reqSem); err != nil {
 		return layout.Digest{}, nil, err
@@ -365,18 +363,6 @@ func (r *run) resolve(ctx context.Context, repo, tag string) (layout.Digest, *pr
 		d   layout.Digest
 		pre *prefetched
 	)
-	if pr := r.prev.Repositories[repo]; pr == nil || pr.Tags[tag].IsZero() {
-		err := r.c.retry(ctx, "GET "+path, func() error {
-			data, mt, err := r.fetchManifest(ctx, path, layout.Digest{})
-			if err != nil {
-				return err
-			}
-			d = digestOf("sha256", data)
-			pre = &prefetched{data: data, mediaType: mt}
-			return nil
-		})
-		return d, pre, err
-	}
 	err := r.c.retry(ctx, "HEAD "+path, func() error {
 		resp, err := r.c.getOK(ctx, http.MethodHead, path, manifestAccept)
 		if err != nil {

@@ -107,41 +107,6 @@ func TestNoopResyncCostsOneRequestPerTag(t *testing.T) {
 	t.Logf("no-op requests: %v", counts)
 }
 
-// TestFullSyncGetsNewTagsWithoutHEAD: a tag new to the tree is resolved by GETting its
-// manifest, one request instead of a HEAD and a GET; every manifest is fetched once.
-func TestFullSyncGetsNewTagsWithoutHEAD(t *testing.T) {
-	src := newSource(t)
-	src.demo()
-	out := t.TempDir()
-	src.resetCounts()
-	mustRun(t, src.opts(out))
-	counts := src.resetCounts()
-	m := checkTree(t, out)
-	if got := counts["HEAD manifest"]; got != 0 {
-		t.Errorf("manifest HEADs: got %d, want 0 on a first sync", got)
-	}
-	// One GET per tag (aliases of one manifest each resolve their own tag) and one per
-	// manifest no tag names (an index's children).
-	tagged := map[layout.Digest]bool{}
-	for _, r := range m.Repositories {
-		for _, d := range r.Tags {
-			tagged[d] = true
-		}
-	}
-	if got, want := counts["GET manifest"], countTags(m)+len(m.Manifests)-len(tagged); got != want {
-		t.Errorf("manifest GETs: got %d, want %d (one per tag and per untagged manifest)", got, want)
-	}
-	t.Logf("full-sync requests: %v", counts)
-}
-
-func countTags(m *layout.Meta) int {
-	n := 0
-	for _, r := range m.Repositories {
-		n += len(r.Tags)
-	}
-	return n
-}
-
 func TestTagRemovalOrphansAndGrace(t *testing.T) {
 	src := newSource(t)
 	src.demo()
