@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,9 +22,11 @@ type metrics struct {
 	// requests by endpoint and status, resolved once so that counting costs an atomic add.
 	requests  [numEndpoints][len(statuses) + 1]prometheus.Counter
 	redirects *prometheus.CounterVec
-	// redirectCounters caches redirects' children by label pair (a map lookup with no
-	// allocation, instead of hashing label values on every 307).
-	redirectCounters sync.Map // redirectKey → prometheus.Counter
+	// redirectCounters caches redirects' children by label pair: an immutable map, replaced
+	// (copy on write, under redirectMu) when a pair is first seen, so the hot path is one
+	// atomic load and one map lookup, with no allocation.
+	redirectCounters atomic.Pointer[map[redirectKey]prometheus.Counter]
+	redirectMu       sync.Mutex
 	reloads          *prometheus.CounterVec
 	geoReloads       *prometheus.CounterVec
 	asnReloads       *prometheus.CounterVec
@@ -88,11 +91,28 @@ type redirectKey struct{ region, mirror string }
 
 func (m *metrics) redirect(region, mirror string) {
 	k := redirectKey{region, mirror}
-	c, ok := m.redirectCounters.Load(k)
-	if !ok {
-		c, _ = m.redirectCounters.LoadOrStore(k, m.redirects.WithLabelValues(region, mirror))
+	if cs := m.redirectCounters.Load(); cs != nil {
+		if c, ok := (*cs)[k]; ok {
+			c.Inc()
+			return
+		}
 	}
-	c.(prometheus.Counter).Inc()
+	m.redirectMu.Lock()
+	old := m.redirectCounters.Load()
+	next := make(map[redirectKey]prometheus.Counter, 1)
+	if old != nil {
+		for kk, c := range *old {
+			next[kk] = c
+		}
+	}
+	c, ok := next[k]
+	if !ok {
+		c = m.redirects.WithLabelValues(region, mirror)
+		next[k] = c
+		m.redirectCounters.Store(&next)
+	}
+	m.redirectMu.Unlock()
+	c.Inc()
 }
 
 func (m *metrics) request(ep endpoint, status int) {
