@@ -192,28 +192,10 @@ func appendInt64s(dst []int64, f field, name fname, keep bool) ([]int64, error) 
 
 type stringString struct{ key, value string }
 
-func decodeStringString(f field, name fname) (stringString, error) {
-	var e stringString
-	if err := wantType(f, name, protowire.BytesType); err != nil {
-		return e, err
-	}
-	var haveKey, haveValue bool
-	err := walk(f.b, f.val, name, func(g field) error {
-		switch g.num {
-		case fieldKey:
-			haveKey = true
-			e.key = string(g.b)
-			return wantType(g, name.sub(".key"), protowire.BytesType)
-		case fieldValue:
-			haveValue = true
-			e.value = string(g.b)
-			return wantType(g, name.sub(".value"), protowire.BytesType)
-		}
-		return nil
-	})
-	if err == nil {
-		err = required(f, name, haveKey, haveValue)
-	}
+func decodeStringString(f field, name fname) (e stringString, err error) {
+	err = decodePair(f, name, true,
+		func(g field, n fname) error { e.key = string(g.b); return wantType(g, n, protowire.BytesType) },
+		func(g field, n fname) error { e.value = string(g.b); return wantType(g, n, protowire.BytesType) })
 	return e, err
 }
 
@@ -222,55 +204,19 @@ type intString struct {
 	value string
 }
 
-func decodeIntString(f field, name fname) (intString, error) {
-	var e intString
-	if err := wantType(f, name, protowire.BytesType); err != nil {
-		return e, err
-	}
-	var haveKey, haveValue bool
-	err := walk(f.b, f.val, name, func(g field) error {
-		switch g.num {
-		case fieldKey:
-			haveKey = true
-			e.key = int64(g.u)
-			return wantType(g, name.sub(".key"), protowire.VarintType)
-		case fieldValue:
-			haveValue = true
-			e.value = string(g.b)
-			return wantType(g, name.sub(".value"), protowire.BytesType)
-		}
-		return nil
-	})
-	if err == nil {
-		err = required(f, name, haveKey, haveValue)
-	}
+func decodeIntString(f field, name fname) (e intString, err error) {
+	err = decodePair(f, name, true,
+		func(g field, n fname) error { e.key = int64(g.u); return wantType(g, n, protowire.VarintType) },
+		func(g field, n fname) error { e.value = string(g.b); return wantType(g, n, protowire.BytesType) })
 	return e, err
 }
 
 type intInt struct{ key, value int64 }
 
-func decodeIntInt(f field, name fname) (intInt, error) {
-	var e intInt
-	if err := wantType(f, name, protowire.BytesType); err != nil {
-		return e, err
-	}
-	var haveKey, haveValue bool
-	err := walk(f.b, f.val, name, func(g field) error {
-		switch g.num {
-		case fieldKey:
-			haveKey = true
-			e.key = int64(g.u)
-			return wantType(g, name.sub(".key"), protowire.VarintType)
-		case fieldValue:
-			haveValue = true
-			e.value = int64(g.u)
-			return wantType(g, name.sub(".value"), protowire.VarintType)
-		}
-		return nil
-	})
-	if err == nil {
-		err = required(f, name, haveKey, haveValue)
-	}
+func decodeIntInt(f field, name fname) (e intInt, err error) {
+	err = decodePair(f, name, true,
+		func(g field, n fname) error { e.key = int64(g.u); return wantType(g, n, protowire.VarintType) },
+		func(g field, n fname) error { e.value = int64(g.u); return wantType(g, n, protowire.VarintType) })
 	return e, err
 }
 
@@ -279,28 +225,10 @@ type intInts struct {
 	values []int64
 }
 
-func decodeIntInts(f field, name fname, keep bool) (intInts, error) {
-	var e intInts
-	if err := wantType(f, name, protowire.BytesType); err != nil {
-		return e, err
-	}
-	var haveKey bool
-	err := walk(f.b, f.val, name, func(g field) error {
-		switch g.num {
-		case fieldKey:
-			haveKey = true
-			e.key = int64(g.u)
-			return wantType(g, name.sub(".key"), protowire.VarintType)
-		case fieldValue:
-			var err error
-			e.values, err = appendInt64s(e.values, g, name.sub(".value"), keep)
-			return err
-		}
-		return nil
-	})
-	if err == nil {
-		err = required(f, name, haveKey, true)
-	}
+func decodeIntInts(f field, name fname, keep bool) (e intInts, err error) {
+	err = decodePair(f, name, false,
+		func(g field, n fname) error { e.key = int64(g.u); return wantType(g, n, protowire.VarintType) },
+		func(g field, n fname) (err error) { e.values, err = appendInt64s(e.values, g, n, keep); return err })
 	return e, err
 }
 
@@ -309,28 +237,10 @@ type stringInts struct {
 	values []int64
 }
 
-func decodeStringInts(f field, name fname, keep bool) (stringInts, error) {
-	var e stringInts
-	if err := wantType(f, name, protowire.BytesType); err != nil {
-		return e, err
-	}
-	var haveKey bool
-	err := walk(f.b, f.val, name, func(g field) error {
-		switch g.num {
-		case fieldKey:
-			haveKey = true
-			e.key = string(g.b)
-			return wantType(g, name.sub(".key"), protowire.BytesType)
-		case fieldValue:
-			var err error
-			e.values, err = appendInt64s(e.values, g, name.sub(".value"), keep)
-			return err
-		}
-		return nil
-	})
-	if err == nil {
-		err = required(f, name, haveKey, true)
-	}
+func decodeStringInts(f field, name fname, keep bool) (e stringInts, err error) {
+	err = decodePair(f, name, false,
+		func(g field, n fname) error { e.key = string(g.b); return wantType(g, n, protowire.BytesType) },
+		func(g field, n fname) (err error) { e.values, err = appendInt64s(e.values, g, n, keep); return err })
 	return e, err
 }
 
@@ -339,28 +249,39 @@ type intStrings struct {
 	values []string
 }
 
-func decodeIntStrings(f field, name fname) (intStrings, error) {
-	var e intStrings
+func decodeIntStrings(f field, name fname) (e intStrings, err error) {
+	err = decodePair(f, name, false,
+		func(g field, n fname) error { e.key = int64(g.u); return wantType(g, n, protowire.VarintType) },
+		func(g field, n fname) error {
+			e.values = append(e.values, string(g.b))
+			return wantType(g, n, protowire.BytesType)
+		})
+	return e, err
+}
+
+// decodePair walks one map-entry message (key = field 1, value = field 2): key and value
+// decode each occurrence of their field, under the names <name>.key and <name>.value. The key
+// is required, and the value too when valueRequired (repeated values may be absent).
+func decodePair(f field, name fname, valueRequired bool, key, value func(g field, n fname) error) error {
 	if err := wantType(f, name, protowire.BytesType); err != nil {
-		return e, err
+		return err
 	}
-	var haveKey bool
+	var haveKey, haveValue bool
 	err := walk(f.b, f.val, name, func(g field) error {
 		switch g.num {
 		case fieldKey:
 			haveKey = true
-			e.key = int64(g.u)
-			return wantType(g, name.sub(".key"), protowire.VarintType)
+			return key(g, name.sub(".key"))
 		case fieldValue:
-			e.values = append(e.values, string(g.b))
-			return wantType(g, name.sub(".value"), protowire.BytesType)
+			haveValue = true
+			return value(g, name.sub(".value"))
 		}
 		return nil
 	})
 	if err == nil {
-		err = required(f, name, haveKey, true)
+		err = required(f, name, haveKey, haveValue || !valueRequired)
 	}
-	return e, err
+	return err
 }
 
 func required(f field, name fname, haveKey, haveValue bool) error {
