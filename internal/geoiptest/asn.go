@@ -1,9 +1,7 @@
 package geoiptest
 
 import (
-	"bytes"
 	"fmt"
-	"net"
 
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
@@ -24,37 +22,21 @@ type ASNNetwork struct {
 // ASNBytes returns a MaxMind DB in the GeoLite2-ASN schema (autonomous_system_number,
 // autonomous_system_organization) holding the networks.
 func ASNBytes(nets []ASNNetwork) ([]byte, error) {
-	w, err := mmdbwriter.New(mmdbwriter.Options{
-		DatabaseType:            ASNDatabaseType,
-		Description:             map[string]string{"en": "regmirror test ASN database"},
-		IncludeReservedNetworks: true,
-		RecordSize:              24,
-	})
-	if err != nil {
-		return nil, err
-	}
-	for i, n := range nets {
-		_, ipnet, err := net.ParseCIDR(n.CIDR)
-		if err != nil {
-			return nil, fmt.Errorf("network %d: %w", i, err)
-		}
+	return build(mmdbwriter.Options{
+		DatabaseType: ASNDatabaseType,
+		Description:  map[string]string{"en": "regmirror test ASN database"},
+		RecordSize:   24,
+	}, len(nets), func(i int) (string, mmdbtype.Map) {
+		n := nets[i]
 		org := n.Org
 		if org == "" {
 			org = fmt.Sprintf("AS%d test network", n.ASN)
 		}
-		rec := mmdbtype.Map{
+		return n.CIDR, mmdbtype.Map{
 			"autonomous_system_number":       mmdbtype.Uint32(n.ASN),
 			"autonomous_system_organization": mmdbtype.String(org),
 		}
-		if err := w.Insert(ipnet, rec); err != nil {
-			return nil, fmt.Errorf("network %s: %w", n.CIDR, err)
-		}
-	}
-	var buf bytes.Buffer
-	if _, err := w.WriteTo(&buf); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	})
 }
 
 // WriteASN writes a GeoLite2-ASN MaxMind DB holding the networks to path, through a

@@ -30,26 +30,35 @@ type Network struct {
 
 // Bytes returns a MaxMind DB holding the networks.
 func Bytes(nets []Network) ([]byte, error) {
-	w, err := mmdbwriter.New(mmdbwriter.Options{
-		DatabaseType:            DatabaseType,
-		Description:             map[string]string{"en": "regmirror test database"},
-		Languages:               []string{"en"},
-		IncludeReservedNetworks: true,
-		RecordSize:              28,
-	})
-	if err != nil {
-		return nil, err
-	}
-	for i, n := range nets {
-		_, ipnet, err := net.ParseCIDR(n.CIDR)
-		if err != nil {
-			return nil, fmt.Errorf("network %d: %w", i, err)
-		}
+	for _, n := range nets {
 		if len(n.Country) != 2 || len(n.Continent) != 2 {
 			return nil, fmt.Errorf("network %s: country %q and continent %q must be two-letter codes", n.CIDR, n.Country, n.Continent)
 		}
-		if err := w.Insert(ipnet, record(n)); err != nil {
-			return nil, fmt.Errorf("network %s: %w", n.CIDR, err)
+	}
+	return build(mmdbwriter.Options{
+		DatabaseType: DatabaseType,
+		Description:  map[string]string{"en": "regmirror test database"},
+		Languages:    []string{"en"},
+		RecordSize:   28,
+	}, len(nets), func(i int) (string, mmdbtype.Map) { return nets[i].CIDR, record(nets[i]) })
+}
+
+// build writes a database of n networks, network i being rec(i), reserved ranges included
+// (tests place clients in loopback and documentation prefixes).
+func build(o mmdbwriter.Options, n int, rec func(i int) (cidr string, data mmdbtype.Map)) ([]byte, error) {
+	o.IncludeReservedNetworks = true
+	w, err := mmdbwriter.New(o)
+	if err != nil {
+		return nil, err
+	}
+	for i := range n {
+		cidr, data := rec(i)
+		_, ipnet, err := net.ParseCIDR(cidr)
+		if err != nil {
+			return nil, fmt.Errorf("network %d: %w", i, err)
+		}
+		if err := w.Insert(ipnet, data); err != nil {
+			return nil, fmt.Errorf("network %s: %w", cidr, err)
 		}
 	}
 	var buf bytes.Buffer
