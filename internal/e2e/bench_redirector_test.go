@@ -384,42 +384,9 @@ func wrkBenchSource(b *testing.B, s wrkBenchSettings) (root string, reg wrkBench
 // log, and with redirectBase the redirect storage middleware sending blob GETs there.
 func wrkBenchRegistry(b *testing.B, s wrkBenchSettings, root, redirectBase string) wrkBenchServer {
 	b.Helper()
-	bin := peers.Require(b, "docker-registry")
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	port := peers.FreePort(b)
-	config := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  cache:
-    blobdescriptor: inmemory
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: 127.0.0.1:%d
-  secret: regmirror-bench-secret
-  headers:
-    X-Content-Type-Options: [nosniff]
-`, root, port)
-	if redirectBase != "" {
-		config += fmt.Sprintf("middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: %s\n", redirectBase)
-	}
-	path := filepath.Join(b.TempDir(), "config.yml")
-	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	url := "http://localhost:" + strconv.Itoa(port)
-	p := peers.Start(b, "docker-registry", s.serverCmd(bin, "serve", path), peers.HTTPReady(url+"/v2/"))
-	return wrkBenchServer{url, p.Cmd.Process.Pid}
+	reg := peers.StartRegistry(b, peers.WithStorage(root), peers.WithRedirect(redirectBase),
+		peers.WithDebianDefaults(), peers.WithCommand(s.serverCmd))
+	return wrkBenchServer{reg.URL, reg.Proc.Cmd.Process.Pid}
 }
 
 // wrkBenchServe starts `regmirror serve` on tree.

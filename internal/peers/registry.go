@@ -42,6 +42,35 @@ type RegistryOption func(*registryOptions)
 
 type registryOptions struct {
 	user, password string
+	root           string
+	redirectBase   string
+	debianDefaults bool
+	command        func(bin string, args ...string) *exec.Cmd
+}
+
+// WithStorage puts the registry's storage at root (created if missing) instead of a fresh
+// temporary directory, so that two registries can serve the same content.
+func WithStorage(root string) RegistryOption {
+	return func(o *registryOptions) { o.root = root }
+}
+
+// WithRedirect adds distribution's redirect storage middleware: blob GETs answer a 307 to
+// base. Empty means none.
+func WithRedirect(base string) RegistryOption {
+	return func(o *registryOptions) { o.redirectBase = base }
+}
+
+// WithDebianDefaults adds what Debian's packaged configuration has besides storage: the
+// inmemory blob descriptor cache and the nosniff header (benchmarks measure the registry as
+// shipped).
+func WithDebianDefaults() RegistryOption {
+	return func(o *registryOptions) { o.debianDefaults = true }
+}
+
+// WithCommand builds the registry's command line (to pin it to CPUs, set its environment);
+// default exec.Command.
+func WithCommand(command func(bin string, args ...string) *exec.Cmd) RegistryOption {
+	return func(o *registryOptions) { o.command = command }
 }
 
 // WithHtpasswd makes the registry require HTTP basic authentication with this one account
@@ -60,7 +89,10 @@ func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
 	}
 	bin := Require(t, "docker-registry")
 	dir := t.TempDir()
-	root := filepath.Join(dir, "storage")
+	root := o.root
+	if root == "" {
+		root = filepath.Join(dir, "storage")
+	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -83,13 +115,21 @@ func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
 		r.User, r.Password = o.user, o.password
 		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: regmirror-test\n    path: %s\n", pwFile)
 	}
+	cache, headers, middleware := "", "", ""
+	if o.debianDefaults {
+		cache = "  cache:\n    blobdescriptor: inmemory\n"
+		headers = "  headers:\n    X-Content-Type-Options: [nosniff]\n"
+	}
+	if o.redirectBase != "" {
+		middleware = fmt.Sprintf("middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: %s\n", o.redirectBase)
+	}
 	config := fmt.Sprintf(`version: 0.1
 log:
   level: warn
   accesslog:
     disabled: true
 storage:
-  filesystem:
+%s  filesystem:
     rootdirectory: %s
   delete:
     enabled: true
@@ -99,11 +139,15 @@ storage:
 http:
   addr: 127.0.0.1:%d
   secret: regmirror-test-secret
-%s`, root, port, auth)
+%s%s%s`, cache, root, port, headers, auth, middleware)
 	if err := os.WriteFile(r.Config, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r.Proc = Start(t, "docker-registry", exec.Command(bin, "serve", r.Config), HTTPReady(r.URL+"/v2/"))
+	command := o.command
+	if command == nil {
+		command = exec.Command
+	}
+	r.Proc = Start(t, "docker-registry", command(bin, "serve", r.Config), HTTPReady(r.URL+"/v2/"))
 	return r
 }
 
