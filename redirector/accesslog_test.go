@@ -2,11 +2,14 @@ package redirector
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/regmirror/regmirror/layout"
 )
@@ -16,7 +19,7 @@ func TestAccessLog(t *testing.T) {
 	var buf bytes.Buffer
 	s := newServer(t, Options{
 		Tree:           dir,
-		AccessLog:      slog.New(slog.NewJSONHandler(&buf, nil)),
+		AccessLog:      mustAccessLog(t, &buf, "json"),
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 		CountryHeader:  "CF-IPCountry",
 	})
@@ -40,6 +43,95 @@ func TestAccessLog(t *testing.T) {
 	if man["client"] != "192.0.2.9" || man["status"] != 200.0 || man["bytes"] != float64(len(dm.manifests[dm.fedoraIndex])) {
 		t.Errorf("manifest line %s", lines[1])
 	}
+}
+
+func mustAccessLog(t testing.TB, w io.Writer, format string) *AccessLog {
+	t.Helper()
+	a, err := NewAccessLog(w, format)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// slogLine is what slog's own handler writes for l at now: the reference AccessLog matches.
+func slogLine(format string, now time.Time, l *accessLine) []byte {
+	var buf bytes.Buffer
+	var h slog.Handler = slog.NewTextHandler(&buf, nil)
+	if format == "json" {
+		h = slog.NewJSONHandler(&buf, nil)
+	}
+	rec := slog.NewRecord(now, slog.LevelInfo, "request", 0)
+	rec.AddAttrs(slog.String("client", l.client), slog.String("method", l.method), slog.String("path", l.path),
+		slog.Int("status", l.status), slog.Int64("bytes", l.bytes), slog.Duration("duration", l.duration))
+	if l.resolved {
+		rec.AddAttrs(slog.String("country", l.country), slog.String("region", l.region))
+		if l.asn != 0 {
+			rec.AddAttrs(slog.Uint64("asn", uint64(l.asn)))
+		}
+	}
+	for _, a := range [][2]string{{"mirror", l.mirror}, {"peer", l.peer}, {"user_agent", l.ua}} {
+		if a[1] != "" {
+			rec.AddAttrs(slog.String(a[0], a[1]))
+		}
+	}
+	_ = h.Handle(context.Background(), rec)
+	return buf.Bytes()
+}
+
+// TestAccessLogFormat: every line is byte for byte what slog's handlers write for the same
+// record, so the access log and the server's log read alike.
+func TestAccessLogFormat(t *testing.T) {
+	now := time.Date(2026, 11, 30, 1, 2, 3, 4_500_600, time.UTC)
+	cases := []struct {
+		name string
+		line accessLine
+	}{
+		{"manifest", accessLine{client: "192.0.2.9", method: "GET", path: "/v2/fedora/manifests/42", status: 200, bytes: 1234, duration: 1500 * time.Microsecond}},
+		{"blob 307", accessLine{client: "2001:db8::1", method: "GET", path: "/v2/fedora/blobs/sha256:0123", status: 307, duration: 3 * time.Second,
+			resolved: true, country: "DE", region: "EU", asn: 64500, mirror: "de1.example", peer: "10.0.0.1:4444", ua: "containers/5.30 (github.com/containers/image)"}},
+		{"empty strings", accessLine{client: "", method: "", path: "", resolved: true}},
+		{"quotes and equals", accessLine{client: "x", method: "GET", path: `/v2/a"b=c\d`, ua: "ua=\"q\" \\"}},
+		{"control characters", accessLine{method: "GET", path: "/v2/\x00\x01\t\n\r\x1f\x7f", ua: "a\u2028b\u2029c"}},
+		{"invalid UTF-8", accessLine{method: "GET", path: "/v2/\xff\xfe/é/ü\u00a0", ua: "\xc3"}},
+		{"negative duration", accessLine{duration: -time.Millisecond, bytes: -1, status: 599}},
+		{"zero time", accessLine{method: "HEAD"}},
+	}
+	for _, format := range []string{"text", "json"} {
+		for _, c := range cases {
+			t.Run(format+"/"+c.name, func(t *testing.T) {
+				a := mustAccessLog(t, io.Discard, format)
+				for _, at := range []time.Time{now, now.Truncate(time.Second), now.In(time.FixedZone("X", 3600))} {
+					got := a.appendLine(nil, at, &c.line)
+					if want := slogLine(format, at, &c.line); !bytes.Equal(got, want) {
+						t.Errorf("got  %q\nwant %q", got, want)
+					}
+				}
+			})
+		}
+	}
+	if _, err := NewAccessLog(io.Discard, "xml"); err == nil {
+		t.Error("NewAccessLog(xml): no error")
+	}
+}
+
+// FuzzAccessLogFormat compares AccessLog with slog's handlers on hostile paths and user agents.
+func FuzzAccessLogFormat(f *testing.F) {
+	f.Add("/v2/fedora/manifests/42", "containers/5.30", "de1", int64(1234))
+	f.Add("/v2/\x00=\"", "\xff\u2028 x=y", "", int64(-5))
+	f.Fuzz(func(t *testing.T, path, ua, mirror string, n int64) {
+		l := accessLine{client: "192.0.2.1", method: "GET", path: path, ua: ua, mirror: mirror, bytes: n, duration: time.Duration(n), resolved: n%2 == 0, country: ua, region: path}
+		now := time.Unix(0, n).UTC()
+		if y := now.Year(); y < 0 || y >= 10000 {
+			return // slog itself errors out on such years; a real clock never has them
+		}
+		for _, format := range []string{"text", "json"} {
+			got := mustAccessLog(t, io.Discard, format).appendLine(nil, now, &l)
+			if want := slogLine(format, now, &l); !bytes.Equal(got, want) {
+				t.Fatalf("%s: got  %q\nwant %q", format, got, want)
+			}
+		}
+	})
 }
 
 func TestRecoverFromBug(t *testing.T) {

@@ -46,8 +46,8 @@ type Options struct {
 	PollInterval time.Duration
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
-	// AccessLog receives one line per request; nil logs none.
-	AccessLog *slog.Logger
+	// AccessLog receives one line per request (see NewAccessLog); nil logs none.
+	AccessLog *AccessLog
 	// VariantCacheBytes bounds the regional variants kept once rendered: 0 means
 	// DefaultVariantCacheBytes, negative keeps none (every request renders).
 	VariantCacheBytes int64
@@ -60,7 +60,7 @@ type Options struct {
 type Server struct {
 	opts    Options
 	log     *slog.Logger
-	access  *slog.Logger
+	access  *AccessLog
 	tree    *layout.Tree
 	root    *os.Root
 	trusted proxies

@@ -66,10 +66,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "tree: %s (generation %d)\n  %s\n", abs, sum.Generation, sum)
 
 	// The redirector.
+	access, _ := redirector.NewAccessLog(stderr, "text")
 	srv, err := redirector.New(redirector.Options{
 		Tree:      *out,
 		Logger:    slog.New(slog.NewTextHandler(stderr, nil)),
-		AccessLog: slog.New(slog.NewTextHandler(stderr, nil)),
+		AccessLog: access,
 	})
 	if err != nil {
 		return fmt.Errorf("demo: loading the tree: %w", err)

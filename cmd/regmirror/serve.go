@@ -86,7 +86,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Logger:            logger,
 	}
 	if *accessLog {
-		opts.AccessLog = logger
+		opts.AccessLog, _ = redirector.NewAccessLog(logOut, *logFormat) // the format is checked above
 	}
 	srv, err := redirector.New(opts)
 	if err != nil {
