@@ -54,6 +54,9 @@ type generation struct {
 	variants *variantSets
 
 	manifestCount, variantCount, blobCount int
+
+	// status is what the status page shows of the generation.
+	status *statusInfo
 }
 
 // answer is a prepared response: body and header values.
@@ -146,6 +149,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		stampRef: stamp.Meta,
 		repos:    make(map[string]*repoEntry, len(m.Repositories)),
 		regions:  map[string]*regionEntry{},
+		status:   newStatusInfo(m),
 	}
 
 	// Manifests, verified against their digests.

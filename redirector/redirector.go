@@ -48,6 +48,9 @@ type Options struct {
 	Logger *slog.Logger
 	// AccessLog receives one line per request (see NewAccessLog); nil logs none.
 	AccessLog *AccessLog
+	// HidePrivateMirrors leaves private mirrors off the status page, which otherwise shows
+	// them by name only.
+	HidePrivateMirrors bool
 	// VariantCacheBytes bounds the regional variants kept once rendered: 0 means
 	// DefaultVariantCacheBytes, negative keeps none (every request renders).
 	VariantCacheBytes int64
@@ -274,6 +277,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveBase(st, r)
 	case epHealth:
 		s.serveHealth(st, r)
+	case epStatus:
+		s.serveStatusHTML(st, r, g)
+	case epStatusJSON:
+		s.serveStatusJSON(st, r, g)
 	case epManifest:
 		s.serveManifest(st, r, g, rt)
 	case epBlob:

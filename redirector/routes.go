@@ -15,10 +15,12 @@ const (
 	epReferrers
 	epUpload
 	epHealth
+	epStatus     // GET /: the status page
+	epStatusJSON // GET /status.json
 	numEndpoints
 )
 
-var endpointNames = [numEndpoints]string{"other", "base", "catalog", "tags", "manifests", "blobs", "referrers", "uploads", "healthz"}
+var endpointNames = [numEndpoints]string{"other", "base", "catalog", "tags", "manifests", "blobs", "referrers", "uploads", "healthz", "status", "status.json"}
 
 func (e endpoint) String() string {
 	if e < numEndpoints {
@@ -46,6 +48,10 @@ func parseRoute(path string) route {
 		return route{ep: epCatalog}
 	case "/healthz":
 		return route{ep: epHealth}
+	case "/":
+		return route{ep: epStatus}
+	case "/status.json":
+		return route{ep: epStatusJSON}
 	}
 	rest, ok := strings.CutPrefix(path, "/v2/")
 	if !ok {

@@ -32,6 +32,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	metricsListen := fs.String("metrics-listen", "", "address to serve Prometheus metrics (/metrics) and /healthz on")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	accessLog := fs.Bool("access-log", true, "log one line per request")
+	hidePrivate := fs.Bool("status-hide-private", false, "leave private mirrors off the status page (GET /, /status.json), which otherwise shows them by name only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,14 +77,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	logger := slog.New(handler)
 	opts := redirector.Options{
-		Tree:              *tree,
-		GeoIP:             *geoip,
-		ASNDB:             *asnDB,
-		TrustedProxies:    prefixes,
-		CountryHeader:     *countryHeader,
-		RegionalManifests: *regional,
-		TagMaxAge:         maxAge,
-		Logger:            logger,
+		Tree:               *tree,
+		GeoIP:              *geoip,
+		ASNDB:              *asnDB,
+		TrustedProxies:     prefixes,
+		CountryHeader:      *countryHeader,
+		RegionalManifests:  *regional,
+		TagMaxAge:          maxAge,
+		Logger:             logger,
+		HidePrivateMirrors: *hidePrivate,
 	}
 	if *accessLog {
 		opts.AccessLog, _ = redirector.NewAccessLog(logOut, *logFormat) // the format is checked above
