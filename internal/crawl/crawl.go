@@ -289,7 +289,8 @@ func Check(ctx context.Context, meta *layout.Meta, opts Options) []Result {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			t0 := time.Now()
-			c := &checker{opts: &opts, mirror: m, meta: meta, blobs: blobs, rnd: rand.New(rand.NewPCG(seed, uint64(i)))}
+			c := &checker{opts: &opts, mirror: m, meta: meta, blobs: blobs, rnd: rand.New(rand.NewPCG(seed, uint64(i))),
+				check: BlobCheck{Client: opts.Client, UserAgent: opts.UserAgent}}
 			f := c.run(ctx)
 			if ctx.Err() != nil {
 				results[i] = result(m, 0, time.Since(t0))
@@ -351,7 +352,7 @@ type checker struct {
 	meta    *layout.Meta
 	blobs   []sampleBlob
 	rnd     *rand.Rand
-	noHEAD  bool
+	check   BlobCheck
 	checked int
 }
 
@@ -445,39 +446,58 @@ func (c *checker) blob(ctx context.Context, b sampleBlob) error {
 	c.checked++
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	u := c.mirror.URL + layout.BlobPath(b.digest)
-	if !c.noHEAD {
+	return c.check.Check(ctx, c.mirror.URL, b.digest, b.size)
+}
+
+// BlobCheck checks blobs on one mirror as a crawl does: HEAD (or, where HEAD is refused with
+// 405 or 501, GET with Range: bytes=0-0, remembered for the mirror's next checks), answered
+// 200 or 206 with the blob's exact size and no Content-Encoding. The redirector's health
+// probes use it too. It is for one mirror, one check at a time.
+type BlobCheck struct {
+	Client    *http.Client
+	UserAgent string
+	// NoHEAD is set once the mirror refused a HEAD: later checks use a ranged GET.
+	NoHEAD bool
+}
+
+// Check checks blob d of size bytes on the mirror whose tree is at mirrorURL (ending in "/").
+// The error says what failed, as a crawl's status does: "down: …", "timeout: …", "missing
+// <digest>: HTTP 404", "HTTP 503 for <digest>", "wrong size for …", "compressed: …".
+func (c *BlobCheck) Check(ctx context.Context, mirrorURL string, d layout.Digest, size int64) error {
+	b := sampleBlob{digest: d, size: size}
+	u := mirrorURL + layout.BlobPath(d)
+	if !c.NoHEAD {
 		resp, err := c.do(ctx, http.MethodHead, u, false)
 		if err != nil {
-			return describe(err, "checking "+b.digest.String())
+			return describe(err, "checking "+d.String())
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotImplemented {
 			return checkResponse(resp, b, false)
 		}
-		c.noHEAD = true
+		c.NoHEAD = true
 	}
 	resp, err := c.do(ctx, http.MethodGet, u, true)
 	if err != nil {
-		return describe(err, "checking "+b.digest.String())
+		return describe(err, "checking "+d.String())
 	}
 	defer resp.Body.Close() // unread: the connection is dropped rather than the blob read
 	return checkResponse(resp, b, true)
 }
 
-func (c *checker) do(ctx context.Context, method, u string, ranged bool) (*http.Response, error) {
+func (c *BlobCheck) do(ctx context.Context, method, u string, ranged bool) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("User-Agent", c.opts.UserAgent)
+	req.Header.Set("User-Agent", c.UserAgent)
 	// Set explicitly, so the transport neither adds nor undoes it: a mirror that compresses
 	// blobs shows it.
 	req.Header.Set("Accept-Encoding", "gzip")
 	if ranged {
 		req.Header.Set("Range", "bytes=0-0")
 	}
-	return c.opts.Client.Do(req)
+	return c.Client.Do(req)
 }
 
 func checkResponse(resp *http.Response, b sampleBlob, ranged bool) error {
