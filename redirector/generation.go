@@ -52,6 +52,8 @@ type generation struct {
 	origin string
 	// variants are the regional variants, rendered on request; nil without.
 	variants *variantSets
+	// probes are what the health probes check on each usable mirror.
+	probes []probeTarget
 
 	manifestCount, variantCount, blobCount int
 
@@ -323,6 +325,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 			}
 		}
 	}
+	g.probes = probeTargets(m, usable)
 	byName := func(a, b *mirrorEntry) int { return cmp.Compare(a.name, b.name) }
 	slices.SortFunc(g.netblockMirrors, byName)
 	for _, ms := range g.asnMirrors {

@@ -31,6 +31,10 @@ type metrics struct {
 	geoReloads       *prometheus.CounterVec
 	asnReloads       *prometheus.CounterVec
 	variantRenders   *prometheus.CounterVec
+	probes           *prometheus.CounterVec
+	transitions      *prometheus.CounterVec
+	mirrorUp         *prometheus.GaugeVec
+	fallbacks        *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -65,6 +69,36 @@ func newMetrics(s *Server) *metrics {
 		Name: "regmirror_variant_renders_total",
 		Help: "Regional variants rendered on request (result=ok), and renderings that did not give the recorded digest (result=failed: the metadata and this redirector disagree; the variant is not served).",
 	}, []string{"result"})
+	m.probes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regmirror_mirror_probes_total",
+		Help: "Health probes of mirrors, by mirror and result (ok, failed).",
+	}, []string{"mirror", "result"})
+	m.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regmirror_mirror_transitions_total",
+		Help: "Mirrors taken out of rotation by their probes (to=down) and brought back (to=up).",
+	}, []string{"mirror", "to"})
+	m.mirrorUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "regmirror_mirror_up",
+		Help: "1 for a mirror the last crawl found usable and the probes keep in rotation, 0 for one the probes took out.",
+	}, []string{"mirror"})
+	m.fallbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regmirror_region_fallbacks_total",
+		Help: "Regions whose blob downloads moved elsewhere because mirrors went out of rotation, by where they went (tier: a later tier of the region, global, origin, local), counted once per change.",
+	}, []string{"to"})
+	falling := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "regmirror_regions_falling_back",
+		Help: "Regions whose blob downloads go elsewhere than the crawl's data says because mirrors are out of rotation.",
+	}, func() float64 {
+		s.routeMu.Lock()
+		defer s.routeMu.Unlock()
+		n := 0
+		for _, r := range s.routes {
+			if r.Fallback {
+				n++
+			}
+		}
+		return float64(n)
+	})
 	cached := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "regmirror_variant_cache_bytes",
 		Help: "Bytes of rendered regional variants kept.",
@@ -82,7 +116,7 @@ func newMetrics(s *Server) *metrics {
 		}
 		return 0
 	})
-	m.reg.MustRegister(reqs, m.redirects, m.reloads, m.geoReloads, m.asnReloads, m.variantRenders, cached, gen, age,
+	m.reg.MustRegister(reqs, m.redirects, m.reloads, m.geoReloads, m.asnReloads, m.variantRenders, m.probes, m.transitions, m.mirrorUp, m.fallbacks, falling, cached, gen, age,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -54,6 +54,8 @@ type Options struct {
 	// VariantCacheBytes bounds the regional variants kept once rendered: 0 means
 	// DefaultVariantCacheBytes, negative keeps none (every request renders).
 	VariantCacheBytes int64
+	// Health configures the probes that take failing mirrors out of rotation between crawls.
+	Health HealthOptions
 	// Random returns uniform random numbers for the weighted mirror choice; it must be safe
 	// for concurrent use. Nil uses math/rand/v2. Tests pass a seeded source.
 	Random func() uint64
@@ -73,7 +75,10 @@ type Server struct {
 	tagCC         []string
 	tagPrivateCC  []string
 
-	gen atomic.Pointer[generation]
+	// base is the generation loaded; gen the one served: base without the mirrors out of
+	// rotation (see health.go).
+	base atomic.Pointer[generation]
+	gen  atomic.Pointer[generation]
 	geo atomic.Pointer[geoDB]
 	asn atomic.Pointer[geoDB]
 
@@ -81,6 +86,11 @@ type Server struct {
 	variantCache *variantCache
 	watchMu      sync.Mutex
 	watch        watchState
+
+	health    *tracker // nil when the probes are off
+	probeWake chan struct{}
+	routeMu   sync.Mutex
+	routes    []RegionRoute // guarded by routeMu
 }
 
 // New loads the tree's current generation (and the GeoIP database) and returns a server ready
@@ -114,6 +124,13 @@ func New(opts Options) (*Server, error) {
 	s.tagPrivateCC = []string{"private, no-store"}
 	if secs := int64(opts.TagMaxAge / time.Second); secs > 0 {
 		s.tagPrivateCC = []string{fmt.Sprintf("private, max-age=%d", secs)}
+	}
+	if err := opts.Health.defaults(); err != nil {
+		return nil, err
+	}
+	if !opts.Health.Off {
+		s.health = newTracker(opts.Health, s.rnd)
+		s.probeWake = make(chan struct{}, 1)
 	}
 	opts.VariantCacheBytes = zeroDefault(opts.VariantCacheBytes, DefaultVariantCacheBytes)
 	s.variantCache = newVariantCache(opts.VariantCacheBytes)

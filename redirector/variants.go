@@ -137,3 +137,20 @@ func (c *variantCache) stats() (n int, size int64) {
 	defer c.mu.Unlock()
 	return c.order.Len(), c.size
 }
+
+// drop removes the cached variants for which gone is true.
+func (c *variantCache) drop(gone func(*manifestEntry) bool) (n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for el := c.order.Front(); el != nil; {
+		next := el.Next()
+		if e := el.Value.(*manifestEntry); gone(e) {
+			c.order.Remove(el)
+			delete(c.byKey, e.d)
+			c.size -= int64(len(e.body))
+			n++
+		}
+		el = next
+	}
+	return n
+}

@@ -48,7 +48,7 @@ func (s *Server) loadInitial() error {
 		return fmt.Errorf("loading tree %s: %w", s.tree.Dir(), err)
 	}
 	s.watch.stamp = b
-	s.gen.Store(g)
+	s.install(g)
 	debug.FreeOSMemory() // decoding the metadata left garbage several times the generation's size
 	s.metrics.reloads.WithLabelValues("ok").Inc()
 	s.log.Info("generation loaded", "generation", g.number, "repositories", len(g.repos), "manifests", g.manifestCount,
@@ -73,9 +73,11 @@ func (s *Server) load() (*generation, error) {
 }
 
 // Run watches the tree's current stamp and the GeoIP database every PollInterval until ctx is
-// done, swapping in what changed. ListenAndServe runs it; a caller serving the handler itself
-// (the demo) runs it in a goroutine.
+// done, swapping in what changed, and runs the mirrors' health probes (unless they are off).
+// ListenAndServe runs it; a caller serving the handler itself (the demo) runs it in a
+// goroutine.
 func (s *Server) Run(ctx context.Context) {
+	go s.runProbes(ctx)
 	every := s.opts.PollInterval
 	if every <= 0 {
 		every = time.Second
@@ -136,7 +138,7 @@ func (s *Server) checkTree() error {
 		s.watch.failed, s.watch.failedAt = b, time.Now()
 		return err
 	}
-	old := s.gen.Swap(g)
+	old := s.install(g)
 	s.watch.stamp, s.watch.failed = b, nil
 	debug.FreeOSMemory() // the previous generation and the decoding's garbage
 	s.metrics.reloads.WithLabelValues("ok").Inc()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	accessLog := fs.Bool("access-log", true, "log one line per request")
 	hidePrivate := fs.Bool("status-hide-private", false, "leave private mirrors off the status page (GET /, /status.json), which otherwise shows them by name only")
+	probeInterval := fs.Duration("probe-interval", redirector.DefaultProbeInterval, "how often each mirror is probed (±20%), to take a failing one out of rotation between crawls; 0 turns the probes off")
+	probeTimeout := fs.Duration("probe-timeout", redirector.DefaultProbeTimeout, "time limit of one probe (shorter than 0.8 × --probe-interval)")
+	probeFailures := fs.Int("probe-failures", redirector.DefaultProbeFailures, "consecutive failed probes that take a mirror out of rotation")
+	probeSuccesses := fs.Int("probe-successes", redirector.DefaultProbeSuccesses, "consecutive good probes that bring it back")
+	probeJobs := fs.Int("probe-concurrency", redirector.DefaultProbeConcurrency, "probes in flight at most")
+	replica := fs.String("replica", "", "this server's name in the probes' User-Agent (default: the host name)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -64,6 +71,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		maxAge = -1 // Options: negative means no caching
 	}
 
+	if *probeInterval < 0 || *probeTimeout <= 0 || *probeFailures < 1 || *probeSuccesses < 1 || *probeJobs < 1 {
+		return errors.New("serve: --probe-interval must not be negative; --probe-timeout, --probe-failures, --probe-successes and --probe-concurrency must be positive")
+	}
+	if *replica == "" {
+		*replica, _ = os.Hostname()
+	}
+
 	logOut := newLineBuffer(stderr)
 	defer logOut.Close()
 	var handler slog.Handler
@@ -86,6 +100,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		TagMaxAge:          maxAge,
 		Logger:             logger,
 		HidePrivateMirrors: *hidePrivate,
+		Health: redirector.HealthOptions{
+			Off:         *probeInterval == 0,
+			Interval:    *probeInterval,
+			Timeout:     *probeTimeout,
+			Failures:    *probeFailures,
+			Successes:   *probeSuccesses,
+			Concurrency: *probeJobs,
+			UserAgent:   probeUserAgent(*replica),
+		},
 	}
 	if *accessLog {
 		opts.AccessLog, _ = redirector.NewAccessLog(logOut, *logFormat) // the format is checked above
@@ -105,6 +128,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// probeUserAgent names regmirror, the probe and the replica, so that a mirror's admin can
+// tell the probes apart in the access log.
+func probeUserAgent(replica string) string {
+	ua := "regmirror-serve-probe/" + moduleVersion()
+	if replica = strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e || r == '(' || r == ')' {
+			return -1
+		}
+		return r
+	}, replica); replica != "" {
+		ua += " (replica " + replica + ")"
+	}
+	return ua
 }
 
 // parseCIDR accepts a CIDR or a single address.

@@ -23,6 +23,18 @@ func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
+// moduleVersion is the module version ("(devel)" for a build from a work tree), or the -X
+// override.
+func moduleVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "unknown"
+}
+
 // versionText is the module version, the VCS revision and the Go version, from the build
 // information and the -X overrides.
 func versionText() string {
