@@ -95,8 +95,8 @@ func TestHealthStateMachine(t *testing.T) {
 // was taken out.
 func simulateDeath(t *testing.T, rnd func() uint64, deathAfterProbe int, offset time.Duration) time.Duration {
 	t.Helper()
-	tr, now := testTracker(t, HealthOptions{}, rnd)
-	var death time.Time
+	tr, _ := testTracker(t, HealthOptions{}, rnd)
+	var now, death time.Time
 	probes := 0
 	type inflight struct {
 		m   *mirrorHealth
@@ -383,9 +383,9 @@ func TestHealthProber(t *testing.T) {
 		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(probeBody)))
 	}
 	mirrors := map[string]*httptest.Server{
-		"good":   serve(ok),
-		"error":  serve(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "busy", http.StatusServiceUnavailable) }),
-		"lost":   serve(http.NotFound),
+		"good":  serve(ok),
+		"error": serve(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "busy", http.StatusServiceUnavailable) }),
+		"lost":  serve(http.NotFound),
 		"nohead": serve(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodHead {
 				w.WriteHeader(http.StatusMethodNotAllowed)

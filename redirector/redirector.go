@@ -79,8 +79,8 @@ type Server struct {
 	// rotation (see health.go).
 	base atomic.Pointer[generation]
 	gen  atomic.Pointer[generation]
-	geo atomic.Pointer[geoDB]
-	asn atomic.Pointer[geoDB]
+	geo  atomic.Pointer[geoDB]
+	asn  atomic.Pointer[geoDB]
 
 	metrics      *metrics
 	variantCache *variantCache
