@@ -333,13 +333,18 @@ func (t *tracker) due(now time.Time) []*mirrorHealth {
 	return out
 }
 
-// nextDue is when the next probe is due; zero without mirrors.
-func (t *tracker) nextDue() time.Time {
+// nextDue is when the next probe is due at the earliest, as seen at now; zero when none is.
+// A mirror whose probe is still in flight when its next one is due (waiting for the
+// concurrency bound) is left out: its probe's end wakes the loop.
+func (t *tracker) nextDue(now time.Time) time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var next time.Time
 	for _, m := range t.ms {
-		if !m.busy && (next.IsZero() || m.next.Before(next)) {
+		if m.busy && !m.next.After(now) {
+			continue
+		}
+		if next.IsZero() || m.next.Before(next) {
 			next = m.next
 		}
 	}
@@ -458,8 +463,9 @@ func (s *Server) runProbes(ctx context.Context) {
 			}()
 		}
 		wait := time.Second
-		if next := t.nextDue(); !next.IsZero() {
-			wait = min(wait, max(next.Sub(t.opts.Now()), 10*time.Millisecond))
+		now = t.opts.Now()
+		if next := t.nextDue(now); !next.IsZero() {
+			wait = min(wait, max(next.Sub(now), time.Millisecond))
 		}
 		if !timer.Stop() {
 			select {
@@ -480,6 +486,10 @@ func (s *Server) probed(m *mirrorHealth, err error) {
 	}
 	s.metrics.probes.WithLabelValues(m.target.name, result).Inc()
 	tr := s.health.record(m, err, s.health.opts.Now())
+	select { // a probe due while this one was in flight can start now
+	case s.probeWake <- struct{}{}:
+	default:
+	}
 	if tr == nil {
 		return
 	}

@@ -57,7 +57,7 @@ func TestHealthStateMachine(t *testing.T) {
 			trans := 0
 			var got strings.Builder
 			for _, p := range tc.probes {
-				next := tr.nextDue()
+				next := tr.nextDue(now)
 				if d := next.Sub(now); d > time.Duration(1.2*float64(DefaultProbeInterval)) {
 					t.Fatalf("next probe %v after the previous one, want at most 1.2 × %v", d, DefaultProbeInterval)
 				}
@@ -106,7 +106,7 @@ func simulateDeath(t *testing.T, rnd func() uint64, deathAfterProbe int, offset 
 	var pending []inflight
 	for range 1000 {
 		// The next event: a probe ending, or the next one due.
-		next := tr.nextDue()
+		next := tr.nextDue(now)
 		if len(pending) > 0 && (next.IsZero() || pending[0].end.Before(next)) {
 			now = pending[0].end
 			p := pending[0]

@@ -56,6 +56,8 @@ type netMirror struct {
 	bandwidth     int
 	root, url     string
 	nginx         *peers.Nginx
+	// directives are extra lines in the mirror's nginx server block.
+	directives string
 }
 
 // mirrorNetwork is a whole mirror network on loopback: the source registry (kept running for
@@ -98,7 +100,7 @@ func (n *mirrorNetwork) startMirrors(t *testing.T, mirrors []*netMirror, live []
 			t.Fatal(err)
 		}
 		if slices.Contains(live, m.name) {
-			m.nginx = peers.StartNginx(t, m.root)
+			m.nginx = peers.StartNginxConfig(t, &peers.NginxConfig{Dir: t.TempDir(), Servers: []peers.NginxServer{{Root: m.root, Directives: m.directives}}})
 			m.url = m.nginx.URL
 		} else {
 			m.url = fmt.Sprintf("http://localhost:%d/", peers.FreePort(t))
