@@ -11,6 +11,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"sync"
 )
 
 // Regional variants are rendered, not stored: the metadata records, per variant set, the
@@ -68,6 +69,8 @@ type Renderer struct {
 	sets  [][]*Mirror      // each set's mirrors, in its order
 	tmpls map[Digest]*tmpl // every manifest parsed, after ParseAll; nil before
 	bad   map[Digest]bool  // manifests ParseAll found without variants
+	// without is set on a renderer made by Without: it renders its own variants.
+	without *withoutState
 }
 
 // NewRenderer returns a renderer for meta's variant sets. Nothing is parsed or rendered yet.
@@ -126,10 +129,20 @@ func (r *Renderer) tmpl(d Digest) *tmpl {
 
 // Variant renders the variant of canonical manifest d in variant set set. It returns
 // ErrNoVariant when the set records none, and an error when the rendering does not give the
-// recorded digest and size (metadata that another renderer recorded, or inconsistent).
+// recorded digest and size (metadata that another renderer recorded, or inconsistent). On a
+// renderer made by Without it renders its own variant (remembered, and shared: not to be
+// modified), or returns ErrNoVariant when nothing would change.
 func (r *Renderer) Variant(set int, d Digest) (*Variant, error) {
 	if set < 0 || set >= len(r.sets) || r.meta.VariantSets[set] == nil {
 		return nil, fmt.Errorf("variant set %d: %w", set, ErrNoVariant)
+	}
+	if r.without != nil {
+		r.without.mu.Lock()
+		defer r.without.mu.Unlock()
+		if v := r.renderWithout(set, d, 0); v != nil {
+			return v, nil
+		}
+		return nil, fmt.Errorf("%s in variant set %d without the mirrors out: %w", d, set, ErrNoVariant)
 	}
 	ref, ok := r.meta.VariantSets[set].Variants[d]
 	if !ok {
@@ -394,7 +407,7 @@ func (r *Renderer) writeDescriptor(buf *bytes.Buffer, desc *descriptor, child bo
 		return false
 	}
 	if child {
-		v, ok := r.meta.VariantSets[set].Variants[desc.digest]
+		v, ok := r.childRef(set, desc.digest)
 		if !ok {
 			writeObject(buf, desc.obj)
 			return false
@@ -533,4 +546,111 @@ func writeString(buf *bytes.Buffer, s string) {
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(s)           // a string always encodes
 	buf.Truncate(buf.Len() - 1) // Encode's newline
+}
+
+// Rendering without some mirrors.
+//
+// A redirector whose health probes take mirrors out of rotation serves variants whose urls
+// name only the mirrors still in: Without gives a renderer of the same metadata that leaves
+// them out of every set. Its variants are rendered by the rules above (an index's children
+// are its own variants of them), so two readers leaving out the same mirrors render the same
+// bytes; they are not the recorded ones, and nothing checks them against the metadata.
+
+// withoutState is what a renderer made by Without remembers: every variant it rendered.
+type withoutState struct {
+	mu       sync.Mutex
+	left     []bool                // per set: a mirror of the set is left out
+	refs     []map[Digest]*Variant // per set: canonical digest → variant (nil: none)
+	byDigest map[Digest]WithoutVariant
+}
+
+// WithoutVariant is a variant rendered by a renderer made by Without.
+type WithoutVariant struct {
+	*Variant
+	Set       int
+	Canonical Digest
+}
+
+// Without returns a renderer of the same metadata whose sets leave out the mirrors for which
+// out is true, and reports whether any set lists such a mirror (when none does, its variants
+// are the recorded ones: use r). The new renderer's Variant renders (children first) and
+// remembers what it rendered; Rendered finds it again by the variant's digest.
+func (r *Renderer) Without(out func(name string) bool) (*Renderer, bool) {
+	nr := &Renderer{meta: r.meta, sets: make([][]*Mirror, len(r.sets)), tmpls: r.tmpls, bad: r.bad,
+		without: &withoutState{refs: make([]map[Digest]*Variant, len(r.sets)), byDigest: map[Digest]WithoutVariant{}}}
+	nr.without.left = make([]bool, len(r.sets))
+	leaves := false
+	for i, ms := range r.sets {
+		for _, m := range ms {
+			if out(m.Name) {
+				nr.without.left[i], leaves = true, true
+				continue
+			}
+			nr.sets[i] = append(nr.sets[i], m)
+		}
+		nr.without.refs[i] = map[Digest]*Variant{}
+	}
+	return nr, leaves
+}
+
+// Leaves reports whether this renderer (made by Without) leaves a mirror out of set: when it
+// does not, its variants in set are the recorded ones.
+func (r *Renderer) Leaves(set int) bool {
+	return r.without != nil && set >= 0 && set < len(r.without.left) && r.without.left[set]
+}
+
+// childRef is the variant an index's child descriptor points at in set: the recorded one, or
+// for a renderer made by Without, its own (rendered before the index).
+func (r *Renderer) childRef(set int, d Digest) (VariantRef, bool) {
+	if r.without == nil {
+		v, ok := r.meta.VariantSets[set].Variants[d]
+		return v, ok
+	}
+	v := r.without.refs[set][d]
+	if v == nil {
+		return VariantRef{}, false
+	}
+	return VariantRef{Digest: v.Digest, Size: int64(len(v.Data))}, true
+}
+
+// Rendered returns the variant with digest d that this renderer (made by Without) rendered.
+func (r *Renderer) Rendered(d Digest) (WithoutVariant, bool) {
+	if r.without == nil {
+		return WithoutVariant{}, false
+	}
+	r.without.mu.Lock()
+	defer r.without.mu.Unlock()
+	v, ok := r.without.byDigest[d]
+	return v, ok
+}
+
+// renderWithout renders the variant of canonical manifest d in set on a renderer made by
+// Without, its children first; nil when it has none. The caller holds r.without.mu.
+func (r *Renderer) renderWithout(set int, d Digest, depth int) *Variant {
+	refs := r.without.refs[set]
+	if v, ok := refs[d]; ok {
+		return v
+	}
+	refs[d] = nil // no variant, unless rendered below; also ends a cycle
+	t := r.tmpl(d)
+	if t == nil || r.meta.VariantSets[set] == nil {
+		return nil
+	}
+	if t.index && depth < MaxVariantDepth {
+		for _, list := range t.lists {
+			for _, desc := range list {
+				if !desc.digest.IsZero() {
+					r.renderWithout(set, desc.digest, depth+1)
+				}
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if !r.render(&buf, t, set) {
+		return nil
+	}
+	v := r.newVariant(d, buf.Bytes())
+	refs[d] = v
+	r.without.byDigest[v.Digest] = WithoutVariant{Variant: v, Set: set, Canonical: d}
+	return v
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -167,6 +168,70 @@ func TestVariantErrors(t *testing.T) {
 			}
 			if got := errors.Is(err, ErrNoVariant); got != tc.noVariant {
 				t.Errorf("got %v, want ErrNoVariant %v", err, tc.noVariant)
+			}
+		})
+	}
+}
+
+// TestWithout: a renderer leaving mirrors out renders the recorded variants when it leaves
+// none of a set's out, names only the mirrors still in (and the origin) otherwise, points an
+// index at its own variant of the child (found again by digest), and renders no variant when
+// nothing would change.
+func TestWithout(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		out      []string
+		origin   string
+		leaves   bool
+		wantURLs string // the image variant's urls, "" for no variant
+	}{
+		{"nothing out", nil, "", false, `["https://a.example/blobs/sha256/LAYER","https://b.example/blobs/sha256/LAYER"]`},
+		{"a mirror out of the set", []string{"a"}, "", true, `["https://b.example/blobs/sha256/LAYER"]`},
+		{"a mirror of no set out", []string{"c"}, "", false, `["https://a.example/blobs/sha256/LAYER","https://b.example/blobs/sha256/LAYER"]`},
+		{"every mirror out, an origin", []string{"a", "b"}, "https://origin.example/", true, `["https://origin.example/blobs/sha256/LAYER"]`},
+		{"every mirror out, no origin", []string{"a", "b"}, "", true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			meta, image, chain := chainMeta(1)
+			meta.Origin = tc.origin
+			meta.Mirrors = append(meta.Mirrors, &Mirror{Name: "b", URL: "https://b.example/", Enabled: true, Healthy: true, Generation: 1, Checked: time.Now()})
+			meta.VariantSets[0].Mirrors = []string{"a", "b"}
+			NewRenderer(meta).Record(0)
+			index := chain[0]
+			r, leaves := NewRenderer(meta).Without(func(name string) bool { return slices.Contains(tc.out, name) })
+			if leaves != tc.leaves || r.Leaves(0) != tc.leaves {
+				t.Errorf("Without reports leaving a mirror out: %v (set 0: %v), want %v", leaves, r.Leaves(0), tc.leaves)
+			}
+			top, err := r.Variant(0, index)
+			if tc.wantURLs == "" {
+				if !errors.Is(err, ErrNoVariant) {
+					t.Errorf("index variant %v, err %v; want ErrNoVariant", top, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("index variant: %v", err)
+			}
+			img, err := r.Variant(0, image)
+			if err != nil {
+				t.Fatalf("image variant: %v", err)
+			}
+			layer := sha([]byte("layer")).Hex()
+			if want := `"urls":` + strings.ReplaceAll(tc.wantURLs, "LAYER", layer); !strings.Contains(string(img.Data), want) {
+				t.Errorf("image variant %s, want %s", img.Data, want)
+			}
+			if !strings.Contains(string(top.Data), img.Digest.String()) {
+				t.Errorf("index variant %s does not point at the image variant %s", top.Data, img.Digest)
+			}
+			if got, ok := r.Rendered(img.Digest); !ok || got.Canonical != image || got.Set != 0 {
+				t.Errorf("Rendered(%s) = %+v, %v; want the variant of %s in set 0", img.Digest, got, ok, image)
+			}
+			if !tc.leaves {
+				for d, ref := range map[Digest]*Variant{index: top, image: img} {
+					if rec := meta.VariantSets[0].Variants[d]; rec.Digest != ref.Digest {
+						t.Errorf("variant of %s: %s, recorded %s: want the recorded one when no mirror of the set is out", d, ref.Digest, rec.Digest)
+					}
+				}
 			}
 		})
 	}

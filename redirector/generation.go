@@ -90,6 +90,9 @@ type manifestEntry struct {
 	isList    bool
 	// defaultChild is the linux/amd64 image of a list, for clients that accept no list.
 	defaultChild *manifestEntry
+	// of is the canonical manifest's digest, for a variant rendered without the mirrors out
+	// of rotation (found by digest in the variant cache only).
+	of string
 }
 
 // blobEntry is a blob of the tree.

@@ -541,18 +541,25 @@ func (s *Server) reroute() {
 	down := s.health.down()
 	g := base.without(down)
 	s.gen.Store(g)
-	// Cached variants whose urls name a mirror out are dropped: tag requests get variants
-	// rendered without it (variantOf).
+	// Cached variants whose urls name a mirror out are dropped (tag requests get variants
+	// rendered without it: variantOf).
 	var outURLs [][]byte
 	for _, p := range base.probes {
 		if _, ok := down[p.name]; ok {
 			outURLs = append(outURLs, []byte(p.url+"blobs/"))
 		}
 	}
-	if len(outURLs) > 0 {
+	// Then the indexes pointing at a dropped variant, level by level.
+	for len(outURLs) > 0 {
+		var dropped [][]byte
 		s.variantCache.drop(func(e *manifestEntry) bool {
-			return slices.ContainsFunc(outURLs, func(u []byte) bool { return bytes.Contains(e.body, u) })
+			if slices.ContainsFunc(outURLs, func(u []byte) bool { return bytes.Contains(e.body, u) }) {
+				dropped = append(dropped, []byte(`"`+e.digest+`"`))
+				return true
+			}
+			return false
 		})
+		outURLs = dropped
 	}
 	routes := regionRoutes(base, g, down)
 	prev := map[string]RegionRoute{}
@@ -599,6 +606,13 @@ func (g *generation) without(down map[string]string) *generation {
 				cp.asnMirrors = map[uint32][]*mirrorEntry{}
 			}
 			cp.asnMirrors[asn] = ms
+		}
+	}
+	if g.variants != nil {
+		if w, leaves := g.variants.renderer.Without(func(name string) bool { _, ok := down[name]; return ok }); leaves {
+			vs := *g.variants
+			vs.without, vs.scanned = w, &sync.Map{}
+			cp.variants = &vs
 		}
 	}
 	cp.regions = make(map[string]*regionEntry, len(g.regions))

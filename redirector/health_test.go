@@ -1,7 +1,9 @@
 package redirector
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -475,4 +477,91 @@ func scrape(t *testing.T, s *Server) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// takeOut records failed probes of the named mirrors until they are out of rotation.
+func takeOut(s *Server, ms map[string]*mirrorHealth, names ...string) {
+	for _, n := range names {
+		for range s.opts.Health.Failures {
+			s.probed(ms[n], errProbe)
+			ms[n].busy = true // as due would
+		}
+	}
+}
+
+func bringBack(s *Server, ms map[string]*mirrorHealth, names ...string) {
+	for _, n := range names {
+		for range s.opts.Health.Successes {
+			s.probed(ms[n], nil)
+			ms[n].busy = true
+		}
+	}
+}
+
+// Regional mode with a mirror out: a variant by tag names only the mirrors in (its index
+// points at children rendered the same way, which resolve by digest, on this replica and on
+// another with the same mirrors out that never served the index); cached variants naming the
+// mirror are dropped; once it is back the recorded variants are served again, and a variant
+// rendered during the outage still resolves by digest for a client mid-pull.
+func TestHealthRegionalVariants(t *testing.T) {
+	var meta *layout.Meta
+	dir, dm := newTestTree(t, func(m *layout.Meta, _ *demo) {
+		addMirrors(m, 1)
+		addVariants(t, m, 2)
+		meta = m
+	})
+	de := http.Header{"Cf-Ipcountry": {"DE"}}
+	opts := Options{Tree: dir, RegionalManifests: true, CountryHeader: "CF-IPCountry", TrustedProxies: trustAll}
+	s, other := newServer(t, opts), newServer(t, opts)
+	get := func(s *Server, path string) *httptest.ResponseRecorder {
+		t.Helper()
+		w := do(s, "GET", path, "10.0.0.1:1", de)
+		if w.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+		}
+		if got, want := w.Header().Get("Docker-Content-Digest"), digestOf(w.Body.Bytes()).String(); got != want {
+			t.Fatalf("GET %s: Docker-Content-Digest %s, body hashes to %s", path, got, want)
+		}
+		return w
+	}
+	recorded := renderedVariant(t, meta, 0, dm.fedoraIndex)
+	recordedChild := renderedVariant(t, meta, 0, dm.fedoraAMD64)
+	if w := get(s, "/v2/fedora/manifests/42"); !bytes.Equal(w.Body.Bytes(), recorded.Data) {
+		t.Fatalf("all mirrors in: the German variant is not the recorded one")
+	}
+	get(s, "/v2/fedora/manifests/"+recordedChild.Digest.String()) // cached too
+
+	probes := fakeProbes(t, s)
+	takeOut(s, probes, "de2.example")
+	takeOut(other, fakeProbes(t, other), "de2.example")
+	if s.variantCache.get(recorded.Digest) != nil || s.variantCache.get(recordedChild.Digest) != nil {
+		t.Error("cached variants naming de2.example were not dropped when it went out")
+	}
+	index := get(s, "/v2/fedora/manifests/42").Body.Bytes()
+	if bytes.Contains(index, []byte("de2.example")) || bytes.Equal(index, recorded.Data) {
+		t.Fatalf("German index variant with de2 out is the recorded one or names it: %s", index)
+	}
+	var idx struct {
+		Manifests []struct {
+			Digest string `json:"digest"`
+		} `json:"manifests"`
+	}
+	check(t, json.Unmarshal(index, &idx))
+	for _, c := range idx.Manifests {
+		for name, srv := range map[string]*Server{"this replica": s, "another replica": other} {
+			child := get(srv, "/v2/fedora/manifests/"+c.Digest).Body.Bytes()
+			if bytes.Contains(child, []byte("de2.example")) || !bytes.Contains(child, []byte("https://de1.example/pub/blobs/")) {
+				t.Errorf("%s: child %s names de2 or not de1: %s", name, c.Digest, child)
+			}
+		}
+	}
+	if w := do(s, "GET", "/v2/fedora/httpd/manifests/"+idx.Manifests[0].Digest, "10.0.0.1:1", de); w.Code != http.StatusNotFound {
+		t.Errorf("a variant of fedora's by digest in fedora/httpd: %d, want 404", w.Code)
+	}
+
+	bringBack(s, probes, "de2.example")
+	if w := get(s, "/v2/fedora/manifests/42"); !bytes.Equal(w.Body.Bytes(), recorded.Data) {
+		t.Errorf("de2 back: the German variant is not the recorded one")
+	}
+	get(s, "/v2/fedora/manifests/"+idx.Manifests[0].Digest) // mid-pull: still there
 }

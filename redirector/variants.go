@@ -23,6 +23,12 @@ type variantSets struct {
 	renderer *layout.Renderer
 	// byDigest maps each variant's digest to the set and canonical manifest it renders from.
 	byDigest map[layout.Digest]variantRef
+	// without, while mirrors are out of rotation, renders variants that name only the mirrors
+	// still in (layout.Renderer.Without); nil when no set lists a mirror out.
+	without *layout.Renderer
+	// scanned records the repositories whose manifests without has rendered in every set it
+	// changes, to find a variant asked for by a digest it has not rendered yet.
+	scanned *sync.Map
 }
 
 // variantOf returns the variant of canonical manifest e in region reg, rendered (or cached),
@@ -32,11 +38,41 @@ func (s *Server) variantOf(g *generation, reg *regionEntry, e *manifestEntry) *m
 	if reg.variantSet < 0 || g.variants == nil {
 		return nil
 	}
+	if w := g.variants.without; w != nil && w.Leaves(reg.variantSet) {
+		return s.variantWithout(w, reg.variantSet, e)
+	}
 	ref, ok := g.variants.sets[reg.variantSet][e.d]
 	if !ok {
 		return nil
 	}
 	return s.renderVariant(g, ref.Digest, variantRef{set: reg.variantSet, canon: e})
+}
+
+// variantWithout returns the variant of canonical manifest e in set, rendered without the
+// mirrors out of rotation (or cached); nil when it has none.
+func (s *Server) variantWithout(w *layout.Renderer, set int, e *manifestEntry) *manifestEntry {
+	v, err := w.Variant(set, e.d)
+	if err != nil {
+		return nil // ErrNoVariant: nothing would change; the canonical manifest is right
+	}
+	return s.cachedWithout(v, e)
+}
+
+// cachedWithout returns the cache's entry of v, a variant of canonical manifest canon
+// rendered without the mirrors out, adding it.
+func (s *Server) cachedWithout(v *layout.Variant, canon *manifestEntry) *manifestEntry {
+	if e := s.variantCache.get(v.Digest); e != nil {
+		return e
+	}
+	e := &manifestEntry{
+		answer:    newAnswer(v.Digest.String(), canon.mediaType, v.Data),
+		d:         v.Digest,
+		mediaType: canon.mediaType,
+		isList:    canon.isList,
+		of:        canon.digest,
+	}
+	s.variantCache.add(v.Digest, e)
+	return e
 }
 
 // variantByDigest returns the variant with digest d if it is a variant of a manifest of repo,
@@ -46,10 +82,49 @@ func (s *Server) variantByDigest(g *generation, repo *repoEntry, d layout.Digest
 		return nil
 	}
 	vr, ok := g.variants.byDigest[d]
-	if !ok || repo.manifests[vr.canon.digest] != vr.canon {
+	if !ok {
+		return s.variantByDigestWithout(g, repo, d)
+	}
+	if repo.manifests[vr.canon.digest] != vr.canon {
 		return nil
 	}
 	return s.renderVariant(g, d, vr)
+}
+
+// variantByDigestWithout finds a variant rendered without mirrors out of rotation by its
+// digest: one this generation renders while they are out (the first such request for a
+// repository renders its manifests' variants once), or one still cached from an earlier
+// outage (a client mid-pull that read an index before the mirrors came back).
+func (s *Server) variantByDigestWithout(g *generation, repo *repoEntry, d layout.Digest) *manifestEntry {
+	if w := g.variants.without; w != nil {
+		find := func() *manifestEntry {
+			if v, ok := w.Rendered(d); ok {
+				if canon := repo.manifests[v.Canonical.String()]; canon != nil {
+					return s.cachedWithout(v.Variant, canon)
+				}
+			}
+			return nil
+		}
+		if e := find(); e != nil {
+			return e
+		}
+		if _, done := g.variants.scanned.LoadOrStore(repo.name, true); !done {
+			for _, canon := range repo.manifests {
+				for set := range g.variants.sets {
+					if w.Leaves(set) {
+						_, _ = w.Variant(set, canon.d)
+					}
+				}
+			}
+			if e := find(); e != nil {
+				return e
+			}
+		}
+	}
+	if e := s.variantCache.get(d); e != nil && e.of != "" && repo.manifests[e.of] != nil {
+		return e
+	}
+	return nil
 }
 
 // renderVariant returns the variant with digest d, from the cache or rendered from vr. A
