@@ -221,13 +221,32 @@ func TestMirrorHealth(t *testing.T) {
 	fastSrv := clientServe(t, n.tree, nil, append(geo, "--probe-interval", interval, "--probe-timeout", "300ms",
 		"--probe-failures", "3", "--probe-successes", fmt.Sprint(successes), "--replica", "e2e-fast")...)
 	defaultSrv := clientServe(t, n.tree, nil, append(geo, "--replica", "e2e-default")...)
+	regionalSrv := clientServe(t, n.tree, nil, append(geo, "--regional-manifests", "--probe-interval", interval, "--probe-timeout", "300ms",
+		"--probe-failures", "3", "--probe-successes", fmt.Sprint(successes), "--replica", "e2e-regional")...)
 	edge := &peers.Edge{Upstream: strings.Replace(fastSrv.Host, "localhost", "127.0.0.1", 1), ClientAddr: netClientAddr(t, "DE")}
-	peers.StartEdges(t, []*peers.Edge{edge})
+	regionalEdge := &peers.Edge{Upstream: strings.Replace(regionalSrv.Host, "localhost", "127.0.0.1", 1), ClientAddr: netClientAddr(t, "DE")}
+	peers.StartEdges(t, []*peers.Edge{edge, regionalEdge})
 	n.startClients(t)
 
 	blob := n.d.fedoraAMD64Blobs[len(n.d.fedoraAMD64Blobs)-1]
 	fast := &probedServer{"fast probes (interval " + interval + ", 3 failures)", fastSrv, n.poll(t, clientHTTP(edge.Endpoint, false), edge.Endpoint.URL(), "", "fedora", blob)}
 	dflt := &probedServer{"default probes", defaultSrv, n.poll(t, clientHTTP(defaultSrv.Endpoint, false), defaultSrv.URL(), netClientAddr(t, "DE"), "fedora", blob)}
+	regional := &probedServer{"regional manifests, fast probes", regionalSrv, n.poll(t, clientHTTP(regionalEdge.Endpoint, false), regionalEdge.Endpoint.URL(), "", "fedora", blob)}
+	named := func(urls map[string][]string) []string { // the mirrors the urls name
+		var names []string
+		for _, us := range urls {
+			for _, u := range us {
+				if name := n.whose(u); !slices.Contains(names, name) {
+					names = append(names, name)
+				}
+			}
+		}
+		slices.Sort(names)
+		return names
+	}
+	if _, _, urls := n.variant(t, regionalEdge.Endpoint, "fedora/toolbox", "42"); !slices.Equal(named(urls), []string{"de-a", "de-b", "origin"}) {
+		t.Fatalf("the DE variant's urls name %v, want de-a, de-b and the origin", named(urls))
+	}
 	time.Sleep(time.Second)
 	for _, s := range []*probedServer{fast, dflt} {
 		if got := slices.Sorted(maps.Keys(s.p.since(time.Time{}))); !slices.Equal(got, []string{"de-a", "de-b"}) {
@@ -240,7 +259,7 @@ func TestMirrorHealth(t *testing.T) {
 		waitUntil(t, 10*time.Second, "the default prober's first probes", func() bool {
 			return len(n.mirror("de-a").nginx.AccessLog()) > 0
 		}, defaultSrv.proc.Log)
-		took := takenOut(t, "de-a", n.mirror("de-a").nginx.Stop, fast, dflt)
+		took := takenOut(t, "de-a", n.mirror("de-a").nginx.Stop, fast, dflt, regional)
 		t.Logf("MEASURED: death of de-a's nginx to its last 307: %v with --probe-interval %s, %v with the defaults",
 			took[fast.name].Round(time.Millisecond), interval, took[dflt.name].Round(time.Millisecond))
 		dflt.p.close()
@@ -259,6 +278,23 @@ func TestMirrorHealth(t *testing.T) {
 		} {
 			t.Run(p.name, func(t *testing.T) { n.fromMirrors(t, []string{"de-b"}, d.fedoraAMD64Blobs, p.pull) })
 		}
+		// Regional mode: the variant names de-b and the origin only; podman takes the blobs
+		// from its urls.
+		t.Run("regional-variant", func(t *testing.T) {
+			vd, _, urls := n.variant(t, regionalEdge.Endpoint, "fedora/toolbox", "42")
+			if !slices.Equal(named(urls), []string{"de-b", "origin"}) {
+				t.Errorf("with de-a out, the DE variant's urls name %v, want de-b and the origin", named(urls))
+			}
+			var blobs []string // those podman does not hold yet
+			for b := range urls {
+				if !slices.Contains(d.fedoraAMD64Blobs, b) {
+					blobs = append(blobs, b)
+				}
+			}
+			n.fromMirrors(t, []string{"de-b"}, blobs, func(t *testing.T) {
+				n.podman.Pull(t, regionalEdge.Endpoint, "fedora/toolbox:42", vd)
+			})
+		})
 	})
 
 	t.Run("restarted", func(t *testing.T) {
