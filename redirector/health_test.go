@@ -565,3 +565,35 @@ func TestHealthRegionalVariants(t *testing.T) {
 	}
 	get(s, "/v2/fedora/manifests/"+idx.Manifests[0].Digest) // mid-pull: still there
 }
+
+// The status page shows the probes' view: each mirror in or out with the reason, and the
+// regions falling back.
+func TestHealthOnStatusPage(t *testing.T) {
+	dir, _ := newTestTree(t, func(m *layout.Meta, _ *demo) { addMirrors(m, 1) })
+	s := newServer(t, Options{Tree: dir})
+	takeOut(s, fakeProbes(t, s), "de1.example", "de2.example")
+	w := do(s, "GET", "/status.json", "192.0.2.9:1", nil)
+	var got struct {
+		Probes statusProbes `json:"probes"`
+	}
+	check(t, json.Unmarshal(w.Body.Bytes(), &got))
+	up := map[string]bool{}
+	for _, m := range got.Probes.Mirrors {
+		up[m.Name] = m.Up
+		if !m.Up && !strings.Contains(m.Reason, "3 probes failed: down: connection refused") {
+			t.Errorf("mirror %s out with reason %q", m.Name, m.Reason)
+		}
+	}
+	if want := map[string]bool{"de1.example": false, "de2.example": false, "fr.example": true, "us.example": true, "jp.example": true}; fmt.Sprint(up) != fmt.Sprint(want) {
+		t.Errorf("status.json probes: %v, want %v", up, want)
+	}
+	if i := slices.IndexFunc(got.Probes.Fallbacks, func(r RegionRoute) bool { return r.Region == "DE" }); i < 0 || got.Probes.Fallbacks[i].Route != "tier 2" {
+		t.Errorf("status.json fallbacks %+v, want DE on tier 2", got.Probes.Fallbacks)
+	}
+	page := do(s, "GET", "/", "192.0.2.9:1", nil).Body.String()
+	for _, want := range []string{`<tr class="probe" data-name="de1.example"><td>de1.example</td><td><span class="bad">out</span>: 3 probes failed`, `<td>DE</td><td class="warn">tier 2</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/regmirror/regmirror/layout"
@@ -105,6 +106,55 @@ type statusView struct {
 	*statusInfo
 	AgeSeconds int64  `json:"ageSeconds"`
 	Loaded     string `json:"loaded"`
+	// Probes is what this server's health probes say; nil when they are off.
+	Probes *statusProbes `json:"probes,omitempty"`
+}
+
+// statusProbes is this server's Health, as the page shows it: a private mirror by its name
+// and state only (a reason may name its host).
+type statusProbes struct {
+	Interval        string        `json:"interval"`
+	ProbesPerMinute float64       `json:"probesPerMinute"`
+	Mirrors         []statusProbe `json:"mirrors"`
+	Fallbacks       []RegionRoute `json:"fallbacks"` // the regions falling back
+}
+
+type statusProbe struct {
+	Name       string    `json:"name"`
+	Up         bool      `json:"up"`
+	Reason     string    `json:"reason,omitempty"`
+	LastProbe  time.Time `json:"lastProbe,omitzero"`
+	LastResult string    `json:"lastResult,omitempty"`
+}
+
+func (s *Server) statusProbes(g *generation) *statusProbes {
+	h := s.Health()
+	if !h.Probing {
+		return nil
+	}
+	private := map[string]bool{}
+	for _, m := range g.status.Mirrors {
+		private[m.Name] = m.Private
+	}
+	sp := &statusProbes{Interval: h.Interval.String(), ProbesPerMinute: h.ProbesPerMinute, Mirrors: []statusProbe{}, Fallbacks: []RegionRoute{}}
+	for _, m := range h.Mirrors {
+		switch {
+		case private[m.Name] && s.opts.HidePrivateMirrors:
+		case private[m.Name]:
+			sp.Mirrors = append(sp.Mirrors, statusProbe{Name: m.Name, Up: m.Up})
+		default:
+			sp.Mirrors = append(sp.Mirrors, statusProbe{Name: m.Name, Up: m.Up, Reason: m.Reason, LastProbe: m.LastProbe, LastResult: m.LastResult})
+		}
+	}
+	for _, r := range h.Regions {
+		if r.Fallback {
+			if slices.ContainsFunc(h.Mirrors, func(m MirrorHealth) bool { return private[m.Name] && strings.Contains(r.Reason, m.Name+":") }) {
+				r.Reason = "mirrors out of rotation"
+			}
+			sp.Fallbacks = append(sp.Fallbacks, r)
+		}
+	}
+	return sp
 }
 
 func (s *Server) statusView(g *generation) statusView {
@@ -114,7 +164,8 @@ func (s *Server) statusView(g *generation) statusView {
 		c.Mirrors = slices.DeleteFunc(slices.Clone(info.Mirrors), func(m statusMirror) bool { return m.Private })
 		info = &c
 	}
-	return statusView{statusInfo: info, AgeSeconds: int64(time.Since(g.created) / time.Second), Loaded: g.loaded.UTC().Format(time.RFC3339)}
+	return statusView{statusInfo: info, AgeSeconds: int64(time.Since(g.created) / time.Second), Loaded: g.loaded.UTC().Format(time.RFC3339),
+		Probes: s.statusProbes(g)}
 }
 
 func (s *Server) serveStatusJSON(st *reqState, r *http.Request, g *generation) {
@@ -191,6 +242,17 @@ code{font-size:.95em}
 </tr>
 {{end}}</table>
 {{else}}<p>No mirrors: this server sends every blob to {{if .Origin}}the origin{{else}}its own tree{{end}}.</p>
+{{end}}
+{{with .Probes}}<h2>Health probes (this server)</h2>
+<p>Every mirror probed every {{.Interval}} (±20%): {{printf "%.0f" .ProbesPerMinute}} probes a minute per mirror.</p>
+{{if .Mirrors}}<table id="probes">
+<tr><th>mirror</th><th>rotation</th><th>last probe</th></tr>
+{{range .Mirrors}}<tr class="probe" data-name="{{.Name}}"><td>{{.Name}}</td><td>{{if .Up}}<span class="ok">in</span>{{else}}<span class="bad">out</span>{{end}}{{with .Reason}}: {{.}}{{end}}</td><td>{{if .LastProbe.IsZero}}{{else}}{{ago .LastProbe}}: {{.LastResult}}{{end}}</td></tr>
+{{end}}</table>{{end}}
+{{if .Fallbacks}}<table id="fallbacks">
+<tr><th>region</th><th>blob downloads go to</th><th>because</th></tr>
+{{range .Fallbacks}}<tr><td>{{.Region}}</td><td class="warn">{{.Route}}</td><td>{{.Reason}}</td></tr>
+{{end}}</table>{{else}}<p>Every region on its own mirrors.</p>{{end}}
 {{end}}
 <h2>Regions</h2>
 {{if .Regions}}<table id="regions">
