@@ -136,6 +136,16 @@ type tierEntry struct {
 	minGen  uint64 // lowest generation among the tier's mirrors
 }
 
+// add appends m to the tier.
+func (t *tierEntry) add(m *mirrorEntry) {
+	t.mirrors = append(t.mirrors, m)
+	t.total += m.weight
+	t.cum = append(t.cum, t.total)
+	if len(t.mirrors) == 1 || m.generation < t.minGen {
+		t.minGen = m.generation
+	}
+}
+
 type regionEntry struct {
 	key   string
 	tiers []tierEntry
@@ -347,12 +357,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 				if !ok {
 					continue // unhealthy, disabled, or unknown: never a candidate
 				}
-				t.mirrors = append(t.mirrors, me)
-				t.total += me.weight
-				t.cum = append(t.cum, t.total)
-				if len(t.mirrors) == 1 || me.generation < t.minGen {
-					t.minGen = me.generation
-				}
+				t.add(me)
 			}
 			if len(t.mirrors) > 0 {
 				re.tiers = append(re.tiers, t)

@@ -621,14 +621,8 @@ func (g *generation) without(down map[string]string) *generation {
 		for _, t := range r.tiers {
 			var nt tierEntry
 			for _, m := range t.mirrors {
-				if out(m) {
-					continue
-				}
-				nt.mirrors = append(nt.mirrors, m)
-				nt.total += m.weight
-				nt.cum = append(nt.cum, nt.total)
-				if len(nt.mirrors) == 1 || m.generation < nt.minGen {
-					nt.minGen = m.generation
+				if !out(m) {
+					nt.add(m)
 				}
 			}
 			if len(nt.mirrors) > 0 {
