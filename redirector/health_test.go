@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -236,22 +237,8 @@ func TestHealthReroutes(t *testing.T) {
 	blob := "/v2/fedora/toolbox/blobs/" + dm.toolboxLayer.String()
 	german := "81.2.69.142:5555"
 	ms := fakeProbes(t, s)
-	fail := func(names ...string) {
-		for _, n := range names {
-			for range DefaultProbeFailures {
-				s.probed(ms[n], errProbe)
-				ms[n].busy = true // as due would
-			}
-		}
-	}
-	pass := func(names ...string) {
-		for _, n := range names {
-			for range DefaultProbeSuccesses {
-				s.probed(ms[n], nil)
-				ms[n].busy = true
-			}
-		}
-	}
+	fail := func(names ...string) { takeOut(s, ms, names...) }
+	pass := func(names ...string) { bringBack(s, ms, names...) }
 	where := func() map[string]int {
 		seen := map[string]int{}
 		for range 200 {
@@ -342,12 +329,8 @@ func TestHealthReroutes(t *testing.T) {
 func TestHealthAllOutLocal(t *testing.T) {
 	dir, dm := newTestTree(t, func(m *layout.Meta, _ *demo) { addMirrors(m, 1) })
 	s := newServer(t, Options{Tree: dir})
-	for _, m := range fakeProbes(t, s) {
-		for range DefaultProbeFailures {
-			s.probed(m, errProbe)
-			m.busy = true
-		}
-	}
+	ms := fakeProbes(t, s)
+	takeOut(s, ms, slices.Collect(maps.Keys(ms))...)
 	w := do(s, "GET", "/v2/fedora/toolbox/blobs/"+dm.toolboxLayer.String(), "81.2.69.142:5555", nil)
 	if w.Code != http.StatusOK || w.Header().Get("Location") != "" {
 		t.Errorf("every mirror out, no origin: %d, Location %q; want 200 from the tree", w.Code, w.Header().Get("Location"))
