@@ -11,14 +11,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/regmirror/regmirror/internal/crawl"
 	"github.com/regmirror/regmirror/layout"
 )
 
 // Fast health: each server probes every mirror it may send clients to (the mirrors the last
 // crawl found usable), every Interval with ±20% jitter, and takes a mirror out of rotation
 // after Failures consecutive failed probes, back after Successes consecutive good ones. A
-// probe is the crawl's blob check (crawl.BlobCheck: HEAD, or a 1-byte ranged GET where HEAD
+// probe is the crawl's blob check (layout.BlobCheck: HEAD, or a 1-byte ranged GET where HEAD
 // is refused) of one small blob the mirror holds per the crawl: the smallest blob of the
 // generation it holds, the lowest digest among equals. A connection error, a timeout, a 5xx,
 // a 404, a wrong size or a compressed answer is a failure.
@@ -243,7 +242,7 @@ func (s *Server) Health() HealthStatus {
 // mirrorHealth is the state machine of one mirror.
 type mirrorHealth struct {
 	target     probeTarget
-	check      crawl.BlobCheck
+	check      layout.BlobCheck
 	up         bool
 	fails, oks int
 	reason     string
@@ -300,7 +299,7 @@ func (t *tracker) setTargets(targets []probeTarget, now time.Time) (forgotDown b
 		u := float64(t.rnd()>>11) / (1 << 53)
 		keep[tg.name] = &mirrorHealth{
 			target: tg,
-			check:  crawl.BlobCheck{Client: t.opts.Client, UserAgent: t.opts.UserAgent},
+			check:  layout.BlobCheck{Client: t.opts.Client, UserAgent: t.opts.UserAgent},
 			up:     true,
 			since:  now,
 			next:   now.Add(time.Duration(u * float64(t.opts.Interval))),

@@ -54,9 +54,7 @@ import (
 	"github.com/regmirror/regmirror/internal/filelist"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -290,7 +288,7 @@ func Check(ctx context.Context, meta *layout.Meta, opts Options) []Result {
 			defer func() { <-sem; wg.Done() }()
 			t0 := time.Now()
 			c := &checker{opts: &opts, mirror: m, meta: meta, blobs: blobs, rnd: rand.New(rand.NewPCG(seed, uint64(i))),
-				check: BlobCheck{Client: opts.Client, UserAgent: opts.UserAgent}}
+				check: layout.BlobCheck{Client: opts.Client, UserAgent: opts.UserAgent}}
 			f := c.run(ctx)
 			if ctx.Err() != nil {
 				results[i] = result(m, 0, time.Since(t0))
@@ -352,7 +350,7 @@ type checker struct {
 	meta    *layout.Meta
 	blobs   []sampleBlob
 	rnd     *rand.Rand
-	check   BlobCheck
+	check   layout.BlobCheck
 	checked int
 }
 
@@ -418,7 +416,7 @@ func (c *checker) stamp(ctx context.Context) (layout.Stamp, error) {
 	req.Header.Set("Cache-Control", "no-cache")
 	resp, err := c.opts.Client.Do(req)
 	if err != nil {
-		return layout.Stamp{}, describe(err, "reading "+layout.CurrentFile)
+		return layout.Stamp{}, layout.RequestFailure(err, "reading "+layout.CurrentFile)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -426,7 +424,7 @@ func (c *checker) stamp(ctx context.Context) (layout.Stamp, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxStampSize+1))
 	if err != nil {
-		return layout.Stamp{}, describe(err, "reading "+layout.CurrentFile)
+		return layout.Stamp{}, layout.RequestFailure(err, "reading "+layout.CurrentFile)
 	}
 	if len(b) > maxStampSize {
 		return layout.Stamp{}, fmt.Errorf("bad stamp: %s larger than %d bytes", layout.CurrentFile, maxStampSize)
@@ -447,107 +445,6 @@ func (c *checker) blob(ctx context.Context, b sampleBlob) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	return c.check.Check(ctx, c.mirror.URL, b.digest, b.size)
-}
-
-// BlobCheck checks blobs on one mirror as a crawl does: HEAD (or, where HEAD is refused with
-// 405 or 501, GET with Range: bytes=0-0, remembered for the mirror's next checks), answered
-// 200 or 206 with the blob's exact size and no Content-Encoding. The redirector's health
-// probes use it too. It is for one mirror, one check at a time.
-type BlobCheck struct {
-	Client    *http.Client
-	UserAgent string
-	// NoHEAD is set once the mirror refused a HEAD: later checks use a ranged GET.
-	NoHEAD bool
-}
-
-// Check checks blob d of size bytes on the mirror whose tree is at mirrorURL (ending in "/").
-// The error says what failed, as a crawl's status does: "down: …", "timeout: …", "missing
-// <digest>: HTTP 404", "HTTP 503 for <digest>", "wrong size for …", "compressed: …".
-func (c *BlobCheck) Check(ctx context.Context, mirrorURL string, d layout.Digest, size int64) error {
-	b := sampleBlob{digest: d, size: size}
-	u := mirrorURL + layout.BlobPath(d)
-	if !c.NoHEAD {
-		resp, err := c.do(ctx, http.MethodHead, u, false)
-		if err != nil {
-			return describe(err, "checking "+d.String())
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotImplemented {
-			return checkResponse(resp, b, false)
-		}
-		c.NoHEAD = true
-	}
-	resp, err := c.do(ctx, http.MethodGet, u, true)
-	if err != nil {
-		return describe(err, "checking "+d.String())
-	}
-	defer resp.Body.Close() // unread: the connection is dropped rather than the blob read
-	return checkResponse(resp, b, true)
-}
-
-func (c *BlobCheck) do(ctx context.Context, method, u string, ranged bool) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("User-Agent", c.UserAgent)
-	// Set explicitly, so the transport neither adds nor undoes it: a mirror that compresses
-	// blobs shows it.
-	req.Header.Set("Accept-Encoding", "gzip")
-	if ranged {
-		req.Header.Set("Range", "bytes=0-0")
-	}
-	return c.Client.Do(req)
-}
-
-func checkResponse(resp *http.Response, b sampleBlob, ranged bool) error {
-	d := b.digest.String()
-	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return fmt.Errorf("compressed: Content-Encoding %s for %s (turn compression off for blobs/)", trunc(ce), d)
-	}
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("missing %s: HTTP 404", d)
-	case ranged && resp.StatusCode == http.StatusPartialContent:
-		size, ok := rangeTotal(resp.Header.Get("Content-Range"))
-		if !ok {
-			return fmt.Errorf("wrong size for %s: Content-Range %q", d, trunc(resp.Header.Get("Content-Range")))
-		}
-		if size != b.size {
-			return fmt.Errorf("wrong size for %s: %d bytes, want %d", d, size, b.size)
-		}
-		return nil
-	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("HTTP %d for %s", resp.StatusCode, d)
-	case resp.ContentLength < 0:
-		return fmt.Errorf("wrong size for %s: no Content-Length, want %d", d, b.size)
-	case resp.ContentLength != b.size:
-		return fmt.Errorf("wrong size for %s: Content-Length %d, want %d", d, resp.ContentLength, b.size)
-	}
-	return nil
-}
-
-// rangeTotal parses the complete length of "bytes 0-0/1234".
-func rangeTotal(cr string) (int64, bool) {
-	_, total, ok := strings.Cut(cr, "/")
-	if !ok || !strings.HasPrefix(cr, "bytes ") {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(total, 10, 64)
-	return n, err == nil && n >= 0
-}
-
-// describe turns a request error into a status: "timeout: <what>" or "down: <error>".
-func describe(err error, what string) error {
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("timeout: %s", what)
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return fmt.Errorf("down: %v", err)
 }
 
 // WriteTable prints the report as a table of mirrors and a summary line.
@@ -586,13 +483,6 @@ func plural(n uint64) string {
 		return ""
 	}
 	return "s"
-}
-
-func trunc(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "..."
-	}
-	return s
 }
 
 // pruneMeta deletes metadata files of generation gen other than keep (the files of the stamp
