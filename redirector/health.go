@@ -448,8 +448,7 @@ func (s *Server) runProbes(ctx context.Context) {
 				select {
 				case sem <- struct{}{}:
 				case <-ctx.Done():
-					t.record(m, ctx.Err(), t.opts.Now())
-					return
+					return // shutting down: no result, and none recorded
 				}
 				defer func() { <-sem }()
 				pctx, cancel := context.WithTimeout(ctx, t.opts.Timeout)
