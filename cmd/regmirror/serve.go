@@ -74,6 +74,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *probeInterval < 0 || *probeTimeout <= 0 || *probeFailures < 1 || *probeSuccesses < 1 || *probeJobs < 1 {
 		return errors.New("serve: --probe-interval must not be negative; --probe-timeout, --probe-failures, --probe-successes and --probe-concurrency must be positive")
 	}
+	if *probeInterval > 0 && float64(*probeTimeout) > 0.8*float64(*probeInterval) {
+		return fmt.Errorf("serve: --probe-timeout %v must be shorter than 0.8 × --probe-interval %v (probes of a mirror must not overlap)", *probeTimeout, *probeInterval)
+	}
 	if *replica == "" {
 		*replica, _ = os.Hostname()
 	}

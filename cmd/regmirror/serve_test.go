@@ -73,6 +73,9 @@ func TestServeErrors(t *testing.T) {
 		{[]string{"--tree", dir, "--listen", freeAddr(t), "--tls-cert", filepath.Join(dir, "none.pem"), "--tls-key", filepath.Join(dir, "none.key")}, "TLS certificate"},
 		{[]string{"--tree", dir, "--listen", freeAddr(t), "--tls-cert", "x.pem"}, "both --tls-cert and --tls-key"},
 		{[]string{"--tree", dir, "--listen", "256.0.0.1:99999"}, "listening on"},
+		{[]string{"--tree", dir, "--probe-interval", "1s", "--probe-timeout", "900ms"}, "--probe-timeout 900ms must be shorter than 0.8 × --probe-interval 1s"},
+		{[]string{"--tree", dir, "--probe-failures", "0"}, "--probe-failures"},
+		{[]string{"--tree", dir, "--probe-interval", "-1s"}, "--probe-interval"},
 		{[]string{"--nope"}, "unknown flag"},
 	}
 	for _, c := range cases {
@@ -203,4 +206,21 @@ func selfSigned(t *testing.T) (certFile, keyFile string) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
+}
+
+func TestProbeUserAgent(t *testing.T) {
+	for _, tc := range []struct {
+		name, replica, want string
+	}{
+		{"host name", "redirector-1.example.org", " (replica redirector-1.example.org)"},
+		{"no name", "", ""},
+		{"spaces, parentheses and control characters dropped", "a b(c)\x00d\n", " (replica abcd)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := probeUserAgent(tc.replica)
+			if want := "regmirror-serve-probe/" + moduleVersion() + tc.want; got != want {
+				t.Errorf("User-Agent %q, want %q", got, want)
+			}
+		})
+	}
 }
