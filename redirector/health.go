@@ -40,7 +40,7 @@ const (
 	DefaultProbeTimeout     = 2 * time.Second
 	DefaultProbeFailures    = 3
 	DefaultProbeSuccesses   = 5
-	DefaultProbeConcurrency = 8
+	DefaultProbeConcurrency = 16
 	// probeJitter spreads probes: each waits Interval × [1-probeJitter, 1+probeJitter].
 	probeJitter = 0.2
 )
