@@ -117,8 +117,31 @@ func newMetrics(s *Server) *metrics {
 		return 0
 	})
 	m.reg.MustRegister(reqs, m.redirects, m.reloads, m.geoReloads, m.asnReloads, m.variantRenders, m.probes, m.transitions, m.mirrorUp, m.fallbacks, falling, cached, gen, age,
+		mirrorStates{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// mirrorStates is the regmirror_mirrors gauge: the served generation's mirrors by what the
+// last crawl found.
+type mirrorStates struct{ s *Server }
+
+var mirrorStatesDesc = prometheus.NewDesc("regmirror_mirrors",
+	"Mirrors of the served generation by what the last crawl found: healthy (holding the generation), behind (healthy, holding an older one: chosen only for blobs it holds), unhealthy, disabled. Private mirrors count too.",
+	[]string{"state"}, nil)
+
+func (c mirrorStates) Describe(ch chan<- *prometheus.Desc) { ch <- mirrorStatesDesc }
+
+func (c mirrorStates) Collect(ch chan<- prometheus.Metric) {
+	var n [numCrawlStates]int
+	if g := c.s.gen.Load(); g != nil {
+		for _, st := range g.status.crawl {
+			n[st]++
+		}
+	}
+	for i, name := range crawlStateNames {
+		ch <- prometheus.MustNewConstMetric(mirrorStatesDesc, prometheus.GaugeValue, float64(n[i]), name)
+	}
 }
 
 type redirectKey struct{ region, mirror string }

@@ -53,6 +53,34 @@ type statusInfo struct {
 	Origin     string         `json:"origin,omitempty"`
 	Mirrors    []statusMirror `json:"mirrors"`
 	Regions    []statusRegion `json:"regions"`
+
+	// crawl is every mirror's state, private ones included, for the regmirror_mirrors gauge.
+	crawl []crawlState
+}
+
+// crawlState is what the last crawl found of a mirror.
+type crawlState uint8
+
+const (
+	crawlHealthy   crawlState = iota // holding the tree's generation
+	crawlBehind                      // healthy, holding an older generation
+	crawlUnhealthy                   // not answering as a mirror should
+	crawlDisabled                    // enabled: false
+	numCrawlStates
+)
+
+var crawlStateNames = [numCrawlStates]string{"healthy", "behind", "unhealthy", "disabled"}
+
+func crawlStateOf(mi *layout.Mirror, generation uint64) crawlState {
+	switch {
+	case !mi.Enabled:
+		return crawlDisabled
+	case !mi.Healthy:
+		return crawlUnhealthy
+	case mi.Generation < generation:
+		return crawlBehind
+	}
+	return crawlHealthy
 }
 
 // newStatusInfo takes from m what the status page shows; a private mirror by its name only.
@@ -63,6 +91,7 @@ func newStatusInfo(m *layout.Meta) *statusInfo {
 		if mi == nil {
 			continue
 		}
+		si.crawl = append(si.crawl, crawlStateOf(mi, m.Generation))
 		if mi.Private {
 			si.Mirrors = append(si.Mirrors, statusMirror{Name: mi.Name, Private: true})
 			continue

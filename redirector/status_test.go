@@ -3,6 +3,7 @@ package redirector
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +124,30 @@ func TestStatusPageEscapes(t *testing.T) {
 	}
 	if !strings.Contains(body, "&lt;script&gt;alert(1)&lt;/script&gt;") {
 		t.Errorf("the reason is not on the page, escaped")
+	}
+}
+
+// TestMirrorsGauge: regmirror_mirrors counts the served generation's mirrors by what the crawl
+// found, every state reported.
+func TestMirrorsGauge(t *testing.T) {
+	dir, _ := newTestTree(t, func(m *layout.Meta, _ *demo) {
+		addMirrors(m, 1)
+		m.Generation = 2
+		for _, mi := range m.Mirrors[:4] {
+			mi.Generation = 2
+		}
+	})
+	s := newServer(t, Options{Tree: dir})
+	w := httptest.NewRecorder()
+	s.MetricsHandler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		`regmirror_mirrors{state="healthy"} 4`, // de1, de2, fr, us
+		`regmirror_mirrors{state="behind"} 1`,  // jp
+		`regmirror_mirrors{state="unhealthy"} 1`,
+		`regmirror_mirrors{state="disabled"} 1`,
+	} {
+		if !strings.Contains(w.Body.String(), want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }
