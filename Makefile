@@ -4,7 +4,7 @@ export PATH := $(CURDIR)/bin/tools:$(PATH)
 GO ?= go
 TEST_TIMEOUT ?= 30m
 
-.PHONY: build test unit deps demo bench lint fmt clean
+.PHONY: build test unit deps demo bench lint fmt clean proto
 
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 REVISION := $(shell git rev-parse HEAD 2>/dev/null)
@@ -40,6 +40,12 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	staticcheck ./...
+
+## proto: regenerate internal/mirrormanager/mmpb from the vendored mirrormanager.proto, with
+## protoc (Debian: protobuf-compiler) and the protoc-gen-go of go.mod's google.golang.org/protobuf.
+proto:
+	$(GO) build -o bin/tools/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	cd internal/mirrormanager/mmpb && $(GO) generate
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
