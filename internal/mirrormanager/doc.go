@@ -15,11 +15,13 @@
 //     related code", 2023), mirrormanager2/lib/mirrorlist.py (the Python cache writer) and
 //     mirrorlist/mirrorlist_server.py (the Python server the Rust one replaced).
 //
-// No code was copied or generated from them; the decoder here is written by hand with
-// protowire, field numbers cited in wire.go. Tests check it against snapshots from package
-// mmtest's encoder (written separately from the schema; protoc --decode parses its output
-// against the schema with no unknown field), which other packages' tests use to build
-// snapshots too, and against testdata/protoc-sample.bin, encoded by protoc from the schema.
+// The schema is vendored unchanged, with its MIT licence notice, in package mmpb, beside the
+// Go code protoc-gen-go generates from it (`make proto`). Decode checks a cache against the
+// schema's descriptor (wire.go: errors naming the field and byte offset, wrong wire types
+// refused, records counted against MaxRecords), then decodes it with the generated code.
+// Tests check it against snapshots from package mmtest (proto.Marshal of the generated
+// types), which other packages' tests use to build snapshots too, and against
+// testdata/protoc-sample.bin, encoded by protoc from the schema.
 //
 // # The cache file
 //
@@ -62,7 +64,7 @@
 // or ByCountry. So a host's URL for a directory is HCUrlCache[id] + "/" + Subpath (nothing
 // appended when Subpath is empty), and it is private when it is in ByHostId but not in
 // Global. Fields 3, 5, 6, 8, 9 and 11 serve repo=/arch= queries and metalinks, or nothing,
-// and are skipped. The cache carries no host names.
+// and are checked against the schema but not decoded. The cache carries no host names.
 //
 // Hosts turns a directory's lists into []Host: MirrorManager's data for each listed host,
 // its http and https URLs (https first) ending in "/", so that URL + "blobs/sha256/<hex>"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"slices"
@@ -11,7 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protowire"
+	"github.com/regmirror/regmirror/internal/mirrormanager/mmpb"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // MaxSnapshotSize bounds the cache file Load reads. Fedora's cache, for every directory
@@ -62,25 +65,15 @@ type Snapshot struct {
 	hostAllowed       map[int64][]string
 	hostNetblocks     map[int64][]netip.Prefix
 	// dirs holds each directory's encoded MirrorListCacheType, checked by Decode and
-	// decoded again by Hosts: a cache has a list per directory of every category, and a
-	// caller wants one or a few, so the decoded lists are not kept.
-	dirs     map[string]field
+	// decoded by Hosts: a cache has a list per directory of every category, and a caller
+	// wants one or a few, so the decoded lists are not kept.
+	dirs     map[string][]byte
 	dirNames []string // in file order
 }
 
 type netblockCountry struct {
 	prefix  netip.Prefix
 	country string
-}
-
-// directory is one MirrorListCacheType.
-type directory struct {
-	name      string
-	subpath   string
-	global    map[int64]bool
-	byCountry map[int64]string
-	internet2 map[int64]bool
-	byHostID  []intInts // host.id → [host_category_url.id], in file order
 }
 
 // Load reads the mirrorlist cache at path and returns the hosts MirrorManager lists for
@@ -118,10 +111,37 @@ func LoadSnapshot(path string) (*Snapshot, error) {
 	return s, nil
 }
 
+// MaxRecords bounds the field records (and packed values) Decode accepts in the cache's
+// tables (every field but the directories' lists), and in each directory's lists: what
+// decoding allocates grows with them, so a hostile file cannot make it allocate many times
+// its size. Fedora's cache needs a few thousand of each.
+const MaxRecords = 1 << 22
+
+var (
+	mirrorListDesc = (&mmpb.MirrorList{}).ProtoReflect().Descriptor()
+	// dirsField is MirrorList.MirrorListCache: one MirrorListCacheType per directory.
+	dirsField = mirrorListDesc.Fields().ByName("MirrorListCache")
+	// dirNameField is MirrorListCacheType.directory.
+	dirNameField = dirsField.Message().Fields().ByName("directory").Number()
+)
+
+// unused are the fields of MirrorList this package does not read (they serve repo=
+// queries and metalinks, or nothing): checked against the schema, never decoded.
+var unused = map[protoreflect.Name]bool{
+	"LocationCache": true, "FileDetailsCache": true, "DisabledRepositoryCache": true,
+	"RepositoryRedirectCache": true, "RepoArchToDirectoryName": true, "HostMaxConnectionCache": true,
+}
+
 // Decode decodes a mirrorlist cache: one protobuf MirrorList message, no length prefix.
-// Truncated or malformed input, a field with the wrong wire type, and a missing required
-// field are errors; Decode never panics. The Snapshot keeps references into b.
+// Truncated or malformed input, a field with the wrong wire type, a missing required
+// field and more than MaxRecords records in the tables or a directory are errors; Decode
+// never panics. The input is first checked against the schema's descriptor (for errors
+// naming the field and byte), then decoded by the generated code: the tables at once,
+// each directory's lists when Hosts asks for them. The Snapshot keeps references into b.
 func Decode(b []byte) (*Snapshot, error) {
+	if len(b) == 0 {
+		return nil, errors.New("empty file (no MirrorList.Time)")
+	}
 	s := &Snapshot{
 		continentRedirect: map[string]string{},
 		hcURL:             map[int64]string{},
@@ -130,177 +150,122 @@ func Decode(b []byte) (*Snapshot, error) {
 		hostBandwidth:     map[int64]int64{},
 		hostAllowed:       map[int64][]string{},
 		hostNetblocks:     map[int64][]netip.Prefix{},
-		dirs:              map[string]field{},
+		dirs:              map[string][]byte{},
 	}
-	if len(b) == 0 {
-		return nil, errors.New("empty file (no MirrorList.Time)")
-	}
-	haveTime := false
-	err := walk(b, 0, fname{a: "MirrorList"}, func(f field) error {
-		switch f.num {
-		case fieldTime:
-			if err := wantType(f, fname{a: "MirrorList.Time"}, protowire.VarintType); err != nil {
-				return err
-			}
-			haveTime = true
-			sec := int64(f.u)
-			if f.u > 1<<62 {
-				return fmt.Errorf("field MirrorList.Time (1) at byte %d: %d is not a time", f.off, f.u)
-			}
-			s.Time = time.Unix(sec, 0).UTC()
-		case fieldNetblockCountryCache:
-			e, err := decodeStringString(f, fname{a: "MirrorList.NetblockCountryCache"})
-			if err != nil {
-				return err
-			}
-			if p, ok := parseNetblock(e.key); ok {
-				s.netblockCountry = append(s.netblockCountry, netblockCountry{p, strings.ToUpper(e.value)})
-			}
-		case fieldHCUrlCache:
-			e, err := decodeIntString(f, fname{a: "MirrorList.HCUrlCache"})
-			if err != nil {
-				return err
-			}
-			s.hcURL[e.key] = e.value
-		case fieldCountryContinentRedirectCache:
-			e, err := decodeStringString(f, fname{a: "MirrorList.CountryContinentRedirectCache"})
-			if err != nil {
-				return err
-			}
-			s.continentRedirect[strings.ToUpper(e.key)] = strings.ToUpper(e.value)
-		case fieldHostAsnCache:
-			e, err := decodeIntInts(f, fname{a: "MirrorList.HostAsnCache"}, true)
-			if err != nil {
-				return err
-			}
-			if e.key < 0 || e.key > 1<<32-1 {
-				return fmt.Errorf("field MirrorList.HostAsnCache (10) at byte %d: ASN %d out of range", f.off, e.key)
-			}
-			for _, id := range e.values {
-				if !slices.Contains(s.hostASNs[id], uint32(e.key)) {
-					s.hostASNs[id] = append(s.hostASNs[id], uint32(e.key))
-				}
-			}
-		case fieldHostCountryCache:
-			e, err := decodeIntString(f, fname{a: "MirrorList.HostCountryCache"})
-			if err != nil {
-				return err
-			}
-			s.hostCountry[e.key] = strings.ToUpper(e.value)
-		case fieldHostBandwidthCache:
-			e, err := decodeIntInt(f, fname{a: "MirrorList.HostBandwidthCache"})
-			if err != nil {
-				return err
-			}
-			s.hostBandwidth[e.key] = e.value
-		case fieldHostCountryAllowedCache:
-			e, err := decodeIntStrings(f, fname{a: "MirrorList.HostCountryAllowedCache"})
-			if err != nil {
-				return err
-			}
-			for _, c := range e.values {
-				c = strings.ToUpper(c)
-				if !slices.Contains(s.hostAllowed[e.key], c) {
-					s.hostAllowed[e.key] = append(s.hostAllowed[e.key], c)
-				}
-			}
-		case fieldHostNetblockCache:
-			e, err := decodeStringInts(f, fname{a: "MirrorList.HostNetblockCache"}, true)
-			if err != nil {
-				return err
-			}
-			// mirrorlist-server skips a key that is neither a CIDR nor an address.
-			p, ok := parseNetblock(e.key)
-			if !ok {
-				return nil
-			}
-			for _, id := range e.values {
-				if !slices.Contains(s.hostNetblocks[id], p) {
-					s.hostNetblocks[id] = append(s.hostNetblocks[id], p)
-				}
-			}
-		case fieldMirrorListCache:
-			d, err := decodeDirectory(f, false)
-			if err != nil {
-				return err
-			}
-			// mirrorlist-server uses the first entry of a directory.
-			if _, dup := s.dirs[d.name]; !dup {
-				s.dirs[d.name] = f
-				s.dirNames = append(s.dirNames, d.name)
-			}
-		default:
-			// Fields 3, 5, 6, 8, 9, 11 (and any later addition) serve repo=/metalink
-			// queries or nothing; they were checked to be well-formed by walk.
+	tables := checker{limit: MaxRecords, what: "the cache's tables"}
+	var kept []byte // the tables' records, decoded at once below
+	var seen uint64
+	err := records(b, 0, "MirrorList", func(r record) error {
+		fd := mirrorListDesc.Fields().ByNumber(r.num)
+		if fd == nil {
+			return nil // a field the schema does not have
 		}
+		if r.num < 64 {
+			seen |= 1 << r.num
+		}
+		name := "MirrorList." + string(fd.Name())
+		switch {
+		case fd == dirsField:
+			dir := checker{limit: MaxRecords, what: "a directory's lists"}
+			if err := dir.field(fd, r, name); err != nil {
+				return err
+			}
+			var dirName string
+			_ = records(r.val, r.at, name, func(g record) error {
+				if g.num == dirNameField {
+					dirName = string(g.val) // the last one counts, as in any protobuf parser
+				}
+				return nil
+			})
+			// mirrorlist-server uses the first entry of a directory.
+			if _, dup := s.dirs[dirName]; !dup {
+				s.dirs[dirName] = r.val
+				s.dirNames = append(s.dirNames, dirName)
+			}
+			return nil
+		case unused[fd.Name()]:
+			c := checker{limit: math.MaxInt}
+			return c.field(fd, r, name)
+		}
+		if err := tables.field(fd, r, name); err != nil {
+			return err
+		}
+		kept = append(kept, r.rec...)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if !haveTime {
-		return nil, errors.New("required field MirrorList.Time (1) missing: not a mirrorlist cache")
+	for i := range mirrorListDesc.Fields().Len() {
+		fd := mirrorListDesc.Fields().Get(i)
+		if fd.Cardinality() == protoreflect.Required && seen&(1<<fd.Number()) == 0 {
+			return nil, fmt.Errorf("required field MirrorList.%s (%d) missing: not a mirrorlist cache", fd.Name(), fd.Number())
+		}
+	}
+	var ml mmpb.MirrorList
+	if err := proto.Unmarshal(kept, &ml); err != nil {
+		return nil, fmt.Errorf("decoding MirrorList: %w", err) // not reached: checked above
+	}
+	if err := s.fill(&ml); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
-// decodeDirectory decodes one MirrorListCacheType. With keep false it only checks the
-// encoding and returns the directory's name (Decode does that for every directory).
-func decodeDirectory(f field, keep bool) (*directory, error) {
-	name := fname{a: "MirrorList.MirrorListCache"}
-	if err := wantType(f, name, protowire.BytesType); err != nil {
-		return nil, err
+// fill copies the tables of ml into s.
+func (s *Snapshot) fill(ml *mmpb.MirrorList) error {
+	if ml.GetTime() > 1<<62 {
+		return fmt.Errorf("field MirrorList.Time (1): %d is not a time", ml.GetTime())
 	}
-	d := &directory{}
-	if keep {
-		d.global, d.byCountry, d.internet2 = map[int64]bool{}, map[int64]string{}, map[int64]bool{}
-	}
-	haveDir := false
-	err := walk(f.b, f.val, name, func(g field) error {
-		switch g.num {
-		case fieldDirectory:
-			haveDir = true
-			d.name = string(g.b)
-			return wantType(g, name.sub(".directory"), protowire.BytesType)
-		case fieldGlobal:
-			ids, err := appendInt64s(nil, g, name.sub(".Global"), keep)
-			for _, id := range ids {
-				d.global[id] = true
-			}
-			return err
-		case fieldSubpath:
-			d.subpath = string(g.b)
-			return wantType(g, name.sub(".Subpath"), protowire.BytesType)
-		case fieldByCountry:
-			e, err := decodeStringInts(g, name.sub(".ByCountry"), keep)
-			for _, id := range e.values {
-				if _, ok := d.byCountry[id]; !ok {
-					d.byCountry[id] = strings.ToUpper(e.key)
-				}
-			}
-			return err
-		case fieldByCountryInternet2:
-			e, err := decodeStringInts(g, name.sub(".ByCountryInternet2"), keep)
-			for _, id := range e.values {
-				d.internet2[id] = true
-			}
-			return err
-		case fieldByHostID:
-			e, err := decodeIntInts(g, name.sub(".ByHostId"), keep)
-			if err == nil && keep {
-				d.byHostID = append(d.byHostID, e)
-			}
-			return err
+	s.Time = time.Unix(int64(ml.GetTime()), 0).UTC()
+	for _, e := range ml.GetNetblockCountryCache() {
+		if p, ok := parseNetblock(e.GetKey()); ok {
+			s.netblockCountry = append(s.netblockCountry, netblockCountry{p, strings.ToUpper(e.GetValue())})
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	if !haveDir {
-		return nil, fmt.Errorf("field %s (%d) at byte %d: required directory missing", name, f.num, f.off)
+	for _, e := range ml.GetHCUrlCache() {
+		s.hcURL[e.GetKey()] = e.GetValue()
 	}
-	return d, nil
+	for _, e := range ml.GetCountryContinentRedirectCache() {
+		s.continentRedirect[strings.ToUpper(e.GetKey())] = strings.ToUpper(e.GetValue())
+	}
+	for _, e := range ml.GetHostAsnCache() {
+		if e.GetKey() < 0 || e.GetKey() > 1<<32-1 {
+			return fmt.Errorf("field MirrorList.HostAsnCache (10): ASN %d out of range", e.GetKey())
+		}
+		for _, id := range e.GetValue() {
+			if !slices.Contains(s.hostASNs[id], uint32(e.GetKey())) {
+				s.hostASNs[id] = append(s.hostASNs[id], uint32(e.GetKey()))
+			}
+		}
+	}
+	for _, e := range ml.GetHostCountryCache() {
+		s.hostCountry[e.GetKey()] = strings.ToUpper(e.GetValue())
+	}
+	for _, e := range ml.GetHostBandwidthCache() {
+		s.hostBandwidth[e.GetKey()] = e.GetValue()
+	}
+	for _, e := range ml.GetHostCountryAllowedCache() {
+		for _, c := range e.GetValue() {
+			c = strings.ToUpper(c)
+			if !slices.Contains(s.hostAllowed[e.GetKey()], c) {
+				s.hostAllowed[e.GetKey()] = append(s.hostAllowed[e.GetKey()], c)
+			}
+		}
+	}
+	for _, e := range ml.GetHostNetblockCache() {
+		// mirrorlist-server skips a key that is neither a CIDR nor an address.
+		p, ok := parseNetblock(e.GetKey())
+		if !ok {
+			continue
+		}
+		for _, id := range e.GetValue() {
+			if !slices.Contains(s.hostNetblocks[id], p) {
+				s.hostNetblocks[id] = append(s.hostNetblocks[id], p)
+			}
+		}
+	}
+	return nil
 }
 
 // parseNetblock reads a netblock key the way mirrorlist-server does: a CIDR, or a bare
@@ -349,42 +314,56 @@ func (s *Snapshot) Hosts(dir string) ([]Host, error) {
 	if !ok {
 		return nil, s.unknownDirectory(dir)
 	}
-	d, err := decodeDirectory(f, true)
-	if err != nil {
-		return nil, err // not reached: Decode decoded it once already
+	var d mmpb.MirrorListCacheType
+	if err := proto.Unmarshal(f, &d); err != nil {
+		return nil, fmt.Errorf("directory %s: %w", dir, err) // not reached: Decode checked it
+	}
+	global := map[int64]bool{}
+	for _, id := range d.GetGlobal() {
+		global[id] = true
+	}
+	byCountry := map[int64]string{}
+	for _, e := range d.GetByCountry() {
+		for _, id := range e.GetValue() {
+			if _, ok := byCountry[id]; !ok {
+				byCountry[id] = strings.ToUpper(e.GetKey())
+			}
+		}
+	}
+	internet2 := map[int64]bool{}
+	for _, e := range d.GetByCountryInternet2() {
+		for _, id := range e.GetValue() {
+			internet2[id] = true
+		}
 	}
 	var hosts []Host
 	seen := map[int64]bool{}
-	for _, e := range d.byHostID {
-		if seen[e.key] {
+	for _, e := range d.GetByHostId() {
+		id := e.GetKey()
+		if seen[id] {
 			continue // a repeated ByHostId entry: the first one counts, as in mirrorlist-server
 		}
-		seen[e.key] = true
-		urls := s.urls(e.values, d.subpath)
+		seen[id] = true
+		urls := s.urls(e.GetValue(), d.GetSubpath())
 		if len(urls) == 0 {
 			continue
 		}
-		country := d.byCountry[e.key]
+		country := byCountry[id]
 		if country == "" {
-			country = s.hostCountry[e.key]
+			country = s.hostCountry[id]
 		}
-		bw := s.hostBandwidth[e.key]
-		if bw < 1 {
-			bw = 1
-		}
-		h := Host{
-			ID:               e.key,
-			Name:             fmt.Sprintf("mm-host-%d", e.key),
+		hosts = append(hosts, Host{
+			ID:               id,
+			Name:             fmt.Sprintf("mm-host-%d", id),
 			Country:          country,
-			Bandwidth:        bw,
-			Netblocks:        slices.Clone(s.hostNetblocks[e.key]),
-			ASNs:             slices.Clone(s.hostASNs[e.key]),
-			AllowedCountries: slices.Clone(s.hostAllowed[e.key]),
-			Private:          !d.global[e.key],
-			Internet2:        d.internet2[e.key],
+			Bandwidth:        max(s.hostBandwidth[id], 1),
+			Netblocks:        slices.Clone(s.hostNetblocks[id]),
+			ASNs:             slices.Clone(s.hostASNs[id]),
+			AllowedCountries: slices.Clone(s.hostAllowed[id]),
+			Private:          !global[id],
+			Internet2:        internet2[id],
 			URLs:             urls,
-		}
-		hosts = append(hosts, h)
+		})
 	}
 	sort.Slice(hosts, func(i, j int) bool { return hosts[i].ID < hosts[j].ID })
 	return hosts, nil

@@ -297,6 +297,10 @@ func TestDecodeRefused(t *testing.T) {
 		{"ASN beyond 32 bits", badASNBytes, "ASN 8589934592 out of range"},
 		{"negative ASN", negASNBytes, "ASN -1 out of range"},
 		{"Time beyond any date", appendInt(nil, fieldTime, -1), "is not a time"},
+		{"a directory beyond MaxRecords", msg(fieldMirrorListCache, appendMsg(appendStr(nil, fieldDirectory, "d"), fieldGlobal, make([]byte, MaxRecords))),
+			fmt.Sprintf("more than %d records in a directory's lists", MaxRecords)},
+		{"ASN table beyond MaxRecords", msg(number(mirrorListDesc, "HostAsnCache"), appendMsg(appendInt(nil, fieldKey, 1), fieldValue, make([]byte, MaxRecords))),
+			fmt.Sprintf("more than %d records in the cache's tables", MaxRecords)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,111 +7,48 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// Field numbers, from protos/mirrormanager.proto in adrianreber/mirrorlist-server
-// (commit f199d1f), byte-identical to mirrormanager.proto in fedora-infra/mirrormanager2
-// (commit 49f0cf26). The file is proto2; the cache is one MirrorList message written
-// with no length prefix (generate-mirrorlist-cache: mirrorlist.write_to(CodedOutputStream);
-// mirrorlist-server: protobuf::Message::parse_from_reader).
-const (
-	// message MirrorList
-	fieldTime                          protowire.Number = 1  // required uint64, Unix seconds
-	fieldNetblockCountryCache          protowire.Number = 2  // repeated StringStringMap: netblock → country
-	fieldLocationCache                 protowire.Number = 3  // repeated StringRepeatedIntMap (unused by MirrorManager; skipped)
-	fieldHCUrlCache                    protowire.Number = 4  // repeated IntStringMap: host_category_url.id → url
-	fieldFileDetailsCache              protowire.Number = 5  // repeated FileDetailsCacheDirectoryType (metalink; skipped)
-	fieldDisabledRepositoryCache       protowire.Number = 6  // repeated StringBoolMap (repo= queries; skipped)
-	fieldCountryContinentRedirectCache protowire.Number = 7  // repeated StringStringMap: country → continent
-	fieldRepositoryRedirectCache       protowire.Number = 8  // repeated StringStringMap (repo= queries; skipped)
-	fieldRepoArchToDirectoryName       protowire.Number = 9  // repeated StringStringMap (repo= queries; skipped)
-	fieldHostAsnCache                  protowire.Number = 10 // repeated IntRepeatedIntMap: asn → [host.id]
-	fieldHostMaxConnectionCache        protowire.Number = 11 // repeated IntIntMap (unused by MirrorManager; skipped)
-	fieldHostCountryCache              protowire.Number = 12 // repeated IntStringMap: host.id → country
-	fieldHostBandwidthCache            protowire.Number = 13 // repeated IntIntMap: host.id → bandwidth_int
-	fieldHostCountryAllowedCache       protowire.Number = 14 // repeated IntRepeatedStringMap: host.id → [country]
-	fieldHostNetblockCache             protowire.Number = 15 // repeated StringRepeatedIntMap: netblock → [host.id]
-	fieldMirrorListCache               protowire.Number = 16 // repeated MirrorListCacheType, one per directory
+// The cache is decoded by the code generated from MirrorManager's schema (package mmpb),
+// after check has walked the input against the schema's descriptor. check gives what
+// proto.Unmarshal does not: errors naming the field and the byte offset ("truncated at
+// byte 1234 (in MirrorList.MirrorListCache)"), a field of the schema with the wrong wire
+// type refused (proto.Unmarshal would keep it as an unknown field and drop its value), and
+// a count of the records a message holds, which bounds what decoding it allocates.
 
-	// message MirrorListCacheType
-	fieldDirectory          protowire.Number = 1 // required string
-	fieldGlobal             protowire.Number = 2 // repeated int64: public hosts
-	fieldSubpath            protowire.Number = 3 // optional string
-	fieldByCountry          protowire.Number = 4 // repeated StringRepeatedIntMap: country → [host.id]
-	fieldByCountryInternet2 protowire.Number = 5 // repeated StringRepeatedIntMap: country → [host.id]
-	fieldByHostID           protowire.Number = 6 // repeated IntRepeatedIntMap: host.id → [host_category_url.id]
-	fieldOrderedMirrorList  protowire.Number = 7 // optional bool (obsolete; skipped)
-
-	// messages StringStringMap, StringRepeatedIntMap, IntRepeatedStringMap, IntStringMap,
-	// IntIntMap, IntRepeatedIntMap, StringBoolMap: all are {key = 1; value = 2}.
-	fieldKey   protowire.Number = 1
-	fieldValue protowire.Number = 2
-)
-
-// fname names a field in errors (e.g. MirrorList.MirrorListCache.ByHostId.value), built
-// without allocating: the string is only joined when an error is reported.
-type fname struct{ a, b, c, d string }
-
-func (n fname) String() string { return n.a + n.b + n.c + n.d }
-
-// sub names a field of n's message.
-func (n fname) sub(s string) fname {
-	switch {
-	case n.b == "":
-		n.b = s
-	case n.c == "":
-		n.c = s
-	default:
-		n.d += s
-	}
-	return n
-}
-
-// field is one decoded field record of a message.
-type field struct {
+// record is one field record of a message.
+type record struct {
 	num protowire.Number
 	typ protowire.Type
-	u   uint64 // varint, fixed32 and fixed64 values
-	b   []byte // bytes value
-	off int    // absolute offset of the field's tag in the input
-	val int    // absolute offset of the field's value (of a bytes value's content) in the input
+	rec []byte // the whole record, tag included
+	val []byte // the value: a bytes value's content, without its length
+	off int    // absolute offset of the record's tag in the input
+	at  int    // absolute offset of val in the input
 }
 
-// walk calls fn for each field record of the message encoded in b, which starts at
-// absolute offset base of the input. Malformed or truncated records are errors naming
-// the message (what) and the absolute byte offset.
-func walk(b []byte, base int, what fname, fn func(f field) error) error {
+// records calls fn for each field record of the message encoded in b, which starts at
+// absolute offset base of the input; what names the message in errors.
+func records(b []byte, base int, what string, fn func(r record) error) error {
 	for i := 0; i < len(b); {
 		num, typ, n := protowire.ConsumeTag(b[i:])
 		if n < 0 {
 			return wireError(base+i, what, n)
 		}
-		f := field{num: num, typ: typ, off: base + i, val: base + i + n}
-		rest := b[i+n:]
-		var m int
-		switch typ {
-		case protowire.VarintType:
-			f.u, m = protowire.ConsumeVarint(rest)
-		case protowire.Fixed32Type:
-			var v uint32
-			v, m = protowire.ConsumeFixed32(rest)
-			f.u = uint64(v)
-		case protowire.Fixed64Type:
-			f.u, m = protowire.ConsumeFixed64(rest)
-		case protowire.BytesType:
-			f.b, m = protowire.ConsumeBytes(rest)
-			if m >= 0 {
-				f.val += m - len(f.b) // skip the length prefix: val is where the bytes start
-			}
-		default:
-			// Groups (deprecated) and reserved wire types: no field of the schema is a
-			// group, so these are only ever skipped (protowire bounds the nesting).
-			m = protowire.ConsumeFieldValue(num, typ, rest)
+		if num > protowire.MaxValidNumber {
+			// protowire reads tags up to 2^31-1; protobuf parsers (the generated code's too) refuse them.
+			return fmt.Errorf("malformed protobuf at byte %d (in %s): invalid field number %d", base+i, what, num)
 		}
+		m := protowire.ConsumeFieldValue(num, typ, b[i+n:])
 		if m < 0 {
 			return wireError(base+i, what, m)
 		}
-		if err := fn(f); err != nil {
+		r := record{num: num, typ: typ, rec: b[i : i+n+m], val: b[i+n : i+n+m], off: base + i, at: base + i + n}
+		if typ == protowire.BytesType {
+			v, k := protowire.ConsumeBytes(r.val)
+			r.val, r.at = v, r.at+k-len(v)
+		}
+		if err := fn(r); err != nil {
 			return err
 		}
 		i += n + m
@@ -119,7 +56,88 @@ func walk(b []byte, base int, what fname, fn func(f field) error) error {
 	return nil
 }
 
-func wireError(off int, what fname, code int) error {
+// checker checks messages against their descriptors and counts their records (and packed
+// values) against limit.
+type checker struct {
+	count, limit int
+	what         string // what the limit bounds, for its error
+}
+
+// message checks the message md encoded in b (at base; path names it) and returns the
+// first required field it lacks, if any.
+func (c *checker) message(b []byte, base int, md protoreflect.MessageDescriptor, path string) (protoreflect.FieldDescriptor, error) {
+	var seen uint64 // field numbers below 64 seen; the schema's are 1 to 16
+	err := records(b, base, path, func(r record) error {
+		fd := md.Fields().ByNumber(r.num)
+		if fd == nil {
+			return nil // unknown to the schema: skipped, as every protobuf parser does
+		}
+		if r.num < 64 {
+			seen |= 1 << r.num
+		}
+		return c.field(fd, r, path+"."+string(fd.Name()))
+	})
+	if err != nil {
+		return nil, err
+	}
+	fields := md.Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.Cardinality() == protoreflect.Required && seen&(1<<fd.Number()) == 0 {
+			return fd, nil
+		}
+	}
+	return nil, nil
+}
+
+// field checks one record r of the field fd, named name.
+func (c *checker) field(fd protoreflect.FieldDescriptor, r record, name string) error {
+	if c.count++; c.count > c.limit {
+		return fmt.Errorf("field %s (%d) at byte %d: more than %d records in %s", name, r.num, r.off, c.limit, c.what)
+	}
+	want := wireType(fd.Kind())
+	switch {
+	case r.typ == want && fd.Message() != nil:
+		missing, err := c.message(r.val, r.at, fd.Message(), name)
+		if err == nil && missing != nil {
+			err = fmt.Errorf("field %s (%d) at byte %d: required %s missing", name, r.num, r.off, missing.Name())
+		}
+		return err
+	case r.typ == want:
+		return nil
+	case r.typ == protowire.BytesType && fd.IsList() && want == protowire.VarintType:
+		// A packed run of varints, which parsers must accept for any repeated scalar.
+		for i := 0; i < len(r.val); {
+			_, n := protowire.ConsumeVarint(r.val[i:])
+			if n < 0 {
+				return wireError(r.at+i, name+" (packed)", n)
+			}
+			if c.count++; c.count > c.limit {
+				return fmt.Errorf("field %s (%d) at byte %d: more than %d records in %s", name, r.num, r.off, c.limit, c.what)
+			}
+			i += n
+		}
+		return nil
+	}
+	return fmt.Errorf("field %s (%d) at byte %d: wrong wire type %s, want %s", name, r.num, r.off, typeName(r.typ), typeName(want))
+}
+
+// wireType is the wire type of a (non-packed) value of kind k.
+func wireType(k protoreflect.Kind) protowire.Type {
+	switch k {
+	case protoreflect.StringKind, protoreflect.BytesKind, protoreflect.MessageKind:
+		return protowire.BytesType
+	case protoreflect.GroupKind:
+		return protowire.StartGroupType
+	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
+		return protowire.Fixed32Type
+	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
+		return protowire.Fixed64Type
+	}
+	return protowire.VarintType
+}
+
+func wireError(off int, what string, code int) error {
 	err := protowire.ParseError(code)
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("truncated at byte %d (in %s)", off, what)
@@ -147,149 +165,4 @@ func typeName(t protowire.Type) string {
 		return "end-group"
 	}
 	return fmt.Sprintf("reserved(%d)", t)
-}
-
-func wrongType(f field, name fname, want protowire.Type) error {
-	return fmt.Errorf("field %s (%d) at byte %d: wrong wire type %s, want %s",
-		name, f.num, f.off, typeName(f.typ), typeName(want))
-}
-
-func wantType(f field, name fname, want protowire.Type) error {
-	if f.typ != want {
-		return wrongType(f, name, want)
-	}
-	return nil
-}
-
-// appendInt64s appends a repeated int64 field's values: one varint per record (proto2's
-// default, what MirrorManager writes) or a packed run (which parsers must accept too).
-// With keep false the values are only checked.
-func appendInt64s(dst []int64, f field, name fname, keep bool) ([]int64, error) {
-	switch f.typ {
-	case protowire.VarintType:
-		if keep {
-			dst = append(dst, int64(f.u))
-		}
-		return dst, nil
-	case protowire.BytesType:
-		for i := 0; i < len(f.b); {
-			v, n := protowire.ConsumeVarint(f.b[i:])
-			if n < 0 {
-				return dst, wireError(f.val+i, name.sub(" (packed)"), n)
-			}
-			if keep {
-				dst = append(dst, int64(v))
-			}
-			i += n
-		}
-		return dst, nil
-	}
-	return dst, wrongType(f, name, protowire.VarintType)
-}
-
-// The map-like messages. Required fields (proto2 `required`) that are missing make the
-// input invalid, as they do for the Rust parser MirrorManager's mirrorlist-server uses.
-
-type stringString struct{ key, value string }
-
-func decodeStringString(f field, name fname) (e stringString, err error) {
-	err = decodePair(f, name, true,
-		func(g field, n fname) error { e.key = string(g.b); return wantType(g, n, protowire.BytesType) },
-		func(g field, n fname) error { e.value = string(g.b); return wantType(g, n, protowire.BytesType) })
-	return e, err
-}
-
-type intString struct {
-	key   int64
-	value string
-}
-
-func decodeIntString(f field, name fname) (e intString, err error) {
-	err = decodePair(f, name, true,
-		func(g field, n fname) error { e.key = int64(g.u); return wantType(g, n, protowire.VarintType) },
-		func(g field, n fname) error { e.value = string(g.b); return wantType(g, n, protowire.BytesType) })
-	return e, err
-}
-
-type intInt struct{ key, value int64 }
-
-func decodeIntInt(f field, name fname) (e intInt, err error) {
-	err = decodePair(f, name, true,
-		func(g field, n fname) error { e.key = int64(g.u); return wantType(g, n, protowire.VarintType) },
-		func(g field, n fname) error { e.value = int64(g.u); return wantType(g, n, protowire.VarintType) })
-	return e, err
-}
-
-type intInts struct {
-	key    int64
-	values []int64
-}
-
-func decodeIntInts(f field, name fname, keep bool) (e intInts, err error) {
-	err = decodePair(f, name, false,
-		func(g field, n fname) error { e.key = int64(g.u); return wantType(g, n, protowire.VarintType) },
-		func(g field, n fname) (err error) { e.values, err = appendInt64s(e.values, g, n, keep); return err })
-	return e, err
-}
-
-type stringInts struct {
-	key    string
-	values []int64
-}
-
-func decodeStringInts(f field, name fname, keep bool) (e stringInts, err error) {
-	err = decodePair(f, name, false,
-		func(g field, n fname) error { e.key = string(g.b); return wantType(g, n, protowire.BytesType) },
-		func(g field, n fname) (err error) { e.values, err = appendInt64s(e.values, g, n, keep); return err })
-	return e, err
-}
-
-type intStrings struct {
-	key    int64
-	values []string
-}
-
-func decodeIntStrings(f field, name fname) (e intStrings, err error) {
-	err = decodePair(f, name, false,
-		func(g field, n fname) error { e.key = int64(g.u); return wantType(g, n, protowire.VarintType) },
-		func(g field, n fname) error {
-			e.values = append(e.values, string(g.b))
-			return wantType(g, n, protowire.BytesType)
-		})
-	return e, err
-}
-
-// decodePair walks one map-entry message (key = field 1, value = field 2): key and value
-// decode each occurrence of their field, under the names <name>.key and <name>.value. The key
-// is required, and the value too when valueRequired (repeated values may be absent).
-func decodePair(f field, name fname, valueRequired bool, key, value func(g field, n fname) error) error {
-	if err := wantType(f, name, protowire.BytesType); err != nil {
-		return err
-	}
-	var haveKey, haveValue bool
-	err := walk(f.b, f.val, name, func(g field) error {
-		switch g.num {
-		case fieldKey:
-			haveKey = true
-			return key(g, name.sub(".key"))
-		case fieldValue:
-			haveValue = true
-			return value(g, name.sub(".value"))
-		}
-		return nil
-	})
-	if err == nil {
-		err = required(f, name, haveKey, haveValue || !valueRequired)
-	}
-	return err
-}
-
-func required(f field, name fname, haveKey, haveValue bool) error {
-	switch {
-	case !haveKey:
-		return fmt.Errorf("field %s (%d) at byte %d: required key missing", name, f.num, f.off)
-	case !haveValue:
-		return fmt.Errorf("field %s (%d) at byte %d: required value missing", name, f.num, f.off)
-	}
-	return nil
 }

@@ -1,51 +1,21 @@
 // Package mmtest writes MirrorManager mirrorlist caches for tests: the MirrorList message of
 // MirrorManager's protos/mirrormanager.proto (adrianreber/mirrorlist-server, identical in
-// fedora-infra/mirrormanager2), encoded the way generate-mirrorlist-cache writes it: proto2,
-// repeated int64 unpacked, one MirrorList with no length prefix. Field numbers are written
-// here from the schema, independently of the decoder in package mirrormanager, so that tests
-// of the decoder check it against a second reading of the schema.
+// fedora-infra/mirrormanager2), built with the code generated from it (package mmpb) and
+// encoded the way generate-mirrorlist-cache writes it: proto2, repeated int64 unpacked, one
+// MirrorList with no length prefix.
 package mmtest
 
 import (
 	"fmt"
 	"os"
 
+	"github.com/regmirror/regmirror/internal/mirrormanager/mmpb"
 	"google.golang.org/protobuf/encoding/protowire"
-)
-
-// Field numbers of protos/mirrormanager.proto.
-const (
-	// message MirrorList
-	fieldTime                          protowire.Number = 1  // required uint64, Unix seconds
-	fieldNetblockCountryCache          protowire.Number = 2  // repeated StringStringMap: netblock → country
-	fieldLocationCache                 protowire.Number = 3  // repeated StringRepeatedIntMap (unused by MirrorManager; skipped)
-	fieldHCUrlCache                    protowire.Number = 4  // repeated IntStringMap: host_category_url.id → url
-	fieldFileDetailsCache              protowire.Number = 5  // repeated FileDetailsCacheDirectoryType (metalink; skipped)
-	fieldDisabledRepositoryCache       protowire.Number = 6  // repeated StringBoolMap (repo= queries; skipped)
-	fieldCountryContinentRedirectCache protowire.Number = 7  // repeated StringStringMap: country → continent
-	fieldRepositoryRedirectCache       protowire.Number = 8  // repeated StringStringMap (repo= queries; skipped)
-	fieldRepoArchToDirectoryName       protowire.Number = 9  // repeated StringStringMap (repo= queries; skipped)
-	fieldHostAsnCache                  protowire.Number = 10 // repeated IntRepeatedIntMap: asn → [host.id]
-	fieldHostMaxConnectionCache        protowire.Number = 11 // repeated IntIntMap (unused by MirrorManager; skipped)
-	fieldHostCountryCache              protowire.Number = 12 // repeated IntStringMap: host.id → country
-	fieldHostBandwidthCache            protowire.Number = 13 // repeated IntIntMap: host.id → bandwidth_int
-	fieldHostCountryAllowedCache       protowire.Number = 14 // repeated IntRepeatedStringMap: host.id → [country]
-	fieldHostNetblockCache             protowire.Number = 15 // repeated StringRepeatedIntMap: netblock → [host.id]
-	fieldMirrorListCache               protowire.Number = 16 // repeated MirrorListCacheType, one per directory
-
-	// message MirrorListCacheType
-	fieldDirectory          protowire.Number = 1 // required string
-	fieldGlobal             protowire.Number = 2 // repeated int64: public hosts
-	fieldSubpath            protowire.Number = 3 // optional string
-	fieldByCountry          protowire.Number = 4 // repeated StringRepeatedIntMap: country → [host.id]
-	fieldByCountryInternet2 protowire.Number = 5 // repeated StringRepeatedIntMap: country → [host.id]
-	fieldByHostID           protowire.Number = 6 // repeated IntRepeatedIntMap: host.id → [host_category_url.id]
-	fieldOrderedMirrorList  protowire.Number = 7 // optional bool (obsolete; skipped)
-
-	// messages StringStringMap, StringRepeatedIntMap, IntRepeatedStringMap, IntStringMap,
-	// IntIntMap, IntRepeatedIntMap, StringBoolMap: all are {key = 1; value = 2}.
-	fieldKey   protowire.Number = 1
-	fieldValue protowire.Number = 2
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
 )
 
 // KV is a string → string map entry.
@@ -108,170 +78,129 @@ type Cache struct {
 	Skipped           bool        // also write the fields the decoder skips (3, 5, 6, 8, 9, 11)
 }
 
-// AppendMsg appends field num holding the message msg, for hand-built (or broken) files.
-func AppendMsg(b []byte, num protowire.Number, msg []byte) []byte { return appendMsg(b, num, msg) }
+// The map-like messages of the schema, from the entries tests write.
 
-// AppendStr appends field num holding the string s.
-func AppendStr(b []byte, num protowire.Number, s string) []byte { return appendStr(b, num, s) }
-
-// AppendInt appends field num holding the varint v.
-func AppendInt(b []byte, num protowire.Number, v int64) []byte { return appendInt(b, num, v) }
-
-func appendMsg(b []byte, num protowire.Number, msg []byte) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, msg)
+func stringString(e KV) *mmpb.StringStringMap {
+	return &mmpb.StringStringMap{Key: proto.String(e.K), Value: proto.String(e.V)}
 }
 
-func appendStr(b []byte, num protowire.Number, s string) []byte {
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
+func intString(e IDString) *mmpb.IntStringMap {
+	return &mmpb.IntStringMap{Key: proto.Int64(e.ID), Value: proto.String(e.S)}
 }
 
-func appendInt(b []byte, num protowire.Number, v int64) []byte {
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, uint64(v))
+func intInt(e IDInt) *mmpb.IntIntMap {
+	return &mmpb.IntIntMap{Key: proto.Int64(e.ID), Value: proto.Int64(e.V)}
 }
 
-func appendInts(b []byte, num protowire.Number, vs []int64, packed bool) []byte {
-	if !packed {
-		for _, v := range vs {
-			b = appendInt(b, num, v)
-		}
-		return b
+func intInts(e IDInts) *mmpb.IntRepeatedIntMap {
+	return &mmpb.IntRepeatedIntMap{Key: proto.Int64(e.ID), Value: e.IDs}
+}
+
+func stringInts(e StrInts) *mmpb.StringRepeatedIntMap {
+	return &mmpb.StringRepeatedIntMap{Key: proto.String(e.S), Value: e.IDs}
+}
+
+func each[S any, M any](in []S, f func(S) M) []M {
+	var out []M
+	for _, e := range in {
+		out = append(out, f(e))
 	}
-	if len(vs) == 0 {
-		return b
-	}
-	var run []byte
-	for _, v := range vs {
-		run = protowire.AppendVarint(run, uint64(v))
-	}
-	return appendMsg(b, num, run)
+	return out
 }
 
-func encStringString(e KV) []byte {
-	return appendStr(appendStr(nil, fieldKey, e.K), fieldValue, e.V)
-}
-
-func encIntString(e IDString) []byte {
-	return appendStr(appendInt(nil, fieldKey, e.ID), fieldValue, e.S)
-}
-
-func encIntInt(e IDInt) []byte {
-	return appendInt(appendInt(nil, fieldKey, e.ID), fieldValue, e.V)
-}
-
-func encIntInts(e IDInts, packed bool) []byte {
-	return appendInts(appendInt(nil, fieldKey, e.ID), fieldValue, e.IDs, packed)
-}
-
-func encStringInts(e StrInts, packed bool) []byte {
-	return appendInts(appendStr(nil, fieldKey, e.S), fieldValue, e.IDs, packed)
-}
-
-func encIntStrings(e IDStrings) []byte {
-	b := appendInt(nil, fieldKey, e.ID)
-	for _, s := range e.SS {
-		b = appendStr(b, fieldValue, s)
+// Message returns the cache as the generated MirrorList message.
+func (c Cache) Message() *mmpb.MirrorList {
+	m := &mmpb.MirrorList{
+		NetblockCountryCache:          each(c.NetblockCountry, stringString),
+		HCUrlCache:                    each(c.HCURL, intString),
+		CountryContinentRedirectCache: each(c.ContinentRedirect, stringString),
+		HostAsnCache:                  each(c.HostASN, intInts),
+		HostMaxConnectionCache:        each(c.HostMaxConn, intInt),
+		HostCountryCache:              each(c.HostCountry, intString),
+		HostBandwidthCache:            each(c.HostBandwidth, intInt),
+		HostNetblockCache:             each(c.HostNetblock, stringInts),
+		HostCountryAllowedCache: each(c.HostAllowed, func(e IDStrings) *mmpb.IntRepeatedStringMap {
+			return &mmpb.IntRepeatedStringMap{Key: proto.Int64(e.ID), Value: e.SS}
+		}),
 	}
-	return b
-}
-
-func encDir(d Dir, packed bool) []byte {
-	var b []byte
-	if !d.NoDirField {
-		b = appendStr(b, fieldDirectory, d.Name)
-	}
-	b = appendInts(b, fieldGlobal, d.Global, packed)
-	if d.Subpath != nil {
-		b = appendStr(b, fieldSubpath, *d.Subpath)
-	}
-	for _, e := range d.ByCountry {
-		b = appendMsg(b, fieldByCountry, encStringInts(e, packed))
-	}
-	for _, e := range d.Internet2 {
-		b = appendMsg(b, fieldByCountryInternet2, encStringInts(e, packed))
-	}
-	for _, e := range d.ByHostID {
-		b = appendMsg(b, fieldByHostID, encIntInts(e, packed))
-	}
-	if d.Ordered != nil {
-		v := int64(0)
-		if *d.Ordered {
-			v = 1
-		}
-		b = appendInt(b, fieldOrderedMirrorList, v)
-	}
-	return b
-}
-
-// Encode returns the cache file and the offsets at which each top-level field ends
-// (a prefix ending there is itself a well-formed message).
-func (c Cache) Encode() (b []byte, boundaries []int) {
-	mark := func() { boundaries = append(boundaries, len(b)) }
 	if !c.NoTime {
-		b = protowire.AppendTag(b, fieldTime, protowire.VarintType)
-		b = protowire.AppendVarint(b, c.Time)
-		mark()
-	}
-	for _, e := range c.NetblockCountry {
-		b = appendMsg(b, fieldNetblockCountryCache, encStringString(e))
-		mark()
-	}
-	if c.Skipped {
-		// LocationCache, FileDetailsCache (with a nested FileDetailsType),
-		// DisabledRepositoryCache, RepositoryRedirectCache, RepoArchToDirectoryName.
-		b = appendMsg(b, fieldLocationCache, encStringInts(StrInts{"somewhere", []int64{1}}, false))
-		mark()
-		details := appendInt(appendInt(nil, 1, 1700000000), 2, 4096)
-		details = appendStr(details, 5, "0123abcd")
-		files := appendMsg(appendStr(nil, 1, "repomd.xml"), 2, details)
-		b = appendMsg(b, fieldFileDetailsCache, appendMsg(appendStr(nil, 1, "pub/fedora/linux"), 2, files))
-		mark()
-		b = appendMsg(b, fieldDisabledRepositoryCache, appendInt(appendStr(nil, fieldKey, "old-repo"), fieldValue, 1))
-		mark()
-		b = appendMsg(b, fieldRepositoryRedirectCache, encStringString(KV{"from", "to"}))
-		mark()
-		b = appendMsg(b, fieldRepoArchToDirectoryName, encStringString(KV{"fedora-42+x86_64", "pub/fedora/linux"}))
-		mark()
-	}
-	for _, e := range c.HCURL {
-		b = appendMsg(b, fieldHCUrlCache, encIntString(e))
-		mark()
-	}
-	for _, e := range c.ContinentRedirect {
-		b = appendMsg(b, fieldCountryContinentRedirectCache, encStringString(e))
-		mark()
-	}
-	for _, e := range c.HostASN {
-		b = appendMsg(b, fieldHostAsnCache, encIntInts(e, c.Packed))
-		mark()
-	}
-	for _, e := range c.HostMaxConn {
-		b = appendMsg(b, fieldHostMaxConnectionCache, encIntInt(e))
-		mark()
-	}
-	for _, e := range c.HostCountry {
-		b = appendMsg(b, fieldHostCountryCache, encIntString(e))
-		mark()
-	}
-	for _, e := range c.HostBandwidth {
-		b = appendMsg(b, fieldHostBandwidthCache, encIntInt(e))
-		mark()
-	}
-	for _, e := range c.HostAllowed {
-		b = appendMsg(b, fieldHostCountryAllowedCache, encIntStrings(e))
-		mark()
-	}
-	for _, e := range c.HostNetblock {
-		b = appendMsg(b, fieldHostNetblockCache, encStringInts(e, c.Packed))
-		mark()
+		m.Time = proto.Uint64(c.Time)
 	}
 	for _, d := range c.Dirs {
-		b = appendMsg(b, fieldMirrorListCache, encDir(d, c.Packed))
-		mark()
+		md := &mmpb.MirrorListCacheType{
+			Global:             d.Global,
+			Subpath:            d.Subpath,
+			ByCountry:          each(d.ByCountry, stringInts),
+			ByCountryInternet2: each(d.Internet2, stringInts),
+			ByHostId:           each(d.ByHostID, intInts),
+			OrderedMirrorList:  d.Ordered,
+		}
+		if !d.NoDirField {
+			md.Directory = proto.String(d.Name)
+		}
+		m.MirrorListCache = append(m.MirrorListCache, md)
+	}
+	if c.Skipped {
+		m.LocationCache = []*mmpb.StringRepeatedIntMap{stringInts(StrInts{"somewhere", []int64{1}})}
+		m.FileDetailsCache = []*mmpb.FileDetailsCacheDirectoryType{{
+			Directory: proto.String("pub/fedora/linux"),
+			FileDetailsCacheFiles: []*mmpb.FileDetailsCacheFilesType{{
+				Filename: proto.String("repomd.xml"),
+				FileDetails: []*mmpb.FileDetailsType{{
+					TimeStamp: proto.Uint64(1700000000), Size: proto.Uint64(4096), SHA256: proto.String("0123abcd"),
+				}},
+			}},
+		}}
+		m.DisabledRepositoryCache = []*mmpb.StringBoolMap{{Key: proto.String("old-repo"), Value: proto.Bool(true)}}
+		m.RepositoryRedirectCache = []*mmpb.StringStringMap{stringString(KV{"from", "to"})}
+		m.RepoArchToDirectoryName = []*mmpb.StringStringMap{stringString(KV{"fedora-42+x86_64", "pub/fedora/linux"})}
+	}
+	return m
+}
+
+// Encode returns the cache file (proto.Marshal of Message; missing required fields
+// allowed, for invalid files) and the offsets at which each top-level field ends (a prefix
+// ending there is itself a well-formed message).
+func (c Cache) Encode() (b []byte, boundaries []int) {
+	opts := proto.MarshalOptions{AllowPartial: true, Deterministic: true}
+	b, err := opts.Marshal(c.Message())
+	if err == nil && c.Packed {
+		packed := dynamicpb.NewMessage(packedMirrorList())
+		err = proto.UnmarshalOptions{AllowPartial: true}.Unmarshal(b, packed)
+		if err == nil {
+			b, err = opts.Marshal(packed)
+		}
+	}
+	if err != nil {
+		panic(fmt.Sprintf("mmtest: encoding a cache: %v", err)) // the generated code refused its own message
+	}
+	for i := 0; i < len(b); {
+		_, _, n := protowire.ConsumeField(b[i:])
+		if n < 0 {
+			panic(fmt.Sprintf("mmtest: the encoded cache does not parse at byte %d", i))
+		}
+		i += n
+		boundaries = append(boundaries, i)
 	}
 	return b, boundaries
+}
+
+// packedMirrorList is MirrorList's descriptor with every repeated int64 declared packed
+// (valid proto2; MirrorManager does not write it), for Cache.Packed.
+func packedMirrorList() protoreflect.MessageDescriptor {
+	fdp := protodesc.ToFileDescriptorProto(mmpb.File_mirrormanager_proto)
+	for _, m := range fdp.MessageType {
+		for _, f := range m.Field {
+			if f.GetLabel() == descriptorpb.FieldDescriptorProto_LABEL_REPEATED && f.GetType() == descriptorpb.FieldDescriptorProto_TYPE_INT64 {
+				f.Options = &descriptorpb.FieldOptions{Packed: proto.Bool(true)}
+			}
+		}
+	}
+	fd, err := protodesc.NewFile(fdp, nil)
+	if err != nil {
+		panic(fmt.Sprintf("mmtest: the packed schema: %v", err))
+	}
+	return fd.Messages().ByName("MirrorList")
 }
 
 // Str returns a pointer to s (for Dir.Subpath).
