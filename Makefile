@@ -4,7 +4,7 @@ export PATH := $(CURDIR)/bin/tools:$(PATH)
 GO ?= go
 TEST_TIMEOUT ?= 30m
 
-.PHONY: build test unit deps demo bench lint fmt clean proto
+.PHONY: build test unit deps demo bench lint fmt clean proto demo-images
 
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 REVISION := $(shell git rev-parse HEAD 2>/dev/null)
@@ -46,6 +46,11 @@ lint:
 proto:
 	$(GO) build -o bin/tools/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
 	cd internal/mirrormanager/mmpb && $(GO) generate
+
+## demo-images: rebuild the demo layers embedded in the binary (internal/demoimages/layers) from
+## testdata/rootfs and the hello program, reproducibly (same toolchain, same bytes).
+demo-images:
+	cd internal/demoimages && $(GO) generate
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

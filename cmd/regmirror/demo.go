@@ -15,14 +15,16 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/regmirror/regmirror/generator"
-	"github.com/regmirror/regmirror/internal/testimages"
+	"github.com/regmirror/regmirror/internal/demoimages"
 	"github.com/regmirror/regmirror/redirector"
 )
 
 const demoSynopsis = "demo [--out DIR] [--listen ADDR]"
 
 // runDemo is the whole product on one machine: an in-process source registry filled with the
-// demo images from testdata/, a generated tree, and the redirector serving it on localhost.
+// demo images embedded in the binary (internal/demoimages), a generated tree, and the
+// redirector serving it on localhost. It reads nothing but its flags: it works from any
+// directory, with no checkout.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", demoSynopsis, stderr)
 	out := fs.String("out", "out/demo-tree", "directory of the generated tree")
@@ -36,7 +38,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	// The source: go-containerregistry's in-process registry on a loopback port.
-	refs, err := testimages.Demo()
+	refs, err := demoimages.Demo()
 	if err != nil {
 		return fmt.Errorf("demo: building the demo images: %w", err)
 	}
@@ -48,10 +50,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	go src.Serve(ln)
 	defer src.Close()
 	srcHost := fmt.Sprintf("localhost:%d", ln.Addr().(*net.TCPAddr).Port)
-	if err := testimages.Push(ctx, srcHost, refs); err != nil {
+	if err := demoimages.Push(ctx, srcHost, refs); err != nil {
 		return fmt.Errorf("demo: filling the source registry: %w", err)
 	}
-	fmt.Fprintf(stdout, "source registry: http://%s (in-process), %d repositories from testdata/\n", srcHost, len(refs))
+	fmt.Fprintf(stdout, "source registry: http://%s (in-process), %d repositories of demo images (linux/amd64, linux/arm64)\n", srcHost, len(refs))
 
 	// The tree.
 	sum, err := generator.Run(ctx, generator.Options{
