@@ -3,14 +3,11 @@ package generator
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/regmirror/regmirror/internal/filelist"
 	"github.com/regmirror/regmirror/internal/mirrors"
-	"github.com/regmirror/regmirror/internal/phase2"
+	"github.com/regmirror/regmirror/internal/publish"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 
@@ -22,7 +19,7 @@ import (
 const keepMetaGenerations = 2
 
 // write lands the generation: blobs are already committed; then their directory fsync,
-// manifests, oci-layout, index.json, the metadata and the stamp, then garbage collection.
+// manifests, oci-layout, the publication (publish.Publish), then garbage collection.
 func (r *run) write(m *layout.Meta, st *stats) error {
 	ctx := r.ctx
 	if r.blobsSync {
@@ -36,25 +33,15 @@ func (r *run) write(m *layout.Meta, st *stats) error {
 	if err := writeIfChanged(r.tree.Path(layout.OCILayoutFile), []byte(layout.OCILayoutContent)); err != nil {
 		return fmt.Errorf("writing oci-layout: %w", err)
 	}
-	idx, err := indexJSON(m)
-	if err != nil {
-		return err
-	}
-	if err := writeIfChanged(r.tree.Path(layout.IndexFile), idx); err != nil {
-		return fmt.Errorf("writing index.json: %w", err)
-	}
 	if err := r.applyMirrors(ctx, m); err != nil {
 		return err
-	}
-	// Files for mirrors that answer pulls themselves (regmirror mirror-config): before the
-	// stamp, like everything the generation needs.
-	if err := phase2.Write(r.tree, m); err != nil {
-		return fmt.Errorf("writing the phase-2 files: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}
-	if _, err := r.tree.Publish(m); err != nil {
+	// The metadata, then the publication (stamp, index.json, phase-2 tag files, file list),
+	// switched live in one step.
+	if _, err := publish.Publish(r.tree, m); err != nil {
 		return fmt.Errorf("publishing generation %d: %w", m.Generation, err)
 	}
 	// Garbage: after the switch, so that no published generation loses a file.
@@ -72,10 +59,6 @@ func (r *run) write(m *layout.Meta, st *stats) error {
 		}
 	}
 	r.removeOldMeta(m.Generation)
-	// The quick-fedora-mirror file list describes the tree as published, so it comes last.
-	if err := filelist.Write(r.tree, m, filelist.DefaultModule); err != nil {
-		r.prog.warnf("%v", err)
-	}
 	return nil
 }
 
@@ -153,53 +136,6 @@ func writeIfChanged(path string, data []byte) error {
 		return nil
 	}
 	return layout.WriteFile(path, data)
-}
-
-type indexDescriptor struct {
-	MediaType    string            `json:"mediaType"`
-	Digest       string            `json:"digest"`
-	Size         int64             `json:"size"`
-	ArtifactType string            `json:"artifactType,omitempty"`
-	Annotations  map[string]string `json:"annotations"`
-}
-
-// indexJSON is the OCI layout index: one descriptor per tag, sorted by "<repo>:<tag>".
-func indexJSON(m *layout.Meta) ([]byte, error) {
-	var descs []indexDescriptor
-	for name, repo := range m.Repositories {
-		for tag, d := range repo.Tags {
-			mf := m.Manifests[d]
-			if mf == nil {
-				return nil, fmt.Errorf("writing index.json: %s:%s points at %s, which the generation lacks", name, tag, d)
-			}
-			var at struct {
-				ArtifactType string `json:"artifactType"`
-			}
-			_ = json.Unmarshal(mf.Data, &at)
-			descs = append(descs, indexDescriptor{
-				MediaType:    mf.MediaType,
-				Digest:       d.String(),
-				Size:         int64(len(mf.Data)),
-				ArtifactType: at.ArtifactType,
-				Annotations:  map[string]string{annotationRefName: name + ":" + tag},
-			})
-		}
-	}
-	sort.Slice(descs, func(i, j int) bool {
-		return descs[i].Annotations[annotationRefName] < descs[j].Annotations[annotationRefName]
-	})
-	if descs == nil {
-		descs = []indexDescriptor{}
-	}
-	b, err := json.MarshalIndent(struct {
-		SchemaVersion int               `json:"schemaVersion"`
-		MediaType     string            `json:"mediaType"`
-		Manifests     []indexDescriptor `json:"manifests"`
-	}{2, mtOCIIndex, descs}, "", " ")
-	if err != nil {
-		return nil, err
-	}
-	return append(b, '\n'), nil
 }
 
 // removeOldMeta deletes metadata files of generations older than current-keepMetaGenerations.

@@ -28,8 +28,8 @@ const MaxMetaSize = 4 << 30
 // ErrNoGeneration is returned when a tree has no current generation yet.
 var ErrNoGeneration = errors.New("tree has no generation yet")
 
-// Stamp is the content of regmirror/current: the generation the tree holds. It is written last,
-// and rsync carries it to mirrors, where the crawler reads it.
+// Stamp is the content of regmirror/current (a link to the live publication's stamp): the
+// generation the tree holds. rsync carries it to mirrors, where the crawler reads it.
 type Stamp struct {
 	Format     int       `json:"format"`
 	Generation uint64    `json:"generation"`
@@ -326,28 +326,6 @@ func EncodeMeta(m *Meta) ([]byte, Digest, error) {
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	return buf.Bytes(), MustDigest("sha256:" + hex.EncodeToString(sum[:])), nil
-}
-
-// Publish writes m as a metadata file and then switches the current stamp to it: the last
-// write of a generation. Until the stamp's rename, readers see the previous generation.
-func (t *Tree) Publish(m *Meta) (Stamp, error) {
-	m.Format = FormatVersion
-	raw, d, err := EncodeMeta(m)
-	if err != nil {
-		return Stamp{}, err
-	}
-	if err := WriteFile(t.Path(MetaPath(d)), raw); err != nil {
-		return Stamp{}, err
-	}
-	s := Stamp{Format: FormatVersion, Generation: m.Generation, Meta: metaRef(d), Created: time.Now().UTC()}
-	b, err := json.Marshal(s)
-	if err != nil {
-		return Stamp{}, err
-	}
-	if err := WriteFile(t.Path(CurrentFile), append(b, '\n')); err != nil {
-		return Stamp{}, fmt.Errorf("switching generation: %w", err)
-	}
-	return s, nil
 }
 
 // MetaFileGeneration reads only the generation of the metadata file at path (an OS path):

@@ -20,6 +20,15 @@ func TestPathsGolden(t *testing.T) {
 		{"current stamp", CurrentFile, "regmirror/current"},
 		{"metadata", MetaPath(d), "regmirror/meta/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.json.zst"},
 		{"stamp's metadata reference", metaRef(d), "meta/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.json.zst"},
+		{"publications", PubDir, "regmirror/pub"},
+		{"publication", PubPath("7-0011223344556677"), "regmirror/pub/7-0011223344556677"},
+		{"live link", LiveLink, "regmirror/live"},
+		{"live link target", LiveTarget("7-0011223344556677"), "pub/7-0011223344556677"},
+		{"publication stamp", PubStamp, "current"},
+		{"publication index", PubIndex, "index.json"},
+		{"current link target", CurrentLinkTarget, "live/current"},
+		{"index.json link target", RootLinkTarget(IndexFile), "regmirror/live/index.json"},
+		{"file list link target", RootLinkTarget("fullfiletimelist-containers"), "regmirror/live/fullfiletimelist-containers"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -51,7 +51,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/regmirror/regmirror/internal/filelist"
+	"github.com/regmirror/regmirror/internal/publish"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -237,15 +237,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if cur.Meta != stamp.Meta {
 		return nil, fmt.Errorf("tree %s changed during the crawl (generation %d, now %d): nothing published, run crawl again", opts.Tree, stamp.Generation, cur.Generation)
 	}
-	published, err := tree.Publish(meta)
+	published, err := publish.Publish(tree, meta)
 	if err != nil {
 		return nil, fmt.Errorf("publishing crawl results: %w", err)
 	}
 	pruned := pruneMeta(tree, meta.Generation, stamp.Meta, published.Meta)
-	// The quick-fedora-mirror file list names the stamp and metadata file: rewrite it too.
-	if err := filelist.Write(tree, meta, filelist.DefaultModule); err != nil {
-		return nil, fmt.Errorf("crawl results published, but the file list is stale: %w", err)
-	}
 	return &Report{
 		Pruned:     pruned,
 		Tree:       opts.Tree,

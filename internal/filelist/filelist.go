@@ -23,7 +23,11 @@
 // module's top directory (the tree root), without a leading "./". A client transfers the
 // entries whose timestamp is newer than its last run and deletes what the list no longer
 // names. The checksummed files are those whose name and size may stay the same while their
-// content changes: the generation stamp and index.json (Fedora lists repomd.xml files).
+// content changes: the generation stamp and index.json (Fedora lists repomd.xml files), read
+// through their links.
+//
+// The list is part of each publication (layout.PubDir), written before the publication
+// switches: the tree's fullfiletimelist-<module> is a constant link to the live one.
 package filelist
 
 import (
@@ -37,6 +41,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/regmirror/regmirror/layout"
 )
@@ -74,43 +79,110 @@ func Name(module string) string {
 	return Prefix + module
 }
 
-// Write writes the file list of the tree as it is on disk to TREE/fullfiletimelist-<module>,
-// atomically, and leaves an identical file alone. Call it after layout.Tree.Publish: meta is
-// the generation just published, and Write refuses a tree whose stamp names another one (a
-// list written before the stamp would list the previous stamp and miss the new metadata).
-func Write(tree *layout.Tree, meta *layout.Meta, module string) error {
+// Finish returns the layout.Publication.Finish of a publish: it writes the file list of the
+// tree as it will be once the publication being built is live into the publication, as
+// Name(module). The list names the new publication's files under their final paths, the
+// live link with its new target, and the root links (index.json, regmirror/current, the list
+// itself at the root is never listed); the checksummed files are read from the new
+// publication. Publish it with Name(module) among the publication's RootLinks.
+func Finish(tree *layout.Tree, module string) (func(tmpDir, name string) error, error) {
 	if strings.ContainsAny(module, "/\\ \t\n") || strings.HasPrefix(module, ".") {
-		return fmt.Errorf("file list module %q: want a plain name such as %q", module, DefaultModule)
+		return nil, fmt.Errorf("file list module %q: want a plain name such as %q", module, DefaultModule)
 	}
-	if meta != nil {
-		s, err := tree.ReadStamp()
+	return func(tmpDir, name string) error {
+		data, err := renderPending(tree, tmpDir, name, Name(module))
 		if err != nil {
+			return err
+		}
+		if err := layout.WriteFile(filepath.Join(tmpDir, Name(module)), data); err != nil {
 			return fmt.Errorf("writing the file list: %w", err)
 		}
-		if s.Generation != meta.Generation {
-			return fmt.Errorf("writing the file list: the tree's stamp says generation %d, not %d: write the list after publishing", s.Generation, meta.Generation)
-		}
-	}
-	data, err := Render(tree.Dir())
-	if err != nil {
-		return err
-	}
-	p := tree.Path(Name(module))
-	if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, data) {
 		return nil
-	}
-	if err := layout.WriteFile(p, data); err != nil {
-		return fmt.Errorf("writing the file list: %w", err)
-	}
-	return nil
+	}, nil
 }
 
-// Render returns the file list of the directory tree at root.
+// renderPending renders the list of the tree with the publication being built in tmpDir
+// (called name) live, the list itself (list, in the publication) included.
+func renderPending(tree *layout.Tree, tmpDir, name, list string) ([]byte, error) {
+	entries, err := Scan(tree.Dir())
+	if err != nil {
+		return nil, err
+	}
+	pub, err := Scan(tmpDir)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().Unix()
+	final := layout.PubPath(name)
+	fi, err := os.Stat(tmpDir)
+	if err != nil {
+		return nil, fmt.Errorf("listing the tree: %w", err)
+	}
+	entries = append(entries, Entry{Time: now, Type: "d", Size: fi.Size(), Path: final})
+	for _, e := range pub {
+		e.Path = final + "/" + e.Path
+		entries = append(entries, e)
+	}
+	// The links as they will be: live (switched), index.json and regmirror/current (made
+	// when missing).
+	links := map[string]string{
+		layout.LiveLink:    layout.LiveTarget(name),
+		layout.IndexFile:   layout.RootLinkTarget(layout.IndexFile),
+		layout.CurrentFile: layout.CurrentLinkTarget,
+	}
+	for i := 0; i < len(entries); i++ {
+		if target, ok := links[entries[i].Path]; ok {
+			if entries[i].Type != "l" || entries[i].Size != int64(len(target)) || entries[i].Path == layout.LiveLink {
+				entries[i] = Entry{Time: now, Type: "l", Size: int64(len(target)), Path: entries[i].Path}
+			}
+			delete(links, entries[i].Path)
+		}
+	}
+	for rel, target := range links {
+		entries = append(entries, Entry{Time: now, Type: "l", Size: int64(len(target)), Path: rel})
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
+	sums := map[string]string{}
+	for _, rel := range Checksummed {
+		sums[rel] = filepath.Join(tmpDir, filepath.FromSlash(pubFileOf[rel]))
+	}
+	// The list names itself, as a file of the publication: its size is found by rendering
+	// until it no longer changes (a few digits more or less).
+	self := Entry{Time: now, Type: "f", Path: final + "/" + list}
+	entries = append(entries, self)
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
+	at := sort.Search(len(entries), func(i int) bool { return entries[i].Path >= self.Path })
+	for range 8 {
+		data, err := render(entries, sums)
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(data)) == entries[at].Size {
+			return data, nil
+		}
+		entries[at].Size = int64(len(data))
+	}
+	return nil, fmt.Errorf("listing the tree: the file list's own size does not settle")
+}
+
+// pubFileOf is, for each checksummed file, the publication's file it is a link to.
+var pubFileOf = map[string]string{layout.IndexFile: layout.PubIndex, layout.CurrentFile: layout.PubStamp}
+
+// Render returns the file list of the directory tree at root as it is.
 func Render(root string) ([]byte, error) {
 	entries, err := Scan(root)
 	if err != nil {
 		return nil, err
 	}
+	sums := map[string]string{}
+	for _, rel := range Checksummed {
+		sums[rel] = filepath.Join(root, filepath.FromSlash(rel))
+	}
+	return render(entries, sums)
+}
+
+// render writes the list of entries; the checksummed files are read from the OS paths in sums.
+func render(entries []Entry, sums map[string]string) ([]byte, error) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "[Version]\n%d\n\n[Files]\n", Version)
 	for _, e := range entries {
@@ -118,7 +190,7 @@ func Render(root string) ([]byte, error) {
 	}
 	b.WriteString("\n[Checksums SHA1]\n")
 	for _, rel := range Checksummed {
-		f, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(rel)))
+		f, err := os.ReadFile(sums[rel])
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}

@@ -6,7 +6,6 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -110,13 +109,20 @@ func writeGeneration(t *testing.T, tree *layout.Tree, gen uint64, blobs ...strin
 	if err := layout.WriteFile(tree.Path(layout.OCILayoutFile), []byte(layout.OCILayoutContent)); err != nil {
 		t.Fatal(err)
 	}
-	if err := layout.WriteFile(tree.Path(layout.IndexFile), []byte(fmt.Sprintf(`{"schemaVersion":2,"gen":%d}`, gen))); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tree.Publish(m); err != nil {
-		t.Fatal(err)
-	}
+	publishWithList(t, tree, m, DefaultModule)
 	return m
+}
+
+// publishWithList publishes m with its file list, as generate and crawl do.
+func publishWithList(t *testing.T, tree *layout.Tree, m *layout.Meta, module string) {
+	t.Helper()
+	finish, err := Finish(tree, module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tree.PublishWith(m, layout.Publication{RootLinks: []string{Name(module)}, Finish: finish}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestWrite(t *testing.T) {
@@ -129,9 +135,8 @@ func TestWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := Write(tree, m, ""); err != nil {
-		t.Fatal(err)
-	}
+	m.Generation++
+	publishWithList(t, tree, m, "")
 	data, err := os.ReadFile(tree.Path(Name(DefaultModule)))
 	if err != nil {
 		t.Fatal(err)
@@ -158,6 +163,8 @@ func TestWrite(t *testing.T) {
 		typ := "f"
 		if fi.IsDir() {
 			typ = "d"
+		} else if fi.Mode()&os.ModeSymlink != 0 {
+			typ = "l"
 		}
 		want[rel] = Entry{Type: typ, Size: fi.Size(), Path: rel}
 		return nil
@@ -174,7 +181,7 @@ func TestWrite(t *testing.T) {
 			t.Errorf("%s: not listed", rel)
 			continue
 		}
-		if got.Type != w.Type || (w.Type == "f" && got.Size != w.Size) {
+		if got.Type != w.Type || (w.Type != "d" && got.Size != w.Size) {
 			t.Errorf("%s: got type %s size %d, want %s %d", rel, got.Type, got.Size, w.Type, w.Size)
 		}
 		if now := time.Now().Unix(); got.Time < now-60 || got.Time > now+1 {
@@ -192,14 +199,6 @@ func TestWrite(t *testing.T) {
 		}
 	}
 
-	// Unchanged tree: the list is left alone.
-	fi1, _ := os.Stat(tree.Path(Name(DefaultModule)))
-	if err := Write(tree, m, DefaultModule); err != nil {
-		t.Fatal(err)
-	}
-	if fi2, _ := os.Stat(tree.Path(Name(DefaultModule))); !os.SameFile(fi1, fi2) {
-		t.Errorf("an identical list was rewritten")
-	}
 }
 
 func TestChangedSinceLastRun(t *testing.T) {
@@ -209,10 +208,7 @@ func TestChangedSinceLastRun(t *testing.T) {
 	// A client's last run, then a new generation (one second later, the list's resolution).
 	last := time.Now().Unix()
 	time.Sleep(1100 * time.Millisecond)
-	m := writeGeneration(t, tree, 2, "old layer", "new layer")
-	if err := Write(tree, m, "containers"); err != nil {
-		t.Fatal(err)
-	}
+	writeGeneration(t, tree, 2, "old layer", "new layer")
 	data, _ := os.ReadFile(tree.Path("fullfiletimelist-containers"))
 	p := parse(t, data)
 	got := map[string]bool{}
@@ -223,35 +219,29 @@ func TestChangedSinceLastRun(t *testing.T) {
 	newBlob := "blobs/sha256/" + hex.EncodeToString(sum[:])
 	sum = sha256.Sum256([]byte("old layer"))
 	oldBlob := "blobs/sha256/" + hex.EncodeToString(sum[:])
-	for _, f := range []string{newBlob, layout.IndexFile, layout.CurrentFile} {
+	live, err := tree.LivePublication()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := layout.PubPath(live)
+	for _, f := range []string{newBlob, layout.LiveLink, pub + "/" + layout.PubIndex, pub + "/" + layout.PubStamp, pub + "/" + Name("containers")} {
 		if !got[f] {
 			t.Errorf("changed since the last run: %s missing from %v", f, got)
 		}
 	}
-	if got[oldBlob] {
-		t.Errorf("changed since the last run: the unchanged blob %s is listed", oldBlob)
+	for _, f := range []string{oldBlob, layout.IndexFile, layout.CurrentFile} {
+		if got[f] {
+			t.Errorf("changed since the last run: the unchanged %s is listed", f)
+		}
 	}
 }
 
-func TestWriteErrors(t *testing.T) {
-	dir := t.TempDir()
-	tree := layout.NewTree(dir)
-	m := writeGeneration(t, tree, 3, "x")
-	cases := []struct {
-		name   string
-		meta   *layout.Meta
-		module string
-		want   string
-	}{
-		{"module with a slash", m, "a/b", "plain name"},
-		{"module hidden", m, ".x", "plain name"},
-		{"before publishing", layout.NewMeta(4), "containers", "after publishing"},
-	}
-	for _, c := range cases {
+func TestFinishErrors(t *testing.T) {
+	tree := layout.NewTree(t.TempDir())
+	for _, c := range []struct{ name, module string }{{"module with a slash", "a/b"}, {"module hidden", ".x"}} {
 		t.Run(c.name, func(t *testing.T) {
-			err := Write(tree, c.meta, c.module)
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("got %v, want an error mentioning %q", err, c.want)
+			if _, err := Finish(tree, c.module); err == nil || !strings.Contains(err.Error(), "plain name") {
+				t.Errorf("got %v, want an error mentioning %q", err, "plain name")
 			}
 		})
 	}

@@ -26,10 +26,7 @@ func TestReadByQuickFedoraMirrorRules(t *testing.T) {
 	}
 	dir := t.TempDir()
 	tree := layout.NewTree(dir)
-	m := writeGeneration(t, tree, 1, "layer one", "config one")
-	if err := Write(tree, m, ""); err != nil {
-		t.Fatal(err)
-	}
+	writeGeneration(t, tree, 1, "layer one", "config one")
 	list := tree.Path(Name(DefaultModule))
 	run := func(prog string) []string {
 		t.Helper()
@@ -63,7 +60,7 @@ func TestReadByQuickFedoraMirrorRules(t *testing.T) {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		switch {
-		case d.IsDir():
+		case d.IsDir() && d.Type()&fs.ModeSymlink == 0:
 			wantDirs = append(wantDirs, rel)
 		case rel == Name(DefaultModule):
 		default:

@@ -3,25 +3,29 @@
 // mirror-config` prints the nginx or Apache directives that turn an rsync copy of the tree into
 // a read-only registry for `podman pull` / `skopeo copy`.
 //
-// Files, under regmirror/v2/ (Dir), for every published repository REPO:
+// What a tag resolves to changes with each generation, so those files are part of each
+// publication (layout.PubDir) and read through regmirror/live, which switches them all at
+// once with the stamp. Which manifests a repository holds by digest only grows within the
+// grace, so those markers are shared. For every published repository REPO:
 //
-//	REPO/_tags/TAG/HEX.EXT          empty marker: TAG resolves to manifest sha256:HEX
-//	REPO/_digests/HEX/HEX.EXT       empty marker: manifest sha256:HEX is in REPO
-//	REPO/_tags.json                 {"name":REPO,"tags":[…]} for GET /v2/REPO/tags/list
-//	_base.json                      {} for GET /v2/
-//	refs.map                        "REPO:TAG HEX.EXT" and "REPO:sha256:HEX HEX.EXT" lines
+//	regmirror/pub/<name>/v2/        (read as regmirror/live/v2/, LiveDir)
+//	    REPO/_tags/TAG/HEX.EXT      empty marker: TAG resolves to manifest sha256:HEX
+//	    REPO/_tags.json             {"name":REPO,"tags":[…]} for GET /v2/REPO/tags/list
+//	    _base.json                  {} for GET /v2/
+//	    refs.map                    "REPO:TAG HEX.EXT" and "REPO:sha256:HEX HEX.EXT" lines
 //	                                (an Apache RewriteMap txt: file, re-read when it changes)
+//	regmirror/v2/                   (Dir, shared by the publications)
+//	    REPO/_digests/HEX/HEX.EXT   empty marker: manifest sha256:HEX is in REPO
 //
 // EXT names the manifest's media type (see Extensions); the manifest's bytes are the blob
 // blobs/sha256/HEX, already in the tree. Repository path components never start with "_", so
 // "_tags", "_digests" and "_tags.json" cannot collide with a nested repository.
 //
-// nginx resolves a tag with random_index (Debian's nginx has the module) over the tag's
-// directory, which holds exactly one marker: the internal redirect to the marker's name gives
-// the digest and the media type, and the answer is the blob file with the digest header. While
-// a mirror's rsync is under way a tag directory may briefly hold the old and the new marker;
-// either answer is consistent (the bytes are always the blob the header names). Apache looks
-// both up in refs.map. Neither needs a reload when the tree changes.
+// nginx resolves a tag with random_index over the tag's directory in the live publication,
+// which holds exactly one marker: the internal redirect to the marker's name gives the digest
+// and the media type, and the answer is the blob file with the digest header. Apache looks
+// both up in the live refs.map. Each request reads through the live link once, so it answers
+// one publication, the old or the new; neither server needs a reload when the tree changes.
 package phase2
 
 import (
@@ -39,10 +43,17 @@ import (
 	"github.com/regmirror/regmirror/layout"
 )
 
-// Dir is the directory of the phase-2 files, relative to the tree root.
+// Dir is the directory of the shared digest markers, relative to the tree root.
 const Dir = layout.MetaDir + "/v2"
 
-// Names of the files in Dir.
+// PubDir is the directory of the tag files within a publication, and LiveDir the same read
+// through the live link, relative to the tree root.
+const (
+	PubDir  = "v2"
+	LiveDir = layout.LiveLink + "/" + PubDir
+)
+
+// Names of the files in Dir and PubDir.
 const (
 	TagsDir     = "_tags"
 	DigestsDir  = "_digests"
@@ -70,32 +81,40 @@ func mediaTypes() [][2]string {
 	return l
 }
 
-// Files returns the phase-2 files for meta: tree-relative slash path → content.
-func Files(meta *layout.Meta) map[string][]byte {
-	files := map[string][]byte{}
-	var refs []string
+// marker is the marker name of manifest d, "HEX.EXT", if a mirror can serve it.
+func marker(meta *layout.Meta, d layout.Digest) (string, bool) {
+	m := meta.Manifests[d]
+	if m == nil || d.Algorithm() != "sha256" {
+		return "", false
+	}
+	ext, ok := Extensions[m.MediaType]
+	if !ok {
+		return "", false
+	}
+	return d.Hex() + "." + ext, true
+}
+
+// sortedNames are meta's repository names, sorted.
+func sortedNames(meta *layout.Meta) []string {
 	names := make([]string, 0, len(meta.Repositories))
 	for name := range meta.Repositories {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	marker := func(d layout.Digest) (string, bool) {
-		m := meta.Manifests[d]
-		if m == nil || d.Algorithm() != "sha256" {
-			return "", false
-		}
-		ext, ok := Extensions[m.MediaType]
-		if !ok {
-			return "", false
-		}
-		return d.Hex() + "." + ext, true
-	}
-	for _, name := range names {
+	return names
+}
+
+// PubFiles returns the phase-2 files of a publication of meta: slash path relative to the
+// publication's directory → content (layout.Publication.Files).
+func PubFiles(meta *layout.Meta) map[string][]byte {
+	files := map[string][]byte{}
+	var refs []string
+	for _, name := range sortedNames(meta) {
 		repo := meta.Repositories[name]
-		base := path.Join(Dir, name)
+		base := path.Join(PubDir, name)
 		tags := make([]string, 0, len(repo.Tags))
 		for tag, d := range repo.Tags {
-			mk, ok := marker(d)
+			mk, ok := marker(meta, d)
 			if !ok {
 				continue
 			}
@@ -104,12 +123,9 @@ func Files(meta *layout.Meta) map[string][]byte {
 			refs = append(refs, name+":"+tag+" "+mk)
 		}
 		for _, d := range repo.Manifests {
-			mk, ok := marker(d)
-			if !ok {
-				continue
+			if mk, ok := marker(meta, d); ok {
+				refs = append(refs, name+":"+d.String()+" "+mk)
 			}
-			files[path.Join(base, DigestsDir, d.Hex(), mk)] = nil
-			refs = append(refs, name+":"+d.String()+" "+mk)
 		}
 		sort.Strings(tags)
 		list, _ := json.Marshal(struct {
@@ -125,27 +141,44 @@ func Files(meta *layout.Meta) map[string][]byte {
 		b.WriteString(r)
 		b.WriteByte('\n')
 	}
-	files[path.Join(Dir, RefsMapFile)] = b.Bytes()
-	files[path.Join(Dir, BaseFile)] = []byte("{}")
+	files[path.Join(PubDir, RefsMapFile)] = b.Bytes()
+	files[path.Join(PubDir, BaseFile)] = []byte("{}")
 	return files
 }
 
-// Write brings the tree's phase-2 files in line with meta: it writes new and changed files
-// atomically (an unchanged file is left alone, so its timestamp says when it last changed)
-// and removes the files and directories meta no longer needs. Call it after the manifests are
-// in blobs/ and before the generation's stamp is switched (layout.Tree.Publish).
+// DigestFiles returns the shared digest markers of meta: tree-relative slash path → content.
+func DigestFiles(meta *layout.Meta) map[string][]byte {
+	files := map[string][]byte{}
+	for _, name := range sortedNames(meta) {
+		for _, d := range meta.Repositories[name].Manifests {
+			if mk, ok := marker(meta, d); ok {
+				files[path.Join(Dir, name, DigestsDir, d.Hex(), mk)] = nil
+			}
+		}
+	}
+	return files
+}
+
+// Write adds the shared digest markers meta needs that the tree lacks. Call it after the
+// manifests are in blobs/ and before publishing meta; call Prune after.
 func Write(tree *layout.Tree, meta *layout.Meta) error {
-	want := Files(meta)
-	for rel, data := range want {
+	for rel, data := range DigestFiles(meta) {
 		p := tree.Path(rel)
-		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, data) {
+		if _, err := os.Lstat(p); err == nil {
 			continue
 		}
 		if err := layout.WriteFile(p, data); err != nil {
 			return fmt.Errorf("writing phase-2 file: %w", err)
 		}
 	}
-	return prune(tree, want)
+	return nil
+}
+
+// Prune removes what the published meta no longer needs under Dir: digest markers of
+// manifests it lacks, the tag files trees kept there before publications existed, temporary
+// files, and the directories left empty. Call it after publishing meta.
+func Prune(tree *layout.Tree, meta *layout.Meta) error {
+	return prune(tree, DigestFiles(meta))
 }
 
 // prune removes files under Dir that are not in want, then the directories left empty.

@@ -33,14 +33,15 @@ func testMeta(tags map[string]map[string]string) *layout.Meta {
 	return m
 }
 
-func listFiles(t *testing.T, dir string) []string {
+func listFiles(t *testing.T, dir, sub string) []string {
 	t.Helper()
 	var got []string
-	err := filepath.Walk(filepath.Join(dir, filepath.FromSlash(Dir)), func(p string, fi os.FileInfo, err error) error {
+	root := filepath.Join(dir, filepath.FromSlash(sub))
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
+		rel, _ := filepath.Rel(root, p)
 		if fi.IsDir() {
 			rel += "/"
 		}
@@ -54,40 +55,72 @@ func listFiles(t *testing.T, dir string) []string {
 	return got
 }
 
+// publish publishes m the way generate and crawl do (internal/publish).
+func publish(t *testing.T, tree *layout.Tree, m *layout.Meta) string {
+	t.Helper()
+	if err := Write(tree, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tree.PublishWith(m, layout.Publication{Files: PubFiles(m)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Prune(tree, m); err != nil {
+		t.Fatal(err)
+	}
+	live, err := tree.LivePublication()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return layout.PubPath(live)
+}
+
 func TestWrite(t *testing.T) {
 	dir := t.TempDir()
 	tree := layout.NewTree(dir)
 	a, b := digestOf("a"), digestOf("b")
 	m1 := testMeta(map[string]map[string]string{"fedora": {"42": "a"}, "fedora/toolbox": {"42": "b"}})
-	if err := Write(tree, m1); err != nil {
-		t.Fatal(err)
+	// What a tree published before publications existed kept in Dir: Prune removes it.
+	legacy := []string{Dir + "/fedora/_tags/41/" + a.Hex() + ".oci-manifest", Dir + "/refs.map", Dir + "/fedora/_tags.json"}
+	for _, f := range legacy {
+		if err := layout.WriteFile(tree.Path(f), nil); err != nil {
+			t.Fatal(err)
+		}
 	}
-	want := []string{
-		"regmirror/v2/",
-		"regmirror/v2/_base.json",
-		"regmirror/v2/fedora/",
-		"regmirror/v2/fedora/_digests/",
-		"regmirror/v2/fedora/_digests/" + a.Hex() + "/",
-		"regmirror/v2/fedora/_digests/" + a.Hex() + "/" + a.Hex() + ".oci-manifest",
-		"regmirror/v2/fedora/_tags/",
-		"regmirror/v2/fedora/_tags.json",
-		"regmirror/v2/fedora/_tags/42/",
-		"regmirror/v2/fedora/_tags/42/" + a.Hex() + ".oci-manifest",
-		"regmirror/v2/fedora/toolbox/",
-		"regmirror/v2/fedora/toolbox/_digests/",
-		"regmirror/v2/fedora/toolbox/_digests/" + b.Hex() + "/",
-		"regmirror/v2/fedora/toolbox/_digests/" + b.Hex() + "/" + b.Hex() + ".oci-manifest",
-		"regmirror/v2/fedora/toolbox/_tags/",
-		"regmirror/v2/fedora/toolbox/_tags.json",
-		"regmirror/v2/fedora/toolbox/_tags/42/",
-		"regmirror/v2/fedora/toolbox/_tags/42/" + b.Hex() + ".oci-manifest",
-		"regmirror/v2/refs.map",
+	pub := publish(t, tree, m1)
+	wantShared := []string{
+		"./",
+		"fedora/",
+		"fedora/_digests/",
+		"fedora/_digests/" + a.Hex() + "/",
+		"fedora/_digests/" + a.Hex() + "/" + a.Hex() + ".oci-manifest",
+		"fedora/toolbox/",
+		"fedora/toolbox/_digests/",
+		"fedora/toolbox/_digests/" + b.Hex() + "/",
+		"fedora/toolbox/_digests/" + b.Hex() + "/" + b.Hex() + ".oci-manifest",
 	}
-	sort.Strings(want)
-	if got := listFiles(t, dir); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("files:\ngot  %q\nwant %q", got, want)
+	if got := listFiles(t, dir, Dir); strings.Join(got, "\n") != strings.Join(wantShared, "\n") {
+		t.Errorf("shared files:\ngot  %q\nwant %q", got, wantShared)
 	}
-	refs, err := os.ReadFile(tree.Path(Dir + "/refs.map"))
+	wantPub := []string{
+		"./",
+		"_base.json",
+		"fedora/",
+		"fedora/_tags/",
+		"fedora/_tags.json",
+		"fedora/_tags/42/",
+		"fedora/_tags/42/" + a.Hex() + ".oci-manifest",
+		"fedora/toolbox/",
+		"fedora/toolbox/_tags/",
+		"fedora/toolbox/_tags.json",
+		"fedora/toolbox/_tags/42/",
+		"fedora/toolbox/_tags/42/" + b.Hex() + ".oci-manifest",
+		"refs.map",
+	}
+	sort.Strings(wantPub)
+	if got := listFiles(t, dir, pub+"/"+PubDir); strings.Join(got, "\n") != strings.Join(wantPub, "\n") {
+		t.Errorf("publication's files:\ngot  %q\nwant %q", got, wantPub)
+	}
+	refs, err := os.ReadFile(tree.Path(LiveDir + "/refs.map"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,51 +130,56 @@ func TestWrite(t *testing.T) {
 		}
 	}
 
-	// The next generation moves fedora:42 and drops fedora/toolbox: stale files, empty
-	// directories and a killed run's temporary files go, unchanged files keep their mtime.
-	base := tree.Path(Dir + "/_base.json")
+	// The next generation moves fedora:42 and drops fedora/toolbox: the new publication has
+	// its tags; stale shared markers, empty directories and a killed run's temporary files
+	// go, unchanged markers keep their mtime; the previous publication is untouched.
+	marker := tree.Path(Dir + "/fedora/_digests/" + a.Hex() + "/" + a.Hex() + ".oci-manifest")
 	old := time.Unix(1_000_000_000, 0)
-	if err := os.Chtimes(base, old, old); err != nil {
+	if err := os.Chtimes(marker, old, old); err != nil {
 		t.Fatal(err)
 	}
-	for _, tmp := range []string{Dir + "/" + layout.TempPrefix + "refs.map-1", Dir + "/fedora/_tags/42/" + layout.TempPrefix + "x"} {
-		if err := os.WriteFile(tree.Path(tmp), nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.WriteFile(tree.Path(Dir+"/fedora/"+layout.TempPrefix+"x"), nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	c := digestOf("c")
-	m2 := testMeta(map[string]map[string]string{"fedora": {"42": "c"}})
-	if err := Write(tree, m2); err != nil {
-		t.Fatal(err)
+	m2 := testMeta(map[string]map[string]string{"fedora": {"42": "c", "41": "a"}})
+	m2.Generation = 2
+	pub2 := publish(t, tree, m2)
+	wantShared = []string{
+		"./",
+		"fedora/",
+		"fedora/_digests/",
+		"fedora/_digests/" + a.Hex() + "/",
+		"fedora/_digests/" + a.Hex() + "/" + a.Hex() + ".oci-manifest",
+		"fedora/_digests/" + c.Hex() + "/",
+		"fedora/_digests/" + c.Hex() + "/" + c.Hex() + ".oci-manifest",
 	}
-	want = []string{
-		"regmirror/v2/",
-		"regmirror/v2/_base.json",
-		"regmirror/v2/fedora/",
-		"regmirror/v2/fedora/_digests/",
-		"regmirror/v2/fedora/_digests/" + c.Hex() + "/",
-		"regmirror/v2/fedora/_digests/" + c.Hex() + "/" + c.Hex() + ".oci-manifest",
-		"regmirror/v2/fedora/_tags/",
-		"regmirror/v2/fedora/_tags.json",
-		"regmirror/v2/fedora/_tags/42/",
-		"regmirror/v2/fedora/_tags/42/" + c.Hex() + ".oci-manifest",
-		"regmirror/v2/refs.map",
+	sort.Strings(wantShared)
+	if got := listFiles(t, dir, Dir); strings.Join(got, "\n") != strings.Join(wantShared, "\n") {
+		t.Errorf("shared files after the second generation:\ngot  %q\nwant %q", got, wantShared)
 	}
-	sort.Strings(want)
-	if got := listFiles(t, dir); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("files after the second generation:\ngot  %q\nwant %q", got, want)
+	if got, err := os.ReadFile(tree.Path(LiveDir + "/fedora/_tags.json")); err != nil || string(got) != `{"name":"fedora","tags":["41","42"]}`+"\n" {
+		t.Errorf("live tag list: got %q, %v", got, err)
 	}
-	if fi, err := os.Stat(base); err != nil || !fi.ModTime().Equal(old) {
-		t.Errorf("unchanged _base.json was rewritten (mtime %v, err %v)", fi.ModTime(), err)
+	if _, err := os.Stat(tree.Path(LiveDir + "/fedora/_tags/42/" + c.Hex() + ".oci-manifest")); err != nil {
+		t.Errorf("live tag marker: %v", err)
+	}
+	if got := listFiles(t, dir, pub+"/"+PubDir); pub2 == pub || strings.Join(got, "\n") != strings.Join(wantPub, "\n") {
+		t.Errorf("previous publication changed:\ngot  %q\nwant %q", got, wantPub)
+	}
+	if fi, err := os.Stat(marker); err != nil || !fi.ModTime().Equal(old) {
+		t.Errorf("unchanged marker was rewritten (err %v)", err)
 	}
 }
 
 func TestFilesSkipsUnknownMediaTypes(t *testing.T) {
 	m := testMeta(map[string]map[string]string{"x": {"1": "a"}})
 	m.Manifests[digestOf("a")].MediaType = "application/vnd.example.weird+json"
-	for p := range Files(m) {
-		if strings.Contains(p, "_tags/") || strings.Contains(p, "_digests/") {
-			t.Errorf("got marker %s for a media type a mirror cannot name, want none", p)
+	for _, files := range []map[string][]byte{PubFiles(m), DigestFiles(m)} {
+		for p := range files {
+			if strings.Contains(p, "_tags/") || strings.Contains(p, "_digests/") {
+				t.Errorf("got marker %s for a media type a mirror cannot name, want none", p)
+			}
 		}
 	}
 }
@@ -152,8 +190,8 @@ func TestConfig(t *testing.T) {
 		wantErr            string
 		wantIn             []string
 	}{
-		{name: "nginx", server: "nginx", root: "/srv/mirror/containers/", wantIn: []string{"random_index on;", "alias /srv/mirror/containers/blobs/sha256/$rm_hex;", "application/vnd.oci.image.index.v1+json oci-index;", "Docker-Content-Digest sha256:$rm_hex"}},
-		{name: "apache", server: "apache", root: "/srv/mirror/containers", wantIn: []string{`RewriteMap regmirror "txt:/srv/mirror/containers/regmirror/v2/refs.map"`, "T=application/vnd.docker.distribution.manifest.v2+json", `<Directory "/srv/mirror/containers">`}},
+		{name: "nginx", server: "nginx", root: "/srv/mirror/containers/", wantIn: []string{"random_index on;", "alias /srv/mirror/containers/blobs/sha256/$rm_hex;", "alias /srv/mirror/containers/regmirror/live/v2/;", "alias /srv/mirror/containers/regmirror/live/v2/$rm_repo/_tags.json;", "application/vnd.oci.image.index.v1+json oci-index;", "Docker-Content-Digest sha256:$rm_hex"}},
+		{name: "apache", server: "apache", root: "/srv/mirror/containers", wantIn: []string{`RewriteMap regmirror "txt:/srv/mirror/containers/regmirror/live/v2/refs.map"`, "Options FollowSymLinks", "T=application/vnd.docker.distribution.manifest.v2+json", `<Directory "/srv/mirror/containers">`}},
 		{name: "relative root", server: "nginx", root: "srv/x", wantErr: "absolute"},
 		{name: "root with a space", server: "nginx", root: "/srv/my mirror", wantErr: "spaces"},
 		{name: "root with a brace", server: "apache", root: "/srv/x}", wantErr: "cannot go"},

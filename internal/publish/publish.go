@@ -1,0 +1,38 @@
+// Package publish is what generate and crawl run to publish a generation's metadata: one
+// sequence for both, so a crawl's publication carries exactly what a generate's does.
+package publish
+
+import (
+	"fmt"
+
+	"github.com/regmirror/regmirror/internal/filelist"
+	"github.com/regmirror/regmirror/internal/phase2"
+	"github.com/regmirror/regmirror/layout"
+)
+
+// Publish publishes meta in tree, whose lock the caller holds: the shared phase-2 digest
+// markers it needs, then a publication (layout.Tree.PublishWith: the stamp, index.json, the
+// phase-2 tag files and the quick-fedora-mirror file list, switched live in one rename), then
+// the removal of the digest markers it no longer needs. Everything meta references (blobs,
+// manifests) must already be in the tree.
+func Publish(tree *layout.Tree, meta *layout.Meta) (layout.Stamp, error) {
+	if err := phase2.Write(tree, meta); err != nil {
+		return layout.Stamp{}, fmt.Errorf("writing the phase-2 files: %w", err)
+	}
+	finish, err := filelist.Finish(tree, filelist.DefaultModule)
+	if err != nil {
+		return layout.Stamp{}, err
+	}
+	s, err := tree.PublishWith(meta, layout.Publication{
+		Files:     phase2.PubFiles(meta),
+		RootLinks: []string{filelist.Name(filelist.DefaultModule)},
+		Finish:    finish,
+	})
+	if err != nil {
+		return s, err
+	}
+	if err := phase2.Prune(tree, meta); err != nil {
+		return s, fmt.Errorf("generation %d published, but: %w", meta.Generation, err)
+	}
+	return s, nil
+}

@@ -1,0 +1,343 @@
+package layout
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Publications kept besides the live one: the newest PubKeep, and every one created within
+// PubKeepFor. A mirror syncing never needs an older one (deploy/mirror-sync pins the live one
+// it copies and starts over if the source pruned it), but a redirector or web server on the
+// source host may still be answering from the previous one for a moment.
+const (
+	PubKeep    = 4
+	PubKeepFor = time.Hour
+)
+
+// annotationRefName names a tag in index.json.
+const annotationRefName = "org.opencontainers.image.ref.name"
+
+const mtOCIIndex = "application/vnd.oci.image.index.v1+json"
+
+// Publication is what a publish puts into its publication directory besides the stamp and
+// index.json, which Publish writes itself.
+type Publication struct {
+	// Files are more files of the publication, by slash path relative to its directory
+	// (the phase-2 tag files, "v2/…"). Directories are created as needed.
+	Files map[string][]byte
+	// RootLinks are more names at the tree root that point at the same name in the live
+	// publication (the quick-fedora-mirror file list), like index.json.
+	RootLinks []string
+	// Finish, when not nil, is called last, before the publication is renamed into place,
+	// with the OS path of the publication's temporary directory and the publication's final
+	// name: it adds the files that describe the rest (the file list).
+	Finish func(tmpDir string, name string) error
+}
+
+// indexDescriptor is one entry of index.json.
+type indexDescriptor struct {
+	MediaType    string            `json:"mediaType"`
+	Digest       string            `json:"digest"`
+	Size         int64             `json:"size"`
+	ArtifactType string            `json:"artifactType,omitempty"`
+	Annotations  map[string]string `json:"annotations"`
+}
+
+// IndexJSON is the OCI layout index of m: one descriptor per tag, annotated with
+// "<repository>:<tag>", sorted by it. A tag whose manifest m lacks is left out (Verify
+// reports it).
+func IndexJSON(m *Meta) ([]byte, error) {
+	var descs []indexDescriptor
+	for name, repo := range m.Repositories {
+		for tag, d := range repo.Tags {
+			mf := m.Manifests[d]
+			if mf == nil {
+				continue
+			}
+			var at struct {
+				ArtifactType string `json:"artifactType"`
+			}
+			_ = json.Unmarshal(mf.Data, &at)
+			descs = append(descs, indexDescriptor{
+				MediaType:    mf.MediaType,
+				Digest:       d.String(),
+				Size:         int64(len(mf.Data)),
+				ArtifactType: at.ArtifactType,
+				Annotations:  map[string]string{annotationRefName: name + ":" + tag},
+			})
+		}
+	}
+	sort.Slice(descs, func(i, j int) bool {
+		return descs[i].Annotations[annotationRefName] < descs[j].Annotations[annotationRefName]
+	})
+	if descs == nil {
+		descs = []indexDescriptor{}
+	}
+	b, err := json.MarshalIndent(struct {
+		SchemaVersion int               `json:"schemaVersion"`
+		MediaType     string            `json:"mediaType"`
+		Manifests     []indexDescriptor `json:"manifests"`
+	}{2, mtOCIIndex, descs}, "", " ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Publish publishes m with nothing but the stamp and index.json in its publication: see
+// PublishWith.
+func (t *Tree) Publish(m *Meta) (Stamp, error) { return t.PublishWith(m, Publication{}) }
+
+// PublishWith is the publish sequence, the only one: it writes m as a metadata file, then a
+// new publication directory regmirror/pub/<name>/ (built under a temporary name: the stamp,
+// index.json, p.Files, then p.Finish's files; everything fsynced, then renamed into place),
+// then switches regmirror/live to it by renaming a new symbolic link over the old one: the
+// last write, and the one step in which everything a reader sees through live (the stamp,
+// index.json, tags, tag lists, the file list) changes together. Until that rename readers see
+// the previous publication. After it, a tree that still has a regular index.json or
+// regmirror/current (written before publications existed) gets its constant links, and
+// publications no longer needed are removed. The caller holds the tree's lock.
+func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
+	if err := t.removeStalePub(); err != nil {
+		return Stamp{}, err
+	}
+	m.Format = FormatVersion
+	raw, d, err := EncodeMeta(m)
+	if err != nil {
+		return Stamp{}, err
+	}
+	if err := WriteFile(t.Path(MetaPath(d)), raw); err != nil {
+		return Stamp{}, err
+	}
+	idx, err := IndexJSON(m)
+	if err != nil {
+		return Stamp{}, err
+	}
+	s := Stamp{Format: FormatVersion, Generation: m.Generation, Meta: metaRef(d), Created: time.Now().UTC()}
+	sb, err := json.Marshal(s)
+	if err != nil {
+		return Stamp{}, err
+	}
+	sb = append(sb, '\n')
+	sum := sha256.Sum256(sb)
+	name := fmt.Sprintf("%d-%s", m.Generation, hex.EncodeToString(sum[:8]))
+
+	files := map[string][]byte{PubStamp: sb, PubIndex: idx}
+	for rel, data := range p.Files {
+		if rel == PubStamp || rel == PubIndex || !fs.ValidPath(rel) || strings.HasPrefix(path.Base(rel), TempPrefix) {
+			return Stamp{}, fmt.Errorf("publishing: %q cannot be a publication's file", rel)
+		}
+		files[rel] = data
+	}
+	tmp := t.Path(PubDir + "/" + TempPrefix + name)
+	if err := writeTree(tmp, files); err != nil {
+		os.RemoveAll(tmp)
+		return Stamp{}, fmt.Errorf("publishing: %w", err)
+	}
+	if p.Finish != nil {
+		if err := p.Finish(tmp, name); err != nil {
+			os.RemoveAll(tmp)
+			return Stamp{}, fmt.Errorf("publishing: %w", err)
+		}
+		if err := SyncDir(tmp); err != nil {
+			os.RemoveAll(tmp)
+			return Stamp{}, fmt.Errorf("publishing: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, t.Path(PubPath(name))); err != nil {
+		os.RemoveAll(tmp)
+		return Stamp{}, fmt.Errorf("publishing: %w", err)
+	}
+	if err := SyncDir(t.Path(PubDir)); err != nil {
+		return Stamp{}, fmt.Errorf("publishing: %w", err)
+	}
+	if err := replaceSymlink(t.Path(LiveLink), LiveTarget(name)); err != nil {
+		return Stamp{}, fmt.Errorf("switching generation: %w", err)
+	}
+	// Constant links: in place from the first publication on; a tree written before
+	// publications existed gets them now, each replacing its regular file atomically.
+	links := map[string]string{IndexFile: RootLinkTarget(IndexFile), CurrentFile: CurrentLinkTarget}
+	for _, n := range p.RootLinks {
+		if strings.Contains(n, "/") || strings.HasPrefix(n, ".") {
+			return s, fmt.Errorf("publishing: %q cannot be a root link", n)
+		}
+		links[n] = RootLinkTarget(n)
+	}
+	for rel, target := range links {
+		if got, err := os.Readlink(t.Path(rel)); err == nil && got == target {
+			continue
+		}
+		if err := replaceSymlink(t.Path(rel), target); err != nil {
+			return s, fmt.Errorf("switching generation: %w", err)
+		}
+	}
+	t.prunePub(name)
+	return s, nil
+}
+
+// writeTree writes files below dir (which must not exist), fsyncing every file and directory.
+func writeTree(dir string, files map[string][]byte) error {
+	dirs := map[string]bool{dir: true}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for rel, data := range files {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		for d := filepath.Dir(p); !dirs[d]; d = filepath.Dir(d) {
+			dirs[d] = true
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(data)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", rel, err)
+		}
+	}
+	for d := range dirs {
+		if err := SyncDir(d); err != nil {
+			return err
+		}
+	}
+	return SyncDir(filepath.Dir(dir))
+}
+
+// replaceSymlink points the symbolic link at p to target: a new link under a temporary name,
+// renamed over whatever p is (a regular file or the old link), then the directory fsynced.
+func replaceSymlink(p, target string) error {
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(filepath.Dir(p), TempPrefix+filepath.Base(p)+"-"+hex.EncodeToString(rnd[:]))
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return SyncDir(filepath.Dir(p))
+}
+
+// removeStalePub removes what an interrupted publish left: temporary publication directories
+// and temporary links.
+func (t *Tree) removeStalePub() error {
+	for _, dir := range []string{"", MetaDir, PubDir} {
+		ents, err := os.ReadDir(t.Path(dir))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("cleaning temporary files: %w", err)
+		}
+		for _, e := range ents {
+			if !strings.HasPrefix(e.Name(), TempPrefix) || (dir != PubDir && e.Type()&fs.ModeSymlink == 0) {
+				continue
+			}
+			if err := os.RemoveAll(t.Path(path.Join(dir, e.Name()))); err != nil {
+				return fmt.Errorf("cleaning temporary files: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Publications lists the names of the tree's publication directories, newest first (by their
+// stamps' creation time; unreadable ones last).
+func (t *Tree) Publications() ([]string, error) {
+	ents, err := os.ReadDir(t.Path(PubDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing publications: %w", err)
+	}
+	type pub struct {
+		name    string
+		created time.Time
+	}
+	var pubs []pub
+	for _, e := range ents {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), TempPrefix) {
+			continue
+		}
+		var created time.Time
+		if b, err := os.ReadFile(t.Path(path.Join(PubPath(e.Name()), PubStamp))); err == nil {
+			if s, err := ParseStamp(b); err == nil {
+				created = s.Created
+			}
+		}
+		pubs = append(pubs, pub{e.Name(), created})
+	}
+	sort.SliceStable(pubs, func(i, j int) bool { return pubs[i].created.After(pubs[j].created) })
+	names := make([]string, len(pubs))
+	for i, p := range pubs {
+		names[i] = p.name
+	}
+	return names, nil
+}
+
+// prunePub removes the publications beyond the newest PubKeep besides live that are older
+// than PubKeepFor. Failures are left for the next publish.
+func (t *Tree) prunePub(live string) {
+	names, err := t.Publications()
+	if err != nil {
+		return
+	}
+	kept := 0
+	removed := false
+	for _, n := range names {
+		if n == live {
+			continue
+		}
+		if kept < PubKeep {
+			kept++
+			continue
+		}
+		b, err := os.ReadFile(t.Path(path.Join(PubPath(n), PubStamp)))
+		if err == nil {
+			if s, err := ParseStamp(b); err == nil && time.Since(s.Created) < PubKeepFor {
+				continue
+			}
+		}
+		if os.RemoveAll(t.Path(PubPath(n))) == nil {
+			removed = true
+		}
+	}
+	if removed {
+		_ = SyncDir(t.Path(PubDir))
+	}
+}
+
+// LivePublication is the name of the publication regmirror/live points at.
+func (t *Tree) LivePublication() (string, error) {
+	target, err := os.Readlink(t.Path(LiveLink))
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", LiveLink, err)
+	}
+	name, ok := strings.CutPrefix(target, "pub/")
+	if !ok || name == "" || strings.Contains(name, "/") {
+		return "", fmt.Errorf("%s points at %q, want pub/<name>", LiveLink, target)
+	}
+	return name, nil
+}
