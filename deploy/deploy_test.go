@@ -15,6 +15,7 @@ import (
 
 	"github.com/regmirror/regmirror/internal/mirrors"
 	"github.com/regmirror/regmirror/internal/peers"
+	"github.com/regmirror/regmirror/internal/publish"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -46,7 +47,21 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) (s
 	return stdout.String(), stderr.String()
 }
 
-const installedBinary = "/usr/local/bin/regmirror"
+const (
+	installedBinary = "/usr/local/bin/regmirror"
+	// installedSync is where the Ansible role installs mirror-sync and the sync unit runs it.
+	installedSync = "/usr/local/lib/regmirror/mirror-sync"
+)
+
+// syncScript is the absolute path of deploy/mirror-sync.
+func syncScript(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs("mirror-sync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 // units copies the units into a temporary directory with the binary path pointing at a
 // regmirror built from this checkout (verify checks that ExecStart's program exists).
@@ -67,6 +82,7 @@ func units(t *testing.T) (dir string, names []string) {
 			t.Fatal(err)
 		}
 		name := filepath.Base(f)
+		b = bytes.ReplaceAll(b, []byte(installedSync), []byte(syncScript(t)))
 		if err := os.WriteFile(filepath.Join(dir, name), bytes.ReplaceAll(b, []byte(installedBinary), []byte(bin)), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -204,13 +220,23 @@ func TestGenerateEnvTemplate(t *testing.T) {
 	}
 }
 
-// TestSyncUnitCommands runs regmirror-sync.service's ExecStart lines (the two-phase rsync of
-// the metadata) against a local tree: the copy loads as the same generation and holds no blob.
+// TestSyncUnitCommands runs regmirror-sync.service's ExecStart line (deploy/mirror-sync
+// --meta-only, installed where the Ansible role puts it) against a local tree: the copy loads
+// as the same generation and holds no blob.
 func TestSyncUnitCommands(t *testing.T) {
 	need(t, "rsync", "rsync")
 	unit, err := os.ReadFile("systemd/regmirror-sync.service")
 	if err != nil {
 		t.Fatal(err)
+	}
+	defaults, err := os.ReadFile("ansible/roles/regmirror_common/defaults/main.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"regmirror_sync_script: \"{{ playbook_dir }}/../mirror-sync\"", "regmirror_sync_script_path: " + installedSync} {
+		if !strings.Contains(string(defaults), want+"\n") {
+			t.Errorf("the Ansible role does not install the script the unit runs: its defaults lack %q", want)
+		}
 	}
 	src, dst := t.TempDir(), t.TempDir()
 	tree := layout.NewTree(src)
@@ -222,14 +248,14 @@ func TestSyncUnitCommands(t *testing.T) {
 	for gen := uint64(1); gen <= 2; gen++ {
 		m := layout.NewMeta(gen)
 		m.Blobs[d] = &layout.Blob{Size: int64(len(data)), Since: 1}
-		if _, err := tree.Publish(m); err != nil {
+		if _, err := publish.Publish(tree, m); err != nil {
 			t.Fatal(err)
 		}
 		// A writer's unfinished file is never copied.
 		if err := os.WriteFile(tree.Path(layout.MetaDir+"/"+layout.TempPrefix+"x"), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		vars := map[string]string{"${REGMIRROR_SYNC_SOURCE}": src, "${REGMIRROR_TREE}": dst}
+		vars := map[string]string{"${REGMIRROR_SYNC_SOURCE}": src, "${REGMIRROR_TREE}": dst, installedSync: syncScript(t)}
 		n := 0
 		for line := range strings.SplitSeq(string(unit), "\n") {
 			cmd, ok := strings.CutPrefix(line, "ExecStart=")
@@ -246,8 +272,8 @@ func TestSyncUnitCommands(t *testing.T) {
 			}
 			run(t, "", nil, args[0], args[1:]...)
 		}
-		if n != 2 {
-			t.Fatalf("regmirror-sync.service: got %d ExecStart lines, want 2 (the two phases)", n)
+		if n != 1 {
+			t.Fatalf("regmirror-sync.service: got %d ExecStart lines, want 1 (mirror-sync --meta-only)", n)
 		}
 		m, _, err := layout.NewTree(dst).Load()
 		if err != nil {

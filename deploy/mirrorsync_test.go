@@ -1,0 +1,348 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regmirror/regmirror/internal/phase2"
+	"github.com/regmirror/regmirror/internal/publish"
+	"github.com/regmirror/regmirror/layout"
+)
+
+// source is a tree that publishes generations of one repository, "app", whose tags name
+// small manifests.
+type source struct {
+	tree *layout.Tree
+	gen  uint64
+}
+
+func newSource(t *testing.T) *source { return &source{tree: layout.NewTree(t.TempDir())} }
+
+// publish publishes the next generation with tags (tag → a word the manifest holds).
+func (s *source) publish(t *testing.T, tags map[string]string) {
+	t.Helper()
+	s.gen++
+	m := layout.NewMeta(s.gen)
+	repo := &layout.Repository{Tags: map[string]layout.Digest{}}
+	for tag, word := range tags {
+		data := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","word":"` + word + `"}`)
+		sum := sha256.Sum256(data)
+		d := layout.MustDigest("sha256:" + hex.EncodeToString(sum[:]))
+		if _, err := os.Stat(s.tree.Path(layout.BlobPath(d))); err != nil {
+			if err := layout.WriteFile(s.tree.Path(layout.BlobPath(d)), data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		repo.Tags[tag] = d
+		if _, ok := m.Manifests[d]; !ok {
+			repo.Manifests = append(repo.Manifests, d)
+		}
+		m.Manifests[d] = &layout.Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Data: data}
+		m.Blobs[d] = &layout.Blob{Size: int64(len(data)), Since: s.gen}
+	}
+	sort.Slice(repo.Manifests, func(i, j int) bool { return repo.Manifests[i].String() < repo.Manifests[j].String() })
+	m.Repositories["app"] = repo
+	if err := layout.WriteFile(s.tree.Path(layout.OCILayoutFile), []byte(layout.OCILayoutContent)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := publish.Publish(s.tree, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// live is the source's live publication's directory.
+func (s *source) live(t *testing.T) string {
+	t.Helper()
+	name, err := s.tree.LivePublication()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.tree.Path(layout.PubPath(name))
+}
+
+// view is what a reader of a tree sees through its links: the generation, index.json, the
+// file list and, for each tag, its phase-2 marker, and the tag list.
+func view(t *testing.T, dir string) string {
+	t.Helper()
+	tree := layout.NewTree(dir)
+	m, _, err := tree.Load()
+	if err != nil {
+		t.Fatalf("%s does not load: %v", dir, err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "generation %d\n", m.Generation)
+	for _, f := range []string{layout.IndexFile, "fullfiletimelist-containers", phase2.LiveDir + "/app/" + phase2.TagListFile, phase2.LiveDir + "/" + phase2.RefsMapFile} {
+		data, err := os.ReadFile(tree.Path(f))
+		if err != nil {
+			t.Fatalf("%s: %v", dir, err)
+		}
+		fmt.Fprintf(&b, "%s %x\n", f, sha256.Sum256(data))
+	}
+	tags, _ := filepath.Glob(tree.Path(phase2.LiveDir + "/app/_tags/*/*"))
+	for _, p := range tags {
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(&b, "%s\n", rel)
+	}
+	return b.String()
+}
+
+// listing is every file and link below dir (temporary names aside), with links' targets and
+// files' contents hashed.
+func listing(t *testing.T, dir string) string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if strings.HasPrefix(d.Name(), layout.TempPrefix) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			out = append(out, rel+" -> "+target)
+		case d.Type().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			out = append(out, fmt.Sprintf("%s %x", rel, sha256.Sum256(data)))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(out, "\n")
+}
+
+// mirrorSync runs deploy/mirror-sync with env added and returns its standard error.
+func mirrorSync(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	need(t, "rsync", "rsync")
+	_, stderr := run(t, "", env, syncScript(t), args...)
+	return stderr
+}
+
+func phase(n int) []string { return []string{fmt.Sprintf("REGMIRROR_SYNC_PHASE=%d", n)} }
+
+// TestMirrorSyncPhases: after phase 1 a mirror reads exactly as the old generation (tags
+// moved, added and deleted at the source included) while holding the new one's files; after
+// phase 2 it reads as the new one and equals the source.
+func TestMirrorSyncPhases(t *testing.T) {
+	src := newSource(t)
+	dst := filepath.Join(t.TempDir(), "containers")
+	src.publish(t, map[string]string{"latest": "one", "stable": "one", "old": "two"})
+	mirrorSync(t, nil, src.tree.Dir(), dst)
+	if got, want := listing(t, dst), listing(t, src.tree.Dir()); got != want {
+		t.Fatalf("after a whole sync:\ngot\n%s\nwant\n%s", got, want)
+	}
+	oldView := view(t, dst)
+
+	src.publish(t, map[string]string{"latest": "three", "stable": "one", "new": "three"})
+	mirrorSync(t, phase(1), src.tree.Dir(), dst)
+	if got := view(t, dst); got != oldView {
+		t.Errorf("after phase 1:\ngot\n%s\nwant the old generation's\n%s", got, oldView)
+	}
+	if _, err := os.Stat(filepath.Join(dst, strings.TrimPrefix(src.live(t), src.tree.Dir()), layout.PubStamp)); err != nil {
+		t.Errorf("after phase 1 the new publication is not there: %v", err)
+	}
+	mirrorSync(t, phase(2), src.tree.Dir(), dst)
+	if got, want := view(t, dst), view(t, src.tree.Dir()); got != want {
+		t.Errorf("after phase 2:\ngot\n%s\nwant the new generation's\n%s", got, want)
+	}
+	if got, want := listing(t, dst), listing(t, src.tree.Dir()); got != want {
+		t.Errorf("after phase 2 the mirror differs from the source:\ngot\n%s\nwant\n%s", got, want)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dst, layout.MetaDir)); len(ents) > 0 {
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), layout.TempPrefix) {
+				t.Errorf("left behind: %s", e.Name())
+			}
+		}
+	}
+}
+
+// TestMirrorSyncSourcePublishesBetweenPhases: the source publishes twice more between the
+// phases, with a new blob, and prunes the publication phase 1 brought: phase 2 switches to
+// the newest, whole (its blob and metadata there), and deletes the rest.
+func TestMirrorSyncSourcePublishesBetweenPhases(t *testing.T) {
+	src := newSource(t)
+	dst := filepath.Join(t.TempDir(), "containers")
+	src.publish(t, map[string]string{"latest": "one"})
+	mirrorSync(t, nil, src.tree.Dir(), dst)
+	src.publish(t, map[string]string{"latest": "two"})
+	mirrorSync(t, phase(1), src.tree.Dir(), dst)
+	second := src.live(t)
+	src.publish(t, map[string]string{"latest": "three"})
+	src.publish(t, map[string]string{"latest": "four", "extra": "five"})
+	if err := os.RemoveAll(second); err != nil {
+		t.Fatal(err)
+	}
+	mirrorSync(t, phase(2), src.tree.Dir(), dst)
+	if got, want := view(t, dst), view(t, src.tree.Dir()); got != want {
+		t.Errorf("after phase 2:\ngot\n%s\nwant the newest generation's\n%s", got, want)
+	}
+	if err := layout.NewTree(dst).Verify(context.Background()); err != nil {
+		t.Errorf("the mirror is not whole: %v", err)
+	}
+	if got, want := listing(t, dst), listing(t, src.tree.Dir()); got != want {
+		t.Errorf("after phase 2 the mirror differs from the source:\ngot\n%s\nwant\n%s", got, want)
+	}
+}
+
+// helperPublishEnv makes the test binary, run as TestMirrorSyncHelperPublish, publish the
+// next generation of the source tree it names and remove the publication that was live: a
+// source publishing (and pruning) while phase 2 runs.
+const helperPublishEnv = "REGMIRROR_TEST_PUBLISH_TREE"
+
+func TestMirrorSyncHelperPublish(t *testing.T) {
+	dir := os.Getenv(helperPublishEnv)
+	if dir == "" {
+		return // only a helper process for TestMirrorSyncSourcePublishesDuringPhase2
+	}
+	tree := layout.NewTree(dir)
+	m, _, err := tree.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := tree.LivePublication()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &source{tree: tree, gen: m.Generation}
+	s.publish(t, map[string]string{"latest": fmt.Sprintf("published during phase 2 %d", m.Generation)})
+	if err := os.RemoveAll(tree.Path(layout.PubPath(old))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMirrorSyncSourcePublishesDuringPhase2: the source publishes and prunes the publication
+// phase 2 pinned, right after phase 2 pinned it: phase 2 starts over and switches to the
+// new one, never to a publication it does not hold whole.
+func TestMirrorSyncSourcePublishesDuringPhase2(t *testing.T) {
+	rsync := need(t, "rsync", "rsync")
+	src := newSource(t)
+	dst := filepath.Join(t.TempDir(), "containers")
+	src.publish(t, map[string]string{"latest": "one"})
+	mirrorSync(t, nil, src.tree.Dir(), dst)
+	src.publish(t, map[string]string{"latest": "two"})
+
+	// An rsync that runs the publishing helper before its second run: phase 2's first rsync
+	// pins the live publication, the second is phase 1 again.
+	bin := t.TempDir()
+	count := filepath.Join(bin, "count")
+	wrapper := fmt.Sprintf(`#!/bin/sh
+n=$(cat %[1]s 2>/dev/null || echo 0); n=$((n+1)); echo $n > %[1]s
+if [ "$n" = 2 ]; then %[2]s=%[3]s %[4]s -test.run='^TestMirrorSyncHelperPublish$' >&2 || exit 99; fi
+exec %[5]s "$@"
+`, count, helperPublishEnv, src.tree.Dir(), os.Args[0], rsync)
+	if err := os.WriteFile(filepath.Join(bin, "rsync"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stderr := mirrorSync(t, append(phase(2), "PATH="+bin+":"+os.Getenv("PATH")), src.tree.Dir(), dst)
+	if !strings.Contains(stderr, "starting phase 2 over") {
+		t.Errorf("phase 2 did not start over after its pinned publication vanished; stderr:\n%s", stderr)
+	}
+	m, _, err := src.tree.Load()
+	if err != nil || m.Generation != 3 {
+		t.Fatalf("the helper did not publish generation 3: %v", err)
+	}
+	if got, want := view(t, dst), view(t, src.tree.Dir()); got != want {
+		t.Errorf("after phase 2:\ngot\n%s\nwant the newest generation's\n%s", got, want)
+	}
+	if got, want := listing(t, dst), listing(t, src.tree.Dir()); got != want {
+		t.Errorf("after phase 2 the mirror differs from the source:\ngot\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestMirrorSyncMigrates: a mirror holding a copy made before publications existed (regular
+// index.json and regmirror/current, no live link) keeps reading as its generation after
+// phase 1 and gets the links in phase 2.
+func TestMirrorSyncMigrates(t *testing.T) {
+	src := newSource(t)
+	dst := filepath.Join(t.TempDir(), "containers")
+	src.publish(t, map[string]string{"latest": "one"})
+	mirrorSync(t, nil, src.tree.Dir(), dst)
+	// Make the copy an old one: the links' contents as regular files, no publications.
+	for _, f := range []string{layout.IndexFile, layout.CurrentFile, "fullfiletimelist-containers"} {
+		p := filepath.Join(dst, filepath.FromSlash(f))
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldIndex, _ := os.ReadFile(filepath.Join(dst, layout.IndexFile))
+	for _, p := range []string{layout.LiveLink, layout.PubDir} {
+		if err := os.RemoveAll(filepath.Join(dst, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.publish(t, map[string]string{"latest": "two"})
+	mirrorSync(t, phase(1), src.tree.Dir(), dst)
+	m, _, err := layout.NewTree(dst).Load()
+	if err != nil || m.Generation != 1 {
+		t.Fatalf("after phase 1 the old copy does not read as generation 1: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dst, layout.IndexFile)); !bytes.Equal(got, oldIndex) {
+		t.Errorf("phase 1 changed index.json")
+	}
+	mirrorSync(t, phase(2), src.tree.Dir(), dst)
+	if got, want := listing(t, dst), listing(t, src.tree.Dir()); got != want {
+		t.Errorf("after phase 2 the mirror differs from the source:\ngot\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestMirrorSyncErrors: wrong uses fail with one line saying what is wrong.
+func TestMirrorSyncErrors(t *testing.T) {
+	need(t, "rsync", "rsync")
+	old := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(old, layout.MetaDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"no arguments", nil, nil, "usage: mirror-sync"},
+		{"unknown option", nil, []string{"--subset", "a", "b"}, "unknown option --subset"},
+		{"bad phase", []string{"REGMIRROR_SYNC_PHASE=3"}, []string{old, t.TempDir()}, "want 1, 2"},
+		{"source without publications", nil, []string{old, t.TempDir()}, "regmirror/live"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, syncScript(t), c.args...)
+			cmd.Env = append(os.Environ(), c.env...)
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), c.want) {
+				t.Errorf("got %v, output %q; want a failure mentioning %q", err, out, c.want)
+			}
+		})
+	}
+}
