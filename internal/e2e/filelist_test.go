@@ -16,16 +16,6 @@ import (
 	"github.com/regmirror/regmirror/layout"
 )
 
-// publishExtras writes what the generator is to write itself once wired: the phase-2 files
-// (here after generate; the generator writes them before the stamp) and the file list.
-func publishExtras(t *testing.T, dir string) {
-	t.Helper()
-	meta := writePhase2(t, dir)
-	if err := filelist.Write(layout.NewTree(dir), meta, filelist.DefaultModule); err != nil {
-		t.Fatal(err)
-	}
-}
-
 type listed struct {
 	time int64
 	typ  string
@@ -120,7 +110,6 @@ func TestQuickFedoraMirrorSync(t *testing.T) {
 	reg.Push(t, demo(t))
 	tree := t.TempDir()
 	generate(t, reg.URL, tree)
-	publishExtras(t, tree)
 	mirror := filepath.Join(t.TempDir(), "containers")
 	if err := os.MkdirAll(mirror, 0o755); err != nil {
 		t.Fatal(err)
@@ -135,7 +124,6 @@ func TestQuickFedoraMirrorSync(t *testing.T) {
 	reg.Push(t, extraRefs(t))
 	reg.DeleteTag(t, "fedora/minimal", "42")
 	generate(t, reg.URL, tree)
-	publishExtras(t, tree)
 	second := qfmSync(t, tree, mirror, last)
 	compareTrees(t, tree, mirror)
 

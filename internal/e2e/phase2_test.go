@@ -13,20 +13,14 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/regmirror/regmirror/internal/peers"
-	"github.com/regmirror/regmirror/internal/phase2"
 	"github.com/regmirror/regmirror/layout"
 )
 
-// writePhase2 adds the phase-2 files to a generated tree (until the generator calls
-// phase2.Write itself).
-func writePhase2(t *testing.T, dir string) *layout.Meta {
+// loadMeta loads the tree's current generation.
+func loadMeta(t *testing.T, dir string) *layout.Meta {
 	t.Helper()
-	tree := layout.NewTree(dir)
-	meta, _, err := tree.Load()
+	meta, _, err := layout.NewTree(dir).Load()
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := phase2.Write(tree, meta); err != nil {
 		t.Fatal(err)
 	}
 	return meta
@@ -67,7 +61,7 @@ func TestPhase2Mirrors(t *testing.T) {
 	w := wantOf(t, refs)
 	tree := t.TempDir()
 	generate(t, reg.URL, tree)
-	meta := writePhase2(t, tree)
+	meta := loadMeta(t, tree)
 	mirror := filepath.Join(t.TempDir(), "containers")
 	peers.SyncMirror(t, tree, mirror)
 
@@ -184,7 +178,6 @@ func TestPhase2Mirrors(t *testing.T) {
 	t.Run("deleted tag", func(t *testing.T) {
 		reg.DeleteTag(t, "fedora/minimal", "42")
 		generate(t, reg.URL, tree)
-		writePhase2(t, tree)
 		peers.SyncMirror(t, tree, mirror)
 		for _, s := range servers {
 			if got := fetch(t, http.MethodGet, strings.TrimSuffix(s.url, "/")+"/v2/fedora/minimal/manifests/42"); got.status != 404 {

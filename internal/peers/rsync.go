@@ -1,55 +1,68 @@
 package peers
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/regmirror/regmirror/layout"
 )
 
-// SyncMirror copies the tree to a mirror directory the way the documentation tells mirror
-// admins to, so that a client or crawler looking at the mirror at any moment sees one whole
-// generation (the old or the new), never a stamp or index.json that names a missing file:
-//
-//	# 1. new blobs and metadata files; the switch files stay old; nothing deleted
-//	rsync -a --exclude='.tmp-*' --exclude=/index.json --exclude=/regmirror/current \
-//	    SOURCE/ /srv/mirror/containers/
-//	# 2. index.json and regmirror/current (renamed into place together at the end),
-//	#    then deletions, last
-//	rsync -a --modify-window=-1 --delay-updates --delete-after --exclude='.tmp-*' \
-//	    SOURCE/ /srv/mirror/containers/
-//
-// SOURCE is the tree (or an rsync:// module serving it). Content addressing makes every blob
-// and metadata file immutable, so phase 1 only adds files. Phase 1 takes everything but the
-// two switch files, not just blobs/: with --delay-updates rsync renames the delayed files in
-// file-list order, and "regmirror/current" sorts before "regmirror/meta/…", so a phase 2 that
-// brought a new metadata file and the stamp together would, for a moment, publish a stamp
-// naming a metadata file not yet in place. --modify-window=-1 (rsync >= 3.1.3) compares
-// modification times to the nanosecond: by default rsync's quick check compares whole
-// seconds and sizes, and a stamp rewritten within the same second as the copy the mirror
-// holds (a crawl right after a generate, two quick generations) usually has the same size,
-// so the mirror would keep the old stamp. Files starting with .tmp- are the generator's
-// unfinished writes and are never copied (nor deleted on the mirror, being excluded).
-func SyncMirror(t testing.TB, tree, dst string) {
+// MirrorSyncScript is the path of deploy/mirror-sync, the script mirror admins and the
+// redirector hosts' regmirror-sync.service run (docs/mirror-admins.md).
+func MirrorSyncScript(t testing.TB) string {
 	t.Helper()
-	rsync := Require(t, "rsync")
-	if err := os.MkdirAll(dst, 0o755); err != nil {
+	Require(t, "rsync")
+	root, err := ModuleRoot()
+	if err != nil {
 		t.Fatal(err)
 	}
-	src := strings.TrimRight(tree, "/") + "/"
-	dst = strings.TrimRight(dst, "/") + "/"
-	for _, args := range SyncMirrorPhases(src, dst) {
-		Run(t, 10*time.Minute, rsync, args...)
-	}
+	return filepath.Join(root, "deploy", "mirror-sync")
 }
 
-// SyncMirrorPhases returns the arguments of the two rsync runs of SyncMirror, for src and dst
-// ending in "/".
-func SyncMirrorPhases(src, dst string) [][]string {
-	return [][]string{
-		{"-a", "--exclude=" + layout.TempPrefix + "*", "--exclude=/" + layout.IndexFile, "--exclude=/" + layout.CurrentFile, src, dst},
-		{"-a", "--modify-window=-1", "--delay-updates", "--delete-after", "--exclude=" + layout.TempPrefix + "*", src, dst},
+// SyncMirror copies the tree to a mirror directory with deploy/mirror-sync, the way the
+// documentation tells mirror admins to: phase 1 adds the new files and changes nothing a
+// reader sees, phase 2 switches the mirror's regmirror/live to the tree's live publication in
+// one rename and deletes last, so a client or crawler looking at the mirror at any moment sees
+// one whole generation, the old or the new.
+func SyncMirror(t testing.TB, tree, dst string) {
+	t.Helper()
+	SyncMirrorPhase(t, tree, dst, 0)
+}
+
+// SyncMirrorPhase runs one phase of deploy/mirror-sync (1 or 2; 0 runs both), so a test can
+// look at the mirror between them. It returns the script's standard error (rsync's warnings).
+func SyncMirrorPhase(t testing.TB, tree, dst string, phase int, args ...string) string {
+	t.Helper()
+	stderr, err := MirrorSync(MirrorSyncScript(t), tree, dst, phase, args...)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return stderr
+}
+
+// MirrorSync runs deploy/mirror-sync at script with args, SOURCE tree and DEST dst, phase 1
+// or 2 only (0: both), and returns its standard error. For goroutines, which cannot fail a
+// test.
+func MirrorSync(script, tree, dst string, phase int, args ...string) (string, error) {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, script, append(args, tree, dst)...)
+	cmd.Env = os.Environ()
+	if phase != 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("REGMIRROR_SYNC_PHASE=%d", phase))
+	}
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return stderr.String(), fmt.Errorf("mirror-sync %s (phase %d): %v\n%s%s", strings.Join(cmd.Args[1:], " "), phase, err, lastBytes(out.String(), 2000), lastBytes(stderr.String(), 4000))
+	}
+	return stderr.String(), nil
 }
