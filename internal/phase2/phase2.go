@@ -159,10 +159,14 @@ func DigestFiles(meta *layout.Meta) map[string][]byte {
 	return files
 }
 
-// Write adds the shared digest markers meta needs that the tree lacks. Call it after the
-// manifests are in blobs/ and before publishing meta; call Prune after.
+// Write brings the shared digest markers in line with meta: it adds those the tree lacks and
+// removes what meta no longer needs under Dir (digest markers of manifests it lacks, the tag
+// files trees kept there before publications existed, temporary files, directories left
+// empty). Call it after the manifests are in blobs/ and before publishing meta, so the
+// publication's file list describes Dir as it is.
 func Write(tree *layout.Tree, meta *layout.Meta) error {
-	for rel, data := range DigestFiles(meta) {
+	want := DigestFiles(meta)
+	for rel, data := range want {
 		p := tree.Path(rel)
 		if _, err := os.Lstat(p); err == nil {
 			continue
@@ -171,14 +175,7 @@ func Write(tree *layout.Tree, meta *layout.Meta) error {
 			return fmt.Errorf("writing phase-2 file: %w", err)
 		}
 	}
-	return nil
-}
-
-// Prune removes what the published meta no longer needs under Dir: digest markers of
-// manifests it lacks, the tag files trees kept there before publications existed, temporary
-// files, and the directories left empty. Call it after publishing meta.
-func Prune(tree *layout.Tree, meta *layout.Meta) error {
-	return prune(tree, DigestFiles(meta))
+	return prune(tree, want)
 }
 
 // prune removes files under Dir that are not in want, then the directories left empty.

@@ -64,9 +64,6 @@ func publish(t *testing.T, tree *layout.Tree, m *layout.Meta) string {
 	if _, err := tree.PublishWith(m, layout.Publication{Files: PubFiles(m)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := Prune(tree, m); err != nil {
-		t.Fatal(err)
-	}
 	live, err := tree.LivePublication()
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +76,7 @@ func TestWrite(t *testing.T) {
 	tree := layout.NewTree(dir)
 	a, b := digestOf("a"), digestOf("b")
 	m1 := testMeta(map[string]map[string]string{"fedora": {"42": "a"}, "fedora/toolbox": {"42": "b"}})
-	// What a tree published before publications existed kept in Dir: Prune removes it.
+	// What a tree published before publications existed kept in Dir: Write removes it.
 	legacy := []string{Dir + "/fedora/_tags/41/" + a.Hex() + ".oci-manifest", Dir + "/refs.map", Dir + "/fedora/_tags.json"}
 	for _, f := range legacy {
 		if err := layout.WriteFile(tree.Path(f), nil); err != nil {

@@ -11,10 +11,9 @@ import (
 )
 
 // Publish publishes meta in tree, whose lock the caller holds: the shared phase-2 digest
-// markers it needs, then a publication (layout.Tree.PublishWith: the stamp, index.json, the
-// phase-2 tag files and the quick-fedora-mirror file list, switched live in one rename), then
-// the removal of the digest markers it no longer needs. Everything meta references (blobs,
-// manifests) must already be in the tree.
+// markers brought in line with it, then a publication (layout.Tree.PublishWith: the stamp,
+// index.json, the phase-2 tag files and the quick-fedora-mirror file list, switched live in
+// one rename). Everything meta references (blobs, manifests) must already be in the tree.
 func Publish(tree *layout.Tree, meta *layout.Meta) (layout.Stamp, error) {
 	if err := phase2.Write(tree, meta); err != nil {
 		return layout.Stamp{}, fmt.Errorf("writing the phase-2 files: %w", err)
@@ -23,16 +22,9 @@ func Publish(tree *layout.Tree, meta *layout.Meta) (layout.Stamp, error) {
 	if err != nil {
 		return layout.Stamp{}, err
 	}
-	s, err := tree.PublishWith(meta, layout.Publication{
+	return tree.PublishWith(meta, layout.Publication{
 		Files:     phase2.PubFiles(meta),
 		RootLinks: []string{filelist.Name(filelist.DefaultModule)},
 		Finish:    finish,
 	})
-	if err != nil {
-		return s, err
-	}
-	if err := phase2.Prune(tree, meta); err != nil {
-		return s, fmt.Errorf("generation %d published, but: %w", meta.Generation, err)
-	}
-	return s, nil
 }
