@@ -109,6 +109,13 @@ func (t *Tree) Publish(m *Meta) (Stamp, error) { return t.PublishWith(m, Publica
 // regmirror/current (written before publications existed) gets its constant links, and
 // publications no longer needed are removed. The caller holds the tree's lock.
 func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
+	links := map[string]string{IndexFile: RootLinkTarget(IndexFile), CurrentFile: CurrentLinkTarget}
+	for _, n := range p.RootLinks {
+		if n == "" || strings.Contains(n, "/") || strings.HasPrefix(n, ".") {
+			return Stamp{}, fmt.Errorf("publishing: %q cannot be a root link", n)
+		}
+		links[n] = RootLinkTarget(n)
+	}
 	if err := t.removeStalePub(); err != nil {
 		return Stamp{}, err
 	}
@@ -167,13 +174,6 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	}
 	// Constant links: in place from the first publication on; a tree written before
 	// publications existed gets them now, each replacing its regular file atomically.
-	links := map[string]string{IndexFile: RootLinkTarget(IndexFile), CurrentFile: CurrentLinkTarget}
-	for _, n := range p.RootLinks {
-		if strings.Contains(n, "/") || strings.HasPrefix(n, ".") {
-			return s, fmt.Errorf("publishing: %q cannot be a root link", n)
-		}
-		links[n] = RootLinkTarget(n)
-	}
 	for rel, target := range links {
 		if got, err := os.Readlink(t.Path(rel)); err == nil && got == target {
 			continue

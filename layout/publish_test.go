@@ -1,0 +1,189 @@
+package layout
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPublishWith: a publication holds the stamp, index.json and the given files; live points
+// at it; the constant links read through it; the previous publication is untouched.
+func TestPublishWith(t *testing.T) {
+	tree := NewTree(t.TempDir())
+	d := MustDigest("sha256:" + strings.Repeat("ab", 32))
+	m := NewMeta(1)
+	m.Repositories["fedora"] = &Repository{Tags: map[string]Digest{"42": d}, Manifests: []Digest{d}}
+	m.Manifests[d] = &Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Data: []byte(`{"schemaVersion":2}`)}
+	var finished string
+	s1, err := tree.PublishWith(m, Publication{
+		Files:     map[string][]byte{"v2/fedora/_tags.json": []byte("one")},
+		RootLinks: []string{"list"},
+		Finish: func(dir, name string) error {
+			finished = name
+			return os.WriteFile(filepath.Join(dir, "list"), []byte("list one"), 0o644)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := tree.LivePublication()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if finished != first {
+		t.Errorf("Finish got name %q, the publication is %q", finished, first)
+	}
+	links := []struct{ path, target string }{
+		{LiveLink, "pub/" + first},
+		{IndexFile, "regmirror/live/index.json"},
+		{CurrentFile, "live/current"},
+		{"list", "regmirror/live/list"},
+	}
+	for _, l := range links {
+		if got, err := os.Readlink(tree.Path(l.path)); err != nil || got != l.target {
+			t.Errorf("%s: got link to %q (%v), want %q", l.path, got, err, l.target)
+		}
+	}
+	reads := []struct{ path, want string }{
+		{LiveLink + "/v2/fedora/_tags.json", "one"},
+		{"list", "list one"},
+	}
+	for _, r := range reads {
+		if got, err := os.ReadFile(tree.Path(r.path)); err != nil || string(got) != r.want {
+			t.Errorf("%s: got %q (%v), want %q", r.path, got, err, r.want)
+		}
+	}
+	var idx struct {
+		Manifests []struct {
+			Digest      string            `json:"digest"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"manifests"`
+	}
+	if b, err := os.ReadFile(tree.Path(IndexFile)); err != nil || json.Unmarshal(b, &idx) != nil || len(idx.Manifests) != 1 || idx.Manifests[0].Digest != d.String() || idx.Manifests[0].Annotations[annotationRefName] != "fedora:42" {
+		t.Errorf("index.json through its link: got %+v (%v)", idx, err)
+	}
+	if _, s, err := tree.Load(); err != nil || s != s1 {
+		t.Errorf("Load: got %+v, %v; want %+v", s, err, s1)
+	}
+
+	m2 := NewMeta(2)
+	s2, err := tree.PublishWith(m2, Publication{Files: map[string][]byte{"v2/fedora/_tags.json": []byte("two")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, s, err := tree.Load(); err != nil || s != s2 {
+		t.Errorf("Load after the second publish: got %+v, %v; want %+v", s, err, s2)
+	}
+	if got, _ := os.ReadFile(tree.Path(LiveLink + "/v2/fedora/_tags.json")); string(got) != "two" {
+		t.Errorf("live tag list: got %q, want two", got)
+	}
+	if got, _ := os.ReadFile(tree.Path(PubPath(first) + "/v2/fedora/_tags.json")); string(got) != "one" {
+		t.Errorf("previous publication's tag list: got %q, want it untouched", got)
+	}
+}
+
+// TestPublishMigrates: a tree written before publications existed (regular index.json and
+// regmirror/current) gets its links in place, and reads as the new generation.
+func TestPublishMigrates(t *testing.T) {
+	tree := NewTree(t.TempDir())
+	for _, f := range []string{IndexFile, CurrentFile} {
+		if err := WriteFile(tree.Path(f), []byte("old")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := tree.Publish(NewMeta(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{IndexFile, CurrentFile} {
+		fi, err := os.Lstat(tree.Path(f))
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("%s: got mode %v (%v), want a link", f, fi.Mode(), err)
+		}
+	}
+	if _, got, err := tree.Load(); err != nil || got != s {
+		t.Errorf("Load: got %+v, %v; want %+v", got, err, s)
+	}
+}
+
+// TestPublishCleansAndPrunes: what an interrupted publish left (a temporary publication, a
+// temporary link) goes at the next publish; publications beyond PubKeep older than
+// PubKeepFor go, the live one and recent ones stay.
+func TestPublishCleansAndPrunes(t *testing.T) {
+	tree := NewTree(t.TempDir())
+	var names []string
+	for g := uint64(1); g <= PubKeep+3; g++ {
+		if _, err := tree.Publish(NewMeta(g)); err != nil {
+			t.Fatal(err)
+		}
+		n, err := tree.LivePublication()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	pubs, err := tree.Publications()
+	if err != nil || len(pubs) != len(names) {
+		t.Fatalf("recent publications: got %d (%v), want all %d kept", len(pubs), err, len(names))
+	}
+	// Age the two oldest beyond PubKeepFor.
+	for _, n := range names[:2] {
+		p := tree.Path(PubPath(n) + "/" + PubStamp)
+		b, _ := os.ReadFile(p)
+		var s Stamp
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatal(err)
+		}
+		s.Created = time.Now().Add(-2 * PubKeepFor)
+		b, _ = json.Marshal(s)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stale := []string{PubDir + "/" + TempPrefix + "9-x/current", MetaDir + "/" + TempPrefix + "live-x"}
+	if err := WriteFile(tree.Path(stale[0]), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("pub/nothing", tree.Path(stale[1])); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tree.Publish(NewMeta(PubKeep + 4)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range stale {
+		if _, err := os.Lstat(tree.Path(p)); err == nil {
+			t.Errorf("%s: left over from an interrupted publish, still there", p)
+		}
+	}
+	pubs, _ = tree.Publications()
+	if got, want := len(pubs), len(names)+1-2; got != want {
+		t.Errorf("publications after pruning: got %d %v, want %d", got, pubs, want)
+	}
+	for _, n := range names[:2] {
+		if _, err := os.Stat(tree.Path(PubPath(n))); err == nil {
+			t.Errorf("publication %s: older than PubKeepFor and beyond PubKeep, still there", n)
+		}
+	}
+}
+
+func TestPublishRefusesBadNames(t *testing.T) {
+	cases := []struct {
+		name string
+		p    Publication
+	}{
+		{"file overriding the stamp", Publication{Files: map[string][]byte{PubStamp: nil}}},
+		{"file leaving the publication", Publication{Files: map[string][]byte{"../x": nil}}},
+		{"temporary file name", Publication{Files: map[string][]byte{"v2/" + TempPrefix + "x": nil}}},
+		{"root link in a directory", Publication{RootLinks: []string{"a/b"}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := NewTree(t.TempDir()).PublishWith(NewMeta(1), c.p); err == nil {
+				t.Errorf("got no error")
+			}
+		})
+	}
+}
