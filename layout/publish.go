@@ -169,11 +169,20 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	if err := SyncDir(t.Path(PubDir)); err != nil {
 		return Stamp{}, fmt.Errorf("publishing: %w", err)
 	}
+	// A fresh tree gets its constant links before live exists (they dangle: no generation
+	// yet), so that a crash between the two cannot leave live without them.
+	for rel, target := range links {
+		if _, err := os.Lstat(t.Path(rel)); errors.Is(err, fs.ErrNotExist) {
+			if err := replaceSymlink(t.Path(rel), target); err != nil {
+				return Stamp{}, fmt.Errorf("publishing: %w", err)
+			}
+		}
+	}
 	if err := replaceSymlink(t.Path(LiveLink), LiveTarget(name)); err != nil {
 		return Stamp{}, fmt.Errorf("switching generation: %w", err)
 	}
-	// Constant links: in place from the first publication on; a tree written before
-	// publications existed gets them now, each replacing its regular file atomically.
+	// A tree written before publications existed gets its constant links now, each replacing
+	// its regular file atomically.
 	for rel, target := range links {
 		if got, err := os.Readlink(t.Path(rel)); err == nil && got == target {
 			continue
