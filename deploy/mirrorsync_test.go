@@ -346,3 +346,108 @@ func TestMirrorSyncErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestMirrorSyncDocumentedCommands: the commands docs/mirror-admins.md says mirror-sync runs
+// are exactly the rsync commands it runs, in order (an rsync in PATH logs them).
+func TestMirrorSyncDocumentedCommands(t *testing.T) {
+	rsync := need(t, "rsync", "rsync")
+	doc, err := os.ReadFile("../docs/mirror-admins.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want [][]string
+	in := false
+	for line := range strings.SplitSeq(string(doc), "\n") {
+		if strings.HasPrefix(line, "    # Phase 1:") {
+			in = true
+		}
+		if !in {
+			continue
+		}
+		if !strings.HasPrefix(line, "    ") {
+			break
+		}
+		if cmd := strings.TrimSpace(line); !strings.HasPrefix(cmd, "#") {
+			want = append(want, shellWords(t, cmd))
+		}
+	}
+	if len(want) < 7 {
+		t.Fatalf("docs/mirror-admins.md: got %d commands after \"# Phase 1:\", want the 7 of both phases", len(want))
+	}
+
+	src := newSource(t)
+	src.publish(t, map[string]string{"latest": "one"})
+	dst := filepath.Join(t.TempDir(), "containers")
+	bin := t.TempDir()
+	logFile := filepath.Join(bin, "log")
+	wrapper := fmt.Sprintf("#!/bin/sh\nfor a in \"$@\"; do printf '%%s\\037' \"$a\" >> %s; done\necho >> %[1]s\nexec %s \"$@\"\n", logFile, rsync)
+	if err := os.WriteFile(filepath.Join(bin, "rsync"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mirrorSync(t, []string{"PATH=" + bin + ":" + os.Getenv("PATH")}, src.tree.Dir(), dst)
+	logged, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, err := src.tree.LivePublication()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stamp, err := src.tree.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	subst := strings.NewReplacer("SOURCE", src.tree.Dir(), "DEST", dst, "NAME", name, "META", stamp.Meta)
+	var got [][]string
+	for line := range strings.SplitSeq(strings.TrimSuffix(string(logged), "\n"), "\n") {
+		got = append(got, append([]string{"rsync"}, strings.Split(strings.TrimSuffix(line, "\x1f"), "\x1f")...))
+	}
+	if len(got) != len(want) {
+		t.Fatalf("mirror-sync ran %d rsync commands, the documentation shows %d:\ngot  %q\nwant %q", len(got), len(want), got, want)
+	}
+	for i := range want {
+		for j := range want[i] {
+			want[i][j] = subst.Replace(want[i][j])
+		}
+		if strings.Join(got[i], " ") != strings.Join(want[i], " ") {
+			t.Errorf("command %d:\ngot  %q\nwant %q", i+1, got[i], want[i])
+		}
+	}
+}
+
+// shellWords splits a documented command line as sh does, for the quoting the documentation
+// uses: words separated by spaces, single-quoted strings taken literally.
+func shellWords(t *testing.T, line string) []string {
+	t.Helper()
+	var words []string
+	var cur strings.Builder
+	inWord, quoted := false, false
+	for _, r := range line {
+		switch {
+		case quoted && r == '\'':
+			quoted = false
+		case quoted:
+			cur.WriteRune(r)
+		case r == '\'':
+			quoted, inWord = true, true
+		case r == ' ':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case r == '"' || r == '\\' || r == '$':
+			t.Fatalf("documented command %q: shellWords does not handle %q", line, r)
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quoted {
+		t.Fatalf("documented command %q: unterminated quote", line)
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words
+}

@@ -5,25 +5,43 @@
 //
 //	TREE/
 //	├── oci-layout                     {"imageLayoutVersion": "1.0.0"}
-//	├── index.json                     one descriptor per published tag, annotated
-//	│                                  org.opencontainers.image.ref.name = "<repository>:<tag>"
+//	├── index.json -> regmirror/live/index.json
+//	├── fullfiletimelist-containers -> regmirror/live/fullfiletimelist-containers
 //	├── blobs/
 //	│   └── sha256/
 //	│       └── <hex>                  every blob exactly once: layers, configs, manifests
 //	└── regmirror/                     what the redirector needs; mirrors carry it too
-//	    ├── current                    the stamp: {"format":2,"generation":N,"meta":"meta/<hex>.json.zst"}
-//	    │                              written last; switching it switches the generation
+//	    ├── current -> live/current    the stamp, read through live
+//	    ├── live -> pub/<name>         THE switch: replaced by rename, the last write of a publish
+//	    ├── pub/
+//	    │   └── <name>/                one publication (each generate, each crawl), immutable;
+//	    │       │                      <name> is "<generation>-<16 hex of the stamp's sha256>"
+//	    │       ├── current            the stamp: {"format":2,"generation":N,"meta":"meta/<hex>.json.zst"}
+//	    │       ├── index.json         one descriptor per published tag, annotated
+//	    │       │                      org.opencontainers.image.ref.name = "<repository>:<tag>"
+//	    │       ├── fullfiletimelist-containers   the quick-fedora-mirror file list
+//	    │       └── v2/                phase-2 tag files: <repo>/_tags/<tag>/<hex>.<ext>,
+//	    │                              <repo>/_tags.json, refs.map, _base.json (internal/phase2)
+//	    ├── v2/<repo>/_digests/<hex>/<hex>.<ext>   phase-2 digest markers, shared
 //	    └── meta/
 //	        └── <hex>.json.zst         one metadata file (zstd-compressed JSON, named by the
 //	                                   sha256 of its compressed bytes): tags, manifests with
 //	                                   their bytes, blob sizes, referrers, mirrors, regions,
 //	                                   variant sets (digests and sizes, not bytes)
 //
-// Nothing is modified in place. Every file is written to a temporary name beginning with
-// [TempPrefix] in its final directory, fsynced, renamed, and the directory fsynced. Blobs land
-// before the manifests that reference them, manifests before index.json and the metadata file,
-// and the current stamp last: a crash at any point leaves the previous generation servable.
+// Everything a reader sees change when a generation switches (the stamp, index.json, tags,
+// tag lists, the file list) is in the live publication and read through regmirror/live, so it
+// switches at once; what stays outside (blobs, metadata files, digest markers) is immutable and
+// named by content. A mirror copies new files first and the live link last
+// (deploy/mirror-sync).
 //
-// Every path in the tree is built by one helper ([BlobPath], [MetaPath] and the constants
-// below), from a validated [Digest] or a name of the tree's own making, never from raw input.
+// Nothing is modified in place. Every file is written to a temporary name beginning with
+// [TempPrefix] in its final directory, fsynced, renamed, and the directory fsynced; a
+// publication is built in a temporary directory and renamed whole. Blobs land before the
+// manifests that reference them, manifests before the metadata file, the metadata file before
+// the publication naming it, and the live link last ([Tree.PublishWith], the one publish
+// sequence): a crash at any point leaves the previous generation servable.
+//
+// Every path in the tree is built by one helper ([BlobPath], [MetaPath], [PubPath] and the
+// constants below), from a validated [Digest] or a name of the tree's own making, never from raw input.
 package layout
