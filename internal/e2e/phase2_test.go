@@ -16,6 +16,22 @@ import (
 	"github.com/regmirror/regmirror/layout"
 )
 
+// startPhase2Servers starts Debian's nginx and Apache serving the tree copied to mirror as
+// phase-2 mirrors, configured with `regmirror mirror-config`.
+func startPhase2Servers(t *testing.T, mirror string) (*peers.Nginx, *peers.Apache) {
+	t.Helper()
+	config := func(server string) string {
+		r := regmirror(t, nil, "mirror-config", "--server", server, "--root", mirror)
+		if r.err != nil {
+			t.Fatalf("%v", r)
+		}
+		return r.stdout
+	}
+	nginx := peers.StartNginxConfig(t, &peers.NginxConfig{Dir: t.TempDir(), Servers: []peers.NginxServer{{Directives: config("nginx")}}})
+	apache := peers.StartApache(t, &peers.ApacheConfig{Directives: config("apache"), Readable: []string{mirror}})
+	return nginx, apache
+}
+
 // loadMeta loads the tree's current generation.
 func loadMeta(t *testing.T, dir string) *layout.Meta {
 	t.Helper()
@@ -65,15 +81,7 @@ func TestPhase2Mirrors(t *testing.T) {
 	mirror := filepath.Join(t.TempDir(), "containers")
 	peers.SyncMirror(t, tree, mirror)
 
-	config := func(server string) string {
-		r := regmirror(t, nil, "mirror-config", "--server", server, "--root", mirror)
-		if r.err != nil {
-			t.Fatalf("%v", r)
-		}
-		return r.stdout
-	}
-	nginx := peers.StartNginxConfig(t, &peers.NginxConfig{Dir: t.TempDir(), Servers: []peers.NginxServer{{Directives: config("nginx")}}})
-	apache := peers.StartApache(t, &peers.ApacheConfig{Directives: config("apache"), Readable: []string{mirror}})
+	nginx, apache := startPhase2Servers(t, mirror)
 	servers := []struct {
 		name string
 		url  string

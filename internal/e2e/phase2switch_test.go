@@ -35,15 +35,7 @@ func TestPhase2MirrorSwitch(t *testing.T) {
 	mirror := filepath.Join(t.TempDir(), "containers")
 	peers.SyncMirror(t, tree, mirror)
 
-	config := func(server string) string {
-		r := regmirror(t, nil, "mirror-config", "--server", server, "--root", mirror)
-		if r.err != nil {
-			t.Fatalf("%v", r)
-		}
-		return r.stdout
-	}
-	nginx := peers.StartNginxConfig(t, &peers.NginxConfig{Dir: t.TempDir(), Servers: []peers.NginxServer{{Directives: config("nginx")}}})
-	apache := peers.StartApache(t, &peers.ApacheConfig{Directives: config("apache"), Readable: []string{mirror}})
+	nginx, apache := startPhase2Servers(t, mirror)
 	servers := []struct{ name, base string }{
 		{"nginx", strings.TrimSuffix(nginx.URL, "/")},
 		{"apache", strings.TrimSuffix(apache.URL, "/")},
