@@ -1,7 +1,7 @@
 // Package e2e holds regmirror's end-to-end tests and benchmarks against real peers on
 // loopback (see internal/peers): Debian's docker-registry (docker-distribution 2.8) as the
 // source, the regmirror binary built from this checkout, skopeo reading the published tree
-// as an OCI image layout, rsync filling a mirror and nginx serving it.
+// as an OCI image layout, deploy/mirror-sync (rsync) filling a mirror and nginx serving it.
 //
 // What the tests here establish:
 //
@@ -18,11 +18,15 @@
 //     htpasswd) exit non-zero with a one-line "regmirror: …" error and leave the previous
 //     tree loadable.
 //   - harness_test.go: the harness itself (registry with and without auth, nginx stop/start
-//     and access log, the documented two-phase rsync), and a generated tree synced to a
-//     mirror over its previous generation: the mirror holds one whole generation between
-//     and after the two rsync phases, and nginx serves every blob of it.
+//     and access log, deploy/mirror-sync over a copy made before publications existed), and
+//     a generated tree synced to a mirror over its previous generation: the mirror holds one
+//     whole generation between and after the two phases, and nginx serves every blob of it.
+//   - phase2_test.go, phase2switch_test.go: nginx and Apache configured by `regmirror
+//     mirror-config` answer pulls from a mirror's copy; a promotion (tags moved, a tag
+//     deleted) answers as the old generation after mirror-sync's phase 1 and as the new one
+//     after phase 2, and never goes back while phase 2 runs.
 //   - regions_test.go: the mirror network (issue 4). TestMirrorNetwork: mirrors in DE (two,
-//     one left a generation behind), FR and US filled by the two-phase rsync, one configured
+//     one left a generation behind), FR and US filled by mirror-sync, one configured
 //     but not running, an origin; `crawl` finds each up to date, behind or down; `serve`
 //     with a GeoIP test database (internal/geoiptest) behind nginx "CDN edges"
 //     (peers.StartEdges) that set X-Forwarded-For for a client in DE, FR, US, AT (continent)
@@ -32,9 +36,9 @@
 //     lacks, the dead one never chosen, a stopped mirror is out after the next crawl; with
 //     --regional-manifests the variants' urls name the region's mirrors first and the origin
 //     last, and podman, containerd and skopeo pull from them. TestMirrorSyncUnderLoad: new
-//     generations (new blobs, removed tags, --gc-grace 1ns) rsynced to the mirrors while
+//     generations (new blobs, removed tags, --gc-grace 1ns) synced to the mirrors while
 //     crawls run (rsync's exit code 24 for a metadata file a crawl pruned meanwhile is a
-//     warning: peers.SyncMirrorChanging) and pullers pull: every pull succeeds and no mirror
+//     warning mirror-sync passes over: peers.SyncMirrorChanging) and pullers pull: every pull succeeds and no mirror
 //     is asked for a blob it lacks.
 //   - bench_generate_test.go: the generator's quality bars side by side with crane and a bare
 //     copy floor (`make bench`): BenchmarkSyncLarge, BenchmarkSyncManySmall,
