@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/regmirror/regmirror/internal/trunc"
 )
 
 // manifestAccept is every manifest media type the generator reads, schema 1 included so that
@@ -352,19 +353,12 @@ func nextLink(header string) (string, error) {
 	return "", nil
 }
 
+// maxMessage is the length to which an error or warning is cut, in the middle: the cause
+// comes first and the end of a chain of digests stays visible.
+const maxMessage = 600
+
 // oneLine keeps an untrusted string short and on one line for messages.
-func oneLine(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > 600 {
-		s = s[:600] + "…"
-	}
-	return strings.TrimSpace(s)
-}
+func oneLine(s string) string { return trunc.Line(s, maxMessage) }
 
 // stallReader fails a body that sends nothing for d, cancelling its request.
 type stallReader struct {

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/regmirror/regmirror/internal/trunc"
 )
 
 // What a mirror must answer for a blob it holds: the rule the crawl and the redirector's
@@ -74,7 +76,7 @@ type checkedBlob struct {
 func checkResponse(resp *http.Response, b checkedBlob, ranged bool) error {
 	d := b.digest.String()
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return fmt.Errorf("compressed: Content-Encoding %s for %s (turn compression off for blobs/)", trunc(ce), d)
+		return fmt.Errorf("compressed: Content-Encoding %s for %s (turn compression off for blobs/)", trunc.String(ce), d)
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
@@ -82,7 +84,7 @@ func checkResponse(resp *http.Response, b checkedBlob, ranged bool) error {
 	case ranged && resp.StatusCode == http.StatusPartialContent:
 		size, ok := rangeTotal(resp.Header.Get("Content-Range"))
 		if !ok {
-			return fmt.Errorf("wrong size for %s: Content-Range %q", d, trunc(resp.Header.Get("Content-Range")))
+			return fmt.Errorf("wrong size for %s: Content-Range %q", d, trunc.String(resp.Header.Get("Content-Range")))
 		}
 		if size != b.size {
 			return fmt.Errorf("wrong size for %s: %d bytes, want %d", d, size, b.size)

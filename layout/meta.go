@@ -14,6 +14,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/regmirror/regmirror/internal/trunc"
 )
 
 // FormatVersion is the version of the metadata format this package writes. A change that old
@@ -223,7 +225,7 @@ func ParseStamp(b []byte) (Stamp, error) {
 func metaDigestFromRef(ref string) (Digest, error) {
 	const prefix, suffix = "meta/", ".json.zst"
 	if len(ref) != len(prefix)+64+len(suffix) || ref[:len(prefix)] != prefix || ref[len(ref)-len(suffix):] != suffix {
-		return Digest{}, fmt.Errorf("generation stamp names metadata %q, want meta/<sha256 hex>.json.zst", trunc(ref))
+		return Digest{}, fmt.Errorf("generation stamp names metadata %q, want meta/<sha256 hex>.json.zst", trunc.String(ref))
 	}
 	return ParseDigest("sha256:" + ref[len(prefix):len(prefix)+64])
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/regmirror/regmirror/internal/trunc"
 )
 
 // Limits from the distribution grammar.
@@ -30,7 +32,7 @@ type Digest struct{ s string }
 func ParseDigest(s string) (Digest, error) {
 	algo, hex, ok := strings.Cut(s, ":")
 	if !ok || !validAlgorithm(algo) {
-		return Digest{}, fmt.Errorf("%w %q: want sha256:<64 hex digits>", ErrDigestInvalid, s)
+		return Digest{}, fmt.Errorf("%w %q: want sha256:<64 hex digits>", ErrDigestInvalid, trunc.String(s))
 	}
 	var want int
 	switch algo {
@@ -39,10 +41,10 @@ func ParseDigest(s string) (Digest, error) {
 	case "sha512":
 		want = 128
 	default:
-		return Digest{}, fmt.Errorf("%w %q", ErrDigestAlgo, algo)
+		return Digest{}, fmt.Errorf("%w %q", ErrDigestAlgo, trunc.String(algo))
 	}
 	if len(hex) != want || !isLowerHex(hex) {
-		return Digest{}, fmt.Errorf("%w %q: want %s:<%d lowercase hex digits>", ErrDigestInvalid, s, algo, want)
+		return Digest{}, fmt.Errorf("%w %q: want %s:<%d lowercase hex digits>", ErrDigestInvalid, trunc.String(s), algo, want)
 	}
 	return Digest{s}, nil
 }
@@ -118,11 +120,11 @@ func isLowerHex(s string) bool {
 // at most MaxNameLength bytes. Such a name never contains "..", a leading "/" or "//".
 func ValidateName(name string) error {
 	if name == "" || len(name) > MaxNameLength {
-		return fmt.Errorf("%w %q: want 1 to %d characters", ErrNameInvalid, trunc(name), MaxNameLength)
+		return fmt.Errorf("%w %q: want 1 to %d characters", ErrNameInvalid, trunc.String(name), MaxNameLength)
 	}
 	for comp := range strings.SplitSeq(name, "/") {
 		if !validComponent(comp) {
-			return fmt.Errorf("%w %q: path component %q is not lowercase letters and digits joined by '.', '_', '__' or '-'", ErrNameInvalid, trunc(name), trunc(comp))
+			return fmt.Errorf("%w %q: path component %q is not lowercase letters and digits joined by '.', '_', '__' or '-'", ErrNameInvalid, trunc.String(name), trunc.String(comp))
 		}
 	}
 	return nil
@@ -169,23 +171,15 @@ func isAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' 
 // ValidateTag checks a tag against the distribution grammar: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
 func ValidateTag(tag string) error {
 	if tag == "" || len(tag) > MaxTagLength {
-		return fmt.Errorf("%w %q: want 1 to %d characters", ErrTagInvalid, trunc(tag), MaxTagLength)
+		return fmt.Errorf("%w %q: want 1 to %d characters", ErrTagInvalid, trunc.String(tag), MaxTagLength)
 	}
 	for i := 0; i < len(tag); i++ {
 		c := tag[i]
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' ||
 			i > 0 && (c == '.' || c == '-')
 		if !ok {
-			return fmt.Errorf("%w %q: want [a-zA-Z0-9_][a-zA-Z0-9._-]*", ErrTagInvalid, trunc(tag))
+			return fmt.Errorf("%w %q: want [a-zA-Z0-9_][a-zA-Z0-9._-]*", ErrTagInvalid, trunc.String(tag))
 		}
 	}
 	return nil
-}
-
-// trunc keeps error messages one readable line when the input is hostile.
-func trunc(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
 }

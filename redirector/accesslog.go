@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/regmirror/regmirror/internal/trunc"
 )
 
 // AccessLog writes one line per request, in the format of log/slog's TextHandler or
@@ -56,7 +58,7 @@ func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 	l := accessLine{
 		client:   client.String(),
 		method:   r.Method,
-		path:     truncN(r.URL.Path, 300),
+		path:     trunc.Middle(r.URL.Path, 300),
 		status:   st.status,
 		bytes:    st.bytes,
 		duration: now.Sub(start),
@@ -70,7 +72,7 @@ func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 		l.peer = r.RemoteAddr
 	}
 	if ua := r.UserAgent(); ua != "" {
-		l.ua = trunc(ua)
+		l.ua = trunc.String(ua)
 	}
 	s.access.write(now, &l)
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+
+	"github.com/regmirror/regmirror/internal/trunc"
 )
 
 // errorCode is a distribution error code with the HTTP status that carries it. Every error
@@ -53,10 +55,14 @@ func errorJSON(code errorCode, detail string) []byte {
 	return append(b, '\n')
 }
 
+// maxDetail bounds the detail of an error answer: whatever a request holds, the answer
+// echoes at most this many bytes of it, cut in the middle.
+const maxDetail = 256
+
 // writeError answers with code and an optional detail (never echoing more than a short,
 // already-validated or truncated piece of the request).
 func writeError(w http.ResponseWriter, r *http.Request, code errorCode, detail string) {
-	body := errorJSON(code, detail)
+	body := errorJSON(code, trunc.Middle(detail, maxDetail))
 	h := w.Header()
 	h["Content-Type"] = hdrJSON
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
@@ -68,14 +74,4 @@ func writeError(w http.ResponseWriter, r *http.Request, code errorCode, detail s
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
-}
-
-// trunc keeps hostile input short in details and logs.
-func trunc(s string) string { return truncN(s, 80) }
-
-func truncN(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/regmirror/regmirror/internal/trunc"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -317,7 +318,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		for _, nb := range mi.Netblocks {
 			p, err := netip.ParsePrefix(nb)
 			if err != nil {
-				warn("ignoring a mirror's invalid netblock", "mirror", mi.Name, "netblock", trunc(nb))
+				warn("ignoring a mirror's invalid netblock", "mirror", mi.Name, "netblock", trunc.String(nb))
 				continue
 			}
 			me.netblocks = append(me.netblocks, p.Masked())
@@ -449,10 +450,10 @@ func findDefaultChild(list []byte, byDigest map[string]*manifestEntry) *manifest
 func checkMirrorURL(s string) (string, error) {
 	u, err := url.Parse(s)
 	if err != nil {
-		return "", fmt.Errorf("parsing URL %q: %w", trunc(s), err)
+		return "", fmt.Errorf("parsing URL %q: %w", trunc.String(s), err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return "", fmt.Errorf("URL %q: want http(s)://host/path/ without query, fragment or credentials", trunc(s))
+		return "", fmt.Errorf("URL %q: want http(s)://host/path/ without query, fragment or credentials", trunc.String(s))
 	}
 	if s[len(s)-1] != '/' {
 		s += "/"

@@ -171,6 +171,9 @@ func TestHandlerNoMirrors(t *testing.T) {
 		{name: "digest uppercase", path: "/v2/fedora/manifests/sha256:" + strings.Repeat("A", 64), status: 400, code: "DIGEST_INVALID"},
 		{name: "digest other algorithm", path: "/v2/fedora/manifests/sha384:" + strings.Repeat("0", 96), status: 404, code: "MANIFEST_UNKNOWN"},
 		{name: "referrer by digest", path: "/v2/fedora/manifests/" + dm.signature.String(), status: 200, body: dm.manifests[dm.signature]},
+		{name: "digest of 60 KB", path: "/v2/fedora/manifests/sha256:" + strings.Repeat("z", 60000), status: 400, code: "DIGEST_INVALID", check: shortError},
+		{name: "blob digest of 60 KB", path: "/v2/fedora/blobs/sha256:" + strings.Repeat("z", 60000) + "end", status: 400, code: "DIGEST_INVALID", check: shortError},
+		{name: "referrers digest of 60 KB", path: "/v2/fedora/referrers/sha256:" + strings.Repeat("x", 60000), status: 400, code: "DIGEST_INVALID", check: shortError},
 
 		// Names.
 		{name: "unknown repository", path: "/v2/fedora/nope/manifests/42", status: 404, code: "NAME_UNKNOWN"},
@@ -241,6 +244,22 @@ func TestHandlerNoMirrors(t *testing.T) {
 		}
 	}
 	runCases(t, s, cases)
+}
+
+// shortError checks that an error answer echoes at most maxDetail bytes of the request, cut in
+// the middle so that both ends show.
+func shortError(t *testing.T, body []byte, _ http.Header) {
+	var e errorBody
+	if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) != 1 {
+		t.Fatalf("error body %.300s: %v", body, err)
+	}
+	d, _ := e.Errors[0].Detail.(string)
+	if len(d) > maxDetail || len(body) > 2*maxDetail {
+		t.Errorf("detail of %d bytes (body %d), want at most %d: %.300q", len(d), len(body), maxDetail, d)
+	}
+	if !strings.Contains(d, "…") {
+		t.Errorf("detail %q: want the digest cut in the middle", d)
+	}
 }
 
 func itoa(n int) string {

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/regmirror/regmirror/internal/trunc"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -322,7 +323,7 @@ func (s *Server) finish(st *reqState, r *http.Request, start time.Time) {
 		if p == http.ErrAbortHandler {
 			panic(p)
 		}
-		s.log.Error("panic serving request: this is a bug", "method", r.Method, "path", trunc(r.URL.Path), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		s.log.Error("panic serving request: this is a bug", "method", r.Method, "path", trunc.String(r.URL.Path), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		if st.status == 0 {
 			writeError(st, r, errInternal, "")
 		}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/regmirror/regmirror/internal/trunc"
 	"github.com/regmirror/regmirror/layout"
 	"go.yaml.in/yaml/v3"
 )
@@ -163,7 +164,7 @@ func (p *parser) parse(data []byte) *File {
 		case "origin":
 			if s, ok := p.str(v, "", "origin"); ok {
 				if err := checkURL(s); err != nil {
-					p.errorf(v.Line, "origin %q: %v", trunc(s), err)
+					p.errorf(v.Line, "origin %q: %v", trunc.String(s), err)
 				} else {
 					f.Origin = s
 				}
@@ -208,12 +209,12 @@ func (p *parser) fields(n *yaml.Node, ctx string, seen map[string]int, fn func(k
 			continue
 		}
 		if first, dup := seen[k.Value]; dup {
-			p.errorf(k.Line, "%sduplicate field %q (first at line %d)", ctx, trunc(k.Value), first)
+			p.errorf(k.Line, "%sduplicate field %q (first at line %d)", ctx, trunc.String(k.Value), first)
 			continue
 		}
 		seen[k.Value] = k.Line
 		if !fn(k.Value, v) {
-			p.errorf(k.Line, "%sunknown field %q", ctx, trunc(k.Value))
+			p.errorf(k.Line, "%sunknown field %q", ctx, trunc.String(k.Value))
 		}
 	}
 }
@@ -254,7 +255,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if k, v := n.Content[i], n.Content[i+1]; k.Kind == yaml.ScalarNode && k.Value == "name" && v.Kind == yaml.ScalarNode && v.Tag != "!!null" {
 			if err := checkName(v.Value); err != nil {
-				p.errorf(v.Line, "%sname %q: %v", ctx, trunc(v.Value), err)
+				p.errorf(v.Line, "%sname %q: %v", ctx, trunc.String(v.Value), err)
 				return Mirror{}, false
 			}
 			m.Name = v.Value
@@ -274,7 +275,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 			haveURL = true
 			if s, ok := p.str(v, ctx, "url"); ok {
 				if err := checkURL(s); err != nil {
-					p.errorf(v.Line, "%surl %q: %v", ctx, trunc(s), err)
+					p.errorf(v.Line, "%surl %q: %v", ctx, trunc.String(s), err)
 				} else {
 					m.URL = s
 				}
@@ -284,7 +285,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 			if s, ok := p.str(v, ctx, "country"); ok {
 				c := strings.ToUpper(s)
 				if _, ok := layout.ContinentOf(c); !ok {
-					p.errorf(v.Line, "%scountry %q is not an ISO 3166-1 alpha-2 code%s", ctx, trunc(s), countryHint(c))
+					p.errorf(v.Line, "%scountry %q is not an ISO 3166-1 alpha-2 code%s", ctx, trunc.String(s), countryHint(c))
 				} else {
 					m.Country = c
 				}
@@ -293,7 +294,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 			if s, ok := p.str(v, ctx, "continent"); ok {
 				c := strings.ToUpper(s)
 				if !layout.IsContinent(c) {
-					p.errorf(v.Line, "%scontinent %q is not one of %s", ctx, trunc(s), strings.Join(layout.Continents, " "))
+					p.errorf(v.Line, "%scontinent %q is not one of %s", ctx, trunc.String(s), strings.Join(layout.Continents, " "))
 				} else {
 					m.Continent = c
 				}
@@ -302,7 +303,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 			haveBandwidth = true
 			var bw int64
 			if v.Kind != yaml.ScalarNode || v.Tag != "!!int" || v.Decode(&bw) != nil {
-				p.errorf(v.Line, "%sbandwidth %q: want a whole number of Mbit/s", ctx, trunc(v.Value))
+				p.errorf(v.Line, "%sbandwidth %q: want a whole number of Mbit/s", ctx, trunc.String(v.Value))
 			} else if bw <= 0 {
 				p.errorf(v.Line, "%sbandwidth %d: must be positive (to take a mirror out, set enabled: false)", ctx, bw)
 			} else if bw > MaxBandwidth {
@@ -325,7 +326,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 				}
 				pfx, err := parseNetblock(s)
 				if err != nil {
-					p.errorf(b.Line, "%snetblock %q: %v", ctx, trunc(s), err)
+					p.errorf(b.Line, "%snetblock %q: %v", ctx, trunc.String(s), err)
 					continue
 				}
 				if !seen[pfx] {
@@ -343,7 +344,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 			for _, a := range v.Content {
 				asn, err := parseASN(a)
 				if err != nil {
-					p.errorf(a.Line, "%sasn %q: %v", ctx, trunc(a.Value), err)
+					p.errorf(a.Line, "%sasn %q: %v", ctx, trunc.String(a.Value), err)
 					continue
 				}
 				if !slices.Contains(m.ASNs, asn) {
@@ -364,7 +365,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 				}
 				c := strings.ToUpper(s)
 				if _, ok := layout.ContinentOf(c); !ok {
-					p.errorf(cn.Line, "%sallowed country %q is not an ISO 3166-1 alpha-2 code%s", ctx, trunc(s), countryHint(c))
+					p.errorf(cn.Line, "%sallowed country %q is not an ISO 3166-1 alpha-2 code%s", ctx, trunc.String(s), countryHint(c))
 					continue
 				}
 				if !slices.Contains(m.AllowedCountries, c) {
@@ -377,14 +378,14 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 		case "private":
 			var on bool
 			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Decode(&on) != nil {
-				p.errorf(v.Line, "%sprivate %q: want true or false", ctx, trunc(v.Value))
+				p.errorf(v.Line, "%sprivate %q: want true or false", ctx, trunc.String(v.Value))
 			} else {
 				m.Private = on
 			}
 		case "enabled":
 			var on bool
 			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Decode(&on) != nil {
-				p.errorf(v.Line, "%senabled %q: want true or false", ctx, trunc(v.Value))
+				p.errorf(v.Line, "%senabled %q: want true or false", ctx, trunc.String(v.Value))
 			} else {
 				m.Enabled = on
 			}
@@ -439,7 +440,7 @@ func (f *File) Validate() error {
 	var errs []error
 	if f.Origin != "" {
 		if err := checkURL(f.Origin); err != nil {
-			errs = append(errs, fmt.Errorf("origin %q: %w", trunc(f.Origin), err))
+			errs = append(errs, fmt.Errorf("origin %q: %w", trunc.String(f.Origin), err))
 		}
 	}
 	names := map[string]bool{}
@@ -458,18 +459,18 @@ func (f *File) Validate() error {
 // Validate checks one mirror.
 func (m *Mirror) Validate() error {
 	if err := checkName(m.Name); err != nil {
-		return fmt.Errorf("name %q: %w", trunc(m.Name), err)
+		return fmt.Errorf("name %q: %w", trunc.String(m.Name), err)
 	}
 	if err := checkURL(m.URL); err != nil {
-		return fmt.Errorf("mirror %q: url %q: %w", m.Name, trunc(m.URL), err)
+		return fmt.Errorf("mirror %q: url %q: %w", m.Name, trunc.String(m.URL), err)
 	}
 	// A mirror without a country (MirrorManager has hosts without one) is in the global
 	// region only; the mirrors file requires a country.
 	if _, ok := layout.ContinentOf(m.Country); !ok && m.Country != "" {
-		return fmt.Errorf("mirror %q: country %q is not an ISO 3166-1 alpha-2 code", m.Name, trunc(m.Country))
+		return fmt.Errorf("mirror %q: country %q is not an ISO 3166-1 alpha-2 code", m.Name, trunc.String(m.Country))
 	}
 	if !layout.IsContinent(m.Continent) && (m.Country != "" || m.Continent != "") {
-		return fmt.Errorf("mirror %q: continent %q is not one of %s", m.Name, trunc(m.Continent), strings.Join(layout.Continents, " "))
+		return fmt.Errorf("mirror %q: continent %q is not one of %s", m.Name, trunc.String(m.Continent), strings.Join(layout.Continents, " "))
 	}
 	if m.Bandwidth <= 0 || m.Bandwidth > MaxBandwidth {
 		return fmt.Errorf("mirror %q: bandwidth %d out of range 1..%d", m.Name, m.Bandwidth, MaxBandwidth)
@@ -486,7 +487,7 @@ func (m *Mirror) Validate() error {
 	}
 	for _, c := range m.AllowedCountries {
 		if _, ok := layout.ContinentOf(c); !ok {
-			return fmt.Errorf("mirror %q: allowed country %q is not an ISO 3166-1 alpha-2 code", m.Name, trunc(c))
+			return fmt.Errorf("mirror %q: allowed country %q is not an ISO 3166-1 alpha-2 code", m.Name, trunc.String(c))
 		}
 	}
 	if m.Private && len(m.Netblocks) == 0 && len(m.ASNs) == 0 {
@@ -538,7 +539,7 @@ func checkURL(s string) error {
 		return errors.New("contains spaces, quotes or backslashes")
 	}
 	if u.String() != s {
-		return fmt.Errorf("not in canonical form (want %q)", trunc(u.String()))
+		return fmt.Errorf("not in canonical form (want %q)", trunc.String(u.String()))
 	}
 	return nil
 }
@@ -601,12 +602,4 @@ func yamlErrorMessage(err error) string {
 		}
 	}
 	return "not valid YAML: " + msg
-}
-
-func trunc(s string) string {
-	const max = 80
-	if len(s) > max {
-		return s[:max] + "..."
-	}
-	return s
 }
