@@ -27,6 +27,7 @@ var (
 	errNameUnknown       = errorCode{"NAME_UNKNOWN", http.StatusNotFound, "repository name not known to registry"}
 	errPaginationInvalid = errorCode{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest, "invalid number of results requested"}
 	errUnsupported       = errorCode{"UNSUPPORTED", http.StatusMethodNotAllowed, "the operation is unsupported: this registry is read-only"}
+	errBodyRefused       = errorCode{"UNSUPPORTED", http.StatusBadRequest, "a request body is not allowed: this registry is read-only"}
 	errNotFound          = errorCode{"NOT_FOUND", http.StatusNotFound, "no such endpoint"}
 	errUnavailable       = errorCode{"UNAVAILABLE", http.StatusServiceUnavailable, "service unavailable"}
 	errInternal          = errorCode{"UNKNOWN", http.StatusInternalServerError, "internal error"}

@@ -285,6 +285,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	rt := parseRoute(r.URL.Path)
 	st.ep = rt.ep
+	if r.ContentLength != 0 { // a body announced (-1: chunked), which no pull request has
+		refuseBody(st, r)
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			writeError(st, r, errUnsupported, "")
+		} else {
+			writeError(st, r, errBodyRefused, "")
+		}
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		writeError(st, r, errUnsupported, "")
 		return

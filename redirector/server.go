@@ -31,12 +31,76 @@ type ServeConfig struct {
 
 // Timeouts and limits against slow or hostile clients. There is no ReadTimeout (a pull
 // request has no body, and on HTTP/1 it would cancel the context of a long blob download
-// served from the tree) and no WriteTimeout (such a download may take long).
+// served from the tree) and no WriteTimeout (such a download may take long). A request that
+// announces a body is answered at once without reading it and its connection closed
+// (refuseBody): nothing waits for bytes a client never sends.
 const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 120 * time.Second
 	maxHeaderBytes    = 64 << 10
 )
+
+// HTTP/2 limits (with --tls-cert), set explicitly rather than left to net/http's defaults.
+// Requests carry no body, so the receive windows and frames are the protocol's minimum.
+// MaxHeaderBytes bounds a request's header list on HTTP/2 too.
+const (
+	// H2MaxConcurrentStreams is the number of requests one connection may have in flight.
+	H2MaxConcurrentStreams = 100
+	// H2MaxReadFrameSize is the largest frame the server reads (the protocol's minimum).
+	H2MaxReadFrameSize = 16 << 10
+	// H2HeaderTableSize bounds the HPACK tables both ways (the protocol's default).
+	H2HeaderTableSize = 4 << 10
+	// H2ReceiveBufferPerConnection and H2ReceiveBufferPerStream are the flow-control
+	// windows for request bodies, which this API refuses (the smallest net/http accepts).
+	H2ReceiveBufferPerConnection = 64 << 10
+	H2ReceiveBufferPerStream     = 16 << 10
+	// H2WriteByteTimeout closes a connection on which nothing could be written for this long
+	// (a client that stopped reading).
+	H2WriteByteTimeout = idleTimeout
+)
+
+// http2Config is the HTTP/2 side of the API server.
+func http2Config() *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxConcurrentStreams:          H2MaxConcurrentStreams,
+		MaxReadFrameSize:              H2MaxReadFrameSize,
+		MaxDecoderHeaderTableSize:     H2HeaderTableSize,
+		MaxEncoderHeaderTableSize:     H2HeaderTableSize,
+		MaxReceiveBufferPerConnection: H2ReceiveBufferPerConnection,
+		MaxReceiveBufferPerStream:     H2ReceiveBufferPerStream,
+		WriteByteTimeout:              H2WriteByteTimeout,
+	}
+}
+
+// hdrClose asks an HTTP/1 client to expect the connection to close after the answer.
+var hdrClose = []string{"close"}
+
+// aLongTimeAgo is a read deadline that has passed: reads fail at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// refuseBody prepares the answer to a request that announces a body (Content-Length above 0,
+// or chunked): none of this read-only API's requests has one, and net/http would otherwise
+// wait, without a deadline, for up to 256 KiB of it after the handler. The body is not read:
+// its read deadline is put in the past, and an HTTP/1 connection is closed after the answer
+// (on HTTP/2 only the stream ends).
+func refuseBody(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 {
+		w.Header()["Connection"] = hdrClose
+	}
+	_ = http.NewResponseController(w).SetReadDeadline(aLongTimeAgo)
+}
+
+// noBodies wraps the metrics handler with the API's refusal of request bodies.
+func noBodies(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			refuseBody(w, r)
+			writeError(w, r, errBodyRefused, "")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
 
 // ListenAndServe serves the registry API (and metrics) until ctx is done, then drains: it
 // stops accepting, lets requests in flight finish within the shutdown timeout, and returns
@@ -74,6 +138,7 @@ func (s *Server) ListenAndServe(ctx context.Context, cfg ServeConfig) error {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		TLSConfig:         tlsConf,
+		HTTP2:             http2Config(),
 		ErrorLog:          errLog,
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -92,7 +157,7 @@ func (s *Server) ListenAndServe(ctx context.Context, cfg ServeConfig) error {
 		mux.Handle("/metrics", s.MetricsHandler())
 		mux.HandleFunc("/healthz", s.serveHealth)
 		servers = append(servers, &http.Server{
-			Handler:           mux,
+			Handler:           noBodies(mux),
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       idleTimeout,
 			MaxHeaderBytes:    maxHeaderBytes,
