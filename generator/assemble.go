@@ -3,7 +3,6 @@ package generator
 import (
 	"errors"
 	"os"
-	"slices"
 	"sort"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -38,8 +37,12 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 		}
 		return r.gen
 	}
+	// Tags share closures (one per manifest, depth and repository in a run): each repository
+	// takes each closure once, and each referrer once per subject.
 	type repoSets struct {
 		manifests, blobs map[layout.Digest]bool
+		closures         map[*closure]bool
+		referrers        map[layout.Digest]map[v1.Hash]bool
 	}
 	sets := map[string]*repoSets{}
 	counted := map[layout.Digest]bool{}
@@ -48,40 +51,48 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 		if repo == nil {
 			repo = &layout.Repository{Tags: map[string]layout.Digest{}}
 			m.Repositories[o.repo] = repo
-			sets[o.repo] = &repoSets{map[layout.Digest]bool{}, map[layout.Digest]bool{}}
+			sets[o.repo] = &repoSets{map[layout.Digest]bool{}, map[layout.Digest]bool{}, map[*closure]bool{}, map[layout.Digest]map[v1.Hash]bool{}}
 		}
 		s := sets[o.repo]
 		repo.Tags[o.tag] = o.cl.root
-		for d, n := range o.cl.nodes {
-			s.manifests[d] = true
-			if _, ok := m.Manifests[d]; !ok {
-				m.Manifests[d] = &layout.Manifest{MediaType: n.mediaType, Data: n.data}
-				m.Blobs[d] = &layout.Blob{Size: int64(len(n.data)), Since: since(d)}
-			}
-		}
-		for d, t := range o.cl.blobs {
-			if t.state == blobForeign {
-				if !counted[d] {
-					counted[d] = true
-					st.ForeignSkipped++
-				}
-				continue
-			}
-			s.blobs[d] = true
-			if _, ok := m.Blobs[d]; !ok {
-				m.Blobs[d] = &layout.Blob{Size: t.size, Since: since(d)}
-			}
-		}
-		for subj, descs := range o.cl.referrers {
-			if repo.Referrers == nil {
-				repo.Referrers = map[layout.Digest][]v1.Descriptor{}
-			}
-			for _, desc := range descs {
-				if !slices.ContainsFunc(repo.Referrers[subj], func(x v1.Descriptor) bool { return x.Digest == desc.Digest }) {
-					repo.Referrers[subj] = append(repo.Referrers[subj], desc)
+		o.cl.walk(s.closures, func(cl *closure) {
+			for d, n := range cl.nodes {
+				s.manifests[d] = true
+				if _, ok := m.Manifests[d]; !ok {
+					m.Manifests[d] = &layout.Manifest{MediaType: n.mediaType, Data: n.data}
+					m.Blobs[d] = &layout.Blob{Size: int64(len(n.data)), Since: since(d)}
 				}
 			}
-		}
+			for d, t := range cl.blobs {
+				if t.state == blobForeign {
+					if !counted[d] {
+						counted[d] = true
+						st.ForeignSkipped++
+					}
+					continue
+				}
+				s.blobs[d] = true
+				if _, ok := m.Blobs[d]; !ok {
+					m.Blobs[d] = &layout.Blob{Size: t.size, Since: since(d)}
+				}
+			}
+			for subj, descs := range cl.referrers {
+				if repo.Referrers == nil {
+					repo.Referrers = map[layout.Digest][]v1.Descriptor{}
+				}
+				have := s.referrers[subj]
+				if have == nil {
+					have = map[v1.Hash]bool{}
+					s.referrers[subj] = have
+				}
+				for _, desc := range descs {
+					if !have[desc.Digest] {
+						have[desc.Digest] = true
+						repo.Referrers[subj] = append(repo.Referrers[subj], desc)
+					}
+				}
+			}
+		})
 	}
 	for name, repo := range m.Repositories {
 		s := sets[name]

@@ -23,9 +23,6 @@ import (
 // run is bound by requests in flight, not by bandwidth.
 const requestsPerJob = 4
 
-// maxDepth bounds index nesting and referrer chains from a hostile source.
-const maxDepth = 8
-
 // Failure is one tag (or referrer) that could not be published this run. A tag that failed
 // keeps its previous state when the previous generation had it.
 type Failure struct {
@@ -84,10 +81,13 @@ type run struct {
 	blobs     map[layout.Digest]*blobTask
 	diffIDs   map[layout.Digest]*diffTask
 	referrers map[string]*refTask
+	closures  map[closureKey]*closureTask
 	refFailed map[layout.Digest]bool
-	failures  []Failure
-	blobsSync bool           // a blob was committed: blobs/sha256 needs an fsync
-	bg        sync.WaitGroup // blob transfers; Run waits for them before returning
+	// notReferrers are the (subject, referrer) listings already warned about.
+	notReferrers map[subjectPair]bool
+	failures     []Failure
+	blobsSync    bool           // a blob was committed: blobs/sha256 needs an fsync
+	bg           sync.WaitGroup // blob transfers; Run waits for them before returning
 
 	refProbe     sync.Mutex
 	refKnown     bool
@@ -114,6 +114,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		blobs:     map[layout.Digest]*blobTask{},
 		diffIDs:   map[layout.Digest]*diffTask{},
 		referrers: map[string]*refTask{},
+		closures:  map[closureKey]*closureTask{},
 		refFailed: map[layout.Digest]bool{},
 	}
 	for _, p := range o.Repos {
@@ -262,7 +263,7 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 				if r.ctx.Err() != nil {
 					return
 				}
-				r.fail(repo, fmt.Errorf("listing tags: %w", err))
+				r.fail(repo, fmt.Errorf("listing tags at %s: %w", r.c.base, err))
 				// Keep the repository as it was.
 				if pr := r.prev.Repositories[repo]; pr != nil {
 					for tag := range pr.Tags {
@@ -319,11 +320,7 @@ func (r *run) processTag(ctx context.Context, repo, tag string) (*closure, error
 		r.prog.warnf("%s:%s: Docker schema 1 manifest, skipped (a deprecated format the tree does not carry; repush it as schema 2 or OCI)", repo, tag)
 		return nil, errSkip
 	}
-	cl := newClosure(d)
-	if err := r.collect(ctx, repo, root, cl, false, 0); err != nil {
-		return nil, err
-	}
-	return cl, nil
+	return r.closureOf(ctx, repo, d, 0, false)
 }
 
 // fallback rebuilds a tag's previous state from the previous metadata (no request, unless a
@@ -340,9 +337,8 @@ func (r *run) fallback(repo, tag string) *closure {
 	if _, ok := r.prev.Manifests[d]; !ok {
 		return nil
 	}
-	root := r.node(r.ctx, repo, d, nil, 0)
-	cl := newClosure(d)
-	if err := r.collect(r.ctx, repo, root, cl, true, 0); err != nil {
+	cl, err := r.closureOf(r.ctx, repo, d, 0, true)
+	if err != nil {
 		if r.ctx.Err() == nil {
 			r.prog.warnf("%s:%s: previous state lost too: %v", repo, tag, oneLine(err.Error()))
 		}
@@ -432,8 +428,8 @@ func (r *run) node(ctx context.Context, repo string, d layout.Digest, pre *prefe
 }
 
 func (r *run) loadNode(ctx context.Context, repo string, n *node, pre *prefetched, depth int) error {
-	if depth > maxDepth {
-		return fmt.Errorf("manifests nested deeper than %d", maxDepth)
+	if depth > MaxDepth {
+		return fmt.Errorf("manifests nested deeper than %d", MaxDepth)
 	}
 	var headerType string
 	if pm, ok := r.prev.Manifests[n.digest]; ok && digestOf(n.digest.Algorithm(), pm.Data) == n.digest {
@@ -476,15 +472,48 @@ func (r *run) loadNode(ctx context.Context, repo string, n *node, pre *prefetche
 	for i, c := range n.children {
 		if c.err != nil {
 			if errors.Is(c.err, errSchema1) {
-				return fmt.Errorf("index %s: child %s is a schema 1 manifest", n.digest, c.digest)
+				return inIndex(n.digest, fmt.Errorf("child %s is a schema 1 manifest", c.digest))
 			}
-			return fmt.Errorf("index %s: %w", n.digest, c.err)
+			return inIndex(n.digest, c.err)
 		}
 		if int64(len(c.data)) != p.children[i].size {
-			return fmt.Errorf("index %s: child %s is %d bytes, the index says %d", n.digest, c.digest, len(c.data), p.children[i].size)
+			return inIndex(n.digest, fmt.Errorf("child %s is %d bytes, the index says %d", c.digest, len(c.data), p.children[i].size))
 		}
 	}
 	return nil
+}
+
+// chainError is a failure inside nested indexes. Its message puts the cause first and the
+// chain of indexes after it, outermost first, so that a message cut in the middle keeps both
+// the cause and where it happened.
+type chainError struct {
+	chain []layout.Digest
+	err   error
+}
+
+func (e *chainError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.err.Error())
+	b.WriteString(" (in index ")
+	for i, d := range e.chain {
+		if i > 0 {
+			b.WriteString(" → ")
+		}
+		b.WriteString(d.String())
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+func (e *chainError) Unwrap() error { return e.err }
+
+// inIndex places err, a failure of a child of index d, in d. The child's error is shared by
+// every index listing it, so the chain is copied, never extended in place.
+func inIndex(d layout.Digest, err error) error {
+	if ce, ok := err.(*chainError); ok {
+		return &chainError{chain: append([]layout.Digest{d}, ce.chain...), err: ce.err}
+	}
+	return &chainError{chain: []layout.Digest{d}, err: err}
 }
 
 // fetchManifest GETs a manifest (one attempt), bounded to MaxManifestSize and, when want is
@@ -526,24 +555,87 @@ var (
 	errSizeMismatch   = &retryableError{"size does not match the manifest"}
 )
 
-// closure is everything one tag publishes.
+// closure is what one manifest publishes in a repository: the manifest, the manifests an
+// index lists (recursively), their blobs, the referrers accepted for each of them, and the
+// closures of those referrers, shared rather than copied: a closure is computed once per
+// repository, manifest and depth in a run (closureOf), and assemble walks each once.
 type closure struct {
 	root      layout.Digest
 	nodes     map[layout.Digest]*node
 	blobs     map[layout.Digest]*blobTask
-	referrers map[layout.Digest][]v1.Descriptor
+	referrers map[layout.Digest][]v1.Descriptor // subject → its accepted referrers
+	subs      []*closure                        // the closures of those referrers
 }
 
 func newClosure(root layout.Digest) *closure {
 	return &closure{root: root, nodes: map[layout.Digest]*node{}, blobs: map[layout.Digest]*blobTask{}, referrers: map[layout.Digest][]v1.Descriptor{}}
 }
 
-// collect adds n and everything it references to cl, waits for the blobs, and checks layers
-// when asked. prevOnly takes referrers from the previous generation instead of the source.
-func (r *run) collect(ctx context.Context, repo string, n *node, cl *closure, prevOnly bool, depth int) error {
-	if n.err != nil {
-		return n.err
+// walk calls f once for cl and each closure reachable from it through referrers, skipping
+// closures already in seen (which it fills).
+func (cl *closure) walk(seen map[*closure]bool, f func(*closure)) {
+	stack := []*closure{cl}
+	for len(stack) > 0 {
+		c := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		f(c)
+		stack = append(stack, c.subs...)
 	}
+}
+
+// closureKey identifies a closure: the referrers found, and the repository blobs are fetched
+// through, depend on the repository; how deep referrers are still followed on the depth;
+// prevOnly closures take referrers from the previous generation.
+type closureKey struct {
+	repo     string
+	digest   layout.Digest
+	depth    int
+	prevOnly bool
+}
+
+type closureTask struct {
+	done chan struct{}
+	cl   *closure
+	err  error
+}
+
+// closureOf returns the closure of manifest d in repo at depth, computing it once per run.
+// A closure waits only for closures one level deeper, so the waits cannot form a cycle
+// whatever the source lists, and the work is bounded by MaxDepth+1 closures per manifest.
+func (r *run) closureOf(ctx context.Context, repo string, d layout.Digest, depth int, prevOnly bool) (*closure, error) {
+	key := closureKey{repo: repo, digest: d, depth: depth, prevOnly: prevOnly}
+	r.mu.Lock()
+	t, ok := r.closures[key]
+	if !ok {
+		t = &closureTask{done: make(chan struct{})}
+		r.closures[key] = t
+	}
+	r.mu.Unlock()
+	if !ok {
+		t.cl, t.err = r.collect(ctx, repo, r.node(ctx, repo, d, nil, depth), depth, prevOnly)
+		close(t.done)
+	}
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+	return t.cl, t.err
+}
+
+// collect builds the closure of n: adds n and the manifests it lists, waits for their blobs,
+// checks layers when asked, then follows the referrers of each of those manifests (a
+// referrer counts only if its own subject is that manifest). prevOnly takes referrers from
+// the previous generation instead of the source.
+func (r *run) collect(ctx context.Context, repo string, n *node, depth int, prevOnly bool) (*closure, error) {
+	if n.err != nil {
+		return nil, n.err
+	}
+	cl := newClosure(n.digest)
 	var walk func(n *node)
 	var nodes []*node
 	walk = func(n *node) {
@@ -566,22 +658,22 @@ func (r *run) collect(ctx context.Context, repo string, n *node, cl *closure, pr
 		for _, b := range n.p.blobs() {
 			t := cl.blobs[b.digest]
 			if err := t.wait(ctx); err != nil {
-				return fmt.Errorf("%s %s: %w", blobKind(b), b.digest, err)
+				return nil, fmt.Errorf("%s %s: %w", blobKind(b), b.digest, err)
 			}
 			if t.size != b.size && t.state != blobForeign {
-				return fmt.Errorf("%s %s: manifest %s says %d bytes, another says %d", blobKind(b), b.digest, n.digest, b.size, t.size)
+				return nil, fmt.Errorf("%s %s: manifest %s says %d bytes, another says %d", blobKind(b), b.digest, n.digest, b.size, t.size)
 			}
 		}
 	}
 	if r.o.VerifyLayers && !r.o.DryRun {
 		for _, n := range nodes {
 			if err := r.verifyLayers(ctx, n, cl); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	if depth >= maxDepth {
-		return nil
+	if depth >= MaxDepth {
+		return cl, nil
 	}
 	// Referrers of every manifest in the closure.
 	for _, n := range nodes {
@@ -592,23 +684,22 @@ func (r *run) collect(ctx context.Context, repo string, n *node, cl *closure, pr
 			var err error
 			refs, err = r.referrersOf(ctx, repo, n.digest)
 			if err != nil {
-				return fmt.Errorf("referrers of %s: %w", n.digest, err)
+				return nil, fmt.Errorf("referrers of %s at %s: %w", n.digest, r.c.base, err)
 			}
 		}
 		for _, ref := range refs {
-			rn := r.node(ctx, repo, ref.digest, nil, depth+1)
-			sub := newClosure(ref.digest)
-			err := r.collect(ctx, repo, rn, sub, prevOnly, depth+1)
-			if err == nil && rn.err == nil {
-				cl.merge(sub)
+			sub, err := r.referrerClosure(ctx, repo, n.digest, ref.digest, depth+1, prevOnly)
+			if err == nil {
 				cl.referrers[n.digest] = append(cl.referrers[n.digest], ref.desc)
+				cl.subs = append(cl.subs, sub)
 				continue
 			}
-			if err == nil {
-				err = rn.err
-			}
 			if ctx.Err() != nil {
-				return context.Cause(ctx)
+				return nil, context.Cause(ctx)
+			}
+			if errors.Is(err, errNotReferrer) {
+				r.warnNotReferrer(repo, subjectPair{n.digest, ref.digest}, err)
+				continue
 			}
 			r.mu.Lock()
 			seen := r.refFailed[ref.digest]
@@ -619,18 +710,44 @@ func (r *run) collect(ctx context.Context, repo string, n *node, cl *closure, pr
 			}
 		}
 	}
-	return nil
+	return cl, nil
 }
 
-func (cl *closure) merge(o *closure) {
-	for d, n := range o.nodes {
-		cl.nodes[d] = n
+// errNotReferrer marks a manifest listed as a referrer of a subject it does not name.
+var errNotReferrer = errors.New("not a referrer")
+
+// referrerClosure checks that manifest ref names subject as its subject, then returns its
+// closure. A source that lists unrelated manifests as referrers (of each other, say) gets
+// nothing published for it, and no work beyond fetching the manifest.
+func (r *run) referrerClosure(ctx context.Context, repo string, subject, ref layout.Digest, depth int, prevOnly bool) (*closure, error) {
+	rn := r.node(ctx, repo, ref, nil, depth)
+	if rn.err != nil {
+		return nil, rn.err
 	}
-	for d, b := range o.blobs {
-		cl.blobs[d] = b
+	if rn.p.subject != subject {
+		names := "no subject"
+		if !rn.p.subject.IsZero() {
+			names = "subject " + rn.p.subject.String()
+		}
+		return nil, fmt.Errorf("%w: %s names %s", errNotReferrer, ref, names)
 	}
-	for d, rs := range o.referrers {
-		cl.referrers[d] = append(cl.referrers[d], rs...)
+	return r.closureOf(ctx, repo, ref, depth, prevOnly)
+}
+
+type subjectPair struct{ subject, referrer layout.Digest }
+
+// warnNotReferrer warns once per run and pair about a referrer listing the manifest
+// contradicts.
+func (r *run) warnNotReferrer(repo string, p subjectPair, err error) {
+	r.mu.Lock()
+	if r.notReferrers == nil {
+		r.notReferrers = map[subjectPair]bool{}
+	}
+	seen := r.notReferrers[p]
+	r.notReferrers[p] = true
+	r.mu.Unlock()
+	if !seen {
+		r.prog.warnf("%s: %s listed as a referrer of %s by %s, left out: %v", repo, p.referrer, p.subject, r.c.base, err)
 	}
 }
 
@@ -684,9 +801,22 @@ func (r *run) listTags(ctx context.Context, repo string) ([]string, error) {
 	return tags, nil
 }
 
+// limitError is a source going past one of the run's limits (Options.MaxPages, MaxEntries,
+// MaxReferrers); the caller's context names the source.
+type limitError struct {
+	what  string // "tags", "pages of tags", "referrers"
+	limit int
+	flag  string
+}
+
+func (e *limitError) Error() string {
+	return fmt.Sprintf("more than %d %s (limit: --%s %d; raise it if the source really has more)", e.limit, e.what, e.flag, e.limit)
+}
+
 // paginate GETs a list endpoint page by page, calling each once per distinct entry of the
 // JSON array field. It follows Link rel="next"; a source that sends a full page without a Link
-// is asked again with last=<final entry> until a page brings nothing new.
+// is asked again with last=<final entry> until a page brings nothing new. More than MaxPages
+// pages or MaxEntries distinct entries is an error.
 func (r *run) paginate(ctx context.Context, base, field string, each func(string)) error {
 	seen := map[string]bool{}
 	n := r.o.pageSize
@@ -695,7 +825,10 @@ func (r *run) paginate(ctx context.Context, base, field string, each func(string
 	}
 	path := base + "?n=" + strconv.Itoa(n)
 	visited := map[string]bool{}
-	for path != "" && !visited[path] {
+	for pages := 0; path != "" && !visited[path]; pages++ {
+		if pages == r.o.MaxPages {
+			return &limitError{what: "pages of " + field, limit: r.o.MaxPages, flag: "max-pages"}
+		}
 		visited[path] = true
 		var page map[string]json.RawMessage
 		if err := r.acquire(ctx, r.reqSem); err != nil {
@@ -716,6 +849,9 @@ func (r *run) paginate(ctx context.Context, base, field string, each func(string
 		for _, it := range items {
 			if seen[it] {
 				continue
+			}
+			if len(seen) == r.o.MaxEntries {
+				return &limitError{what: field, limit: r.o.MaxEntries, flag: "max-entries"}
 			}
 			seen[it] = true
 			fresh++
@@ -800,7 +936,12 @@ func (r *run) queryReferrers(ctx context.Context, repo string, d layout.Digest) 
 	path := "/v2/" + repo + "/referrers/" + d.String()
 	var out []referrer
 	seen := map[layout.Digest]bool{}
-	for pages := 0; path != "" && pages < 1000; pages++ {
+	visited := map[string]bool{}
+	for pages := 0; path != "" && !visited[path]; pages++ {
+		if pages == r.o.MaxPages {
+			return nil, &limitError{what: "pages of referrers", limit: r.o.MaxPages, flag: "max-pages"}
+		}
+		visited[path] = true
 		var idx struct {
 			Manifests []struct {
 				descriptor
@@ -823,6 +964,9 @@ func (r *run) queryReferrers(ctx context.Context, repo string, d layout.Digest) 
 			if seen[rd] || rd == d {
 				continue
 			}
+			if len(seen) == r.o.MaxReferrers {
+				return nil, &limitError{what: "referrers", limit: r.o.MaxReferrers, flag: "max-referrers"}
+			}
 			seen[rd] = true
 			h, err := v1.NewHash(rd.String())
 			if err != nil {
@@ -840,9 +984,6 @@ func (r *run) queryReferrers(ctx context.Context, repo string, d layout.Digest) 
 		next, err := nextLink(link)
 		if err != nil {
 			return nil, err
-		}
-		if next == path {
-			break
 		}
 		path = next
 	}

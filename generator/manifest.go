@@ -78,6 +78,7 @@ type parsed struct {
 	children  []blobRef // manifests of an index
 	config    *blobRef
 	layers    []blobRef
+	subject   layout.Digest // the manifest this one refers to (zero: none, or not a valid digest)
 }
 
 // blobs are the config and the layers.
@@ -164,6 +165,11 @@ func parseManifest(data []byte, headerType string) (*parsed, error) {
 		b.layer = true
 		b.foreign = isForeignType(d.MediaType) || len(d.URLs) > 0
 		p.layers = append(p.layers, b)
+	}
+	if m.Subject != nil {
+		// A referrer is accepted only for the subject it names; a subject that is not a
+		// valid digest makes it a referrer of nothing, not a broken manifest.
+		p.subject, _ = layout.ParseDigest(m.Subject.Digest)
 	}
 	switch p.mediaType {
 	case mtOCIIndex, mtDockerList:

@@ -29,6 +29,15 @@ const (
 	// MaxManifestSize is the largest manifest the generator accepts (the distribution
 	// spec's recommended limit).
 	MaxManifestSize = 4 << 20
+
+	// Limits on what a source may list, against a source that never stops (Options.MaxPages,
+	// MaxEntries, MaxReferrers; flags --max-pages, --max-entries, --max-referrers).
+	DefaultMaxPages     = 10000  // pages of one listing: the catalog, a tag list, a subject's referrers
+	DefaultMaxEntries   = 100000 // repositories in the catalog; tags of one repository
+	DefaultMaxReferrers = 1000   // referrers of one manifest
+
+	// MaxDepth bounds how deep indexes nest and how deep referrers of referrers are followed.
+	MaxDepth = 8
 )
 
 // BlobFile is a file being written atomically (a *layout.File by default).
@@ -90,6 +99,13 @@ type Options struct {
 	// StallTimeout aborts (and retries) a request whose body sends nothing for this long.
 	StallTimeout time.Duration
 
+	// MaxPages bounds the pages read of one listing (the catalog, one repository's tags, one
+	// manifest's referrers), MaxEntries the repositories of the catalog and the tags of one
+	// repository, MaxReferrers the referrers of one manifest. A source past a limit fails that
+	// listing with an error naming the source and the limit: the run for the catalog, the
+	// repository for its tags, the tag for referrers. Zero means the default.
+	MaxPages, MaxEntries, MaxReferrers int
+
 	// Log receives warnings and progress (os.Stderr in the CLI); nil discards them.
 	Log io.Writer
 	// Live draws a progress bar rewritten in place (Log is a terminal); otherwise a progress
@@ -132,6 +148,18 @@ func (o *Options) setDefaults() error {
 	}
 	if o.StallTimeout <= 0 {
 		o.StallTimeout = DefaultStallTimeout
+	}
+	for _, l := range []struct {
+		v    *int
+		def  int
+		flag string
+	}{{&o.MaxPages, DefaultMaxPages, "--max-pages"}, {&o.MaxEntries, DefaultMaxEntries, "--max-entries"}, {&o.MaxReferrers, DefaultMaxReferrers, "--max-referrers"}} {
+		switch {
+		case *l.v < 0:
+			return fmt.Errorf("%s %d: want a positive number", l.flag, *l.v)
+		case *l.v == 0:
+			*l.v = l.def
+		}
 	}
 	if o.LogInterval <= 0 {
 		o.LogInterval = DefaultLogInterval

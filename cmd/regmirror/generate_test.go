@@ -77,6 +77,9 @@ func TestGenerateFlagErrors(t *testing.T) {
 		{"both passwords", []string{"--source", "http://x", "--out", "y", "--username", "u", "--password", "p", "--password-stdin"}, "s\n", "not both"},
 		{"bad scheme", []string{"--source", "ftp://x", "--out", "y"}, "", "want http://"},
 		{"mirrors file missing", []string{"--source", "http://x", "--out", "y", "--mirrors", "/nonexistent/m.yaml"}, "", "/nonexistent/m.yaml"},
+		{"max entries zero", []string{"--source", "http://x", "--out", "y", "--max-entries", "0"}, "", "--max-entries 0: want at least 1"},
+		{"max pages negative", []string{"--source", "http://x", "--out", "y", "--max-pages", "-1"}, "", "--max-pages -1: want at least 1"},
+		{"max referrers zero", []string{"--source", "http://x", "--out", "y", "--max-referrers", "0"}, "", "--max-referrers 0: want at least 1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

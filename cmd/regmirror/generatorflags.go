@@ -25,6 +25,9 @@ func addGeneratorFlags(fs *pflag.FlagSet, o *generator.Options) {
 	fs.BoolVar(&o.VerifyLayers, "verify-layers", false, "decompress each new layer and check it against the image config's diff_ids")
 	fs.BoolVar(&o.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "accept any TLS certificate from the source")
 	fs.StringVar(&o.CAFile, "ca-file", "", "trust the PEM certificates in `FILE` for the source, besides the system's")
+	fs.IntVar(&o.MaxEntries, "max-entries", generator.DefaultMaxEntries, "refuse a catalog or a repository's tag list of more than `N` entries")
+	fs.IntVar(&o.MaxPages, "max-pages", generator.DefaultMaxPages, "refuse a catalog, tag list or referrers list of more than `N` pages")
+	fs.IntVar(&o.MaxReferrers, "max-referrers", generator.DefaultMaxReferrers, "refuse a manifest with more than `N` referrers")
 }
 
 // checkGeneratorFlags validates what addGeneratorFlags registered, naming the command in its
@@ -44,6 +47,14 @@ func checkGeneratorFlags(cmd string, fs *pflag.FlagSet, o *generator.Options) er
 	}
 	if o.GCGrace <= 0 {
 		return fmt.Errorf("%s: --gc-grace %s: want a positive duration such as 168h", cmd, o.GCGrace)
+	}
+	for _, l := range []struct {
+		flag string
+		v    int
+	}{{"max-entries", o.MaxEntries}, {"max-pages", o.MaxPages}, {"max-referrers", o.MaxReferrers}} {
+		if l.v < 1 {
+			return fmt.Errorf("%s: --%s %d: want at least 1", cmd, l.flag, l.v)
+		}
 	}
 	if fs.Changed("min-mirrors") && o.MinMirrors < 1 {
 		return fmt.Errorf("%s: --min-mirrors %d: want at least 1", cmd, o.MinMirrors)
