@@ -538,6 +538,16 @@ func checkURL(s string) error {
 	case strings.ContainsAny(s, " \t\r\n\"\\<>"):
 		return errors.New("contains spaces, quotes or backslashes")
 	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %s: want 1 to 65535", trunc.String(p))
+		}
+	}
+	for seg := range strings.SplitSeq(u.Path, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf(`path has a %q segment: give the tree root itself`, seg)
+		}
+	}
 	if u.String() != s {
 		return fmt.Errorf("not in canonical form (want %q)", trunc.String(u.String()))
 	}

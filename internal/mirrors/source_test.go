@@ -112,6 +112,34 @@ func TestFromMirrorManager(t *testing.T) {
 	}
 }
 
+// TestFromMirrorManagerRefusesImpossibleURLs: a MirrorManager URL with an impossible port or
+// a ".." segment is never taken; the host's next valid URL is, else the host is left out.
+func TestFromMirrorManagerRefusesImpossibleURLs(t *testing.T) {
+	tests := []struct {
+		name string
+		urls []string
+		want string // "" for left out
+	}{
+		{"port too large", []string{"https://a.example:70000/c/"}, ""},
+		{"port zero", []string{"http://a.example:0/c/"}, ""},
+		{"dotdot", []string{"https://a.example/pub/../../etc/"}, ""},
+		{"encoded dotdot", []string{"https://a.example/pub/%2E%2E/"}, ""},
+		{"next URL taken", []string{"https://a.example:99999/c/", "http://a.example/c/"}, "http://a.example/c/"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := FromMirrorManager([]mirrormanager.Host{{ID: 1, Name: "mm-host-1", Country: "DE", Bandwidth: 10, URLs: tc.urls}}, nil)
+			var got string
+			if len(f.Mirrors) == 1 {
+				got = f.Mirrors[0].URL
+			}
+			if got != tc.want {
+				t.Errorf("got %q (%d mirrors), want %q", got, len(f.Mirrors), tc.want)
+			}
+		})
+	}
+}
+
 func TestLoadSource(t *testing.T) {
 	d := t.TempDir()
 	write := func(name string, b []byte) string {
