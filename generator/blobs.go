@@ -264,8 +264,8 @@ type diffTask struct {
 }
 
 // diffID decompresses a layer file (gzip, zstd or plain tar, by its magic bytes) and returns
-// the sha256 of the stream.
-func (r *run) diffID(d layout.Digest) (string, error) {
+// the sha256 of the stream. It stops within a read of the run being cancelled.
+func (r *run) diffID(ctx context.Context, d layout.Digest) (string, error) {
 	r.mu.Lock()
 	t, ok := r.diffIDs[d]
 	if !ok {
@@ -273,7 +273,7 @@ func (r *run) diffID(d layout.Digest) (string, error) {
 		r.diffIDs[d] = t
 	}
 	r.mu.Unlock()
-	t.once.Do(func() { t.d, t.err = diffIDOfFile(r.blobPath(d)) })
+	t.once.Do(func() { t.d, t.err = diffIDOfFile(ctx, r.blobPath(d)) })
 	return t.d, t.err
 }
 
@@ -281,7 +281,7 @@ func (r *run) diffID(d layout.Digest) (string, error) {
 // largest window common tools use).
 const maxZstdWindow = 1 << 27
 
-func diffIDOfFile(path string) (string, error) {
+func diffIDOfFile(ctx context.Context, path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -307,10 +307,24 @@ func diffIDOfFile(path string) (string, error) {
 		rd = zr
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, rd); err != nil {
+	if _, err := io.CopyBuffer(h, ctxReader{ctx, rd}, make([]byte, 256<<10)); err != nil {
 		return "", fmt.Errorf("decompressing: %w", err)
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ctxReader fails reads once ctx is done: a decompression (a few milliseconds per read)
+// stops when the run is interrupted, however large the stream.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	return c.r.Read(p)
 }
 
 // verifyLayers checks the layers of n fetched this run against its config's diff_ids.
@@ -351,7 +365,7 @@ func (r *run) verifyLayers(ctx context.Context, n *node, cl *closure) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		got, err := r.diffID(l.digest)
+		got, err := r.diffID(ctx, l.digest)
 		if err != nil {
 			return fmt.Errorf("layer %s of %s: %w", l.digest, n.digest, err)
 		}

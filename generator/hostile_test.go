@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
 )
 
 // indexDoc is an OCI index, optionally with a subject.
@@ -289,5 +293,87 @@ func TestNestedTooDeep(t *testing.T) {
 	}
 	if len(msg) > 2*maxMessage {
 		t.Errorf("error of %d bytes, want it cut near %d", len(msg), maxMessage)
+	}
+}
+
+// TestCredentialsStayOnTheSource: a source that sends blob downloads to another host (a CDN,
+// as registries with a redirect storage middleware do) gets its credentials, basic or
+// bearer; the other host never sees them, whether it differs by name or only by port.
+func TestCredentialsStayOnTheSource(t *testing.T) {
+	for _, bearer := range []bool{false, true} {
+		for _, cdnHost := range []string{"localhost", "127.0.0.1"} {
+			name := fmt.Sprintf("bearer %v, CDN at %s", bearer, cdnHost)
+			t.Run(name, func(t *testing.T) {
+				src := newSource(t)
+				src.demo()
+				var (
+					mu         sync.Mutex
+					seen       []string // credentials-bearing headers the CDN received
+					hits       int      // blob downloads through the CDN
+					authedGETs int      // blob GETs that reached the source with credentials
+				)
+				// The CDN serves blobs by asking the source over a path that needs no
+				// credentials (as a CDN pulls from its origin).
+				cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					mu.Lock()
+					hits++
+					for _, h := range []string{"Authorization", "Cookie", "Proxy-Authorization"} {
+						if v := r.Header.Get(h); v != "" {
+							seen = append(seen, h+": "+v)
+						}
+					}
+					mu.Unlock()
+					resp, err := http.Get(src.url + "/origin" + strings.TrimPrefix(r.URL.Path, "/cdn"))
+					if err != nil {
+						http.Error(w, err.Error(), http.StatusBadGateway)
+						return
+					}
+					defer resp.Body.Close()
+					w.WriteHeader(resp.StatusCode)
+					io.Copy(w, resp.Body)
+				}))
+				defer cdn.Close()
+				_, cdnPort, _ := net.SplitHostPort(strings.TrimPrefix(cdn.URL, "http://"))
+				cdnURL := "http://" + cdnHost + ":" + cdnPort
+				check := basicAuth("u", "p")
+				if bearer {
+					ta := &tokenAuth{user: "u", pass: "p", tokens: map[string]map[string]bool{}}
+					check = ta.check
+				}
+				src.auth = func(w http.ResponseWriter, r *http.Request) bool {
+					if strings.HasPrefix(r.URL.Path, "/origin/") {
+						return true
+					}
+					if strings.Contains(r.URL.Path, "/blobs/") && r.Header.Get("Authorization") != "" {
+						mu.Lock()
+						authedGETs++
+						mu.Unlock()
+					}
+					return check(w, r)
+				}
+				src.addFault(&fault{method: "GET", match: pathHas("/blobs/"), do: func(w http.ResponseWriter, r *http.Request, registry http.Handler) {
+					if p, ok := strings.CutPrefix(r.URL.Path, "/origin"); ok {
+						r.URL.Path = p
+						registry.ServeHTTP(w, r)
+						return
+					}
+					http.Redirect(w, r, cdnURL+"/cdn"+r.URL.Path, http.StatusTemporaryRedirect)
+				}})
+				out := t.TempDir()
+				o := src.opts(out)
+				o.Auth = &authn.Basic{Username: "u", Password: "p"}
+				mustRun(t, o)
+				checkTree(t, out)
+				mu.Lock()
+				defer mu.Unlock()
+				if hits == 0 || authedGETs == 0 {
+					t.Fatalf("blob downloads: %d through the CDN, %d with credentials at the source; want both", hits, authedGETs)
+				}
+				if len(seen) > 0 {
+					t.Errorf("the CDN at %s received credentials: %q", cdnURL, seen)
+				}
+				t.Logf("%d blobs through the CDN, none with credentials", hits)
+			})
+		}
 	}
 }
