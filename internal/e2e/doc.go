@@ -40,6 +40,14 @@
 //     crawls run (rsync's exit code 24 for a metadata file a crawl pruned meanwhile is a
 //     warning mirror-sync passes over: peers.SyncMirrorChanging) and pullers pull: every pull succeeds and no mirror
 //     is asked for a blob it lacks.
+//   - hostile_test.go: the attacker's side (issue 11). A hostile source registry: manifests
+//     listing each other as referrers (K=9) and index referrers listing their subject's
+//     siblings (K=8) are published in well under a second with a peak RSS of tens of MB,
+//     only referrers naming their subject kept; an endless catalog stops at --max-entries
+//     with one line naming the source and the limit; Ctrl-C during --verify-layers of a
+//     12.5 GiB gzip layer stops within a second. Raw sockets: 1,000 connections announcing a
+//     body they never send are answered and closed within serve's header timeout, serve's
+//     RSS bounded.
 //   - bench_generate_test.go: the generator's quality bars side by side with crane and a bare
 //     copy floor (`make bench`): BenchmarkSyncLarge, BenchmarkSyncManySmall,
 //     BenchmarkNoopResync, BenchmarkPeakRSS.

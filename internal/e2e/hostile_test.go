@@ -32,7 +32,8 @@ import (
 // These tests play the attacker against the real binary: a hostile source registry for
 // `regmirror generate`, raw sockets for `regmirror serve`. Each asserts the bound the
 // product promises (time, peak RSS of the child process, the one-line error) and logs the
-// measured figures. They need no real peer, only the regmirror binary.
+// measured figures. They need no real peer besides the regmirror binary, and are skipped
+// with the package by -short all the same.
 
 const (
 	mtOCIIndex    = "application/vnd.oci.image.index.v1+json"
@@ -246,6 +247,7 @@ func checkBounded(t *testing.T, m measured) {
 // each other, referrers that are indexes of their subject's siblings) are published in a
 // fraction of a second with a small peak RSS; only referrers naming their subject are kept.
 func TestHostileSourceReferrers(t *testing.T) {
+	needPeers(t)
 	tests := []struct {
 		name string
 		k    int
@@ -322,6 +324,7 @@ func mutual(h *hostileRegistry, ms []ociDesc) {
 // headers stops the run at the default limit, with one line naming the source and the limit,
 // in bounded time and memory.
 func TestHostileSourceEndlessListing(t *testing.T) {
+	needPeers(t)
 	h := newHostileRegistry(t)
 	h.catalog = func(w http.ResponseWriter, r *http.Request) {
 		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
@@ -351,6 +354,7 @@ func TestHostileSourceEndlessListing(t *testing.T) {
 // layer (13 MB of gzip members that inflate to 12.5 GiB) stops the run within a second,
 // publishing nothing.
 func TestHostileSourceVerifyLayersInterrupted(t *testing.T) {
+	needPeers(t)
 	h := newHostileRegistry(t)
 	// One gzip member of 64 MiB of zeros, repeated: gzip readers read every member.
 	var member bytes.Buffer
@@ -423,6 +427,7 @@ func TestHostileSourceVerifyLayersInterrupted(t *testing.T) {
 // the `regmirror serve` child's RSS stays bounded. Before the fix 2,000 such connections were
 // all open after 131 s (RSS 16 → 67 MB).
 func TestServeHostileBodies(t *testing.T) {
+	needPeers(t)
 	h := newHostileRegistry(t)
 	h.manifest(t, "plain", "1", h.tinyImage("plain", nil))
 	tree := filepath.Join(t.TempDir(), "tree")
