@@ -41,6 +41,7 @@ func FuzzHandler(f *testing.F) {
 	}
 	f.Add("HEAD", "/v2/fedora/manifests/latest", "*/*", "", "")
 	f.Add("DELETE", "/v2/fedora/manifests/latest", "", "garbage", "xx")
+	f.Add("GET", "/v2/fedora/manifests/sha256:"+strings.Repeat("<", 60000), "", "", "")
 	dir := f.TempDir()
 	m, _ := writeTree(f, dir, 1)
 	addMirrors(m, 1)
@@ -81,6 +82,11 @@ func FuzzHandler(f *testing.F) {
 		}
 		if w.Code >= 400 && method != "HEAD" && !strings.HasPrefix(w.Body.String(), `{"errors":[{"code":"`) {
 			t.Fatalf("error without the error JSON: %s", w.Body)
+		}
+		// Whatever the request holds, an error echoes at most maxDetail bytes of it (each
+		// escaped in at most 6 bytes of JSON).
+		if w.Code >= 400 && w.Body.Len() > 6*maxDetail+200 {
+			t.Fatalf("error answer of %d bytes: %.300s", w.Body.Len(), w.Body)
 		}
 	})
 }
