@@ -29,6 +29,7 @@ func TestListenCommandErrors(t *testing.T) {
 		{"no out", []string{"listen", "--source", "http://localhost:5000"}, "--out is required"},
 		{"bad debounce", []string{"listen", "--source", "http://x", "--out", "/tmp/x", "--debounce", "0s"}, "--debounce"},
 		{"bad jobs", []string{"listen", "--source", "http://x", "--out", "/tmp/x", "--jobs", "0"}, "--jobs"},
+		{"bad max entries", []string{"listen", "--source", "http://x", "--out", "/tmp/x", "--max-entries", "0"}, "listen: --max-entries 0: want at least 1"},
 		{"missing secret file", []string{"listen", "--source", "http://x", "--out", "/tmp/x", "--secret-file", "/nonexistent/secret"}, "--secret-file"},
 		{"empty secret file", []string{"listen", "--source", "http://x", "--out", "/tmp/x", "--secret-file", empty}, "is empty"},
 		{"argument", []string{"listen", "extra"}, "unexpected argument"},
@@ -55,7 +56,7 @@ func TestListenHelp(t *testing.T) {
 	if !errors.Is(err, pflag.ErrHelp) {
 		t.Fatalf("got %v, want pflag.ErrHelp", err)
 	}
-	for _, want := range []string{"--debounce", "--secret-file", "--state-dir", "--repo", "notifications:", "url: http://HOST:PORT/events", "Authorization: [Bearer TOKEN]", "threshold:", "backoff:"} {
+	for _, want := range []string{"--debounce", "--secret-file", "--state-dir", "--repo", "--max-entries", "--max-pages", "--max-referrers", "notifications:", "url: http://HOST:PORT/events", "Authorization: [Bearer TOKEN]", "threshold:", "backoff:"} {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("help lacks %q:\n%s", want, errOut.String())
 		}
