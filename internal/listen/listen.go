@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/regmirror/regmirror/generator"
+	"github.com/regmirror/regmirror/internal/trunc"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -214,7 +215,8 @@ func (l *Listener) serveEvents(w http.ResponseWriter, r *http.Request) {
 	for _, e := range events {
 		if e.Changes() && l.published(e.Target.Repository) {
 			relevant++
-			fmt.Fprintf(l.o.Log, "listen: %s %q tag %q digest %q: regeneration scheduled\n", e.Action, e.Target.Repository, e.Target.Tag, e.Target.Digest)
+			fmt.Fprintf(l.o.Log, "listen: %s %q tag %q digest %q: regeneration scheduled\n",
+				trunc.String(e.Action), trunc.String(e.Target.Repository), trunc.String(e.Target.Tag), trunc.String(e.Target.Digest))
 		}
 	}
 	if relevant > 0 {
