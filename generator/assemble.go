@@ -14,6 +14,7 @@ type stats struct {
 	Counts
 	added, changed, removed []tagChange
 	expired                 []layout.Digest
+	retire                  []string // "retire repo@digest": manifests retiring from a repository now
 }
 
 type tagChange struct {
@@ -156,14 +157,19 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	}
 	st.TagsAdded, st.TagsChanged, st.TagsRemoved = len(st.added), len(st.changed), len(st.removed)
 
+	rt := r.retire(m)
+	st.RetiringManifests, st.RetiringBlobs, st.RetiringBytes = rt.manifests, rt.blobs, rt.bytes
+	st.retire = rt.fresh
+	sort.Strings(st.retire)
 	r.orphans(m, st)
 	return m, st
 }
 
-// orphans fills m.Orphans: blobs the previous generation referenced and this one does not,
-// earlier orphans, and files in blobs/ that no generation references (left by a failed run).
-// Orphans unreferenced for longer than the grace period are listed in st.expired for deletion
-// and left out of m.Orphans.
+// orphans fills m.Orphans: blobs the previous generation referenced or retired and this one
+// neither references nor retires, earlier orphans, and files in blobs/ that no generation
+// references (left by a failed run). Orphans unreferenced for longer than the grace period
+// (a retired file counts from its Retired time) are listed in st.expired for deletion and
+// left out of m.Orphans. Nothing in m.Blobs, retiring files included, is ever an orphan.
 func (r *run) orphans(m *layout.Meta, st *stats) {
 	now := r.o.Now().UTC()
 	expired := map[layout.Digest]bool{}
@@ -192,7 +198,11 @@ func (r *run) orphans(m *layout.Meta, st *stats) {
 			if _, ok := m.Orphans[d]; !ok {
 				st.Orphaned++
 			}
-			add(d, &layout.Orphan{Size: b.Size, Since: b.Since, Unreferenced: now})
+			unref := now
+			if !b.Retired.IsZero() && b.Retired.Before(now) {
+				unref = b.Retired
+			}
+			add(d, &layout.Orphan{Size: b.Size, Since: b.Since, Unreferenced: unref})
 		}
 	}
 	if r.tree != nil {

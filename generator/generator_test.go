@@ -1,14 +1,18 @@
 package generator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/regmirror/regmirror/internal/testimages"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -107,7 +111,9 @@ func TestNoopResyncCostsOneRequestPerTag(t *testing.T) {
 	t.Logf("no-op requests: %v", counts)
 }
 
-func TestTagRemovalOrphansAndGrace(t *testing.T) {
+// TestTagRemovalRetiresThenCollects: a repository whose only tag left the source retires its
+// content (served by digest, out of the catalog) for the grace period, then its files go.
+func TestTagRemovalRetiresThenCollects(t *testing.T) {
 	src := newSource(t)
 	src.demo()
 	out := t.TempDir()
@@ -125,33 +131,53 @@ func TestTagRemovalOrphansAndGrace(t *testing.T) {
 	src.deleteTag("fedora/minimal", "42")
 	sum := mustRun(t, o)
 	m := checkTree(t, out)
-	if _, ok := m.Repositories["fedora/minimal"]; ok {
-		t.Errorf("fedora/minimal still published after its only tag left the source")
+	repo := m.Repositories["fedora/minimal"]
+	switch {
+	case repo == nil:
+		t.Fatalf("fedora/minimal dropped at once, want it kept retiring")
+	case repo.Published() || len(repo.Manifests) > 0 || len(repo.Blobs) > 0:
+		t.Errorf("fedora/minimal: got tags %v, manifests %v, blobs %v; want none (retiring only)", repo.Tags, repo.Manifests, repo.Blobs)
 	}
-	if sum.TagsRemoved != 1 {
-		t.Errorf("tags removed: got %d, want 1", sum.TagsRemoved)
+	if sum.TagsRemoved != 1 || sum.Repositories != len(before.Repositories)-1 {
+		t.Errorf("tags removed, repositories: got %d, %d; want 1, %d", sum.TagsRemoved, sum.Repositories, len(before.Repositories)-1)
+	}
+	if got, want := repo.Retiring, minimal.Manifests; !slices.Equal(got, want) {
+		t.Errorf("retiring manifests: got %v, want %v", got, want)
+	}
+	if got, want := repo.RetiringBlobs, minimal.Blobs; !slices.Equal(got, want) {
+		t.Errorf("retiring blobs: got %v, want %v", got, want)
+	}
+	if sum.RetiringManifests != len(minimal.Manifests) || sum.RetiringBlobs != len(minimal.Blobs) || sum.RetiringBytes <= 0 {
+		t.Errorf("summary: got retiring %d manifests, %d blobs, %d bytes; want %d, %d, > 0",
+			sum.RetiringManifests, sum.RetiringBlobs, sum.RetiringBytes, len(minimal.Manifests), len(minimal.Blobs))
+	}
+	if !strings.Contains(sum.String(), "retiring 1 manifests") {
+		t.Errorf("summary line lacks the retiring set: %s", sum)
 	}
 	gone := append(append([]layout.Digest{}, minimal.Blobs...), minimal.Manifests...)
 	for _, d := range gone {
-		o, ok := m.Orphans[d]
+		b, ok := m.Blobs[d]
 		if !ok {
-			t.Errorf("%s: not an orphan after its tag left", d)
+			t.Errorf("%s: not kept among the blobs while retiring", d)
 			continue
 		}
-		if !o.Unreferenced.Equal(now) || o.Since != before.Blobs[d].Since {
-			t.Errorf("orphan %s: got %+v, want Unreferenced %v, Since %d", d, o, now, before.Blobs[d].Since)
+		if !b.Retired.Equal(now) || b.Since != before.Blobs[d].Since {
+			t.Errorf("retiring %s: got %+v, want Retired %v, Since %d", d, b, now, before.Blobs[d].Since)
+		}
+		if _, ok := m.Orphans[d]; ok {
+			t.Errorf("retiring %s is also an orphan", d)
 		}
 		if _, err := os.Stat(filepath.Join(out, layout.BlobPath(d))); err != nil {
-			t.Errorf("orphan %s deleted within the grace period: %v", d, err)
+			t.Errorf("retiring %s deleted within the grace period: %v", d, err)
 		}
 	}
 
-	// Exactly at the grace period: kept. Past it: deleted.
+	// Exactly at the grace period: kept. Past it: deleted, and the repository is gone.
 	now = now.Add(time.Hour)
 	mustRun(t, o)
 	for _, d := range gone {
 		if _, err := os.Stat(filepath.Join(out, layout.BlobPath(d))); err != nil {
-			t.Errorf("orphan %s deleted at exactly the grace period: %v", d, err)
+			t.Errorf("retiring %s deleted at exactly the grace period: %v", d, err)
 		}
 	}
 	now = now.Add(time.Second)
@@ -160,13 +186,114 @@ func TestTagRemovalOrphansAndGrace(t *testing.T) {
 	if sum.Deleted != len(gone) {
 		t.Errorf("deleted: got %d, want %d", sum.Deleted, len(gone))
 	}
+	if _, ok := m.Repositories["fedora/minimal"]; ok {
+		t.Errorf("fedora/minimal still in the metadata after its retiring content expired")
+	}
 	for _, d := range gone {
 		if _, err := os.Stat(filepath.Join(out, layout.BlobPath(d))); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("orphan %s past the grace period: got %v, want deleted", d, err)
+			t.Errorf("retired %s past the grace period: got %v, want deleted", d, err)
 		}
 		if _, ok := m.Orphans[d]; ok {
-			t.Errorf("deleted orphan %s still listed", d)
+			t.Errorf("deleted %s still listed as an orphan", d)
 		}
+		if _, ok := m.Manifests[d]; ok {
+			t.Errorf("deleted %s still among the manifests", d)
+		}
+	}
+}
+
+// TestRetiringKeepsThePreviousGenerationWhateverTheGrace: with a grace of 1ns, what the
+// previous generation published stays (retiring) for one generation, then goes.
+func TestRetiringKeepsThePreviousGenerationWhateverTheGrace(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	out := t.TempDir()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	o := src.opts(out)
+	o.Now = func() time.Time { now = now.Add(time.Minute); return now }
+	o.GCGrace = time.Nanosecond
+	mustRun(t, o)
+	minimal := checkTree(t, out).Repositories["fedora/minimal"]
+	src.deleteTag("fedora/minimal", "42")
+	mustRun(t, o)
+	m := checkTree(t, out)
+	for _, d := range append(append([]layout.Digest{}, minimal.Blobs...), minimal.Manifests...) {
+		if _, err := os.Stat(filepath.Join(out, layout.BlobPath(d))); err != nil {
+			t.Errorf("%s: deleted by the generation that retired it: %v", d, err)
+		}
+	}
+	if r := m.Repositories["fedora/minimal"]; r == nil || len(r.Retiring) != len(minimal.Manifests) {
+		t.Fatalf("fedora/minimal: got %+v, want its manifests retiring", r)
+	}
+	sum := mustRun(t, o)
+	if sum.Deleted != len(minimal.Blobs)+len(minimal.Manifests) || sum.RetiringManifests != 0 {
+		t.Errorf("next generation: got %d deleted, %d retiring manifests; want %d, 0", sum.Deleted, sum.RetiringManifests, len(minimal.Blobs)+len(minimal.Manifests))
+	}
+}
+
+// TestMovedTagRetiresPerRepository: a tag moving to another image retires the old image in
+// its repository even when another repository still references it; the dry run shows it.
+func TestMovedTagRetiresPerRepository(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	refs, err := testimages.Demo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	o := src.opts(out)
+	mustRun(t, o)
+	prev := checkTree(t, out)
+	old := prev.Repositories["fedora/httpd"].Tags["latest"]
+	// Re-point fedora/httpd:latest and :2.4 at fedora/minimal's image.
+	minimal := prev.Repositories["fedora/minimal"].Tags["42"]
+	var img v1.Image
+	for _, r := range refs {
+		if r.Repo == "fedora/minimal" && r.Image != nil {
+			img = r.Image
+		}
+	}
+	if img == nil {
+		t.Fatal("no fedora/minimal:42 in the demo set")
+	}
+	for _, tag := range []string{"latest", "2.4"} {
+		src.pushImage("fedora/httpd", tag, img)
+	}
+
+	dry := o
+	dry.DryRun = true
+	sum, err := Run(context.Background(), dry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	sum.Plan.Print(&buf)
+	if want := "retire fedora/httpd@" + old.String(); !strings.Contains(buf.String(), want) {
+		t.Errorf("dry-run plan lacks %q:\n%s", want, buf.String())
+	}
+	if !strings.Contains(buf.String(), "retiring 1 manifests") {
+		t.Errorf("dry-run plan lacks the retiring totals:\n%s", buf.String())
+	}
+
+	mustRun(t, o)
+	m := checkTree(t, out)
+	httpd := m.Repositories["fedora/httpd"]
+	if got := httpd.Tags["latest"]; got != minimal {
+		t.Fatalf("fedora/httpd:latest: got %s, want %s", got, minimal)
+	}
+	if !slices.Contains(httpd.Retiring, old) {
+		t.Errorf("fedora/httpd retiring: got %v, want %s among them", httpd.Retiring, old)
+	}
+	for _, d := range prev.Repositories["fedora/httpd"].Blobs {
+		if slices.Contains(httpd.Blobs, d) != !slices.Contains(httpd.RetiringBlobs, d) {
+			t.Errorf("blob %s: got referenced %v, retiring %v; want exactly one", d, slices.Contains(httpd.Blobs, d), slices.Contains(httpd.RetiringBlobs, d))
+		}
+	}
+	if _, ok := m.Manifests[old]; !ok {
+		t.Errorf("retiring manifest %s lost its bytes", old)
+	}
+	if len(m.Repositories["fedora/minimal"].Retiring) != 0 {
+		t.Errorf("fedora/minimal retires %v, want nothing (unchanged)", m.Repositories["fedora/minimal"].Retiring)
 	}
 }
 

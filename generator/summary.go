@@ -27,6 +27,9 @@ type Counts struct {
 	Orphaned                            int   // blobs unreferenced since this generation
 	Orphans                             int   // unreferenced blobs kept for the grace period
 	Deleted                             int   // unreferenced longer than the grace period
+	RetiringManifests                   int   // manifests no longer referenced, still served by digest
+	RetiringBlobs                       int   // configs and layers likewise
+	RetiringBytes                       int64 // the retiring files' bytes (manifests included)
 	DeletedBytes                        int64
 	ToFetch                             int   // dry run: blobs (manifests included) to fetch or write
 	ToFetchBytes                        int64 // dry run
@@ -41,9 +44,9 @@ func (s *Summary) String() string {
 		verb = "planned"
 	}
 	line := fmt.Sprintf("generation %d %s: %d repositories, %d tags (%d added, %d changed, %d removed), %d manifests; "+
-		"%d blobs fetched (%s), %d present; %d foreign layers skipped; %d orphans kept, %d deleted (%s); %s, %s/s",
+		"%d blobs fetched (%s), %d present; %d foreign layers skipped; %s; %d orphans kept, %d deleted (%s); %s, %s/s",
 		s.Generation, verb, s.Repositories, s.Tags, s.TagsAdded, s.TagsChanged, s.TagsRemoved, s.Manifests,
-		s.BlobsFetched, humanBytes(s.BytesFetched), s.BlobsPresent, s.ForeignSkipped,
+		s.BlobsFetched, humanBytes(s.BytesFetched), s.BlobsPresent, s.ForeignSkipped, s.retiringText(),
 		s.Orphans, s.Deleted, humanBytes(s.DeletedBytes), s.Duration.Round(time.Millisecond), humanBytes(int64(rate)))
 	if s.Failures > 0 {
 		line += fmt.Sprintf("; %d failed", s.Failures)
@@ -51,18 +54,28 @@ func (s *Summary) String() string {
 	return line
 }
 
+// retiringText is the retiring set's part of the summary.
+func (c Counts) retiringText() string {
+	return fmt.Sprintf("retiring %d manifests, %d blobs (%s) served by digest",
+		c.RetiringManifests, c.RetiringBlobs, humanBytes(c.RetiringBytes))
+}
+
 // Plan is what a dry run would do.
 type Plan struct {
 	Added, Changed, Removed []string // "+ repo:tag digest", "~ repo:tag old -> new", "- repo:tag digest"
+	Retire                  []string // "retire repo@digest": manifests that start retiring
 	BlobsToFetch            int      // manifests included
 	BytesToFetch            int64
 	BlobsToDelete           int
 	BytesToDelete           int64
 	Delete                  []string // digests
+	Retiring                Counts   // the retiring set after the run (Retiring* fields)
 }
 
 func (r *run) plan(st *stats) *Plan {
-	p := &Plan{BlobsToFetch: st.ToFetch, BytesToFetch: st.ToFetchBytes, BlobsToDelete: st.Deleted, BytesToDelete: st.DeletedBytes}
+	p := &Plan{BlobsToFetch: st.ToFetch, BytesToFetch: st.ToFetchBytes, BlobsToDelete: st.Deleted, BytesToDelete: st.DeletedBytes,
+		Retire: st.retire}
+	p.Retiring.RetiringManifests, p.Retiring.RetiringBlobs, p.Retiring.RetiringBytes = st.RetiringManifests, st.RetiringBlobs, st.RetiringBytes
 	for _, c := range st.added {
 		p.Added = append(p.Added, fmt.Sprintf("+ %s %s", c.ref, c.new))
 	}
@@ -80,7 +93,7 @@ func (r *run) plan(st *stats) *Plan {
 
 // Print writes the plan, one line per change, then a total.
 func (p *Plan) Print(w io.Writer) {
-	for _, l := range [][]string{p.Added, p.Changed, p.Removed} {
+	for _, l := range [][]string{p.Added, p.Changed, p.Removed, p.Retire} {
 		for _, s := range l {
 			fmt.Fprintln(w, s)
 		}
@@ -88,6 +101,7 @@ func (p *Plan) Print(w io.Writer) {
 	for _, d := range p.Delete {
 		fmt.Fprintf(w, "delete %s\n", d)
 	}
-	fmt.Fprintf(w, "plan: %d tags added, %d changed, %d removed; %d blobs to fetch (%s); %d blobs to delete (%s)\n",
-		len(p.Added), len(p.Changed), len(p.Removed), p.BlobsToFetch, humanBytes(p.BytesToFetch), p.BlobsToDelete, humanBytes(p.BytesToDelete))
+	fmt.Fprintf(w, "plan: %d tags added, %d changed, %d removed; %d blobs to fetch (%s); %s; %d blobs to delete (%s)\n",
+		len(p.Added), len(p.Changed), len(p.Removed), p.BlobsToFetch, humanBytes(p.BytesToFetch), p.Retiring.retiringText(),
+		p.BlobsToDelete, humanBytes(p.BytesToDelete))
 }

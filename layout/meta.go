@@ -49,13 +49,14 @@ type Meta struct {
 
 	// Repositories by name.
 	Repositories map[string]*Repository `json:"repositories"`
-	// Manifests by digest: every manifest in the tree, with its bytes.
+	// Manifests by digest: every manifest the generation references or retires (see
+	// Repository.Retiring), with its bytes, once.
 	Manifests map[Digest]*Manifest `json:"manifests"`
-	// Blobs by digest: every file in blobs/ that the generation references (manifests included).
-	// Foreign layers the source does not hold are not here.
+	// Blobs by digest: every file in blobs/ that the generation references or retires
+	// (manifests included). Foreign layers the source does not hold are not here.
 	Blobs map[Digest]*Blob `json:"blobs"`
-	// Orphans are files still in blobs/ that the generation no longer references; they are
-	// deleted once unreferenced for longer than the grace period.
+	// Orphans are files still in blobs/ that the generation neither references nor retires;
+	// they are deleted once unreferenced for longer than the grace period.
 	Orphans map[Digest]*Orphan `json:"orphans,omitempty"`
 
 	// Origin is the URL of a full copy of the tree (ending in "/") that serves blobs when no
@@ -87,7 +88,21 @@ type Repository struct {
 	// Referrers maps a subject manifest to the descriptors of manifests that refer to it
 	// (OCI 1.1), with artifactType and annotations as the referrers API returns them.
 	Referrers map[Digest][]v1.Descriptor `json:"referrers,omitempty"`
+
+	// Retiring lists the manifests an earlier generation published in the repository that
+	// this one no longer references but still serves by digest (a pull that spans a switch,
+	// replicas a generation apart), sorted. Their bytes are in Meta.Manifests, their files in
+	// Meta.Blobs (with Blob.Retired). Tags, tag lists and the catalog never name them; a
+	// repository with retiring content only has no tags and is left out of the catalog.
+	Retiring []Digest `json:"retiring,omitempty"`
+	// RetiringBlobs lists the configs and layers of the retiring manifests that the
+	// repository no longer references, sorted; served by digest like Retiring.
+	RetiringBlobs []Digest `json:"retiringBlobs,omitempty"`
 }
+
+// Published reports whether the generation publishes the repository (it has a tag): only
+// those are in the catalog and answer tags/list; the others only serve retiring content.
+func (r *Repository) Published() bool { return len(r.Tags) > 0 }
 
 // Manifest is a manifest's media type and exact bytes.
 type Manifest struct {
@@ -101,6 +116,11 @@ type Blob struct {
 	// Since is the generation the blob first appeared in. A mirror holding generation G holds
 	// every blob with Since <= G.
 	Since uint64 `json:"since"`
+	// Retired is set while some repository retires the file (Repository.Retiring and
+	// RetiringBlobs): when a repository last stopped referencing it. A repository's retiring
+	// entry ends once Retired is older than the grace period, but never in the generation
+	// that retired it; only then may the file become an orphan.
+	Retired time.Time `json:"retired,omitzero"`
 }
 
 // Orphan is a blob file no longer referenced.
