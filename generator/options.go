@@ -26,9 +26,8 @@ const (
 	DefaultStallTimeout = 60 * time.Second
 	DefaultLogInterval  = 5 * time.Second
 
-	// MaxManifestSize is the largest manifest the generator accepts (the distribution
-	// spec's recommended limit).
-	MaxManifestSize = 4 << 20
+	// MaxManifestSize is the largest manifest the generator accepts (layout.MaxManifestSize).
+	MaxManifestSize = layout.MaxManifestSize
 
 	// Limits on what a source may list, against a source that never stops (Options.MaxPages,
 	// MaxEntries, MaxReferrers; flags --max-pages, --max-entries, --max-referrers).

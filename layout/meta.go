@@ -27,6 +27,10 @@ const FormatVersion = 2
 // exhaust memory.
 const MaxMetaSize = 4 << 30
 
+// MaxManifestSize is the largest manifest a tree holds (the distribution spec's recommended
+// limit): the generator refuses larger ones, readers need not read more.
+const MaxManifestSize = 4 << 20
+
 // ErrNoGeneration is returned when a tree has no current generation yet.
 var ErrNoGeneration = errors.New("tree has no generation yet")
 

@@ -15,7 +15,7 @@ import (
 )
 
 // maxVerifyManifest bounds a manifest read back from blobs/ while walking index.json.
-const maxVerifyManifest = 4 << 20
+const maxVerifyManifest = MaxManifestSize
 
 // Verify checks that the tree is whole: everything reachable from index.json (manifests,
 // configs, layers, recursively) and everything the current generation's metadata lists

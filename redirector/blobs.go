@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/regmirror/regmirror/layout"
 )
 
 var hdrAcceptRanges = []string{"bytes"}
@@ -13,11 +15,15 @@ var hdrAcceptRanges = []string{"bytes"}
 // serveBlob answers GET and HEAD /v2/<name>/blobs/<digest>.
 //
 // HEAD is answered here, never redirected. GET of a manifest (canonical or variant) is
-// answered from memory. GET of any other blob is a 307 to the mirror chosen for the client,
-// else to the origin URL, else the blob is served from the local tree.
+// answered from memory. GET of any other blob goes to a mirror of the client's tiers holding
+// it (chooseMirror), else to any mirror holding it that every client may use, else to the
+// origin URL, else it is served from the local tree. HEAD and GET agree: HEAD answers 200 only
+// when one of them can take the GET. Content the generation does not know (a newer one
+// published it) is answered by serveAheadBlob; content of another repository of the
+// generation as if it were in this one (a newer generation may have put it there).
 func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt route) {
-	repo := lookupRepo(st, r, g, rt.name)
-	if repo == nil {
+	repo, ok := findRepo(st, r, g, rt.name)
+	if !ok {
 		return
 	}
 	d, ok := parseRefDigest(st, r, rt.ref, errBlobUnknown)
@@ -25,7 +31,18 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 		return
 	}
 	h := st.Header()
-	if e := repo.manifests[d.String()]; e != nil {
+	key := d.String()
+	var (
+		e *manifestEntry
+		b *blobEntry
+	)
+	if repo != nil {
+		e, b = repo.manifests[key], repo.blobs[key]
+	}
+	if e == nil && b == nil {
+		e, b = g.manifests[key], g.blobs[key]
+	}
+	if e != nil {
 		h["Content-Type"] = hdrOctetStream
 		h["Docker-Content-Digest"] = e.digestHdr
 		h["Etag"] = e.etag
@@ -33,25 +50,26 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 		http.ServeContent(st, r, "", time.Time{}, bytes.NewReader(e.body))
 		return
 	}
-	b := repo.blobs[d.String()]
 	if b == nil {
-		writeError(st, r, errBlobUnknown, "blob "+d.String()+" is not in "+rt.name)
+		s.serveAheadBlob(st, r, g, d)
 		return
 	}
 	if r.Method == http.MethodHead {
-		h["Content-Type"] = hdrOctetStream
-		h["Docker-Content-Digest"] = b.digestHdr
-		h["Etag"] = b.etag
-		h["Content-Length"] = b.length
-		h["Accept-Ranges"] = hdrAcceptRanges
-		h["Cache-Control"] = hdrImmutable
-		st.WriteHeader(http.StatusOK)
+		if !s.blobReachable(g, b) {
+			writeError(st, r, errBlobUnknown, "blob "+key+" is not available here: no mirror holds it yet, no origin, and the tree lacks its file")
+			return
+		}
+		s.headBlob(st, b)
 		return
 	}
 
-	if len(g.regions) > 0 || len(g.netblockMirrors) > 0 || len(g.asnMirrors) > 0 {
+	if len(g.regions) > 0 || len(g.netblockMirrors) > 0 || len(g.asnMirrors) > 0 || len(g.anyMirrors) > 0 {
 		reg := s.resolveClient(st, r, g)
-		if m := g.chooseMirror(st.client, st.asn, reg, b.since, s.rnd); m != nil {
+		m := g.chooseMirror(st.client, st.asn, reg, b.since, s.rnd)
+		if m == nil {
+			m = pickWeighted(g.anyMirrors, func(m *mirrorEntry) bool { return layout.HeldAt(m.generation, b.since) }, s.rnd)
+		}
+		if m != nil {
 			st.mirror = m.name
 			s.metrics.redirect(st.region, m.name)
 			redirect(st, m.url+b.path, b)
@@ -68,6 +86,37 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 		return
 	}
 	s.serveLocalBlob(st, r, b)
+}
+
+// blobReachable reports whether a GET of b would find it: at a mirror every client may use
+// (a client's own tiers only add to these), at the origin, or in the local tree.
+func (s *Server) blobReachable(g *generation, b *blobEntry) bool {
+	if g.origin != "" {
+		return true
+	}
+	for _, m := range g.anyMirrors {
+		if layout.HeldAt(m.generation, b.since) {
+			return true
+		}
+	}
+	f, err := s.openBlob(b)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// headBlob answers HEAD for a blob that a GET would find.
+func (s *Server) headBlob(st *reqState, b *blobEntry) {
+	h := st.Header()
+	h["Content-Type"] = hdrOctetStream
+	h["Docker-Content-Digest"] = b.digestHdr
+	h["Etag"] = b.etag
+	h["Content-Length"] = b.length
+	h["Accept-Ranges"] = hdrAcceptRanges
+	h["Cache-Control"] = hdrImmutable
+	st.WriteHeader(http.StatusOK)
 }
 
 // redirect answers 307 to url, which is a configured mirror's or the origin's URL followed by

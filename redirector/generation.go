@@ -39,8 +39,13 @@ type generation struct {
 	loaded   time.Time
 	stampRef string // the stamp's meta reference, to notice a rewrite of the same generation
 
-	repos       map[string]*repoEntry
-	catalog     []string // sorted repository names
+	repos   map[string]*repoEntry
+	catalog []string // sorted names of the published repositories
+	// manifests and blobs hold every manifest and blob of the generation by digest, whatever
+	// the repository: a replica a generation behind may be asked in a repository for content
+	// a newer generation put there.
+	manifests   map[string]*manifestEntry
+	blobs       map[string]*blobEntry
 	catalogBody []byte
 
 	// regions by key ("DE", "EU", "global"); empty without mirrors.
@@ -49,6 +54,9 @@ type generation struct {
 	netblockMirrors []*mirrorEntry
 	// asnMirrors are the candidate mirrors by the autonomous systems they serve (the second).
 	asnMirrors map[uint32][]*mirrorEntry
+	// anyMirrors are the mirrors any client may be sent to when no tier of its own holds a
+	// blob: healthy and enabled, neither private nor restricted to some countries; by name.
+	anyMirrors []*mirrorEntry
 	// origin is the configured origin URL (ending in "/"), or "" to serve from the local tree.
 	origin string
 	// variants are the regional variants, rendered on request; nil without.
@@ -106,13 +114,17 @@ type blobEntry struct {
 }
 
 type repoEntry struct {
-	name     string
-	tags     map[string]*manifestEntry
-	tagList  []string // sorted
-	tagsBody []byte   // the unpaginated tags/list answer
-	// manifests holds every canonical manifest of the repository by digest; its regional
-	// variants are found through generation.variants.
+	name string
+	// published: the repository has tags in this generation. One that only retires content
+	// (gone from the source) serves it by digest and is absent from the catalog and tags/list.
+	published bool
+	tags      map[string]*manifestEntry
+	tagList   []string // sorted
+	tagsBody  []byte   // the unpaginated tags/list answer
+	// manifests holds every canonical manifest of the repository by digest, retiring ones
+	// included; its regional variants are found through generation.variants.
 	manifests map[string]*manifestEntry
+	// blobs holds every blob of the repository by digest, retiring ones included.
 	blobs     map[string]*blobEntry
 	referrers map[string]*referrerSet
 }
@@ -181,6 +193,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		manifests[d.String()] = e
 	}
 	g.manifestCount = len(manifests)
+	g.manifests = manifests
 
 	// Variants: what the sets record, checked, and every variant by its own digest. Nothing
 	// is rendered here; a variant is rendered when a client first asks for it.
@@ -225,12 +238,10 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		if b == nil || b.Size < 0 {
 			return nil, fmt.Errorf("blob %s has no valid size", d)
 		}
-		be := &blobEntry{digest: d, size: b.Size, since: b.Since, path: layout.BlobPath(d)}
-		be.answer = newAnswer(d.String(), "application/octet-stream", nil)
-		be.length = []string{strconv.FormatInt(b.Size, 10)}
-		blobs[d.String()] = be
+		blobs[d.String()] = newBlobEntry(d, b.Size, b.Since)
 	}
 	g.blobCount = len(blobs)
+	g.blobs = blobs
 
 	for name, r := range m.Repositories {
 		if err := layout.ValidateName(name); err != nil {
@@ -241,9 +252,10 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		}
 		re := &repoEntry{
 			name:      name,
+			published: r.Published(),
 			tags:      make(map[string]*manifestEntry, len(r.Tags)),
-			manifests: make(map[string]*manifestEntry, len(r.Manifests)),
-			blobs:     make(map[string]*blobEntry, len(r.Blobs)+len(r.Manifests)),
+			manifests: make(map[string]*manifestEntry, len(r.Manifests)+len(r.Retiring)),
+			blobs:     make(map[string]*blobEntry, len(r.Blobs)+len(r.Manifests)+len(r.Retiring)+len(r.RetiringBlobs)),
 			referrers: make(map[string]*referrerSet, len(r.Referrers)),
 		}
 		for tag, d := range r.Tags {
@@ -258,7 +270,8 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 			re.tagList = append(re.tagList, tag)
 		}
 		slices.Sort(re.tagList)
-		for _, d := range r.Manifests {
+		// Referenced and retiring content alike, by digest.
+		for _, d := range slices.Concat(r.Manifests, r.Retiring) {
 			e, ok := manifests[d.String()]
 			if !ok {
 				return nil, fmt.Errorf("repository %s lists manifest %s, which the metadata lacks", name, d)
@@ -271,7 +284,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		for _, t := range re.tags { // a tagged manifest belongs to its repository in any case
 			re.manifests[t.digest] = t
 		}
-		for _, d := range r.Blobs {
+		for _, d := range slices.Concat(r.Blobs, r.RetiringBlobs) {
 			b, ok := blobs[d.String()]
 			if !ok {
 				return nil, fmt.Errorf("repository %s lists blob %s, which the metadata lacks", name, d)
@@ -287,7 +300,9 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		}
 		re.tagsBody = tagsBody(name, re.tagList)
 		g.repos[name] = re
-		g.catalog = append(g.catalog, name)
+		if re.published {
+			g.catalog = append(g.catalog, name)
+		}
 	}
 	slices.Sort(g.catalog)
 	g.catalogBody = catalogBody(g.catalog)
@@ -324,6 +339,9 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 			me.netblocks = append(me.netblocks, p.Masked())
 		}
 		usable[mi.Name] = me
+		if !mi.Private && len(mi.AllowedCountries) == 0 {
+			g.anyMirrors = append(g.anyMirrors, me)
+		}
 		if len(me.netblocks) > 0 {
 			g.netblockMirrors = append(g.netblockMirrors, me)
 		}
@@ -342,6 +360,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 	g.probes = probeTargets(m, usable)
 	byName := func(a, b *mirrorEntry) int { return cmp.Compare(a.name, b.name) }
 	slices.SortFunc(g.netblockMirrors, byName)
+	slices.SortFunc(g.anyMirrors, byName)
 	for _, ms := range g.asnMirrors {
 		slices.SortFunc(ms, byName)
 	}
@@ -373,6 +392,14 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		g.regions[key] = re
 	}
 	return g, nil
+}
+
+// newBlobEntry prepares the answers about a blob of size bytes (-1: unknown).
+func newBlobEntry(d layout.Digest, size int64, since uint64) *blobEntry {
+	be := &blobEntry{digest: d, size: size, since: since, path: layout.BlobPath(d)}
+	be.answer = newAnswer(d.String(), "application/octet-stream", nil)
+	be.length = []string{strconv.FormatInt(size, 10)}
+	return be
 }
 
 func newManifestEntry(d layout.Digest, mediaType string, data []byte) (*manifestEntry, error) {

@@ -26,6 +26,21 @@ func lookupRepo(w http.ResponseWriter, r *http.Request, g *generation, name stri
 	return repo
 }
 
+// findRepo validates the name and finds the repository: nil, with ok, for a valid name the
+// generation does not know (content by digest may still be found, see ahead.go). It answers
+// the error itself when !ok.
+func findRepo(w http.ResponseWriter, r *http.Request, g *generation, name string) (repo *repoEntry, ok bool) {
+	if err := layout.ValidateName(name); err != nil {
+		writeError(w, r, errNameInvalid, err.Error())
+		return nil, false
+	}
+	if g == nil {
+		writeError(w, r, errUnavailable, "no generation loaded")
+		return nil, false
+	}
+	return g.repos[name], true
+}
+
 // parseRefDigest validates a digest from a request. A well-formed digest of an algorithm the
 // tree does not hold is reported as unknown (404), anything else as DIGEST_INVALID (400).
 func parseRefDigest(w http.ResponseWriter, r *http.Request, ref string, unknown errorCode) (layout.Digest, bool) {
@@ -49,12 +64,19 @@ func parseRefDigest(w http.ResponseWriter, r *http.Request, ref string, unknown 
 // as docker-distribution does for old clients; with regional manifests on, the client's
 // region's variant.
 func (s *Server) serveManifest(st *reqState, r *http.Request, g *generation, rt route) {
-	repo := lookupRepo(st, r, g, rt.name)
-	if repo == nil {
-		return
+	byTag := strings.IndexByte(rt.ref, ':') < 0
+	var repo *repoEntry
+	if byTag {
+		if repo = lookupRepo(st, r, g, rt.name); repo == nil {
+			return
+		}
+	} else {
+		var ok bool
+		if repo, ok = findRepo(st, r, g, rt.name); !ok {
+			return
+		}
 	}
 	var e *manifestEntry
-	byTag := strings.IndexByte(rt.ref, ':') < 0
 	if byTag {
 		if err := layout.ValidateTag(rt.ref); err != nil {
 			writeError(st, r, errManifestInvalid, err.Error())
@@ -79,8 +101,16 @@ func (s *Server) serveManifest(st *reqState, r *http.Request, g *generation, rt 
 		if !ok {
 			return
 		}
-		if e = repo.manifests[d.String()]; e == nil {
-			e = s.variantByDigest(g, repo, d)
+		if repo != nil {
+			if e = repo.manifests[d.String()]; e == nil {
+				e = s.variantByDigest(g, repo, d)
+			}
+		}
+		if e == nil {
+			// Another repository's, or a newer generation's (replicas a generation apart).
+			if e = g.manifests[d.String()]; e == nil {
+				e = s.aheadManifest(r.Context(), g, d)
+			}
 		}
 		if e == nil {
 			writeError(st, r, errManifestUnknown, "manifest "+d.String()+" is not in "+rt.name)

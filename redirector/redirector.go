@@ -57,6 +57,9 @@ type Options struct {
 	VariantCacheBytes int64
 	// Health configures the probes that take failing mirrors out of rotation between crawls.
 	Health HealthOptions
+	// OriginClient fetches, from the metadata's origin, manifests of a newer generation than
+	// the one loaded (replicas a generation apart). Nil: a client with a 5 s timeout.
+	OriginClient *http.Client
 	// Random returns uniform random numbers for the weighted mirror choice; it must be safe
 	// for concurrent use. Nil uses math/rand/v2. Tests pass a seeded source.
 	Random func() uint64
@@ -85,6 +88,7 @@ type Server struct {
 
 	metrics      *metrics
 	variantCache *variantCache
+	ahead        *aheadFetcher
 	watchMu      sync.Mutex
 	watch        watchState
 
@@ -135,6 +139,7 @@ func New(opts Options) (*Server, error) {
 	}
 	opts.VariantCacheBytes = zeroDefault(opts.VariantCacheBytes, DefaultVariantCacheBytes)
 	s.variantCache = newVariantCache(opts.VariantCacheBytes)
+	s.ahead = newAheadFetcher(opts.OriginClient)
 	s.opts = opts
 	s.metrics = newMetrics(s)
 

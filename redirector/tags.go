@@ -56,6 +56,10 @@ func (s *Server) serveTags(st *reqState, r *http.Request, g *generation, rt rout
 	if repo == nil {
 		return
 	}
+	if !repo.published {
+		writeError(st, r, errNameUnknown, "repository "+rt.name+" is not published here")
+		return
+	}
 	body := repo.tagsBody
 	h := st.Header()
 	if r.URL.RawQuery != "" {

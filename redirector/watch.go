@@ -68,8 +68,32 @@ func (s *Server) load() (*generation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generation %d: %w", m.Generation, err)
 	}
+	if g.origin == "" {
+		if err := s.checkLocalBlobs(); err != nil {
+			return nil, fmt.Errorf("generation %d: %w", m.Generation, err)
+		}
+	}
 	g.loaded = start
 	return g, nil
+}
+
+// errNoBlobSource refuses a generation this host could not serve every blob of: without an
+// origin, a blob no mirror holds yet (a new one, before the next crawl) is served from the
+// tree's blobs/, which a host syncing only regmirror/ lacks.
+var errNoBlobSource = errors.New("the tree has no blobs/ and the metadata names no origin, so blobs no mirror holds yet could not be served: " +
+	"set origin: in the mirrors file given to generate (a full copy of the tree served over HTTP), or sync blobs/ to this host too")
+
+// checkLocalBlobs checks that the tree has a blobs/ directory holding files.
+func (s *Server) checkLocalBlobs() error {
+	f, err := s.root.Open(layout.BlobDir("sha256"))
+	if err != nil {
+		return errNoBlobSource
+	}
+	defer f.Close()
+	if ents, err := f.ReadDir(1); err != nil || len(ents) == 0 {
+		return errNoBlobSource
+	}
+	return nil
 }
 
 // Run watches the tree's current stamp and the GeoIP database every PollInterval until ctx is

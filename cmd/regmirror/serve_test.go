@@ -29,13 +29,26 @@ import (
 // serveTree publishes a one-manifest tree.
 func serveTree(t *testing.T) (dir string, manifest []byte, d layout.Digest) {
 	t.Helper()
+	dir, manifest, d = serveMetaOnly(t, "")
+	if err := layout.WriteFile(filepath.Join(dir, layout.BlobPath(d)), manifest); err != nil {
+		t.Fatal(err)
+	}
+	return dir, manifest, d
+}
+
+// serveMetaOnly publishes the tree of serveTree without blobs/, as a redirector host syncing
+// regmirror/ only has it, with origin as the metadata's origin.
+func serveMetaOnly(t *testing.T, origin string) (dir string, manifest []byte, d layout.Digest) {
+	t.Helper()
 	dir = t.TempDir()
 	manifest = []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`)
 	sum := sha256.Sum256(manifest)
 	d = layout.MustDigest("sha256:" + hex.EncodeToString(sum[:]))
 	m := layout.NewMeta(1)
 	m.Manifests[d] = &layout.Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Data: manifest}
+	m.Blobs[d] = &layout.Blob{Size: int64(len(manifest)), Since: 1}
 	m.Repositories["demo/app"] = &layout.Repository{Tags: map[string]layout.Digest{"latest": d}, Manifests: []layout.Digest{d}}
+	m.Origin = origin
 	if _, err := layout.NewTree(dir).Publish(m); err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +71,13 @@ func TestServeErrors(t *testing.T) {
 	if err := os.WriteFile(badGeo, []byte("\xab\xcd\xefMaxMind.com"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	metaOnly, _, _ := serveMetaOnly(t, "")
 	cases := []struct {
 		args []string
 		want string
 	}{
 		{nil, "--tree is required"},
+		{[]string{"--tree", metaOnly}, "set origin: in the mirrors file"},
 		{[]string{"--tree", dir, "extra"}, "unexpected argument"},
 		{[]string{"--tree", dir, "--trusted-proxy", "10.0.0.0/33"}, "--trusted-proxy"},
 		{[]string{"--tree", dir, "--log-format", "xml"}, "--log-format"},
