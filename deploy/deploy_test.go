@@ -17,6 +17,7 @@ import (
 	"github.com/regmirror/regmirror/internal/peers"
 	"github.com/regmirror/regmirror/internal/publish"
 	"github.com/regmirror/regmirror/layout"
+	"github.com/regmirror/regmirror/redirector"
 )
 
 // need finds a tool or fails loudly, naming the Debian package; only -short skips.
@@ -207,6 +208,9 @@ func TestGenerateEnvTemplate(t *testing.T) {
 			"REGMIRROR_LISTEN_ARGS=--listen=127.0.0.1:8090 --debounce=5s --secret-file=/etc/regmirror/listen.secret\n",
 			"REGMIRROR_CRAWL_ARGS=--mirrors=/etc/regmirror/mirrors.yaml\n",
 		}},
+		{"an origin without mirrors", `{"regmirror_origin":"https://origin.example.org/containers/"}`, []string{
+			"REGMIRROR_GENERATE_ARGS=--jobs=8 --gc-grace=168h --mirrors=/etc/regmirror/mirrors.yaml\n",
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -220,9 +224,25 @@ func TestGenerateEnvTemplate(t *testing.T) {
 	}
 }
 
-// TestSyncUnitCommands runs regmirror-sync.service's ExecStart line (deploy/mirror-sync
-// --meta-only, installed where the Ansible role puts it) against a local tree: the copy loads
-// as the same generation and holds no blob.
+// syncArgs is REGMIRROR_SYNC_ARGS as the redirector role renders serve.env with vars.
+func syncArgs(t *testing.T, vars string) string {
+	t.Helper()
+	env := render(t, "regmirror_redirector", "serve.env.j2", vars)
+	for line := range strings.SplitSeq(env, "\n") {
+		if v, ok := strings.CutPrefix(line, "REGMIRROR_SYNC_ARGS="); ok {
+			return v
+		}
+	}
+	t.Fatalf("serve.env sets no REGMIRROR_SYNC_ARGS:\n%s", env)
+	return ""
+}
+
+// TestSyncUnitCommands runs regmirror-sync.service's ExecStart line (deploy/mirror-sync,
+// installed where the Ansible role puts it, with the options the role sets) against a local
+// tree, two generations in a row, and starts a redirector on the copy: with the role's
+// defaults (no origin) the whole tree is copied and serves; with regmirror_origin set only
+// regmirror/ is (--meta-only), and the metadata's origin makes it serve; the metadata alone
+// without an origin is refused, in one line naming what to set.
 func TestSyncUnitCommands(t *testing.T) {
 	need(t, "rsync", "rsync")
 	unit, err := os.ReadFile("systemd/regmirror-sync.service")
@@ -238,59 +258,99 @@ func TestSyncUnitCommands(t *testing.T) {
 			t.Errorf("the Ansible role does not install the script the unit runs: its defaults lack %q", want)
 		}
 	}
-	src, dst := t.TempDir(), t.TempDir()
-	tree := layout.NewTree(src)
-	data := []byte("blob")
-	d := layout.MustDigest("sha256:2f41d4a5f0cba6e7ec1b3f7b2a5b6f7d8e9f0a1b2c3d4e5f60718293a4b5c6d7")
-	if err := layout.WriteFile(tree.Path(layout.BlobPath(d)), data); err != nil {
-		t.Fatal(err)
+	const origin = "https://origin.example.org/containers/"
+	metaOnly := syncArgs(t, `{"regmirror_origin":"`+origin+`"}`)
+	cases := []struct {
+		name, args, origin string
+		blobs              bool   // blobs/ copied
+		refused            string // serve refuses the copy, naming this
+	}{
+		{name: "role defaults", args: syncArgs(t, ""), blobs: true},
+		{name: "role with an origin", args: metaOnly, origin: origin},
+		{name: "metadata only without an origin", args: metaOnly, refused: "set origin: in the mirrors file"},
 	}
-	for gen := uint64(1); gen <= 2; gen++ {
-		m := layout.NewMeta(gen)
-		m.Blobs[d] = &layout.Blob{Size: int64(len(data)), Since: 1}
-		if _, err := publish.Publish(tree, m); err != nil {
-			t.Fatal(err)
-		}
-		// A writer's unfinished file is never copied.
-		if err := os.WriteFile(tree.Path(layout.MetaDir+"/"+layout.TempPrefix+"x"), nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		vars := map[string]string{"${REGMIRROR_SYNC_SOURCE}": src, "${REGMIRROR_TREE}": dst, installedSync: syncScript(t)}
-		n := 0
-		for line := range strings.SplitSeq(string(unit), "\n") {
-			cmd, ok := strings.CutPrefix(line, "ExecStart=")
-			if !ok {
-				continue
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			src, dst := t.TempDir(), t.TempDir()
+			tree := layout.NewTree(src)
+			data := []byte("blob")
+			d := layout.MustDigest("sha256:2f41d4a5f0cba6e7ec1b3f7b2a5b6f7d8e9f0a1b2c3d4e5f60718293a4b5c6d7")
+			if err := layout.WriteFile(tree.Path(layout.BlobPath(d)), data); err != nil {
+				t.Fatal(err)
 			}
-			n++
-			args := strings.Fields(cmd)
-			for i, a := range args {
-				for k, v := range vars {
-					a = strings.ReplaceAll(a, k, v)
+			for gen := uint64(1); gen <= 2; gen++ {
+				m := layout.NewMeta(gen)
+				m.Blobs[d] = &layout.Blob{Size: int64(len(data)), Since: 1}
+				m.Origin = c.origin
+				if _, err := publish.Publish(tree, m); err != nil {
+					t.Fatal(err)
 				}
-				args[i] = a
+				// A writer's unfinished file is never copied.
+				if err := os.WriteFile(tree.Path(layout.MetaDir+"/"+layout.TempPrefix+"x"), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				vars := map[string]string{"REGMIRROR_SYNC_SOURCE": src, "REGMIRROR_TREE": dst, "REGMIRROR_SYNC_ARGS": c.args}
+				n := 0
+				for line := range strings.SplitSeq(string(unit), "\n") {
+					cmd, ok := strings.CutPrefix(line, "ExecStart=")
+					if !ok {
+						continue
+					}
+					n++
+					args := unitArgs(strings.ReplaceAll(cmd, installedSync, syncScript(t)), vars)
+					run(t, "", nil, args[0], args[1:]...)
+				}
+				if n != 1 {
+					t.Fatalf("regmirror-sync.service: got %d ExecStart lines, want 1 (mirror-sync)", n)
+				}
+				m, _, err := layout.NewTree(dst).Load()
+				if err != nil {
+					t.Fatalf("generation %d: the synced metadata does not load: %v", gen, err)
+				}
+				if m.Generation != gen {
+					t.Errorf("synced generation: got %d, want %d", m.Generation, gen)
+				}
 			}
-			run(t, "", nil, args[0], args[1:]...)
-		}
-		if n != 1 {
-			t.Fatalf("regmirror-sync.service: got %d ExecStart lines, want 1 (mirror-sync --meta-only)", n)
-		}
-		m, _, err := layout.NewTree(dst).Load()
-		if err != nil {
-			t.Fatalf("generation %d: the synced metadata does not load: %v", gen, err)
-		}
-		if m.Generation != gen {
-			t.Errorf("synced generation: got %d, want %d", m.Generation, gen)
-		}
+			metas, _ := filepath.Glob(filepath.Join(dst, "regmirror", "meta", "*"))
+			srcMetas, _ := filepath.Glob(filepath.Join(src, "regmirror", "meta", "*"))
+			if len(metas) != len(srcMetas) {
+				t.Errorf("metadata files: got %d, want %d (deletions carried over)", len(metas), len(srcMetas))
+			}
+			if _, err := os.Stat(filepath.Join(dst, "regmirror", layout.TempPrefix+"x")); err == nil {
+				t.Errorf("a temporary file was copied")
+			}
+			_, err := os.Stat(filepath.Join(dst, layout.BlobPath(d)))
+			if got := err == nil; got != c.blobs {
+				t.Errorf("blob copied: got %v, want %v", got, c.blobs)
+			}
+			s, err := redirector.New(redirector.Options{Tree: dst})
+			switch {
+			case c.refused == "" && err != nil:
+				t.Errorf("serve on the copy: %v", err)
+			case c.refused != "" && (err == nil || !strings.Contains(err.Error(), c.refused) || strings.Contains(err.Error(), "\n")):
+				t.Errorf("serve on the copy: got %v, want one line containing %q", err, c.refused)
+			}
+			if err == nil {
+				s.Close()
+			}
+		})
 	}
-	metas, _ := filepath.Glob(filepath.Join(dst, "regmirror", "meta", "*"))
-	srcMetas, _ := filepath.Glob(filepath.Join(src, "regmirror", "meta", "*"))
-	if len(metas) != len(srcMetas) {
-		t.Errorf("metadata files: got %d, want %d (deletions carried over)", len(metas), len(srcMetas))
-	}
-	for _, p := range []string{"blobs", "regmirror/" + layout.TempPrefix + "x"} {
-		if _, err := os.Stat(filepath.Join(dst, p)); err == nil {
-			t.Errorf("%s copied to the redirector, want only the metadata", p)
+}
+
+// unitArgs splits an ExecStart command line as systemd does for these units: ${VAR} is
+// replaced within a word, a word that is $VAR alone by the value split at whitespace (zero or
+// more words).
+func unitArgs(cmd string, vars map[string]string) []string {
+	var args []string
+	for _, a := range strings.Fields(cmd) {
+		if name, ok := strings.CutPrefix(a, "$"); ok && !strings.HasPrefix(name, "{") {
+			args = append(args, strings.Fields(vars[name])...)
+			continue
 		}
+		for k, v := range vars {
+			a = strings.ReplaceAll(a, "${"+k+"}", v)
+		}
+		args = append(args, a)
 	}
+	return args
 }
