@@ -457,12 +457,13 @@ func TestGenerateLifecycle(t *testing.T) {
 		w = w.without(gone)
 		checkPublished(t, out, w)
 		m := checkTree(t, out)
+		app := m.Repositories["extra/app"]
 		for _, d := range goneLayers {
-			if m.Blobs[d] != nil {
-				t.Errorf("layer %s of deleted %s: still referenced by the metadata", d, gone)
+			if slices.Contains(app.Blobs, d) {
+				t.Errorf("layer %s of deleted %s: still referenced by extra/app", d, gone)
 			}
-			if m.Orphans[d] == nil {
-				t.Errorf("layer %s of deleted %s: got no orphan record, want one (grace period)", d, gone)
+			if b := m.Blobs[d]; b == nil || b.Retired.IsZero() || !slices.Contains(app.RetiringBlobs, d) {
+				t.Errorf("layer %s of deleted %s: got %+v, not retiring in extra/app; want it retiring (grace period)", d, gone, b)
 			}
 			if _, err := os.Stat(filepath.Join(out, layout.BlobPath(d))); err != nil {
 				t.Errorf("layer %s of deleted %s: deleted before the grace period: %v", d, gone, err)
