@@ -327,6 +327,7 @@ func TestPromotionInFlight(t *testing.T) {
 			if sum.RetiringManifests == 0 || sum.RetiringBlobs == 0 {
 				t.Errorf("summary: %s; want a retiring set", sum)
 			}
+			t.Logf("generation 2: %s; the retiring set costs %d bytes of compressed metadata", sum, retiringMetaBytes(t, p.tree))
 			if c.metaOnly {
 				p.metaOnlyInto(dir)
 			}
@@ -359,6 +360,46 @@ func TestPromotionInFlight(t *testing.T) {
 			pullRest(t, r.url, "fedora/toolbox", []byte(`{"manifests":[{"digest":"`+digestOf(toolbox)+`"}]}`), p.mirror.URL+"/")
 		})
 	}
+}
+
+// retiringMetaBytes is what the retiring set adds to the tree's current metadata file: its
+// compressed size less that of the same metadata without the retiring set.
+func retiringMetaBytes(t *testing.T, tree string) int {
+	t.Helper()
+	m, _, err := layout.NewTree(tree).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	with, _, err := layout.EncodeMeta(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := map[layout.Digest]bool{}
+	for _, r := range m.Repositories {
+		for _, d := range append(append([]layout.Digest{}, r.Manifests...), r.Blobs...) {
+			current[d] = true
+		}
+	}
+	for name, r := range m.Repositories {
+		for _, d := range append(append([]layout.Digest{}, r.Retiring...), r.RetiringBlobs...) {
+			if !current[d] {
+				delete(m.Manifests, d)
+				delete(m.Blobs, d)
+			}
+		}
+		r.Retiring, r.RetiringBlobs = nil, nil
+		if !r.Published() {
+			delete(m.Repositories, name)
+		}
+	}
+	for _, b := range m.Blobs {
+		b.Retired = time.Time{}
+	}
+	without, _, err := layout.EncodeMeta(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(with) - len(without)
 }
 
 // metaOnlyInto brings dir's regmirror/ up to the tree's (the redirector host's sync).
