@@ -66,6 +66,16 @@ func (t *Tree) Verify(ctx context.Context) error {
 				v.problem(fmt.Errorf("metadata: repository %s lists blob %s, which is not among the blobs", name, d))
 			}
 		}
+		for _, d := range r.Retiring {
+			if _, ok := m.Manifests[d]; !ok {
+				v.problem(fmt.Errorf("metadata: repository %s retires manifest %s, which is not among the manifests", name, d))
+			}
+		}
+		for _, d := range r.RetiringBlobs {
+			if b, ok := m.Blobs[d]; !ok || b.Retired.IsZero() {
+				v.problem(fmt.Errorf("metadata: repository %s retires blob %s, which is not among the blobs with a retired time", name, d))
+			}
+		}
 		for subject, descs := range r.Referrers {
 			for _, desc := range descs {
 				d, err := ParseDigest(desc.Digest.String())

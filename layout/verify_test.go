@@ -97,6 +97,18 @@ func TestVerify(t *testing.T) {
 			}
 			return "referrer " + ghost.String()
 		}},
+		{"retiring content not recorded", func(t *testing.T, tree *Tree, d map[string]Digest) string {
+			m, _, err := tree.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ghost := digestOfTest([]byte("ghost"))
+			m.Repositories["gone"] = &Repository{Retiring: []Digest{ghost}, RetiringBlobs: []Digest{d["layer"]}}
+			if _, err := tree.Publish(m); err != nil {
+				t.Fatal(err)
+			}
+			return "retires blob " + d["layer"].String()
+		}},
 		{"hostile index digest", func(t *testing.T, tree *Tree, d map[string]Digest) string {
 			os.WriteFile(tree.Path(IndexFile), []byte(`{"manifests":[{"digest":"sha256:../../etc/passwd","size":5}]}`), 0o644)
 			return "invalid digest"
