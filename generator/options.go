@@ -71,7 +71,8 @@ type Options struct {
 	Jobs int
 	// DryRun computes and returns the plan and writes nothing.
 	DryRun bool
-	// GCGrace is how long an unreferenced blob stays in the tree.
+	// GCGrace is how long content no longer referenced stays pullable by digest (retiring) and
+	// its files in the tree; whatever its value, at least for the generation that retires it.
 	GCGrace time.Duration
 	// Verify re-hashes blobs already present instead of trusting their size.
 	Verify bool

@@ -20,7 +20,7 @@ func addGeneratorFlags(fs *pflag.FlagSet, o *generator.Options) {
 	fs.StringVar(&o.MMDirectory, "mm-directory", "", "the tree's directory in MirrorManager (`PATH`, like pub/containers) when --mirrors is its mirrorlist cache")
 	fs.IntVar(&o.MinMirrors, "min-mirrors", 0, "widen regional mirror lists tier by tier to at least `N` mirrors (default: the previous generation's, else 5)")
 	fs.IntVar(&o.Jobs, "jobs", generator.DefaultJobs, "concurrent blob transfers (small requests run 4x as many)")
-	fs.DurationVar(&o.GCGrace, "gc-grace", generator.DefaultGCGrace, "delete a blob only once unreferenced for this long")
+	fs.DurationVar(&o.GCGrace, "gc-grace", generator.DefaultGCGrace, "keep content no longer referenced pullable by digest (and its files) this long; at least one generation")
 	fs.BoolVar(&o.Verify, "verify", false, "re-hash blobs already in the tree instead of trusting their size")
 	fs.BoolVar(&o.VerifyLayers, "verify-layers", false, "decompress each new layer and check it against the image config's diff_ids")
 	fs.BoolVar(&o.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "accept any TLS certificate from the source")
