@@ -16,9 +16,10 @@ import (
 
 // Content a newer generation published. Replicas behind one name may be a generation apart: a
 // client may read an index from a replica at G+1 and ask this one, still at G, for its children
-// and blobs. What the loaded generation does not know is answered from the tree's own blobs/
-// when the file is there, else from the origin (which holds every generation's files), else
-// not at all (404). Paths are only ever built from parsed digests.
+// and blobs, in the same repository or a new one. What the loaded generation does not hold in
+// the repository asked is answered from the tree's own blobs/ when the file is there, else from
+// the origin (which holds every generation's files), else not at all (404). Paths are only ever
+// built from parsed digests.
 const (
 	// aheadTimeout bounds one manifest fetch from the origin.
 	aheadTimeout = 5 * time.Second
@@ -29,7 +30,8 @@ const (
 )
 
 // aheadFetcher fetches manifests a newer generation published from the origin: one fetch per
-// digest at a time, a bounded number at once, verified, and kept in a small cache.
+// digest at a time, a bounded number at once, verified, and kept (with those read from the
+// tree's blobs/) in a small cache.
 type aheadFetcher struct {
 	client *http.Client
 	group  singleflight.Group
@@ -51,6 +53,7 @@ func (s *Server) aheadManifest(ctx context.Context, g *generation, d layout.Dige
 		return e
 	}
 	if e := s.localManifest(d); e != nil {
+		s.ahead.cache.add(d, e)
 		return e
 	}
 	if g.origin == "" {

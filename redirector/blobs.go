@@ -18,9 +18,9 @@ var hdrAcceptRanges = []string{"bytes"}
 // answered from memory. GET of any other blob goes to a mirror of the client's tiers holding
 // it (chooseMirror), else to any mirror holding it that every client may use, else to the
 // origin URL, else it is served from the local tree. HEAD and GET agree: HEAD answers 200 only
-// when one of them can take the GET. Content the generation does not know (a newer one
-// published it) is answered by serveAheadBlob; content of another repository of the
-// generation as if it were in this one (a newer generation may have put it there).
+// when one of them can take the GET. Content the repository does not hold in this generation
+// (a newer one may have put it there: replicas a generation apart) is answered by
+// serveAheadBlob.
 func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt route) {
 	repo, ok := findRepo(st, r, g, rt.name)
 	if !ok {
@@ -40,7 +40,7 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 		e, b = repo.manifests[key], repo.blobs[key]
 	}
 	if e == nil && b == nil {
-		e, b = g.manifests[key], g.blobs[key]
+		b = g.blobs[key] // another repository's: a newer generation may have put it here
 	}
 	if e != nil {
 		h["Content-Type"] = hdrOctetStream

@@ -193,7 +193,6 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		manifests[d.String()] = e
 	}
 	g.manifestCount = len(manifests)
-	g.manifests = manifests
 
 	// Variants: what the sets record, checked, and every variant by its own digest. Nothing
 	// is rendered here; a variant is rendered when a client first asks for it.

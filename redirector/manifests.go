@@ -107,10 +107,8 @@ func (s *Server) serveManifest(st *reqState, r *http.Request, g *generation, rt 
 			}
 		}
 		if e == nil {
-			// Another repository's, or a newer generation's (replicas a generation apart).
-			if e = g.manifests[d.String()]; e == nil {
-				e = s.aheadManifest(r.Context(), g, d)
-			}
+			// A newer generation may have put it here (replicas a generation apart).
+			e = s.aheadManifest(r.Context(), g, d)
 		}
 		if e == nil {
 			writeError(st, r, errManifestUnknown, "manifest "+d.String()+" is not in "+rt.name)
