@@ -597,6 +597,7 @@ func (g *generation) without(down map[string]string) *generation {
 	out := func(m *mirrorEntry) bool { _, ok := down[m.name]; return ok }
 	cp := *g
 	cp.netblockMirrors = slices.DeleteFunc(slices.Clone(g.netblockMirrors), out)
+	cp.anyMirrors = slices.DeleteFunc(slices.Clone(g.anyMirrors), out)
 	cp.asnMirrors = nil
 	for asn, ms := range g.asnMirrors {
 		if ms = slices.DeleteFunc(slices.Clone(ms), out); len(ms) > 0 {

@@ -23,9 +23,15 @@ func TestBlobHeadAgreesWithGet(t *testing.T) {
 		want    int    // GET status
 		mirror  string // GET's 307 target ("origin" for the origin)
 		mod     func(m *layout.Meta)
+		out     []string // mirrors the health probes took out of rotation
 	}{
 		{name: "a mirror of the region holds it", holders: map[string]uint64{"de1.example": 3}, want: 307, mirror: "de1.example"},
 		{name: "only a mirror outside every region tier holds it", holders: map[string]uint64{"us.example": 3}, want: 307, mirror: "us.example",
+			mod: func(m *layout.Meta) {
+				m.Regions = map[string]*layout.Region{"DE": {Tiers: [][]string{{"de1.example", "de2.example"}}, VariantSet: -1}}
+			}},
+		{name: "only a mirror outside every region tier holds it, out of rotation", holders: map[string]uint64{"us.example": 3}, noFile: true, want: 404,
+			out: []string{"us.example"},
 			mod: func(m *layout.Meta) {
 				m.Regions = map[string]*layout.Region{"DE": {Tiers: [][]string{{"de1.example", "de2.example"}}, VariantSet: -1}}
 			}},
@@ -74,6 +80,9 @@ func TestBlobHeadAgreesWithGet(t *testing.T) {
 				check(t, os.Remove(filepath.Join(dir, filepath.FromSlash(layout.BlobPath(dm.toolboxLayer)))))
 			}
 			s := newServer(t, Options{Tree: dir, TrustedProxies: trustAll, CountryHeader: "Cf-Ipcountry"})
+			if len(c.out) > 0 {
+				takeOut(s, fakeProbes(t, s), c.out...)
+			}
 			path := "/v2/fedora/toolbox/blobs/" + dm.toolboxLayer.String()
 			de := http.Header{"Cf-Ipcountry": {"DE"}}
 			for range 50 {
