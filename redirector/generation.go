@@ -41,10 +41,9 @@ type generation struct {
 
 	repos   map[string]*repoEntry
 	catalog []string // sorted names of the published repositories
-	// manifests and blobs hold every manifest and blob of the generation by digest, whatever
-	// the repository: a replica a generation behind may be asked in a repository for content
-	// a newer generation put there.
-	manifests   map[string]*manifestEntry
+	// blobs holds every blob of the generation by digest, whatever the repository: a replica
+	// a generation behind may be asked in one repository for a blob a newer generation put
+	// there; known, it is checked (size) and sent to mirrors like the repository's own.
 	blobs       map[string]*blobEntry
 	catalogBody []byte
 
