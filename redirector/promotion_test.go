@@ -152,7 +152,8 @@ func (p *promotion) syncMirror() {
 	}
 }
 
-// copyTree copies the tree's directory sub into dst.
+// copyTree copies the tree's directory sub into dst, links as links (a plain copy: the
+// publication switch is mirror-sync's business, tested in deploy and e2e).
 func (p *promotion) copyTree(dst, sub string) {
 	p.t.Helper()
 	err := filepath.WalkDir(filepath.Join(p.tree, sub), func(path string, d os.DirEntry, err error) error {
@@ -162,6 +163,14 @@ func (p *promotion) copyTree(dst, sub string) {
 		rel, _ := filepath.Rel(p.tree, path)
 		if d.IsDir() {
 			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if d.Type()&os.ModeSymlink != 0 { // the publication links (layout)
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			os.Remove(filepath.Join(dst, rel))
+			return os.Symlink(target, filepath.Join(dst, rel))
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
