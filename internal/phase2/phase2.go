@@ -37,6 +37,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -94,6 +95,12 @@ func marker(meta *layout.Meta, d layout.Digest) (string, bool) {
 	return d.Hex() + "." + ext, true
 }
 
+// servedByDigest are the manifests a repository answers by digest: those it references and
+// those it retires (layout.Repository.Retiring).
+func servedByDigest(repo *layout.Repository) []layout.Digest {
+	return slices.Concat(repo.Manifests, repo.Retiring)
+}
+
 // sortedNames are meta's repository names, sorted.
 func sortedNames(meta *layout.Meta) []string {
 	names := make([]string, 0, len(meta.Repositories))
@@ -122,10 +129,13 @@ func PubFiles(meta *layout.Meta) map[string][]byte {
 			files[path.Join(base, TagsDir, tag, mk)] = nil
 			refs = append(refs, name+":"+tag+" "+mk)
 		}
-		for _, d := range repo.Manifests {
+		for _, d := range servedByDigest(repo) {
 			if mk, ok := marker(meta, d); ok {
 				refs = append(refs, name+":"+d.String()+" "+mk)
 			}
+		}
+		if !repo.Published() {
+			continue // retiring content only: by digest, no tag list (404, as from serve)
 		}
 		sort.Strings(tags)
 		list, _ := json.Marshal(struct {
@@ -150,7 +160,7 @@ func PubFiles(meta *layout.Meta) map[string][]byte {
 func DigestFiles(meta *layout.Meta) map[string][]byte {
 	files := map[string][]byte{}
 	for _, name := range sortedNames(meta) {
-		for _, d := range meta.Repositories[name].Manifests {
+		for _, d := range servedByDigest(meta.Repositories[name]) {
 			if mk, ok := marker(meta, d); ok {
 				files[path.Join(Dir, name, DigestsDir, d.Hex(), mk)] = nil
 			}

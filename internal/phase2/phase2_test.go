@@ -181,6 +181,34 @@ func TestFilesSkipsUnknownMediaTypes(t *testing.T) {
 	}
 }
 
+// TestRetiringServedByDigest: a repository's retiring manifests keep their digest markers and
+// refs.map entries; a repository that only retires content has no tag list (404).
+func TestRetiringServedByDigest(t *testing.T) {
+	m := testMeta(map[string]map[string]string{"moved": {"latest": "new"}})
+	old, gone := digestOf("old"), digestOf("gone")
+	for _, d := range []layout.Digest{old, gone} {
+		m.Manifests[d] = &layout.Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Data: []byte(d.String())}
+	}
+	m.Repositories["moved"].Retiring = []layout.Digest{old}
+	m.Repositories["deleted"] = &layout.Repository{Tags: map[string]layout.Digest{}, Retiring: []layout.Digest{gone}}
+	digests, pub := DigestFiles(m), PubFiles(m)
+	for repo, d := range map[string]layout.Digest{"moved": old, "deleted": gone} {
+		marker := Dir + "/" + repo + "/" + DigestsDir + "/" + d.Hex() + "/" + d.Hex() + ".oci-manifest"
+		if _, ok := digests[marker]; !ok {
+			t.Errorf("%s: no digest marker %s for the retiring manifest", repo, marker)
+		}
+		if want := repo + ":" + d.String() + " "; !strings.Contains(string(pub[PubDir+"/"+RefsMapFile]), want) {
+			t.Errorf("refs.map lacks %q", want)
+		}
+	}
+	if _, ok := pub[PubDir+"/moved/"+TagListFile]; !ok {
+		t.Errorf("the published repository lost its tag list")
+	}
+	if _, ok := pub[PubDir+"/deleted/"+TagListFile]; ok {
+		t.Errorf("a repository with retiring content only has a tag list, want none")
+	}
+}
+
 func TestConfig(t *testing.T) {
 	cases := []struct {
 		name, server, root string
