@@ -107,17 +107,11 @@ func inflightRest(t *testing.T, base, repo string, doc []byte, mirror string) (m
 	return manifests, blobs
 }
 
-// syncMeta copies the tree's regmirror/ to dir with regmirror-sync.service's two phases
-// (REGMIRROR_SYNC_CONTENT set to the metadata only), as on a redirector-only host.
+// syncMeta copies the tree's regmirror/ to dir as a redirector-only host's
+// regmirror-sync.service does (deploy/mirror-sync --meta-only).
 func syncMeta(t *testing.T, tree, dir string) {
 	t.Helper()
-	rsync := peers.Require(t, "rsync")
-	content := []string{"--include=/regmirror/***", "--exclude=*"}
-	src, dst := strings.TrimRight(tree, "/")+"/", strings.TrimRight(dir, "/")+"/"
-	peers.Run(t, time.Minute, rsync, append(append([]string{"-a", "--modify-window=-1", "--exclude=.tmp-*",
-		"--exclude=/regmirror/current", "--exclude=/index.json"}, content...), src, dst)...)
-	peers.Run(t, time.Minute, rsync, append(append([]string{"-a", "--modify-window=-1", "--delay-updates", "--delete-after",
-		"--exclude=.tmp-*"}, content...), src, dst)...)
+	peers.SyncMirrorPhase(t, tree, dir, 0, "--meta-only")
 }
 
 // waitGeneration waits until the redirector at base serves generation gen (GET /healthz).
