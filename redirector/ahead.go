@@ -195,7 +195,6 @@ func (s *Server) serveAheadBlob(st *reqState, r *http.Request, g *generation, d 
 	if g.origin != "" {
 		s.resolveClient(st, r, g)
 		st.mirror = "origin"
-		s.metrics.redirect(st.region, "origin")
 		redirect(st, g.origin+path, newBlobEntry(d, -1, 0))
 		return
 	}

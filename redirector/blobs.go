@@ -43,6 +43,7 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 		b = g.blobs[key] // another repository's: a newer generation may have put it here
 	}
 	if e != nil {
+		st.mirror = "local"
 		h["Content-Type"] = hdrOctetStream
 		h["Docker-Content-Digest"] = e.digestHdr
 		h["Etag"] = e.etag
@@ -71,7 +72,6 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 		}
 		if m != nil {
 			st.mirror = m.name
-			s.metrics.redirect(st.region, m.name)
 			redirect(st, m.url+b.path, b)
 			return
 		}
@@ -81,7 +81,6 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 			s.resolveClient(st, r, g)
 		}
 		st.mirror = "origin"
-		s.metrics.redirect(st.region, "origin")
 		redirect(st, g.origin+b.path, b)
 		return
 	}

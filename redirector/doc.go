@@ -32,7 +32,7 @@
 // served: a tag gets the canonical manifest, the digest MANIFEST_UNKNOWN, and the log an error.
 //
 // Metrics (Prometheus, on their own listener): regmirror_requests_total{endpoint,code},
-// regmirror_redirects_total{region,mirror}, regmirror_generation,
+// regmirror_blob_downloads_total{region,to}, regmirror_generation,
 // regmirror_generation_age_seconds, regmirror_generation_loads_total{result},
 // regmirror_geoip_loads_total{result}, regmirror_asn_db_loads_total{result},
 // regmirror_variant_renders_total{result},

@@ -21,12 +21,12 @@ type metrics struct {
 	reg *prometheus.Registry
 	// requests by endpoint and status, resolved once so that counting costs an atomic add.
 	requests  [numEndpoints][len(statuses) + 1]prometheus.Counter
-	redirects *prometheus.CounterVec
-	// redirectCounters caches redirects' children by label pair: an immutable map, replaced
-	// (copy on write, under redirectMu) when a pair is first seen, so the hot path is one
+	downloads *prometheus.CounterVec
+	// downloadCounters caches downloads' children by label pair: an immutable map, replaced
+	// (copy on write, under downloadMu) when a pair is first seen, so the hot path is one
 	// atomic load and one map lookup, with no allocation.
-	redirectCounters atomic.Pointer[map[redirectKey]prometheus.Counter]
-	redirectMu       sync.Mutex
+	downloadCounters atomic.Pointer[map[downloadKey]prometheus.Counter]
+	downloadMu       sync.Mutex
 	reloads          *prometheus.CounterVec
 	geoReloads       *prometheus.CounterVec
 	asnReloads       *prometheus.CounterVec
@@ -49,10 +49,10 @@ func newMetrics(s *Server) *metrics {
 		}
 		m.requests[e][len(statuses)] = reqs.WithLabelValues(e.String(), "other")
 	}
-	m.redirects = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "regmirror_redirects_total",
-		Help: "Blob downloads sent elsewhere, by the client's region and the mirror chosen (\"origin\" for the origin URL).",
-	}, []string{"region", "mirror"})
+	m.downloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regmirror_blob_downloads_total",
+		Help: "Blob GETs by the client's region (\"none\" when the tree has no regions) and where they went: a mirror's name, \"origin\" (the origin URL), \"local\" (served from this server's tree or memory), or \"unavailable\" (answered with an error).",
+	}, []string{"region", "to"})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "regmirror_generation_loads_total",
 		Help: "Generations loaded (result=ok) and refused (result=failed).",
@@ -116,7 +116,7 @@ func newMetrics(s *Server) *metrics {
 		}
 		return 0
 	})
-	m.reg.MustRegister(reqs, m.redirects, m.reloads, m.geoReloads, m.asnReloads, m.variantRenders, m.probes, m.transitions, m.mirrorUp, m.fallbacks, falling, cached, gen, age,
+	m.reg.MustRegister(reqs, m.downloads, m.reloads, m.geoReloads, m.asnReloads, m.variantRenders, m.probes, m.transitions, m.mirrorUp, m.fallbacks, falling, cached, gen, age,
 		mirrorStates{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -144,19 +144,27 @@ func (c mirrorStates) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-type redirectKey struct{ region, mirror string }
+type downloadKey struct{ region, to string }
 
-func (m *metrics) redirect(region, mirror string) {
-	k := redirectKey{region, mirror}
-	if cs := m.redirectCounters.Load(); cs != nil {
+// blobDownload counts one blob GET: to is where it went (st.mirror), empty when it was
+// answered with an error; region is empty when the client's region was not needed.
+func (m *metrics) blobDownload(region, to string) {
+	if to == "" {
+		to = "unavailable"
+	}
+	if region == "" {
+		region = "none"
+	}
+	k := downloadKey{region, to}
+	if cs := m.downloadCounters.Load(); cs != nil {
 		if c, ok := (*cs)[k]; ok {
 			c.Inc()
 			return
 		}
 	}
-	m.redirectMu.Lock()
-	old := m.redirectCounters.Load()
-	next := make(map[redirectKey]prometheus.Counter, 1)
+	m.downloadMu.Lock()
+	old := m.downloadCounters.Load()
+	next := make(map[downloadKey]prometheus.Counter, 1)
 	if old != nil {
 		for kk, c := range *old {
 			next[kk] = c
@@ -164,11 +172,11 @@ func (m *metrics) redirect(region, mirror string) {
 	}
 	c, ok := next[k]
 	if !ok {
-		c = m.redirects.WithLabelValues(region, mirror)
+		c = m.downloads.WithLabelValues(region, to)
 		next[k] = c
-		m.redirectCounters.Store(&next)
+		m.downloadCounters.Store(&next)
 	}
-	m.redirectMu.Unlock()
+	m.downloadMu.Unlock()
 	c.Inc()
 }
 

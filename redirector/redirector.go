@@ -346,6 +346,9 @@ func (s *Server) finish(st *reqState, r *http.Request, start time.Time) {
 		st.status = http.StatusOK
 	}
 	s.metrics.request(st.ep, st.status)
+	if st.ep == epBlob && r.Method == http.MethodGet {
+		s.metrics.blobDownload(st.region, st.mirror)
+	}
 	if s.access != nil && st.ep != epHealth { // health checks would drown the log
 		s.logAccess(st, r, start)
 	}
