@@ -313,6 +313,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveStatusHTML(st, r, g)
 	case epStatusJSON:
 		s.serveStatusJSON(st, r, g)
+	case epRoute:
+		s.serveRoute(st, r, g)
 	case epManifest:
 		s.serveManifest(st, r, g, rt)
 	case epBlob:

@@ -17,10 +17,11 @@ const (
 	epHealth
 	epStatus     // GET /: the status page
 	epStatusJSON // GET /status.json
+	epRoute      // GET /route: why a client is sent where
 	numEndpoints
 )
 
-var endpointNames = [numEndpoints]string{"other", "base", "catalog", "tags", "manifests", "blobs", "referrers", "uploads", "healthz", "status", "status.json"}
+var endpointNames = [numEndpoints]string{"other", "base", "catalog", "tags", "manifests", "blobs", "referrers", "uploads", "healthz", "status", "status.json", "route"}
 
 func (e endpoint) String() string {
 	if e < numEndpoints {
@@ -52,6 +53,8 @@ func parseRoute(path string) route {
 		return route{ep: epStatus}
 	case "/status.json":
 		return route{ep: epStatusJSON}
+	case "/route":
+		return route{ep: epRoute}
 	}
 	rest, ok := strings.CutPrefix(path, "/v2/")
 	if !ok {
