@@ -126,8 +126,7 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	if r.o.DryRun {
 		for d, mf := range m.Manifests {
 			if !r.present(d, int64(len(mf.Data))) {
-				st.ToFetch++
-				st.ToFetchBytes += int64(len(mf.Data))
+				st.ManifestsWritten++
 			}
 		}
 	}

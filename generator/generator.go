@@ -192,6 +192,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err := r.write(meta, st); err != nil {
 		return nil, interrupted(ctx, err)
 	}
+	sum.Counts = st.Counts
 	sum.Duration = time.Since(start)
 	r.prog.stop()
 	return sum, r.partial(true)

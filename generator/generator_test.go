@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"os"
 	"path/filepath"
 	"slices"
@@ -391,6 +392,44 @@ func TestDryRunWritesNothing(t *testing.T) {
 	}
 	if sum.Plan.BlobsToFetch != 0 {
 		t.Errorf("plan fetches %d blobs, want 0", sum.Plan.BlobsToFetch)
+	}
+}
+
+// TestDryRunCountsEqualRun: what a dry run plans to fetch and write is what the run then
+// says it fetched and wrote, for a first run and for a promotion.
+func TestDryRunCountsEqualRun(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	out := filepath.Join(t.TempDir(), "tree")
+	o := src.opts(out)
+	for _, step := range []struct {
+		name   string
+		change func()
+	}{
+		{"first run", func() {}},
+		{"a new image", func() {
+			img, err := random.Image(3000, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src.pushImage("fedora/extra", "1", img)
+		}},
+		{"nothing new", func() {}},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			step.change()
+			o.DryRun = true
+			plan := mustRun(t, o).Plan
+			o.DryRun = false
+			sum := mustRun(t, o)
+			if plan.BlobsToFetch != sum.BlobsFetched || plan.BytesToFetch != sum.BytesFetched || plan.ManifestsToWrite != sum.ManifestsWritten {
+				t.Errorf("dry run: %d blobs (%d bytes), %d manifests; run: %d blobs (%d bytes), %d manifests",
+					plan.BlobsToFetch, plan.BytesToFetch, plan.ManifestsToWrite, sum.BlobsFetched, sum.BytesFetched, sum.ManifestsWritten)
+			}
+			if step.name == "a new image" && (sum.BlobsFetched != 3 || sum.ManifestsWritten != 1) {
+				t.Errorf("a new image of 2 layers: %d blobs fetched, %d manifests written; want 3 (config and layers), 1", sum.BlobsFetched, sum.ManifestsWritten)
+			}
+		})
 	}
 }
 

@@ -31,7 +31,8 @@ type Counts struct {
 	RetiringBlobs                       int   // configs and layers likewise
 	RetiringBytes                       int64 // the retiring files' bytes (manifests included)
 	DeletedBytes                        int64
-	ToFetch                             int   // dry run: blobs (manifests included) to fetch or write
+	ManifestsWritten                    int   // manifests new to blobs/: written (to write, in a dry run)
+	ToFetch                             int   // dry run: configs and layers to fetch, as BlobsFetched counts them
 	ToFetchBytes                        int64 // dry run
 	Failures                            int
 }
@@ -43,9 +44,9 @@ func (s *Summary) String() string {
 	if s.DryRun {
 		verb = "planned"
 	}
-	line := fmt.Sprintf("generation %d %s: %d repositories, %d tags (%d added, %d changed, %d removed), %d manifests; "+
+	line := fmt.Sprintf("generation %d %s: %d repositories, %d tags (%d added, %d changed, %d removed), %d manifests (%d new); "+
 		"%d blobs fetched (%s), %d present; %d foreign layers skipped; %s; %d orphans kept, %d deleted (%s); %s, %s/s",
-		s.Generation, verb, s.Repositories, s.Tags, s.TagsAdded, s.TagsChanged, s.TagsRemoved, s.Manifests,
+		s.Generation, verb, s.Repositories, s.Tags, s.TagsAdded, s.TagsChanged, s.TagsRemoved, s.Manifests, s.ManifestsWritten,
 		s.BlobsFetched, humanBytes(s.BytesFetched), s.BlobsPresent, s.ForeignSkipped, s.retiringText(),
 		s.Orphans, s.Deleted, humanBytes(s.DeletedBytes), s.Duration.Round(time.Millisecond), humanBytes(int64(rate)))
 	if s.Failures > 0 {
@@ -64,7 +65,8 @@ func (c Counts) retiringText() string {
 type Plan struct {
 	Added, Changed, Removed []string // "+ repo:tag digest", "~ repo:tag old -> new", "- repo:tag digest"
 	Retire                  []string // "retire repo@digest": manifests that start retiring
-	BlobsToFetch            int      // manifests included
+	BlobsToFetch            int      // configs and layers, as the run's "blobs fetched"
+	ManifestsToWrite        int      // manifests new to blobs/, as the run's "(N new)"
 	BytesToFetch            int64
 	BlobsToDelete           int
 	BytesToDelete           int64
@@ -73,7 +75,7 @@ type Plan struct {
 }
 
 func (r *run) plan(st *stats) *Plan {
-	p := &Plan{BlobsToFetch: st.ToFetch, BytesToFetch: st.ToFetchBytes, BlobsToDelete: st.Deleted, BytesToDelete: st.DeletedBytes,
+	p := &Plan{BlobsToFetch: st.ToFetch, BytesToFetch: st.ToFetchBytes, ManifestsToWrite: st.ManifestsWritten, BlobsToDelete: st.Deleted, BytesToDelete: st.DeletedBytes,
 		Retire: st.retire}
 	p.Retiring.RetiringManifests, p.Retiring.RetiringBlobs, p.Retiring.RetiringBytes = st.RetiringManifests, st.RetiringBlobs, st.RetiringBytes
 	for _, c := range st.added {
@@ -101,7 +103,7 @@ func (p *Plan) Print(w io.Writer) {
 	for _, d := range p.Delete {
 		fmt.Fprintf(w, "delete %s\n", d)
 	}
-	fmt.Fprintf(w, "plan: %d tags added, %d changed, %d removed; %d blobs to fetch (%s); %s; %d blobs to delete (%s)\n",
-		len(p.Added), len(p.Changed), len(p.Removed), p.BlobsToFetch, humanBytes(p.BytesToFetch), p.Retiring.retiringText(),
+	fmt.Fprintf(w, "plan: %d tags added, %d changed, %d removed; %d blobs to fetch (%s), %d manifests to write; %s; %d blobs to delete (%s)\n",
+		len(p.Added), len(p.Changed), len(p.Removed), p.BlobsToFetch, humanBytes(p.BytesToFetch), p.ManifestsToWrite, p.Retiring.retiringText(),
 		p.BlobsToDelete, humanBytes(p.BytesToDelete))
 }

@@ -27,9 +27,11 @@ func (r *run) write(m *layout.Meta, st *stats) error {
 			return fmt.Errorf("writing blobs: %w", err)
 		}
 	}
-	if err := r.writeManifests(ctx, m); err != nil {
+	n, err := r.writeManifests(ctx, m)
+	if err != nil {
 		return err
 	}
+	st.ManifestsWritten = n
 	if err := writeIfChanged(r.tree.Path(layout.OCILayoutFile), []byte(layout.OCILayoutContent)); err != nil {
 		return fmt.Errorf("writing oci-layout: %w", err)
 	}
@@ -62,9 +64,9 @@ func (r *run) write(m *layout.Meta, st *stats) error {
 	return nil
 }
 
-// writeManifests writes every manifest of the generation as a blob, concurrently, then
-// fsyncs the directory.
-func (r *run) writeManifests(ctx context.Context, m *layout.Meta) error {
+// writeManifests writes every manifest of the generation that blobs/ lacks, concurrently,
+// then fsyncs the directory. It returns how many it wrote.
+func (r *run) writeManifests(ctx context.Context, m *layout.Meta) (int, error) {
 	type job struct {
 		d    layout.Digest
 		data []byte
@@ -77,7 +79,7 @@ func (r *run) writeManifests(ctx context.Context, m *layout.Meta) error {
 		jobs = append(jobs, job{d, mf.Data})
 	}
 	if len(jobs) == 0 {
-		return nil
+		return 0, nil
 	}
 	ch := make(chan job)
 	var (
@@ -107,15 +109,15 @@ func (r *run) writeManifests(ctx context.Context, m *layout.Meta) error {
 	close(ch)
 	wg.Wait()
 	if first != nil {
-		return first
+		return 0, first
 	}
 	if err := ctx.Err(); err != nil {
-		return context.Cause(ctx)
+		return 0, context.Cause(ctx)
 	}
 	if err := layout.SyncDir(r.blobDir); err != nil {
-		return fmt.Errorf("writing manifests: %w", err)
+		return 0, fmt.Errorf("writing manifests: %w", err)
 	}
-	return nil
+	return len(jobs), nil
 }
 
 func (r *run) writeBlob(d layout.Digest, data []byte) error {

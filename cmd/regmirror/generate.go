@@ -26,7 +26,7 @@ func generate(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		passwordStdin bool
 	)
 	addGeneratorFlags(fs, &o)
-	fs.BoolVar(&o.DryRun, "dry-run", false, "print the plan (tags added, changed, removed; manifests that start retiring; blobs to fetch and delete; the retiring set) and write nothing")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "print the plan (tags added, changed, removed; manifests that start retiring; blobs to fetch, manifests to write, blobs to delete; the retiring set) and write nothing")
 	fs.StringVar(&user, "username", "", "registry user name (default: REGISTRY_AUTH_FILE, then the docker config)")
 	fs.StringVar(&pass, "password", "", "registry password (prefer --password-stdin)")
 	fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
