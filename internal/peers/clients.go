@@ -124,31 +124,47 @@ func (s *Skopeo) Copy(t testing.TB, ep Endpoint, name, want string, extra ...str
 func (s *Skopeo) CopyDir(t testing.TB, ep Endpoint, name, want string, extra ...string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "dir")
+	got, err := s.CopyDirErr(ep, name, dir, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("skopeo copy %s to dir: manifest digest %s, want %s", ep.Ref(name), got, want)
+	}
+	return dir
+}
+
+// CopyDirErr runs "skopeo copy [extra] docker://HOST/name dir:DIR", checks every copied
+// blob matches its name, and returns the copied manifest's digest (sha256 of
+// DIR/manifest.json). It returns the failure instead of failing a test, for pulls run from
+// goroutines.
+func (s *Skopeo) CopyDirErr(ep Endpoint, name, dir string, extra ...string) (string, error) {
 	args := append(s.global(), "copy", "--retry-times", "0")
 	args = append(args, extra...)
 	args = append(args, srcTLSArgs("src-", ep)...)
 	args = append(args, "docker://"+ep.Ref(name), "dir:"+dir)
 	if _, err := RunErr(clientTimeout, s.env, s.Bin, args...); err != nil {
-		t.Fatalf("skopeo copy from %s: %v", ep, err)
+		return "", fmt.Errorf("skopeo copy from %s: %w", ep, err)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	if got := sha256Digest(b); got != want {
-		t.Fatalf("skopeo copy %s to dir: manifest digest %s, want %s", ep.Ref(name), got, want)
+		return "", fmt.Errorf("skopeo copy %s to dir: %w", ep.Ref(name), err)
 	}
 	var m ociManifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("skopeo copy %s to dir: manifest: %v", ep.Ref(name), err)
+		return "", fmt.Errorf("skopeo copy %s to dir: manifest: %w", ep.Ref(name), err)
 	}
 	for _, d := range append([]ociDescriptor{m.Config}, m.Layers...) {
 		hex := strings.TrimPrefix(d.Digest, "sha256:")
-		if got := fileDigest(t, filepath.Join(dir, hex)); got != d.Digest {
-			t.Fatalf("skopeo copy %s to dir: blob %s has digest %s", ep.Ref(name), d.Digest, got)
+		got, err := fileDigestErr(filepath.Join(dir, hex))
+		if err != nil {
+			return "", fmt.Errorf("skopeo copy %s to dir: %w", ep.Ref(name), err)
+		}
+		if got != d.Digest {
+			return "", fmt.Errorf("skopeo copy %s to dir: blob %s has digest %s", ep.Ref(name), d.Digest, got)
 		}
 	}
-	return dir
+	return sha256Digest(b), nil
 }
 
 // InspectDigest returns the sha256 of the manifest bytes "skopeo inspect --raw" receives
@@ -228,13 +244,29 @@ func (c *Crane) DigestErr(ep Endpoint, name string) (string, error) {
 func (c *Crane) Pull(t testing.TB, ep Endpoint, name, want string, extra ...string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "oci")
-	args := append([]string{"pull", "--format", "oci"}, extra...)
-	c.run(t, ep, append(args, ep.Ref(name), dir)...)
-	got := VerifyOCILayout(t, dir)
+	got, err := c.PullErr(ep, name, dir, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(got) != 1 || got[0] != want {
 		t.Fatalf("crane pull %s: the OCI layout holds %v, want [%s]", ep.Ref(name), got, want)
 	}
 	return dir
+}
+
+// PullErr runs "crane pull --format oci [extra] HOST/name DIR", verifies the layout (see
+// VerifyOCILayout) and returns the digests its index.json names. It returns the failure
+// instead of failing a test, for pulls run from goroutines.
+func (c *Crane) PullErr(ep Endpoint, name, dir string, extra ...string) ([]string, error) {
+	args := append([]string{"pull", "--format", "oci"}, extra...)
+	if _, err := c.runErr(ep, append(args, ep.Ref(name), dir)...); err != nil {
+		return nil, fmt.Errorf("crane against %s: %w", ep, err)
+	}
+	got, err := VerifyOCILayoutErr(dir)
+	if err != nil {
+		return nil, fmt.Errorf("crane pull %s: %w", ep.Ref(name), err)
+	}
+	return got, nil
 }
 
 // Regctl runs regclient's regctl with a configuration file of its own.
@@ -335,70 +367,93 @@ type ociManifest struct {
 // the digests index.json names, in order.
 func VerifyOCILayout(t testing.TB, dir string) []string {
 	t.Helper()
+	names, err := VerifyOCILayoutErr(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// VerifyOCILayoutErr is VerifyOCILayout returning the first problem instead of failing a
+// test.
+func VerifyOCILayoutErr(dir string) ([]string, error) {
 	blobs := filepath.Join(dir, "blobs", "sha256")
 	entries, err := os.ReadDir(blobs)
 	if err != nil {
-		t.Fatalf("OCI layout %s: %v", dir, err)
+		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
 	}
 	have := map[string]bool{}
 	for _, e := range entries {
 		d := "sha256:" + e.Name()
-		if got := fileDigest(t, filepath.Join(blobs, e.Name())); got != d {
-			t.Fatalf("OCI layout %s: blob %s has digest %s", dir, d, got)
+		got, err := fileDigestErr(filepath.Join(blobs, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
+		}
+		if got != d {
+			return nil, fmt.Errorf("OCI layout %s: blob %s has digest %s", dir, d, got)
 		}
 		have[d] = true
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
 	if err != nil {
-		t.Fatalf("OCI layout %s: %v", dir, err)
+		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
 	}
 	var idx ociManifest
 	if err := json.Unmarshal(b, &idx); err != nil {
-		t.Fatalf("OCI layout %s: index.json: %v", dir, err)
+		return nil, fmt.Errorf("OCI layout %s: index.json: %w", dir, err)
 	}
-	var walk func(d ociDescriptor, top bool)
-	walk = func(d ociDescriptor, top bool) {
+	var walk func(d ociDescriptor, top bool) error
+	walk = func(d ociDescriptor, top bool) error {
 		if !have[d.Digest] {
 			if top || !isIndexChild(d) {
-				t.Fatalf("OCI layout %s: %s (%s) is missing", dir, d.Digest, d.MediaType)
+				return fmt.Errorf("OCI layout %s: %s (%s) is missing", dir, d.Digest, d.MediaType)
 			}
-			return // one platform of an index: the others may be left out
+			return nil // one platform of an index: the others may be left out
 		}
 		p := filepath.Join(blobs, strings.TrimPrefix(d.Digest, "sha256:"))
 		fi, err := os.Stat(p)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if fi.Size() != d.Size {
-			t.Fatalf("OCI layout %s: %s has %d bytes, its descriptor says %d", dir, d.Digest, fi.Size(), d.Size)
+			return fmt.Errorf("OCI layout %s: %s has %d bytes, its descriptor says %d", dir, d.Digest, fi.Size(), d.Size)
 		}
 		if !strings.Contains(d.MediaType, "manifest") && !strings.Contains(d.MediaType, "index") {
-			return
+			return nil
 		}
 		mb, err := os.ReadFile(p)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		var m ociManifest
 		if err := json.Unmarshal(mb, &m); err != nil {
-			t.Fatalf("OCI layout %s: manifest %s: %v", dir, d.Digest, err)
+			return fmt.Errorf("OCI layout %s: manifest %s: %w", dir, d.Digest, err)
 		}
 		for _, c := range m.Manifests {
-			walk(c, false)
+			if err := walk(c, false); err != nil {
+				return err
+			}
 		}
 		if m.Config.Digest != "" {
-			walk(m.Config, true)
+			if err := walk(m.Config, true); err != nil {
+				return err
+			}
 		}
 		for _, l := range m.Layers {
-			walk(l, true)
+			if err := walk(l, true); err != nil {
+				return err
+			}
 		}
+		return nil
 	}
 	var names []string
 	for _, d := range idx.Manifests {
-		walk(d, true)
+		if err := walk(d, true); err != nil {
+			return nil, err
+		}
 		names = append(names, d.Digest)
 	}
-	return names
+	return names, nil
 }
 
 func isIndexChild(d ociDescriptor) bool {
@@ -410,18 +465,17 @@ func sha256Digest(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-func fileDigest(t testing.TB, path string) string {
-	t.Helper()
+func fileDigestErr(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // refName is the repository part of "repo:tag" or "repo@digest".

@@ -51,15 +51,29 @@ func NewPodman(t testing.TB) *Podman {
 // marked insecure in the private registries.conf; TLS endpoints get --cert-dir with the CA.
 func (p *Podman) Pull(t testing.TB, ep Endpoint, name, want string, extra ...string) {
 	t.Helper()
+	got, err := p.PullErr(ep, name, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("podman pull %s: image digest %s, want %s", ep.Ref(name), got, want)
+	}
+}
+
+// PullErr is Pull returning the image's digest ({{.Digest}}, checked to be among its
+// RepoDigests) or the failure instead of failing a test, for pulls run from goroutines.
+func (p *Podman) PullErr(ep Endpoint, name string, extra ...string) (string, error) {
 	n := p.n.Add(1)
 	root := filepath.Join(p.dir, fmt.Sprintf("storage-%d", n))
+	// The layers are podman's own copies; free the space now rather than at the test's end.
+	defer os.RemoveAll(root)
 	regConf := filepath.Join(p.dir, fmt.Sprintf("registries-%d.conf", n))
 	conf := "unqualified-search-registries = []\n"
 	if ep.TLS == nil {
 		conf += fmt.Sprintf("\n[[registry]]\nlocation = %q\ninsecure = true\n", ep.Host)
 	}
 	if err := os.WriteFile(regConf, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	env := append(append([]string{}, p.env...), "CONTAINERS_REGISTRIES_CONF="+regConf)
 	global := []string{
@@ -80,26 +94,22 @@ func (p *Podman) Pull(t testing.TB, ep Endpoint, name, want string, extra ...str
 	args = append(args, extra...)
 	args = append(args, ep.Ref(name))
 	if _, err := RunErr(clientTimeout, env, p.Bin, args...); err != nil {
-		t.Fatalf("podman pull from %s: %v", ep, err)
+		return "", fmt.Errorf("podman pull from %s: %w", ep, err)
 	}
 	out, err := RunErr(clientTimeout, env, p.Bin, append(global, "image", "inspect", ep.Ref(name))...)
 	if err != nil {
-		t.Fatalf("podman image inspect: %v", err)
+		return "", fmt.Errorf("podman image inspect: %w", err)
 	}
 	var imgs []struct {
 		Digest      string
 		RepoDigests []string
 	}
 	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &imgs); err != nil || len(imgs) != 1 {
-		t.Fatalf("podman image inspect: %v\n%s", err, out)
+		return "", fmt.Errorf("podman image inspect: %v\n%s", err, out)
 	}
 	img := imgs[0]
-	if img.Digest != want {
-		t.Fatalf("podman pull %s: image digest %s, want %s", ep.Ref(name), img.Digest, want)
+	if !repoDigestOK(img.RepoDigests, ep, name, img.Digest) {
+		return "", fmt.Errorf("podman pull %s: RepoDigests %s lack %s/%s@%s", ep.Ref(name), fmtList(img.RepoDigests), ep.Host, refName(name), img.Digest)
 	}
-	if !repoDigestOK(img.RepoDigests, ep, name, want) {
-		t.Fatalf("podman pull %s: RepoDigests %s lack %s/%s@%s", ep.Ref(name), fmtList(img.RepoDigests), ep.Host, refName(name), want)
-	}
-	// The layers are podman's own copies; free the space now rather than at the test's end.
-	_ = os.RemoveAll(root)
+	return img.Digest, nil
 }
