@@ -235,7 +235,7 @@ func RunErr(timeout time.Duration, env []string, name string, args ...string) (s
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if err != nil {
-		return stdout.String(), fmt.Errorf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, lastBytes(stdout.String(), 4000), lastBytes(stderr.String(), 4000))
+		return stdout.String(), fmt.Errorf("%s %s: %w\nstdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), err, lastBytes(stdout.String(), 4000), lastBytes(stderr.String(), 4000))
 	}
 	return stdout.String(), nil
 }

@@ -1,0 +1,82 @@
+package peers
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Unit is what a test runs of a systemd unit of deploy/systemd: its ExecStart command lines,
+// in order, and the exit statuses its SuccessExitStatus= lines count as success besides 0.
+type Unit struct {
+	Path        string
+	Exec        [][]string
+	SuccessExit []int
+}
+
+// ReadUnit reads the unit file at path: each ExecStart= line split into fields (the units
+// quote nothing), with every ${NAME} of vars replaced by its value.
+func ReadUnit(path string, vars map[string]string) (*Unit, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading unit: %w", err)
+	}
+	u := &Unit{Path: path}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if cmd, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			args := strings.Fields(cmd)
+			for i, a := range args {
+				for k, v := range vars {
+					a = strings.ReplaceAll(a, "${"+k+"}", v)
+				}
+				args[i] = a
+			}
+			u.Exec = append(u.Exec, args)
+		}
+		if codes, ok := strings.CutPrefix(line, "SuccessExitStatus="); ok {
+			for _, c := range strings.Fields(codes) {
+				n, err := strconv.Atoi(c)
+				if err != nil {
+					return nil, fmt.Errorf("%s: SuccessExitStatus=%s: only numbers are supported here", path, codes)
+				}
+				u.SuccessExit = append(u.SuccessExit, n)
+			}
+		}
+	}
+	if len(u.Exec) == 0 {
+		return nil, fmt.Errorf("%s: no ExecStart= line", path)
+	}
+	return u, nil
+}
+
+// Run runs the ExecStart commands one after the other, as systemd runs a oneshot service's,
+// each within timeout, env (when not nil) added to the environment; it stops at the first
+// that exits with a status neither 0 nor in SuccessExit, and returns that failure.
+func (u *Unit) Run(timeout time.Duration, env []string) error {
+	for _, args := range u.Exec {
+		_, err := RunErr(timeout, env, args[0], args[1:]...)
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && slices.Contains(u.SuccessExit, exit.ExitCode()) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", u.Path, err)
+		}
+	}
+	return nil
+}
+
+// Program makes the commands run local wherever they name the program installed (the path
+// the deployment installs a script of deploy/ at).
+func (u *Unit) Program(installed, local string) {
+	for _, args := range u.Exec {
+		if args[0] == installed {
+			args[0] = local
+		}
+	}
+}
