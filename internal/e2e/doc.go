@@ -48,6 +48,15 @@
 //     12.5 GiB gzip layer stops within a second. Raw sockets: 1,000 connections announcing a
 //     body they never send are answered and closed within serve's header timeout, serve's
 //     RSS bounded.
+//   - soak_test.go: TestPromotionSoak (issue 9), promotions every few seconds (tags moved
+//     between three images, added, deleted at the source; generate, crawl) while two skopeo,
+//     two crane and two podman pull the moved tags, slowed down, through a front spreading
+//     requests over two serve replicas (one on the full tree, one on a redirector-only host's
+//     metadata synced with a lag by regmirror-sync.service's command) and through a phase-2
+//     nginx mirror; two blob mirrors and the phase-2 one synced by deploy/mirror-sync at
+//     random lags, its two phases run apart: no pull fails, every image pulled is one the
+//     tag pointed to, no mirror or origin answers 404 for a blob of the images. Alone:
+//     go test ./internal/e2e -run TestPromotionSoak -count=1 -v
 //   - bench_generate_test.go: the generator's quality bars side by side with crane and a bare
 //     copy floor (`make bench`): BenchmarkSyncLarge, BenchmarkSyncManySmall,
 //     BenchmarkNoopResync, BenchmarkPeakRSS.

@@ -54,8 +54,9 @@ func netClientAddr(t testing.TB, country string) string {
 type netMirror struct {
 	name, country string
 	bandwidth     int
-	root, url     string
-	nginx         *peers.Nginx
+	// root is the mirror's directory: a fresh one when empty.
+	root, url string
+	nginx     *peers.Nginx
 	// directives are extra lines in the mirror's nginx server block.
 	directives string
 }
@@ -95,7 +96,9 @@ func (n *mirrorNetwork) startMirrors(t *testing.T, mirrors []*netMirror, live []
 	}
 	b.WriteString("mirrors:\n")
 	for _, m := range mirrors {
-		m.root = filepath.Join(t.TempDir(), m.name)
+		if m.root == "" {
+			m.root = filepath.Join(t.TempDir(), m.name)
+		}
 		if err := os.MkdirAll(m.root, 0o755); err != nil {
 			t.Fatal(err)
 		}
