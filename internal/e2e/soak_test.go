@@ -671,6 +671,9 @@ func TestPromotionSoak(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(host, layout.BlobsDir)); err == nil {
 		t.Errorf("the redirector-only host's tree has %s/, want only %s/", layout.BlobsDir, layout.MetaDir)
 	}
+	if t.Failed() {
+		keepSoakLogs(t, logs, map[string]string{"serve-full-tree.log": full.proc.Log, "serve-redirector-only.log": metaOnly.proc.Log})
+	}
 	for _, tag := range soakTags {
 		var names []string
 		for _, i := range slices.Sorted(maps.Keys(seen[tag])) {
@@ -678,4 +681,28 @@ func TestPromotionSoak(t *testing.T) {
 		}
 		t.Logf("%s pointed to %s during the run", tag, strings.Join(names, ", "))
 	}
+}
+
+// keepSoakLogs copies the nginx access logs and the replicas' logs of a failed soak to a
+// directory that outlives the test, and says where.
+func keepSoakLogs(t *testing.T, nginx map[string]*peers.Nginx, files map[string]string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "regmirror-soak-logs-")
+	if err != nil {
+		t.Logf("keeping the logs: %v", err)
+		return
+	}
+	for name, n := range nginx {
+		files[name+"-access.log"] = n.Config.AccessLogPath()
+	}
+	for name, p := range files {
+		b, err := os.ReadFile(p)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		}
+		if err != nil {
+			t.Logf("keeping %s: %v", p, err)
+		}
+	}
+	t.Logf("the access logs and the replicas' logs are kept in %s", dir)
 }
