@@ -582,6 +582,13 @@ func TestPromotionSoak(t *testing.T) {
 		for _, b := range slices.Sorted(maps.Keys(f.answers)) {
 			t.Logf("front → %s: answers by status %v", b, f.answers[b])
 		}
+		for i, nf := range f.notFound {
+			if i == 10 {
+				t.Logf("… and %d more 404s", len(f.notFound)-i)
+				break
+			}
+			t.Logf("404 through the front: %s", nf)
+		}
 		f.mu.Unlock()
 	}
 	mu.Lock()
