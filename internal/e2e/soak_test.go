@@ -262,6 +262,11 @@ func sleepOrStop(stop <-chan struct{}, d time.Duration) bool {
 	select {
 	case <-stop:
 		return true
+	default:
+	}
+	select {
+	case <-stop:
+		return true
 	case <-time.After(d):
 		return false
 	}
@@ -405,7 +410,7 @@ func TestPromotionSoak(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := k; time.Now().Before(pullsUntil); i++ {
+			for i := k; time.Now().Before(pullsUntil) && !sleepOrStop(stop, 0); i++ {
 				via := "replicas"
 				if i%2 == 1 {
 					via = "phase2"
