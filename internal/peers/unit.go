@@ -3,6 +3,7 @@ package peers
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -19,22 +20,38 @@ type Unit struct {
 	SuccessExit []int
 }
 
-// ReadUnit reads the unit file at path: each ExecStart= line split into fields (the units
-// quote nothing), with every ${NAME} of vars replaced by its value.
+// ReadUnit reads the unit file at path as systemd runs it: each ExecStart= line split into
+// fields (the units quote nothing), "${NAME}" replaced by the variable's value within a
+// field, a field "$NAME" replaced by the value's words (none when it is empty). The
+// variables are the unit's Environment= settings, overridden by vars (what an
+// EnvironmentFile= would set).
 func ReadUnit(path string, vars map[string]string) (*Unit, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading unit: %w", err)
 	}
+	lines := strings.Split(string(b), "\n")
+	env := map[string]string{}
+	for _, line := range lines {
+		if kv, ok := strings.CutPrefix(line, "Environment="); ok {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+	}
+	maps.Copy(env, vars)
 	u := &Unit{Path: path}
-	for line := range strings.SplitSeq(string(b), "\n") {
+	for _, line := range lines {
 		if cmd, ok := strings.CutPrefix(line, "ExecStart="); ok {
-			args := strings.Fields(cmd)
-			for i, a := range args {
-				for k, v := range vars {
+			var args []string
+			for _, a := range strings.Fields(cmd) {
+				if name, ok := strings.CutPrefix(a, "$"); ok && !strings.HasPrefix(name, "{") {
+					args = append(args, strings.Fields(env[name])...)
+					continue
+				}
+				for k, v := range env {
 					a = strings.ReplaceAll(a, "${"+k+"}", v)
 				}
-				args[i] = a
+				args = append(args, a)
 			}
 			u.Exec = append(u.Exec, args)
 		}
