@@ -257,6 +257,11 @@ func soakRetiring(tree string) (string, error) {
 	return fmt.Sprintf("metadata file %d bytes, %d orphaned blobs, retiring set: not recorded by this layout", fi.Size(), len(m.Orphans)), nil
 }
 
+// soakClock is a moment as the nginx access logs write it (peers.AccessLogFormat's $msec).
+func soakClock(t time.Time) string {
+	return fmt.Sprintf("%d.%03d", t.Unix(), t.Nanosecond()/1e6)
+}
+
 // sleepOrStop sleeps d, or less when stop closes first; it says whether stop closed.
 func sleepOrStop(stop <-chan struct{}, d time.Duration) bool {
 	select {
@@ -382,6 +387,9 @@ func TestPromotionSoak(t *testing.T) {
 	p2front := newSoakFront(t, map[string]string{"phase2-us": strings.TrimSuffix(p2.nginx.URL, "/")})
 	vias := map[string]peers.Endpoint{"replicas": front.Endpoint, "phase2": p2front.Endpoint}
 	clients := soakClients(t)
+	for _, im := range imgs {
+		t.Logf("image %s: %s (linux/amd64 %s)", im.name, im.top, im.amd64)
+	}
 	t.Logf("set up in %v", time.Since(began).Round(time.Millisecond))
 
 	// Everything below runs until stop closes; the pulls until pullsUntil.
@@ -532,9 +540,10 @@ func TestPromotionSoak(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		switched := time.Now()
 		if after.Generation != before.Generation {
 			mu.Lock()
-			switches = append(switches, time.Now())
+			switches = append(switches, switched)
 			mu.Unlock()
 		}
 		c := regmirror(t, nil, "crawl", "--tree", n.tree)
@@ -545,8 +554,8 @@ func TestPromotionSoak(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		generations = append(generations, fmt.Sprintf("generation %d (generate %v, crawl %v): %s; %s",
-			after.Generation, g.took.Round(time.Millisecond), c.took.Round(time.Millisecond), strings.Join(did, ", "), desc))
+		generations = append(generations, fmt.Sprintf("generation %d at %s (generate %v, crawl %v): %s; %s",
+			after.Generation, soakClock(switched), g.took.Round(time.Millisecond), c.took.Round(time.Millisecond), strings.Join(did, ", "), desc))
 		time.Sleep(time.Until(next))
 	}
 	stopAll()
@@ -572,8 +581,8 @@ func TestPromotionSoak(t *testing.T) {
 		}
 		if p.err != nil {
 			per[key].failed++
-			failures = append(failures, fmt.Sprintf("%s %s:%s via %s (%v, spanning a switch: %v): %s",
-				p.client, soakRepo, p.tag, p.via, p.end.Sub(p.start).Round(time.Millisecond), span, lastLines(p.err.Error(), 6)))
+			failures = append(failures, fmt.Sprintf("%s %s:%s via %s (%s to %s, spanning a switch: %v): %s",
+				p.client, soakRepo, p.tag, p.via, soakClock(p.start), soakClock(p.end), span, lastLines(p.err.Error(), 6)))
 			continue
 		}
 		per[key].ok++

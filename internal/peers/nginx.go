@@ -35,8 +35,9 @@ type NginxConfig struct {
 }
 
 // AccessLogFormat is the format of the access log, one request per line:
-// "<method> <uri> <status> <body bytes sent>", e.g. "GET /blobs/sha256/ab… 200 1048576".
-const AccessLogFormat = `$request_method $uri $status $body_bytes_sent`
+// "<method> <uri> <status> <body bytes sent> <time>", e.g.
+// "GET /blobs/sha256/ab… 200 1048576 1790000000.123" (time: Unix seconds, milliseconds).
+const AccessLogFormat = `$request_method $uri $status $body_bytes_sent $msec`
 
 // AccessLogPath and ErrorLogPath are where a config written by Render logs, inside Dir.
 func (c *NginxConfig) AccessLogPath() string { return filepath.Join(c.Dir, "access.log") }
