@@ -245,10 +245,6 @@ func syncArgs(t *testing.T, vars string) string {
 // without an origin is refused, in one line naming what to set.
 func TestSyncUnitCommands(t *testing.T) {
 	need(t, "rsync", "rsync")
-	unit, err := os.ReadFile("systemd/regmirror-sync.service")
-	if err != nil {
-		t.Fatal(err)
-	}
 	defaults, err := os.ReadFile("ansible/roles/regmirror_common/defaults/main.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -289,21 +285,19 @@ func TestSyncUnitCommands(t *testing.T) {
 				if err := os.WriteFile(tree.Path(layout.MetaDir+"/"+layout.TempPrefix+"x"), nil, 0o644); err != nil {
 					t.Fatal(err)
 				}
-				vars := map[string]string{"REGMIRROR_SYNC_SOURCE": src, "REGMIRROR_TREE": dst, "REGMIRROR_SYNC_ARGS": c.args}
-				n := 0
-				for line := range strings.SplitSeq(string(unit), "\n") {
-					cmd, ok := strings.CutPrefix(line, "ExecStart=")
-					if !ok {
-						continue
-					}
-					n++
-					args := unitArgs(strings.ReplaceAll(cmd, installedSync, syncScript(t)), vars)
-					run(t, "", nil, args[0], args[1:]...)
+				unit, err := peers.ReadUnit("systemd/regmirror-sync.service",
+					map[string]string{"REGMIRROR_SYNC_SOURCE": src, "REGMIRROR_TREE": dst, "REGMIRROR_SYNC_ARGS": c.args})
+				if err != nil {
+					t.Fatal(err)
 				}
-				if n != 1 {
+				unit.Program(installedSync, syncScript(t))
+				if n := len(unit.Exec); n != 1 {
 					t.Fatalf("regmirror-sync.service: got %d ExecStart lines, want 1 (mirror-sync)", n)
 				}
-				m, _, err := layout.NewTree(dst).Load()
+				if err := unit.Run(3*time.Minute, nil); err != nil {
+					t.Fatal(err)
+				}
+				m, _, err = layout.NewTree(dst).Load()
 				if err != nil {
 					t.Fatalf("generation %d: the synced metadata does not load: %v", gen, err)
 				}
@@ -335,22 +329,4 @@ func TestSyncUnitCommands(t *testing.T) {
 			}
 		})
 	}
-}
-
-// unitArgs splits an ExecStart command line as systemd does for these units: ${VAR} is
-// replaced within a word, a word that is $VAR alone by the value split at whitespace (zero or
-// more words).
-func unitArgs(cmd string, vars map[string]string) []string {
-	var args []string
-	for _, a := range strings.Fields(cmd) {
-		if name, ok := strings.CutPrefix(a, "$"); ok && !strings.HasPrefix(name, "{") {
-			args = append(args, strings.Fields(vars[name])...)
-			continue
-		}
-		for k, v := range vars {
-			a = strings.ReplaceAll(a, "${"+k+"}", v)
-		}
-		args = append(args, a)
-	}
-	return args
 }
