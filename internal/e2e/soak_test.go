@@ -241,9 +241,9 @@ func soakSyncPhase(script, tree, dst string, phase int) error {
 	return err
 }
 
-// soakRetiring describes a generation's retiring set for the log: the size of the
-// metadata file and how many blobs the generation no longer references (the layout package
-// records no retiring set of its own yet).
+// soakRetiring describes a generation's retiring set for the log: how many manifests and
+// blobs it holds and what it adds to the metadata file (layout.RetiringMetaBytes), beside
+// the metadata file's size.
 func soakRetiring(tree string) (string, error) {
 	tr := layout.NewTree(tree)
 	m, stamp, err := tr.Load()
@@ -254,7 +254,17 @@ func soakRetiring(tree string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("metadata file %d bytes, %d orphaned blobs, retiring set: not recorded by this layout", fi.Size(), len(m.Orphans)), nil
+	manifests, blobs := 0, 0
+	for _, r := range m.Repositories {
+		manifests += len(r.Retiring)
+		blobs += len(r.RetiringBlobs)
+	}
+	cost, err := layout.RetiringMetaBytes(m)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("retiring %d manifests and %d blobs, %d bytes of the %d-byte metadata file; %d orphaned blobs",
+		manifests, blobs, cost, fi.Size(), len(m.Orphans)), nil
 }
 
 // soakClock is a moment as the nginx access logs write it (peers.AccessLogFormat's $msec).
@@ -366,7 +376,8 @@ func TestPromotionSoak(t *testing.T) {
 	// The redirector-only host: its tree holds what regmirror-sync.service brings.
 	host := filepath.Join(t.TempDir(), "redirector-host")
 	unit, err := peers.ReadUnit(filepath.Join(root, "deploy", "systemd", "regmirror-sync.service"),
-		map[string]string{"REGMIRROR_SYNC_SOURCE": n.tree, "REGMIRROR_TREE": host})
+		// REGMIRROR_SYNC_ARGS as the Ansible role's serve.env sets it with regmirror_origin.
+		map[string]string{"REGMIRROR_SYNC_SOURCE": n.tree, "REGMIRROR_TREE": host, "REGMIRROR_SYNC_ARGS": "--meta-only"})
 	if err != nil {
 		t.Fatal(err)
 	}
