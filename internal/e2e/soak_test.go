@@ -37,7 +37,10 @@ const (
 	soakEvery = 3 * time.Second
 	// soakGCGrace is generate's --gc-grace: what a generation stopped referencing longer ago
 	// may leave the tree and the mirrors. A pull takes seconds, well within it.
-	soakGCGrace = "30s"
+	soakGCGrace = "25s"
+	// soakRest is how long an image deleted at the source stays out: longer than the grace
+	// and a generation, so that it comes back as content the mirrors no longer hold.
+	soakRest = 32 * time.Second
 	// soakLayer is the size of each layer; soakRate nginx's limit_rate for every response
 	// of the mirrors and the origin, so a layer takes about a second to download.
 	soakLayer = 96 << 10
@@ -403,6 +406,7 @@ func TestPromotionSoak(t *testing.T) {
 	}
 	t.Logf("set up in %v", time.Since(began).Round(time.Millisecond))
 
+	journal := &soakJournal{}
 	// Everything below runs until stop closes; the pulls until pullsUntil.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -456,14 +460,16 @@ func TestPromotionSoak(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for !sleepOrStop(stop, rand.N(4*time.Second)) {
-				if err := soakSyncPhase(script, n.tree, m.root, 1); err != nil {
-					bgError("syncing %s, phase 1: %v", m.name, err)
-				}
-				if sleepOrStop(stop, rand.N(3*time.Second)) {
-					return
-				}
-				if err := soakSyncPhase(script, n.tree, m.root, 2); err != nil {
-					bgError("syncing %s, phase 2: %v", m.name, err)
+				for phase := 1; phase <= 2; phase++ {
+					if phase == 2 && sleepOrStop(stop, rand.N(3*time.Second)) {
+						return
+					}
+					start := time.Now()
+					err := soakSyncPhase(script, n.tree, m.root, phase)
+					journal.add("sync-"+m.name, start, "phase %d: %s", phase, soakStampOf(m.root))
+					if err != nil {
+						bgError("syncing %s, phase %d: %v", m.name, phase, err)
+					}
 				}
 			}
 		}()
@@ -473,7 +479,10 @@ func TestPromotionSoak(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for !sleepOrStop(stop, time.Second+rand.N(4*time.Second)) {
-			if err := unit.Run(time.Minute, nil); err != nil {
+			start := time.Now()
+			err := unit.Run(time.Minute, nil)
+			journal.add("sync-redirector-only", start, "%s", soakStampOf(host))
+			if err != nil {
 				bgError("regmirror-sync.service: %v", err)
 			}
 		}
@@ -512,21 +521,52 @@ func TestPromotionSoak(t *testing.T) {
 		}
 		return f
 	}
+	// An image deleted at the source rests for soakRest before a promotion may bring it back:
+	// its files have left the tree and the mirrors by then, and come back as new content.
+	deleted := map[int]time.Time{}
+	resting := func(i int) bool { at, ok := deleted[i]; return ok && time.Since(at) < soakRest }
+	deletions, refetched := 0, 0
 	for step := 1; time.Now().Before(pullsUntil); step++ {
 		next := time.Now().Add(soakEvery)
 		var did []string
+		// Move a pulled tag to another image: one back from resting if there is one.
 		tag := soakTags[rng.IntN(len(soakTags))]
-		to := (tags[tag] + 1 + rng.IntN(len(imgs)-1)) % len(imgs)
-		push(tag, to)
-		did = append(did, fmt.Sprintf("%s → %s", tag, imgs[to].name))
-		if f := free(); rng.IntN(3) == 0 {
-			i := f[rng.IntN(len(f))]
+		var to []int
+		for i := range imgs {
+			if i != tags[tag] && !resting(i) {
+				to = append(to, i)
+			}
+		}
+		if back := slices.DeleteFunc(slices.Clone(to), func(i int) bool { _, ok := deleted[i]; return !ok }); len(back) > 0 {
+			to = back
+		}
+		if len(to) > 0 {
+			i := to[rng.IntN(len(to))]
+			push(tag, i)
+			did = append(did, fmt.Sprintf("%s → %s", tag, imgs[i].name))
+			if _, ok := deleted[i]; ok {
+				delete(deleted, i)
+				refetched++
+				did[len(did)-1] += " (back after resting)"
+			}
+		}
+		// Now and then tag an image that no pulled tag points at "rc<step>", and delete such an
+		// image at the source: the first time as soon as step 2, then now and then.
+		var spare []int
+		for _, i := range free() {
+			if _, ok := deleted[i]; !ok {
+				spare = append(spare, i)
+			}
+		}
+		del := len(spare) > 0 && ((deletions == 0 && step >= 2) || rng.IntN(4) == 0)
+		if len(spare) > 0 && (rng.IntN(3) == 0 || del) {
+			i := spare[rng.IntN(len(spare))]
 			rc := fmt.Sprintf("rc%d", step)
 			push(rc, i)
 			did = append(did, fmt.Sprintf("%s → %s (added)", rc, imgs[i].name))
 		}
-		if rng.IntN(3) == 0 {
-			for _, i := range free() {
+		if del {
+			for _, i := range spare {
 				var its []string
 				for tg, j := range tags {
 					if j == i {
@@ -541,6 +581,8 @@ func TestPromotionSoak(t *testing.T) {
 				for _, tg := range its {
 					delete(tags, tg)
 				}
+				deleted[i] = time.Now()
+				deletions++
 				did = append(did, fmt.Sprintf("%s deleted (%s)", imgs[i].name, strings.Join(its, ", ")))
 				break
 			}
@@ -557,16 +599,20 @@ func TestPromotionSoak(t *testing.T) {
 			switches = append(switches, switched)
 			mu.Unlock()
 		}
+		journal.add("generate", switched.Add(-g.took), "%s", g.stdout)
+		crawled := time.Now()
 		c := regmirror(t, nil, "crawl", "--tree", n.tree)
 		if c.err != nil {
 			t.Errorf("%v", c)
 		}
+		journal.add("crawl", crawled, "%s", c.stdout)
 		desc, err := soakRetiring(n.tree)
 		if err != nil {
 			t.Fatal(err)
 		}
-		generations = append(generations, fmt.Sprintf("generation %d at %s (generate %v, crawl %v): %s; %s",
-			after.Generation, soakClock(switched), g.took.Round(time.Millisecond), c.took.Round(time.Millisecond), strings.Join(did, ", "), desc))
+		generations = append(generations, fmt.Sprintf("generation %d at %s (generate %v, crawl %v): %s; %s\n%s",
+			after.Generation, soakClock(switched), g.took.Round(time.Millisecond), c.took.Round(time.Millisecond), strings.Join(did, ", "), desc,
+			lastLines(g.stdout, 1)))
 		time.Sleep(time.Until(next))
 	}
 	stopAll()
@@ -575,6 +621,14 @@ func TestPromotionSoak(t *testing.T) {
 	// The figures.
 	for _, g := range generations {
 		t.Log(g)
+	}
+	var durations []time.Duration
+	for _, p := range pulls {
+		durations = append(durations, p.end.Sub(p.start))
+	}
+	slices.Sort(durations)
+	if len(durations) > 0 {
+		t.Logf("a pull took %v (median), %v at most", durations[len(durations)/2].Round(time.Millisecond), durations[len(durations)-1].Round(time.Millisecond))
 	}
 	type tally struct{ ok, failed, spanning int }
 	per := map[string]*tally{}
@@ -617,8 +671,8 @@ func TestPromotionSoak(t *testing.T) {
 		f.mu.Unlock()
 	}
 	mu.Lock()
-	t.Logf("%d pulls, %d failed, %d spanning a switch; %d generations switched; the redirector-only host behind the tree in %d of %d samples; %v in all",
-		len(pulls), len(failures), spanning, len(switches), behind, samples, took.Round(time.Second))
+	t.Logf("%d pulls, %d failed, %d spanning a switch; %d generations switched; %d images deleted at the source, %d brought back after resting; the redirector-only host behind the tree in %d of %d samples; %v in all",
+		len(pulls), len(failures), spanning, len(switches), deletions, refetched, behind, samples, took.Round(time.Second))
 	mu.Unlock()
 
 	// The results.
@@ -684,6 +738,9 @@ func TestPromotionSoak(t *testing.T) {
 
 	// The soak soaked: promotions switched, both replicas and the phase-2 mirror answered,
 	// pulls spanned switches, and the redirector-only host held the metadata only.
+	if deletions == 0 || refetched == 0 {
+		t.Errorf("%d images deleted at the source, %d brought back after resting: want both", deletions, refetched)
+	}
 	if len(switches) < 10 {
 		t.Errorf("%d generations switched during the run, want at least 10", len(switches))
 	}
@@ -704,7 +761,7 @@ func TestPromotionSoak(t *testing.T) {
 		t.Errorf("the redirector-only host's tree has %s/, want only %s/", layout.BlobsDir, layout.MetaDir)
 	}
 	if t.Failed() {
-		keepSoakLogs(t, logs, map[string]string{"serve-full-tree.log": full.proc.Log, "serve-redirector-only.log": metaOnly.proc.Log})
+		keepSoakLogs(t, logs, map[string]string{"serve-full-tree.log": full.proc.Log, "serve-redirector-only.log": metaOnly.proc.Log}, journal)
 	}
 	for _, tag := range soakTags {
 		var names []string
@@ -715,9 +772,37 @@ func TestPromotionSoak(t *testing.T) {
 	}
 }
 
-// keepSoakLogs copies the nginx access logs and the replicas' logs of a failed soak to a
-// directory that outlives the test, and says where.
-func keepSoakLogs(t *testing.T, nginx map[string]*peers.Nginx, files map[string]string) {
+// soakJournal records what the soak's actors did (syncs, generates, crawls), each entry
+// with the time it started and ended as the access logs write times, one log per actor.
+type soakJournal struct {
+	mu   sync.Mutex
+	logs map[string]*strings.Builder
+}
+
+func (j *soakJournal) add(actor string, start time.Time, format string, args ...any) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.logs == nil {
+		j.logs = map[string]*strings.Builder{}
+	}
+	if j.logs[actor] == nil {
+		j.logs[actor] = &strings.Builder{}
+	}
+	fmt.Fprintf(j.logs[actor], "%s-%s %s\n", soakClock(start), soakClock(time.Now()), strings.TrimRight(fmt.Sprintf(format, args...), "\n"))
+}
+
+// soakStampOf describes the generation a tree's stamp names.
+func soakStampOf(dir string) string {
+	st, err := layout.NewTree(dir).ReadStamp()
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("generation %d (%s)", st.Generation, st.Meta)
+}
+
+// keepSoakLogs copies the nginx access logs, the replicas' logs and the journal of a failed
+// soak to a directory that outlives the test, and says where.
+func keepSoakLogs(t *testing.T, nginx map[string]*peers.Nginx, files map[string]string, journal *soakJournal) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "regmirror-soak-logs-")
 	if err != nil {
@@ -736,5 +821,12 @@ func keepSoakLogs(t *testing.T, nginx map[string]*peers.Nginx, files map[string]
 			t.Logf("keeping %s: %v", p, err)
 		}
 	}
-	t.Logf("the access logs and the replicas' logs are kept in %s", dir)
+	journal.mu.Lock()
+	for actor, b := range journal.logs {
+		if err := os.WriteFile(filepath.Join(dir, actor+".log"), []byte(b.String()), 0o644); err != nil {
+			t.Logf("keeping the journal of %s: %v", actor, err)
+		}
+	}
+	journal.mu.Unlock()
+	t.Logf("the access logs, the replicas' logs and the journal of syncs, generates and crawls are kept in %s", dir)
 }
