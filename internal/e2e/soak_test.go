@@ -28,7 +28,7 @@ import (
 	"github.com/regmirror/regmirror/layout"
 )
 
-// The soak's knobs. The whole test takes about two minutes on two cores.
+// The soak's knobs. The whole test takes about 70 s on two cores (62 s of pulls).
 const (
 	soakRepo = "soak/app"
 	// soakPulling is how long the clients go on starting pulls (and the promotions go on).
@@ -296,27 +296,33 @@ func sleepOrStop(stop <-chan struct{}, d time.Duration) bool {
 //	go test ./internal/e2e -run TestPromotionSoak -count=1 -v
 //
 // The source is Debian's docker-registry holding three images in soak/app (a two-arch OCI
-// index, two OCI images; several layers each, one shared). Every few seconds a promotion
-// moves "latest" or "stable" to another image, now and then tags an image under neither
+// index, two OCI images; several layers each, one shared). Every 3 s a promotion moves
+// "latest" or "stable" to another image, now and then tags an image under neither
 // "rc<N>", and now and then deletes such an image's manifest at the source (which drops all
-// its tags); then `regmirror generate --mirrors … --gc-grace 30s` and `regmirror crawl`.
-// The mirrors file lists an origin (nginx on the generator's tree), two nginx blob mirrors
-// and one phase-2 nginx mirror (`regmirror mirror-config --server nginx`, serving blobs too),
-// each synced in a loop by deploy/mirror-sync at random lags, phase 1 and phase 2 run apart
-// (REGMIRROR_SYNC_PHASE) with a random pause between them. Two `serve` replicas, one on the
-// generator's tree, one on a redirector-only host's tree holding only regmirror/, synced
-// with a lag by deploy/systemd/regmirror-sync.service's own command (mirror-sync
-// --meta-only), sit behind one front that sends
-// every request to either. Meanwhile skopeo, crane and podman (two of each, in parallel) pull
-// the moved tags through the front and through the phase-2 mirror, each request delayed and
-// every response of the mirrors and the origin rate-limited, so that pulls take seconds and
-// span promotions.
+// its tags; the first time at the second promotion); then `regmirror generate --mirrors …
+// --gc-grace 25s` and `regmirror crawl`. A deleted image rests for longer than the grace
+// before a promotion brings it back, so its files leave the tree and the mirrors and come
+// back as new content. The mirrors file lists an origin (nginx on the generator's tree), two
+// nginx blob mirrors and one phase-2 nginx mirror (`regmirror mirror-config --server nginx`,
+// serving blobs too), each synced in a loop by deploy/mirror-sync at random lags, phase 1 and
+// phase 2 run apart (REGMIRROR_SYNC_PHASE) with a random pause between them. Two `serve`
+// replicas, one on the generator's tree, one on a redirector-only host's tree holding only
+// regmirror/, synced with a lag by deploy/systemd/regmirror-sync.service's own command
+// (mirror-sync --meta-only, as the Ansible role sets it with an origin), sit behind one front
+// that sends every request to either. Meanwhile skopeo, crane and podman (two of each, in
+// parallel) pull the moved tags for 62 s through the front and through the phase-2 mirror,
+// each request delayed 100-400 ms and every response of the mirrors and the origin
+// rate-limited, so that pulls take seconds and most span a switch.
 //
 // Result: no pull fails; every pulled image is one the tag pointed to during the run (by
 // digest; a client checks its blobs against the manifest, so no mix); no mirror's nor the
-// origin's access log has a 404 for a blob of the three images. The log gives pulls per
-// client, generations, failures, each generation's metadata, the replicas' distance and
-// the duration.
+// origin's access log has a 404 for a blob of the three images. The soak checks it soaked:
+// ten switches at least, pulls spanning them, both replicas and the phase-2 mirror answering,
+// an image deleted and brought back. The log gives each generation (what changed, generate's
+// summary, the retiring set and what it adds to the metadata), pulls per client and their
+// durations, failures, the answers through the fronts, the replicas' distance and the
+// duration; a failed run keeps the access logs, the replicas' logs and a journal of syncs,
+// generates and crawls, and says where.
 func TestPromotionSoak(t *testing.T) {
 	needPeers(t)
 	began := time.Now()
