@@ -140,7 +140,9 @@ func probeTargets(m *layout.Meta, usable map[string]*mirrorEntry) []probeTarget 
 	}
 	bySince := map[uint64]best{}
 	for d, b := range m.Blobs {
-		if b == nil {
+		// A retiring blob may already be gone from a mirror that synced a newer
+		// generation, where its grace ended: probe only what the generation references.
+		if b == nil || !b.Retired.IsZero() {
 			continue
 		}
 		if cur := bySince[b.Since]; better(cur, d, b.Size) {

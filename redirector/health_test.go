@@ -194,6 +194,9 @@ func TestProbeTargets(t *testing.T) {
 	m.Blobs[d('c')] = &layout.Blob{Size: 50, Since: 3}
 	m.Blobs[d('d')] = &layout.Blob{Size: 10, Since: 3}
 	m.Blobs[d('e')] = &layout.Blob{Size: 50, Since: 1}
+	// Retiring blobs, the smallest: a mirror a generation ahead may have deleted them.
+	m.Blobs[d('f')] = &layout.Blob{Size: 1, Since: 1, Retired: time.Now()}
+	m.Blobs[d('0')] = &layout.Blob{Size: 1, Since: 3, Retired: time.Now()}
 	usable := map[string]*mirrorEntry{
 		"g1": {name: "g1", url: "http://g1/", generation: 1},
 		"g2": {name: "g2", url: "http://g2/", generation: 2},
