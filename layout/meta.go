@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -78,6 +79,11 @@ type Meta struct {
 	// VariantSets describes the regional manifest variants; regions with identical candidate
 	// lists share one set. Variants are rendered from it (Renderer), not stored.
 	VariantSets []*VariantSet `json:"variantSets,omitempty"`
+
+	// Subsets is the table the blobs' membership masks index (Blob.Subsets): architecture
+	// names, AnyArchitecture, ArchiveSubset. Empty in metadata written before subsets: every
+	// mirror then carries every blob. See Membership.
+	Subsets []string `json:"subsets,omitempty"`
 }
 
 // Repository is one published repository.
@@ -102,6 +108,18 @@ type Repository struct {
 	// RetiringBlobs lists the configs and layers of the retiring manifests that the
 	// repository no longer references, sorted; served by digest like Retiring.
 	RetiringBlobs []Digest `json:"retiringBlobs,omitempty"`
+	// Archived lists the archived tags (generate --archive, --keep-removed), sorted: still
+	// published, but the blobs only they reference form the archive subset.
+	Archived []string `json:"archived,omitempty"`
+	// Removed maps each tag kept after the source removed it (--keep-removed) to when a
+	// generation first found it gone; such tags are archived.
+	Removed map[string]time.Time `json:"removed,omitempty"`
+}
+
+// IsArchived reports whether tag is archived in r.
+func (r *Repository) IsArchived(tag string) bool {
+	i := sort.SearchStrings(r.Archived, tag)
+	return i < len(r.Archived) && r.Archived[i] == tag
 }
 
 // Published reports whether the generation publishes the repository (it has a tag): only
@@ -125,6 +143,13 @@ type Blob struct {
 	// entry ends once Retired is older than the grace period, but never in the generation
 	// that retired it; only then may the file become an orphan.
 	Retired time.Time `json:"retired,omitzero"`
+	// Subsets is the blob's membership: a mask over Meta.Subsets (bit i: Meta.Subsets[i]);
+	// 0 means every subset (metadata written before subsets).
+	Subsets uint64 `json:"subsets,omitempty"`
+	// Former are the subsets the blob left at Left (a tag archived): mirrors carrying them
+	// keep it until the grace period after Left; routing ignores them.
+	Former uint64    `json:"former,omitempty"`
+	Left   time.Time `json:"left,omitzero"`
 }
 
 // Orphan is a blob file no longer referenced.
@@ -132,6 +157,9 @@ type Orphan struct {
 	Size         int64     `json:"size"`
 	Since        uint64    `json:"since"`        // as in Blob, kept if the blob is referenced again
 	Unreferenced time.Time `json:"unreferenced"` // when a generation first stopped referencing it
+	// Subsets are the subsets (a mask over Meta.Subsets) it belonged to: mirrors carrying them
+	// keep it until it is deleted.
+	Subsets uint64 `json:"subsets,omitempty"`
 }
 
 // Mirror is one mirror from the mirrors file, with what the last crawl found.
@@ -152,6 +180,9 @@ type Mirror struct {
 	AllowedCountries []string `json:"allowedCountries,omitempty"`
 	// Private mirrors are reached through their netblocks and ASNs only: no region lists them.
 	Private bool `json:"private,omitempty"`
+	// Content names the subsets the mirror carries (architectures, ArchiveSubset); empty
+	// means every architecture and no archive. See Meta.ContentMask.
+	Content []string `json:"content,omitempty"`
 
 	// Crawl state.
 	Generation uint64    `json:"generation,omitempty"` // generation found on the mirror; 0 unknown

@@ -67,6 +67,7 @@ const (
 type Renderer struct {
 	meta  *Meta
 	sets  [][]*Mirror      // each set's mirrors, in its order
+	masks map[*Mirror]uint64 // each mirror's content mask (Meta.ContentMask)
 	tmpls map[Digest]*tmpl // every manifest parsed, after ParseAll; nil before
 	bad   map[Digest]bool  // manifests ParseAll found without variants
 	// without is set on a renderer made by Without: it renders its own variants.
@@ -82,7 +83,10 @@ func NewRenderer(meta *Meta) *Renderer {
 			byName[m.Name] = m
 		}
 	}
-	r := &Renderer{meta: meta, sets: make([][]*Mirror, len(meta.VariantSets))}
+	r := &Renderer{meta: meta, sets: make([][]*Mirror, len(meta.VariantSets)), masks: make(map[*Mirror]uint64, len(byName))}
+	for _, m := range byName {
+		r.masks[m] = meta.ContentMask(m.Content)
+	}
 	for i, vs := range meta.VariantSets {
 		if vs == nil {
 			continue
@@ -442,7 +446,7 @@ func (r *Renderer) writeDescriptor(buf *bytes.Buffer, desc *descriptor, child bo
 			if n == MaxVariantURLs {
 				break
 			}
-			if HeldAt(min(m.Generation, r.meta.Generation), blob.Since) {
+			if HeldAt(min(m.Generation, r.meta.Generation), blob.Since) && Carries(r.masks[m], blob) {
 				holders[n] = m
 				n++
 			}
@@ -576,7 +580,7 @@ type WithoutVariant struct {
 // are the recorded ones: use r). The new renderer's Variant renders (children first) and
 // remembers what it rendered; Rendered finds it again by the variant's digest.
 func (r *Renderer) Without(out func(name string) bool) (*Renderer, bool) {
-	nr := &Renderer{meta: r.meta, sets: make([][]*Mirror, len(r.sets)), tmpls: r.tmpls, bad: r.bad,
+	nr := &Renderer{meta: r.meta, sets: make([][]*Mirror, len(r.sets)), masks: r.masks, tmpls: r.tmpls, bad: r.bad,
 		without: &withoutState{refs: make([]map[Digest]*Variant, len(r.sets)), byDigest: map[Digest]WithoutVariant{}}}
 	nr.without.left = make([]bool, len(r.sets))
 	leaves := false

@@ -95,10 +95,13 @@ func SetMirrors(meta *layout.Meta, f *File, prev []*layout.Mirror) {
 		}
 		lm.ASNs = slices.Clone(m.ASNs)
 		lm.AllowedCountries = slices.Clone(m.AllowedCountries)
+		lm.Content = slices.Clone(m.Content)
 		for _, b := range m.Netblocks {
 			lm.Netblocks = append(lm.Netblocks, b.String())
 		}
-		if p := old[m.Name]; p != nil && p.URL == m.URL {
+		// The crawl state stays with the same URL and content (a mirror that changed what it
+		// carries is crawled again before anyone is sent to it).
+		if p := old[m.Name]; p != nil && p.URL == m.URL && slices.Equal(p.Content, m.Content) {
 			lm.Generation, lm.Healthy, lm.Status, lm.Failures, lm.Checked = p.Generation, p.Healthy, p.Status, p.Failures, p.Checked
 		}
 		meta.Mirrors = append(meta.Mirrors, lm)
@@ -173,6 +176,11 @@ func Precompute(meta *layout.Meta) (Stats, error) {
 	}
 	regions["global"] = tiers(usable, "", func(*layout.Mirror) bool { return true })
 	minimum := meta.MinMirrorsOf()
+	masks := make(map[string]uint64, len(usable))
+	for _, m := range usable {
+		masks[m.Name] = meta.ContentMask(m.Content)
+	}
+	bits := subsetBits(meta)
 
 	// Group regions by candidate lists, in sorted region order for stable set numbers.
 	names := make([]string, 0, len(regions))
@@ -187,7 +195,7 @@ func Precompute(meta *layout.Meta) (Stats, error) {
 		t := regions[r]
 		idx := -1
 		if len(t) > 0 {
-			w := widen(t, minimum)
+			w := widen(t, minimum, masks, bits)
 			key := tiersKey(w)
 			var ok bool
 			if idx, ok = byKey[key]; !ok {
@@ -254,17 +262,60 @@ func tiers(usable []*layout.Mirror, country string, preds ...func(*layout.Mirror
 	return out
 }
 
-// widen returns the first tiers of t that hold at least minimum mirrors (all of t if they
-// never do): the candidate list, widened tier by tier while it is short.
-func widen(t [][]string, minimum int) [][]string {
-	n := 0
+// widen returns the first tiers of t that hold at least minimum mirrors carrying each subset
+// (or every mirror of t carrying it, when t has fewer): the candidate list, widened tier by
+// tier while it is short for some subset. masks are the mirrors' content masks, bits the
+// subsets' bits (subsetBits).
+func widen(t [][]string, minimum int, masks map[string]uint64, bits []uint64) [][]string {
+	want := make([]int, len(bits))
+	for j, bit := range bits {
+		for _, tier := range t {
+			for _, name := range tier {
+				if masks[name]&bit != 0 {
+					want[j]++
+				}
+			}
+		}
+		want[j] = min(want[j], minimum)
+	}
+	n := make([]int, len(bits))
 	for i, tier := range t {
-		n += len(tier)
-		if n >= minimum {
+		short := false
+		for j, bit := range bits {
+			for _, name := range tier {
+				if masks[name]&bit != 0 {
+					n[j]++
+				}
+			}
+			short = short || n[j] < want[j]
+		}
+		if !short {
 			return t[:i+1]
 		}
 	}
 	return t
+}
+
+// subsetBits returns one bit per subset of meta.Subsets that some blob belongs to (every bit
+// when meta has no subsets: one list for all), for widening.
+func subsetBits(meta *layout.Meta) []uint64 {
+	if len(meta.Subsets) == 0 {
+		return []uint64{^uint64(0)}
+	}
+	var used uint64
+	for _, b := range meta.Blobs {
+		used |= b.Subsets
+	}
+	var bits []uint64
+	for i := range meta.Subsets {
+		if used&(1<<i) != 0 {
+			bits = append(bits, 1<<i)
+		}
+	}
+	if len(bits) == 0 {
+		return []uint64{^uint64(0)}
+	}
+	return bits
 }
 
 func tiersKey(t [][]string) string {

@@ -54,6 +54,9 @@ type Mirror struct {
 	AllowedCountries []string
 	// Private mirrors are reached through Netblocks and ASNs only.
 	Private bool
+	// Content names the subsets the mirror carries (OCI architectures, layout.ArchiveSubset),
+	// in file order without duplicates; empty: every architecture and no archive.
+	Content []string
 	Enabled bool
 	Line    int // line of the entry in the file; 0 when built in code
 }
@@ -375,6 +378,29 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 			if len(v.Content) == 0 {
 				p.errorf(v.Line, "%sallowed_countries is empty: leave it out to serve every country", ctx)
 			}
+		case "content":
+			if v.Tag == "!!null" {
+				return true
+			}
+			if !p.checkNode(v, yaml.SequenceNode, ctx+"content", "a list of subsets (architectures like amd64, or archive)") {
+				return true
+			}
+			for _, c := range v.Content {
+				s, ok := p.str(c, ctx, "content")
+				if !ok {
+					continue
+				}
+				if err := layout.ValidSubset(s); err != nil {
+					p.errorf(c.Line, "%scontent: %v", ctx, err)
+					continue
+				}
+				if !slices.Contains(m.Content, s) {
+					m.Content = append(m.Content, s)
+				}
+			}
+			if len(v.Content) == 0 {
+				p.errorf(v.Line, "%scontent is empty: leave it out to carry every architecture", ctx)
+			}
 		case "private":
 			var on bool
 			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Decode(&on) != nil {
@@ -492,6 +518,11 @@ func (m *Mirror) Validate() error {
 	}
 	if m.Private && len(m.Netblocks) == 0 && len(m.ASNs) == 0 {
 		return fmt.Errorf("mirror %q: private mirror without netblocks or ASNs: no client could reach it", m.Name)
+	}
+	for _, c := range m.Content {
+		if err := layout.ValidSubset(c); err != nil {
+			return fmt.Errorf("mirror %q: content: %w", m.Name, err)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,513 @@
+package layout
+
+// Subsets: what part of the tree a mirror carries. The membership rules are part of the tree
+// format (docs/tree-format.md, "Membership").
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/regmirror/regmirror/internal/trunc"
+)
+
+// ArchiveSubset is the subset of the blobs only archived tags reference.
+const ArchiveSubset = "archive"
+
+// AnyArchitecture is the entry of Meta.Subsets that stands for every architecture subset,
+// whether or not the tree has an image of it: the blobs no platform claims (indexes, artifacts,
+// signatures, referrers).
+const AnyArchitecture = "*"
+
+// Architectures are the architecture subsets a mirror may name: the GOARCH values the OCI
+// image index specification lists for platform.architecture.
+var Architectures = []string{"386", "amd64", "arm", "arm64", "loong64", "mips", "mips64", "mips64le", "mipsle", "ppc64", "ppc64le", "riscv64", "s390x", "wasm"}
+
+// MaxSubsets bounds Meta.Subsets: membership is a 64-bit mask.
+const MaxSubsets = 64
+
+// SubsetsDir is the directory of a publication holding one rsync filter file per subset,
+// <name>.rsync-filter: "+ /blobs/sha256/<hex>" for every blob a mirror carrying the subset
+// holds (members, and former members within the grace), then nothing else. A mirror carrying
+// several subsets merges their files and excludes the rest of blobs/ (deploy/mirror-sync).
+const SubsetsDir = "subsets"
+
+// SubsetFilterPath is the path of subset name's filter file inside a publication.
+func SubsetFilterPath(name string) string { return SubsetsDir + "/" + name + ".rsync-filter" }
+
+// ValidSubset checks a subset name a mirror's content gives: an OCI architecture or archive.
+func ValidSubset(name string) error {
+	if name == ArchiveSubset {
+		return nil
+	}
+	for _, a := range Architectures {
+		if a == name {
+			return nil
+		}
+	}
+	hint := ""
+	switch strings.ToLower(name) {
+	case "x86_64", "x86-64", "x64":
+		hint = " (x86_64 is amd64)"
+	case "aarch64":
+		hint = " (aarch64 is arm64)"
+	case "i386", "i686", "x86":
+		hint = " (i386 is 386)"
+	case "armhfp", "armv7", "armv7l", "armhf":
+		hint = " (32-bit ARM is arm)"
+	}
+	return fmt.Errorf("%q is not a subset: want an OCI architecture (%s) or %s%s", trunc.String(name), strings.Join(Architectures, " "), ArchiveSubset, hint)
+}
+
+// ContentMask is the membership mask over m.Subsets of what a mirror with content carries:
+// every architecture when content is empty (and never the archive), else the named
+// architectures and the blobs no platform claims, and the archive when named. Metadata
+// without a subset table gives every bit: every mirror carries everything.
+func (m *Meta) ContentMask(content []string) uint64 {
+	if len(m.Subsets) == 0 {
+		return ^uint64(0)
+	}
+	var mask uint64
+	for i, s := range m.Subsets {
+		switch {
+		case s == ArchiveSubset:
+			if contains(content, ArchiveSubset) {
+				mask |= 1 << i
+			}
+		case len(content) == 0:
+			mask |= 1 << i
+		case s == AnyArchitecture:
+			for _, c := range content {
+				if c != ArchiveSubset {
+					mask |= 1 << i
+				}
+			}
+		case contains(content, s):
+			mask |= 1 << i
+		}
+	}
+	return mask
+}
+
+// Carries reports whether a mirror whose content has mask (ContentMask) carries b: b is a
+// member of one of its subsets. A blob without membership (metadata written before subsets)
+// is carried by every mirror.
+func Carries(mask uint64, b *Blob) bool { return b != nil && (b.Subsets == 0 || b.Subsets&mask != 0) }
+
+// Carries reports whether mirror mi carries blob b.
+func (m *Meta) Carries(mi *Mirror, b *Blob) bool { return Carries(m.ContentMask(mi.Content), b) }
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// bitOf returns the bit of name in table, adding it.
+func bitOf(table *[]string, name string) (uint64, error) {
+	for i, s := range *table {
+		if s == name {
+			return 1 << i, nil
+		}
+	}
+	if len(*table) == MaxSubsets {
+		return 0, fmt.Errorf("more than %d subsets", MaxSubsets)
+	}
+	*table = append(*table, name)
+	return 1 << (len(*table) - 1), nil
+}
+
+// membershipManifest is what membership reads of a manifest.
+type membershipManifest struct {
+	Manifests []struct {
+		Digest   Digest `json:"digest"`
+		Platform *struct {
+			Architecture string `json:"architecture"`
+		} `json:"platform"`
+	} `json:"manifests"`
+	Config *struct {
+		Digest Digest `json:"digest"`
+	} `json:"config"`
+	Layers []struct {
+		Digest Digest `json:"digest"`
+	} `json:"layers"`
+	Blobs []struct { // OCI artifact manifests (draft)
+		Digest Digest `json:"digest"`
+	} `json:"blobs"`
+}
+
+// Membership computes which subsets every blob of m belongs to, from m's tags, their
+// manifests, m's archived tags and referrers:
+//
+//   - a blob referenced by a tag that is not archived belongs to the architecture of every
+//     image of such a tag referencing it: an index's child by its platform.architecture
+//     (children of a nested index inherit it when they name none), a single-arch image by its
+//     config's architecture (configArch; "" when unknown); a blob no platform claims (the
+//     index itself, artifacts, signatures, referrers, "unknown" platforms) belongs to every
+//     architecture subset (AnyArchitecture);
+//   - a blob only archived tags (and their referrers) reference belongs to ArchiveSubset only.
+//
+// It returns the subset table (sorted, AnyArchitecture and ArchiveSubset last when used) and
+// each blob's mask over it. Every blob of m.Blobs gets a mask. It reads m and changes nothing.
+func Membership(m *Meta, configArch func(Digest) string) (table []string, masks map[Digest]uint64, err error) {
+	live := map[Digest]map[string]bool{}
+	archived := map[Digest]bool{}
+	type key struct {
+		d        Digest
+		arch     string
+		archived bool
+	}
+	seen := map[key]bool{}
+	mark := func(d Digest, arch string, arc bool) {
+		if arc {
+			archived[d] = true
+			return
+		}
+		if arch == "" {
+			arch = AnyArchitecture
+		}
+		if live[d] == nil {
+			live[d] = map[string]bool{}
+		}
+		live[d][arch] = true
+	}
+	var walk func(d Digest, arch string, arc bool, depth int)
+	walk = func(d Digest, arch string, arc bool, depth int) {
+		k := key{d, arch, arc}
+		if seen[k] || depth > 16 {
+			return
+		}
+		seen[k] = true
+		mf := m.Manifests[d]
+		if mf == nil {
+			return
+		}
+		var p membershipManifest
+		if json.Unmarshal(mf.Data, &p) != nil {
+			mark(d, "", arc)
+			return
+		}
+		if p.Manifests != nil {
+			mark(d, "", arc) // an index: no platform claims it
+			for _, c := range p.Manifests {
+				ca := arch
+				if c.Platform != nil && c.Platform.Architecture != "" {
+					ca = c.Platform.Architecture
+					if ca == "unknown" { // attestations: no platform
+						ca = ""
+					}
+				}
+				walk(c.Digest, ca, arc, depth+1)
+			}
+			return
+		}
+		a := arch
+		if a == "" && p.Config != nil && configArch != nil {
+			a = configArch(p.Config.Digest)
+		}
+		mark(d, a, arc)
+		if p.Config != nil {
+			mark(p.Config.Digest, a, arc)
+		}
+		for _, l := range p.Layers {
+			mark(l.Digest, a, arc)
+		}
+		for _, b := range p.Blobs {
+			mark(b.Digest, a, arc)
+		}
+	}
+	names := make([]string, 0, len(m.Repositories))
+	for name := range m.Repositories {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		r := m.Repositories[name]
+		for tag, d := range r.Tags {
+			walk(d, "", r.IsArchived(tag), 0)
+		}
+	}
+	// Referrers follow their subjects: live if the subject is, archived if only archived tags
+	// reach it; no platform claims them. A referrer may have referrers: repeat until stable.
+	for changed, round := true, 0; changed && round < 16; round++ {
+		changed = false
+		for _, name := range names {
+			for subj, descs := range m.Repositories[name].Referrers {
+				for _, desc := range descs {
+					d, err := ParseDigest(desc.Digest.String())
+					if err != nil {
+						continue
+					}
+					if live[subj] != nil && !seen[key{d, "", false}] {
+						walk(d, "", false, 0)
+						changed = true
+					}
+					if archived[subj] && !seen[key{d, "", true}] {
+						walk(d, "", true, 0)
+						changed = true
+					}
+				}
+			}
+		}
+	}
+	arches := map[string]bool{}
+	for _, set := range live {
+		for a := range set {
+			if a != AnyArchitecture {
+				arches[a] = true
+			}
+		}
+	}
+	for a := range arches {
+		table = append(table, a)
+	}
+	sort.Strings(table)
+	masks = make(map[Digest]uint64, len(m.Blobs))
+	for d := range m.Blobs {
+		var mask uint64
+		switch {
+		case live[d] != nil:
+			for a := range live[d] {
+				bit, err := bitOf(&table, a)
+				if err != nil {
+					return nil, nil, err
+				}
+				mask |= bit
+			}
+		case archived[d]:
+			if mask, err = bitOf(&table, ArchiveSubset); err != nil {
+				return nil, nil, err
+			}
+		default: // not reached from any tag: carried by every architecture mirror
+			if mask, err = bitOf(&table, AnyArchitecture); err != nil {
+				return nil, nil, err
+			}
+		}
+		masks[d] = mask
+	}
+	// AnyArchitecture and ArchiveSubset last, whatever order the blobs came in.
+	sorted := canonicalTable(table)
+	if !equalStrings(sorted, table) {
+		for d, mask := range masks {
+			masks[d] = remap(mask, table, sorted)
+		}
+		table = sorted
+	}
+	return table, masks, nil
+}
+
+// canonicalTable orders a subset table: architectures sorted, then AnyArchitecture, then
+// ArchiveSubset.
+func canonicalTable(t []string) []string {
+	out := append([]string(nil), t...)
+	rank := func(s string) int {
+		switch s {
+		case AnyArchitecture:
+			return 1
+		case ArchiveSubset:
+			return 2
+		}
+		return 0
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if ri, rj := rank(out[i]), rank(out[j]); ri != rj {
+			return ri < rj
+		}
+		return out[i] < out[j]
+	})
+	return out
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// remap translates mask over table from into table to (names missing from to are dropped).
+func remap(mask uint64, from, to []string) uint64 {
+	var out uint64
+	for i, s := range from {
+		if mask&(1<<i) == 0 {
+			continue
+		}
+		for j, t := range to {
+			if t == s {
+				out |= 1 << j
+			}
+		}
+	}
+	return out
+}
+
+// SetMembership records table and masks (from Membership) in m, carrying over from prev (the
+// previous generation; nil for none) what mirrors must keep for the grace period: an orphan
+// keeps the subsets it belonged to, and a blob that left subsets (a tag archived) keeps them
+// as Former until grace after it left, so that a mirror's sync deletes it only then.
+func (m *Meta) SetMembership(table []string, masks map[Digest]uint64, prev *Meta, now time.Time, grace time.Duration) error {
+	t := append([]string(nil), table...)
+	add := func(prevMask uint64) (uint64, error) {
+		var out uint64
+		for i, s := range prev.Subsets {
+			if prevMask&(1<<i) != 0 {
+				bit, err := bitOf(&t, s)
+				if err != nil {
+					return 0, err
+				}
+				out |= bit
+			}
+		}
+		return out, nil
+	}
+	for d, b := range m.Blobs {
+		b.Subsets, b.Former, b.Left = masks[d], 0, time.Time{}
+		if prev == nil || len(prev.Subsets) == 0 {
+			continue
+		}
+		pb := prev.Blobs[d]
+		if pb == nil {
+			continue
+		}
+		was, err := add(pb.Subsets)
+		if err != nil {
+			return err
+		}
+		left := was &^ b.Subsets
+		left0 := now
+		if !pb.Left.IsZero() && now.Sub(pb.Left) < grace {
+			f, err := add(pb.Former)
+			if err != nil {
+				return err
+			}
+			f &^= b.Subsets
+			if f != 0 {
+				left |= f
+				left0 = pb.Left
+			}
+		}
+		if left != 0 {
+			b.Former, b.Left = left, left0
+		}
+	}
+	for d, o := range m.Orphans {
+		o.Subsets = 0
+		if prev == nil || len(prev.Subsets) == 0 {
+			continue
+		}
+		var was uint64
+		if pb := prev.Blobs[d]; pb != nil {
+			was = pb.Subsets | pb.Former
+		} else if po := prev.Orphans[d]; po != nil {
+			was = po.Subsets
+		}
+		mask, err := add(was)
+		if err != nil {
+			return err
+		}
+		o.Subsets = mask
+	}
+	sorted := canonicalTable(t)
+	for _, b := range m.Blobs {
+		b.Subsets, b.Former = remap(b.Subsets, t, sorted), remap(b.Former, t, sorted)
+	}
+	for _, o := range m.Orphans {
+		o.Subsets = remap(o.Subsets, t, sorted)
+	}
+	m.Subsets = sorted
+	return nil
+}
+
+// SubsetNames are the subsets m's blobs use: the architectures of its table, and ArchiveSubset
+// when present (not AnyArchitecture, which is not a subset).
+func (m *Meta) SubsetNames() []string {
+	var out []string
+	for _, s := range m.Subsets {
+		if s != AnyArchitecture {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// AllSubsets are the names a mirror's content may give: Architectures and ArchiveSubset.
+func AllSubsets() []string { return append(append([]string(nil), Architectures...), ArchiveSubset) }
+
+// SubsetBytes returns, per subset of SubsetNames, the bytes a mirror carrying that subset
+// alone holds (referenced blobs; orphans are not counted), and the bytes of every referenced
+// blob.
+func (m *Meta) SubsetBytes() (per map[string]int64, total int64) {
+	per = map[string]int64{}
+	masks := map[string]uint64{}
+	for _, s := range m.SubsetNames() {
+		masks[s] = m.ContentMask([]string{s})
+		per[s] = 0
+	}
+	for _, b := range m.Blobs {
+		total += b.Size
+		for s, mask := range masks {
+			if b.Subsets&mask != 0 {
+				per[s] += b.Size
+			}
+		}
+	}
+	return per, total
+}
+
+// FormatSubsetBytes renders SubsetBytes for a summary line: "amd64 12.0 MiB, arm64 11.9 MiB
+// (of 24.1 MiB)"; "" when m has no subsets.
+func (m *Meta) FormatSubsetBytes(human func(int64) string) string {
+	per, total := m.SubsetBytes()
+	if len(per) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(per))
+	for _, s := range m.SubsetNames() {
+		parts = append(parts, s+" "+human(per[s]))
+	}
+	return strings.Join(parts, ", ") + " (of " + human(total) + ")"
+}
+
+// SubsetFilters returns the publication's per-subset rsync filter files (SubsetFilterPath):
+// for every name of AllSubsets (a mirror may name an architecture the tree has no image of:
+// it carries the blobs no platform claims), "+ /blobs/sha256/<hex>" for each blob a mirror
+// carrying only that subset holds (members, former members within the grace, orphans that
+// were members), sorted. Metadata without membership lists every blob in every architecture.
+func (m *Meta) SubsetFilters() map[string][]byte {
+	names := AllSubsets()
+	masks := make([]uint64, len(names))
+	for i, s := range names {
+		masks[i] = m.ContentMask([]string{s})
+	}
+	lists := map[string][]string{}
+	add := func(d Digest, mask uint64) {
+		for i, s := range names {
+			if mask == 0 && s != ArchiveSubset || mask&masks[i] != 0 {
+				lists[s] = append(lists[s], "+ /"+BlobPath(d)+"\n")
+			}
+		}
+	}
+	for d, b := range m.Blobs {
+		add(d, b.Subsets|b.Former)
+	}
+	for d, o := range m.Orphans {
+		add(d, o.Subsets)
+	}
+	files := map[string][]byte{}
+	for _, s := range names {
+		l := lists[s]
+		sort.Strings(l)
+		files[SubsetFilterPath(s)] = []byte(strings.Join(l, ""))
+	}
+	return files
+}
