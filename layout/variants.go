@@ -66,10 +66,10 @@ const (
 // concurrent use, and so is Record on distinct sets.
 type Renderer struct {
 	meta  *Meta
-	sets  [][]*Mirror      // each set's mirrors, in its order
+	sets  [][]*Mirror        // each set's mirrors, in its order
 	masks map[*Mirror]uint64 // each mirror's content mask (Meta.ContentMask)
-	tmpls map[Digest]*tmpl // every manifest parsed, after ParseAll; nil before
-	bad   map[Digest]bool  // manifests ParseAll found without variants
+	tmpls map[Digest]*tmpl   // every manifest parsed, after ParseAll; nil before
+	bad   map[Digest]bool    // manifests ParseAll found without variants
 	// without is set on a renderer made by Without: it renders its own variants.
 	without *withoutState
 }
