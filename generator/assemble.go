@@ -1,9 +1,12 @@
 package generator
 
 import (
+	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"sort"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/regmirror/regmirror/layout"
@@ -56,6 +59,16 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 		}
 		s := sets[o.repo]
 		repo.Tags[o.tag] = o.cl.root
+		if o.removed {
+			if repo.Removed == nil {
+				repo.Removed = map[string]time.Time{}
+			}
+			repo.Removed[o.tag] = o.removedAt
+		}
+		if o.removed || len(r.archive) > 0 && matchAny(r.archive, o.repo+":"+o.tag) {
+			repo.Archived = append(repo.Archived, o.tag)
+			st.Archived++
+		}
 		o.cl.walk(s.closures, func(cl *closure) {
 			for d, n := range cl.nodes {
 				s.manifests[d] = true
@@ -97,6 +110,7 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	}
 	for name, repo := range m.Repositories {
 		s := sets[name]
+		sort.Strings(repo.Archived)
 		repo.Manifests = sortedDigests(s.manifests)
 		repo.Blobs = sortedDigests(s.blobs)
 		for _, descs := range repo.Referrers {
@@ -161,7 +175,55 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	st.retire = rt.fresh
 	sort.Strings(st.retire)
 	r.orphans(m, st)
+	r.membership(m, st)
 	return m, st
+}
+
+// membership records which subsets every blob belongs to (layout.Membership; a single-arch
+// image's architecture from its config in the tree) and the bytes per subset. A failure (more
+// than layout.MaxSubsets subsets) leaves the metadata without subsets, with a warning: every
+// mirror then carries everything.
+func (r *run) membership(m *layout.Meta, st *stats) {
+	table, masks, err := layout.Membership(m, r.configArch)
+	if err == nil {
+		err = m.SetMembership(table, masks, r.prev, r.o.Now().UTC(), r.o.GCGrace)
+	}
+	if err != nil {
+		r.prog.warnf("subsets not recorded, every mirror carries every blob: %v", err)
+		m.Subsets = nil
+		for _, b := range m.Blobs {
+			b.Subsets, b.Former, b.Left = 0, 0, time.Time{}
+		}
+		return
+	}
+	per, total := m.SubsetBytes()
+	for _, name := range m.SubsetNames() {
+		st.Subsets = append(st.Subsets, SubsetSize{Name: name, Bytes: per[name]})
+	}
+	st.TotalBytes = total
+}
+
+// maxConfigSize bounds the config read for its architecture.
+const maxConfigSize = 4 << 20
+
+// configArch reads the architecture of the image config d from the tree; "" when it is not
+// there (a dry run that would fetch it) or names none.
+func (r *run) configArch(d layout.Digest) string {
+	if r.tree == nil {
+		return ""
+	}
+	f, err := os.Open(r.blobPath(d))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var c struct {
+		Architecture string `json:"architecture"`
+	}
+	if json.NewDecoder(io.LimitReader(f, maxConfigSize)).Decode(&c) != nil {
+		return ""
+	}
+	return c.Architecture
 }
 
 // orphans fills m.Orphans: blobs the previous generation referenced or retired and this one

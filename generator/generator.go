@@ -69,6 +69,7 @@ type run struct {
 	gen     uint64
 	blobDir string
 	globs   []*Glob
+	archive []*Glob // --archive, over "repository:tag"
 	reqSem  chan struct{}
 	xferSem chan struct{}
 	prog    *progress
@@ -123,6 +124,16 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			return nil, err
 		}
 		r.globs = append(r.globs, g)
+	}
+	for _, p := range o.Archive {
+		if !strings.Contains(p, ":") {
+			return nil, fmt.Errorf("--archive %q: want a repository:tag pattern, like fedora:3[0-9]", p)
+		}
+		g, err := CompileGlob(p)
+		if err != nil {
+			return nil, fmt.Errorf("--archive: %w", err)
+		}
+		r.archive = append(r.archive, g)
 	}
 	if o.Out != "" {
 		r.tree = layout.NewTree(o.Out)
@@ -238,6 +249,9 @@ func (r *run) acquire(ctx context.Context, sem chan struct{}) error {
 type outcome struct {
 	repo, tag string
 	cl        *closure // nil: not published
+	// removed: gone from the source, kept (--keep-removed) since then.
+	removed   bool
+	removedAt time.Time
 }
 
 // discoverAndFetch lists repositories and tags and processes every tag; it returns one
@@ -256,6 +270,19 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 		mu.Lock()
 		outs = append(outs, o)
 		mu.Unlock()
+	}
+	if r.o.KeepRemoved { // repositories gone from the catalog keep their tags
+		listed := map[string]bool{}
+		for _, repo := range repos {
+			listed[repo] = true
+		}
+		for name := range r.prev.Repositories {
+			if !listed[name] && matchAny(r.globs, name) {
+				for _, o := range r.keepRemoved(name, nil) {
+					add(o)
+				}
+			}
+		}
 	}
 	for _, repo := range repos {
 		wg.Go(func() {
@@ -297,10 +324,48 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 				})
 			}
 			twg.Wait()
+			if r.o.KeepRemoved {
+				for _, o := range r.keepRemoved(repo, tags) {
+					add(o)
+				}
+			}
 		})
 	}
 	wg.Wait()
 	return outs, nil
+}
+
+// keepRemoved returns the outcomes of repo's previous tags that listed (the source's tags)
+// lacks, kept from their previous state (--keep-removed), unless gone for longer than
+// --archive-max-age.
+func (r *run) keepRemoved(repo string, listed []string) []outcome {
+	pr := r.prev.Repositories[repo]
+	if pr == nil {
+		return nil
+	}
+	have := make(map[string]bool, len(listed))
+	for _, t := range listed {
+		have[t] = true
+	}
+	now := r.o.Now().UTC()
+	var outs []outcome
+	for tag := range pr.Tags {
+		if have[tag] {
+			continue
+		}
+		at, ok := pr.Removed[tag]
+		if !ok {
+			at = now
+		}
+		if r.o.ArchiveMaxAge > 0 && now.Sub(at) > r.o.ArchiveMaxAge {
+			r.prog.warnf("%s:%s: removed from the source on %s, older than --archive-max-age %s: removed", repo, tag, at.Format(time.RFC3339), r.o.ArchiveMaxAge)
+			continue
+		}
+		if cl := r.fallback(repo, tag); cl != nil {
+			outs = append(outs, outcome{repo: repo, tag: tag, cl: cl, removed: true, removedAt: at})
+		}
+	}
+	return outs
 }
 
 // errSkip marks a tag that is deliberately not published (schema 1, vanished).

@@ -10,8 +10,9 @@ const maxGlobLength = 1024
 
 // Glob is a compiled --repo pattern. A "*" matches any run of characters within one path
 // segment (no "/"); a "**" matches any run of characters across segments, and "**/" also
-// matches nothing, so "**/toolbox" selects "toolbox" as well as "fedora/toolbox". Every other
-// character matches itself.
+// matches nothing, so "**/toolbox" selects "toolbox" as well as "fedora/toolbox". A "[...]"
+// matches one character of the class: characters and ranges ("[0-9a-f]"), negated with a
+// leading "!" or "^" (never "/"). Every other character matches itself.
 type Glob struct {
 	pattern string
 	toks    []globTok
@@ -24,11 +25,50 @@ const (
 	tokStar                // "*": any run without '/'
 	tokDStar               // "**": any run
 	tokDStarSlash          // "**/": empty, or any run ending in '/'
+	tokClass               // "[...]": one byte of set
 )
 
 type globTok struct {
 	kind globKind
 	c    byte
+	set  *[256]bool
+}
+
+// parseClass parses the class starting at pattern[i] == '['; it returns the set and the index
+// of the closing ']'.
+func parseClass(pattern string, i int) (*[256]bool, int, error) {
+	var set [256]bool
+	j := i + 1
+	neg := j < len(pattern) && (pattern[j] == '!' || pattern[j] == '^')
+	if neg {
+		j++
+	}
+	start := j
+	for ; j < len(pattern); j++ {
+		c := pattern[j]
+		if c == ']' && j > start {
+			if neg {
+				for k := range set {
+					set[k] = !set[k]
+				}
+				set['/'] = false
+			}
+			return &set, j, nil
+		}
+		if j+2 < len(pattern) && pattern[j+1] == '-' && pattern[j+2] != ']' {
+			lo, hi := c, pattern[j+2]
+			if lo > hi {
+				return nil, 0, fmt.Errorf("pattern %q: range %c-%c is backwards", pattern, lo, hi)
+			}
+			for k := int(lo); k <= int(hi); k++ {
+				set[k] = true
+			}
+			j += 2
+			continue
+		}
+		set[c] = true
+	}
+	return nil, 0, fmt.Errorf("pattern %q: %q without its closing ]", pattern, "[")
 }
 
 // CompileGlob parses a --repo pattern.
@@ -42,6 +82,15 @@ func CompileGlob(pattern string) (*Glob, error) {
 	g := &Glob{pattern: pattern}
 	for i := 0; i < len(pattern); i++ {
 		c := pattern[i]
+		if c == '[' {
+			set, end, err := parseClass(pattern, i)
+			if err != nil {
+				return nil, err
+			}
+			g.toks = append(g.toks, globTok{kind: tokClass, set: set})
+			i = end
+			continue
+		}
 		if c != '*' {
 			g.toks = append(g.toks, globTok{kind: tokLit, c: c})
 			continue
@@ -84,6 +133,13 @@ func (g *Glob) Match(name string) bool {
 			switch t.kind {
 			case tokLit:
 				if j < len(name) && name[j] == t.c {
+					i, j = i+1, j+1
+					continue
+				}
+				seen[k] = true
+				return false
+			case tokClass:
+				if j < len(name) && t.set[name[j]] {
 					i, j = i+1, j+1
 					continue
 				}

@@ -66,6 +66,16 @@ type Options struct {
 	// to (layout.Meta.MinMirrors); 0 keeps the previous generation's, else the default.
 	MinMirrors int
 
+	// Archive are --archive globs (see Glob) over "repository:tag": matching tags are
+	// archived (layout.Repository.Archived): still published, but the blobs only archived tags
+	// reference form the archive subset.
+	Archive []string
+	// KeepRemoved is --keep-removed: a tag that disappeared from the source stays published,
+	// archived, from its previous state; ArchiveMaxAge (--archive-max-age), when set, removes
+	// it that long after a generation first found it gone.
+	KeepRemoved   bool
+	ArchiveMaxAge time.Duration
+
 	// Jobs bounds concurrent blob transfers; small requests (tag lists, manifest HEADs and
 	// GETs, referrers) and manifest writes run 4×Jobs at a time.
 	Jobs int
@@ -137,6 +147,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.GCGrace == 0 {
 		o.GCGrace = DefaultGCGrace
+	}
+	if o.ArchiveMaxAge < 0 {
+		return fmt.Errorf("--archive-max-age %s is negative", o.ArchiveMaxAge)
+	}
+	if o.ArchiveMaxAge > 0 && !o.KeepRemoved {
+		return errors.New("--archive-max-age without --keep-removed: it ages out removed tags that --keep-removed keeps")
 	}
 	if o.Retries < 0 {
 		o.Retries = 0

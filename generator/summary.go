@@ -3,6 +3,7 @@ package generator
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -35,6 +36,34 @@ type Counts struct {
 	ToFetch                             int   // dry run: configs and layers to fetch, as BlobsFetched counts them
 	ToFetchBytes                        int64 // dry run
 	Failures                            int
+	Archived                            int          // archived tags (--archive, --keep-removed)
+	Subsets                             []SubsetSize // bytes a mirror carrying each subset alone holds
+	TotalBytes                          int64        // every referenced blob's bytes
+}
+
+// SubsetSize is what carrying one subset costs: the bytes of the blobs a mirror carrying it
+// alone holds (layout.Meta.SubsetBytes).
+type SubsetSize struct {
+	Name  string
+	Bytes int64
+}
+
+// subsetsText is the subsets' part of the summary: "subsets: amd64 1.2 MiB, arm64 1.1 MiB,
+// archive 300 KiB (of 2.6 MiB); 1 tag archived"; "" without subsets.
+func (c Counts) subsetsText() string {
+	if len(c.Subsets) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("subsets: ")
+	for i, s := range c.Subsets {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(s.Name + " " + humanBytes(s.Bytes))
+	}
+	fmt.Fprintf(&b, " (of %s); %d tags archived", humanBytes(c.TotalBytes), c.Archived)
+	return b.String()
 }
 
 // String is the last line of a run.
@@ -49,6 +78,9 @@ func (s *Summary) String() string {
 		s.Generation, verb, s.Repositories, s.Tags, s.TagsAdded, s.TagsChanged, s.TagsRemoved, s.Manifests, s.ManifestsWritten,
 		s.BlobsFetched, humanBytes(s.BytesFetched), s.BlobsPresent, s.ForeignSkipped, s.retiringText(),
 		s.Orphans, s.Deleted, humanBytes(s.DeletedBytes), s.Duration.Round(time.Millisecond), humanBytes(int64(rate)))
+	if t := s.subsetsText(); t != "" {
+		line += "; " + t
+	}
 	if s.Failures > 0 {
 		line += fmt.Sprintf("; %d failed", s.Failures)
 	}
@@ -71,13 +103,14 @@ type Plan struct {
 	BlobsToDelete           int
 	BytesToDelete           int64
 	Delete                  []string // digests
-	Retiring                Counts   // the retiring set after the run (Retiring* fields)
+	Retiring                Counts   // the retiring set after the run (Retiring* fields), and the subsets' sizes
 }
 
 func (r *run) plan(st *stats) *Plan {
 	p := &Plan{BlobsToFetch: st.ToFetch, BytesToFetch: st.ToFetchBytes, ManifestsToWrite: st.ManifestsWritten, BlobsToDelete: st.Deleted, BytesToDelete: st.DeletedBytes,
 		Retire: st.retire}
 	p.Retiring.RetiringManifests, p.Retiring.RetiringBlobs, p.Retiring.RetiringBytes = st.RetiringManifests, st.RetiringBlobs, st.RetiringBytes
+	p.Retiring.Subsets, p.Retiring.TotalBytes, p.Retiring.Archived = st.Subsets, st.TotalBytes, st.Archived
 	for _, c := range st.added {
 		p.Added = append(p.Added, fmt.Sprintf("+ %s %s", c.ref, c.new))
 	}
@@ -106,4 +139,7 @@ func (p *Plan) Print(w io.Writer) {
 	fmt.Fprintf(w, "plan: %d tags added, %d changed, %d removed; %d blobs to fetch (%s), %d manifests to write; %s; %d blobs to delete (%s)\n",
 		len(p.Added), len(p.Changed), len(p.Removed), p.BlobsToFetch, humanBytes(p.BytesToFetch), p.ManifestsToWrite, p.Retiring.retiringText(),
 		p.BlobsToDelete, humanBytes(p.BytesToDelete))
+	if t := p.Retiring.subsetsText(); t != "" {
+		fmt.Fprintln(w, t)
+	}
 }

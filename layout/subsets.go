@@ -153,7 +153,8 @@ type membershipManifest struct {
 //   - a blob only archived tags (and their referrers) reference belongs to ArchiveSubset only.
 //
 // It returns the subset table (sorted, AnyArchitecture and ArchiveSubset last when used) and
-// each blob's mask over it. Every blob of m.Blobs gets a mask. It reads m and changes nothing.
+// each blob's mask over it. A blob of m.Blobs no tag reaches (retiring content) gets none: it
+// keeps the membership it had (SetMembership). It reads m and changes nothing.
 func Membership(m *Meta, configArch func(Digest) string) (table []string, masks map[Digest]uint64, err error) {
 	live := map[Digest]map[string]bool{}
 	archived := map[Digest]bool{}
@@ -283,10 +284,8 @@ func Membership(m *Meta, configArch func(Digest) string) (table []string, masks 
 			if mask, err = bitOf(&table, ArchiveSubset); err != nil {
 				return nil, nil, err
 			}
-		default: // not reached from any tag: carried by every architecture mirror
-			if mask, err = bitOf(&table, AnyArchitecture); err != nil {
-				return nil, nil, err
-			}
+		default: // not reached from any tag (retiring content): see SetMembership
+			continue
 		}
 		masks[d] = mask
 	}
@@ -352,7 +351,9 @@ func remap(mask uint64, from, to []string) uint64 {
 }
 
 // SetMembership records table and masks (from Membership) in m, carrying over from prev (the
-// previous generation; nil for none) what mirrors must keep for the grace period: an orphan
+// previous generation; nil for none) the membership of blobs no tag reaches (retiring content
+// keeps its subsets; without any, AnyArchitecture), and what mirrors must keep for the grace
+// period: an orphan
 // keeps the subsets it belonged to, and a blob that left subsets (a tag archived) keeps them
 // as Former until grace after it left, so that a mirror's sync deletes it only then.
 func (m *Meta) SetMembership(table []string, masks map[Digest]uint64, prev *Meta, now time.Time, grace time.Duration) error {
@@ -371,11 +372,25 @@ func (m *Meta) SetMembership(table []string, masks map[Digest]uint64, prev *Meta
 		return out, nil
 	}
 	for d, b := range m.Blobs {
-		b.Subsets, b.Former, b.Left = masks[d], 0, time.Time{}
-		if prev == nil || len(prev.Subsets) == 0 {
-			continue
+		var pb *Blob
+		if prev != nil && len(prev.Subsets) > 0 {
+			pb = prev.Blobs[d]
 		}
-		pb := prev.Blobs[d]
+		mask, reached := masks[d]
+		if !reached { // retiring: keeps its membership, else every architecture
+			if pb != nil && pb.Subsets != 0 {
+				var err error
+				if mask, err = add(pb.Subsets); err != nil {
+					return err
+				}
+			} else {
+				var err error
+				if mask, err = bitOf(&t, AnyArchitecture); err != nil {
+					return err
+				}
+			}
+		}
+		b.Subsets, b.Former, b.Left = mask, 0, time.Time{}
 		if pb == nil {
 			continue
 		}

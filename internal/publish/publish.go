@@ -12,8 +12,8 @@ import (
 
 // Publish publishes meta in tree, whose lock the caller holds: the shared phase-2 digest
 // markers brought in line with it, then a publication (layout.Tree.PublishWith: the stamp,
-// index.json, the phase-2 tag files and the quick-fedora-mirror file list, switched live in
-// one rename). Everything meta references (blobs, manifests) must already be in the tree.
+// index.json, the phase-2 tag files, the per-subset rsync filter files and the
+// quick-fedora-mirror file list, switched live in one rename). Everything meta references (blobs, manifests) must already be in the tree.
 func Publish(tree *layout.Tree, meta *layout.Meta) (layout.Stamp, error) {
 	if err := phase2.Write(tree, meta); err != nil {
 		return layout.Stamp{}, fmt.Errorf("writing the phase-2 files: %w", err)
@@ -22,8 +22,12 @@ func Publish(tree *layout.Tree, meta *layout.Meta) (layout.Stamp, error) {
 	if err != nil {
 		return layout.Stamp{}, err
 	}
+	files := phase2.PubFiles(meta)
+	for rel, data := range meta.SubsetFilters() {
+		files[rel] = data
+	}
 	return tree.PublishWith(meta, layout.Publication{
-		Files:     phase2.PubFiles(meta),
+		Files:     files,
 		RootLinks: []string{filelist.Name(filelist.DefaultModule)},
 		Finish:    finish,
 	})
