@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -19,6 +20,9 @@ func addGeneratorFlags(fs *pflag.FlagSet, o *generator.Options) {
 	fs.StringVar(&o.MirrorsFile, "mirrors", "", "mirrors `FILE` describing the mirror network: YAML, or MirrorManager's mirrorlist cache with --mm-directory")
 	fs.StringVar(&o.MMDirectory, "mm-directory", "", "the tree's directory in MirrorManager (`PATH`, like pub/containers) when --mirrors is its mirrorlist cache")
 	fs.IntVar(&o.MinMirrors, "min-mirrors", 0, "widen regional mirror lists tier by tier to at least `N` mirrors (default: the previous generation's, else 5)")
+	fs.StringArrayVar(&o.Archive, "archive", nil, "archive tags matching `GLOB` over repo:tag (like fedora:3[0-9]): still published, their own blobs only on mirrors carrying archive; repeatable")
+	fs.BoolVar(&o.KeepRemoved, "keep-removed", false, "keep tags that disappeared from the source published, archived, instead of removing them")
+	fs.DurationVar(&o.ArchiveMaxAge, "archive-max-age", 0, "with --keep-removed: remove a kept tag this `DURATION` after the source removed it (default: never)")
 	fs.IntVar(&o.Jobs, "jobs", generator.DefaultJobs, "concurrent blob transfers (small requests run 4x as many)")
 	fs.DurationVar(&o.GCGrace, "gc-grace", generator.DefaultGCGrace, "keep content no longer referenced pullable by digest (and its files) this long; at least one generation")
 	fs.BoolVar(&o.Verify, "verify", false, "re-hash blobs already in the tree instead of trusting their size")
@@ -55,6 +59,14 @@ func checkGeneratorFlags(cmd string, fs *pflag.FlagSet, o *generator.Options) er
 		if l.v < 1 {
 			return fmt.Errorf("%s: --%s %d: want at least 1", cmd, l.flag, l.v)
 		}
+	}
+	for _, p := range o.Archive {
+		if _, err := generator.CompileGlob(p); err != nil || !strings.Contains(p, ":") {
+			return fmt.Errorf("%s: --archive %q: want a repository:tag pattern, like fedora:3[0-9]", cmd, p)
+		}
+	}
+	if o.ArchiveMaxAge < 0 || o.ArchiveMaxAge > 0 && !o.KeepRemoved {
+		return fmt.Errorf("%s: --archive-max-age %s: want a positive duration, with --keep-removed", cmd, o.ArchiveMaxAge)
 	}
 	if fs.Changed("min-mirrors") && o.MinMirrors < 1 {
 		return fmt.Errorf("%s: --min-mirrors %d: want at least 1", cmd, o.MinMirrors)
