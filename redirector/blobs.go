@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"os"
 	"time"
-
-	"github.com/regmirror/regmirror/layout"
 )
 
 var hdrAcceptRanges = []string{"bytes"}
@@ -66,9 +64,10 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 
 	if len(g.regions) > 0 || len(g.netblockMirrors) > 0 || len(g.asnMirrors) > 0 || len(g.anyMirrors) > 0 {
 		reg := s.resolveClient(st, r, g)
-		m := g.chooseMirror(st.client, st.asn, reg, b.since, s.rnd)
+		w := wantOf(b)
+		m := g.chooseMirror(st.client, st.asn, reg, w, s.rnd)
 		if m == nil {
-			m = pickWeighted(g.anyMirrors, func(m *mirrorEntry) bool { return layout.HeldAt(m.generation, b.since) }, s.rnd)
+			m = pickWeighted(g.anyMirrors, w.has, s.rnd)
 		}
 		if m != nil {
 			st.mirror = m.name
@@ -93,8 +92,9 @@ func (s *Server) blobReachable(g *generation, b *blobEntry) bool {
 	if g.origin != "" {
 		return true
 	}
+	w := wantOf(b)
 	for _, m := range g.anyMirrors {
-		if layout.HeldAt(m.generation, b.since) {
+		if w.has(m) {
 			return true
 		}
 	}

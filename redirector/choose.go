@@ -39,30 +39,31 @@ func (g *generation) regionFor(country, continent string) *regionEntry {
 // blob goes to the first tier that has a mirror holding it; within a tier the choice is
 // random, weighted by bandwidth. A mirror is a candidate for a blob only if the last crawl
 // found it healthy and enabled (the generation holds no others) and holding a generation at
-// least as new as the blob (Generation >= since). The regional candidate list's minimum
+// least as new as the blob (Generation >= since), and carrying one of the subsets the blob
+// belongs to (its content; w.has). The regional candidate list's minimum
 // (layout.Meta.MinMirrors) does not enter here: widening a list to more tiers never changes
 // which tier is the first to hold the blob. rnd returns uniform random numbers.
-func (g *generation) chooseMirror(addr netip.Addr, asn uint32, region *regionEntry, since uint64, rnd func() uint64) *mirrorEntry {
+func (g *generation) chooseMirror(addr netip.Addr, asn uint32, region *regionEntry, w want, rnd func() uint64) *mirrorEntry {
 	if len(g.netblockMirrors) > 0 && addr.IsValid() {
-		if m := pickNetblock(g.netblockMirrors, addr, since, rnd); m != nil {
+		if m := pickNetblock(g.netblockMirrors, addr, w, rnd); m != nil {
 			return m
 		}
 	}
 	if ms := g.asnMirrors[asn]; len(ms) > 0 && asn != 0 {
-		if m := pickWeighted(ms, func(m *mirrorEntry) bool { return layout.HeldAt(m.generation, since) }, rnd); m != nil {
+		if m := pickWeighted(ms, w.has, rnd); m != nil {
 			return m
 		}
 	}
 	if region != nil {
 		for i := range region.tiers {
-			if m := region.tiers[i].pick(since, rnd); m != nil {
+			if m := region.tiers[i].pick(w, rnd); m != nil {
 				return m
 			}
 		}
 		if region.key != "global" {
 			if gl := g.regions["global"]; gl != nil {
 				for i := range gl.tiers {
-					if m := gl.tiers[i].pick(since, rnd); m != nil {
+					if m := gl.tiers[i].pick(w, rnd); m != nil {
 						return m
 					}
 				}
@@ -72,20 +73,35 @@ func (g *generation) chooseMirror(addr netip.Addr, asn uint32, region *regionEnt
 	return nil
 }
 
-// pick chooses within a tier. When every mirror of the tier is new enough (the common case)
-// it is one random number and a binary search over precomputed cumulative weights.
-func (t *tierEntry) pick(since uint64, rnd func() uint64) *mirrorEntry {
+// want is what a mirror must have to take a blob: the generation the blob first appeared in,
+// and the subsets it belongs to (a mask over the generation's subset table; 0: every mirror
+// carries it).
+type want struct{ since, subsets uint64 }
+
+// wantOf is what b asks of a mirror.
+func wantOf(b *blobEntry) want { return want{since: b.since, subsets: b.subsets} }
+
+// has reports whether m holds the blob w describes: a generation at least as new, and a
+// content including one of its subsets.
+func (w want) has(m *mirrorEntry) bool {
+	return layout.HeldAt(m.generation, w.since) && (w.subsets == 0 || m.content&w.subsets != 0)
+}
+
+// pick chooses within a tier. When every mirror of the tier is new enough and carries every
+// subset (the common case) it is one random number and a binary search over precomputed
+// cumulative weights.
+func (t *tierEntry) pick(w want, rnd func() uint64) *mirrorEntry {
 	if t.total == 0 {
 		return nil
 	}
-	if layout.HeldAt(t.minGen, since) { // every mirror of the tier holds the blob
+	if layout.HeldAt(t.minGen, w.since) && (w.subsets == 0 || t.allContent&w.subsets == w.subsets) { // every mirror of the tier holds the blob
 		x := rnd() % t.total
 		i := sort.Search(len(t.cum), func(i int) bool { return t.cum[i] > x })
 		return t.mirrors[i]
 	}
 	var total uint64
 	for _, m := range t.mirrors {
-		if layout.HeldAt(m.generation, since) {
+		if w.has(m) {
 			total += m.weight
 		}
 	}
@@ -94,7 +110,7 @@ func (t *tierEntry) pick(since uint64, rnd func() uint64) *mirrorEntry {
 	}
 	x := rnd() % total
 	for _, m := range t.mirrors {
-		if layout.HeldAt(m.generation, since) {
+		if w.has(m) {
 			if x < m.weight {
 				return m
 			}
@@ -106,7 +122,7 @@ func (t *tierEntry) pick(since uint64, rnd func() uint64) *mirrorEntry {
 
 // pickNetblock chooses among the mirrors whose most specific netblock containing addr is the
 // longest such match of any mirror holding the blob.
-func pickNetblock(ms []*mirrorEntry, addr netip.Addr, since uint64, rnd func() uint64) *mirrorEntry {
+func pickNetblock(ms []*mirrorEntry, addr netip.Addr, w want, rnd func() uint64) *mirrorEntry {
 	addr = addr.Unmap()
 	bits := func(m *mirrorEntry) int {
 		b := -1
@@ -119,14 +135,14 @@ func pickNetblock(ms []*mirrorEntry, addr netip.Addr, since uint64, rnd func() u
 	}
 	best := -1
 	for _, m := range ms {
-		if layout.HeldAt(m.generation, since) {
+		if w.has(m) {
 			best = max(best, bits(m))
 		}
 	}
 	if best < 0 {
 		return nil
 	}
-	return pickWeighted(ms, func(m *mirrorEntry) bool { return layout.HeldAt(m.generation, since) && bits(m) == best }, rnd)
+	return pickWeighted(ms, func(m *mirrorEntry) bool { return w.has(m) && bits(m) == best }, rnd)
 }
 
 // pickWeighted chooses among the mirrors of ms that match, weighted by bandwidth.

@@ -115,7 +115,7 @@ func TestBandwidthWeighting(t *testing.T) {
 	const n = 40000
 	count := map[string]int{}
 	for range n {
-		count[g.chooseMirror(netip.MustParseAddr("81.2.69.1"), 0, g.regions["DE"], 1, rnd).name]++
+		count[g.chooseMirror(netip.MustParseAddr("81.2.69.1"), 0, g.regions["DE"], want{since: 1}, rnd).name]++
 	}
 	share := float64(count["de2.example"]) / n
 	// Binomial: sd = sqrt(.75*.25/n) ≈ 0.0022; allow 5 sd.
@@ -125,7 +125,7 @@ func TestBandwidthWeighting(t *testing.T) {
 	// Global: weights 1000,3000,1000,1000,100 of 6100.
 	count = map[string]int{}
 	for range n {
-		count[g.chooseMirror(netip.Addr{}, 0, g.regions["global"], 1, rnd).name]++
+		count[g.chooseMirror(netip.Addr{}, 0, g.regions["global"], want{since: 1}, rnd).name]++
 	}
 	for name, w := range map[string]float64{"de1.example": 1000, "de2.example": 3000, "fr.example": 1000, "us.example": 1000, "jp.example": 100} {
 		p := w / 6100
@@ -137,7 +137,7 @@ func TestBandwidthWeighting(t *testing.T) {
 	// Same seed, same choices.
 	a, b := seeded(7), seeded(7)
 	for range 100 {
-		if g.chooseMirror(netip.Addr{}, 0, g.regions["global"], 1, a) != g.chooseMirror(netip.Addr{}, 0, g.regions["global"], 1, b) {
+		if g.chooseMirror(netip.Addr{}, 0, g.regions["global"], want{since: 1}, a) != g.chooseMirror(netip.Addr{}, 0, g.regions["global"], want{since: 1}, b) {
 			t.Fatal("choice is not deterministic for a seeded source")
 		}
 	}

@@ -108,7 +108,10 @@ type blobEntry struct {
 	digest layout.Digest
 	size   int64
 	since  uint64
-	path   string // layout.BlobPath(digest): below the tree root and below a mirror URL
+	// subsets is the blob's membership (layout.Blob.Subsets): only mirrors whose content
+	// includes one of them take it; 0: every mirror.
+	subsets uint64
+	path    string // layout.BlobPath(digest): below the tree root and below a mirror URL
 	answer        // headers for HEAD and local serving; no body
 }
 
@@ -139,6 +142,9 @@ type mirrorEntry struct {
 	weight     uint64
 	generation uint64
 	netblocks  []netip.Prefix
+	// content is the mirror's content mask over the generation's subset table
+	// (layout.Meta.ContentMask): which blobs it carries.
+	content uint64
 }
 
 type tierEntry struct {
@@ -146,6 +152,8 @@ type tierEntry struct {
 	cum     []uint64 // cumulative weights
 	total   uint64
 	minGen  uint64 // lowest generation among the tier's mirrors
+	// allContent is the subsets every mirror of the tier carries (the AND of their content).
+	allContent uint64
 }
 
 // add appends m to the tier.
@@ -155,6 +163,11 @@ func (t *tierEntry) add(m *mirrorEntry) {
 	t.cum = append(t.cum, t.total)
 	if len(t.mirrors) == 1 || m.generation < t.minGen {
 		t.minGen = m.generation
+	}
+	if len(t.mirrors) == 1 {
+		t.allContent = m.content
+	} else {
+		t.allContent &= m.content
 	}
 }
 
@@ -236,7 +249,9 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		if b == nil || b.Size < 0 {
 			return nil, fmt.Errorf("blob %s has no valid size", d)
 		}
-		blobs[d.String()] = newBlobEntry(d, b.Size, b.Since)
+		be := newBlobEntry(d, b.Size, b.Since)
+		be.subsets = b.Subsets
+		blobs[d.String()] = be
 	}
 	g.blobCount = len(blobs)
 	g.blobs = blobs
@@ -324,7 +339,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 			warn("ignoring mirror with an unusable URL", "mirror", mi.Name, "err", err)
 			continue
 		}
-		me := &mirrorEntry{name: mi.Name, url: u, weight: defaultWeight, generation: mi.Generation}
+		me := &mirrorEntry{name: mi.Name, url: u, weight: defaultWeight, generation: mi.Generation, content: m.ContentMask(mi.Content)}
 		if mi.Bandwidth > 0 {
 			me.weight = uint64(mi.Bandwidth)
 		}

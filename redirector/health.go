@@ -124,8 +124,9 @@ type probeTarget struct {
 }
 
 // probeTargets chooses the blob each usable mirror is probed with: the smallest blob of the
-// generation the mirror holds (lowest digest among equals); a mirror holding none is not
-// probed. It costs one pass over the blobs whatever the number of mirrors.
+// generation the mirror holds (lowest digest among equals) among the blobs of its subsets
+// (its content); a mirror holding none is not probed. It costs one pass over the blobs per
+// distinct content, whatever the number of mirrors.
 func probeTargets(m *layout.Meta, usable map[string]*mirrorEntry) []probeTarget {
 	if len(usable) == 0 {
 		return nil
@@ -138,41 +139,54 @@ func probeTargets(m *layout.Meta, usable map[string]*mirrorEntry) []probeTarget 
 	better := func(a best, d layout.Digest, size int64) bool {
 		return !a.ok || size < a.size || size == a.size && d.String() < a.d.String()
 	}
-	bySince := map[uint64]best{}
-	for d, b := range m.Blobs {
-		// A retiring blob may already be gone from a mirror that synced a newer
-		// generation, where its grace ended: probe only what the generation references.
-		if b == nil || !b.Retired.IsZero() {
-			continue
-		}
-		if cur := bySince[b.Since]; better(cur, d, b.Size) {
-			bySince[b.Since] = best{d, b.Size, true}
-		}
+	type choice struct {
+		sinces []uint64
+		prefix []best // prefix[i]: the best blob with Since <= sinces[i]
 	}
-	sinces := make([]uint64, 0, len(bySince))
-	for s := range bySince {
-		sinces = append(sinces, s)
-	}
-	slices.Sort(sinces)
-	prefix := make([]best, len(sinces)) // prefix[i]: the best blob with Since <= sinces[i]
-	for i, s := range sinces {
-		b := bySince[s]
-		if i > 0 && !better(prefix[i-1], b.d, b.size) {
-			b = prefix[i-1]
+	byContent := map[uint64]*choice{}
+	choose := func(content uint64) *choice {
+		if c := byContent[content]; c != nil {
+			return c
 		}
-		prefix[i] = b
+		bySince := map[uint64]best{}
+		for d, b := range m.Blobs {
+			// A retiring blob may already be gone from a mirror that synced a newer
+			// generation, where its grace ended: probe only what the generation references.
+			if b == nil || !b.Retired.IsZero() || !layout.Carries(content, b) {
+				continue
+			}
+			if cur := bySince[b.Since]; better(cur, d, b.Size) {
+				bySince[b.Since] = best{d, b.Size, true}
+			}
+		}
+		c := &choice{sinces: make([]uint64, 0, len(bySince))}
+		for s := range bySince {
+			c.sinces = append(c.sinces, s)
+		}
+		slices.Sort(c.sinces)
+		c.prefix = make([]best, len(c.sinces))
+		for i, s := range c.sinces {
+			b := bySince[s]
+			if i > 0 && !better(c.prefix[i-1], b.d, b.size) {
+				b = c.prefix[i-1]
+			}
+			c.prefix[i] = b
+		}
+		byContent[content] = c
+		return c
 	}
 	var out []probeTarget
 	for _, me := range usable {
+		c := choose(me.content)
 		gen := min(me.generation, m.Generation)
-		i, found := slices.BinarySearch(sinces, gen)
+		i, found := slices.BinarySearch(c.sinces, gen)
 		if !found {
 			i--
 		}
 		if i < 0 {
 			continue
 		}
-		b := prefix[i]
+		b := c.prefix[i]
 		out = append(out, probeTarget{name: me.name, url: me.url, blob: b.d, size: b.size})
 	}
 	slices.SortFunc(out, func(a, b probeTarget) int { return cmp.Compare(a.name, b.name) })

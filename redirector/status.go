@@ -30,7 +30,9 @@ type statusMirror struct {
 	Country   string `json:"country,omitempty"`
 	Continent string `json:"continent,omitempty"`
 	Bandwidth int64  `json:"bandwidth,omitempty"` // Mbit/s
-	Enabled   bool   `json:"enabled"`
+	// Content is what the mirror carries: its subsets, "every architecture" without any.
+	Content string `json:"content,omitempty"`
+	Enabled bool   `json:"enabled"`
 	// What the last crawl found.
 	Generation uint64    `json:"generation"` // held; 0 unknown
 	Behind     bool      `json:"behind"`     // holds an older generation than the tree's
@@ -98,7 +100,7 @@ func newStatusInfo(m *layout.Meta) *statusInfo {
 		}
 		si.Mirrors = append(si.Mirrors, statusMirror{
 			Name: mi.Name, URL: mi.URL, Country: mi.Country, Continent: mi.Continent, Bandwidth: mi.Bandwidth,
-			Enabled: mi.Enabled, Generation: mi.Generation, Behind: mi.Generation < m.Generation,
+			Content: contentText(mi.Content), Enabled: mi.Enabled, Generation: mi.Generation, Behind: mi.Generation < m.Generation,
 			Healthy: mi.Healthy, Reason: mi.Status, Checked: mi.Checked,
 		})
 	}
@@ -259,11 +261,12 @@ code{font-size:.95em}
 </table>
 <h2>Mirrors</h2>
 {{if .Mirrors}}<table id="mirrors">
-<tr><th>name</th><th>country</th><th>continent</th><th>bandwidth</th><th>generation held</th><th>state</th><th>last checked</th><th>url</th></tr>
+<tr><th>name</th><th>country</th><th>continent</th><th>bandwidth</th><th>content</th><th>generation held</th><th>state</th><th>last checked</th><th>url</th></tr>
 {{range .Mirrors}}<tr class="mirror" data-name="{{.Name}}">
 <td>{{.Name}}{{if .Private}} (private){{end}}</td>
 <td>{{.Country}}</td><td>{{.Continent}}</td>
 <td>{{if .Bandwidth}}{{.Bandwidth}} Mbit/s{{end}}</td>
+<td class="content">{{.Content}}</td>
 <td>{{if .Private}}{{else if .Generation}}{{.Generation}}{{if .Behind}} <span class="warn">(behind)</span>{{end}}{{else}}unknown{{end}}</td>
 <td>{{if .Private}}—{{else if not .Enabled}}<span class="warn">disabled</span>{{else if .Healthy}}<span class="ok">healthy</span>{{else}}<span class="bad">unhealthy</span>{{end}}{{with .Reason}}: {{.}}{{end}}</td>
 <td>{{if .Private}}{{else}}{{ago .Checked}}{{end}}</td>
@@ -292,3 +295,11 @@ code{font-size:.95em}
 <p>The same data as JSON: <a href="/status.json">/status.json</a>. Why a client is sent where: <code>/route?country=CC&amp;repo=NAME&amp;digest=DIGEST</code>.</p>
 </body></html>
 `))
+
+// contentText shows a mirror's content: its subsets, or "every architecture" without any.
+func contentText(content []string) string {
+	if len(content) == 0 {
+		return "every architecture"
+	}
+	return strings.Join(content, ", ")
+}
