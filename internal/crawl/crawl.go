@@ -158,6 +158,18 @@ type Result struct {
 	Failures   int           // failed crawls in a row
 	Blobs      int           // blobs checked
 	Duration   time.Duration // time spent on the mirror
+	// Content is the mirror's content (layout.Mirror.Content); Subsets what the crawl found
+	// for each subset it carries, in order (none when the tree records no subsets).
+	Content []string
+	Subsets []SubsetResult
+}
+
+// SubsetResult is what the crawl found of one subset on one mirror: the blobs of that subset
+// it checked, and the first failure ("" when they all answered).
+type SubsetResult struct {
+	Name  string
+	Blobs int
+	Err   string
 }
 
 // Report is the outcome of a crawl.
@@ -170,6 +182,9 @@ type Report struct {
 	Duration   time.Duration
 	// Pruned counts the superseded metadata files of this generation deleted.
 	Pruned int
+	// Sizes is the bytes a mirror carrying each subset alone holds, and of every blob
+	// (layout.Meta.FormatSubsetBytes); "" when the tree records no subsets.
+	Sizes string
 }
 
 // Healthy counts the healthy mirrors.
@@ -250,6 +265,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		Mirrors:    results,
 		Stats:      stats,
 		Duration:   time.Since(start),
+		Sizes:      meta.FormatSubsetBytes(mirrors.FormatBytes),
 	}, nil
 }
 
@@ -309,6 +325,7 @@ func Check(ctx context.Context, meta *layout.Meta, opts Options) []Result {
 				}
 			}
 			results[i] = result(m, c.checked, time.Since(t0))
+			results[i].Subsets = f.subsets
 		}()
 	}
 	wg.Wait()
@@ -317,14 +334,16 @@ func Check(ctx context.Context, meta *layout.Meta, opts Options) []Result {
 
 func result(m *layout.Mirror, blobs int, d time.Duration) Result {
 	return Result{Name: m.Name, URL: m.URL, Country: m.Country, Continent: m.Continent, Private: m.Private,
-		Enabled: m.Enabled, Healthy: m.Healthy, Generation: m.Generation, Status: m.Status, Failures: m.Failures, Blobs: blobs, Duration: d}
+		Enabled: m.Enabled, Healthy: m.Healthy, Generation: m.Generation, Status: m.Status, Failures: m.Failures, Blobs: blobs, Duration: d,
+		Content: m.Content}
 }
 
 // sampleBlob is a blob of the tree, in the crawl's check order.
 type sampleBlob struct {
-	digest layout.Digest
-	size   int64
-	since  uint64
+	digest  layout.Digest
+	size    int64
+	since   uint64
+	subsets uint64 // layout.Blob.Subsets
 }
 
 // newestFirst lists the tree's blobs by Since, newest first, in random order within a
@@ -332,7 +351,7 @@ type sampleBlob struct {
 func newestFirst(meta *layout.Meta, rnd *rand.Rand) []sampleBlob {
 	out := make([]sampleBlob, 0, len(meta.Blobs))
 	for d, b := range meta.Blobs {
-		out = append(out, sampleBlob{d, b.Size, b.Since})
+		out = append(out, sampleBlob{d, b.Size, b.Since, b.Subsets})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].digest.String() < out[j].digest.String() })
 	rnd.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
@@ -354,6 +373,31 @@ type finding struct {
 	ok         bool
 	generation uint64
 	status     string
+	subsets    []SubsetResult
+}
+
+// subsetsOf names the subsets mirror m carries in meta, each with its content mask: its
+// content, or every architecture of the tree without one. One unnamed entry carrying
+// everything when the tree records no subsets.
+func subsetsOf(meta *layout.Meta, m *layout.Mirror) (names []string, masks []uint64) {
+	if len(meta.Subsets) == 0 {
+		return []string{""}, []uint64{^uint64(0)}
+	}
+	names = m.Content
+	if len(names) == 0 {
+		for _, s := range meta.SubsetNames() {
+			if s != layout.ArchiveSubset {
+				names = append(names, s)
+			}
+		}
+		if len(names) == 0 { // a tree of artifacts only
+			return []string{layout.AnyArchitecture}, []uint64{meta.ContentMask(nil)}
+		}
+	}
+	for _, n := range names {
+		masks = append(masks, meta.ContentMask([]string{n}))
+	}
+	return names, masks
 }
 
 func (c *checker) run(ctx context.Context) finding {
@@ -377,18 +421,49 @@ func (c *checker) run(ctx context.Context) finding {
 	if c.mirror.Failures >= c.opts.MaxFailures {
 		n *= DeadSampleFactor
 	}
-	for _, b := range c.sample(gen, n) {
-		if err := c.blob(ctx, b); err != nil {
-			return finding{generation: gen, status: err.Error()}
+	// Each subset the mirror carries is sampled on its own (a blob two subsets share is
+	// fetched once): a mirror is checked for what it carries, and for nothing else.
+	names, masks := subsetsOf(c.meta, c.mirror)
+	f := finding{ok: true, generation: gen, status: status}
+	done := map[layout.Digest]error{}
+	for i, name := range names {
+		sr := SubsetResult{Name: name}
+		for _, b := range c.sample(gen, n, masks[i]) {
+			err, seen := done[b.digest]
+			if !seen {
+				err = c.blob(ctx, b)
+				done[b.digest] = err
+			}
+			sr.Blobs++
+			if err != nil {
+				sr.Err = err.Error()
+				break
+			}
+		}
+		if sr.Err != "" && f.ok {
+			f.ok = false
+			f.status = sr.Err
+			if name != "" {
+				f.status = name + ": " + sr.Err
+			}
+		}
+		if name != "" {
+			f.subsets = append(f.subsets, sr)
 		}
 	}
-	return finding{ok: true, generation: gen, status: status}
+	return f
 }
 
-// sample picks the n newest blobs a mirror at generation gen holds, and n random others.
-func (c *checker) sample(gen uint64, n int) []sampleBlob {
+// sample picks the n newest blobs of the subsets in mask that a mirror at generation gen
+// holds, and n random others.
+func (c *checker) sample(gen uint64, n int, mask uint64) []sampleBlob {
 	i := sort.Search(len(c.blobs), func(i int) bool { return layout.HeldAt(gen, c.blobs[i].since) })
-	held := c.blobs[i:]
+	var held []sampleBlob
+	for _, b := range c.blobs[i:] {
+		if b.subsets == 0 || b.subsets&mask != 0 {
+			held = append(held, b)
+		}
+	}
 	if len(held) <= 2*n {
 		return held
 	}
@@ -446,7 +521,7 @@ func (c *checker) blob(ctx context.Context, b sampleBlob) error {
 // WriteTable prints the report as a table of mirrors and a summary line.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MIRROR\tREGION\tGENERATION\tHEALTHY\tBLOBS\tTIME\tSTATUS")
+	fmt.Fprintln(tw, "MIRROR\tREGION\tCONTENT\tGENERATION\tHEALTHY\tBLOBS\tTIME\tSTATUS")
 	for _, m := range r.Mirrors {
 		gen := "-"
 		if m.Generation > 0 {
@@ -463,11 +538,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if m.Private {
 			region += " private"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.Name, region, gen, healthy, m.Blobs,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.Name, region, contentCell(m), gen, healthy, m.Blobs,
 			m.Duration.Round(time.Millisecond), m.Status)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if r.Sizes != "" {
+		if _, err := fmt.Fprintf(w, "subsets: %s\n", r.Sizes); err != nil {
+			return err
+		}
 	}
 	_, err := fmt.Fprintf(w, "generation %d: %d of %d mirrors healthy; %v; published %s in %v\n",
 		r.Generation, r.Healthy(), len(r.Mirrors), r.Stats, r.Stamp.Meta, r.Duration.Round(time.Millisecond))
@@ -504,4 +584,27 @@ func pruneMeta(tree *layout.Tree, gen uint64, keep ...string) int {
 		_ = layout.SyncDir(dir)
 	}
 	return n
+}
+
+// contentCell shows a mirror's subsets with what the crawl found of each: "amd64 ok,
+// arm64 FAILED"; "all" for a mirror carrying every architecture of a tree without subsets.
+func contentCell(m Result) string {
+	if len(m.Subsets) == 0 {
+		if len(m.Content) == 0 {
+			return "all"
+		}
+		return strings.Join(m.Content, ",")
+	}
+	parts := make([]string, 0, len(m.Subsets))
+	for _, s := range m.Subsets {
+		state := "ok"
+		switch {
+		case s.Err != "":
+			state = "FAILED"
+		case s.Blobs == 0:
+			state = "-"
+		}
+		parts = append(parts, s.Name+" "+state)
+	}
+	return strings.Join(parts, ",")
 }

@@ -341,7 +341,7 @@ func TestSampleNewestAlwaysChecked(t *testing.T) {
 	blobs := newestFirst(tt.meta, rand.New(rand.NewPCG(3, 4)))
 	for seed := uint64(0); seed < 20; seed++ {
 		c := &checker{blobs: blobs, rnd: rand.New(rand.NewPCG(seed, 1))}
-		got := c.sample(2, 3)
+		got := c.sample(2, 3, ^uint64(0))
 		if len(got) != 6 {
 			t.Fatalf("%d picked", len(got))
 		}
@@ -358,7 +358,7 @@ func TestSampleNewestAlwaysChecked(t *testing.T) {
 			}
 		}
 		// A mirror at generation 1 is asked only for blobs of generation 1.
-		for _, b := range c.sample(1, 3) {
+		for _, b := range c.sample(1, 3, ^uint64(0)) {
 			if b.since != 1 {
 				t.Errorf("generation 1 mirror asked for %s of generation %d", b.digest, b.since)
 			}

@@ -33,7 +33,7 @@ type Stats struct {
 
 func (s Stats) String() string {
 	return fmt.Sprintf("%d mirrors (%d candidates), %d regions, %d variant sets, %d variants (%s)",
-		s.Mirrors, s.Candidates, s.Regions, s.VariantSets, s.Variants, formatBytes(s.VariantBytes))
+		s.Mirrors, s.Candidates, s.Regions, s.VariantSets, s.Variants, FormatBytes(s.VariantBytes))
 }
 
 // Apply records the mirrors file f in meta and recomputes the region data: meta.Origin,
@@ -330,8 +330,11 @@ func tiersKey(t [][]string) string {
 	return b.String()
 }
 
-func formatBytes(n int64) string {
+// FormatBytes renders a byte count for people: "1.5 GiB", "12.0 MiB", "3.2 KiB", "17 B".
+func FormatBytes(n int64) string {
 	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	case n >= 1<<10:
