@@ -398,6 +398,10 @@ func (m *Meta) SetMembership(table []string, masks map[Digest]uint64, prev *Meta
 		if err != nil {
 			return err
 		}
+		if b.Subsets&^was != 0 && pb.Subsets != 0 {
+			// Joined a subset: mirrors carrying it get the file with this generation.
+			b.Since = max(b.Since, m.Generation)
+		}
 		left := was &^ b.Subsets
 		left0 := now
 		if !pb.Left.IsZero() && now.Sub(pb.Left) < grace {
@@ -406,10 +410,10 @@ func (m *Meta) SetMembership(table []string, masks map[Digest]uint64, prev *Meta
 				return err
 			}
 			f &^= b.Subsets
-			if f != 0 {
-				left |= f
+			if f != 0 && left == 0 { // nothing left anew: the earlier departure's clock
 				left0 = pb.Left
 			}
+			left |= f
 		}
 		if left != 0 {
 			b.Former, b.Left = left, left0
