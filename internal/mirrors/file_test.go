@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -193,5 +194,37 @@ func TestExampleFile(t *testing.T) {
 	}
 	if len(f.Mirrors) != 4 || f.Origin == "" || f.Mirrors[2].Continent != "AS" || f.Mirrors[1].Continent != "EU" || f.Mirrors[3].Enabled {
 		t.Errorf("%+v", f)
+	}
+}
+
+func TestParseContent(t *testing.T) {
+	tests := []struct {
+		name, content string
+		want          []string
+		err           string
+	}{
+		{"absent", "", nil, ""},
+		{"architectures", "content: [arm64, amd64]", []string{"arm64", "amd64"}, ""},
+		{"duplicates dropped", "content: [archive, archive]", []string{"archive"}, ""},
+		{"empty", "content: []", nil, `m.yaml:5: mirror "m1": content is empty: leave it out to carry every architecture`},
+		{"not a list", "content: amd64", nil, `m.yaml:5: mirror "m1": content: want a list of subsets (architectures like amd64, or archive)`},
+		{"unknown", "content: [aarch64]", nil, `m.yaml:5: mirror "m1": content: "aarch64" is not a subset: want an OCI architecture (386 amd64 arm arm64 loong64 mips mips64 mips64le mipsle ppc64 ppc64le riscv64 s390x wasm) or archive (aarch64 is arm64)`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Parse("m.yaml", []byte("mirrors:\n  - name: m1\n    url: https://m1.example/c/\n    country: DE\n    "+tc.content+"\n"))
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("got %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := f.Mirrors[0].Content; !slices.Equal(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

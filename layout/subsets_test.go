@@ -1,0 +1,265 @@
+package layout
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// subsetFixture is a small multi-arch tree: fedora:42 an index of an amd64 and an arm64
+// image and an attestation, fedora:41 (archived) a single-arch amd64 image sharing a layer
+// with 42's amd64 image, a signature referring to 42's index.
+type subsetFixture struct {
+	meta  *Meta
+	d     map[string]Digest // name → digest
+	archs map[Digest]string // config → architecture
+}
+
+func fakeDigest(s string) Digest {
+	sum := sha256.Sum256([]byte(s))
+	return MustDigest("sha256:" + hex.EncodeToString(sum[:]))
+}
+
+func newSubsetFixture(t *testing.T) *subsetFixture {
+	t.Helper()
+	f := &subsetFixture{meta: NewMeta(3), d: map[string]Digest{}, archs: map[Digest]string{}}
+	blob := func(name string) Digest {
+		d := fakeDigest(name)
+		f.d[name] = d
+		f.meta.Blobs[d] = &Blob{Size: int64(100 * len(name)), Since: 1}
+		return d
+	}
+	manifest := func(name, body string) Digest {
+		data := []byte(body)
+		sum := sha256.Sum256(data)
+		d := MustDigest("sha256:" + hex.EncodeToString(sum[:]))
+		f.d[name] = d
+		f.meta.Manifests[d] = &Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Data: data}
+		f.meta.Blobs[d] = &Blob{Size: int64(len(data)), Since: 1}
+		return d
+	}
+	image := func(name, config string, layers ...string) Digest {
+		var ls []string
+		for _, l := range layers {
+			ls = append(ls, fmt.Sprintf(`{"digest":%q}`, blob(l)))
+		}
+		return manifest(name, fmt.Sprintf(`{"schemaVersion":2,"config":{"digest":%q},"layers":[%s]}`, blob(config), strings.Join(ls, ",")))
+	}
+	amd := image("img-amd64", "cfg-amd64", "l-amd64", "l-shared", "l-old-new")
+	arm := image("img-arm64", "cfg-arm64", "l-arm64", "l-shared")
+	att := image("attestation", "cfg-att", "l-att")
+	idx := manifest("index", fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[`+
+		`{"digest":%q,"platform":{"architecture":"amd64","os":"linux"}},`+
+		`{"digest":%q,"platform":{"architecture":"arm64","os":"linux"}},`+
+		`{"digest":%q,"platform":{"architecture":"unknown","os":"unknown"}}]}`, amd, arm, att))
+	old := image("img-41", "cfg-41", "l-41", "l-old-new")
+	f.archs[f.d["cfg-41"]] = "amd64"
+	sig := image("signature", "cfg-sig", "l-sig")
+	repo := &Repository{
+		Tags:      map[string]Digest{"42": idx, "41": old},
+		Archived:  []string{"41"},
+		Referrers: map[Digest][]v1.Descriptor{idx: {{Digest: v1.Hash{Algorithm: "sha256", Hex: sig.Hex()}}}},
+	}
+	f.meta.Repositories["fedora"] = repo
+	return f
+}
+
+// subsetsOfBlob names the subsets a blob's mask gives, sorted.
+func subsetsOfBlob(m *Meta, mask uint64) string {
+	var out []string
+	for i, s := range m.Subsets {
+		if mask&(1<<i) != 0 {
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+func TestMembership(t *testing.T) {
+	f := newSubsetFixture(t)
+	table, masks, err := Membership(f.meta, func(d Digest) string { return f.archs[d] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(table, " "), "amd64 arm64 * archive"; got != want {
+		t.Fatalf("table: got %q, want %q", got, want)
+	}
+	if err := f.meta.SetMembership(table, masks, nil, time.Now(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ blob, want string }{
+		{"index", "*"},
+		{"img-amd64", "amd64"},
+		{"cfg-amd64", "amd64"},
+		{"l-amd64", "amd64"},
+		{"l-shared", "amd64,arm64"},
+		{"img-arm64", "arm64"},
+		{"l-arm64", "arm64"},
+		{"attestation", "*"},
+		{"l-att", "*"},
+		{"signature", "*"},
+		{"l-sig", "*"},
+		// fedora:41 is archived: its own blobs are the archive; the layer 42 shares is not.
+		{"img-41", "archive"},
+		{"cfg-41", "archive"},
+		{"l-41", "archive"},
+		{"l-old-new", "amd64"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.blob, func(t *testing.T) {
+			if got := subsetsOfBlob(f.meta, f.meta.Blobs[f.d[tc.blob]].Subsets); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCarries(t *testing.T) {
+	f := newSubsetFixture(t)
+	table, masks, err := Membership(f.meta, func(d Digest) string { return f.archs[d] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.meta.SetMembership(table, masks, nil, time.Now(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		content []string
+		carries []string
+		not     []string
+	}{
+		{"full", nil, []string{"l-amd64", "l-arm64", "index", "l-sig", "l-old-new"}, []string{"l-41", "img-41"}},
+		{"amd64", []string{"amd64"}, []string{"l-amd64", "l-shared", "index", "l-att", "l-sig"}, []string{"l-arm64", "l-41"}},
+		{"arm64", []string{"arm64"}, []string{"l-arm64", "l-shared", "index", "l-sig"}, []string{"l-amd64", "l-old-new", "l-41"}},
+		{"riscv64, no image of it", []string{"riscv64"}, []string{"index", "l-sig"}, []string{"l-amd64", "l-arm64", "l-41"}},
+		{"archive", []string{"archive"}, []string{"l-41", "img-41", "cfg-41"}, []string{"l-amd64", "index", "l-old-new"}},
+		{"arm64 and archive", []string{"arm64", "archive"}, []string{"l-arm64", "l-41"}, []string{"l-amd64"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mask := f.meta.ContentMask(tc.content)
+			for _, b := range tc.carries {
+				if !Carries(mask, f.meta.Blobs[f.d[b]]) {
+					t.Errorf("content %v: does not carry %s, want it to", tc.content, b)
+				}
+			}
+			for _, b := range tc.not {
+				if Carries(mask, f.meta.Blobs[f.d[b]]) {
+					t.Errorf("content %v: carries %s, want not", tc.content, b)
+				}
+			}
+		})
+	}
+	// Metadata without subsets: every mirror carries everything.
+	old := NewMeta(1)
+	if got, want := Carries(old.ContentMask([]string{"arm64"}), &Blob{Size: 1}), true; got != want {
+		t.Errorf("metadata without subsets: got %v, want %v", got, want)
+	}
+}
+
+func TestSetMembershipCarriesOver(t *testing.T) {
+	f := newSubsetFixture(t)
+	arch := func(d Digest) string { return f.archs[d] }
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	table, masks, err := Membership(f.meta, arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.meta.SetMembership(table, masks, nil, t0, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	prev := f.meta
+	// Next generation: fedora:42 archived too, l-41 an orphan.
+	next := NewMeta(4)
+	for d, b := range prev.Blobs {
+		if d != f.d["l-41"] {
+			next.Blobs[d] = &Blob{Size: b.Size, Since: b.Since}
+		}
+	}
+	next.Manifests = prev.Manifests
+	next.Orphans = map[Digest]*Orphan{f.d["l-41"]: {Size: 1, Since: 1, Unreferenced: t0}}
+	r := *prev.Repositories["fedora"]
+	r.Archived = []string{"41", "42"}
+	next.Repositories["fedora"] = &r
+	table, masks, err = Membership(next, arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.SetMembership(table, masks, prev, t0.Add(time.Minute), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	b := next.Blobs[f.d["l-arm64"]]
+	if got, want := subsetsOfBlob(next, b.Subsets), "archive"; got != want {
+		t.Errorf("l-arm64 after archiving: got %q, want %q", got, want)
+	}
+	if got, want := subsetsOfBlob(next, b.Former), "arm64"; got != want {
+		t.Errorf("l-arm64 former: got %q, want %q", got, want)
+	}
+	if got, want := b.Since, uint64(4); got != want {
+		t.Errorf("l-arm64 joined the archive: Since got %d, want %d", got, want)
+	}
+	if got, want := subsetsOfBlob(next, next.Orphans[f.d["l-41"]].Subsets), "archive"; got != want {
+		t.Errorf("orphan l-41: got %q, want %q", got, want)
+	}
+	filters := next.SubsetFilters()
+	line := "+ /" + BlobPath(f.d["l-arm64"]) + "\n"
+	for _, tc := range []struct {
+		subset string
+		want   bool
+	}{{"arm64", true}, {"archive", true}, {"amd64", false}} {
+		if got := strings.Contains(string(filters[SubsetFilterPath(tc.subset)]), line); got != tc.want {
+			t.Errorf("%s's filter lists l-arm64 (left arm64 within the grace): got %v, want %v", tc.subset, got, tc.want)
+		}
+	}
+	// Past the grace the former membership is gone.
+	third := NewMeta(5)
+	for d, b := range next.Blobs {
+		third.Blobs[d] = &Blob{Size: b.Size, Since: b.Since}
+	}
+	third.Manifests, third.Repositories = next.Manifests, next.Repositories
+	table, masks, err = Membership(third, arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := third.SetMembership(table, masks, next, t0.Add(2*time.Hour), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got := third.Blobs[f.d["l-arm64"]].Former; got != 0 {
+		t.Errorf("past the grace: Former got %b, want 0", got)
+	}
+	if strings.Contains(string(third.SubsetFilters()[SubsetFilterPath("arm64")]), line) {
+		t.Errorf("past the grace: arm64's filter still lists l-arm64")
+	}
+}
+
+func TestValidSubset(t *testing.T) {
+	tests := []struct {
+		name, err string
+	}{
+		{"amd64", ""},
+		{"archive", ""},
+		{"s390x", ""},
+		{"x86_64", `"x86_64" is not a subset: want an OCI architecture (386 amd64 arm arm64 loong64 mips mips64 mips64le mipsle ppc64 ppc64le riscv64 s390x wasm) or archive (x86_64 is amd64)`},
+		{"AMD64", `"AMD64" is not a subset: want an OCI architecture (386 amd64 arm arm64 loong64 mips mips64 mips64le mipsle ppc64 ppc64le riscv64 s390x wasm) or archive`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ValidSubset(tc.name)
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tc.err {
+				t.Errorf("got %q, want %q", got, tc.err)
+			}
+		})
+	}
+}
