@@ -59,6 +59,8 @@ type netMirror struct {
 	nginx     *peers.Nginx
 	// directives are extra lines in the mirror's nginx server block.
 	directives string
+	// content is the mirror's content in the mirrors file (none: every architecture).
+	content []string
 }
 
 // mirrorNetwork is a whole mirror network on loopback: the source registry (kept running for
@@ -109,6 +111,9 @@ func (n *mirrorNetwork) startMirrors(t *testing.T, mirrors []*netMirror, live []
 			m.url = fmt.Sprintf("http://localhost:%d/", peers.FreePort(t))
 		}
 		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n    country: %s\n    bandwidth: %d\n", m.name, m.url, m.country, m.bandwidth)
+		if len(m.content) > 0 {
+			fmt.Fprintf(&b, "    content: [%s]\n", strings.Join(m.content, ", "))
+		}
 	}
 	n.mirrors = mirrors
 	n.mirrorsFile = filepath.Join(t.TempDir(), "mirrors.yaml")
