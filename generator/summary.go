@@ -49,7 +49,7 @@ type SubsetSize struct {
 }
 
 // subsetsText is the subsets' part of the summary: "subsets: amd64 1.2 MiB, arm64 1.1 MiB,
-// archive 300 KiB (of 2.6 MiB); 1 tag archived"; "" without subsets.
+// archive 300 KiB (of 2.6 MiB); 1 archived tag"; "" without subsets.
 func (c Counts) subsetsText() string {
 	if len(c.Subsets) == 0 {
 		return ""
@@ -62,7 +62,10 @@ func (c Counts) subsetsText() string {
 		}
 		b.WriteString(s.Name + " " + humanBytes(s.Bytes))
 	}
-	fmt.Fprintf(&b, " (of %s); %d tags archived", humanBytes(c.TotalBytes), c.Archived)
+	fmt.Fprintf(&b, " (of %s); %d archived tag", humanBytes(c.TotalBytes), c.Archived)
+	if c.Archived != 1 {
+		b.WriteString("s")
+	}
 	return b.String()
 }
 
