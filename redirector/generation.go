@@ -112,7 +112,7 @@ type blobEntry struct {
 	// includes one of them take it; 0: every mirror.
 	subsets uint64
 	path    string // layout.BlobPath(digest): below the tree root and below a mirror URL
-	answer        // headers for HEAD and local serving; no body
+	answer         // headers for HEAD and local serving; no body
 }
 
 type repoEntry struct {

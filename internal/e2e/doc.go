@@ -40,6 +40,15 @@
 //     crawls run (rsync's exit code 24 for a metadata file a crawl pruned meanwhile is a
 //     warning mirror-sync passes over: peers.SyncMirrorChanging) and pullers pull: every pull succeeds and no mirror
 //     is asked for a blob it lacks.
+//   - subsets_test.go: mirrors carrying part of the tree (issue 12). TestSubsetMirrors: an
+//     amd64-only and an arm64-only mirror in DE, a full mirror in the US and an archive mirror
+//     in NL, filled by mirror-sync --subset; the demo set plus fedora:41 (amd64 and arm64,
+//     --archive'd) and fedora:40. Each mirror holds exactly its subsets' blobs (derived from
+//     the images pushed); skopeo (--override-arch) and podman (--arch) pulls of each
+//     architecture and of the archived release take every blob from a mirror carrying it and
+//     from no other (access logs); crawl flags the arm64 mirror for a missing arm64 layer and
+//     for nothing else; fedora:40 deleted at the source stays pullable (--keep-removed) from
+//     the archive mirror, and the amd64 mirror's sync deletes its blobs past the grace only.
 //   - hostile_test.go: the attacker's side (issue 11). A hostile source registry: manifests
 //     listing each other as referrers (K=9) and index referrers listing their subject's
 //     siblings (K=8) are published in well under a second with a peak RSS of tens of MB,
