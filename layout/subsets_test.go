@@ -263,3 +263,94 @@ func TestValidSubset(t *testing.T) {
 		})
 	}
 }
+
+// TestFedoraLikeSubsetBytes computes the bytes per subset of a synthetic Fedora-like tree:
+// fedora, fedora-minimal and fedora-toolbox for releases 37 to 42 on the four Fedora
+// architectures (compressed sizes of the order Fedora publishes), a signature per image
+// index, releases 37 to 39 archived. It checks the accounting (every byte in exactly the
+// subsets the rules give) and logs the figures.
+func TestFedoraLikeSubsetBytes(t *testing.T) {
+	const MB = 1 << 20
+	m := NewMeta(1)
+	archs := []string{"amd64", "arm64", "ppc64le", "s390x"}
+	images := []struct {
+		repo string
+		size map[string]int64 // per architecture: the image's one layer
+	}{
+		{"fedora", map[string]int64{"amd64": 62 * MB, "arm64": 60 * MB, "ppc64le": 68 * MB, "s390x": 63 * MB}},
+		{"fedora-minimal", map[string]int64{"amd64": 38 * MB, "arm64": 36 * MB, "ppc64le": 41 * MB, "s390x": 39 * MB}},
+		{"fedora-toolbox", map[string]int64{"amd64": 310 * MB, "arm64": 295 * MB, "ppc64le": 330 * MB, "s390x": 300 * MB}},
+	}
+	add := func(name string, size int64) Digest {
+		d := fakeDigest(name)
+		m.Blobs[d] = &Blob{Size: size, Since: 1}
+		return d
+	}
+	addManifest := func(body string) Digest {
+		d := fakeDigest(body)
+		m.Manifests[d] = &Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Data: []byte(body)}
+		m.Blobs[d] = &Blob{Size: int64(len(body)), Since: 1}
+		return d
+	}
+	wantArch := map[string]int64{}
+	var wantArchive, wantAny int64
+	for _, im := range images {
+		repo := &Repository{Tags: map[string]Digest{}, Referrers: map[Digest][]v1.Descriptor{}}
+		m.Repositories[im.repo] = repo
+		for rel := 37; rel <= 42; rel++ {
+			archived := rel <= 39
+			tag := fmt.Sprint(rel)
+			var children []string
+			for _, a := range archs {
+				layer := add(fmt.Sprintf("%s:%d/%s/layer", im.repo, rel, a), im.size[a])
+				cfg := add(fmt.Sprintf("%s:%d/%s/config", im.repo, rel, a), 4<<10)
+				img := addManifest(fmt.Sprintf(`{"schemaVersion":2,"config":{"digest":%q},"layers":[{"digest":%q}]}`, cfg, layer))
+				children = append(children, fmt.Sprintf(`{"digest":%q,"platform":{"architecture":%q,"os":"linux"}}`, img, a))
+				n := im.size[a] + 4<<10 + m.Blobs[img].Size
+				if archived {
+					wantArchive += n
+				} else {
+					wantArch[a] += n
+				}
+			}
+			idx := addManifest(fmt.Sprintf(`{"schemaVersion":2,"manifests":[%s]}`, strings.Join(children, ",")))
+			sigLayer := add(fmt.Sprintf("%s:%d/signature", im.repo, rel), 300)
+			sigCfg := add(fmt.Sprintf("%s:%d/signature-config", im.repo, rel), 233)
+			sig := addManifest(fmt.Sprintf(`{"schemaVersion":2,"config":{"digest":%q},"layers":[{"digest":%q}],"subject":{"digest":%q}}`, sigCfg, sigLayer, idx))
+			repo.Referrers[idx] = []v1.Descriptor{{Digest: v1.Hash{Algorithm: "sha256", Hex: sig.Hex()}}}
+			repo.Tags[tag] = idx
+			n := m.Blobs[idx].Size + 300 + 233 + m.Blobs[sig].Size
+			if archived {
+				repo.Archived = append(repo.Archived, tag)
+				wantArchive += n
+			} else {
+				wantAny += n
+			}
+		}
+	}
+	table, masks, err := Membership(m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetMembership(table, masks, nil, time.Now(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	per, total := m.SubsetBytes()
+	for _, a := range archs {
+		if got, want := per[a], wantArch[a]+wantAny; got != want {
+			t.Errorf("%s: got %d bytes, want %d", a, got, want)
+		}
+	}
+	if got, want := per[ArchiveSubset], wantArchive; got != want {
+		t.Errorf("archive: got %d bytes, want %d", got, want)
+	}
+	var sum int64
+	for _, a := range archs {
+		sum += wantArch[a]
+	}
+	if got, want := total, sum+wantAny+wantArchive; got != want {
+		t.Errorf("total: got %d bytes, want %d", got, want)
+	}
+	t.Logf("Fedora-like tree, 3 repositories × releases 37-42 × 4 architectures, 37-39 archived: %s",
+		m.FormatSubsetBytes(func(n int64) string { return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30)) }))
+}
