@@ -322,6 +322,8 @@ func TestMirrorSyncErrors(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(old, layout.MetaDir), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	src := newSource(t)
+	src.publish(t, map[string]string{"latest": "one"})
 	cases := []struct {
 		name string
 		env  []string
@@ -329,7 +331,12 @@ func TestMirrorSyncErrors(t *testing.T) {
 		want string
 	}{
 		{"no arguments", nil, nil, "usage: mirror-sync"},
-		{"unknown option", nil, []string{"--subset", "a", "b"}, "unknown option --subset"},
+		{"unknown option", nil, []string{"--subsets", "a", "b"}, "unknown option --subsets"},
+		{"subset without a name", nil, []string{"--subset"}, "--subset needs a NAME"},
+		{"subset name not a name", nil, []string{"--subset", "X86_64", old, t.TempDir()}, "--subset 'X86_64': want a subset name like amd64, arm64 or archive"},
+		{"subset and meta-only", nil, []string{"--meta-only", "--subset", "amd64", old, t.TempDir()}, "--meta-only copies no blobs: --subset does not apply"},
+		{"subset the source lacks", nil, []string{"--subset", "x8664", src.tree.Dir(), t.TempDir()}, "SOURCE's publication has no subset x8664 (it has: 386 amd64 archive arm arm64 loong64 mips mips64 mips64le mipsle ppc64 ppc64le riscv64 s390x wasm)"},
+		{"subset the source lacks, phase 2", phase(2), []string{"--subset", "x8664", src.tree.Dir(), t.TempDir()}, "SOURCE's publication has no subset x8664"},
 		{"bad phase", []string{"REGMIRROR_SYNC_PHASE=3"}, []string{old, t.TempDir()}, "want 1, 2"},
 		{"source without publications", nil, []string{old, t.TempDir()}, "regmirror/live"},
 	}
