@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -457,4 +458,109 @@ func shellWords(t *testing.T, line string) []string {
 		words = append(words, cur.String())
 	}
 	return words
+}
+
+// publishSubsets publishes the next generation of s with the files named in blobs (name →
+// the subsets' mask over table, and the former mask) as blobs of repository "app" with the
+// membership given, besides the manifests of publish.
+func (s *source) publishSubsets(t *testing.T, table []string, blobs map[string][2]uint64) map[string]layout.Digest {
+	t.Helper()
+	s.gen++
+	m := layout.NewMeta(s.gen)
+	m.Subsets = table
+	repo := &layout.Repository{Tags: map[string]layout.Digest{}}
+	ds := map[string]layout.Digest{}
+	for name, masks := range blobs {
+		data := []byte("blob " + name)
+		sum := sha256.Sum256(data)
+		d := layout.MustDigest("sha256:" + hex.EncodeToString(sum[:]))
+		ds[name] = d
+		if _, err := os.Stat(s.tree.Path(layout.BlobPath(d))); err != nil {
+			if err := layout.WriteFile(s.tree.Path(layout.BlobPath(d)), data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b := &layout.Blob{Size: int64(len(data)), Since: 1, Subsets: masks[0], Former: masks[1]}
+		if masks[1] != 0 {
+			b.Left = time.Now()
+		}
+		m.Blobs[d] = b
+		repo.Blobs = append(repo.Blobs, d)
+	}
+	sort.Slice(repo.Blobs, func(i, j int) bool { return repo.Blobs[i].String() < repo.Blobs[j].String() })
+	m.Repositories["app"] = repo
+	if _, err := publish.Publish(s.tree, m); err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+// TestMirrorSyncSubset: --subset copies the blobs of the named subsets and no other, keeps a
+// blob that left them while the lists name it (the grace), then deletes it; everything
+// outside blobs/ is copied as without --subset.
+func TestMirrorSyncSubset(t *testing.T) {
+	const amd64, arm64, anyArch, archive = 1, 2, 4, 8
+	table := []string{"amd64", "arm64", layout.AnyArchitecture, layout.ArchiveSubset}
+	src := newSource(t)
+	ds := src.publishSubsets(t, table, map[string][2]uint64{
+		"a": {amd64}, "b": {arm64}, "c": {anyArch}, "d": {archive}, "ab": {amd64 | arm64},
+	})
+	has := func(dst string) []string {
+		var out []string
+		for name, d := range ds {
+			if _, err := os.Stat(filepath.Join(dst, filepath.FromSlash(layout.BlobPath(d)))); err == nil {
+				out = append(out, name)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, tc := range []struct {
+		name    string
+		subsets []string
+		want    []string
+	}{
+		{"arm64", []string{"arm64"}, []string{"ab", "b", "c"}},
+		{"amd64 and archive", []string{"amd64", "archive"}, []string{"a", "ab", "c", "d"}},
+		{"archive", []string{"archive"}, []string{"d"}},
+		{"riscv64, no image of it", []string{"riscv64"}, []string{"c"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := filepath.Join(t.TempDir(), "containers")
+			var args []string
+			for _, s := range tc.subsets {
+				args = append(args, "--subset", s)
+			}
+			mirrorSync(t, nil, append(args, src.tree.Dir(), dst)...)
+			if got := has(dst); !slices.Equal(got, tc.want) {
+				t.Errorf("blobs: got %v, want %v", got, tc.want)
+			}
+			if got, want := listing(t, filepath.Join(dst, "regmirror")), listing(t, src.tree.Path("regmirror")); got != want {
+				t.Errorf("regmirror/ is not the source's:\ngot\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+
+	// b leaves arm64 for the archive: an arm64 mirror keeps it while the lists name it as a
+	// former member, and deletes it after.
+	dst := filepath.Join(t.TempDir(), "containers")
+	mirrorSync(t, nil, "--subset", "arm64", src.tree.Dir(), dst)
+	src.publishSubsets(t, table, map[string][2]uint64{
+		"a": {amd64}, "b": {archive, arm64}, "c": {anyArch}, "d": {archive}, "ab": {amd64 | arm64},
+	})
+	mirrorSync(t, nil, "--subset", "arm64", src.tree.Dir(), dst)
+	if got, want := has(dst), []string{"ab", "b", "c"}; !slices.Equal(got, want) {
+		t.Errorf("within the grace: got %v, want %v", got, want)
+	}
+	src.publishSubsets(t, table, map[string][2]uint64{
+		"a": {amd64}, "b": {archive}, "c": {anyArch}, "d": {archive}, "ab": {amd64 | arm64},
+	})
+	mirrorSync(t, phase(1), "--subset", "arm64", src.tree.Dir(), dst)
+	if got, want := has(dst), []string{"ab", "b", "c"}; !slices.Equal(got, want) {
+		t.Errorf("past the grace, after phase 1 (which deletes nothing): got %v, want %v", got, want)
+	}
+	mirrorSync(t, phase(2), "--subset", "arm64", src.tree.Dir(), dst)
+	if got, want := has(dst), []string{"ab", "c"}; !slices.Equal(got, want) {
+		t.Errorf("past the grace, after phase 2: got %v, want %v", got, want)
+	}
 }
