@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -477,5 +478,53 @@ func TestRunWaitsForNoGenerate(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), Options{Tree: tt.dir, MirrorsFile: file}); err != nil {
 		t.Errorf("after the lock is released: %v", err)
+	}
+}
+
+// TestCheckPerSubset: a mirror is sampled in each of its subsets and only there: an arm64
+// mirror lacking every amd64 blob is healthy, one lacking an arm64 blob is not, and the
+// result names the subset.
+func TestCheckPerSubset(t *testing.T) {
+	tt := newTestTree(t, 6, 2)
+	const amd64, arm64, anyArch = 1, 2, 4
+	tt.meta.Subsets = []string{"amd64", "arm64", layout.AnyArchitecture}
+	for d, b := range tt.meta.Blobs {
+		switch {
+		case d == tt.manifest:
+			b.Subsets = anyArch
+		case b.Since == 1:
+			b.Subsets = amd64
+		default:
+			b.Subsets = arm64
+		}
+	}
+	isArm := func(d layout.Digest) bool { return tt.meta.Blobs[d].Subsets != amd64 }
+	lacking := tt.new[0]
+	mk := func(name string, content []string, keep func(layout.Digest) bool) *layout.Mirror {
+		srv := httptest.NewServer(http.FileServer(http.Dir(tt.mirrorCopy(t, 2, keep, nil))))
+		t.Cleanup(srv.Close)
+		return &layout.Mirror{Name: name, URL: srv.URL + "/", Country: "DE", Enabled: true, Content: content}
+	}
+	tt.meta.Mirrors = []*layout.Mirror{
+		mk("arm", []string{"arm64"}, isArm),
+		mk("arm-lacking", []string{"arm64"}, func(d layout.Digest) bool { return isArm(d) && d != lacking }),
+		mk("full-with-arm-only", nil, isArm),
+	}
+	res := Check(context.Background(), tt.meta, Options{Timeout: 2 * time.Second, Sample: 8, Rand: rand.New(rand.NewPCG(1, 2))})
+	for _, tc := range []struct {
+		mirror  string
+		healthy bool
+		status  string // prefix
+		subsets string
+	}{
+		{"arm", true, "up to date", "arm64 ok"},
+		{"arm-lacking", false, "arm64: ", "arm64 FAILED"},
+		{"full-with-arm-only", false, "amd64: ", "amd64 FAILED,arm64 ok"},
+	} {
+		i := slices.IndexFunc(res, func(r Result) bool { return r.Name == tc.mirror })
+		got := res[i]
+		if got.Healthy != tc.healthy || !strings.HasPrefix(got.Status, tc.status) || contentCell(got) != tc.subsets {
+			t.Errorf("mirror %s: healthy %v, status %q, subsets %q; want %v, %q…, %q", tc.mirror, got.Healthy, got.Status, contentCell(got), tc.healthy, tc.status, tc.subsets)
+		}
 	}
 }

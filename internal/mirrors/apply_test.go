@@ -428,3 +428,61 @@ func TestPrecomputeWithoutMirrors(t *testing.T) {
 		t.Errorf("regions %v, sets %v, stats %+v", f.meta.Regions, f.meta.VariantSets, st)
 	}
 }
+
+// TestPrecomputeSubsets: a region's candidate list is widened until each subset the blobs use
+// has MinMirrors carriers (or every carrier the region has), and variants' urls name only
+// mirrors carrying the blob.
+func TestPrecomputeSubsets(t *testing.T) {
+	f := newFixture(t)
+	m := f.meta
+	const amd64, arm64, anyArch, archive = 1, 2, 4, 8
+	m.Subsets = []string{"amd64", "arm64", layout.AnyArchitecture, layout.ArchiveSubset}
+	for _, b := range m.Blobs {
+		b.Subsets = anyArch
+	}
+	m.Blobs[f.l1].Subsets = amd64
+	m.Blobs[f.l2].Subsets = arm64
+	m.Blobs[f.c1].Subsets = archive
+	deAMD := mirror("de-amd", "DE", "EU", 100, 2, true)
+	deAMD.Content = []string{"amd64"}
+	deARM := mirror("de-arm", "DE", "EU", 100, 2, true)
+	deARM.Content = []string{"arm64"}
+	nl := mirror("nl-archive", "NL", "EU", 100, 2, true)
+	nl.Content = []string{"archive"}
+	us := mirror("us-full", "US", "NA", 100, 2, true)
+	m.Mirrors = []*layout.Mirror{deAMD, deARM, nl, us}
+	m.MinMirrors = 1
+	if _, err := Precompute(m); err != nil {
+		t.Fatal(err)
+	}
+	set := func(region string) []string { return m.VariantSets[m.Regions[region].VariantSet].Mirrors }
+	// DE: its two mirrors carry amd64, arm64 and the unclaimed blobs; the archive needs the
+	// continent's tier.
+	if got, want := set("DE"), []string{"de-amd", "de-arm", "nl-archive"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("DE's candidates: got %v, want %v", got, want)
+	}
+	// US: the full mirror carries every architecture; the archive is in Europe.
+	if got, want := set("US"), []string{"us-full", "de-amd", "de-arm", "nl-archive"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("US's candidates: got %v, want %v", got, want)
+	}
+	r := layout.NewRenderer(m)
+	v, err := r.Variant(m.Regions["DE"].VariantSet, f.m1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(v.Data)
+	for _, tc := range []struct {
+		blob      layout.Digest
+		want, not string
+	}{
+		{f.l1, "de-amd", "de-arm"},
+		{f.l2, "de-arm", "de-amd"},
+		{f.c1, "nl-archive", "de-amd"},
+	} {
+		_, after, _ := strings.Cut(body, tc.blob.String())
+		urls, _, _ := strings.Cut(after, "]")
+		if !strings.Contains(urls, tc.want) || strings.Contains(urls, tc.not) {
+			t.Errorf("variant urls of %s: %s; want %s, not %s", tc.blob, urls, tc.want, tc.not)
+		}
+	}
+}
