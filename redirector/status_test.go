@@ -19,6 +19,7 @@ func TestStatusPage(t *testing.T) {
 		m.Origin = "https://origin.example.org/containers/"
 		m.Mirrors[0].Generation = 2 // de1 is behind
 		m.Mirrors[6].Status = "HEAD blobs/sha256/…: 503 Service Unavailable"
+		m.Mirrors[1].Content = []string{"arm64", "archive"}
 		m.Mirrors = append(m.Mirrors, &layout.Mirror{Name: "campus.example", URL: "https://secret.campus.example/", Country: "DE",
 			Netblocks: []string{"192.0.2.0/24"}, Private: true, Enabled: true, Healthy: true, Generation: 3, Checked: time.Now()})
 	})
@@ -59,6 +60,12 @@ func TestStatusPage(t *testing.T) {
 		}
 		if m := byName["de1.example"]; !m.Behind || m.Generation != 2 || !m.Healthy || m.Country != "DE" || m.Continent != "EU" || m.Bandwidth != 1000 || m.Checked.IsZero() {
 			t.Errorf("de1: got %+v", m)
+		}
+		if got, want := byName["de2.example"].Content, "arm64, archive"; got != want {
+			t.Errorf("de2's content: got %q, want %q", got, want)
+		}
+		if got, want := byName["de1.example"].Content, "every architecture"; got != want {
+			t.Errorf("de1's content: got %q, want %q", got, want)
 		}
 		if m := byName["sick.example"]; m.Healthy || !strings.Contains(m.Reason, "503") {
 			t.Errorf("sick: got %+v", m)
