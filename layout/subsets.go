@@ -148,8 +148,8 @@ type membershipManifest struct {
 //     image of such a tag referencing it: an index's child by its platform.architecture
 //     (children of a nested index inherit it when they name none), a single-arch image by its
 //     config's architecture (configArch; "" when unknown); a blob no platform claims (the
-//     index itself, artifacts, signatures, referrers, "unknown" platforms) belongs to every
-//     architecture subset (AnyArchitecture);
+//     index itself, artifacts, signatures, referrers, "unknown" platforms, architectures
+//     that are not in Architectures) belongs to every architecture subset (AnyArchitecture);
 //   - a blob only archived tags (and their referrers) reference belongs to ArchiveSubset only.
 //
 // It returns the subset table (sorted, AnyArchitecture and ArchiveSubset last when used) and
@@ -169,7 +169,9 @@ func Membership(m *Meta, configArch func(Digest) string) (table []string, masks 
 			archived[d] = true
 			return
 		}
-		if arch == "" {
+		if arch == "" || !contains(Architectures, arch) {
+			// No platform, or one that is no subset a mirror may name (a hostile source's
+			// invention as well): every architecture mirror carries it.
 			arch = AnyArchitecture
 		}
 		if live[d] == nil {

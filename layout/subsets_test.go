@@ -354,3 +354,40 @@ func TestFedoraLikeSubsetBytes(t *testing.T) {
 	t.Logf("Fedora-like tree, 3 repositories × releases 37-42 × 4 architectures, 37-39 archived: %s",
 		m.FormatSubsetBytes(func(n int64) string { return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30)) }))
 }
+
+// FuzzMembership: whatever a source's manifests say, membership terminates, names only
+// subsets a mirror may give (and AnyArchitecture), and gives every reachable blob a mask.
+func FuzzMembership(f *testing.F) {
+	f.Add([]byte(`{"manifests":[{"digest":"sha256:`+strings.Repeat("a", 64)+`","platform":{"architecture":"arm64"}}]}`), "amd64")
+	f.Add([]byte(`{"config":{"digest":"sha256:`+strings.Repeat("b", 64)+`"},"layers":[{"digest":"sha256:`+strings.Repeat("c", 64)+`"}]}`), "../../etc")
+	f.Fuzz(func(t *testing.T, data []byte, arch string) {
+		m := NewMeta(1)
+		d := fakeDigest(string(data))
+		m.Manifests[d] = &Manifest{MediaType: "application/vnd.oci.image.index.v1+json", Data: data}
+		m.Blobs[d] = &Blob{Size: int64(len(data)), Since: 1}
+		for _, h := range []string{"a", "b", "c"} {
+			m.Blobs[MustDigest("sha256:"+strings.Repeat(h, 64))] = &Blob{Size: 1, Since: 1}
+		}
+		// The manifest refers to itself too, through a second tag's index.
+		self := []byte(fmt.Sprintf(`{"manifests":[{"digest":%q,"platform":{"architecture":%q}}]}`, d, arch))
+		sd := fakeDigest(string(self))
+		m.Manifests[sd] = &Manifest{MediaType: "application/vnd.oci.image.index.v1+json", Data: self}
+		m.Blobs[sd] = &Blob{Size: 1, Since: 1}
+		m.Repositories["r"] = &Repository{Tags: map[string]Digest{"a": d, "b": sd}, Archived: []string{"b"}}
+		table, masks, err := Membership(m, func(Digest) string { return arch })
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range table {
+			if s != AnyArchitecture && ValidSubset(s) != nil {
+				t.Fatalf("table names %q", s)
+			}
+		}
+		if _, ok := masks[d]; !ok {
+			t.Fatalf("the tagged manifest has no membership")
+		}
+		if err := m.SetMembership(table, masks, nil, time.Now(), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
