@@ -391,3 +391,48 @@ func FuzzMembership(f *testing.F) {
 		}
 	})
 }
+
+// TestRetiringKeepsMembership: a blob no tag reaches any more but still in Blobs (retiring
+// content) keeps the subsets it had; one without any earlier membership is every
+// architecture's.
+func TestRetiringKeepsMembership(t *testing.T) {
+	f := newSubsetFixture(t)
+	arch := func(d Digest) string { return f.archs[d] }
+	table, masks, err := Membership(f.meta, arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.meta.SetMembership(table, masks, nil, time.Now(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	prev := f.meta
+	next := NewMeta(4)
+	for d, b := range prev.Blobs {
+		next.Blobs[d] = &Blob{Size: b.Size, Since: b.Since}
+	}
+	stray := fakeDigest("stray")
+	next.Blobs[stray] = &Blob{Size: 1, Since: 4}
+	next.Manifests = prev.Manifests
+	r := *prev.Repositories["fedora"]
+	r.Tags = map[string]Digest{"41": r.Tags["41"]} // fedora:42 gone: its content retires
+	next.Repositories["fedora"] = &r
+	table, masks, err = Membership(next, arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.SetMembership(table, masks, prev, time.Now(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ blob, want string }{
+		{"l-arm64", "arm64"},
+		{"l-shared", "amd64,arm64"},
+		{"index", "*"},
+	} {
+		if got := subsetsOfBlob(next, next.Blobs[f.d[tc.blob]].Subsets); got != tc.want {
+			t.Errorf("retiring %s: got %q, want %q", tc.blob, got, tc.want)
+		}
+	}
+	if got, want := subsetsOfBlob(next, next.Blobs[stray].Subsets), "*"; got != want {
+		t.Errorf("a blob without earlier membership: got %q, want %q", got, want)
+	}
+}
