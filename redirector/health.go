@@ -124,8 +124,8 @@ type probeTarget struct {
 }
 
 // probeTargets chooses the blob each usable mirror is probed with: the smallest blob of the
-// generation the mirror holds (lowest digest among equals) among the blobs of its subsets
-// (its content); a mirror holding none is not probed. It costs one pass over the blobs per
+// generation the mirror holds (lowest digest among equals) among the referenced (not
+// retiring) blobs of its subsets (its content); a mirror holding none is not probed. It costs one pass over the blobs per
 // distinct content, whatever the number of mirrors.
 func probeTargets(m *layout.Meta, usable map[string]*mirrorEntry) []probeTarget {
 	if len(usable) == 0 {
