@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -167,7 +168,7 @@ func render(t *testing.T, role, template, extraJSON string) string {
 func TestMirrorsTemplate(t *testing.T) {
 	out := render(t, "regmirror_generator", "mirrors.yaml.j2", `{"regmirror_origin":"https://origin.example.org/containers/","regmirror_mirrors":[
 		{"name":"mirror.example.de","url":"https://mirror.example.de/pub/containers/","country":"DE","bandwidth":1000,"netblocks":["192.0.2.0/24"],"enabled":true},
-		{"name":"m2.example.jp","url":"http://m2.example.jp/c/","country":"JP","enabled":false}]}`)
+		{"name":"m2.example.jp","url":"http://m2.example.jp/c/","country":"JP","enabled":false,"content":["arm64","archive"]}]}`)
 	path := filepath.Join(t.TempDir(), "mirrors.yaml")
 	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
 		t.Fatal(err)
@@ -189,6 +190,9 @@ func TestMirrorsTemplate(t *testing.T) {
 	if f.Mirrors[1].Enabled {
 		t.Errorf("second mirror: got enabled, want disabled")
 	}
+	if got, want := f.Mirrors[1].Content, []string{"arm64", "archive"}; !slices.Equal(got, want) {
+		t.Errorf("second mirror's content: got %v, want %v", got, want)
+	}
 }
 
 func TestGenerateEnvTemplate(t *testing.T) {
@@ -207,6 +211,9 @@ func TestGenerateEnvTemplate(t *testing.T) {
 			"REGMIRROR_GENERATE_ARGS=--jobs=8 --gc-grace=168h --repo=fedora/** --repo=toolbox --mirrors=/etc/regmirror/mirrors.yaml\n",
 			"REGMIRROR_LISTEN_ARGS=--listen=127.0.0.1:8090 --debounce=5s --secret-file=/etc/regmirror/listen.secret\n",
 			"REGMIRROR_CRAWL_ARGS=--mirrors=/etc/regmirror/mirrors.yaml\n",
+		}},
+		{"archive", `{"regmirror_archive":["fedora:3[0-9]","toolbox:3*"],"regmirror_keep_removed":true,"regmirror_archive_max_age":"8760h"}`, []string{
+			"REGMIRROR_GENERATE_ARGS=--jobs=8 --gc-grace=168h --archive=fedora:3[0-9] --archive=toolbox:3* --keep-removed --archive-max-age=8760h\n",
 		}},
 		{"an origin without mirrors", `{"regmirror_origin":"https://origin.example.org/containers/"}`, []string{
 			"REGMIRROR_GENERATE_ARGS=--jobs=8 --gc-grace=168h --mirrors=/etc/regmirror/mirrors.yaml\n",
