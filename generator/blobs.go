@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net/http"
 	"os"
@@ -91,7 +89,7 @@ func (r *run) ensureBlob(ctx context.Context, repo string, ref blobRef, reused b
 			if err := r.acquire(ctx, r.xferSem); err != nil {
 				return 0, 0, err
 			}
-			err := hashFile(r.blobPath(ref.digest), ref.digest)
+			err := r.tree.VerifyBlob(ref.digest, -1)
 			<-r.xferSem
 			if err == nil {
 				return blobPresent, ref.size, nil
@@ -160,11 +158,11 @@ func (r *run) download(ctx context.Context, path string, ref blobRef) error {
 	if err != nil {
 		return &writeError{err}
 	}
-	defer f.Abort()
-	h := newHash(ref.digest.Algorithm())
+	w := layout.NewBlobWriter(f, ref.digest, ref.size)
+	defer w.Abort()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	counted := &countingWriter{w: &fileWriter{f}, h: h, p: r.prog}
+	counted := &countingWriter{w: w, p: r.prog}
 	n, err := io.CopyBuffer(counted, io.LimitReader(resp.Body, ref.size+1), *bp)
 	if err != nil {
 		r.prog.bytes.Add(-n)
@@ -177,21 +175,16 @@ func (r *run) download(ctx context.Context, path string, ref blobRef) error {
 		}
 		return fmt.Errorf("GET %s: %w", path, err)
 	}
-	if n != ref.size {
+	if err := w.Commit(); err != nil {
 		r.prog.bytes.Add(-n)
-		if n < ref.size {
+		switch {
+		case errors.Is(err, layout.ErrSizeMismatch) && n < ref.size:
 			return fmt.Errorf("GET %s: %w: got %d of %d bytes", path, errTruncated, n, ref.size)
+		case errors.Is(err, layout.ErrSizeMismatch):
+			return fmt.Errorf("GET %s: the source sends more than the %d bytes the manifest says", path, ref.size)
+		case errors.Is(err, layout.ErrDigestMismatch):
+			return fmt.Errorf("GET %s: %w: %v", path, errDigestMismatch, err)
 		}
-		return fmt.Errorf("GET %s: the source sends more than the %d bytes the manifest says", path, ref.size)
-	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); ref.digest.Algorithm() == "sha256" && got != ref.digest.String() {
-		r.prog.bytes.Add(-n)
-		return fmt.Errorf("GET %s: %w: it hashes to %s", path, errDigestMismatch, got)
-	} else if ref.digest.Algorithm() != "sha256" && ref.digest.Hex() != hex.EncodeToString(h.Sum(nil)) {
-		r.prog.bytes.Add(-n)
-		return fmt.Errorf("GET %s: %w", path, errDigestMismatch)
-	}
-	if err := f.CommitNoDirSync(); err != nil {
 		return &writeError{err}
 	}
 	r.mu.Lock()
@@ -200,58 +193,19 @@ func (r *run) download(ctx context.Context, path string, ref blobRef) error {
 	return nil
 }
 
-type fileWriter struct{ f BlobFile }
-
-func (w *fileWriter) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
-	if err != nil {
-		return n, &writeError{err}
-	}
-	return n, nil
-}
-
+// countingWriter counts the bytes written in the progress; a failed write is a writeError.
 type countingWriter struct {
 	w io.Writer
-	h hash.Hash
 	p *progress
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	c.h.Write(p[:n])
 	c.p.bytes.Add(int64(n))
-	return n, err
-}
-
-func newHash(algo string) hash.Hash {
-	if algo == "sha512" {
-		return sha512.New()
-	}
-	return sha256.New()
-}
-
-// digestOf computes the digest of data.
-func digestOf(algo string, data []byte) layout.Digest {
-	h := newHash(algo)
-	h.Write(data)
-	return layout.MustDigest(algo + ":" + hex.EncodeToString(h.Sum(nil)))
-}
-
-// hashFile checks a file against its digest.
-func hashFile(path string, d layout.Digest) error {
-	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return n, &writeError{err}
 	}
-	defer f.Close()
-	h := newHash(d.Algorithm())
-	if _, err := io.Copy(h, f); err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != d.Hex() {
-		return fmt.Errorf("%s hashes to %s:%s", path, d.Algorithm(), got)
-	}
-	return nil
+	return n, nil
 }
 
 func mediaTypeOf(s string) types.MediaType { return types.MediaType(s) }

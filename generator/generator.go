@@ -446,7 +446,7 @@ func (r *run) resolve(ctx context.Context, repo, tag string) (layout.Digest, *pr
 		if err != nil {
 			return err
 		}
-		d = digestOf("sha256", data)
+		d = layout.DigestOf("sha256", data)
 		pre = &prefetched{data: data, mediaType: mt}
 		return nil
 	})
@@ -498,7 +498,7 @@ func (r *run) loadNode(ctx context.Context, repo string, n *node, pre *prefetche
 		return fmt.Errorf("manifests nested deeper than %d", MaxDepth)
 	}
 	var headerType string
-	if pm, ok := r.prev.Manifests[n.digest]; ok && digestOf(n.digest.Algorithm(), pm.Data) == n.digest {
+	if pm, ok := r.prev.Manifests[n.digest]; ok && layout.VerifyBytes(n.digest, pm.Data) == nil {
 		n.data, headerType = pm.Data, pm.MediaType
 	} else if pre != nil {
 		n.data, headerType, n.fetched = pre.data, pre.mediaType, true
@@ -601,8 +601,8 @@ func (r *run) fetchManifest(ctx context.Context, path string, want layout.Digest
 		return nil, "", fmt.Errorf("GET %s: %w: got %d of %d bytes", path, errTruncated, len(data), resp.ContentLength)
 	}
 	if !want.IsZero() {
-		if got := digestOf(want.Algorithm(), data); got != want {
-			return nil, "", fmt.Errorf("GET %s: %w: content hashes to %s", path, errDigestMismatch, got)
+		if err := layout.VerifyBytes(want, data); err != nil {
+			return nil, "", fmt.Errorf("GET %s: %w: %v", path, errDigestMismatch, err)
 		}
 	}
 	return data, resp.Header.Get("Content-Type"), nil

@@ -40,11 +40,7 @@ const (
 )
 
 // BlobFile is a file being written atomically (a *layout.File by default).
-type BlobFile interface {
-	io.Writer
-	CommitNoDirSync() error
-	Abort()
-}
+type BlobFile = layout.AtomicFile
 
 // Options configure one Run. Source and Out are required; zero values of the rest mean the
 // defaults.

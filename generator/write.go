@@ -73,7 +73,7 @@ func (r *run) writeManifests(ctx context.Context, m *layout.Meta) (int, error) {
 	}
 	var jobs []job
 	for d, mf := range m.Manifests {
-		if r.present(d, int64(len(mf.Data))) && (!r.o.Verify || hashFile(r.blobPath(d), d) == nil) {
+		if r.present(d, int64(len(mf.Data))) && (!r.o.Verify || r.tree.VerifyBlob(d, -1) == nil) {
 			continue
 		}
 		jobs = append(jobs, job{d, mf.Data})
@@ -120,16 +120,13 @@ func (r *run) writeManifests(ctx context.Context, m *layout.Meta) (int, error) {
 	return len(jobs), nil
 }
 
+// writeBlob writes a manifest's bytes as blob d, checked against d before they land.
 func (r *run) writeBlob(d layout.Digest, data []byte) error {
 	f, err := r.o.CreateFile(r.blobPath(d))
 	if err != nil {
 		return err
 	}
-	defer f.Abort()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	return f.CommitNoDirSync()
+	return layout.WriteBlob(f, d, data)
 }
 
 // writeIfChanged replaces path atomically unless it already holds data.

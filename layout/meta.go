@@ -2,8 +2,6 @@ package layout
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -312,9 +310,8 @@ func (t *Tree) LoadMeta(d Digest) (*Meta, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading metadata: %w", err)
 	}
-	sum := sha256.Sum256(raw)
-	if got := "sha256:" + hex.EncodeToString(sum[:]); got != d.String() {
-		return nil, fmt.Errorf("metadata %s is corrupt: its content hashes to %s", path, got)
+	if err := VerifyBytes(d, raw); err != nil {
+		return nil, fmt.Errorf("metadata %s is corrupt: %w", path, err)
 	}
 	return DecodeMeta(raw)
 }
@@ -381,8 +378,7 @@ func EncodeMeta(m *Meta) ([]byte, Digest, error) {
 	if err := zw.Close(); err != nil {
 		return nil, Digest{}, fmt.Errorf("compressing metadata: %w", err)
 	}
-	sum := sha256.Sum256(buf.Bytes())
-	return buf.Bytes(), MustDigest("sha256:" + hex.EncodeToString(sum[:])), nil
+	return buf.Bytes(), DigestOf("sha256", buf.Bytes()), nil
 }
 
 // MetaFileGeneration reads only the generation of the metadata file at path (an OS path):

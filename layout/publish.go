@@ -2,7 +2,6 @@ package layout
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -137,8 +136,7 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 		return Stamp{}, err
 	}
 	sb = append(sb, '\n')
-	sum := sha256.Sum256(sb)
-	name := fmt.Sprintf("%d-%s", m.Generation, hex.EncodeToString(sum[:8]))
+	name := fmt.Sprintf("%d-%s", m.Generation, DigestOf("sha256", sb).Hex()[:16])
 
 	files := map[string][]byte{PubStamp: sb, PubIndex: idx}
 	for rel, data := range p.Files {

@@ -3,8 +3,6 @@ package layout
 import (
 	"bytes"
 	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -168,9 +166,8 @@ func (r *Renderer) Variant(set int, d Digest) (*Variant, error) {
 }
 
 func (r *Renderer) newVariant(canonical Digest, data []byte) *Variant {
-	sum := sha256.Sum256(data)
 	return &Variant{
-		Digest:    MustDigest("sha256:" + hex.EncodeToString(sum[:])),
+		Digest:    DigestOf("sha256", data),
 		MediaType: r.meta.Manifests[canonical].MediaType,
 		Data:      bytes.Clone(data),
 	}
@@ -234,8 +231,7 @@ func (rec *recorder) record(d Digest, depth int) {
 	if !rec.r.render(&rec.buf, t, rec.set) {
 		return
 	}
-	sum := sha256.Sum256(rec.buf.Bytes())
-	rec.vs.Variants[d] = VariantRef{Digest: MustDigest("sha256:" + hex.EncodeToString(sum[:])), Size: int64(rec.buf.Len())}
+	rec.vs.Variants[d] = VariantRef{Digest: DigestOf("sha256", rec.buf.Bytes()), Size: int64(rec.buf.Len())}
 	rec.size += int64(rec.buf.Len())
 }
 

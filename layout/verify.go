@@ -2,14 +2,9 @@ package layout
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"os"
 	"strings"
 )
@@ -43,8 +38,8 @@ func (t *Tree) Verify(ctx context.Context) error {
 
 	// The metadata.
 	for d, mf := range m.Manifests {
-		if got := digestBytes(d.Algorithm(), mf.Data); got != d {
-			v.problem(fmt.Errorf("metadata: manifest %s: its bytes hash to %s", d, got))
+		if err := VerifyBytes(d, mf.Data); err != nil {
+			v.problem(fmt.Errorf("metadata: manifest %s: %w", d, err))
 		}
 		if _, ok := m.Blobs[d]; !ok {
 			v.problem(fmt.Errorf("metadata: manifest %s is not listed among the blobs", d))
@@ -148,25 +143,8 @@ func (v *verifier) blob(d Digest, size int64) error {
 }
 
 func (v *verifier) hash(d Digest, size int64) error {
-	path := v.t.Path(BlobPath(d))
-	f, err := os.Open(path)
-	if err != nil {
+	if err := v.t.VerifyBlob(d, size); err != nil {
 		return fmt.Errorf("blob %s: %w", d, err)
-	}
-	defer f.Close()
-	var h hash.Hash = sha256.New()
-	if d.Algorithm() == "sha512" {
-		h = sha512.New()
-	}
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return fmt.Errorf("blob %s: %w", d, err)
-	}
-	if size >= 0 && n != size {
-		return fmt.Errorf("blob %s: %d bytes, want %d", d, n, size)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != d.Hex() {
-		return fmt.Errorf("blob %s: content hashes to %s:%s", d, d.Algorithm(), got)
 	}
 	return nil
 }
@@ -239,13 +217,4 @@ func (v *verifier) manifest(desc verifyDescriptor, from string, depth int) {
 func isForeignMediaType(mt string) bool {
 	return mt == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" ||
 		strings.HasPrefix(mt, "application/vnd.oci.image.layer.nondistributable.")
-}
-
-func digestBytes(algo string, data []byte) Digest {
-	var h hash.Hash = sha256.New()
-	if algo == "sha512" {
-		h = sha512.New()
-	}
-	h.Write(data)
-	return Digest{algo + ":" + hex.EncodeToString(h.Sum(nil))}
 }

@@ -3,9 +3,6 @@ package redirector
 import (
 	"bytes"
 	"cmp"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -432,19 +429,8 @@ func newManifestEntry(d layout.Digest, mediaType string, data []byte) (*manifest
 
 // verifyDigest checks that data hashes to d.
 func verifyDigest(d layout.Digest, data []byte) error {
-	var got string
-	switch d.Algorithm() {
-	case "sha256":
-		s := sha256.Sum256(data)
-		got = hex.EncodeToString(s[:])
-	case "sha512":
-		s := sha512.Sum512(data)
-		got = hex.EncodeToString(s[:])
-	default:
-		return fmt.Errorf("manifest %s: unsupported digest algorithm", d)
-	}
-	if got != d.Hex() {
-		return fmt.Errorf("manifest %s is corrupt: its bytes hash to %s:%s", d, d.Algorithm(), got)
+	if err := layout.VerifyBytes(d, data); err != nil {
+		return fmt.Errorf("manifest %s is corrupt: %w", d, err)
 	}
 	return nil
 }
