@@ -8,7 +8,6 @@ import (
 	"sort"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -46,7 +45,7 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	type repoSets struct {
 		manifests, blobs map[layout.Digest]bool
 		closures         map[*closure]bool
-		referrers        map[layout.Digest]map[v1.Hash]bool
+		referrers        map[layout.Digest]map[layout.Digest]bool
 	}
 	sets := map[string]*repoSets{}
 	counted := map[layout.Digest]bool{}
@@ -55,7 +54,7 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 		if repo == nil {
 			repo = &layout.Repository{Tags: map[string]layout.Digest{}}
 			m.Repositories[o.repo] = repo
-			sets[o.repo] = &repoSets{map[layout.Digest]bool{}, map[layout.Digest]bool{}, map[*closure]bool{}, map[layout.Digest]map[v1.Hash]bool{}}
+			sets[o.repo] = &repoSets{map[layout.Digest]bool{}, map[layout.Digest]bool{}, map[*closure]bool{}, map[layout.Digest]map[layout.Digest]bool{}}
 		}
 		s := sets[o.repo]
 		repo.Tags[o.tag] = o.cl.root
@@ -92,11 +91,11 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 			}
 			for subj, descs := range cl.referrers {
 				if repo.Referrers == nil {
-					repo.Referrers = map[layout.Digest][]v1.Descriptor{}
+					repo.Referrers = map[layout.Digest][]layout.Descriptor{}
 				}
 				have := s.referrers[subj]
 				if have == nil {
-					have = map[v1.Hash]bool{}
+					have = map[layout.Digest]bool{}
 					s.referrers[subj] = have
 				}
 				for _, desc := range descs {

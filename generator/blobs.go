@@ -13,7 +13,6 @@ import (
 	"os"
 	"sync"
 
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/regmirror/regmirror/layout"
@@ -207,8 +206,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
-
-func mediaTypeOf(s string) types.MediaType { return types.MediaType(s) }
 
 // diffTask is the uncompressed digest of one layer, computed once.
 type diffTask struct {

@@ -21,13 +21,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/regmirror/regmirror/internal/trunc"
+	"github.com/regmirror/regmirror/layout"
 )
 
 // manifestAccept is every manifest media type the generator reads, schema 1 included so that
 // it can be recognised and skipped.
 var manifestAccept = strings.Join([]string{
-	mtOCIIndex, mtOCIManifest, mtDockerList, mtDockerManifest, mtOCIArtifact,
-	mtDockerSchema1Signed, mtDockerSchema1,
+	layout.MediaTypeOCIIndex, layout.MediaTypeOCIManifest, layout.MediaTypeDockerList, layout.MediaTypeDockerManifest, layout.MediaTypeOCIArtifact,
+	layout.MediaTypeDockerSchema1Signed, layout.MediaTypeDockerSchema1,
 }, ", ")
 
 // client talks to the source registry: auth (via go-containerregistry's transport), retries

@@ -76,7 +76,7 @@ func TestSchema1SkippedWithWarning(t *testing.T) {
 	src := newSource(t)
 	src.demo()
 	s1 := []byte(`{"schemaVersion":1,"name":"legacy","tag":"old","architecture":"amd64","fsLayers":[],"history":[]}`)
-	src.putManifest("legacy", "old", mtDockerSchema1Signed, s1)
+	src.putManifest("legacy", "old", layout.MediaTypeDockerSchema1Signed, s1)
 	out := t.TempDir()
 	var log syncBuffer
 	o := src.opts(out)
@@ -101,9 +101,9 @@ func TestArtifactsReferrersAndNestedIndex(t *testing.T) {
 	// A tagged artifact: custom config media type, artifactType, no layers.
 	cfg := []byte(`{"kind":"policy"}`)
 	cfgD := src.putBlob("artifacts", cfg)
-	art := mustJSON(t, manifestDoc{SchemaVersion: 2, MediaType: mtOCIManifest, ArtifactType: "application/vnd.example.policy",
+	art := mustJSON(t, manifestDoc{SchemaVersion: 2, MediaType: layout.MediaTypeOCIManifest, ArtifactType: "application/vnd.example.policy",
 		Config: desc{MediaType: "application/vnd.example.policy.config+json", Digest: cfgD, Size: len(cfg)}, Layers: []desc{}})
-	artD := src.putManifest("artifacts", "policy-1", mtOCIManifest, art)
+	artD := src.putManifest("artifacts", "policy-1", layout.MediaTypeOCIManifest, art)
 
 	// A referrer (an SBOM) of fedora/toolbox:42, pushed by digest only.
 	refs, err := testimages.Demo()
@@ -127,12 +127,12 @@ func TestArtifactsReferrersAndNestedIndex(t *testing.T) {
 	emptyD := src.putBlob("fedora/toolbox", emptyCfg)
 	sbom := []byte(`{"spdxVersion":"SPDX-2.3"}`)
 	sbomD := src.putBlob("fedora/toolbox", sbom)
-	ref := mustJSON(t, manifestDoc{SchemaVersion: 2, MediaType: mtOCIManifest, ArtifactType: "application/spdx+json",
+	ref := mustJSON(t, manifestDoc{SchemaVersion: 2, MediaType: layout.MediaTypeOCIManifest, ArtifactType: "application/spdx+json",
 		Config:      desc{MediaType: "application/vnd.oci.empty.v1+json", Digest: emptyD, Size: 2},
 		Layers:      []desc{{MediaType: "application/spdx+json", Digest: sbomD, Size: len(sbom)}},
-		Subject:     &desc{MediaType: mtOCIManifest, Digest: subject.String(), Size: subjectSize},
+		Subject:     &desc{MediaType: layout.MediaTypeOCIManifest, Digest: subject.String(), Size: subjectSize},
 		Annotations: map[string]string{"org.example.kind": "sbom"}})
-	refD := src.putManifest("fedora/toolbox", sha256Digest(ref), mtOCIManifest, ref)
+	refD := src.putManifest("fedora/toolbox", sha256Digest(ref), layout.MediaTypeOCIManifest, ref)
 
 	// A nested index: an index holding an index and an image.
 	a, err := random.Image(512, 1)
@@ -201,13 +201,13 @@ func TestForeignLayerSkipped(t *testing.T) {
 	localD := src.putBlob("win", local)
 	foreign := randomBytes(t, 3000)
 	foreignD := sha256Digest(foreign) // never pushed
-	mf := mustJSON(t, manifestDoc{SchemaVersion: 2, MediaType: mtDockerManifest,
-		Config: desc{MediaType: mtDockerConfig, Digest: cfgD, Size: len(cfg)},
+	mf := mustJSON(t, manifestDoc{SchemaVersion: 2, MediaType: layout.MediaTypeDockerManifest,
+		Config: desc{MediaType: layout.MediaTypeDockerConfig, Digest: cfgD, Size: len(cfg)},
 		Layers: []desc{
 			{MediaType: "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", Digest: foreignD, Size: len(foreign), URLs: []string{"https://example.invalid/base"}},
 			{MediaType: "application/vnd.docker.image.rootfs.diff.tar.gzip", Digest: localD, Size: len(local)},
 		}})
-	mfD := src.putManifest("win", "ltsc", mtDockerManifest, mf)
+	mfD := src.putManifest("win", "ltsc", layout.MediaTypeDockerManifest, mf)
 
 	out := t.TempDir()
 	sum := mustRun(t, src.opts(out))

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -629,12 +628,12 @@ type closure struct {
 	root      layout.Digest
 	nodes     map[layout.Digest]*node
 	blobs     map[layout.Digest]*blobTask
-	referrers map[layout.Digest][]v1.Descriptor // subject → its accepted referrers
-	subs      []*closure                        // the closures of those referrers
+	referrers map[layout.Digest][]layout.Descriptor // subject → its accepted referrers
+	subs      []*closure                            // the closures of those referrers
 }
 
 func newClosure(root layout.Digest) *closure {
-	return &closure{root: root, nodes: map[layout.Digest]*node{}, blobs: map[layout.Digest]*blobTask{}, referrers: map[layout.Digest][]v1.Descriptor{}}
+	return &closure{root: root, nodes: map[layout.Digest]*node{}, blobs: map[layout.Digest]*blobTask{}, referrers: map[layout.Digest][]layout.Descriptor{}}
 }
 
 // walk calls f once for cl and each closure reachable from it through referrers, skipping
@@ -941,7 +940,7 @@ func (r *run) paginate(ctx context.Context, base, field string, each func(string
 // referrer is one manifest referring to a subject, as the referrers API describes it.
 type referrer struct {
 	digest layout.Digest
-	desc   v1.Descriptor
+	desc   layout.Descriptor
 }
 
 type refTask struct {
@@ -1011,7 +1010,7 @@ func (r *run) queryReferrers(ctx context.Context, repo string, d layout.Digest) 
 		var idx struct {
 			Manifests []struct {
 				descriptor
-				Platform *v1.Platform `json:"platform,omitempty"`
+				Platform *layout.Platform `json:"platform,omitempty"`
 			} `json:"manifests"`
 		}
 		if err := r.acquire(ctx, r.reqSem); err != nil {
@@ -1034,14 +1033,10 @@ func (r *run) queryReferrers(ctx context.Context, repo string, d layout.Digest) 
 				return nil, &limitError{what: "referrers", limit: r.o.MaxReferrers, flag: "max-referrers"}
 			}
 			seen[rd] = true
-			h, err := v1.NewHash(rd.String())
-			if err != nil {
-				return nil, fmt.Errorf("referrers of %s: %w", d, err)
-			}
-			out = append(out, referrer{digest: rd, desc: v1.Descriptor{
-				MediaType:    mediaTypeOf(m.MediaType),
+			out = append(out, referrer{digest: rd, desc: layout.Descriptor{
+				MediaType:    m.MediaType,
 				Size:         m.Size,
-				Digest:       h,
+				Digest:       rd,
 				ArtifactType: m.ArtifactType,
 				Annotations:  m.Annotations,
 				Platform:     m.Platform,
@@ -1065,10 +1060,7 @@ func (r *run) prevReferrers(repo string, d layout.Digest) []referrer {
 	}
 	var out []referrer
 	for _, desc := range pr.Referrers[d] {
-		rd, err := layout.ParseDigest(desc.Digest.String())
-		if err != nil {
-			continue
-		}
+		rd := desc.Digest
 		if _, ok := r.prev.Manifests[rd]; ok {
 			out = append(out, referrer{digest: rd, desc: desc})
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/regmirror/regmirror/layout"
 )
 
 // indexDoc is an OCI index, optionally with a subject.
@@ -41,8 +42,8 @@ func (a *referrersAPI) fault() *fault {
 		if refs == nil {
 			refs = []desc{}
 		}
-		w.Header().Set("Content-Type", mtOCIIndex)
-		json.NewEncoder(w).Encode(indexDoc{SchemaVersion: 2, MediaType: mtOCIIndex, Manifests: refs})
+		w.Header().Set("Content-Type", layout.MediaTypeOCIIndex)
+		json.NewEncoder(w).Encode(indexDoc{SchemaVersion: 2, MediaType: layout.MediaTypeOCIIndex, Manifests: refs})
 	}}
 }
 
@@ -68,7 +69,7 @@ func TestReferrerAmplification(t *testing.T) {
 					}
 				}
 			}
-			src.putManifest("h", "t", mtOCIManifest, mustGet(t, src, ms[0]))
+			src.putManifest("h", "t", layout.MediaTypeOCIManifest, mustGet(t, src, ms[0]))
 			return lists, map[string][]string{}
 		}},
 		{"mutual referrers, all but the first naming it", func(src *source) (map[string][]desc, map[string][]string) {
@@ -83,7 +84,7 @@ func TestReferrerAmplification(t *testing.T) {
 					}
 				}
 			}
-			src.putManifest("h", "t", mtOCIManifest, mustGet(t, src, first))
+			src.putManifest("h", "t", layout.MediaTypeOCIManifest, mustGet(t, src, first))
 			want := map[string][]string{}
 			for _, r := range rest {
 				want[first.Digest] = append(want[first.Digest], r.Digest)
@@ -92,14 +93,14 @@ func TestReferrerAmplification(t *testing.T) {
 		}},
 		{"index referrers listing every sibling", func(src *source) (map[string][]desc, map[string][]string) {
 			cs := images(t, src, k, nil)
-			top := mustJSON(t, indexDoc{SchemaVersion: 2, MediaType: mtOCIIndex, Manifests: cs})
-			src.putManifest("h", "t", mtOCIIndex, top)
+			top := mustJSON(t, indexDoc{SchemaVersion: 2, MediaType: layout.MediaTypeOCIIndex, Manifests: cs})
+			src.putManifest("h", "t", layout.MediaTypeOCIIndex, top)
 			lists, want := map[string][]desc{}, map[string][]string{}
 			for _, c := range cs {
 				subj := c
-				b := mustJSON(t, indexDoc{SchemaVersion: 2, MediaType: mtOCIIndex, Manifests: cs, Subject: &subj})
-				d := src.putManifest("h", sha256Digest(b), mtOCIIndex, b)
-				lists[c.Digest] = []desc{{MediaType: mtOCIIndex, Digest: d, Size: len(b)}}
+				b := mustJSON(t, indexDoc{SchemaVersion: 2, MediaType: layout.MediaTypeOCIIndex, Manifests: cs, Subject: &subj})
+				d := src.putManifest("h", sha256Digest(b), layout.MediaTypeOCIIndex, b)
+				lists[c.Digest] = []desc{{MediaType: layout.MediaTypeOCIIndex, Digest: d, Size: len(b)}}
 				want[c.Digest] = []string{d}
 			}
 			return lists, want
@@ -146,11 +147,11 @@ func images(t *testing.T, src *source, n int, subject *desc) []desc {
 	cfgD := src.putBlob("h", cfg)
 	var out []desc
 	for i := range n {
-		b := mustJSON(t, manifestDoc{SchemaVersion: 2, MediaType: mtOCIManifest,
-			Config: desc{MediaType: mtOCIConfig, Digest: cfgD, Size: len(cfg)}, Layers: []desc{}, Subject: subject,
+		b := mustJSON(t, manifestDoc{SchemaVersion: 2, MediaType: layout.MediaTypeOCIManifest,
+			Config: desc{MediaType: layout.MediaTypeOCIConfig, Digest: cfgD, Size: len(cfg)}, Layers: []desc{}, Subject: subject,
 			Annotations: map[string]string{"n": fmt.Sprint(i), "subject": fmt.Sprint(subject != nil)}})
-		d := src.putManifest("h", sha256Digest(b), mtOCIManifest, b)
-		out = append(out, desc{MediaType: mtOCIManifest, Digest: d, Size: len(b)})
+		d := src.putManifest("h", sha256Digest(b), layout.MediaTypeOCIManifest, b)
+		out = append(out, desc{MediaType: layout.MediaTypeOCIManifest, Digest: d, Size: len(b)})
 	}
 	return out
 }
@@ -203,11 +204,11 @@ func endlessReferrers(n int) func(http.ResponseWriter, *http.Request, http.Handl
 		fmt.Sscan(r.URL.Query().Get("page"), &page)
 		var refs []desc
 		for i := range n {
-			refs = append(refs, desc{MediaType: mtOCIManifest, Digest: sha256Digest(fmt.Appendf(nil, "%d-%d", page, i)), Size: 100})
+			refs = append(refs, desc{MediaType: layout.MediaTypeOCIManifest, Digest: sha256Digest(fmt.Appendf(nil, "%d-%d", page, i)), Size: 100})
 		}
 		w.Header().Set("Link", fmt.Sprintf(`<%s?page=%d>; rel="next"`, r.URL.Path, page+1))
-		w.Header().Set("Content-Type", mtOCIIndex)
-		json.NewEncoder(w).Encode(indexDoc{SchemaVersion: 2, MediaType: mtOCIIndex, Manifests: refs})
+		w.Header().Set("Content-Type", layout.MediaTypeOCIIndex)
+		json.NewEncoder(w).Encode(indexDoc{SchemaVersion: 2, MediaType: layout.MediaTypeOCIIndex, Manifests: refs})
 	}
 }
 
@@ -273,12 +274,12 @@ func TestNestedTooDeep(t *testing.T) {
 	d := leaf
 	var chain []string
 	for range MaxDepth + 2 {
-		b := mustJSON(t, indexDoc{SchemaVersion: 2, MediaType: mtOCIIndex, Manifests: []desc{d}})
-		dg := src.putManifest("h", sha256Digest(b), mtOCIIndex, b)
-		d = desc{MediaType: mtOCIIndex, Digest: dg, Size: len(b)}
+		b := mustJSON(t, indexDoc{SchemaVersion: 2, MediaType: layout.MediaTypeOCIIndex, Manifests: []desc{d}})
+		dg := src.putManifest("h", sha256Digest(b), layout.MediaTypeOCIIndex, b)
+		d = desc{MediaType: layout.MediaTypeOCIIndex, Digest: dg, Size: len(b)}
 		chain = append([]string{dg}, chain...)
 	}
-	src.putManifest("h", "deep", mtOCIIndex, mustGet(t, src, d))
+	src.putManifest("h", "deep", layout.MediaTypeOCIIndex, mustGet(t, src, d))
 	out := t.TempDir()
 	_, err := Run(context.Background(), src.opts(out))
 	var pe *PartialError

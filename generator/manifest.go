@@ -8,36 +8,20 @@ import (
 	"github.com/regmirror/regmirror/layout"
 )
 
-// Manifest media types.
 const (
-	mtOCIIndex            = "application/vnd.oci.image.index.v1+json"
-	mtOCIManifest         = "application/vnd.oci.image.manifest.v1+json"
-	mtOCIArtifact         = "application/vnd.oci.artifact.manifest.v1+json"
-	mtDockerList          = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mtDockerManifest      = "application/vnd.docker.distribution.manifest.v2+json"
-	mtDockerSchema1       = "application/vnd.docker.distribution.manifest.v1+json"
-	mtDockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-
-	mtDockerConfig = "application/vnd.docker.container.image.v1+json"
-	mtOCIConfig    = "application/vnd.oci.image.config.v1+json"
-
 	annotationRefName = "org.opencontainers.image.ref.name"
 )
 
-func isSchema1(mt string) bool { return mt == mtDockerSchema1 || mt == mtDockerSchema1Signed }
+func isSchema1(mt string) bool {
+	return mt == layout.MediaTypeDockerSchema1 || mt == layout.MediaTypeDockerSchema1Signed
+}
 
 func isKnownManifestType(mt string) bool {
 	switch mt {
-	case mtOCIIndex, mtOCIManifest, mtOCIArtifact, mtDockerList, mtDockerManifest, mtDockerSchema1, mtDockerSchema1Signed:
+	case layout.MediaTypeOCIIndex, layout.MediaTypeOCIManifest, layout.MediaTypeOCIArtifact, layout.MediaTypeDockerList, layout.MediaTypeDockerManifest, layout.MediaTypeDockerSchema1, layout.MediaTypeDockerSchema1Signed:
 		return true
 	}
 	return false
-}
-
-// isForeignType reports layer media types that the distribution spec lets a registry not hold.
-func isForeignType(mt string) bool {
-	return mt == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" ||
-		strings.HasPrefix(mt, "application/vnd.oci.image.layer.nondistributable.")
 }
 
 // descriptor is a descriptor as found in untrusted manifests; digests are checked by parse.
@@ -107,7 +91,7 @@ func parseManifest(data []byte, headerType string) (*parsed, error) {
 	if m.SchemaVersion == 1 || isSchema1(p.mediaType) || isSchema1(headerType) {
 		p.schema1 = true
 		if p.mediaType == "" {
-			p.mediaType = mtDockerSchema1Signed
+			p.mediaType = layout.MediaTypeDockerSchema1Signed
 		}
 		return p, nil
 	}
@@ -117,11 +101,11 @@ func parseManifest(data []byte, headerType string) (*parsed, error) {
 	if p.mediaType == "" {
 		switch {
 		case m.Manifests != nil:
-			p.mediaType = mtOCIIndex
+			p.mediaType = layout.MediaTypeOCIIndex
 		case m.Config != nil:
-			p.mediaType = mtOCIManifest
+			p.mediaType = layout.MediaTypeOCIManifest
 		case m.Blobs != nil:
-			p.mediaType = mtOCIArtifact
+			p.mediaType = layout.MediaTypeOCIArtifact
 		default:
 			return nil, fmt.Errorf("manifest has no mediaType and neither config nor manifests")
 		}
@@ -154,7 +138,7 @@ func parseManifest(data []byte, headerType string) (*parsed, error) {
 		p.config = &b
 	}
 	layers := m.Layers
-	if p.mediaType == mtOCIArtifact {
+	if p.mediaType == layout.MediaTypeOCIArtifact {
 		layers = append(layers, m.Blobs...)
 	}
 	for i, d := range layers {
@@ -163,7 +147,7 @@ func parseManifest(data []byte, headerType string) (*parsed, error) {
 			return nil, err
 		}
 		b.layer = true
-		b.foreign = isForeignType(d.MediaType) || len(d.URLs) > 0
+		b.foreign = layout.IsForeignLayer(d.MediaType, d.URLs)
 		p.layers = append(p.layers, b)
 	}
 	if m.Subject != nil {
@@ -172,7 +156,7 @@ func parseManifest(data []byte, headerType string) (*parsed, error) {
 		p.subject, _ = layout.ParseDigest(m.Subject.Digest)
 	}
 	switch p.mediaType {
-	case mtOCIIndex, mtDockerList:
+	case layout.MediaTypeOCIIndex, layout.MediaTypeDockerList:
 		if m.Config != nil || len(m.Layers) > 0 {
 			return nil, fmt.Errorf("%s has config or layers", p.mediaType)
 		}
@@ -185,4 +169,6 @@ func parseManifest(data []byte, headerType string) (*parsed, error) {
 }
 
 // isImageConfig reports config media types whose rootfs.diff_ids --verify-layers checks.
-func isImageConfig(mt string) bool { return mt == mtDockerConfig || mt == mtOCIConfig }
+func isImageConfig(mt string) bool {
+	return mt == layout.MediaTypeDockerConfig || mt == layout.MediaTypeOCIConfig
+}

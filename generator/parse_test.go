@@ -19,23 +19,23 @@ func TestParseManifest(t *testing.T) {
 		wantSchema1        bool
 		wantErr            string
 	}{
-		{name: "oci image", data: `{"schemaVersion":2,"mediaType":"` + mtOCIManifest + `","config":{"mediaType":"` + mtOCIConfig + `","digest":"` + d64 + `","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"` + d64 + `","size":3}]}`,
-			wantType: mtOCIManifest, wantLayers: 1},
-		{name: "type from header", data: `{"schemaVersion":2,"config":{"mediaType":"x","digest":"` + d64 + `","size":2},"layers":[]}`, header: mtDockerManifest + "; charset=utf-8",
-			wantType: mtDockerManifest},
-		{name: "guessed index", data: `{"schemaVersion":2,"manifests":[{"mediaType":"` + mtOCIManifest + `","digest":"` + d64 + `","size":9}]}`, header: "application/json",
-			wantType: mtOCIIndex, wantChildren: 1},
-		{name: "foreign by urls", data: `{"schemaVersion":2,"mediaType":"` + mtDockerManifest + `","config":{"digest":"` + d64 + `","size":2},"layers":[{"mediaType":"x","digest":"` + d64 + `","size":3,"urls":["https://x"]}]}`,
-			wantType: mtDockerManifest, wantLayers: 1, wantForeign: 1},
-		{name: "nondistributable", data: `{"schemaVersion":2,"mediaType":"` + mtOCIManifest + `","config":{"digest":"` + d64 + `","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"` + d64 + `","size":3}]}`,
-			wantType: mtOCIManifest, wantLayers: 1, wantForeign: 1},
-		{name: "schema 1 by version", data: `{"schemaVersion":1,"fsLayers":[]}`, wantSchema1: true, wantType: mtDockerSchema1Signed},
-		{name: "schema 1 by header", data: `{"schemaVersion":1}`, header: mtDockerSchema1, wantSchema1: true, wantType: mtDockerSchema1},
-		{name: "traversal digest", data: `{"schemaVersion":2,"mediaType":"` + mtOCIManifest + `","config":{"digest":"sha256:../../etc/passwd","size":2}}`, wantErr: "invalid digest"},
-		{name: "uppercase digest", data: `{"schemaVersion":2,"mediaType":"` + mtOCIManifest + `","config":{"digest":"` + strings.ToUpper(d64) + `","size":2}}`, wantErr: "digest"},
-		{name: "negative size", data: `{"schemaVersion":2,"mediaType":"` + mtOCIManifest + `","config":{"digest":"` + d64 + `","size":-1}}`, wantErr: "negative size"},
-		{name: "huge child", data: `{"schemaVersion":2,"mediaType":"` + mtOCIIndex + `","manifests":[{"digest":"` + d64 + `","size":99999999}]}`, wantErr: "limit"},
-		{name: "index with layers", data: `{"schemaVersion":2,"mediaType":"` + mtOCIIndex + `","manifests":[],"layers":[{"digest":"` + d64 + `","size":1}]}`, wantErr: "config or layers"},
+		{name: "oci image", data: `{"schemaVersion":2,"mediaType":"` + layout.MediaTypeOCIManifest + `","config":{"mediaType":"` + layout.MediaTypeOCIConfig + `","digest":"` + d64 + `","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","digest":"` + d64 + `","size":3}]}`,
+			wantType: layout.MediaTypeOCIManifest, wantLayers: 1},
+		{name: "type from header", data: `{"schemaVersion":2,"config":{"mediaType":"x","digest":"` + d64 + `","size":2},"layers":[]}`, header: layout.MediaTypeDockerManifest + "; charset=utf-8",
+			wantType: layout.MediaTypeDockerManifest},
+		{name: "guessed index", data: `{"schemaVersion":2,"manifests":[{"mediaType":"` + layout.MediaTypeOCIManifest + `","digest":"` + d64 + `","size":9}]}`, header: "application/json",
+			wantType: layout.MediaTypeOCIIndex, wantChildren: 1},
+		{name: "foreign by urls", data: `{"schemaVersion":2,"mediaType":"` + layout.MediaTypeDockerManifest + `","config":{"digest":"` + d64 + `","size":2},"layers":[{"mediaType":"x","digest":"` + d64 + `","size":3,"urls":["https://x"]}]}`,
+			wantType: layout.MediaTypeDockerManifest, wantLayers: 1, wantForeign: 1},
+		{name: "nondistributable", data: `{"schemaVersion":2,"mediaType":"` + layout.MediaTypeOCIManifest + `","config":{"digest":"` + d64 + `","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"` + d64 + `","size":3}]}`,
+			wantType: layout.MediaTypeOCIManifest, wantLayers: 1, wantForeign: 1},
+		{name: "schema 1 by version", data: `{"schemaVersion":1,"fsLayers":[]}`, wantSchema1: true, wantType: layout.MediaTypeDockerSchema1Signed},
+		{name: "schema 1 by header", data: `{"schemaVersion":1}`, header: layout.MediaTypeDockerSchema1, wantSchema1: true, wantType: layout.MediaTypeDockerSchema1},
+		{name: "traversal digest", data: `{"schemaVersion":2,"mediaType":"` + layout.MediaTypeOCIManifest + `","config":{"digest":"sha256:../../etc/passwd","size":2}}`, wantErr: "invalid digest"},
+		{name: "uppercase digest", data: `{"schemaVersion":2,"mediaType":"` + layout.MediaTypeOCIManifest + `","config":{"digest":"` + strings.ToUpper(d64) + `","size":2}}`, wantErr: "digest"},
+		{name: "negative size", data: `{"schemaVersion":2,"mediaType":"` + layout.MediaTypeOCIManifest + `","config":{"digest":"` + d64 + `","size":-1}}`, wantErr: "negative size"},
+		{name: "huge child", data: `{"schemaVersion":2,"mediaType":"` + layout.MediaTypeOCIIndex + `","manifests":[{"digest":"` + d64 + `","size":99999999}]}`, wantErr: "limit"},
+		{name: "index with layers", data: `{"schemaVersion":2,"mediaType":"` + layout.MediaTypeOCIIndex + `","manifests":[],"layers":[{"digest":"` + d64 + `","size":1}]}`, wantErr: "config or layers"},
 		{name: "schema 3", data: `{"schemaVersion":3}`, wantErr: "schemaVersion 3"},
 		{name: "not json", data: `<html>`, wantErr: "decoding"},
 		{name: "nothing", data: `{"schemaVersion":2}`, wantErr: "no mediaType"},
@@ -67,8 +67,8 @@ func TestParseManifest(t *testing.T) {
 }
 
 func FuzzParseManifest(f *testing.F) {
-	f.Add([]byte(`{"schemaVersion":2,"mediaType":"`+mtOCIManifest+`","config":{"digest":"`+d64+`","size":2},"layers":[{"digest":"`+d64+`","size":3,"urls":["x"]}]}`), "")
-	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"digest":"`+d64+`","size":9}]}`), mtDockerList)
+	f.Add([]byte(`{"schemaVersion":2,"mediaType":"`+layout.MediaTypeOCIManifest+`","config":{"digest":"`+d64+`","size":2},"layers":[{"digest":"`+d64+`","size":3,"urls":["x"]}]}`), "")
+	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"digest":"`+d64+`","size":9}]}`), layout.MediaTypeDockerList)
 	f.Add([]byte(`{"schemaVersion":1}`), "")
 	f.Fuzz(func(t *testing.T, data []byte, header string) {
 		p, err := parseManifest(data, header)

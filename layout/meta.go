@@ -11,7 +11,6 @@ import (
 	"sort"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/regmirror/regmirror/internal/trunc"
@@ -95,7 +94,7 @@ type Repository struct {
 	Blobs []Digest `json:"blobs"`
 	// Referrers maps a subject manifest to the descriptors of manifests that refer to it
 	// (OCI 1.1), with artifactType and annotations as the referrers API returns them.
-	Referrers map[Digest][]v1.Descriptor `json:"referrers,omitempty"`
+	Referrers map[Digest][]Descriptor `json:"referrers,omitempty"`
 
 	// Retiring lists the manifests an earlier generation published in the repository that
 	// this one no longer references but still serves by digest (a pull that spans a switch,

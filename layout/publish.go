@@ -27,7 +27,6 @@ const (
 // annotationRefName names a tag in index.json.
 const annotationRefName = "org.opencontainers.image.ref.name"
 
-const mtOCIIndex = "application/vnd.oci.image.index.v1+json"
 
 // Publication is what a publish puts into its publication directory besides the stamp and
 // index.json, which Publish writes itself.
@@ -87,7 +86,7 @@ func IndexJSON(m *Meta) ([]byte, error) {
 		SchemaVersion int               `json:"schemaVersion"`
 		MediaType     string            `json:"mediaType"`
 		Manifests     []indexDescriptor `json:"manifests"`
-	}{2, mtOCIIndex, descs}, "", " ")
+	}{2, MediaTypeOCIIndex, descs}, "", " ")
 	if err != nil {
 		return nil, err
 	}

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // subsetFixture is a small multi-arch tree: fedora:42 an index of an amd64 and an arm64
@@ -64,7 +62,7 @@ func newSubsetFixture(t *testing.T) *subsetFixture {
 	repo := &Repository{
 		Tags:      map[string]Digest{"42": idx, "41": old},
 		Archived:  []string{"41"},
-		Referrers: map[Digest][]v1.Descriptor{idx: {{Digest: v1.Hash{Algorithm: "sha256", Hex: sig.Hex()}}}},
+		Referrers: map[Digest][]Descriptor{idx: {{Digest: sig}}},
 	}
 	f.meta.Repositories["fedora"] = repo
 	return f
@@ -295,7 +293,7 @@ func TestFedoraLikeSubsetBytes(t *testing.T) {
 	wantArch := map[string]int64{}
 	var wantArchive, wantAny int64
 	for _, im := range images {
-		repo := &Repository{Tags: map[string]Digest{}, Referrers: map[Digest][]v1.Descriptor{}}
+		repo := &Repository{Tags: map[string]Digest{}, Referrers: map[Digest][]Descriptor{}}
 		m.Repositories[im.repo] = repo
 		for rel := 37; rel <= 42; rel++ {
 			archived := rel <= 39
@@ -317,7 +315,7 @@ func TestFedoraLikeSubsetBytes(t *testing.T) {
 			sigLayer := add(fmt.Sprintf("%s:%d/signature", im.repo, rel), 300)
 			sigCfg := add(fmt.Sprintf("%s:%d/signature-config", im.repo, rel), 233)
 			sig := addManifest(fmt.Sprintf(`{"schemaVersion":2,"config":{"digest":%q},"layers":[{"digest":%q}],"subject":{"digest":%q}}`, sigCfg, sigLayer, idx))
-			repo.Referrers[idx] = []v1.Descriptor{{Digest: v1.Hash{Algorithm: "sha256", Hex: sig.Hex()}}}
+			repo.Referrers[idx] = []Descriptor{{Digest: sig}}
 			repo.Tags[tag] = idx
 			n := m.Blobs[idx].Size + 300 + 233 + m.Blobs[sig].Size
 			if archived {

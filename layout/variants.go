@@ -51,14 +51,6 @@ type Variant struct {
 	Data      []byte
 }
 
-// Media types that get variants.
-const (
-	mediaOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
-	mediaOCIIndex       = "application/vnd.oci.image.index.v1+json"
-	mediaDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
-	mediaDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
-)
-
 // Renderer renders the regional variants of a Meta's manifests. It reads meta, which must not
 // change meanwhile, except that Record fills the variant set it is given. Variant is safe for
 // concurrent use, and so is Record on distinct sets.
@@ -268,8 +260,8 @@ func parseManifest(m *Manifest) (*tmpl, error) {
 	}
 	var index bool
 	switch m.MediaType {
-	case mediaOCIManifest, mediaDockerManifest:
-	case mediaOCIIndex, mediaDockerList:
+	case MediaTypeOCIManifest, MediaTypeDockerManifest:
+	case MediaTypeOCIIndex, MediaTypeDockerList:
 		index = true
 	default:
 		return nil, fmt.Errorf("media type %q has no variants", m.MediaType)

@@ -52,14 +52,14 @@ func chainMeta(depth int) (meta *Meta, image Digest, chain []Digest) {
 	meta = NewMeta(1)
 	layer := sha([]byte("layer"))
 	meta.Blobs[layer] = &Blob{Size: 5, Since: 1}
-	data := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"layers":[{"mediaType":"x","digest":%q,"size":5}]}`, mediaOCIManifest, layer))
+	data := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"layers":[{"mediaType":"x","digest":%q,"size":5}]}`, MediaTypeOCIManifest, layer))
 	image = sha(data)
-	meta.Manifests[image] = &Manifest{MediaType: mediaOCIManifest, Data: data}
+	meta.Manifests[image] = &Manifest{MediaType: MediaTypeOCIManifest, Data: data}
 	child, size := image, len(data)
 	for range depth {
 		data := []byte(fmt.Sprintf(`{"schemaVersion":2,"manifests":[{"digest":%q,"size":%d}]}`, child, size))
 		child, size = sha(data), len(data)
-		meta.Manifests[child] = &Manifest{MediaType: mediaOCIIndex, Data: data}
+		meta.Manifests[child] = &Manifest{MediaType: MediaTypeOCIIndex, Data: data}
 		chain = append(chain, child)
 	}
 	meta.Mirrors = []*Mirror{{Name: "a", URL: "https://a.example/", Enabled: true, Healthy: true, Generation: 1, Checked: time.Now()}}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 )
 
 // maxVerifyManifest bounds a manifest read back from blobs/ while walking index.json.
@@ -73,11 +72,7 @@ func (t *Tree) Verify(ctx context.Context) error {
 		}
 		for subject, descs := range r.Referrers {
 			for _, desc := range descs {
-				d, err := ParseDigest(desc.Digest.String())
-				if err != nil {
-					v.problem(fmt.Errorf("metadata: repository %s: referrer of %s: %w", name, subject, err))
-					continue
-				}
+				d := desc.Digest
 				if _, ok := m.Manifests[d]; !ok {
 					v.problem(fmt.Errorf("metadata: repository %s: referrer %s of %s is not among the manifests", name, d, subject))
 				}
@@ -199,7 +194,7 @@ func (v *verifier) manifest(desc verifyDescriptor, from string, depth int) {
 			v.problem(fmt.Errorf("%s: %w", here, err))
 			return
 		}
-		if foreignOK && (len(b.URLs) > 0 || isForeignMediaType(b.MediaType)) {
+		if foreignOK && IsForeignLayer(b.MediaType, b.URLs) {
 			if _, err := os.Stat(v.t.Path(BlobPath(bd))); err != nil {
 				return // a foreign layer the source did not hold
 			}
@@ -214,7 +209,3 @@ func (v *verifier) manifest(desc verifyDescriptor, from string, depth int) {
 	}
 }
 
-func isForeignMediaType(mt string) bool {
-	return mt == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" ||
-		strings.HasPrefix(mt, "application/vnd.oci.image.layer.nondistributable.")
-}

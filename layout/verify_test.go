@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 func digestOfTest(b []byte) Digest {
@@ -90,8 +89,7 @@ func TestVerify(t *testing.T) {
 				t.Fatal(err)
 			}
 			ghost := digestOfTest([]byte("ghost"))
-			h, _ := v1.NewHash(ghost.String())
-			m.Repositories["demo"].Referrers = map[Digest][]v1.Descriptor{d["manifest"]: {{Digest: h, Size: 5}}}
+			m.Repositories["demo"].Referrers = map[Digest][]Descriptor{d["manifest"]: {{Digest: ghost, Size: 5}}}
 			if _, err := tree.Publish(m); err != nil {
 				t.Fatal(err)
 			}

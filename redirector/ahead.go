@@ -154,20 +154,20 @@ func manifestDocument(d layout.Digest, data []byte) (*manifestEntry, error) {
 	}
 	mt := doc.MediaType
 	switch {
-	case mt == mtOCIIndex || mt == mtDockerList:
+	case mt == layout.MediaTypeOCIIndex || mt == layout.MediaTypeDockerList:
 		if doc.Manifests == nil {
 			return nil, errNotManifest
 		}
-	case mt == mtOCIImage || mt == mtDockerImage:
+	case mt == layout.MediaTypeOCIManifest || mt == layout.MediaTypeDockerManifest:
 		if doc.Config == nil || doc.Layers == nil {
 			return nil, errNotManifest
 		}
 	case mt != "":
 		return nil, errNotManifest
 	case doc.Manifests != nil:
-		mt = mtOCIIndex
+		mt = layout.MediaTypeOCIIndex
 	case doc.Config != nil && doc.Layers != nil:
-		mt = mtOCIImage
+		mt = layout.MediaTypeOCIManifest
 	default:
 		return nil, errNotManifest
 	}

@@ -115,7 +115,7 @@ func BenchmarkManifestByTag(b *testing.B) {
 			d, body := dm.httpd, dm.manifests[dm.httpd]
 			bare := bareAnswer(200, map[string][]string{
 				"Docker-Distribution-Api-Version": {"registry/2.0"}, "X-Content-Type-Options": {"nosniff"},
-				"Content-Type": {mtDockerImage}, "Docker-Content-Digest": {d.String()}, "Etag": {`"` + d.String() + `"`},
+				"Content-Type": {layout.MediaTypeDockerManifest}, "Docker-Content-Digest": {d.String()}, "Etag": {`"` + d.String() + `"`},
 				"Content-Length": {strconv.Itoa(len(body))}, "Cache-Control": {"public, max-age=60"}, "Vary": {"Accept"},
 			}, body)
 			compareHandlers(b, s, bare, benchRequest("GET", "/v2/fedora/httpd/manifests/latest", "127.0.0.1:5555"), 200)
@@ -184,9 +184,9 @@ func writeLoadTree(b *testing.B) string {
 			layer := layout.MustDigest("sha256:" + fmt.Sprintf("%064x", 1000+r*tags+t))
 			m.Blobs[layer] = &layout.Blob{Size: 30 << 20, Since: 1}
 			raw := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":1000},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":%q,"size":%d}],"annotations":{"org.opencontainers.image.version":"%d.%d"}}`,
-				mtOCIImage, cfg, layer, 30<<20, r, t))
+				layout.MediaTypeOCIManifest, cfg, layer, 30<<20, r, t))
 			d := digestOf(raw)
-			m.Manifests[d] = &layout.Manifest{MediaType: mtOCIImage, Data: raw}
+			m.Manifests[d] = &layout.Manifest{MediaType: layout.MediaTypeOCIManifest, Data: raw}
 			repo.Tags[fmt.Sprintf("v%d", t)] = d
 			repo.Manifests = append(repo.Manifests, d)
 			repo.Blobs = append(repo.Blobs, cfg, layer)

@@ -169,7 +169,7 @@ func writeTree(t testing.TB, dir string, gen uint64) (*layout.Meta, *demo) {
 
 	// Two referrers of fedora's amd64 image.
 	fed := repo("fedora")
-	fed.Referrers = map[layout.Digest][]v1.Descriptor{}
+	fed.Referrers = map[layout.Digest][]layout.Descriptor{}
 	for _, at := range []string{sigType, sbomType} {
 		empty := addBlob([]byte("{}"))
 		art := v1.Manifest{
@@ -185,8 +185,8 @@ func writeTree(t testing.TB, dir string, gen uint64) (*layout.Meta, *demo) {
 		d := addManifest(string(types.OCIManifestSchema1), raw)
 		fed.Manifests = append(fed.Manifests, d)
 		fed.Blobs = append(fed.Blobs, empty)
-		fed.Referrers[dm.fedoraAMD64] = append(fed.Referrers[dm.fedoraAMD64], v1.Descriptor{
-			MediaType: types.OCIManifestSchema1, Size: int64(len(raw)), Digest: mustHash(d), ArtifactType: at,
+		fed.Referrers[dm.fedoraAMD64] = append(fed.Referrers[dm.fedoraAMD64], layout.Descriptor{
+			MediaType: layout.MediaTypeOCIManifest, Size: int64(len(raw)), Digest: d, ArtifactType: at,
 		})
 		if at == sigType {
 			dm.signature = d

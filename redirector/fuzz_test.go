@@ -133,7 +133,7 @@ func FuzzAccept(f *testing.F) {
 	f.Add(",;,")
 	f.Fuzz(func(t *testing.T, a string) {
 		got := acceptsList([]string{a})
-		if strings.Contains(a, ","+mtOCIIndex+",") && !got {
+		if strings.Contains(a, ","+layout.MediaTypeOCIIndex+",") && !got {
 			t.Fatalf("%q contains the index type", a)
 		}
 		_ = etagMatch([]string{a}, "sha256:x")

@@ -11,17 +11,8 @@ import (
 	"strconv"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/regmirror/regmirror/internal/trunc"
 	"github.com/regmirror/regmirror/layout"
-)
-
-// Media types the redirector tells apart.
-const (
-	mtDockerList  = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mtOCIIndex    = "application/vnd.oci.image.index.v1+json"
-	mtDockerImage = "application/vnd.docker.distribution.manifest.v2+json"
-	mtOCIImage    = "application/vnd.oci.image.manifest.v1+json"
 )
 
 // defaultWeight is the weight of a mirror that states no bandwidth, as if it had 100 Mbit/s.
@@ -129,7 +120,7 @@ type repoEntry struct {
 }
 
 type referrerSet struct {
-	descs []v1.Descriptor
+	descs []layout.Descriptor
 	body  []byte
 }
 
@@ -423,7 +414,7 @@ func newManifestEntry(d layout.Digest, mediaType string, data []byte) (*manifest
 		answer:    newAnswer(d.String(), mediaType, data),
 		d:         d,
 		mediaType: mediaType,
-		isList:    mediaType == mtOCIIndex || mediaType == mtDockerList,
+		isList:    layout.IsIndex(mediaType),
 	}, nil
 }
 
@@ -443,7 +434,7 @@ func sniffMediaType(data []byte) string {
 	if json.Unmarshal(data, &v) == nil && v.MediaType != "" {
 		return v.MediaType
 	}
-	return mtOCIImage
+	return layout.MediaTypeOCIManifest
 }
 
 // findDefaultChild returns the linux/amd64 image of a list, as docker-distribution serves it
@@ -509,19 +500,19 @@ func catalogBody(repos []string) []byte {
 }
 
 // emptyReferrers is the answer for a subject without referrers.
-var emptyReferrers = []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+var emptyReferrers = []byte(`{"schemaVersion":2,"mediaType":"` + layout.MediaTypeOCIIndex + `","manifests":[]}`)
 
-func referrersBody(descs []v1.Descriptor) ([]byte, error) {
+func referrersBody(descs []layout.Descriptor) ([]byte, error) {
 	if descs == nil {
-		descs = []v1.Descriptor{}
+		descs = []layout.Descriptor{}
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	err := enc.Encode(struct {
-		SchemaVersion int             `json:"schemaVersion"`
-		MediaType     string          `json:"mediaType"`
-		Manifests     []v1.Descriptor `json:"manifests"`
-	}{2, mtOCIIndex, descs})
+		SchemaVersion int                 `json:"schemaVersion"`
+		MediaType     string              `json:"mediaType"`
+		Manifests     []layout.Descriptor `json:"manifests"`
+	}{2, layout.MediaTypeOCIIndex, descs})
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), err
 }

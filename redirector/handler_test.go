@@ -120,7 +120,7 @@ func TestHandlerNoMirrors(t *testing.T) {
 			if err := json.Unmarshal(body, &idx); err != nil {
 				t.Fatal(err)
 			}
-			if idx.SchemaVersion != 2 || idx.MediaType != mtOCIIndex || idx.Manifests == nil {
+			if idx.SchemaVersion != 2 || idx.MediaType != layout.MediaTypeOCIIndex || idx.Manifests == nil {
 				t.Errorf("referrers answer %s", body)
 			}
 			var got []string
@@ -146,13 +146,13 @@ func TestHandlerNoMirrors(t *testing.T) {
 		{name: "healthz", path: "/healthz", status: 200, body: []byte("ok generation 1\n")},
 
 		// Manifests by tag.
-		{name: "tag index", path: "/v2/fedora/manifests/42", hdr: accept(mtOCIIndex, mtOCIImage), status: 200, body: idx, headers: tagHeaders(dm.fedoraIndex, idx, mtOCIIndex)},
+		{name: "tag index", path: "/v2/fedora/manifests/42", hdr: accept(layout.MediaTypeOCIIndex, layout.MediaTypeOCIManifest), status: 200, body: idx, headers: tagHeaders(dm.fedoraIndex, idx, layout.MediaTypeOCIIndex)},
 		{name: "tag no accept", path: "/v2/fedora/manifests/latest", status: 200, body: idx},
 		{name: "tag accept wildcard", path: "/v2/fedora/manifests/42", hdr: accept("*/*"), status: 200, body: idx},
-		{name: "tag accept docker list", path: "/v2/fedora/manifests/42", hdr: accept(mtDockerImage + ", " + mtDockerList + ";q=0.5"), status: 200, body: idx},
-		{name: "tag accept images only", path: "/v2/fedora/manifests/42", hdr: accept(mtDockerImage+", "+mtOCIImage, "application/vnd.docker.distribution.manifest.v1+prettyjws"), status: 200, body: amd, headers: tagHeaders(dm.fedoraAMD64, amd, mtOCIImage)},
-		{name: "tag head", method: "HEAD", path: "/v2/fedora/manifests/42", status: 200, headers: tagHeaders(dm.fedoraIndex, idx, mtOCIIndex)},
-		{name: "tag docker schema2", path: "/v2/fedora/httpd/manifests/2.4", status: 200, body: dm.manifests[dm.httpd], headers: tagHeaders(dm.httpd, dm.manifests[dm.httpd], mtDockerImage)},
+		{name: "tag accept docker list", path: "/v2/fedora/manifests/42", hdr: accept(layout.MediaTypeDockerManifest + ", " + layout.MediaTypeDockerList + ";q=0.5"), status: 200, body: idx},
+		{name: "tag accept images only", path: "/v2/fedora/manifests/42", hdr: accept(layout.MediaTypeDockerManifest+", "+layout.MediaTypeOCIManifest, "application/vnd.docker.distribution.manifest.v1+prettyjws"), status: 200, body: amd, headers: tagHeaders(dm.fedoraAMD64, amd, layout.MediaTypeOCIManifest)},
+		{name: "tag head", method: "HEAD", path: "/v2/fedora/manifests/42", status: 200, headers: tagHeaders(dm.fedoraIndex, idx, layout.MediaTypeOCIIndex)},
+		{name: "tag docker schema2", path: "/v2/fedora/httpd/manifests/2.4", status: 200, body: dm.manifests[dm.httpd], headers: tagHeaders(dm.httpd, dm.manifests[dm.httpd], layout.MediaTypeDockerManifest)},
 		{name: "nested name", path: "/v2/fedora/toolbox/manifests/42", status: 200, body: dm.manifests[dm.toolbox]},
 		{name: "tag if-none-match", path: "/v2/fedora/manifests/42", hdr: http.Header{"If-None-Match": {`"` + dm.fedoraIndex.String() + `"`}}, status: 304, body: []byte{}},
 		{name: "tag if-none-match other", path: "/v2/fedora/manifests/42", hdr: http.Header{"If-None-Match": {`"sha256:0000"`}}, status: 200, body: idx},
@@ -161,9 +161,9 @@ func TestHandlerNoMirrors(t *testing.T) {
 		{name: "tag too long", path: "/v2/fedora/manifests/" + strings.Repeat("a", 129), status: 400, code: "MANIFEST_INVALID"},
 
 		// Manifests by digest.
-		{name: "digest", path: fedoraAMDPath, hdr: accept(mtDockerImage), status: 200, body: amd, headers: digestHeaders(dm.fedoraAMD64, amd, mtOCIImage)},
-		{name: "digest index ignores accept", path: "/v2/fedora/manifests/" + dm.fedoraIndex.String(), hdr: accept(mtDockerImage), status: 200, body: idx},
-		{name: "digest head", method: "HEAD", path: fedoraAMDPath, status: 200, headers: digestHeaders(dm.fedoraAMD64, amd, mtOCIImage)},
+		{name: "digest", path: fedoraAMDPath, hdr: accept(layout.MediaTypeDockerManifest), status: 200, body: amd, headers: digestHeaders(dm.fedoraAMD64, amd, layout.MediaTypeOCIManifest)},
+		{name: "digest index ignores accept", path: "/v2/fedora/manifests/" + dm.fedoraIndex.String(), hdr: accept(layout.MediaTypeDockerManifest), status: 200, body: idx},
+		{name: "digest head", method: "HEAD", path: fedoraAMDPath, status: 200, headers: digestHeaders(dm.fedoraAMD64, amd, layout.MediaTypeOCIManifest)},
 		{name: "digest if-none-match", path: fedoraAMDPath, hdr: http.Header{"If-None-Match": {`W/"x", "` + dm.fedoraAMD64.String() + `"`}}, status: 304},
 		// Content of another repository is served as if it were in this one: a replica a
 		// generation behind cannot tell it from content a newer generation put here.
@@ -226,7 +226,7 @@ func TestHandlerNoMirrors(t *testing.T) {
 		{name: "catalog next page", path: "/v2/_catalog?n=2&last=fedora%2Fhttpd", status: 200, check: listBody("repositories", []string{"fedora/minimal", "fedora/toolbox"}), headers: map[string]string{"Link": ""}},
 
 		// Referrers.
-		{name: "referrers", path: "/v2/fedora/referrers/" + dm.fedoraAMD64.String(), status: 200, check: referrers(dm.signature, dm.sbom), headers: map[string]string{"Content-Type": mtOCIIndex, "OCI-Filters-Applied": ""}},
+		{name: "referrers", path: "/v2/fedora/referrers/" + dm.fedoraAMD64.String(), status: 200, check: referrers(dm.signature, dm.sbom), headers: map[string]string{"Content-Type": layout.MediaTypeOCIIndex, "OCI-Filters-Applied": ""}},
 		{name: "referrers filtered", path: "/v2/fedora/referrers/" + dm.fedoraAMD64.String() + "?artifactType=" + sigType, status: 200, check: referrers(dm.signature), headers: map[string]string{"OCI-Filters-Applied": "artifactType"}},
 		{name: "referrers filtered none", path: "/v2/fedora/referrers/" + dm.fedoraAMD64.String() + "?artifactType=x%2Fy", status: 200, check: referrers(), headers: map[string]string{"OCI-Filters-Applied": "artifactType"}},
 		{name: "referrers unknown subject", path: "/v2/fedora/referrers/sha256:" + strings.Repeat("2", 64), status: 200, check: referrers()},

@@ -3,6 +3,8 @@ package redirector
 import (
 	"strconv"
 	"time"
+
+	"github.com/regmirror/regmirror/layout"
 )
 
 // Header values shared by many answers. Each slice has len == cap, so that a handler that
@@ -17,7 +19,7 @@ var (
 	hdrImmutable   = []string{"public, max-age=31536000, immutable"}
 	hdrAllow       = []string{"GET, HEAD"}
 	hdrVaryAccept  = []string{"Accept"}
-	hdrIndexType   = []string{"application/vnd.oci.image.index.v1+json"}
+	hdrIndexType   = []string{layout.MediaTypeOCIIndex}
 	hdrFilters     = []string{"artifactType"}
 	hdrZero        = []string{"0"}
 )

@@ -120,7 +120,7 @@ func FuzzManifestDocument(f *testing.F) {
 			return
 		}
 		switch e.mediaType {
-		case mtOCIIndex, mtDockerList, mtOCIImage, mtDockerImage:
+		case layout.MediaTypeOCIIndex, layout.MediaTypeDockerList, layout.MediaTypeOCIManifest, layout.MediaTypeDockerManifest:
 		default:
 			t.Fatalf("accepted with media type %q", e.mediaType)
 		}

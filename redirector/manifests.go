@@ -156,7 +156,7 @@ func acceptsList(accept []string) bool {
 			}
 			named = true
 			switch mt {
-			case mtDockerList, mtOCIIndex, "*/*", "application/*":
+			case layout.MediaTypeDockerList, layout.MediaTypeOCIIndex, "*/*", "application/*":
 				return true
 			}
 		}

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/regmirror/regmirror/layout"
 )
 
 // serveReferrers answers GET /v2/<name>/referrers/<digest> (OCI 1.1): an image index of the
@@ -28,7 +28,7 @@ func (s *Server) serveReferrers(st *reqState, r *http.Request, g *generation, rt
 	if at := r.URL.Query().Get("artifactType"); at != "" {
 		h["Oci-Filters-Applied"] = hdrFilters
 		if set != nil {
-			var keep []v1.Descriptor
+			var keep []layout.Descriptor
 			for _, desc := range set.descs {
 				if desc.ArtifactType == at {
 					keep = append(keep, desc)

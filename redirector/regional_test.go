@@ -35,7 +35,7 @@ func TestRegionalManifests(t *testing.T) {
 		return want{v.Digest, v.Data, "private, max-age=60"}
 	}
 	immutable := func(w want) want { w.cc = "public, max-age=31536000, immutable"; return w }
-	imagesOnly := http.Header{"Accept": {mtOCIImage + ", " + mtDockerImage}}
+	imagesOnly := http.Header{"Accept": {layout.MediaTypeOCIManifest + ", " + layout.MediaTypeDockerManifest}}
 	with := func(a, b http.Header) http.Header {
 		h := a.Clone()
 		for k, v := range b {

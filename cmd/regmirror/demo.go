@@ -16,6 +16,7 @@ import (
 
 	"github.com/regmirror/regmirror/generator"
 	"github.com/regmirror/regmirror/internal/demoimages"
+	"github.com/regmirror/regmirror/layout"
 	"github.com/regmirror/regmirror/redirector"
 )
 
@@ -122,7 +123,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func demoCheck(ctx context.Context, base string) error {
 	for _, path := range []string{"/v2/", "/v2/_catalog", "/v2/fedora/manifests/42"} {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
-		req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json")
+		req.Header.Set("Accept", layout.MediaTypeOCIIndex)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return err

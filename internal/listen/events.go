@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"mime"
 	"strings"
+
+	"github.com/regmirror/regmirror/layout"
 )
 
 // Media types of a notification envelope: docker-distribution 2.x (Debian's docker-registry)
@@ -43,12 +45,12 @@ type envelope struct {
 // manifestTypes are the media types of manifests; a push of anything else (a layer or config
 // blob) changes no tag.
 var manifestTypes = map[string]bool{
-	"application/vnd.oci.image.manifest.v1+json":                true,
-	"application/vnd.oci.image.index.v1+json":                   true,
-	"application/vnd.docker.distribution.manifest.v2+json":      true,
-	"application/vnd.docker.distribution.manifest.list.v2+json": true,
-	"application/vnd.docker.distribution.manifest.v1+json":      true,
-	"application/vnd.docker.distribution.manifest.v1+prettyjws": true,
+	layout.MediaTypeOCIManifest:         true,
+	layout.MediaTypeOCIIndex:            true,
+	layout.MediaTypeDockerManifest:      true,
+	layout.MediaTypeDockerList:          true,
+	layout.MediaTypeDockerSchema1:       true,
+	layout.MediaTypeDockerSchema1Signed: true,
 }
 
 // acceptedContentType reports whether a request's Content-Type is a notification envelope.

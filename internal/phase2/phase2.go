@@ -66,10 +66,10 @@ const (
 // Extensions maps the manifest media types a mirror can serve to the file extension that
 // encodes them in a marker's name.
 var Extensions = map[string]string{
-	"application/vnd.oci.image.manifest.v1+json":                "oci-manifest",
-	"application/vnd.oci.image.index.v1+json":                   "oci-index",
-	"application/vnd.docker.distribution.manifest.v2+json":      "docker-manifest",
-	"application/vnd.docker.distribution.manifest.list.v2+json": "docker-list",
+	layout.MediaTypeOCIManifest:    "oci-manifest",
+	layout.MediaTypeOCIIndex:       "oci-index",
+	layout.MediaTypeDockerManifest: "docker-manifest",
+	layout.MediaTypeDockerList:     "docker-list",
 }
 
 // mediaTypes is Extensions sorted by extension, for configs.
