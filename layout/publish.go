@@ -27,7 +27,6 @@ const (
 // annotationRefName names a tag in index.json.
 const annotationRefName = "org.opencontainers.image.ref.name"
 
-
 // Publication is what a publish puts into its publication directory besides the stamp and
 // index.json, which Publish writes itself.
 type Publication struct {

@@ -208,4 +208,3 @@ func (v *verifier) manifest(desc verifyDescriptor, from string, depth int) {
 		check(l, true)
 	}
 }
-

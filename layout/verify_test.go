@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-
 )
 
 func digestOfTest(b []byte) Digest {
