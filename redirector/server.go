@@ -5,10 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/regmirror/regmirror/internal/serving"
 )
 
 // ServeConfig is how [Server.ListenAndServe] listens.
@@ -107,30 +110,11 @@ func noBodies(h http.Handler) http.Handler {
 // nil. It also runs the tree and GeoIP watcher ([Server.Run]). Errors (listening, loading the
 // TLS key pair) are returned as one line.
 func (s *Server) ListenAndServe(ctx context.Context, cfg ServeConfig) error {
-	if cfg.Listen == "" {
-		cfg.Listen = ":5000"
+	cfg.setDefaults()
+	tlsConf, err := cfg.tlsConfig()
+	if err != nil {
+		return err
 	}
-	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 30 * time.Second
-	}
-	if cfg.ReadHeaderTimeout <= 0 {
-		cfg.ReadHeaderTimeout = readHeaderTimeout
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = idleTimeout
-	}
-	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
-		return errors.New("TLS needs both --tls-cert and --tls-key")
-	}
-	var tlsConf *tls.Config
-	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return fmt.Errorf("loading TLS certificate: %w", err)
-		}
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
-
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	api := &http.Server{
 		Handler:           s,
@@ -145,7 +129,7 @@ func (s *Server) ListenAndServe(ctx context.Context, cfg ServeConfig) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
-	servers := []*http.Server{api}
+	servers := []serving.Server{{HTTP: api, Listener: ln, TLS: tlsConf != nil}}
 	var mln net.Listener
 	if cfg.MetricsListen != "" {
 		mln, err = net.Listen("tcp", cfg.MetricsListen)
@@ -153,16 +137,7 @@ func (s *Server) ListenAndServe(ctx context.Context, cfg ServeConfig) error {
 			ln.Close()
 			return fmt.Errorf("listening for metrics on %s: %w", cfg.MetricsListen, err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", s.MetricsHandler())
-		mux.HandleFunc("/healthz", s.serveHealth)
-		servers = append(servers, &http.Server{
-			Handler:           noBodies(mux),
-			ReadHeaderTimeout: readHeaderTimeout,
-			IdleTimeout:       idleTimeout,
-			MaxHeaderBytes:    maxHeaderBytes,
-			ErrorLog:          errLog,
-		})
+		servers = append(servers, serving.Server{HTTP: s.metricsServer(errLog), Listener: mln})
 	}
 
 	scheme := "http"
@@ -179,40 +154,65 @@ func (s *Server) ListenAndServe(ctx context.Context, cfg ServeConfig) error {
 		cfg.Ready(ln.Addr(), ma)
 	}
 
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	go s.Run(watchCtx)
-
-	errc := make(chan error, len(servers))
-	go func() {
-		if tlsConf != nil {
-			errc <- api.ServeTLS(ln, "", "")
-		} else {
-			errc <- api.Serve(ln)
-		}
-	}()
-	if mln != nil {
-		go func() { errc <- servers[1].Serve(mln) }()
-	}
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		s.log.Info("draining: no new connections, waiting for requests in flight", "timeout", cfg.ShutdownTimeout)
-	case serveErr = <-errc:
-		serveErr = fmt.Errorf("serving: %w", serveErr)
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	for _, srv := range servers {
-		if err := srv.Shutdown(sctx); err != nil && serveErr == nil {
-			serveErr = fmt.Errorf("draining: %w", err)
-		}
-	}
-	if serveErr == nil {
+	err = serving.Run(ctx, serving.Config{
+		Servers: servers,
+		Jobs: []func(context.Context) error{func(ctx context.Context) error {
+			s.Run(ctx) // the tree and GeoIP watcher
+			return nil
+		}},
+		DrainTimeout: cfg.ShutdownTimeout,
+		OnDrain: func() {
+			s.log.Info("draining: no new connections, waiting for requests in flight", "timeout", cfg.ShutdownTimeout)
+		},
+	})
+	if err == nil {
 		s.log.Info("stopped")
 	}
-	return serveErr
+	return err
+}
+
+func (cfg *ServeConfig) setDefaults() {
+	if cfg.Listen == "" {
+		cfg.Listen = ":5000"
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = readHeaderTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = idleTimeout
+	}
+}
+
+// tlsConfig loads the key pair; nil without TLS.
+func (cfg *ServeConfig) tlsConfig() (*tls.Config, error) {
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("TLS needs both --tls-cert and --tls-key")
+	}
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("loading TLS certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// metricsServer serves /metrics and /healthz.
+func (s *Server) metricsServer(errLog *log.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", s.MetricsHandler())
+	mux.HandleFunc("/healthz", s.serveHealth)
+	return &http.Server{
+		Handler:           noBodies(mux),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          errLog,
+	}
 }
 
 func addrString(ln net.Listener) string {

@@ -81,7 +81,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go srv.Run(ctx)
 	ready := make(chan string, 1)
 	errc := make(chan error, 1)
 	go func() {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/regmirror/regmirror/generator"
 	"github.com/regmirror/regmirror/internal/listen"
+	"github.com/regmirror/regmirror/internal/serving"
 )
 
 const listenSynopsis = "listen --source URL --out DIR [--listen ADDR] [--debounce D] [--secret-file FILE] [--state-dir DIR] [generate's flags]"
@@ -109,29 +110,14 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		MaxHeaderBytes:    64 << 10,
 	}
 	fmt.Fprintf(stderr, "listen: notifications at http://%s/events; tree %s; state %s\n", ln.Addr(), o.Out, l.StatePath())
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	loopCtx, stopLoop := context.WithCancel(ctx)
-	defer stopLoop()
-	loopErr := make(chan error, 1)
-	go func() { loopErr <- l.Run(loopCtx) }()
-
-	var firstErr error
-	select {
-	case <-ctx.Done():
-		fmt.Fprintln(stderr, "listen: stopping (a run in progress finishes first)")
-	case err := <-serveErr:
-		firstErr = fmt.Errorf("listen: serving: %w", err)
-	case err := <-loopErr:
-		firstErr = fmt.Errorf("listen: %w", err)
-		loopErr <- nil
+	err = serving.Run(ctx, serving.Config{
+		Servers:      []serving.Server{{HTTP: srv, Listener: ln}},
+		Jobs:         []func(context.Context) error{l.Run},
+		DrainTimeout: 10 * time.Second,
+		OnDrain:      func() { fmt.Fprintln(stderr, "listen: stopping (a run in progress finishes first)") },
+	})
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
 	}
-	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutCtx)
-	stopLoop()
-	if err := <-loopErr; err != nil && firstErr == nil {
-		firstErr = fmt.Errorf("listen: %w", err)
-	}
-	return firstErr
+	return nil
 }
