@@ -55,7 +55,7 @@ func (e *statusError) Error() string {
 	}
 	switch e.Status {
 	case http.StatusUnauthorized:
-		s += " (check --username/--password, REGISTRY_AUTH_FILE or ~/.docker/config.json)"
+		s += " (check Options.Auth, REGISTRY_AUTH_FILE or ~/.docker/config.json)"
 	case http.StatusForbidden:
 		s += " (the credentials lack pull access)"
 	}
@@ -88,14 +88,14 @@ func newClient(ctx context.Context, o *Options, base *url.URL) (*client, error) 
 			if o.CAFile != "" {
 				pem, err := os.ReadFile(o.CAFile)
 				if err != nil {
-					return nil, fmt.Errorf("reading --ca-file: %w", err)
+					return nil, fmt.Errorf("reading Options.CAFile: %w", err)
 				}
 				pool, err := x509.SystemCertPool()
 				if err != nil || pool == nil {
 					pool = x509.NewCertPool()
 				}
 				if !pool.AppendCertsFromPEM(pem) {
-					return nil, fmt.Errorf("--ca-file %s holds no PEM certificate", o.CAFile)
+					return nil, fmt.Errorf("Options.CAFile %s holds no PEM certificate", o.CAFile)
 				}
 				tc.RootCAs = pool
 			}
@@ -113,7 +113,7 @@ func newClient(ctx context.Context, o *Options, base *url.URL) (*client, error) 
 	}
 	reg, err := name.NewRegistry(base.Host, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("--source host %q: %w", base.Host, err)
+		return nil, fmt.Errorf("Options.Source host %q: %w", base.Host, err)
 	}
 	auth := o.Auth
 	if auth == nil {
@@ -165,7 +165,7 @@ func newClient(ctx context.Context, o *Options, base *url.URL) (*client, error) 
 func explainConnect(err error) error {
 	var te *transport.Error
 	if errors.As(err, &te) && te.StatusCode == http.StatusUnauthorized {
-		return fmt.Errorf("%w (check --username/--password, REGISTRY_AUTH_FILE or ~/.docker/config.json)", err)
+		return fmt.Errorf("%w (check Options.Auth, REGISTRY_AUTH_FILE or ~/.docker/config.json)", err)
 	}
 	return err
 }
@@ -177,7 +177,7 @@ type schemeGuard struct {
 
 func (g schemeGuard) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.URL.Host == g.host && r.URL.Scheme != g.scheme {
-		return nil, fmt.Errorf("refusing %s for %s: --source says %s", r.URL.Scheme, g.host, g.scheme)
+		return nil, fmt.Errorf("refusing %s for %s: Options.Source says %s", r.URL.Scheme, g.host, g.scheme)
 	}
 	return g.inner.RoundTrip(r)
 }

@@ -181,7 +181,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.prog = newProgress(o.Log, o.Live, o.LogInterval)
+	r.prog = newProgress(o.Logger, o.Log, o.Live, o.LogInterval)
 	defer r.prog.stop()
 
 	outcomes, err := r.discoverAndFetch()
@@ -869,13 +869,13 @@ func (r *run) listTags(ctx context.Context, repo string) ([]string, error) {
 // limitError is a source going past one of the run's limits (Options.MaxPages, MaxEntries,
 // MaxReferrers); the caller's context names the source.
 type limitError struct {
-	what  string // "tags", "pages of tags", "referrers"
-	limit int
-	flag  string
+	what   string // "tags", "pages of tags", "referrers"
+	limit  int
+	option string // the Options field
 }
 
 func (e *limitError) Error() string {
-	return fmt.Sprintf("more than %d %s (limit: --%s %d; raise it if the source really has more)", e.limit, e.what, e.flag, e.limit)
+	return fmt.Sprintf("more than %d %s (limit: Options.%s %d; raise it if the source really has more)", e.limit, e.what, e.option, e.limit)
 }
 
 // paginate GETs a list endpoint page by page, calling each once per distinct entry of the
@@ -892,7 +892,7 @@ func (r *run) paginate(ctx context.Context, base, field string, each func(string
 	visited := map[string]bool{}
 	for pages := 0; path != "" && !visited[path]; pages++ {
 		if pages == r.o.MaxPages {
-			return &limitError{what: "pages of " + field, limit: r.o.MaxPages, flag: "max-pages"}
+			return &limitError{what: "pages of " + field, limit: r.o.MaxPages, option: "MaxPages"}
 		}
 		visited[path] = true
 		var page map[string]json.RawMessage
@@ -916,7 +916,7 @@ func (r *run) paginate(ctx context.Context, base, field string, each func(string
 				continue
 			}
 			if len(seen) == r.o.MaxEntries {
-				return &limitError{what: field, limit: r.o.MaxEntries, flag: "max-entries"}
+				return &limitError{what: field, limit: r.o.MaxEntries, option: "MaxEntries"}
 			}
 			seen[it] = true
 			fresh++
@@ -1004,7 +1004,7 @@ func (r *run) queryReferrers(ctx context.Context, repo string, d layout.Digest) 
 	visited := map[string]bool{}
 	for pages := 0; path != "" && !visited[path]; pages++ {
 		if pages == r.o.MaxPages {
-			return nil, &limitError{what: "pages of referrers", limit: r.o.MaxPages, flag: "max-pages"}
+			return nil, &limitError{what: "pages of referrers", limit: r.o.MaxPages, option: "MaxPages"}
 		}
 		visited[path] = true
 		var idx struct {
@@ -1030,7 +1030,7 @@ func (r *run) queryReferrers(ctx context.Context, repo string, d layout.Digest) 
 				continue
 			}
 			if len(seen) == r.o.MaxReferrers {
-				return nil, &limitError{what: "referrers", limit: r.o.MaxReferrers, flag: "max-referrers"}
+				return nil, &limitError{what: "referrers", limit: r.o.MaxReferrers, option: "MaxReferrers"}
 			}
 			seen[rd] = true
 			out = append(out, referrer{digest: rd, desc: layout.Descriptor{

@@ -514,8 +514,8 @@ func TestOptionErrors(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{"no source", Options{Out: "x"}, "--source"},
-		{"no out", Options{Source: "http://x"}, "--out"},
+		{"no source", Options{Out: "x"}, "Options.Source"},
+		{"no out", Options{Source: "http://x"}, "Options.Out"},
 		{"ftp", Options{Source: "ftp://x", Out: "x"}, "http://"},
 		{"path", Options{Source: "http://x/foo", Out: "x"}, "path"},
 		{"userinfo", Options{Source: "http://u:p@x", Out: "x"}, "credentials"},

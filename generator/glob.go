@@ -74,10 +74,10 @@ func parseClass(pattern string, i int) (*[256]bool, int, error) {
 // CompileGlob parses a --repo pattern.
 func CompileGlob(pattern string) (*Glob, error) {
 	if pattern == "" {
-		return nil, errors.New("empty --repo pattern")
+		return nil, errors.New("empty Options.Repos pattern")
 	}
 	if len(pattern) > maxGlobLength {
-		return nil, fmt.Errorf("--repo pattern is %d bytes, over the %d-byte limit", len(pattern), maxGlobLength)
+		return nil, fmt.Errorf("Options.Repos pattern is %d bytes, over the %d-byte limit", len(pattern), maxGlobLength)
 	}
 	g := &Glob{pattern: pattern}
 	for i := 0; i < len(pattern); i++ {

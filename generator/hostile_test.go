@@ -224,15 +224,15 @@ func TestListingLimits(t *testing.T) {
 		want  string // the limit's flag and value
 	}{
 		{"endless catalog", &fault{method: "GET", match: pathHas("/_catalog"), do: endless("repositories", 100)},
-			func(o *Options) { o.MaxEntries = 1000 }, true, "more than 1000 repositories (limit: --max-entries 1000"},
+			func(o *Options) { o.MaxEntries = 1000 }, true, "more than 1000 repositories (limit: Options.MaxEntries 1000"},
 		{"catalog trickling one name a page", &fault{method: "GET", match: pathHas("/_catalog"), do: endless("repositories", 1)},
-			func(o *Options) { o.MaxPages = 50 }, true, "more than 50 pages of repositories (limit: --max-pages 50"},
+			func(o *Options) { o.MaxPages = 50 }, true, "more than 50 pages of repositories (limit: Options.MaxPages 50"},
 		{"endless tag list", &fault{method: "GET", match: pathHas("/fedora/tags/list"), do: endless("tags", 100)},
-			func(o *Options) { o.MaxEntries = 500 }, false, "fedora: listing tags at %s: more than 500 tags (limit: --max-entries 500"},
+			func(o *Options) { o.MaxEntries = 500 }, false, "fedora: listing tags at %s: more than 500 tags (limit: Options.MaxEntries 500"},
 		{"endless referrers", &fault{method: "GET", match: pathHas("/fedora/referrers/"), do: endlessReferrers(7)},
-			func(o *Options) { o.MaxReferrers = 20 }, false, "at %s: more than 20 referrers (limit: --max-referrers 20"},
+			func(o *Options) { o.MaxReferrers = 20 }, false, "at %s: more than 20 referrers (limit: Options.MaxReferrers 20"},
 		{"endless empty referrer pages", &fault{method: "GET", match: pathHas("/fedora/referrers/"), do: endlessReferrers(0)},
-			func(o *Options) { o.MaxPages = 30 }, false, "at %s: more than 30 pages of referrers (limit: --max-pages 30"},
+			func(o *Options) { o.MaxPages = 30 }, false, "at %s: more than 30 pages of referrers (limit: Options.MaxPages 30"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -112,10 +113,13 @@ type Options struct {
 	// repository for its tags, the tag for referrers. Zero means the default.
 	MaxPages, MaxEntries, MaxReferrers int
 
-	// Log receives warnings and progress (os.Stderr in the CLI); nil discards them.
+	// Logger receives warnings and progress records; nil is a text logger on Log.
+	Logger *slog.Logger
+	// Log is where the live progress bar is drawn (a terminal: os.Stderr in the CLI, which
+	// Logger writes to too); nil discards.
 	Log io.Writer
-	// Live draws a progress bar rewritten in place (Log is a terminal); otherwise a progress
-	// line is logged every LogInterval.
+	// Live draws a progress bar rewritten in place on Log; otherwise a progress record is
+	// logged every LogInterval.
 	Live        bool
 	LogInterval time.Duration
 
@@ -130,16 +134,16 @@ type Options struct {
 
 func (o *Options) setDefaults() error {
 	if o.Source == "" {
-		return errors.New("no source registry: give --source http://HOST:PORT or https://HOST")
+		return errors.New("no source registry: give Options.Source http://HOST:PORT or https://HOST")
 	}
 	if o.Out == "" && !o.DryRun {
-		return errors.New("no output directory: give --out DIR")
+		return errors.New("no output directory: give Options.Out DIR")
 	}
 	if o.Jobs <= 0 {
 		o.Jobs = DefaultJobs
 	}
 	if o.GCGrace < 0 {
-		return fmt.Errorf("--gc-grace %s is negative", o.GCGrace)
+		return fmt.Errorf("Options.GCGrace %s is negative", o.GCGrace)
 	}
 	if o.GCGrace == 0 {
 		o.GCGrace = DefaultGCGrace
@@ -165,7 +169,7 @@ func (o *Options) setDefaults() error {
 		v    *int
 		def  int
 		flag string
-	}{{&o.MaxPages, DefaultMaxPages, "--max-pages"}, {&o.MaxEntries, DefaultMaxEntries, "--max-entries"}, {&o.MaxReferrers, DefaultMaxReferrers, "--max-referrers"}} {
+	}{{&o.MaxPages, DefaultMaxPages, "Options.MaxPages"}, {&o.MaxEntries, DefaultMaxEntries, "Options.MaxEntries"}, {&o.MaxReferrers, DefaultMaxReferrers, "Options.MaxReferrers"}} {
 		switch {
 		case *l.v < 0:
 			return fmt.Errorf("%s %d: want a positive number", l.flag, *l.v)
@@ -178,6 +182,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(o.Log, nil))
 	}
 	if o.CreateFile == nil {
 		o.CreateFile = func(path string) (BlobFile, error) { return layout.CreateFile(path) }
@@ -192,22 +199,22 @@ func (o *Options) setDefaults() error {
 func parseSource(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("--source %q is not a URL: %w", s, err)
+		return nil, fmt.Errorf("Options.Source %q is not a URL: %w", s, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("--source %q: want http://HOST[:PORT] or https://HOST[:PORT]", s)
+		return nil, fmt.Errorf("Options.Source %q: want http://HOST[:PORT] or https://HOST[:PORT]", s)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("--source %q has no host", s)
+		return nil, fmt.Errorf("Options.Source %q has no host", s)
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("--source: put credentials in --username/--password or the docker config, not in the URL")
+		return nil, fmt.Errorf("Options.Source: put credentials in Options.Auth or the docker config, not in the URL")
 	}
 	if p := strings.TrimSuffix(u.Path, "/"); p != "" && p != "/v2" {
-		return nil, fmt.Errorf("--source %q has a path: registries answer at the root (/v2/)", s)
+		return nil, fmt.Errorf("Options.Source %q has a path: registries answer at the root (/v2/)", s)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("--source %q has a query or fragment", s)
+		return nil, fmt.Errorf("Options.Source %q has a query or fragment", s)
 	}
 	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
 }

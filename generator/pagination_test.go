@@ -3,6 +3,7 @@ package generator
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strconv"
@@ -125,13 +126,13 @@ func TestProgress(t *testing.T) {
 		name, want string
 		live       bool
 	}{
-		{"log lines", "regmirror: progress: tags 1/2  blobs 0/3  1.0 KiB", false},
+		{"log lines", `msg=progress tags=1/2 blobs=0/3 bytes="1.0 KiB"`, false},
 		{"live bar", "\rtags 1/2  blobs 0/3  1.0 KiB", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf syncBuffer
-			p := newProgress(&buf, tc.live, 10*time.Millisecond)
+			p := newProgress(slog.New(slog.NewTextHandler(&buf, nil)), &buf, tc.live, 10*time.Millisecond)
 			p.tagsTotal.Add(2)
 			p.tagsDone.Add(1)
 			p.blobsTotal.Add(3)
@@ -146,7 +147,7 @@ func TestProgress(t *testing.T) {
 			if !strings.Contains(out, tc.want) {
 				t.Errorf("got %q, want %q", out, tc.want)
 			}
-			if !strings.Contains(out, "regmirror: warning: careful\n") {
+			if !strings.Contains(out, "level=WARN msg=careful\n") {
 				t.Errorf("got %q, want the warning on its own line", out)
 			}
 			if tc.live && !strings.HasSuffix(out, "\r\x1b[K") && !strings.HasSuffix(out, "careful\n") {

@@ -3,16 +3,18 @@ package generator
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// progress reports a run as it goes: on a terminal a bar rewritten in place, otherwise a line
-// every interval. Warnings go through it so that they do not tear the bar.
+// progress reports a run as it goes: on a terminal a bar rewritten in place on w, otherwise a
+// log record every interval. Warnings go through it so that they do not tear the bar.
 type progress struct {
 	w        io.Writer
+	log      *slog.Logger
 	live     bool
 	interval time.Duration
 	start    time.Time
@@ -30,8 +32,8 @@ type progress struct {
 	once     sync.Once
 }
 
-func newProgress(w io.Writer, live bool, interval time.Duration) *progress {
-	p := &progress{w: w, live: live, interval: interval, start: time.Now(), quit: make(chan struct{}), finished: make(chan struct{})}
+func newProgress(log *slog.Logger, w io.Writer, live bool, interval time.Duration) *progress {
+	p := &progress{w: w, log: log, live: live, interval: interval, start: time.Now(), quit: make(chan struct{}), finished: make(chan struct{})}
 	if live {
 		interval = 200 * time.Millisecond
 	}
@@ -51,26 +53,22 @@ func newProgress(w io.Writer, live bool, interval time.Duration) *progress {
 	return p
 }
 
-func (p *progress) line() string {
-	el := time.Since(p.start)
-	rate := float64(p.bytes.Load()) / el.Seconds()
-	return fmt.Sprintf("tags %d/%d  blobs %d/%d  %s  %s/s  %s",
-		p.tagsDone.Load(), p.tagsTotal.Load(), p.blobsDone.Load(), p.blobsTotal.Load(),
-		humanBytes(p.bytes.Load()), humanBytes(int64(rate)), el.Round(time.Second))
-}
-
 func (p *progress) draw() {
+	el := time.Since(p.start)
+	tags := fmt.Sprintf("%d/%d", p.tagsDone.Load(), p.tagsTotal.Load())
+	blobs := fmt.Sprintf("%d/%d", p.blobsDone.Load(), p.blobsTotal.Load())
+	bytes, rate := humanBytes(p.bytes.Load()), humanBytes(int64(float64(p.bytes.Load())/el.Seconds()))+"/s"
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.live {
-		fmt.Fprintf(p.w, "\r%s\x1b[K", p.line())
+		fmt.Fprintf(p.w, "\rtags %s  blobs %s  %s  %s  %s\x1b[K", tags, blobs, bytes, rate, el.Round(time.Second))
 		p.drawn = true
 		return
 	}
-	fmt.Fprintf(p.w, "regmirror: progress: %s\n", p.line())
+	p.log.Info("progress", "tags", tags, "blobs", blobs, "bytes", bytes, "rate", rate, "elapsed", el.Round(time.Second).String())
 }
 
-// warnf writes one warning line, clearing the bar first.
+// warnf logs one warning, clearing the bar first.
 func (p *progress) warnf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.mu.Lock()
@@ -79,7 +77,7 @@ func (p *progress) warnf(format string, args ...any) {
 		fmt.Fprint(p.w, "\r\x1b[K")
 		p.drawn = false
 	}
-	fmt.Fprintf(p.w, "regmirror: warning: %s\n", strings.TrimSpace(msg))
+	p.log.Warn(strings.TrimSpace(msg))
 }
 
 // stop ends the reports and clears the bar. Safe to call twice.

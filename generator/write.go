@@ -176,7 +176,7 @@ func (r *run) applyMirrors(ctx context.Context, m *layout.Meta) error {
 	if r.o.MirrorsFile != "" {
 		src := mirrors.Source{Path: r.o.MirrorsFile, MMDirectory: r.o.MMDirectory, MinMirrors: r.o.MinMirrors}
 		if err := mirrors.ApplyFile(ctx, src, prev, m); err != nil {
-			return fmt.Errorf("applying --mirrors %s: %w", r.o.MirrorsFile, err)
+			return fmt.Errorf("applying Options.MirrorsFile %s: %w", r.o.MirrorsFile, err)
 		}
 		return nil
 	}

@@ -189,7 +189,7 @@ func (cfg *ServeConfig) setDefaults() {
 // tlsConfig loads the key pair; nil without TLS.
 func (cfg *ServeConfig) tlsConfig() (*tls.Config, error) {
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
-		return nil, errors.New("TLS needs both --tls-cert and --tls-key")
+		return nil, errors.New("TLS needs both ServeConfig.TLSCert and ServeConfig.TLSKey")
 	}
 	if cfg.TLSCert == "" {
 		return nil, nil

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"time"
 
 	"github.com/regmirror/regmirror/internal/crawl"
 	"github.com/spf13/pflag"
@@ -20,6 +22,7 @@ func runCrawl(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&opts.Jobs, "jobs", crawl.DefaultJobs, "mirrors checked at once")
 	fs.DurationVar(&opts.Timeout, "timeout", crawl.DefaultTimeout, "timeout of every request to a mirror")
 	fs.IntVar(&opts.Sample, "sample", crawl.DefaultSample, "newest blobs, and as many random others, each mirror must serve")
+	logFormat := addLogFormatFlag(fs)
 	fs.IntVar(&opts.MaxFailures, "max-failures", crawl.DefaultMaxFailures, "failed crawls in a row after which a mirror is dead (and must pass a larger check to come back)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -45,9 +48,31 @@ func runCrawl(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case opts.MMDirectory != "" && opts.MirrorsFile == "":
 		return errors.New("crawl: --mm-directory needs --mirrors naming MirrorManager's mirrorlist cache (mirrorlist_cache.proto)")
 	}
+	logger, err := newLogger("crawl", *logFormat, stderr)
+	if err != nil {
+		return err
+	}
 	rep, err := crawl.Run(ctx, opts)
 	if err != nil {
+		logger.Error("crawl failed", "tree", opts.Tree, "err", err)
 		return fmt.Errorf("crawl: %w", err)
 	}
+	logCrawl(logger, rep)
 	return rep.WriteTable(stdout)
+}
+
+// logCrawl logs one record per mirror and one for the crawl, for the journal; the table on
+// standard output is for people.
+func logCrawl(logger *slog.Logger, rep *crawl.Report) {
+	for _, m := range rep.Mirrors {
+		level := slog.LevelInfo
+		if !m.Healthy && m.Enabled {
+			level = slog.LevelWarn
+		}
+		logger.Log(context.Background(), level, "mirror", "name", m.Name, "country", m.Country, "continent", m.Continent,
+			"generation", m.Generation, "healthy", m.Healthy, "blobs", m.Blobs, "failures", m.Failures,
+			"duration", m.Duration.Round(time.Millisecond).String(), "status", m.Status)
+	}
+	logger.Info("crawled", "generation", rep.Generation, "healthy", rep.Healthy(), "mirrors", len(rep.Mirrors),
+		"published", rep.Stamp.Meta, "duration", rep.Duration.Round(time.Millisecond).String())
 }

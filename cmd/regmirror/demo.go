@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -31,7 +30,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	out := fs.String("out", "out/demo-tree", "directory of the generated tree")
 	listen := fs.String("listen", "127.0.0.1:5000", "address the redirector listens on")
 	once := fs.Bool("once", false, "generate and check the served tree, then exit (for tests)")
+	logFormat := addLogFormatFlag(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger, err := newLogger("demo", *logFormat, stderr)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -60,7 +64,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	sum, err := generator.Run(ctx, generator.Options{
 		Source: "http://" + srcHost,
 		Out:    *out,
-		Log:    stderr,
+		Logger: logger,
 	})
 	if err != nil {
 		return fmt.Errorf("demo: generating: %w", err)
@@ -69,10 +73,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "tree: %s (generation %d)\n  %s\n", abs, sum.Generation, sum)
 
 	// The redirector.
-	access, _ := redirector.NewAccessLog(stderr, "text")
+	access, _ := redirector.NewAccessLog(stderr, *logFormat) // the format is checked above
 	srv, err := redirector.New(redirector.Options{
 		Tree:      *out,
-		Logger:    slog.New(slog.NewTextHandler(stderr, nil)),
+		Logger:    logger,
 		AccessLog: access,
 	})
 	if err != nil {

@@ -26,6 +26,7 @@ func generate(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		passwordStdin bool
 	)
 	addGeneratorFlags(fs, &o)
+	logFormat := addLogFormatFlag(fs)
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print the plan (tags added, changed, removed; manifests that start retiring; blobs to fetch, manifests to write, blobs to delete; the retiring set) and write nothing")
 	fs.StringVar(&user, "username", "", "registry user name (default: REGISTRY_AUTH_FILE, then the docker config)")
 	fs.StringVar(&pass, "password", "", "registry password (prefer --password-stdin)")
@@ -54,7 +55,11 @@ func generate(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	case user != "":
 		o.Auth = authn.FromConfig(authn.AuthConfig{Username: user, Password: pass})
 	}
-	o.Log = stderr
+	logger, err := newLogger("generate", *logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	o.Logger, o.Log = logger, stderr
 	o.Live = isTerminal(stderr)
 	if adjust != nil {
 		adjust(&o)

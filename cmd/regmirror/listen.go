@@ -56,6 +56,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&secretFile, "secret-file", "", "`FILE` holding a token the registry must send as 'Authorization: Bearer TOKEN'")
 	fs.StringVar(&stateDir, "state-dir", "", "`DIR` for the state file (default $STATE_DIRECTORY, else the tree's regmirror/ directory)")
 	addGeneratorFlags(fs, &o)
+	logFormat := addLogFormatFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: regmirror %s\n\n%s%s", listenSynopsis, fs.FlagUsages(), listenRegistrySnippet)
 		fmt.Fprintln(stderr, "\nRegistry credentials come from REGISTRY_AUTH_FILE or the docker config, as for generate.")
@@ -86,13 +87,17 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("listen: --secret-file %s is empty: put a random token in it (e.g. openssl rand -hex 32)", secretFile)
 		}
 	}
-	o.Log = stderr
+	logger, err := newLogger("listen", *logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	o.Logger = logger.With("run", "generate")
 	l, err := listen.New(listen.Options{
 		Generate: o,
 		Debounce: debounce,
 		StateDir: stateDir,
 		Secret:   secret,
-		Log:      stderr,
+		Logger:   logger,
 	})
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -109,12 +114,12 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
-	fmt.Fprintf(stderr, "listen: notifications at http://%s/events; tree %s; state %s\n", ln.Addr(), o.Out, l.StatePath())
+	logger.Info("listening", "events", "http://"+ln.Addr().String()+"/events", "tree", o.Out, "state", l.StatePath())
 	err = serving.Run(ctx, serving.Config{
 		Servers:      []serving.Server{{HTTP: srv, Listener: ln}},
 		Jobs:         []func(context.Context) error{l.Run},
 		DrainTimeout: 10 * time.Second,
-		OnDrain:      func() { fmt.Fprintln(stderr, "listen: stopping (a run in progress finishes first)") },
+		OnDrain:      func() { logger.Info("stopping (a run in progress finishes first)") },
 	})
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

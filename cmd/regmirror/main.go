@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
+			return withFlags(c.run(ctx, args[1:], stdout, stderr))
 		}
 	}
 	return fmt.Errorf("unknown command %q: run 'regmirror --help' for the list", args[0])

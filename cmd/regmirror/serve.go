@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -31,7 +30,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tlsCert := fs.String("tls-cert", "", "TLS certificate (PEM); with --tls-key serves HTTPS and HTTP/2")
 	tlsKey := fs.String("tls-key", "", "TLS private key (PEM)")
 	metricsListen := fs.String("metrics-listen", "", "address to serve Prometheus metrics (/metrics) and /healthz on")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logFormat := addLogFormatFlag(fs)
 	accessLog := fs.Bool("access-log", true, "log one line per request")
 	hidePrivate := fs.Bool("status-hide-private", false, "leave private mirrors off the status page (GET /, /status.json), which otherwise shows them by name only")
 	probeInterval := fs.Duration("probe-interval", redirector.DefaultProbeInterval, "how often each mirror is probed (±20%), to take a failing one out of rotation between crawls; 0 turns the probes off")
@@ -83,16 +82,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	logOut := newLineBuffer(stderr)
 	defer logOut.Close()
-	var handler slog.Handler
-	switch *logFormat {
-	case "text":
-		handler = slog.NewTextHandler(logOut, nil)
-	case "json":
-		handler = slog.NewJSONHandler(logOut, nil)
-	default:
-		return fmt.Errorf("serve: --log-format %q: want text or json", *logFormat)
+	logger, err := newLogger("serve", *logFormat, logOut)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(handler)
 	opts := redirector.Options{
 		Tree:               *tree,
 		GeoIP:              *geoip,

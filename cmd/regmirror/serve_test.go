@@ -96,7 +96,7 @@ func TestServeErrors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			var stderr bytes.Buffer
-			err := runServe(context.Background(), c.args, io.Discard, &stderr)
+			err := run(context.Background(), append([]string{"serve"}, c.args...), io.Discard, &stderr)
 			if err == nil {
 				t.Fatal("no error")
 			}

@@ -221,9 +221,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		mirrors.SetMirrors(meta, f, meta.Mirrors)
 	} else if opts.MMDirectory != "" {
-		return nil, errors.New("--mm-directory needs --mirrors naming MirrorManager's mirrorlist cache")
+		return nil, errors.New("Options.MMDirectory needs Options.MirrorsFile naming MirrorManager's mirrorlist cache")
 	} else if len(meta.Mirrors) == 0 {
-		return nil, fmt.Errorf("tree %s records no mirrors: give the mirrors file with --mirrors FILE", opts.Tree)
+		return nil, fmt.Errorf("tree %s records no mirrors: give the mirrors file with Options.MirrorsFile FILE", opts.Tree)
 	}
 	if opts.MinMirrors > 0 {
 		meta.MinMirrors = opts.MinMirrors

@@ -397,7 +397,7 @@ func TestRunErrors(t *testing.T) {
 		t.Errorf("no generation: %v", err)
 	}
 	tt := newTestTree(t, 1, 1)
-	if _, err := Run(context.Background(), Options{Tree: tt.dir}); err == nil || !strings.Contains(err.Error(), "records no mirrors: give the mirrors file with --mirrors FILE") {
+	if _, err := Run(context.Background(), Options{Tree: tt.dir}); err == nil || !strings.Contains(err.Error(), "records no mirrors: give the mirrors file with Options.MirrorsFile FILE") {
 		t.Errorf("no mirrors: %v", err)
 	}
 	bad := filepath.Join(t.TempDir(), "m.yaml")

@@ -178,7 +178,7 @@ func TestListen(t *testing.T) {
 		}, l.Log)
 		// Let late notifications arrive: still one run.
 		time.Sleep(4 * time.Second)
-		if got, want := countLines(l.Log, "listen: regenerating")-1, 1; got != want {
+		if got, want := countLines(l.Log, "msg=regenerating ")-1, 1; got != want {
 			t.Errorf("regenerations after a burst of %d pushes: got %d, want %d\n%s", len(w), got, want, peers.Tail(l.Log, 30))
 		}
 		checkPublished(t, tree, w)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -48,8 +49,8 @@ type Options struct {
 	Secret string
 	// MaxBackoff bounds the wait before retrying a failed run (doubling from Debounce).
 	MaxBackoff time.Duration
-	// Log receives one line per decision (nil discards).
-	Log io.Writer
+	// Logger receives one record per decision (nil discards).
+	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -90,13 +91,13 @@ type Listener struct {
 // New checks o and returns a Listener. Nothing is started.
 func New(o Options) (*Listener, error) {
 	if o.Generate.Out == "" {
-		return nil, errors.New("no tree: give --out DIR")
+		return nil, errors.New("no tree: give Options.Generate.Out DIR")
 	}
 	if o.Generate.Source == "" {
-		return nil, errors.New("no source registry: give --source http://HOST:PORT or https://HOST")
+		return nil, errors.New("no source registry: give Options.Generate.Source http://HOST:PORT or https://HOST")
 	}
 	if o.Generate.DryRun {
-		return nil, errors.New("--dry-run makes no sense for a service")
+		return nil, errors.New("Options.Generate.DryRun makes no sense for a service")
 	}
 	if o.Run == nil {
 		o.Run = generator.Run
@@ -110,8 +111,8 @@ func New(o Options) (*Listener, error) {
 	if o.StateDir == "" {
 		o.StateDir = layout.NewTree(o.Generate.Out).Path(layout.MetaDir)
 	}
-	if o.Log == nil {
-		o.Log = io.Discard
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -215,8 +216,8 @@ func (l *Listener) serveEvents(w http.ResponseWriter, r *http.Request) {
 	for _, e := range events {
 		if e.Changes() && l.published(e.Target.Repository) {
 			relevant++
-			fmt.Fprintf(l.o.Log, "listen: %s %q tag %q digest %q: regeneration scheduled\n",
-				trunc.String(e.Action), trunc.String(e.Target.Repository), trunc.String(e.Target.Tag), trunc.String(e.Target.Digest))
+			l.o.Logger.Info("regeneration scheduled", "action", trunc.String(e.Action), "repository", trunc.String(e.Target.Repository),
+				"tag", trunc.String(e.Target.Tag), "digest", trunc.String(e.Target.Digest))
 		}
 	}
 	if relevant > 0 {
@@ -237,7 +238,7 @@ func (l *Listener) loadState() error {
 	var s state
 	if err := json.Unmarshal(b, &s); err != nil {
 		// A damaged state file must not stop the service: run once to be safe.
-		fmt.Fprintf(l.o.Log, "listen: state file %s unreadable (%v): regenerating to be safe\n", l.StatePath(), err)
+		l.o.Logger.Warn("state file unreadable: regenerating to be safe", "state", l.StatePath(), "err", err)
 		s.Pending = true
 	}
 	if s.Pending {
@@ -248,7 +249,7 @@ func (l *Listener) loadState() error {
 		// Run at once: the quiet window passed long ago.
 		l.last = l.o.Now().Add(-l.o.Debounce)
 		l.mu.Unlock()
-		fmt.Fprintf(l.o.Log, "listen: a request queued before the restart (since %s): regenerating\n", s.Since.Format(time.RFC3339))
+		l.o.Logger.Info("a request queued before the restart: regenerating", "since", s.Since.Format(time.RFC3339))
 	}
 	return nil
 }
@@ -277,7 +278,7 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 	if _, err := layout.NewTree(l.o.Generate.Out).ReadStamp(); errors.Is(err, layout.ErrNoGeneration) && !l.Status().Pending {
 		// A fresh deployment: publish what the source has now rather than wait for a push.
-		fmt.Fprintf(l.o.Log, "listen: %s has no generation yet: generating\n", l.o.Generate.Out)
+		l.o.Logger.Info("no generation yet: generating", "tree", l.o.Generate.Out)
 		l.mu.Lock()
 		l.seq++
 		l.since = l.o.Now()
@@ -300,7 +301,7 @@ func (l *Listener) Run(ctx context.Context) error {
 
 		if persist {
 			if err := l.writeState(state{Pending: true, Since: since}); err != nil {
-				fmt.Fprintf(l.o.Log, "listen: %v (the request is served all the same, but would not survive a restart)\n", err)
+				l.o.Logger.Warn("the request is served all the same, but would not survive a restart", "err", err)
 			} else {
 				l.mu.Lock()
 				l.persisted = true
@@ -344,7 +345,7 @@ func (l *Listener) runOnce(ctx context.Context) {
 	l.status.LastRun = l.o.Now()
 	l.mu.Unlock()
 
-	fmt.Fprintf(l.o.Log, "listen: regenerating %s from %s\n", l.o.Generate.Out, l.o.Generate.Source)
+	l.o.Logger.Info("regenerating", "tree", l.o.Generate.Out, "source", l.o.Generate.Source)
 	sum, err := l.o.Run(context.WithoutCancel(ctx), l.o.Generate)
 	var partial *generator.PartialError
 	ok := err == nil || (errors.As(err, &partial) && partial.Published)
@@ -383,15 +384,15 @@ func (l *Listener) runOnce(ctx context.Context) {
 
 	switch {
 	case err == nil:
-		fmt.Fprintf(l.o.Log, "listen: %s\n", sum)
+		l.o.Logger.Info("published", "summary", sum.String())
 	case ok:
-		fmt.Fprintf(l.o.Log, "listen: published with failures: %v\n", err)
+		l.o.Logger.Warn("published with failures", "err", err)
 	default:
-		fmt.Fprintf(l.o.Log, "listen: run failed (%d in a row), retrying at %s: %v\n", failures, retryAt.Format(time.RFC3339), err)
+		l.o.Logger.Error("run failed", "failures_in_a_row", failures, "retry_at", retryAt.Format(time.RFC3339), "err", err)
 	}
 	if clear {
 		if err := l.writeState(state{Pending: false}); err != nil {
-			fmt.Fprintf(l.o.Log, "listen: %v (a restart will regenerate once more)\n", err)
+			l.o.Logger.Warn("a restart will regenerate once more", "err", err)
 			return
 		}
 		l.mu.Lock()

@@ -274,9 +274,9 @@ func TestNewErrors(t *testing.T) {
 		o    Options
 		want string
 	}{
-		{"no out", Options{Generate: generator.Options{Source: "http://x"}}, "--out"},
-		{"no source", Options{Generate: generator.Options{Out: "/tmp/x"}}, "--source"},
-		{"dry run", Options{Generate: generator.Options{Source: "http://x", Out: "/tmp/x", DryRun: true}}, "--dry-run"},
+		{"no out", Options{Generate: generator.Options{Source: "http://x"}}, "Options.Generate.Out"},
+		{"no source", Options{Generate: generator.Options{Out: "/tmp/x"}}, "Options.Generate.Source"},
+		{"dry run", Options{Generate: generator.Options{Source: "http://x", Out: "/tmp/x", DryRun: true}}, "Options.Generate.DryRun"},
 		{"bad glob", Options{Generate: generator.Options{Source: "http://x", Out: "/tmp/x", Repos: []string{""}}}, "empty"},
 	}
 	for _, c := range cases {

@@ -63,7 +63,7 @@ func LoadSource(src Source) (*File, error) {
 	}
 	if !IsMirrorListCache(src.Path, data) {
 		if src.MMDirectory != "" {
-			return nil, fmt.Errorf("%s is a mirrors file (YAML), not a MirrorManager mirrorlist cache: --mm-directory applies to a cache only; drop it", src.Path)
+			return nil, fmt.Errorf("%s is a mirrors file (YAML), not a MirrorManager mirrorlist cache: Source.MMDirectory applies to a cache only; drop it", src.Path)
 		}
 		if len(data) > MaxFileSize {
 			return nil, &Error{File: src.Path, Msg: fmt.Sprintf("larger than %d bytes", MaxFileSize)}
@@ -78,7 +78,7 @@ func LoadSource(src Source) (*File, error) {
 		return nil, fmt.Errorf("mirrorlist cache %s does not parse (refused): %w", src.Path, err)
 	}
 	if src.MMDirectory == "" {
-		return nil, fmt.Errorf("%s is a MirrorManager mirrorlist cache: name the tree's directory in it with --mm-directory (it has %s)", src.Path, someDirectories(snap.Directories()))
+		return nil, fmt.Errorf("%s is a MirrorManager mirrorlist cache: name the tree's directory in it with Source.MMDirectory (it has %s)", src.Path, someDirectories(snap.Directories()))
 	}
 	hosts, err := snap.Hosts(src.MMDirectory)
 	if err != nil {

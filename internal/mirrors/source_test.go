@@ -164,7 +164,7 @@ func TestLoadSource(t *testing.T) {
 		src  Source
 		want string
 	}{
-		{Source{Path: write("c2", cache)}, "is a MirrorManager mirrorlist cache: name the tree's directory in it with --mm-directory (it has pub/containers)"},
+		{Source{Path: write("c2", cache)}, "is a MirrorManager mirrorlist cache: name the tree's directory in it with Source.MMDirectory (it has pub/containers)"},
 		{Source{Path: yamlFile, MMDirectory: "pub/containers"}, "is a mirrors file (YAML), not a MirrorManager mirrorlist cache"},
 		{Source{Path: write("t.proto", cache[:len(cache)-3]), MMDirectory: "pub/containers"}, "does not parse (refused): "},
 		{Source{Path: write("g", []byte("\x00\x01garbage")), MMDirectory: "pub/containers"}, "does not parse (refused): "},
