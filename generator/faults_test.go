@@ -137,7 +137,7 @@ func TestFaults(t *testing.T) {
 		}, wantErr: []string{"401"}, wantFatal: true},
 		{name: "401 on one repository", fault: func(l string) *fault {
 			return &fault{match: pathHas("/changing/"), do: status(401)}
-		}, wantErr: []string{"changing", "401", "--username"}},
+		}, wantErr: []string{"changing", "401", "Options.Auth"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -519,7 +519,7 @@ func TestOptionErrors(t *testing.T) {
 		{"ftp", Options{Source: "ftp://x", Out: "x"}, "http://"},
 		{"path", Options{Source: "http://x/foo", Out: "x"}, "path"},
 		{"userinfo", Options{Source: "http://u:p@x", Out: "x"}, "credentials"},
-		{"bad glob", Options{Source: "http://x", Out: "x", Repos: []string{""}}, "empty --repo"},
+		{"bad glob", Options{Source: "http://x", Out: "x", Repos: []string{""}}, "empty Options.Repos"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
