@@ -5,12 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/regmirror/regmirror/internal/mirrors"
-	"github.com/regmirror/regmirror/internal/publish"
 	"os"
 	"strings"
-	"sync"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/regmirror/regmirror/internal/mirrors"
+	"github.com/regmirror/regmirror/internal/publish"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -81,35 +82,21 @@ func (r *run) writeManifests(ctx context.Context, m *layout.Meta) (int, error) {
 	if len(jobs) == 0 {
 		return 0, nil
 	}
-	ch := make(chan job)
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	for range min(len(jobs), r.o.Jobs*requestsPerJob) {
-		wg.Go(func() {
-			for j := range ch {
-				if err := r.writeBlob(j.d, j.data); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = fmt.Errorf("writing manifest %s: %w", j.d, err)
-					}
-					mu.Unlock()
-				}
-			}
-		})
-	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.o.Jobs * requestsPerJob)
 	for _, j := range jobs {
-		if ctx.Err() != nil {
+		if gctx.Err() != nil {
 			break
 		}
-		ch <- j
+		g.Go(func() error {
+			if err := r.writeBlob(j.d, j.data); err != nil {
+				return fmt.Errorf("writing manifest %s: %w", j.d, err)
+			}
+			return nil
+		})
 	}
-	close(ch)
-	wg.Wait()
-	if first != nil {
-		return 0, first
+	if err := g.Wait(); err != nil {
+		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, context.Cause(ctx)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/regmirror/regmirror/internal/geoiptest"
 	"github.com/regmirror/regmirror/internal/mirrormanager"
+	"github.com/regmirror/regmirror/internal/mirrormanager/mmselect"
 	"github.com/regmirror/regmirror/internal/mirrormanager/mmtest"
 	"github.com/regmirror/regmirror/layout"
 	"github.com/regmirror/regmirror/redirector"
@@ -288,10 +289,10 @@ func TestMirrorManagerRouting(t *testing.T) {
 			if keys(got) != tc.want && !(strings.Contains(tc.want, ",") && subset(got, tc.want)) {
 				t.Errorf("client %s went to %v, want %s", tc.addr, got, tc.want)
 			}
-			// MirrorManager's own rules (mirrormanager.Select, written from its code) put
+			// MirrorManager's own rules (mmselect.Select, written from its code) put
 			// the same hosts first.
-			tiers := mirrormanager.Select(hosts, mirrormanager.Client{Addr: netip.MustParseAddr(tc.addr), Country: tc.country, ASN: tc.asn},
-				mirrormanager.Policy{Continent: continent})
+			tiers := mmselect.Select(hosts, mmselect.Client{Addr: netip.MustParseAddr(tc.addr), Country: tc.country, ASN: tc.asn},
+				mmselect.Policy{Continent: continent})
 			var first []string
 			if len(tiers) > 0 {
 				for _, h := range tiers[0].Hosts {

@@ -113,9 +113,9 @@
 // For ordered_mirrorlist versions (the model's default) it, too, always added the
 // continent and added Global only below the minimum.
 //
-// # This package's choice (Select)
+// # The test oracle (package mmselect)
 //
-// Select applies MirrorManager's tiers to []Host for one client, returning them in
+// mmselect.Select, test support beside this package, applies MirrorManager's tiers to []Host for one client, returning them in
 // preference order and leaving shuffling to the caller (bandwidth-weighted for country,
 // continent and global in MirrorManager; uniform for netblock and ASN):
 //

@@ -11,16 +11,8 @@ import (
 type (
 	cacheSpec = mmtest.Cache
 	dirSpec   = mmtest.Dir
-	kv        = mmtest.KV
-	idString  = mmtest.IDString
-	idInt     = mmtest.IDInt
 	idInts    = mmtest.IDInts
-	idStrings = mmtest.IDStrings
-	strInts   = mmtest.StrInts
 )
-
-func strp(s string) *string { return mmtest.Str(s) }
-func boolp(v bool) *bool    { return mmtest.Bool(v) }
 
 // Field numbers, from the schema's descriptor, for hand-built (broken) files.
 var (

@@ -7,7 +7,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/regmirror/regmirror/layout"
 )
@@ -223,17 +224,15 @@ func Precompute(meta *layout.Meta) (Stats, error) {
 		n    int
 		size int64
 	}, len(sets))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i := range sets {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			counts[i].n, counts[i].size = r.Record(i)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // the jobs return no error
 	for _, c := range counts {
 		st.Variants += c.n
 		st.VariantBytes += c.size

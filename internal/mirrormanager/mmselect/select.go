@@ -1,11 +1,19 @@
-package mirrormanager
+// Package mmselect is test support: MirrorManager's own choice of mirrors for a client
+// (mirrorlist_server.py and the Rust mirrorlist-server), the oracle that tests compare
+// regmirror's regions with. No product code imports it.
+package mmselect
 
 import (
 	"net/netip"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/regmirror/regmirror/internal/mirrormanager"
 )
+
+// Host is a MirrorManager host as mirrormanager.Load returns it.
+type Host = mirrormanager.Host
 
 // DefaultMinimum is MirrorManager's default minimum number of mirrors in a list
 // (mirrorlist-server --minimum, mirrorlist_server.py's minimum).

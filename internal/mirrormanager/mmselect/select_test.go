@@ -1,10 +1,13 @@
-package mirrormanager
+package mmselect
 
 import (
 	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/regmirror/regmirror/internal/mirrormanager"
+	"github.com/regmirror/regmirror/internal/mirrormanager/mmtest"
 )
 
 var testContinents = map[string]string{
@@ -35,7 +38,10 @@ func tiersString(ts []Tier) string {
 // 5 US restricted to US and CA, 6 JP (AS64501, AS64502, 2001:db8::/32, 10.20.0.0/16),
 // 8 no country, 11 BR, 12 AT.
 func TestSelect(t *testing.T) {
-	s := mustDecode(t, fixture())
+	s, err := mirrormanager.Decode(mmtest.Fixture().Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
 	hosts, err := s.Hosts("pub/fedora/containers")
 	if err != nil {
 		t.Fatal(err)
