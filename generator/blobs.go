@@ -207,25 +207,10 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// diffTask is the uncompressed digest of one layer, computed once.
-type diffTask struct {
-	once sync.Once
-	d    string
-	err  error
-}
-
 // diffID decompresses a layer file (gzip, zstd or plain tar, by its magic bytes) and returns
 // the sha256 of the stream. It stops within a read of the run being cancelled.
 func (r *run) diffID(ctx context.Context, d layout.Digest) (string, error) {
-	r.mu.Lock()
-	t, ok := r.diffIDs[d]
-	if !ok {
-		t = &diffTask{}
-		r.diffIDs[d] = t
-	}
-	r.mu.Unlock()
-	t.once.Do(func() { t.d, t.err = diffIDOfFile(ctx, r.blobPath(d)) })
-	return t.d, t.err
+	return r.diffIDs.do(ctx, d, func() (string, error) { return diffIDOfFile(ctx, r.blobPath(d)) })
 }
 
 // maxZstdWindow bounds the memory a zstd layer may ask of --verify-layers (zstd --long=27, the

@@ -50,34 +50,14 @@ type closureKey struct {
 	prevOnly bool
 }
 
-type closureTask struct {
-	done chan struct{}
-	cl   *closure
-	err  error
-}
-
 // closureOf returns the closure of manifest d in repo at depth, computing it once per run.
 // A closure waits only for closures one level deeper, so the waits cannot form a cycle
 // whatever the source lists, and the work is bounded by MaxDepth+1 closures per manifest.
 func (r *run) closureOf(ctx context.Context, repo string, d layout.Digest, depth int, prevOnly bool) (*closure, error) {
 	key := closureKey{repo: repo, digest: d, depth: depth, prevOnly: prevOnly}
-	r.mu.Lock()
-	t, ok := r.closures[key]
-	if !ok {
-		t = &closureTask{done: make(chan struct{})}
-		r.closures[key] = t
-	}
-	r.mu.Unlock()
-	if !ok {
-		t.cl, t.err = r.collect(ctx, repo, r.node(ctx, repo, d, nil, depth), depth, prevOnly)
-		close(t.done)
-	}
-	select {
-	case <-t.done:
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
-	}
-	return t.cl, t.err
+	return r.closures.do(ctx, key, func() (*closure, error) {
+		return r.collect(ctx, repo, r.node(ctx, repo, d, nil, depth), depth, prevOnly)
+	})
 }
 
 // collect builds the closure of n: adds n and the manifests it lists, waits for their blobs,

@@ -73,12 +73,15 @@ type run struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
+	// Computed once per run (onceMap): manifests, uncompressed layer digests, referrer
+	// listings (by repo@subject), closures.
+	nodes     onceMap[layout.Digest, *node]
+	diffIDs   onceMap[layout.Digest, string]
+	referrers onceMap[string, []referrer]
+	closures  onceMap[closureKey, *closure]
+
 	mu        sync.Mutex
-	nodes     map[layout.Digest]*node
-	blobs     map[layout.Digest]*blobTask
-	diffIDs   map[layout.Digest]*diffTask
-	referrers map[string]*refTask
-	closures  map[closureKey]*closureTask
+	blobs     map[layout.Digest]*blobTask // started at once, waited for later (blob)
 	refFailed map[layout.Digest]bool
 	// notReferrers are the (subject, referrer) listings already warned about.
 	notReferrers map[subjectPair]bool
@@ -107,11 +110,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		o:         o,
 		reqSem:    make(chan struct{}, o.Jobs*requestsPerJob),
 		xferSem:   make(chan struct{}, o.Jobs),
-		nodes:     map[layout.Digest]*node{},
 		blobs:     map[layout.Digest]*blobTask{},
-		diffIDs:   map[layout.Digest]*diffTask{},
-		referrers: map[string]*refTask{},
-		closures:  map[closureKey]*closureTask{},
 		refFailed: map[layout.Digest]bool{},
 	}
 	for _, p := range o.Repos {

@@ -15,12 +15,6 @@ type referrer struct {
 	desc   layout.Descriptor
 }
 
-type refTask struct {
-	done chan struct{}
-	refs []referrer
-	err  error
-}
-
 // referrersOf asks the source for the referrers of d. A source without the API (any answer
 // but 200 to the first query) is not asked again this run.
 func (r *run) referrersOf(ctx context.Context, repo string, d layout.Digest) ([]referrer, error) {
@@ -45,28 +39,14 @@ func (r *run) referrersOf(ctx context.Context, repo string, d layout.Digest) ([]
 	}
 	r.refProbe.Unlock()
 
-	key := repo + "@" + d.String()
-	r.mu.Lock()
-	t, ok := r.referrers[key]
-	if !ok {
-		t = &refTask{done: make(chan struct{})}
-		r.referrers[key] = t
-	}
-	r.mu.Unlock()
-	if !ok {
-		t.refs, t.err = r.queryReferrers(ctx, repo, d)
-		if statusOf(t.err) == http.StatusNotFound {
+	return r.referrers.do(ctx, repo+"@"+d.String(), func() ([]referrer, error) {
+		refs, err := r.queryReferrers(ctx, repo, d)
+		if statusOf(err) == http.StatusNotFound {
 			// The API exists (the probe said so); the subject just has no referrers here.
-			t.refs, t.err = nil, nil
+			return nil, nil
 		}
-		close(t.done)
-	}
-	select {
-	case <-t.done:
-	case <-ctx.Done():
-		return nil, context.Cause(ctx)
-	}
-	return t.refs, t.err
+		return refs, err
+	})
 }
 
 func (r *run) queryReferrers(ctx context.Context, repo string, d layout.Digest) ([]referrer, error) {

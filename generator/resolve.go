@@ -60,7 +60,6 @@ var errSchema1 = errors.New("docker schema 1 manifest")
 
 // node is a manifest, fetched once per run whatever repositories reference it.
 type node struct {
-	done      chan struct{}
 	digest    layout.Digest
 	mediaType string
 	data      []byte
@@ -73,21 +72,14 @@ type node struct {
 // node returns the manifest d, loading it (from the previous generation, or the source via
 // repo) when no other tag has.
 func (r *run) node(ctx context.Context, repo string, d layout.Digest, pre *prefetched, depth int) *node {
-	r.mu.Lock()
-	if n, ok := r.nodes[d]; ok {
-		r.mu.Unlock()
-		select {
-		case <-n.done:
-		case <-ctx.Done():
-			return &node{digest: d, err: context.Cause(ctx)}
-		}
-		return n
+	n, err := r.nodes.do(ctx, d, func() (*node, error) {
+		n := &node{digest: d}
+		n.err = r.loadNode(ctx, repo, n, pre, depth)
+		return n, nil
+	})
+	if err != nil {
+		return &node{digest: d, err: err}
 	}
-	n := &node{done: make(chan struct{}), digest: d}
-	r.nodes[d] = n
-	r.mu.Unlock()
-	defer close(n.done)
-	n.err = r.loadNode(ctx, repo, n, pre, depth)
 	return n
 }
 
