@@ -162,9 +162,9 @@ func New(opts Options) (*Server, error) {
 		s.watch.geo.id = db.fileID
 		s.log.Info("GeoIP database loaded", "path", opts.GeoIP, "type", db.dbType, "built", db.built.Format(time.DateOnly))
 	} else if opts.CountryHeader != "" {
-		s.log.Warn("no GeoIP database (--geoip): clients whose proxy sends no " + opts.CountryHeader + " header are in region global")
+		s.log.Warn("no GeoIP database (Options.GeoIP): clients whose proxy sends no " + opts.CountryHeader + " header are in region global")
 	} else {
-		s.log.Warn("no GeoIP database (--geoip): every client is in region global")
+		s.log.Warn("no GeoIP database (Options.GeoIP): every client is in region global")
 	}
 	if opts.ASNDB != "" {
 		db, err := openGeoDB(opts.ASNDB)

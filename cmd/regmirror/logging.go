@@ -81,6 +81,9 @@ var optionFlags = strings.NewReplacer(
 	"Options.Repos", "--repo",
 	"Options.Auth", "--username/--password",
 	"Options.Out", "--out",
+	"Options.GeoIP", "--geoip",
+	"config root", "--root",
+	"config server", "--server",
 	"ServeConfig.TLSCert", "--tls-cert",
 	"ServeConfig.TLSKey", "--tls-key",
 )

@@ -24,14 +24,14 @@ const (
 // their exact Content-Type and Docker-Content-Digest, blobs by digest, tags/list.
 func Config(server, root string) (string, error) {
 	if !filepath.IsAbs(root) {
-		return "", fmt.Errorf("--root %q: want the absolute path of the tree's copy", root)
+		return "", fmt.Errorf("config root %q: want the absolute path of the tree's copy", root)
 	}
 	if strings.ContainsAny(root, " \t\r\n\"'`;{}$\\#") {
-		return "", fmt.Errorf("--root %q: a path with spaces, quotes or one of ;{}$\\# cannot go into a web server config verbatim", root)
+		return "", fmt.Errorf("config root %q: a path with spaces, quotes or one of ;{}$\\# cannot go into a web server config verbatim", root)
 	}
 	root = strings.TrimRight(filepath.Clean(root), "/")
 	if root == "" {
-		return "", fmt.Errorf("--root /: serve the tree from a directory of its own")
+		return "", fmt.Errorf("config root /: serve the tree from a directory of its own")
 	}
 	switch server {
 	case "nginx":
@@ -39,7 +39,7 @@ func Config(server, root string) (string, error) {
 	case "apache":
 		return apacheConfig(root), nil
 	}
-	return "", fmt.Errorf("--server %q: want nginx or apache", server)
+	return "", fmt.Errorf("config server %q: want nginx or apache", server)
 }
 
 func nginxConfig(root string) string {
