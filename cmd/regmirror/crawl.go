@@ -54,7 +54,6 @@ func runCrawl(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	rep, err := crawl.Run(ctx, opts)
 	if err != nil {
-		logger.Error("crawl failed", "tree", opts.Tree, "err", err)
 		return fmt.Errorf("crawl: %w", err)
 	}
 	logCrawl(logger, rep)
