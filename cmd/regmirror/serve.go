@@ -48,19 +48,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *tree == "" {
 		return errors.New("serve: --tree is required")
 	}
-	var prefixes []netip.Prefix
-	for _, t := range *trusted {
-		for _, c := range strings.Split(t, ",") {
-			c = strings.TrimSpace(c)
-			if c == "" {
-				continue
-			}
-			p, err := parseCIDR(c)
-			if err != nil {
-				return fmt.Errorf("serve: --trusted-proxy: %w", err)
-			}
-			prefixes = append(prefixes, p)
-		}
+	prefixes, err := parseTrustedProxies(*trusted)
+	if err != nil {
+		return fmt.Errorf("serve: --trusted-proxy: %w", err)
 	}
 	if *tagMaxAge < 0 {
 		return errors.New("serve: --tag-max-age must not be negative")
@@ -70,14 +60,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		maxAge = -1 // Options: negative means no caching
 	}
 
-	if *probeInterval < 0 || *probeTimeout <= 0 || *probeFailures < 1 || *probeSuccesses < 1 || *probeJobs < 1 {
-		return errors.New("serve: --probe-interval must not be negative; --probe-timeout, --probe-failures, --probe-successes and --probe-concurrency must be positive")
-	}
-	if *probeInterval > 0 && float64(*probeTimeout) > 0.8*float64(*probeInterval) {
-		return fmt.Errorf("serve: --probe-timeout %v must be shorter than 0.8 × --probe-interval %v (probes of a mirror must not overlap)", *probeTimeout, *probeInterval)
-	}
-	if *replica == "" {
-		*replica, _ = os.Hostname()
+	health, err := probeOptions(*probeInterval, *probeTimeout, *probeFailures, *probeSuccesses, *probeJobs, *replica)
+	if err != nil {
+		return err
 	}
 
 	logOut := newLineBuffer(stderr)
@@ -96,15 +81,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		TagMaxAge:          maxAge,
 		Logger:             logger,
 		HidePrivateMirrors: *hidePrivate,
-		Health: redirector.HealthOptions{
-			Off:         *probeInterval == 0,
-			Interval:    *probeInterval,
-			Timeout:     *probeTimeout,
-			Failures:    *probeFailures,
-			Successes:   *probeSuccesses,
-			Concurrency: *probeJobs,
-			UserAgent:   probeUserAgent(*replica),
-		},
+		Health:             health,
 	}
 	if *accessLog {
 		opts.AccessLog, _ = redirector.NewAccessLog(logOut, *logFormat) // the format is checked above
@@ -124,6 +101,49 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// parseTrustedProxies reads the --trusted-proxy values: CIDRs or addresses, comma-separated
+// or repeated.
+func parseTrustedProxies(values []string) ([]netip.Prefix, error) {
+	var prefixes []netip.Prefix
+	for _, t := range values {
+		for _, c := range strings.Split(t, ",") {
+			c = strings.TrimSpace(c)
+			if c == "" {
+				continue
+			}
+			p, err := parseCIDR(c)
+			if err != nil {
+				return nil, err
+			}
+			prefixes = append(prefixes, p)
+		}
+	}
+	return prefixes, nil
+}
+
+// probeOptions checks the --probe-* flags and returns the health probes' options; replica ""
+// is the host name.
+func probeOptions(interval, timeout time.Duration, failures, successes, jobs int, replica string) (redirector.HealthOptions, error) {
+	if interval < 0 || timeout <= 0 || failures < 1 || successes < 1 || jobs < 1 {
+		return redirector.HealthOptions{}, errors.New("serve: --probe-interval must not be negative; --probe-timeout, --probe-failures, --probe-successes and --probe-concurrency must be positive")
+	}
+	if interval > 0 && float64(timeout) > 0.8*float64(interval) {
+		return redirector.HealthOptions{}, fmt.Errorf("serve: --probe-timeout %v must be shorter than 0.8 × --probe-interval %v (probes of a mirror must not overlap)", timeout, interval)
+	}
+	if replica == "" {
+		replica, _ = os.Hostname()
+	}
+	return redirector.HealthOptions{
+		Off:         interval == 0,
+		Interval:    interval,
+		Timeout:     timeout,
+		Failures:    failures,
+		Successes:   successes,
+		Concurrency: jobs,
+		UserAgent:   probeUserAgent(replica),
+	}, nil
 }
 
 // probeUserAgent names regmirror, the probe and the replica, so that a mirror's admin can
