@@ -168,98 +168,128 @@ func (s *Server) explainBlob(ex *routeExplanation, g *generation, addr netip.Add
 	if base == nil {
 		base = g
 	}
-	down := map[string]string{}
+	w := &tierWalk{ex: ex, b: b, down: map[string]string{}, mentioned: map[string]bool{}, cands: []routeCandidate{}}
 	for _, m := range s.Health().Mirrors {
 		if !m.Up {
-			down[m.Name] = m.Reason
+			w.down[m.Name] = m.Reason
 		}
-	}
-	mentioned := map[string]bool{}
-	cands := []routeCandidate{}
-	decided := ""
-	// consider gives one tier's mirrors their verdicts and says whether the tier takes the
-	// blob; refuse may pass a mirror over for a reason of the tier's own.
-	consider := func(tier string, ms []*mirrorEntry, refuse func(*mirrorEntry) string) {
-		var taken []*mirrorEntry
-		var total uint64
-		for _, m := range ms {
-			if mentioned[m.name] {
-				continue
-			}
-			mentioned[m.name] = true
-			c := routeCandidate{Mirror: m.name, Tier: tier}
-			switch {
-			case decided != "":
-				c.Reason = "not needed: an earlier tier takes the blob (" + decided + ")"
-			case down[m.name] != "":
-				c.Reason = "out of rotation: " + down[m.name]
-			case !layout.HeldAt(m.generation, b.since):
-				c.Reason = fmt.Sprintf("behind: holds generation %d, the blob is from generation %d", m.generation, b.since)
-			case refuse != nil && refuse(m) != "":
-				c.Reason = refuse(m)
-			default:
-				c.Taken = true
-				taken = append(taken, m)
-				total += m.weight
-			}
-			cands = append(cands, c)
-		}
-		if len(taken) == 0 {
-			return
-		}
-		for i := range cands {
-			for _, m := range taken {
-				if cands[i].Taken && cands[i].Mirror == m.name && cands[i].Tier == tier {
-					cands[i].Share = float64(m.weight) / float64(total)
-					cands[i].Reason = fmt.Sprintf("holds the blob: chosen with weight %d of %d (bandwidth)", m.weight, total)
-					ex.To = append(ex.To, m.url+b.path)
-				}
-			}
-		}
-		decided = tier
-		ex.Decision = "a mirror of " + tier
 	}
 	// 1. Netblocks: the most specific match among the mirrors holding the blob.
 	if addr.IsValid() {
-		var nb []*mirrorEntry
-		best := -1
-		for _, m := range base.netblockMirrors {
-			if bits := netblockBits(m, addr); bits >= 0 {
-				nb = append(nb, m)
-				if down[m.name] == "" && layout.HeldAt(m.generation, b.since) {
-					best = max(best, bits)
-				}
-			}
-		}
-		consider("netblock", nb, func(m *mirrorEntry) string {
-			if bits := netblockBits(m, addr); bits < best {
-				return fmt.Sprintf("a less specific netblock (/%d) than another mirror's (/%d)", bits, best)
-			}
-			return ""
-		})
+		w.netblocks(base, addr)
 	}
 	// 2. The client's autonomous system.
 	if asn != 0 {
-		consider("AS"+strconv.FormatUint(uint64(asn), 10), base.asnMirrors[asn], nil)
+		w.consider("AS"+strconv.FormatUint(uint64(asn), 10), base.asnMirrors[asn], nil)
 	}
 	// 3. The region's tiers, then the global region's.
 	if reg := base.regionFor(ex.Client.Country, ex.Client.Continent); reg != nil {
 		for i, t := range reg.tiers {
-			consider(fmt.Sprintf("%s tier %d", reg.key, i+1), t.mirrors, nil)
+			w.consider(fmt.Sprintf("%s tier %d", reg.key, i+1), t.mirrors, nil)
 		}
 		if reg.key != "global" {
 			if gl := base.regions["global"]; gl != nil {
 				for i, t := range gl.tiers {
-					consider(fmt.Sprintf("global tier %d", i+1), t.mirrors, nil)
+					w.consider(fmt.Sprintf("global tier %d", i+1), t.mirrors, nil)
 				}
 			}
 		}
 	}
 	// 4. Any mirror every client may use.
-	consider("any mirror", base.anyMirrors, nil)
-	// The rest: why they are no candidates at all.
+	w.consider("any mirror", base.anyMirrors, nil)
+	w.unlisted(g)
+	ex.Candidates = w.cands
+	switch {
+	case w.decided != "":
+	case g.origin != "":
+		ex.Decision = "origin: no mirror can take the blob for this client"
+		ex.To = []string{g.origin + b.path}
+	case s.blobReachable(g, b):
+		ex.Decision = "local: served from this server's tree"
+	default:
+		ex.Decision = "unavailable: no mirror holds the blob yet, there is no origin, and the tree lacks its file"
+	}
+	return true
+}
+
+// tierWalk gives the mirrors their verdicts for one blob, tier by tier (explainBlob).
+type tierWalk struct {
+	ex        *routeExplanation
+	b         *blobEntry
+	down      map[string]string // mirror → why the probes took it out of rotation
+	mentioned map[string]bool
+	cands     []routeCandidate
+	decided   string // the tier that takes the blob
+}
+
+// consider gives one tier's mirrors their verdicts and says whether the tier takes the
+// blob; refuse may pass a mirror over for a reason of the tier's own.
+func (w *tierWalk) consider(tier string, ms []*mirrorEntry, refuse func(*mirrorEntry) string) {
+	var taken []*mirrorEntry
+	var total uint64
+	for _, m := range ms {
+		if w.mentioned[m.name] {
+			continue
+		}
+		w.mentioned[m.name] = true
+		c := routeCandidate{Mirror: m.name, Tier: tier}
+		switch {
+		case w.decided != "":
+			c.Reason = "not needed: an earlier tier takes the blob (" + w.decided + ")"
+		case w.down[m.name] != "":
+			c.Reason = "out of rotation: " + w.down[m.name]
+		case !layout.HeldAt(m.generation, w.b.since):
+			c.Reason = fmt.Sprintf("behind: holds generation %d, the blob is from generation %d", m.generation, w.b.since)
+		case refuse != nil && refuse(m) != "":
+			c.Reason = refuse(m)
+		default:
+			c.Taken = true
+			taken = append(taken, m)
+			total += m.weight
+		}
+		w.cands = append(w.cands, c)
+	}
+	if len(taken) == 0 {
+		return
+	}
+	for i := range w.cands {
+		for _, m := range taken {
+			if w.cands[i].Taken && w.cands[i].Mirror == m.name && w.cands[i].Tier == tier {
+				w.cands[i].Share = float64(m.weight) / float64(total)
+				w.cands[i].Reason = fmt.Sprintf("holds the blob: chosen with weight %d of %d (bandwidth)", m.weight, total)
+				w.ex.To = append(w.ex.To, m.url+w.b.path)
+			}
+		}
+	}
+	w.decided = tier
+	w.ex.Decision = "a mirror of " + tier
+}
+
+// netblocks considers the mirrors whose netblocks hold addr: the most specific match among
+// those that can take the blob wins.
+func (w *tierWalk) netblocks(base *generation, addr netip.Addr) {
+	var nb []*mirrorEntry
+	best := -1
+	for _, m := range base.netblockMirrors {
+		if bits := netblockBits(m, addr); bits >= 0 {
+			nb = append(nb, m)
+			if w.down[m.name] == "" && layout.HeldAt(m.generation, w.b.since) {
+				best = max(best, bits)
+			}
+		}
+	}
+	w.consider("netblock", nb, func(m *mirrorEntry) string {
+		if bits := netblockBits(m, addr); bits < best {
+			return fmt.Sprintf("a less specific netblock (/%d) than another mirror's (/%d)", bits, best)
+		}
+		return ""
+	})
+}
+
+// unlisted says why the mirrors no tier mentioned are no candidates at all.
+func (w *tierWalk) unlisted(g *generation) {
 	for _, m := range g.status.Mirrors {
-		if mentioned[m.Name] {
+		if w.mentioned[m.Name] {
 			continue
 		}
 		c := routeCandidate{Mirror: m.Name}
@@ -274,22 +304,10 @@ func (s *Server) explainBlob(ex *routeExplanation, g *generation, addr netip.Add
 				c.Reason += ": " + m.Reason
 			}
 		default:
-			c.Reason = "not among the tiers of region " + ex.Client.Region + " (restricted to other client countries)"
+			c.Reason = "not among the tiers of region " + w.ex.Client.Region + " (restricted to other client countries)"
 		}
-		cands = append(cands, c)
+		w.cands = append(w.cands, c)
 	}
-	ex.Candidates = cands
-	switch {
-	case decided != "":
-	case g.origin != "":
-		ex.Decision = "origin: no mirror can take the blob for this client"
-		ex.To = []string{g.origin + b.path}
-	case s.blobReachable(g, b):
-		ex.Decision = "local: served from this server's tree"
-	default:
-		ex.Decision = "unavailable: no mirror holds the blob yet, there is no origin, and the tree lacks its file"
-	}
-	return true
 }
 
 // explainManifest says what a manifest request gets: manifests are answered by this server,
