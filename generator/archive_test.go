@@ -116,9 +116,9 @@ func TestArchiveFlagErrors(t *testing.T) {
 		mod  func(*Options)
 		err  string
 	}{
-		{"no tag part", func(o *Options) { o.Archive = []string{"fedora"} }, `--archive "fedora": want a repository:tag pattern, like fedora:3[0-9]`},
-		{"open class", func(o *Options) { o.Archive = []string{"fedora:[3"} }, `--archive: pattern "fedora:[3": "[" without its closing ]`},
-		{"max age without keep-removed", func(o *Options) { o.ArchiveMaxAge = time.Hour }, "--archive-max-age without --keep-removed: it ages out removed tags that --keep-removed keeps"},
+		{"no tag part", func(o *Options) { o.Archive = []string{"fedora"} }, `Options.Archive "fedora": want a repository:tag pattern, like fedora:3[0-9]`},
+		{"open class", func(o *Options) { o.Archive = []string{"fedora:[3"} }, `Options.Archive: pattern "fedora:[3": "[" without its closing ]`},
+		{"max age without keep-removed", func(o *Options) { o.ArchiveMaxAge = time.Hour }, "Options.ArchiveMaxAge without Options.KeepRemoved: it ages out removed tags that Options.KeepRemoved keeps"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := src.opts(filepath.Join(t.TempDir(), "tree"))

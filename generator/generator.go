@@ -122,11 +122,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	for _, p := range o.Archive {
 		if !strings.Contains(p, ":") {
-			return nil, fmt.Errorf("--archive %q: want a repository:tag pattern, like fedora:3[0-9]", p)
+			return nil, fmt.Errorf("Options.Archive %q: want a repository:tag pattern, like fedora:3[0-9]", p)
 		}
 		g, err := CompileGlob(p)
 		if err != nil {
-			return nil, fmt.Errorf("--archive: %w", err)
+			return nil, fmt.Errorf("Options.Archive: %w", err)
 		}
 		r.archive = append(r.archive, g)
 	}
@@ -353,7 +353,7 @@ func (r *run) keepRemoved(repo string, listed []string) []outcome {
 			at = now
 		}
 		if r.o.ArchiveMaxAge > 0 && now.Sub(at) > r.o.ArchiveMaxAge {
-			r.prog.warnf("%s:%s: removed from the source on %s, older than --archive-max-age %s: removed", repo, tag, at.Format(time.RFC3339), r.o.ArchiveMaxAge)
+			r.prog.warnf("%s:%s: removed from the source on %s, older than Options.ArchiveMaxAge %s: removed", repo, tag, at.Format(time.RFC3339), r.o.ArchiveMaxAge)
 			continue
 		}
 		if cl := r.fallback(repo, tag); cl != nil {

@@ -149,10 +149,10 @@ func (o *Options) setDefaults() error {
 		o.GCGrace = DefaultGCGrace
 	}
 	if o.ArchiveMaxAge < 0 {
-		return fmt.Errorf("--archive-max-age %s is negative", o.ArchiveMaxAge)
+		return fmt.Errorf("Options.ArchiveMaxAge %s is negative", o.ArchiveMaxAge)
 	}
 	if o.ArchiveMaxAge > 0 && !o.KeepRemoved {
-		return errors.New("--archive-max-age without --keep-removed: it ages out removed tags that --keep-removed keeps")
+		return errors.New("Options.ArchiveMaxAge without Options.KeepRemoved: it ages out removed tags that Options.KeepRemoved keeps")
 	}
 	if o.Retries < 0 {
 		o.Retries = 0

@@ -22,6 +22,7 @@ func TestWithFlags(t *testing.T) {
 		{"limit", errors.New("more than 5 referrers (limit: Options.MaxReferrers 5; raise it)"), "more than 5 referrers (limit: --max-referrers 5; raise it)"},
 		{"mirrors", errors.New("Source.MMDirectory applies; Options.MirrorsFile FILE"), "--mm-directory applies; --mirrors FILE"},
 		{"tls", errors.New("TLS needs both ServeConfig.TLSCert and ServeConfig.TLSKey"), "TLS needs both --tls-cert and --tls-key"},
+		{"archive", errors.New("Options.ArchiveMaxAge without Options.KeepRemoved; Options.Archive: x"), "--archive-max-age without --keep-removed; --archive: x"},
 		{"mirror-config", errors.New(`config server "iis": want nginx or apache; config root /`), `--server "iis": want nginx or apache; --root /`},
 	}
 	for _, c := range cases {
