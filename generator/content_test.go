@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/regmirror/regmirror/internal/testimages"
+	"github.com/regmirror/regmirror/internal/testsupport/testimages"
 	"github.com/regmirror/regmirror/layout"
 )
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/regmirror/regmirror/internal/testimages"
+	"github.com/regmirror/regmirror/internal/testsupport/testimages"
 	"github.com/regmirror/regmirror/layout"
 )
 

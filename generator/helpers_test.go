@@ -23,7 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/regmirror/regmirror/internal/testimages"
+	"github.com/regmirror/regmirror/internal/testsupport/testimages"
 	"github.com/regmirror/regmirror/layout"
 )
 

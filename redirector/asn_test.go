@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/regmirror/regmirror/internal/geoiptest"
+	"github.com/regmirror/regmirror/internal/testsupport/geoiptest"
 	"github.com/regmirror/regmirror/layout"
 )
 

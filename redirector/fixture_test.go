@@ -20,7 +20,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/regmirror/regmirror/internal/testimages"
+	"github.com/regmirror/regmirror/internal/testsupport/testimages"
 	"github.com/regmirror/regmirror/layout"
 )
 

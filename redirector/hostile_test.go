@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regmirror/regmirror/internal/peers"
+	"github.com/regmirror/regmirror/internal/testsupport/peers"
 )
 
 // startServer runs ListenAndServe on loopback ports until the test ends and returns the API

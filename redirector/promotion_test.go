@@ -23,7 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/regmirror/regmirror/generator"
 	"github.com/regmirror/regmirror/internal/crawl"
-	"github.com/regmirror/regmirror/internal/testimages"
+	"github.com/regmirror/regmirror/internal/testsupport/testimages"
 	"github.com/regmirror/regmirror/layout"
 	"github.com/regmirror/regmirror/redirector"
 )

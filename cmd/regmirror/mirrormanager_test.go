@@ -16,10 +16,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/regmirror/regmirror/internal/geoiptest"
+	"github.com/regmirror/regmirror/internal/testsupport/geoiptest"
 	"github.com/regmirror/regmirror/internal/mirrormanager"
-	"github.com/regmirror/regmirror/internal/mirrormanager/mmselect"
-	"github.com/regmirror/regmirror/internal/mirrormanager/mmtest"
+	"github.com/regmirror/regmirror/internal/testsupport/mmselect"
+	"github.com/regmirror/regmirror/internal/testsupport/mmtest"
 	"github.com/regmirror/regmirror/layout"
 	"github.com/regmirror/regmirror/redirector"
 )

@@ -1,7 +1,7 @@
 package mirrormanager
 
 import (
-	"github.com/regmirror/regmirror/internal/mirrormanager/mmtest"
+	"github.com/regmirror/regmirror/internal/testsupport/mmtest"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )

@@ -3,7 +3,7 @@ package mirrormanager
 import (
 	"net/netip"
 
-	"github.com/regmirror/regmirror/internal/mirrormanager/mmtest"
+	"github.com/regmirror/regmirror/internal/testsupport/mmtest"
 )
 
 // fixture is mmtest.Fixture, the cache the package's tests decode.

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/regmirror/regmirror/internal/mirrormanager"
-	"github.com/regmirror/regmirror/internal/mirrormanager/mmtest"
+	"github.com/regmirror/regmirror/internal/testsupport/mmtest"
 	"github.com/regmirror/regmirror/layout"
 )
 
