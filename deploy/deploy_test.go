@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/regmirror/regmirror/internal/mirrors"
-	"github.com/regmirror/regmirror/internal/testsupport/peers"
 	"github.com/regmirror/regmirror/internal/publish"
+	"github.com/regmirror/regmirror/internal/testsupport/peers"
 	"github.com/regmirror/regmirror/layout"
 	"github.com/regmirror/regmirror/redirector"
 )

@@ -16,8 +16,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/regmirror/regmirror/internal/testsupport/geoiptest"
 	"github.com/regmirror/regmirror/internal/mirrormanager"
+	"github.com/regmirror/regmirror/internal/testsupport/geoiptest"
 	"github.com/regmirror/regmirror/internal/testsupport/mmselect"
 	"github.com/regmirror/regmirror/internal/testsupport/mmtest"
 	"github.com/regmirror/regmirror/layout"
