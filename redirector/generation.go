@@ -179,8 +179,51 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		regions:  map[string]*regionEntry{},
 		status:   newStatusInfo(m),
 	}
+	manifests, err := loadManifests(m)
+	if err != nil {
+		return nil, err
+	}
+	g.manifestCount = len(manifests)
+	if g.variants, err = loadVariants(m, manifests); err != nil {
+		return nil, err
+	}
+	if g.variants != nil {
+		g.variantCount = len(g.variants.byDigest)
+	}
+	if g.blobs, err = loadBlobs(m); err != nil {
+		return nil, err
+	}
+	g.blobCount = len(g.blobs)
+	for name, r := range m.Repositories {
+		re, err := loadRepository(name, r, manifests, g.blobs)
+		if err != nil {
+			return nil, err
+		}
+		g.repos[name] = re
+		if re.published {
+			g.catalog = append(g.catalog, name)
+		}
+	}
+	slices.Sort(g.catalog)
+	g.catalogBody = catalogBody(g.catalog)
+	if m.Origin != "" {
+		u, err := checkMirrorURL(m.Origin)
+		if err != nil {
+			return nil, fmt.Errorf("origin: %w", err)
+		}
+		g.origin = u
+	}
+	usable := g.loadMirrors(m, warn)
+	g.probes = probeTargets(m, usable)
+	if err := g.loadRegions(m, usable); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
 
-	// Manifests, verified against their digests.
+// loadManifests verifies every manifest against its digest; lists learn their linux/amd64
+// child.
+func loadManifests(m *layout.Meta) (map[string]*manifestEntry, error) {
 	manifests := make(map[string]*manifestEntry, len(m.Manifests))
 	for d, mf := range m.Manifests {
 		if mf == nil {
@@ -192,46 +235,51 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		}
 		manifests[d.String()] = e
 	}
-	g.manifestCount = len(manifests)
-
-	// Variants: what the sets record, checked, and every variant by its own digest. Nothing
-	// is rendered here; a variant is rendered when a client first asks for it.
-	if len(m.VariantSets) > 0 {
-		vs := &variantSets{
-			sets:     make([]map[layout.Digest]layout.VariantRef, len(m.VariantSets)),
-			renderer: layout.NewRenderer(m),
-			byDigest: map[layout.Digest]variantRef{},
-		}
-		for i, set := range m.VariantSets {
-			if set == nil {
-				continue
-			}
-			for canon, ref := range set.Variants {
-				e, ok := manifests[canon.String()]
-				if !ok {
-					return nil, fmt.Errorf("variant set %d: variant of unknown manifest %s", i, canon)
-				}
-				if ref.Digest.IsZero() || ref.Size <= 0 {
-					return nil, fmt.Errorf("variant set %d: variant of %s has no digest or size", i, canon)
-				}
-				if _, ok := vs.byDigest[ref.Digest]; !ok {
-					if _, canonical := manifests[ref.Digest.String()]; !canonical {
-						vs.byDigest[ref.Digest] = variantRef{set: i, canon: e}
-					}
-				}
-			}
-			vs.sets[i] = set.Variants
-		}
-		g.variants = vs
-		g.variantCount = len(vs.byDigest)
-	}
-	// Lists learn their linux/amd64 child.
 	for _, e := range manifests {
 		if e.isList {
 			e.defaultChild = findDefaultChild(e.body, manifests)
 		}
 	}
+	return manifests, nil
+}
 
+// loadVariants checks what the variant sets record and indexes every variant by its own
+// digest; nil without sets. Nothing is rendered here: a variant is rendered when a client
+// first asks for it.
+func loadVariants(m *layout.Meta, manifests map[string]*manifestEntry) (*variantSets, error) {
+	if len(m.VariantSets) == 0 {
+		return nil, nil
+	}
+	vs := &variantSets{
+		sets:     make([]map[layout.Digest]layout.VariantRef, len(m.VariantSets)),
+		renderer: layout.NewRenderer(m),
+		byDigest: map[layout.Digest]variantRef{},
+	}
+	for i, set := range m.VariantSets {
+		if set == nil {
+			continue
+		}
+		for canon, ref := range set.Variants {
+			e, ok := manifests[canon.String()]
+			if !ok {
+				return nil, fmt.Errorf("variant set %d: variant of unknown manifest %s", i, canon)
+			}
+			if ref.Digest.IsZero() || ref.Size <= 0 {
+				return nil, fmt.Errorf("variant set %d: variant of %s has no digest or size", i, canon)
+			}
+			if _, ok := vs.byDigest[ref.Digest]; !ok {
+				if _, canonical := manifests[ref.Digest.String()]; !canonical {
+					vs.byDigest[ref.Digest] = variantRef{set: i, canon: e}
+				}
+			}
+		}
+		vs.sets[i] = set.Variants
+	}
+	return vs, nil
+}
+
+// loadBlobs indexes every blob of the generation by digest.
+func loadBlobs(m *layout.Meta) (map[string]*blobEntry, error) {
 	blobs := make(map[string]*blobEntry, len(m.Blobs))
 	for d, b := range m.Blobs {
 		if b == nil || b.Size < 0 {
@@ -241,82 +289,73 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		be.subsets = b.Subsets
 		blobs[d.String()] = be
 	}
-	g.blobCount = len(blobs)
-	g.blobs = blobs
+	return blobs, nil
+}
 
-	for name, r := range m.Repositories {
-		if err := layout.ValidateName(name); err != nil {
-			return nil, err
+// loadRepository prepares one repository's answers, refusing names and references the
+// metadata does not back.
+func loadRepository(name string, r *layout.Repository, manifests map[string]*manifestEntry, blobs map[string]*blobEntry) (*repoEntry, error) {
+	if err := layout.ValidateName(name); err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, fmt.Errorf("repository %s has no data", name)
+	}
+	re := &repoEntry{
+		name:      name,
+		published: r.Published(),
+		tags:      make(map[string]*manifestEntry, len(r.Tags)),
+		manifests: make(map[string]*manifestEntry, len(r.Manifests)+len(r.Retiring)),
+		blobs:     make(map[string]*blobEntry, len(r.Blobs)+len(r.Manifests)+len(r.Retiring)+len(r.RetiringBlobs)),
+		referrers: make(map[string]*referrerSet, len(r.Referrers)),
+	}
+	for tag, d := range r.Tags {
+		if err := layout.ValidateTag(tag); err != nil {
+			return nil, fmt.Errorf("repository %s: %w", name, err)
 		}
-		if r == nil {
-			return nil, fmt.Errorf("repository %s has no data", name)
+		e, ok := manifests[d.String()]
+		if !ok {
+			return nil, fmt.Errorf("repository %s: tag %s names manifest %s, which the metadata lacks", name, tag, d)
 		}
-		re := &repoEntry{
-			name:      name,
-			published: r.Published(),
-			tags:      make(map[string]*manifestEntry, len(r.Tags)),
-			manifests: make(map[string]*manifestEntry, len(r.Manifests)+len(r.Retiring)),
-			blobs:     make(map[string]*blobEntry, len(r.Blobs)+len(r.Manifests)+len(r.Retiring)+len(r.RetiringBlobs)),
-			referrers: make(map[string]*referrerSet, len(r.Referrers)),
+		re.tags[tag] = e
+		re.tagList = append(re.tagList, tag)
+	}
+	slices.Sort(re.tagList)
+	// Referenced and retiring content alike, by digest.
+	for _, d := range slices.Concat(r.Manifests, r.Retiring) {
+		e, ok := manifests[d.String()]
+		if !ok {
+			return nil, fmt.Errorf("repository %s lists manifest %s, which the metadata lacks", name, d)
 		}
-		for tag, d := range r.Tags {
-			if err := layout.ValidateTag(tag); err != nil {
-				return nil, fmt.Errorf("repository %s: %w", name, err)
-			}
-			e, ok := manifests[d.String()]
-			if !ok {
-				return nil, fmt.Errorf("repository %s: tag %s names manifest %s, which the metadata lacks", name, tag, d)
-			}
-			re.tags[tag] = e
-			re.tagList = append(re.tagList, tag)
-		}
-		slices.Sort(re.tagList)
-		// Referenced and retiring content alike, by digest.
-		for _, d := range slices.Concat(r.Manifests, r.Retiring) {
-			e, ok := manifests[d.String()]
-			if !ok {
-				return nil, fmt.Errorf("repository %s lists manifest %s, which the metadata lacks", name, d)
-			}
-			re.manifests[d.String()] = e
-			if b, ok := blobs[d.String()]; ok {
-				re.blobs[d.String()] = b
-			}
-		}
-		for _, t := range re.tags { // a tagged manifest belongs to its repository in any case
-			re.manifests[t.digest] = t
-		}
-		for _, d := range slices.Concat(r.Blobs, r.RetiringBlobs) {
-			b, ok := blobs[d.String()]
-			if !ok {
-				return nil, fmt.Errorf("repository %s lists blob %s, which the metadata lacks", name, d)
-			}
+		re.manifests[d.String()] = e
+		if b, ok := blobs[d.String()]; ok {
 			re.blobs[d.String()] = b
 		}
-		for subj, descs := range r.Referrers {
-			body, err := referrersBody(descs)
-			if err != nil {
-				return nil, fmt.Errorf("repository %s: referrers of %s: %w", name, subj, err)
-			}
-			re.referrers[subj.String()] = &referrerSet{descs: descs, body: body}
-		}
-		re.tagsBody = tagsBody(name, re.tagList)
-		g.repos[name] = re
-		if re.published {
-			g.catalog = append(g.catalog, name)
-		}
 	}
-	slices.Sort(g.catalog)
-	g.catalogBody = catalogBody(g.catalog)
-
-	if m.Origin != "" {
-		u, err := checkMirrorURL(m.Origin)
+	for _, t := range re.tags { // a tagged manifest belongs to its repository in any case
+		re.manifests[t.digest] = t
+	}
+	for _, d := range slices.Concat(r.Blobs, r.RetiringBlobs) {
+		b, ok := blobs[d.String()]
+		if !ok {
+			return nil, fmt.Errorf("repository %s lists blob %s, which the metadata lacks", name, d)
+		}
+		re.blobs[d.String()] = b
+	}
+	for subj, descs := range r.Referrers {
+		body, err := referrersBody(descs)
 		if err != nil {
-			return nil, fmt.Errorf("origin: %w", err)
+			return nil, fmt.Errorf("repository %s: referrers of %s: %w", name, subj, err)
 		}
-		g.origin = u
+		re.referrers[subj.String()] = &referrerSet{descs: descs, body: body}
 	}
+	re.tagsBody = tagsBody(name, re.tagList)
+	return re, nil
+}
 
-	// Mirrors: only those the last crawl found healthy (and enabled), with a usable URL.
+// loadMirrors takes the mirrors the last crawl found healthy (and enabled), with a usable
+// URL, into the netblock, ASN and any-mirror lists; it returns them by name.
+func (g *generation) loadMirrors(m *layout.Meta, warn func(msg string, args ...any)) map[string]*mirrorEntry {
 	usable := map[string]*mirrorEntry{}
 	for _, mi := range m.Mirrors {
 		if !mi.Usable() {
@@ -358,14 +397,18 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 			}
 		}
 	}
-	g.probes = probeTargets(m, usable)
 	byName := func(a, b *mirrorEntry) int { return cmp.Compare(a.name, b.name) }
 	slices.SortFunc(g.netblockMirrors, byName)
 	slices.SortFunc(g.anyMirrors, byName)
 	for _, ms := range g.asnMirrors {
 		slices.SortFunc(ms, byName)
 	}
+	return usable
+}
 
+// loadRegions builds each region's tiers from the usable mirrors (an unhealthy, disabled or
+// unknown one is never a candidate) and checks its variant set.
+func (g *generation) loadRegions(m *layout.Meta, usable map[string]*mirrorEntry) error {
 	for key, reg := range m.Regions {
 		if reg == nil {
 			continue
@@ -374,11 +417,9 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		for _, names := range reg.Tiers {
 			var t tierEntry
 			for _, n := range names {
-				me, ok := usable[n]
-				if !ok {
-					continue // unhealthy, disabled, or unknown: never a candidate
+				if me, ok := usable[n]; ok {
+					t.add(me)
 				}
-				t.add(me)
 			}
 			if len(t.mirrors) > 0 {
 				re.tiers = append(re.tiers, t)
@@ -386,13 +427,13 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 		}
 		switch {
 		case reg.VariantSet >= len(m.VariantSets):
-			return nil, fmt.Errorf("region %s names variant set %d of %d", key, reg.VariantSet, len(m.VariantSets))
+			return fmt.Errorf("region %s names variant set %d of %d", key, reg.VariantSet, len(m.VariantSets))
 		case reg.VariantSet >= 0 && m.VariantSets[reg.VariantSet] != nil:
 			re.variantSet = reg.VariantSet
 		}
 		g.regions[key] = re
 	}
-	return g, nil
+	return nil
 }
 
 // newBlobEntry prepares the answers about a blob of size bytes (-1: unknown).
