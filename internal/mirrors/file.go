@@ -2,6 +2,7 @@ package mirrors
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -321,7 +321,6 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 			if !p.checkNode(v, yaml.SequenceNode, ctx+"netblocks", "a list of CIDRs") {
 				return true
 			}
-			seen := map[netip.Prefix]bool{}
 			for _, b := range v.Content {
 				s, ok := p.str(b, ctx, "netblocks")
 				if !ok {
@@ -332,10 +331,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 					p.errorf(b.Line, "%snetblock %q: %v", ctx, trunc.String(s), err)
 					continue
 				}
-				if !seen[pfx] {
-					seen[pfx] = true
-					m.Netblocks = append(m.Netblocks, pfx)
-				}
+				m.Netblocks = append(m.Netblocks, pfx)
 			}
 		case "asns":
 			if v.Tag == "!!null" {
@@ -350,9 +346,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 					p.errorf(a.Line, "%sasn %q: %v", ctx, trunc.String(a.Value), err)
 					continue
 				}
-				if !slices.Contains(m.ASNs, asn) {
-					m.ASNs = append(m.ASNs, asn)
-				}
+				m.ASNs = append(m.ASNs, asn)
 			}
 		case "allowed_countries":
 			if v.Tag == "!!null" {
@@ -371,9 +365,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 					p.errorf(cn.Line, "%sallowed country %q is not an ISO 3166-1 alpha-2 code%s", ctx, trunc.String(s), countryHint(c))
 					continue
 				}
-				if !slices.Contains(m.AllowedCountries, c) {
-					m.AllowedCountries = append(m.AllowedCountries, c)
-				}
+				m.AllowedCountries = append(m.AllowedCountries, c)
 			}
 			if len(v.Content) == 0 {
 				p.errorf(v.Line, "%sallowed_countries is empty: leave it out to serve every country", ctx)
@@ -394,9 +386,7 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 					p.errorf(c.Line, "%scontent: %v", ctx, err)
 					continue
 				}
-				if !slices.Contains(m.Content, s) {
-					m.Content = append(m.Content, s)
-				}
+				m.Content = append(m.Content, s)
 			}
 			if len(v.Content) == 0 {
 				p.errorf(v.Line, "%scontent is empty: leave it out to carry every architecture", ctx)
@@ -432,20 +422,51 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 	if len(p.errs) > before {
 		return Mirror{}, false
 	}
-	if m.Continent == "" {
-		m.Continent, _ = layout.ContinentOf(m.Country)
-	}
 	if !haveBandwidth {
 		m.Bandwidth = DefaultBandwidth
 	}
-	if m.Private && len(m.Netblocks) == 0 && len(m.ASNs) == 0 {
-		p.errorf(n.Line, "%sprivate mirror without netblocks or asns: no client could reach it", ctx)
+	m.normalize()
+	if err := m.reachable(); err != nil {
+		p.errorf(n.Line, "%s%v", ctx, err)
 		return Mirror{}, false
 	}
-	sort.Slice(m.Netblocks, func(i, j int) bool { return prefixLess(m.Netblocks[i], m.Netblocks[j]) })
-	slices.Sort(m.ASNs)
-	slices.Sort(m.AllowedCountries)
 	return m, true
+}
+
+// normalize puts a mirror in its one canonical form, whatever it was read from (a mirrors
+// file, MirrorManager's cache, code): country and continent codes in upper case, the
+// continent derived from the country when absent, and netblocks, ASNs and allowed countries
+// deduplicated and sorted (content keeps its order, deduplicated). Validate checks the rules.
+func (m *Mirror) normalize() {
+	m.Country = strings.ToUpper(m.Country)
+	m.Continent = strings.ToUpper(m.Continent)
+	if m.Continent == "" {
+		m.Continent, _ = layout.ContinentOf(m.Country)
+	}
+	slices.SortFunc(m.Netblocks, comparePrefix)
+	m.Netblocks = slices.Compact(m.Netblocks)
+	slices.Sort(m.ASNs)
+	m.ASNs = slices.Compact(m.ASNs)
+	for i, c := range m.AllowedCountries {
+		m.AllowedCountries[i] = strings.ToUpper(c)
+	}
+	slices.Sort(m.AllowedCountries)
+	m.AllowedCountries = slices.Compact(m.AllowedCountries)
+	var content []string
+	for _, c := range m.Content {
+		if !slices.Contains(content, c) {
+			content = append(content, c)
+		}
+	}
+	m.Content = content
+}
+
+// reachable is the rule that a private mirror needs netblocks or ASNs: no region lists it.
+func (m *Mirror) reachable() error {
+	if m.Private && len(m.Netblocks) == 0 && len(m.ASNs) == 0 {
+		return errors.New("private mirror without netblocks or asns: no client could reach it")
+	}
+	return nil
 }
 
 // parseASN reads an AS number: a whole number 1..4294967295, or "AS64500".
@@ -516,8 +537,8 @@ func (m *Mirror) Validate() error {
 			return fmt.Errorf("mirror %q: allowed country %q is not an ISO 3166-1 alpha-2 code", m.Name, trunc.String(c))
 		}
 	}
-	if m.Private && len(m.Netblocks) == 0 && len(m.ASNs) == 0 {
-		return fmt.Errorf("mirror %q: private mirror without netblocks or ASNs: no client could reach it", m.Name)
+	if err := m.reachable(); err != nil {
+		return fmt.Errorf("mirror %q: %w", m.Name, err)
 	}
 	for _, c := range m.Content {
 		if err := layout.ValidSubset(c); err != nil {
@@ -604,11 +625,12 @@ func parseNetblock(s string) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-func prefixLess(a, b netip.Prefix) bool {
+// comparePrefix orders netblocks by address, then by length.
+func comparePrefix(a, b netip.Prefix) int {
 	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c < 0
+		return c
 	}
-	return a.Bits() < b.Bits()
+	return cmp.Compare(a.Bits(), b.Bits())
 }
 
 // countryHint suggests the right code for common mistakes.

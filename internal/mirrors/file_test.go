@@ -2,6 +2,7 @@ package mirrors
 
 import (
 	"errors"
+	"github.com/regmirror/regmirror/internal/mirrormanager"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -226,5 +227,35 @@ func TestParseContent(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestOneNormaliser: a mirror read from a mirrors file and the same host read from
+// MirrorManager's cache come out identical: one normaliser and one set of rules for both.
+func TestOneNormaliser(t *testing.T) {
+	f, err := Parse("m.yaml", []byte(`mirrors:
+  - name: mm-host-7
+    url: https://m.example/pub/containers/
+    country: de
+    bandwidth: 500
+    netblocks: [192.0.2.0/24, 10.0.0.0/8, 192.0.2.0/24]
+    asns: [64501, 64500, 64500]
+    allowed_countries: [at, DE, at]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm := FromMirrorManager([]mirrormanager.Host{{
+		Name: "mm-host-7", URLs: []string{"HTTPS://M.example/pub/containers/"}, Country: "De", Bandwidth: 500,
+		Netblocks: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.0/24")},
+		ASNs:      []uint32{64501, 64500, 64500}, AllowedCountries: []string{"at", "DE", "at"},
+	}}, nil)
+	got, want := mm.Mirrors, f.Mirrors
+	want[0].Line = 0
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("from MirrorManager:\n%+v\nfrom the mirrors file:\n%+v", got, want)
+	}
+	if w := want[0]; w.Continent != "EU" || len(w.Netblocks) != 2 || len(w.ASNs) != 2 || strings.Join(w.AllowedCountries, ",") != "AT,DE" {
+		t.Errorf("not normalised: %+v", w)
 	}
 }

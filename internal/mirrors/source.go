@@ -3,11 +3,9 @@ package mirrors
 import (
 	"fmt"
 	"io"
-	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -120,49 +118,40 @@ func FromMirrorManager(hosts []mirrormanager.Host, continentRedirect func(string
 		if m.URL == "" || checkName(m.Name) != nil {
 			continue
 		}
+		// MirrorManager's data is taken as far as it is valid: what a mirrors file would refuse
+		// is left out here, and the mirror then goes through the same normaliser and rules.
 		if c := strings.ToUpper(h.Country); c != "" {
-			if cont, ok := layout.ContinentOf(c); ok {
-				m.Country, m.Continent = c, cont
+			if _, ok := layout.ContinentOf(c); ok {
+				m.Country = c
 				if continentRedirect != nil {
 					if r, ok := continentRedirect(c); ok && layout.IsContinent(strings.ToUpper(r)) {
-						m.Continent = strings.ToUpper(r)
+						m.Continent = r
 					}
 				}
 			}
 		}
 		m.Bandwidth = min(max(h.Bandwidth, 1), MaxBandwidth)
 		for _, nb := range h.Netblocks {
-			if p, err := parseNetblock(nb.String()); err == nil && !slices.Contains(m.Netblocks, p) {
+			if p, err := parseNetblock(nb.String()); err == nil {
 				m.Netblocks = append(m.Netblocks, p)
 			}
 		}
-		slices.SortFunc(m.Netblocks, func(a, b netip.Prefix) int {
-			if prefixLess(a, b) {
-				return -1
-			}
-			if prefixLess(b, a) {
-				return 1
-			}
-			return 0
-		})
 		for _, a := range h.ASNs {
-			if a != 0 && !slices.Contains(m.ASNs, a) {
+			if a != 0 {
 				m.ASNs = append(m.ASNs, a)
 			}
 		}
-		slices.Sort(m.ASNs)
 		for _, c := range h.AllowedCountries {
-			c = strings.ToUpper(c)
-			if _, ok := layout.ContinentOf(c); ok && !slices.Contains(m.AllowedCountries, c) {
+			if _, ok := layout.ContinentOf(strings.ToUpper(c)); ok {
 				m.AllowedCountries = append(m.AllowedCountries, c)
 			}
 		}
-		slices.Sort(m.AllowedCountries)
 		if len(h.AllowedCountries) > 0 && len(m.AllowedCountries) == 0 {
 			continue // restricted to countries none of which is valid: serves nobody
 		}
-		if m.Private && len(m.Netblocks) == 0 && len(m.ASNs) == 0 {
-			continue
+		m.normalize()
+		if m.Validate() != nil {
+			continue // a private host no client could reach, or another rule broken
 		}
 		f.Mirrors = append(f.Mirrors, m)
 	}
