@@ -1,5 +1,15 @@
 package layout
 
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/regmirror/regmirror/internal/trunc"
+)
+
 // The candidate rules, shared by the precompute (regions and variants), the crawl and the
 // redirector (the choice of a mirror for one blob).
 
@@ -59,4 +69,46 @@ func (m *Mirror) ServesASN(asn uint32) bool {
 		}
 	}
 	return false
+}
+
+// CheckMirrorURL is the one rule for the URL of a mirror or an origin, where blobs are at
+// URL + BlobPath(d): an absolute http or https URL with a host and a valid port, in canonical
+// form, ending in "/", without user info (it would reach every client in redirects), query,
+// fragment, or "." and ".." path segments. The mirrors file refuses others; the redirector
+// ignores them in metadata and only ever builds a Location from URLs that passed here.
+func CheckMirrorURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("want an http:// or https:// URL")
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("no host")
+	case u.User != nil:
+		return errors.New("user info in a mirror URL would reach every client: remove it")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(s, "?#"):
+		return errors.New("want no query or fragment")
+	case u.Opaque != "":
+		return errors.New("not a URL")
+	case !strings.HasSuffix(s, "/"):
+		return errors.New(`must end in "/" (the tree root, where blobs/ is)`)
+	case strings.ContainsAny(s, " \t\r\n\"\\<>"):
+		return errors.New("contains spaces, quotes or backslashes")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %s: want 1 to 65535", trunc.String(p))
+		}
+	}
+	for seg := range strings.SplitSeq(u.Path, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf(`path has a %q segment: give the tree root itself`, seg)
+		}
+	}
+	if u.String() != s {
+		return fmt.Errorf("not in canonical form (want %q)", trunc.String(u.String()))
+	}
+	return nil
 }

@@ -182,7 +182,7 @@ func TestGenerationFilter(t *testing.T) {
 		}
 	})
 	t.Run("all stale: origin", func(t *testing.T) {
-		s, dm := setup(t, "https://origin.example/tree", map[string]uint64{"de1.example": 2, "de2.example": 2, "fr.example": 2, "us.example": 2, "jp.example": 2})
+		s, dm := setup(t, "https://origin.example/tree/", map[string]uint64{"de1.example": 2, "de2.example": 2, "fr.example": 2, "us.example": 2, "jp.example": 2})
 		w := do(s, "GET", blobNew+dm.toolboxLayer.String(), "9.9.9.9:1", nil)
 		if loc := w.Header().Get("Location"); w.Code != 307 || loc != "https://origin.example/tree/"+layout.BlobPath(dm.toolboxLayer) {
 			t.Fatalf("%d Location %q", w.Code, loc)

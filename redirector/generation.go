@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -503,18 +502,11 @@ func findDefaultChild(list []byte, byDigest map[string]*manifestEntry) *manifest
 	return nil
 }
 
-// checkMirrorURL accepts an absolute http or https URL without query or fragment, and returns
-// it ending in "/". Location headers are only ever built from URLs that passed here.
+// checkMirrorURL applies layout.CheckMirrorURL to a URL from the metadata. Location headers
+// are only ever built from URLs that passed here.
 func checkMirrorURL(s string) (string, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("parsing URL %q: %w", trunc.String(s), err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return "", fmt.Errorf("URL %q: want http(s)://host/path/ without query, fragment or credentials", trunc.String(s))
-	}
-	if s[len(s)-1] != '/' {
-		s += "/"
+	if err := layout.CheckMirrorURL(s); err != nil {
+		return "", fmt.Errorf("URL %q: %w", trunc.String(s), err)
 	}
 	return s, nil
 }

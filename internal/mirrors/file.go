@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -567,44 +566,8 @@ func checkName(s string) error {
 	return nil
 }
 
-// checkURL accepts absolute http and https URLs with a host, ending in "/", without user
-// info (it would reach clients in redirects), query or fragment.
-func checkURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return errors.New("not a URL")
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return errors.New("want an http:// or https:// URL")
-	case u.Host == "" || u.Hostname() == "":
-		return errors.New("no host")
-	case u.User != nil:
-		return errors.New("user info in a mirror URL would reach every client: remove it")
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(s, "?#"):
-		return errors.New("want no query or fragment")
-	case u.Opaque != "":
-		return errors.New("not a URL")
-	case !strings.HasSuffix(s, "/"):
-		return errors.New(`must end in "/" (the tree root, where blobs/ is)`)
-	case strings.ContainsAny(s, " \t\r\n\"\\<>"):
-		return errors.New("contains spaces, quotes or backslashes")
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("port %s: want 1 to 65535", trunc.String(p))
-		}
-	}
-	for seg := range strings.SplitSeq(u.Path, "/") {
-		if seg == "." || seg == ".." {
-			return fmt.Errorf(`path has a %q segment: give the tree root itself`, seg)
-		}
-	}
-	if u.String() != s {
-		return fmt.Errorf("not in canonical form (want %q)", trunc.String(u.String()))
-	}
-	return nil
-}
+// checkURL is the rule for mirror and origin URLs, layout.CheckMirrorURL.
+func checkURL(s string) error { return layout.CheckMirrorURL(s) }
 
 // parseNetblock parses a CIDR and returns it masked. An IPv4-mapped IPv6 prefix becomes the
 // IPv4 prefix, as clients' addresses are compared unmapped.
