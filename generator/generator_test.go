@@ -458,32 +458,42 @@ func sorted(s []string) []string {
 	return out
 }
 
-func TestMetaFilesKeptForThreeGenerations(t *testing.T) {
+// TestMetaFilesOfKeptPublications: every metadata file left is named by a publication left
+// (layout prunes both in the one publish), and the live one's is among them.
+func TestMetaFilesOfKeptPublications(t *testing.T) {
 	src := newSource(t)
 	src.demo()
 	out := t.TempDir()
 	for range 5 {
 		mustRun(t, src.opts(out))
 	}
+	tree := layout.NewTree(out)
+	named := map[string]bool{}
+	pubs, err := tree.Publications()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range pubs {
+		b, err := os.ReadFile(tree.Path(layout.PubPath(n) + "/" + layout.PubStamp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := layout.ParseStamp(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		named[filepath.Base(st.Meta)] = true
+	}
 	ents, err := os.ReadDir(filepath.Join(out, layout.MetaFilesDir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var gens []uint64
-	for _, e := range ents {
-		g, err := layout.MetaFileGeneration(filepath.Join(out, layout.MetaFilesDir, e.Name()))
-		if err != nil {
-			t.Fatalf("%s: %v", e.Name(), err)
-		}
-		gens = append(gens, g)
+	if len(ents) != len(named) {
+		t.Errorf("%d metadata files, want the %d the %d publications name", len(ents), len(named), len(pubs))
 	}
-	if len(gens) != 3 {
-		t.Fatalf("meta files: got generations %v, want 3, 4, 5", gens)
-	}
-	for _, g := range gens {
-		if g < 3 {
-			t.Errorf("meta file of generation %d kept, want only 3..5", g)
-		}
+	live, err := tree.ReadStamp()
+	if err != nil || !named[filepath.Base(live.Meta)] {
+		t.Errorf("the live stamp's metadata %s is not among the kept: %v", live.Meta, err)
 	}
 	checkTree(t, out)
 }

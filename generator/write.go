@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"golang.org/x/sync/errgroup"
 
@@ -14,10 +13,6 @@ import (
 	"github.com/regmirror/regmirror/internal/publish"
 	"github.com/regmirror/regmirror/layout"
 )
-
-// keepMetaGenerations is how many generations before the current one keep their metadata
-// files (mirrors and redirectors lag behind).
-const keepMetaGenerations = 2
 
 // write lands the generation: blobs are already committed; then their directory fsync,
 // manifests, oci-layout, the publication (publish.Publish), then garbage collection.
@@ -61,7 +56,6 @@ func (r *run) write(m *layout.Meta, st *stats) error {
 			r.prog.warnf("%v", err)
 		}
 	}
-	r.removeOldMeta(m.Generation)
 	return nil
 }
 
@@ -122,33 +116,6 @@ func writeIfChanged(path string, data []byte) error {
 		return nil
 	}
 	return layout.WriteFile(path, data)
-}
-
-// removeOldMeta deletes metadata files of generations older than current-keepMetaGenerations.
-// Files it cannot read are left alone.
-func (r *run) removeOldMeta(current uint64) {
-	dir := r.tree.Path(layout.MetaFilesDir)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	removed := false
-	for _, e := range ents {
-		name := e.Name()
-		if strings.HasPrefix(name, layout.TempPrefix) || !strings.HasSuffix(name, ".json.zst") {
-			continue
-		}
-		g, err := layout.MetaFileGeneration(dir + "/" + name)
-		if err != nil || g+keepMetaGenerations >= current {
-			continue
-		}
-		if err := os.Remove(dir + "/" + name); err == nil {
-			removed = true
-		}
-	}
-	if removed {
-		_ = layout.SyncDir(dir)
-	}
 }
 
 // applyMirrors records the mirror network in m with its per-region data: from --mirrors when

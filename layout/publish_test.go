@@ -3,6 +3,7 @@ package layout
 import (
 	"encoding/json"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -166,6 +167,31 @@ func TestPublishCleansAndPrunes(t *testing.T) {
 		if _, err := os.Stat(tree.Path(PubPath(n))); err == nil {
 			t.Errorf("publication %s: older than PubKeepFor and beyond PubKeep, still there", n)
 		}
+	}
+	// The metadata files left are exactly those the publications left name (a stray file
+	// named by none goes too).
+	want := map[string]bool{}
+	for _, n := range pubs {
+		b, err := os.ReadFile(tree.Path(PubPath(n) + "/" + PubStamp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := ParseStamp(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[path.Base(st.Meta)] = true
+	}
+	ents, _ := os.ReadDir(tree.Path(MetaFilesDir))
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.Name())
+		if !want[e.Name()] {
+			t.Errorf("metadata file %s: no publication names it, still there", e.Name())
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("metadata files: got %d, want the %d the publications name", len(got), len(want))
 	}
 }
 

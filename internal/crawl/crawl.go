@@ -55,9 +55,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -180,8 +177,6 @@ type Report struct {
 	Mirrors    []Result     // in the order of the mirrors file
 	Stats      mirrors.Stats
 	Duration   time.Duration
-	// Pruned counts the superseded metadata files of this generation deleted.
-	Pruned int
 	// Sizes is the bytes a mirror carrying each subset alone holds, and of every blob
 	// (layout.Meta.FormatSubsetBytes); "" when the tree records no subsets.
 	Sizes string
@@ -256,9 +251,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("publishing crawl results: %w", err)
 	}
-	pruned := pruneMeta(tree, meta.Generation, stamp.Meta, published.Meta)
 	return &Report{
-		Pruned:     pruned,
 		Tree:       opts.Tree,
 		Generation: meta.Generation,
 		Stamp:      published,
@@ -559,31 +552,6 @@ func plural(n uint64) string {
 		return ""
 	}
 	return "s"
-}
-
-// pruneMeta deletes metadata files of generation gen other than keep (the files of the stamp
-// replaced and of the stamp published). Files it cannot read are left alone.
-func pruneMeta(tree *layout.Tree, gen uint64, keep ...string) int {
-	dir := tree.Path(layout.MetaFilesDir)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, e := range ents {
-		name := e.Name()
-		if strings.HasPrefix(name, layout.TempPrefix) || !strings.HasSuffix(name, ".json.zst") || slices.Contains(keep, "meta/"+name) {
-			continue
-		}
-		p := filepath.Join(dir, name)
-		if g, err := layout.MetaFileGeneration(p); err == nil && g == gen && os.Remove(p) == nil {
-			n++
-		}
-	}
-	if n > 0 {
-		_ = layout.SyncDir(dir)
-	}
-	return n
 }
 
 // contentCell shows a mirror's subsets with what the crawl found of each: "amd64 ok,
