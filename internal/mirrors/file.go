@@ -266,162 +266,21 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 		}
 	}
 	before := len(p.errs)
-	var haveURL, haveCountry, haveBandwidth bool
-	p.fields(n, ctx, map[string]int{}, func(key string, v *yaml.Node) bool {
-		switch key {
-		case "name":
-			if m.Name == "" {
-				p.str(v, ctx, "name")
-			}
-		case "url":
-			haveURL = true
-			if s, ok := p.str(v, ctx, "url"); ok {
-				if err := checkURL(s); err != nil {
-					p.errorf(v.Line, "%surl %q: %v", ctx, trunc.String(s), err)
-				} else {
-					m.URL = s
-				}
-			}
-		case "country":
-			haveCountry = true
-			if s, ok := p.str(v, ctx, "country"); ok {
-				c := strings.ToUpper(s)
-				if _, ok := layout.ContinentOf(c); !ok {
-					p.errorf(v.Line, "%scountry %q is not an ISO 3166-1 alpha-2 code%s", ctx, trunc.String(s), countryHint(c))
-				} else {
-					m.Country = c
-				}
-			}
-		case "continent":
-			if s, ok := p.str(v, ctx, "continent"); ok {
-				c := strings.ToUpper(s)
-				if !layout.IsContinent(c) {
-					p.errorf(v.Line, "%scontinent %q is not one of %s", ctx, trunc.String(s), strings.Join(layout.Continents, " "))
-				} else {
-					m.Continent = c
-				}
-			}
-		case "bandwidth":
-			haveBandwidth = true
-			var bw int64
-			if v.Kind != yaml.ScalarNode || v.Tag != "!!int" || v.Decode(&bw) != nil {
-				p.errorf(v.Line, "%sbandwidth %q: want a whole number of Mbit/s", ctx, trunc.String(v.Value))
-			} else if bw <= 0 {
-				p.errorf(v.Line, "%sbandwidth %d: must be positive (to take a mirror out, set enabled: false)", ctx, bw)
-			} else if bw > MaxBandwidth {
-				p.errorf(v.Line, "%sbandwidth %d: more than %d Mbit/s", ctx, bw, MaxBandwidth)
-			} else {
-				m.Bandwidth = bw
-			}
-		case "netblocks":
-			if v.Tag == "!!null" {
-				return true
-			}
-			if !p.checkNode(v, yaml.SequenceNode, ctx+"netblocks", "a list of CIDRs") {
-				return true
-			}
-			for _, b := range v.Content {
-				s, ok := p.str(b, ctx, "netblocks")
-				if !ok {
-					continue
-				}
-				pfx, err := parseNetblock(s)
-				if err != nil {
-					p.errorf(b.Line, "%snetblock %q: %v", ctx, trunc.String(s), err)
-					continue
-				}
-				m.Netblocks = append(m.Netblocks, pfx)
-			}
-		case "asns":
-			if v.Tag == "!!null" {
-				return true
-			}
-			if !p.checkNode(v, yaml.SequenceNode, ctx+"asns", "a list of AS numbers") {
-				return true
-			}
-			for _, a := range v.Content {
-				asn, err := parseASN(a)
-				if err != nil {
-					p.errorf(a.Line, "%sasn %q: %v", ctx, trunc.String(a.Value), err)
-					continue
-				}
-				m.ASNs = append(m.ASNs, asn)
-			}
-		case "allowed_countries":
-			if v.Tag == "!!null" {
-				return true
-			}
-			if !p.checkNode(v, yaml.SequenceNode, ctx+"allowed_countries", "a list of ISO 3166-1 alpha-2 codes") {
-				return true
-			}
-			for _, cn := range v.Content {
-				s, ok := p.str(cn, ctx, "allowed_countries")
-				if !ok {
-					continue
-				}
-				c := strings.ToUpper(s)
-				if _, ok := layout.ContinentOf(c); !ok {
-					p.errorf(cn.Line, "%sallowed country %q is not an ISO 3166-1 alpha-2 code%s", ctx, trunc.String(s), countryHint(c))
-					continue
-				}
-				m.AllowedCountries = append(m.AllowedCountries, c)
-			}
-			if len(v.Content) == 0 {
-				p.errorf(v.Line, "%sallowed_countries is empty: leave it out to serve every country", ctx)
-			}
-		case "content":
-			if v.Tag == "!!null" {
-				return true
-			}
-			if !p.checkNode(v, yaml.SequenceNode, ctx+"content", "a list of subsets (architectures like amd64, or archive)") {
-				return true
-			}
-			for _, c := range v.Content {
-				s, ok := p.str(c, ctx, "content")
-				if !ok {
-					continue
-				}
-				if err := layout.ValidSubset(s); err != nil {
-					p.errorf(c.Line, "%scontent: %v", ctx, err)
-					continue
-				}
-				m.Content = append(m.Content, s)
-			}
-			if len(v.Content) == 0 {
-				p.errorf(v.Line, "%scontent is empty: leave it out to carry every architecture", ctx)
-			}
-		case "private":
-			var on bool
-			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Decode(&on) != nil {
-				p.errorf(v.Line, "%sprivate %q: want true or false", ctx, trunc.String(v.Value))
-			} else {
-				m.Private = on
-			}
-		case "enabled":
-			var on bool
-			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Decode(&on) != nil {
-				p.errorf(v.Line, "%senabled %q: want true or false", ctx, trunc.String(v.Value))
-			} else {
-				m.Enabled = on
-			}
-		default:
-			return false
-		}
-		return true
-	})
+	have := map[string]bool{}
+	p.fields(n, ctx, map[string]int{}, func(key string, v *yaml.Node) bool { return p.mirrorField(&m, ctx, key, v, have) })
 	if m.Name == "" && len(p.errs) == before {
 		p.errorf(n.Line, "%smissing name", ctx)
 	}
-	if !haveURL {
+	if !have["url"] {
 		p.errorf(n.Line, "%smissing url", ctx)
 	}
-	if !haveCountry {
+	if !have["country"] {
 		p.errorf(n.Line, "%smissing country (ISO 3166-1 alpha-2, like DE)", ctx)
 	}
 	if len(p.errs) > before {
 		return Mirror{}, false
 	}
-	if !haveBandwidth {
+	if !have["bandwidth"] {
 		m.Bandwidth = DefaultBandwidth
 	}
 	m.normalize()
@@ -430,6 +289,133 @@ func (p *parser) mirror(n *yaml.Node, index int) (Mirror, bool) {
 		return Mirror{}, false
 	}
 	return m, true
+}
+
+// mirrorField reads one field of a mirror entry into m; it reports whether it knows the
+// field. have records the fields seen.
+func (p *parser) mirrorField(m *Mirror, ctx, key string, v *yaml.Node, have map[string]bool) bool {
+	switch key {
+	case "name":
+		if m.Name == "" {
+			p.str(v, ctx, "name")
+		}
+	case "url":
+		have[key] = true
+		if s, ok := p.str(v, ctx, "url"); ok {
+			if err := checkURL(s); err != nil {
+				p.errorf(v.Line, "%surl %q: %v", ctx, trunc.String(s), err)
+			} else {
+				m.URL = s
+			}
+		}
+	case "country":
+		have[key] = true
+		if s, ok := p.str(v, ctx, "country"); ok {
+			c := strings.ToUpper(s)
+			if _, ok := layout.ContinentOf(c); !ok {
+				p.errorf(v.Line, "%scountry %q is not an ISO 3166-1 alpha-2 code%s", ctx, trunc.String(s), countryHint(c))
+			} else {
+				m.Country = c
+			}
+		}
+	case "continent":
+		if s, ok := p.str(v, ctx, "continent"); ok {
+			c := strings.ToUpper(s)
+			if !layout.IsContinent(c) {
+				p.errorf(v.Line, "%scontinent %q is not one of %s", ctx, trunc.String(s), strings.Join(layout.Continents, " "))
+			} else {
+				m.Continent = c
+			}
+		}
+	case "bandwidth":
+		have[key] = true
+		var bw int64
+		if v.Kind != yaml.ScalarNode || v.Tag != "!!int" || v.Decode(&bw) != nil {
+			p.errorf(v.Line, "%sbandwidth %q: want a whole number of Mbit/s", ctx, trunc.String(v.Value))
+		} else if bw <= 0 {
+			p.errorf(v.Line, "%sbandwidth %d: must be positive (to take a mirror out, set enabled: false)", ctx, bw)
+		} else if bw > MaxBandwidth {
+			p.errorf(v.Line, "%sbandwidth %d: more than %d Mbit/s", ctx, bw, MaxBandwidth)
+		} else {
+			m.Bandwidth = bw
+		}
+	case "netblocks":
+		p.strings(v, ctx, "netblocks", "a list of CIDRs", func(line int, s string) {
+			pfx, err := parseNetblock(s)
+			if err != nil {
+				p.errorf(line, "%snetblock %q: %v", ctx, trunc.String(s), err)
+				return
+			}
+			m.Netblocks = append(m.Netblocks, pfx)
+		})
+	case "asns":
+		if v.Tag == "!!null" {
+			return true
+		}
+		if !p.checkNode(v, yaml.SequenceNode, ctx+"asns", "a list of AS numbers") {
+			return true
+		}
+		for _, a := range v.Content {
+			asn, err := parseASN(a)
+			if err != nil {
+				p.errorf(a.Line, "%sasn %q: %v", ctx, trunc.String(a.Value), err)
+				continue
+			}
+			m.ASNs = append(m.ASNs, asn)
+		}
+	case "allowed_countries":
+		if p.strings(v, ctx, "allowed_countries", "a list of ISO 3166-1 alpha-2 codes", func(line int, s string) {
+			c := strings.ToUpper(s)
+			if _, ok := layout.ContinentOf(c); !ok {
+				p.errorf(line, "%sallowed country %q is not an ISO 3166-1 alpha-2 code%s", ctx, trunc.String(s), countryHint(c))
+				return
+			}
+			m.AllowedCountries = append(m.AllowedCountries, c)
+		}) == 0 {
+			p.errorf(v.Line, "%sallowed_countries is empty: leave it out to serve every country", ctx)
+		}
+	case "content":
+		if p.strings(v, ctx, "content", "a list of subsets (architectures like amd64, or archive)", func(line int, s string) {
+			if err := layout.ValidSubset(s); err != nil {
+				p.errorf(line, "%scontent: %v", ctx, err)
+				return
+			}
+			m.Content = append(m.Content, s)
+		}) == 0 {
+			p.errorf(v.Line, "%scontent is empty: leave it out to carry every architecture", ctx)
+		}
+	case "private":
+		p.boolean(v, ctx, "private", &m.Private)
+	case "enabled":
+		p.boolean(v, ctx, "enabled", &m.Enabled)
+	default:
+		return false
+	}
+	return true
+}
+
+// strings reads a list of strings (null: none), calling each for every one with its line; it
+// returns the list's length.
+func (p *parser) strings(v *yaml.Node, ctx, field, want string, each func(line int, s string)) int {
+	if v.Tag == "!!null" || !p.checkNode(v, yaml.SequenceNode, ctx+field, want) {
+		return -1
+	}
+	for _, e := range v.Content {
+		if s, ok := p.str(e, ctx, field); ok {
+			each(e.Line, s)
+		}
+	}
+	return len(v.Content)
+}
+
+// boolean reads a true or false.
+func (p *parser) boolean(v *yaml.Node, ctx, field string, dst *bool) {
+	var on bool
+	if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Decode(&on) != nil {
+		p.errorf(v.Line, "%s%s %q: want true or false", ctx, field, trunc.String(v.Value))
+		return
+	}
+	*dst = on
 }
 
 // normalize puts a mirror in its one canonical form, whatever it was read from (a mirrors
