@@ -40,13 +40,6 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 		}
 		return r.gen
 	}
-	// Tags share closures (one per manifest, depth and repository in a run): each repository
-	// takes each closure once, and each referrer once per subject.
-	type repoSets struct {
-		manifests, blobs map[layout.Digest]bool
-		closures         map[*closure]bool
-		referrers        map[layout.Digest]map[layout.Digest]bool
-	}
 	sets := map[string]*repoSets{}
 	counted := map[layout.Digest]bool{}
 	for _, o := range outs {
@@ -68,44 +61,7 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 			repo.Archived = append(repo.Archived, o.tag)
 			st.Archived++
 		}
-		o.cl.walk(s.closures, func(cl *closure) {
-			for d, n := range cl.nodes {
-				s.manifests[d] = true
-				if _, ok := m.Manifests[d]; !ok {
-					m.Manifests[d] = &layout.Manifest{MediaType: n.mediaType, Data: n.data}
-					m.Blobs[d] = &layout.Blob{Size: int64(len(n.data)), Since: since(d)}
-				}
-			}
-			for d, t := range cl.blobs {
-				if t.state == blobForeign {
-					if !counted[d] {
-						counted[d] = true
-						st.ForeignSkipped++
-					}
-					continue
-				}
-				s.blobs[d] = true
-				if _, ok := m.Blobs[d]; !ok {
-					m.Blobs[d] = &layout.Blob{Size: t.size, Since: since(d)}
-				}
-			}
-			for subj, descs := range cl.referrers {
-				if repo.Referrers == nil {
-					repo.Referrers = map[layout.Digest][]layout.Descriptor{}
-				}
-				have := s.referrers[subj]
-				if have == nil {
-					have = map[layout.Digest]bool{}
-					s.referrers[subj] = have
-				}
-				for _, desc := range descs {
-					if !have[desc.Digest] {
-						have[desc.Digest] = true
-						repo.Referrers[subj] = append(repo.Referrers[subj], desc)
-					}
-				}
-			}
-		})
+		o.cl.walk(s.closures, func(cl *closure) { s.take(m, repo, cl, since, counted, st) })
 	}
 	for name, repo := range m.Repositories {
 		s := sets[name]
@@ -120,54 +76,8 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	st.Repositories = len(m.Repositories)
 	st.Manifests = len(m.Manifests)
 
-	// Fetched and present counts (blobs this generation references).
-	for d, t := range r.blobs {
-		if _, ok := m.Blobs[d]; !ok {
-			continue
-		}
-		switch t.state {
-		case blobFetched:
-			st.BlobsFetched++
-			st.BytesFetched += t.size
-		case blobPresent:
-			st.BlobsPresent++
-		case blobWouldFetch:
-			st.ToFetch++
-			st.ToFetchBytes += t.size
-		}
-	}
-	if r.o.DryRun {
-		for d, mf := range m.Manifests {
-			if !r.present(d, int64(len(mf.Data))) {
-				st.ManifestsWritten++
-			}
-		}
-	}
-
-	// Tag changes.
-	for name, repo := range m.Repositories {
-		pr := r.prev.Repositories[name]
-		for tag, d := range repo.Tags {
-			ref := name + ":" + tag
-			switch {
-			case pr == nil || pr.Tags[tag].IsZero():
-				st.added = append(st.added, tagChange{ref: ref, new: d})
-			case pr.Tags[tag] != d:
-				st.changed = append(st.changed, tagChange{ref: ref, old: pr.Tags[tag], new: d})
-			}
-		}
-	}
-	for name, pr := range r.prev.Repositories {
-		for tag, d := range pr.Tags {
-			if repo := m.Repositories[name]; repo == nil || repo.Tags[tag].IsZero() {
-				st.removed = append(st.removed, tagChange{ref: name + ":" + tag, old: d})
-			}
-		}
-	}
-	for _, l := range [][]tagChange{st.added, st.changed, st.removed} {
-		sort.Slice(l, func(i, j int) bool { return l[i].ref < l[j].ref })
-	}
-	st.TagsAdded, st.TagsChanged, st.TagsRemoved = len(st.added), len(st.changed), len(st.removed)
+	r.countTransfers(m, st)
+	r.tagChanges(m, st)
 
 	rt := r.retire(m)
 	st.RetiringManifests, st.RetiringBlobs, st.RetiringBytes = rt.manifests, rt.blobs, rt.bytes
@@ -314,4 +224,108 @@ func sortedDigests(set map[layout.Digest]bool) []layout.Digest {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
+}
+
+// countTransfers counts the blobs m references by what this run did with them (fetched,
+// present, to fetch in a dry run) and, in a dry run, the manifests to write.
+func (r *run) countTransfers(m *layout.Meta, st *stats) {
+	for d, t := range r.blobs {
+		if _, ok := m.Blobs[d]; !ok {
+			continue
+		}
+		switch t.state {
+		case blobFetched:
+			st.BlobsFetched++
+			st.BytesFetched += t.size
+		case blobPresent:
+			st.BlobsPresent++
+		case blobWouldFetch:
+			st.ToFetch++
+			st.ToFetchBytes += t.size
+		}
+	}
+	if r.o.DryRun {
+		for d, mf := range m.Manifests {
+			if !r.present(d, int64(len(mf.Data))) {
+				st.ManifestsWritten++
+			}
+		}
+	}
+}
+
+// tagChanges records the tags m adds, changes and removes against the previous generation.
+func (r *run) tagChanges(m *layout.Meta, st *stats) {
+	for name, repo := range m.Repositories {
+		pr := r.prev.Repositories[name]
+		for tag, d := range repo.Tags {
+			ref := name + ":" + tag
+			switch {
+			case pr == nil || pr.Tags[tag].IsZero():
+				st.added = append(st.added, tagChange{ref: ref, new: d})
+			case pr.Tags[tag] != d:
+				st.changed = append(st.changed, tagChange{ref: ref, old: pr.Tags[tag], new: d})
+			}
+		}
+	}
+	for name, pr := range r.prev.Repositories {
+		for tag, d := range pr.Tags {
+			if repo := m.Repositories[name]; repo == nil || repo.Tags[tag].IsZero() {
+				st.removed = append(st.removed, tagChange{ref: name + ":" + tag, old: d})
+			}
+		}
+	}
+	for _, l := range [][]tagChange{st.added, st.changed, st.removed} {
+		sort.Slice(l, func(i, j int) bool { return l[i].ref < l[j].ref })
+	}
+	st.TagsAdded, st.TagsChanged, st.TagsRemoved = len(st.added), len(st.changed), len(st.removed)
+}
+
+// repoSets is what one repository of the generation holds so far. Tags share closures (one
+// per manifest, depth and repository in a run): each repository takes each closure once, and
+// each referrer once per subject.
+type repoSets struct {
+	manifests, blobs map[layout.Digest]bool
+	closures         map[*closure]bool
+	referrers        map[layout.Digest]map[layout.Digest]bool
+}
+
+// take adds one closure's manifests, blobs and referrers to the repository and to m (a
+// manifest or blob new to m with its Since); foreign layers are counted once in st.
+func (s *repoSets) take(m *layout.Meta, repo *layout.Repository, cl *closure, since func(layout.Digest) uint64, counted map[layout.Digest]bool, st *stats) {
+	for d, n := range cl.nodes {
+		s.manifests[d] = true
+		if _, ok := m.Manifests[d]; !ok {
+			m.Manifests[d] = &layout.Manifest{MediaType: n.mediaType, Data: n.data}
+			m.Blobs[d] = &layout.Blob{Size: int64(len(n.data)), Since: since(d)}
+		}
+	}
+	for d, t := range cl.blobs {
+		if t.state == blobForeign {
+			if !counted[d] {
+				counted[d] = true
+				st.ForeignSkipped++
+			}
+			continue
+		}
+		s.blobs[d] = true
+		if _, ok := m.Blobs[d]; !ok {
+			m.Blobs[d] = &layout.Blob{Size: t.size, Since: since(d)}
+		}
+	}
+	for subj, descs := range cl.referrers {
+		if repo.Referrers == nil {
+			repo.Referrers = map[layout.Digest][]layout.Descriptor{}
+		}
+		have := s.referrers[subj]
+		if have == nil {
+			have = map[layout.Digest]bool{}
+			s.referrers[subj] = have
+		}
+		for _, desc := range descs {
+			if !have[desc.Digest] {
+				have[desc.Digest] = true
+				repo.Referrers[subj] = append(repo.Referrers[subj], desc)
+			}
+		}
+	}
 }
