@@ -1,0 +1,567 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/regmirror/regmirror/internal/testsupport/peers"
+)
+
+// BenchmarkScale is issue 10's scale benchmark: what a generation, a crawl and a switch cost
+// as the tree grows, against the synthetic source (scaleSource, every tag a two-arch index:
+// 3 manifests a tag) with 50 healthy mirrors in 30 countries, all served by one nginx on 50
+// ports from one copy of the tree kept by deploy/mirror-sync. It uses the binaries and the
+// documented commands only (generate, crawl, serve, mirror-sync), never the tree's format,
+// so that it measures today's format and the next one alike.
+//
+// Sizes, each a sub-benchmark, run one after the other and are printed side by side with the
+// growth ratios: REGMIRROR_SCALE_MANIFESTS (default 90000) and a tenth of it; with
+// REGMIRROR_SCALE_1M=1 also 1,000,000 (long). Run with -benchtime 1x (make bench does).
+//
+// For each size, in one run:
+//   - full generate: time and peak RSS (VmHWM of the child, polled);
+//   - the floor: the catalog, every tag list and one manifest HEAD per tag, 32 requests in
+//     flight, from a bare Go client against the same source (median of 3);
+//   - a no-op re-run, then a promotion of 10 tags (8 moved, 2 added), timed and as × floor;
+//   - the bytes rsync moves outside blobs/ (deploy/mirror-sync through an rsync that adds
+//     --no-whole-file --stats, so local copies use the delta algorithm as over a network):
+//     into a mirror's copy and into a redirector host's copy (--meta-only), after the
+//     promotion and after the crawl that follows it;
+//   - regmirror serve on the redirector host's copy: ready time (until a tag answers the
+//     source's digest), VmRSS after 2 s idle (steady), VmHWM (peak), and the switch after the
+//     promotion: from the end of the --meta-only sync until a moved tag answers its new
+//     digest, and VmHWM after it.
+func BenchmarkScale(b *testing.B) {
+	needPeers(b)
+	full := 90000
+	if v := os.Getenv("REGMIRROR_SCALE_MANIFESTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 300 {
+			b.Fatalf("REGMIRROR_SCALE_MANIFESTS=%q: want a number of manifests, at least 300", v)
+		}
+		full = n
+	}
+	sizes := []int{full / 10, full}
+	if os.Getenv("REGMIRROR_SCALE_1M") == "1" {
+		sizes = append(sizes, 1000000)
+	}
+	peers.Regmirror(b)
+	var results []*scaleResult
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("manifests=%d", n), func(b *testing.B) {
+			var res *scaleResult
+			for range b.N {
+				res = scaleRun(b, n)
+			}
+			res.report(b)
+			results = append(results, res)
+		})
+	}
+	wrkBenchPrint(scaleTable(results))
+}
+
+// scaleResult is one size's figures.
+type scaleResult struct {
+	manifests, tags, repos int
+
+	fullGen, noop, promo, floor, crawl time.Duration
+	fullPeak, noopPeak, promoPeak      int64 // bytes
+	noopRequests, promoRequests        string
+
+	// rsync outside blobs/: transferred file size and literal data, bytes.
+	promoMirror, promoHost, crawlMirror, crawlHost scaleRsync
+
+	ready, switchTime             time.Duration
+	rss, peak, switchPeak         int64 // bytes
+	switchPolls                   int
+	mirrorsHealthy, mirrorsListed int
+}
+
+// scaleRsync sums what rsync did in one mirror-sync run.
+type scaleRsync struct {
+	files, size, literal int64 // outside blobs/
+	blobFiles, blobSize  int64
+}
+
+func (r scaleRsync) String() string {
+	return fmt.Sprintf("%s literal (%d files, %s)", scaleBytes(r.literal), r.files, scaleBytes(r.size))
+}
+
+func scaleBytes(n int64) string {
+	switch {
+	case n >= 10<<20:
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func scaleProgress(n int, format string, args ...any) {
+	fmt.Printf("scale %d manifests %s: %s\n", n, time.Now().UTC().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// scaleRun measures one size.
+func scaleRun(b *testing.B, manifests int) *scaleResult {
+	tags := manifests / 3
+	perRepo := min(100, tags)
+	repos := (tags + perRepo - 1) / perRepo
+	res := &scaleResult{tags: repos * perRepo, repos: repos, manifests: 3 * repos * perRepo}
+	src := newScaleSource(b, repos, perRepo)
+	dir := b.TempDir()
+	tree, mirror, host := filepath.Join(dir, "tree"), filepath.Join(dir, "mirror"), filepath.Join(dir, "redirector-host")
+	for _, d := range []string{mirror, host} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	mirrorsFile, listed := scaleMirrors(b, mirror, 50, 30)
+	res.mirrorsListed = listed
+	ms := newScaleSync(b)
+	progress := func(format string, args ...any) { scaleProgress(res.manifests, format, args...) }
+	progress("%d repositories × %d tags, 50 mirrors in 30 countries on one nginx", repos, perRepo)
+
+	gen := func(what string) (time.Duration, int64, string) {
+		src.Reset()
+		took, peak := scaleChild(b, "generate", "--source", src.URL, "--out", tree, "--mirrors", mirrorsFile)
+		progress("%s generate: %v, peak RSS %s; source requests: %s", what, took.Round(time.Millisecond), scaleBytes(peak), src)
+		return took, peak, src.String()
+	}
+	res.fullGen, res.fullPeak, _ = gen("full")
+
+	ms.run(b, tree, mirror, false)
+	progress("first mirror copy synced")
+	res.crawl, res.mirrorsHealthy = scaleCrawl(b, tree)
+	progress("crawl: %v, %d of %d mirrors healthy", res.crawl.Round(time.Millisecond), res.mirrorsHealthy, listed)
+	if res.mirrorsHealthy != listed {
+		b.Fatalf("crawl found %d of %d mirrors healthy, want all", res.mirrorsHealthy, listed)
+	}
+	ms.run(b, tree, mirror, false)
+	ms.run(b, tree, host, true)
+
+	// serve on the redirector host's copy.
+	srv := scaleServe(b, host, scaleRepoName(0), scaleTagName(0), src.TagDigest(0, 0))
+	res.ready = srv.ready
+	time.Sleep(2 * time.Second)
+	res.rss, res.peak = wrkBenchProcStatus(b, srv.pid)
+	progress("serve ready in %v, VmRSS %s, VmHWM %s", res.ready.Round(time.Millisecond), scaleBytes(res.rss), scaleBytes(res.peak))
+
+	res.noop, res.noopPeak, res.noopRequests = gen("no-op")
+	var floors []time.Duration
+	for range 3 {
+		floors = append(floors, scaleFloor(b, src, 32))
+	}
+	res.floor = wrkBenchMedian(floors)
+	progress("floor (catalog, tag lists, a HEAD per tag, 32 in flight): %v (runs %v)", res.floor.Round(time.Millisecond), wrkBenchRound(floors))
+
+	moved := src.Promote(10)
+	res.promo, res.promoPeak, res.promoRequests = gen("10-tag promotion")
+
+	// The redirector host first, then the switch.
+	res.promoHost = ms.run(b, tree, host, true)
+	synced := time.Now()
+	res.switchTime, res.switchPolls = srv.waitFor(b, moved[0].Repo, moved[0].Tag, moved[0].Digest, synced)
+	_, res.switchPeak = wrkBenchProcStatus(b, srv.pid)
+	progress("redirector host after the promotion: %s; switch %v, VmHWM %s", res.promoHost, res.switchTime.Round(time.Millisecond), scaleBytes(res.switchPeak))
+	for _, m := range moved {
+		if got := scaleHeadTag(b, srv.url, m.Repo, m.Tag); got != m.Digest {
+			b.Errorf("serve after the promotion: %s:%s answers %q, want %s", m.Repo, m.Tag, got, m.Digest)
+		}
+	}
+	res.promoMirror = ms.run(b, tree, mirror, false)
+	progress("mirror after the promotion: %s (and %d blobs, %s)", res.promoMirror, res.promoMirror.blobFiles, scaleBytes(res.promoMirror.blobSize))
+
+	var healthy int
+	res.crawl, healthy = scaleCrawl(b, tree)
+	progress("crawl: %v, %d of %d mirrors healthy", res.crawl.Round(time.Millisecond), healthy, listed)
+	if healthy != listed {
+		b.Errorf("crawl after the promotion found %d of %d mirrors healthy, want all", healthy, listed)
+	}
+	res.crawlHost = ms.run(b, tree, host, true)
+	res.crawlMirror = ms.run(b, tree, mirror, false)
+	progress("after the crawl: redirector host %s, mirror %s", res.crawlHost, res.crawlMirror)
+	return res
+}
+
+// scaleChild runs regmirror with args to completion and returns its time and peak RSS.
+func scaleChild(b *testing.B, args ...string) (time.Duration, int64) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, peers.Regmirror(b), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	hwm := watchHWM(cmd.Process.Pid)
+	err := cmd.Wait()
+	took := time.Since(start)
+	if err != nil {
+		b.Fatalf("regmirror %s: %v\n%s\n%s", strings.Join(args, " "), err, lastLines(stdout.String(), 20), lastLines(stderr.String(), 20))
+	}
+	return took, <-hwm << 10
+}
+
+var scaleHealthyRe = regexp.MustCompile(`(\d+) of (\d+) mirrors healthy`)
+
+// scaleCrawl runs regmirror crawl on tree and returns its time and the healthy mirrors it
+// reports.
+func scaleCrawl(b *testing.B, tree string) (time.Duration, int) {
+	b.Helper()
+	start := time.Now()
+	r := regmirror(b, nil, "crawl", "--tree", tree)
+	if r.err != nil {
+		b.Fatalf("%v", r)
+	}
+	m := scaleHealthyRe.FindStringSubmatch(r.stdout + r.stderr)
+	if m == nil {
+		b.Fatalf("crawl reported no healthy count\n%v", r)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return time.Since(start), n
+}
+
+// scaleMirrors starts one nginx serving root on n ports and writes a mirrors file listing a
+// mirror on each, over countries countries (wrkBenchCountries) with bandwidths 100 to 1000.
+func scaleMirrors(b *testing.B, root string, n, countries int) (string, int) {
+	b.Helper()
+	cfg := &peers.NginxConfig{Dir: b.TempDir()}
+	for range n {
+		cfg.Servers = append(cfg.Servers, peers.NginxServer{Root: root})
+	}
+	peers.StartNginxConfig(b, cfg)
+	var f strings.Builder
+	f.WriteString("mirrors:\n")
+	for i, s := range cfg.Servers {
+		c := wrkBenchCountries[i%countries]
+		fmt.Fprintf(&f, "  - name: m%02d.%s\n    url: http://localhost:%d/\n    country: %s\n    bandwidth: %d\n", i, strings.ToLower(c), s.Port, c, 100*(1+i%10))
+	}
+	path := filepath.Join(b.TempDir(), "mirrors.yaml")
+	if err := os.WriteFile(path, []byte(f.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return path, n
+}
+
+// scaleSync runs deploy/mirror-sync through an rsync wrapper that adds --no-whole-file (a
+// local copy then uses the delta algorithm, as over a network), --stats and a line per file,
+// into a log this reads back.
+type scaleSync struct {
+	script, wrapperDir, log string
+}
+
+func newScaleSync(b *testing.B) *scaleSync {
+	b.Helper()
+	real, err := exec.LookPath("rsync")
+	if err != nil {
+		b.Fatal("rsync not found: the scale benchmark syncs mirrors with deploy/mirror-sync")
+	}
+	s := &scaleSync{script: peers.MirrorSyncScript(b), wrapperDir: b.TempDir()}
+	s.log = filepath.Join(s.wrapperDir, "rsync.log")
+	wrapper := fmt.Sprintf("#!/bin/sh\nexec %s --no-whole-file --stats --out-format='regmirror-bench-file %%n|%%l' \"$@\" >>%s\n", real, s.log)
+	if err := os.WriteFile(filepath.Join(s.wrapperDir, "rsync"), []byte(wrapper), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+var scaleLiteralRe = regexp.MustCompile(`(?m)^Literal data: ([\d,]+) bytes`)
+
+// run syncs tree to dst (with --meta-only if meta) and returns what rsync moved.
+func (s *scaleSync) run(b *testing.B, tree, dst string, meta bool) scaleRsync {
+	b.Helper()
+	if err := os.WriteFile(s.log, nil, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	args := []string{}
+	if meta {
+		args = append(args, "--meta-only")
+	}
+	cmd := exec.Command(s.script, append(args, tree, dst)...)
+	cmd.Env = append(os.Environ(), "PATH="+s.wrapperDir+":"+os.Getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("mirror-sync %s: %v\n%s", strings.Join(cmd.Args[1:], " "), err, out)
+	}
+	raw, err := os.ReadFile(s.log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var r scaleRsync
+	var literal int64
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	for sc.Scan() {
+		line := sc.Text()
+		if m := scaleLiteralRe.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.ParseInt(strings.ReplaceAll(m[1], ",", ""), 10, 64)
+			literal += n
+			continue
+		}
+		rest, ok := strings.CutPrefix(line, "regmirror-bench-file ")
+		if !ok {
+			continue
+		}
+		name, size, _ := strings.Cut(rest, "|")
+		if strings.HasSuffix(name, "/") { // a directory
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.ReplaceAll(size, ",", ""), 10, 64)
+		if !meta && strings.HasPrefix(name, "blobs/") {
+			r.blobFiles++
+			r.blobSize += n
+		} else {
+			r.files++
+			r.size += n
+		}
+	}
+	// A blob is a new file (content-addressed, never changed): rsync has no basis for it and
+	// sends it whole, so its literal data is its size.
+	r.literal = literal - r.blobSize
+	return r
+}
+
+// scaleServer is regmirror serve on a redirector host's copy.
+type scaleServer struct {
+	url   string
+	pid   int
+	ready time.Duration
+	proc  *peers.Process
+}
+
+func scaleServeCmd(bin, tree string, port int) *exec.Cmd {
+	cmd := exec.Command(bin, "serve", "--tree", tree, "--listen", "127.0.0.1:"+strconv.Itoa(port), "--access-log=false")
+	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(min(runtime.NumCPU(), 2)))
+	return cmd
+}
+
+// scaleServe starts regmirror serve on tree and waits until repo:tag answers digest.
+func scaleServe(b *testing.B, tree, repo, tag, digest string) *scaleServer {
+	b.Helper()
+	port := peers.FreePort(b)
+	s := &scaleServer{url: "http://127.0.0.1:" + strconv.Itoa(port)}
+	start := time.Now()
+	s.proc = peers.Start(b, "regmirror-serve", scaleServeCmd(peers.Regmirror(b), tree, port), nil)
+	s.pid = s.proc.Cmd.Process.Pid
+	s.ready, _ = s.waitFor(b, repo, tag, digest, start)
+	return s
+}
+
+// waitFor polls repo:tag every 2 ms until it answers digest, and returns the time since
+// start and the polls made. It fails after 5 minutes or if serve exits.
+func (s *scaleServer) waitFor(b *testing.B, repo, tag, digest string, start time.Time) (time.Duration, int) {
+	b.Helper()
+	for polls := 1; ; polls++ {
+		if scaleHeadTag(b, s.url, repo, tag) == digest {
+			return time.Since(start), polls
+		}
+		select {
+		case <-s.proc.Done():
+			b.Fatalf("regmirror serve exited: %v\n%s", s.proc.Err(), peers.Tail(s.proc.Log, 30))
+		default:
+		}
+		if time.Since(start) > 5*time.Minute {
+			b.Fatalf("regmirror serve: %s:%s not %s after 5 minutes\n%s", repo, tag, digest, peers.Tail(s.proc.Log, 30))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// scaleFloor is the floor of a no-op: the catalog (pages of 1000), every repository's tag
+// list, then one manifest HEAD per tag, jobs requests in flight, from a bare Go client.
+func scaleFloor(b *testing.B, src *scaleSource, jobs int) time.Duration {
+	b.Helper()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: jobs}, Timeout: time.Minute}
+	defer client.CloseIdleConnections()
+	getJSON := func(u string, v any) (string, error) {
+		resp, err := client.Get(u)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("GET %s: %s", u, resp.Status)
+		}
+		next := ""
+		if l := resp.Header.Get("Link"); l != "" {
+			next = src.URL + strings.Trim(strings.Split(l, ";")[0], "<>")
+		}
+		return next, json.NewDecoder(resp.Body).Decode(v)
+	}
+	start := time.Now()
+	var repos []string
+	for next := src.URL + "/v2/_catalog?n=1000"; next != ""; {
+		var page struct{ Repositories []string }
+		var err error
+		if next, err = getJSON(next, &page); err != nil {
+			b.Fatal(err)
+		}
+		repos = append(repos, page.Repositories...)
+	}
+	var (
+		mu    sync.Mutex
+		refs  []string
+		first error
+		wg    sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+	}
+	work := make(chan string)
+	for range jobs {
+		wg.Go(func() {
+			for repo := range work {
+				for next := src.URL + "/v2/" + repo + "/tags/list"; next != ""; {
+					var page struct{ Tags []string }
+					var err error
+					if next, err = getJSON(next, &page); err != nil {
+						fail(err)
+						break
+					}
+					mu.Lock()
+					for _, t := range page.Tags {
+						refs = append(refs, src.URL+"/v2/"+repo+"/manifests/"+t)
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, r := range repos {
+		work <- r
+	}
+	close(work)
+	wg.Wait()
+	heads := make(chan string)
+	for range jobs {
+		wg.Go(func() {
+			for u := range heads {
+				req, _ := http.NewRequest(http.MethodHead, u, nil)
+				req.Header.Set("Accept", scaleMediaIndex+", "+scaleMediaImage)
+				resp, err := client.Do(req)
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("HEAD %s: %s", u, resp.Status)
+					}
+				}
+				if err != nil {
+					fail(err)
+				}
+			}
+		})
+	}
+	for _, u := range refs {
+		heads <- u
+	}
+	close(heads)
+	wg.Wait()
+	took := time.Since(start)
+	if first != nil {
+		b.Fatal(first)
+	}
+	if len(refs) != src.Tags() {
+		b.Fatalf("floor: %d tags listed, want %d", len(refs), src.Tags())
+	}
+	return took
+}
+
+// scaleTargets are issue 10's goals, each a figure of a result against its bound.
+var scaleTargets = []struct {
+	name, unit, bound string
+	limit             float64
+	get               func(r *scaleResult) float64
+}{
+	{"full generate", "s", "", 0, func(r *scaleResult) float64 { return r.fullGen.Seconds() }},
+	{"generate peak RSS", "MiB", "<= 512 MiB at 90k", 512, func(r *scaleResult) float64 { return float64(r.fullPeak) / (1 << 20) }},
+	{"floor (catalog+lists+HEADs)", "s", "", 0, func(r *scaleResult) float64 { return r.floor.Seconds() }},
+	{"no-op re-run", "s", "", 0, func(r *scaleResult) float64 { return r.noop.Seconds() }},
+	{"no-op / floor", "x", "", 0, func(r *scaleResult) float64 { return r.noop.Seconds() / r.floor.Seconds() }},
+	{"10-tag promotion", "s", "", 0, func(r *scaleResult) float64 { return r.promo.Seconds() }},
+	{"promotion / floor", "x", "<= 1.5", 1.5, func(r *scaleResult) float64 { return r.promo.Seconds() / r.floor.Seconds() }},
+	{"promotion peak RSS", "MiB", "", 0, func(r *scaleResult) float64 { return float64(r.promoPeak) / (1 << 20) }},
+	{"rsync after promotion, mirror", "KiB", "<= 1024 KiB", 1024, func(r *scaleResult) float64 { return float64(r.promoMirror.literal) / 1024 }},
+	{"rsync after promotion, redirector host", "KiB", "<= 1024 KiB", 1024, func(r *scaleResult) float64 { return float64(r.promoHost.literal) / 1024 }},
+	{"crawl", "s", "", 0, func(r *scaleResult) float64 { return r.crawl.Seconds() }},
+	{"rsync after crawl, mirror", "KiB", "<= 256 KiB", 256, func(r *scaleResult) float64 { return float64(r.crawlMirror.literal) / 1024 }},
+	{"rsync after crawl, redirector host", "KiB", "<= 256 KiB", 256, func(r *scaleResult) float64 { return float64(r.crawlHost.literal) / 1024 }},
+	{"serve ready", "s", "<= 10 s", 10, func(r *scaleResult) float64 { return r.ready.Seconds() }},
+	{"serve RSS (steady)", "MiB", "<= 1024 MiB", 1024, func(r *scaleResult) float64 { return float64(r.rss) / (1 << 20) }},
+	{"serve peak (VmHWM at load)", "MiB", "", 0, func(r *scaleResult) float64 { return float64(r.peak) / (1 << 20) }},
+	{"serve peak after switch", "MiB", "", 0, func(r *scaleResult) float64 { return float64(r.switchPeak) / (1 << 20) }},
+	{"serve peak / steady", "x", "<= 1.25", 1.25, func(r *scaleResult) float64 { return float64(max(r.peak, r.switchPeak)) / float64(r.rss) }},
+	{"switch after promotion", "s", "<= 1 s", 1, func(r *scaleResult) float64 { return r.switchTime.Seconds() }},
+}
+
+// report reports every figure as a metric.
+func (r *scaleResult) report(b *testing.B) {
+	for _, t := range scaleTargets {
+		unit := strings.NewReplacer(" ", "-", "(", "", ")", "", "+", "-", ",", "", "/", "per").Replace(t.name) + "-" + t.unit
+		b.ReportMetric(t.get(r), unit)
+	}
+	b.ReportMetric(float64(r.manifests), "manifests")
+}
+
+// scaleTable prints the sizes side by side, the growth from each size to the next, and each
+// figure of the largest size against its target.
+func scaleTable(rs []*scaleResult) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("issue 10: scale (synthetic source, two-arch indexes, 50 healthy mirrors in 30 countries on one nginx)\n")
+	fmt.Fprintf(&b, "| figure |")
+	for _, r := range rs {
+		fmt.Fprintf(&b, " %d manifests |", r.manifests)
+	}
+	for i := 1; i < len(rs); i++ {
+		fmt.Fprintf(&b, " growth ×%.0f |", float64(rs[i].manifests)/float64(rs[i-1].manifests))
+	}
+	b.WriteString(" target | largest vs target |\n|---|")
+	b.WriteString(strings.Repeat("---|", 2*len(rs)+1) + "\n")
+	for _, t := range scaleTargets {
+		fmt.Fprintf(&b, "| %s (%s) |", t.name, t.unit)
+		for _, r := range rs {
+			fmt.Fprintf(&b, " %.3g |", t.get(r))
+		}
+		for i := 1; i < len(rs); i++ {
+			fmt.Fprintf(&b, " %.2f |", t.get(rs[i])/t.get(rs[i-1]))
+		}
+		verdict := ""
+		if t.limit > 0 {
+			v := t.get(rs[len(rs)-1])
+			mark := "met"
+			if v > t.limit {
+				mark = "NOT met"
+			}
+			verdict = fmt.Sprintf("%.2f× the bound, %s", v/t.limit, mark)
+		}
+		fmt.Fprintf(&b, " %s | %s |\n", t.bound, verdict)
+	}
+	for _, r := range rs {
+		fmt.Fprintf(&b, "%d manifests (%d repositories × %d tags): mirrors healthy %d of %d; switch seen after %d polls\n  no-op requests: %s\n  promotion requests: %s\n  rsync after promotion: mirror %s + %d blobs (%s); redirector host %s\n  rsync after crawl: mirror %s; redirector host %s\n",
+			r.manifests, r.repos, r.tags/r.repos, r.mirrorsHealthy, r.mirrorsListed, r.switchPolls, r.noopRequests, r.promoRequests,
+			r.promoMirror, r.promoMirror.blobFiles, scaleBytes(r.promoMirror.blobSize), r.promoHost, r.crawlMirror, r.crawlHost)
+	}
+	return b.String()
+}
