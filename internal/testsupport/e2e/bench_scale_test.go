@@ -44,7 +44,8 @@ import (
 //   - regmirror serve on the redirector host's copy: ready time (until a tag answers the
 //     source's digest), VmRSS after 2 s idle (steady), VmHWM (peak), and the switch after the
 //     promotion: from the end of the --meta-only sync until a moved tag answers its new
-//     digest, and VmHWM after it.
+//     digest, and VmHWM after it (reset before the sync through /proc/<pid>/clear_refs, so
+//     that it is the switch's peak, not the load's).
 func BenchmarkScale(b *testing.B) {
 	needPeers(b)
 	full := 90000
@@ -173,7 +174,10 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 	moved := src.Promote(10)
 	res.promo, res.promoPeak, res.promoRequests = gen("10-tag promotion")
 
-	// The redirector host first, then the switch.
+	// The redirector host first, then the switch, its peak apart from the load's.
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", srv.pid), []byte("5"), 0); err != nil {
+		progress("cannot reset serve's VmHWM (%v): the peak after the switch includes the load's", err)
+	}
 	res.promoHost = ms.run(b, tree, host, true)
 	synced := time.Now()
 	res.switchTime, res.switchPolls = srv.waitFor(b, moved[0].Repo, moved[0].Tag, moved[0].Digest, synced)
@@ -507,9 +511,9 @@ var scaleTargets = []struct {
 	{"rsync after crawl, redirector host", "KiB", "<= 256 KiB", 256, func(r *scaleResult) float64 { return float64(r.crawlHost.literal) / 1024 }},
 	{"serve ready", "s", "<= 10 s", 10, func(r *scaleResult) float64 { return r.ready.Seconds() }},
 	{"serve RSS (steady)", "MiB", "<= 1024 MiB", 1024, func(r *scaleResult) float64 { return float64(r.rss) / (1 << 20) }},
-	{"serve peak (VmHWM at load)", "MiB", "", 0, func(r *scaleResult) float64 { return float64(r.peak) / (1 << 20) }},
-	{"serve peak after switch", "MiB", "", 0, func(r *scaleResult) float64 { return float64(r.switchPeak) / (1 << 20) }},
-	{"serve peak / steady", "x", "<= 1.25", 1.25, func(r *scaleResult) float64 { return float64(max(r.peak, r.switchPeak)) / float64(r.rss) }},
+	{"serve peak at load (VmHWM)", "MiB", "", 0, func(r *scaleResult) float64 { return float64(r.peak) / (1 << 20) }},
+	{"serve peak in the switch", "MiB", "", 0, func(r *scaleResult) float64 { return float64(r.switchPeak) / (1 << 20) }},
+	{"serve switch peak / steady", "x", "<= 1.25", 1.25, func(r *scaleResult) float64 { return float64(r.switchPeak) / float64(r.rss) }},
 	{"switch after promotion", "s", "<= 1 s", 1, func(r *scaleResult) float64 { return r.switchTime.Seconds() }},
 }
 
