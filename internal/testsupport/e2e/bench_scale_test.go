@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/regmirror/regmirror/internal/testsupport/peers"
+	"github.com/regmirror/regmirror/internal/testsupport/testimages"
 )
 
 // BenchmarkScale is issue 10's scale benchmark: what a generation, a crawl and a switch cost
@@ -388,7 +389,8 @@ func (s *scaleServer) waitFor(b *testing.B, repo, tag, digest string, start time
 }
 
 // scaleFloor is the floor of a no-op: the catalog (pages of 1000), every repository's tag
-// list, then one manifest HEAD per tag, jobs requests in flight, from a bare Go client.
+// list, jobs at a time, then one manifest HEAD per tag, jobs in flight (headFloor), from a
+// bare Go client.
 func scaleFloor(b *testing.B, src *scaleSource, jobs int) time.Duration {
 	b.Helper()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: jobs}, Timeout: time.Minute}
@@ -418,76 +420,39 @@ func scaleFloor(b *testing.B, src *scaleSource, jobs int) time.Duration {
 		}
 		repos = append(repos, page.Repositories...)
 	}
-	var (
-		mu    sync.Mutex
-		refs  []string
-		first error
-		wg    sync.WaitGroup
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if first == nil {
-			first = err
-		}
-		mu.Unlock()
-	}
-	work := make(chan string)
+	refs := make([]testimages.Ref, len(repos))
+	errs := make([]error, len(repos))
+	work := make(chan int)
+	var wg sync.WaitGroup
 	for range jobs {
 		wg.Go(func() {
-			for repo := range work {
-				for next := src.URL + "/v2/" + repo + "/tags/list"; next != ""; {
+			for i := range work {
+				refs[i].Repo = repos[i]
+				for next := src.URL + "/v2/" + repos[i] + "/tags/list"; next != "" && errs[i] == nil; {
 					var page struct{ Tags []string }
-					var err error
-					if next, err = getJSON(next, &page); err != nil {
-						fail(err)
-						break
-					}
-					mu.Lock()
-					for _, t := range page.Tags {
-						refs = append(refs, src.URL+"/v2/"+repo+"/manifests/"+t)
-					}
-					mu.Unlock()
+					next, errs[i] = getJSON(next, &page)
+					refs[i].Tags = append(refs[i].Tags, page.Tags...)
 				}
 			}
 		})
 	}
-	for _, r := range repos {
-		work <- r
+	for i := range repos {
+		work <- i
 	}
 	close(work)
 	wg.Wait()
-	heads := make(chan string)
-	for range jobs {
-		wg.Go(func() {
-			for u := range heads {
-				req, _ := http.NewRequest(http.MethodHead, u, nil)
-				req.Header.Set("Accept", scaleMediaIndex+", "+scaleMediaImage)
-				resp, err := client.Do(req)
-				if err == nil {
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("HEAD %s: %s", u, resp.Status)
-					}
-				}
-				if err != nil {
-					fail(err)
-				}
-			}
-		})
+	listed := time.Since(start)
+	tags := 0
+	for i, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+		tags += len(refs[i].Tags)
 	}
-	for _, u := range refs {
-		heads <- u
+	if tags != src.Tags() {
+		b.Fatalf("floor: %d tags listed, want %d", tags, src.Tags())
 	}
-	close(heads)
-	wg.Wait()
-	took := time.Since(start)
-	if first != nil {
-		b.Fatal(first)
-	}
-	if len(refs) != src.Tags() {
-		b.Fatalf("floor: %d tags listed, want %d", len(refs), src.Tags())
-	}
-	return took
+	return listed + headFloor(b, src.URL, refs, jobs)
 }
 
 // scaleTargets are issue 10's goals, each a figure of a result against its bound.
