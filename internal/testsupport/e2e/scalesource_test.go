@@ -44,6 +44,7 @@ type scaleSource struct {
 	added    []int             // per repository, tags added after the first tagsPerRepo
 	promoted int               // promotions so far
 	byDigest map[[32]byte]scaleBlob
+	heads    map[uint64]scaleHead // repo<<32 | tag → its index's digest and size
 
 	shared sync.Map // scaleBlob (kind layerShared/layerRepo) → []byte
 
@@ -64,6 +65,12 @@ const (
 )
 
 var scaleKindNames = [scaleKinds]string{"catalog", "tags/list", "HEAD manifest", "GET manifest", "HEAD blob", "GET blob", "referrers", "other"}
+
+// scaleHead is what a HEAD of a tag answers.
+type scaleHead struct {
+	ver, size uint32
+	sum       [32]byte
+}
 
 // scaleBlob says where a digest comes from.
 type scaleBlob struct {
@@ -99,6 +106,7 @@ func newScaleSource(t testing.TB, repos, tagsPerRepo int) *scaleSource {
 		version:  map[uint64]uint32{},
 		added:    make([]int, repos),
 		byDigest: map[[32]byte]scaleBlob{},
+		heads:    map[uint64]scaleHead{},
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -191,8 +199,25 @@ func (s *scaleSource) TagDigest(r, t int) string {
 	s.mu.RLock()
 	v := s.version[uint64(r)<<32|uint64(t)]
 	s.mu.RUnlock()
-	c := s.build(uint32(r), uint32(t), v)
-	return scaleDigest(c.index)
+	d, _ := s.tagHead(r, t, v)
+	return d
+}
+
+// tagHead returns the digest and size of tag t of repository r at version v, remembered
+// (40 bytes a tag) so that a HEAD, the request a no-op makes of every tag, costs a lookup.
+func (s *scaleSource) tagHead(r, t int, v uint32) (string, int) {
+	key := uint64(r)<<32 | uint64(t)
+	s.mu.RLock()
+	h, ok := s.heads[key]
+	s.mu.RUnlock()
+	if !ok || h.ver != v {
+		index := s.build(uint32(r), uint32(t), v).index
+		h = scaleHead{ver: v, size: uint32(len(index)), sum: scaleSum(index)}
+		s.mu.Lock()
+		s.heads[key] = h
+		s.mu.Unlock()
+	}
+	return "sha256:" + hex.EncodeToString(h.sum[:]), int(h.size)
 }
 
 // Counts returns the requests of each kind since the last Reset.
@@ -482,24 +507,28 @@ func (s *scaleSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				scaleError(w, http.StatusNotFound, "NAME_UNKNOWN", "repository name not known to registry")
 				return
 			}
-			var data []byte
-			var mt string
 			if strings.HasPrefix(ref, "sha256:") {
 				b, found := s.lookupDigest(ref)
 				if !found || b.kind > scaleImage {
 					scaleError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown")
 					return
 				}
-				data, mt = s.content(b)
-			} else {
-				t, v, found := s.lookupTag(repo, ref)
-				if !found {
-					scaleError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown")
-					return
-				}
-				data, mt = s.build(uint32(repo), uint32(t), v).index, scaleMediaIndex
+				data, mt := s.content(b)
+				s.write(w, r, data, mt, ref)
+				return
 			}
-			s.write(w, r, data, mt)
+			t, v, found := s.lookupTag(repo, ref)
+			if !found {
+				scaleError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown")
+				return
+			}
+			if r.Method == http.MethodHead {
+				d, size := s.tagHead(repo, t, v)
+				scaleHeaders(w, scaleMediaIndex, d, size)
+				return
+			}
+			data := s.build(uint32(repo), uint32(t), v).index
+			s.write(w, r, data, scaleMediaIndex, scaleDigest(data))
 		case "/blobs/":
 			if r.Method == http.MethodHead {
 				s.counts[scaleHeadBlob].Add(1)
@@ -512,7 +541,7 @@ func (s *scaleSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			data, _ := s.content(b)
-			s.write(w, r, data, "application/octet-stream")
+			s.write(w, r, data, "application/octet-stream", ref)
 		}
 		return
 	}
@@ -520,10 +549,14 @@ func (s *scaleSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	scaleError(w, http.StatusNotFound, "NOT_FOUND", "not found")
 }
 
-func (s *scaleSource) write(w http.ResponseWriter, r *http.Request, data []byte, mt string) {
+func scaleHeaders(w http.ResponseWriter, mt, digest string, size int) {
 	w.Header().Set("Content-Type", mt)
-	w.Header().Set("Docker-Content-Digest", scaleDigest(data))
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.Header().Set("Docker-Content-Digest", digest)
+	w.Header().Set("Content-Length", strconv.Itoa(size))
+}
+
+func (s *scaleSource) write(w http.ResponseWriter, r *http.Request, data []byte, mt, digest string) {
+	scaleHeaders(w, mt, digest, len(data))
 	if r.Method == http.MethodHead {
 		return
 	}
