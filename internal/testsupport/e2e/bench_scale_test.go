@@ -133,7 +133,7 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 			b.Fatal(err)
 		}
 	}
-	mirrorsFile, listed := scaleMirrors(b, mirror, 50, 30)
+	mirrorsFile, listed := scaleMirrors(b, mirror, tree, 50, 30)
 	res.mirrorsListed = listed
 	ms := newScaleSync(b)
 	progress := func(format string, args ...any) { scaleProgress(res.manifests, format, args...) }
@@ -244,18 +244,20 @@ func scaleCrawl(b *testing.B, tree string) (time.Duration, int) {
 	return time.Since(start), n
 }
 
-// scaleMirrors starts one nginx serving root on n ports and writes a mirrors file listing a
-// mirror on each, over countries countries (wrkBenchCountries) with bandwidths 100 to 1000.
-func scaleMirrors(b *testing.B, root string, n, countries int) (string, int) {
+// scaleMirrors starts one nginx serving root on n ports, and the tree on one more as the
+// origin, and writes a mirrors file listing a mirror on each, over countries countries
+// (wrkBenchCountries) with bandwidths 100 to 1000, and the origin.
+func scaleMirrors(b *testing.B, root, tree string, n, countries int) (string, int) {
 	b.Helper()
 	cfg := &peers.NginxConfig{Dir: b.TempDir()}
 	for range n {
 		cfg.Servers = append(cfg.Servers, peers.NginxServer{Root: root})
 	}
+	cfg.Servers = append(cfg.Servers, peers.NginxServer{Root: tree})
 	peers.StartNginxConfig(b, cfg)
 	var f strings.Builder
-	f.WriteString("mirrors:\n")
-	for i, s := range cfg.Servers {
+	fmt.Fprintf(&f, "origin: http://localhost:%d/\nmirrors:\n", cfg.Servers[n].Port)
+	for i, s := range cfg.Servers[:n] {
 		c := wrkBenchCountries[i%countries]
 		fmt.Fprintf(&f, "  - name: m%02d.%s\n    url: http://localhost:%d/\n    country: %s\n    bandwidth: %d\n", i, strings.ToLower(c), s.Port, c, 100*(1+i%10))
 	}
