@@ -44,8 +44,9 @@ import (
 //     promotion and after the crawl that follows it;
 //   - regmirror serve on the redirector host's copy: ready time (until a tag answers the
 //     source's digest), VmRSS after 2 s idle (steady), VmHWM (peak), and the switch after the
-//     promotion: from the end of the --meta-only sync until a moved tag answers its new
-//     digest, and VmHWM after it (reset before the sync through /proc/<pid>/clear_refs, so
+//     promotion: from the moment the --meta-only sync renames the copy's regmirror/live (the
+//     end of the sync if there is no such link) until a moved tag answers its new digest,
+//     and VmHWM after it (reset before the sync through /proc/<pid>/clear_refs, so
 //     that it is the switch's peak, not the load's).
 func BenchmarkScale(b *testing.B) {
 	needPeers(b)
@@ -179,9 +180,7 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", srv.pid), []byte("5"), 0); err != nil {
 		progress("cannot reset serve's VmHWM (%v): the peak after the switch includes the load's", err)
 	}
-	res.promoHost = ms.run(b, tree, host, true)
-	synced := time.Now()
-	res.switchTime, res.switchPolls = srv.waitFor(b, moved[0].Repo, moved[0].Tag, moved[0].Digest, synced)
+	res.promoHost, res.switchTime, res.switchPolls = scaleSwitch(b, ms, srv, tree, host, moved[0])
 	_, res.switchPeak = wrkBenchProcStatus(b, srv.pid)
 	progress("redirector host after the promotion: %s; switch %v, VmHWM %s", res.promoHost, res.switchTime.Round(time.Millisecond), scaleBytes(res.switchPeak))
 	for _, m := range moved {
@@ -295,8 +294,17 @@ var scaleLiteralRe = regexp.MustCompile(`(?m)^Literal data: ([\d,]+) bytes`)
 // run syncs tree to dst (with --meta-only if meta) and returns what rsync moved.
 func (s *scaleSync) run(b *testing.B, tree, dst string, meta bool) scaleRsync {
 	b.Helper()
-	if err := os.WriteFile(s.log, nil, 0o644); err != nil {
+	r, err := s.sync(tree, dst, meta)
+	if err != nil {
 		b.Fatal(err)
+	}
+	return r
+}
+
+// sync is run returning its failure, for a goroutine.
+func (s *scaleSync) sync(tree, dst string, meta bool) (scaleRsync, error) {
+	if err := os.WriteFile(s.log, nil, 0o644); err != nil {
+		return scaleRsync{}, err
 	}
 	args := []string{}
 	if meta {
@@ -305,11 +313,11 @@ func (s *scaleSync) run(b *testing.B, tree, dst string, meta bool) scaleRsync {
 	cmd := exec.Command(s.script, append(args, tree, dst)...)
 	cmd.Env = append(os.Environ(), "PATH="+s.wrapperDir+":"+os.Getenv("PATH"))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("mirror-sync %s: %v\n%s", strings.Join(cmd.Args[1:], " "), err, out)
+		return scaleRsync{}, fmt.Errorf("mirror-sync %s: %v\n%s", strings.Join(cmd.Args[1:], " "), err, out)
 	}
 	raw, err := os.ReadFile(s.log)
 	if err != nil {
-		b.Fatal(err)
+		return scaleRsync{}, err
 	}
 	var r scaleRsync
 	var literal int64
@@ -341,7 +349,75 @@ func (s *scaleSync) run(b *testing.B, tree, dst string, meta bool) scaleRsync {
 	// A blob is a new file (content-addressed, never changed): rsync has no basis for it and
 	// sends it whole, so its literal data is its size.
 	r.literal = literal - r.blobSize
-	return r
+	return r, nil
+}
+
+// scaleSwitch syncs tree to the redirector host's copy host (--meta-only) while serve runs on
+// it, and returns what rsync moved and the switch time: from the moment mirror-sync renames
+// host's regmirror/live (its switch; the end of the sync if host has no such link) until
+// moved's tag answers its new digest, polled every 2 ms (and the polls made).
+func scaleSwitch(b *testing.B, ms *scaleSync, srv *scaleServer, tree, host string, moved scaleMoved) (scaleRsync, time.Duration, int) {
+	b.Helper()
+	live := filepath.Join(host, "regmirror", "live")
+	before, linkErr := os.Readlink(live)
+	type done struct {
+		r   scaleRsync
+		err error
+	}
+	ch := make(chan done, 1)
+	go func() {
+		r, err := ms.sync(tree, host, true)
+		ch <- done{r, err}
+	}()
+	var (
+		switched time.Time
+		took     time.Duration
+		polls    int
+		synced   *done
+	)
+	for took == 0 {
+		if synced == nil {
+			select {
+			case d := <-ch:
+				if d.err != nil {
+					b.Fatal(d.err)
+				}
+				synced = &d
+			default:
+			}
+		}
+		if switched.IsZero() {
+			if l, err := os.Readlink(live); linkErr == nil && err == nil && l != before {
+				switched = time.Now()
+			} else if synced != nil {
+				switched = time.Now()
+			}
+		}
+		if !switched.IsZero() {
+			polls++
+			if scaleHeadTag(b, srv.url, moved.Repo, moved.Tag) == moved.Digest {
+				took = time.Since(switched)
+				break
+			}
+			select {
+			case <-srv.proc.Done():
+				b.Fatalf("regmirror serve exited: %v\n%s", srv.proc.Err(), peers.Tail(srv.proc.Log, 30))
+			default:
+			}
+			if time.Since(switched) > 5*time.Minute {
+				b.Fatalf("regmirror serve: %s:%s not %s 5 minutes after the switch\n%s", moved.Repo, moved.Tag, moved.Digest, peers.Tail(srv.proc.Log, 30))
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if synced == nil {
+		d := <-ch
+		if d.err != nil {
+			b.Fatal(d.err)
+		}
+		synced = &d
+	}
+	return synced.r, took, polls
 }
 
 // scaleServer is regmirror serve on a redirector host's copy.
