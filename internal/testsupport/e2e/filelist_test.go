@@ -164,7 +164,7 @@ func fileHashes(t *testing.T, dir string) map[string]string {
 		if err != nil || !fi.Mode().IsRegular() || strings.HasPrefix(fi.Name(), layout.TempPrefix) {
 			return err
 		}
-		h, err := hashFile(p)
+		h, err := peers.FileDigest(p)
 		if err != nil {
 			return err
 		}

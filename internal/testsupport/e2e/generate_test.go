@@ -242,7 +242,7 @@ func TestGeneratePublishesEveryTag(t *testing.T) {
 						t.Errorf("skopeo inspect layers: got %v, want %v", info.Layers, wantLayers)
 					}
 					for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
-						got, err := hashFile(filepath.Join(dir, d.Digest.Hex))
+						got, err := peers.FileDigest(filepath.Join(dir, d.Digest.Hex))
 						if err != nil {
 							t.Errorf("copied blob %s: %v", d.Digest, err)
 						} else if got != d.Digest.String() {

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -323,7 +322,7 @@ func (c *treeChecker) blob(h v1.Hash, size int64) error {
 	if c.hashed[p] == key {
 		return nil
 	}
-	got, err := hashFile(p)
+	got, err := peers.FileDigest(p)
 	if err != nil {
 		return err
 	}
@@ -332,19 +331,6 @@ func (c *treeChecker) blob(h v1.Hash, size int64) error {
 	}
 	c.hashed[p] = key
 	return nil
-}
-
-func hashFile(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // checkTree fails the test unless the tree has a generation and validates.
@@ -383,7 +369,7 @@ func rehashAllBlobs(t testing.TB, dir string) int {
 		if strings.HasPrefix(e.Name(), layout.TempPrefix) {
 			continue
 		}
-		got, err := hashFile(filepath.Join(blobs, e.Name()))
+		got, err := peers.FileDigest(filepath.Join(blobs, e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -413,7 +399,7 @@ func snapshot(t testing.TB, dir string) map[string]string {
 		rel, _ := filepath.Rel(dir, p)
 		v := fmt.Sprintf("%v %d %d", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
 		if fi.Mode().IsRegular() {
-			h, err := hashFile(p)
+			h, err := peers.FileDigest(p)
 			if err != nil {
 				return err
 			}

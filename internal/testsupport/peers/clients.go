@@ -156,7 +156,7 @@ func (s *Skopeo) CopyDirErr(ep Endpoint, name, dir string, extra ...string) (str
 	}
 	for _, d := range append([]ociDescriptor{m.Config}, m.Layers...) {
 		hex := strings.TrimPrefix(d.Digest, "sha256:")
-		got, err := fileDigestErr(filepath.Join(dir, hex))
+		got, err := FileDigest(filepath.Join(dir, hex))
 		if err != nil {
 			return "", fmt.Errorf("skopeo copy %s to dir: %w", ep.Ref(name), err)
 		}
@@ -385,7 +385,7 @@ func VerifyOCILayoutErr(dir string) ([]string, error) {
 	have := map[string]bool{}
 	for _, e := range entries {
 		d := "sha256:" + e.Name()
-		got, err := fileDigestErr(filepath.Join(blobs, e.Name()))
+		got, err := FileDigest(filepath.Join(blobs, e.Name()))
 		if err != nil {
 			return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
 		}
@@ -465,7 +465,9 @@ func sha256Digest(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-func fileDigestErr(path string) (string, error) {
+// FileDigest is the sha256 digest ("sha256:<hex>") of the file at path, computed here and not
+// by the product's code, so tests check the tree independently.
+func FileDigest(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
