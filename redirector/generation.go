@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strconv"
 	"time"
@@ -33,6 +34,10 @@ type generation struct {
 	// there; known, it is checked (size) and sent to mirrors like the repository's own.
 	blobs       map[string]*blobEntry
 	catalogBody []byte
+	// manifests holds every canonical manifest of the generation by digest, and repoSrc the
+	// metadata each repository was built from: the next generation reuses what is unchanged.
+	manifests map[string]*manifestEntry
+	repoSrc   map[string]*layout.Repository
 
 	// regions by key ("DE", "EU", "global"); empty without mirrors.
 	regions map[string]*regionEntry
@@ -168,20 +173,30 @@ type regionEntry struct {
 // loadGeneration builds a generation from a tree's metadata. It refuses metadata that is
 // inconsistent (a tag or listing naming a manifest the metadata lacks, a manifest whose bytes
 // do not match its digest), so that a broken generation never replaces a working one.
-func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, args ...any)) (*generation, error) {
+//
+// prev, the generation serving now (nil at start), lends what has not changed: a manifest
+// with the same digest and bytes, a blob with the same record and a repository with the same
+// metadata and entries are the previous generation's (immutable) entries, so that a switch
+// builds and holds only what changed besides the shared entries.
+func loadGeneration(m *layout.Meta, stamp layout.Stamp, prev *generation, warn func(msg string, args ...any)) (*generation, error) {
 	g := &generation{
 		number:   m.Generation,
 		created:  m.Created,
 		loaded:   time.Now(),
 		stampRef: stamp.Meta,
 		repos:    make(map[string]*repoEntry, len(m.Repositories)),
+		repoSrc:  make(map[string]*layout.Repository, len(m.Repositories)),
 		regions:  map[string]*regionEntry{},
 		status:   newStatusInfo(m),
 	}
-	manifests, err := loadManifests(m)
+	if prev == nil {
+		prev = &generation{}
+	}
+	manifests, err := loadManifests(m, prev.manifests)
 	if err != nil {
 		return nil, err
 	}
+	g.manifests = manifests
 	g.manifestCount = len(manifests)
 	if g.variants, err = loadVariants(m, manifests); err != nil {
 		return nil, err
@@ -189,16 +204,19 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 	if g.variants != nil {
 		g.variantCount = len(g.variants.byDigest)
 	}
-	if g.blobs, err = loadBlobs(m); err != nil {
+	if g.blobs, err = loadBlobs(m, prev.blobs); err != nil {
 		return nil, err
 	}
 	g.blobCount = len(g.blobs)
 	for name, r := range m.Repositories {
-		re, err := loadRepository(name, r, manifests, g.blobs)
-		if err != nil {
-			return nil, err
+		re := prev.repos[name]
+		if re == nil || !re.unchanged(r, prev.repoSrc[name], manifests, g.blobs) {
+			if re, err = loadRepository(name, r, manifests, g.blobs); err != nil {
+				return nil, err
+			}
 		}
 		g.repos[name] = re
+		g.repoSrc[name] = r
 		if re.published {
 			g.catalog = append(g.catalog, name)
 		}
@@ -221,23 +239,41 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, warn func(msg string, ar
 }
 
 // loadManifests verifies every manifest against its digest; lists learn their linux/amd64
-// child.
-func loadManifests(m *layout.Meta) (map[string]*manifestEntry, error) {
+// child. A manifest prev holds with the same bytes is prev's entry (verified when it was
+// built), and the metadata is pointed at its bytes so that the decoded copy can go.
+func loadManifests(m *layout.Meta, prev map[string]*manifestEntry) (map[string]*manifestEntry, error) {
 	manifests := make(map[string]*manifestEntry, len(m.Manifests))
+	var lists []*manifestEntry // new entries of lists, to learn their default child
 	for d, mf := range m.Manifests {
 		if mf == nil {
 			return nil, fmt.Errorf("manifest %s has no data", d)
+		}
+		if e := prev[d.String()]; e != nil && (mf.MediaType == "" || mf.MediaType == e.mediaType) && bytes.Equal(e.body, mf.Data) {
+			manifests[d.String()] = e
+			mf.Data = e.body
+			continue
 		}
 		e, err := newManifestEntry(d, mf.MediaType, mf.Data)
 		if err != nil {
 			return nil, err
 		}
 		manifests[d.String()] = e
-	}
-	for _, e := range manifests {
 		if e.isList {
-			e.defaultChild = findDefaultChild(e.body, manifests)
+			lists = append(lists, e)
 		}
+	}
+	// A reused list keeps the default child it was built with only if that child is this
+	// generation's entry too; otherwise it is built anew (entries are never modified once
+	// served).
+	for d, e := range manifests {
+		if e.isList && prev[d] == e && e.defaultChild != nil && manifests[e.defaultChild.digest] != e.defaultChild {
+			ne := *e
+			manifests[d] = &ne
+			lists = append(lists, &ne)
+		}
+	}
+	for _, e := range lists {
+		e.defaultChild = findDefaultChild(e.body, manifests)
 	}
 	return manifests, nil
 }
@@ -277,12 +313,17 @@ func loadVariants(m *layout.Meta, manifests map[string]*manifestEntry) (*variant
 	return vs, nil
 }
 
-// loadBlobs indexes every blob of the generation by digest.
-func loadBlobs(m *layout.Meta) (map[string]*blobEntry, error) {
+// loadBlobs indexes every blob of the generation by digest; one prev holds with the same
+// record is prev's entry.
+func loadBlobs(m *layout.Meta, prev map[string]*blobEntry) (map[string]*blobEntry, error) {
 	blobs := make(map[string]*blobEntry, len(m.Blobs))
 	for d, b := range m.Blobs {
 		if b == nil || b.Size < 0 {
 			return nil, fmt.Errorf("blob %s has no valid size", d)
+		}
+		if be := prev[d.String()]; be != nil && be.size == b.Size && be.since == b.Since && be.subsets == b.Subsets {
+			blobs[d.String()] = be
+			continue
 		}
 		be := newBlobEntry(d, b.Size, b.Since)
 		be.subsets = b.Subsets
@@ -350,6 +391,25 @@ func loadRepository(name string, r *layout.Repository, manifests map[string]*man
 	}
 	re.tagsBody = tagsBody(name, re.tagList)
 	return re, nil
+}
+
+// unchanged reports whether re, built from src, is what r would build now: the same metadata,
+// and every manifest and blob it answers is the entry of the new generation.
+func (re *repoEntry) unchanged(r, src *layout.Repository, manifests map[string]*manifestEntry, blobs map[string]*blobEntry) bool {
+	if r == nil || src == nil || !reflect.DeepEqual(r, src) {
+		return false
+	}
+	for d, e := range re.manifests {
+		if manifests[d] != e {
+			return false
+		}
+	}
+	for d, b := range re.blobs {
+		if blobs[d] != b {
+			return false
+		}
+	}
+	return true
 }
 
 // loadMirrors takes the mirrors the last crawl found healthy (and enabled), with a usable

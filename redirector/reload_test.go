@@ -187,3 +187,60 @@ func TestSwapUnderLoad(t *testing.T) {
 		t.Fatal("last generation not served")
 	}
 }
+
+// TestReloadReusesUnchanged: a switch builds only what changed; the rest is the previous
+// generation's entries, and what changed is built anew and answers its new state.
+func TestReloadReusesUnchanged(t *testing.T) {
+	dir, dm := newTestTree(t, nil)
+	s := newServer(t, Options{Tree: dir})
+	g1 := s.base.Load()
+
+	// Generation 2: fedora gains a tag; toolbox's own layer gets a later since (as if it
+	// joined a subset); every other blob keeps generation 1's record.
+	republish(t, dir, 2, func(m *layout.Meta, _ *demo) {
+		m.Repositories["fedora"].Tags["43"] = dm.fedoraIndex
+		for _, b := range m.Blobs {
+			b.Since = 1
+		}
+		m.Blobs[dm.toolboxLayer].Since = 2
+	})
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	g2 := s.base.Load()
+	if g2 == g1 || g2.number != 2 {
+		t.Fatalf("got generation %d after the reload, want 2", g2.number)
+	}
+	cases := []struct {
+		name       string
+		old, new   any
+		wantShared bool
+	}{
+		{"unchanged manifest", g1.manifests[dm.httpd.String()], g2.manifests[dm.httpd.String()], true},
+		{"unchanged index", g1.manifests[dm.fedoraIndex.String()], g2.manifests[dm.fedoraIndex.String()], true},
+		{"unchanged blob", g1.blobs[dm.baseLayer.String()], g2.blobs[dm.baseLayer.String()], true},
+		{"unchanged repository", g1.repos["fedora/httpd"], g2.repos["fedora/httpd"], true},
+		{"repository with a new tag", g1.repos["fedora"], g2.repos["fedora"], false},
+		{"blob with a new since", g1.blobs[dm.toolboxLayer.String()], g2.blobs[dm.toolboxLayer.String()], false},
+		{"repository holding that blob", g1.repos["fedora/toolbox"], g2.repos["fedora/toolbox"], false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.old == nil || c.new == nil {
+				t.Fatalf("got %v, %v: missing from a generation", c.old, c.new)
+			}
+			if got := c.old == c.new; got != c.wantShared {
+				t.Errorf("shared with the previous generation: got %v, want %v", got, c.wantShared)
+			}
+		})
+	}
+	if got, want := g2.repos["fedora/toolbox"].blobs[dm.toolboxLayer.String()].since, uint64(2); got != want {
+		t.Errorf("toolbox layer's since after the reload: got %d, want %d", got, want)
+	}
+	if got := do(s, "GET", "/v2/fedora/manifests/43", "", nil); got.Code != 200 || got.Body.String() != string(dm.manifests[dm.fedoraIndex]) {
+		t.Errorf("GET the new tag: got %d, want 200 with the index", got.Code)
+	}
+	if got := do(s, "GET", "/v2/fedora/httpd/manifests/"+dm.httpd.String(), "", nil); got.Code != 200 {
+		t.Errorf("GET a reused manifest: got %d, want 200", got.Code)
+	}
+}

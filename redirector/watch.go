@@ -62,7 +62,7 @@ func (s *Server) load() (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := loadGeneration(m, stamp, func(msg string, args ...any) {
+	g, err := loadGeneration(m, stamp, s.base.Load(), func(msg string, args ...any) {
 		s.log.Warn(msg, append(args, "generation", m.Generation)...)
 	})
 	if err != nil {
