@@ -206,21 +206,13 @@ type Region struct {
 }
 
 // VariantSet is one set of regional manifest variants: what it takes to render them (the
-// mirrors, in the order their urls appear), and each variant's digest and size. See Renderer.
+// mirrors, in the order their urls appear). Variants are rendered, not recorded: see Renderer.
+// The per-manifest records ("variants") earlier format 2 writers wrote are ignored.
 type VariantSet struct {
 	// Mirrors names the set's candidate mirrors in preference order: the tiers of the regions
 	// sharing the set, in order, as far as the first tier that brings the list to
 	// Meta.MinMirrors mirrors (the widened list; later tiers are left out).
 	Mirrors []string `json:"mirrors"`
-	// Variants maps a canonical manifest digest to its variant's digest and size; a manifest
-	// without an entry has no variant in the set.
-	Variants map[Digest]VariantRef `json:"variants"`
-}
-
-// VariantRef is the digest and size of a regional variant: what its rendering gives.
-type VariantRef struct {
-	Digest Digest `json:"digest"`
-	Size   int64  `json:"size"`
 }
 
 // NewMeta returns an empty Meta of the current format.

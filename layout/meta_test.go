@@ -37,7 +37,9 @@ func TestPublishLoadRoundTrip(t *testing.T) {
 }
 
 // TestDecodeMetaFormats reads metadata of each format: format 1 (variant bytes stored) loses
-// its variants, and regions point at none; an unknown format is refused.
+// its variants, and regions point at none; format 2 loads with or without the per-manifest
+// variant records earlier writers wrote (ignored: variants are rendered); an unknown format is
+// refused.
 func TestDecodeMetaFormats(t *testing.T) {
 	d := "sha256:" + strings.Repeat("ab", 32)
 	sets := `"regions":{"DE":{"tiers":[["a"]],"variantSet":0}},"variantSets":`
@@ -48,7 +50,8 @@ func TestDecodeMetaFormats(t *testing.T) {
 		wantSets int
 		wantSet  int // DE's variant set
 	}{
-		{"format 2", `{"format":2,"generation":1,` + sets + `[{"mirrors":["a"],"variants":{"` + d + `":{"digest":"` + d + `","size":5}}}]}`, true, 1, 0},
+		{"format 2", `{"format":2,"generation":1,` + sets + `[{"mirrors":["a"]}]}`, true, 1, 0},
+		{"format 2 with variant records", `{"format":2,"generation":1,` + sets + `[{"mirrors":["a"],"variants":{"` + d + `":{"digest":"` + d + `","size":5}}}]}`, true, 1, 0},
 		{"format 1", `{"format":1,"generation":1,` + sets + `[{"variants":{"` + d + `":{"digest":"` + d + `","mediaType":"x","data":"e30="}}}]}`, true, 0, -1},
 		{"format 3", `{"format":3,"generation":1}`, false, 0, 0},
 		{"no format", `{"generation":1}`, false, 0, 0},

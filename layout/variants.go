@@ -2,43 +2,41 @@ package layout
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
-	"sync"
 )
 
-// Regional variants are rendered, not stored: the metadata records, per variant set, the
-// mirrors in preference order and, per canonical manifest, the variant's digest and size. The
-// generator side renders every variant once to record those (Renderer.Record); a reader renders
-// a variant when it needs its bytes (Renderer.Variant) and gets exactly the recorded digest.
-// The rendering rules below are therefore part of the format: a change to them bumps
-// FormatVersion.
+// Regional variants are rendered, never stored: the metadata records, per variant set, the
+// mirrors in preference order, and a reader renders a variant when it needs it
+// (Renderer.Variant, Renderer.Render). Two readers of the same metadata that leave out the same
+// mirrors (Renderer.Without) render the same bytes, so a client may read an index from one and
+// its children from another. The rendering rules below are therefore part of the format: a
+// change to them bumps FormatVersion.
 //
 // For every image manifest (OCI or Docker schema 2) the variant's config and layer descriptors
 // carry urls: up to MaxVariantURLs of the set's mirrors that hold the blob (Mirror.Holds, with
 // the mirror's generation capped at the metadata's), in the set's order, as
 // <mirror url>blobs/sha256/<hex>, then the origin's URL (Meta.Origin) when there is one. Every
-// index and manifest list gets a variant whose children's digests and sizes are those recorded
-// for the children's variants in the same set. All other members (annotations, subject,
-// artifactType, platform, unknown ones) are kept in document order; the variant is compact
-// JSON with the canonical media type, and its digest is the sha256 of its bytes.
+// index and manifest list gets a variant whose children's digests and sizes are those of the
+// children's variants in the same set (a child without a variant stays as it is). All other
+// members (annotations, subject, artifactType, platform, unknown ones) are kept in document
+// order; the variant is compact JSON with the canonical media type, and its digest is the
+// sha256 of its bytes.
 //
 // A descriptor that already has urls (a foreign or non-distributable layer) is left as it is. A
 // descriptor whose blob the tree does not hold gets no urls. A manifest for which nothing would
 // change has no variant. Docker schema 1 manifests, unknown media types and manifests that are
-// not one JSON object without duplicate keys get no variants. Indexes nested deeper than
-// MaxVariantDepth below the manifest the recording started from point at their children's
-// canonical manifests.
+// not one JSON object without duplicate keys get no variants. An index with more than
+// MaxVariantDepth levels of indexes below it (counting itself) has no variant, nor has any
+// index above it: a manifest's variant depends on the manifest and the set only.
 
 // MaxVariantURLs is how many mirrors a variant's descriptor names at most, before the origin.
 const MaxVariantURLs = 3
 
-// MaxVariantDepth bounds the nesting of indexes whose children get variants.
+// MaxVariantDepth bounds the nesting of indexes that get variants.
 const MaxVariantDepth = 8
 
 // ErrNoVariant is returned for a manifest that has no variant in a set.
@@ -52,16 +50,13 @@ type Variant struct {
 }
 
 // Renderer renders the regional variants of a Meta's manifests. It reads meta, which must not
-// change meanwhile, except that Record fills the variant set it is given. Variant is safe for
-// concurrent use, and so is Record on distinct sets.
+// change meanwhile, and keeps no state of its own: it is safe for concurrent use.
 type Renderer struct {
 	meta  *Meta
 	sets  [][]*Mirror        // each set's mirrors, in its order
 	masks map[*Mirror]uint64 // each mirror's content mask (Meta.ContentMask)
-	tmpls map[Digest]*tmpl   // every manifest parsed, after ParseAll; nil before
-	bad   map[Digest]bool    // manifests ParseAll found without variants
-	// without is set on a renderer made by Without: it renders its own variants.
-	without *withoutState
+	// left is set on a renderer made by Without: per set, a mirror of the set is left out.
+	left []bool
 }
 
 // NewRenderer returns a renderer for meta's variant sets. Nothing is parsed or rendered yet.
@@ -92,139 +87,103 @@ func NewRenderer(meta *Meta) *Renderer {
 	return r
 }
 
-// ParseAll parses every manifest once, for a caller about to render many variants of each
-// (Record); without it, each rendering parses its manifest. It returns how many manifests get
-// no variants at all (unsupported media types, or not one JSON object without duplicate keys).
-func (r *Renderer) ParseAll() (unsupported int) {
-	r.tmpls = make(map[Digest]*tmpl, len(r.meta.Manifests))
-	r.bad = map[Digest]bool{}
-	for d, m := range r.meta.Manifests {
-		t, err := parseManifest(m)
-		if err != nil {
-			r.bad[d] = true
-			continue
-		}
-		r.tmpls[d] = t
-	}
-	return len(r.bad)
-}
+// Sets is the number of variant sets the renderer renders.
+func (r *Renderer) Sets() int { return len(r.sets) }
 
-func (r *Renderer) tmpl(d Digest) *tmpl {
-	if r.tmpls != nil {
-		return r.tmpls[d]
-	}
-	m := r.meta.Manifests[d]
-	if m == nil {
-		return nil
-	}
-	t, _ := parseManifest(m)
-	return t
-}
-
-// Variant renders the variant of canonical manifest d in variant set set. It returns
-// ErrNoVariant when the set records none, and an error when the rendering does not give the
-// recorded digest and size (metadata that another renderer recorded, or inconsistent). On a
-// renderer made by Without it renders its own variant (remembered, and shared: not to be
-// modified), or returns ErrNoVariant when nothing would change.
+// Variant renders the variant of canonical manifest d in variant set set (an index's children
+// first). It returns an error wrapping ErrNoVariant when d has none in set.
 func (r *Renderer) Variant(set int, d Digest) (*Variant, error) {
-	if set < 0 || set >= len(r.sets) || r.meta.VariantSets[set] == nil {
-		return nil, fmt.Errorf("variant set %d: %w", set, ErrNoVariant)
-	}
-	if r.without != nil {
-		r.without.mu.Lock()
-		defer r.without.mu.Unlock()
-		if v := r.renderWithout(set, d, 0); v != nil {
-			return v, nil
+	var v *Variant
+	r.Render(set, []Digest{d}, func(canon Digest, cv *Variant) {
+		if canon == d {
+			v = cv
 		}
-		return nil, fmt.Errorf("%s in variant set %d without the mirrors out: %w", d, set, ErrNoVariant)
-	}
-	ref, ok := r.meta.VariantSets[set].Variants[d]
-	if !ok {
+	})
+	if v == nil {
 		return nil, fmt.Errorf("%s in variant set %d: %w", d, set, ErrNoVariant)
-	}
-	t := r.tmpl(d)
-	if t == nil {
-		return nil, fmt.Errorf("variant set %d records a variant of %s, which has none", set, d)
-	}
-	var buf bytes.Buffer
-	if !r.render(&buf, t, set) {
-		return nil, fmt.Errorf("variant set %d records a variant of %s, which renders none", set, d)
-	}
-	v := r.newVariant(d, buf.Bytes())
-	if v.Digest != ref.Digest || int64(len(v.Data)) != ref.Size {
-		return nil, fmt.Errorf("variant of %s in set %d renders as %s (%d bytes), recorded %s (%d bytes)", d, set, v.Digest, len(v.Data), ref.Digest, ref.Size)
 	}
 	return v, nil
 }
 
-func (r *Renderer) newVariant(canonical Digest, data []byte) *Variant {
-	return &Variant{
-		Digest:    DigestOf("sha256", data),
-		MediaType: r.meta.Manifests[canonical].MediaType,
-		Data:      bytes.Clone(data),
+// Render renders the variants in set of the canonical manifests ds, and of their children
+// (indexes first render their children), each manifest once, and calls visit with every
+// variant it rendered (children before the indexes pointing at them), each once. A manifest
+// without a variant is not visited. visit must not modify v.
+func (r *Renderer) Render(set int, ds []Digest, visit func(canonical Digest, v *Variant)) {
+	if set < 0 || set >= len(r.sets) || r.meta.VariantSets[set] == nil {
+		return
 	}
-}
-
-// Record renders every manifest's variant in variant set set and records its digest and size
-// in meta.VariantSets[set].Variants (replacing what was there), children before the indexes
-// that point at them. It returns how many variants it recorded and their bytes. Call ParseAll
-// first when recording several sets.
-func (r *Renderer) Record(set int) (n int, size int64) {
-	vs := r.meta.VariantSets[set]
-	vs.Variants = make(map[Digest]VariantRef, len(r.meta.Manifests))
-	rec := &recorder{r: r, set: set, vs: vs, done: make(map[Digest]bool, len(r.meta.Manifests))}
-	ds := make([]Digest, 0, len(r.meta.Manifests))
-	for d := range r.meta.Manifests {
-		ds = append(ds, d)
-	}
-	// A fixed order makes the depth limit's effect the same on every run.
-	slices.SortFunc(ds, func(a, b Digest) int { return cmp.Compare(a.s, b.s) })
+	rs := &renderState{r: r, set: set, visit: visit, done: make(map[Digest]*rendered, len(ds))}
 	for _, d := range ds {
-		rec.record(d, 0)
+		rs.render(d)
 	}
-	return len(vs.Variants), rec.size
 }
 
-type recorder struct {
-	r    *Renderer
-	set  int
-	vs   *VariantSet
-	done map[Digest]bool
-	size int64
-	buf  bytes.Buffer
+// rendered is one manifest's outcome in a Render call.
+type rendered struct {
+	busy   bool     // being rendered: a child pointing back at it ends a cycle
+	height int      // levels of indexes from here down (0 for an image manifest)
+	v      *Variant // nil: no variant
 }
 
-// record records the variant of d, after those of its children when d is an index. A manifest
-// is recorded once, and never after an index has been rendered without it: so that rendering
-// an index later, from the recorded children, gives the recorded bytes.
-func (rec *recorder) record(d Digest, depth int) {
-	if rec.done[d] {
-		return
+type renderState struct {
+	r     *Renderer
+	set   int
+	visit func(Digest, *Variant)
+	done  map[Digest]*rendered
+	buf   bytes.Buffer
+}
+
+// render renders d's variant, its children's first.
+func (rs *renderState) render(d Digest) *rendered {
+	if out, ok := rs.done[d]; ok {
+		if out.busy { // only a manifest pointing at itself through its children: never valid
+			return &rendered{height: MaxVariantDepth + 1}
+		}
+		return out
 	}
-	rec.done[d] = true
-	t := rec.r.tmpl(d)
-	if t == nil {
-		return
+	out := &rendered{busy: true}
+	rs.done[d] = out
+	defer func() { out.busy = false }()
+	m := rs.r.meta.Manifests[d]
+	if m == nil {
+		return out
 	}
+	t, err := parseManifest(m)
+	if err != nil {
+		return out
+	}
+	var refs map[Digest]*Variant
 	if t.index {
+		out.height = 1
 		for _, list := range t.lists {
 			for _, desc := range list {
-				switch {
-				case desc.digest.IsZero():
-				case depth < MaxVariantDepth:
-					rec.record(desc.digest, depth+1)
-				default:
-					rec.done[desc.digest] = true // too deep: stays canonical
+				if desc.digest.IsZero() {
+					continue
+				}
+				c := rs.render(desc.digest)
+				out.height = max(out.height, min(c.height, MaxVariantDepth+1)+1)
+				if c.v != nil {
+					if refs == nil {
+						refs = map[Digest]*Variant{}
+					}
+					refs[desc.digest] = c.v
 				}
 			}
 		}
+		if out.height > MaxVariantDepth {
+			return out
+		}
 	}
-	rec.buf.Reset()
-	if !rec.r.render(&rec.buf, t, rec.set) {
-		return
+	rs.buf.Reset()
+	if !rs.r.render(&rs.buf, t, rs.set, refs) {
+		return out
 	}
-	rec.vs.Variants[d] = VariantRef{Digest: DigestOf("sha256", rec.buf.Bytes()), Size: int64(rec.buf.Len())}
-	rec.size += int64(rec.buf.Len())
+	out.v = &Variant{Digest: DigestOf("sha256", rs.buf.Bytes()), MediaType: m.MediaType, Data: bytes.Clone(rs.buf.Bytes())}
+	if rs.visit != nil {
+		rs.visit(d, out.v)
+	}
+	return out
 }
 
 // member is one member of a JSON object, in document order; val is compact JSON.
@@ -361,7 +320,7 @@ func parseObject(b []byte) (object, error) {
 
 // render writes t's variant in set to buf and reports whether it differs from the canonical
 // manifest (when it does not, there is no variant).
-func (r *Renderer) render(buf *bytes.Buffer, t *tmpl, set int) bool {
+func (r *Renderer) render(buf *bytes.Buffer, t *tmpl, set int, refs map[Digest]*Variant) bool {
 	changed := false
 	buf.WriteByte('{')
 	for i, mem := range t.top {
@@ -370,7 +329,7 @@ func (r *Renderer) render(buf *bytes.Buffer, t *tmpl, set int) bool {
 		}
 		writeKey(buf, mem.key)
 		if desc, ok := t.single[i]; ok {
-			changed = r.writeDescriptor(buf, desc, false, set) || changed
+			changed = r.writeDescriptor(buf, desc, false, set, refs) || changed
 			continue
 		}
 		if list, ok := t.lists[i]; ok {
@@ -379,7 +338,7 @@ func (r *Renderer) render(buf *bytes.Buffer, t *tmpl, set int) bool {
 				if j > 0 {
 					buf.WriteByte(',')
 				}
-				changed = r.writeDescriptor(buf, desc, t.index, set) || changed
+				changed = r.writeDescriptor(buf, desc, t.index, set, refs) || changed
 			}
 			buf.WriteByte(']')
 			continue
@@ -392,14 +351,14 @@ func (r *Renderer) render(buf *bytes.Buffer, t *tmpl, set int) bool {
 
 // writeDescriptor writes one descriptor of the manifest being rendered and reports whether it
 // differs from the canonical one. A blob's descriptor (in an image manifest) gains urls; a
-// child's (in an index) points at the child's recorded variant.
-func (r *Renderer) writeDescriptor(buf *bytes.Buffer, desc *descriptor, child bool, set int) bool {
+// child's (in an index) points at the child's variant in refs.
+func (r *Renderer) writeDescriptor(buf *bytes.Buffer, desc *descriptor, child bool, set int, refs map[Digest]*Variant) bool {
 	if desc.digest.IsZero() {
 		writeObject(buf, desc.obj)
 		return false
 	}
 	if child {
-		v, ok := r.childRef(set, desc.digest)
+		v, ok := refs[desc.digest]
 		if !ok {
 			writeObject(buf, desc.obj)
 			return false
@@ -414,7 +373,7 @@ func (r *Renderer) writeDescriptor(buf *bytes.Buffer, desc *descriptor, child bo
 			case "digest":
 				writeString(buf, v.Digest.String())
 			case "size":
-				buf.WriteString(strconv.FormatInt(v.Size, 10))
+				buf.WriteString(strconv.Itoa(len(v.Data)))
 			default:
 				buf.Write(mem.val)
 			}
@@ -544,105 +503,29 @@ func writeString(buf *bytes.Buffer, s string) {
 //
 // A redirector whose health probes take mirrors out of rotation serves variants whose urls
 // name only the mirrors still in: Without gives a renderer of the same metadata that leaves
-// them out of every set. Its variants are rendered by the rules above (an index's children
-// are its own variants of them), so two readers leaving out the same mirrors render the same
-// bytes; they are not the recorded ones, and nothing checks them against the metadata.
-
-// withoutState is what a renderer made by Without remembers: every variant it rendered.
-type withoutState struct {
-	mu       sync.Mutex
-	left     []bool                // per set: a mirror of the set is left out
-	refs     []map[Digest]*Variant // per set: canonical digest → variant (nil: none)
-	byDigest map[Digest]WithoutVariant
-}
-
-// WithoutVariant is a variant rendered by a renderer made by Without.
-type WithoutVariant struct {
-	*Variant
-	Set       int
-	Canonical Digest
-}
+// them out of every set. Its variants are rendered by the rules above, so two readers leaving
+// out the same mirrors render the same bytes.
 
 // Without returns a renderer of the same metadata whose sets leave out the mirrors for which
-// out is true, and reports whether any set lists such a mirror (when none does, its variants
-// are the recorded ones: use r). The new renderer's Variant renders (children first) and
-// remembers what it rendered; Rendered finds it again by the variant's digest.
+// out is true, and reports whether any set lists such a mirror (when none does, it renders
+// what r renders: use r).
 func (r *Renderer) Without(out func(name string) bool) (*Renderer, bool) {
-	nr := &Renderer{meta: r.meta, sets: make([][]*Mirror, len(r.sets)), masks: r.masks, tmpls: r.tmpls, bad: r.bad,
-		without: &withoutState{refs: make([]map[Digest]*Variant, len(r.sets)), byDigest: map[Digest]WithoutVariant{}}}
-	nr.without.left = make([]bool, len(r.sets))
+	nr := &Renderer{meta: r.meta, sets: make([][]*Mirror, len(r.sets)), masks: r.masks, left: make([]bool, len(r.sets))}
 	leaves := false
 	for i, ms := range r.sets {
 		for _, m := range ms {
 			if out(m.Name) {
-				nr.without.left[i], leaves = true, true
+				nr.left[i], leaves = true, true
 				continue
 			}
 			nr.sets[i] = append(nr.sets[i], m)
 		}
-		nr.without.refs[i] = map[Digest]*Variant{}
 	}
 	return nr, leaves
 }
 
 // Leaves reports whether this renderer (made by Without) leaves a mirror out of set: when it
-// does not, its variants in set are the recorded ones.
+// does not, its variants in set are those of the renderer it was made from.
 func (r *Renderer) Leaves(set int) bool {
-	return r.without != nil && set >= 0 && set < len(r.without.left) && r.without.left[set]
-}
-
-// childRef is the variant an index's child descriptor points at in set: the recorded one, or
-// for a renderer made by Without, its own (rendered before the index).
-func (r *Renderer) childRef(set int, d Digest) (VariantRef, bool) {
-	if r.without == nil {
-		v, ok := r.meta.VariantSets[set].Variants[d]
-		return v, ok
-	}
-	v := r.without.refs[set][d]
-	if v == nil {
-		return VariantRef{}, false
-	}
-	return VariantRef{Digest: v.Digest, Size: int64(len(v.Data))}, true
-}
-
-// Rendered returns the variant with digest d that this renderer (made by Without) rendered.
-func (r *Renderer) Rendered(d Digest) (WithoutVariant, bool) {
-	if r.without == nil {
-		return WithoutVariant{}, false
-	}
-	r.without.mu.Lock()
-	defer r.without.mu.Unlock()
-	v, ok := r.without.byDigest[d]
-	return v, ok
-}
-
-// renderWithout renders the variant of canonical manifest d in set on a renderer made by
-// Without, its children first; nil when it has none. The caller holds r.without.mu.
-func (r *Renderer) renderWithout(set int, d Digest, depth int) *Variant {
-	refs := r.without.refs[set]
-	if v, ok := refs[d]; ok {
-		return v
-	}
-	refs[d] = nil // no variant, unless rendered below; also ends a cycle
-	t := r.tmpl(d)
-	if t == nil || r.meta.VariantSets[set] == nil {
-		return nil
-	}
-	if t.index && depth < MaxVariantDepth {
-		for _, list := range t.lists {
-			for _, desc := range list {
-				if !desc.digest.IsZero() {
-					r.renderWithout(set, desc.digest, depth+1)
-				}
-			}
-		}
-	}
-	var buf bytes.Buffer
-	if !r.render(&buf, t, set) {
-		return nil
-	}
-	v := r.newVariant(d, buf.Bytes())
-	refs[d] = v
-	r.without.byDigest[v.Digest] = WithoutVariant{Variant: v, Set: set, Canonical: d}
-	return v
+	return set >= 0 && set < len(r.left) && r.left[set]
 }

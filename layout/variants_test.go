@@ -1,11 +1,13 @@
 package layout
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +49,7 @@ func sha(b []byte) Digest {
 }
 
 // chainMeta is an image manifest under a chain of depth nested indexes, one mirror holding
-// everything, and one variant set naming that mirror (nothing recorded yet).
+// everything, and one variant set naming that mirror.
 func chainMeta(depth int) (meta *Meta, image Digest, chain []Digest) {
 	meta = NewMeta(1)
 	layer := sha([]byte("layer"))
@@ -67,62 +69,54 @@ func chainMeta(depth int) (meta *Meta, image Digest, chain []Digest) {
 	return meta, image, chain
 }
 
-// TestRecordRendersAsRecorded: whatever the nesting, every recorded variant renders to the
-// recorded digest and size, and an index's variant points at its child's recorded variant.
-func TestRecordRendersAsRecorded(t *testing.T) {
+// TestRenderNesting: whatever the nesting, an index's variant points at its child's variant,
+// an index more than MaxVariantDepth levels tall (and every index above it) has none, and a
+// manifest's variant is the same whether it is rendered alone, from the top, or with all.
+func TestRenderNesting(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		depth     int
-		wantCount int
+		name  string
+		depth int
 	}{
-		{"image only", 0, 1},
-		{"index", 1, 2},
-		{"nested to the limit", MaxVariantDepth, MaxVariantDepth + 1},
-		// Recording in digest order reaches the chain from wherever it starts; whatever lies
-		// deeper than the limit below that start stays canonical, and every index above it
-		// still gets a variant (pointing at a canonical child).
-		{"deeper than the limit", MaxVariantDepth + 4, -1},
+		{"image only", 0},
+		{"index", 1},
+		{"nested to the limit", MaxVariantDepth},
+		{"deeper than the limit", MaxVariantDepth + 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			meta, image, chain := chainMeta(tc.depth)
+			all := append([]Digest{image}, chain...)
 			r := NewRenderer(meta)
-			if n := r.ParseAll(); n != 0 {
-				t.Fatalf("ParseAll: %d unsupported, want 0", n)
+			got := map[Digest]*Variant{}
+			top := slices.Clone(all)
+			slices.Reverse(top) // from the top: children are reached through their parents first
+			r.Render(0, top, func(d Digest, v *Variant) {
+				if got[d] != nil {
+					t.Errorf("%s visited twice", d)
+				}
+				if sha(v.Data) != v.Digest || v.MediaType != meta.Manifests[d].MediaType {
+					t.Errorf("variant of %s: digest %s, media type %s; bytes hash to %s, want %s", d, v.Digest, v.MediaType, sha(v.Data), meta.Manifests[d].MediaType)
+				}
+				got[d] = v
+			})
+			if want := 1 + min(tc.depth, MaxVariantDepth); len(got) != want {
+				t.Errorf("rendered %d variants, want %d", len(got), want)
 			}
-			n, size := r.Record(0)
-			if tc.wantCount >= 0 && n != tc.wantCount {
-				t.Errorf("recorded %d variants, want %d", n, tc.wantCount)
-			}
-			var total int64
-			for d, ref := range meta.VariantSets[0].Variants {
-				v, err := NewRenderer(meta).Variant(0, d) // lazily parsed, as a reader renders
+			for level, d := range all { // level: the index's height; 0 for the image
+				v, err := NewRenderer(meta).Variant(0, d)
+				if level > MaxVariantDepth {
+					if !errors.Is(err, ErrNoVariant) || got[d] != nil {
+						t.Errorf("level %d: variant %v, err %v; want ErrNoVariant", level, v, err)
+					}
+					continue
+				}
 				if err != nil {
-					t.Fatalf("variant of %s: %v", d, err)
+					t.Fatalf("level %d: %v", level, err)
 				}
-				if got := sha(v.Data); got != ref.Digest || v.Digest != ref.Digest || int64(len(v.Data)) != ref.Size {
-					t.Errorf("variant of %s: bytes hash to %s (%d bytes), recorded %s (%d bytes)", d, got, len(v.Data), ref.Digest, ref.Size)
+				if got[d] == nil || v.Digest != got[d].Digest || !bytes.Equal(v.Data, got[d].Data) {
+					t.Errorf("level %d: rendered alone %s, with all %v", level, v.Digest, got[d])
 				}
-				total += ref.Size
-			}
-			if total != size {
-				t.Errorf("Record reported %d bytes, the refs add up to %d", size, total)
-			}
-			if _, ok := meta.VariantSets[0].Variants[image]; !ok && tc.depth <= MaxVariantDepth {
-				t.Errorf("the image has no variant")
-			}
-			if tc.depth > 0 {
-				top := chain[len(chain)-1]
-				v, err := r.Variant(0, top)
-				if err != nil {
-					t.Fatalf("variant of the top index: %v", err)
-				}
-				child := image
-				if len(chain) > 1 {
-					child = chain[len(chain)-2]
-				}
-				below := meta.VariantSets[0].Variants[child]
-				if !below.Digest.IsZero() && !strings.Contains(string(v.Data), below.Digest.String()) {
-					t.Errorf("top index variant %s does not point at its child's variant %s", v.Data, below.Digest)
+				if level > 0 && !strings.Contains(string(v.Data), `"digest":"`+got[all[level-1]].Digest.String()+`","size":`+strconv.Itoa(len(got[all[level-1]].Data))) {
+					t.Errorf("level %d: variant %s does not point at its child's variant %s", level, v.Data, got[all[level-1]].Digest)
 				}
 			}
 		})
@@ -130,53 +124,50 @@ func TestRecordRendersAsRecorded(t *testing.T) {
 }
 
 func TestVariantErrors(t *testing.T) {
-	meta, image, chain := chainMeta(1)
-	NewRenderer(meta).Record(0)
-	good := meta.VariantSets[0].Variants[image]
 	for _, tc := range []struct {
-		name      string
-		set       int
-		d         Digest
-		tamper    func(vs *VariantSet)
-		noVariant bool // ErrNoVariant; otherwise another error
+		name   string
+		set    int
+		d      func(image Digest) Digest
+		tamper func(meta *Meta)
 	}{
-		{"negative set", -1, image, nil, true},
-		{"set out of range", 1, image, nil, true},
-		{"not recorded", 0, sha([]byte("other")), nil, true},
-		{"wrong digest recorded", 0, image, func(vs *VariantSet) {
-			vs.Variants[image] = VariantRef{Digest: sha([]byte("x")), Size: good.Size}
-		}, false},
-		{"wrong size recorded", 0, image, func(vs *VariantSet) {
-			vs.Variants[image] = VariantRef{Digest: good.Digest, Size: good.Size + 1}
-		}, false},
-		{"child's record changed", 0, chain[0], func(vs *VariantSet) {
-			vs.Variants[image] = VariantRef{Digest: sha([]byte("x")), Size: 1}
-		}, false},
-		{"variant of a manifest that has none", 0, image, func(vs *VariantSet) {
-			vs.Mirrors = nil // nobody holds the layer, and there is no origin
-		}, false},
+		{"negative set", -1, nil, nil},
+		{"set out of range", 1, nil, nil},
+		{"unknown manifest", 0, func(Digest) Digest { return sha([]byte("other")) }, nil},
+		{"nothing would change", 0, nil, func(meta *Meta) {
+			meta.VariantSets[0].Mirrors = nil // nobody holds the layer, and there is no origin
+		}},
+		{"schema 1", 0, nil, func(meta *Meta) {
+			for _, m := range meta.Manifests {
+				m.MediaType = MediaTypeDockerSchema1Signed
+			}
+		}},
+		{"duplicate keys", 0, nil, func(meta *Meta) {
+			for _, m := range meta.Manifests {
+				m.Data = append([]byte(`{"schemaVersion":1,`), m.Data[1:]...)
+			}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			meta, _, _ := chainMeta(1)
-			NewRenderer(meta).Record(0)
+			meta, image, _ := chainMeta(1)
 			if tc.tamper != nil {
-				tc.tamper(meta.VariantSets[0])
+				tc.tamper(meta)
 			}
-			v, err := NewRenderer(meta).Variant(tc.set, tc.d)
-			if err == nil {
-				t.Fatalf("got variant %s, want an error", v.Digest)
+			d := image
+			if tc.d != nil {
+				d = tc.d(image)
 			}
-			if got := errors.Is(err, ErrNoVariant); got != tc.noVariant {
-				t.Errorf("got %v, want ErrNoVariant %v", err, tc.noVariant)
+			v, err := NewRenderer(meta).Variant(tc.set, d)
+			if !errors.Is(err, ErrNoVariant) {
+				t.Errorf("got variant %v, err %v; want ErrNoVariant", v, err)
 			}
 		})
 	}
 }
 
-// TestWithout: a renderer leaving mirrors out renders the recorded variants when it leaves
-// none of a set's out, names only the mirrors still in (and the origin) otherwise, points an
-// index at its own variant of the child (found again by digest), and renders no variant when
-// nothing would change.
+// TestWithout: a renderer leaving mirrors out renders what the full renderer renders when it
+// leaves none of a set's out, names only the mirrors still in (and the origin) otherwise,
+// points an index at its own variant of the child, and renders no variant when nothing would
+// change.
 func TestWithout(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -196,7 +187,6 @@ func TestWithout(t *testing.T) {
 			meta.Origin = tc.origin
 			meta.Mirrors = append(meta.Mirrors, &Mirror{Name: "b", URL: "https://b.example/", Enabled: true, Healthy: true, Generation: 1, Checked: time.Now()})
 			meta.VariantSets[0].Mirrors = []string{"a", "b"}
-			NewRenderer(meta).Record(0)
 			index := chain[0]
 			r, leaves := NewRenderer(meta).Without(func(name string) bool { return slices.Contains(tc.out, name) })
 			if leaves != tc.leaves || r.Leaves(0) != tc.leaves {
@@ -223,13 +213,10 @@ func TestWithout(t *testing.T) {
 			if !strings.Contains(string(top.Data), img.Digest.String()) {
 				t.Errorf("index variant %s does not point at the image variant %s", top.Data, img.Digest)
 			}
-			if got, ok := r.Rendered(img.Digest); !ok || got.Canonical != image || got.Set != 0 {
-				t.Errorf("Rendered(%s) = %+v, %v; want the variant of %s in set 0", img.Digest, got, ok, image)
-			}
 			if !tc.leaves {
-				for d, ref := range map[Digest]*Variant{index: top, image: img} {
-					if rec := meta.VariantSets[0].Variants[d]; rec.Digest != ref.Digest {
-						t.Errorf("variant of %s: %s, recorded %s: want the recorded one when no mirror of the set is out", d, ref.Digest, rec.Digest)
+				for d, v := range map[Digest]*Variant{index: top, image: img} {
+					if full, err := NewRenderer(meta).Variant(0, d); err != nil || full.Digest != v.Digest {
+						t.Errorf("variant of %s: %s, the full renderer's %v (%v): want the same when no mirror of the set is out", d, v.Digest, full, err)
 					}
 				}
 			}

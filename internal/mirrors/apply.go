@@ -3,12 +3,9 @@ package mirrors
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/regmirror/regmirror/layout"
 )
@@ -19,22 +16,17 @@ const StatusNotCrawled = "not crawled yet"
 
 // Stats describes one precompute.
 type Stats struct {
-	Mirrors     int // mirrors in the network
-	Candidates  int // enabled mirrors the last crawl found healthy
-	Regions     int
-	VariantSets int // distinct candidate lists with at least one candidate
-	// Variants and VariantBytes count every variant of every set (rendered to record their
-	// digests and sizes; the metadata holds no variant bytes).
-	Variants     int
-	VariantBytes int64
-	// Unsupported counts manifests that get no variants: Docker schema 1 (signed), unknown
-	// media types, and manifests that do not parse as one JSON object without duplicate keys.
-	Unsupported int
+	Mirrors    int // mirrors in the network
+	Candidates int // enabled mirrors the last crawl found healthy
+	Regions    int
+	// VariantSets counts the distinct candidate lists with at least one candidate. Their
+	// variants are rendered by the redirector when asked for, never here (layout.Renderer).
+	VariantSets int
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("%d mirrors (%d candidates), %d regions, %d variant sets, %d variants (%s)",
-		s.Mirrors, s.Candidates, s.Regions, s.VariantSets, s.Variants, FormatBytes(s.VariantBytes))
+	return fmt.Sprintf("%d mirrors (%d candidates), %d regions, %d variant sets",
+		s.Mirrors, s.Candidates, s.Regions, s.VariantSets)
 }
 
 // Apply records the mirrors file f in meta and recomputes the region data: meta.Origin,
@@ -126,7 +118,8 @@ func SetMirrors(meta *layout.Meta, f *File, prev []*layout.Mirror) {
 // holds fewer than meta.MinMirrors mirrors (default layout.DefaultMinMirrors): a country with
 // five mirrors of its own lists those, one with two lists its continent's too, and so on.
 // Regions with identical lists share one VariantSet; a region without any candidate has
-// VariantSet -1. See the package documentation for the variants' content.
+// VariantSet -1. Variants are not rendered here: see the package documentation for their
+// content.
 //
 // Without any mirror, meta has no regions and no variants: the single-machine tree.
 func Precompute(meta *layout.Meta) (Stats, error) {
@@ -217,25 +210,6 @@ func Precompute(meta *layout.Meta) (Stats, error) {
 			vs.Mirrors = append(vs.Mirrors, tier...)
 		}
 		meta.VariantSets[i] = vs
-	}
-	r := layout.NewRenderer(meta)
-	st.Unsupported = r.ParseAll()
-	counts := make([]struct {
-		n    int
-		size int64
-	}, len(sets))
-	var g errgroup.Group
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	for i := range sets {
-		g.Go(func() error {
-			counts[i].n, counts[i].size = r.Record(i)
-			return nil
-		})
-	}
-	_ = g.Wait() // the jobs return no error
-	for _, c := range counts {
-		st.Variants += c.n
-		st.VariantBytes += c.size
 	}
 	return st, nil
 }

