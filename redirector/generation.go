@@ -50,12 +50,12 @@ type generation struct {
 	anyMirrors []*mirrorEntry
 	// origin is the configured origin URL (ending in "/"), or "" to serve from the local tree.
 	origin string
-	// variants are the regional variants, rendered on request; nil without.
-	variants *variantSets
+	// variants renders the regional variants on request; nil without variant sets.
+	variants *variantView
 	// probes are what the health probes check on each usable mirror.
 	probes []probeTarget
 
-	manifestCount, variantCount, blobCount int
+	manifestCount, variantSetCount, blobCount int
 
 	// status is what the status page shows of the generation.
 	status *statusInfo
@@ -90,9 +90,13 @@ type manifestEntry struct {
 	isList    bool
 	// defaultChild is the linux/amd64 image of a list, for clients that accept no list.
 	defaultChild *manifestEntry
-	// of is the canonical manifest's digest, for a variant rendered without the mirrors out
-	// of rotation (found by digest in the variant cache only).
+	// of is the canonical manifest's digest, for a regional variant.
 	of string
+	// view is the variant view that rendered a regional variant; persist is set when that view
+	// left mirrors out of rotation: such a variant stays answerable by digest while cached (a
+	// client mid-pull that read an index before the mirrors came back).
+	view    *variantView
+	persist bool
 }
 
 // blobEntry is a blob of the tree.
@@ -198,11 +202,10 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, prev *generation, warn f
 	}
 	g.manifests = manifests
 	g.manifestCount = len(manifests)
-	if g.variants, err = loadVariants(m, manifests); err != nil {
-		return nil, err
-	}
-	if g.variants != nil {
-		g.variantCount = len(g.variants.byDigest)
+	if len(m.VariantSets) > 0 {
+		// Nothing is rendered here: a variant is rendered when a client first asks for it.
+		g.variants = newVariantView(layout.NewRenderer(m), nil)
+		g.variantSetCount = len(m.VariantSets)
 	}
 	if g.blobs, err = loadBlobs(m, prev.blobs); err != nil {
 		return nil, err
@@ -276,41 +279,6 @@ func loadManifests(m *layout.Meta, prev map[string]*manifestEntry) (map[string]*
 		e.defaultChild = findDefaultChild(e.body, manifests)
 	}
 	return manifests, nil
-}
-
-// loadVariants checks what the variant sets record and indexes every variant by its own
-// digest; nil without sets. Nothing is rendered here: a variant is rendered when a client
-// first asks for it.
-func loadVariants(m *layout.Meta, manifests map[string]*manifestEntry) (*variantSets, error) {
-	if len(m.VariantSets) == 0 {
-		return nil, nil
-	}
-	vs := &variantSets{
-		sets:     make([]map[layout.Digest]layout.VariantRef, len(m.VariantSets)),
-		renderer: layout.NewRenderer(m),
-		byDigest: map[layout.Digest]variantRef{},
-	}
-	for i, set := range m.VariantSets {
-		if set == nil {
-			continue
-		}
-		for canon, ref := range set.Variants {
-			e, ok := manifests[canon.String()]
-			if !ok {
-				return nil, fmt.Errorf("variant set %d: variant of unknown manifest %s", i, canon)
-			}
-			if ref.Digest.IsZero() || ref.Size <= 0 {
-				return nil, fmt.Errorf("variant set %d: variant of %s has no digest or size", i, canon)
-			}
-			if _, ok := vs.byDigest[ref.Digest]; !ok {
-				if _, canonical := manifests[ref.Digest.String()]; !canonical {
-					vs.byDigest[ref.Digest] = variantRef{set: i, canon: e}
-				}
-			}
-		}
-		vs.sets[i] = set.Variants
-	}
-	return vs, nil
 }
 
 // loadBlobs indexes every blob of the generation by digest; one prev holds with the same

@@ -624,11 +624,7 @@ func (g *generation) without(down map[string]string) *generation {
 		}
 	}
 	if g.variants != nil {
-		if w, leaves := g.variants.renderer.Without(func(name string) bool { _, ok := down[name]; return ok }); leaves {
-			vs := *g.variants
-			vs.without, vs.scanned = w, &sync.Map{}
-			cp.variants = &vs
-		}
+		cp.variants = g.variants.without(down)
 	}
 	cp.regions = make(map[string]*regionEntry, len(g.regions))
 	for key, r := range g.regions {

@@ -103,7 +103,7 @@ func (s *Server) serveManifest(st *reqState, r *http.Request, g *generation, rt 
 		}
 		if repo != nil {
 			if e = repo.manifests[d.String()]; e == nil {
-				e = s.variantByDigest(g, repo, d)
+				e = s.variantByDigest(g, repo, d, func() *regionEntry { return s.resolveClient(st, r, g) })
 			}
 		}
 		if e == nil {

@@ -338,9 +338,9 @@ func (s *Server) explainManifest(ex *routeExplanation, g *generation, ref string
 	ex.Decision = "this server answers the manifest " + e.digest + " (" + e.mediaType + "); manifests never go to mirrors"
 	if s.opts.RegionalManifests && byTag && g.variants != nil {
 		if reg := g.regions[ex.Client.Region]; reg != nil && reg.variantSet >= 0 {
-			if v, ok := g.variants.sets[reg.variantSet][e.d]; ok {
+			if v := s.variantOf(g, reg, e); v != nil {
 				ex.Decision = fmt.Sprintf("this server answers region %s's variant of %s: its layers' urls name the region's mirrors, then the origin", reg.key, e.digest)
-				ex.To = []string{v.Digest.String()}
+				ex.To = []string{v.digest}
 			}
 		}
 	}

@@ -52,7 +52,7 @@ func (s *Server) loadInitial() error {
 	debug.FreeOSMemory() // decoding the metadata left garbage several times the generation's size
 	s.metrics.reloads.WithLabelValues("ok").Inc()
 	s.log.Info("generation loaded", "generation", g.number, "repositories", len(g.repos), "manifests", g.manifestCount,
-		"variants", g.variantCount, "blobs", g.blobCount, "regions", len(g.regions), "took", time.Since(g.loaded).Round(time.Millisecond))
+		"variantSets", g.variantSetCount, "blobs", g.blobCount, "regions", len(g.regions), "took", time.Since(g.loaded).Round(time.Millisecond))
 	return nil
 }
 
@@ -171,7 +171,7 @@ func (s *Server) checkTree() error {
 		oldNum = old.number
 	}
 	s.log.Info("generation switched", "generation", g.number, "previous", oldNum, "repositories", len(g.repos),
-		"manifests", g.manifestCount, "variants", g.variantCount, "blobs", g.blobCount, "regions", len(g.regions),
+		"manifests", g.manifestCount, "variantSets", g.variantSetCount, "blobs", g.blobCount, "regions", len(g.regions),
 		"took", time.Since(g.loaded).Round(time.Millisecond))
 	return nil
 }
