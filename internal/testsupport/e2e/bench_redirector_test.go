@@ -953,12 +953,11 @@ func BenchmarkTreeLoad(b *testing.B) {
 				b.ReportMetric(precompute.Seconds()*1000, "precompute-ms")
 				b.ReportMetric(float64(st.Regions), "regions")
 				b.ReportMetric(float64(st.VariantSets), "variant-sets")
-				b.ReportMetric(float64(st.VariantBytes)/(1<<20), "variant-MiB")
 				b.ReportMetric(float64(fi.Size())/(1<<20), "meta-zst-MiB")
-				wrkBenchPrint(fmt.Sprintf("%s\n  tree: %d manifests, %d mirrors in %d countries: %d regions, %d variant sets, %d variants (%.1f MiB, recorded, not stored), metadata %.2f MiB zstd, precompute %v\n"+
+				wrkBenchPrint(fmt.Sprintf("%s\n  tree: %d manifests, %d mirrors in %d countries: %d regions, %d variant sets (rendered on request, not recorded), metadata %.2f MiB zstd, precompute %v\n"+
 					"  regmirror serve (GOMAXPROCS=%d, %d rounds, medians): ready (/v2/ 200) after %v, load logged %v, VmRSS %.1f MiB, VmHWM %.1f MiB\n"+
 					"  per round: ready %v, load %v, VmRSS %.1f MiB, VmHWM %.1f MiB",
-					c.anchor, nManifests, c.mirrors, c.countries, st.Regions, st.VariantSets, st.Variants, float64(st.VariantBytes)/(1<<20), float64(fi.Size())/(1<<20), precompute.Round(time.Millisecond),
+					c.anchor, nManifests, c.mirrors, c.countries, st.Regions, st.VariantSets, float64(fi.Size())/(1<<20), precompute.Round(time.Millisecond),
 					procs, rounds, wrkBenchMedian(ready).Round(time.Millisecond), wrkBenchMedian(took), mr, mh,
 					wrkBenchRound(ready), took, rss, hwm))
 			}
