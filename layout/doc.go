@@ -27,7 +27,7 @@
 //	        └── <hex>.json.zst         one metadata file (zstd-compressed JSON, named by the
 //	                                   sha256 of its compressed bytes): tags, manifests with
 //	                                   their bytes, blob sizes, referrers, mirrors, regions,
-//	                                   variant sets (digests and sizes, not bytes)
+//	                                   variant sets (their mirrors; variants are rendered)
 //
 // Everything a reader sees change when a generation switches (the stamp, index.json, tags,
 // tag lists, the file list) is in the live publication and read through regmirror/live, so it

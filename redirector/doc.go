@@ -25,11 +25,11 @@
 // some client countries is only in those countries' regions (the generator side writes the
 // regions so).
 //
-// Regional variants (variants.go) are not in memory at load: the metadata records each one's
-// digest and size, and a variant is rendered (layout.Renderer) when a client first asks for it,
-// by tag with Options.RegionalManifests or by digest, then kept in an LRU cache bounded by
-// Options.VariantCacheBytes. A rendering that does not hash to the recorded digest is never
-// served: a tag gets the canonical manifest, the digest MANIFEST_UNKNOWN, and the log an error.
+// Regional variants (variants.go) are not in memory at load, nor in the metadata: a variant
+// is rendered (layout.Renderer) when a client first asks for it, by tag with
+// Options.RegionalManifests (with its children's, for an index) or by digest (found by
+// rendering the repository's manifests once per variant set, the client's first), then kept
+// in an LRU cache bounded by Options.VariantCacheBytes.
 //
 // Metrics (Prometheus, on their own listener): regmirror_requests_total{endpoint,code},
 // regmirror_blob_downloads_total{region,to}, regmirror_generation,

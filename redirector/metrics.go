@@ -67,7 +67,7 @@ func newMetrics(s *Server) *metrics {
 	}, []string{"result"})
 	m.variantRenders = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "regmirror_variant_renders_total",
-		Help: "Regional variants rendered on request (result=ok), and renderings that did not give the recorded digest (result=failed: the metadata and this redirector disagree; the variant is not served).",
+		Help: "Regional variants rendered on request (result=ok): by tag, with an index's children, and when scanning a repository for a variant asked for by digest.",
 	}, []string{"result"})
 	m.probes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "regmirror_mirror_probes_total",

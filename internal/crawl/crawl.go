@@ -35,7 +35,7 @@
 // removed or changed there take effect; crawl state is kept for mirrors whose name and URL are
 // unchanged; the file is re-read on every run, a mirrors file or MirrorManager's mirrorlist
 // cache with --mm-directory, and one that does not load ends the crawl before anything is
-// checked or published, so the tree keeps its current mirrors), records its findings, recomputes regions and variants (mirrors.Precompute) and
+// checked or published, so the tree keeps its current mirrors), records its findings, recomputes regions and variant sets (mirrors.Precompute) and
 // publishes the result as the same generation (layout.Tree.Publish): a new metadata file and a
 // new stamp, which running redirectors pick up. It holds the tree's lock (the flock regmirror
 // generate holds for its whole run) only while it re-checks the stamp and publishes. If a

@@ -61,21 +61,21 @@
 // Load (or Parse) reads a mirrors file; LoadSource a mirrors file or a mirrorlist cache.
 // ApplyFile is what `generate --mirrors FILE [--mm-directory DIR]` calls: it records the file in the
 // new generation's metadata, carrying the previous generation's crawl state over by name (and
-// URL), and precomputes regions and variants. The crawl (package internal/crawl) calls
+// URL), and precomputes regions and variant sets. The crawl (package internal/crawl) calls
 // SetMirrors and Precompute. The candidate rules (layout.Mirror's Usable and Holds) and the
 // country table (layout.ContinentOf) are in package layout, which the redirector shares.
 //
 // # Variants
 //
 // Each distinct candidate list is a variant set: its mirrors in preference order (tiers in
-// order, within a tier by bandwidth then name) and, per canonical manifest, the digest and size
-// of its regional variant, in which config and layer descriptors carry urls at the set's
-// mirrors holding the blob, the origin last, and indexes point at their children's variants.
-// The metadata holds no variant bytes: Precompute renders every variant once with
-// layout.Renderer to record its digest and size, and the redirector renders a variant with the
-// same Renderer when a client asks for it. The rendering rules are documented in package layout
-// (variants.go).
+// order, within a tier by bandwidth then name). Every canonical manifest has a regional variant
+// per set, in which config and layer descriptors carry urls at the set's mirrors holding the
+// blob, the origin last, and indexes point at their children's variants. The metadata holds
+// neither the variants nor their digests, and Precompute renders none: the redirector renders
+// a variant with layout.Renderer when a client asks for it. The rendering rules are documented
+// in package layout (variants.go).
 //
 // With 10,000 manifests and 50 mirrors in 30 countries there are 37 variant sets and 370,000
-// variants (about 850 MiB if they were stored; BenchmarkPrecompute reports the metadata's size).
+// variants (about 850 MiB if they were stored; BenchmarkPrecompute reports the metadata's size,
+// which their digests no longer swell).
 package mirrors
