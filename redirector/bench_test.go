@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -134,7 +135,7 @@ func BenchmarkBlobRedirect(b *testing.B) {
 }
 
 // BenchmarkLoad10k builds a tree of 10,000 manifests (100 repositories of 100 tags) with 10
-// regions, each with its own variant set (100,000 variants, recorded, not stored), and reports
+// regions, each with its own variant set (100,000 variants, neither stored nor recorded), and reports
 // how long a generation takes to load (decompress, decode, verify, prepare) and the heap it
 // holds.
 func BenchmarkLoad10k(b *testing.B) {
@@ -168,6 +169,36 @@ func BenchmarkLoad10k(b *testing.B) {
 		}
 		runtime.KeepAlive(g)
 	}
+}
+
+// BenchmarkVariantScan measures what a request by digest for a variant nobody asked this
+// server for costs, once per variant set and repository: rendering the repository's
+// manifests in the set (100 in the tree of BenchmarkLoad10k) to find it.
+func BenchmarkVariantScan(b *testing.B) {
+	dir := writeLoadTree(b)
+	// serve refuses a tree with neither blobs nor an origin: one file will do here.
+	blobs := filepath.Join(dir, filepath.FromSlash(layout.BlobDir("sha256")))
+	if err := os.MkdirAll(blobs, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(blobs, "placeholder"), nil, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	s := newServer(b, Options{Tree: dir})
+	g := s.gen.Load()
+	repo := g.repos["project/repo000"]
+	canon := repo.tags["v42"]
+	want, err := g.variants.renderer.Variant(3, canon.d)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		view := newVariantView(g.variants.renderer, nil)
+		if got := s.scan(view, 3, repo, want.Digest); got != canon {
+			b.Fatalf("scan found %v, want %s", got, canon.digest)
+		}
+	}
+	b.ReportMetric(float64(len(repo.manifests)), "manifests")
 }
 
 // writeLoadTree publishes the tree of BenchmarkLoad10k; nothing of it stays referenced.
