@@ -123,13 +123,15 @@ func (s *Server) variantOf(g *generation, reg *regionEntry, e *manifestEntry) *m
 // keeps them all, and returns canon's (nil when it has none).
 func (s *Server) renderVariant(view *variantView, set int, canon layout.Digest) *manifestEntry {
 	var out *manifestEntry
+	n := 0
 	view.renderer.Render(set, []layout.Digest{canon}, func(c layout.Digest, v *layout.Variant) {
-		s.metrics.variantRenders.WithLabelValues("ok").Inc()
+		n++
 		e := view.keep(s.variantCache, set, c, v)
 		if c == canon {
 			out = e
 		}
 	})
+	s.metrics.variantRenders.WithLabelValues("ok").Add(float64(n))
 	if out == nil {
 		view.mu.Lock()
 		view.refs.add(refKey{set, canon}, layout.Digest{}, 1)
@@ -242,12 +244,14 @@ func (s *Server) scan(view *variantView, set int, repo *repoEntry, d layout.Dige
 			canon *manifestEntry
 		}
 		var pairs []pair
+		n := 0
 		view.renderer.Render(set, ds, func(c layout.Digest, v *layout.Variant) {
-			s.metrics.variantRenders.WithLabelValues("ok").Inc()
+			n++
 			if canon := repo.manifests[c.String()]; canon != nil && repo.manifests[v.Digest.String()] == nil {
 				pairs = append(pairs, pair{digestKey(v.Digest), canon})
 			}
 		})
+		s.metrics.variantRenders.WithLabelValues("ok").Add(float64(n))
 		slices.SortFunc(pairs, func(a, b pair) int { return cmp.Compare(a.key, b.key) })
 		sc = &scanned{keys: make([]uint64, len(pairs)), canon: make([]*manifestEntry, len(pairs))}
 		for i, p := range pairs {
