@@ -106,13 +106,6 @@ func (s *Server) variantOf(g *generation, reg *regionEntry, e *manifestEntry) *m
 			return nil
 		}
 		if v := s.variantCache.get(d); v != nil {
-			if v.view != view && !v.persist {
-				// The same bytes, rendered by an earlier generation's view: this one's now, so
-				// that a request by digest finds them answerable.
-				cp := *v
-				cp.view = view
-				s.variantCache.add(d, &cp)
-			}
 			return v
 		}
 	}
