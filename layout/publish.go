@@ -28,18 +28,31 @@ const (
 const annotationRefName = "org.opencontainers.image.ref.name"
 
 // Publication is what a publish puts into its publication directory besides the stamp and
-// index.json, which Publish writes itself.
+// index.json, which Publish writes itself. Paths are slash paths relative to the
+// publication's directory; directories are created as needed.
 type Publication struct {
-	// Files are more files of the publication, by slash path relative to its directory
-	// (the phase-2 tag files, "v2/…"). Directories are created as needed.
+	// Files are small files of the publication, written into it.
 	Files map[string][]byte
+	// Shared are the large files of the publication (the subsets' filter files), each stored
+	// once as a shared file of its own kind (its path: WriteSharedFile) and linked from the
+	// publication, so that an unchanged one is reused and a changed one is a new name rsync
+	// can delta-transfer against the previous version.
+	Shared map[string][]byte
+	// Links are symbolic links of the publication to shared entries the caller wrote
+	// (WriteSharedDir; the phase-2 tag files), by tree-relative target.
+	Links map[string]string
+	// Uses are the shared entries (tree-relative) the publication reaches through Links
+	// without linking them itself: listed in its SharedUses file, so that they are kept
+	// while it is.
+	Uses []string
 	// RootLinks are more names at the tree root that point at the same name in the live
 	// publication (the quick-fedora-mirror file list), like index.json.
 	RootLinks []string
 	// Finish, when not nil, is called last, before the publication is renamed into place,
-	// with the OS path of the publication's temporary directory and the publication's final
-	// name: it adds the files that describe the rest (the file list).
-	Finish func(tmpDir string, name string) error
+	// with the OS path of the publication's temporary directory (everything else written) and
+	// the publication's final name: it returns more shared files of the publication (the
+	// file list, which describes the rest), stored and linked like Shared.
+	Finish func(tmpDir string, name string) (map[string][]byte, error)
 }
 
 // indexDescriptor is one entry of index.json.
@@ -98,13 +111,15 @@ func (t *Tree) Publish(m *Meta) (Stamp, error) { return t.PublishWith(m, Publica
 
 // PublishWith is the publish sequence, the only one: it writes m as a metadata file, then a
 // new publication directory regmirror/pub/<name>/ (built under a temporary name: the stamp,
-// index.json, p.Files, then p.Finish's files; everything fsynced, then renamed into place),
-// then switches regmirror/live to it by renaming a new symbolic link over the old one: the
-// last write, and the one step in which everything a reader sees through live (the stamp,
+// p.Files, links to index.json, p.Shared and p.Links (shared entries: SharedDir), the list of
+// p.Uses, then p.Finish's shared files; everything fsynced, then renamed into place), then
+// switches regmirror/live to it by renaming a new symbolic link over the old one: the last
+// write, and the one step in which everything a reader sees through live (the stamp,
 // index.json, tags, tag lists, the file list) changes together. Until that rename readers see
 // the previous publication. After it, a tree that still has a regular index.json or
 // regmirror/current (written before publications existed) gets its constant links, and
-// publications no longer needed are removed. The caller holds the tree's lock.
+// publications, and the shared entries and metadata files they alone needed, are removed once
+// no longer needed. The caller holds the tree's lock.
 func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	links := map[string]string{IndexFile: RootLinkTarget(IndexFile), CurrentFile: CurrentLinkTarget}
 	for _, n := range p.RootLinks {
@@ -136,27 +151,14 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	sb = append(sb, '\n')
 	name := fmt.Sprintf("%d-%s", m.Generation, DigestOf("sha256", sb).Hex()[:16])
 
-	files := map[string][]byte{PubStamp: sb, PubIndex: idx}
-	for rel, data := range p.Files {
-		if rel == PubStamp || rel == PubIndex || !fs.ValidPath(rel) || strings.HasPrefix(path.Base(rel), TempPrefix) {
-			return Stamp{}, fmt.Errorf("publishing: %q cannot be a publication's file", rel)
-		}
-		files[rel] = data
-	}
-	tmp := t.Path(PubDir + "/" + TempPrefix + name)
-	if err := writeTree(tmp, files); err != nil {
-		os.RemoveAll(tmp)
+	contents, err := t.pubContents(m.Generation, name, sb, idx, p)
+	if err != nil {
 		return Stamp{}, fmt.Errorf("publishing: %w", err)
 	}
-	if p.Finish != nil {
-		if err := p.Finish(tmp, name); err != nil {
-			os.RemoveAll(tmp)
-			return Stamp{}, fmt.Errorf("publishing: %w", err)
-		}
-		if err := SyncDir(tmp); err != nil {
-			os.RemoveAll(tmp)
-			return Stamp{}, fmt.Errorf("publishing: %w", err)
-		}
+	tmp := t.Path(PubDir + "/" + TempPrefix + name)
+	if err := t.writePub(tmp, name, m.Generation, contents, p.Finish); err != nil {
+		os.RemoveAll(tmp)
+		return Stamp{}, fmt.Errorf("publishing: %w", err)
 	}
 	if err := os.Rename(tmp, t.Path(PubPath(name))); err != nil {
 		os.RemoveAll(tmp)
@@ -188,22 +190,136 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 		}
 	}
 	t.prunePub(name)
+	t.pruneShared()
 	t.pruneMeta()
 	return s, nil
 }
 
-// writeTree writes files below dir (which must not exist), fsyncing every file and directory.
-func writeTree(dir string, files map[string][]byte) error {
+// pubContents are a publication's files and links (publication path → tree-relative target)
+// before Finish: the stamp and p.Files as files; index.json, p.Shared and the list of p.Uses
+// stored as shared files (WriteSharedFile) and linked, with p.Links.
+func (t *Tree) pubContents(generation uint64, name string, stamp, idx []byte, p Publication) (pubEntries, error) {
+	c := pubEntries{files: map[string][]byte{PubStamp: stamp}, links: map[string]string{}}
+	shared := map[string][]byte{PubIndex: idx}
+	for rel, data := range p.Shared {
+		if _, dup := shared[rel]; dup {
+			return pubEntries{}, fmt.Errorf("%q cannot be a publication's file", rel)
+		}
+		shared[rel] = data
+	}
+	uses := make([]string, 0, len(p.Uses))
+	for _, u := range p.Uses {
+		e, ok := t.sharedEntryOf(u)
+		if !ok || e != u {
+			return pubEntries{}, fmt.Errorf("%q is not a shared entry", u)
+		}
+		uses = append(uses, strings.TrimPrefix(u, MetaDir+"/"))
+	}
+	sort.Strings(uses)
+	if len(uses) > 0 {
+		shared[SharedUses] = []byte(strings.Join(uses, "\n") + "\n")
+	}
+	for rel, target := range p.Links {
+		if _, ok := t.sharedEntryOf(target); !ok {
+			return pubEntries{}, fmt.Errorf("%q cannot link to %q, not a shared entry", rel, target)
+		}
+		c.links[rel] = target
+	}
+	for rel, data := range p.Files {
+		if _, dup := c.files[rel]; dup {
+			return pubEntries{}, fmt.Errorf("%q cannot be a publication's file", rel)
+		}
+		c.files[rel] = data
+	}
+	for rel, data := range shared {
+		target, err := t.WriteSharedFile(rel, generation, data)
+		if err != nil {
+			return pubEntries{}, err
+		}
+		c.links[rel] = target
+	}
+	return c, c.check()
+}
+
+// pubEntries are a publication's files and links, by publication path.
+type pubEntries struct {
+	files map[string][]byte
+	links map[string]string // tree-relative targets
+}
+
+// check refuses a publication path that is not a plain relative path, is temporary or is
+// given twice.
+func (c pubEntries) check() error {
+	seen := map[string]bool{}
+	for _, m := range []map[string]bool{keysOf(c.files), keysOf(c.links)} {
+		for rel := range m {
+			if seen[rel] || !fs.ValidPath(rel) || rel == "." || strings.HasPrefix(path.Base(rel), TempPrefix) {
+				return fmt.Errorf("%q cannot be a publication's file", rel)
+			}
+			seen[rel] = true
+		}
+	}
+	return nil
+}
+
+func keysOf[V any](m map[string]V) map[string]bool {
+	k := make(map[string]bool, len(m))
+	for n := range m {
+		k[n] = true
+	}
+	return k
+}
+
+// writePub writes publication name's contents into the directory tmp (which must not exist),
+// then finish's shared files and their links; everything fsynced.
+func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finish func(string, string) (map[string][]byte, error)) error {
+	final := PubPath(name)
+	links := map[string]string{}
+	for rel, target := range c.links {
+		links[rel] = RelLink(path.Join(final, rel), target)
+	}
+	if err := writeTree(tmp, c.files, links); err != nil {
+		return err
+	}
+	if finish == nil {
+		return nil
+	}
+	more, err := finish(tmp, name)
+	if err != nil {
+		return err
+	}
+	for rel, data := range more {
+		if _, dup := c.files[rel]; dup || c.links[rel] != "" || !fs.ValidPath(rel) || strings.Contains(rel, "/") || strings.HasPrefix(rel, ".") {
+			return fmt.Errorf("%q cannot be a publication's file", rel)
+		}
+		target, err := t.WriteSharedFile(rel, generation, data)
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(RelLink(path.Join(final, rel), target), filepath.Join(tmp, rel)); err != nil {
+			return err
+		}
+	}
+	return SyncDir(tmp)
+}
+
+// writeTree writes files and symbolic links (to the given targets) below dir (which must not
+// exist), fsyncing every file and directory.
+func writeTree(dir string, files map[string][]byte, links map[string]string) error {
 	dirs := map[string]bool{dir: true}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for rel, data := range files {
+	mkdir := func(rel string) (string, error) {
 		p := filepath.Join(dir, filepath.FromSlash(rel))
 		for d := filepath.Dir(p); !dirs[d]; d = filepath.Dir(d) {
 			dirs[d] = true
 		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return p, os.MkdirAll(filepath.Dir(p), 0o755)
+	}
+	for rel, data := range files {
+		p, err := mkdir(rel)
+		if err != nil {
 			return err
 		}
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
@@ -219,6 +335,15 @@ func writeTree(dir string, files map[string][]byte) error {
 		}
 		if err != nil {
 			return fmt.Errorf("writing %s: %w", rel, err)
+		}
+	}
+	for rel, target := range links {
+		p, err := mkdir(rel)
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(target, p); err != nil {
+			return err
 		}
 	}
 	for d := range dirs {
@@ -248,6 +373,9 @@ func replaceSymlink(p, target string) error {
 // removeStalePub removes what an interrupted publish left: temporary publication directories
 // and temporary links.
 func (t *Tree) removeStalePub() error {
+	if err := t.removeStaleShared(); err != nil {
+		return err
+	}
 	for _, dir := range []string{"", MetaDir, PubDir} {
 		ents, err := os.ReadDir(t.Path(dir))
 		if errors.Is(err, fs.ErrNotExist) {

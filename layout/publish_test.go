@@ -22,9 +22,12 @@ func TestPublishWith(t *testing.T) {
 	s1, err := tree.PublishWith(m, Publication{
 		Files:     map[string][]byte{"v2/fedora/_tags.json": []byte("one")},
 		RootLinks: []string{"list"},
-		Finish: func(dir, name string) error {
+		Finish: func(dir, name string) (map[string][]byte, error) {
 			finished = name
-			return os.WriteFile(filepath.Join(dir, "list"), []byte("list one"), 0o644)
+			if _, err := os.Lstat(filepath.Join(dir, PubIndex)); err != nil {
+				t.Errorf("Finish: the publication has no %s yet: %v", PubIndex, err)
+			}
+			return map[string][]byte{"list": []byte("list one")}, nil
 		},
 	})
 	if err != nil {

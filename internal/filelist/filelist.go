@@ -38,7 +38,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -79,30 +81,29 @@ func Name(module string) string {
 	return Prefix + module
 }
 
-// Finish returns the layout.Publication.Finish of a publish: it writes the file list of the
-// tree as it will be once the publication being built is live into the publication, as
-// Name(module). The list names the new publication's files under their final paths, the
-// live link with its new target, and the root links (index.json, regmirror/current, the list
-// itself at the root is never listed); the checksummed files are read from the new
-// publication. Publish it with Name(module) among the publication's RootLinks.
-func Finish(tree *layout.Tree, module string) (func(tmpDir, name string) error, error) {
+// Finish returns the layout.Publication.Finish of a publish: it renders the file list of the
+// tree as it will be once the publication being built is live, as the publication's shared
+// file Name(module). The list names the new publication's files and links under their final
+// paths, the live link with its new target, and the root links (index.json,
+// regmirror/current); it does not name itself (its shared file and the publication's link to
+// it, nor the root link, as ever). The checksummed files are read from the new publication.
+// Publish it with Name(module) among the publication's RootLinks.
+func Finish(tree *layout.Tree, module string) (func(tmpDir, name string) (map[string][]byte, error), error) {
 	if strings.ContainsAny(module, "/\\ \t\n") || strings.HasPrefix(module, ".") {
 		return nil, fmt.Errorf("file list module %q: want a plain name such as %q", module, DefaultModule)
 	}
-	return func(tmpDir, name string) error {
+	return func(tmpDir, name string) (map[string][]byte, error) {
 		data, err := renderPending(tree, tmpDir, name, Name(module))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := layout.WriteFile(filepath.Join(tmpDir, Name(module)), data); err != nil {
-			return fmt.Errorf("writing the file list: %w", err)
-		}
-		return nil
+		return map[string][]byte{Name(module): data}, nil
 	}, nil
 }
 
 // renderPending renders the list of the tree with the publication being built in tmpDir
-// (called name) live, the list itself (list, in the publication) included.
+// (called name) live and its list, list, stored (the directory of the shared lists made if
+// missing).
 func renderPending(tree *layout.Tree, tmpDir, name, list string) ([]byte, error) {
 	entries, err := Scan(tree.Dir())
 	if err != nil {
@@ -141,28 +142,15 @@ func renderPending(tree *layout.Tree, tmpDir, name, list string) ([]byte, error)
 	for rel, target := range links {
 		entries = append(entries, Entry{Time: now, Type: "l", Size: int64(len(target)), Path: rel})
 	}
+	if lists := path.Join(layout.SharedDir, list); !slices.ContainsFunc(entries, func(e Entry) bool { return e.Path == lists }) {
+		entries = append(entries, Entry{Time: now, Type: "d", Size: fi.Size(), Path: lists})
+	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
 	sums := map[string]string{}
 	for _, rel := range Checksummed {
 		sums[rel] = filepath.Join(tmpDir, filepath.FromSlash(pubFileOf[rel]))
 	}
-	// The list names itself, as a file of the publication: its size is found by rendering
-	// until it no longer changes (a few digits more or less).
-	self := Entry{Time: now, Type: "f", Path: final + "/" + list}
-	entries = append(entries, self)
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
-	at := sort.Search(len(entries), func(i int) bool { return entries[i].Path >= self.Path })
-	for range 8 {
-		data, err := render(entries, sums)
-		if err != nil {
-			return nil, err
-		}
-		if int64(len(data)) == entries[at].Size {
-			return data, nil
-		}
-		entries[at].Size = int64(len(data))
-	}
-	return nil, fmt.Errorf("listing the tree: the file list's own size does not settle")
+	return render(entries, sums)
 }
 
 // pubFileOf is, for each checksummed file, the publication's file it is a link to.

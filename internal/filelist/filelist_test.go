@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -149,7 +150,9 @@ func TestWrite(t *testing.T) {
 		t.Errorf("no [End] line")
 	}
 
-	// Every file and directory of the tree is listed with its type and size, nothing else.
+	// Every file and directory of the tree is listed with its type and size, nothing else; the
+	// list itself is not (its shared file, its link in the publication, at the root).
+	self := listItself(t, tree)
 	want := map[string]Entry{}
 	err = filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
 		if err != nil || path == dir {
@@ -157,7 +160,7 @@ func TestWrite(t *testing.T) {
 		}
 		rel, _ := filepath.Rel(dir, path)
 		rel = filepath.ToSlash(rel)
-		if strings.HasPrefix(fi.Name(), layout.TempPrefix) || strings.HasPrefix(rel, Prefix) || rel == ListenStateFile {
+		if strings.HasPrefix(fi.Name(), layout.TempPrefix) || strings.HasPrefix(rel, Prefix) || rel == ListenStateFile || self[rel] {
 			return nil
 		}
 		typ := "f"
@@ -224,7 +227,7 @@ func TestChangedSinceLastRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := layout.PubPath(live)
-	for _, f := range []string{newBlob, layout.LiveLink, pub + "/" + layout.PubIndex, pub + "/" + layout.PubStamp, pub + "/" + Name("containers")} {
+	for _, f := range []string{newBlob, layout.LiveLink, pub + "/" + layout.PubIndex, pub + "/" + layout.PubStamp} {
 		if !got[f] {
 			t.Errorf("changed since the last run: %s missing from %v", f, got)
 		}
@@ -245,4 +248,24 @@ func TestFinishErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// listItself is the live file list's own entries, which it does not name: its link in the
+// live publication and the shared file that link points at (tree-relative paths).
+func listItself(t *testing.T, tree *layout.Tree) map[string]bool {
+	t.Helper()
+	live, err := tree.LivePublication()
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := layout.PubPath(live) + "/" + Name(DefaultModule)
+	target, err := os.Readlink(tree.Path(link))
+	if err != nil {
+		t.Fatalf("the publication's file list: %v, want a link to its shared file", err)
+	}
+	shared := path.Clean(path.Join(path.Dir(link), target))
+	if !strings.HasPrefix(shared, layout.SharedDir+"/") {
+		t.Fatalf("%s points at %s, want a file under %s", link, shared, layout.SharedDir)
+	}
+	return map[string]bool{link: true, shared: true}
 }

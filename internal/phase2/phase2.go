@@ -111,14 +111,30 @@ func sortedNames(meta *layout.Meta) []string {
 	return names
 }
 
-// PubFiles returns the phase-2 files of a publication of meta: slash path relative to the
-// publication's directory → content (layout.Publication.Files).
-func PubFiles(meta *layout.Meta) map[string][]byte {
-	files := map[string][]byte{}
+// Kinds of the shared entries (layout.SharedDir) holding the tag files.
+const (
+	RootKind = "v2"          // a publication's v2/ directory: RootEntries
+	RepoKind = "v2-tags"     // one repository's tag files: _tags/TAG/HEX.EXT and _tags.json
+	RefsKind = "v2-refs.map" // refs.map
+)
+
+// Tags are the phase-2 tag files of a publication of meta as they are stored: one shared
+// directory per published repository and refs.map.
+type Tags struct {
+	// Repos are, per published repository, its directory's entries: _tags/TAG/HEX.EXT (when
+	// it has a tag a mirror can serve) and _tags.json.
+	Repos map[string]map[string]layout.SharedEntry
+	// RefsMap is refs.map: "REPO:TAG HEX.EXT" and "REPO:sha256:HEX HEX.EXT" lines, sorted.
+	RefsMap []byte
+}
+
+// TagFiles returns the phase-2 tag files of a publication of meta.
+func TagFiles(meta *layout.Meta) Tags {
+	t := Tags{Repos: map[string]map[string]layout.SharedEntry{}}
 	var refs []string
 	for _, name := range sortedNames(meta) {
 		repo := meta.Repositories[name]
-		base := path.Join(PubDir, name)
+		files := map[string]layout.SharedEntry{}
 		tags := make([]string, 0, len(repo.Tags))
 		for tag, d := range repo.Tags {
 			mk, ok := marker(meta, d)
@@ -126,7 +142,7 @@ func PubFiles(meta *layout.Meta) map[string][]byte {
 				continue
 			}
 			tags = append(tags, tag)
-			files[path.Join(base, TagsDir, tag, mk)] = nil
+			files[path.Join(TagsDir, tag, mk)] = layout.SharedEntry{Data: []byte{}}
 			refs = append(refs, name+":"+tag+" "+mk)
 		}
 		for _, d := range servedByDigest(repo) {
@@ -142,7 +158,8 @@ func PubFiles(meta *layout.Meta) map[string][]byte {
 			Name string   `json:"name"`
 			Tags []string `json:"tags"`
 		}{name, tags})
-		files[path.Join(base, TagListFile)] = append(list, '\n')
+		files[TagListFile] = layout.SharedEntry{Data: append(list, '\n')}
+		t.Repos[name] = files
 	}
 	sort.Strings(refs)
 	var b bytes.Buffer
@@ -151,9 +168,42 @@ func PubFiles(meta *layout.Meta) map[string][]byte {
 		b.WriteString(r)
 		b.WriteByte('\n')
 	}
-	files[path.Join(PubDir, RefsMapFile)] = b.Bytes()
-	files[path.Join(PubDir, BaseFile)] = []byte("{}")
-	return files
+	t.RefsMap = b.Bytes()
+	return t
+}
+
+// WriteTags stores the phase-2 tag files of a publication of meta in tree's shared
+// directory (the repositories' directories and refs.map new since the last publish, and a
+// v2/ directory linking them, all reused when unchanged) and returns the v2/ directory to
+// link as the publication's PubDir and the shared entries it reaches
+// (layout.Publication.Links and Uses).
+func WriteTags(tree *layout.Tree, meta *layout.Meta) (root string, uses []string, err error) {
+	t := TagFiles(meta)
+	entries := map[string]layout.SharedEntry{BaseFile: {Data: []byte("{}")}}
+	for name, files := range t.Repos {
+		dir, err := tree.WriteSharedDir(RepoKind, files)
+		if err != nil {
+			return "", nil, fmt.Errorf("writing the tag files of %s: %w", name, err)
+		}
+		uses = append(uses, dir)
+		for _, f := range []string{TagsDir, TagListFile} {
+			if f == TagsDir && len(files) == 1 {
+				continue // no tag a mirror can serve
+			}
+			entries[path.Join(name, f)] = layout.SharedEntry{Link: path.Join(dir, f)}
+		}
+	}
+	refs, err := tree.WriteSharedFile(RefsKind, meta.Generation, t.RefsMap)
+	if err != nil {
+		return "", nil, err
+	}
+	uses = append(uses, refs)
+	entries[RefsMapFile] = layout.SharedEntry{Link: refs}
+	root, err = tree.WriteSharedDir(RootKind, entries)
+	if err != nil {
+		return "", nil, err
+	}
+	return root, uses, nil
 }
 
 // DigestFiles returns the shared digest markers of meta: tree-relative slash path → content.

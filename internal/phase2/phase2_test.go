@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -33,26 +34,45 @@ func testMeta(tags map[string]map[string]string) *layout.Meta {
 	return m
 }
 
+// listFiles lists the files and directories below dir/sub as a web server sees them:
+// symbolic links followed.
 func listFiles(t *testing.T, dir, sub string) []string {
 	t.Helper()
 	var got []string
-	root := filepath.Join(dir, filepath.FromSlash(sub))
-	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+	var walk func(p, rel string)
+	walk = func(p, rel string) {
+		fi, err := os.Stat(p)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		rel, _ := filepath.Rel(root, p)
-		if fi.IsDir() {
-			rel += "/"
+		if !fi.IsDir() {
+			got = append(got, rel)
+			return
 		}
-		got = append(got, filepath.ToSlash(rel))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+		got = append(got, path.Join(rel)+"/")
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			walk(filepath.Join(p, e.Name()), path.Join(rel, e.Name()))
+		}
 	}
+	walk(filepath.Join(dir, filepath.FromSlash(sub)), ".")
 	sort.Strings(got)
 	return got
+}
+
+// pubFiles is TagFiles(m) by the paths a publication shows them at (PubDir/…).
+func pubFiles(m *layout.Meta) map[string][]byte {
+	t := TagFiles(m)
+	files := map[string][]byte{path.Join(PubDir, RefsMapFile): t.RefsMap}
+	for repo, entries := range t.Repos {
+		for rel, e := range entries {
+			files[path.Join(PubDir, repo, rel)] = e.Data
+		}
+	}
+	return files
 }
 
 // publish publishes m the way generate and crawl do (internal/publish).
@@ -61,7 +81,11 @@ func publish(t *testing.T, tree *layout.Tree, m *layout.Meta) string {
 	if err := Write(tree, m); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tree.PublishWith(m, layout.Publication{Files: PubFiles(m)}); err != nil {
+	v2, uses, err := WriteTags(tree, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tree.PublishWith(m, layout.Publication{Links: map[string]string{PubDir: v2}, Uses: uses}); err != nil {
 		t.Fatal(err)
 	}
 	live, err := tree.LivePublication()
@@ -172,7 +196,7 @@ func TestWrite(t *testing.T) {
 func TestFilesSkipsUnknownMediaTypes(t *testing.T) {
 	m := testMeta(map[string]map[string]string{"x": {"1": "a"}})
 	m.Manifests[digestOf("a")].MediaType = "application/vnd.example.weird+json"
-	for _, files := range []map[string][]byte{PubFiles(m), DigestFiles(m)} {
+	for _, files := range []map[string][]byte{pubFiles(m), DigestFiles(m)} {
 		for p := range files {
 			if strings.Contains(p, "_tags/") || strings.Contains(p, "_digests/") {
 				t.Errorf("got marker %s for a media type a mirror cannot name, want none", p)
@@ -191,7 +215,7 @@ func TestRetiringServedByDigest(t *testing.T) {
 	}
 	m.Repositories["moved"].Retiring = []layout.Digest{old}
 	m.Repositories["deleted"] = &layout.Repository{Tags: map[string]layout.Digest{}, Retiring: []layout.Digest{gone}}
-	digests, pub := DigestFiles(m), PubFiles(m)
+	digests, pub := DigestFiles(m), pubFiles(m)
 	for repo, d := range map[string]layout.Digest{"moved": old, "deleted": gone} {
 		marker := Dir + "/" + repo + "/" + DigestsDir + "/" + d.Hex() + "/" + d.Hex() + ".oci-manifest"
 		if _, ok := digests[marker]; !ok {

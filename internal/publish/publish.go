@@ -11,23 +11,26 @@ import (
 )
 
 // Publish publishes meta in tree, whose lock the caller holds: the shared phase-2 digest
-// markers brought in line with it, then a publication (layout.Tree.PublishWith: the stamp,
-// index.json, the phase-2 tag files, the per-subset rsync filter files and the
-// quick-fedora-mirror file list, switched live in one rename). Everything meta references (blobs, manifests) must already be in the tree.
+// markers brought in line with it and its tag files stored, then a publication
+// (layout.Tree.PublishWith: the stamp, index.json, the phase-2 tag files, the per-subset
+// rsync filter files and the quick-fedora-mirror file list, switched live in one rename).
+// Everything meta references (blobs, manifests) must already be in the tree.
 func Publish(tree *layout.Tree, meta *layout.Meta) (layout.Stamp, error) {
 	if err := phase2.Write(tree, meta); err != nil {
+		return layout.Stamp{}, fmt.Errorf("writing the phase-2 files: %w", err)
+	}
+	v2, uses, err := phase2.WriteTags(tree, meta)
+	if err != nil {
 		return layout.Stamp{}, fmt.Errorf("writing the phase-2 files: %w", err)
 	}
 	finish, err := filelist.Finish(tree, filelist.DefaultModule)
 	if err != nil {
 		return layout.Stamp{}, err
 	}
-	files := phase2.PubFiles(meta)
-	for rel, data := range meta.SubsetFilters() {
-		files[rel] = data
-	}
 	return tree.PublishWith(meta, layout.Publication{
-		Files:     files,
+		Shared:    meta.SubsetFilters(),
+		Links:     map[string]string{phase2.PubDir: v2},
+		Uses:      uses,
 		RootLinks: []string{filelist.Name(filelist.DefaultModule)},
 		Finish:    finish,
 	})

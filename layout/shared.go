@@ -1,0 +1,320 @@
+package layout
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// SharedDir holds the large parts of publications, stored once and named by their content,
+// so that a publication is a handful of small entries and a publish adds what changed, not
+// the tree (deploy/mirror-sync copies only new names; rsync's --fuzzy finds the previous
+// version of a file as the basis of its delta transfer). One directory per kind, named after
+// the publication path it stands for:
+//
+//	regmirror/shared/<kind>/<generation>-<hex>   a file (index.json, the file list, refs.map,
+//	                                             a subset's filter): hex is the sha256 of its
+//	                                             bytes, generation the one that first wrote it
+//	regmirror/shared/<kind>/<hex>/               a directory (phase-2 tag files): hex is the
+//	                                             sha256 of its listing (sharedDirDigest)
+//
+// A publication links to them with relative symbolic links; the entries it reaches through
+// other entries are listed, one MetaDir-relative path a line, in its SharedUses file (itself
+// shared). Nothing under SharedDir is modified once written; an entry no kept publication
+// reaches is removed by the publish after the one that stopped reaching it (pruneShared).
+const SharedDir = MetaDir + "/shared"
+
+// SharedUses is the publication's link to the list of the shared entries it reaches besides
+// its own links' targets.
+const SharedUses = "uses"
+
+// SharedEntry is one entry of a shared directory: a file's bytes, or, when Link is set, a
+// symbolic link to the tree-relative path Link (written relative to the entry).
+type SharedEntry struct {
+	Data []byte
+	Link string
+}
+
+// validKind reports whether kind can name a directory under SharedDir: a relative slash path
+// of plain components.
+func validKind(kind string) bool {
+	if !fs.ValidPath(kind) || kind == "." || strings.Count(kind, "/") > 1 {
+		return false
+	}
+	for c := range strings.SplitSeq(kind, "/") {
+		if strings.HasPrefix(c, ".") {
+			return false
+		}
+	}
+	return true
+}
+
+// RelLink is the target of a symbolic link at the tree-relative path from that points at the
+// tree-relative path to.
+// Both are clean slash paths.
+func RelLink(from, to string) string {
+	dir := strings.Split(path.Dir(from), "/")
+	if dir[0] == "." {
+		dir = nil
+	}
+	dest := strings.Split(to, "/")
+	common := 0
+	for common < len(dir) && common < len(dest)-1 && dir[common] == dest[common] {
+		common++
+	}
+	return strings.Repeat("../", len(dir)-common) + strings.Join(dest[common:], "/")
+}
+
+// WriteSharedFile stores data as a shared file of kind (SharedDir) and returns its
+// tree-relative path: the existing file with the same content if there is one (a crawl reuses
+// every file whose content did not change), else "<generation>-<hex>", written atomically.
+func (t *Tree) WriteSharedFile(kind string, generation uint64, data []byte) (string, error) {
+	if !validKind(kind) {
+		return "", fmt.Errorf("writing shared file: %q cannot be a kind", kind)
+	}
+	hex := DigestOf("sha256", data).Hex()
+	dir := path.Join(SharedDir, kind)
+	if rel, ok := t.findShared(dir, "-"+hex); ok {
+		return rel, nil
+	}
+	rel := path.Join(dir, strconv.FormatUint(generation, 10)+"-"+hex)
+	if err := WriteFile(t.Path(rel), data); err != nil {
+		return "", fmt.Errorf("writing shared file: %w", err)
+	}
+	return rel, nil
+}
+
+// findShared looks in the tree-relative dir for the entry whose name ends with suffix.
+func (t *Tree) findShared(dir, suffix string) (string, bool) {
+	ents, err := os.ReadDir(t.Path(dir))
+	if err != nil {
+		return "", false
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), suffix) && !strings.HasPrefix(e.Name(), TempPrefix) {
+			return path.Join(dir, e.Name()), true
+		}
+	}
+	return "", false
+}
+
+// sharedDirDigest is the content address of a shared directory's entries: the sha256 of
+// "<path>\x00f\x00<sha256 of data>\n" or "<path>\x00l\x00<target>\n" lines, sorted by path.
+func sharedDirDigest(entries map[string]SharedEntry) string {
+	names := make([]string, 0, len(entries))
+	for n := range entries {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b bytes.Buffer
+	for _, n := range names {
+		e := entries[n]
+		if e.Link != "" {
+			fmt.Fprintf(&b, "%s\x00l\x00%s\n", n, e.Link)
+		} else {
+			fmt.Fprintf(&b, "%s\x00f\x00%s\n", n, DigestOf("sha256", e.Data).Hex())
+		}
+	}
+	return DigestOf("sha256", b.Bytes()).Hex()
+}
+
+// WriteSharedDir stores entries (slash paths relative to the directory) as a shared directory
+// of kind and returns its tree-relative path, SharedDir/<kind>/<hex>: the existing one if
+// there is one, else built under a temporary name, fsynced and renamed into place.
+func (t *Tree) WriteSharedDir(kind string, entries map[string]SharedEntry) (string, error) {
+	if !validKind(kind) {
+		return "", fmt.Errorf("writing shared directory: %q cannot be a kind", kind)
+	}
+	rel := path.Join(SharedDir, kind, sharedDirDigest(entries))
+	if fi, err := os.Lstat(t.Path(rel)); err == nil && fi.IsDir() {
+		return rel, nil
+	}
+	files := map[string][]byte{}
+	links := map[string]string{}
+	for n, e := range entries {
+		if !fs.ValidPath(n) || n == "." || strings.HasPrefix(path.Base(n), TempPrefix) {
+			return "", fmt.Errorf("writing shared directory: %q cannot be an entry", n)
+		}
+		if e.Link != "" {
+			links[n] = RelLink(path.Join(rel, n), e.Link)
+		} else {
+			files[n] = e.Data
+		}
+	}
+	if err := os.MkdirAll(t.Path(path.Dir(rel)), 0o755); err != nil {
+		return "", fmt.Errorf("writing shared directory: %w", err)
+	}
+	tmp := t.Path(path.Join(path.Dir(rel), TempPrefix+path.Base(rel)))
+	os.RemoveAll(tmp)
+	if err := writeTree(tmp, files, links); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("writing shared directory: %w", err)
+	}
+	if err := os.Rename(tmp, t.Path(rel)); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("writing shared directory: %w", err)
+	}
+	return rel, SyncDir(t.Path(path.Dir(rel)))
+}
+
+// sharedEntryOf is the shared entry (SharedDir/<kind>/<name>, kind one or two components as
+// the tree has them) a tree-relative path lies in, if it lies under SharedDir.
+func (t *Tree) sharedEntryOf(rel string) (string, bool) {
+	rest, ok := strings.CutPrefix(rel, SharedDir+"/")
+	if !ok {
+		return "", false
+	}
+	// The entry is the first component named like one, below a kind of one or two components.
+	parts := strings.Split(rest, "/")
+	for i := 1; i < len(parts) && i <= 2; i++ {
+		if isSharedName(parts[i]) {
+			return path.Join(SharedDir, path.Join(parts[:i+1]...)), true
+		}
+	}
+	return "", false
+}
+
+// isSharedName reports whether name is the name of a shared entry: "<hex>" (64 hex digits)
+// or "<generation>-<hex>".
+func isSharedName(name string) bool {
+	if _, h, ok := strings.Cut(name, "-"); ok {
+		name = h
+	}
+	if len(name) != 64 {
+		return false
+	}
+	for _, c := range name {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// pubShared returns the shared entries publication name reaches: its links' targets (in its
+// directory and below) and the lines of its SharedUses list.
+func (t *Tree) pubShared(name string) (map[string]bool, error) {
+	used := map[string]bool{}
+	pub := PubPath(name)
+	err := filepath.WalkDir(t.Path(pub), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&fs.ModeSymlink == 0 {
+			return nil
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(t.Dir(), filepath.Join(filepath.Dir(p), target))
+		if err != nil {
+			return err
+		}
+		if e, ok := t.sharedEntryOf(filepath.ToSlash(rel)); ok {
+			used[e] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(t.Path(path.Join(pub, SharedUses)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return used, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if line == "" {
+			continue
+		}
+		e, ok := t.sharedEntryOf(path.Join(MetaDir, line))
+		if !ok {
+			return nil, fmt.Errorf("publication %s: %s names %q, not a shared entry", name, SharedUses, line)
+		}
+		used[e] = true
+	}
+	return used, nil
+}
+
+// pruneShared removes the shared entries no publication left reaches (the live one and those
+// prunePub kept for mirrors mid-sync keep theirs, so a copy that lags behind finds them).
+// Entries it cannot judge, and everything when a publication cannot be read, are left for
+// the next publish.
+func (t *Tree) pruneShared() {
+	names, err := t.Publications()
+	if err != nil {
+		return
+	}
+	keep := map[string]bool{}
+	for _, n := range names {
+		used, err := t.pubShared(n)
+		if err != nil {
+			return
+		}
+		for e := range used {
+			keep[e] = true
+		}
+	}
+	_ = filepath.WalkDir(t.Path(SharedDir), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == t.Path(SharedDir) {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), TempPrefix) {
+			return fs.SkipDir
+		}
+		if !isSharedName(d.Name()) {
+			return nil // a kind directory, or something this version does not know: kept
+		}
+		rel, err := filepath.Rel(t.Dir(), p)
+		if err != nil {
+			return nil
+		}
+		if !keep[filepath.ToSlash(rel)] {
+			os.RemoveAll(p)
+		}
+		if d.IsDir() {
+			return fs.SkipDir
+		}
+		return nil
+	})
+}
+
+// removeStaleShared removes the temporary files and directories an interrupted publish left
+// under SharedDir.
+func (t *Tree) removeStaleShared() error {
+	err := filepath.WalkDir(t.Path(SharedDir), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if strings.HasPrefix(d.Name(), TempPrefix) {
+			if err := os.RemoveAll(p); err != nil {
+				return err
+			}
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() && isSharedName(d.Name()) {
+			return fs.SkipDir // an entry: written whole, nothing temporary inside
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cleaning temporary files: %w", err)
+	}
+	return nil
+}
