@@ -50,8 +50,9 @@ type Publication struct {
 	RootLinks []string
 	// Finish, when not nil, is called last, before the publication is renamed into place,
 	// with the OS path of the publication's temporary directory (everything else written) and
-	// the publication's final name: it returns more shared files of the publication (the
-	// file list, which describes the rest), stored and linked like Shared.
+	// the publication's final name: it returns more files of the publication (the file list,
+	// which describes the rest), each stored as the shared file PubSharedPath(rel, name) and
+	// linked like Shared.
 	Finish func(tmpDir string, name string) (map[string][]byte, error)
 }
 
@@ -292,8 +293,8 @@ func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finis
 		if _, dup := c.files[rel]; dup || c.links[rel] != "" || !fs.ValidPath(rel) || strings.Contains(rel, "/") || strings.HasPrefix(rel, ".") {
 			return fmt.Errorf("%q cannot be a publication's file", rel)
 		}
-		target, err := t.WriteSharedFile(rel, generation, data)
-		if err != nil {
+		target := PubSharedPath(rel, name)
+		if err := WriteFile(t.Path(target), data); err != nil {
 			return err
 		}
 		if err := os.Symlink(RelLink(path.Join(final, rel), target), filepath.Join(tmp, rel)); err != nil {

@@ -24,6 +24,8 @@ import (
 //	                                             bytes, generation the one that first wrote it
 //	regmirror/shared/<kind>/<hex>/               a directory (phase-2 tag files): hex is the
 //	                                             sha256 of its listing (sharedDirDigest)
+//	regmirror/shared/<kind>/<publication>        a file describing one publication (the file
+//	                                             list, which names itself: PubSharedPath)
 //
 // A publication links to them with relative symbolic links; the entries it reaches through
 // other entries are listed, one MetaDir-relative path a line, in its SharedUses file (itself
@@ -181,21 +183,30 @@ func (t *Tree) sharedEntryOf(rel string) (string, bool) {
 	return "", false
 }
 
-// isSharedName reports whether name is the name of a shared entry: "<hex>" (64 hex digits)
-// or "<generation>-<hex>".
+// isSharedName reports whether name is the name of a shared entry: "<hex>" (64 hex digits),
+// "<generation>-<hex>", or a publication's name ("<generation>-<16 hex>").
 func isSharedName(name string) bool {
-	if _, h, ok := strings.Cut(name, "-"); ok {
-		name = h
-	}
-	if len(name) != 64 {
-		return false
-	}
-	for _, c := range name {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
+	isHex := func(s string) bool {
+		for _, c := range s {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
 		}
+		return true
 	}
-	return true
+	gen, h, ok := strings.Cut(name, "-")
+	if !ok {
+		return len(name) == 64 && isHex(name)
+	}
+	_, err := strconv.ParseUint(gen, 10, 64)
+	return err == nil && (len(h) == 64 || len(h) == 16) && isHex(h)
+}
+
+// PubSharedPath is the tree-relative path of the shared file Publication.Finish returns as
+// rel for publication name: named by the publication, not its content, so that the file can
+// name itself (the file list): SharedDir/<rel>/<name>.
+func PubSharedPath(rel, name string) string {
+	return path.Join(SharedDir, rel, name)
 }
 
 // pubShared returns the shared entries publication name reaches: its links' targets (in its

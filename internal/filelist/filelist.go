@@ -82,12 +82,14 @@ func Name(module string) string {
 }
 
 // Finish returns the layout.Publication.Finish of a publish: it renders the file list of the
-// tree as it will be once the publication being built is live, as the publication's shared
-// file Name(module). The list names the new publication's files and links under their final
-// paths, the live link with its new target, and the root links (index.json,
-// regmirror/current); it does not name itself (its shared file and the publication's link to
-// it, nor the root link, as ever). The checksummed files are read from the new publication.
-// Publish it with Name(module) among the publication's RootLinks.
+// tree as it will be once the publication being built is live, as the publication's file
+// Name(module) (stored as the shared file layout.PubSharedPath, linked from the
+// publication). The list names the new publication's files and links under their final
+// paths, the live link with its new target, the root links (index.json, regmirror/current),
+// and itself (its shared file and the publication's link to it: a mirror syncing by the list
+// gets the file its root link leads to; the root link itself is never listed). The
+// checksummed files are read from the new publication. Publish it with Name(module) among the
+// publication's RootLinks.
 func Finish(tree *layout.Tree, module string) (func(tmpDir, name string) (map[string][]byte, error), error) {
 	if strings.ContainsAny(module, "/\\ \t\n") || strings.HasPrefix(module, ".") {
 		return nil, fmt.Errorf("file list module %q: want a plain name such as %q", module, DefaultModule)
@@ -102,8 +104,7 @@ func Finish(tree *layout.Tree, module string) (func(tmpDir, name string) (map[st
 }
 
 // renderPending renders the list of the tree with the publication being built in tmpDir
-// (called name) live and its list, list, stored (the directory of the shared lists made if
-// missing).
+// (called name) live, its list (list) included.
 func renderPending(tree *layout.Tree, tmpDir, name, list string) ([]byte, error) {
 	entries, err := Scan(tree.Dir())
 	if err != nil {
@@ -142,15 +143,32 @@ func renderPending(tree *layout.Tree, tmpDir, name, list string) ([]byte, error)
 	for rel, target := range links {
 		entries = append(entries, Entry{Time: now, Type: "l", Size: int64(len(target)), Path: rel})
 	}
-	if lists := path.Join(layout.SharedDir, list); !slices.ContainsFunc(entries, func(e Entry) bool { return e.Path == lists }) {
-		entries = append(entries, Entry{Time: now, Type: "d", Size: fi.Size(), Path: lists})
+	// The list itself: the publication's link, the shared file (its size is found by
+	// rendering until it no longer changes: a few digits more or less) and their directory.
+	link := path.Join(final, list)
+	file := layout.PubSharedPath(list, name)
+	entries = append(entries, Entry{Time: now, Type: "l", Size: int64(len(layout.RelLink(link, file))), Path: link})
+	if dir := path.Dir(file); !slices.ContainsFunc(entries, func(e Entry) bool { return e.Path == dir }) {
+		entries = append(entries, Entry{Time: now, Type: "d", Size: fi.Size(), Path: dir})
 	}
+	entries = append(entries, Entry{Time: now, Type: "f", Path: file})
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
 	sums := map[string]string{}
 	for _, rel := range Checksummed {
 		sums[rel] = filepath.Join(tmpDir, filepath.FromSlash(pubFileOf[rel]))
 	}
-	return render(entries, sums)
+	at := sort.Search(len(entries), func(i int) bool { return entries[i].Path >= file })
+	for range 8 {
+		data, err := render(entries, sums)
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(data)) == entries[at].Size {
+			return data, nil
+		}
+		entries[at].Size = int64(len(data))
+	}
+	return nil, fmt.Errorf("listing the tree: the file list's own size does not settle")
 }
 
 // pubFileOf is, for each checksummed file, the publication's file it is a link to.
