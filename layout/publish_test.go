@@ -2,9 +2,11 @@ package layout
 
 import (
 	"encoding/json"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -212,6 +214,171 @@ func TestPublishRefusesBadNames(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := NewTree(t.TempDir()).PublishWith(NewMeta(1), c.p); err == nil {
 				t.Errorf("got no error")
+			}
+		})
+	}
+}
+
+// sharedEntries lists the entries under SharedDir (tree-relative), as pruneShared sees them.
+func sharedEntries(t *testing.T, tree *Tree) map[string]bool {
+	t.Helper()
+	got := map[string]bool{}
+	err := filepath.WalkDir(tree.Path(SharedDir), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !isSharedName(d.Name()) {
+			return nil
+		}
+		rel, _ := filepath.Rel(tree.Dir(), p)
+		got[filepath.ToSlash(rel)] = true
+		if d.IsDir() {
+			return fs.SkipDir
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// TestPublishShared: large files and linked directories are stored once in SharedDir and
+// reached through relative links; a publish with nothing changed (a crawl) adds no shared
+// entry; one that changes a file adds only its new version; the entries no publication left
+// reaches (by a link or its uses list) are pruned, those a kept one reaches stay.
+func TestPublishShared(t *testing.T) {
+	tree := NewTree(t.TempDir())
+	gen := func(g uint64, filter, tags string) (*Meta, Publication) {
+		t.Helper()
+		repo, err := tree.WriteSharedDir("v2-tags", map[string]SharedEntry{"_tags.json": {Data: []byte(tags)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := tree.WriteSharedDir("v2", map[string]SharedEntry{
+			"fedora/_tags.json": {Link: repo + "/_tags.json"},
+			"_base.json":        {Data: []byte("{}")},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return NewMeta(g), Publication{
+			Shared: map[string][]byte{"subsets/arm64.rsync-filter": []byte(filter)},
+			Links:  map[string]string{"v2": root},
+			Uses:   []string{repo},
+		}
+	}
+	publish := func(m *Meta, p Publication) string {
+		t.Helper()
+		if _, err := tree.PublishWith(m, p); err != nil {
+			t.Fatal(err)
+		}
+		n, err := tree.LivePublication()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	first := publish(gen(1, "+ /blobs/sha256/aa\n", "one"))
+	for _, r := range []struct{ path, want string }{
+		{LiveLink + "/subsets/arm64.rsync-filter", "+ /blobs/sha256/aa\n"},
+		{LiveLink + "/v2/fedora/_tags.json", "one"},
+		{LiveLink + "/v2/_base.json", "{}"},
+	} {
+		if got, err := os.ReadFile(tree.Path(r.path)); err != nil || string(got) != r.want {
+			t.Errorf("%s: got %q (%v), want %q", r.path, got, err, r.want)
+		}
+	}
+	for _, l := range []string{PubIndex, "subsets/arm64.rsync-filter", "v2", SharedUses} {
+		target, err := os.Readlink(tree.Path(PubPath(first) + "/" + l))
+		if err != nil || !strings.HasPrefix(target, "../") || !strings.Contains(target, "shared/") {
+			t.Errorf("%s in the publication: got link %q (%v), want a relative link into %s", l, target, err, SharedDir)
+		}
+	}
+	before := sharedEntries(t, tree)
+
+	// A crawl: the same content again, nothing new shared.
+	crawl := publish(gen(1, "+ /blobs/sha256/aa\n", "one"))
+	if crawl == first {
+		t.Fatalf("the crawl's publication has the first one's name %s", first)
+	}
+	if got := sharedEntries(t, tree); len(got) != len(before) {
+		t.Errorf("shared entries after a publish with nothing changed: got %v, want %v", got, before)
+	}
+
+	// A promotion changes the filter and the tag list: their new versions, a new v2/ and
+	// a new uses list, nothing else.
+	second := publish(gen(2, "+ /blobs/sha256/aa\n+ /blobs/sha256/bb\n", "two"))
+	var added []string
+	for e := range sharedEntries(t, tree) {
+		if !before[e] {
+			added = append(added, path.Dir(strings.TrimPrefix(e, SharedDir+"/")))
+		}
+	}
+	sort.Strings(added)
+	if want := []string{"subsets/arm64.rsync-filter", "uses", "v2", "v2-tags"}; strings.Join(added, " ") != strings.Join(want, " ") {
+		t.Errorf("kinds of the shared entries a promotion added: got %q, want %q", added, want)
+	}
+
+	// Once the first two publications are gone, what only they reached goes too; a stray
+	// entry no publication reaches and a temporary one go as well.
+	stray, err := tree.WriteSharedFile("index.json", 9, []byte("stray"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := SharedDir + "/v2/" + TempPrefix + "x/y"
+	if err := WriteFile(tree.Path(tmp), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{first, crawl} {
+		if err := os.RemoveAll(tree.Path(PubPath(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	third := publish(gen(2, "+ /blobs/sha256/aa\n+ /blobs/sha256/bb\n", "two"))
+	want := map[string]bool{}
+	for _, n := range []string{second, third} {
+		used, err := tree.pubShared(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for e := range used {
+			want[e] = true
+		}
+	}
+	got := sharedEntries(t, tree)
+	if len(got) != len(want) {
+		t.Errorf("shared entries after pruning: got %v, want those the publications left reach, %v", got, want)
+	}
+	for e := range want {
+		if !got[e] {
+			t.Errorf("%s: reached by a kept publication, pruned", e)
+		}
+	}
+	for _, p := range []string{stray, path.Dir(tmp)} {
+		if _, err := os.Lstat(tree.Path(p)); err == nil {
+			t.Errorf("%s: still there", p)
+		}
+	}
+	if got, err := os.ReadFile(tree.Path(LiveLink + "/v2/fedora/_tags.json")); err != nil || string(got) != "two" {
+		t.Errorf("live tag list after pruning: got %q (%v), want two", got, err)
+	}
+}
+
+func TestRelLink(t *testing.T) {
+	cases := []struct{ from, to, want string }{
+		{"regmirror/pub/1-ab/index.json", "regmirror/shared/index.json/1-cd", "../../shared/index.json/1-cd"},
+		{"regmirror/pub/1-ab/subsets/x.rsync-filter", "regmirror/shared/subsets/x.rsync-filter/1-cd", "../../../shared/subsets/x.rsync-filter/1-cd"},
+		{"regmirror/shared/v2/ab/fedora/toolbox/_tags", "regmirror/shared/v2-tags/cd/_tags", "../../../../v2-tags/cd/_tags"},
+		{"index.json", "regmirror/live/index.json", "regmirror/live/index.json"},
+	}
+	for _, c := range cases {
+		t.Run(c.from, func(t *testing.T) {
+			if got := RelLink(c.from, c.to); got != c.want {
+				t.Errorf("got %q, want %q", got, c.want)
+			}
+			if got := path.Join(path.Dir(c.from), RelLink(c.from, c.to)); got != c.to {
+				t.Errorf("resolves to %q, want %q", got, c.to)
 			}
 		})
 	}

@@ -1,0 +1,198 @@
+package publish
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/regmirror/regmirror/internal/filelist"
+	"github.com/regmirror/regmirror/internal/phase2"
+	"github.com/regmirror/regmirror/layout"
+)
+
+// scaleMeta is generation gen of a tree of repos repositories of tags tags each, every tag an
+// image manifest with one blob; the tags in moved (repository/tag) have new content.
+func scaleMeta(gen uint64, repos, tags int, moved map[string]bool) *layout.Meta {
+	m := layout.NewMeta(gen)
+	digest := func(s string) layout.Digest {
+		sum := sha256.Sum256([]byte(s))
+		return layout.MustDigest("sha256:" + hex.EncodeToString(sum[:]))
+	}
+	for r := range repos {
+		name := fmt.Sprintf("bench/r%03d", r)
+		repo := &layout.Repository{Tags: map[string]layout.Digest{}}
+		for i := range tags {
+			tag := fmt.Sprintf("t%03d", i)
+			body := name + ":" + tag
+			if moved[name+"/"+tag] {
+				body += " moved"
+			}
+			d, b := digest("manifest "+body), digest("layer "+body)
+			m.Manifests[d] = &layout.Manifest{MediaType: layout.MediaTypeOCIManifest, Data: []byte(body)}
+			m.Blobs[d] = &layout.Blob{Size: int64(len(body)), Since: 1}
+			m.Blobs[b] = &layout.Blob{Size: 100, Since: 1}
+			repo.Tags[tag] = d
+			repo.Manifests = append(repo.Manifests, d)
+			repo.Blobs = append(repo.Blobs, b)
+		}
+		sort.Slice(repo.Manifests, func(i, j int) bool { return repo.Manifests[i].String() < repo.Manifests[j].String() })
+		sort.Slice(repo.Blobs, func(i, j int) bool { return repo.Blobs[i].String() < repo.Blobs[j].String() })
+		m.Repositories[name] = repo
+	}
+	return m
+}
+
+// files lists the tree's files and links (tree-relative path → size).
+func files(t *testing.T, tree *layout.Tree) map[string]int64 {
+	t.Helper()
+	got := map[string]int64{}
+	err := filepath.WalkDir(tree.Dir(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(tree.Dir(), p)
+		got[filepath.ToSlash(rel)] = fi.Size()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// added is what after has that before lacks, by path.
+func added(before, after map[string]int64) map[string]int64 {
+	out := map[string]int64{}
+	for p, size := range after {
+		if _, ok := before[p]; !ok {
+			out[p] = size
+		}
+	}
+	return out
+}
+
+// TestPublishGrowsWithTheChange: with 30 repositories of 30 tags, a crawl's publish (nothing
+// changed) adds a handful of entries, none over 4 KiB but the file list (and the metadata
+// file, whose shape is not this test's concern), which differs from
+// the previous one in a few lines; a promotion of tags in 2 repositories adds those 2
+// repositories' tag files, and besides them only new versions of the files that list the
+// whole tree (index.json, refs.map, the subsets' filters, the file list, the uses list) and
+// the publication's few entries.
+func TestPublishGrowsWithTheChange(t *testing.T) {
+	const repos, tags = 30, 30
+	tree := layout.NewTree(t.TempDir())
+	if _, err := Publish(tree, scaleMeta(1, repos, tags, nil)); err != nil {
+		t.Fatal(err)
+	}
+	before := files(t, tree)
+	oldList, err := os.ReadFile(tree.Path(filelist.Name(filelist.DefaultModule)))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The crawl.
+	if _, err := Publish(tree, scaleMeta(1, repos, tags, nil)); err != nil {
+		t.Fatal(err)
+	}
+	after := files(t, tree)
+	live, err := tree.LivePublication()
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := layout.PubSharedPath(filelist.Name(filelist.DefaultModule), live)
+	crawl := added(before, after)
+	if len(crawl) > 30 {
+		t.Errorf("a crawl added %d files, want a handful: %v", len(crawl), crawl)
+	}
+	for p, size := range crawl {
+		if size > 4<<10 && p != list && !strings.HasPrefix(p, layout.MetaFilesDir+"/") {
+			t.Errorf("a crawl added %s, %d bytes: want no file over 4 KiB but the file list", p, size)
+		}
+	}
+	newList, err := os.ReadFile(tree.Path(list))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := lineDiff(oldList, newList); d > 40 {
+		t.Errorf("the crawl's file list differs from the previous one in %d lines (of %d), want a few", d, strings.Count(string(newList), "\n"))
+	}
+
+	// The promotion.
+	moved := map[string]bool{"bench/r003/t001": true, "bench/r003/t002": true, "bench/r017/t029": true}
+	if _, err := Publish(tree, scaleMeta(2, repos, tags, moved)); err != nil {
+		t.Fatal(err)
+	}
+	promo := added(after, files(t, tree))
+	kinds := map[string]int{}
+	repoDirs := map[string]bool{}
+	for p := range promo {
+		rest, ok := strings.CutPrefix(p, layout.SharedDir+"/")
+		if !ok {
+			continue
+		}
+		kind := path.Dir(rest)
+		if strings.HasPrefix(rest, phase2.RepoKind+"/") {
+			repoDirs[strings.Split(rest, "/")[1]] = true
+			continue
+		}
+		if strings.HasPrefix(rest, phase2.RootKind+"/") {
+			kind = phase2.RootKind
+		}
+		kinds[kind]++
+	}
+	if len(repoDirs) != 2 {
+		t.Errorf("a promotion in 2 repositories wrote %d repositories' tag files, want 2", len(repoDirs))
+	}
+	for kind, n := range kinds {
+		if kind == phase2.RootKind {
+			if n > 3*repos+2 {
+				t.Errorf("the new v2/ holds %d files and links, want at most 2 per repository and 2", n)
+			}
+			continue
+		}
+		if n != 1 {
+			t.Errorf("kind %s: %d new shared files, want one", kind, n)
+		}
+	}
+	for _, kind := range []string{layout.PubIndex, phase2.RefsKind, filelist.Name(filelist.DefaultModule), layout.SharedUses} {
+		if kinds[kind] != 1 {
+			t.Errorf("kind %s: no new version after a promotion", kind)
+		}
+	}
+	// Everything still reads through live.
+	got, err := os.ReadFile(tree.Path(phase2.LiveDir + "/bench/r003/" + phase2.TagListFile))
+	if err != nil || !strings.Contains(string(got), `"t001"`) {
+		t.Errorf("live tag list: got %q (%v)", got, err)
+	}
+}
+
+// lineDiff counts the lines of a and b that the other lacks.
+func lineDiff(a, b []byte) int {
+	count := func(s []byte) map[string]int {
+		m := map[string]int{}
+		for l := range strings.SplitSeq(string(s), "\n") {
+			m[l]++
+		}
+		return m
+	}
+	ca, cb := count(a), count(b)
+	n := 0
+	for l, k := range ca {
+		n += max(0, k-cb[l])
+	}
+	for l, k := range cb {
+		n += max(0, k-ca[l])
+	}
+	return n
+}
