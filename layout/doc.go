@@ -17,11 +17,13 @@
 //	    │   └── <name>/                one publication (each generate, each crawl), immutable;
 //	    │       │                      <name> is "<generation>-<16 hex of the stamp's sha256>"
 //	    │       ├── current            the stamp: {"format":2,"generation":N,"meta":"meta/<hex>.json.zst"}
-//	    │       ├── index.json         one descriptor per published tag, annotated
-//	    │       │                      org.opencontainers.image.ref.name = "<repository>:<tag>"
-//	    │       ├── fullfiletimelist-containers   the quick-fedora-mirror file list
-//	    │       └── v2/                phase-2 tag files: <repo>/_tags/<tag>/<hex>.<ext>,
-//	    │                              <repo>/_tags.json, refs.map, _base.json (internal/phase2)
+//	    │       ├── index.json -> ../../shared/index.json/<generation>-<hex>
+//	    │       ├── fullfiletimelist-containers -> ../../shared/fullfiletimelist-containers/<name>
+//	    │       ├── v2 -> ../../shared/v2/<hex>          phase-2 tag files (internal/phase2)
+//	    │       ├── subsets/<subset>.rsync-filter -> ../../../shared/subsets/…/<generation>-<hex>
+//	    │       └── uses -> ../../shared/uses/<generation>-<hex>
+//	    ├── shared/<kind>/…            the publications' large parts, stored once, named by
+//	    │                              content ([SharedDir]): a publish adds what changed
 //	    ├── v2/<repo>/_digests/<hex>/<hex>.<ext>   phase-2 digest markers, shared
 //	    └── meta/
 //	        └── <hex>.json.zst         one metadata file (zstd-compressed JSON, named by the
@@ -30,9 +32,9 @@
 //	                                   variant sets (their mirrors; variants are rendered)
 //
 // Everything a reader sees change when a generation switches (the stamp, index.json, tags,
-// tag lists, the file list) is in the live publication and read through regmirror/live, so it
-// switches at once; what stays outside (blobs, metadata files, digest markers) is immutable and
-// named by content. A mirror copies new files first and the live link last
+// tag lists, the file list) is reached from the live publication and read through
+// regmirror/live, so it switches at once; what stays outside (blobs, metadata files, shared
+// entries, digest markers) is immutable and named by content. A mirror copies new files first and the live link last
 // (deploy/mirror-sync).
 //
 // Nothing is modified in place. Every file is written to a temporary name beginning with

@@ -3,19 +3,34 @@
 // mirror-config` prints the nginx or Apache directives that turn an rsync copy of the tree into
 // a read-only registry for `podman pull` / `skopeo copy`.
 //
-// What a tag resolves to changes with each generation, so those files are part of each
+// What a tag resolves to changes with each generation, so those files are reached from each
 // publication (layout.PubDir) and read through regmirror/live, which switches them all at
-// once with the stamp. Which manifests a repository holds by digest only grows within the
-// grace, so those markers are shared. For every published repository REPO:
+// once with the stamp. So that a publish adds what changed, not the tree, they are stored once
+// as shared entries (layout.SharedDir), named by their content, and a publication links to
+// them: one directory per repository, reused while its tags stay, and a v2/ directory of two
+// links per repository, reused while no tag changes (a crawl). Which manifests a repository
+// holds by digest only grows within the grace, so those markers are shared as they are. For
+// every published repository REPO:
 //
-//	regmirror/pub/<name>/v2/        (read as regmirror/live/v2/, LiveDir)
-//	    REPO/_tags/TAG/HEX.EXT      empty marker: TAG resolves to manifest sha256:HEX
-//	    REPO/_tags.json             {"name":REPO,"tags":[…]} for GET /v2/REPO/tags/list
+//	regmirror/pub/<name>/v2 -> ../../shared/v2/<hex>   (read as regmirror/live/v2/, LiveDir)
+//	regmirror/shared/v2/<hex>/       (RootKind: a publication's tag files)
+//	    REPO/_tags -> …/v2-tags/<hex>/_tags             REPO is a real directory, never a
+//	    REPO/_tags.json -> …/v2-tags/<hex>/_tags.json   link: repositories nest (fedora,
+//	                                                    fedora/toolbox)
+//	    refs.map -> ../../v2-refs.map/<generation>-<hex>
 //	    _base.json                  {} for GET /v2/
-//	    refs.map                    "REPO:TAG HEX.EXT" and "REPO:sha256:HEX HEX.EXT" lines
-//	                                (an Apache RewriteMap txt: file, re-read when it changes)
+//	regmirror/shared/v2-tags/<hex>/  (RepoKind: one repository's tag files)
+//	    _tags/TAG/HEX.EXT           empty marker: TAG resolves to manifest sha256:HEX
+//	    _tags.json                  {"name":REPO,"tags":[…]} for GET /v2/REPO/tags/list
+//	regmirror/shared/v2-refs.map/<generation>-<hex>    (RefsKind)
+//	                                "REPO:TAG HEX.EXT" and "REPO:sha256:HEX HEX.EXT" lines,
+//	                                sorted (an Apache RewriteMap txt: file, re-read when it
+//	                                changes; a new version is delta-transferred by rsync)
 //	regmirror/v2/                   (Dir, shared by the publications)
 //	    REPO/_digests/HEX/HEX.EXT   empty marker: manifest sha256:HEX is in REPO
+//
+// The publication lists the v2-tags entries and refs.map in its uses file (layout.SharedUses),
+// so they are kept while it is and deploy/mirror-sync copies them before switching to it.
 //
 // EXT names the manifest's media type (see Extensions); the manifest's bytes are the blob
 // blobs/sha256/HEX, already in the tree. Repository path components never start with "_", so
@@ -24,8 +39,9 @@
 // nginx resolves a tag with random_index over the tag's directory in the live publication,
 // which holds exactly one marker: the internal redirect to the marker's name gives the digest
 // and the media type, and the answer is the blob file with the digest header. Apache looks
-// both up in the live refs.map. Each request reads through the live link once, so it answers
-// one publication, the old or the new; neither server needs a reload when the tree changes.
+// both up in the live refs.map. Each request opens one path through the live link (the
+// kernel follows it and the links behind it in that one open), so it answers one
+// publication, the old or the new; neither server needs a reload when the tree changes.
 package phase2
 
 import (
