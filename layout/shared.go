@@ -19,9 +19,12 @@ import (
 // version of a file as the basis of its delta transfer). One directory per kind, named after
 // the publication path it stands for:
 //
-//	regmirror/shared/<kind>/<generation>-<hex>   a file (index.json, the file list, refs.map,
-//	                                             a subset's filter): hex is the sha256 of its
-//	                                             bytes, generation the one that first wrote it
+//	regmirror/shared/<kind>/<generation>-<hex>   a file (index.json, refs.map, a subset's
+//	                                             filter): hex is 16 hex digits of the sha256 of
+//	                                             its bytes, generation the one that first wrote
+//	                                             it; short, so that rsync --fuzzy, which takes
+//	                                             a basis within 25 edits of the name only,
+//	                                             finds the previous version
 //	regmirror/shared/<kind>/<hex>/               a directory (phase-2 tag files): hex is the
 //	                                             sha256 of its listing (sharedDirDigest)
 //	regmirror/shared/<kind>/<publication>        a file describing one publication (the file
@@ -81,10 +84,14 @@ func (t *Tree) WriteSharedFile(kind string, generation uint64, data []byte) (str
 	if !validKind(kind) {
 		return "", fmt.Errorf("writing shared file: %q cannot be a kind", kind)
 	}
-	hex := DigestOf("sha256", data).Hex()
+	hex := DigestOf("sha256", data).Hex()[:16]
 	dir := path.Join(SharedDir, kind)
 	if rel, ok := t.findShared(dir, "-"+hex); ok {
-		return rel, nil
+		// 64 bits name it among a kind's few files; the bytes decide.
+		if old, err := os.ReadFile(t.Path(rel)); err == nil && bytes.Equal(old, data) {
+			return rel, nil
+		}
+		return "", fmt.Errorf("writing shared file: %s holds other bytes with the same digest prefix", rel)
 	}
 	rel := path.Join(dir, strconv.FormatUint(generation, 10)+"-"+hex)
 	if err := WriteFile(t.Path(rel), data); err != nil {

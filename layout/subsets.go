@@ -503,32 +503,48 @@ func (m *Meta) FormatSubsetBytes(human func(int64) string) string {
 // for every name of AllSubsets (a mirror may name an architecture the tree has no image of:
 // it carries the blobs no platform claims), "+ /blobs/sha256/<hex>" for each blob a mirror
 // carrying only that subset holds (members, former members within the grace, orphans that
-// were members), sorted. Metadata without membership lists every blob in every architecture.
+// were members), ordered by the generation the blob appeared in (Since), then by name: a
+// promotion's new blobs gather at the end, so that rsync's delta transfer of the new file
+// against the previous one sends little more than them. Metadata without membership lists
+// every blob in every architecture.
 func (m *Meta) SubsetFilters() map[string][]byte {
 	names := AllSubsets()
 	masks := make([]uint64, len(names))
 	for i, s := range names {
 		masks[i] = m.ContentMask([]string{s})
 	}
-	lists := map[string][]string{}
-	add := func(d Digest, mask uint64) {
+	type line struct {
+		since uint64
+		text  string
+	}
+	lists := map[string][]line{}
+	add := func(d Digest, since, mask uint64) {
 		for i, s := range names {
 			if mask == 0 && s != ArchiveSubset || mask&masks[i] != 0 {
-				lists[s] = append(lists[s], "+ /"+BlobPath(d)+"\n")
+				lists[s] = append(lists[s], line{since, "+ /" + BlobPath(d) + "\n"})
 			}
 		}
 	}
 	for d, b := range m.Blobs {
-		add(d, b.Subsets|b.Former)
+		add(d, b.Since, b.Subsets|b.Former)
 	}
 	for d, o := range m.Orphans {
-		add(d, o.Subsets)
+		add(d, o.Since, o.Subsets)
 	}
 	files := map[string][]byte{}
 	for _, s := range names {
 		l := lists[s]
-		sort.Strings(l)
-		files[SubsetFilterPath(s)] = []byte(strings.Join(l, ""))
+		sort.Slice(l, func(i, j int) bool {
+			if l[i].since != l[j].since {
+				return l[i].since < l[j].since
+			}
+			return l[i].text < l[j].text
+		})
+		var b strings.Builder
+		for _, x := range l {
+			b.WriteString(x.text)
+		}
+		files[SubsetFilterPath(s)] = []byte(b.String())
 	}
 	return files
 }

@@ -3,7 +3,8 @@
 // having rsync walk every file.
 //
 // The format, as Fedora's create-filelist writes it and quick-fedora-mirror (and other
-// readers) parse it, tab-separated, one section after another:
+// readers) parse it, tab-separated, one section after another ([Files] ordered by time, then
+// path: sortByTime):
 //
 //	[Version]
 //	2
@@ -152,12 +153,12 @@ func renderPending(tree *layout.Tree, tmpDir, name, list string) ([]byte, error)
 		entries = append(entries, Entry{Time: now, Type: "d", Size: fi.Size(), Path: dir})
 	}
 	entries = append(entries, Entry{Time: now, Type: "f", Path: file})
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Path < entries[j].Path })
+	sortByTime(entries)
 	sums := map[string]string{}
 	for _, rel := range Checksummed {
 		sums[rel] = filepath.Join(tmpDir, filepath.FromSlash(pubFileOf[rel]))
 	}
-	at := sort.Search(len(entries), func(i int) bool { return entries[i].Path >= file })
+	at := slices.IndexFunc(entries, func(e Entry) bool { return e.Path == file })
 	for range 8 {
 		data, err := render(entries, sums)
 		if err != nil {
@@ -174,12 +175,27 @@ func renderPending(tree *layout.Tree, tmpDir, name, list string) ([]byte, error)
 // pubFileOf is, for each checksummed file, the publication's file it is a link to.
 var pubFileOf = map[string]string{layout.IndexFile: layout.PubIndex, layout.CurrentFile: layout.PubStamp}
 
+// sortByTime orders the [Files] lines by time, then path: readers do not depend on the order
+// (quick-fedora-mirror selects lines by time and sorts what it needs), and what a publish
+// changes (new files, the new publication, directories whose time moved) then gathers at the
+// end, next to what the previous publish changed, so that rsync's delta transfer of a new list
+// against the previous one sends little more than the new lines (deploy/mirror-sync --fuzzy).
+func sortByTime(entries []Entry) {
+	sort.Slice(entries, func(i, j int) bool {
+		if entries[i].Time != entries[j].Time {
+			return entries[i].Time < entries[j].Time
+		}
+		return entries[i].Path < entries[j].Path
+	})
+}
+
 // Render returns the file list of the directory tree at root as it is.
 func Render(root string) ([]byte, error) {
 	entries, err := Scan(root)
 	if err != nil {
 		return nil, err
 	}
+	sortByTime(entries)
 	sums := map[string]string{}
 	for _, rel := range Checksummed {
 		sums[rel] = filepath.Join(root, filepath.FromSlash(rel))

@@ -20,12 +20,14 @@
 //	    refs.map -> ../../v2-refs.map/<generation>-<hex>
 //	    _base.json                  {} for GET /v2/
 //	regmirror/shared/v2-tags/<hex>/  (RepoKind: one repository's tag files)
-//	    _tags/TAG/HEX.EXT           empty marker: TAG resolves to manifest sha256:HEX
+//	    _tags/TAG -> …/regmirror/v2/REPO/_digests/HEX   TAG resolves to manifest sha256:HEX:
+//	                                a link to its digest directory, which holds one marker
 //	    _tags.json                  {"name":REPO,"tags":[…]} for GET /v2/REPO/tags/list
 //	regmirror/shared/v2-refs.map/<generation>-<hex>    (RefsKind)
-//	                                "REPO:TAG HEX.EXT" and "REPO:sha256:HEX HEX.EXT" lines,
-//	                                sorted (an Apache RewriteMap txt: file, re-read when it
-//	                                changes; a new version is delta-transferred by rsync)
+//	                                "REPO:TAG HEX.EXT" lines, then "REPO:sha256:HEX HEX.EXT"
+//	                                lines (Tags.RefsMap: an Apache RewriteMap txt: file,
+//	                                re-read when it changes; a new version is
+//	                                delta-transferred by rsync)
 //	regmirror/v2/                   (Dir, shared by the publications)
 //	    REPO/_digests/HEX/HEX.EXT   empty marker: manifest sha256:HEX is in REPO
 //
@@ -137,17 +139,26 @@ const (
 // Tags are the phase-2 tag files of a publication of meta as they are stored: one shared
 // directory per published repository and refs.map.
 type Tags struct {
-	// Repos are, per published repository, its directory's entries: _tags/TAG/HEX.EXT (when
-	// it has a tag a mirror can serve) and _tags.json.
+	// Repos are, per published repository, its directory's entries: _tags/TAG (when it has
+	// a tag a mirror can serve), a link to the tag's manifest's digest directory (DigestFiles:
+	// it holds the one marker HEX.EXT), and _tags.json.
 	Repos map[string]map[string]layout.SharedEntry
-	// RefsMap is refs.map: "REPO:TAG HEX.EXT" and "REPO:sha256:HEX HEX.EXT" lines, sorted.
+	// RefsMap is refs.map: "REPO:TAG HEX.EXT" lines sorted, then "REPO:sha256:HEX HEX.EXT"
+	// lines ordered by the generation the manifest appeared in (layout.Blob.Since), then
+	// sorted: a moved tag changes its line in place and new manifests gather at the end, so
+	// that rsync's delta transfer of a new refs.map sends little more than the changed lines.
 	RefsMap []byte
 }
 
 // TagFiles returns the phase-2 tag files of a publication of meta.
 func TagFiles(meta *layout.Meta) Tags {
 	t := Tags{Repos: map[string]map[string]layout.SharedEntry{}}
+	type digestRef struct {
+		since uint64
+		line  string
+	}
 	var refs []string
+	var digestRefs []digestRef
 	for _, name := range sortedNames(meta) {
 		repo := meta.Repositories[name]
 		files := map[string]layout.SharedEntry{}
@@ -158,12 +169,16 @@ func TagFiles(meta *layout.Meta) Tags {
 				continue
 			}
 			tags = append(tags, tag)
-			files[path.Join(TagsDir, tag, mk)] = layout.SharedEntry{Data: []byte{}}
+			files[path.Join(TagsDir, tag)] = layout.SharedEntry{Link: digestDir(name, d)}
 			refs = append(refs, name+":"+tag+" "+mk)
 		}
 		for _, d := range servedByDigest(repo) {
 			if mk, ok := marker(meta, d); ok {
-				refs = append(refs, name+":"+d.String()+" "+mk)
+				var since uint64
+				if b := meta.Blobs[d]; b != nil {
+					since = b.Since
+				}
+				digestRefs = append(digestRefs, digestRef{since, name + ":" + d.String() + " " + mk})
 			}
 		}
 		if !repo.Published() {
@@ -178,6 +193,15 @@ func TagFiles(meta *layout.Meta) Tags {
 		t.Repos[name] = files
 	}
 	sort.Strings(refs)
+	sort.Slice(digestRefs, func(i, j int) bool {
+		if digestRefs[i].since != digestRefs[j].since {
+			return digestRefs[i].since < digestRefs[j].since
+		}
+		return digestRefs[i].line < digestRefs[j].line
+	})
+	for _, r := range digestRefs {
+		refs = append(refs, r.line)
+	}
 	var b bytes.Buffer
 	b.WriteString("# regmirror phase-2 references (Apache RewriteMap txt): REPO:TAG or REPO:DIGEST -> HEX.EXT\n")
 	for _, r := range refs {
@@ -228,11 +252,17 @@ func DigestFiles(meta *layout.Meta) map[string][]byte {
 	for _, name := range sortedNames(meta) {
 		for _, d := range servedByDigest(meta.Repositories[name]) {
 			if mk, ok := marker(meta, d); ok {
-				files[path.Join(Dir, name, DigestsDir, d.Hex(), mk)] = nil
+				files[path.Join(digestDir(name, d), mk)] = nil
 			}
 		}
 	}
 	return files
+}
+
+// digestDir is the directory of repository name's digest marker of manifest d, relative to
+// the tree root.
+func digestDir(name string, d layout.Digest) string {
+	return path.Join(Dir, name, DigestsDir, d.Hex())
 }
 
 // Write brings the shared digest markers in line with meta: it adds those the tree lacks and

@@ -151,9 +151,11 @@ func TestWrite(t *testing.T) {
 		}
 	}
 
-	// The next generation moves fedora:42 and drops fedora/toolbox: the new publication has
-	// its tags; stale shared markers, empty directories and a killed run's temporary files
-	// go, unchanged markers keep their mtime; the previous publication is untouched.
+	// The next generation moves fedora:42 and drops fedora/toolbox, which retires its
+	// manifest (as generate does): the new publication has its tags; the previous one is
+	// untouched and still resolves (its tags lead to digest markers the retiring set keeps).
+	// Then the retiring ends: stale shared markers, empty directories and a killed run's
+	// temporary files go, unchanged markers keep their mtime.
 	marker := tree.Path(Dir + "/fedora/_digests/" + a.Hex() + "/" + a.Hex() + ".oci-manifest")
 	old := time.Unix(1_000_000_000, 0)
 	if err := os.Chtimes(marker, old, old); err != nil {
@@ -165,7 +167,16 @@ func TestWrite(t *testing.T) {
 	c := digestOf("c")
 	m2 := testMeta(map[string]map[string]string{"fedora": {"42": "c", "41": "a"}})
 	m2.Generation = 2
+	m2.Manifests[b] = m1.Manifests[b]
+	m2.Repositories["fedora/toolbox"] = &layout.Repository{Tags: map[string]layout.Digest{}, Retiring: []layout.Digest{b}}
 	pub2 := publish(t, tree, m2)
+	if got := listFiles(t, dir, pub+"/"+PubDir); pub2 == pub || strings.Join(got, "\n") != strings.Join(wantPub, "\n") {
+		t.Errorf("previous publication changed:\ngot  %q\nwant %q", got, wantPub)
+	}
+	delete(m2.Repositories, "fedora/toolbox")
+	delete(m2.Manifests, b)
+	m2.Generation = 3
+	publish(t, tree, m2)
 	wantShared = []string{
 		"./",
 		"fedora/",
@@ -184,9 +195,6 @@ func TestWrite(t *testing.T) {
 	}
 	if _, err := os.Stat(tree.Path(LiveDir + "/fedora/_tags/42/" + c.Hex() + ".oci-manifest")); err != nil {
 		t.Errorf("live tag marker: %v", err)
-	}
-	if got := listFiles(t, dir, pub+"/"+PubDir); pub2 == pub || strings.Join(got, "\n") != strings.Join(wantPub, "\n") {
-		t.Errorf("previous publication changed:\ngot  %q\nwant %q", got, wantPub)
 	}
 	if fi, err := os.Stat(marker); err != nil || !fi.ModTime().Equal(old) {
 		t.Errorf("unchanged marker was rewritten (err %v)", err)
