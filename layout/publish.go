@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -232,11 +234,21 @@ func (t *Tree) pubContents(generation uint64, name string, stamp, idx []byte, p 
 		}
 		c.files[rel] = data
 	}
-	for rel, data := range shared {
-		target, err := t.WriteSharedFile(rel, generation, data)
+	// Files with the same bytes (the filters of the architectures the tree has no image of)
+	// are stored once, as the first by path.
+	rels := slices.Sorted(maps.Keys(shared))
+	stored := map[Digest]string{}
+	for _, rel := range rels {
+		d := DigestOf("sha256", shared[rel])
+		if target, ok := stored[d]; ok {
+			c.links[rel] = target
+			continue
+		}
+		target, err := t.WriteSharedFile(rel, generation, shared[rel])
 		if err != nil {
 			return pubEntries{}, err
 		}
+		stored[d] = target
 		c.links[rel] = target
 	}
 	return c, c.check()

@@ -383,3 +383,40 @@ func TestRelLink(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedFileOnce: shared files of one publish with the same bytes are stored once; a
+// file found damaged (its bytes not those its name says) is written again.
+func TestSharedFileOnce(t *testing.T) {
+	tree := NewTree(t.TempDir())
+	same := []byte("+ /blobs/sha256/aa\n")
+	if _, err := tree.PublishWith(NewMeta(1), Publication{Shared: map[string][]byte{
+		"subsets/arm.rsync-filter":   same,
+		"subsets/s390x.rsync-filter": same,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := tree.LivePublication()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, errA := os.Readlink(tree.Path(PubPath(pub) + "/subsets/arm.rsync-filter"))
+	b, errB := os.Readlink(tree.Path(PubPath(pub) + "/subsets/s390x.rsync-filter"))
+	if errA != nil || errB != nil || a != b || !strings.Contains(a, "/arm.rsync-filter/") {
+		t.Errorf("links to identical files: got %q (%v) and %q (%v), want both to arm's", a, errA, b, errB)
+	}
+
+	rel, err := tree.WriteSharedFile("index.json", 1, []byte("index"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tree.Path(rel), []byte("damaged"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again, err := tree.WriteSharedFile("index.json", 2, []byte("index"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(tree.Path(again)); again != rel || err != nil || string(got) != "index" {
+		t.Errorf("damaged file written again: got %s holding %q (%v), want %s holding %q", again, got, err, rel, "index")
+	}
+}

@@ -79,21 +79,23 @@ func RelLink(from, to string) string {
 
 // WriteSharedFile stores data as a shared file of kind (SharedDir) and returns its
 // tree-relative path: the existing file with the same content if there is one (a crawl reuses
-// every file whose content did not change), else "<generation>-<hex>", written atomically.
+// every file whose content did not change; one named so whose bytes differ is damaged, and
+// written again), else "<generation>-<hex>", written atomically.
 func (t *Tree) WriteSharedFile(kind string, generation uint64, data []byte) (string, error) {
 	if !validKind(kind) {
 		return "", fmt.Errorf("writing shared file: %q cannot be a kind", kind)
 	}
 	hex := DigestOf("sha256", data).Hex()[:16]
 	dir := path.Join(SharedDir, kind)
-	if rel, ok := t.findShared(dir, "-"+hex); ok {
-		// 64 bits name it among a kind's few files; the bytes decide.
-		if old, err := os.ReadFile(t.Path(rel)); err == nil && bytes.Equal(old, data) {
-			return rel, nil
-		}
-		return "", fmt.Errorf("writing shared file: %s holds other bytes with the same digest prefix", rel)
-	}
 	rel := path.Join(dir, strconv.FormatUint(generation, 10)+"-"+hex)
+	if old, ok := t.findShared(dir, "-"+hex); ok {
+		// 64 bits name it among a kind's few files; the bytes decide: a file that does not
+		// hold them (damaged) is written again.
+		if b, err := os.ReadFile(t.Path(old)); err == nil && bytes.Equal(b, data) {
+			return old, nil
+		}
+		rel = old
+	}
 	if err := WriteFile(t.Path(rel), data); err != nil {
 		return "", fmt.Errorf("writing shared file: %w", err)
 	}
