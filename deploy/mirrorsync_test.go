@@ -564,3 +564,74 @@ func TestMirrorSyncSubset(t *testing.T) {
 		t.Errorf("past the grace, after phase 2: got %v, want %v", got, want)
 	}
 }
+
+// sharedOfLive is the shared entries (below regmirror/) the source's live publication lists
+// in its uses file.
+func sharedOfLive(t *testing.T, s *source) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.live(t), layout.SharedUses))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(b))
+}
+
+// TestMirrorSyncSharedEntries: phase 2 switches only to a publication whose shared entries
+// are all here (a source missing one: no switch, the copy keeps reading as the old
+// generation), and its deletions never remove one the pinned publication reaches, even once
+// the source has removed it.
+func TestMirrorSyncSharedEntries(t *testing.T) {
+	rsync := need(t, "rsync", "rsync")
+	t.Run("missing at the source", func(t *testing.T) {
+		src := newSource(t)
+		dst := filepath.Join(t.TempDir(), "containers")
+		src.publish(t, map[string]string{"latest": "one"})
+		mirrorSync(t, nil, src.tree.Dir(), dst)
+		old := view(t, dst)
+		src.publish(t, map[string]string{"latest": "two"})
+		for _, e := range sharedOfLive(t, src) {
+			if strings.HasPrefix(e, "shared/"+phase2.RepoKind+"/") {
+				if err := os.RemoveAll(src.tree.Path(layout.MetaDir + "/" + e)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, syncScript(t), src.tree.Dir(), dst).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "kept changing") {
+			t.Errorf("got %v, output %q; want a failure after starting over", err, out)
+		}
+		if got := view(t, dst); got != old {
+			t.Errorf("after the failed sync:\ngot\n%s\nwant the old generation's\n%s", got, old)
+		}
+	})
+	t.Run("removed at the source during phase 2", func(t *testing.T) {
+		src := newSource(t)
+		dst := filepath.Join(t.TempDir(), "containers")
+		src.publish(t, map[string]string{"latest": "one"})
+		mirrorSync(t, nil, src.tree.Dir(), dst)
+		src.publish(t, map[string]string{"latest": "two"})
+		var gone []string
+		for _, e := range sharedOfLive(t, src) {
+			gone = append(gone, src.tree.Path(layout.MetaDir+"/"+e))
+		}
+		want := view(t, src.tree.Dir())
+		// An rsync that removes them at the source before phase 2's sixth run, the deletions.
+		bin := t.TempDir()
+		count := filepath.Join(bin, "count")
+		wrapper := fmt.Sprintf("#!/bin/sh\nn=$(cat %[1]s 2>/dev/null || echo 0); n=$((n+1)); echo $n > %[1]s\nif [ \"$n\" = 6 ]; then rm -rf %[2]s; fi\nexec %[3]s \"$@\"\n", count, strings.Join(gone, " "), rsync)
+		if err := os.WriteFile(filepath.Join(bin, "rsync"), []byte(wrapper), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mirrorSync(t, append(phase(2), "PATH="+bin+":"+os.Getenv("PATH")), src.tree.Dir(), dst)
+		for _, p := range gone {
+			if _, err := os.Stat(p); err == nil {
+				t.Fatalf("the wrapper did not remove %s at the source", p)
+			}
+		}
+		if got := view(t, dst); got != want {
+			t.Errorf("after phase 2:\ngot\n%s\nwant the new generation's\n%s", got, want)
+		}
+	})
+}
