@@ -51,11 +51,11 @@ type Publication struct {
 	// publication (the quick-fedora-mirror file list), like index.json.
 	RootLinks []string
 	// Finish, when not nil, is called last, before the publication is renamed into place,
-	// with the OS path of the publication's temporary directory (everything else written) and
-	// the publication's final name: it returns more files of the publication (the file list,
-	// which describes the rest), each stored as the shared file PubSharedPath(rel, name) and
-	// linked like Shared.
-	Finish func(tmpDir string, name string) (map[string][]byte, error)
+	// with the OS path of the publication's temporary directory (everything else written),
+	// the publication's final name, and the tree-relative path each file it may return will
+	// be stored at (SharedSeqPath): it returns more files of the publication (the file list,
+	// which describes the rest and names itself), stored there and linked like Shared.
+	Finish func(tmpDir, name string, sharedPath func(rel string) string) (map[string][]byte, error)
 }
 
 // indexDescriptor is one entry of index.json.
@@ -285,7 +285,7 @@ func keysOf[V any](m map[string]V) map[string]bool {
 
 // writePub writes publication name's contents into the directory tmp (which must not exist),
 // then finish's shared files and their links; everything fsynced.
-func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finish func(string, string) (map[string][]byte, error)) error {
+func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finish func(string, string, func(string) string) (map[string][]byte, error)) error {
 	final := PubPath(name)
 	links := map[string]string{}
 	for rel, target := range c.links {
@@ -297,7 +297,14 @@ func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finis
 	if finish == nil {
 		return nil
 	}
-	more, err := finish(tmp, name)
+	paths := map[string]string{}
+	sharedPath := func(rel string) string {
+		if _, ok := paths[rel]; !ok {
+			paths[rel] = t.SharedSeqPath(rel, generation)
+		}
+		return paths[rel]
+	}
+	more, err := finish(tmp, name, sharedPath)
 	if err != nil {
 		return err
 	}
@@ -305,7 +312,7 @@ func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finis
 		if _, dup := c.files[rel]; dup || c.links[rel] != "" || !fs.ValidPath(rel) || strings.Contains(rel, "/") || strings.HasPrefix(rel, ".") {
 			return fmt.Errorf("%q cannot be a publication's file", rel)
 		}
-		target := PubSharedPath(rel, name)
+		target := sharedPath(rel)
 		if err := WriteFile(t.Path(target), data); err != nil {
 			return err
 		}

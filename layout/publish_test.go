@@ -24,7 +24,7 @@ func TestPublishWith(t *testing.T) {
 	s1, err := tree.PublishWith(m, Publication{
 		Files:     map[string][]byte{"v2/fedora/_tags.json": []byte("one")},
 		RootLinks: []string{"list"},
-		Finish: func(dir, name string) (map[string][]byte, error) {
+		Finish: func(dir, name string, _ func(string) string) (map[string][]byte, error) {
 			finished = name
 			if _, err := os.Lstat(filepath.Join(dir, PubIndex)); err != nil {
 				t.Errorf("Finish: the publication has no %s yet: %v", PubIndex, err)

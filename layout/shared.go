@@ -27,8 +27,8 @@ import (
 //	                                             finds the previous version
 //	regmirror/shared/<kind>/<hex>/               a directory (phase-2 tag files): hex is the
 //	                                             sha256 of its listing (sharedDirDigest)
-//	regmirror/shared/<kind>/<publication>        a file describing one publication (the file
-//	                                             list, which names itself: PubSharedPath)
+//	regmirror/shared/<kind>/<generation>-<seq>   a file describing one publication (the file
+//	                                             list, which names itself: SharedSeqPath)
 //
 // A publication links to them with relative symbolic links; the entries it reaches through
 // other entries are listed, one MetaDir-relative path a line, in its SharedUses file (itself
@@ -193,7 +193,8 @@ func (t *Tree) sharedEntryOf(rel string) (string, bool) {
 }
 
 // isSharedName reports whether name is the name of a shared entry: "<hex>" (64 hex digits),
-// "<generation>-<hex>", or a publication's name ("<generation>-<16 hex>").
+// "<generation>-<hex>" (16 hex digits: a publication's name too) or SharedSeqPath's
+// "<generation>-<sequence>".
 func isSharedName(name string) bool {
 	isHex := func(s string) bool {
 		for _, c := range s {
@@ -211,11 +212,25 @@ func isSharedName(name string) bool {
 	return err == nil && (len(h) == 64 || len(h) == 16) && isHex(h)
 }
 
-// PubSharedPath is the tree-relative path of the shared file Publication.Finish returns as
-// rel for publication name: named by the publication, not its content, so that the file can
-// name itself (the file list): SharedDir/<rel>/<name>.
-func PubSharedPath(rel, name string) string {
-	return path.Join(SharedDir, rel, name)
+// SharedSeqPath is the tree-relative path of the next shared file of kind that describes a
+// publication of generation (Publication.Finish: the file list, which names itself, so it
+// cannot be named by its content): SharedDir/<kind>/<generation>-<sequence>, both numbers
+// zero-padded (20 and 16 digits), sequence one more than the kind's last of that
+// generation. rsync --fuzzy takes as the basis the name at the least edit distance, and of
+// equal ones the last in name order: the previous publication's file, or one of the same
+// generation, which differ from it in little more than the publications' own entries.
+func (t *Tree) SharedSeqPath(kind string, generation uint64) string {
+	prefix := fmt.Sprintf("%020d-", generation)
+	next := uint64(0)
+	ents, _ := os.ReadDir(t.Path(path.Join(SharedDir, kind)))
+	for _, e := range ents {
+		if seq, ok := strings.CutPrefix(e.Name(), prefix); ok {
+			if n, err := strconv.ParseUint(seq, 10, 64); err == nil && n >= next {
+				next = n + 1
+			}
+		}
+	}
+	return path.Join(SharedDir, kind, fmt.Sprintf("%s%016d", prefix, next))
 }
 
 // pubShared returns the shared entries publication name reaches: its links' targets (in its

@@ -84,19 +84,19 @@ func Name(module string) string {
 
 // Finish returns the layout.Publication.Finish of a publish: it renders the file list of the
 // tree as it will be once the publication being built is live, as the publication's file
-// Name(module) (stored as the shared file layout.PubSharedPath, linked from the
+// Name(module) (stored as the shared file layout.SharedSeqPath, linked from the
 // publication). The list names the new publication's files and links under their final
 // paths, the live link with its new target, the root links (index.json, regmirror/current),
 // and itself (its shared file and the publication's link to it: a mirror syncing by the list
 // gets the file its root link leads to; the root link itself is never listed). The
 // checksummed files are read from the new publication. Publish it with Name(module) among the
 // publication's RootLinks.
-func Finish(tree *layout.Tree, module string) (func(tmpDir, name string) (map[string][]byte, error), error) {
+func Finish(tree *layout.Tree, module string) (func(tmpDir, name string, sharedPath func(string) string) (map[string][]byte, error), error) {
 	if strings.ContainsAny(module, "/\\ \t\n") || strings.HasPrefix(module, ".") {
 		return nil, fmt.Errorf("file list module %q: want a plain name such as %q", module, DefaultModule)
 	}
-	return func(tmpDir, name string) (map[string][]byte, error) {
-		data, err := renderPending(tree, tmpDir, name, Name(module))
+	return func(tmpDir, name string, sharedPath func(string) string) (map[string][]byte, error) {
+		data, err := renderPending(tree, tmpDir, name, Name(module), sharedPath(Name(module)))
 		if err != nil {
 			return nil, err
 		}
@@ -105,8 +105,8 @@ func Finish(tree *layout.Tree, module string) (func(tmpDir, name string) (map[st
 }
 
 // renderPending renders the list of the tree with the publication being built in tmpDir
-// (called name) live, its list (list) included.
-func renderPending(tree *layout.Tree, tmpDir, name, list string) ([]byte, error) {
+// (called name) live, its list (list, stored as the tree-relative file) included.
+func renderPending(tree *layout.Tree, tmpDir, name, list, file string) ([]byte, error) {
 	entries, err := Scan(tree.Dir())
 	if err != nil {
 		return nil, err
@@ -147,7 +147,6 @@ func renderPending(tree *layout.Tree, tmpDir, name, list string) ([]byte, error)
 	// The list itself: the publication's link, the shared file (its size is found by
 	// rendering until it no longer changes: a few digits more or less) and their directory.
 	link := path.Join(final, list)
-	file := layout.PubSharedPath(list, name)
 	entries = append(entries, Entry{Time: now, Type: "l", Size: int64(len(layout.RelLink(link, file))), Path: link})
 	if dir := path.Dir(file); !slices.ContainsFunc(entries, func(e Entry) bool { return e.Path == dir }) {
 		entries = append(entries, Entry{Time: now, Type: "d", Size: fi.Size(), Path: dir})
