@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -634,4 +635,65 @@ func TestMirrorSyncSharedEntries(t *testing.T) {
 			t.Errorf("after phase 2:\ngot\n%s\nwant the new generation's\n%s", got, want)
 		}
 	})
+}
+
+// TestMirrorSyncDeltaTransfer: with rsync's delta algorithm (as over a network), a crawl's
+// publication (nothing changed) and a promotion of a few tags move a small part of the files
+// they add outside blobs/ and the metadata files (not this test's concern): --fuzzy finds the
+// previous version of each large shared file.
+func TestMirrorSyncDeltaTransfer(t *testing.T) {
+	rsync := need(t, "rsync", "rsync")
+	src := newSource(t)
+	dst := filepath.Join(t.TempDir(), "containers")
+	tags := map[string]string{}
+	for i := range 1500 {
+		tags[fmt.Sprintf("t%04d", i)] = fmt.Sprintf("one %d", i)
+	}
+	src.publish(t, tags)
+	mirrorSync(t, nil, src.tree.Dir(), dst)
+
+	bin := t.TempDir()
+	log := filepath.Join(bin, "log")
+	wrapper := fmt.Sprintf("#!/bin/sh\nexec %s --no-whole-file --out-format='transferred %%n %%l %%b' \"$@\" >>%s\n", rsync, log)
+	if err := os.WriteFile(filepath.Join(bin, "rsync"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sync := func(name string, maxShare int64) {
+		t.Helper()
+		if err := os.WriteFile(log, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mirrorSync(t, []string{"PATH=" + bin + ":" + os.Getenv("PATH")}, src.tree.Dir(), dst)
+		out, err := os.ReadFile(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var size, sent int64
+		var big []string
+		for line := range strings.SplitSeq(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) != 4 || f[0] != "transferred" || strings.HasPrefix(f[1], layout.BlobsDir+"/") || strings.HasPrefix(f[1], layout.MetaFilesDir+"/") {
+				continue
+			}
+			l, _ := strconv.ParseInt(f[2], 10, 64)
+			b, _ := strconv.ParseInt(f[3], 10, 64)
+			size += l
+			sent += b
+			if b > 1024 {
+				big = append(big, fmt.Sprintf("%s %d of %d", f[1], b, l))
+			}
+		}
+		t.Logf("%s: %d bytes sent for %d bytes of files: %s", name, sent, size, strings.Join(big, ", "))
+		if size == 0 || sent*maxShare > size {
+			t.Errorf("%s: %d bytes sent for %d bytes of files outside blobs/ and regmirror/meta/, want at most 1/%d: %s", name, sent, size, maxShare, strings.Join(big, ", "))
+		}
+	}
+	for i := range 5 {
+		tags[fmt.Sprintf("t%04d", i*300)] = fmt.Sprintf("two %d", i)
+	}
+	src.publish(t, tags)
+	sync("a promotion of 5 tags", 5)
+	src.gen-- // a crawl: the same generation, nothing changed
+	src.publish(t, tags)
+	sync("a crawl", 20)
 }
