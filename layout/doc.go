@@ -18,7 +18,7 @@
 //	    │       │                      <name> is "<generation>-<16 hex of the stamp's sha256>"
 //	    │       ├── current            the stamp: {"format":2,"generation":N,"meta":"meta/<hex>.json.zst"}
 //	    │       ├── index.json -> ../../shared/index.json/<generation>-<hex>
-//	    │       ├── fullfiletimelist-containers -> ../../shared/fullfiletimelist-containers/<name>
+//	    │       ├── fullfiletimelist-containers -> ../../shared/fullfiletimelist-containers/<gen>-<seq>
 //	    │       ├── v2 -> ../../shared/v2/<hex>          phase-2 tag files (internal/phase2)
 //	    │       ├── subsets/<subset>.rsync-filter -> ../../../shared/subsets/…/<generation>-<hex>
 //	    │       └── uses -> ../../shared/uses/<generation>-<hex>

@@ -25,8 +25,9 @@ import (
 //	                                             it; short, so that rsync --fuzzy, which takes
 //	                                             a basis within 25 edits of the name only,
 //	                                             finds the previous version
-//	regmirror/shared/<kind>/<hex>/               a directory (phase-2 tag files): hex is the
-//	                                             sha256 of its listing (sharedDirDigest)
+//	regmirror/shared/<kind>/<hex>/               a directory (phase-2 tag files): hex is 32
+//	                                             hex digits of the sha256 of its listing
+//	                                             (sharedDirDigest)
 //	regmirror/shared/<kind>/<generation>-<seq>   a file describing one publication (the file
 //	                                             list, which names itself: SharedSeqPath)
 //
@@ -116,8 +117,10 @@ func (t *Tree) findShared(dir, suffix string) (string, bool) {
 	return "", false
 }
 
-// sharedDirDigest is the content address of a shared directory's entries: the sha256 of
-// "<path>\x00f\x00<sha256 of data>\n" or "<path>\x00l\x00<target>\n" lines, sorted by path.
+// sharedDirDigest is the content address of a shared directory's entries: 32 hex digits (128
+// bits: the file list names every entry of a new directory, so its name is kept short) of the
+// sha256 of "<path>\x00f\x00<sha256 of data>\n" or "<path>\x00l\x00<target>\n" lines,
+// sorted by path.
 func sharedDirDigest(entries map[string]SharedEntry) string {
 	names := make([]string, 0, len(entries))
 	for n := range entries {
@@ -133,7 +136,7 @@ func sharedDirDigest(entries map[string]SharedEntry) string {
 			fmt.Fprintf(&b, "%s\x00f\x00%s\n", n, DigestOf("sha256", e.Data).Hex())
 		}
 	}
-	return DigestOf("sha256", b.Bytes()).Hex()
+	return DigestOf("sha256", b.Bytes()).Hex()[:32]
 }
 
 // WriteSharedDir stores entries (slash paths relative to the directory) as a shared directory
@@ -192,7 +195,7 @@ func (t *Tree) sharedEntryOf(rel string) (string, bool) {
 	return "", false
 }
 
-// isSharedName reports whether name is the name of a shared entry: "<hex>" (64 hex digits),
+// isSharedName reports whether name is the name of a shared entry: "<hex>" (32 hex digits),
 // "<generation>-<hex>" (16 hex digits: a publication's name too) or SharedSeqPath's
 // "<generation>-<sequence>".
 func isSharedName(name string) bool {
@@ -206,10 +209,10 @@ func isSharedName(name string) bool {
 	}
 	gen, h, ok := strings.Cut(name, "-")
 	if !ok {
-		return len(name) == 64 && isHex(name)
+		return len(name) == 32 && isHex(name)
 	}
 	_, err := strconv.ParseUint(gen, 10, 64)
-	return err == nil && (len(h) == 64 || len(h) == 16) && isHex(h)
+	return err == nil && len(h) == 16 && isHex(h)
 }
 
 // SharedSeqPath is the tree-relative path of the next shared file of kind that describes a
