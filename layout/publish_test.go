@@ -420,3 +420,55 @@ func TestSharedFileOnce(t *testing.T) {
 		t.Errorf("damaged file written again: got %s holding %q (%v), want %s holding %q", again, got, err, rel, "index")
 	}
 }
+
+// TestPublishAfterOldPublications: a tree whose publications hold regular files (written
+// before regmirror/shared/) gets the new shape at its next publish; the old publication stays
+// as it was, reaches no shared entry, and is pruned like any other.
+func TestPublishAfterOldPublications(t *testing.T) {
+	tree := NewTree(t.TempDir())
+	if _, err := tree.Publish(NewMeta(1)); err != nil {
+		t.Fatal(err)
+	}
+	old, err := tree.LivePublication()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Make it an old one: index.json a regular file, a tag list in v2/.
+	idx := tree.Path(PubPath(old) + "/" + PubIndex)
+	data, err := os.ReadFile(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(idx); err != nil {
+		t.Fatal(err)
+	}
+	for p, b := range map[string][]byte{idx: data, tree.Path(PubPath(old) + "/v2/fedora/_tags.json"): []byte("old")} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if used, err := tree.pubShared(old); err != nil || len(used) != 0 {
+		t.Errorf("shared entries of an old publication: got %v (%v), want none", used, err)
+	}
+	m := NewMeta(2)
+	d := MustDigest("sha256:" + strings.Repeat("cd", 32))
+	m.Repositories["fedora"] = &Repository{Tags: map[string]Digest{"42": d}, Manifests: []Digest{d}}
+	m.Manifests[d] = &Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Data: []byte(`{}`)}
+	if _, err := tree.Publish(m); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(tree.Path(LiveLink + "/" + PubIndex)); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		t.Errorf("the new publication's index.json: got %v (%v), want a link into %s", fi, err, SharedDir)
+	}
+	if got, err := os.ReadFile(tree.Path(IndexFile)); err != nil || !strings.Contains(string(got), d.String()) {
+		t.Errorf("index.json after the publish: got %q (%v), want the new tag", got, err)
+	}
+	for p, want := range map[string]string{idx: string(data), tree.Path(PubPath(old) + "/v2/fedora/_tags.json"): "old"} {
+		if got, err := os.ReadFile(p); err != nil || string(got) != want {
+			t.Errorf("old publication's %s: got %q (%v), want it untouched", p, got, err)
+		}
+	}
+}
