@@ -154,7 +154,7 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	sb = append(sb, '\n')
 	name := fmt.Sprintf("%d-%s", m.Generation, DigestOf("sha256", sb).Hex()[:16])
 
-	contents, err := t.pubContents(m.Generation, name, sb, idx, p)
+	contents, err := t.pubContents(m.Generation, sb, idx, p)
 	if err != nil {
 		return Stamp{}, fmt.Errorf("publishing: %w", err)
 	}
@@ -201,7 +201,7 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 // pubContents are a publication's files and links (publication path → tree-relative target)
 // before Finish: the stamp and p.Files as files; index.json, p.Shared and the list of p.Uses
 // stored as shared files (WriteSharedFile) and linked, with p.Links.
-func (t *Tree) pubContents(generation uint64, name string, stamp, idx []byte, p Publication) (pubEntries, error) {
+func (t *Tree) pubContents(generation uint64, stamp, idx []byte, p Publication) (pubEntries, error) {
 	c := pubEntries{files: map[string][]byte{PubStamp: stamp}, links: map[string]string{}}
 	shared := map[string][]byte{PubIndex: idx}
 	for rel, data := range p.Shared {
