@@ -71,6 +71,9 @@ import (
 // wrk never competes with it. WRKBENCH_CPUS="SERVERS:CLIENT" (e.g. "0,1:2") chooses the CPUs,
 // "off" pins nothing (GOMAXPROCS=2).
 //
+// WRKBENCH_CONTENDERS (e.g. "regmirror,regmirror+log,bare") runs only the contenders named,
+// and only the anchors between them: a quicker look at one ratio.
+//
 // Every contender's answer is checked before wrk runs: same status, Docker-Content-Digest,
 // Content-Type and bytes as regmirror's (docker-distribution's 307 carries no
 // Docker-Content-Digest, and nginx's a small HTML body).
@@ -288,6 +291,7 @@ func wrkBenchMedian[T float64 | time.Duration](xs []T) T {
 // each contender's medians.
 func (s wrkBenchSettings) sideBySide(b *testing.B, cs []wrkBenchContender) map[string]wrkBenchStats {
 	b.Helper()
+	cs = wrkBenchChosen(cs)
 	for _, c := range cs {
 		s.run(b, c, "1s")
 	}
@@ -311,6 +315,16 @@ func (s wrkBenchSettings) sideBySide(b *testing.B, cs []wrkBenchContender) map[s
 	return stats
 }
 
+// wrkBenchChosen is the contenders WRKBENCH_CONTENDERS names (all when it is unset).
+func wrkBenchChosen(cs []wrkBenchContender) []wrkBenchContender {
+	only := os.Getenv("WRKBENCH_CONTENDERS")
+	if only == "" {
+		return cs
+	}
+	names := strings.Split(only, ",")
+	return slices.DeleteFunc(slices.Clone(cs), func(c wrkBenchContender) bool { return !slices.Contains(names, c.name) })
+}
+
 // wrkBenchAnchor is one ratio the issues name: regmirror's req/s over a contender's. It is
 // also given per server CPU-second (the ratio of the median requests per CPU-second), which
 // other load on the machine disturbs far less than req/s.
@@ -325,6 +339,7 @@ func (s wrkBenchSettings) report(b *testing.B, title string, cs []wrkBenchConten
 	var t strings.Builder
 	fmt.Fprintf(&t, "%s\n%s\n", title, s)
 	fmt.Fprintf(&t, "  %-14s %8s %9s %9s %10s   %s\n", "contender", "req/s", "p50", "p99", "req/CPU-s", "req/s per round")
+	cs = wrkBenchChosen(cs)
 	for _, c := range cs {
 		st := stats[c.name]
 		var rounds []string
@@ -338,6 +353,12 @@ func (s wrkBenchSettings) report(b *testing.B, title string, cs []wrkBenchConten
 		b.ReportMetric(float64(st.p99.Microseconds()), c.name+"-p99-µs")
 	}
 	for _, a := range anchors {
+		if _, ok := stats[a.of]; !ok {
+			continue
+		}
+		if _, ok := stats[a.over]; !ok {
+			continue
+		}
 		// The ratio of each round (the two ran within seconds of each other), then the median:
 		// steadier than a ratio of medians when the machine's load changes between rounds.
 		of, over := stats[a.of].all, stats[a.over].all
