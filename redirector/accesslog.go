@@ -1,11 +1,14 @@
 package redirector
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -16,13 +19,14 @@ import (
 // AccessLog writes one line per request, in the format of log/slog's TextHandler or
 // JSONHandler (so the access lines and the server's own log read alike in one journal), at a
 // fraction of slog's cost: a line is appended to a pooled buffer with no reflection, no
-// interface values and no allocation, and handed to the writer in one Write. The writer must
-// be safe for concurrent use and should buffer (cmd/regmirror's line buffer flushes every
-// 100 ms and on shutdown).
+// interface values and no allocation (the date and time to the second are formatted once a
+// second), and handed to the writer in one Write. The writer must be safe for concurrent use
+// and should buffer (cmd/regmirror's line buffer flushes every 100 ms and on shutdown).
 type AccessLog struct {
-	w    io.Writer
-	json bool
-	bufs sync.Pool
+	w     io.Writer
+	json  bool
+	bufs  sync.Pool
+	stamp atomic.Pointer[secondStamp] // the last second formatted
 }
 
 // NewAccessLog returns an access log writing to w in format "text" or "json".
@@ -37,14 +41,15 @@ func NewAccessLog(w io.Writer, format string) (*AccessLog, error) {
 
 // accessLine is what one access log line says.
 type accessLine struct {
-	client, method, path string
-	status               int
-	bytes                int64
-	duration             time.Duration
-	resolved             bool // country and region are known
-	country, region      string
-	asn                  uint32
-	mirror, peer, ua     string
+	client           netip.Addr
+	method, path     string
+	status           int
+	bytes            int64
+	duration         time.Duration
+	resolved         bool // country and region are known
+	country, region  string
+	asn              uint32
+	mirror, peer, ua string
 }
 
 // logAccess writes one structured line per request: who (client address as used for the
@@ -54,14 +59,16 @@ func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 	if !st.resolved {
 		client, _ = clientAddr(r, s.trusted)
 	}
-	now := time.Now()
+	// One read of the monotonic clock, not a second time.Now: start carries the wall clock.
+	d := time.Since(start)
+	now := start.Add(d)
 	l := accessLine{
-		client:   client.String(),
+		client:   client,
 		method:   r.Method,
 		path:     trunc.Middle(r.URL.Path, 300),
 		status:   st.status,
 		bytes:    st.bytes,
-		duration: now.Sub(start),
+		duration: d,
 		resolved: st.resolved,
 		country:  st.country,
 		region:   st.region,
@@ -94,14 +101,14 @@ func (a *AccessLog) write(now time.Time, l *accessLine) {
 func (a *AccessLog) appendLine(b []byte, now time.Time, l *accessLine) []byte {
 	if a.json {
 		b = append(b, `{"time":"`...)
-		b = appendJSONTime(b, now)
+		b = a.appendTime(b, now)
 		b = append(b, `","level":"INFO","msg":"request"`...)
 	} else {
 		b = append(b, "time="...)
-		b = appendRFC3339Millis(b, now)
+		b = a.appendTime(b, now)
 		b = append(b, " level=INFO msg=request"...)
 	}
-	b = a.str(b, "client", l.client)
+	b = a.addr(b, "client", l.client)
 	b = a.str(b, "method", l.method)
 	b = a.str(b, "path", l.path)
 	b = a.int(b, "status", int64(l.status))
@@ -110,7 +117,7 @@ func (a *AccessLog) appendLine(b []byte, now time.Time, l *accessLine) []byte {
 		b = a.int(b, "duration", int64(l.duration))
 	} else {
 		b = a.key(b, "duration")
-		b = append(b, l.duration.String()...)
+		b = appendDuration(b, l.duration)
 	}
 	if l.resolved {
 		b = a.str(b, "country", l.country)
@@ -162,6 +169,172 @@ func (a *AccessLog) str(b []byte, k, v string) []byte {
 	return append(b, v...)
 }
 
+// addr appends an address as its String method writes it, without allocating when it has no
+// zone (a zone, from a forwarded address, may hold anything: it is quoted as any string).
+func (a *AccessLog) addr(b []byte, k string, v netip.Addr) []byte {
+	if !v.IsValid() || v.Zone() != "" {
+		return a.str(b, k, v.String())
+	}
+	b = a.key(b, k)
+	if !a.json {
+		return v.AppendTo(b) // digits, hex digits, '.' and ':': never quoted
+	}
+	b = append(b, '"')
+	b = v.AppendTo(b)
+	return append(b, '"')
+}
+
+// secondStamp is one second of the clock formatted as RFC 3339: the date and time, and the
+// zone after the fraction.
+type secondStamp struct {
+	unix       int64
+	loc        *time.Location
+	date, zone []byte // "2006-01-02T15:04:05", "Z" or "-07:00"
+}
+
+// appendTime formats t as slog's handlers do: RFC 3339 with exactly three digits of
+// milliseconds for text, and RFC 3339 with nanoseconds, trailing zeros removed, for JSON. The
+// date, time and zone are formatted once a second (a zone's offset changes on a second).
+func (a *AccessLog) appendTime(b []byte, t time.Time) []byte {
+	st := a.stamp.Load()
+	if st == nil || st.unix != t.Unix() || st.loc != t.Location() {
+		st = newSecondStamp(t)
+		if st == nil {
+			if a.json {
+				return appendJSONTime(b, t)
+			}
+			return appendRFC3339Millis(b, t)
+		}
+		a.stamp.Store(st)
+	}
+	b = append(b, st.date...)
+	ns := t.Nanosecond()
+	if !a.json {
+		ms := ns / 1e6
+		b = append(b, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10))
+	} else if ns != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i > 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, st.zone...)
+}
+
+// newSecondStamp formats t's second, or returns nil for a year RFC 3339 cannot write in four
+// digits.
+func newSecondStamp(t time.Time) *secondStamp {
+	const dateLen = len("2006-01-02T15:04:05")
+	f := t.Truncate(time.Second).AppendFormat(make([]byte, 0, 32), time.RFC3339)
+	if len(f) <= dateLen || (f[dateLen] != 'Z' && f[dateLen] != '+' && f[dateLen] != '-') || f[0] == '-' {
+		return nil
+	}
+	return &secondStamp{unix: t.Unix(), loc: t.Location(), date: f[:dateLen], zone: f[dateLen:]}
+}
+
+// appendDuration appends d as d.String() writes it, without allocating (the algorithm of
+// package time's Duration.format).
+func appendDuration(b []byte, d time.Duration) []byte {
+	var buf [32]byte
+	w := len(buf)
+	u := uint64(d)
+	neg := d < 0
+	if neg {
+		u = -u
+	}
+	if u < uint64(time.Second) {
+		// Smaller units, like 1.2ms.
+		var prec int
+		w--
+		buf[w] = 's'
+		w--
+		switch {
+		case u == 0:
+			buf[w] = '0'
+			return append(b, buf[w:]...)
+		case u < uint64(time.Microsecond):
+			prec = 0
+			buf[w] = 'n'
+		case u < uint64(time.Millisecond):
+			prec = 3
+			w-- // 'µ' is two bytes
+			copy(buf[w:], "µ")
+		default:
+			prec = 6
+			buf[w] = 'm'
+		}
+		w, u = durationFrac(buf[:w], u, prec)
+		w = durationInt(buf[:w], u)
+	} else {
+		w--
+		buf[w] = 's'
+		w, u = durationFrac(buf[:w], u, 9)
+		w = durationInt(buf[:w], u%60) // seconds
+		u /= 60
+		if u > 0 { // minutes
+			w--
+			buf[w] = 'm'
+			w = durationInt(buf[:w], u%60)
+			u /= 60
+			if u > 0 { // hours
+				w--
+				buf[w] = 'h'
+				w = durationInt(buf[:w], u)
+			}
+		}
+	}
+	if neg {
+		w--
+		buf[w] = '-'
+	}
+	return append(b, buf[w:]...)
+}
+
+// durationFrac writes the fraction of v/10**prec (".12345") at the tail of buf, without
+// trailing zeros and without the point when the fraction is 0, and returns where it begins and
+// v/10**prec.
+func durationFrac(buf []byte, v uint64, prec int) (int, uint64) {
+	w := len(buf)
+	print := false
+	for range prec {
+		digit := v % 10
+		print = print || digit != 0
+		if print {
+			w--
+			buf[w] = byte(digit) + '0'
+		}
+		v /= 10
+	}
+	if print {
+		w--
+		buf[w] = '.'
+	}
+	return w, v
+}
+
+// durationInt writes v at the tail of buf and returns where it begins.
+func durationInt(buf []byte, v uint64) int {
+	w := len(buf)
+	if v == 0 {
+		w--
+		buf[w] = '0'
+		return w
+	}
+	for v > 0 {
+		w--
+		buf[w] = byte(v%10) + '0'
+		v /= 10
+	}
+	return w
+}
+
 // appendJSONTime formats t as slog's JSONHandler does: RFC 3339 with nanoseconds, trailing
 // zeros removed.
 func appendJSONTime(b []byte, t time.Time) []byte { return t.AppendFormat(b, time.RFC3339Nano) }
@@ -183,14 +356,20 @@ func needsQuoting(s string) bool {
 	if s == "" {
 		return true
 	}
-	for i := 0; i < len(s); {
+	i := 0
+	for ; i+8 <= len(s); i += 8 { // eight plain bytes at a time, the common case
+		if !plainWord(binary.LittleEndian.Uint64([]byte(s[i : i+8]))) {
+			break
+		}
+	}
+	for i < len(s) {
 		c := s[i]
-		if c < utf8.RuneSelf {
-			if c != '\\' && (c == ' ' || c == '=' || c == '"' || c < 0x20) {
-				return true
-			}
+		if textByte[c] == textPlain {
 			i++
 			continue
+		}
+		if textByte[c] == textQuote {
+			return true
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
@@ -201,12 +380,54 @@ func needsQuoting(s string) bool {
 	return false
 }
 
+// plainWord reports whether none of the eight bytes of x is below 0x21 (a control or space),
+// '=', '"' or a byte of a multi-byte rune. (x - 0x0101…) & ^x & 0x8080… is non-zero exactly
+// when a byte of x is zero; (x - n·0x0101…) & ^x & 0x8080… when one is below n (n <= 128).
+func plainWord(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	eq, quote := x^(ones*'='), x^(ones*'"')
+	return (x-ones*0x21)&^x&highs == 0 && (eq-ones)&^eq&highs == 0 && (quote-ones)&^quote&highs == 0 && x&highs == 0
+}
+
+// jsonPlainWord reports whether none of the eight bytes of x is a control character, '"',
+// '\\' or a byte of a multi-byte rune (the tricks of plainWord).
+func jsonPlainWord(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	bs, quote := x^(ones*'\\'), x^(ones*'"')
+	return (x-ones*0x20)&^x&highs == 0 && (bs-ones)&^bs&highs == 0 && (quote-ones)&^quote&highs == 0 && x&highs == 0
+}
+
+// textByte classifies the bytes of a text value: a byte table, one load a byte on the path
+// every line has.
+var textByte = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c >= utf8.RuneSelf:
+			t[c] = textRune
+		case c < 0x20 || c == ' ' || c == '=' || c == '"':
+			t[c] = textQuote
+		}
+	}
+	return t
+}()
+
+const (
+	textPlain = iota // printed as is
+	textQuote        // the value must be quoted
+	textRune         // starts a multi-byte rune: decode it
+)
+
 // appendJSONEscaped appends s escaped as slog's JSONHandler escapes strings: '"', '\' and
 // control characters escaped, invalid UTF-8 as U+FFFD, U+2028 and U+2029 escaped.
 func appendJSONEscaped(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
-	start := 0
-	for i := 0; i < len(s); {
+	start, i := 0, 0
+	for ; i+8 <= len(s); i += 8 { // eight plain bytes at a time, the common case
+		if !jsonPlainWord(binary.LittleEndian.Uint64([]byte(s[i : i+8]))) {
+			break
+		}
+	}
+	for i < len(s) {
 		if c := s[i]; c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
 				i++

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/netip"
 	"testing"
@@ -62,7 +63,7 @@ func slogLine(format string, now time.Time, l *accessLine) []byte {
 		h = slog.NewJSONHandler(&buf, nil)
 	}
 	rec := slog.NewRecord(now, slog.LevelInfo, "request", 0)
-	rec.AddAttrs(slog.String("client", l.client), slog.String("method", l.method), slog.String("path", l.path),
+	rec.AddAttrs(slog.String("client", l.client.String()), slog.String("method", l.method), slog.String("path", l.path),
 		slog.Int("status", l.status), slog.Int64("bytes", l.bytes), slog.Duration("duration", l.duration))
 	if l.resolved {
 		rec.AddAttrs(slog.String("country", l.country), slog.String("region", l.region))
@@ -87,21 +88,25 @@ func TestAccessLogFormat(t *testing.T) {
 		name string
 		line accessLine
 	}{
-		{"manifest", accessLine{client: "192.0.2.9", method: "GET", path: "/v2/fedora/manifests/42", status: 200, bytes: 1234, duration: 1500 * time.Microsecond}},
-		{"blob 307", accessLine{client: "2001:db8::1", method: "GET", path: "/v2/fedora/blobs/sha256:0123", status: 307, duration: 3 * time.Second,
+		{"manifest", accessLine{client: netip.MustParseAddr("192.0.2.9"), method: "GET", path: "/v2/fedora/manifests/42", status: 200, bytes: 1234, duration: 1500 * time.Microsecond}},
+		{"blob 307", accessLine{client: netip.MustParseAddr("2001:db8::1"), method: "GET", path: "/v2/fedora/blobs/sha256:0123", status: 307, duration: 3 * time.Second,
 			resolved: true, country: "DE", region: "EU", asn: 64500, mirror: "de1.example", peer: "10.0.0.1:4444", ua: "containers/5.30 (github.com/containers/image)"}},
-		{"empty strings", accessLine{client: "", method: "", path: "", resolved: true}},
-		{"quotes and equals", accessLine{client: "x", method: "GET", path: `/v2/a"b=c\d`, ua: "ua=\"q\" \\"}},
+		{"empty strings", accessLine{client: netip.Addr{}, method: "", path: "", resolved: true}},
+		{"quotes and equals", accessLine{client: netip.MustParseAddr("fe80::1").WithZone(`a"b= c\`), method: "GET", path: `/v2/a"b=c\d`, ua: "ua=\"q\" \\"}},
 		{"control characters", accessLine{method: "GET", path: "/v2/\x00\x01\t\n\r\x1f\x7f", ua: "a\u2028b\u2029c"}},
 		{"invalid UTF-8", accessLine{method: "GET", path: "/v2/\xff\xfe/é/ü\u00a0", ua: "\xc3"}},
 		{"negative duration", accessLine{duration: -time.Millisecond, bytes: -1, status: 599}},
 		{"zero time", accessLine{method: "HEAD"}},
+		{"v4-mapped and zoned", accessLine{client: netip.MustParseAddr("::ffff:192.0.2.1"), peer: "[fe80::1%eth0]:5"}},
+		{"long duration", accessLine{client: netip.MustParseAddr("fe80::1%eth0"), duration: 2540400*time.Hour + 10*time.Minute + 10*time.Second + 7}},
 	}
 	for _, format := range []string{"text", "json"} {
 		for _, c := range cases {
 			t.Run(format+"/"+c.name, func(t *testing.T) {
 				a := mustAccessLog(t, io.Discard, format)
-				for _, at := range []time.Time{now, now.Truncate(time.Second), now.In(time.FixedZone("X", 3600))} {
+				// One AccessLog for every time: its formatted second must follow the clock and zone.
+				for _, at := range []time.Time{now, now.Truncate(time.Second), now.In(time.FixedZone("X", 3600)), now.Add(time.Second),
+					now.Add(time.Second + 990*time.Millisecond), now.In(time.FixedZone("Y", -(9*3600 + 30*60))), now.AddDate(-60, 0, 0), now.Add(time.Nanosecond)} {
 					got := a.appendLine(nil, at, &c.line)
 					if want := slogLine(format, at, &c.line); !bytes.Equal(got, want) {
 						t.Errorf("got  %q\nwant %q", got, want)
@@ -120,7 +125,11 @@ func FuzzAccessLogFormat(f *testing.F) {
 	f.Add("/v2/fedora/manifests/42", "containers/5.30", "de1", int64(1234))
 	f.Add("/v2/\x00=\"", "\xff\u2028 x=y", "", int64(-5))
 	f.Fuzz(func(t *testing.T, path, ua, mirror string, n int64) {
-		l := accessLine{client: "192.0.2.1", method: "GET", path: path, ua: ua, mirror: mirror, bytes: n, duration: time.Duration(n), resolved: n%2 == 0, country: ua, region: path}
+		client := netip.MustParseAddr("192.0.2.1")
+		if n%3 == 0 {
+			client = netip.MustParseAddr("2001:db8::1").WithZone(mirror)
+		}
+		l := accessLine{client: client, method: "GET", path: path, ua: ua, mirror: mirror, bytes: n, duration: time.Duration(n), resolved: n%2 == 0, country: ua, region: path}
 		now := time.Unix(0, n).UTC()
 		if y := now.Year(); y < 0 || y >= 10000 {
 			return // slog itself errors out on such years; a real clock never has them
@@ -132,6 +141,40 @@ func FuzzAccessLogFormat(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAppendDuration: a duration is written as its String method writes it.
+func TestAppendDuration(t *testing.T) {
+	for _, d := range []time.Duration{0, 1, -1, 999, 1000, 1001, 1500 * time.Microsecond, time.Millisecond, 999_999_999, time.Second,
+		time.Second + 1, 59 * time.Second, time.Minute, time.Hour + 2*time.Second, 2540400*time.Hour + 10*time.Minute + 10*time.Second,
+		-1500 * time.Millisecond, math.MaxInt64, math.MinInt64} {
+		if got, want := string(appendDuration([]byte("x"), d)), "x"+d.String(); got != want {
+			t.Errorf("appendDuration(%d) = %q, want %q", int64(d), got, want)
+		}
+	}
+}
+
+func FuzzAppendDuration(f *testing.F) {
+	f.Add(int64(1500))
+	f.Add(int64(math.MinInt64))
+	f.Fuzz(func(t *testing.T, n int64) {
+		if got, want := string(appendDuration(nil, time.Duration(n))), time.Duration(n).String(); got != want {
+			t.Fatalf("appendDuration(%d) = %q, want %q", n, got, want)
+		}
+	})
+}
+
+// TestAccessLogAllocs: a line costs no allocation once the second is formatted.
+func TestAccessLogAllocs(t *testing.T) {
+	l := accessLine{client: netip.MustParseAddr("2001:db8::1"), method: "GET", path: "/v2/fedora/blobs/sha256:0123", status: 307,
+		duration: 1500 * time.Nanosecond, resolved: true, country: "DE", region: "EU", mirror: "de1.example", ua: "containers/5.30"}
+	now := time.Now()
+	for _, format := range []string{"text", "json"} {
+		a := mustAccessLog(t, io.Discard, format)
+		if got := testing.AllocsPerRun(100, func() { a.write(now, &l) }); got != 0 {
+			t.Errorf("%s: %v allocations a line, want 0", format, got)
+		}
+	}
 }
 
 func TestRecoverFromBug(t *testing.T) {
@@ -147,5 +190,40 @@ func TestRecoverFromBug(t *testing.T) {
 	}
 	if !bytes.Contains(w.Body.Bytes(), []byte(`"code":"UNKNOWN"`)) || w.Header().Get("X-Content-Type-Options") != "nosniff" {
 		t.Errorf("%s %v", w.Body, w.Header())
+	}
+}
+
+// BenchmarkAccessLogLine: the cost of one line on the request path, formatting and the copy
+// into a writer that keeps nothing.
+func BenchmarkAccessLogLine(b *testing.B) {
+	l := accessLine{client: netip.MustParseAddr("127.0.0.1"), method: "GET", path: "/v2/fedora/blobs/sha256:c0acb2ad94befe23e6ab26ac50b13edcc88c3a2b04d68077829cf8b7ed7696d8",
+		status: 307, duration: 1077 * time.Nanosecond, mirror: "mirror.example"}
+	for _, format := range []string{"text", "json"} {
+		b.Run(format, func(b *testing.B) {
+			a := mustAccessLog(b, io.Discard, format)
+			b.ReportAllocs()
+			for b.Loop() {
+				a.write(time.Now(), &l)
+			}
+		})
+	}
+}
+
+// TestQuotingEveryByte: every byte value at every place of a 17-byte value (the word-at-a-time
+// scan and the bytes after it) is quoted or escaped as slog does.
+func TestQuotingEveryByte(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		a := mustAccessLog(t, io.Discard, format)
+		now := time.Date(2026, 11, 30, 1, 2, 3, 0, time.UTC)
+		for c := range 256 {
+			for at := range 17 {
+				v := []byte("abcdefghijklmnopq")
+				v[at] = byte(c)
+				l := accessLine{method: "GET", path: string(v)}
+				if got, want := a.appendLine(nil, now, &l), slogLine(format, now, &l); !bytes.Equal(got, want) {
+					t.Fatalf("%s: byte %#x at %d: got %q, want %q", format, c, at, got, want)
+				}
+			}
+		}
 	}
 }
