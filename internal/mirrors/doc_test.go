@@ -7,16 +7,24 @@ import (
 	"testing"
 )
 
-// TestDocExamples parses every example of docs/mirrors-file.md: the blocks that start with an
-// "# error: " comment must be refused with exactly that message, every other block must load.
+// TestDocExamples parses every example of docs/mirrors-file.md and docs/mirrormanager.md: the
+// blocks that start with an "# error: " comment must be refused with exactly that message,
+// every other block must load.
 func TestDocExamples(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/mirrors-file.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks := regexp.MustCompile("(?ms)^```(yaml|json)\n(.*?)^```$").FindAllStringSubmatch(string(doc), -1)
-	if len(blocks) < 10 {
-		t.Fatalf("got %d examples in docs/mirrors-file.md, want at least 10", len(blocks))
+	var blocks [][]string
+	for _, c := range []struct {
+		file string
+		min  int
+	}{{"mirrors-file.md", 10}, {"mirrormanager.md", 1}} {
+		doc, err := os.ReadFile("../../docs/" + c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs := regexp.MustCompile("(?ms)^```(yaml|json)\n(.*?)^```$").FindAllStringSubmatch(string(doc), -1)
+		if len(bs) < c.min {
+			t.Fatalf("got %d examples in docs/%s, want at least %d", len(bs), c.file, c.min)
+		}
+		blocks = append(blocks, bs...)
 	}
 	for i, b := range blocks {
 		body := b[2]
