@@ -3,6 +3,7 @@ package redirector
 import (
 	"net/netip"
 	"sort"
+	"strconv"
 
 	"github.com/regmirror/regmirror/layout"
 )
@@ -44,33 +45,83 @@ func (g *generation) regionFor(country, continent string) *regionEntry {
 // (layout.Meta.MinMirrors) does not enter here: widening a list to more tiers never changes
 // which tier is the first to hold the blob. rnd returns uniform random numbers.
 func (g *generation) chooseMirror(addr netip.Addr, asn uint32, region *regionEntry, w want, rnd func() uint64) *mirrorEntry {
+	var chosen *mirrorEntry
+	g.walkTiers(addr, asn, region, func(t tierVisit) bool {
+		switch t.kind {
+		case tierNetblock:
+			chosen = pickNetblock(t.mirrors, addr, w, rnd)
+		case tierASN:
+			chosen = pickWeighted(t.mirrors, w.has, rnd)
+		default:
+			chosen = t.tier.pick(w, rnd)
+		}
+		return chosen != nil
+	})
+	return chosen
+}
+
+// tierKind is what puts mirrors in a tier.
+type tierKind uint8
+
+const (
+	tierNetblock tierKind = iota // a netblock containing the client's address
+	tierASN                      // the client's autonomous system
+	tierRegion                   // a tier of the client's region, or of the global region
+)
+
+// tierVisit is one tier of a client's walk (walkTiers).
+type tierVisit struct {
+	kind    tierKind
+	asn     uint32         // tierASN
+	region  string         // tierRegion: the region's key
+	index   int            // tierRegion: the tier's place in the region, from 0
+	mirrors []*mirrorEntry // tierNetblock: every mirror with a netblock (containing the address or not)
+	tier    *tierEntry     // tierRegion
+}
+
+// name is how /route names the tier.
+func (t tierVisit) name() string {
+	switch t.kind {
+	case tierNetblock:
+		return "netblock"
+	case tierASN:
+		return "AS" + strconv.FormatUint(uint64(t.asn), 10)
+	default:
+		return t.region + " tier " + strconv.Itoa(t.index+1)
+	}
+}
+
+// walkTiers visits the tiers of a client (addr, asn and region as chooseMirror takes them) in
+// chooseMirror's order, until visit returns true: the one walk both the handler's choice and
+// /route's explanation follow.
+func (g *generation) walkTiers(addr netip.Addr, asn uint32, region *regionEntry, visit func(tierVisit) bool) {
 	if len(g.netblockMirrors) > 0 && addr.IsValid() {
-		if m := pickNetblock(g.netblockMirrors, addr, w, rnd); m != nil {
-			return m
+		if visit(tierVisit{kind: tierNetblock, mirrors: g.netblockMirrors}) {
+			return
 		}
 	}
 	if ms := g.asnMirrors[asn]; len(ms) > 0 && asn != 0 {
-		if m := pickWeighted(ms, w.has, rnd); m != nil {
-			return m
+		if visit(tierVisit{kind: tierASN, asn: asn, mirrors: ms}) {
+			return
 		}
 	}
-	if region != nil {
-		for i := range region.tiers {
-			if m := region.tiers[i].pick(w, rnd); m != nil {
-				return m
-			}
+	if region == nil {
+		return
+	}
+	regions := [2]*regionEntry{region}
+	if region.key != "global" {
+		regions[1] = g.regions["global"]
+	}
+	for _, reg := range regions {
+		if reg == nil {
+			continue
 		}
-		if region.key != "global" {
-			if gl := g.regions["global"]; gl != nil {
-				for i := range gl.tiers {
-					if m := gl.tiers[i].pick(w, rnd); m != nil {
-						return m
-					}
-				}
+		for i := range reg.tiers {
+			if visit(tierVisit{kind: tierRegion, region: reg.key, index: i, mirrors: reg.tiers[i].mirrors, tier: &reg.tiers[i]}) {
+				return
 			}
 		}
 	}
-	return nil
 }
 
 // want is what a mirror must have to take a blob: the generation the blob first appeared in,

@@ -174,27 +174,17 @@ func (s *Server) explainBlob(ex *routeExplanation, g *generation, addr netip.Add
 			w.down[m.Name] = m.Reason
 		}
 	}
-	// 1. Netblocks: the most specific match among the mirrors holding the blob.
-	if addr.IsValid() {
-		w.netblocks(base, addr)
-	}
-	// 2. The client's autonomous system.
-	if asn != 0 {
-		w.consider("AS"+strconv.FormatUint(uint64(asn), 10), base.asnMirrors[asn], nil)
-	}
-	// 3. The region's tiers, then the global region's.
-	if reg := base.regionFor(ex.Client.Country, ex.Client.Continent); reg != nil {
-		for i, t := range reg.tiers {
-			w.consider(fmt.Sprintf("%s tier %d", reg.key, i+1), t.mirrors, nil)
+	// 1–3. The tiers of chooseMirror's walk: netblocks (the most specific match among the
+	// mirrors holding the blob), the client's autonomous system, the region's tiers, then the
+	// global region's.
+	base.walkTiers(addr, asn, base.regionFor(ex.Client.Country, ex.Client.Continent), func(t tierVisit) bool {
+		if t.kind == tierNetblock {
+			w.netblocks(t.mirrors, addr)
+		} else {
+			w.consider(t.name(), t.mirrors, nil)
 		}
-		if reg.key != "global" {
-			if gl := base.regions["global"]; gl != nil {
-				for i, t := range gl.tiers {
-					w.consider(fmt.Sprintf("global tier %d", i+1), t.mirrors, nil)
-				}
-			}
-		}
-	}
+		return false // every tier is shown; the first that takes the blob decides
+	})
 	// 4. Any mirror every client may use.
 	w.consider("any mirror", base.anyMirrors, nil)
 	w.unlisted(g)
@@ -240,6 +230,8 @@ func (w *tierWalk) consider(tier string, ms []*mirrorEntry, refuse func(*mirrorE
 			c.Reason = "out of rotation: " + w.down[m.name]
 		case !layout.HeldAt(m.generation, w.b.since):
 			c.Reason = fmt.Sprintf("behind: holds generation %d, the blob is from generation %d", m.generation, w.b.since)
+		case !wantOf(w.b).has(m):
+			c.Reason = "not carrying the blob: its content (subsets) has none of the blob's"
 		case refuse != nil && refuse(m) != "":
 			c.Reason = refuse(m)
 		default:
@@ -265,15 +257,15 @@ func (w *tierWalk) consider(tier string, ms []*mirrorEntry, refuse func(*mirrorE
 	w.ex.Decision = "a mirror of " + tier
 }
 
-// netblocks considers the mirrors whose netblocks hold addr: the most specific match among
-// those that can take the blob wins.
-func (w *tierWalk) netblocks(base *generation, addr netip.Addr) {
+// netblocks considers the mirrors of ms whose netblocks hold addr: the most specific match
+// among those that can take the blob wins.
+func (w *tierWalk) netblocks(ms []*mirrorEntry, addr netip.Addr) {
 	var nb []*mirrorEntry
 	best := -1
-	for _, m := range base.netblockMirrors {
+	for _, m := range ms {
 		if bits := netblockBits(m, addr); bits >= 0 {
 			nb = append(nb, m)
-			if w.down[m.name] == "" && layout.HeldAt(m.generation, w.b.since) {
+			if w.down[m.name] == "" && wantOf(w.b).has(m) {
 				best = max(best, bits)
 			}
 		}
