@@ -110,7 +110,7 @@ func BenchmarkManifestByTag(b *testing.B) {
 		b.Run("accesslog="+strconv.FormatBool(accessLog), func(b *testing.B) {
 			opts := Options{}
 			if accessLog {
-				opts.AccessLog, _ = NewAccessLog(io.Discard, "json")
+				opts.AccessLog = mustAccessLog(b, io.Discard, "json")
 			}
 			s, dm := benchServer(b, nil, opts)
 			d, body := dm.httpd, dm.manifests[dm.httpd]

@@ -34,7 +34,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	logger, err := newLogger("demo", *logFormat, stderr)
+	logOut := newLineBuffer(stderr) // the log and the access log write to it from many goroutines
+	defer logOut.Close()
+	logger, err := newLogger("demo", *logFormat, logOut)
 	if err != nil {
 		return err
 	}
@@ -73,7 +75,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "tree: %s (generation %d)\n  %s\n", abs, sum.Generation, sum)
 
 	// The redirector.
-	access, _ := redirector.NewAccessLog(stderr, *logFormat) // the format is checked above
+	access, _ := redirector.NewAccessLog(logOut, *logFormat) // the format is checked above
+	defer access.Close()
 	srv, err := redirector.New(redirector.Options{
 		Tree:      *out,
 		Logger:    logger,

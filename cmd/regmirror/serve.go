@@ -84,6 +84,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *accessLog {
 		opts.AccessLog, _ = redirector.NewAccessLog(logOut, *logFormat) // the format is checked above
+		defer opts.AccessLog.Close()                                    // before logOut's: the last lines go through it
 	}
 	srv, err := redirector.New(opts)
 	if err != nil {
