@@ -17,7 +17,8 @@ import (
 
 // TestAccessLogNotLost: `regmirror serve` (access log on, as deployed) keeps every line of the
 // requests it answered when it is stopped (SIGTERM, as systemd stops it), and loses at most
-// the last second's when it crashes (SIGKILL): lines are flushed every 100 ms.
+// the last second's when it crashes (SIGKILL): lines are formatted every 50 ms and written
+// every 100 ms.
 func TestAccessLogNotLost(t *testing.T) {
 	needPeers(t)
 	tree := filepath.Join(t.TempDir(), "tree")
