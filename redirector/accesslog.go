@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/regmirror/regmirror/internal/batch"
 	"github.com/regmirror/regmirror/internal/trunc"
 )
 
@@ -28,25 +28,9 @@ type AccessLog struct {
 	w     io.Writer
 	json  bool
 	stamp atomic.Pointer[secondStamp] // the last second formatted
-
-	mu      sync.Mutex
-	pending []accessLine // recorded, not formatted yet
-	closed  bool
-
-	wmu   sync.Mutex   // held while formatting and writing: batches leave in order
-	spare []accessLine // the batch last formatted, reused (under wmu)
-	buf   []byte       // the formatted batch (under wmu)
-
-	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	lines *batch.Batcher[accessLine]
+	buf   []byte // the batch formatted (flush only: one at a time)
 }
-
-const (
-	accessFlushEvery = 50 * time.Millisecond
-	accessBatch      = 512      // lines that wake the formatter before its tick
-	accessMaxPending = 16 << 10 // lines past which a request formats the batch itself
-)
 
 // NewAccessLog returns an access log writing to w in format "text" or "json". Close it to
 // write the last lines.
@@ -56,67 +40,30 @@ func NewAccessLog(w io.Writer, format string) (*AccessLog, error) {
 	default:
 		return nil, fmt.Errorf("access log format %q: want text or json", format)
 	}
-	a := &AccessLog{w: w, json: format == "json",
-		pending: make([]accessLine, 0, 2*accessBatch), spare: make([]accessLine, 0, 2*accessBatch),
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	go a.run()
+	a := &AccessLog{w: w, json: format == "json"}
+	// A batch that waits longer than 16384 lines is formatted by the request adding to it.
+	a.lines = batch.New(50*time.Millisecond, 512, 16<<10, a.flush)
 	return a, nil
 }
 
-// run formats and writes the lines recorded, every accessFlushEvery or when a batch is full.
-func (a *AccessLog) run() {
-	defer close(a.done)
-	t := time.NewTicker(accessFlushEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-a.stop:
-			return
-		case <-t.C:
-		case <-a.kick:
-		}
-		_ = a.Flush()
-	}
-}
-
-// Flush formats the lines recorded so far and writes them in one Write.
-func (a *AccessLog) Flush() error {
-	a.wmu.Lock()
-	defer a.wmu.Unlock()
-	a.mu.Lock()
-	lines := a.pending
-	a.pending = a.spare[:0]
-	a.mu.Unlock()
+// flush formats a batch and writes it in one Write.
+func (a *AccessLog) flush(lines []accessLine) error {
 	b := a.buf[:0]
 	for i := range lines {
 		b = a.appendLine(b, lines[i].at, &lines[i])
 	}
-	clear(lines) // the requests' strings
-	a.spare = lines[:0]
 	if cap(b) <= 4<<20 {
 		a.buf = b[:0]
-	}
-	if len(b) == 0 {
-		return nil
 	}
 	_, err := a.w.Write(b)
 	return err
 }
 
-// Close stops the formatter and writes the lines left; lines recorded afterwards are written
-// at once.
-func (a *AccessLog) Close() error {
-	a.mu.Lock()
-	if a.closed {
-		a.mu.Unlock()
-		return nil
-	}
-	a.closed = true
-	a.mu.Unlock()
-	close(a.stop)
-	<-a.done
-	return a.Flush()
-}
+// Flush writes the lines recorded so far.
+func (a *AccessLog) Flush() error { return a.lines.Flush() }
+
+// Close writes the lines left; lines recorded afterwards are written at once.
+func (a *AccessLog) Close() error { return a.lines.Close() }
 
 // accessLine is what one access log line says.
 type accessLine struct {
@@ -164,30 +111,10 @@ func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 	s.access.write(now, &l)
 }
 
-// write records l at now, to be formatted with its batch; the request that fills a batch
-// past accessMaxPending (the formatter falling behind) formats it itself.
+// write records l at now, to be formatted with its batch.
 func (a *AccessLog) write(now time.Time, l *accessLine) {
 	l.at = now
-	a.mu.Lock()
-	if a.closed {
-		a.mu.Unlock()
-		a.wmu.Lock()
-		defer a.wmu.Unlock()
-		_, _ = a.w.Write(a.appendLine(nil, now, l))
-		return
-	}
-	a.pending = append(a.pending, *l)
-	n := len(a.pending)
-	a.mu.Unlock()
-	switch {
-	case n >= accessMaxPending:
-		_ = a.Flush()
-	case n == accessBatch:
-		select {
-		case a.kick <- struct{}{}:
-		default:
-		}
-	}
+	_ = a.lines.Add(*l)
 }
 
 // appendLine appends l as slog's handler would format a record at now with level INFO,

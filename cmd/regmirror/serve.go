@@ -8,9 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/regmirror/regmirror/internal/batch"
 	"github.com/regmirror/regmirror/redirector"
 )
 
@@ -174,89 +174,27 @@ func parseCIDR(s string) (netip.Prefix, error) {
 }
 
 // lineBuffer batches log lines to w, so that an access log line per request costs a copy
-// under a lock, not a write system call: a goroutine writes the lines gathered every 100 ms,
-// or as soon as lineFlushSize bytes wait, in one write, outside the lock the request path
-// takes. At most 100 ms of lines (and the write in progress) are lost on a crash; Close writes
-// the rest. A writer finding lineMaxSize bytes waiting (w slower than the lines come) writes
-// them itself, so that memory stays bounded.
+// under a lock, not a write system call: the lines gathered are written every 100 ms, or as
+// soon as 256 KiB wait, in one write, outside the lock the request path takes. At most 100 ms
+// of lines (and the write in progress) are lost on a crash; Close writes the rest. A writer
+// finding 4 MiB waiting (w slower than the lines come) writes them itself.
 type lineBuffer struct {
-	mu  sync.Mutex
-	buf []byte // lines not yet handed to w
-
-	wmu   sync.Mutex // held while writing to w: lines leave in order
-	w     io.Writer
-	spare []byte // the buffer w last took, reused (under wmu)
-
-	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	b *batch.Batcher[byte]
 }
 
-const (
-	lineFlushEvery = 100 * time.Millisecond
-	lineFlushSize  = 256 << 10
-	lineMaxSize    = 4 << 20
-)
-
 func newLineBuffer(w io.Writer) *lineBuffer {
-	b := &lineBuffer{w: w, buf: make([]byte, 0, lineFlushSize+16<<10), spare: make([]byte, 0, lineFlushSize+16<<10),
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(b.done)
-		t := time.NewTicker(lineFlushEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-b.stop:
-				return
-			case <-t.C:
-			case <-b.kick:
-			}
-			_ = b.flush()
-		}
-	}()
-	return b
+	return &lineBuffer{batch.New(100*time.Millisecond, 256<<10, 4<<20, func(p []byte) error {
+		_, err := w.Write(p)
+		return err
+	})}
 }
 
 func (b *lineBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	b.buf = append(b.buf, p...)
-	n := len(b.buf)
-	b.mu.Unlock()
-	if n >= lineFlushSize {
-		select {
-		case b.kick <- struct{}{}:
-		default:
-		}
-	}
-	if n >= lineMaxSize {
-		if err := b.flush(); err != nil {
-			return 0, err
-		}
+	if err := b.b.Add(p...); err != nil {
+		return 0, err
 	}
 	return len(p), nil
 }
 
-// flush hands the lines waiting to w in one write.
-func (b *lineBuffer) flush() error {
-	b.wmu.Lock()
-	defer b.wmu.Unlock()
-	b.mu.Lock()
-	out := b.buf
-	b.buf = b.spare[:0]
-	b.mu.Unlock()
-	if len(out) == 0 {
-		b.spare = out
-		return nil
-	}
-	_, err := b.w.Write(out)
-	b.spare = out[:0]
-	return err
-}
-
 // Close stops the flusher and writes what is left.
-func (b *lineBuffer) Close() error {
-	close(b.stop)
-	<-b.done
-	return b.flush()
-}
+func (b *lineBuffer) Close() error { return b.b.Close() }
