@@ -146,12 +146,16 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			}
 			defer release()
 		}
-		prev, _, err := r.tree.Load()
+		prev, _, err := r.tree.LoadForUpdate()
 		switch {
 		case errors.Is(err, layout.ErrNoGeneration):
 			prev = nil
 		case err != nil:
-			return nil, fmt.Errorf("reading the current generation of %s: %w (move the tree aside to start afresh)", o.Out, err)
+			hint := "move the tree aside to start afresh"
+			if mf := (*layout.MetaFileError)(nil); errors.As(err, &mf) {
+				hint = mf.Hint() + ", or " + hint
+			}
+			return nil, fmt.Errorf("reading the current generation of %s: %w (%s)", o.Out, err, hint)
 		}
 		r.prev = prev
 	}

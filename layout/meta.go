@@ -1,7 +1,6 @@
 package layout
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,9 +16,10 @@ import (
 )
 
 // FormatVersion is the version of the metadata format this package writes. A change that old
-// readers would misread bumps it. This package also reads format 1 (which stored the regional
-// variants' bytes; it drops them) and refuses any other version.
-const FormatVersion = 2
+// readers would misread bumps it. This package also reads format 2 (one metadata file) and
+// format 1 (which stored the regional variants' bytes; it drops them) and refuses any other
+// version.
+const FormatVersion = 3
 
 // MaxMetaSize bounds a metadata file once decompressed, so a corrupt or hostile file cannot
 // exhaust memory.
@@ -228,7 +228,10 @@ func NewMeta(generation uint64) *Meta {
 }
 
 // Tree is a tree on disk, addressed by its root directory.
-type Tree struct{ dir string }
+type Tree struct {
+	dir  string
+	base updateBase // the content LoadForUpdate loaded, for the next publish
+}
 
 // NewTree returns the tree rooted at dir. Nothing is read or created.
 func NewTree(dir string) *Tree { return &Tree{dir: dir} }
@@ -257,8 +260,8 @@ func ParseStamp(b []byte) (Stamp, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return Stamp{}, fmt.Errorf("parsing generation stamp: %w", err)
 	}
-	if s.Format != FormatVersion && s.Format != 1 { // a format 1 stamp reads the same
-		return Stamp{}, fmt.Errorf("generation stamp has format %d, this regmirror reads formats 1 and %d: upgrade regmirror", s.Format, FormatVersion)
+	if s.Format < 1 || s.Format > FormatVersion { // older stamps read the same
+		return Stamp{}, fmt.Errorf("generation stamp has format %d, this regmirror reads formats 1 to %d: upgrade regmirror", s.Format, FormatVersion)
 	}
 	if _, err := metaDigestFromRef(s.Meta); err != nil {
 		return Stamp{}, err
@@ -294,33 +297,53 @@ func (t *Tree) Load() (*Meta, Stamp, error) {
 	return m, s, nil
 }
 
-// LoadMeta reads and verifies the metadata file with digest d.
+// LoadMeta reads and verifies the metadata whose root (format 3) or file (formats 1 and 2) has
+// digest d: a format 3 root with the network file and content packs it names, each checked
+// against its name. A file missing or corrupt is a *MetaFileError naming it.
 func (t *Tree) LoadMeta(d Digest) (*Meta, error) {
-	path := t.Path(MetaPath(d))
-	raw, err := os.ReadFile(path)
+	js, _, err := t.readMetaFile(metaRef(d), 0)
 	if err != nil {
-		return nil, fmt.Errorf("reading metadata: %w", err)
+		return nil, err
 	}
-	if err := VerifyBytes(d, raw); err != nil {
-		return nil, fmt.Errorf("metadata %s is corrupt: %w", path, err)
+	if h := peekHeader(js); h.Format == 3 && h.Kind == metaKindRoot {
+		r, err := decodeRoot(js)
+		if err != nil {
+			return nil, &MetaFileError{MetaPath(d), 0, err}
+		}
+		m, err := t.loadRoot(r)
+		if err != nil {
+			return nil, err
+		}
+		if err := m.validateNames(); err != nil {
+			return nil, err
+		}
+		return m, nil
 	}
-	return DecodeMeta(raw)
+	return decodeMetaJSON(js)
 }
 
-// DecodeMeta decodes the compressed bytes of a metadata file.
+// DecodeMeta decodes the compressed bytes of a whole metadata document: a format 1 or 2
+// metadata file, or EncodeMeta's encoding. A format 3 tree's metadata (a root, the files it
+// names) is read with Tree.LoadMeta.
 func DecodeMeta(raw []byte) (*Meta, error) {
-	zr, err := zstd.NewReader(bytes.NewReader(raw), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxMetaSize))
+	js, err := decompressMeta(raw)
 	if err != nil {
-		return nil, fmt.Errorf("decoding metadata: %w", err)
+		return nil, err
 	}
-	defer zr.Close()
+	return decodeMetaJSON(js)
+}
+
+func decodeMetaJSON(js []byte) (*Meta, error) {
+	if h := peekHeader(js); h.Kind != "" {
+		return nil, fmt.Errorf("decoding metadata: a format %d %s, not a whole metadata document", h.Format, trunc.String(h.Kind))
+	}
 	var m Meta
-	dec := json.NewDecoder(io.LimitReader(zr, MaxMetaSize))
-	if err := dec.Decode(&m); err != nil {
+	if err := json.Unmarshal(js, &m); err != nil {
 		return nil, fmt.Errorf("decoding metadata: %w", err)
 	}
 	switch m.Format {
-	case FormatVersion:
+	case 2, 3: // 3: EncodeMeta's whole document
+		m.Format = FormatVersion
 	case 1:
 		// Format 1 stored the variants' bytes where format 2 records their digests and sizes:
 		// drop them (regions point at no set), generate and crawl recompute them.
@@ -331,7 +354,7 @@ func DecodeMeta(raw []byte) (*Meta, error) {
 			}
 		}
 	default:
-		return nil, fmt.Errorf("metadata has format %d, this regmirror reads formats 1 and %d: upgrade regmirror", m.Format, FormatVersion)
+		return nil, fmt.Errorf("metadata has format %d, this regmirror reads formats 1 to %d: upgrade regmirror", m.Format, FormatVersion)
 	}
 	if m.Repositories == nil {
 		m.Repositories = map[string]*Repository{}
@@ -342,35 +365,33 @@ func DecodeMeta(raw []byte) (*Meta, error) {
 	if m.Blobs == nil {
 		m.Blobs = map[Digest]*Blob{}
 	}
-	for name, r := range m.Repositories {
-		if err := ValidateName(name); err != nil {
-			return nil, fmt.Errorf("metadata: %w", err)
-		}
-		for tag := range r.Tags {
-			if err := ValidateTag(tag); err != nil {
-				return nil, fmt.Errorf("metadata: repository %s: %w", name, err)
-			}
-		}
+	if err := m.validateNames(); err != nil {
+		return nil, err
 	}
 	return &m, nil
 }
 
-// EncodeMeta returns the compressed bytes of a metadata file and their digest.
-func EncodeMeta(m *Meta) ([]byte, Digest, error) {
-	var buf bytes.Buffer
-	zw, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return nil, Digest{}, err
+// validateNames checks the repository names and tags of decoded metadata.
+func (m *Meta) validateNames() error {
+	for name, r := range m.Repositories {
+		if err := ValidateName(name); err != nil {
+			return fmt.Errorf("metadata: %w", err)
+		}
+		if r == nil {
+			return fmt.Errorf("metadata: repository %s is null", name)
+		}
+		for tag := range r.Tags {
+			if err := ValidateTag(tag); err != nil {
+				return fmt.Errorf("metadata: repository %s: %w", name, err)
+			}
+		}
 	}
-	if err := json.NewEncoder(zw).Encode(m); err != nil {
-		zw.Close()
-		return nil, Digest{}, fmt.Errorf("encoding metadata: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return nil, Digest{}, fmt.Errorf("compressing metadata: %w", err)
-	}
-	return buf.Bytes(), DigestOf("sha256", buf.Bytes()), nil
+	return nil
 }
+
+// EncodeMeta returns the compressed bytes of m as one whole document (what DecodeMeta reads)
+// and their digest: for measuring and copying; a tree stores format 3 (Tree.PublishWith).
+func EncodeMeta(m *Meta) ([]byte, Digest, error) { return encodeMetaDoc(m) }
 
 // MetaFileGeneration reads only the generation of the metadata file at path (an OS path):
 // it comes second in the encoding, so this decompresses a few bytes, not the file. For

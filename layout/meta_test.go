@@ -53,7 +53,10 @@ func TestDecodeMetaFormats(t *testing.T) {
 		{"format 2", `{"format":2,"generation":1,` + sets + `[{"mirrors":["a"]}]}`, true, 1, 0},
 		{"format 2 with variant records", `{"format":2,"generation":1,` + sets + `[{"mirrors":["a"],"variants":{"` + d + `":{"digest":"` + d + `","size":5}}}]}`, true, 1, 0},
 		{"format 1", `{"format":1,"generation":1,` + sets + `[{"variants":{"` + d + `":{"digest":"` + d + `","mediaType":"x","data":"e30="}}}]}`, true, 0, -1},
-		{"format 3", `{"format":3,"generation":1}`, false, 0, 0},
+		{"format 3 whole document (EncodeMeta)", `{"format":3,"generation":1,` + sets + `[{"mirrors":["a"],"variants":{}}]}`, true, 1, 0},
+		{"format 3 root", `{"format":3,"kind":"root","generation":1}`, false, 0, 0},
+		{"format 3 pack", `{"format":3,"kind":"pack"}`, false, 0, 0},
+		{"format 4", `{"format":4,"generation":1}`, false, 0, 0},
 		{"no format", `{"generation":1}`, false, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,7 +114,8 @@ func TestParseStamp(t *testing.T) {
 	}{
 		{"good", `{"format":2,"generation":2,"meta":"meta/` + hex + `.json.zst"}`, true},
 		{"format 1", `{"format":1,"generation":2,"meta":"meta/` + hex + `.json.zst"}`, true},
-		{"future format", `{"format":3,"generation":2,"meta":"meta/` + hex + `.json.zst"}`, false},
+		{"format 3", `{"format":3,"generation":2,"meta":"meta/` + hex + `.json.zst"}`, true},
+		{"future format", `{"format":4,"generation":2,"meta":"meta/` + hex + `.json.zst"}`, false},
 		{"no format", `{"generation":2,"meta":"meta/` + hex + `.json.zst"}`, false},
 		{"traversal", `{"format":1,"generation":2,"meta":"../../etc/passwd"}`, false},
 		{"not json", `garbage`, false},

@@ -135,11 +135,8 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 		return Stamp{}, err
 	}
 	m.Format = FormatVersion
-	raw, d, err := EncodeMeta(m)
+	d, err := t.writeMeta(m)
 	if err != nil {
-		return Stamp{}, err
-	}
-	if err := WriteFile(t.Path(MetaPath(d)), raw); err != nil {
 		return Stamp{}, err
 	}
 	idx, err := IndexJSON(m)
@@ -480,46 +477,6 @@ func (t *Tree) prunePub(live string) {
 	}
 	if removed {
 		_ = SyncDir(t.Path(PubDir))
-	}
-}
-
-// pruneMeta removes the metadata files that no publication left names: the live one and the
-// ones kept for mirrors mid-sync (prunePub) keep theirs, so a copy that lags behind finds
-// the metadata its stamp names. Files it cannot judge are left for the next publish.
-func (t *Tree) pruneMeta() {
-	names, err := t.Publications()
-	if err != nil {
-		return
-	}
-	keep := map[string]bool{}
-	for _, n := range names {
-		b, err := os.ReadFile(t.Path(path.Join(PubPath(n), PubStamp)))
-		if err != nil {
-			return // a publication whose stamp cannot be read: its metadata is unknown
-		}
-		s, err := ParseStamp(b)
-		if err != nil {
-			return
-		}
-		keep[path.Base(s.Meta)] = true
-	}
-	dir := t.Path(MetaFilesDir)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	removed := false
-	for _, e := range ents {
-		name := e.Name()
-		if keep[name] || strings.HasPrefix(name, TempPrefix) || !strings.HasSuffix(name, ".json.zst") {
-			continue
-		}
-		if os.Remove(filepath.Join(dir, name)) == nil {
-			removed = true
-		}
-	}
-	if removed {
-		_ = SyncDir(dir)
 	}
 }
 

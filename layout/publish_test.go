@@ -173,8 +173,8 @@ func TestPublishCleansAndPrunes(t *testing.T) {
 			t.Errorf("publication %s: older than PubKeepFor and beyond PubKeep, still there", n)
 		}
 	}
-	// The metadata files left are exactly those the publications left name (a stray file
-	// named by none goes too).
+	// The metadata files left are exactly those the publications left need: their roots and
+	// the network files and packs these name (a stray file named by none goes too).
 	want := map[string]bool{}
 	for _, n := range pubs {
 		b, err := os.ReadFile(tree.Path(PubPath(n) + "/" + PubStamp))
@@ -185,7 +185,18 @@ func TestPublishCleansAndPrunes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want[path.Base(st.Meta)] = true
+		js, _, err := tree.readMetaFile(st.Meta, st.Generation)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := decodeRoot(js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[path.Base(st.Meta)], want[path.Base(root.Network.Ref)] = true, true
+		for _, p := range root.Packs {
+			want[path.Base(p.Ref)] = true
+		}
 	}
 	ents, _ := os.ReadDir(tree.Path(MetaFilesDir))
 	var got []string

@@ -201,9 +201,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, errors.New("no tree given")
 	}
 	tree := layout.NewTree(opts.Tree)
-	meta, stamp, err := tree.Load()
+	meta, stamp, err := tree.LoadForUpdate()
 	if errors.Is(err, layout.ErrNoGeneration) {
 		return nil, fmt.Errorf("loading tree %s: %w: run regmirror generate first", opts.Tree, err)
+	}
+	if mf := (*layout.MetaFileError)(nil); errors.As(err, &mf) {
+		return nil, fmt.Errorf("loading tree %s: %w (nothing published: %s)", opts.Tree, err, mf.Hint())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("loading tree %s: %w", opts.Tree, err)

@@ -1,0 +1,1006 @@
+package layout
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Format 3 stores a generation's metadata as three kinds of files in regmirror/meta/, each
+// zstd-compressed JSON named by the sha256 of its compressed bytes (docs/tree-format.md,
+// "Metadata"):
+//
+//   - a root (what the stamp's meta names): generation, creation time, source, the subset
+//     table, and the names of the network file and of the content packs, in order;
+//   - a network file: the origin, the mirrors with their crawl state, minMirrors, regions and
+//     variant sets (a crawl writes only a new network file and a new root);
+//   - content packs: the first (the base) the whole content (repositories, manifests with
+//     their bytes, blob and orphan records), each later one a delta against the content
+//     before it. A reader applies them in order.
+//
+// The in-memory Meta is the same whatever the format.
+
+// Kinds of format 3 metadata files ("kind" in each).
+const (
+	metaKindRoot    = "root"
+	metaKindNetwork = "network"
+	metaKindPack    = "pack"
+)
+
+// Compaction of the pack chain (writeMeta): a new delta is merged with the newest deltas
+// while their total is at least half the older delta's size; a fresh base replaces the chain
+// when the deltas total more than a quarter of the base or there are more than maxPacks packs.
+const (
+	maxPacks         = 16
+	baseRewriteRatio = 4
+)
+
+// metaRoot is a format 3 root.
+type metaRoot struct {
+	Format     int       `json:"format"`
+	Kind       string    `json:"kind"`
+	Generation uint64    `json:"generation"`
+	Created    time.Time `json:"created"`
+	Source     string    `json:"source,omitempty"`
+	Subsets    []string  `json:"subsets,omitempty"`
+	// Network names the network file.
+	Network metaFileRef `json:"network"`
+	// Packs name the content packs, base first, in the order they apply.
+	Packs []metaFileRef `json:"packs"`
+}
+
+// metaFileRef names a metadata file the root needs, "meta/<hex>.json.zst" relative to
+// MetaDir, with its compressed size (what the compaction weighs).
+type metaFileRef struct {
+	Ref  string `json:"ref"`
+	Size int64  `json:"size"`
+}
+
+// metaNetwork is a format 3 network file: Meta's mirror network fields.
+type metaNetwork struct {
+	Format      int                `json:"format"`
+	Kind        string             `json:"kind"`
+	Origin      string             `json:"origin,omitempty"`
+	Mirrors     []*Mirror          `json:"mirrors,omitempty"`
+	MinMirrors  int                `json:"minMirrors,omitempty"`
+	Regions     map[string]*Region `json:"regions,omitempty"`
+	VariantSets []*VariantSet      `json:"variantSets,omitempty"`
+}
+
+// metaPack is a format 3 content pack: a delta against the content before it (the base is a
+// delta against nothing). Drops apply first, then the records given (added or replaced), then
+// the repository changes.
+type metaPack struct {
+	Format int    `json:"format"`
+	Kind   string `json:"kind"`
+
+	DropManifests    []Digest `json:"dropManifests,omitempty"`
+	DropBlobs        []Digest `json:"dropBlobs,omitempty"`
+	DropOrphans      []Digest `json:"dropOrphans,omitempty"`
+	DropRepositories []string `json:"dropRepositories,omitempty"`
+
+	Manifests map[Digest]*Manifest `json:"manifests,omitempty"`
+	Blobs     map[Digest]*Blob     `json:"blobs,omitempty"`
+	Orphans   map[Digest]*Orphan   `json:"orphans,omitempty"`
+	// Repositories are added or replaced whole.
+	Repositories map[string]*Repository `json:"repositories,omitempty"`
+	// RepositoryChanges change repositories the content before the pack has, part by part.
+	RepositoryChanges map[string]*repoChange `json:"repositoryChanges,omitempty"`
+}
+
+// repoChange changes a repository: tags set and removed, digests added to and dropped from its
+// lists (which stay sorted), referrers set and removed, archived tags and removal times
+// replaced whole.
+type repoChange struct {
+	Tags          map[string]Digest       `json:"tags,omitempty"`
+	Untag         []string                `json:"untag,omitempty"`
+	Manifests     *listChange             `json:"manifests,omitempty"`
+	Blobs         *listChange             `json:"blobs,omitempty"`
+	Retiring      *listChange             `json:"retiring,omitempty"`
+	RetiringBlobs *listChange             `json:"retiringBlobs,omitempty"`
+	Referrers     map[Digest][]Descriptor `json:"referrers,omitempty"`
+	DropReferrers []Digest                `json:"dropReferrers,omitempty"`
+	Archived      *[]string               `json:"archived,omitempty"`
+	Removed       *map[string]time.Time   `json:"removed,omitempty"`
+}
+
+// listChange adds digests to and drops digests from a sorted list.
+type listChange struct {
+	Add  []Digest `json:"add,omitempty"`
+	Drop []Digest `json:"drop,omitempty"`
+}
+
+// MetaFileError is a metadata file a generation needs that is missing or corrupt.
+type MetaFileError struct {
+	Path       string // tree-relative slash path
+	Generation uint64 // the generation whose root names it; 0 if unknown
+	Err        error
+}
+
+func (e *MetaFileError) Error() string {
+	if e.Generation == 0 {
+		return fmt.Sprintf("metadata file %s: %v", e.Path, e.Err)
+	}
+	return fmt.Sprintf("metadata file %s of generation %d: %v", e.Path, e.Generation, e.Err)
+}
+
+func (e *MetaFileError) Unwrap() error { return e.Err }
+
+// Hint says how to repair the tree: every copy of it holds the same file under the same name.
+func (e *MetaFileError) Hint() string {
+	g := "the generation"
+	if e.Generation != 0 {
+		g = fmt.Sprintf("generation %d", e.Generation)
+	}
+	return fmt.Sprintf("copy %s back from a mirror that holds %s (the same name; it is checked against it)", e.Path, g)
+}
+
+// readMetaFile reads the metadata file named ref ("meta/<hex>.json.zst"), checks it against
+// its name and returns its decompressed JSON.
+func (t *Tree) readMetaFile(ref string, generation uint64) ([]byte, int64, error) {
+	d, err := metaDigestFromRef(ref)
+	if err != nil {
+		return nil, 0, err
+	}
+	rel := MetaPath(d)
+	raw, err := os.ReadFile(t.Path(rel))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			err = errors.New("missing")
+		}
+		return nil, 0, &MetaFileError{rel, generation, err}
+	}
+	if err := VerifyBytes(d, raw); err != nil {
+		return nil, 0, &MetaFileError{rel, generation, fmt.Errorf("corrupt: %w", err)}
+	}
+	js, err := decompressMeta(raw)
+	if err != nil {
+		return nil, 0, &MetaFileError{rel, generation, err}
+	}
+	return js, int64(len(raw)), nil
+}
+
+// decompressMeta returns the JSON of a metadata file, at most MaxMetaSize bytes.
+func decompressMeta(raw []byte) ([]byte, error) {
+	zr, err := zstd.NewReader(bytes.NewReader(raw), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxMetaSize))
+	if err != nil {
+		return nil, fmt.Errorf("decoding metadata: %w", err)
+	}
+	defer zr.Close()
+	js, err := io.ReadAll(io.LimitReader(zr, MaxMetaSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("decoding metadata: %w", err)
+	}
+	if len(js) > MaxMetaSize {
+		return nil, fmt.Errorf("decoding metadata: larger than %d bytes", MaxMetaSize)
+	}
+	return js, nil
+}
+
+// metaHeader is the start of every metadata document: its format, and in format 3 its kind.
+// Every encoding puts "format" first (and "kind" second), so peekHeader reads a few bytes.
+type metaHeader struct {
+	Format int
+	Kind   string
+}
+
+// peekHeader reads the format and kind at the start of a metadata document without decoding
+// the rest. A document not starting with them gets a zero header.
+func peekHeader(js []byte) metaHeader {
+	var h metaHeader
+	dec := json.NewDecoder(bytes.NewReader(js))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return h
+	}
+	for range 2 {
+		k, err := dec.Token()
+		if err != nil {
+			return h
+		}
+		switch k {
+		case "format":
+			if dec.Decode(&h.Format) != nil {
+				return h
+			}
+		case "kind":
+			if dec.Decode(&h.Kind) != nil {
+				return h
+			}
+		default:
+			return h
+		}
+	}
+	return h
+}
+
+// decodeMetaDoc decodes a format 3 document of the given kind.
+func decodeMetaDoc(js []byte, kind string, v any) error {
+	if h := peekHeader(js); h.Format != 3 || h.Kind != kind {
+		return fmt.Errorf("not a format 3 metadata %s (format %d, kind %q)", kind, h.Format, h.Kind)
+	}
+	if err := json.Unmarshal(js, v); err != nil {
+		return fmt.Errorf("decoding metadata %s: %w", kind, err)
+	}
+	return nil
+}
+
+// decodeRoot decodes a root and checks the names it gives.
+func decodeRoot(js []byte) (*metaRoot, error) {
+	var r metaRoot
+	if err := decodeMetaDoc(js, metaKindRoot, &r); err != nil {
+		return nil, err
+	}
+	if _, err := metaDigestFromRef(r.Network.Ref); err != nil {
+		return nil, fmt.Errorf("metadata root: network: %w", err)
+	}
+	if len(r.Packs) == 0 {
+		return nil, errors.New("metadata root names no content pack")
+	}
+	for _, p := range r.Packs {
+		if _, err := metaDigestFromRef(p.Ref); err != nil {
+			return nil, fmt.Errorf("metadata root: pack: %w", err)
+		}
+	}
+	return &r, nil
+}
+
+// loadRoot reads the chain a format 3 root names (root itself decoded) into a Meta.
+func (t *Tree) loadRoot(r *metaRoot) (*Meta, error) {
+	m := NewMeta(r.Generation)
+	m.Created, m.Source, m.Subsets = r.Created, r.Source, r.Subsets
+	js, _, err := t.readMetaFile(r.Network.Ref, r.Generation)
+	if err != nil {
+		return nil, err
+	}
+	var n metaNetwork
+	if err := decodeMetaDoc(js, metaKindNetwork, &n); err != nil {
+		return nil, &MetaFileError{path.Join(MetaDir, r.Network.Ref), r.Generation, err}
+	}
+	m.Origin, m.Mirrors, m.MinMirrors, m.Regions, m.VariantSets = n.Origin, n.Mirrors, n.MinMirrors, n.Regions, n.VariantSets
+	m.Orphans = map[Digest]*Orphan{}
+	for _, ref := range r.Packs {
+		js, _, err := t.readMetaFile(ref.Ref, r.Generation)
+		if err != nil {
+			return nil, err
+		}
+		var p metaPack
+		if err := decodeMetaDoc(js, metaKindPack, &p); err != nil {
+			return nil, &MetaFileError{path.Join(MetaDir, ref.Ref), r.Generation, err}
+		}
+		if err := p.apply(m); err != nil {
+			return nil, &MetaFileError{path.Join(MetaDir, ref.Ref), r.Generation, err}
+		}
+	}
+	if len(m.Orphans) == 0 {
+		m.Orphans = nil
+	}
+	return m, nil
+}
+
+// apply applies the pack to m's content.
+func (p *metaPack) apply(m *Meta) error {
+	for _, d := range p.DropManifests {
+		delete(m.Manifests, d)
+	}
+	for _, d := range p.DropBlobs {
+		delete(m.Blobs, d)
+	}
+	for _, d := range p.DropOrphans {
+		delete(m.Orphans, d)
+	}
+	for _, n := range p.DropRepositories {
+		delete(m.Repositories, n)
+	}
+	for d, v := range p.Manifests {
+		if v == nil {
+			return fmt.Errorf("pack: manifest %s is null", d)
+		}
+		m.Manifests[d] = v
+	}
+	for d, v := range p.Blobs {
+		if v == nil {
+			return fmt.Errorf("pack: blob %s is null", d)
+		}
+		m.Blobs[d] = v
+	}
+	for d, v := range p.Orphans {
+		if v == nil {
+			return fmt.Errorf("pack: orphan %s is null", d)
+		}
+		m.Orphans[d] = v
+	}
+	for n, r := range p.Repositories {
+		if r == nil {
+			return fmt.Errorf("pack: repository %s is null", n)
+		}
+		m.Repositories[n] = r
+	}
+	for n, c := range p.RepositoryChanges {
+		r := m.Repositories[n]
+		if r == nil || c == nil {
+			return fmt.Errorf("pack changes repository %s, which the content before it lacks", n)
+		}
+		c.apply(r)
+	}
+	return nil
+}
+
+func (c *repoChange) apply(r *Repository) {
+	if len(c.Untag) > 0 || len(c.Tags) > 0 {
+		r.Tags = maps.Clone(r.Tags)
+		if r.Tags == nil {
+			r.Tags = map[string]Digest{}
+		}
+	}
+	for _, tag := range c.Untag {
+		delete(r.Tags, tag)
+	}
+	maps.Copy(r.Tags, c.Tags)
+	r.Manifests = c.Manifests.apply(r.Manifests)
+	r.Blobs = c.Blobs.apply(r.Blobs)
+	r.Retiring = c.Retiring.apply(r.Retiring)
+	r.RetiringBlobs = c.RetiringBlobs.apply(r.RetiringBlobs)
+	if len(c.DropReferrers) > 0 || len(c.Referrers) > 0 {
+		r.Referrers = maps.Clone(r.Referrers)
+		if r.Referrers == nil {
+			r.Referrers = map[Digest][]Descriptor{}
+		}
+	}
+	for _, d := range c.DropReferrers {
+		delete(r.Referrers, d)
+	}
+	maps.Copy(r.Referrers, c.Referrers)
+	if c.Archived != nil {
+		r.Archived = *c.Archived
+	}
+	if c.Removed != nil {
+		r.Removed = *c.Removed
+	}
+}
+
+// apply returns list with the change applied: sorted, without duplicates. A nil change
+// returns list.
+func (c *listChange) apply(list []Digest) []Digest {
+	if c == nil {
+		return list
+	}
+	drop := make(map[Digest]bool, len(c.Drop))
+	for _, d := range c.Drop {
+		drop[d] = true
+	}
+	out := make([]Digest, 0, len(list)+len(c.Add))
+	for _, d := range list {
+		if !drop[d] {
+			out = append(out, d)
+		}
+	}
+	out = append(out, c.Add...)
+	slices.SortFunc(out, compareDigests)
+	return slices.Compact(out)
+}
+
+func compareDigests(a, b Digest) int { return cmp.Compare(a.s, b.s) }
+
+// touched is what a pack (or a run of packs) changes: the keys it drops or sets. A pack that
+// brings some content to a Meta's is rebuilt from the keys it touched and that Meta
+// (buildPack): a key the Meta has is set to its value, another is dropped. So a run of packs
+// merges into one from the union of their touched keys and the content after them.
+type touched struct {
+	manifests, blobs, orphans map[Digest]bool
+	repos                     map[string]bool // replaced or dropped whole
+	repoParts                 map[string]*repoTouched
+}
+
+// repoTouched is what changes of one repository touched.
+type repoTouched struct {
+	tags              map[string]bool
+	lists             [4]map[Digest]bool // Manifests, Blobs, Retiring, RetiringBlobs
+	referrers         map[Digest]bool
+	archived, removed bool
+}
+
+func newTouched() *touched {
+	return &touched{manifests: map[Digest]bool{}, blobs: map[Digest]bool{}, orphans: map[Digest]bool{},
+		repos: map[string]bool{}, repoParts: map[string]*repoTouched{}}
+}
+
+func (t *touched) part(name string) *repoTouched {
+	rt := t.repoParts[name]
+	if rt == nil {
+		rt = &repoTouched{tags: map[string]bool{}, referrers: map[Digest]bool{}}
+		for i := range rt.lists {
+			rt.lists[i] = map[Digest]bool{}
+		}
+		t.repoParts[name] = rt
+	}
+	return rt
+}
+
+func (t *touched) empty() bool {
+	return len(t.manifests)+len(t.blobs)+len(t.orphans)+len(t.repos)+len(t.repoParts) == 0
+}
+
+// addPack adds what p touches.
+func (t *touched) addPack(p *metaPack) {
+	for _, d := range p.DropManifests {
+		t.manifests[d] = true
+	}
+	for d := range p.Manifests {
+		t.manifests[d] = true
+	}
+	for _, d := range p.DropBlobs {
+		t.blobs[d] = true
+	}
+	for d := range p.Blobs {
+		t.blobs[d] = true
+	}
+	for _, d := range p.DropOrphans {
+		t.orphans[d] = true
+	}
+	for d := range p.Orphans {
+		t.orphans[d] = true
+	}
+	for _, n := range p.DropRepositories {
+		t.repos[n] = true
+	}
+	for n := range p.Repositories {
+		t.repos[n] = true
+	}
+	for n, c := range p.RepositoryChanges {
+		rt := t.part(n)
+		for _, tag := range c.Untag {
+			rt.tags[tag] = true
+		}
+		for tag := range c.Tags {
+			rt.tags[tag] = true
+		}
+		for i, lc := range []*listChange{c.Manifests, c.Blobs, c.Retiring, c.RetiringBlobs} {
+			if lc != nil {
+				for _, d := range append(slices.Clip(lc.Add), lc.Drop...) {
+					rt.lists[i][d] = true
+				}
+			}
+		}
+		for _, d := range c.DropReferrers {
+			rt.referrers[d] = true
+		}
+		for d := range c.Referrers {
+			rt.referrers[d] = true
+		}
+		rt.archived = rt.archived || c.Archived != nil
+		rt.removed = rt.removed || c.Removed != nil
+	}
+}
+
+// buildPack returns the pack that sets every key t touches to its value in m, or drops it.
+func (t *touched) buildPack(m *Meta) *metaPack {
+	p := &metaPack{Format: 3, Kind: metaKindPack}
+	for d := range t.manifests {
+		if v := m.Manifests[d]; v != nil {
+			setKey(&p.Manifests, d, v)
+		} else {
+			p.DropManifests = append(p.DropManifests, d)
+		}
+	}
+	for d := range t.blobs {
+		if v := m.Blobs[d]; v != nil {
+			setKey(&p.Blobs, d, v)
+		} else {
+			p.DropBlobs = append(p.DropBlobs, d)
+		}
+	}
+	for d := range t.orphans {
+		if v := m.Orphans[d]; v != nil {
+			setKey(&p.Orphans, d, v)
+		} else {
+			p.DropOrphans = append(p.DropOrphans, d)
+		}
+	}
+	for n := range t.repos {
+		if r := m.Repositories[n]; r != nil {
+			setKey(&p.Repositories, n, r)
+		} else {
+			p.DropRepositories = append(p.DropRepositories, n)
+		}
+	}
+	for n, rt := range t.repoParts {
+		if t.repos[n] {
+			continue
+		}
+		r := m.Repositories[n]
+		if r == nil {
+			p.DropRepositories = append(p.DropRepositories, n)
+			continue
+		}
+		c := &repoChange{}
+		for tag := range rt.tags {
+			if d, ok := r.Tags[tag]; ok {
+				setKey(&c.Tags, tag, d)
+			} else {
+				c.Untag = append(c.Untag, tag)
+			}
+		}
+		for i, list := range [][]Digest{r.Manifests, r.Blobs, r.Retiring, r.RetiringBlobs} {
+			if len(rt.lists[i]) == 0 {
+				continue
+			}
+			in := make(map[Digest]bool, len(list))
+			for _, d := range list {
+				in[d] = true
+			}
+			lc := &listChange{}
+			for d := range rt.lists[i] {
+				if in[d] {
+					lc.Add = append(lc.Add, d)
+				} else {
+					lc.Drop = append(lc.Drop, d)
+				}
+			}
+			slices.SortFunc(lc.Add, compareDigests)
+			slices.SortFunc(lc.Drop, compareDigests)
+			*[...]**listChange{&c.Manifests, &c.Blobs, &c.Retiring, &c.RetiringBlobs}[i] = lc
+		}
+		for s := range rt.referrers {
+			if v, ok := r.Referrers[s]; ok {
+				setKey(&c.Referrers, s, v)
+			} else {
+				c.DropReferrers = append(c.DropReferrers, s)
+			}
+		}
+		// Never null: a null would read as no change.
+		if rt.archived {
+			a := r.Archived
+			if a == nil {
+				a = []string{}
+			}
+			c.Archived = &a
+		}
+		if rt.removed {
+			rm := r.Removed
+			if rm == nil {
+				rm = map[string]time.Time{}
+			}
+			c.Removed = &rm
+		}
+		slices.Sort(c.Untag)
+		slices.SortFunc(c.DropReferrers, compareDigests)
+		setKey(&p.RepositoryChanges, n, c)
+	}
+	slices.SortFunc(p.DropManifests, compareDigests)
+	slices.SortFunc(p.DropBlobs, compareDigests)
+	slices.SortFunc(p.DropOrphans, compareDigests)
+	slices.Sort(p.DropRepositories)
+	return p
+}
+
+func setKey[K comparable, V any](m *map[K]V, k K, v V) {
+	if *m == nil {
+		*m = map[K]V{}
+	}
+	(*m)[k] = v
+}
+
+// contentState is what the writer diffs a new Meta's content against: the content of the
+// live generation, copied when it was loaded (LoadForUpdate), so that the caller may change
+// the Meta it got.
+type contentState struct {
+	root      string // the stamp's meta ref it was loaded from
+	manifests map[Digest]string
+	blobs     map[Digest]Blob
+	orphans   map[Digest]Orphan
+	repos     map[string]*Repository
+}
+
+// snapshot copies m's content.
+func snapshot(root string, m *Meta) *contentState {
+	s := &contentState{root: root, manifests: make(map[Digest]string, len(m.Manifests)),
+		blobs: make(map[Digest]Blob, len(m.Blobs)), orphans: make(map[Digest]Orphan, len(m.Orphans)),
+		repos: make(map[string]*Repository, len(m.Repositories))}
+	for d, v := range m.Manifests {
+		s.manifests[d] = v.MediaType
+	}
+	for d, v := range m.Blobs {
+		s.blobs[d] = *v
+	}
+	for d, v := range m.Orphans {
+		s.orphans[d] = *v
+	}
+	for n, r := range m.Repositories {
+		s.repos[n] = &Repository{Tags: maps.Clone(r.Tags), Manifests: slices.Clone(r.Manifests), Blobs: slices.Clone(r.Blobs),
+			Referrers: maps.Clone(r.Referrers), Retiring: slices.Clone(r.Retiring), RetiringBlobs: slices.Clone(r.RetiringBlobs),
+			Archived: slices.Clone(r.Archived), Removed: maps.Clone(r.Removed)}
+		for k, v := range s.repos[n].Referrers {
+			s.repos[n].Referrers[k] = slices.Clone(v)
+		}
+	}
+	return s
+}
+
+// diff returns the keys whose values differ between s and m's content.
+func (s *contentState) diff(m *Meta) *touched {
+	t := newTouched()
+	for d, v := range m.Manifests {
+		if mt, ok := s.manifests[d]; !ok || mt != v.MediaType {
+			t.manifests[d] = true
+		}
+	}
+	for d := range s.manifests {
+		if m.Manifests[d] == nil {
+			t.manifests[d] = true
+		}
+	}
+	for d, v := range m.Blobs {
+		if o, ok := s.blobs[d]; !ok || !blobEqual(o, *v) {
+			t.blobs[d] = true
+		}
+	}
+	for d := range s.blobs {
+		if m.Blobs[d] == nil {
+			t.blobs[d] = true
+		}
+	}
+	for d, v := range m.Orphans {
+		if o, ok := s.orphans[d]; !ok || o.Size != v.Size || o.Since != v.Since || o.Subsets != v.Subsets || !o.Unreferenced.Equal(v.Unreferenced) {
+			t.orphans[d] = true
+		}
+	}
+	for d := range s.orphans {
+		if m.Orphans[d] == nil {
+			t.orphans[d] = true
+		}
+	}
+	for n, r := range m.Repositories {
+		o := s.repos[n]
+		if o == nil {
+			t.repos[n] = true
+			continue
+		}
+		diffRepo(o, r, func() *repoTouched { return t.part(n) })
+	}
+	for n := range s.repos {
+		if m.Repositories[n] == nil {
+			t.repos[n] = true
+		}
+	}
+	return t
+}
+
+func blobEqual(a, b Blob) bool {
+	return a.Size == b.Size && a.Since == b.Since && a.Subsets == b.Subsets && a.Former == b.Former &&
+		a.Retired.Equal(b.Retired) && a.Left.Equal(b.Left)
+}
+
+// diffRepo records in part() what differs between repositories o and r.
+func diffRepo(o, r *Repository, part func() *repoTouched) {
+	for tag, d := range r.Tags {
+		if od, ok := o.Tags[tag]; !ok || od != d {
+			part().tags[tag] = true
+		}
+	}
+	for tag := range o.Tags {
+		if _, ok := r.Tags[tag]; !ok {
+			part().tags[tag] = true
+		}
+	}
+	olds := [][]Digest{o.Manifests, o.Blobs, o.Retiring, o.RetiringBlobs}
+	for i, list := range [][]Digest{r.Manifests, r.Blobs, r.Retiring, r.RetiringBlobs} {
+		if slices.Equal(olds[i], list) {
+			continue
+		}
+		in := make(map[Digest]int, len(list))
+		for _, d := range olds[i] {
+			in[d] |= 1
+		}
+		for _, d := range list {
+			in[d] |= 2
+		}
+		for d, v := range in {
+			if v != 3 {
+				part().lists[i][d] = true
+			}
+		}
+		if !slices.IsSortedFunc(list, compareDigests) {
+			// The reader keeps lists sorted: replace every element so that the pack gives
+			// the list as the reader would. (The generator sorts them.)
+			for _, d := range list {
+				part().lists[i][d] = true
+			}
+		}
+	}
+	for s, v := range r.Referrers {
+		if ov, ok := o.Referrers[s]; !ok || !reflect.DeepEqual(ov, v) {
+			part().referrers[s] = true
+		}
+	}
+	for s := range o.Referrers {
+		if _, ok := r.Referrers[s]; !ok {
+			part().referrers[s] = true
+		}
+	}
+	if !slices.Equal(o.Archived, r.Archived) {
+		part().archived = true
+	}
+	if !maps.EqualFunc(o.Removed, r.Removed, time.Time.Equal) {
+		part().removed = true
+	}
+}
+
+// all touches every key of m's content: the pack it builds is a base.
+func all(m *Meta) *touched {
+	t := newTouched()
+	for d := range m.Manifests {
+		t.manifests[d] = true
+	}
+	for d := range m.Blobs {
+		t.blobs[d] = true
+	}
+	for d := range m.Orphans {
+		t.orphans[d] = true
+	}
+	for n := range m.Repositories {
+		t.repos[n] = true
+	}
+	return t
+}
+
+// encodeMetaDoc returns the compressed bytes of a metadata document and their digest.
+// encoding/json sorts map keys, so equal content gives equal bytes.
+func encodeMetaDoc(v any) ([]byte, Digest, error) {
+	var buf bytes.Buffer
+	zw, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return nil, Digest{}, err
+	}
+	if err := json.NewEncoder(zw).Encode(v); err != nil {
+		zw.Close()
+		return nil, Digest{}, fmt.Errorf("encoding metadata: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, Digest{}, fmt.Errorf("compressing metadata: %w", err)
+	}
+	return buf.Bytes(), DigestOf("sha256", buf.Bytes()), nil
+}
+
+// writeMetaDoc writes a metadata document into regmirror/meta/ (unless a file of that name,
+// hence that content, is there) and returns its reference.
+func (t *Tree) writeMetaDoc(v any) (metaFileRef, error) {
+	raw, d, err := encodeMetaDoc(v)
+	if err != nil {
+		return metaFileRef{}, err
+	}
+	ref := metaFileRef{Ref: metaRef(d), Size: int64(len(raw))}
+	if fi, err := os.Stat(t.Path(MetaPath(d))); err == nil && fi.Size() == ref.Size {
+		return ref, nil
+	}
+	if err := WriteFile(t.Path(MetaPath(d)), raw); err != nil {
+		return metaFileRef{}, fmt.Errorf("writing metadata: %w", err)
+	}
+	return ref, nil
+}
+
+// updateBase is what LoadForUpdate keeps for the next publish: the content loaded.
+type updateBase = atomic.Pointer[contentState]
+
+// LoadForUpdate is Load for a caller that publishes a successor (generate, crawl): it also
+// keeps a copy of the loaded content, so that the publish writes only what changed (a content
+// pack) without reading the tree's metadata again. The caller may change the Meta it gets.
+func (t *Tree) LoadForUpdate() (*Meta, Stamp, error) {
+	m, s, err := t.Load()
+	if err != nil {
+		return nil, Stamp{}, err
+	}
+	t.base.Store(snapshot(s.Meta, m))
+	return m, s, nil
+}
+
+// writeMeta writes m as a format 3 metadata root, with the network file and content packs it
+// names, and returns the root's digest. The content packs are those of the live generation
+// plus one delta (none if the content did not change), compacted: see the constants above.
+// Without a usable live format 3 generation it writes a fresh base.
+func (t *Tree) writeMeta(m *Meta) (Digest, error) {
+	net, err := t.writeMetaDoc(&metaNetwork{Format: 3, Kind: metaKindNetwork, Origin: m.Origin, Mirrors: m.Mirrors,
+		MinMirrors: m.MinMirrors, Regions: m.Regions, VariantSets: m.VariantSets})
+	if err != nil {
+		return Digest{}, err
+	}
+	packs, err := t.appendPack(m)
+	if err != nil {
+		return Digest{}, err
+	}
+	raw, d, err := encodeMetaDoc(&metaRoot{Format: 3, Kind: metaKindRoot, Generation: m.Generation, Created: m.Created,
+		Source: m.Source, Subsets: m.Subsets, Network: net, Packs: packs})
+	if err != nil {
+		return Digest{}, err
+	}
+	if err := WriteFile(t.Path(MetaPath(d)), raw); err != nil {
+		return Digest{}, fmt.Errorf("writing metadata: %w", err)
+	}
+	return d, nil
+}
+
+// appendPack returns the pack chain of m's content: the live generation's chain with a delta
+// appended, and compacted, or a fresh base.
+func (t *Tree) appendPack(m *Meta) ([]metaFileRef, error) {
+	chain, prev := t.liveChain()
+	if prev == nil || len(chain) == 0 {
+		return t.writeBase(m)
+	}
+	tc := prev.diff(m)
+	if tc.empty() {
+		return chain, nil
+	}
+	p := tc.buildPack(m)
+	ref, err := t.writeMetaDoc(p)
+	if err != nil {
+		return nil, err
+	}
+	// Merge the new delta with the newest deltas while their total is at least half the
+	// older one: the chain's sizes then fall geometrically, so it stays short.
+	run, total := len(chain), ref.Size
+	for run > 1 && total*2 >= chain[run-1].Size {
+		run--
+		total += chain[run].Size
+	}
+	if run < len(chain) {
+		for _, r := range chain[run:] {
+			js, _, err := t.readMetaFile(r.Ref, 0)
+			if err != nil {
+				return t.writeBase(m) // a broken chain is replaced
+			}
+			var old metaPack
+			if err := decodeMetaDoc(js, metaKindPack, &old); err != nil {
+				return t.writeBase(m)
+			}
+			tc.addPack(&old)
+		}
+		if ref, err = t.writeMetaDoc(tc.buildPack(m)); err != nil {
+			return nil, err
+		}
+	}
+	chain = append(slices.Clip(chain[:run]), ref)
+	var deltas int64
+	for _, r := range chain[1:] {
+		deltas += r.Size
+	}
+	if len(chain) > maxPacks || deltas*baseRewriteRatio > chain[0].Size {
+		return t.writeBase(m)
+	}
+	return chain, nil
+}
+
+func (t *Tree) writeBase(m *Meta) ([]metaFileRef, error) {
+	ref, err := t.writeMetaDoc(all(m).buildPack(m))
+	if err != nil {
+		return nil, err
+	}
+	return []metaFileRef{ref}, nil
+}
+
+// liveChain returns the live generation's pack chain and content: the content kept by
+// LoadForUpdate if it is the live generation's, else read from the tree. Nil if the live
+// generation is not format 3 or does not load.
+func (t *Tree) liveChain() ([]metaFileRef, *contentState) {
+	s, err := t.ReadStamp()
+	if err != nil {
+		return nil, nil
+	}
+	js, _, err := t.readMetaFile(s.Meta, s.Generation)
+	if err != nil {
+		return nil, nil
+	}
+	r, err := decodeRoot(js)
+	if err != nil {
+		return nil, nil
+	}
+	if b := t.base.Load(); b != nil && b.root == s.Meta {
+		return r.Packs, b
+	}
+	m, err := t.loadRoot(r)
+	if err != nil {
+		return nil, nil
+	}
+	return r.Packs, snapshot(s.Meta, m)
+}
+
+// metaFilesOf returns the names (base names in regmirror/meta/) of the files the root named
+// ref needs: itself and, for a format 3 root, its network file and packs. It reads only the
+// start of an older format's file.
+func (t *Tree) metaFilesOf(ref string) ([]string, error) {
+	d, err := metaDigestFromRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	names := []string{path.Base(ref)}
+	f, err := os.Open(t.Path(MetaPath(d)))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	head := make([]byte, 64)
+	n, _ := io.ReadFull(zr, head)
+	if h := peekHeader(head[:n]); h.Format != 3 { // formats 1 and 2 are one file (peek may see "format" only)
+		if h.Format == 0 {
+			return nil, fmt.Errorf("%s: not a metadata file", ref)
+		}
+		return names, nil
+	}
+	rest, err := io.ReadAll(io.LimitReader(zr, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	r, err := decodeRoot(append(head[:n], rest...))
+	if err != nil {
+		return nil, err
+	}
+	names = append(names, path.Base(r.Network.Ref))
+	for _, p := range r.Packs {
+		names = append(names, path.Base(p.Ref))
+	}
+	return names, nil
+}
+
+// pruneMeta removes the metadata files that no publication left needs (its root, and the
+// network file and packs a format 3 root names): the live one and the ones kept for mirrors
+// mid-sync (prunePub) keep theirs, so a copy that lags behind finds the metadata its stamp
+// names. Files it cannot judge are left for the next publish.
+func (t *Tree) pruneMeta() {
+	names, err := t.Publications()
+	if err != nil {
+		return
+	}
+	keep := map[string]bool{}
+	for _, n := range names {
+		b, err := os.ReadFile(t.Path(path.Join(PubPath(n), PubStamp)))
+		if err != nil {
+			return // a publication whose stamp cannot be read: its metadata is unknown
+		}
+		s, err := ParseStamp(b)
+		if err != nil {
+			return
+		}
+		files, err := t.metaFilesOf(s.Meta)
+		if err != nil {
+			return // a root that does not read: the files it names are unknown
+		}
+		for _, f := range files {
+			keep[f] = true
+		}
+	}
+	dir := t.Path(MetaFilesDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	removed := false
+	for _, e := range ents {
+		name := e.Name()
+		if keep[name] || strings.HasPrefix(name, TempPrefix) || !strings.HasSuffix(name, ".json.zst") {
+			continue
+		}
+		if os.Remove(filepath.Join(dir, name)) == nil {
+			removed = true
+		}
+	}
+	if removed {
+		_ = SyncDir(dir)
+	}
+}
