@@ -1,0 +1,562 @@
+package layout
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// canonical is m's JSON with every null, empty list and empty object left out: the content,
+// whether a list is nil or empty.
+func canonical(t *testing.T, m *Meta) any {
+	t.Helper()
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	var prune func(v any) any
+	prune = func(v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				if e = prune(e); e == nil {
+					delete(x, k)
+				} else {
+					x[k] = e
+				}
+			}
+			if len(x) == 0 {
+				return nil
+			}
+		case []any:
+			for i, e := range x {
+				x[i] = prune(e)
+			}
+			if len(x) == 0 {
+				return nil
+			}
+		}
+		return v
+	}
+	return prune(v)
+}
+
+// sameMeta fails the test unless got and want hold the same metadata.
+func sameMeta(t *testing.T, what string, got, want *Meta) {
+	t.Helper()
+	g, w := canonical(t, got), canonical(t, want)
+	if reflect.DeepEqual(g, w) {
+		return
+	}
+	gm, wm := g.(map[string]any), w.(map[string]any)
+	for k := range wm {
+		if !reflect.DeepEqual(gm[k], wm[k]) {
+			gb, _ := json.Marshal(gm[k])
+			wb, _ := json.Marshal(wm[k])
+			t.Fatalf("%s: %s differs:\ngot  %.2000s\nwant %.2000s", what, k, gb, wb)
+		}
+	}
+	t.Fatalf("%s: got %v, want %v", what, g, w)
+}
+
+// metaGen makes random metadata and changes it as generations would.
+type metaGen struct {
+	rng *rand.Rand
+	n   int
+	now time.Time
+}
+
+func (g *metaGen) digest() Digest {
+	g.n++
+	return DigestOf("sha256", fmt.Appendf(nil, "%d-%d", g.n, g.rng.Uint64()))
+}
+
+func (g *metaGen) time() time.Time {
+	g.now = g.now.Add(time.Duration(g.rng.IntN(3600)) * time.Second)
+	return g.now
+}
+
+// image adds a manifest with a config and layers to m and r; it returns the manifest.
+func (g *metaGen) image(m *Meta, r *Repository) Digest {
+	d := g.digest()
+	m.Manifests[d] = &Manifest{MediaType: MediaTypeOCIManifest, Data: fmt.Appendf(nil, `{"n":%d}`, g.n)}
+	m.Blobs[d] = &Blob{Size: int64(g.rng.IntN(5000)), Since: m.Generation, Subsets: g.rng.Uint64N(4)}
+	r.Manifests = append(r.Manifests, d)
+	for range 1 + g.rng.IntN(3) {
+		b := g.digest()
+		m.Blobs[b] = &Blob{Size: int64(g.rng.IntN(1 << 30)), Since: m.Generation, Subsets: g.rng.Uint64N(4)}
+		r.Blobs = append(r.Blobs, b)
+	}
+	return d
+}
+
+func (g *metaGen) repo(m *Meta) *Repository {
+	r := &Repository{Tags: map[string]Digest{}, Manifests: []Digest{}, Blobs: []Digest{}}
+	for i := range 1 + g.rng.IntN(5) {
+		r.Tags[fmt.Sprintf("t%d", i)] = g.image(m, r)
+	}
+	sortRepo(r)
+	return r
+}
+
+func sortRepo(r *Repository) {
+	for _, l := range []*[]Digest{&r.Manifests, &r.Blobs, &r.Retiring, &r.RetiringBlobs} {
+		slices.SortFunc(*l, compareDigests)
+		*l = slices.Compact(*l)
+	}
+}
+
+func (g *metaGen) meta() *Meta {
+	m := NewMeta(1)
+	m.Source = "https://source.example/"
+	m.Subsets = []string{"amd64", "arm64", AnyArchitecture}
+	m.Orphans = map[Digest]*Orphan{}
+	for i := range 6 {
+		m.Repositories[fmt.Sprintf("repo/%d", i)] = g.repo(m)
+	}
+	m.Origin = "https://origin.example/"
+	for i := range 3 {
+		m.Mirrors = append(m.Mirrors, &Mirror{Name: fmt.Sprintf("m%d", i), URL: fmt.Sprintf("https://m%d.example/", i), Country: "DE", Enabled: true})
+	}
+	m.Regions = map[string]*Region{"DE": {Tiers: [][]string{{"m0", "m1"}, {"m2"}}, VariantSet: 0}, "global": {Tiers: [][]string{{"m2"}}, VariantSet: -1}}
+	m.VariantSets = []*VariantSet{{Mirrors: []string{"m0", "m1"}}}
+	return m
+}
+
+// crawl changes what a crawl changes: the mirrors' state, regions, variant sets.
+func (g *metaGen) crawl(m *Meta) {
+	for _, mi := range m.Mirrors {
+		mi.Generation = m.Generation - uint64(g.rng.IntN(2))
+		mi.Healthy = g.rng.IntN(4) != 0
+		mi.Checked = g.time()
+	}
+	m.MinMirrors = g.rng.IntN(3)
+	m.Regions["DE"].Tiers = [][]string{{m.Mirrors[g.rng.IntN(3)].Name}}
+	m.VariantSets[0].Mirrors = []string{m.Mirrors[g.rng.IntN(3)].Name}
+}
+
+// promote changes what a generation changes, at random: tags moved (the old manifest
+// retiring), added and removed, records updated, orphans, referrers, archived tags,
+// repositories added and dropped.
+func (g *metaGen) promote(m *Meta) {
+	m.Generation++
+	m.Created = g.time()
+	if m.Orphans == nil {
+		m.Orphans = map[Digest]*Orphan{}
+	}
+	names := slices.Sorted(func(yield func(string) bool) {
+		for n := range m.Repositories {
+			if !yield(n) {
+				return
+			}
+		}
+	})
+	for range 1 + g.rng.IntN(4) {
+		r := m.Repositories[names[g.rng.IntN(len(names))]]
+		switch g.rng.IntN(8) {
+		case 0, 1, 2: // move a tag; the old manifest retires
+			tags := slices.Sorted(func(yield func(string) bool) {
+				for t := range r.Tags {
+					if !yield(t) {
+						return
+					}
+				}
+			})
+			if len(tags) == 0 {
+				r.Tags["t0"] = g.image(m, r)
+				break
+			}
+			tag := tags[g.rng.IntN(len(tags))]
+			old := r.Tags[tag]
+			r.Tags[tag] = g.image(m, r)
+			r.Manifests = slices.DeleteFunc(r.Manifests, func(d Digest) bool { return d == old })
+			r.Retiring = append(r.Retiring, old)
+			m.Blobs[old].Retired = g.time()
+		case 3: // untag
+			for tag := range r.Tags {
+				delete(r.Tags, tag)
+				break
+			}
+		case 4: // referrers
+			if len(r.Manifests) > 0 {
+				s := r.Manifests[g.rng.IntN(len(r.Manifests))]
+				if r.Referrers[s] != nil && g.rng.IntN(2) == 0 {
+					delete(r.Referrers, s)
+				} else {
+					setKey(&r.Referrers, s, []Descriptor{{MediaType: MediaTypeOCIManifest, Size: 3, Digest: g.digest(), ArtifactType: "x", Annotations: map[string]string{"a": "b"}}})
+				}
+			}
+		case 5: // archive a tag, or unarchive them all
+			if len(r.Archived) > 0 && g.rng.IntN(2) == 0 {
+				r.Archived, r.Removed = nil, nil
+			} else {
+				r.Archived = []string{"t0"}
+				r.Removed = map[string]time.Time{"t0": g.time()}
+			}
+		case 6: // retiring content ends: files become orphans, orphans go
+			for _, d := range r.Retiring {
+				b := m.Blobs[d]
+				delete(m.Blobs, d)
+				delete(m.Manifests, d)
+				m.Orphans[d] = &Orphan{Size: b.Size, Since: b.Since, Unreferenced: g.time(), Subsets: b.Subsets}
+			}
+			r.Retiring = nil
+			for d := range m.Orphans {
+				if g.rng.IntN(2) == 0 {
+					delete(m.Orphans, d)
+				}
+			}
+		case 7: // a record changes
+			for _, d := range r.Blobs {
+				if g.rng.IntN(3) == 0 {
+					m.Blobs[d].Subsets = g.rng.Uint64N(8)
+					m.Blobs[d].Former, m.Blobs[d].Left = 1, g.time()
+				}
+			}
+		}
+		sortRepo(r)
+	}
+	switch g.rng.IntN(6) {
+	case 0:
+		m.Repositories[fmt.Sprintf("repo/new%d", g.n)] = g.repo(m)
+	case 1:
+		if len(names) > 3 {
+			delete(m.Repositories, names[g.rng.IntN(len(names))])
+		}
+	}
+}
+
+// TestMetaPacksRoundTrip publishes random metadata over many generations (promotions,
+// crawls, no-op runs), each loaded as generate and crawl load it and changed in place, and
+// checks that every generation reads back exactly, that deltas are merged and bases
+// rewritten, and that the chain stays short.
+func TestMetaPacksRoundTrip(t *testing.T) {
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			g := &metaGen{rng: rand.New(rand.NewPCG(seed, 1)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			tree := NewTree(t.TempDir())
+			m := g.meta()
+			if _, err := tree.Publish(m); err != nil {
+				t.Fatal(err)
+			}
+			var merges, rewrites, appends, reused int
+			prev := readRootT(t, tree)
+			for step := range 60 {
+				what := fmt.Sprintf("step %d", step)
+				var err error
+				// Mostly as generate and crawl do (the Meta loaded, changed in place);
+				// sometimes loaded without keeping a copy, so that the publish reads the
+				// live generation itself.
+				if step%7 == 3 {
+					m, _, err = NewTree(tree.Dir()).Load()
+					tree = NewTree(tree.Dir())
+				} else {
+					m, _, err = tree.LoadForUpdate()
+				}
+				if err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				switch g.rng.IntN(4) {
+				case 0:
+					what += " (crawl)"
+					g.crawl(m)
+				case 1:
+					what += " (no change)"
+					m.Generation++
+				default:
+					what += " (generation)"
+					g.promote(m)
+				}
+				want := canonical(t, m)
+				if _, err := tree.Publish(m); err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				got, _, err := NewTree(tree.Dir()).Load()
+				if err != nil {
+					t.Fatalf("%s: loading: %v", what, err)
+				}
+				if g := canonical(t, got); !reflect.DeepEqual(g, want) {
+					sameMeta(t, what, got, m)
+					t.Fatalf("%s: the published Meta changed while publishing", what)
+				}
+				root := readRootT(t, tree)
+				switch {
+				case slices.Equal(root.Packs, prev.Packs):
+					reused++
+				case len(root.Packs) == 1:
+					rewrites++
+				case len(root.Packs) == len(prev.Packs)+1 && slices.Equal(root.Packs[:len(prev.Packs)], prev.Packs):
+					appends++
+				default:
+					merges++
+				}
+				if len(root.Packs) > maxPacks {
+					t.Fatalf("%s: %d packs, want at most %d", what, len(root.Packs), maxPacks)
+				}
+				prev = root
+			}
+			t.Logf("packs reused %d, appended %d, merged %d, base rewritten %d", reused, appends, merges, rewrites)
+			if reused == 0 || appends == 0 || merges == 0 || rewrites == 0 {
+				t.Errorf("packs reused %d, appended %d, merged %d, base rewritten %d times: want each at least once", reused, appends, merges, rewrites)
+			}
+		})
+	}
+}
+
+func readRootT(t *testing.T, tree *Tree) *metaRoot {
+	t.Helper()
+	s, err := tree.ReadStamp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _, err := tree.readMetaFile(s.Meta, s.Generation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := decodeRoot(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestMetaCrawlWritesNetworkOnly checks that a crawl's publish writes a network file and a
+// root, and that a generation that changes a few tags writes one small pack.
+func TestMetaCrawlWritesNetworkOnly(t *testing.T) {
+	g := &metaGen{rng: rand.New(rand.NewPCG(7, 7)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	tree := NewTree(t.TempDir())
+	m := g.meta()
+	for i := range 200 {
+		m.Repositories[fmt.Sprintf("big/%d", i)] = g.repo(m)
+	}
+	if _, err := tree.Publish(m); err != nil {
+		t.Fatal(err)
+	}
+	files := func() map[string]bool {
+		ents, err := os.ReadDir(tree.Path(MetaFilesDir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, e := range ents {
+			out[e.Name()] = true
+		}
+		return out
+	}
+	before, root := files(), readRootT(t, tree)
+	m, _, err := tree.LoadForUpdate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.crawl(m)
+	if _, err := tree.Publish(m); err != nil {
+		t.Fatal(err)
+	}
+	after := readRootT(t, tree)
+	var added []string
+	for f := range files() {
+		if !before[f] {
+			added = append(added, f)
+		}
+	}
+	sort.Strings(added)
+	wantAdded := []string{path.Base(after.Network.Ref), path.Base(readStampT(t, tree).Meta)}
+	sort.Strings(wantAdded)
+	if !slices.Equal(added, wantAdded) || !slices.Equal(after.Packs, root.Packs) {
+		t.Errorf("crawl: added %v, packs %v; want the network file and root %v and the same packs %v", added, after.Packs, wantAdded, root.Packs)
+	}
+
+	m, _, err = tree.LoadForUpdate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Generation++
+	r := m.Repositories["big/7"]
+	r.Tags["t0"] = g.image(m, r)
+	sortRepo(r)
+	if _, err := tree.Publish(m); err != nil {
+		t.Fatal(err)
+	}
+	next := readRootT(t, tree)
+	if len(next.Packs) != 2 || next.Packs[0] != root.Packs[0] {
+		t.Fatalf("promotion: packs %v, want the base %v and one delta", next.Packs, root.Packs[0])
+	}
+	if d, b := next.Packs[1].Size, next.Packs[0].Size; d*50 > b {
+		t.Errorf("promotion of one tag: delta %d bytes, base %d: want the delta under 2%% of the base", d, b)
+	}
+}
+
+func readStampT(t *testing.T, tree *Tree) Stamp {
+	t.Helper()
+	s, err := tree.ReadStamp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestMetaFilesMissingOrCorrupt checks that a generation whose network file or pack is
+// missing or does not match its name is refused with an error naming the file.
+func TestMetaFilesMissingOrCorrupt(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		file  func(r *metaRoot) string
+		break_ func(p string) error
+	}{
+		{"network missing", func(r *metaRoot) string { return r.Network.Ref }, os.Remove},
+		{"base missing", func(r *metaRoot) string { return r.Packs[0].Ref }, os.Remove},
+		{"delta missing", func(r *metaRoot) string { return r.Packs[1].Ref }, os.Remove},
+		{"delta corrupt", func(r *metaRoot) string { return r.Packs[1].Ref }, flipByte},
+		{"network corrupt", func(r *metaRoot) string { return r.Network.Ref }, flipByte},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &metaGen{rng: rand.New(rand.NewPCG(1, 2)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			tree := NewTree(t.TempDir())
+			m := g.meta()
+			if _, err := tree.Publish(m); err != nil {
+				t.Fatal(err)
+			}
+			m.Generation++
+			r := m.Repositories["repo/1"]
+			r.Tags["new"] = g.image(m, r)
+			sortRepo(r)
+			if _, err := tree.Publish(m); err != nil {
+				t.Fatal(err)
+			}
+			root := readRootT(t, tree)
+			if len(root.Packs) != 2 {
+				t.Fatalf("packs: got %d, want a base and a delta", len(root.Packs))
+			}
+			rel := path.Join(MetaDir, tc.file(root))
+			if err := tc.break_(tree.Path(rel)); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := tree.Load()
+			var mf *MetaFileError
+			if !errors.As(err, &mf) || mf.Path != rel || !strings.Contains(err.Error(), rel) {
+				t.Fatalf("Load: got %v, want a *MetaFileError naming %s", err, rel)
+			}
+			if mf.Generation != m.Generation || !strings.Contains(mf.Hint(), rel) {
+				t.Errorf("error: generation %d, hint %q; want generation %d and a hint naming the file", mf.Generation, mf.Hint(), m.Generation)
+			}
+		})
+	}
+}
+
+func flipByte(p string) error {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	b[len(b)/2] ^= 1
+	return os.WriteFile(p, b, 0o644)
+}
+
+// TestMetaFormat2TreeLoads reads a tree written by format 2 (one metadata file), and checks
+// that the next publish writes format 3 holding the same content.
+func TestMetaFormat2TreeLoads(t *testing.T) {
+	g := &metaGen{rng: rand.New(rand.NewPCG(3, 4)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	tree := NewTree(t.TempDir())
+	m := g.meta()
+	if _, err := tree.Publish(m); err != nil {
+		t.Fatal(err)
+	}
+	// Replace the live publication's stamp by a format 2 stamp naming a format 2 file.
+	m.Format = 2
+	raw, d, err := EncodeMeta(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(tree.Path(MetaPath(d)), raw); err != nil {
+		t.Fatal(err)
+	}
+	sb, _ := json.Marshal(Stamp{Format: 2, Generation: m.Generation, Meta: metaRef(d), Created: time.Now().UTC()})
+	live, err := tree.LivePublication()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tree.Path(path.Join(PubPath(live), PubStamp)), sb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := tree.LoadForUpdate()
+	if err != nil {
+		t.Fatalf("loading format 2: %v", err)
+	}
+	m.Format = FormatVersion
+	sameMeta(t, "format 2", got, m)
+	got.Generation++
+	if _, err := tree.Publish(got); err != nil {
+		t.Fatal(err)
+	}
+	if r := readRootT(t, tree); len(r.Packs) != 1 {
+		t.Errorf("after format 2: %d packs, want a base", len(r.Packs))
+	}
+	again, _, err := NewTree(tree.Dir()).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameMeta(t, "format 3 after format 2", again, got)
+}
+
+// TestMetaFieldsStored guards against a Meta field the format 3 files would not store: every
+// field of Meta is one this file knows where to put.
+func TestMetaFieldsStored(t *testing.T) {
+	stored := map[string]string{
+		"Format": "root", "Generation": "root", "Created": "root", "Source": "root", "Subsets": "root",
+		"Repositories": "pack", "Manifests": "pack", "Blobs": "pack", "Orphans": "pack",
+		"Origin": "network", "Mirrors": "network", "MinMirrors": "network", "Regions": "network", "VariantSets": "network",
+	}
+	for f := range reflect.TypeFor[Meta]().Fields() {
+		if stored[f.Name] == "" {
+			t.Errorf("Meta.%s: not stored by format 3 (metapack.go): add it to the root, the network file or the packs", f.Name)
+		}
+	}
+	for f := range reflect.TypeFor[Repository]().Fields() {
+		if _, ok := reflect.TypeFor[repoChange]().FieldByName(f.Name); !ok {
+			t.Errorf("Repository.%s: repoChange cannot change it", f.Name)
+		}
+	}
+}
+
+// FuzzMetaDocs decodes untrusted format 3 documents (a root, a pack applied to some content):
+// errors, never a panic.
+func FuzzMetaDocs(f *testing.F) {
+	d := DigestOf("sha256", []byte("x")).String()
+	f.Add([]byte(`{"format":3,"kind":"root","generation":2,"network":{"ref":"meta/` + strings.Repeat("a", 64) + `.json.zst","size":3},"packs":[{"ref":"meta/../../x","size":1}]}`))
+	f.Add([]byte(`{"format":3,"kind":"pack","manifests":{"` + d + `":{"mediaType":"a","data":"e30="}},"repositories":{"r":{"tags":{"t":"` + d + `"}}}}`))
+	f.Add([]byte(`{"format":3,"kind":"pack","repositoryChanges":{"r":{"untag":["t"],"manifests":{"add":["` + d + `"]},"archived":[],"removed":{}}}}`))
+	f.Add([]byte(`{"format":3,"kind":"pack","blobs":{"` + d + `":null}}`))
+	f.Fuzz(func(t *testing.T, js []byte) {
+		if r, err := decodeRoot(js); err == nil {
+			for _, p := range append([]metaFileRef{r.Network}, r.Packs...) {
+				if _, err := metaDigestFromRef(p.Ref); err != nil {
+					t.Fatalf("root accepted with a bad name %q", p.Ref)
+				}
+			}
+		}
+		var p metaPack
+		if decodeMetaDoc(js, metaKindPack, &p) != nil {
+			return
+		}
+		m := NewMeta(1)
+		m.Orphans = map[Digest]*Orphan{}
+		m.Repositories["r"] = &Repository{}
+		if p.apply(m) == nil {
+			_ = m.validateNames()
+			newTouched().addPack(&p)
+		}
+	})
+}
