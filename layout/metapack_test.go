@@ -412,8 +412,8 @@ func readStampT(t *testing.T, tree *Tree) Stamp {
 // missing or does not match its name is refused with an error naming the file.
 func TestMetaFilesMissingOrCorrupt(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		file  func(r *metaRoot) string
+		name   string
+		file   func(r *metaRoot) string
 		break_ func(p string) error
 	}{
 		{"network missing", func(r *metaRoot) string { return r.Network.Ref }, os.Remove},
