@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"maps"
 	"os"
@@ -599,19 +600,31 @@ func setKey[K comparable, V any](m *map[K]V, k K, v V) {
 // the Meta it got.
 type contentState struct {
 	root      string // the stamp's meta ref it was loaded from
-	manifests map[Digest]string
+	seed      maphash.Seed
+	manifests map[Digest]manifestSum
 	blobs     map[Digest]Blob
 	orphans   map[Digest]Orphan
 	repos     map[string]*Repository
 }
 
+// manifestSum stands for a manifest's record: its bytes are named by their digest, but a
+// Meta could still hold others (the redirector refuses them).
+type manifestSum struct {
+	mediaType string
+	sum       uint64
+}
+
+func (s *contentState) manifestSum(v *Manifest) manifestSum {
+	return manifestSum{v.MediaType, maphash.Bytes(s.seed, v.Data)}
+}
+
 // snapshot copies m's content.
 func snapshot(root string, m *Meta) *contentState {
-	s := &contentState{root: root, manifests: make(map[Digest]string, len(m.Manifests)),
+	s := &contentState{root: root, seed: maphash.MakeSeed(), manifests: make(map[Digest]manifestSum, len(m.Manifests)),
 		blobs: make(map[Digest]Blob, len(m.Blobs)), orphans: make(map[Digest]Orphan, len(m.Orphans)),
 		repos: make(map[string]*Repository, len(m.Repositories))}
 	for d, v := range m.Manifests {
-		s.manifests[d] = v.MediaType
+		s.manifests[d] = s.manifestSum(v)
 	}
 	for d, v := range m.Blobs {
 		s.blobs[d] = *v
@@ -634,7 +647,7 @@ func snapshot(root string, m *Meta) *contentState {
 func (s *contentState) diff(m *Meta) *touched {
 	t := newTouched()
 	for d, v := range m.Manifests {
-		if mt, ok := s.manifests[d]; !ok || mt != v.MediaType {
+		if o, ok := s.manifests[d]; !ok || o != s.manifestSum(v) {
 			t.manifests[d] = true
 		}
 	}
@@ -783,8 +796,8 @@ func (t *Tree) writeMetaDoc(v any) (metaFileRef, error) {
 		return metaFileRef{}, err
 	}
 	ref := metaFileRef{Ref: metaRef(d), Size: int64(len(raw))}
-	if fi, err := os.Stat(t.Path(MetaPath(d))); err == nil && fi.Size() == ref.Size {
-		return ref, nil
+	if old, err := os.ReadFile(t.Path(MetaPath(d))); err == nil && VerifyBytes(d, old) == nil {
+		return ref, nil // there already, intact
 	}
 	if err := WriteFile(t.Path(MetaPath(d)), raw); err != nil {
 		return metaFileRef{}, fmt.Errorf("writing metadata: %w", err)
@@ -916,15 +929,15 @@ func (t *Tree) liveChain() ([]metaFileRef, *contentState) {
 	return r.Packs, snapshot(s.Meta, m)
 }
 
-// metaFilesOf returns the names (base names in regmirror/meta/) of the files the root named
-// ref needs: itself and, for a format 3 root, its network file and packs. It reads only the
-// start of an older format's file.
-func (t *Tree) metaFilesOf(ref string) ([]string, error) {
-	d, err := metaDigestFromRef(ref)
+// MetaFiles returns the tree-relative paths of the metadata files the generation of stamp s
+// needs: the file its stamp names and, for a format 3 root, the network file and the content
+// packs that root names, in order. It reads only the start of an older format's file.
+func (t *Tree) MetaFiles(s Stamp) ([]string, error) {
+	d, err := metaDigestFromRef(s.Meta)
 	if err != nil {
 		return nil, err
 	}
-	names := []string{path.Base(ref)}
+	files := []string{MetaPath(d)}
 	f, err := os.Open(t.Path(MetaPath(d)))
 	if err != nil {
 		return nil, err
@@ -937,25 +950,24 @@ func (t *Tree) metaFilesOf(ref string) ([]string, error) {
 	defer zr.Close()
 	head := make([]byte, 64)
 	n, _ := io.ReadFull(zr, head)
-	if h := peekHeader(head[:n]); h.Format != 3 { // formats 1 and 2 are one file (peek may see "format" only)
+	if h := peekHeader(head[:n]); h.Format != 3 { // formats 1 and 2 are one file
 		if h.Format == 0 {
-			return nil, fmt.Errorf("%s: not a metadata file", ref)
+			return nil, fmt.Errorf("%s: not a metadata file", files[0])
 		}
-		return names, nil
+		return files, nil
 	}
 	rest, err := io.ReadAll(io.LimitReader(zr, 64<<20))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading %s: %w", files[0], err)
 	}
 	r, err := decodeRoot(append(head[:n], rest...))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading %s: %w", files[0], err)
 	}
-	names = append(names, path.Base(r.Network.Ref))
-	for _, p := range r.Packs {
-		names = append(names, path.Base(p.Ref))
+	for _, ref := range append([]metaFileRef{r.Network}, r.Packs...) {
+		files = append(files, path.Join(MetaDir, ref.Ref))
 	}
-	return names, nil
+	return files, nil
 }
 
 // pruneMeta removes the metadata files that no publication left needs (its root, and the
@@ -977,12 +989,12 @@ func (t *Tree) pruneMeta() {
 		if err != nil {
 			return
 		}
-		files, err := t.metaFilesOf(s.Meta)
+		files, err := t.MetaFiles(s)
 		if err != nil {
 			return // a root that does not read: the files it names are unknown
 		}
 		for _, f := range files {
-			keep[f] = true
+			keep[path.Base(f)] = true
 		}
 	}
 	dir := t.Path(MetaFilesDir)

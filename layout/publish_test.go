@@ -185,17 +185,12 @@ func TestPublishCleansAndPrunes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		js, _, err := tree.readMetaFile(st.Meta, st.Generation)
-		if err != nil {
-			t.Fatal(err)
+		files, err := tree.MetaFiles(st)
+		if err != nil || len(files) < 3 {
+			t.Fatalf("MetaFiles: got %v, %v; want the root, the network file and a pack", files, err)
 		}
-		root, err := decodeRoot(js)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want[path.Base(st.Meta)], want[path.Base(root.Network.Ref)] = true, true
-		for _, p := range root.Packs {
-			want[path.Base(p.Ref)] = true
+		for _, f := range files {
+			want[path.Base(f)] = true
 		}
 	}
 	ents, _ := os.ReadDir(tree.Path(MetaFilesDir))

@@ -26,6 +26,21 @@ func republish(t *testing.T, dir string, gen uint64, mod func(*layout.Meta, *dem
 	}
 }
 
+// metaFiles returns the metadata files the live generation of the tree in dir needs: its
+// root, network file and content packs.
+func metaFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	tree := layout.NewTree(dir)
+	st, err := tree.ReadStamp()
+	check(t, err)
+	files, err := tree.MetaFiles(st)
+	check(t, err)
+	if len(files) < 3 {
+		t.Fatalf("metadata files %v: want a root, a network file and a pack", files)
+	}
+	return files
+}
+
 func TestReload(t *testing.T) {
 	dir, dm := newTestTree(t, nil)
 	s := newServer(t, Options{Tree: dir})
@@ -76,6 +91,19 @@ func TestReload(t *testing.T) {
 			check(t, os.Chmod(p, 0o644))
 			check(t, os.WriteFile(p, []byte("garbage"), 0o644))
 		}},
+		{"a content pack is missing", func(t *testing.T) {
+			republish(t, dir, 3, func(m *layout.Meta, dm *demo) { m.Repositories["fedora"].Tags["44"] = dm.fedoraIndex })
+			files := metaFiles(t, dir)
+			check(t, os.Remove(filepath.Join(dir, filepath.FromSlash(files[len(files)-1]))))
+		}},
+		{"the network file is corrupt", func(t *testing.T) {
+			republish(t, dir, 3, func(m *layout.Meta, dm *demo) { m.Origin = "https://origin.example/" })
+			p := filepath.Join(dir, filepath.FromSlash(metaFiles(t, dir)[1]))
+			b, err := os.ReadFile(p)
+			check(t, err)
+			b[len(b)/2] ^= 1
+			check(t, os.WriteFile(p, b, 0o644))
+		}},
 		{"stamp of another format", func(t *testing.T) {
 			check(t, layout.WriteFile(filepath.Join(dir, layout.CurrentFile), []byte(`{"format":99,"generation":3}`)))
 		}},
@@ -112,7 +140,7 @@ func TestReload(t *testing.T) {
 	w := httptest.NewRecorder()
 	s.MetricsHandler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
 	for _, want := range []string{
-		`regmirror_generation_loads_total{result="failed"} 6`,
+		`regmirror_generation_loads_total{result="failed"} 8`,
 		`regmirror_generation_loads_total{result="ok"} 3`,
 		`regmirror_generation 3`,
 		`regmirror_requests_total{code="200",endpoint="manifests"}`,
