@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -39,6 +40,11 @@ type Stamp struct {
 	Generation uint64    `json:"generation"`
 	Meta       string    `json:"meta"` // "meta/<hex>.json.zst", relative to MetaDir
 	Created    time.Time `json:"created"`
+	// MetaFiles names the other metadata files the generation needs (format 3: the network
+	// file and the content packs Meta names), like Meta and separated by spaces: for tools
+	// that copy a generation and read no zstd (deploy/mirror-sync). Tree.MetaFiles reads them
+	// from the root itself.
+	MetaFiles string `json:"metaFiles,omitempty"`
 }
 
 // Meta is everything the redirector answers from. It is written once per generation by
@@ -265,6 +271,11 @@ func ParseStamp(b []byte) (Stamp, error) {
 	}
 	if _, err := metaDigestFromRef(s.Meta); err != nil {
 		return Stamp{}, err
+	}
+	for _, f := range strings.Fields(s.MetaFiles) {
+		if _, err := metaDigestFromRef(f); err != nil {
+			return Stamp{}, err
+		}
 	}
 	return s, nil
 }

@@ -821,28 +821,33 @@ func (t *Tree) LoadForUpdate() (*Meta, Stamp, error) {
 }
 
 // writeMeta writes m as a format 3 metadata root, with the network file and content packs it
-// names, and returns the root's digest. The content packs are those of the live generation
-// plus one delta (none if the content did not change), compacted: see the constants above.
-// Without a usable live format 3 generation it writes a fresh base.
-func (t *Tree) writeMeta(m *Meta) (Digest, error) {
+// names, and returns the root's digest and the references of the files it names. The content
+// packs are those of the live generation plus one delta (none if the content did not
+// change), compacted: see the constants above. Without a usable live format 3 generation it
+// writes a fresh base.
+func (t *Tree) writeMeta(m *Meta) (Digest, []string, error) {
 	net, err := t.writeMetaDoc(&metaNetwork{Format: 3, Kind: metaKindNetwork, Origin: m.Origin, Mirrors: m.Mirrors,
 		MinMirrors: m.MinMirrors, Regions: m.Regions, VariantSets: m.VariantSets})
 	if err != nil {
-		return Digest{}, err
+		return Digest{}, nil, err
 	}
 	packs, err := t.appendPack(m)
 	if err != nil {
-		return Digest{}, err
+		return Digest{}, nil, err
 	}
 	raw, d, err := encodeMetaDoc(&metaRoot{Format: 3, Kind: metaKindRoot, Generation: m.Generation, Created: m.Created,
 		Source: m.Source, Subsets: m.Subsets, Network: net, Packs: packs})
 	if err != nil {
-		return Digest{}, err
+		return Digest{}, nil, err
 	}
 	if err := WriteFile(t.Path(MetaPath(d)), raw); err != nil {
-		return Digest{}, fmt.Errorf("writing metadata: %w", err)
+		return Digest{}, nil, fmt.Errorf("writing metadata: %w", err)
 	}
-	return d, nil
+	needs := []string{net.Ref}
+	for _, p := range packs {
+		needs = append(needs, p.Ref)
+	}
+	return d, needs, nil
 }
 
 // appendPack returns the pack chain of m's content: the live generation's chain with a delta

@@ -293,6 +293,18 @@ func TestMetaPacksRoundTrip(t *testing.T) {
 					t.Fatalf("%s: the published Meta changed while publishing", what)
 				}
 				root := readRootT(t, tree)
+				st := readStampT(t, tree)
+				files, err := tree.MetaFiles(st)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var needs []string
+				for _, f := range files[1:] {
+					needs = append(needs, strings.TrimPrefix(f, MetaDir+"/"))
+				}
+				if got, want := st.MetaFiles, strings.Join(needs, " "); got != want {
+					t.Fatalf("%s: stamp names metadata files %q, want %q", what, got, want)
+				}
 				switch {
 				case slices.Equal(root.Packs, prev.Packs):
 					reused++

@@ -135,7 +135,7 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 		return Stamp{}, err
 	}
 	m.Format = FormatVersion
-	d, err := t.writeMeta(m)
+	d, needs, err := t.writeMeta(m)
 	if err != nil {
 		return Stamp{}, err
 	}
@@ -143,7 +143,7 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	if err != nil {
 		return Stamp{}, err
 	}
-	s := Stamp{Format: FormatVersion, Generation: m.Generation, Meta: metaRef(d), Created: time.Now().UTC()}
+	s := Stamp{Format: FormatVersion, Generation: m.Generation, Meta: metaRef(d), Created: time.Now().UTC(), MetaFiles: strings.Join(needs, " ")}
 	sb, err := json.Marshal(s)
 	if err != nil {
 		return Stamp{}, err
