@@ -482,14 +482,25 @@ func TestMetaFilesOfKeptPublications(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		named[filepath.Base(st.Meta)] = true
+		files, err := tree.MetaFiles(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			named[filepath.Base(f)] = true
+		}
 	}
 	ents, err := os.ReadDir(filepath.Join(out, layout.MetaFilesDir))
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, e := range ents {
+		if !named[e.Name()] {
+			t.Errorf("metadata file %s: no publication kept needs it", e.Name())
+		}
+	}
 	if len(ents) != len(named) {
-		t.Errorf("%d metadata files, want the %d the %d publications name", len(ents), len(named), len(pubs))
+		t.Errorf("%d metadata files, want the %d the %d publications need", len(ents), len(named), len(pubs))
 	}
 	live, err := tree.ReadStamp()
 	if err != nil || !named[filepath.Base(live.Meta)] {

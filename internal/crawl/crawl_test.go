@@ -329,13 +329,44 @@ func TestFailuresAndComeback(t *testing.T) {
 	if r.Blobs != 2*3*DeadSampleFactor || hits.Load() != int64(1+2*3*DeadSampleFactor) {
 		t.Errorf("comeback checked %d blobs in %d requests, want %d", r.Blobs, hits.Load(), 2*3*DeadSampleFactor)
 	}
-	// Five crawls of one generation leave one metadata file per publication kept (a mirror
-	// mid-sync may hold any of them), no more.
+	// Five crawls of one generation leave the metadata files of the publications kept (a
+	// mirror mid-sync may hold any of them), no more: a root and a network file each, and
+	// the content pack they share.
 	ents, err := os.ReadDir(filepath.Join(tt.dir, filepath.FromSlash(layout.MetaFilesDir)))
 	pubs, _ := layout.NewTree(tt.dir).Publications()
-	if err != nil || len(ents) != len(pubs) {
-		t.Errorf("metadata files after five crawls: %d, %v; want one per publication (%d)", len(ents), err, len(pubs))
+	if want := keptMetaFiles(t, tt.dir); err != nil || len(ents) != len(want) || len(want) != 2*len(pubs)+1 {
+		t.Errorf("metadata files after five crawls: %d, %v; want the %d the %d publications need (a root and a network file each, one pack)", len(ents), err, len(want), len(pubs))
 	}
+}
+
+// keptMetaFiles returns the names of the metadata files the publications of the tree at dir
+// need.
+func keptMetaFiles(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	tree := layout.NewTree(dir)
+	pubs, err := tree.Publications()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := map[string]bool{}
+	for _, n := range pubs {
+		b, err := os.ReadFile(tree.Path(layout.PubPath(n) + "/" + layout.PubStamp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := layout.ParseStamp(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := tree.MetaFiles(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			kept[filepath.Base(f)] = true
+		}
+	}
+	return kept
 }
 
 func TestSampleNewestAlwaysChecked(t *testing.T) {
@@ -458,9 +489,15 @@ func TestPruneKeepsWhatPublicationsName(t *testing.T) {
 	if _, err := os.Stat(tree.Path(layout.MetaPath(d))); err == nil {
 		t.Errorf("a metadata file no publication names is still there")
 	}
-	pubs, _ := tree.Publications()
-	if ents, _ := os.ReadDir(tree.Path(layout.MetaFilesDir)); len(ents) != len(pubs) {
-		t.Errorf("%d metadata files, want one per publication (%d)", len(ents), len(pubs))
+	want := keptMetaFiles(t, tt.dir)
+	ents, _ := os.ReadDir(tree.Path(layout.MetaFilesDir))
+	for _, e := range ents {
+		if !want[e.Name()] {
+			t.Errorf("metadata file %s: no publication needs it", e.Name())
+		}
+	}
+	if len(ents) != len(want) {
+		t.Errorf("%d metadata files, want the %d the publications need", len(ents), len(want))
 	}
 }
 
