@@ -795,6 +795,11 @@ func (t *Tree) writeMetaDoc(v any) (metaFileRef, error) {
 	if err != nil {
 		return metaFileRef{}, err
 	}
+	return t.writeEncoded(raw, d)
+}
+
+// writeEncoded writes the encoded metadata document raw, of digest d, as writeMetaDoc does.
+func (t *Tree) writeEncoded(raw []byte, d Digest) (metaFileRef, error) {
 	ref := metaFileRef{Ref: metaRef(d), Size: int64(len(raw))}
 	if old, err := os.ReadFile(t.Path(MetaPath(d))); err == nil && VerifyBytes(d, old) == nil {
 		return ref, nil // there already, intact
@@ -861,14 +866,15 @@ func (t *Tree) appendPack(m *Meta) ([]metaFileRef, error) {
 	if tc.empty() {
 		return chain, nil
 	}
-	p := tc.buildPack(m)
-	ref, err := t.writeMetaDoc(p)
+	// Only the pack the chain keeps is written: a file no root names would be listed (the
+	// file list is made before the switch) and then pruned.
+	raw, d, err := encodeMetaDoc(tc.buildPack(m))
 	if err != nil {
 		return nil, err
 	}
 	// Merge the new delta with the newest deltas while their total is at least half the
 	// older one: the chain's sizes then fall geometrically, so it stays short.
-	run, total := len(chain), ref.Size
+	run, total := len(chain), int64(len(raw))
 	for run > 1 && total*2 >= chain[run-1].Size {
 		run--
 		total += chain[run].Size
@@ -885,19 +891,22 @@ func (t *Tree) appendPack(m *Meta) ([]metaFileRef, error) {
 			}
 			tc.addPack(&old)
 		}
-		if ref, err = t.writeMetaDoc(tc.buildPack(m)); err != nil {
+		if raw, d, err = encodeMetaDoc(tc.buildPack(m)); err != nil {
 			return nil, err
 		}
 	}
-	chain = append(slices.Clip(chain[:run]), ref)
-	var deltas int64
-	for _, r := range chain[1:] {
+	deltas := int64(len(raw))
+	for _, r := range chain[1:run] {
 		deltas += r.Size
 	}
-	if len(chain) > maxPacks || deltas*baseRewriteRatio > chain[0].Size {
+	if run+1 > maxPacks || deltas*baseRewriteRatio > chain[0].Size {
 		return t.writeBase(m)
 	}
-	return chain, nil
+	ref, err := t.writeEncoded(raw, d)
+	if err != nil {
+		return nil, err
+	}
+	return append(slices.Clip(chain[:run]), ref), nil
 }
 
 func (t *Tree) writeBase(m *Meta) ([]metaFileRef, error) {

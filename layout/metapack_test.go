@@ -281,6 +281,7 @@ func TestMetaPacksRoundTrip(t *testing.T) {
 					g.promote(m)
 				}
 				want := canonical(t, m)
+				before := metaDirT(t, tree)
 				if _, err := tree.Publish(m); err != nil {
 					t.Fatalf("%s: %v", what, err)
 				}
@@ -304,6 +305,16 @@ func TestMetaPacksRoundTrip(t *testing.T) {
 				}
 				if got, want := st.MetaFiles, strings.Join(needs, " "); got != want {
 					t.Fatalf("%s: stamp names metadata files %q, want %q", what, got, want)
+				}
+				// A file the new generation does not need is not written (the file list,
+				// made before the switch, would name it, and pruning delete it).
+				for _, f := range files {
+					before[path.Base(f)] = true
+				}
+				for f := range metaDirT(t, tree) {
+					if !before[f] {
+						t.Fatalf("%s: metadata file %s written, but the generation does not need it", what, f)
+					}
 				}
 				switch {
 				case slices.Equal(root.Packs, prev.Packs):
@@ -409,6 +420,19 @@ func TestMetaCrawlWritesNetworkOnly(t *testing.T) {
 	if d, b := next.Packs[1].Size, next.Packs[0].Size; d*50 > b {
 		t.Errorf("promotion of one tag: delta %d bytes, base %d: want the delta under 2%% of the base", d, b)
 	}
+}
+
+func metaDirT(t *testing.T, tree *Tree) map[string]bool {
+	t.Helper()
+	ents, err := os.ReadDir(tree.Path(MetaFilesDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, e := range ents {
+		out[e.Name()] = true
+	}
+	return out
 }
 
 func readStampT(t *testing.T, tree *Tree) Stamp {
