@@ -16,7 +16,8 @@
 //	    ├── pub/
 //	    │   └── <name>/                one publication (each generate, each crawl), immutable;
 //	    │       │                      <name> is "<generation>-<16 hex of the stamp's sha256>"
-//	    │       ├── current            the stamp: {"format":2,"generation":N,"meta":"meta/<hex>.json.zst"}
+//	    │       ├── current            the stamp: {"format":3,"generation":N,"meta":"meta/<hex>.json.zst",
+//	    │       │                      "metaFiles":"meta/<hex>.json.zst …"} (the root, and what it names)
 //	    │       ├── index.json -> ../../shared/index.json/<generation>-<hex>
 //	    │       ├── fullfiletimelist-containers -> ../../shared/fullfiletimelist-containers/<gen>-<seq>
 //	    │       ├── v2 -> ../../shared/v2/<hex>          phase-2 tag files (internal/phase2)
@@ -25,11 +26,13 @@
 //	    ├── shared/<kind>/…            the publications' large parts, stored once, named by
 //	    │                              content ([SharedDir]): a publish adds what changed
 //	    ├── v2/<repo>/_digests/<hex>/<hex>.<ext>   phase-2 digest markers, shared
-//	    └── meta/
-//	        └── <hex>.json.zst         one metadata file (zstd-compressed JSON, named by the
-//	                                   sha256 of its compressed bytes): tags, manifests with
-//	                                   their bytes, blob sizes, referrers, mirrors, regions,
-//	                                   variant sets (their mirrors; variants are rendered)
+//	    └── meta/                      metadata files (zstd-compressed JSON, each named by the
+//	        │                          sha256 of its compressed bytes), shared by generations:
+//	        ├── <hex>.json.zst         a root: generation, subsets, the names of the next two
+//	        ├── <hex>.json.zst         a network file: mirrors and their crawl state, regions,
+//	        │                          variant sets (their mirrors; variants are rendered)
+//	        └── <hex>.json.zst         content packs: a base (tags, manifests with their bytes,
+//	                                   blob records, referrers…), then deltas against it
 //
 // Everything a reader sees change when a generation switches (the stamp, index.json, tags,
 // tag lists, the file list) is reached from the live publication and read through
@@ -40,8 +43,9 @@
 // Nothing is modified in place. Every file is written to a temporary name beginning with
 // [TempPrefix] in its final directory, fsynced, renamed, and the directory fsynced; a
 // publication is built in a temporary directory and renamed whole. Blobs land before the
-// manifests that reference them, manifests before the metadata file, the metadata file before
-// the publication naming it, and the live link last ([Tree.PublishWith], the one publish
+// manifests that reference them, manifests before the metadata (the network file and content
+// packs before the root naming them), the root before the publication naming it, and the live
+// link last ([Tree.PublishWith], the one publish
 // sequence): a crash at any point leaves the previous generation servable.
 //
 // Every path in the tree is built by one helper ([BlobPath], [MetaPath], [PubPath] and the
