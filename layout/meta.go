@@ -4,14 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/regmirror/regmirror/internal/trunc"
 )
@@ -403,41 +400,3 @@ func (m *Meta) validateNames() error {
 // EncodeMeta returns the compressed bytes of m as one whole document (what DecodeMeta reads)
 // and their digest: for measuring and copying; a tree stores format 3 (Tree.PublishWith).
 func EncodeMeta(m *Meta) ([]byte, Digest, error) { return encodeMetaDoc(m) }
-
-// MetaFileGeneration reads only the generation of the metadata file at path (an OS path):
-// it comes second in the encoding, so this decompresses a few bytes, not the file. For
-// pruning old metadata files without loading them.
-func MetaFileGeneration(path string) (uint64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
-	if err != nil {
-		return 0, err
-	}
-	defer zr.Close()
-	dec := json.NewDecoder(io.LimitReader(zr, 1<<20))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return 0, fmt.Errorf("%s: not a metadata file", path)
-	}
-	for i := 0; i < 8 && dec.More(); i++ {
-		k, err := dec.Token()
-		if err != nil {
-			return 0, err
-		}
-		if k == "generation" {
-			var g uint64
-			if err := dec.Decode(&g); err != nil {
-				return 0, err
-			}
-			return g, nil
-		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return 0, err
-		}
-	}
-	return 0, fmt.Errorf("%s: no generation near the start", path)
-}

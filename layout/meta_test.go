@@ -165,21 +165,3 @@ func TestWriteFileFuncFailureKeepsOld(t *testing.T) {
 		t.Errorf("got %d files, want 1: the temporary file must be removed", len(left))
 	}
 }
-
-func TestMetaFileGeneration(t *testing.T) {
-	tree := NewTree(t.TempDir())
-	s, err := tree.Publish(NewMeta(42))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, _ := metaDigestFromRef(s.Meta)
-	got, err := MetaFileGeneration(tree.Path(MetaPath(d)))
-	if err != nil || got != 42 {
-		t.Errorf("got %d, %v; want 42, nil", got, err)
-	}
-	bad := tree.Path("garbage")
-	os.WriteFile(bad, []byte("not zstd"), 0o644)
-	if _, err := MetaFileGeneration(bad); err == nil {
-		t.Error("garbage: got nil error, want one")
-	}
-}
