@@ -468,27 +468,13 @@ func TestMetaFilesOfKeptPublications(t *testing.T) {
 		mustRun(t, src.opts(out))
 	}
 	tree := layout.NewTree(out)
-	named := map[string]bool{}
 	pubs, err := tree.Publications()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range pubs {
-		b, err := os.ReadFile(tree.Path(layout.PubPath(n) + "/" + layout.PubStamp))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := layout.ParseStamp(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files, err := tree.MetaFiles(st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range files {
-			named[filepath.Base(f)] = true
-		}
+	named, err := tree.KeptMetaFiles()
+	if err != nil {
+		t.Fatal(err)
 	}
 	ents, err := os.ReadDir(filepath.Join(out, layout.MetaFilesDir))
 	if err != nil {

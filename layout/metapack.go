@@ -984,32 +984,43 @@ func (t *Tree) MetaFiles(s Stamp) ([]string, error) {
 	return files, nil
 }
 
-// pruneMeta removes the metadata files that no publication left needs (its root, and the
-// network file and packs a format 3 root names): the live one and the ones kept for mirrors
-// mid-sync (prunePub) keep theirs, so a copy that lags behind finds the metadata its stamp
-// names. Files it cannot judge are left for the next publish.
-func (t *Tree) pruneMeta() {
+// KeptMetaFiles returns the names (in regmirror/meta/) of the metadata files the tree's
+// publications need: each one's root and, for a format 3 root, the network file and packs it
+// names (MetaFiles). It fails if a publication's stamp or root does not read.
+func (t *Tree) KeptMetaFiles() (map[string]bool, error) {
 	names, err := t.Publications()
 	if err != nil {
-		return
+		return nil, err
 	}
 	keep := map[string]bool{}
 	for _, n := range names {
 		b, err := os.ReadFile(t.Path(path.Join(PubPath(n), PubStamp)))
 		if err != nil {
-			return // a publication whose stamp cannot be read: its metadata is unknown
+			return nil, fmt.Errorf("reading publication %s: %w", n, err)
 		}
 		s, err := ParseStamp(b)
 		if err != nil {
-			return
+			return nil, fmt.Errorf("publication %s: %w", n, err)
 		}
 		files, err := t.MetaFiles(s)
 		if err != nil {
-			return // a root that does not read: the files it names are unknown
+			return nil, fmt.Errorf("publication %s: %w", n, err)
 		}
 		for _, f := range files {
 			keep[path.Base(f)] = true
 		}
+	}
+	return keep, nil
+}
+
+// pruneMeta removes the metadata files that no publication left needs: the live one and the
+// ones kept for mirrors mid-sync (prunePub) keep theirs, so a copy that lags behind finds the
+// metadata its stamp names. Files it cannot judge (a publication whose stamp or root does not
+// read) are left for the next publish.
+func (t *Tree) pruneMeta() {
+	keep, err := t.KeptMetaFiles()
+	if err != nil {
+		return
 	}
 	dir := t.Path(MetaFilesDir)
 	ents, err := os.ReadDir(dir)

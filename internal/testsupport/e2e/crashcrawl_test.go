@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -23,15 +21,7 @@ import (
 func TestCrawlCrashLoop(t *testing.T) {
 	needPeers(t)
 	const kills = 24
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv(crashSeedEnv); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("%s=%q: %v", crashSeedEnv, s, err)
-		}
-	}
-	t.Logf("crash loop seed %d (replay: %s=%d go test -run TestCrawlCrashLoop ./internal/testsupport/e2e/)", seed, crashSeedEnv, seed)
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	seed, rng := crashSeed(t)
 
 	reg := peers.StartRegistry(t)
 	reg.Push(t, demo(t))
@@ -118,27 +108,9 @@ func TestCrawlCrashLoop(t *testing.T) {
 	generate(t, reg.URL, tree)
 	checkTree(t, tree)
 	lt := layout.NewTree(tree)
-	pubs, err := lt.Publications()
+	need, err := lt.KeptMetaFiles()
 	if err != nil {
 		t.Fatal(err)
-	}
-	need := map[string]bool{}
-	for _, n := range pubs {
-		b, err := os.ReadFile(lt.Path(layout.PubPath(n) + "/" + layout.PubStamp))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := layout.ParseStamp(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files, err := lt.MetaFiles(st)
-		if err != nil {
-			t.Fatalf("publication %s: %v", n, err)
-		}
-		for _, f := range files {
-			need[filepath.Base(f)] = true
-		}
 	}
 	ents, err := os.ReadDir(lt.Path(layout.MetaFilesDir))
 	if err != nil {

@@ -33,15 +33,7 @@ func TestGenerateCrashLoop(t *testing.T) {
 	// Kill until this many runs were interrupted (runs that finish first count apart), and
 	// stop after maxRuns; fewer than minKills is a failure.
 	const kills, minKills, maxRuns = 24, 20, 90
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv(crashSeedEnv); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("%s=%q: %v", crashSeedEnv, s, err)
-		}
-	}
-	t.Logf("crash loop seed %d (replay: %s=%d go test -run TestGenerateCrashLoop ./internal/testsupport/e2e/)", seed, crashSeedEnv, seed)
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	seed, rng := crashSeed(t)
 
 	reg := peers.StartRegistry(t)
 	base := randomImages(t, 10, []string{"crash/base"}, 1, 1, 2<<20)
@@ -134,6 +126,21 @@ func TestGenerateCrashLoop(t *testing.T) {
 	checkPublished(t, out, wantOf(t, sets...))
 	checkTree(t, out)
 	rehashAllBlobs(t, out)
+}
+
+// crashSeed returns a crash loop's seed (REGMIRROR_CRASH_SEED, or the time), logged with how to
+// replay it, and a random source seeded with it.
+func crashSeed(t *testing.T) (uint64, *rand.Rand) {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv(crashSeedEnv); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("%s=%q: %v", crashSeedEnv, s, err)
+		}
+	}
+	t.Logf("crash loop seed %d (replay: %s=%d go test -run %s ./internal/testsupport/e2e/)", seed, crashSeedEnv, seed, t.Name())
+	return seed, rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 }
 
 // pushAll pushes the sets, four pushers at a time.
