@@ -306,29 +306,17 @@ func (p *metaPack) apply(m *Meta) error {
 	for _, n := range p.DropRepositories {
 		delete(m.Repositories, n)
 	}
-	for d, v := range p.Manifests {
-		if v == nil {
-			return fmt.Errorf("pack: manifest %s is null", d)
-		}
-		m.Manifests[d] = v
+	if err := upsert("manifest", m.Manifests, p.Manifests); err != nil {
+		return err
 	}
-	for d, v := range p.Blobs {
-		if v == nil {
-			return fmt.Errorf("pack: blob %s is null", d)
-		}
-		m.Blobs[d] = v
+	if err := upsert("blob", m.Blobs, p.Blobs); err != nil {
+		return err
 	}
-	for d, v := range p.Orphans {
-		if v == nil {
-			return fmt.Errorf("pack: orphan %s is null", d)
-		}
-		m.Orphans[d] = v
+	if err := upsert("orphan", m.Orphans, p.Orphans); err != nil {
+		return err
 	}
-	for n, r := range p.Repositories {
-		if r == nil {
-			return fmt.Errorf("pack: repository %s is null", n)
-		}
-		m.Repositories[n] = r
+	if err := upsert("repository", m.Repositories, p.Repositories); err != nil {
+		return err
 	}
 	for n, c := range p.RepositoryChanges {
 		r := m.Repositories[n]
@@ -336,6 +324,17 @@ func (p *metaPack) apply(m *Meta) error {
 			return fmt.Errorf("pack changes repository %s, which the content before it lacks", n)
 		}
 		c.apply(r)
+	}
+	return nil
+}
+
+// upsert adds or replaces the records of src in dst; a null record is an error.
+func upsert[K comparable, V any](what string, dst, src map[K]*V) error {
+	for k, v := range src {
+		if v == nil {
+			return fmt.Errorf("pack: %s %v is null", what, k)
+		}
+		dst[k] = v
 	}
 	return nil
 }

@@ -103,6 +103,19 @@ func (g *metaGen) image(m *Meta, r *Repository) Digest {
 	return d
 }
 
+// publishTag publishes the next generation of m, with tag of repository repo pointing at a
+// new image.
+func (g *metaGen) publishTag(t *testing.T, tree *Tree, m *Meta, repo, tag string) {
+	t.Helper()
+	m.Generation++
+	r := m.Repositories[repo]
+	r.Tags[tag] = g.image(m, r)
+	sortRepo(r)
+	if _, err := tree.Publish(m); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (g *metaGen) repo(m *Meta) *Repository {
 	r := &Repository{Tags: map[string]Digest{}, Manifests: []Digest{}, Blobs: []Digest{}}
 	for i := range 1 + g.rng.IntN(5) {
@@ -412,13 +425,7 @@ func TestMetaCrawlWritesNetworkOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Generation++
-	r := m.Repositories["big/7"]
-	r.Tags["t0"] = g.image(m, r)
-	sortRepo(r)
-	if _, err := tree.Publish(m); err != nil {
-		t.Fatal(err)
-	}
+	g.publishTag(t, tree, m, "big/7", "t0")
 	next := readRootT(t, tree)
 	if len(next.Packs) != 2 || next.Packs[0] != root.Packs[0] {
 		t.Fatalf("promotion: packs %v, want the base %v and one delta", next.Packs, root.Packs[0])
@@ -471,13 +478,7 @@ func TestMetaFilesMissingOrCorrupt(t *testing.T) {
 			if _, err := tree.Publish(m); err != nil {
 				t.Fatal(err)
 			}
-			m.Generation++
-			r := m.Repositories["repo/1"]
-			r.Tags["new"] = g.image(m, r)
-			sortRepo(r)
-			if _, err := tree.Publish(m); err != nil {
-				t.Fatal(err)
-			}
+			g.publishTag(t, tree, m, "repo/1", "new")
 			root := readRootT(t, tree)
 			if len(root.Packs) != 2 {
 				t.Fatalf("packs: got %d, want a base and a delta", len(root.Packs))
