@@ -595,3 +595,43 @@ func TestVerifyRefetchesCorruptBlobs(t *testing.T) {
 	}
 	checkTree(t, out)
 }
+
+// TestRefusesBrokenMetadata: a tree whose live generation lacks a content pack (or has a
+// corrupt one) is refused with one line naming the file and how to repair it; nothing is
+// written.
+func TestRefusesBrokenMetadata(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		break_ func(p string) error
+	}{
+		{"pack missing", os.Remove},
+		{"pack corrupt", func(p string) error { return os.WriteFile(p, []byte("garbage"), 0o644) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newSource(t)
+			src.demo()
+			out := t.TempDir()
+			mustRun(t, src.opts(out))
+			tree := layout.NewTree(out)
+			st, err := tree.ReadStamp()
+			if err != nil {
+				t.Fatal(err)
+			}
+			files, err := tree.MetaFiles(st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pack := files[len(files)-1]
+			if err := tc.break_(tree.Path(pack)); err != nil {
+				t.Fatal(err)
+			}
+			_, err = Run(context.Background(), src.opts(out))
+			if err == nil || !strings.Contains(err.Error(), pack) || !strings.Contains(err.Error(), "copy "+pack+" back from a mirror") || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Run: got %v, want one line naming %s and how to restore it", err, pack)
+			}
+			if again, err := tree.ReadStamp(); err != nil || again != st {
+				t.Errorf("stamp after the refusal: %+v, %v; want %+v unchanged", again, err, st)
+			}
+		})
+	}
+}

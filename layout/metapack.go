@@ -147,7 +147,7 @@ func (e *MetaFileError) Hint() string {
 	if e.Generation != 0 {
 		g = fmt.Sprintf("generation %d", e.Generation)
 	}
-	return fmt.Sprintf("copy %s back from a mirror that holds %s (the same name; it is checked against it)", e.Path, g)
+	return fmt.Sprintf("copy %s back from a mirror that holds %s, where it has the same name", e.Path, g)
 }
 
 // readMetaFile reads the metadata file named ref ("meta/<hex>.json.zst"), checks it against

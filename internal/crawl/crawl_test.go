@@ -550,3 +550,30 @@ func TestCheckPerSubset(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRefusesBrokenMetadata: a crawl of a tree whose live generation lacks its network
+// file is refused with one line naming the file and how to restore it; nothing is published.
+func TestRunRefusesBrokenMetadata(t *testing.T) {
+	tt := newTestTree(t, 2, 1)
+	tree := layout.NewTree(tt.dir)
+	st, err := tree.ReadStamp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := tree.MetaFiles(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	network := files[1]
+	if err := os.Remove(tree.Path(network)); err != nil {
+		t.Fatal(err)
+	}
+	file, _ := serve(t, []testMirror{{name: "a", country: "DE", bandwidth: 1, handler: http.FileServer(http.Dir(tt.dir))}})
+	_, err = Run(context.Background(), Options{Tree: tt.dir, MirrorsFile: file})
+	if err == nil || !strings.Contains(err.Error(), "nothing published: copy "+network+" back from a mirror") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Run: got %v, want one line naming %s and how to restore it", err, network)
+	}
+	if again, err := tree.ReadStamp(); err != nil || again != st {
+		t.Errorf("stamp after the refusal: %+v, %v; want %+v unchanged", again, err, st)
+	}
+}
