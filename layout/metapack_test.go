@@ -358,7 +358,7 @@ func TestMetaPacksRoundTrip(t *testing.T) {
 	}
 }
 
-func readRootT(t *testing.T, tree *Tree) *metaRoot {
+func readRootT(t testing.TB, tree *Tree) *metaRoot {
 	t.Helper()
 	s, err := tree.ReadStamp()
 	if err != nil {
@@ -435,7 +435,7 @@ func TestMetaCrawlWritesNetworkOnly(t *testing.T) {
 	}
 }
 
-func metaDirT(t *testing.T, tree *Tree) map[string]bool {
+func metaDirT(t testing.TB, tree *Tree) map[string]bool {
 	t.Helper()
 	ents, err := os.ReadDir(tree.Path(MetaFilesDir))
 	if err != nil {
@@ -602,4 +602,101 @@ func FuzzMetaDocs(f *testing.F) {
 			newTouched().addPack(&p)
 		}
 	})
+}
+
+// BenchmarkMetaPromotion publishes a 10-tag promotion and then a crawl of metadata shaped like
+// the scale benchmark's tree (REGMIRROR_SCALE_MANIFESTS, default 90000: 300 repositories of
+// 100 two-arch indexes, 3 manifests and 4 blobs a tag) and reports what each writes into
+// regmirror/meta/: what a copy of the tree transfers for the metadata.
+func BenchmarkMetaPromotion(b *testing.B) {
+	n := 90000
+	if v := os.Getenv("REGMIRROR_SCALE_MANIFESTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	g := &metaGen{rng: rand.New(rand.NewPCG(1, 1)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	m := g.meta()
+	m.Repositories = map[string]*Repository{}
+	m.Manifests, m.Blobs = map[Digest]*Manifest{}, map[Digest]*Blob{}
+	tag := func(r *Repository) Digest {
+		var children []string
+		for _, arch := range []string{"amd64", "arm64"} {
+			cfg, layer := g.digest(), g.digest()
+			data := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}]}`,
+				MediaTypeOCIManifest, cfg, 600+g.rng.IntN(400), layer, g.rng.IntN(1<<28))
+			d := DigestOf("sha256", data)
+			m.Manifests[d] = &Manifest{MediaType: MediaTypeOCIManifest, Data: data}
+			for _, x := range []Digest{d, cfg, layer} {
+				m.Blobs[x] = &Blob{Size: int64(g.rng.IntN(1 << 28)), Since: m.Generation, Subsets: 1}
+			}
+			r.Manifests = append(r.Manifests, d)
+			r.Blobs = append(r.Blobs, cfg, layer)
+			children = append(children, fmt.Sprintf(`{"mediaType":"%s","digest":"%s","size":%d,"platform":{"architecture":"%s","os":"linux"}}`, MediaTypeOCIManifest, d, len(data), arch))
+		}
+		data := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"%s","manifests":[%s]}`, MediaTypeOCIIndex, strings.Join(children, ","))
+		d := DigestOf("sha256", data)
+		m.Manifests[d] = &Manifest{MediaType: MediaTypeOCIIndex, Data: data}
+		m.Blobs[d] = &Blob{Size: int64(len(data)), Since: m.Generation, Subsets: 4}
+		r.Manifests = append(r.Manifests, d)
+		return d
+	}
+	for i := range n / 300 {
+		r := &Repository{Tags: map[string]Digest{}}
+		for j := range 100 {
+			r.Tags[fmt.Sprintf("t%d", j)] = tag(r)
+		}
+		sortRepo(r)
+		m.Repositories[fmt.Sprintf("scale/r%d", i)] = r
+	}
+	tree := NewTree(b.TempDir())
+	if _, err := tree.Publish(m); err != nil {
+		b.Fatal(err)
+	}
+	base := float64(readRootT(b, tree).Packs[0].Size) / 1024
+	written := func(step func(m *Meta)) (float64, time.Duration) {
+		before := metaDirT(b, tree)
+		start := time.Now()
+		m, _, err := tree.LoadForUpdate()
+		if err != nil {
+			b.Fatal(err)
+		}
+		loaded := time.Since(start)
+		step(m)
+		if _, err := tree.Publish(m); err != nil {
+			b.Fatal(err)
+		}
+		var size int64
+		for f := range metaDirT(b, tree) {
+			if !before[f] {
+				fi, err := os.Stat(tree.Path(MetaFilesDir + "/" + f))
+				if err != nil {
+					b.Fatal(err)
+				}
+				size += fi.Size()
+			}
+		}
+		return float64(size) / 1024, loaded
+	}
+	for b.Loop() {
+		promo, loaded := written(func(m *Meta) {
+			m.Generation++
+			for i := range 10 {
+				r := m.Repositories[fmt.Sprintf("scale/r%d", i*7%(n/300))]
+				old := r.Tags["t1"]
+				r.Tags["t1"] = tag(r)
+				r.Manifests = slices.DeleteFunc(r.Manifests, func(d Digest) bool { return d == old })
+				r.Retiring = append(r.Retiring, old)
+				m.Blobs[old].Retired = g.time()
+				sortRepo(r)
+			}
+		})
+		crawl, _ := written(func(m *Meta) {
+			for _, mi := range m.Mirrors {
+				mi.Checked = g.time()
+			}
+		})
+		b.ReportMetric(promo, "promotion-KiB")
+		b.ReportMetric(crawl, "crawl-KiB")
+		b.ReportMetric(loaded.Seconds(), "load-s")
+		b.ReportMetric(base, "base-KiB")
+	}
 }
