@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"maps"
 	"os"
@@ -599,31 +598,19 @@ func setKey[K comparable, V any](m *map[K]V, k K, v V) {
 // the Meta it got.
 type contentState struct {
 	root      string // the stamp's meta ref it was loaded from
-	seed      maphash.Seed
-	manifests map[Digest]manifestSum
+	manifests map[Digest]Manifest
 	blobs     map[Digest]Blob
 	orphans   map[Digest]Orphan
 	repos     map[string]*Repository
 }
 
-// manifestSum stands for a manifest's record: its bytes are named by their digest, but a
-// Meta could still hold others (the redirector refuses them).
-type manifestSum struct {
-	mediaType string
-	sum       uint64
-}
-
-func (s *contentState) manifestSum(v *Manifest) manifestSum {
-	return manifestSum{v.MediaType, maphash.Bytes(s.seed, v.Data)}
-}
-
 // snapshot copies m's content.
 func snapshot(root string, m *Meta) *contentState {
-	s := &contentState{root: root, seed: maphash.MakeSeed(), manifests: make(map[Digest]manifestSum, len(m.Manifests)),
+	s := &contentState{root: root, manifests: make(map[Digest]Manifest, len(m.Manifests)),
 		blobs: make(map[Digest]Blob, len(m.Blobs)), orphans: make(map[Digest]Orphan, len(m.Orphans)),
 		repos: make(map[string]*Repository, len(m.Repositories))}
 	for d, v := range m.Manifests {
-		s.manifests[d] = s.manifestSum(v)
+		s.manifests[d] = *v // the bytes are shared, not copied: a Meta's manifest bytes are never changed in place
 	}
 	for d, v := range m.Blobs {
 		s.blobs[d] = *v
@@ -646,7 +633,9 @@ func snapshot(root string, m *Meta) *contentState {
 func (s *contentState) diff(m *Meta) *touched {
 	t := newTouched()
 	for d, v := range m.Manifests {
-		if o, ok := s.manifests[d]; !ok || o != s.manifestSum(v) {
+		// The bytes are named by their digest, but a Meta could still hold others (the
+		// redirector refuses them); unchanged bytes are the same array, compared at once.
+		if o, ok := s.manifests[d]; !ok || o.MediaType != v.MediaType || !bytes.Equal(o.Data, v.Data) {
 			t.manifests[d] = true
 		}
 	}
