@@ -433,40 +433,25 @@ func (t *touched) empty() bool {
 	return len(t.manifests)+len(t.blobs)+len(t.orphans)+len(t.repos)+len(t.repoParts) == 0
 }
 
+// touch adds to set the keys dropped and the keys of the records set.
+func touch[K comparable, V any](set map[K]bool, dropped []K, records map[K]V) {
+	for _, k := range dropped {
+		set[k] = true
+	}
+	for k := range records {
+		set[k] = true
+	}
+}
+
 // addPack adds what p touches.
 func (t *touched) addPack(p *metaPack) {
-	for _, d := range p.DropManifests {
-		t.manifests[d] = true
-	}
-	for d := range p.Manifests {
-		t.manifests[d] = true
-	}
-	for _, d := range p.DropBlobs {
-		t.blobs[d] = true
-	}
-	for d := range p.Blobs {
-		t.blobs[d] = true
-	}
-	for _, d := range p.DropOrphans {
-		t.orphans[d] = true
-	}
-	for d := range p.Orphans {
-		t.orphans[d] = true
-	}
-	for _, n := range p.DropRepositories {
-		t.repos[n] = true
-	}
-	for n := range p.Repositories {
-		t.repos[n] = true
-	}
+	touch(t.manifests, p.DropManifests, p.Manifests)
+	touch(t.blobs, p.DropBlobs, p.Blobs)
+	touch(t.orphans, p.DropOrphans, p.Orphans)
+	touch(t.repos, p.DropRepositories, p.Repositories)
 	for n, c := range p.RepositoryChanges {
 		rt := t.part(n)
-		for _, tag := range c.Untag {
-			rt.tags[tag] = true
-		}
-		for tag := range c.Tags {
-			rt.tags[tag] = true
-		}
+		touch(rt.tags, c.Untag, c.Tags)
 		for i, lc := range []*listChange{c.Manifests, c.Blobs, c.Retiring, c.RetiringBlobs} {
 			if lc != nil {
 				for _, d := range append(slices.Clip(lc.Add), lc.Drop...) {
@@ -474,12 +459,7 @@ func (t *touched) addPack(p *metaPack) {
 				}
 			}
 		}
-		for _, d := range c.DropReferrers {
-			rt.referrers[d] = true
-		}
-		for d := range c.Referrers {
-			rt.referrers[d] = true
-		}
+		touch(rt.referrers, c.DropReferrers, c.Referrers)
 		rt.archived = rt.archived || c.Archived != nil
 		rt.removed = rt.removed || c.Removed != nil
 	}

@@ -387,18 +387,7 @@ func TestMetaCrawlWritesNetworkOnly(t *testing.T) {
 	if _, err := tree.Publish(m); err != nil {
 		t.Fatal(err)
 	}
-	files := func() map[string]bool {
-		ents, err := os.ReadDir(tree.Path(MetaFilesDir))
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]bool{}
-		for _, e := range ents {
-			out[e.Name()] = true
-		}
-		return out
-	}
-	before, root := files(), readRootT(t, tree)
+	before, root := metaDirT(t, tree), readRootT(t, tree)
 	m, _, err := tree.LoadForUpdate()
 	if err != nil {
 		t.Fatal(err)
@@ -409,7 +398,7 @@ func TestMetaCrawlWritesNetworkOnly(t *testing.T) {
 	}
 	after := readRootT(t, tree)
 	var added []string
-	for f := range files() {
+	for f := range metaDirT(t, tree) {
 		if !before[f] {
 			added = append(added, f)
 		}
