@@ -309,7 +309,7 @@ func (t *Tree) Load() (*Meta, Stamp, error) {
 // digest d: a format 3 root with the network file and content packs it names, each checked
 // against its name. A file missing or corrupt is a *MetaFileError naming it.
 func (t *Tree) LoadMeta(d Digest) (*Meta, error) {
-	js, _, err := t.readMetaFile(metaRef(d), 0)
+	js, err := t.readMetaFile(metaRef(d), 0)
 	if err != nil {
 		return nil, err
 	}

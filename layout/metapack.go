@@ -151,10 +151,10 @@ func (e *MetaFileError) Hint() string {
 
 // readMetaFile reads the metadata file named ref ("meta/<hex>.json.zst"), checks it against
 // its name and returns its decompressed JSON.
-func (t *Tree) readMetaFile(ref string, generation uint64) ([]byte, int64, error) {
+func (t *Tree) readMetaFile(ref string, generation uint64) ([]byte, error) {
 	d, err := metaDigestFromRef(ref)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	rel := MetaPath(d)
 	raw, err := os.ReadFile(t.Path(rel))
@@ -162,16 +162,16 @@ func (t *Tree) readMetaFile(ref string, generation uint64) ([]byte, int64, error
 		if errors.Is(err, os.ErrNotExist) {
 			err = errors.New("missing")
 		}
-		return nil, 0, &MetaFileError{rel, generation, err}
+		return nil, &MetaFileError{rel, generation, err}
 	}
 	if err := VerifyBytes(d, raw); err != nil {
-		return nil, 0, &MetaFileError{rel, generation, fmt.Errorf("corrupt: %w", err)}
+		return nil, &MetaFileError{rel, generation, fmt.Errorf("corrupt: %w", err)}
 	}
 	js, err := decompressMeta(raw)
 	if err != nil {
-		return nil, 0, &MetaFileError{rel, generation, err}
+		return nil, &MetaFileError{rel, generation, err}
 	}
-	return js, int64(len(raw)), nil
+	return js, nil
 }
 
 // decompressMeta returns the JSON of a metadata file, at most MaxMetaSize bytes.
@@ -262,7 +262,7 @@ func decodeRoot(js []byte) (*metaRoot, error) {
 func (t *Tree) loadRoot(r *metaRoot) (*Meta, error) {
 	m := NewMeta(r.Generation)
 	m.Created, m.Source, m.Subsets = r.Created, r.Source, r.Subsets
-	js, _, err := t.readMetaFile(r.Network.Ref, r.Generation)
+	js, err := t.readMetaFile(r.Network.Ref, r.Generation)
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +273,7 @@ func (t *Tree) loadRoot(r *metaRoot) (*Meta, error) {
 	m.Origin, m.Mirrors, m.MinMirrors, m.Regions, m.VariantSets = n.Origin, n.Mirrors, n.MinMirrors, n.Regions, n.VariantSets
 	m.Orphans = map[Digest]*Orphan{}
 	for _, ref := range r.Packs {
-		js, _, err := t.readMetaFile(ref.Ref, r.Generation)
+		js, err := t.readMetaFile(ref.Ref, r.Generation)
 		if err != nil {
 			return nil, err
 		}
@@ -849,7 +849,7 @@ func (t *Tree) appendPack(m *Meta) ([]metaFileRef, error) {
 	}
 	if run < len(chain) {
 		for _, r := range chain[run:] {
-			js, _, err := t.readMetaFile(r.Ref, 0)
+			js, err := t.readMetaFile(r.Ref, 0)
 			if err != nil {
 				return t.writeBase(m) // a broken chain is replaced
 			}
@@ -893,7 +893,7 @@ func (t *Tree) liveChain() ([]metaFileRef, *contentState) {
 	if err != nil {
 		return nil, nil
 	}
-	js, _, err := t.readMetaFile(s.Meta, s.Generation)
+	js, err := t.readMetaFile(s.Meta, s.Generation)
 	if err != nil {
 		return nil, nil
 	}

@@ -364,7 +364,7 @@ func readRootT(t testing.TB, tree *Tree) *metaRoot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, _, err := tree.readMetaFile(s.Meta, s.Generation)
+	js, err := tree.readMetaFile(s.Meta, s.Generation)
 	if err != nil {
 		t.Fatal(err)
 	}
