@@ -697,3 +697,74 @@ func TestMirrorSyncDeltaTransfer(t *testing.T) {
 	src.publish(t, tags)
 	sync("a crawl", 20)
 }
+
+// metaFilesOfLive returns the paths of the metadata files besides the root that the source's
+// live stamp lists (metaFiles: the network file and the content packs).
+func metaFilesOfLive(t *testing.T, s *source) []string {
+	t.Helper()
+	st, err := s.tree.ReadStamp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, f := range strings.Fields(st.MetaFiles) {
+		paths = append(paths, s.tree.Path(layout.MetaDir+"/"+f))
+	}
+	if len(paths) < 2 {
+		t.Fatalf("live stamp's metaFiles %q: want a network file and a pack", st.MetaFiles)
+	}
+	return paths
+}
+
+// TestMirrorSyncMetaFiles: phase 2 switches only to a publication whose metadata files (the
+// network file and content packs its stamp lists) are all here, and its deletions never
+// remove one, even once the source has removed it.
+func TestMirrorSyncMetaFiles(t *testing.T) {
+	rsync := need(t, "rsync", "rsync")
+	t.Run("missing at the source", func(t *testing.T) {
+		src := newSource(t)
+		dst := filepath.Join(t.TempDir(), "containers")
+		src.publish(t, map[string]string{"latest": "one"})
+		mirrorSync(t, nil, src.tree.Dir(), dst)
+		old := view(t, dst)
+		src.publish(t, map[string]string{"latest": "two"})
+		files := metaFilesOfLive(t, src)
+		if err := os.Remove(files[len(files)-1]); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, syncScript(t), src.tree.Dir(), dst).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "kept changing") {
+			t.Errorf("got %v, output %q; want a failure after starting over", err, out)
+		}
+		if got := view(t, dst); got != old {
+			t.Errorf("after the failed sync:\ngot\n%s\nwant the old generation's\n%s", got, old)
+		}
+	})
+	t.Run("removed at the source during phase 2", func(t *testing.T) {
+		src := newSource(t)
+		dst := filepath.Join(t.TempDir(), "containers")
+		src.publish(t, map[string]string{"latest": "one"})
+		mirrorSync(t, nil, src.tree.Dir(), dst)
+		src.publish(t, map[string]string{"latest": "two"})
+		gone := metaFilesOfLive(t, src)
+		want := view(t, src.tree.Dir())
+		// An rsync that removes them at the source before phase 2's sixth run, the deletions.
+		bin := t.TempDir()
+		count := filepath.Join(bin, "count")
+		wrapper := fmt.Sprintf("#!/bin/sh\nn=$(cat %[1]s 2>/dev/null || echo 0); n=$((n+1)); echo $n > %[1]s\nif [ \"$n\" = 6 ]; then rm -f %[2]s; fi\nexec %[3]s \"$@\"\n", count, strings.Join(gone, " "), rsync)
+		if err := os.WriteFile(filepath.Join(bin, "rsync"), []byte(wrapper), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mirrorSync(t, append(phase(2), "PATH="+bin+":"+os.Getenv("PATH")), src.tree.Dir(), dst)
+		for _, p := range gone {
+			if _, err := os.Stat(p); err == nil {
+				t.Fatalf("the wrapper did not remove %s at the source", p)
+			}
+		}
+		if got := view(t, dst); got != want {
+			t.Errorf("after phase 2:\ngot\n%s\nwant the new generation's\n%s", got, want)
+		}
+	})
+}
