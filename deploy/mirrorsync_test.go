@@ -582,6 +582,29 @@ func sharedOfLive(t *testing.T, s *source) []string {
 // generation), and its deletions never remove one the pinned publication reaches, even once
 // the source has removed it.
 func TestMirrorSyncSharedEntries(t *testing.T) {
+	testSyncNeeds(t, func(t *testing.T, src *source) []string {
+		var missing []string
+		for _, e := range sharedOfLive(t, src) {
+			if strings.HasPrefix(e, "shared/"+phase2.RepoKind+"/") {
+				missing = append(missing, src.tree.Path(layout.MetaDir+"/"+e))
+			}
+		}
+		return missing
+	}, func(t *testing.T, src *source) []string {
+		var gone []string
+		for _, e := range sharedOfLive(t, src) {
+			gone = append(gone, src.tree.Path(layout.MetaDir+"/"+e))
+		}
+		return gone
+	})
+}
+
+// testSyncNeeds checks that phase 2 switches only to a publication whose needed files are
+// all here, and never deletes them: the source publishes a second generation, then misses the
+// paths missing returns (no switch: the copy keeps reading as the old generation), or removes
+// the paths gone returns during phase 2, before its deletions (the copy keeps them and reads
+// as the new generation).
+func testSyncNeeds(t *testing.T, missing, gone func(t *testing.T, src *source) []string) {
 	rsync := need(t, "rsync", "rsync")
 	t.Run("missing at the source", func(t *testing.T) {
 		src := newSource(t)
@@ -590,11 +613,9 @@ func TestMirrorSyncSharedEntries(t *testing.T) {
 		mirrorSync(t, nil, src.tree.Dir(), dst)
 		old := view(t, dst)
 		src.publish(t, map[string]string{"latest": "two"})
-		for _, e := range sharedOfLive(t, src) {
-			if strings.HasPrefix(e, "shared/"+phase2.RepoKind+"/") {
-				if err := os.RemoveAll(src.tree.Path(layout.MetaDir + "/" + e)); err != nil {
-					t.Fatal(err)
-				}
+		for _, p := range missing(t, src) {
+			if err := os.RemoveAll(p); err != nil {
+				t.Fatal(err)
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -613,20 +634,17 @@ func TestMirrorSyncSharedEntries(t *testing.T) {
 		src.publish(t, map[string]string{"latest": "one"})
 		mirrorSync(t, nil, src.tree.Dir(), dst)
 		src.publish(t, map[string]string{"latest": "two"})
-		var gone []string
-		for _, e := range sharedOfLive(t, src) {
-			gone = append(gone, src.tree.Path(layout.MetaDir+"/"+e))
-		}
+		removed := gone(t, src)
 		want := view(t, src.tree.Dir())
 		// An rsync that removes them at the source before phase 2's sixth run, the deletions.
 		bin := t.TempDir()
 		count := filepath.Join(bin, "count")
-		wrapper := fmt.Sprintf("#!/bin/sh\nn=$(cat %[1]s 2>/dev/null || echo 0); n=$((n+1)); echo $n > %[1]s\nif [ \"$n\" = 6 ]; then rm -rf %[2]s; fi\nexec %[3]s \"$@\"\n", count, strings.Join(gone, " "), rsync)
+		wrapper := fmt.Sprintf("#!/bin/sh\nn=$(cat %[1]s 2>/dev/null || echo 0); n=$((n+1)); echo $n > %[1]s\nif [ \"$n\" = 6 ]; then rm -rf %[2]s; fi\nexec %[3]s \"$@\"\n", count, strings.Join(removed, " "), rsync)
 		if err := os.WriteFile(filepath.Join(bin, "rsync"), []byte(wrapper), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		mirrorSync(t, append(phase(2), "PATH="+bin+":"+os.Getenv("PATH")), src.tree.Dir(), dst)
-		for _, p := range gone {
+		for _, p := range removed {
 			if _, err := os.Stat(p); err == nil {
 				t.Fatalf("the wrapper did not remove %s at the source", p)
 			}
@@ -720,51 +738,8 @@ func metaFilesOfLive(t *testing.T, s *source) []string {
 // network file and content packs its stamp lists) are all here, and its deletions never
 // remove one, even once the source has removed it.
 func TestMirrorSyncMetaFiles(t *testing.T) {
-	rsync := need(t, "rsync", "rsync")
-	t.Run("missing at the source", func(t *testing.T) {
-		src := newSource(t)
-		dst := filepath.Join(t.TempDir(), "containers")
-		src.publish(t, map[string]string{"latest": "one"})
-		mirrorSync(t, nil, src.tree.Dir(), dst)
-		old := view(t, dst)
-		src.publish(t, map[string]string{"latest": "two"})
+	testSyncNeeds(t, func(t *testing.T, src *source) []string {
 		files := metaFilesOfLive(t, src)
-		if err := os.Remove(files[len(files)-1]); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, syncScript(t), src.tree.Dir(), dst).CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "kept changing") {
-			t.Errorf("got %v, output %q; want a failure after starting over", err, out)
-		}
-		if got := view(t, dst); got != old {
-			t.Errorf("after the failed sync:\ngot\n%s\nwant the old generation's\n%s", got, old)
-		}
-	})
-	t.Run("removed at the source during phase 2", func(t *testing.T) {
-		src := newSource(t)
-		dst := filepath.Join(t.TempDir(), "containers")
-		src.publish(t, map[string]string{"latest": "one"})
-		mirrorSync(t, nil, src.tree.Dir(), dst)
-		src.publish(t, map[string]string{"latest": "two"})
-		gone := metaFilesOfLive(t, src)
-		want := view(t, src.tree.Dir())
-		// An rsync that removes them at the source before phase 2's sixth run, the deletions.
-		bin := t.TempDir()
-		count := filepath.Join(bin, "count")
-		wrapper := fmt.Sprintf("#!/bin/sh\nn=$(cat %[1]s 2>/dev/null || echo 0); n=$((n+1)); echo $n > %[1]s\nif [ \"$n\" = 6 ]; then rm -f %[2]s; fi\nexec %[3]s \"$@\"\n", count, strings.Join(gone, " "), rsync)
-		if err := os.WriteFile(filepath.Join(bin, "rsync"), []byte(wrapper), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		mirrorSync(t, append(phase(2), "PATH="+bin+":"+os.Getenv("PATH")), src.tree.Dir(), dst)
-		for _, p := range gone {
-			if _, err := os.Stat(p); err == nil {
-				t.Fatalf("the wrapper did not remove %s at the source", p)
-			}
-		}
-		if got := view(t, dst); got != want {
-			t.Errorf("after phase 2:\ngot\n%s\nwant the new generation's\n%s", got, want)
-		}
-	})
+		return files[len(files)-1:]
+	}, metaFilesOfLive)
 }
