@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -259,7 +260,13 @@ func decodeRoot(js []byte) (*metaRoot, error) {
 }
 
 // loadRoot reads the chain a format 3 root names (root itself decoded) into a Meta.
-func (t *Tree) loadRoot(r *metaRoot) (*Meta, error) {
+func (t *Tree) loadRoot(r *metaRoot) (*Meta, error) { return t.loadChain(r, nil) }
+
+// loadChain reads the chain a format 3 root names into a Meta. With from, the content after
+// r.Packs[:len(from.packs)] (a Loader's), it reads only the packs after those, applied to a
+// copy of from's content maps: the records the packs leave alone are shared with from, never
+// modified (apply copies a repository it changes).
+func (t *Tree) loadChain(r *metaRoot, from *loadedChain) (*Meta, error) {
 	m := NewMeta(r.Generation)
 	m.Created, m.Source, m.Subsets = r.Created, r.Source, r.Subsets
 	js, err := t.readMetaFile(r.Network.Ref, r.Generation)
@@ -271,8 +278,16 @@ func (t *Tree) loadRoot(r *metaRoot) (*Meta, error) {
 		return nil, &MetaFileError{path.Join(MetaDir, r.Network.Ref), r.Generation, err}
 	}
 	m.Origin, m.Mirrors, m.MinMirrors, m.Regions, m.VariantSets = n.Origin, n.Mirrors, n.MinMirrors, n.Regions, n.VariantSets
-	m.Orphans = map[Digest]*Orphan{}
-	for _, ref := range r.Packs {
+	packs := r.Packs
+	if from != nil {
+		m.Repositories, m.Manifests = maps.Clone(from.content.Repositories), maps.Clone(from.content.Manifests)
+		m.Blobs, m.Orphans = maps.Clone(from.content.Blobs), maps.Clone(from.content.Orphans)
+		packs = packs[len(from.packs):]
+	}
+	if m.Orphans == nil {
+		m.Orphans = map[Digest]*Orphan{}
+	}
+	for _, ref := range packs {
 		js, err := t.readMetaFile(ref.Ref, r.Generation)
 		if err != nil {
 			return nil, err
@@ -289,6 +304,88 @@ func (t *Tree) loadRoot(r *metaRoot) (*Meta, error) {
 		m.Orphans = nil
 	}
 	return m, nil
+}
+
+// loadedChain is a pack chain and the content it gives (a Meta's content maps, read-only).
+type loadedChain struct {
+	packs   []metaFileRef
+	content *Meta
+}
+
+// extends reports whether r's chain starts with c's (and is not shorter): r's content is then
+// c's with r's later packs applied.
+func (c *loadedChain) extends(r *metaRoot) bool {
+	if c == nil || len(c.packs) == 0 || len(r.Packs) < len(c.packs) {
+		return false
+	}
+	for i, p := range c.packs {
+		if r.Packs[i].Ref != p.Ref {
+			return false
+		}
+	}
+	return true
+}
+
+// Loader reads a tree's successive generations for a reader that serves one while it reads
+// the next (serve). It keeps the content of the last format 3 generation it read, so that
+// reading the next decodes only the network file and the packs that generation adds to the
+// chain (after a crawl: none; after a promotion: one small delta) and shares every record
+// they leave alone. The Metas it returns share those records with each other: they are
+// read-only. A chain that does not extend the kept one (a compaction, another tree's
+// metadata) is read whole. Calls are serialized.
+type Loader struct {
+	tree *Tree
+	mu   sync.Mutex
+	last *loadedChain
+}
+
+// NewLoader returns a Loader of t's generations.
+func (t *Tree) NewLoader() *Loader { return &Loader{tree: t} }
+
+// Load reads the current generation's metadata, like Tree.Load.
+func (l *Loader) Load() (*Meta, Stamp, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.tree
+	s, err := t.ReadStamp()
+	if err != nil {
+		return nil, Stamp{}, err
+	}
+	d, err := metaDigestFromRef(s.Meta)
+	if err != nil {
+		return nil, Stamp{}, err
+	}
+	js, err := t.readMetaFile(metaRef(d), 0)
+	if err != nil {
+		return nil, Stamp{}, err
+	}
+	var m *Meta
+	if h := peekHeader(js); h.Format == 3 && h.Kind == metaKindRoot {
+		r, err := decodeRoot(js)
+		if err != nil {
+			return nil, Stamp{}, &MetaFileError{MetaPath(d), 0, err}
+		}
+		from := l.last
+		if !from.extends(r) {
+			from = nil
+		}
+		if m, err = t.loadChain(r, from); err != nil {
+			return nil, Stamp{}, err
+		}
+		if err := m.validateNames(); err != nil {
+			return nil, Stamp{}, err
+		}
+		l.last = &loadedChain{packs: r.Packs, content: &Meta{Repositories: m.Repositories, Manifests: m.Manifests, Blobs: m.Blobs, Orphans: m.Orphans}}
+	} else {
+		if m, err = decodeMetaJSON(js); err != nil {
+			return nil, Stamp{}, err
+		}
+		l.last = nil
+	}
+	if m.Generation != s.Generation {
+		return nil, Stamp{}, fmt.Errorf("metadata %s is generation %d, stamp says %d", s.Meta, m.Generation, s.Generation)
+	}
+	return m, s, nil
 }
 
 // apply applies the pack to m's content.
@@ -322,7 +419,11 @@ func (p *metaPack) apply(m *Meta) error {
 		if r == nil || c == nil {
 			return fmt.Errorf("pack changes repository %s, which the content before it lacks", n)
 		}
-		c.apply(r)
+		// Copied, never changed in place: a Loader's Metas share the repositories a pack
+		// leaves alone.
+		nr := *r
+		c.apply(&nr)
+		m.Repositories[n] = &nr
 	}
 	return nil
 }

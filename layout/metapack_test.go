@@ -267,6 +267,15 @@ func TestMetaPacksRoundTrip(t *testing.T) {
 			}
 			var merges, rewrites, appends, reused int
 			prev := readRootT(t, tree)
+			// A Loader follows every generation, as serve does: each load must give the
+			// generation, and leave the one it read before as it was (they share records).
+			loader := NewTree(tree.Dir()).NewLoader()
+			lastLoaded, _, err := loader.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			lastWant := canonical(t, lastLoaded)
+			var extended int
 			for step := range 60 {
 				what := fmt.Sprintf("step %d", step)
 				var err error
@@ -322,6 +331,20 @@ func TestMetaPacksRoundTrip(t *testing.T) {
 					sameMeta(t, what, got, m)
 					t.Fatalf("%s: the published Meta changed while publishing", what)
 				}
+				if loader.last.extends(readRootT(t, tree)) {
+					extended++
+				}
+				loaded, _, err := loader.Load()
+				if err != nil {
+					t.Fatalf("%s: Loader: %v", what, err)
+				}
+				if g := canonical(t, loaded); !reflect.DeepEqual(g, want) {
+					sameMeta(t, what+": Loader", loaded, m)
+				}
+				if g := canonical(t, lastLoaded); !reflect.DeepEqual(g, lastWant) {
+					t.Fatalf("%s: the Loader changed the generation it read before", what)
+				}
+				lastLoaded, lastWant = loaded, want
 				root := readRootT(t, tree)
 				st := readStampT(t, tree)
 				files, err := tree.MetaFiles(st)
@@ -350,9 +373,12 @@ func TestMetaPacksRoundTrip(t *testing.T) {
 				}
 				prev = root
 			}
-			t.Logf("packs reused %d, appended %d, merged %d, base rewritten %d", reused, appends, merges, rewrites)
+			t.Logf("packs reused %d, appended %d, merged %d, base rewritten %d; the Loader read %d generations from the one before", reused, appends, merges, rewrites, extended)
 			if reused == 0 || appends == 0 || merges == 0 || rewrites == 0 {
 				t.Errorf("packs reused %d, appended %d, merged %d, base rewritten %d times: want each at least once", reused, appends, merges, rewrites)
+			}
+			if extended < reused+appends {
+				t.Errorf("the Loader read %d generations from the one before, want at least %d (the chain reused or appended to)", extended, reused+appends)
 			}
 		})
 	}

@@ -144,7 +144,8 @@ func BenchmarkLoad10k(b *testing.B) {
 	var ms runtime.MemStats
 	b.ResetTimer()
 	for b.Loop() {
-		runtime.GC() // twice: sync.Pool (json's encode buffers) keeps a victim cache for one GC
+		s.loader = s.tree.NewLoader() // a cold load: nothing kept from the previous one
+		runtime.GC()                  // twice: sync.Pool (json's encode buffers) keeps a victim cache for one GC
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
 		before := ms.HeapAlloc

@@ -253,7 +253,9 @@ func loadManifests(m *layout.Meta, prev map[string]*manifestEntry) (map[string]*
 		}
 		if e := prev[d.String()]; e != nil && (mf.MediaType == "" || mf.MediaType == e.mediaType) && bytes.Equal(e.body, mf.Data) {
 			manifests[d.String()] = e
-			mf.Data = e.body
+			if !sameArray(mf.Data, e.body) { // a Meta from layout.Loader may share mf: never write it then
+				mf.Data = e.body
+			}
 			continue
 		}
 		e, err := newManifestEntry(d, mf.MediaType, mf.Data)
@@ -279,6 +281,11 @@ func loadManifests(m *layout.Meta, prev map[string]*manifestEntry) (map[string]*
 		e.defaultChild = findDefaultChild(e.body, manifests)
 	}
 	return manifests, nil
+}
+
+// sameArray reports whether a and b are the same bytes in memory.
+func sameArray(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // loadBlobs indexes every blob of the generation by digest; one prev holds with the same

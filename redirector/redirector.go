@@ -71,6 +71,7 @@ type Server struct {
 	log     *slog.Logger
 	access  *AccessLog
 	tree    *layout.Tree
+	loader  *layout.Loader // reads the tree\'s generations, sharing what the next one does not change
 	root    *os.Root
 	trusted proxies
 	rnd     func() uint64
@@ -112,6 +113,7 @@ func New(opts Options) (*Server, error) {
 		trusted: make(proxies, len(opts.TrustedProxies)),
 		rnd:     opts.Random,
 	}
+	s.loader = s.tree.NewLoader()
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -58,7 +58,7 @@ func (s *Server) loadInitial() error {
 
 func (s *Server) load() (*generation, error) {
 	start := time.Now()
-	m, stamp, err := s.tree.Load()
+	m, stamp, err := s.loader.Load()
 	if err != nil {
 		return nil, err
 	}
