@@ -43,7 +43,8 @@ type Options struct {
 	// TagMaxAge is the Cache-Control max-age of answers about tags: 0 means
 	// DefaultTagMaxAge, negative means "no-cache".
 	TagMaxAge time.Duration
-	// PollInterval is how often the tree's stamp and the GeoIP file are checked (default 1s).
+	// PollInterval is how often the tree's stamp and the GeoIP file are checked (default
+	// DefaultPollInterval).
 	PollInterval time.Duration
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger

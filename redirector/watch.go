@@ -96,6 +96,10 @@ func (s *Server) checkLocalBlobs() error {
 	return nil
 }
 
+// DefaultPollInterval is how often Run checks the stamp unless told otherwise: a check is a
+// read of a small file and two stats, so a switch shows within a quarter of a second.
+const DefaultPollInterval = 250 * time.Millisecond
+
 // Run watches the tree's current stamp and the GeoIP database every PollInterval until ctx is
 // done, swapping in what changed, and runs the mirrors' health probes (unless they are off).
 // ListenAndServe runs it; a caller serving the handler itself (the demo) runs it in a
@@ -104,7 +108,7 @@ func (s *Server) Run(ctx context.Context) {
 	go s.runProbes(ctx)
 	every := s.opts.PollInterval
 	if every <= 0 {
-		every = time.Second
+		every = DefaultPollInterval
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
