@@ -175,31 +175,44 @@ func (r *run) orphans(m *layout.Meta, st *stats) {
 			add(d, &layout.Orphan{Size: b.Size, Since: b.Since, Unreferenced: unref})
 		}
 	}
-	if r.tree != nil {
-		ents, err := os.ReadDir(r.blobDir)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			r.prog.warnf("listing %s for garbage collection: %v", r.blobDir, err)
+	// Files no generation references: those listed when the run started that the previous
+	// generation does not record, and those fetched by this run for tags that then failed.
+	for _, e := range r.strayFiles() {
+		d, err := layout.ParseDigest("sha256:" + e.Name())
+		if err != nil {
+			continue
 		}
-		for _, e := range ents {
-			d, err := layout.ParseDigest("sha256:" + e.Name())
-			if err != nil || !e.Type().IsRegular() {
-				continue
-			}
-			if _, ok := m.Blobs[d]; ok {
-				continue
-			}
-			if _, ok := m.Orphans[d]; ok {
-				continue
-			}
-			if expired[d] {
-				continue
-			}
-			var size int64
-			if fi, err := e.Info(); err == nil {
-				size = fi.Size()
-			}
-			add(d, &layout.Orphan{Size: size, Since: r.gen, Unreferenced: now})
+		if _, ok := m.Blobs[d]; ok {
+			continue
 		}
+		if _, ok := m.Orphans[d]; ok {
+			continue
+		}
+		if expired[d] {
+			continue
+		}
+		var size int64
+		if fi, err := e.Info(); err == nil {
+			size = fi.Size()
+		}
+		add(d, &layout.Orphan{Size: size, Since: r.gen, Unreferenced: now})
+	}
+	for d, t := range r.blobs {
+		select {
+		case <-t.done:
+		default:
+			continue // still running for a failed tag: the next run's listing finds it
+		}
+		if t.state != blobFetched || expired[d] {
+			continue
+		}
+		if _, ok := m.Blobs[d]; ok {
+			continue
+		}
+		if _, ok := m.Orphans[d]; ok {
+			continue
+		}
+		add(d, &layout.Orphan{Size: t.size, Since: r.gen, Unreferenced: now})
 	}
 	sort.Slice(st.expired, func(i, j int) bool { return st.expired[i].String() < st.expired[j].String() })
 	st.Orphans = len(m.Orphans)
@@ -208,10 +221,38 @@ func (r *run) orphans(m *layout.Meta, st *stats) {
 	}
 }
 
-// present reports whether the tree holds d with the given size.
+// strayFiles are the files of blobs/ the previous generation does not record: listed when
+// the run started, or now (a dry run).
+func (r *run) strayFiles() []os.DirEntry {
+	if r.tree == nil {
+		return nil
+	}
+	if r.strays != nil {
+		return *r.strays
+	}
+	ents, err := os.ReadDir(r.blobDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.prog.warnf("listing %s for garbage collection: %v", r.blobDir, err)
+	}
+	var out []os.DirEntry
+	for _, e := range ents {
+		if isStray(r.prev, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// present reports whether the tree holds d with the given size. A file the previous
+// generation records with that size is there without a look (a generation's files are in
+// place and synced before it is published, and only files it lacks are ever deleted), unless
+// Options.Verify asks to check the disk; any other is looked up.
 func (r *run) present(d layout.Digest, size int64) bool {
 	if r.tree == nil {
 		return false
+	}
+	if pb := r.prev.Blobs[d]; pb != nil && pb.Size == size && !r.o.Verify {
+		return true
 	}
 	fi, err := os.Stat(r.blobPath(d))
 	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
@@ -251,6 +292,19 @@ func (r *run) countTransfers(m *layout.Meta, st *stats) {
 			}
 		}
 	}
+}
+
+// manifestsToWrite are the manifests of m that blobs/ lacks (or, with Options.Verify, holds
+// corrupt).
+func (r *run) manifestsToWrite(m *layout.Meta) []layout.Digest {
+	var out []layout.Digest
+	for d, mf := range m.Manifests {
+		if r.present(d, int64(len(mf.Data))) && (!r.o.Verify || r.tree.VerifyBlob(d, -1) == nil) {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // tagChanges records the tags m adds, changes and removes against the previous generation.

@@ -80,8 +80,7 @@ const smallBlobSize = 256 << 10
 
 func (r *run) ensureBlob(ctx context.Context, repo string, ref blobRef, reused bool) (blobState, int64, error) {
 	if r.tree != nil {
-		fi, err := os.Stat(r.blobPath(ref.digest))
-		if err == nil && fi.Mode().IsRegular() && fi.Size() == ref.size {
+		if r.present(ref.digest, ref.size) {
 			if !r.o.Verify {
 				return blobPresent, ref.size, nil
 			}

@@ -86,8 +86,11 @@ type run struct {
 	// notReferrers are the (subject, referrer) listings already warned about.
 	notReferrers map[subjectPair]bool
 	failures     []Failure
-	blobsSync    bool           // a blob was committed: blobs/sha256 needs an fsync
-	bg           sync.WaitGroup // blob transfers; Run waits for them before returning
+	// strays are the files of blobs/ the previous generation does not record, listed when
+	// the run starts (removeTemps); nil when not listed (a dry run).
+	strays    *[]os.DirEntry
+	blobsSync bool           // a blob was committed: blobs/sha256 needs an fsync
+	bg        sync.WaitGroup // blob transfers; Run waits for them before returning
 
 	refProbe     sync.Mutex
 	refKnown     bool
@@ -167,9 +170,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	r.gen = r.prev.Generation + 1
 	if !o.DryRun {
-		if err := removeTemps(r.tree); err != nil {
+		strays, err := removeTemps(r.tree, r.prev)
+		if err != nil {
 			return nil, err
 		}
+		r.strays = &strays
 	}
 
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
@@ -199,13 +204,29 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		r.prog.stop()
 		return sum, r.partial(false)
 	}
-	if err := r.write(meta, st); err != nil {
+	manifests := r.manifestsToWrite(meta)
+	r.release()
+	if err := r.write(meta, st, manifests); err != nil {
 		return nil, interrupted(ctx, err)
 	}
 	sum.Counts = st.Counts
 	sum.Duration = time.Since(start)
 	r.prog.stop()
 	return sum, r.partial(true)
+}
+
+// release drops what only deciding needed, before the write: the run's manifests, closures
+// and blob tasks, and the previous generation's metadata but for its mirror network. The
+// write (the mirror network's per-region data, the encoded metadata) is the run's peak, and
+// the new metadata holds everything it needs (manifest bytes are shared, not copied).
+func (r *run) release() {
+	r.mu.Lock()
+	r.blobs = nil
+	r.mu.Unlock()
+	r.nodes, r.closures, r.referrers, r.diffIDs = onceMap[layout.Digest, *node]{}, onceMap[closureKey, *closure]{}, onceMap[string, []referrer]{}, onceMap[layout.Digest, string]{}
+	net := layout.NewMeta(r.prev.Generation)
+	net.Mirrors, net.Origin, net.MinMirrors = r.prev.Mirrors, r.prev.Origin, r.prev.MinMirrors
+	r.prev = net
 }
 
 // interrupted explains a run stopped by its caller (a signal).
@@ -412,8 +433,11 @@ func (r *run) fallback(repo, tag string) *closure {
 	return cl
 }
 
-// removeTemps deletes leftovers of interrupted writes in the tree's directories.
-func removeTemps(t *layout.Tree) error {
+// removeTemps deletes leftovers of interrupted writes in the tree's directories. It returns
+// the files of blobs/ that prev records neither as blobs nor as orphans (left by a failed
+// run): listing the directory once serves both.
+func removeTemps(t *layout.Tree, prev *layout.Meta) ([]os.DirEntry, error) {
+	var strays []os.DirEntry
 	for _, dir := range []string{"", layout.BlobDir("sha256"), layout.MetaDir, layout.MetaFilesDir} {
 		p := t.Path(dir)
 		ents, err := os.ReadDir(p)
@@ -421,15 +445,33 @@ func removeTemps(t *layout.Tree) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("cleaning temporary files: %w", err)
+			return nil, fmt.Errorf("cleaning temporary files: %w", err)
 		}
 		for _, e := range ents {
 			if strings.HasPrefix(e.Name(), layout.TempPrefix) && e.Type().IsRegular() {
 				if err := os.Remove(t.Path(dir + "/" + e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-					return fmt.Errorf("cleaning temporary files: %w", err)
+					return nil, fmt.Errorf("cleaning temporary files: %w", err)
 				}
+				continue
+			}
+			if dir == layout.BlobDir("sha256") && isStray(prev, e) {
+				strays = append(strays, e)
 			}
 		}
 	}
-	return nil
+	return strays, nil
+}
+
+// isStray reports whether e, an entry of blobs/sha256, is a blob file prev records neither
+// as a blob nor as an orphan.
+func isStray(prev *layout.Meta, e os.DirEntry) bool {
+	d, err := layout.ParseDigest("sha256:" + e.Name())
+	if err != nil || !e.Type().IsRegular() {
+		return false
+	}
+	if _, ok := prev.Blobs[d]; ok {
+		return false
+	}
+	_, ok := prev.Orphans[d]
+	return !ok
 }

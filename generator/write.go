@@ -16,14 +16,14 @@ import (
 
 // write lands the generation: blobs are already committed; then their directory fsync,
 // manifests, oci-layout, the publication (publish.Publish), then garbage collection.
-func (r *run) write(m *layout.Meta, st *stats) error {
+func (r *run) write(m *layout.Meta, st *stats, manifests []layout.Digest) error {
 	ctx := r.ctx
 	if r.blobsSync {
 		if err := layout.SyncDir(r.blobDir); err != nil {
 			return fmt.Errorf("writing blobs: %w", err)
 		}
 	}
-	n, err := r.writeManifests(ctx, m)
+	n, err := r.writeManifests(ctx, m, manifests)
 	if err != nil {
 		return err
 	}
@@ -59,32 +59,21 @@ func (r *run) write(m *layout.Meta, st *stats) error {
 	return nil
 }
 
-// writeManifests writes every manifest of the generation that blobs/ lacks, concurrently,
-// then fsyncs the directory. It returns how many it wrote.
-func (r *run) writeManifests(ctx context.Context, m *layout.Meta) (int, error) {
-	type job struct {
-		d    layout.Digest
-		data []byte
-	}
-	var jobs []job
-	for d, mf := range m.Manifests {
-		if r.present(d, int64(len(mf.Data))) && (!r.o.Verify || r.tree.VerifyBlob(d, -1) == nil) {
-			continue
-		}
-		jobs = append(jobs, job{d, mf.Data})
-	}
+// writeManifests writes the manifests of m that blobs/ lacks (manifestsToWrite),
+// concurrently, then fsyncs the directory. It returns how many it wrote.
+func (r *run) writeManifests(ctx context.Context, m *layout.Meta, jobs []layout.Digest) (int, error) {
 	if len(jobs) == 0 {
 		return 0, nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.o.Jobs * requestsPerJob)
-	for _, j := range jobs {
+	for _, d := range jobs {
 		if gctx.Err() != nil {
 			break
 		}
 		g.Go(func() error {
-			if err := r.writeBlob(j.d, j.data); err != nil {
-				return fmt.Errorf("writing manifest %s: %w", j.d, err)
+			if err := r.writeBlob(d, m.Manifests[d].Data); err != nil {
+				return fmt.Errorf("writing manifest %s: %w", d, err)
 			}
 			return nil
 		})
