@@ -635,3 +635,45 @@ func TestRefusesBrokenMetadata(t *testing.T) {
 		})
 	}
 }
+
+// A file in blobs/ no generation records (left by a run that failed before publishing) is an
+// orphan of the next generation, dry run or not, with its size.
+func TestStrayFileBecomesOrphan(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	out := t.TempDir()
+	mustRun(t, src.opts(out))
+	data := []byte("left by a run that failed before publishing\n")
+	stray := layout.DigestOf("sha256", data)
+	if err := os.WriteFile(filepath.Join(out, layout.BlobPath(stray)), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		dryRun bool
+	}{
+		{"dry run", true},
+		{"generation", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := src.opts(out)
+			o.DryRun = tc.dryRun
+			sum := mustRun(t, o)
+			if got, want := sum.Orphans, 1; got != want {
+				t.Errorf("orphans: got %d, want %d", got, want)
+			}
+			if tc.dryRun {
+				return
+			}
+			m := checkTree(t, out)
+			o2 := m.Orphans[stray]
+			if o2 == nil {
+				t.Fatalf("%s: not an orphan (orphans %v)", stray, m.Orphans)
+			}
+			if got, want := o2.Size, int64(len(data)); got != want {
+				t.Errorf("orphan size: got %d, want %d", got, want)
+			}
+		})
+	}
+}
