@@ -6,6 +6,7 @@ package layout
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -156,7 +157,8 @@ type membershipManifest struct {
 // each blob's mask over it. A blob of m.Blobs no tag reaches (retiring content) gets none: it
 // keeps the membership it had (SetMembership). It reads m and changes nothing.
 func Membership(m *Meta, configArch func(Digest) string) (table []string, masks map[Digest]uint64, err error) {
-	live := map[Digest]map[string]bool{}
+	// live: per blob, the architectures claiming it (archBit).
+	live := map[Digest]uint32{}
 	archived := map[Digest]bool{}
 	type key struct {
 		d        Digest
@@ -169,15 +171,9 @@ func Membership(m *Meta, configArch func(Digest) string) (table []string, masks 
 			archived[d] = true
 			return
 		}
-		if arch == "" || !contains(Architectures, arch) {
-			// No platform, or one that is no subset a mirror may name (a hostile source's
-			// invention as well): every architecture mirror carries it.
-			arch = AnyArchitecture
-		}
-		if live[d] == nil {
-			live[d] = map[string]bool{}
-		}
-		live[d][arch] = true
+		// No platform, or one that is no subset a mirror may name (a hostile source's
+		// invention as well): every architecture mirror carries it.
+		live[d] |= archBit(arch)
 	}
 	var walk func(d Digest, arch string, arc bool, depth int)
 	walk = func(d Digest, arch string, arc bool, depth int) {
@@ -246,7 +242,7 @@ func Membership(m *Meta, configArch func(Digest) string) (table []string, masks 
 					if err != nil {
 						continue
 					}
-					if live[subj] != nil && !seen[key{d, "", false}] {
+					if live[subj] != 0 && !seen[key{d, "", false}] {
 						walk(d, "", false, 0)
 						changed = true
 					}
@@ -258,24 +254,26 @@ func Membership(m *Meta, configArch func(Digest) string) (table []string, masks 
 			}
 		}
 	}
-	arches := map[string]bool{}
+	var used uint32
 	for _, set := range live {
-		for a := range set {
-			if a != AnyArchitecture {
-				arches[a] = true
-			}
+		used |= set
+	}
+	for i, a := range Architectures {
+		if used&(1<<i) != 0 {
+			table = append(table, a)
 		}
 	}
-	for a := range arches {
-		table = append(table, a)
-	}
 	sort.Strings(table)
+	bitNames := append(slices.Clone(Architectures), AnyArchitecture) // archBit's bits
 	masks = make(map[Digest]uint64, len(m.Blobs))
 	for d := range m.Blobs {
 		var mask uint64
 		switch {
-		case live[d] != nil:
-			for a := range live[d] {
+		case live[d] != 0:
+			for i, a := range bitNames {
+				if live[d]&(1<<i) == 0 {
+					continue
+				}
 				bit, err := bitOf(&table, a)
 				if err != nil {
 					return nil, nil, err
@@ -300,6 +298,16 @@ func Membership(m *Meta, configArch func(Digest) string) (table []string, masks 
 		table = sorted
 	}
 	return table, masks, nil
+}
+
+// archBit is arch's bit in Membership's per-blob set: 1 << its index in Architectures, or
+// 1 << len(Architectures) (AnyArchitecture) for "" and names that are not in Architectures.
+func archBit(arch string) uint32 {
+	i := slices.Index(Architectures, arch)
+	if i < 0 {
+		i = len(Architectures)
+	}
+	return 1 << i
 }
 
 // canonicalTable orders a subset table: architectures sorted, then AnyArchitecture, then
