@@ -243,6 +243,16 @@ func (r *run) strayFiles() []os.DirEntry {
 	return out
 }
 
+// recorded reports whether the previous generation records d with size, and Options.Verify
+// does not ask to check the disk: then the file is in place (present).
+func (r *run) recorded(d layout.Digest, size int64) bool {
+	if r.tree == nil || r.o.Verify {
+		return false
+	}
+	pb := r.prev.Blobs[d]
+	return pb != nil && pb.Size == size
+}
+
 // present reports whether the tree holds d with the given size. A file the previous
 // generation records with that size is there without a look (a generation's files are in
 // place and synced before it is published, and only files it lacks are ever deleted), unless
@@ -251,7 +261,7 @@ func (r *run) present(d layout.Digest, size int64) bool {
 	if r.tree == nil {
 		return false
 	}
-	if pb := r.prev.Blobs[d]; pb != nil && pb.Size == size && !r.o.Verify {
+	if r.recorded(d, size) {
 		return true
 	}
 	fi, err := os.Stat(r.blobPath(d))

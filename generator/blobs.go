@@ -62,6 +62,12 @@ func (r *run) blob(ctx context.Context, repo string, ref blobRef, reused bool) *
 		r.blobs[ref.digest] = t
 	}
 	r.mu.Unlock()
+	if !ok && r.recorded(ref.digest, ref.size) {
+		// In place (present): nothing to look up, nothing to wait for.
+		t.state, t.size = blobPresent, ref.size
+		close(t.done)
+		return t
+	}
 	if !ok {
 		r.bg.Add(1)
 		go func() {
