@@ -59,6 +59,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
+			stop, err := startProfile(c.name)
+			if err != nil {
+				return err
+			}
+			defer stop()
 			return withFlags(c.run(ctx, args[1:], stdout, stderr))
 		}
 	}

@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/regmirror/regmirror/generator"
+)
+
+// BenchmarkScaleGenerate is generate alone at scale: generator.Run in this process against
+// the scale benchmark's source (scaleSource), without mirrors, so that what it measures is
+// the generator's own cost and the metadata's, not the mirror network's per-region data. It
+// reports the full generation, the floor (as BenchmarkScale measures it), a no-op re-run and
+// a promotion of 10 tags, the last two as × floor. REGMIRROR_SCALE_MANIFESTS sets the size
+// (default 9000); REGMIRROR_PROFILE_DIR, when set, receives a CPU profile of each step
+// (cpu.<step>.pprof).
+func BenchmarkScaleGenerate(b *testing.B) {
+	manifests := 9000
+	if v := os.Getenv("REGMIRROR_SCALE_MANIFESTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 300 {
+			b.Fatalf("REGMIRROR_SCALE_MANIFESTS=%q: want a number of manifests, at least 300", v)
+		}
+		manifests = n
+	}
+	tags := manifests / 3
+	perRepo := min(100, tags)
+	repos := (tags + perRepo - 1) / perRepo
+	for range b.N {
+		src := newScaleSource(b, repos, perRepo)
+		tree := filepath.Join(b.TempDir(), "tree")
+		gen := func(step string) time.Duration {
+			b.Helper()
+			if dir := os.Getenv("REGMIRROR_PROFILE_DIR"); dir != "" {
+				f, err := os.Create(filepath.Join(dir, "cpu."+step+".pprof"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					b.Fatal(err)
+				}
+				defer pprof.StopCPUProfile()
+			}
+			start := time.Now()
+			if _, err := generator.Run(context.Background(), generator.Options{Source: src.URL, Out: tree}); err != nil {
+				b.Fatalf("%s generate: %v", step, err)
+			}
+			took := time.Since(start)
+			scaleProgress(3*repos*perRepo, "%s generate (in process, no mirrors): %v", step, took.Round(time.Millisecond))
+			return took
+		}
+		full := gen("full")
+		var floors []time.Duration
+		for range 3 {
+			floors = append(floors, scaleFloor(b, src, 32))
+		}
+		floor := wrkBenchMedian(floors)
+		noop := gen("no-op")
+		src.Promote(10)
+		promo := gen("promotion")
+		fmt.Printf("scale %d manifests: generate alone: full %v; floor %v; no-op %.1f× floor, promotion %.1f× floor\n",
+			3*repos*perRepo, full.Round(time.Millisecond), floor.Round(time.Millisecond), noop.Seconds()/floor.Seconds(), promo.Seconds()/floor.Seconds())
+		b.ReportMetric(full.Seconds(), "full-generate-s")
+		b.ReportMetric(floor.Seconds(), "floor-s")
+		b.ReportMetric(noop.Seconds()/floor.Seconds(), "no-op-per-floor-x")
+		b.ReportMetric(promo.Seconds()/floor.Seconds(), "promotion-per-floor-x")
+	}
+}
