@@ -17,6 +17,7 @@ type stats struct {
 	added, changed, removed []tagChange
 	expired                 []layout.Digest
 	retire                  []string // "retire repo@digest": manifests retiring from a repository now
+	unchanged               int      // repositories taken whole from the previous generation
 }
 
 type tagChange struct {
@@ -47,10 +48,12 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 		if repo == nil {
 			repo = &layout.Repository{Tags: map[string]layout.Digest{}}
 			m.Repositories[o.repo] = repo
-			sets[o.repo] = &repoSets{map[layout.Digest]bool{}, map[layout.Digest]bool{}, map[*closure]bool{}, map[layout.Digest]map[layout.Digest]bool{}}
+			sets[o.repo] = &repoSets{manifests: map[layout.Digest]bool{}, blobs: map[layout.Digest]bool{}, closures: map[*closure]bool{}, referrers: map[layout.Digest]map[layout.Digest]bool{}}
 		}
 		s := sets[o.repo]
-		repo.Tags[o.tag] = o.cl.root
+		if o.cl != nil {
+			repo.Tags[o.tag] = o.cl.root
+		}
 		if o.removed {
 			if repo.Removed == nil {
 				repo.Removed = map[string]time.Time{}
@@ -60,6 +63,15 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 		if o.removed || len(r.archive) > 0 && matchAny(r.archive, o.repo+":"+o.tag) {
 			repo.Archived = append(repo.Archived, o.tag)
 			st.Archived++
+		}
+		if o.reused != nil {
+			repo.Tags[o.tag] = o.digest
+			if !s.reused {
+				s.reused = true
+				s.takeWhole(m, r.prev, o.reused, since)
+				st.unchanged++
+			}
+			continue
 		}
 		o.cl.walk(s.closures, func(cl *closure) { s.take(m, repo, cl, since, counted, st) })
 	}
@@ -76,7 +88,7 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	st.Repositories = len(m.Repositories)
 	st.Manifests = len(m.Manifests)
 
-	r.countTransfers(m, st)
+	r.countTransfers(m, st, sets)
 	r.tagChanges(m, st)
 
 	rt := r.retire(m)
@@ -279,7 +291,21 @@ func sortedDigests(set map[layout.Digest]bool) []layout.Digest {
 
 // countTransfers counts the blobs m references by what this run did with them (fetched,
 // present, to fetch in a dry run) and, in a dry run, the manifests to write.
-func (r *run) countTransfers(m *layout.Meta, st *stats) {
+func (r *run) countTransfers(m *layout.Meta, st *stats, sets map[string]*repoSets) {
+	// The blobs of repositories taken whole are present, unless a task of the run says
+	// otherwise.
+	whole := map[layout.Digest]bool{}
+	for _, s := range sets {
+		if !s.reused {
+			continue
+		}
+		for d := range s.blobs {
+			if _, ok := r.blobs[d]; !ok && !whole[d] {
+				whole[d] = true
+				st.BlobsPresent++
+			}
+		}
+	}
 	for d, t := range r.blobs {
 		if _, ok := m.Blobs[d]; !ok {
 			continue
@@ -351,6 +377,25 @@ type repoSets struct {
 	manifests, blobs map[layout.Digest]bool
 	closures         map[*closure]bool
 	referrers        map[layout.Digest]map[layout.Digest]bool
+	reused           bool // the previous generation's record taken whole (takeWhole)
+}
+
+// takeWhole adds the manifests and blobs of pr, the previous generation's record of the
+// repository (unchanged), to the repository and to m, as take would from their closures.
+func (s *repoSets) takeWhole(m, prev *layout.Meta, pr *layout.Repository, since func(layout.Digest) uint64) {
+	for _, d := range pr.Manifests {
+		s.manifests[d] = true
+		if _, ok := m.Manifests[d]; !ok {
+			m.Manifests[d] = prev.Manifests[d]
+			m.Blobs[d] = &layout.Blob{Size: int64(len(prev.Manifests[d].Data)), Since: since(d)}
+		}
+	}
+	for _, d := range pr.Blobs {
+		s.blobs[d] = true
+		if _, ok := m.Blobs[d]; !ok {
+			m.Blobs[d] = &layout.Blob{Size: prev.Blobs[d].Size, Since: since(d)}
+		}
+	}
 }
 
 // take adds one closure's manifests, blobs and referrers to the repository and to m (a

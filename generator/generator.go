@@ -197,7 +197,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, interrupted(ctx, cause)
 	}
 	meta, st := r.assemble(outcomes)
-	sum := &Summary{Generation: r.gen, DryRun: o.DryRun, Counts: st.Counts}
+	sum := &Summary{Generation: r.gen, DryRun: o.DryRun, Counts: st.Counts, unchanged: st.unchanged}
 	if o.DryRun {
 		sum.Plan = r.plan(st)
 		sum.Duration = time.Since(start)
@@ -268,7 +268,11 @@ func (r *run) acquire(ctx context.Context, sem chan struct{}) error {
 // outcome is what one tag (or repository) ended as.
 type outcome struct {
 	repo, tag string
-	cl        *closure // nil: not published
+	cl        *closure // nil: not published, unless reused
+	// reused: the tag is unchanged in a repository the previous generation holds as it
+	// stands (unchanged), whose published content (reused) this generation takes whole.
+	reused *layout.Repository
+	digest layout.Digest // with reused
 	// removed: gone from the source, kept (--keep-removed) since then.
 	removed   bool
 	removedAt time.Time
@@ -323,11 +327,22 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 				return
 			}
 			r.prog.tagsTotal.Add(int64(len(tags)))
+			heads := r.resolveAll(repo, tags)
+			if r.ctx.Err() != nil {
+				return
+			}
+			if pr := r.unchanged(repo, tags, heads); pr != nil {
+				for i, tag := range tags {
+					add(outcome{repo: repo, tag: tag, digest: heads[i].d, reused: pr})
+				}
+				r.prog.tagsDone.Add(int64(len(tags)))
+				return
+			}
 			var twg sync.WaitGroup
-			for _, tag := range tags {
+			for i, tag := range tags {
 				twg.Go(func() {
 					defer r.prog.tagsDone.Add(1)
-					cl, err := r.processTag(r.ctx, repo, tag)
+					cl, err := r.processTag(r.ctx, repo, tag, heads[i])
 					if r.ctx.Err() != nil {
 						return
 					}
@@ -391,9 +406,38 @@ func (r *run) keepRemoved(repo string, listed []string) []outcome {
 // errSkip marks a tag that is deliberately not published (schema 1, vanished).
 var errSkip = errors.New("skipped")
 
-// processTag resolves a tag with one HEAD and collects its closure.
-func (r *run) processTag(ctx context.Context, repo, tag string) (*closure, error) {
-	d, pre, err := r.resolve(ctx, repo, tag)
+// head is what resolving a tag gave; nil before it is resolved.
+type head struct {
+	d   layout.Digest
+	pre *prefetched
+	err error
+}
+
+// resolveAll resolves repo's tags, one HEAD each, concurrently, when the previous generation
+// has repo (unchanged may then reuse it); else it leaves them to processTag.
+func (r *run) resolveAll(repo string, tags []string) []*head {
+	heads := make([]*head, len(tags))
+	if r.prev.Repositories[repo] == nil {
+		return heads
+	}
+	var wg sync.WaitGroup
+	for i, tag := range tags {
+		wg.Go(func() {
+			d, pre, err := r.resolve(r.ctx, repo, tag)
+			heads[i] = &head{d, pre, err}
+		})
+	}
+	wg.Wait()
+	return heads
+}
+
+// processTag resolves a tag with one HEAD (unless h has) and collects its closure.
+func (r *run) processTag(ctx context.Context, repo, tag string, h *head) (*closure, error) {
+	if h == nil {
+		d, pre, err := r.resolve(ctx, repo, tag)
+		h = &head{d, pre, err}
+	}
+	d, pre, err := h.d, h.pre, h.err
 	if err != nil {
 		if statusOf(err) == http.StatusNotFound {
 			r.prog.warnf("%s:%s: listed but gone from the source, not published", repo, tag)

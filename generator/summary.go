@@ -14,6 +14,8 @@ type Summary struct {
 	Duration   time.Duration
 	Plan       *Plan
 	Counts
+	// unchanged is how many repositories the run took whole from the previous generation.
+	unchanged int
 }
 
 // Counts are the figures of a run.

@@ -1,0 +1,91 @@
+package generator
+
+import (
+	"github.com/regmirror/regmirror/layout"
+)
+
+// unchanged returns the previous generation's record of repo when this run would publish it
+// exactly as it stands, so that the run takes its manifests and blobs whole instead of
+// reading and walking every manifest again (a no-op, or a promotion's untouched
+// repositories, cost a HEAD per tag): every tag the source lists resolved (heads) to the
+// digest the previous generation published, and no other; every manifest and blob is in
+// place (recorded, no Options.Verify or VerifyLayers); the repository has no referrers and
+// the source no referrers API (nothing to ask); no tag is kept removed; and no manifest may
+// hold a foreign layer (mayBeForeign), which the run counts. nil otherwise: the tags are
+// processed one by one.
+func (r *run) unchanged(repo string, tags []string, heads []*head) *layout.Repository {
+	pr := r.prev.Repositories[repo]
+	if pr == nil || r.tree == nil || r.o.Verify || r.o.VerifyLayers || len(pr.Referrers) > 0 || len(pr.Removed) > 0 || len(tags) != len(pr.Tags) {
+		return nil
+	}
+	for i, tag := range tags {
+		h := heads[i]
+		if h == nil || h.err != nil || h.d != pr.Tags[tag] {
+			return nil
+		}
+	}
+	for _, d := range pr.Manifests {
+		mf := r.prev.Manifests[d]
+		if mf == nil || !r.recorded(d, int64(len(mf.Data))) || mayBeForeign(mf.Data) {
+			return nil
+		}
+	}
+	for _, d := range pr.Blobs {
+		if pb := r.prev.Blobs[d]; pb == nil || !r.recorded(d, pb.Size) {
+			return nil
+		}
+	}
+	if len(tags) > 0 && r.hasReferrersAPI(repo, heads[0].d) {
+		return nil
+	}
+	return pr
+}
+
+// hasReferrersAPI reports whether the source answers the referrers API, asking it (about
+// subject d of repo) when no query of the run has yet.
+func (r *run) hasReferrersAPI(repo string, d layout.Digest) bool {
+	r.refProbe.Lock()
+	known, supported := r.refKnown, r.refSupported
+	r.refProbe.Unlock()
+	if !known {
+		if _, err := r.referrersOf(r.ctx, repo, d); err != nil {
+			return true // cancelled: say so, and let the tags stop on their own
+		}
+		r.refProbe.Lock()
+		supported = r.refSupported
+		r.refProbe.Unlock()
+	}
+	return supported
+}
+
+// mayBeForeign reports whether manifest bytes may list a foreign layer (layout.IsForeignLayer:
+// urls, a foreign or non-distributable media type), conservatively: any escape or non-ASCII
+// byte (JSON keys match case-insensitively, with Unicode folding), or any of those words in
+// any case.
+func mayBeForeign(data []byte) bool {
+	for _, c := range data {
+		if c == '\\' || c >= 0x80 {
+			return true
+		}
+	}
+	for _, w := range [][]byte{[]byte("urls"), []byte("foreign"), []byte("nondistributable")} {
+		if containsFold(data, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether data contains the lower-case ASCII word w in any case.
+func containsFold(data, w []byte) bool {
+	for i := 0; i+len(w) <= len(data); i++ {
+		j := 0
+		for j < len(w) && data[i+j]|0x20 == w[j] {
+			j++
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
+}

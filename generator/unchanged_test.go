@@ -1,0 +1,115 @@
+package generator
+
+import (
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/regmirror/regmirror/internal/testsupport/testimages"
+)
+
+// A repository the source still lists as the previous generation published it is taken
+// whole from the previous metadata: the generation is the one walking every manifest again
+// gives (Options.Verify turns the shortcut off), counts included.
+func TestUnchangedRepositoriesTakenWhole(t *testing.T) {
+	refs, err := testimages.Demo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := map[string]bool{}
+	for _, r := range refs {
+		repos[r.Repo] = true
+	}
+	moved := refs[0]
+	tests := []struct {
+		name      string
+		change    func(t *testing.T, src *source, o *Options)
+		unchanged int
+	}{
+		{"nothing changed", func(*testing.T, *source, *Options) {}, len(repos)},
+		{"a tag moved", func(t *testing.T, src *source, _ *Options) {
+			img, err := random.Image(512, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src.pushImage(moved.Repo, moved.Tags[0], img)
+		}, len(repos) - 1},
+		{"a tag archived", func(_ *testing.T, _ *source, o *Options) {
+			o.Archive = []string{moved.Repo + ":" + moved.Tags[0]}
+		}, len(repos)},
+		{"a tag deleted, kept removed", func(_ *testing.T, src *source, o *Options) {
+			src.deleteTag(moved.Repo, moved.Tags[0])
+			o.KeepRemoved = true
+		}, len(repos) - 1},
+	}
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newSourceWith(t) // no referrers API: nothing to ask about referrers
+			t.Cleanup(src.srv.Close)
+			src.push(refs...)
+			dir := t.TempDir()
+			taken, walked := filepath.Join(dir, "taken"), filepath.Join(dir, "walked")
+			for _, out := range []string{taken, walked} {
+				o := src.opts(out)
+				o.Now = func() time.Time { return now }
+				mustRun(t, o)
+			}
+			o := src.opts(taken)
+			o.Now = func() time.Time { return now.Add(time.Hour) }
+			tc.change(t, src, &o)
+			sum := mustRun(t, o)
+			if got := sum.unchanged; got != tc.unchanged {
+				t.Errorf("repositories taken whole: got %d, want %d", got, tc.unchanged)
+			}
+			o.Out, o.Verify = walked, true
+			want := mustRun(t, o)
+			if want.unchanged != 0 {
+				t.Errorf("with Verify: %d repositories taken whole, want 0", want.unchanged)
+			}
+			if !reflect.DeepEqual(sum.Counts, want.Counts) {
+				t.Errorf("counts: got %+v, want %+v", sum.Counts, want.Counts)
+			}
+			got, exp := checkTree(t, taken), checkTree(t, walked)
+			for _, f := range []struct {
+				name      string
+				got, want any
+			}{
+				{"repositories", got.Repositories, exp.Repositories},
+				{"manifests", got.Manifests, exp.Manifests},
+				{"blobs", got.Blobs, exp.Blobs},
+				{"orphans", got.Orphans, exp.Orphans},
+				{"subsets", got.Subsets, exp.Subsets},
+			} {
+				if !reflect.DeepEqual(f.got, f.want) {
+					t.Errorf("%s: got %v, want %v", f.name, f.got, f.want)
+				}
+			}
+		})
+	}
+}
+
+func TestMayBeForeign(t *testing.T) {
+	tests := []struct {
+		name string
+		data string
+		want bool
+	}{
+		{"plain image", `{"schemaVersion":2,"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:00","size":1}]}`, false},
+		{"urls", `{"layers":[{"urls":["https://example.com/l"]}]}`, true},
+		{"URLS in another case", `{"layers":[{"URLs":["https://example.com/l"]}]}`, true},
+		{"docker foreign layer", `{"layers":[{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"}]}`, true},
+		{"non-distributable", `{"layers":[{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"}]}`, true},
+		{"escaped key", `{"layers":[{"\u0075rls":["x"]}]}`, true},
+		{"non-ASCII key folding to urls", "{\"layers\":[{\"url\u017f\":[\"x\"]}]}", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := mayBeForeign([]byte(tc.data)); got != tc.want {
+				t.Errorf("mayBeForeign(%s): got %v, want %v", tc.data, got, tc.want)
+			}
+		})
+	}
+}
