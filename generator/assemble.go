@@ -257,11 +257,13 @@ func (r *run) strayFiles() []os.DirEntry {
 
 // recorded reports whether the previous generation records d with size, and Options.Verify
 // does not ask to check the disk: then the file is in place (present).
-func (r *run) recorded(d layout.Digest, size int64) bool {
+func (r *run) recorded(d layout.Digest, size int64) bool { return r.recordedIn(r.prev, d, size) }
+
+func (r *run) recordedIn(prev *layout.Meta, d layout.Digest, size int64) bool {
 	if r.tree == nil || r.o.Verify {
 		return false
 	}
-	pb := r.prev.Blobs[d]
+	pb := prev.Blobs[d]
 	return pb != nil && pb.Size == size
 }
 
@@ -269,11 +271,13 @@ func (r *run) recorded(d layout.Digest, size int64) bool {
 // generation records with that size is there without a look (a generation's files are in
 // place and synced before it is published, and only files it lacks are ever deleted), unless
 // Options.Verify asks to check the disk; any other is looked up.
-func (r *run) present(d layout.Digest, size int64) bool {
+func (r *run) present(d layout.Digest, size int64) bool { return r.presentIn(r.prev, d, size) }
+
+func (r *run) presentIn(prev *layout.Meta, d layout.Digest, size int64) bool {
 	if r.tree == nil {
 		return false
 	}
-	if r.recorded(d, size) {
+	if r.recordedIn(prev, d, size) {
 		return true
 	}
 	fi, err := os.Stat(r.blobPath(d))

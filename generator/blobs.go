@@ -62,7 +62,8 @@ func (r *run) blob(ctx context.Context, repo string, ref blobRef, reused bool) *
 		r.blobs[ref.digest] = t
 	}
 	r.mu.Unlock()
-	if !ok && r.recorded(ref.digest, ref.size) {
+	prev := r.prev // the goroutine's own: release replaces r.prev before the write
+	if !ok && r.recordedIn(prev, ref.digest, ref.size) {
 		// In place (present): nothing to look up, nothing to wait for.
 		t.state, t.size = blobPresent, ref.size
 		close(t.done)
@@ -73,7 +74,7 @@ func (r *run) blob(ctx context.Context, repo string, ref blobRef, reused bool) *
 		go func() {
 			defer r.bg.Done()
 			defer close(t.done)
-			t.state, t.size, t.err = r.ensureBlob(ctx, repo, ref, reused)
+			t.state, t.size, t.err = r.ensureBlob(ctx, prev, repo, ref, reused)
 		}()
 	}
 	return t
@@ -84,9 +85,9 @@ func (r *run) blobPath(d layout.Digest) string { return r.tree.Path(layout.BlobP
 // smallBlobSize is the size up to which a blob transfer counts as a small request.
 const smallBlobSize = 256 << 10
 
-func (r *run) ensureBlob(ctx context.Context, repo string, ref blobRef, reused bool) (blobState, int64, error) {
+func (r *run) ensureBlob(ctx context.Context, prev *layout.Meta, repo string, ref blobRef, reused bool) (blobState, int64, error) {
 	if r.tree != nil {
-		if r.present(ref.digest, ref.size) {
+		if r.presentIn(prev, ref.digest, ref.size) {
 			if !r.o.Verify {
 				return blobPresent, ref.size, nil
 			}
@@ -102,7 +103,7 @@ func (r *run) ensureBlob(ctx context.Context, repo string, ref blobRef, reused b
 		}
 	}
 	if ref.foreign && reused {
-		if _, ok := r.prev.Blobs[ref.digest]; !ok {
+		if _, ok := prev.Blobs[ref.digest]; !ok {
 			return blobForeign, ref.size, nil
 		}
 	}

@@ -269,10 +269,10 @@ func (r *run) acquire(ctx context.Context, sem chan struct{}) error {
 type outcome struct {
 	repo, tag string
 	cl        *closure // nil: not published, unless reused
-	// reused: the tag is unchanged in a repository the previous generation holds as it
-	// stands (unchanged), whose published content (reused) this generation takes whole.
+	// reused is the previous generation's record of the repository, taken whole (unchanged):
+	// the tag resolved to digest, as before.
 	reused *layout.Repository
-	digest layout.Digest // with reused
+	digest layout.Digest
 	// removed: gone from the source, kept (--keep-removed) since then.
 	removed   bool
 	removedAt time.Time
