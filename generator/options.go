@@ -81,7 +81,9 @@ type Options struct {
 	// GCGrace is how long content no longer referenced stays pullable by digest (retiring) and
 	// its files in the tree; whatever its value, at least for the generation that retires it.
 	GCGrace time.Duration
-	// Verify re-hashes blobs already present instead of trusting their size.
+	// Verify re-hashes blobs already present instead of trusting the previous generation's
+	// record of them (a file it records with the same size is not even looked at) or their size;
+	// it also turns off taking unchanged repositories whole.
 	Verify bool
 	// VerifyLayers decompresses every new layer and checks it against the config's diff_ids.
 	VerifyLayers bool
