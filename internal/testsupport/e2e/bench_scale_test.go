@@ -50,14 +50,7 @@ import (
 //     that it is the switch's peak, not the load's).
 func BenchmarkScale(b *testing.B) {
 	needPeers(b)
-	full := 90000
-	if v := os.Getenv("REGMIRROR_SCALE_MANIFESTS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 300 {
-			b.Fatalf("REGMIRROR_SCALE_MANIFESTS=%q: want a number of manifests, at least 300", v)
-		}
-		full = n
-	}
+	full := scaleManifests(b, 90000)
 	sizes := []int{full / 10, full}
 	if os.Getenv("REGMIRROR_SCALE_1M") == "1" {
 		sizes = append(sizes, 1000000)
@@ -75,6 +68,19 @@ func BenchmarkScale(b *testing.B) {
 		})
 	}
 	wrkBenchPrint(scaleTable(results))
+}
+
+// scaleManifests is the size REGMIRROR_SCALE_MANIFESTS asks for, def when unset.
+func scaleManifests(b *testing.B, def int) int {
+	v := os.Getenv("REGMIRROR_SCALE_MANIFESTS")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 300 {
+		b.Fatalf("REGMIRROR_SCALE_MANIFESTS=%q: want a number of manifests, at least 300", v)
+	}
+	return n
 }
 
 // scaleResult is one size's figures.

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -24,14 +23,7 @@ import (
 // answers the same requests before and after a change) moves less than its time on a shared
 // machine.
 func BenchmarkScaleGenerate(b *testing.B) {
-	manifests := 9000
-	if v := os.Getenv("REGMIRROR_SCALE_MANIFESTS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 300 {
-			b.Fatalf("REGMIRROR_SCALE_MANIFESTS=%q: want a number of manifests, at least 300", v)
-		}
-		manifests = n
-	}
+	manifests := scaleManifests(b, 9000)
 	tags := manifests / 3
 	perRepo := min(100, tags)
 	repos := (tags + perRepo - 1) / perRepo
