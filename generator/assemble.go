@@ -242,7 +242,7 @@ func (r *run) strayFiles() []os.DirEntry {
 	if r.strays != nil {
 		return *r.strays
 	}
-	ents, err := os.ReadDir(r.blobDir)
+	ents, err := readDirUnsorted(r.blobDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		r.prog.warnf("listing %s for garbage collection: %v", r.blobDir, err)
 	}

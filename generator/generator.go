@@ -483,8 +483,7 @@ func (r *run) fallback(repo, tag string) *closure {
 func removeTemps(t *layout.Tree, prev *layout.Meta) ([]os.DirEntry, error) {
 	var strays []os.DirEntry
 	for _, dir := range []string{"", layout.BlobDir("sha256"), layout.MetaDir, layout.MetaFilesDir} {
-		p := t.Path(dir)
-		ents, err := os.ReadDir(p)
+		ents, err := readDirUnsorted(t.Path(dir))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -504,6 +503,16 @@ func removeTemps(t *layout.Tree, prev *layout.Meta) ([]os.DirEntry, error) {
 		}
 	}
 	return strays, nil
+}
+
+// readDirUnsorted is os.ReadDir without the sort (blobs/ holds a file per blob).
+func readDirUnsorted(dir string) ([]os.DirEntry, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.ReadDir(-1)
 }
 
 // isStray reports whether e, an entry of blobs/sha256, is a blob file prev records neither
