@@ -63,29 +63,37 @@ func (r *run) hasReferrersAPI(repo string, d layout.Digest) bool {
 // byte (JSON keys match case-insensitively, with Unicode folding), or any of those words in
 // any case.
 func mayBeForeign(data []byte) bool {
-	for _, c := range data {
+	for i, c := range data {
 		if c == '\\' || c >= 0x80 {
 			return true
 		}
-	}
-	for _, w := range [][]byte{[]byte("urls"), []byte("foreign"), []byte("nondistributable")} {
-		if containsFold(data, w) {
-			return true
+		switch c | 0x20 { // an ASCII letter in lower case
+		case 'u':
+			if hasFoldPrefix(data[i:], "urls") {
+				return true
+			}
+		case 'f':
+			if hasFoldPrefix(data[i:], "foreign") {
+				return true
+			}
+		case 'n':
+			if hasFoldPrefix(data[i:], "nondistributable") {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// containsFold reports whether data contains the lower-case ASCII word w in any case.
-func containsFold(data, w []byte) bool {
-	for i := 0; i+len(w) <= len(data); i++ {
-		j := 0
-		for j < len(w) && data[i+j]|0x20 == w[j] {
-			j++
-		}
-		if j == len(w) {
-			return true
+// hasFoldPrefix reports whether data starts with the lower-case ASCII word w in any case.
+func hasFoldPrefix(data []byte, w string) bool {
+	if len(data) < len(w) {
+		return false
+	}
+	for j := range len(w) {
+		if data[j]|0x20 != w[j] {
+			return false
 		}
 	}
-	return false
+	return true
 }

@@ -113,3 +113,13 @@ func TestMayBeForeign(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkMayBeForeign(b *testing.B) {
+	data := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":1234},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":5678}]}`)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if mayBeForeign(data) {
+			b.Fatal("plain manifest reported as maybe foreign")
+		}
+	}
+}
