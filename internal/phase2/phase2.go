@@ -270,59 +270,81 @@ func digestDir(name string, d layout.Digest) string {
 // files trees kept there before publications existed, temporary files, directories left
 // empty). Call it after the manifests are in blobs/ and before publishing meta, so the
 // publication's file list describes Dir as it is.
+//
+// Its cost grows with the change: one walk of Dir finds what is there, and only missing
+// markers are written and only stale files and the directories they leave empty removed.
 func Write(tree *layout.Tree, meta *layout.Meta) error {
 	want := DigestFiles(meta)
+	have, dirs, err := scan(tree)
+	if err != nil {
+		return fmt.Errorf("removing stale phase-2 files: %w", err)
+	}
 	for rel, data := range want {
-		p := tree.Path(rel)
-		if _, err := os.Lstat(p); err == nil {
+		if have[rel] {
 			continue
 		}
-		if err := layout.WriteFile(p, data); err != nil {
+		if err := layout.WriteFile(tree.Path(rel), data); err != nil {
 			return fmt.Errorf("writing phase-2 file: %w", err)
 		}
 	}
-	return prune(tree, want)
+	return prune(tree, want, have, dirs)
 }
 
-// prune removes files under Dir that are not in want, then the directories left empty.
-// Temporary files go too: Write runs under the generator's lock on the tree, so any here are
-// left over from a run that was killed.
-func prune(tree *layout.Tree, want map[string][]byte) error {
+// scan lists what lies under Dir: its files and links (tree-relative slash paths) and its
+// directories below Dir itself.
+func scan(tree *layout.Tree) (files map[string]bool, dirs []string, err error) {
+	files = map[string]bool{}
 	root := tree.Path(Dir)
-	var dirs []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	prefix := tree.Dir() + string(filepath.Separator)
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
 			}
 			return err
 		}
+		rel, ok := strings.CutPrefix(p, prefix)
+		if !ok {
+			return fmt.Errorf("%s is not below %s", p, tree.Dir())
+		}
+		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			dirs = append(dirs, p)
+			if rel != Dir {
+				dirs = append(dirs, rel)
+			}
 			return nil
 		}
-		rel, err := filepath.Rel(tree.Dir(), p)
-		if err != nil {
-			return err
-		}
-		if _, ok := want[filepath.ToSlash(rel)]; ok && !strings.HasPrefix(d.Name(), layout.TempPrefix) {
-			return nil
-		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
+		files[rel] = true
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("removing stale phase-2 files: %w", err)
+	return files, dirs, err
+}
+
+// prune removes the files under Dir (have) that are not in want, then the directories
+// (dirs) left without any wanted file below them. Temporary files go too: Write runs under
+// the generator's lock on the tree, so any here are left over from a run that was killed.
+func prune(tree *layout.Tree, want map[string][]byte, have map[string]bool, dirs []string) error {
+	// The directories that hold a wanted file stay; no system call is spent on them.
+	keep := map[string]bool{}
+	for rel := range want {
+		for d := path.Dir(rel); d != Dir && d != "." && !keep[d]; d = path.Dir(d) {
+			keep[d] = true
+		}
 	}
-	// Deepest first; a directory that is not empty stays.
-	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
-	for _, d := range dirs {
-		if d == root {
+	for rel := range have {
+		if _, ok := want[rel]; ok && !strings.HasPrefix(path.Base(rel), layout.TempPrefix) {
 			continue
 		}
-		_ = os.Remove(d)
+		if err := os.Remove(tree.Path(rel)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing stale phase-2 files: %w", err)
+		}
+	}
+	// Deepest first; a directory that is not empty (something not listed) stays.
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+	for _, d := range dirs {
+		if !keep[d] {
+			_ = os.Remove(tree.Path(d))
+		}
 	}
 	return nil
 }
