@@ -273,3 +273,50 @@ func listItself(t *testing.T, tree *layout.Tree) map[string]bool {
 	}
 	return map[string]bool{link: true, shared: true}
 }
+
+// TestScanRoots: the paths listed do not depend on how the root is spelled (relative, with
+// a trailing separator, absolute).
+func TestScanRoots(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"a", "a.b", "b/c", "b/d/e"} {
+		if err := layout.WriteFile(filepath.Join(dir, filepath.FromSlash(f)), []byte(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "a a.b b b/c b/d b/d/e"
+	t.Chdir(dir)
+	for name, root := range map[string]string{"absolute": dir, "trailing separator": dir + string(filepath.Separator), "dot": ".", "dot slash": "./"} {
+		t.Run(name, func(t *testing.T) {
+			entries, err := Scan(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range entries {
+				got = append(got, e.Path)
+			}
+			if strings.Join(got, " ") != want {
+				t.Errorf("Scan(%q): got %q, want %q", root, got, want)
+			}
+		})
+	}
+}
+
+// TestRenderLines: each [Files] line is "time<TAB>type<TAB>size<TAB>path", in time then path
+// order.
+func TestRenderLines(t *testing.T) {
+	entries := []Entry{
+		{Time: 1700000002, Type: "f", Size: 0, Path: "z"},
+		{Time: -1, Type: "l", Size: 12, Path: "b/link"},
+		{Time: 1700000002, Type: "d", Size: 4096, Path: "a dir"},
+	}
+	sortByTime(entries)
+	got, err := render(entries, map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[Version]\n2\n\n[Files]\n-1\tl\t12\tb/link\n1700000002\td\t4096\ta dir\n1700000002\tf\t0\tz\n\n[Checksums SHA1]\n\n[End]\n"
+	if string(got) != want {
+		t.Errorf("render: got %q, want %q", got, want)
+	}
+}
