@@ -4,6 +4,7 @@ package layout
 // format (docs/tree-format.md, "Membership").
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -521,38 +522,37 @@ func (m *Meta) SubsetFilters() map[string][]byte {
 	for i, s := range names {
 		masks[i] = m.ContentMask([]string{s})
 	}
+	// Every blob once, sorted once; each subset's filter takes its blobs in that order.
 	type line struct {
 		since uint64
-		text  string
+		path  string // BlobPath
+		mask  uint64
 	}
-	lists := map[string][]line{}
-	add := func(d Digest, since, mask uint64) {
-		for i, s := range names {
-			if mask == 0 && s != ArchiveSubset || mask&masks[i] != 0 {
-				lists[s] = append(lists[s], line{since, "+ /" + BlobPath(d) + "\n"})
-			}
-		}
-	}
+	l := make([]line, 0, len(m.Blobs)+len(m.Orphans))
 	for d, b := range m.Blobs {
-		add(d, b.Since, b.Subsets|b.Former)
+		l = append(l, line{b.Since, BlobPath(d), b.Subsets | b.Former})
 	}
 	for d, o := range m.Orphans {
-		add(d, o.Since, o.Subsets)
+		l = append(l, line{o.Since, BlobPath(d), o.Subsets})
 	}
-	files := map[string][]byte{}
-	for _, s := range names {
-		l := lists[s]
-		sort.Slice(l, func(i, j int) bool {
-			if l[i].since != l[j].since {
-				return l[i].since < l[j].since
-			}
-			return l[i].text < l[j].text
-		})
-		var b strings.Builder
-		for _, x := range l {
-			b.WriteString(x.text)
+	// Every line is "+ /<path>\n": ordering by path orders by text.
+	slices.SortFunc(l, func(a, b line) int {
+		if c := cmp.Compare(a.since, b.since); c != 0 {
+			return c
 		}
-		files[SubsetFilterPath(s)] = []byte(b.String())
+		return strings.Compare(a.path, b.path)
+	})
+	files := map[string][]byte{}
+	for i, s := range names {
+		b := []byte{}
+		for _, x := range l {
+			if x.mask == 0 && s != ArchiveSubset || x.mask&masks[i] != 0 {
+				b = append(b, "+ /"...)
+				b = append(b, x.path...)
+				b = append(b, '\n')
+			}
+		}
+		files[SubsetFilterPath(s)] = b
 	}
 	return files
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -432,5 +433,64 @@ func TestRetiringKeepsMembership(t *testing.T) {
 	}
 	if got, want := subsetsOfBlob(next, next.Blobs[stray].Subsets), "*"; got != want {
 		t.Errorf("a blob without earlier membership: got %q, want %q", got, want)
+	}
+}
+
+// TestSubsetFiltersOrder: each subset's filter lists its blobs, members, former members and
+// orphans alike ("+ /blobs/…" lines), by the generation they appeared in, then by path;
+// metadata without membership lists every blob in every subset.
+func TestSubsetFiltersOrder(t *testing.T) {
+	d := func(s string) Digest { return DigestOf("sha256", []byte(s)) }
+	line := func(s string) string { return "+ /" + BlobPath(d(s)) + "\n" }
+	m := NewMeta(3)
+	m.Subsets = []string{"amd64", "arm64", ArchiveSubset}
+	m.Blobs[d("a")] = &Blob{Since: 2, Subsets: 1}
+	m.Blobs[d("b")] = &Blob{Since: 1, Subsets: 1 | 2}
+	m.Blobs[d("c")] = &Blob{Since: 2, Subsets: 4, Former: 2}
+	m.Blobs[d("e")] = &Blob{Since: 1, Subsets: 1}
+	m.Orphans = map[Digest]*Orphan{d("f"): {Since: 1, Subsets: 2}}
+	sorted := func(names ...string) string {
+		slices.SortFunc(names, func(x, y string) int {
+			sx, sy := m.Blobs[d(x)], m.Blobs[d(y)]
+			ix, iy := uint64(1), uint64(1) // orphans here appeared in generation 1
+			if sx != nil {
+				ix = sx.Since
+			}
+			if sy != nil {
+				iy = sy.Since
+			}
+			if ix != iy {
+				return int(ix) - int(iy)
+			}
+			return strings.Compare(line(x), line(y))
+		})
+		var b strings.Builder
+		for _, n := range names {
+			b.WriteString(line(n))
+		}
+		return b.String()
+	}
+	tests := []struct {
+		name, subset, want string
+	}{
+		{"members", "amd64", sorted("a", "b", "e")},
+		{"members, former members and orphans", "arm64", sorted("b", "c", "f")},
+		{"archive", ArchiveSubset, sorted("c")},
+		{"an architecture the tree has no image of", "s390x", ""},
+	}
+	filters := m.SubsetFilters()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(filters[SubsetFilterPath(tc.subset)]); got != tc.want {
+				t.Errorf("%s's filter:\ngot  %q\nwant %q", tc.subset, got, tc.want)
+			}
+		})
+	}
+	m.Subsets = nil
+	if got, want := string(m.SubsetFilters()[SubsetFilterPath("arm64")]), sorted("a", "b", "c", "e", "f"); got != want {
+		t.Errorf("without membership, arm64's filter:\ngot  %q\nwant %q", got, want)
+	}
+	if got, want := string(m.SubsetFilters()[SubsetFilterPath(ArchiveSubset)]), sorted("a", "b", "c", "e", "f"); got != want {
+		t.Errorf("without membership, the archive's filter:\ngot  %q\nwant %q", got, want)
 	}
 }
