@@ -245,6 +245,27 @@ func render(entries []Entry, sums map[string]string) ([]byte, error) {
 // Scan lists every file, directory and link below root (root itself, file lists, temporary
 // files and the listener's state file excepted), sorted by path.
 func Scan(root string) ([]Entry, error) {
+	entries, err := scan(root)
+	if err != nil {
+		return nil, fmt.Errorf("listing the tree: %w", err)
+	}
+	slices.SortFunc(entries, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+	return entries, nil
+}
+
+// unlisted reports whether the entry at rel (slash path below the root), named name, is left
+// out of the list, and with it what lies below it.
+func unlisted(rel, name string) bool {
+	return strings.HasPrefix(name, layout.TempPrefix) || rel == ListenStateFile || (!strings.Contains(rel, "/") && strings.HasPrefix(name, Prefix))
+}
+
+// errTabOrNewline is the error for a path the format cannot hold.
+func errTabOrNewline(rel string) error {
+	return fmt.Errorf("%q has a tab or newline in its name, which the file list format cannot hold", rel)
+}
+
+// walkScan is Scan's listing, unsorted, with filepath.WalkDir.
+func walkScan(root string) ([]Entry, error) {
 	var entries []Entry
 	prefix := strings.TrimSuffix(root, string(filepath.Separator)) + string(filepath.Separator)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -265,15 +286,14 @@ func Scan(root string) ([]Entry, error) {
 			}
 		}
 		rel = filepath.ToSlash(rel)
-		name := d.Name()
-		if strings.HasPrefix(name, layout.TempPrefix) || rel == ListenStateFile || (!strings.Contains(rel, "/") && strings.HasPrefix(name, Prefix)) {
+		if unlisted(rel, d.Name()) {
 			if d.IsDir() {
 				return fs.SkipDir
 			}
 			return nil
 		}
 		if strings.ContainsAny(rel, "\t\n") {
-			return fmt.Errorf("listing the tree: %q has a tab or newline in its name, which the file list format cannot hold", rel)
+			return errTabOrNewline(rel)
 		}
 		fi, err := d.Info()
 		if errors.Is(err, fs.ErrNotExist) {
@@ -296,9 +316,5 @@ func Scan(root string) ([]Entry, error) {
 		entries = append(entries, e)
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("listing the tree: %w", err)
-	}
-	slices.SortFunc(entries, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
-	return entries, nil
+	return entries, err
 }

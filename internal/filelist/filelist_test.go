@@ -6,9 +6,12 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -318,5 +321,90 @@ func TestRenderLines(t *testing.T) {
 	want := "[Version]\n2\n\n[Files]\n-1\tl\t12\tb/link\n1700000002\td\t4096\ta dir\n1700000002\tf\t0\tz\n\n[Checksums SHA1]\n\n[End]\n"
 	if string(got) != want {
 		t.Errorf("render: got %q, want %q", got, want)
+	}
+}
+
+// TestScanMatchesWalk: the platform's listing (on Linux read with directory descriptors)
+// gives exactly what filepath.WalkDir's does, over every kind of entry and every exception.
+func TestScanMatchesWalk(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{
+		"blobs/sha256/aa", "blobs/sha256/bb", "regmirror/v2/fedora/_digests/aa/aa.oci-manifest",
+		"regmirror/v2/fedora/toolbox/_digests/bb/bb.oci-index", "a.b", "a/b",
+		layout.TempPrefix + "dir/x", "blobs/" + layout.TempPrefix + "y", ListenStateFile,
+		Prefix + "containers", "sub/" + Prefix + "nested",
+	} {
+		if err := layout.WriteFile(filepath.Join(dir, filepath.FromSlash(f)), []byte(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{"index.json": "regmirror/live/index.json", "regmirror/live": "pub/x", "blobs/dir-link": "sha256"} {
+		if err := os.Symlink(target, filepath.Join(dir, filepath.FromSlash(link))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscallMkfifo(filepath.Join(dir, "fifo")); err != nil {
+		t.Logf("no fifo in the tree: %v", err)
+	}
+	old := time.Unix(1_000_000_000, 0)
+	if err := os.Chtimes(filepath.Join(dir, "a.b"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	sortByPath := func(l []Entry) {
+		slices.SortFunc(l, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+	}
+	want, err := walkScan(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sortByPath(want)
+	got, err := scan(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sortByPath(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("scan:\ngot  %v\nwant %v", got, want)
+	}
+	if len(want) < 15 {
+		t.Errorf("walkScan listed %d entries, want every one made: %v", len(want), want)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "blobs", "tab\tname"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := scan(dir); err == nil || !strings.Contains(err.Error(), "tab or newline") {
+		t.Errorf("scan of a name with a tab: got %v, want the format's error", err)
+	}
+	if _, err := scan(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("scan of a missing root: got %v, want not exist", err)
+	}
+}
+
+// BenchmarkScan lists a tree shaped as a generated one: a flat directory of blobs and a
+// directory per manifest holding its phase-2 marker.
+//
+//	go test ./internal/filelist -run '^$' -bench '^BenchmarkScan$'
+func BenchmarkScan(b *testing.B) {
+	dir := b.TempDir()
+	for i := range 3000 {
+		hex := strconv.Itoa(1_000_000 + i)
+		for _, f := range []string{"blobs/sha256/" + hex, "blobs/sha256/c" + hex, "blobs/sha256/l" + hex, "regmirror/v2/r/_digests/" + hex + "/" + hex + ".oci-manifest"} {
+			if err := layout.WriteFile(filepath.Join(dir, filepath.FromSlash(f)), nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, bc := range []struct {
+		name string
+		scan func(string) ([]Entry, error)
+	}{{"platform", scan}, {"WalkDir", walkScan}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := bc.scan(dir); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
