@@ -271,8 +271,9 @@ func digestDir(name string, d layout.Digest) string {
 // empty). Call it after the manifests are in blobs/ and before publishing meta, so the
 // publication's file list describes Dir as it is.
 //
-// Its cost grows with the change: one walk of Dir finds what is there, and only missing
-// markers are written and only stale files and the directories they leave empty removed.
+// One walk of Dir finds what is there; beyond it, its work grows with the change: only
+// missing markers are written, and only stale files and the directories they leave empty
+// removed.
 func Write(tree *layout.Tree, meta *layout.Meta) error {
 	want := DigestFiles(meta)
 	have, dirs, err := scan(tree)
