@@ -146,7 +146,9 @@ func (r *run) ensureBlob(ctx context.Context, prev *layout.Meta, repo string, re
 	return blobFetched, ref.size, nil
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+// bufPool holds the downloads' copy buffers: 128 KiB keeps the writes large, and the pool
+// stays a few MiB (at 1 MiB it held ~31 MiB at peak, most of a 9k-manifest run's heap).
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
 
 // download streams one blob into the tree, hashing while writing; the file is renamed into
 // place only when size and digest match.
