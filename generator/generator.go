@@ -149,7 +149,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			}
 			defer release()
 		}
-		prev, _, err := r.tree.LoadForUpdate()
+		prev, _, err := r.tree.LoadForSuccessor() // never changed: assemble builds a new Meta
 		switch {
 		case errors.Is(err, layout.ErrNoGeneration):
 			prev = nil

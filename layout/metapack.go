@@ -675,29 +675,38 @@ func setKey[K comparable, V any](m *map[K]V, k K, v V) {
 }
 
 // contentState is what the writer diffs a new Meta's content against: the content of the
-// live generation, copied when it was loaded (LoadForUpdate), so that the caller may change
-// the Meta it got.
+// live generation when it was loaded, either copied (LoadForUpdate: the caller may change the
+// Meta it got) or shared (LoadForSuccessor, and a chain liveChain reads itself: nobody
+// changes it).
 type contentState struct {
 	root      string // the stamp's meta ref it was loaded from
-	manifests map[Digest]Manifest
-	blobs     map[Digest]Blob
-	orphans   map[Digest]Orphan
+	manifests map[Digest]*Manifest
+	blobs     map[Digest]*Blob
+	orphans   map[Digest]*Orphan
 	repos     map[string]*Repository
+}
+
+// shared returns m's content, not copied: m's content must not change while it is kept.
+func shared(root string, m *Meta) *contentState {
+	return &contentState{root: root, manifests: m.Manifests, blobs: m.Blobs, orphans: m.Orphans, repos: m.Repositories}
 }
 
 // snapshot copies m's content.
 func snapshot(root string, m *Meta) *contentState {
-	s := &contentState{root: root, manifests: make(map[Digest]Manifest, len(m.Manifests)),
-		blobs: make(map[Digest]Blob, len(m.Blobs)), orphans: make(map[Digest]Orphan, len(m.Orphans)),
+	s := &contentState{root: root, manifests: make(map[Digest]*Manifest, len(m.Manifests)),
+		blobs: make(map[Digest]*Blob, len(m.Blobs)), orphans: make(map[Digest]*Orphan, len(m.Orphans)),
 		repos: make(map[string]*Repository, len(m.Repositories))}
 	for d, v := range m.Manifests {
-		s.manifests[d] = *v // the bytes are shared, not copied: a Meta's manifest bytes are never changed in place
+		c := *v // the bytes are shared, not copied: a Meta's manifest bytes are never changed in place
+		s.manifests[d] = &c
 	}
 	for d, v := range m.Blobs {
-		s.blobs[d] = *v
+		c := *v
+		s.blobs[d] = &c
 	}
 	for d, v := range m.Orphans {
-		s.orphans[d] = *v
+		c := *v
+		s.orphans[d] = &c
 	}
 	for n, r := range m.Repositories {
 		s.repos[n] = &Repository{Tags: maps.Clone(r.Tags), Manifests: slices.Clone(r.Manifests), Blobs: slices.Clone(r.Blobs),
@@ -726,7 +735,7 @@ func (s *contentState) diff(m *Meta) *touched {
 		}
 	}
 	for d, v := range m.Blobs {
-		if o, ok := s.blobs[d]; !ok || !blobEqual(o, *v) {
+		if o, ok := s.blobs[d]; !ok || !blobEqual(*o, *v) {
 			t.blobs[d] = true
 		}
 	}
@@ -882,15 +891,28 @@ func (t *Tree) writeEncoded(raw []byte, d Digest) (metaFileRef, error) {
 // updateBase is what LoadForUpdate keeps for the next publish: the content loaded.
 type updateBase = atomic.Pointer[contentState]
 
-// LoadForUpdate is Load for a caller that publishes a successor (generate, crawl): it also
-// keeps a copy of the loaded content, so that the publish writes only what changed (a content
-// pack) without reading the tree's metadata again. The caller may change the Meta it gets.
+// LoadForUpdate is Load for a caller that publishes a successor (crawl): it also keeps a
+// copy of the loaded content, so that the publish writes only what changed (a content pack)
+// without reading the tree's metadata again. The caller may change the Meta it gets.
 func (t *Tree) LoadForUpdate() (*Meta, Stamp, error) {
 	m, s, err := t.Load()
 	if err != nil {
 		return nil, Stamp{}, err
 	}
 	t.base.Store(snapshot(s.Meta, m))
+	return m, s, nil
+}
+
+// LoadForSuccessor is LoadForUpdate for a caller that builds its successor as a new Meta
+// (generate): the content of the Meta it gets (its Manifests, Blobs, Orphans and
+// Repositories maps and the records in them) is read-only, and the tree keeps it as it is
+// rather than a copy, which at scale is tens of MiB. The other fields may change.
+func (t *Tree) LoadForSuccessor() (*Meta, Stamp, error) {
+	m, s, err := t.Load()
+	if err != nil {
+		return nil, Stamp{}, err
+	}
+	t.base.Store(shared(s.Meta, m))
 	return m, s, nil
 }
 
@@ -1009,7 +1031,7 @@ func (t *Tree) liveChain() ([]metaFileRef, *contentState) {
 	if err != nil {
 		return nil, nil
 	}
-	return r.Packs, snapshot(s.Meta, m)
+	return r.Packs, shared(s.Meta, m) // read here, changed by nobody
 }
 
 // MetaFiles returns the tree-relative paths of the metadata files the generation of stamp s

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path"
@@ -713,5 +714,51 @@ func BenchmarkMetaPromotion(b *testing.B) {
 		b.ReportMetric(crawl, "crawl-KiB")
 		b.ReportMetric(loaded.Seconds(), "load-s")
 		b.ReportMetric(base, "base-KiB")
+	}
+}
+
+// TestMetaLoadForSuccessor checks the publish of a successor built as a new Meta, as generate
+// builds it, after LoadForSuccessor (which keeps the loaded content without a copy): the
+// loaded Meta is left as it was, the new content reads back, and the publish wrote one delta.
+func TestMetaLoadForSuccessor(t *testing.T) {
+	g := &metaGen{rng: rand.New(rand.NewPCG(11, 11)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	tree := NewTree(t.TempDir())
+	m := g.meta()
+	for i := range 50 {
+		m.Repositories[fmt.Sprintf("big/%d", i)] = g.repo(m)
+	}
+	if _, err := tree.Publish(m); err != nil {
+		t.Fatal(err)
+	}
+	root := readRootT(t, tree)
+	loaded, _, err := tree.LoadForSuccessor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := canonical(t, loaded)
+	// The successor: new maps, the unchanged records shared, one repository replaced.
+	next := NewMeta(loaded.Generation + 1)
+	next.Created, next.Source, next.Subsets = loaded.Created, loaded.Source, loaded.Subsets
+	next.Origin, next.Mirrors, next.MinMirrors, next.Regions, next.VariantSets = loaded.Origin, loaded.Mirrors, loaded.MinMirrors, loaded.Regions, loaded.VariantSets
+	next.Manifests, next.Blobs = maps.Clone(loaded.Manifests), maps.Clone(loaded.Blobs)
+	next.Orphans, next.Repositories = maps.Clone(loaded.Orphans), maps.Clone(loaded.Repositories)
+	old := next.Repositories["big/7"]
+	r := &Repository{Tags: maps.Clone(old.Tags), Manifests: slices.Clone(old.Manifests), Blobs: slices.Clone(old.Blobs)}
+	r.Tags["t0"] = g.image(next, r)
+	sortRepo(r)
+	next.Repositories["big/7"] = r
+	if _, err := tree.Publish(next); err != nil {
+		t.Fatal(err)
+	}
+	if got := canonical(t, loaded); !reflect.DeepEqual(got, before) {
+		t.Errorf("the loaded Meta changed in the publish")
+	}
+	got, _, err := NewTree(tree.Dir()).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameMeta(t, "successor", got, next)
+	if after := readRootT(t, tree); len(after.Packs) != 2 || after.Packs[0] != root.Packs[0] {
+		t.Errorf("packs %v, want the base %v and one delta", after.Packs, root.Packs[0])
 	}
 }
