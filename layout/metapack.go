@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/json"
@@ -849,14 +850,21 @@ func all(m *Meta) *touched {
 }
 
 // encodeMetaDoc returns the compressed bytes of a metadata document and their digest.
-// encoding/json sorts map keys, so equal content gives equal bytes.
+// encoding/json sorts map keys, so equal content gives equal bytes. A pack is encoded a
+// record at a time (encodePack): its JSON, a base's the size of the tree's manifests and
+// more, is never whole in memory.
 func encodeMetaDoc(v any) ([]byte, Digest, error) {
 	var buf bytes.Buffer
 	zw, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return nil, Digest{}, err
 	}
-	if err := json.NewEncoder(zw).Encode(v); err != nil {
+	if p, ok := v.(*metaPack); ok {
+		err = encodePack(zw, p)
+	} else {
+		err = json.NewEncoder(zw).Encode(v)
+	}
+	if err != nil {
 		zw.Close()
 		return nil, Digest{}, fmt.Errorf("encoding metadata: %w", err)
 	}
@@ -864,6 +872,94 @@ func encodeMetaDoc(v any) ([]byte, Digest, error) {
 		return nil, Digest{}, fmt.Errorf("compressing metadata: %w", err)
 	}
 	return buf.Bytes(), DigestOf("sha256", buf.Bytes()), nil
+}
+
+// encodePack writes p as json.NewEncoder(w).Encode(p) does, byte for byte (fields in order,
+// empty ones omitted, map keys sorted, a final newline), but marshals one record at a time.
+func encodePack(w io.Writer, p *metaPack) error {
+	e := &jsonStream{w: bufio.NewWriterSize(w, 64<<10)}
+	e.w.WriteByte('{')
+	e.field("format", p.Format)
+	e.field("kind", p.Kind)
+	for _, f := range []struct {
+		name string
+		list []Digest
+	}{{"dropManifests", p.DropManifests}, {"dropBlobs", p.DropBlobs}, {"dropOrphans", p.DropOrphans}} {
+		if len(f.list) > 0 {
+			e.field(f.name, f.list)
+		}
+	}
+	if len(p.DropRepositories) > 0 {
+		e.field("dropRepositories", p.DropRepositories)
+	}
+	streamMap(e, "manifests", p.Manifests, Digest.String)
+	streamMap(e, "blobs", p.Blobs, Digest.String)
+	streamMap(e, "orphans", p.Orphans, Digest.String)
+	streamMap(e, "repositories", p.Repositories, func(n string) string { return n })
+	streamMap(e, "repositoryChanges", p.RepositoryChanges, func(n string) string { return n })
+	e.w.WriteString("}\n")
+	if e.err != nil {
+		return e.err
+	}
+	return e.w.Flush()
+}
+
+// jsonStream writes a JSON object's members one at a time; the first error sticks.
+type jsonStream struct {
+	w      *bufio.Writer
+	fields int
+	err    error
+}
+
+// raw writes v's JSON.
+func (e *jsonStream) raw(v any) {
+	if e.err != nil {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		e.err = err
+		return
+	}
+	if _, err := e.w.Write(b); err != nil {
+		e.err = err
+	}
+}
+
+// key writes the member name k (after a comma but for the first member).
+func (e *jsonStream) key(first bool, k string) {
+	if !first {
+		e.w.WriteByte(',')
+	}
+	e.raw(k)
+	e.w.WriteByte(':')
+}
+
+func (e *jsonStream) field(name string, v any) {
+	e.key(e.fields == 0, name)
+	e.fields++
+	e.raw(v)
+}
+
+// streamMap writes m as the member name (omitted when empty), its keys named by key and in
+// the order encoding/json sorts them.
+func streamMap[K comparable, V any](e *jsonStream, name string, m map[K]V, key func(K) string) {
+	if len(m) == 0 {
+		return
+	}
+	e.key(e.fields == 0, name)
+	e.fields++
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b K) int { return strings.Compare(key(a), key(b)) })
+	e.w.WriteByte('{')
+	for i, k := range keys {
+		e.key(i == 0, key(k))
+		e.raw(m[k])
+	}
+	e.w.WriteByte('}')
 }
 
 // writeMetaDoc writes a metadata document into regmirror/meta/ (unless a file of that name,

@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -760,5 +761,33 @@ func TestMetaLoadForSuccessor(t *testing.T) {
 	sameMeta(t, "successor", got, next)
 	if after := readRootT(t, tree); len(after.Packs) != 2 || after.Packs[0] != root.Packs[0] {
 		t.Errorf("packs %v, want the base %v and one delta", after.Packs, root.Packs[0])
+	}
+}
+
+// TestEncodePack checks that a pack encoded a record at a time is what encoding/json gives
+// for it, byte for byte: a base, deltas of random promotions, and an empty pack.
+func TestEncodePack(t *testing.T) {
+	g := &metaGen{rng: rand.New(rand.NewPCG(3, 3)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	m := g.meta()
+	m.Repositories["<html&é>"] = g.repo(m) // keys json escapes
+	packs := map[string]*metaPack{"base": all(m).buildPack(m), "empty": {Format: 3, Kind: metaKindPack}}
+	for i := range 8 {
+		before := snapshot("", m)
+		g.promote(m)
+		packs[fmt.Sprintf("delta %d", i)] = before.diff(m).buildPack(m)
+	}
+	for name, p := range packs {
+		t.Run(name, func(t *testing.T) {
+			var got, want bytes.Buffer
+			if err := encodePack(&got, p); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.NewEncoder(&want).Encode(p); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Bytes(), want.Bytes()) {
+				t.Errorf("got  %.3000s\nwant %.3000s", got.Bytes(), want.Bytes())
+			}
+		})
 	}
 }
