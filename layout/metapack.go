@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -154,9 +155,23 @@ func (e *MetaFileError) Hint() string {
 // readMetaFile reads the metadata file named ref ("meta/<hex>.json.zst"), checks it against
 // its name and returns its decompressed JSON.
 func (t *Tree) readMetaFile(ref string, generation uint64) ([]byte, error) {
-	d, err := metaDigestFromRef(ref)
+	raw, rel, err := t.readMetaRaw(ref, generation)
 	if err != nil {
 		return nil, err
+	}
+	js, err := decompressMeta(raw)
+	if err != nil {
+		return nil, &MetaFileError{rel, generation, err}
+	}
+	return js, nil
+}
+
+// readMetaRaw reads the metadata file named ref, checks it against its name and returns its
+// compressed bytes and its tree-relative path.
+func (t *Tree) readMetaRaw(ref string, generation uint64) ([]byte, string, error) {
+	d, err := metaDigestFromRef(ref)
+	if err != nil {
+		return nil, "", err
 	}
 	rel := MetaPath(d)
 	raw, err := os.ReadFile(t.Path(rel))
@@ -164,16 +179,157 @@ func (t *Tree) readMetaFile(ref string, generation uint64) ([]byte, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			err = errors.New("missing")
 		}
-		return nil, &MetaFileError{rel, generation, err}
+		return nil, rel, &MetaFileError{rel, generation, err}
 	}
 	if err := VerifyBytes(d, raw); err != nil {
-		return nil, &MetaFileError{rel, generation, fmt.Errorf("corrupt: %w", err)}
+		return nil, rel, &MetaFileError{rel, generation, fmt.Errorf("corrupt: %w", err)}
 	}
-	js, err := decompressMeta(raw)
+	return raw, rel, nil
+}
+
+// readPack reads the content pack named ref: checked against its name, then decompressed and
+// decoded a record at a time (decodePack), so that its JSON is never whole in memory.
+func (t *Tree) readPack(ref string, generation uint64) (*metaPack, error) {
+	raw, rel, err := t.readMetaRaw(ref, generation)
 	if err != nil {
+		return nil, err
+	}
+	zr, err := zstd.NewReader(bytes.NewReader(raw), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxMetaSize))
+	if err != nil {
+		return nil, &MetaFileError{rel, generation, fmt.Errorf("decoding metadata: %w", err)}
+	}
+	defer zr.Close()
+	var p metaPack
+	if err := decodePack(&limitedMeta{r: zr, n: MaxMetaSize}, &p); err != nil {
 		return nil, &MetaFileError{rel, generation, err}
 	}
-	return js, nil
+	return &p, nil
+}
+
+// limitedMeta reads at most n bytes of r, and fails past them.
+type limitedMeta struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitedMeta) Read(b []byte) (int, error) {
+	if l.n < 0 {
+		return 0, fmt.Errorf("decoding metadata: larger than %d bytes", MaxMetaSize)
+	}
+	if int64(len(b)) > l.n+1 {
+		b = b[:l.n+1]
+	}
+	n, err := l.r.Read(b)
+	l.n -= int64(n)
+	if l.n < 0 {
+		return n, fmt.Errorf("decoding metadata: larger than %d bytes", MaxMetaSize)
+	}
+	return n, err
+}
+
+// decodePack decodes a format 3 content pack from r as decodeMetaDoc would (format and kind
+// first, then json.Unmarshal's rules), but its record maps a record at a time.
+func decodePack(r io.Reader, p *metaPack) error {
+	fail := func(err error) error { return fmt.Errorf("decoding metadata %s: %w", metaKindPack, err) }
+	dec := json.NewDecoder(r)
+	if tok, err := dec.Token(); err != nil {
+		return fail(err)
+	} else if tok != json.Delim('{') {
+		return fail(errors.New("not an object"))
+	}
+	for i := 0; dec.More(); i++ {
+		tok, err := dec.Token()
+		if err != nil {
+			return fail(err)
+		}
+		k, _ := tok.(string)
+		if i < 2 && k != "format" && k != "kind" { // as peekHeader
+			return fmt.Errorf("not a format 3 metadata %s (format %d, kind %q)", metaKindPack, p.Format, p.Kind)
+		}
+		switch strings.ToLower(k) {
+		case "format":
+			err = dec.Decode(&p.Format)
+		case "kind":
+			err = dec.Decode(&p.Kind)
+		case "dropmanifests":
+			err = dec.Decode(&p.DropManifests)
+		case "dropblobs":
+			err = dec.Decode(&p.DropBlobs)
+		case "droporphans":
+			err = dec.Decode(&p.DropOrphans)
+		case "droprepositories":
+			err = dec.Decode(&p.DropRepositories)
+		case "manifests":
+			err = decodeMap(dec, &p.Manifests)
+		case "blobs":
+			err = decodeMap(dec, &p.Blobs)
+		case "orphans":
+			err = decodeMap(dec, &p.Orphans)
+		case "repositories":
+			err = decodeMap(dec, &p.Repositories)
+		case "repositorychanges":
+			err = decodeMap(dec, &p.RepositoryChanges)
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if i == 1 && (p.Format != 3 || p.Kind != metaKindPack) {
+			return fmt.Errorf("not a format 3 metadata %s (format %d, kind %q)", metaKindPack, p.Format, p.Kind)
+		}
+	}
+	if p.Format != 3 || p.Kind != metaKindPack { // fewer than two members
+		return fmt.Errorf("not a format 3 metadata %s (format %d, kind %q)", metaKindPack, p.Format, p.Kind)
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return fail(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fail(errors.New("data after the pack"))
+	}
+	return nil
+}
+
+// decodeMap decodes a JSON object (or null) into *m an entry at a time, as json.Unmarshal
+// would: entries are added to the map there is, null sets it to nil.
+func decodeMap[K comparable, V any](dec *json.Decoder, m *map[K]V) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		*m = nil
+		return nil
+	}
+	if tok != json.Delim('{') {
+		return fmt.Errorf("want an object, got %v", tok)
+	}
+	if *m == nil {
+		*m = map[K]V{}
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		var k K
+		if u, ok := any(&k).(encoding.TextUnmarshaler); ok {
+			if err := u.UnmarshalText([]byte(tok.(string))); err != nil {
+				return err
+			}
+		} else {
+			k = any(tok.(string)).(K) // the maps decoded here have Digest or string keys
+		}
+		var v V
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		(*m)[k] = v
+	}
+	_, err = dec.Token()
+	return err
 }
 
 // decompressMeta returns the JSON of a metadata file, at most MaxMetaSize bytes.
@@ -289,13 +445,9 @@ func (t *Tree) loadChain(r *metaRoot, from *loadedChain) (*Meta, error) {
 		m.Orphans = map[Digest]*Orphan{}
 	}
 	for _, ref := range packs {
-		js, err := t.readMetaFile(ref.Ref, r.Generation)
+		p, err := t.readPack(ref.Ref, r.Generation)
 		if err != nil {
 			return nil, err
-		}
-		var p metaPack
-		if err := decodeMetaDoc(js, metaKindPack, &p); err != nil {
-			return nil, &MetaFileError{path.Join(MetaDir, ref.Ref), r.Generation, err}
 		}
 		if err := p.apply(m); err != nil {
 			return nil, &MetaFileError{path.Join(MetaDir, ref.Ref), r.Generation, err}
@@ -1068,15 +1220,11 @@ func (t *Tree) appendPack(m *Meta) ([]metaFileRef, error) {
 	}
 	if run < len(chain) {
 		for _, r := range chain[run:] {
-			js, err := t.readMetaFile(r.Ref, 0)
+			old, err := t.readPack(r.Ref, 0)
 			if err != nil {
 				return t.writeBase(m) // a broken chain is replaced
 			}
-			var old metaPack
-			if err := decodeMetaDoc(js, metaKindPack, &old); err != nil {
-				return t.writeBase(m)
-			}
-			tc.addPack(&old)
+			tc.addPack(old)
 		}
 		if raw, d, err = encodeMetaDoc(tc.buildPack(m)); err != nil {
 			return nil, err

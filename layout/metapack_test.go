@@ -791,3 +791,37 @@ func TestEncodePack(t *testing.T) {
 		})
 	}
 }
+
+// FuzzDecodePack checks that a pack decoded a record at a time (decodePack) is what
+// decodeMetaDoc gives: the same pack when either accepts it.
+func FuzzDecodePack(f *testing.F) {
+	g := &metaGen{rng: rand.New(rand.NewPCG(5, 5)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	m := g.meta()
+	var b bytes.Buffer
+	if err := encodePack(&b, all(m).buildPack(m)); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b.String())
+	before := snapshot("", m)
+	g.promote(m)
+	b.Reset()
+	if err := encodePack(&b, before.diff(m).buildPack(m)); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b.String())
+	for _, s := range []string{`{"format":3,"kind":"pack","manifests":null}`, `{"kind":"pack","format":3,"Blobs":{}}`,
+		`{"format":3,"kind":"pack","x":[1]} {}`, `{"format":3}`, `{"format":3,"kind":"pack","blobs":{"sha256:00":{}}}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, js string) {
+		var want, got metaPack
+		wantErr := decodeMetaDoc([]byte(js), metaKindPack, &want)
+		gotErr := decodePack(strings.NewReader(js), &got)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("decodePack error %v, decodeMetaDoc error %v", gotErr, wantErr)
+		}
+		if gotErr == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("decodePack gives %+v, decodeMetaDoc %+v", got, want)
+		}
+	})
+}
