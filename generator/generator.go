@@ -68,6 +68,7 @@ type run struct {
 	archive []*Glob // --archive, over "repository:tag"
 	reqSem  chan struct{}
 	xferSem chan struct{}
+	tagSem  chan struct{} // tags in flight (goTag)
 	prog    *progress
 
 	ctx    context.Context
@@ -113,6 +114,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		o:         o,
 		reqSem:    make(chan struct{}, o.Jobs*requestsPerJob),
 		xferSem:   make(chan struct{}, o.Jobs),
+		tagSem:    make(chan struct{}, o.Jobs*requestsPerJob*tagsPerRequest),
 		blobs:     map[layout.Digest]*blobTask{},
 		refFailed: map[layout.Digest]bool{},
 	}
@@ -265,6 +267,24 @@ func (r *run) acquire(ctx context.Context, sem chan struct{}) error {
 	}
 }
 
+// tagsPerRequest is how many tags may be in flight (goTag) per request slot: enough that the
+// requests of the tags in flight keep every slot busy.
+const tagsPerRequest = 4
+
+// goTag runs f, one tag's work, in a goroutine of wg once a tag slot (tagSem) is free. The
+// caller waits for the slot, not a goroutine: a goroutine per tag (and the goroutines of its
+// manifests and blobs) waiting for a request slot held a stack each, hundreds of MiB at
+// scale. A cancelled run starts no more: what it would do is left undone, as cancelling does.
+func (r *run) goTag(wg *sync.WaitGroup, f func()) {
+	if r.acquire(r.ctx, r.tagSem) != nil {
+		return
+	}
+	wg.Go(func() {
+		defer func() { <-r.tagSem }()
+		f()
+	})
+}
+
 // outcome is what one tag (or repository) ended as.
 type outcome struct {
 	repo, tag string
@@ -340,7 +360,7 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 			}
 			var twg sync.WaitGroup
 			for i, tag := range tags {
-				twg.Go(func() {
+				r.goTag(&twg, func() {
 					defer r.prog.tagsDone.Add(1)
 					cl, err := r.processTag(r.ctx, repo, tag, heads[i])
 					if r.ctx.Err() != nil {
@@ -422,7 +442,7 @@ func (r *run) resolveAll(repo string, tags []string) []*head {
 	}
 	var wg sync.WaitGroup
 	for i, tag := range tags {
-		wg.Go(func() {
+		r.goTag(&wg, func() {
 			d, pre, err := r.resolve(r.ctx, repo, tag)
 			heads[i] = &head{d, pre, err}
 		})
