@@ -287,47 +287,63 @@ func metaDigestFromRef(ref string) (Digest, error) {
 
 // Load reads the current generation's metadata.
 func (t *Tree) Load() (*Meta, Stamp, error) {
-	s, err := t.ReadStamp()
-	if err != nil {
-		return nil, Stamp{}, err
+	m, s, _, err := t.load(nil)
+	return m, s, err
+}
+
+// load reads the current generation's metadata: see loadMeta. root is the format 3 root read,
+// nil for formats 1 and 2.
+func (t *Tree) load(from *loadedChain) (m *Meta, s Stamp, root *metaRoot, err error) {
+	if s, err = t.ReadStamp(); err != nil {
+		return nil, Stamp{}, nil, err
 	}
 	d, err := metaDigestFromRef(s.Meta)
 	if err != nil {
-		return nil, Stamp{}, err
+		return nil, Stamp{}, nil, err
 	}
-	m, err := t.LoadMeta(d)
-	if err != nil {
-		return nil, Stamp{}, err
+	if m, root, err = t.loadMeta(d, from); err != nil {
+		return nil, Stamp{}, nil, err
 	}
 	if m.Generation != s.Generation {
-		return nil, Stamp{}, fmt.Errorf("metadata %s is generation %d, stamp says %d", s.Meta, m.Generation, s.Generation)
+		return nil, Stamp{}, nil, fmt.Errorf("metadata %s is generation %d, stamp says %d", s.Meta, m.Generation, s.Generation)
 	}
-	return m, s, nil
+	return m, s, root, nil
 }
 
 // LoadMeta reads and verifies the metadata whose root (format 3) or file (formats 1 and 2) has
 // digest d: a format 3 root with the network file and content packs it names, each checked
 // against its name. A file missing or corrupt is a *MetaFileError naming it.
 func (t *Tree) LoadMeta(d Digest) (*Meta, error) {
+	m, _, err := t.loadMeta(d, nil)
+	return m, err
+}
+
+// loadMeta is LoadMeta, reading a format 3 chain that extends from (a Loader's, or nil) from
+// it; it also returns the format 3 root (nil for formats 1 and 2).
+func (t *Tree) loadMeta(d Digest, from *loadedChain) (*Meta, *metaRoot, error) {
 	js, err := t.readMetaFile(metaRef(d), 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if h := peekHeader(js); h.Format == 3 && h.Kind == metaKindRoot {
 		r, err := decodeRoot(js)
 		if err != nil {
-			return nil, &MetaFileError{MetaPath(d), 0, err}
+			return nil, nil, &MetaFileError{MetaPath(d), 0, err}
 		}
-		m, err := t.loadRoot(r)
+		if !from.extends(r) {
+			from = nil
+		}
+		m, err := t.loadChain(r, from)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := m.validateNames(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return m, nil
+		return m, r, nil
 	}
-	return decodeMetaJSON(js)
+	m, err := decodeMetaJSON(js)
+	return m, nil, err
 }
 
 // DecodeMeta decodes the compressed bytes of a whole metadata document: a format 1 or 2

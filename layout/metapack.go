@@ -499,44 +499,13 @@ func (t *Tree) NewLoader() *Loader { return &Loader{tree: t} }
 func (l *Loader) Load() (*Meta, Stamp, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	t := l.tree
-	s, err := t.ReadStamp()
+	m, s, r, err := l.tree.load(l.last)
 	if err != nil {
 		return nil, Stamp{}, err
 	}
-	d, err := metaDigestFromRef(s.Meta)
-	if err != nil {
-		return nil, Stamp{}, err
-	}
-	js, err := t.readMetaFile(metaRef(d), 0)
-	if err != nil {
-		return nil, Stamp{}, err
-	}
-	var m *Meta
-	if h := peekHeader(js); h.Format == 3 && h.Kind == metaKindRoot {
-		r, err := decodeRoot(js)
-		if err != nil {
-			return nil, Stamp{}, &MetaFileError{MetaPath(d), 0, err}
-		}
-		from := l.last
-		if !from.extends(r) {
-			from = nil
-		}
-		if m, err = t.loadChain(r, from); err != nil {
-			return nil, Stamp{}, err
-		}
-		if err := m.validateNames(); err != nil {
-			return nil, Stamp{}, err
-		}
+	l.last = nil
+	if r != nil {
 		l.last = &loadedChain{packs: r.Packs, content: &Meta{Repositories: m.Repositories, Manifests: m.Manifests, Blobs: m.Blobs, Orphans: m.Orphans}}
-	} else {
-		if m, err = decodeMetaJSON(js); err != nil {
-			return nil, Stamp{}, err
-		}
-		l.last = nil
-	}
-	if m.Generation != s.Generation {
-		return nil, Stamp{}, fmt.Errorf("metadata %s is generation %d, stamp says %d", s.Meta, m.Generation, s.Generation)
 	}
 	return m, s, nil
 }
