@@ -47,6 +47,9 @@ import (
 //	bare           a net/http server (this test binary, TestWrkBenchBareHelper) writing the
 //	               exact status, headers and body regmirror answered, captured beforehand: the
 //	               runtime's floor
+//	bare+500ns     the same, spending 500 ns of hot-cache work (calibrated at start) in the
+//	               handler first: what a given amount of handler work costs in this setting,
+//	               measured in the same run (bare+500ns/bare)
 //	nginx          one worker; the manifest as a static file (open_file_cache off, sendfile on)
 //	               with regmirror's Content-Type and headers by add_header; the 307 by `return
 //	               307`; access log off; keepalive_requests raised so that, like Go's server, it
@@ -444,6 +447,7 @@ func wrkBenchReady(url string) func() error {
 // contender is checked against before wrk runs.
 type wrkBenchAnswer struct {
 	Listen string              `json:"listen,omitempty"`
+	Work   time.Duration       `json:"work,omitempty"` // the bare contender's work per request
 	Status int                 `json:"status"`
 	Header map[string][]string `json:"header"`
 	Body   []byte              `json:"body"`
@@ -521,8 +525,14 @@ func wrkBenchBare(b *testing.B, s wrkBenchSettings, a wrkBenchAnswer) wrkBenchSe
 	return wrkBenchServer{url, p.Cmd.Process.Pid}
 }
 
+// wrkBenchWork is a with the bare contender's handler spending work per request first.
+func wrkBenchWork(a wrkBenchAnswer, work time.Duration) wrkBenchAnswer {
+	a.Work = work
+	return a
+}
+
 // TestWrkBenchBareHelper is the bare net/http contender of the wrk benchmarks, run by them as
-// a child process (WRKBENCH_BARE_SPEC names its answer): it writes the prepared status,
+// a child process (WRKBENCH_BARE_SPEC names its answer): it spends the answer's Work, then writes the prepared status,
 // headers and body for every request, with regmirror's server limits, until SIGTERM.
 func TestWrkBenchBareHelper(t *testing.T) {
 	path := os.Getenv("WRKBENCH_BARE_SPEC")
@@ -546,7 +556,9 @@ func TestWrkBenchBareHelper(t *testing.T) {
 		hdr = append(hdr, kv{http.CanonicalHeaderKey(k), v})
 	}
 	body := a.Body
+	spins := wrkBenchSpinsFor(a.Work)
 	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		wrkBenchSpin(spins)
 		wh := w.Header()
 		for _, p := range hdr {
 			wh[p.k] = p.v
@@ -567,6 +579,36 @@ func TestWrkBenchBareHelper(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	<-ctx.Done()
 	_ = srv.Close()
+}
+
+// wrkBenchSpinSink keeps wrkBenchSpin's result alive.
+var wrkBenchSpinSink uint64
+
+// wrkBenchSpin does n rounds of FNV-1a over a small buffer: work that stays in the CPU's
+// caches, standing for a handler's own work.
+func wrkBenchSpin(n int) {
+	h := uint64(14695981039346656037)
+	for i := range n {
+		h ^= uint64(i & 0xff)
+		h *= 1099511628211
+	}
+	wrkBenchSpinSink += h
+}
+
+// wrkBenchSpinsFor is the number of wrkBenchSpin rounds that take d on this machine: the
+// fastest of five timings of a million rounds.
+func wrkBenchSpinsFor(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	const n = 1 << 20
+	best := time.Duration(1<<63 - 1)
+	for range 5 {
+		start := time.Now()
+		wrkBenchSpin(n)
+		best = min(best, time.Since(start))
+	}
+	return int(float64(n) * float64(d) / float64(best))
 }
 
 // wrkBenchNginx starts nginx with one worker, pinned like every server, with location as the
@@ -644,6 +686,7 @@ func BenchmarkWrkManifest(b *testing.B) {
 		red.contender("regmirror", path),
 		wrkBenchServe(b, s, tree, true).contender("regmirror+log", path),
 		wrkBenchBare(b, s, want).contender("bare", path),
+		wrkBenchBare(b, s, wrkBenchWork(want, 500*time.Nanosecond)).contender("bare+500ns", path),
 		wrkBenchNginx(b, s, docroot, location).contender("nginx", path),
 		reg.contender("distribution", path),
 	}
@@ -661,6 +704,7 @@ func BenchmarkWrkManifest(b *testing.B) {
 				{"regmirror", "nginx", ">= 0.7"},
 				{"regmirror", "distribution", "~45 expected (distribution ~1/45 of nginx)"},
 				{"regmirror+log", "bare", ">= 0.9 (as deployed, access log on)"},
+				{"bare+500ns", "bare", "calibration: what 500 ns of handler work costs here"},
 				{"regmirror+log", "regmirror", "access log cost (<= 5%: >= 0.95)"},
 				{"bare", "nginx", "0.7-0.9 measured in design.md"},
 				{"distribution", "nginx", "~1/45 = 0.022 measured in design.md"},
@@ -725,6 +769,7 @@ func BenchmarkWrkBlobRedirect(b *testing.B) {
 		red.contender("regmirror", path),
 		wrkBenchServe(b, s, tree, true).contender("regmirror+log", path),
 		wrkBenchBare(b, s, want).contender("bare", path),
+		wrkBenchBare(b, s, wrkBenchWork(want, 500*time.Nanosecond)).contender("bare+500ns", path),
 		wrkBenchNginx(b, s, b.TempDir(), location).contender("nginx", path),
 		wrkBenchRegistry(b, s, root, redirectBase).contender("distribution", path),
 	}
@@ -750,6 +795,7 @@ func BenchmarkWrkBlobRedirect(b *testing.B) {
 				{"regmirror", "nginx", ">= 0.45"},
 				{"regmirror", "distribution", "(redirect middleware)"},
 				{"regmirror+log", "bare", ">= 0.9 (as deployed, access log on)"},
+				{"bare+500ns", "bare", "calibration: what 500 ns of handler work costs here"},
 				{"regmirror+log", "regmirror", "access log cost (<= 5%: >= 0.95)"},
 				{"bare", "nginx", "0.4-0.6 measured in design.md"},
 			})
