@@ -158,69 +158,7 @@ type membershipManifest struct {
 // each blob's mask over it. A blob of m.Blobs no tag reaches (retiring content) gets none: it
 // keeps the membership it had (SetMembership). It reads m and changes nothing.
 func Membership(m *Meta, configArch func(Digest) string) (table []string, masks map[Digest]uint64, err error) {
-	// live: per blob, the architectures claiming it (archBit).
-	live := map[Digest]uint32{}
-	archived := map[Digest]bool{}
-	type key struct {
-		d        Digest
-		arch     string
-		archived bool
-	}
-	seen := map[key]bool{}
-	mark := func(d Digest, arch string, arc bool) {
-		if arc {
-			archived[d] = true
-			return
-		}
-		// No platform, or one that is no subset a mirror may name (a hostile source's
-		// invention as well): every architecture mirror carries it.
-		live[d] |= archBit(arch)
-	}
-	var walk func(d Digest, arch string, arc bool, depth int)
-	walk = func(d Digest, arch string, arc bool, depth int) {
-		k := key{d, arch, arc}
-		if seen[k] || depth > 16 {
-			return
-		}
-		seen[k] = true
-		mf := m.Manifests[d]
-		if mf == nil {
-			return
-		}
-		var p membershipManifest
-		if json.Unmarshal(mf.Data, &p) != nil {
-			mark(d, "", arc)
-			return
-		}
-		if p.Manifests != nil {
-			mark(d, "", arc) // an index: no platform claims it
-			for _, c := range p.Manifests {
-				ca := arch
-				if c.Platform != nil && c.Platform.Architecture != "" {
-					ca = c.Platform.Architecture
-					if ca == "unknown" { // attestations: no platform
-						ca = ""
-					}
-				}
-				walk(c.Digest, ca, arc, depth+1)
-			}
-			return
-		}
-		a := arch
-		if a == "" && p.Config != nil && configArch != nil {
-			a = configArch(p.Config.Digest)
-		}
-		mark(d, a, arc)
-		if p.Config != nil {
-			mark(p.Config.Digest, a, arc)
-		}
-		for _, l := range p.Layers {
-			mark(l.Digest, a, arc)
-		}
-		for _, b := range p.Blobs {
-			mark(b.Digest, a, arc)
-		}
-	}
+	w := newMemberWalk(m, configArch)
 	names := make([]string, 0, len(m.Repositories))
 	for name := range m.Repositories {
 		names = append(names, name)
@@ -229,7 +167,7 @@ func Membership(m *Meta, configArch func(Digest) string) (table []string, masks 
 	for _, name := range names {
 		r := m.Repositories[name]
 		for tag, d := range r.Tags {
-			walk(d, "", r.IsArchived(tag), 0)
+			w.walk(d, "", r.IsArchived(tag), 0)
 		}
 	}
 	// Referrers follow their subjects: live if the subject is, archived if only archived tags
@@ -243,18 +181,267 @@ func Membership(m *Meta, configArch func(Digest) string) (table []string, masks 
 					if err != nil {
 						continue
 					}
-					if live[subj] != 0 && !seen[key{d, "", false}] {
-						walk(d, "", false, 0)
+					if w.live[subj] != 0 && !w.seen[walkKey{d, "", false}] {
+						w.walk(d, "", false, 0)
 						changed = true
 					}
-					if archived[subj] && !seen[key{d, "", true}] {
-						walk(d, "", true, 0)
+					if w.archived[subj] && !w.seen[walkKey{d, "", true}] {
+						w.walk(d, "", true, 0)
 						changed = true
 					}
 				}
 			}
 		}
 	}
+	return membershipMasks(m.Blobs, w.live, w.archived)
+}
+
+// MembershipSince is Membership(m, configArch) computed from the change since prev, the
+// previous generation (with its membership recorded by SetMembership), rather than from every
+// manifest of m: a root (a tag with its digest and whether it is archived) that m and prev
+// share marks the same blobs in both, so only the roots that changed (prev's, over prev's
+// manifests, and m's, over m's) are walked. A blob no changed root reaches keeps the
+// membership prev records; one they reach gets prev's joined with what m's changed roots
+// mark, unless prev's may hold what only a root that left gave it (a blob that lost an
+// architecture) or a membership prev gave it without any root (retiring content): then every tag of the repositories of m that list the blob
+// (Repository.Manifests and Blobs) is walked again for it. What SetMembership records from
+// the result is what it records from Membership's; their tables and masks may differ only by
+// the subsets of content no tag reaches (SetMembership gives it prev's). Without a previous
+// membership, or with referrers in either generation (a referrer's membership follows its
+// subject's, wherever that is), it is Membership.
+//
+// It relies on what a generation's metadata holds: the blobs of m.Blobs a tag's walk reaches
+// are those its repository lists for it (the tag's closure), a blob of prev.Blobs without
+// Retired is listed by a repository, and configArch answers for a digest what it answered for
+// prev.
+func MembershipSince(m, prev *Meta, configArch func(Digest) string) (table []string, masks map[Digest]uint64, err error) {
+	if prev == nil || len(prev.Subsets) == 0 || len(prev.Subsets) > MaxSubsets || hasReferrers(prev) || hasReferrers(m) {
+		return Membership(m, configArch)
+	}
+	// What a bit of prev's masks stands for, as walk marks it.
+	var bitLive [MaxSubsets]uint32
+	var bitArchived uint64
+	for i, s := range prev.Subsets {
+		if s == ArchiveSubset {
+			bitArchived |= 1 << i
+		} else {
+			bitLive[i] = archBit(s)
+		}
+	}
+	prevMarks := func(mask uint64) (live uint32, archived bool) {
+		for i := range prev.Subsets {
+			if mask&(1<<i) != 0 {
+				live |= bitLive[i]
+			}
+		}
+		return live, mask&bitArchived != 0
+	}
+	// The roots that changed: gone from m, or new in it.
+	gone, came := newMemberWalk(prev, configArch), newMemberWalk(m, configArch)
+	for name, pr := range prev.Repositories {
+		r := m.Repositories[name]
+		for tag, d := range pr.Tags {
+			if r == nil || !sameRoot(r, pr, tag, d) {
+				gone.walk(d, "", pr.IsArchived(tag), 0)
+			}
+		}
+	}
+	for name, r := range m.Repositories {
+		pr := prev.Repositories[name]
+		for tag, d := range r.Tags {
+			if pr == nil || !sameRoot(pr, r, tag, d) {
+				came.walk(d, "", r.IsArchived(tag), 0)
+			}
+		}
+	}
+	live, archived := map[Digest]uint32{}, map[Digest]bool{}
+	set := func(d Digest, l uint32, a bool) {
+		if l != 0 {
+			live[d] = l
+		}
+		if a {
+			archived[d] = true
+		}
+	}
+	redo := map[Digest]bool{}
+	for d := range m.Blobs {
+		gl, ga := gone.live[d], gone.archived[d]
+		cl, ca := came.live[d], came.archived[d]
+		pb := prev.Blobs[d]
+		switch {
+		case gl == 0 && !ga && cl == 0 && !ca: // no changed root reaches it
+			if pb == nil {
+				redo[d] = true
+				continue
+			}
+			pl, pa := prevMarks(pb.Subsets)
+			set(d, pl, pa)
+		case gl&^cl != 0 || pb == nil && (gl != 0 || ga):
+			// A root that left gave it an architecture no new one does: do the others? (One
+			// that left gave it the archive alone: it keeps prev's membership whether or not
+			// another root reaches it, since content no root reaches keeps it too.)
+			redo[d] = true
+		case gl != 0 || ga:
+			// Reached in prev: its membership there holds what the unchanged roots give it.
+			pl, pa := prevMarks(pb.Subsets)
+			set(d, pl|cl, pa || ca)
+		case pb == nil: // new: no unchanged root reaches it
+			set(d, cl, ca)
+		case pb.Retired.IsZero():
+			// Only new roots reach it, and prev lists it in a repository: its membership
+			// there is the unchanged roots'.
+			pl, pa := prevMarks(pb.Subsets)
+			set(d, pl|cl, pa || ca)
+		default:
+			// Only new roots reach it, and prev retires it somewhere: its membership there is
+			// the unchanged roots' when they reach it, else retiring content's. Either way
+			// when it adds nothing.
+			pl, pa := prevMarks(pb.Subsets)
+			if reducedMarks(pl|cl, pa || ca) != reducedMarks(cl, ca) {
+				redo[d] = true
+				continue
+			}
+			set(d, cl, ca)
+		}
+	}
+	if len(redo) > 0 {
+		// Every tag of the repositories listing a blob to redo, and the new roots.
+		again := newMemberWalk(m, configArch)
+		for _, r := range m.Repositories {
+			if !listsAny(r, redo) {
+				continue
+			}
+			for tag, d := range r.Tags {
+				again.walk(d, "", r.IsArchived(tag), 0)
+			}
+		}
+		for d := range redo {
+			set(d, again.live[d]|came.live[d], again.archived[d] || came.archived[d])
+		}
+	}
+	return membershipMasks(m.Blobs, live, archived)
+}
+
+// sameRoot reports whether tag is a root of r as it is of other, where it names d: the same
+// digest, archived or not alike.
+func sameRoot(r, other *Repository, tag string, d Digest) bool {
+	rd, ok := r.Tags[tag]
+	return ok && rd == d && r.IsArchived(tag) == other.IsArchived(tag)
+}
+
+// reducedMarks is the membership marks give: the architectures when any, else the archive
+// or nothing.
+func reducedMarks(live uint32, archived bool) uint64 {
+	if live != 0 {
+		return uint64(live)
+	}
+	if archived {
+		return 1 << 32
+	}
+	return 0
+}
+
+func hasReferrers(m *Meta) bool {
+	for _, r := range m.Repositories {
+		if len(r.Referrers) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// listsAny reports whether r lists one of set among its manifests or blobs.
+func listsAny(r *Repository, set map[Digest]bool) bool {
+	for _, l := range [][]Digest{r.Manifests, r.Blobs} {
+		for _, d := range l {
+			if set[d] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// memberWalk is Membership's walk from roots (tags, referrers) down their manifests: what
+// it marks, per digest.
+type memberWalk struct {
+	m          *Meta
+	configArch func(Digest) string
+	live       map[Digest]uint32 // the architectures claiming a blob (archBit)
+	archived   map[Digest]bool   // reached from an archived root
+	seen       map[walkKey]bool
+}
+
+type walkKey struct {
+	d        Digest
+	arch     string
+	archived bool
+}
+
+func newMemberWalk(m *Meta, configArch func(Digest) string) *memberWalk {
+	return &memberWalk{m: m, configArch: configArch, live: map[Digest]uint32{}, archived: map[Digest]bool{}, seen: map[walkKey]bool{}}
+}
+
+func (w *memberWalk) mark(d Digest, arch string, arc bool) {
+	if arc {
+		w.archived[d] = true
+		return
+	}
+	// No platform, or one that is no subset a mirror may name (a hostile source's
+	// invention as well): every architecture mirror carries it.
+	w.live[d] |= archBit(arch)
+}
+
+// walk marks manifest d, reached with architecture arch (from an index; "" for none) from a
+// root archived or not, and what it references.
+func (w *memberWalk) walk(d Digest, arch string, arc bool, depth int) {
+	k := walkKey{d, arch, arc}
+	if w.seen[k] || depth > 16 {
+		return
+	}
+	w.seen[k] = true
+	mf := w.m.Manifests[d]
+	if mf == nil {
+		return
+	}
+	var p membershipManifest
+	if json.Unmarshal(mf.Data, &p) != nil {
+		w.mark(d, "", arc)
+		return
+	}
+	if p.Manifests != nil {
+		w.mark(d, "", arc) // an index: no platform claims it
+		for _, c := range p.Manifests {
+			ca := arch
+			if c.Platform != nil && c.Platform.Architecture != "" {
+				ca = c.Platform.Architecture
+				if ca == "unknown" { // attestations: no platform
+					ca = ""
+				}
+			}
+			w.walk(c.Digest, ca, arc, depth+1)
+		}
+		return
+	}
+	a := arch
+	if a == "" && p.Config != nil && w.configArch != nil {
+		a = w.configArch(p.Config.Digest)
+	}
+	w.mark(d, a, arc)
+	if p.Config != nil {
+		w.mark(p.Config.Digest, a, arc)
+	}
+	for _, l := range p.Layers {
+		w.mark(l.Digest, a, arc)
+	}
+	for _, b := range p.Blobs {
+		w.mark(b.Digest, a, arc)
+	}
+}
+
+// membershipMasks turns the marks of the blobs of a generation (live: architectures,
+// archBit; archived) into Membership's subset table and masks.
+func membershipMasks(blobs map[Digest]*Blob, live map[Digest]uint32, archived map[Digest]bool) (table []string, masks map[Digest]uint64, err error) {
 	var used uint32
 	for _, set := range live {
 		used |= set
@@ -266,8 +453,8 @@ func Membership(m *Meta, configArch func(Digest) string) (table []string, masks 
 	}
 	sort.Strings(table)
 	bitNames := append(slices.Clone(Architectures), AnyArchitecture) // archBit's bits
-	masks = make(map[Digest]uint64, len(m.Blobs))
-	for d := range m.Blobs {
+	masks = make(map[Digest]uint64, len(blobs))
+	for d := range blobs {
 		var mask uint64
 		switch {
 		case live[d] != 0:
