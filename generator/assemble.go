@@ -100,12 +100,21 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	return m, st
 }
 
-// membership records which subsets every blob belongs to (layout.Membership; a single-arch
-// image's architecture from its config in the tree) and the bytes per subset. A failure (more
-// than layout.MaxSubsets subsets) leaves the metadata without subsets, with a warning: every
+// membership records which subsets every blob belongs to (a single-arch image's architecture
+// from its config in the tree) and the bytes per subset: from the change since the previous
+// generation (layout.MembershipSince), or from every manifest (layout.Membership) with
+// Options.Verify or in a dry run, which reads no config. A failure (more than
+// layout.MaxSubsets subsets) leaves the metadata without subsets, with a warning: every
 // mirror then carries everything.
 func (r *run) membership(m *layout.Meta, st *stats) {
-	table, masks, err := layout.Membership(m, r.configArch)
+	var table []string
+	var masks map[layout.Digest]uint64
+	var err error
+	if r.tree == nil || r.o.Verify {
+		table, masks, err = layout.Membership(m, r.configArch)
+	} else {
+		table, masks, err = layout.MembershipSince(m, r.prev, r.configArch)
+	}
 	if err == nil {
 		err = m.SetMembership(table, masks, r.prev, r.o.Now().UTC(), r.o.GCGrace)
 	}
