@@ -25,7 +25,7 @@ func addGeneratorFlags(fs *pflag.FlagSet, o *generator.Options) {
 	fs.DurationVar(&o.ArchiveMaxAge, "archive-max-age", 0, "with --keep-removed: remove a kept tag this `DURATION` after the source removed it (default: never)")
 	fs.IntVar(&o.Jobs, "jobs", generator.DefaultJobs, "concurrent blob transfers (small requests run 4x as many)")
 	fs.DurationVar(&o.GCGrace, "gc-grace", generator.DefaultGCGrace, "keep content no longer referenced pullable by digest (and its files) this long; at least one generation")
-	fs.BoolVar(&o.Verify, "verify", false, "re-hash blobs already in the tree instead of trusting the previous generation's record or their size")
+	fs.BoolVar(&o.Verify, "verify", false, "re-hash blobs already in the tree instead of trusting the previous generation's record or their size, and recompute subset membership from every manifest")
 	fs.BoolVar(&o.VerifyLayers, "verify-layers", false, "decompress each new layer and check it against the image config's diff_ids")
 	fs.BoolVar(&o.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "accept any TLS certificate from the source")
 	fs.StringVar(&o.CAFile, "ca-file", "", "trust the PEM certificates in `FILE` for the source, besides the system's")
