@@ -203,8 +203,9 @@ func Membership(m *Meta, configArch func(Digest) string) (table []string, masks 
 // manifests, and m's, over m's) are walked. A blob no changed root reaches keeps the
 // membership prev records; one they reach gets prev's joined with what m's changed roots
 // mark, unless prev's may hold what only a root that left gave it (a blob that lost an
-// architecture) or a membership prev gave it without any root (retiring content): then every tag of the repositories of m that list the blob
-// (Repository.Manifests and Blobs) is walked again for it. What SetMembership records from
+// architecture) or a membership prev gave it without any root (retiring content): then every
+// tag of the repositories of m that list the blob (Repository.Manifests and Blobs) is walked
+// again for it. What SetMembership records from
 // the result is what it records from Membership's; their tables and masks may differ only by
 // the subsets of content no tag reaches (SetMembership gives it prev's). Without a previous
 // membership, or with referrers in either generation (a referrer's membership follows its
