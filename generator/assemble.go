@@ -222,7 +222,10 @@ func (r *run) orphans(m *layout.Meta, st *stats) {
 		select {
 		case <-t.done:
 		default:
-			continue // still running for a failed tag: the next run's listing finds it
+			r.mu.Lock()
+			r.unclean = true // still running for a failed tag: the next run's listing finds it
+			r.mu.Unlock()
+			continue
 		}
 		if t.state != blobFetched || expired[d] {
 			continue

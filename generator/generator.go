@@ -90,8 +90,12 @@ type run struct {
 	// strays are the files of blobs/ the previous generation does not record, listed when
 	// the run starts (removeTemps); nil when not listed (a dry run).
 	strays    *[]os.DirEntry
-	blobsSync bool           // a blob was committed: blobs/sha256 needs an fsync
-	bg        sync.WaitGroup // blob transfers; Run waits for them before returning
+	blobsSync bool // a blob was committed: blobs/sha256 needs an fsync
+	// unclean: blobs/ may hold a file the generation does not record (a transfer still
+	// running for a failed tag, garbage not deleted): the run does not note it clean
+	// (layout.Tree.MarkBlobsClean).
+	unclean bool
+	bg      sync.WaitGroup // blob transfers; Run waits for them before returning
 
 	refProbe     sync.Mutex
 	refKnown     bool
@@ -172,7 +176,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	r.gen = r.prev.Generation + 1
 	if !o.DryRun {
-		strays, err := removeTemps(r.tree, r.prev)
+		// blobs/ is listed for temporary files and strays unless the run that published
+		// the previous generation left it clean and nothing changed it since.
+		listBlobs := o.Verify || !r.tree.BlobsClean(r.prev.Generation)
+		r.tree.ClearBlobsClean()
+		strays, err := removeTemps(r.tree, r.prev, listBlobs)
 		if err != nil {
 			return nil, err
 		}
@@ -211,6 +219,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err := r.write(meta, st, manifests); err != nil {
 		return nil, interrupted(ctx, err)
 	}
+	r.noteClean()
 	sum.Counts = st.Counts
 	sum.Duration = time.Since(start)
 	r.prog.stop()
@@ -497,12 +506,15 @@ func (r *run) fallback(repo, tag string) *closure {
 	return cl
 }
 
-// removeTemps deletes leftovers of interrupted writes in the tree's directories. It returns
-// the files of blobs/ that prev records neither as blobs nor as orphans (left by a failed
-// run): listing the directory once serves both.
-func removeTemps(t *layout.Tree, prev *layout.Meta) ([]os.DirEntry, error) {
+// removeTemps deletes leftovers of interrupted writes in the tree's directories, blobs/ only
+// when listBlobs. It returns the files of blobs/ that prev records neither as blobs nor as
+// orphans (left by a failed run): listing the directory once serves both.
+func removeTemps(t *layout.Tree, prev *layout.Meta, listBlobs bool) ([]os.DirEntry, error) {
 	var strays []os.DirEntry
 	for _, dir := range []string{"", layout.BlobDir("sha256"), layout.MetaDir, layout.MetaFilesDir} {
+		if dir == layout.BlobDir("sha256") && !listBlobs {
+			continue
+		}
 		ents, err := readDirUnsorted(t.Path(dir))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -523,6 +535,28 @@ func removeTemps(t *layout.Tree, prev *layout.Meta) ([]os.DirEntry, error) {
 		}
 	}
 	return strays, nil
+}
+
+// noteClean notes blobs/ clean for the next run (layout.Tree.MarkBlobsClean) when this one,
+// which published, left no file there that its generation does not record: no tag failed
+// (a failed tag's transfer may have left one), and nothing was found unclean. The directory
+// is synced first, so that the note never outlives what it speaks of.
+func (r *run) noteClean() {
+	r.mu.Lock()
+	clean := !r.unclean && len(r.failures) == 0
+	r.mu.Unlock()
+	if !clean {
+		return
+	}
+	if err := layout.SyncDir(r.blobDir); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			r.prog.warnf("%v", err)
+		}
+		return
+	}
+	if err := r.tree.MarkBlobsClean(r.gen); err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.prog.warnf("the next run lists blobs/: %v", err)
+	}
 }
 
 // readDirUnsorted is os.ReadDir without the sort (blobs/ holds a file per blob).

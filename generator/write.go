@@ -47,6 +47,9 @@ func (r *run) write(m *layout.Meta, st *stats, manifests []layout.Digest) error 
 	for _, d := range st.expired {
 		if err := os.Remove(r.blobPath(d)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			r.prog.warnf("deleting unreferenced blob %s: %v", d, err)
+			r.mu.Lock()
+			r.unclean = true
+			r.mu.Unlock()
 			continue
 		}
 		deleted++
