@@ -83,8 +83,9 @@ type Options struct {
 	GCGrace time.Duration
 	// Verify re-hashes blobs already present instead of trusting the previous generation's
 	// record of them (a file it records with the same size is not even looked at) or their size;
-	// it also turns off taking unchanged repositories whole, and recomputes subset membership
-	// from every manifest rather than from the change (layout.MembershipSince).
+	// it also turns off taking unchanged repositories whole, recomputes subset membership
+	// from every manifest rather than from the change (layout.MembershipSince), and lists
+	// blobs/ for strays even when the previous run noted it clean (layout.Tree.BlobsClean).
 	Verify bool
 	// VerifyLayers decompresses every new layer and checks it against the config's diff_ids.
 	VerifyLayers bool
