@@ -285,7 +285,7 @@ func TestSyncUnitCommands(t *testing.T) {
 				m := layout.NewMeta(gen)
 				m.Blobs[d] = &layout.Blob{Size: int64(len(data)), Since: 1}
 				m.Origin = c.origin
-				if _, err := publish.Publish(tree, m); err != nil {
+				if _, err := publish.Publish(tree, m, publish.Change{}); err != nil {
 					t.Fatal(err)
 				}
 				// A writer's unfinished file is never copied.

@@ -58,7 +58,7 @@ func (s *source) publish(t *testing.T, tags map[string]string) {
 	if err := layout.WriteFile(s.tree.Path(layout.OCILayoutFile), []byte(layout.OCILayoutContent)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := publish.Publish(s.tree, m); err != nil {
+	if _, err := publish.Publish(s.tree, m, publish.Change{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -490,7 +490,7 @@ func (s *source) publishSubsets(t *testing.T, table []string, blobs map[string][
 	}
 	sort.Slice(repo.Blobs, func(i, j int) bool { return repo.Blobs[i].String() < repo.Blobs[j].String() })
 	m.Repositories["app"] = repo
-	if _, err := publish.Publish(s.tree, m); err != nil {
+	if _, err := publish.Publish(s.tree, m, publish.Change{}); err != nil {
 		t.Fatal(err)
 	}
 	return ds

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/regmirror/regmirror/internal/phase2"
+	"github.com/regmirror/regmirror/internal/publish"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -58,11 +60,15 @@ func (e *PartialError) Error() string {
 
 // run is the state of one Run.
 type run struct {
-	o       Options
-	c       *client
-	tree    *layout.Tree
-	prev    *layout.Meta
-	gen     uint64
+	o    Options
+	c    *client
+	tree *layout.Tree
+	prev *layout.Meta
+	gen  uint64
+	// settled: the tree was as the previous generation's publish left it when the run took
+	// its lock (layout.Tree.Unsettle); change is then what the run knows the publish changes.
+	settled bool
+	change  publish.Change
 	blobDir string
 	globs   []*Glob
 	archive []*Glob // --archive, over "repository:tag"
@@ -154,6 +160,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 				return nil, err
 			}
 			defer release()
+			// Before the first change: from here until the run's publish and garbage
+			// collection are done, the tree is not as the last publish left it.
+			if r.settled, err = r.tree.Unsettle(); err != nil {
+				return nil, err
+			}
 		}
 		prev, _, err := r.tree.LoadForSuccessor() // never changed: assemble builds a new Meta
 		switch {
@@ -215,6 +226,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return sum, r.partial(false)
 	}
 	manifests := r.manifestsToWrite(meta)
+	if r.settled && !o.Verify {
+		// The tree holds the previous generation's digest markers, and no more (--verify
+		// reads the tree whole instead).
+		c := phase2.Diff(r.prev, meta)
+		r.change.Phase2 = &c
+	}
 	r.release()
 	if err := r.write(meta, st, manifests); err != nil {
 		return nil, interrupted(ctx, err)

@@ -15,7 +15,8 @@ import (
 )
 
 // write lands the generation: blobs are already committed; then their directory fsync,
-// manifests, oci-layout, the publication (publish.Publish), then garbage collection.
+// manifests, oci-layout, the publication (publish.Publish), then garbage collection, then the
+// settled record (layout.Tree.Settle).
 func (r *run) write(m *layout.Meta, st *stats, manifests []layout.Digest) error {
 	ctx := r.ctx
 	if r.blobsSync {
@@ -39,7 +40,7 @@ func (r *run) write(m *layout.Meta, st *stats, manifests []layout.Digest) error 
 	}
 	// The metadata, then the publication (stamp, index.json, phase-2 tag files, file list),
 	// switched live in one step.
-	if _, err := publish.Publish(r.tree, m); err != nil {
+	if _, err := publish.Publish(r.tree, m, r.change); err != nil {
 		return fmt.Errorf("publishing generation %d: %w", m.Generation, err)
 	}
 	// Garbage: after the switch, so that no published generation loses a file.
@@ -58,6 +59,9 @@ func (r *run) write(m *layout.Meta, st *stats, manifests []layout.Digest) error 
 		if err := layout.SyncDir(r.blobDir); err != nil {
 			r.prog.warnf("%v", err)
 		}
+	}
+	if err := r.tree.Settle(); err != nil {
+		r.prog.warnf("%v (the next run reads the tree whole)", err)
 	}
 	return nil
 }

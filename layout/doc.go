@@ -26,6 +26,7 @@
 //	    ├── shared/<kind>/…            the publications' large parts, stored once, named by
 //	    │                              content ([SharedDir]): a publish adds what changed
 //	    ├── v2/<repo>/_digests/<hex>/<hex>.<ext>   phase-2 digest markers, shared
+//	    ├── settled                    the source's settled record ([SettledFile]), not copied
 //	    └── meta/                      metadata files (zstd-compressed JSON, each named by the
 //	        │                          sha256 of its compressed bytes), shared by generations:
 //	        ├── <hex>.json.zst         a root: generation, subsets, the names of the next two

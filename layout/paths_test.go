@@ -23,6 +23,7 @@ func TestPathsGolden(t *testing.T) {
 		{"publications", PubDir, "regmirror/pub"},
 		{"publication", PubPath("7-0011223344556677"), "regmirror/pub/7-0011223344556677"},
 		{"live link", LiveLink, "regmirror/live"},
+		{"settled record", SettledFile, "regmirror/settled"},
 		{"live link target", LiveTarget("7-0011223344556677"), "pub/7-0011223344556677"},
 		{"publication stamp", PubStamp, "current"},
 		{"publication index", PubIndex, "index.json"},

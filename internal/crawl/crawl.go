@@ -51,7 +51,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/regmirror/regmirror/internal/publish"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -63,6 +62,8 @@ import (
 	"time"
 
 	"github.com/regmirror/regmirror/internal/mirrors"
+	"github.com/regmirror/regmirror/internal/phase2"
+	"github.com/regmirror/regmirror/internal/publish"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -243,6 +244,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer release()
+	settled, err := tree.Unsettle()
+	if err != nil {
+		return nil, err
+	}
 	cur, err := tree.ReadStamp()
 	if err != nil {
 		return nil, fmt.Errorf("re-reading the tree's stamp: %w", err)
@@ -250,10 +255,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if cur.Meta != stamp.Meta {
 		return nil, fmt.Errorf("tree %s changed during the crawl (generation %d, now %d): nothing published, run crawl again", opts.Tree, stamp.Generation, cur.Generation)
 	}
-	published, err := publish.Publish(tree, meta)
+	var ch publish.Change
+	if settled {
+		ch.Phase2 = &phase2.Change{} // a crawl changes no content
+	}
+	published, err := publish.Publish(tree, meta, ch)
 	if err != nil {
 		return nil, fmt.Errorf("publishing crawl results: %w", err)
 	}
+	// Published: a record that cannot be written only makes the next publish read the
+	// tree whole.
+	_ = tree.Settle()
 	return &Report{
 		Tree:       opts.Tree,
 		Generation: meta.Generation,

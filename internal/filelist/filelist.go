@@ -243,7 +243,7 @@ func render(entries []Entry, sums map[string]string) ([]byte, error) {
 }
 
 // Scan lists every file, directory and link below root (root itself, file lists, temporary
-// files and the listener's state file excepted), sorted by path.
+// files, the listener's state file and the settled record excepted), sorted by path.
 func Scan(root string) ([]Entry, error) {
 	entries, err := scan(root)
 	if err != nil {
@@ -256,7 +256,7 @@ func Scan(root string) ([]Entry, error) {
 // unlisted reports whether the entry at rel (slash path below the root), named name, is left
 // out of the list, and with it what lies below it.
 func unlisted(rel, name string) bool {
-	return strings.HasPrefix(name, layout.TempPrefix) || rel == ListenStateFile || (!strings.Contains(rel, "/") && strings.HasPrefix(name, Prefix))
+	return strings.HasPrefix(name, layout.TempPrefix) || rel == ListenStateFile || rel == layout.SettledFile || (!strings.Contains(rel, "/") && strings.HasPrefix(name, Prefix))
 }
 
 // errTabOrNewline is the error for a path the format cannot hold.

@@ -52,6 +52,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -265,16 +266,70 @@ func digestDir(name string, d layout.Digest) string {
 	return path.Join(Dir, name, DigestsDir, d.Hex())
 }
 
+// Change is how the shared digest markers change from one metadata to the next: the
+// tree-relative paths of the markers to add and of those to remove (DigestFiles of each).
+type Change struct {
+	Add, Remove []string
+}
+
+// markerKey is one digest marker: a repository's manifest.
+type markerKey struct {
+	repo string
+	d    layout.Digest
+}
+
+// markers are meta's digest markers, by repository and manifest: their names (HEX.EXT).
+func markers(meta *layout.Meta) map[markerKey]string {
+	n := 0
+	for _, repo := range meta.Repositories {
+		n += len(repo.Manifests) + len(repo.Retiring)
+	}
+	l := make(map[markerKey]string, n)
+	for name, repo := range meta.Repositories {
+		for _, d := range servedByDigest(repo) {
+			if mk, ok := marker(meta, d); ok {
+				l[markerKey{name, d}] = mk
+			}
+		}
+	}
+	return l
+}
+
+// Diff returns the change of the digest markers from prev's to meta's, computed in memory.
+func Diff(prev, meta *layout.Meta) Change {
+	have, want := markers(prev), markers(meta)
+	var c Change
+	for k, mk := range want {
+		if have[k] != mk {
+			c.Add = append(c.Add, path.Join(digestDir(k.repo, k.d), mk))
+		}
+	}
+	for k, mk := range have {
+		if want[k] != mk {
+			c.Remove = append(c.Remove, path.Join(digestDir(k.repo, k.d), mk))
+		}
+	}
+	sort.Strings(c.Add)
+	sort.Strings(c.Remove)
+	return c
+}
+
 // Write brings the shared digest markers in line with meta: it adds those the tree lacks and
 // removes what meta no longer needs under Dir (digest markers of manifests it lacks, the tag
 // files trees kept there before publications existed, temporary files, directories left
 // empty). Call it after the manifests are in blobs/ and before publishing meta, so the
 // publication's file list describes Dir as it is.
 //
-// One walk of Dir finds what is there; beyond it, its work grows with the change: only
-// missing markers are written, and only stale files and the directories they leave empty
-// removed.
-func Write(tree *layout.Tree, meta *layout.Meta) error {
+// change, when not nil, is the change from the markers Dir holds to meta's (Diff of the
+// metadata of the publication the tree is settled at, layout.Tree.Unsettle, and meta): only
+// it is applied, and only the directories its removals may leave empty are removed, so the
+// work grows with the change. Without it, one walk of Dir finds what is there; beyond it,
+// the work grows with the change too: only missing markers are written, and only stale
+// files and the directories they leave empty removed.
+func Write(tree *layout.Tree, meta *layout.Meta, change *Change) error {
+	if change != nil {
+		return apply(tree, *change)
+	}
 	want := DigestFiles(meta)
 	have, dirs, err := scan(tree)
 	if err != nil {
@@ -289,6 +344,31 @@ func Write(tree *layout.Tree, meta *layout.Meta) error {
 		}
 	}
 	return prune(tree, want, have, dirs)
+}
+
+// apply makes change to the digest markers of tree: the new markers written, the stale ones
+// removed, then their directories up to Dir, deepest first, those left empty.
+func apply(tree *layout.Tree, change Change) error {
+	for _, rel := range change.Add {
+		if err := layout.WriteFile(tree.Path(rel), nil); err != nil {
+			return fmt.Errorf("writing phase-2 file: %w", err)
+		}
+	}
+	dirs := map[string]bool{}
+	for _, rel := range change.Remove {
+		if err := os.Remove(tree.Path(rel)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing stale phase-2 files: %w", err)
+		}
+		for d := path.Dir(rel); d != Dir && d != "." && !dirs[d]; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	l := slices.Collect(maps.Keys(dirs))
+	sort.Slice(l, func(i, j int) bool { return len(l[i]) > len(l[j]) })
+	for _, d := range l {
+		_ = os.Remove(tree.Path(d)) // one that is not empty stays
+	}
+	return nil
 }
 
 // scan lists what lies under Dir: its files and links (tree-relative slash paths) and its

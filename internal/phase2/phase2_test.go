@@ -79,7 +79,7 @@ func pubFiles(m *layout.Meta) map[string][]byte {
 // publish publishes m the way generate and crawl do (internal/publish).
 func publish(t *testing.T, tree *layout.Tree, m *layout.Meta) string {
 	t.Helper()
-	if err := Write(tree, m); err != nil {
+	if err := Write(tree, m, nil); err != nil {
 		t.Fatal(err)
 	}
 	v2, uses, err := WriteTags(tree, m)
@@ -286,7 +286,7 @@ func TestWriteAfterKilledMarkerWrite(t *testing.T) {
 	tree := layout.NewTree(dir)
 	a, b := digestOf("a"), digestOf("b")
 	m := testMeta(map[string]map[string]string{"fedora": {"41": "a", "42": "b"}})
-	if err := Write(tree, m); err != nil {
+	if err := Write(tree, m, nil); err != nil {
 		t.Fatal(err)
 	}
 	want := listFiles(t, dir, Dir)
@@ -303,7 +303,7 @@ func TestWriteAfterKilledMarkerWrite(t *testing.T) {
 	if err := os.Chtimes(tree.Path(markerA), old, old); err != nil {
 		t.Fatal(err)
 	}
-	if err := Write(tree, m); err != nil {
+	if err := Write(tree, m, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := listFiles(t, dir, Dir); strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -329,12 +329,74 @@ func BenchmarkWriteUnchanged(b *testing.B) {
 	}
 	m := testMeta(tags)
 	tree := layout.NewTree(b.TempDir())
-	if err := Write(tree, m); err != nil {
+	if err := Write(tree, m, nil); err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if err := Write(tree, m); err != nil {
+		if err := Write(tree, m, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestWriteChangeMatchesWalk: from a tree Write left with prev's markers, writing next with
+// Diff(prev, next) leaves Dir exactly as a walk of it (Write without a change) does.
+func TestWriteChangeMatchesWalk(t *testing.T) {
+	prev := map[string]map[string]string{
+		"fedora":         {"41": "a", "42": "b"},
+		"fedora/toolbox": {"42": "c"},
+		"centos":         {"9": "d"},
+	}
+	tests := []struct {
+		name string
+		next func() *layout.Meta
+	}{
+		{"no change", func() *layout.Meta { return testMeta(prev) }},
+		{"tag moved", func() *layout.Meta {
+			return testMeta(map[string]map[string]string{"fedora": {"41": "a", "42": "e"}, "fedora/toolbox": {"42": "c"}, "centos": {"9": "d"}})
+		}},
+		{"tag moved, old manifest retiring", func() *layout.Meta {
+			m := testMeta(map[string]map[string]string{"fedora": {"41": "a", "42": "e"}, "fedora/toolbox": {"42": "c"}, "centos": {"9": "d"}})
+			m.Repositories["fedora"].Retiring = []layout.Digest{digestOf("b")}
+			m.Manifests[digestOf("b")] = &layout.Manifest{MediaType: layout.MediaTypeOCIManifest, Data: []byte("b")}
+			return m
+		}},
+		{"nested repository removed", func() *layout.Meta {
+			return testMeta(map[string]map[string]string{"fedora": {"41": "a", "42": "b"}, "centos": {"9": "d"}})
+		}},
+		{"parent repository removed", func() *layout.Meta {
+			return testMeta(map[string]map[string]string{"fedora/toolbox": {"42": "c"}, "centos": {"9": "d"}})
+		}},
+		{"media type changed", func() *layout.Meta {
+			m := testMeta(prev)
+			m.Manifests[digestOf("d")].MediaType = layout.MediaTypeDockerManifest
+			return m
+		}},
+		{"repository added, one emptied", func() *layout.Meta {
+			return testMeta(map[string]map[string]string{"fedora": {"41": "a", "42": "b"}, "fedora/toolbox": {"42": "c"}, "rhel/ubi": {"9": "f"}})
+		}},
+		{"everything removed", func() *layout.Meta { return testMeta(nil) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			walked, changed := t.TempDir(), t.TempDir()
+			p := testMeta(prev)
+			for _, dir := range []string{walked, changed} {
+				if err := Write(layout.NewTree(dir), p, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := Write(layout.NewTree(walked), tc.next(), nil); err != nil {
+				t.Fatal(err)
+			}
+			c := Diff(p, tc.next())
+			if err := Write(layout.NewTree(changed), tc.next(), &c); err != nil {
+				t.Fatal(err)
+			}
+			got, want := listFiles(t, changed, Dir), listFiles(t, walked, Dir)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("after the change:\ngot  %q\nwant %q", got, want)
+			}
+		})
 	}
 }

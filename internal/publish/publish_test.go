@@ -92,7 +92,7 @@ func added(before, after map[string]int64) map[string]int64 {
 func TestPublishGrowsWithTheChange(t *testing.T) {
 	const repos, tags = 30, 30
 	tree := layout.NewTree(t.TempDir())
-	if _, err := Publish(tree, scaleMeta(1, repos, tags, nil)); err != nil {
+	if _, err := Publish(tree, scaleMeta(1, repos, tags, nil), Change{}); err != nil {
 		t.Fatal(err)
 	}
 	before := files(t, tree)
@@ -102,7 +102,7 @@ func TestPublishGrowsWithTheChange(t *testing.T) {
 	}
 
 	// The crawl.
-	if _, err := Publish(tree, scaleMeta(1, repos, tags, nil)); err != nil {
+	if _, err := Publish(tree, scaleMeta(1, repos, tags, nil), Change{}); err != nil {
 		t.Fatal(err)
 	}
 	after := files(t, tree)
@@ -134,7 +134,7 @@ func TestPublishGrowsWithTheChange(t *testing.T) {
 
 	// The promotion.
 	moved := map[string]bool{"bench/r003/t001": true, "bench/r003/t002": true, "bench/r017/t029": true}
-	if _, err := Publish(tree, scaleMeta(2, repos, tags, moved)); err != nil {
+	if _, err := Publish(tree, scaleMeta(2, repos, tags, moved), Change{}); err != nil {
 		t.Fatal(err)
 	}
 	promo := added(after, files(t, tree))

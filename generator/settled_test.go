@@ -1,0 +1,123 @@
+package generator
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regmirror/regmirror/internal/phase2"
+	"github.com/regmirror/regmirror/layout"
+)
+
+// phase2Files lists the files below regmirror/v2 (tree-relative slash paths), and the
+// directories as "dir/".
+func phase2Files(t *testing.T, dir string) []string {
+	t.Helper()
+	var got []string
+	root := filepath.Join(dir, filepath.FromSlash(phase2.Dir))
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			rel += "/"
+		}
+		got = append(got, rel)
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// wantPhase2Files is what regmirror/v2 holds for m: its digest markers and their directories.
+func wantPhase2Files(m *layout.Meta) []string {
+	set := map[string]bool{phase2.Dir + "/": true}
+	for rel := range phase2.DigestFiles(m) {
+		set[rel] = true
+		for d := filepath.ToSlash(filepath.Dir(rel)); d != phase2.Dir; d = filepath.ToSlash(filepath.Dir(d)) {
+			set[d+"/"] = true
+		}
+	}
+	l := make([]string, 0, len(set))
+	for rel := range set {
+		l = append(l, rel)
+	}
+	slices.Sort(l)
+	return l
+}
+
+// TestSettledRecord: every run leaves the settled record naming its publication; a run on a
+// settled tree applies the change of the digest markers instead of reading regmirror/v2 and
+// leaves the same files as reading it would (a tag removed, its content retiring, then
+// expired and deleted); a tree without the record, and a run with Verify, read it whole.
+func TestSettledRecord(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	out := t.TempDir()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	o := src.opts(out)
+	o.Now = func() time.Time { now = now.Add(time.Minute); return now }
+	o.GCGrace = time.Nanosecond
+	tree := layout.NewTree(out)
+	stray := phase2.Dir + "/stray/_digests/00/00.oci-manifest"
+	putStray := func() {
+		t.Helper()
+		if err := layout.WriteFile(tree.Path(stray), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		name      string
+		before    func()
+		verify    bool
+		wantStray bool // the run trusted the record: a file put there by hand stays
+	}{
+		{"first generation", func() {}, false, false},
+		{"tag removed: its content retiring", func() { src.deleteTag("fedora/minimal", "42") }, false, false},
+		{"retiring content expired and deleted", func() {}, false, false},
+		{"settled tree edited by hand", putStray, false, true},
+		{"with Verify", func() {}, true, false},
+		{"no record (a run killed mid-way)", func() {
+			putStray()
+			if err := os.Remove(tree.Path(layout.SettledFile)); err != nil {
+				t.Fatal(err)
+			}
+		}, false, false},
+		{"record of another publication", func() {
+			putStray()
+			if err := layout.WriteFile(tree.Path(layout.SettledFile), []byte("1-0011223344556677\n")); err != nil {
+				t.Fatal(err)
+			}
+		}, false, false},
+	}
+	for _, st := range steps {
+		st.before()
+		o.Verify = st.verify
+		mustRun(t, o)
+		m := checkTree(t, out)
+		live, err := tree.LivePublication()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(tree.Path(layout.SettledFile)); err != nil || string(got) != live+"\n" {
+			t.Errorf("%s: settled record: got %q (%v), want %q", st.name, got, err, live+"\n")
+		}
+		got := slices.DeleteFunc(phase2Files(t, out), func(rel string) bool { return strings.Contains(rel, "/stray/") || strings.HasSuffix(rel, "/stray/") })
+		if want := wantPhase2Files(m); !slices.Equal(got, want) {
+			t.Errorf("%s: regmirror/v2:\ngot  %q\nwant %q", st.name, got, want)
+		}
+		_, err = os.Lstat(tree.Path(stray))
+		if gotStray := err == nil; gotStray != st.wantStray {
+			t.Errorf("%s: the file put in regmirror/v2 by hand: got there %v, want %v", st.name, gotStray, st.wantStray)
+		}
+	}
+}
