@@ -2,6 +2,7 @@ package generator
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regmirror/regmirror/internal/filelist"
 	"github.com/regmirror/regmirror/internal/phase2"
 	"github.com/regmirror/regmirror/layout"
 )
@@ -55,10 +57,48 @@ func wantPhase2Files(m *layout.Meta) []string {
 	return l
 }
 
+// listedV2 are the live file list's [Files] lines of regmirror/v2 and below, sorted.
+func listedV2(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, filelist.Name(filelist.DefaultModule)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _, _ := strings.Cut(string(b), "\n\n[Checksums SHA1]")
+	var l []string
+	for _, line := range strings.Split(files, "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) == 4 && (f[3] == phase2.Dir || strings.HasPrefix(f[3], phase2.Dir+"/")) {
+			l = append(l, line)
+		}
+	}
+	slices.Sort(l)
+	return l
+}
+
+// scannedV2 are the same lines from a listing of the tree (filelist.Scan), sorted.
+func scannedV2(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := filelist.Scan(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l []string
+	for _, e := range entries {
+		if e.Path == phase2.Dir || strings.HasPrefix(e.Path, phase2.Dir+"/") {
+			l = append(l, fmt.Sprintf("%d\t%s\t%d\t%s", e.Time, e.Type, e.Size, e.Path))
+		}
+	}
+	slices.Sort(l)
+	return l
+}
+
 // TestSettledRecord: every run leaves the settled record naming its publication; a run on a
 // settled tree applies the change of the digest markers instead of reading regmirror/v2 and
 // leaves the same files as reading it would (a tag removed, its content retiring, then
-// expired and deleted); a tree without the record, and a run with Verify, read it whole.
+// expired and deleted), and the file list's lines of regmirror/v2, taken from the previous
+// list but for the change, equal a listing of it; a tree without the record, and a run with
+// Verify, read it whole.
 func TestSettledRecord(t *testing.T) {
 	src := newSource(t)
 	src.demo()
@@ -111,9 +151,15 @@ func TestSettledRecord(t *testing.T) {
 		if got, err := os.ReadFile(tree.Path(layout.SettledFile)); err != nil || string(got) != live+"\n" {
 			t.Errorf("%s: settled record: got %q (%v), want %q", st.name, got, err, live+"\n")
 		}
-		got := slices.DeleteFunc(phase2Files(t, out), func(rel string) bool { return strings.Contains(rel, "/stray/") || strings.HasSuffix(rel, "/stray/") })
+		got := slices.DeleteFunc(phase2Files(t, out), func(rel string) bool { return strings.Contains(rel, "/stray/") })
 		if want := wantPhase2Files(m); !slices.Equal(got, want) {
 			t.Errorf("%s: regmirror/v2:\ngot  %q\nwant %q", st.name, got, want)
+		}
+		notStray := func(l []string) []string {
+			return slices.DeleteFunc(l, func(line string) bool { return strings.Contains(line, "/stray") })
+		}
+		if got, want := notStray(listedV2(t, out)), notStray(scannedV2(t, out)); !slices.Equal(got, want) {
+			t.Errorf("%s: the file list's regmirror/v2 lines:\ngot  %q\nwant (a listing) %q", st.name, got, want)
 		}
 		_, err = os.Lstat(tree.Path(stray))
 		if gotStray := err == nil; gotStray != st.wantStray {

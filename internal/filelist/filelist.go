@@ -92,12 +92,15 @@ func Name(module string) string {
 // gets the file its root link leads to; the root link itself is never listed). The
 // checksummed files are read from the new publication. Publish it with Name(module) among the
 // publication's RootLinks.
-func Finish(tree *layout.Tree, module string) (func(tmpDir, name string, sharedPath func(string) string) (map[string][]byte, error), error) {
+//
+// reuse, when not nil, spares listing a directory whose changes since the live publication's
+// list the caller knows: see Reuse.
+func Finish(tree *layout.Tree, module string, reuse *Reuse) (func(tmpDir, name string, sharedPath func(string) string) (map[string][]byte, error), error) {
 	if strings.ContainsAny(module, "/\\ \t\n") || strings.HasPrefix(module, ".") {
 		return nil, fmt.Errorf("file list module %q: want a plain name such as %q", module, DefaultModule)
 	}
 	return func(tmpDir, name string, sharedPath func(string) string) (map[string][]byte, error) {
-		data, err := renderPending(tree, tmpDir, name, Name(module), sharedPath(Name(module)))
+		data, err := renderPending(tree, tmpDir, name, module, sharedPath(Name(module)), reuse)
 		if err != nil {
 			return nil, err
 		}
@@ -105,12 +108,119 @@ func Finish(tree *layout.Tree, module string) (func(tmpDir, name string, sharedP
 	}, nil
 }
 
-// renderPending renders the list of the tree with the publication being built in tmpDir
-// (called name) live, its list (list, stored as the tree-relative file) included.
-func renderPending(tree *layout.Tree, tmpDir, name, list, file string) ([]byte, error) {
-	entries, err := Scan(tree.Dir())
+// Reuse is a directory of the tree whose entries the live publication's list holds as they
+// are but for the paths Changed: the list being rendered takes the others from it instead of
+// listing the directory. The caller vouches for it: the tree is settled at the live
+// publication (layout.Tree.Unsettle), so that publication's list was rendered when the
+// directory was as it was left, and the caller knows every path it changed since.
+type Reuse struct {
+	// Dir is the directory, a tree-relative slash path. Its own entry is listed as usual.
+	Dir string
+	// Changed are the paths below Dir created, replaced or removed since (tree-relative
+	// slash paths); their directories up to Dir, whose times those changes moved, are read
+	// again with them.
+	Changed []string
+}
+
+// entries lists the tree as it is, Dir's subtree from the live publication's list (module's)
+// and the changed paths read again. It returns false when that list cannot be read (the
+// caller then lists the tree).
+func (r *Reuse) entries(tree *layout.Tree, module string) ([]Entry, bool, error) {
+	prev, err := os.ReadFile(tree.Path(path.Join(layout.LiveLink, Name(module))))
 	if err != nil {
-		return nil, err
+		return nil, false, nil
+	}
+	prefix := r.Dir + "/"
+	kept, ok := parseFiles(prev, prefix)
+	if !ok {
+		return nil, false, nil
+	}
+	entries, err := scanSkipping(tree.Dir(), r.Dir)
+	if err != nil {
+		return nil, false, fmt.Errorf("listing the tree: %w", err)
+	}
+	dirty := map[string]bool{}
+	for _, rel := range r.Changed {
+		if !strings.HasPrefix(rel, prefix) {
+			return nil, false, fmt.Errorf("listing the tree: %q is not below %s", rel, r.Dir)
+		}
+		for p := rel; p != r.Dir && !dirty[p]; p = path.Dir(p) {
+			dirty[p] = true
+		}
+	}
+	for _, e := range kept {
+		if !dirty[e.Path] {
+			entries = append(entries, e)
+		}
+	}
+	for rel := range dirty {
+		fi, err := os.Lstat(tree.Path(rel))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("listing the tree: %w", err)
+		}
+		if e, ok := entryOf(rel, fi); ok && !unlisted(rel, path.Base(rel)) {
+			entries = append(entries, e)
+		}
+	}
+	return entries, true, nil
+}
+
+// parseFiles returns the [Files] entries of a file list whose path starts with prefix, and
+// false when data is not a list this package wrote.
+func parseFiles(data []byte, prefix string) ([]Entry, bool) {
+	head := fmt.Sprintf("[Version]\n%d\n\n[Files]\n", Version)
+	rest, ok := bytes.CutPrefix(data, []byte(head))
+	if !ok {
+		return nil, false
+	}
+	var entries []Entry
+	for len(rest) > 0 {
+		line, more, found := bytes.Cut(rest, []byte{'\n'})
+		if !found {
+			return nil, false
+		}
+		rest = more
+		if len(line) == 0 {
+			return entries, bytes.HasPrefix(rest, []byte("[Checksums SHA1]\n"))
+		}
+		f := bytes.SplitN(line, []byte{'\t'}, 4)
+		if len(f) != 4 {
+			return nil, false
+		}
+		if !bytes.HasPrefix(f[3], []byte(prefix)) {
+			continue
+		}
+		t, err1 := strconv.ParseInt(string(f[0]), 10, 64)
+		size, err2 := strconv.ParseInt(string(f[2]), 10, 64)
+		typ := string(f[1])
+		if err1 != nil || err2 != nil || (typ != "f" && typ != "d" && typ != "l") {
+			return nil, false
+		}
+		entries = append(entries, Entry{Time: t, Type: typ, Size: size, Path: string(f[3])})
+	}
+	return nil, false
+}
+
+// renderPending renders the list of the tree with the publication being built in tmpDir
+// (called name) live, its list (module's, stored as the tree-relative file) included.
+func renderPending(tree *layout.Tree, tmpDir, name, module, file string, reuse *Reuse) ([]byte, error) {
+	list := Name(module)
+	var entries []Entry
+	ok := false
+	if reuse != nil {
+		var err error
+		if entries, ok, err = reuse.entries(tree, module); err != nil {
+			return nil, err
+		}
+	}
+	if !ok {
+		var err error
+		if entries, err = Scan(tree.Dir()); err != nil {
+			return nil, err
+		}
 	}
 	pub, err := Scan(tmpDir)
 	if err != nil {
@@ -245,7 +355,7 @@ func render(entries []Entry, sums map[string]string) ([]byte, error) {
 // Scan lists every file, directory and link below root (root itself, file lists, temporary
 // files, the listener's state file and the settled record excepted), sorted by path.
 func Scan(root string) ([]Entry, error) {
-	entries, err := scan(root)
+	entries, err := scanSkipping(root, "")
 	if err != nil {
 		return nil, fmt.Errorf("listing the tree: %w", err)
 	}
@@ -264,8 +374,9 @@ func errTabOrNewline(rel string) error {
 	return fmt.Errorf("%q has a tab or newline in its name, which the file list format cannot hold", rel)
 }
 
-// walkScan is Scan's listing, unsorted, with filepath.WalkDir.
-func walkScan(root string) ([]Entry, error) {
+// walkScan is Scan's listing, unsorted, with filepath.WalkDir, without what lies below the
+// directory skip (listed itself; "" skips nothing).
+func walkScan(root, skip string) ([]Entry, error) {
 	var entries []Entry
 	prefix := strings.TrimSuffix(root, string(filepath.Separator)) + string(filepath.Separator)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -302,19 +413,30 @@ func walkScan(root string) ([]Entry, error) {
 		if err != nil {
 			return err
 		}
-		e := Entry{Time: changed(fi), Size: fi.Size(), Path: rel}
-		switch {
-		case fi.Mode().IsRegular():
-			e.Type = "f"
-		case fi.IsDir():
-			e.Type = "d"
-		case fi.Mode()&fs.ModeSymlink != 0:
-			e.Type = "l"
-		default:
-			return nil // sockets, fifos: nothing a mirror copies
+		if e, ok := entryOf(rel, fi); ok {
+			entries = append(entries, e)
 		}
-		entries = append(entries, e)
+		if rel == skip && d.IsDir() {
+			return fs.SkipDir
+		}
 		return nil
 	})
 	return entries, err
+}
+
+// entryOf is the entry of the file, directory or link at rel described by fi; false for
+// what a mirror does not copy (sockets, fifos).
+func entryOf(rel string, fi fs.FileInfo) (Entry, bool) {
+	e := Entry{Time: changed(fi), Size: fi.Size(), Path: rel}
+	switch {
+	case fi.Mode().IsRegular():
+		e.Type = "f"
+	case fi.IsDir():
+		e.Type = "d"
+	case fi.Mode()&fs.ModeSymlink != 0:
+		e.Type = "l"
+	default:
+		return Entry{}, false
+	}
+	return e, true
 }

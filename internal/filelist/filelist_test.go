@@ -120,7 +120,7 @@ func writeGeneration(t *testing.T, tree *layout.Tree, gen uint64, blobs ...strin
 // publishWithList publishes m with its file list, as generate and crawl do.
 func publishWithList(t *testing.T, tree *layout.Tree, m *layout.Meta, module string) {
 	t.Helper()
-	finish, err := Finish(tree, module)
+	finish, err := Finish(tree, module, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestFinishErrors(t *testing.T) {
 	tree := layout.NewTree(t.TempDir())
 	for _, c := range []struct{ name, module string }{{"module with a slash", "a/b"}, {"module hidden", ".x"}} {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := Finish(tree, c.module); err == nil || !strings.Contains(err.Error(), "plain name") {
+			if _, err := Finish(tree, c.module, nil); err == nil || !strings.Contains(err.Error(), "plain name") {
 				t.Errorf("got %v, want an error mentioning %q", err, "plain name")
 			}
 		})
@@ -331,7 +331,7 @@ func TestScanMatchesWalk(t *testing.T) {
 	for _, f := range []string{
 		"blobs/sha256/aa", "blobs/sha256/bb", "regmirror/v2/fedora/_digests/aa/aa.oci-manifest",
 		"regmirror/v2/fedora/toolbox/_digests/bb/bb.oci-index", "a.b", "a/b",
-		layout.TempPrefix + "dir/x", "blobs/" + layout.TempPrefix + "y", ListenStateFile,
+		layout.TempPrefix + "dir/x", "blobs/" + layout.TempPrefix + "y", ListenStateFile, layout.SettledFile,
 		Prefix + "containers", "sub/" + Prefix + "nested",
 	} {
 		if err := layout.WriteFile(filepath.Join(dir, filepath.FromSlash(f)), []byte(f)); err != nil {
@@ -353,12 +353,12 @@ func TestScanMatchesWalk(t *testing.T) {
 	sortByPath := func(l []Entry) {
 		slices.SortFunc(l, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 	}
-	want, err := walkScan(dir)
+	want, err := walkScan(dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sortByPath(want)
-	got, err := scan(dir)
+	got, err := scanSkipping(dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,14 +369,26 @@ func TestScanMatchesWalk(t *testing.T) {
 	if len(want) < 15 {
 		t.Errorf("walkScan listed %d entries, want every one made: %v", len(want), want)
 	}
+	// Skipping a directory: listed itself, nothing below it.
+	wantSkip := slices.DeleteFunc(slices.Clone(want), func(e Entry) bool { return strings.HasPrefix(e.Path, "regmirror/v2/") })
+	for name, scan := range map[string]func(string, string) ([]Entry, error){"scanSkipping": scanSkipping, "walkScan": walkScan} {
+		got, err := scan(dir, "regmirror/v2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sortByPath(got)
+		if !slices.Equal(got, wantSkip) || !slices.ContainsFunc(got, func(e Entry) bool { return e.Path == "regmirror/v2" }) {
+			t.Errorf("%s skipping regmirror/v2:\ngot  %v\nwant %v", name, got, wantSkip)
+		}
+	}
 
 	if err := os.WriteFile(filepath.Join(dir, "blobs", "tab\tname"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := scan(dir); err == nil || !strings.Contains(err.Error(), "tab or newline") {
+	if _, err := scanSkipping(dir, ""); err == nil || !strings.Contains(err.Error(), "tab or newline") {
 		t.Errorf("scan of a name with a tab: got %v, want the format's error", err)
 	}
-	if _, err := scan(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := scanSkipping(filepath.Join(dir, "missing"), ""); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("scan of a missing root: got %v, want not exist", err)
 	}
 }
@@ -397,14 +409,116 @@ func BenchmarkScan(b *testing.B) {
 	}
 	for _, bc := range []struct {
 		name string
-		scan func(string) ([]Entry, error)
-	}{{"platform", scan}, {"WalkDir", walkScan}} {
+		scan func(string, string) ([]Entry, error)
+	}{{"platform", scanSkipping}, {"WalkDir", walkScan}} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {
-				if _, err := bc.scan(dir); err != nil {
+				if _, err := bc.scan(dir, ""); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 	}
+}
+
+// TestReuse: with a settled tree, the entries below Reuse.Dir come from the live
+// publication's list but for the changed paths and their directories, which are read again;
+// the rest is listed. The result equals a listing of the tree; an entry the caller vouches for
+// is taken from the list, not read; a list that is missing or not ours is not used.
+func TestReuse(t *testing.T) {
+	const dir2 = "regmirror/v2"
+	a := dir2 + "/a/_digests/11/11.oci-manifest"
+	b := dir2 + "/b/_digests/22/22.oci-manifest"
+	c := dir2 + "/c/x/_digests/33/33.oci-index"
+	tests := []struct {
+		name    string
+		list    func(entries []Entry) []byte // the live publication's list, from a listing
+		wantOK  bool
+		wantErr bool
+		changed []string
+	}{
+		{"settled", func(e []Entry) []byte { return mustRender(t, e) }, true, false, []string{c, b}},
+		{"no list", nil, false, false, []string{c, b}},
+		{"not a file list", func([]Entry) []byte { return []byte("[Version]\n1\n") }, false, false, []string{c, b}},
+		{"list cut short", func(e []Entry) []byte { l := mustRender(t, e); return l[:len(l)/2] }, false, false, []string{c, b}},
+		{"a change outside the directory", func(e []Entry) []byte { return mustRender(t, e) }, false, true, []string{"blobs/sha256/yy"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tree := layout.NewTree(t.TempDir())
+			for _, f := range []string{a, b, "blobs/sha256/zz"} {
+				if err := layout.WriteFile(tree.Path(f), []byte(f)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.MkdirAll(tree.Path("regmirror/pub/p"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("pub/p", tree.Path(layout.LiveLink)); err != nil {
+				t.Fatal(err)
+			}
+			before, err := Scan(tree.Dir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// An entry the caller vouches for is not read again: marked with a time of its own.
+			const vouched = 7
+			for i := range before {
+				if before[i].Path == a {
+					before[i].Time = vouched
+				}
+			}
+			if tc.list != nil {
+				if err := os.WriteFile(tree.Path("regmirror/pub/p/"+Name(DefaultModule)), tc.list(before), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The change: c added (new directories), b removed (its directories left empty),
+			// a blob added outside the directory.
+			if err := layout.WriteFile(tree.Path(c), nil); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{b, path.Dir(b), path.Dir(path.Dir(b)), path.Dir(path.Dir(path.Dir(b)))} {
+				if err := os.Remove(tree.Path(p)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := layout.WriteFile(tree.Path("blobs/sha256/yy"), nil); err != nil {
+				t.Fatal(err)
+			}
+			r := &Reuse{Dir: dir2, Changed: tc.changed}
+			got, ok, err := r.entries(tree, DefaultModule)
+			if (err != nil) != tc.wantErr || ok != tc.wantOK {
+				t.Fatalf("got ok %v, error %v; want ok %v, error %v", ok, err, tc.wantOK, tc.wantErr)
+			}
+			if !ok {
+				return
+			}
+			want, err := Scan(tree.Dir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				if want[i].Path == a {
+					want[i].Time = vouched
+				}
+			}
+			slices.SortFunc(got, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+			if !slices.Equal(got, want) {
+				t.Errorf("entries:\ngot  %v\nwant %v", got, want)
+			}
+		})
+	}
+}
+
+// mustRender is the list of entries (no checksummed file).
+func mustRender(t *testing.T, entries []Entry) []byte {
+	t.Helper()
+	l := slices.Clone(entries)
+	sortByTime(l)
+	data, err := render(l, map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

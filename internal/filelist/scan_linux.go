@@ -9,11 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// scan is Scan's listing, unsorted: walkScan's entries, read with a directory's descriptor
-// (getdents, then fstatat of each name relative to it), without os.ReadDir's sorting and
-// the kernel resolving every entry's full path: a tree holds a directory per manifest and
-// repository (the phase-2 digest markers) and a file per blob, and publish lists it all.
-func scan(root string) ([]Entry, error) {
+// scanSkipping is Scan's listing, unsorted, without what lies below the directory skip (a
+// slash path below root, listed itself; "" skips nothing): walkScan's entries, read with a
+// directory's descriptor (getdents, then fstatat of each name relative to it), without
+// os.ReadDir's sorting and the kernel resolving every entry's full path: a tree holds a
+// directory per manifest and repository (the phase-2 digest markers) and a file per blob, and
+// publish lists it all.
+func scanSkipping(root, skip string) ([]Entry, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(root, &st); err != nil {
 		return nil, &fs.PathError{Op: "lstat", Path: root, Err: err}
@@ -26,7 +28,7 @@ func scan(root string) ([]Entry, error) {
 		return nil, &fs.PathError{Op: "open", Path: root, Err: err}
 	}
 	var entries []Entry
-	s := scanner{buf: make([]byte, 64<<10)}
+	s := scanner{buf: make([]byte, 64<<10), skip: skip}
 	err = s.dir(fd, root, "", &entries)
 	unix.Close(fd)
 	return entries, err
@@ -34,7 +36,8 @@ func scan(root string) ([]Entry, error) {
 
 // scanner holds the buffer getdents fills, shared by every directory of a scan.
 type scanner struct {
-	buf []byte
+	buf  []byte
+	skip string // a directory not descended into
 }
 
 // dir lists the directory open as fd (at OS path p, slash path rel below the root, "" for
@@ -73,7 +76,7 @@ func (s *scanner) dir(fd int, p, rel string, entries *[]Entry) error {
 			continue // sockets, fifos: nothing a mirror copies
 		}
 		*entries = append(*entries, e)
-		if e.Type != "d" {
+		if e.Type != "d" || r == s.skip {
 			continue
 		}
 		sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

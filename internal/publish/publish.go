@@ -4,6 +4,7 @@ package publish
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/regmirror/regmirror/internal/filelist"
 	"github.com/regmirror/regmirror/internal/phase2"
@@ -25,7 +26,8 @@ type Change struct {
 // (layout.Tree.PublishWith: the stamp, index.json, the phase-2 tag files, the per-subset
 // rsync filter files and the quick-fedora-mirror file list, switched live in one rename).
 // Everything meta references (blobs, manifests) must already be in the tree. What the caller
-// knows of the tree's change (ch) spares reading the tree whole.
+// knows of the tree's change (ch) spares reading the tree whole: with ch.Phase2, neither the
+// markers' change nor the file list reads regmirror/v2.
 func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, error) {
 	if err := phase2.Write(tree, meta, ch.Phase2); err != nil {
 		return layout.Stamp{}, fmt.Errorf("writing the phase-2 files: %w", err)
@@ -34,7 +36,12 @@ func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, err
 	if err != nil {
 		return layout.Stamp{}, fmt.Errorf("writing the phase-2 files: %w", err)
 	}
-	finish, err := filelist.Finish(tree, filelist.DefaultModule)
+	var reuse *filelist.Reuse
+	if ch.Phase2 != nil {
+		// The digest markers are as the live publication's list has them, but for the change.
+		reuse = &filelist.Reuse{Dir: phase2.Dir, Changed: slices.Concat(ch.Phase2.Add, ch.Phase2.Remove)}
+	}
+	finish, err := filelist.Finish(tree, filelist.DefaultModule, reuse)
 	if err != nil {
 		return layout.Stamp{}, err
 	}
