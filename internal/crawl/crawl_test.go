@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regmirror/regmirror/internal/filelist"
+	"github.com/regmirror/regmirror/internal/phase2"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -575,5 +577,51 @@ func TestRunRefusesBrokenMetadata(t *testing.T) {
 	}
 	if again, err := tree.ReadStamp(); err != nil || again != st {
 		t.Errorf("stamp after the refusal: %+v, %v; want %+v unchanged", again, err, st)
+	}
+}
+
+// TestRunSettled: a crawl leaves the settled record naming its publication; a crawl of a
+// settled tree changes no digest marker and lists regmirror/v2 from the previous file list,
+// lines equal to a listing of the tree.
+func TestRunSettled(t *testing.T) {
+	tt := newTestTree(t, 2, 1)
+	tree := layout.NewTree(tt.dir)
+	file, _ := serve(t, []testMirror{{name: "good", country: "DE", bandwidth: 1000, handler: http.FileServer(http.Dir(tt.dir))}})
+	marker := phase2.Dir + "/demo/_digests/" + tt.manifest.Hex() + "/" + tt.manifest.Hex() + ".oci-manifest"
+	for _, step := range []string{"first crawl (no record: the tree is read)", "crawl of a settled tree"} {
+		if _, err := Run(context.Background(), Options{Tree: tt.dir, MirrorsFile: file}); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		live, err := tree.LivePublication()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(tree.Path(layout.SettledFile)); err != nil || string(got) != live+"\n" {
+			t.Errorf("%s: settled record: got %q (%v), want %q", step, got, err, live+"\n")
+		}
+		if _, err := os.Stat(tree.Path(marker)); err != nil {
+			t.Errorf("%s: digest marker: %v", step, err)
+		}
+		list, err := os.ReadFile(tree.Path(filelist.Name(filelist.DefaultModule)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, err := filelist.Scan(tt.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range entries {
+			if e.Path != phase2.Dir && !strings.HasPrefix(e.Path, phase2.Dir+"/") {
+				continue
+			}
+			n++
+			if line := fmt.Sprintf("\n%d\t%s\t%d\t%s\n", e.Time, e.Type, e.Size, e.Path); !strings.Contains(string(list), line) {
+				t.Errorf("%s: the file list lacks %q", step, line)
+			}
+		}
+		if got := strings.Count(string(list), "\t"+phase2.Dir); got != n || n < 5 {
+			t.Errorf("%s: the file list has %d lines of %s, a listing %d (want at least 5)", step, got, phase2.Dir, n)
+		}
 	}
 }
