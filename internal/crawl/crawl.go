@@ -244,16 +244,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer release()
-	settled, err := tree.Unsettle()
-	if err != nil {
-		return nil, err
-	}
 	cur, err := tree.ReadStamp()
 	if err != nil {
 		return nil, fmt.Errorf("re-reading the tree's stamp: %w", err)
 	}
 	if cur.Meta != stamp.Meta {
 		return nil, fmt.Errorf("tree %s changed during the crawl (generation %d, now %d): nothing published, run crawl again", opts.Tree, stamp.Generation, cur.Generation)
+	}
+	// Before the first change (a crawl that stops above changes nothing).
+	settled, err := tree.Unsettle()
+	if err != nil {
+		return nil, err
 	}
 	var ch publish.Change
 	if settled {
