@@ -196,6 +196,7 @@ func (r *run) download(ctx context.Context, path string, ref blobRef) error {
 	}
 	r.mu.Lock()
 	r.blobsSync = true
+	r.written = append(r.written, layout.BlobPath(ref.digest))
 	r.mu.Unlock()
 	return nil
 }

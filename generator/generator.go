@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -66,9 +67,15 @@ type run struct {
 	prev *layout.Meta
 	gen  uint64
 	// settled: the tree was as the previous generation's publish left it when the run took
-	// its lock (layout.Tree.Unsettle); change is then what the run knows the publish changes.
-	settled bool
-	change  publish.Change
+	// its lock (layout.Tree.Unsettle), but for the files removed since its file list
+	// (removedSince); change is then what the run knows the publish changes.
+	settled      bool
+	removedSince []string
+	change       publish.Change
+	// written are the blob files the run committed (tree-relative), in order, guarded by mu;
+	// listed are how many of them the publication's file list knows of (write).
+	written []string
+	listed  int
 	blobDir string
 	globs   []*Glob
 	archive []*Glob // --archive, over "repository:tag"
@@ -162,7 +169,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			defer release()
 			// Before the first change: from here until the run's publish and garbage
 			// collection are done, the tree is not as the last publish left it.
-			if r.settled, err = r.tree.Unsettle(); err != nil {
+			if r.settled, r.removedSince, err = r.tree.Unsettle(); err != nil {
 				return nil, err
 			}
 		}
@@ -229,18 +236,41 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if r.settled && !o.Verify {
 		// The tree holds the previous generation's digest markers, and no more (--verify
 		// reads the tree whole instead).
-		c := phase2.Diff(r.prev, meta)
-		r.change.Phase2 = &c
+		r.change = publish.Change{Settled: true, Phase2: phase2.Diff(r.prev, meta)}
 	}
 	r.release()
-	if err := r.write(meta, st, manifests); err != nil {
+	deleted, err := r.write(meta, st, manifests)
+	if err != nil {
 		return nil, interrupted(ctx, err)
 	}
 	r.noteClean()
+	r.settle(deleted)
 	sum.Counts = st.Counts
 	sum.Duration = time.Since(start)
 	r.prog.stop()
 	return sum, r.partial(true)
+}
+
+// settle writes the settled record (layout.Tree.Settle) once the run's writes are over: its
+// blob transfers stopped, and the files changed after its file list was rendered (the
+// garbage it deleted, blobs committed since) named in it. A record that cannot be written
+// only makes the next run read the tree whole.
+func (r *run) settle(deleted []string) {
+	r.cancel(nil)
+	r.bg.Wait()
+	r.mu.Lock()
+	changed := slices.Concat(deleted, r.written[r.listed:])
+	r.mu.Unlock()
+	if err := r.tree.Settle(changed); err != nil {
+		r.prog.warnf("%v (the next run reads the tree whole)", err)
+	}
+}
+
+// wrote records that the run committed the blob file of d.
+func (r *run) wrote(d layout.Digest) {
+	r.mu.Lock()
+	r.written = append(r.written, layout.BlobPath(d))
+	r.mu.Unlock()
 }
 
 // release drops what only deciding needed, before the write: the run's manifests, closures

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
 	"github.com/regmirror/regmirror/internal/filelist"
 	"github.com/regmirror/regmirror/internal/phase2"
 	"github.com/regmirror/regmirror/layout"
@@ -57,48 +59,55 @@ func wantPhase2Files(m *layout.Meta) []string {
 	return l
 }
 
-// listedV2 are the live file list's [Files] lines of regmirror/v2 and below, sorted.
-func listedV2(t *testing.T, dir string) []string {
+// reusedDirs are the directories a publish on a settled tree takes from the previous file
+// list.
+var reusedDirs = []string{phase2.Dir, layout.BlobDir("sha256")}
+
+// inReused reports whether rel is one of reusedDirs or below one.
+func inReused(rel string) bool {
+	return slices.ContainsFunc(reusedDirs, func(d string) bool { return rel == d || strings.HasPrefix(rel, d+"/") })
+}
+
+// listedReused are the live file list's [Files] lines of reusedDirs, by path.
+func listedReused(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, filelist.Name(filelist.DefaultModule)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	files, _, _ := strings.Cut(string(b), "\n\n[Checksums SHA1]")
-	var l []string
+	l := map[string]string{}
 	for _, line := range strings.Split(files, "\n") {
-		f := strings.Split(line, "\t")
-		if len(f) == 4 && (f[3] == phase2.Dir || strings.HasPrefix(f[3], phase2.Dir+"/")) {
-			l = append(l, line)
+		if f := strings.Split(line, "\t"); len(f) == 4 && inReused(f[3]) {
+			l[f[3]] = line
 		}
 	}
-	slices.Sort(l)
 	return l
 }
 
-// scannedV2 are the same lines from a listing of the tree (filelist.Scan), sorted.
-func scannedV2(t *testing.T, dir string) []string {
+// scannedReused are the same lines from a listing of the tree (filelist.Scan), by path.
+func scannedReused(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	entries, err := filelist.Scan(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var l []string
+	l := map[string]string{}
 	for _, e := range entries {
-		if e.Path == phase2.Dir || strings.HasPrefix(e.Path, phase2.Dir+"/") {
-			l = append(l, fmt.Sprintf("%d\t%s\t%d\t%s", e.Time, e.Type, e.Size, e.Path))
+		if inReused(e.Path) {
+			l[e.Path] = fmt.Sprintf("%d\t%s\t%d\t%s", e.Time, e.Type, e.Size, e.Path)
 		}
 	}
-	slices.Sort(l)
 	return l
 }
 
 // TestSettledRecord: every run leaves the settled record naming its publication; a run on a
 // settled tree applies the change of the digest markers instead of reading regmirror/v2 and
-// leaves the same files as reading it would (a tag removed, its content retiring, then
-// expired and deleted), and the file list's lines of regmirror/v2, taken from the previous
-// list but for the change, equal a listing of it; a tree without the record, and a run with
-// Verify, read it whole.
+// leaves the same files as reading it would (new blobs, a tag removed, its content
+// retiring, then expired and deleted), and the file list's lines of regmirror/v2 and
+// blobs/sha256, taken from the previous list but for the change, equal a listing of the tree
+// but for the garbage deleted after the publish, which the record names and the next list
+// drops; a tree without the record, and a run with Verify, read it whole.
 func TestSettledRecord(t *testing.T) {
 	src := newSource(t)
 	src.demo()
@@ -122,8 +131,16 @@ func TestSettledRecord(t *testing.T) {
 		wantStray bool // the run trusted the record: a file put there by hand stays
 	}{
 		{"first generation", func() {}, false, false},
+		{"image pushed: new blobs", func() {
+			img, err := random.Image(512, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src.pushImage("fedora/new", "1", img)
+		}, false, false},
 		{"tag removed: its content retiring", func() { src.deleteTag("fedora/minimal", "42") }, false, false},
-		{"retiring content expired and deleted", func() {}, false, false},
+		{"retiring content expired and deleted (after the publish)", func() {}, false, false},
+		{"no-op after the deletion", func() {}, false, false},
 		{"settled tree edited by hand", putStray, false, true},
 		{"with Verify", func() {}, true, false},
 		{"no record (a run killed mid-way)", func() {
@@ -148,18 +165,32 @@ func TestSettledRecord(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, err := os.ReadFile(tree.Path(layout.SettledFile)); err != nil || string(got) != live+"\n" {
-			t.Errorf("%s: settled record: got %q (%v), want %q", st.name, got, err, live+"\n")
+		record, err := os.ReadFile(tree.Path(layout.SettledFile))
+		if first, _, _ := strings.Cut(string(record), "\n"); err != nil || first != live {
+			t.Errorf("%s: settled record: got %q (%v), want it to name %q", st.name, record, err, live)
 		}
 		got := slices.DeleteFunc(phase2Files(t, out), func(rel string) bool { return strings.Contains(rel, "/stray/") })
 		if want := wantPhase2Files(m); !slices.Equal(got, want) {
 			t.Errorf("%s: regmirror/v2:\ngot  %q\nwant %q", st.name, got, want)
 		}
-		notStray := func(l []string) []string {
-			return slices.DeleteFunc(l, func(line string) bool { return strings.Contains(line, "/stray") })
+		// The list equals a listing but for the files the record names: removed after the
+		// list was rendered (the garbage), listed and gone.
+		listed, scanned := listedReused(t, out), scannedReused(t, out)
+		for _, rel := range strings.Split(strings.TrimSpace(string(record)), "\n")[1:] {
+			if _, ok := listed[rel]; !ok || scanned[rel] != "" {
+				t.Errorf("%s: the record names %s: got listed %v, on disk %v; want listed, gone", st.name, rel, ok, scanned[rel] != "")
+			}
+			delete(listed, rel)
 		}
-		if got, want := notStray(listedV2(t, out)), notStray(scannedV2(t, out)); !slices.Equal(got, want) {
-			t.Errorf("%s: the file list's regmirror/v2 lines:\ngot  %q\nwant (a listing) %q", st.name, got, want)
+		for rel, line := range scanned {
+			if listed[rel] != line && !strings.Contains(rel, "/stray") {
+				t.Errorf("%s: the file list's line of %s: got %q, want (a listing) %q", st.name, rel, listed[rel], line)
+			}
+		}
+		for rel := range listed {
+			if _, ok := scanned[rel]; !ok {
+				t.Errorf("%s: the file list names %s, not in the tree", st.name, rel)
+			}
 		}
 		_, err = os.Lstat(tree.Path(stray))
 		if gotStray := err == nil; gotStray != st.wantStray {

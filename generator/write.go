@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"golang.org/x/sync/errgroup"
 
@@ -15,36 +16,44 @@ import (
 )
 
 // write lands the generation: blobs are already committed; then their directory fsync,
-// manifests, oci-layout, the publication (publish.Publish), then garbage collection, then the
-// settled record (layout.Tree.Settle).
-func (r *run) write(m *layout.Meta, st *stats, manifests []layout.Digest) error {
+// manifests, oci-layout, the publication (publish.Publish), then garbage collection. It
+// returns the blob files the garbage collection deleted (tree-relative).
+func (r *run) write(m *layout.Meta, st *stats, manifests []layout.Digest) ([]string, error) {
 	ctx := r.ctx
 	if r.blobsSync {
 		if err := layout.SyncDir(r.blobDir); err != nil {
-			return fmt.Errorf("writing blobs: %w", err)
+			return nil, fmt.Errorf("writing blobs: %w", err)
 		}
 	}
 	n, err := r.writeManifests(ctx, m, manifests)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	st.ManifestsWritten = n
 	if err := writeIfChanged(r.tree.Path(layout.OCILayoutFile), []byte(layout.OCILayoutContent)); err != nil {
-		return fmt.Errorf("writing oci-layout: %w", err)
+		return nil, fmt.Errorf("writing oci-layout: %w", err)
 	}
 	if err := r.applyMirrors(ctx, m); err != nil {
-		return err
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return context.Cause(ctx)
+		return nil, context.Cause(ctx)
 	}
 	// The metadata, then the publication (stamp, index.json, phase-2 tag files, file list),
 	// switched live in one step.
+	// The blobs changed since the previous file list: the garbage deleted after its publish,
+	// the blobs this run wrote (all listed by this publish's file list).
+	r.mu.Lock()
+	r.listed = len(r.written)
+	if r.change.Settled {
+		r.change.Blobs = slices.Concat(r.removedSince, r.written)
+	}
+	r.mu.Unlock()
 	if _, err := publish.Publish(r.tree, m, r.change); err != nil {
-		return fmt.Errorf("publishing generation %d: %w", m.Generation, err)
+		return nil, fmt.Errorf("publishing generation %d: %w", m.Generation, err)
 	}
 	// Garbage: after the switch, so that no published generation loses a file.
-	deleted := 0
+	var deleted []string
 	for _, d := range st.expired {
 		if err := os.Remove(r.blobPath(d)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			r.prog.warnf("deleting unreferenced blob %s: %v", d, err)
@@ -53,17 +62,14 @@ func (r *run) write(m *layout.Meta, st *stats, manifests []layout.Digest) error 
 			r.mu.Unlock()
 			continue
 		}
-		deleted++
+		deleted = append(deleted, layout.BlobPath(d))
 	}
-	if deleted > 0 {
+	if len(deleted) > 0 {
 		if err := layout.SyncDir(r.blobDir); err != nil {
 			r.prog.warnf("%v", err)
 		}
 	}
-	if err := r.tree.Settle(); err != nil {
-		r.prog.warnf("%v (the next run reads the tree whole)", err)
-	}
-	return nil
+	return deleted, nil
 }
 
 // writeManifests writes the manifests of m that blobs/ lacks (manifestsToWrite),
@@ -103,7 +109,11 @@ func (r *run) writeBlob(d layout.Digest, data []byte) error {
 	if err != nil {
 		return err
 	}
-	return layout.WriteBlob(f, d, data)
+	if err := layout.WriteBlob(f, d, data); err != nil {
+		return err
+	}
+	r.wrote(d)
+	return nil
 }
 
 // writeIfChanged replaces path atomically unless it already holds data.

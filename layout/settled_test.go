@@ -4,11 +4,14 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 )
 
 // TestSettled: Unsettle reports a tree settled only when its record names the live
-// publication, and leaves no record either way; Settle records the live publication.
+// publication, with the removed files it lists, and leaves no record either way; Settle
+// records the live publication and the removed files.
 func TestSettled(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -22,6 +25,9 @@ func TestSettled(t *testing.T) {
 		{"record of another publication", true, "1-0011223344556677\n", false},
 		{"record without a live publication", false, "1-0011223344556677\n", false},
 		{"record garbled", true, "\x00", false},
+		{"record with removed files", true, "LIVE\nblobs/sha256/aa\nblobs/sha256/bb\n", true},
+		{"record naming a path out of the tree", true, "LIVE\n../x\n", false},
+		{"record cut short", true, "LIVE", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -41,34 +47,42 @@ func TestSettled(t *testing.T) {
 			}
 			if tc.record != "" {
 				record := tc.record
-				if record == "LIVE\n" {
-					record = live + "\n"
-				}
+				record = strings.Replace(record, "LIVE", live, 1)
 				if err := os.WriteFile(tree.Path(SettledFile), []byte(record), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
-			got, err := tree.Unsettle()
+			got, removed, err := tree.Unsettle()
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != tc.want {
 				t.Errorf("Unsettle: got settled %v, want %v", got, tc.want)
 			}
+			var wantRemoved []string
+			if tc.want {
+				wantRemoved = strings.Split(strings.TrimSuffix(tc.record, "\n"), "\n")[1:]
+			}
+			if !slices.Equal(removed, wantRemoved) {
+				t.Errorf("Unsettle: got removed %q, want %q", removed, wantRemoved)
+			}
 			if _, err := os.Lstat(tree.Path(SettledFile)); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("after Unsettle the record is still there (%v)", err)
 			}
 			if !tc.publish {
-				if err := tree.Settle(); err == nil {
+				if err := tree.Settle(nil); err == nil {
 					t.Errorf("Settle without a live publication: got no error")
 				}
 				return
 			}
-			if err := tree.Settle(); err != nil {
+			if err := tree.Settle([]string{"blobs/sha256/cc"}); err != nil {
 				t.Fatal(err)
 			}
-			if got, err := tree.Unsettle(); err != nil || !got {
-				t.Errorf("Unsettle after Settle: got %v (%v), want true", got, err)
+			if got, removed, err := tree.Unsettle(); err != nil || !got || !slices.Equal(removed, []string{"blobs/sha256/cc"}) {
+				t.Errorf("Unsettle after Settle: got %v, %q (%v), want true, [blobs/sha256/cc]", got, removed, err)
+			}
+			if err := tree.Settle([]string{"../out"}); err == nil {
+				t.Errorf("Settle of a path out of the tree: got no error")
 			}
 		})
 	}

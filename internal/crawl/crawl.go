@@ -62,7 +62,6 @@ import (
 	"time"
 
 	"github.com/regmirror/regmirror/internal/mirrors"
-	"github.com/regmirror/regmirror/internal/phase2"
 	"github.com/regmirror/regmirror/internal/publish"
 	"github.com/regmirror/regmirror/layout"
 )
@@ -252,21 +251,20 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("tree %s changed during the crawl (generation %d, now %d): nothing published, run crawl again", opts.Tree, stamp.Generation, cur.Generation)
 	}
 	// Before the first change (a crawl that stops above changes nothing).
-	settled, err := tree.Unsettle()
+	settled, removed, err := tree.Unsettle()
 	if err != nil {
 		return nil, err
 	}
-	var ch publish.Change
-	if settled {
-		ch.Phase2 = &phase2.Change{} // a crawl changes no content
-	}
+	// A crawl changes no content: no digest marker, no blob; the garbage the last
+	// generate deleted after its publish is what changed since its file list.
+	ch := publish.Change{Settled: settled, Blobs: removed}
 	published, err := publish.Publish(tree, meta, ch)
 	if err != nil {
 		return nil, fmt.Errorf("publishing crawl results: %w", err)
 	}
 	// Published: a record that cannot be written only makes the next publish read the
 	// tree whole.
-	_ = tree.Settle()
+	_ = tree.Settle(nil)
 	return &Report{
 		Tree:       opts.Tree,
 		Generation: meta.Generation,

@@ -581,8 +581,8 @@ func TestRunRefusesBrokenMetadata(t *testing.T) {
 }
 
 // TestRunSettled: a crawl leaves the settled record naming its publication; a crawl of a
-// settled tree changes no digest marker and lists regmirror/v2 from the previous file list,
-// lines equal to a listing of the tree.
+// settled tree changes no digest marker and lists regmirror/v2 and blobs/sha256 from the
+// previous file list, lines equal to a listing of the tree.
 func TestRunSettled(t *testing.T) {
 	tt := newTestTree(t, 2, 1)
 	tree := layout.NewTree(tt.dir)
@@ -610,18 +610,20 @@ func TestRunSettled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := 0
-		for _, e := range entries {
-			if e.Path != phase2.Dir && !strings.HasPrefix(e.Path, phase2.Dir+"/") {
-				continue
+		for _, dir := range []string{phase2.Dir, layout.BlobDir("sha256")} {
+			n := 0
+			for _, e := range entries {
+				if e.Path != dir && !strings.HasPrefix(e.Path, dir+"/") {
+					continue
+				}
+				n++
+				if line := fmt.Sprintf("\n%d\t%s\t%d\t%s\n", e.Time, e.Type, e.Size, e.Path); !strings.Contains(string(list), line) {
+					t.Errorf("%s: the file list lacks %q", step, line)
+				}
 			}
-			n++
-			if line := fmt.Sprintf("\n%d\t%s\t%d\t%s\n", e.Time, e.Type, e.Size, e.Path); !strings.Contains(string(list), line) {
-				t.Errorf("%s: the file list lacks %q", step, line)
+			if got := strings.Count(string(list), "\t"+dir); got != n || n < 5 {
+				t.Errorf("%s: the file list has %d lines of %s, a listing %d (want at least 5)", step, got, dir, n)
 			}
-		}
-		if got := strings.Count(string(list), "\t"+phase2.Dir); got != n || n < 5 {
-			t.Errorf("%s: the file list has %d lines of %s, a listing %d (want at least 5)", step, got, phase2.Dir, n)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import "io/fs"
 // changed is the file's mtime in seconds (ctime is read on Linux only).
 func changed(fi fs.FileInfo) int64 { return fi.ModTime().Unix() }
 
-// scanSkipping is Scan's listing, unsorted, without what lies below the directory skip (a
-// slash path below root, listed itself; "" skips nothing).
-func scanSkipping(root, skip string) ([]Entry, error) { return walkScan(root, skip) }
+// scanSkipping is Scan's listing, unsorted, without what lies below the directories in skip
+// (slash paths below root, listed themselves).
+func scanSkipping(root string, skip map[string]bool) ([]Entry, error) {
+	return walkScan(root, skip)
+}

@@ -93,9 +93,9 @@ func Name(module string) string {
 // checksummed files are read from the new publication. Publish it with Name(module) among the
 // publication's RootLinks.
 //
-// reuse, when not nil, spares listing a directory whose changes since the live publication's
-// list the caller knows: see Reuse.
-func Finish(tree *layout.Tree, module string, reuse *Reuse) (func(tmpDir, name string, sharedPath func(string) string) (map[string][]byte, error), error) {
+// reuse, when not empty, spares listing directories whose changes since the live
+// publication's list the caller knows: see Reuse.
+func Finish(tree *layout.Tree, module string, reuse []Reuse) (func(tmpDir, name string, sharedPath func(string) string) (map[string][]byte, error), error) {
 	if strings.ContainsAny(module, "/\\ \t\n") || strings.HasPrefix(module, ".") {
 		return nil, fmt.Errorf("file list module %q: want a plain name such as %q", module, DefaultModule)
 	}
@@ -112,7 +112,7 @@ func Finish(tree *layout.Tree, module string, reuse *Reuse) (func(tmpDir, name s
 // are but for the paths Changed: the list being rendered takes the others from it instead of
 // listing the directory. The caller vouches for it: the tree is settled at the live
 // publication (layout.Tree.Unsettle), so that publication's list was rendered when the
-// directory was as it was left, and the caller knows every path it changed since.
+// directory was as it was left, and the caller knows every path changed in it since.
 type Reuse struct {
 	// Dir is the directory, a tree-relative slash path. Its own entry is listed as usual.
 	Dir string
@@ -122,31 +122,38 @@ type Reuse struct {
 	Changed []string
 }
 
-// entries lists the tree as it is, Dir's subtree from the live publication's list (module's)
-// and the changed paths read again. It returns false when that list cannot be read (the
-// caller then lists the tree).
-func (r *Reuse) entries(tree *layout.Tree, module string) ([]Entry, bool, error) {
+// reuseEntries lists the tree as it is: each Reuse directory's subtree from the live
+// publication's list (module's) with the changed paths read again, the rest listed. It
+// returns false when that list cannot be read (the caller then lists the tree).
+func reuseEntries(tree *layout.Tree, module string, reuse []Reuse) ([]Entry, bool, error) {
 	prev, err := os.ReadFile(tree.Path(path.Join(layout.LiveLink, Name(module))))
 	if err != nil {
 		return nil, false, nil
 	}
-	prefix := r.Dir + "/"
-	kept, ok := parseFiles(prev, prefix)
+	prefixes := make([]string, len(reuse))
+	skip := map[string]bool{}
+	for i, r := range reuse {
+		prefixes[i] = r.Dir + "/"
+		skip[r.Dir] = true
+	}
+	kept, ok := parseFiles(prev, prefixes)
 	if !ok {
 		return nil, false, nil
 	}
-	entries, err := scanSkipping(tree.Dir(), r.Dir)
+	dirty := map[string]bool{}
+	for _, r := range reuse {
+		for _, rel := range r.Changed {
+			if !strings.HasPrefix(rel, r.Dir+"/") {
+				return nil, false, fmt.Errorf("listing the tree: %q is not below %s", rel, r.Dir)
+			}
+			for p := rel; p != r.Dir && !dirty[p]; p = path.Dir(p) {
+				dirty[p] = true
+			}
+		}
+	}
+	entries, err := scanSkipping(tree.Dir(), skip)
 	if err != nil {
 		return nil, false, fmt.Errorf("listing the tree: %w", err)
-	}
-	dirty := map[string]bool{}
-	for _, rel := range r.Changed {
-		if !strings.HasPrefix(rel, prefix) {
-			return nil, false, fmt.Errorf("listing the tree: %q is not below %s", rel, r.Dir)
-		}
-		for p := rel; p != r.Dir && !dirty[p]; p = path.Dir(p) {
-			dirty[p] = true
-		}
 	}
 	for _, e := range kept {
 		if !dirty[e.Path] {
@@ -168,9 +175,9 @@ func (r *Reuse) entries(tree *layout.Tree, module string) ([]Entry, bool, error)
 	return entries, true, nil
 }
 
-// parseFiles returns the [Files] entries of a file list whose path starts with prefix, and
-// false when data is not a list this package wrote.
-func parseFiles(data []byte, prefix string) ([]Entry, bool) {
+// parseFiles returns the [Files] entries of a file list whose path starts with one of
+// prefixes, and false when data is not a list this package wrote.
+func parseFiles(data []byte, prefixes []string) ([]Entry, bool) {
 	head := fmt.Sprintf("[Version]\n%d\n\n[Files]\n", Version)
 	rest, ok := bytes.CutPrefix(data, []byte(head))
 	if !ok {
@@ -190,7 +197,7 @@ func parseFiles(data []byte, prefix string) ([]Entry, bool) {
 		if len(f) != 4 {
 			return nil, false
 		}
-		if !bytes.HasPrefix(f[3], []byte(prefix)) {
+		if !slices.ContainsFunc(prefixes, func(p string) bool { return bytes.HasPrefix(f[3], []byte(p)) }) {
 			continue
 		}
 		t, err1 := strconv.ParseInt(string(f[0]), 10, 64)
@@ -206,13 +213,13 @@ func parseFiles(data []byte, prefix string) ([]Entry, bool) {
 
 // renderPending renders the list of the tree with the publication being built in tmpDir
 // (called name) live, its list (module's, stored as the tree-relative file) included.
-func renderPending(tree *layout.Tree, tmpDir, name, module, file string, reuse *Reuse) ([]byte, error) {
+func renderPending(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse) ([]byte, error) {
 	list := Name(module)
 	var entries []Entry
 	ok := false
-	if reuse != nil {
+	if len(reuse) > 0 {
 		var err error
-		if entries, ok, err = reuse.entries(tree, module); err != nil {
+		if entries, ok, err = reuseEntries(tree, module, reuse); err != nil {
 			return nil, err
 		}
 	}
@@ -355,7 +362,7 @@ func render(entries []Entry, sums map[string]string) ([]byte, error) {
 // Scan lists every file, directory and link below root (root itself, file lists, temporary
 // files, the listener's state file and the settled record excepted), sorted by path.
 func Scan(root string) ([]Entry, error) {
-	entries, err := scanSkipping(root, "")
+	entries, err := scanSkipping(root, nil)
 	if err != nil {
 		return nil, fmt.Errorf("listing the tree: %w", err)
 	}
@@ -375,8 +382,8 @@ func errTabOrNewline(rel string) error {
 }
 
 // walkScan is Scan's listing, unsorted, with filepath.WalkDir, without what lies below the
-// directory skip (listed itself; "" skips nothing).
-func walkScan(root, skip string) ([]Entry, error) {
+// directories in skip (listed themselves).
+func walkScan(root string, skip map[string]bool) ([]Entry, error) {
 	var entries []Entry
 	prefix := strings.TrimSuffix(root, string(filepath.Separator)) + string(filepath.Separator)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -416,7 +423,7 @@ func walkScan(root, skip string) ([]Entry, error) {
 		if e, ok := entryOf(rel, fi); ok {
 			entries = append(entries, e)
 		}
-		if rel == skip && d.IsDir() {
+		if skip[rel] && d.IsDir() {
 			return fs.SkipDir
 		}
 		return nil

@@ -353,12 +353,12 @@ func TestScanMatchesWalk(t *testing.T) {
 	sortByPath := func(l []Entry) {
 		slices.SortFunc(l, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 	}
-	want, err := walkScan(dir, "")
+	want, err := walkScan(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sortByPath(want)
-	got, err := scanSkipping(dir, "")
+	got, err := scanSkipping(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,8 +371,8 @@ func TestScanMatchesWalk(t *testing.T) {
 	}
 	// Skipping a directory: listed itself, nothing below it.
 	wantSkip := slices.DeleteFunc(slices.Clone(want), func(e Entry) bool { return strings.HasPrefix(e.Path, "regmirror/v2/") })
-	for name, scan := range map[string]func(string, string) ([]Entry, error){"scanSkipping": scanSkipping, "walkScan": walkScan} {
-		got, err := scan(dir, "regmirror/v2")
+	for name, scan := range map[string]func(string, map[string]bool) ([]Entry, error){"scanSkipping": scanSkipping, "walkScan": walkScan} {
+		got, err := scan(dir, map[string]bool{"regmirror/v2": true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -385,10 +385,10 @@ func TestScanMatchesWalk(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "blobs", "tab\tname"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := scanSkipping(dir, ""); err == nil || !strings.Contains(err.Error(), "tab or newline") {
+	if _, err := scanSkipping(dir, nil); err == nil || !strings.Contains(err.Error(), "tab or newline") {
 		t.Errorf("scan of a name with a tab: got %v, want the format's error", err)
 	}
-	if _, err := scanSkipping(filepath.Join(dir, "missing"), ""); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := scanSkipping(filepath.Join(dir, "missing"), nil); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("scan of a missing root: got %v, want not exist", err)
 	}
 }
@@ -409,11 +409,11 @@ func BenchmarkScan(b *testing.B) {
 	}
 	for _, bc := range []struct {
 		name string
-		scan func(string, string) ([]Entry, error)
+		scan func(string, map[string]bool) ([]Entry, error)
 	}{{"platform", scanSkipping}, {"WalkDir", walkScan}} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {
-				if _, err := bc.scan(dir, ""); err != nil {
+				if _, err := bc.scan(dir, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -421,7 +421,7 @@ func BenchmarkScan(b *testing.B) {
 	}
 }
 
-// TestReuse: with a settled tree, the entries below Reuse.Dir come from the live
+// TestReuse: with a settled tree, the entries below each Reuse.Dir come from the live
 // publication's list but for the changed paths and their directories, which are read again;
 // the rest is listed. The result equals a listing of the tree; an entry the caller vouches for
 // is taken from the list, not read; a list that is missing or not ours is not used.
@@ -446,7 +446,7 @@ func TestReuse(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tree := layout.NewTree(t.TempDir())
-			for _, f := range []string{a, b, "blobs/sha256/zz"} {
+			for _, f := range []string{a, b, "blobs/sha256/zz", "blobs/sha256/ww"} {
 				if err := layout.WriteFile(tree.Path(f), []byte(f)); err != nil {
 					t.Fatal(err)
 				}
@@ -464,7 +464,7 @@ func TestReuse(t *testing.T) {
 			// An entry the caller vouches for is not read again: marked with a time of its own.
 			const vouched = 7
 			for i := range before {
-				if before[i].Path == a {
+				if before[i].Path == a || before[i].Path == "blobs/sha256/zz" {
 					before[i].Time = vouched
 				}
 			}
@@ -474,7 +474,7 @@ func TestReuse(t *testing.T) {
 				}
 			}
 			// The change: c added (new directories), b removed (its directories left empty),
-			// a blob added outside the directory.
+			// a blob added and one removed.
 			if err := layout.WriteFile(tree.Path(c), nil); err != nil {
 				t.Fatal(err)
 			}
@@ -486,8 +486,13 @@ func TestReuse(t *testing.T) {
 			if err := layout.WriteFile(tree.Path("blobs/sha256/yy"), nil); err != nil {
 				t.Fatal(err)
 			}
-			r := &Reuse{Dir: dir2, Changed: tc.changed}
-			got, ok, err := r.entries(tree, DefaultModule)
+			if err := os.Remove(tree.Path("blobs/sha256/ww")); err != nil {
+				t.Fatal(err)
+			}
+			got, ok, err := reuseEntries(tree, DefaultModule, []Reuse{
+				{Dir: dir2, Changed: tc.changed},
+				{Dir: "blobs/sha256", Changed: []string{"blobs/sha256/yy", "blobs/sha256/ww"}},
+			})
 			if (err != nil) != tc.wantErr || ok != tc.wantOK {
 				t.Fatalf("got ok %v, error %v; want ok %v, error %v", ok, err, tc.wantOK, tc.wantErr)
 			}
@@ -499,7 +504,7 @@ func TestReuse(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i := range want {
-				if want[i].Path == a {
+				if want[i].Path == a || want[i].Path == "blobs/sha256/zz" {
 					want[i].Time = vouched
 				}
 			}

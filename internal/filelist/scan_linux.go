@@ -9,13 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// scanSkipping is Scan's listing, unsorted, without what lies below the directory skip (a
-// slash path below root, listed itself; "" skips nothing): walkScan's entries, read with a
+// scanSkipping is Scan's listing, unsorted, without what lies below the directories in skip
+// (slash paths below root, listed themselves): walkScan's entries, read with a
 // directory's descriptor (getdents, then fstatat of each name relative to it), without
 // os.ReadDir's sorting and the kernel resolving every entry's full path: a tree holds a
 // directory per manifest and repository (the phase-2 digest markers) and a file per blob, and
 // publish lists it all.
-func scanSkipping(root, skip string) ([]Entry, error) {
+func scanSkipping(root string, skip map[string]bool) ([]Entry, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(root, &st); err != nil {
 		return nil, &fs.PathError{Op: "lstat", Path: root, Err: err}
@@ -37,7 +37,7 @@ func scanSkipping(root, skip string) ([]Entry, error) {
 // scanner holds the buffer getdents fills, shared by every directory of a scan.
 type scanner struct {
 	buf  []byte
-	skip string // a directory not descended into
+	skip map[string]bool // directories not descended into
 }
 
 // dir lists the directory open as fd (at OS path p, slash path rel below the root, "" for
@@ -76,7 +76,7 @@ func (s *scanner) dir(fd int, p, rel string, entries *[]Entry) error {
 			continue // sockets, fifos: nothing a mirror copies
 		}
 		*entries = append(*entries, e)
-		if e.Type != "d" || r == s.skip {
+		if e.Type != "d" || s.skip[r] {
 			continue
 		}
 		sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

@@ -11,14 +11,21 @@ import (
 	"github.com/regmirror/regmirror/layout"
 )
 
-// Change is what a publish's caller knows of how the tree changes from the publication it is
-// settled at (layout.Tree.Unsettle reported true) to meta. The zero Change knows nothing: the
-// tree is read.
+// Change is what a publish's caller knows of how the tree changed since the publication it
+// is settled at. The zero Change knows nothing: the tree is read.
 type Change struct {
-	// Phase2, when not nil, is the change of the phase-2 digest markers from those of the
-	// settled publication's metadata to meta's (phase2.Diff; empty for a crawl, which changes
-	// no content).
-	Phase2 *phase2.Change
+	// Settled: the tree is settled at the live publication (layout.Tree.Unsettle reported
+	// true), and the fields below are every change since. Then neither the digest markers'
+	// change nor the file list reads regmirror/v2 or blobs/sha256.
+	Settled bool
+	// Phase2 is the change of the phase-2 digest markers from those of the settled
+	// publication's metadata to meta's (phase2.Diff; none for a crawl, which changes no
+	// content).
+	Phase2 phase2.Change
+	// Blobs are the files of blobs/sha256 (tree-relative) created, replaced or removed since
+	// the settled publication's file list was rendered: the garbage collection after that
+	// publish (Unsettle's removed files) and the blobs written since.
+	Blobs []string
 }
 
 // Publish publishes meta in tree, whose lock the caller holds: the shared phase-2 digest
@@ -26,20 +33,27 @@ type Change struct {
 // (layout.Tree.PublishWith: the stamp, index.json, the phase-2 tag files, the per-subset
 // rsync filter files and the quick-fedora-mirror file list, switched live in one rename).
 // Everything meta references (blobs, manifests) must already be in the tree. What the caller
-// knows of the tree's change (ch) spares reading the tree whole: with ch.Phase2, neither the
-// markers' change nor the file list reads regmirror/v2.
+// knows of the tree's change (ch) spares reading the tree whole.
 func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, error) {
-	if err := phase2.Write(tree, meta, ch.Phase2); err != nil {
+	var markers *phase2.Change
+	if ch.Settled {
+		markers = &ch.Phase2
+	}
+	if err := phase2.Write(tree, meta, markers); err != nil {
 		return layout.Stamp{}, fmt.Errorf("writing the phase-2 files: %w", err)
 	}
 	v2, uses, err := phase2.WriteTags(tree, meta)
 	if err != nil {
 		return layout.Stamp{}, fmt.Errorf("writing the phase-2 files: %w", err)
 	}
-	var reuse *filelist.Reuse
-	if ch.Phase2 != nil {
-		// The digest markers are as the live publication's list has them, but for the change.
-		reuse = &filelist.Reuse{Dir: phase2.Dir, Changed: slices.Concat(ch.Phase2.Add, ch.Phase2.Remove)}
+	var reuse []filelist.Reuse
+	if ch.Settled {
+		// The digest markers and the blobs are as the live publication's list has them, but
+		// for the change.
+		reuse = []filelist.Reuse{
+			{Dir: phase2.Dir, Changed: slices.Concat(ch.Phase2.Add, ch.Phase2.Remove)},
+			{Dir: layout.BlobDir("sha256"), Changed: ch.Blobs},
+		}
 	}
 	finish, err := filelist.Finish(tree, filelist.DefaultModule, reuse)
 	if err != nil {
