@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regmirror/regmirror/internal/testsupport/listcheck"
 	"github.com/regmirror/regmirror/internal/testsupport/peers"
 	"github.com/regmirror/regmirror/internal/testsupport/testimages"
 	"github.com/regmirror/regmirror/layout"
@@ -107,6 +108,15 @@ func TestGenerateCrashLoop(t *testing.T) {
 			completed++
 			generated = true
 			what = fmt.Sprintf("run %d (%s, gc %v) completed", i+1, sel, gc)
+			// Its file list: read whole after a kill (no settled record), else taken in
+			// part from the previous one; either way what a listing says.
+			diffs, err := listcheck.Check(out, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range diffs {
+				t.Errorf("%s: file list: %s (seed %d)", what, d, seed)
+			}
 			if delay < time.Hour {
 				what += fmt.Sprintf(" before the kill at %v", delay.Round(time.Millisecond))
 			}
