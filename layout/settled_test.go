@@ -87,3 +87,33 @@ func TestSettled(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseSettled: reading a settled record never panics, and what it accepts names the
+// live publication and only plain paths in the tree.
+func FuzzParseSettled(f *testing.F) {
+	tree := NewTree(f.TempDir())
+	if _, err := tree.Publish(NewMeta(1)); err != nil {
+		f.Fatal(err)
+	}
+	live, err := tree.LivePublication()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(live + "\n")
+	f.Add(live + "\nblobs/sha256/aa\n")
+	f.Add(live + "\n/etc/passwd\n")
+	f.Fuzz(func(t *testing.T, record string) {
+		ok, removed := tree.parseSettled(record)
+		if !ok {
+			return
+		}
+		if first, _, _ := strings.Cut(record, "\n"); first != live {
+			t.Errorf("accepted a record naming %q, live is %q", first, live)
+		}
+		for _, rel := range removed {
+			if !fs.ValidPath(rel) || rel == "." {
+				t.Errorf("accepted %q", rel)
+			}
+		}
+	})
+}

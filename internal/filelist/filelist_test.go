@@ -527,3 +527,30 @@ func mustRender(t *testing.T, entries []Entry) []byte {
 	}
 	return data
 }
+
+// FuzzParseFiles: parseFiles, which reads the live publication's list back from the tree,
+// never panics; what it accepts is below the prefix, and renders and parses back the same.
+func FuzzParseFiles(f *testing.F) {
+	f.Add([]byte("[Version]\n2\n\n[Files]\n1\tf\t2\ta/b\n3\td\t4096\ta\n\n[Checksums SHA1]\n\n[End]\n"), "a/")
+	f.Add([]byte("[Version]\n2\n\n[Files]\n1\tx\t2\ta/b\n"), "a/")
+	f.Add([]byte("[Version]\n2\n\n[Files]\n"), "")
+	f.Fuzz(func(t *testing.T, data []byte, prefix string) {
+		entries, ok := parseFiles(data, []string{prefix})
+		if !ok {
+			return
+		}
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Path, prefix) {
+				t.Errorf("%q: not below %q", e.Path, prefix)
+			}
+		}
+		data2, err := render(entries, map[string]string{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, ok := parseFiles(data2, []string{prefix})
+		if !ok || !slices.Equal(again, entries) {
+			t.Errorf("rendered and parsed again: got %v (%v), want %v", again, ok, entries)
+		}
+	})
+}
