@@ -194,10 +194,7 @@ func (r *run) download(ctx context.Context, path string, ref blobRef) error {
 		}
 		return &writeError{err}
 	}
-	r.mu.Lock()
-	r.blobsSync = true
-	r.written = append(r.written, layout.BlobPath(ref.digest))
-	r.mu.Unlock()
+	r.wrote(ref.digest)
 	return nil
 }
 

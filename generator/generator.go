@@ -72,10 +72,11 @@ type run struct {
 	settled      bool
 	removedSince []string
 	change       publish.Change
-	// written are the blob files the run committed (tree-relative), in order, guarded by mu;
-	// listed are how many of them the publication's file list knows of (write).
+	// written are the blob files (tree-relative) the run committed while track, guarded by
+	// mu: before the publish when the file list will take blobs/ from the previous one (the
+	// change), and after its list, for the settled record.
 	written []string
-	listed  int
+	track   bool
 	blobDir string
 	globs   []*Glob
 	archive []*Glob // --archive, over "repository:tag"
@@ -172,6 +173,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			if r.settled, r.removedSince, err = r.tree.Unsettle(); err != nil {
 				return nil, err
 			}
+			r.track = r.settled && !o.Verify
 		}
 		prev, _, err := r.tree.LoadForSuccessor() // never changed: assemble builds a new Meta
 		switch {
@@ -259,17 +261,20 @@ func (r *run) settle(deleted []string) {
 	r.cancel(nil)
 	r.bg.Wait()
 	r.mu.Lock()
-	changed := slices.Concat(deleted, r.written[r.listed:])
+	changed := slices.Concat(deleted, r.written)
 	r.mu.Unlock()
 	if err := r.tree.Settle(changed); err != nil {
 		r.prog.warnf("%v (the next run reads the tree whole)", err)
 	}
 }
 
-// wrote records that the run committed the blob file of d.
+// wrote records that the run committed the blob file of d (when tracking: written).
 func (r *run) wrote(d layout.Digest) {
 	r.mu.Lock()
-	r.written = append(r.written, layout.BlobPath(d))
+	r.blobsSync = true
+	if r.track {
+		r.written = append(r.written, layout.BlobPath(d))
+	}
 	r.mu.Unlock()
 }
 

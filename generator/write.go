@@ -42,12 +42,13 @@ func (r *run) write(m *layout.Meta, st *stats, manifests []layout.Digest) ([]str
 	// The metadata, then the publication (stamp, index.json, phase-2 tag files, file list),
 	// switched live in one step.
 	// The blobs changed since the previous file list: the garbage deleted after its publish,
-	// the blobs this run wrote (all listed by this publish's file list).
+	// the blobs this run wrote. Those written from here on, the file list may not know of:
+	// the settled record names them.
 	r.mu.Lock()
-	r.listed = len(r.written)
 	if r.change.Settled {
 		r.change.Blobs = slices.Concat(r.removedSince, r.written)
 	}
+	r.written, r.track = nil, true
 	r.mu.Unlock()
 	if _, err := publish.Publish(r.tree, m, r.change); err != nil {
 		return nil, fmt.Errorf("publishing generation %d: %w", m.Generation, err)

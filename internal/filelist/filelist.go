@@ -116,9 +116,10 @@ func Finish(tree *layout.Tree, module string, reuse []Reuse) (func(tmpDir, name 
 type Reuse struct {
 	// Dir is the directory, a tree-relative slash path. Its own entry is listed as usual.
 	Dir string
-	// Changed are the paths below Dir created, replaced or removed since (tree-relative
-	// slash paths); their directories up to Dir, whose times those changes moved, are read
-	// again with them.
+	// Changed are the files and links below Dir created, replaced or removed since
+	// (tree-relative slash paths). Their directories up to Dir, whose times those changes
+	// moved (or which were made or removed with them), are read again with them: a directory
+	// below Dir may change only with the files and links it holds.
 	Changed []string
 }
 
