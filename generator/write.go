@@ -39,8 +39,6 @@ func (r *run) write(m *layout.Meta, st *stats, manifests []layout.Digest) ([]str
 	if err := ctx.Err(); err != nil {
 		return nil, context.Cause(ctx)
 	}
-	// The metadata, then the publication (stamp, index.json, phase-2 tag files, file list),
-	// switched live in one step.
 	// The blobs changed since the previous file list: the garbage deleted after its publish,
 	// the blobs this run wrote. Those written from here on, the file list may not know of:
 	// the settled record names them.
@@ -50,6 +48,8 @@ func (r *run) write(m *layout.Meta, st *stats, manifests []layout.Digest) ([]str
 	}
 	r.written, r.track = nil, true
 	r.mu.Unlock()
+	// The metadata, then the publication (stamp, index.json, phase-2 tag files, file list),
+	// switched live in one step.
 	if _, err := publish.Publish(r.tree, m, r.change); err != nil {
 		return nil, fmt.Errorf("publishing generation %d: %w", m.Generation, err)
 	}
