@@ -66,9 +66,10 @@ type run struct {
 	tree *layout.Tree
 	prev *layout.Meta
 	gen  uint64
-	// settled: the tree was as the previous generation's publish left it when the run took
-	// its lock (layout.Tree.Unsettle), but for the files removed since its file list
-	// (removedSince); change is then what the run knows the publish changes.
+	// settled: the tree was as the previous generation's run left it when this one took its
+	// lock (layout.Tree.Unsettle: blobs/ holding only what that generation records, nothing
+	// written since), but for the files removed since its file list (removedSince); change
+	// is then what the run knows the publish changes.
 	settled      bool
 	removedSince []string
 	change       publish.Change
@@ -106,8 +107,7 @@ type run struct {
 	strays    *[]os.DirEntry
 	blobsSync bool // a blob was committed: blobs/sha256 needs an fsync
 	// unclean: blobs/ may hold a file the generation does not record (a transfer still
-	// running for a failed tag, garbage not deleted): the run does not note it clean
-	// (layout.Tree.MarkBlobsClean).
+	// running for a failed tag, garbage not deleted): the run does not settle the tree.
 	unclean bool
 	bg      sync.WaitGroup // blob transfers; Run waits for them before returning
 
@@ -196,11 +196,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	r.gen = r.prev.Generation + 1
 	if !o.DryRun {
-		// blobs/ is listed for temporary files and strays unless the run that published
-		// the previous generation left it clean and nothing changed it since.
-		listBlobs := o.Verify || !r.tree.BlobsClean(r.prev.Generation)
-		r.tree.ClearBlobsClean()
-		strays, err := removeTemps(r.tree, r.prev, listBlobs)
+		// blobs/ is listed for temporary files and strays unless the tree is settled: the
+		// run that published the previous generation left there only what it records, and
+		// nothing changed it since.
+		strays, err := removeTemps(r.tree, r.prev, o.Verify || !r.settled)
 		if err != nil {
 			return nil, err
 		}
@@ -245,7 +244,6 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return nil, interrupted(ctx, err)
 	}
-	r.noteClean()
 	r.settle(deleted)
 	sum.Counts = st.Counts
 	sum.Duration = time.Since(start)
@@ -254,15 +252,26 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 }
 
 // settle writes the settled record (layout.Tree.Settle) once the run's writes are over: its
-// blob transfers stopped, and the files changed after its file list was rendered (the
-// garbage it deleted, blobs committed since) named in it. A record that cannot be written
-// only makes the next run read the tree whole.
+// blob transfers stopped, blobs/ synced, and the files changed after its file list was
+// rendered (the garbage it deleted, blobs committed since) named in it; only when blobs/
+// holds nothing the generation does not record: no tag failed (a failed tag's transfer may
+// have left a file), no transfer was still running when the generation was assembled, and
+// every expired orphan was deleted. Otherwise, and when the record cannot be written, the
+// next run reads the tree whole (and lists blobs/ for strays).
 func (r *run) settle(deleted []string) {
 	r.cancel(nil)
 	r.bg.Wait()
 	r.mu.Lock()
+	clean := !r.unclean && len(r.failures) == 0
 	changed := slices.Concat(deleted, r.written)
 	r.mu.Unlock()
+	if !clean {
+		return
+	}
+	if err := layout.SyncDir(r.blobDir); err != nil {
+		r.prog.warnf("%v (the next run reads the tree whole)", err)
+		return
+	}
 	if err := r.tree.Settle(changed); err != nil {
 		r.prog.warnf("%v (the next run reads the tree whole)", err)
 	}
@@ -587,28 +596,6 @@ func removeTemps(t *layout.Tree, prev *layout.Meta, listBlobs bool) ([]os.DirEnt
 		}
 	}
 	return strays, nil
-}
-
-// noteClean notes blobs/ clean for the next run (layout.Tree.MarkBlobsClean) when this one,
-// which published, left no file there that its generation does not record: no tag failed
-// (a failed tag's transfer may have left one), and nothing was found unclean. The directory
-// is synced first, so that the note never outlives what it speaks of.
-func (r *run) noteClean() {
-	r.mu.Lock()
-	clean := !r.unclean && len(r.failures) == 0
-	r.mu.Unlock()
-	if !clean {
-		return
-	}
-	if err := layout.SyncDir(r.blobDir); err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			r.prog.warnf("%v", err)
-		}
-		return
-	}
-	if err := r.tree.MarkBlobsClean(r.gen); err != nil && !errors.Is(err, os.ErrNotExist) {
-		r.prog.warnf("the next run lists blobs/: %v", err)
-	}
 }
 
 // readDirUnsorted is os.ReadDir without the sort (blobs/ holds a file per blob).

@@ -85,7 +85,7 @@ type Options struct {
 	// record of them (a file it records with the same size is not even looked at) or their size;
 	// it also turns off taking unchanged repositories whole, recomputes subset membership
 	// from every manifest rather than from the change (layout.MembershipSince), and lists
-	// blobs/ for strays even when the previous run noted it clean (layout.Tree.BlobsClean).
+	// blobs/ for strays even when the tree is settled (layout.Tree.Unsettle).
 	Verify bool
 	// VerifyLayers decompresses every new layer and checks it against the config's diff_ids.
 	VerifyLayers bool

@@ -3,9 +3,11 @@ package generator
 import (
 	"errors"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,7 +125,7 @@ func TestSettledRecord(t *testing.T) {
 			t.Fatal(err)
 		}
 		record, err := os.ReadFile(tree.Path(layout.SettledFile))
-		if first, _, _ := strings.Cut(string(record), "\n"); err != nil || first != live {
+		if first, _, _ := strings.Cut(string(record), " "); err != nil || first != live {
 			t.Errorf("%s: settled record: got %q (%v), want it to name %q", st.name, record, err, live)
 		}
 		got := slices.DeleteFunc(phase2Files(t, out), func(rel string) bool { return strings.Contains(rel, "/stray/") })
@@ -142,4 +144,92 @@ func TestSettledRecord(t *testing.T) {
 			t.Errorf("%s: the file put in regmirror/v2 by hand: got there %v, want %v", st.name, gotStray, st.wantStray)
 		}
 	}
+}
+
+// TestSettledStrays: a run that publishes and leaves blobs/ holding only what its generation
+// records settles the tree, and the next run then does not list blobs/: a stray slipped in
+// without changing the directory's time stays unseen, while one that changes it (anything
+// that writes there does) voids the record, is found and becomes an orphan. A run with a
+// failed tag leaves the tree unsettled, and the run after it lists blobs/ again.
+func TestSettledStrays(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	out := t.TempDir()
+	tree := layout.NewTree(out)
+	dir := tree.Path(layout.BlobDir("sha256"))
+	mustRun(t, src.opts(out))
+	mustRun(t, src.opts(out))
+	checkTree(t, out)
+	// recorded is blobs/sha256's time the settled record holds.
+	recorded := func() time.Time {
+		t.Helper()
+		b, err := os.ReadFile(tree.Path(layout.SettledFile))
+		if err != nil {
+			t.Fatalf("settled record: %v", err)
+		}
+		first, _, _ := strings.Cut(string(b), "\n")
+		_, mtime, _ := strings.Cut(first, " ")
+		ns, err := strconv.ParseInt(mtime, 10, 64)
+		if err != nil {
+			t.Fatalf("settled record %q: %v", b, err)
+		}
+		return time.Unix(0, ns)
+	}
+	stray := func(s string) layout.Digest {
+		t.Helper()
+		d := layout.DigestOf("sha256", []byte(s))
+		if err := os.WriteFile(filepath.Join(out, layout.BlobPath(d)), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	hidden := stray("slipped in behind the record\n")
+	if at := recorded(); os.Chtimes(dir, at, at) != nil {
+		t.Fatal("restoring blobs/sha256's time")
+	}
+	mustRun(t, src.opts(out))
+	if m := checkTree(t, out); m.Orphans[hidden] != nil {
+		t.Errorf("a stray the record hides: got an orphan, want it unseen (blobs/ not listed)")
+	}
+	recorded() // the run settled the tree again
+	seen := stray("left by a run that failed before publishing\n")
+	mustRun(t, src.opts(out))
+	m := checkTree(t, out)
+	for _, d := range []layout.Digest{hidden, seen} {
+		if m.Orphans[d] == nil {
+			t.Errorf("stray %s after blobs/ changed: got no orphan, want one", d)
+		}
+	}
+
+	// A tag that fails (its transfer may write there later) leaves the tree unsettled.
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.pushImage("fedora/new", "1", img)
+	src.addFault(&fault{method: "GET", match: pathHas("/blobs/"), do: func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
+		http.Error(w, "broken", http.StatusNotFound)
+	}})
+	o := src.opts(out)
+	o.Retries = 0
+	var pe *PartialError
+	if _, err := Run(t.Context(), o); !errors.As(err, &pe) || !pe.Published {
+		t.Fatalf("Run with a failing blob: got %v, want a published partial run", err)
+	}
+	checkTree(t, out)
+	if _, err := os.Lstat(tree.Path(layout.SettledFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after a run with a failed tag: settled record there (%v), want none", err)
+	}
+	src.clearFaults()
+	later := stray("left while the tree was unsettled\n")
+	// Its time hides nothing: without a record, blobs/ is listed.
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(dir, old, old); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, src.opts(out))
+	if m := checkTree(t, out); m.Orphans[later] == nil {
+		t.Errorf("stray %s after a run with a failed tag: got no orphan, want one (blobs/ listed)", later)
+	}
+	recorded()
 }

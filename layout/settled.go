@@ -5,26 +5,38 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // SettledFile is the tree's settled record: present only while the tree is exactly as the
-// last finished publish and the garbage collection after it left it (nothing written since),
-// it names that publication, then the files that garbage collection removed, one
-// tree-relative path a line (the publication's file list, rendered before them, still names
-// them). A writer removes it before its first change to the tree (Unsettle) and writes it
-// again only once its publish and garbage collection are done (Settle); a tree without it (a
-// run killed or failed mid-way, a tree older than the record, one edited by hand after
-// removing it) is read whole by the next publish. It is the source tree's own bookkeeping:
-// deploy/mirror-sync does not copy it and the file list does not list it.
+// last finished generate left it (its publish and the garbage collection after it done,
+// blobs/sha256 holding only what its generation records, nothing written since; a crawl
+// since, which writes no blob, keeps it so). Its first line names the live publication and
+// blobs/sha256's modification time then ("<publication> <mtime>", Unix nanoseconds); the
+// next lines are the files that garbage collection removed, one tree-relative path a line
+// (the publication's file list, rendered before them, still names them). A writer removes it
+// before its first change to the tree (Unsettle) and writes it again only once its publish
+// and garbage collection are done (Settle); a tree without it (a run killed or failed
+// mid-way, a tree older than the record, one edited by hand after removing it), or whose
+// blobs/sha256 changed since (anything that writes or deletes there moves its time), is read
+// whole by the next run. It is the source tree's own bookkeeping: deploy/mirror-sync does not
+// copy it and the file list does not list it.
 const SettledFile = MetaDir + "/settled"
 
+// settleQuiet is how long blobs/sha256 must have been left alone for Settle to record its
+// time: longer than the kernel's clock tick, by which file times move, so that any later
+// change moves it.
+const settleQuiet = 50 * time.Millisecond
+
 // Unsettle removes the settled record (durably: the directory is fsynced) and reports whether
-// the tree was settled at its live publication (the record named it) and, if so, the files
-// removed after that publication's file list was rendered. Call it holding the tree's lock,
-// before the first change to the tree; what the caller changes after it, the next publish
-// must find by reading the tree (or from the caller's own account, when this reported true).
-// A record that cannot be read counts as absent.
+// the tree was settled at its live publication (the record named it, and blobs/sha256's time
+// is the one it records) and, if so, the files removed after that publication's file list
+// was rendered. Call it holding the tree's lock, before the first change to the tree; what
+// the caller changes after it, the next publish must find by reading the tree (or from the
+// caller's own account, when this reported true). A record that cannot be read counts as
+// absent.
 func (t *Tree) Unsettle() (settled bool, removed []string, err error) {
 	b, err := os.ReadFile(t.Path(SettledFile))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -45,16 +57,34 @@ func (t *Tree) Unsettle() (settled bool, removed []string, err error) {
 	return true, removed, nil
 }
 
-// parseSettled reads a settled record: whether it names the live publication, and the
-// removed files it lists (each a plain tree-relative path, or the record does not count).
+// blobsTime is blobs/sha256's modification time, in Unix nanoseconds.
+func (t *Tree) blobsTime() (int64, error) {
+	fi, err := os.Stat(t.Path(BlobDir("sha256")))
+	if err != nil {
+		return 0, err
+	}
+	return fi.ModTime().UnixNano(), nil
+}
+
+// parseSettled reads a settled record: whether it names the live publication and
+// blobs/sha256's current time, and the removed files it lists (each a plain tree-relative
+// path, or the record does not count).
 func (t *Tree) parseSettled(s string) (bool, []string) {
 	lines := strings.Split(s, "\n")
 	if len(lines) < 2 || lines[len(lines)-1] != "" {
 		return false, nil
 	}
 	lines = lines[:len(lines)-1]
+	pub, mtime, ok := strings.Cut(lines[0], " ")
+	if !ok {
+		return false, nil
+	}
 	live, err := t.LivePublication()
-	if err != nil || lines[0] != live {
+	if err != nil || pub != live {
+		return false, nil
+	}
+	now, err := t.blobsTime()
+	if err != nil || mtime != strconv.FormatInt(now, 10) {
 		return false, nil
 	}
 	removed := lines[1:]
@@ -66,17 +96,34 @@ func (t *Tree) parseSettled(s string) (bool, []string) {
 	return true, removed
 }
 
-// Settle writes the settled record naming the live publication and the files removed since
-// its file list was rendered (tree-relative slash paths: the garbage collection after its
-// publish) (temporary file, fsync, rename, directory fsync). Call it holding the tree's lock,
-// once the publish and the garbage collection after it are done.
+// Settle writes the settled record naming the live publication, blobs/sha256's time, and the
+// files removed since the publication's file list was rendered (tree-relative slash paths:
+// the garbage collection after its publish) (temporary file, fsync, rename, directory
+// fsync). Call it holding the tree's lock, once the publish and the garbage collection after
+// it are done, blobs/sha256 synced and holding only what the live generation records (no
+// temporary file, no stray, no transfer still writing there). When blobs/sha256 changed
+// within the last settleQuiet it first waits for that long to pass (a change this recent may
+// share its time with the next).
 func (t *Tree) Settle(removed []string) error {
 	live, err := t.LivePublication()
 	if err != nil {
 		return fmt.Errorf("settling the tree: %w", err)
 	}
+	mtime, err := t.blobsTime()
+	if err != nil {
+		return fmt.Errorf("settling the tree: %w", err)
+	}
+	if wait := settleQuiet - time.Since(time.Unix(0, mtime)); wait > 0 {
+		if wait > settleQuiet {
+			return fmt.Errorf("settling the tree: %s's time is in the future", BlobDir("sha256"))
+		}
+		time.Sleep(wait)
+		if again, err := t.blobsTime(); err != nil || again != mtime {
+			return fmt.Errorf("settling the tree: %s changed while settling (%v)", BlobDir("sha256"), err)
+		}
+	}
 	var b strings.Builder
-	b.WriteString(live + "\n")
+	b.WriteString(live + " " + strconv.FormatInt(mtime, 10) + "\n")
 	for _, rel := range removed {
 		if !fs.ValidPath(rel) || rel == "." || strings.Contains(rel, "\n") {
 			return fmt.Errorf("settling the tree: %q is not a path in it", rel)

@@ -5,34 +5,48 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSettled: Unsettle reports a tree settled only when its record names the live
-// publication, with the removed files it lists, and leaves no record either way; Settle
-// records the live publication and the removed files.
+// publication and blobs/sha256's current time, with the removed files it lists, and leaves
+// no record either way; Settle records the live publication, blobs/sha256's time and the
+// removed files.
 func TestSettled(t *testing.T) {
 	tests := []struct {
 		name    string
 		publish bool   // a generation is live
-		record  string // the record's content; "" for none
+		record  string // the record's content; "" for none; LIVE and MTIME are replaced
+		change  bool   // a file is written into blobs/sha256 after the record
 		want    bool
 	}{
-		{"no generation, no record", false, "", false},
-		{"no record (an older tree, a run killed mid-way)", true, "", false},
-		{"record of the live publication", true, "LIVE\n", true},
-		{"record of another publication", true, "1-0011223344556677\n", false},
-		{"record without a live publication", false, "1-0011223344556677\n", false},
-		{"record garbled", true, "\x00", false},
-		{"record with removed files", true, "LIVE\nblobs/sha256/aa\nblobs/sha256/bb\n", true},
-		{"record naming a path out of the tree", true, "LIVE\n../x\n", false},
-		{"record cut short", true, "LIVE", false},
+		{"no generation, no record", false, "", false, false},
+		{"no record (an older tree, a run killed mid-way)", true, "", false, false},
+		{"record of the live publication", true, "LIVE MTIME\n", false, true},
+		{"record of the live publication, blobs/ written since", true, "LIVE MTIME\n", true, false},
+		{"record of another blobs/ time", true, "LIVE 12345\n", false, false},
+		{"record without blobs/ time (the previous format)", true, "LIVE\n", false, false},
+		{"record of another publication", true, "1-0011223344556677 MTIME\n", false, false},
+		{"record without a live publication", false, "1-0011223344556677 MTIME\n", false, false},
+		{"record garbled", true, "\x00", false, false},
+		{"record with removed files", true, "LIVE MTIME\nblobs/sha256/aa\nblobs/sha256/bb\n", false, true},
+		{"record naming a path out of the tree", true, "LIVE MTIME\n../x\n", false, false},
+		{"record cut short", true, "LIVE MTIME", false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tree := NewTree(t.TempDir())
-			if err := os.MkdirAll(tree.Path(MetaDir), 0o755); err != nil {
+			blobs := tree.Path(BlobDir("sha256"))
+			for _, dir := range []string{tree.Path(MetaDir), blobs} {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			old := time.Now().Add(-time.Hour)
+			if err := os.Chtimes(blobs, old, old); err != nil {
 				t.Fatal(err)
 			}
 			live := ""
@@ -48,7 +62,13 @@ func TestSettled(t *testing.T) {
 			if tc.record != "" {
 				record := tc.record
 				record = strings.Replace(record, "LIVE", live, 1)
+				record = strings.Replace(record, "MTIME", strconv.FormatInt(old.UnixNano(), 10), 1)
 				if err := os.WriteFile(tree.Path(SettledFile), []byte(record), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.change {
+				if err := os.WriteFile(tree.Path(BlobDir("sha256")+"/x"), []byte("x"), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -75,11 +95,25 @@ func TestSettled(t *testing.T) {
 				}
 				return
 			}
+			// Settle right after a change to blobs/sha256 (the garbage collection) waits until
+			// a later change would move its time.
+			if err := os.WriteFile(tree.Path(BlobDir("sha256")+"/y"), []byte("y"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			if err := tree.Settle([]string{"blobs/sha256/cc"}); err != nil {
 				t.Fatal(err)
 			}
 			if got, removed, err := tree.Unsettle(); err != nil || !got || !slices.Equal(removed, []string{"blobs/sha256/cc"}) {
 				t.Errorf("Unsettle after Settle: got %v, %q (%v), want true, [blobs/sha256/cc]", got, removed, err)
+			}
+			if err := tree.Settle(nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(tree.Path(BlobDir("sha256") + "/y")); err != nil {
+				t.Fatal(err)
+			}
+			if got, _, err := tree.Unsettle(); err != nil || got {
+				t.Errorf("Unsettle after Settle, then a file removed from blobs/sha256: got %v (%v), want false", got, err)
 			}
 			if err := tree.Settle([]string{"../out"}); err == nil {
 				t.Errorf("Settle of a path out of the tree: got no error")
@@ -89,16 +123,24 @@ func TestSettled(t *testing.T) {
 }
 
 // FuzzParseSettled: reading a settled record never panics, and what it accepts names the
-// live publication and only plain paths in the tree.
+// live publication with blobs/sha256's time, and only plain paths in the tree.
 func FuzzParseSettled(f *testing.F) {
 	tree := NewTree(f.TempDir())
 	if _, err := tree.Publish(NewMeta(1)); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.MkdirAll(tree.Path(BlobDir("sha256")), 0o755); err != nil {
 		f.Fatal(err)
 	}
 	live, err := tree.LivePublication()
 	if err != nil {
 		f.Fatal(err)
 	}
+	mtime, err := tree.blobsTime()
+	if err != nil {
+		f.Fatal(err)
+	}
+	live += " " + strconv.FormatInt(mtime, 10)
 	f.Add(live + "\n")
 	f.Add(live + "\nblobs/sha256/aa\n")
 	f.Add(live + "\n/etc/passwd\n")
