@@ -262,9 +262,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("publishing crawl results: %w", err)
 	}
-	// Published: a record that cannot be written only makes the next publish read the
-	// tree whole.
-	_ = tree.Settle(nil)
+	// Published. A crawl writes no blob: a tree settled before it is settled after it. One
+	// that was not stays so (the next generate lists blobs/ for strays, which a crawl does
+	// not look for); a record that cannot be written only makes the next run read the tree
+	// whole.
+	if settled {
+		_ = tree.Settle(nil)
+	}
 	return &Report{
 		Tree:       opts.Tree,
 		Generation: meta.Generation,
