@@ -17,9 +17,8 @@ import (
 // Dirs are the directories a publish on a settled tree takes from the previous file list.
 var Dirs = []string{layout.MetaDir + "/v2", layout.BlobDir("sha256")}
 
-// Check compares the live file list's [Files] lines below Dirs in the tree at dir with a
-// listing of the tree (filelist.Scan); Dirs' own lines are listed afresh by every publish,
-// and blobs/sha256's time moves after it (layout.Tree.MarkBlobsClean sets an attribute). They must be equal but for what changed after
+// Check compares the live file list's [Files] lines of Dirs (and below) in the tree at dir
+// with a listing of the tree (filelist.Scan). They must be equal but for what changed after
 // the list was rendered, which the settled record names: each path it names is listed and
 // gone (the garbage deleted after the publish), or not listed and there; the times of their
 // directories are not compared; without a record the list must equal the listing. ignore,
@@ -31,7 +30,7 @@ func Check(dir string, ignore func(rel string) bool) ([]string, error) {
 		return nil, err
 	}
 	in := func(rel string) bool {
-		return slices.ContainsFunc(Dirs, func(d string) bool { return strings.HasPrefix(rel, d+"/") }) &&
+		return slices.ContainsFunc(Dirs, func(d string) bool { return rel == d || strings.HasPrefix(rel, d+"/") }) &&
 			(ignore == nil || !ignore(rel))
 	}
 	files, _, _ := strings.Cut(string(b), "\n\n[Checksums SHA1]")
