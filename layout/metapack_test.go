@@ -621,16 +621,9 @@ func FuzzMetaDocs(f *testing.F) {
 	})
 }
 
-// BenchmarkMetaPromotion publishes a 10-tag promotion and then a crawl of metadata shaped like
-// the scale benchmark's tree (REGMIRROR_SCALE_MANIFESTS, default 90000: 300 repositories of
-// 100 two-arch indexes, 3 manifests and 4 blobs a tag) and reports what each writes into
-// regmirror/meta/: what a copy of the tree transfers for the metadata.
-func BenchmarkMetaPromotion(b *testing.B) {
-	n := 90000
-	if v := os.Getenv("REGMIRROR_SCALE_MANIFESTS"); v != "" {
-		fmt.Sscan(v, &n)
-	}
-	g := &metaGen{rng: rand.New(rand.NewPCG(1, 1)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+// scale returns metadata shaped like the scale benchmark's tree, n manifests in repositories
+// of 100 two-arch indexes (3 manifests and 4 blobs a tag), and the function adding a tag.
+func (g *metaGen) scale(n int) (*Meta, func(r *Repository) Digest) {
 	m := g.meta()
 	m.Repositories = map[string]*Repository{}
 	m.Manifests, m.Blobs = map[Digest]*Manifest{}, map[Digest]*Blob{}
@@ -664,6 +657,20 @@ func BenchmarkMetaPromotion(b *testing.B) {
 		sortRepo(r)
 		m.Repositories[fmt.Sprintf("scale/r%d", i)] = r
 	}
+	return m, tag
+}
+
+// BenchmarkMetaPromotion publishes a 10-tag promotion and then a crawl of metadata shaped like
+// the scale benchmark's tree (REGMIRROR_SCALE_MANIFESTS, default 90000: 300 repositories of
+// 100 two-arch indexes, 3 manifests and 4 blobs a tag) and reports what each writes into
+// regmirror/meta/: what a copy of the tree transfers for the metadata.
+func BenchmarkMetaPromotion(b *testing.B) {
+	n := 90000
+	if v := os.Getenv("REGMIRROR_SCALE_MANIFESTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	g := &metaGen{rng: rand.New(rand.NewPCG(1, 1)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	m, tag := g.scale(n)
 	tree := NewTree(b.TempDir())
 	if _, err := tree.Publish(m); err != nil {
 		b.Fatal(err)
@@ -789,6 +796,29 @@ func TestEncodePack(t *testing.T) {
 				t.Errorf("got  %.3000s\nwant %.3000s", got.Bytes(), want.Bytes())
 			}
 		})
+	}
+}
+
+// BenchmarkDecodePack decodes the base pack of the scale benchmark's tree
+// (REGMIRROR_SCALE_MANIFESTS, default 9000) from its JSON.
+func BenchmarkDecodePack(b *testing.B) {
+	n := 9000
+	if v := os.Getenv("REGMIRROR_SCALE_MANIFESTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	g := &metaGen{rng: rand.New(rand.NewPCG(1, 1)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	m, _ := g.scale(n)
+	var js bytes.Buffer
+	if err := encodePack(&js, all(m).buildPack(m)); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(js.Len()))
+	b.ReportAllocs()
+	for b.Loop() {
+		var p metaPack
+		if err := decodePack(bytes.NewReader(js.Bytes()), &p); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
