@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
-	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -225,111 +224,6 @@ func (l *limitedMeta) Read(b []byte) (int, error) {
 		return n, fmt.Errorf("decoding metadata: larger than %d bytes", MaxMetaSize)
 	}
 	return n, err
-}
-
-// decodePack decodes a format 3 content pack from r as decodeMetaDoc would (format and kind
-// first, then json.Unmarshal's rules), but its record maps a record at a time.
-func decodePack(r io.Reader, p *metaPack) error {
-	fail := func(err error) error { return fmt.Errorf("decoding metadata %s: %w", metaKindPack, err) }
-	dec := json.NewDecoder(r)
-	if tok, err := dec.Token(); err != nil {
-		return fail(err)
-	} else if tok != json.Delim('{') {
-		return fail(errors.New("not an object"))
-	}
-	for i := 0; dec.More(); i++ {
-		tok, err := dec.Token()
-		if err != nil {
-			return fail(err)
-		}
-		k, _ := tok.(string)
-		if i < 2 && k != "format" && k != "kind" { // as peekHeader
-			return fmt.Errorf("not a format 3 metadata %s (format %d, kind %q)", metaKindPack, p.Format, p.Kind)
-		}
-		switch strings.ToLower(k) {
-		case "format":
-			err = dec.Decode(&p.Format)
-		case "kind":
-			err = dec.Decode(&p.Kind)
-		case "dropmanifests":
-			err = dec.Decode(&p.DropManifests)
-		case "dropblobs":
-			err = dec.Decode(&p.DropBlobs)
-		case "droporphans":
-			err = dec.Decode(&p.DropOrphans)
-		case "droprepositories":
-			err = dec.Decode(&p.DropRepositories)
-		case "manifests":
-			err = decodeMap(dec, &p.Manifests)
-		case "blobs":
-			err = decodeMap(dec, &p.Blobs)
-		case "orphans":
-			err = decodeMap(dec, &p.Orphans)
-		case "repositories":
-			err = decodeMap(dec, &p.Repositories)
-		case "repositorychanges":
-			err = decodeMap(dec, &p.RepositoryChanges)
-		default:
-			var skip json.RawMessage
-			err = dec.Decode(&skip)
-		}
-		if err != nil {
-			return fail(err)
-		}
-		if i == 1 && (p.Format != 3 || p.Kind != metaKindPack) {
-			return fmt.Errorf("not a format 3 metadata %s (format %d, kind %q)", metaKindPack, p.Format, p.Kind)
-		}
-	}
-	if p.Format != 3 || p.Kind != metaKindPack { // fewer than two members
-		return fmt.Errorf("not a format 3 metadata %s (format %d, kind %q)", metaKindPack, p.Format, p.Kind)
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return fail(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fail(errors.New("data after the pack"))
-	}
-	return nil
-}
-
-// decodeMap decodes a JSON object (or null) into *m an entry at a time, as json.Unmarshal
-// would: entries are added to the map there is, null sets it to nil.
-func decodeMap[K comparable, V any](dec *json.Decoder, m *map[K]V) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if tok == nil {
-		*m = nil
-		return nil
-	}
-	if tok != json.Delim('{') {
-		return fmt.Errorf("want an object, got %v", tok)
-	}
-	if *m == nil {
-		*m = map[K]V{}
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		var k K
-		if u, ok := any(&k).(encoding.TextUnmarshaler); ok {
-			if err := u.UnmarshalText([]byte(tok.(string))); err != nil {
-				return err
-			}
-		} else {
-			k = any(tok.(string)).(K) // the maps decoded here have Digest or string keys
-		}
-		var v V
-		if err := dec.Decode(&v); err != nil {
-			return err
-		}
-		(*m)[k] = v
-	}
-	_, err = dec.Token()
-	return err
 }
 
 // decompressMeta returns the JSON of a metadata file, at most MaxMetaSize bytes.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -843,15 +845,27 @@ func FuzzDecodePack(f *testing.F) {
 		`{"format":3,"kind":"pack","x":[1]} {}`, `{"format":3}`, `{"format":3,"kind":"pack","blobs":{"sha256:00":{}}}`} {
 		f.Add(s)
 	}
+	for _, c := range decodePackCases {
+		f.Add(c.js)
+	}
 	f.Fuzz(func(t *testing.T, js string) {
-		var want, got metaPack
-		wantErr := decodeMetaDoc([]byte(js), metaKindPack, &want)
-		gotErr := decodePack(strings.NewReader(js), &got)
-		if (gotErr == nil) != (wantErr == nil) {
-			t.Fatalf("decodePack error %v, decodeMetaDoc error %v", gotErr, wantErr)
-		}
-		if gotErr == nil && !reflect.DeepEqual(got, want) {
-			t.Fatalf("decodePack gives %+v, decodeMetaDoc %+v", got, want)
+		for _, r := range []io.Reader{strings.NewReader(js), iotest.OneByteReader(strings.NewReader(js))} {
+			checkDecodePack(t, js, r)
 		}
 	})
+}
+
+// checkDecodePack checks that decodePack reading js from r gives what decodeMetaDoc gives:
+// the same pack, or both an error.
+func checkDecodePack(t *testing.T, js string, r io.Reader) {
+	t.Helper()
+	var want, got metaPack
+	wantErr := decodeMetaDoc([]byte(js), metaKindPack, &want)
+	gotErr := decodePack(r, &got)
+	if (gotErr == nil) != (wantErr == nil) {
+		t.Fatalf("decodePack error %v, decodeMetaDoc error %v", gotErr, wantErr)
+	}
+	if gotErr == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("decodePack gives %+v, decodeMetaDoc %+v", got, want)
+	}
 }
