@@ -13,9 +13,9 @@ import (
 
 // decodePack decodes a format 3 content pack from r as decodeMetaDoc would (format and kind
 // first, then json.Unmarshal's rules), reading it through a window (packReader) so that its
-// JSON is never whole in memory. Record maps are walked an entry at a time; a manifest or
-// blob record of the usual shape is decoded directly (fastManifest, fastBlob), any other
-// value with json.Unmarshal.
+// JSON is never whole in memory. Record maps are walked an entry at a time; a manifest, blob
+// or repository record of the usual shape is decoded directly (fastManifest, fastBlob,
+// fastRepository), any other value with json.Unmarshal.
 func decodePack(r io.Reader, p *metaPack) error {
 	fail := func(err error) error { return fmt.Errorf("decoding metadata %s: %w", metaKindPack, err) }
 	notPack := func() error {
@@ -56,7 +56,7 @@ func decodePack(r io.Reader, p *metaPack) error {
 		case "orphans":
 			err = decodeRecords(pr, &p.Orphans, nil)
 		case "repositories":
-			err = decodeRecords(pr, &p.Repositories, nil)
+			err = decodeRecords(pr, &p.Repositories, fastRepository)
 		case "repositorychanges":
 			err = decodeRecords(pr, &p.RepositoryChanges, nil)
 		default:
@@ -151,11 +151,11 @@ func fastManifest(raw []byte) (*Manifest, bool) {
 				return false
 			}
 			m.MediaType, seen = string(s), seen|1
-		case "data":
-			s, ok := plainString(val)
-			if !ok || seen&2 != 0 {
+		case "data": // base64 refuses any byte a plain string would not have
+			if val[0] != '"' || seen&2 != 0 {
 				return false
 			}
+			s := val[1 : len(val)-1]
 			b := make([]byte, base64.StdEncoding.DecodedLen(len(s)))
 			n, err := base64.StdEncoding.Decode(b, s)
 			if err != nil {
@@ -204,8 +204,9 @@ func fastBlob(raw []byte) (*Blob, bool) {
 	return &b, ok
 }
 
-// fastObject calls member for each member of raw, a JSON object validValue accepted, while
+// fastObject calls member for each member of raw, a JSON object scanValue accepted, while
 // it returns true; false if raw is not an object, a key has an escape or member said false.
+// A string value with an escape may reach member cut short: member must refuse backslashes.
 func fastObject(raw []byte, member func(key, val []byte) bool) bool {
 	i := skipSpace(raw, 0)
 	if i == len(raw) || raw[i] != '{' {
@@ -229,8 +230,13 @@ func fastObject(raw []byte, member func(key, val []byte) bool) bool {
 			return false
 		}
 		i = skipSpace(raw, i+1)
-		n, st := scanValue(raw[i:], 0)
-		if st != scanDone || !member(key, raw[i:i+n]) {
+		var n int
+		if i < len(raw) && raw[i] == '"' { // its end, or a quote after a backslash
+			n = bytes.IndexByte(raw[i+1:], '"') + 2
+		} else if m, st := scanValue(raw[i:], 0); st == scanDone {
+			n = m
+		}
+		if n < 2 || !member(key, raw[i:i+n]) {
 			return false
 		}
 		i = skipSpace(raw, i+n)
@@ -252,12 +258,100 @@ func plainString(val []byte) ([]byte, bool) {
 		return nil, false
 	}
 	s := val[1 : len(val)-1]
+	return s, isPlain(s)
+}
+
+// isPlain reports whether s is printable ASCII without quotes or backslashes.
+func isPlain(s []byte) bool {
 	for _, c := range s {
 		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			return nil, false
+			return false
 		}
 	}
-	return s, true
+	return true
+}
+
+// fastRepository decodes a repository record of tags, manifests, blobs, retiring and
+// retiringBlobs (each once, of plain strings) as json.Unmarshal would; false for anything else.
+func fastRepository(raw []byte) (*Repository, bool) {
+	var r Repository
+	seen := 0
+	ok := fastObject(raw, func(key, val []byte) bool {
+		var dst *[]Digest
+		var bit int
+		switch string(key) {
+		case "tags":
+			if seen&1 != 0 {
+				return false
+			}
+			seen |= 1
+			r.Tags = map[string]Digest{}
+			return fastObject(val, func(tag, v []byte) bool {
+				d, ok := plainString(v)
+				if !ok || !isPlain(tag) {
+					return false
+				}
+				p, err := ParseDigest(string(d))
+				r.Tags[string(tag)] = p
+				return err == nil
+			})
+		case "manifests":
+			dst, bit = &r.Manifests, 2
+		case "blobs":
+			dst, bit = &r.Blobs, 4
+		case "retiring":
+			dst, bit = &r.Retiring, 8
+		case "retiringBlobs":
+			dst, bit = &r.RetiringBlobs, 16
+		default:
+			return false
+		}
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		ds, ok := fastDigests(val)
+		*dst = ds
+		return ok
+	})
+	return &r, ok
+}
+
+// fastDigests decodes a JSON array of plain digest strings, scanValue accepted, as
+// json.Unmarshal would; false for anything else.
+func fastDigests(val []byte) ([]Digest, bool) {
+	if val[0] != '[' {
+		return nil, false
+	}
+	ds := []Digest{}
+	i := skipSpace(val, 1)
+	if i < len(val) && val[i] == ']' {
+		return ds, true
+	}
+	for i < len(val) && val[i] == '"' {
+		j := bytes.IndexByte(val[i+1:], '"')
+		if j < 0 {
+			return nil, false
+		}
+		s := val[i+1 : i+1+j]
+		if !isPlain(s) {
+			return nil, false
+		}
+		d, err := ParseDigest(string(s))
+		if err != nil {
+			return nil, false
+		}
+		ds = append(ds, d)
+		i = skipSpace(val, i+j+2)
+		if i < len(val) && val[i] == ']' {
+			return ds, true
+		}
+		if i == len(val) || val[i] != ',' {
+			return nil, false
+		}
+		i = skipSpace(val, i+1)
+	}
+	return nil, false
 }
 
 // plainUint parses a JSON number of at most 18 digits (no sign, fraction or exponent).

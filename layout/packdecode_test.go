@@ -19,6 +19,7 @@ var decodePackCases = func() []struct{ name, js string } {
 	}
 	m := func(v string) string { return rec("manifests", v) }
 	b := func(v string) string { return rec("blobs", v) }
+	r := func(v string) string { return `{"format":3,"kind":"pack","repositories":{"r":` + v + `}}` }
 	return []struct{ name, js string }{
 		{"manifest", m(`{"mediaType":"application/json","data":"e30="}`)},
 		{"manifest spaced", m(" {\n\t\"data\" : \"e30=\" ,\r\"mediaType\" : \"a\" } ")},
@@ -64,6 +65,20 @@ var decodePackCases = func() []struct{ name, js string } {
 		{"string size", b(`{"size":"1"}`)},
 		{"duplicate size", b(`{"size":1,"size":2}`)},
 		{"upper-case size", b(`{"Size":1}`)},
+		{"repository", r(`{"tags":{"t":"` + packDigest + `","u":"` + packDigest + `"},"manifests":["` + packDigest + `"],"blobs":[],"retiring":["` + packDigest + `"],"retiringBlobs":[]}`)},
+		{"repository spaced", r(" { \"tags\" : { \"t\" : \"" + packDigest + "\" } , \"manifests\" : [ \"" + packDigest + "\" , \"" + packDigest + "\" ] } ")},
+		{"empty repository", r(`{}`)},
+		{"repository with everything", r(`{"tags":{},"referrers":{},"archived":["t"],"removed":{"t":"2026-01-01T00:00:00Z"}}`)},
+		{"repository duplicate tags", r(`{"tags":{"t":"` + packDigest + `"},"tags":{"u":"` + packDigest + `"}}`)},
+		{"repository duplicate tag", r(`{"tags":{"t":"sha256:00","t":"` + packDigest + `"}}`)},
+		{"repository bad digest", r(`{"manifests":["sha256:00"]}`)},
+		{"repository bad tag digest", r(`{"tags":{"t":"sha256:00"}}`)},
+		{"repository escaped tag", r(`{"tags":{"\u0074":"` + packDigest + `"}}`)},
+		{"repository non-ASCII tag", r(`{"tags":{"é":"` + packDigest + `"}}`)},
+		{"repository escaped digest", r(`{"manifests":["sha256:\u0032` + packDigest[8:] + `"]}`)},
+		{"repository null lists", r(`{"tags":null,"manifests":null,"blobs":[null]}`)},
+		{"repository number list", r(`{"blobs":[1]}`)},
+		{"upper-case repository fields", r(`{"Tags":{},"MANIFESTS":[]}`)},
 		{"bad digest key", `{"format":3,"kind":"pack","blobs":{"sha256:00":{}}}`},
 		{"escaped digest key", `{"format":3,"kind":"pack","blobs":{"sha256:\u0032` + packDigest[8:] + `":{}}}`},
 		{"null map", `{"format":3,"kind":"pack","blobs":null}`},
@@ -105,6 +120,7 @@ func FuzzScanValue(f *testing.F) {
 	}
 	f.Add(`{"mediaType":"a","data":"e30="}`)
 	f.Add(`{"size":1,"since":2}`)
+	f.Add(`{"tags":{"t":"` + packDigest + `"},"manifests":["` + packDigest + `"]}`)
 	f.Fuzz(func(t *testing.T, js string) {
 		b := []byte(js + " ")
 		n, st := scanValue(b, 0)
@@ -119,6 +135,12 @@ func FuzzScanValue(f *testing.F) {
 			var want *Manifest
 			if err := json.Unmarshal(raw, &want); err != nil || !reflect.DeepEqual(got, want) {
 				t.Fatalf("fastManifest %+v, json.Unmarshal %+v (%v)", got, want, err)
+			}
+		}
+		if got, ok := fastRepository(raw); ok {
+			var want *Repository
+			if err := json.Unmarshal(raw, &want); err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("fastRepository %+v, json.Unmarshal %+v (%v)", got, want, err)
 			}
 		}
 		if got, ok := fastBlob(raw); ok {
