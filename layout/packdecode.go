@@ -230,13 +230,15 @@ func fastObject(raw []byte, member func(key, val []byte) bool) bool {
 			return false
 		}
 		i = skipSpace(raw, i+1)
-		var n int
-		if i < len(raw) && raw[i] == '"' { // its end, or a quote after a backslash
-			n = bytes.IndexByte(raw[i+1:], '"') + 2
+		n := 0 // the value's length; 0 for none
+		if i < len(raw) && raw[i] == '"' {
+			if j := bytes.IndexByte(raw[i+1:], '"'); j >= 0 { // the end, or a quote after a backslash
+				n = j + 2
+			}
 		} else if m, st := scanValue(raw[i:], 0); st == scanDone {
 			n = m
 		}
-		if n < 2 || !member(key, raw[i:i+n]) {
+		if n == 0 || !member(key, raw[i:i+n]) {
 			return false
 		}
 		i = skipSpace(raw, i+n)
@@ -272,7 +274,8 @@ func isPlain(s []byte) bool {
 }
 
 // fastRepository decodes a repository record of tags, manifests, blobs, retiring and
-// retiringBlobs (each once, of plain strings) as json.Unmarshal would; false for anything else.
+// retiringBlobs (each once, null or of plain strings) as json.Unmarshal would; false for
+// anything else.
 func fastRepository(raw []byte) (*Repository, bool) {
 	var r Repository
 	seen := 0
@@ -284,7 +287,9 @@ func fastRepository(raw []byte) (*Repository, bool) {
 			if seen&1 != 0 {
 				return false
 			}
-			seen |= 1
+			if seen |= 1; string(val) == "null" {
+				return true
+			}
 			r.Tags = map[string]Digest{}
 			return fastObject(val, func(tag, v []byte) bool {
 				d, ok := plainString(v)
@@ -309,7 +314,9 @@ func fastRepository(raw []byte) (*Repository, bool) {
 		if seen&bit != 0 {
 			return false
 		}
-		seen |= bit
+		if seen |= bit; string(val) == "null" {
+			return true
+		}
 		ds, ok := fastDigests(val)
 		*dst = ds
 		return ok

@@ -1,11 +1,14 @@
 package layout
 
 import (
+	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // packDigest is a valid digest for the cases below.
@@ -76,7 +79,8 @@ var decodePackCases = func() []struct{ name, js string } {
 		{"repository escaped tag", r(`{"tags":{"\u0074":"` + packDigest + `"}}`)},
 		{"repository non-ASCII tag", r(`{"tags":{"é":"` + packDigest + `"}}`)},
 		{"repository escaped digest", r(`{"manifests":["sha256:\u0032` + packDigest[8:] + `"]}`)},
-		{"repository null lists", r(`{"tags":null,"manifests":null,"blobs":[null]}`)},
+		{"repository null lists", r(`{"tags":null,"manifests":null,"retiring":null}`)},
+		{"repository null digest", r(`{"blobs":[null]}`)},
 		{"repository number list", r(`{"blobs":[1]}`)},
 		{"upper-case repository fields", r(`{"Tags":{},"MANIFESTS":[]}`)},
 		{"bad digest key", `{"format":3,"kind":"pack","blobs":{"sha256:00":{}}}`},
@@ -150,4 +154,49 @@ func FuzzScanValue(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFastRecords checks that the records a pack holds take the fast paths, with what
+// json.Unmarshal gives.
+func TestFastRecords(t *testing.T) {
+	g := &metaGen{rng: rand.New(rand.NewPCG(7, 7)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	m := g.meta()
+	for range 3 {
+		g.promote(m)
+	}
+	m.Manifests[DigestOf("sha256", nil)] = &Manifest{MediaType: MediaTypeOCIManifest, Data: []byte{}}
+	checkFast(t, "manifest", m.Manifests, fastManifest)
+	checkFast(t, "blob", m.Blobs, func(raw []byte) (*Blob, bool) {
+		if bytes.Contains(raw, []byte(`"retired"`)) || bytes.Contains(raw, []byte(`"left"`)) {
+			return nil, true // times take json.Unmarshal
+		}
+		return fastBlob(raw)
+	})
+	usual := map[string]bool{"tags": true, "manifests": true, "blobs": true, "retiring": true, "retiringBlobs": true}
+	checkFast(t, "repository", m.Repositories, func(raw []byte) (*Repository, bool) {
+		if !fastObject(raw, func(key, _ []byte) bool { return usual[string(key)] }) {
+			return nil, true // referrers, archived and removed take json.Unmarshal
+		}
+		return fastRepository(raw)
+	})
+}
+
+func checkFast[K comparable, V any](t *testing.T, what string, records map[K]*V, fast func([]byte) (*V, bool)) {
+	t.Helper()
+	if len(records) == 0 {
+		t.Fatalf("no %s records", what)
+	}
+	for k, r := range records {
+		raw, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := fast(raw)
+		if !ok {
+			t.Fatalf("%s %v: %s not taken by the fast path", what, k, raw)
+		}
+		if got != nil && !reflect.DeepEqual(got, r) {
+			t.Fatalf("%s %v: got %+v, want %+v", what, k, got, r)
+		}
+	}
 }
