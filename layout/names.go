@@ -105,15 +105,25 @@ func validAlgorithm(a string) bool {
 	return !prevSep
 }
 
+// isLowerHex reports whether s has only lowercase hex digits: a table lookup a byte, with no
+// branch to mispredict on a digest's random digits.
 func isLowerHex(s string) bool {
+	var bad byte
 	for i := 0; i < len(s); i++ {
-		c := s[i]
+		bad |= notLowerHex[s[i]]
+	}
+	return bad == 0
+}
+
+// notLowerHex[c] is 1 unless c is a lowercase hex digit.
+var notLowerHex = func() (t [256]byte) {
+	for c := range t {
 		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
+			t[c] = 1
 		}
 	}
-	return true
-}
+	return t
+}()
 
 // ValidateName checks a repository name against the distribution grammar:
 // path components of [a-z0-9]+ joined by ".", "_", "__" or "-"+, separated by "/",
