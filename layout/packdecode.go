@@ -2,7 +2,6 @@ package layout
 
 import (
 	"bytes"
-	"encoding"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -85,7 +84,7 @@ func decodePack(r io.Reader, p *metaPack) error {
 // decodeRecords decodes a JSON object (or null) into *m an entry at a time, as json.Unmarshal
 // would: entries are added to the map there is, null sets it to nil. fast, if not nil,
 // decodes a value of the usual shape, reporting false for any other.
-func decodeRecords[K comparable, V any](pr *packReader, m *map[K]V, fast func([]byte) (V, bool)) error {
+func decodeRecords[K Digest | string, V any](pr *packReader, m *map[K]V, fast func([]byte) (V, bool)) error {
 	c, err := pr.peek()
 	if err != nil {
 		return err
@@ -112,18 +111,20 @@ func decodeRecords[K comparable, V any](pr *packReader, m *map[K]V, fast func([]
 			return err
 		}
 		var k K
-		if u, ok := any(&k).(encoding.TextUnmarshaler); ok {
-			if err := u.UnmarshalText([]byte(s)); err != nil {
+		switch p := any(&k).(type) {
+		case *Digest: // as its UnmarshalText
+			if *p, err = ParseDigest(s); err != nil {
 				return err
 			}
-		} else {
-			k = any(s).(K) // the maps decoded here have Digest or string keys
+		case *string:
+			*p = s
 		}
 		raw, err := pr.value(2)
 		if err != nil {
 			return err
 		}
-		v, ok := *new(V), false
+		var v V
+		ok := false
 		if fast != nil {
 			v, ok = fast(raw)
 		}
@@ -636,6 +637,10 @@ func scanValue(b []byte, depth int) (int, int) {
 // scanString returns the length of the JSON string at the start of b.
 func scanString(b []byte) (int, int) {
 	for i := 1; i < len(b); {
+		if inString[b[i]] {
+			i++
+			continue
+		}
 		switch c := b[i]; {
 		case c == '"':
 			return i + 1, scanDone
@@ -667,6 +672,14 @@ func scanString(b []byte) (int, int) {
 	}
 	return 0, scanMore
 }
+
+// inString[c] is whether c stands for itself in a JSON string.
+var inString = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= 0x20 && c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
 
