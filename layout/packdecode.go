@@ -119,8 +119,8 @@ func decodeRecords[K Digest | string, V any](pr *packReader, m *map[K]V, fast fu
 		case *string:
 			*p = s
 		}
-		raw, err := pr.value(2)
-		if err != nil {
+		var raw []byte
+		if raw, err = pr.value(2); err != nil {
 			return err
 		}
 		var v V

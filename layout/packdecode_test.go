@@ -83,6 +83,8 @@ var decodePackCases = func() []struct{ name, js string } {
 		{"repository null digest", r(`{"blobs":[null]}`)},
 		{"repository number list", r(`{"blobs":[1]}`)},
 		{"upper-case repository fields", r(`{"Tags":{},"MANIFESTS":[]}`)},
+		{"garbage after a record", `{"format":3,"kind":"pack","manifests":{"` + packDigest + `":{}0}}`},
+		{"garbage after a member", `{"format":3,"kind":"pack","x":1 2}`},
 		{"bad digest key", `{"format":3,"kind":"pack","blobs":{"sha256:00":{}}}`},
 		{"escaped digest key", `{"format":3,"kind":"pack","blobs":{"sha256:\u0032` + packDigest[8:] + `":{}}}`},
 		{"null map", `{"format":3,"kind":"pack","blobs":null}`},
