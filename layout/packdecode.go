@@ -385,6 +385,7 @@ type packReader struct {
 	eof error // io.EOF or the read error, once met
 }
 
+// packWindow is the least size of packReader's window.
 const packWindow = 64 << 10
 
 // fill moves buf[off:] to the start of buf and reads until buf is full (growing it when
