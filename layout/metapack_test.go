@@ -623,6 +623,16 @@ func FuzzMetaDocs(f *testing.F) {
 	})
 }
 
+// scaleGen returns the scale benchmarks' generator and their size: REGMIRROR_SCALE_MANIFESTS,
+// or def without it.
+func scaleGen(def int) (*metaGen, int) {
+	n := def
+	if v := os.Getenv("REGMIRROR_SCALE_MANIFESTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	return &metaGen{rng: rand.New(rand.NewPCG(1, 1)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, n
+}
+
 // scale returns metadata shaped like the scale benchmark's tree, n manifests in repositories
 // of 100 two-arch indexes (3 manifests and 4 blobs a tag), and the function adding a tag.
 func (g *metaGen) scale(n int) (*Meta, func(r *Repository) Digest) {
@@ -667,11 +677,7 @@ func (g *metaGen) scale(n int) (*Meta, func(r *Repository) Digest) {
 // 100 two-arch indexes, 3 manifests and 4 blobs a tag) and reports what each writes into
 // regmirror/meta/: what a copy of the tree transfers for the metadata.
 func BenchmarkMetaPromotion(b *testing.B) {
-	n := 90000
-	if v := os.Getenv("REGMIRROR_SCALE_MANIFESTS"); v != "" {
-		fmt.Sscan(v, &n)
-	}
-	g := &metaGen{rng: rand.New(rand.NewPCG(1, 1)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	g, n := scaleGen(90000)
 	m, tag := g.scale(n)
 	tree := NewTree(b.TempDir())
 	if _, err := tree.Publish(m); err != nil {
@@ -804,11 +810,7 @@ func TestEncodePack(t *testing.T) {
 // BenchmarkDecodePack decodes the base pack of the scale benchmark's tree
 // (REGMIRROR_SCALE_MANIFESTS, default 9000) from its JSON.
 func BenchmarkDecodePack(b *testing.B) {
-	n := 9000
-	if v := os.Getenv("REGMIRROR_SCALE_MANIFESTS"); v != "" {
-		fmt.Sscan(v, &n)
-	}
-	g := &metaGen{rng: rand.New(rand.NewPCG(1, 1)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	g, n := scaleGen(9000)
 	m, _ := g.scale(n)
 	var js bytes.Buffer
 	if err := encodePack(&js, all(m).buildPack(m)); err != nil {

@@ -148,12 +148,12 @@ func fastManifest(raw []byte) (*Manifest, bool) {
 		switch string(key) {
 		case "mediaType":
 			s, ok := plainString(val)
-			if !ok || seen&1 != 0 {
+			if !ok || !first(&seen, 1) {
 				return false
 			}
-			m.MediaType, seen = string(s), seen|1
+			m.MediaType = string(s)
 		case "data": // base64 refuses any byte a plain string would not have
-			if val[0] != '"' || seen&2 != 0 {
+			if val[0] != '"' || !first(&seen, 2) {
 				return false
 			}
 			s := val[1 : len(val)-1]
@@ -162,7 +162,7 @@ func fastManifest(raw []byte) (*Manifest, bool) {
 			if err != nil {
 				return false
 			}
-			m.Data, seen = b[:n], seen|2
+			m.Data = b[:n]
 		default:
 			return false
 		}
@@ -193,11 +193,10 @@ func fastBlob(raw []byte) (*Blob, bool) {
 			return false
 		}
 		n, ok := plainUint(val)
-		if !ok || seen&bit != 0 {
+		if !ok || !first(&seen, bit) {
 			return false
 		}
-		*dst, seen = n, seen|bit
-		if bit == 1 {
+		if *dst = n; bit == 1 {
 			b.Size = int64(n)
 		}
 		return true
@@ -254,6 +253,15 @@ func fastObject(raw []byte, member func(key, val []byte) bool) bool {
 	return false
 }
 
+// first reports whether bit is not yet in *seen, adding it: a member met for the first time.
+func first(seen *int, bit int) bool {
+	if *seen&bit != 0 {
+		return false
+	}
+	*seen |= bit
+	return true
+}
+
 // plainString returns the contents of a JSON string of printable ASCII without escapes:
 // what json.Unmarshal gives for it.
 func plainString(val []byte) ([]byte, bool) {
@@ -285,10 +293,10 @@ func fastRepository(raw []byte) (*Repository, bool) {
 		var bit int
 		switch string(key) {
 		case "tags":
-			if seen&1 != 0 {
+			if !first(&seen, 1) {
 				return false
 			}
-			if seen |= 1; string(val) == "null" {
+			if string(val) == "null" {
 				return true
 			}
 			r.Tags = map[string]Digest{}
@@ -312,10 +320,10 @@ func fastRepository(raw []byte) (*Repository, bool) {
 		default:
 			return false
 		}
-		if seen&bit != 0 {
+		if !first(&seen, bit) {
 			return false
 		}
-		if seen |= bit; string(val) == "null" {
+		if string(val) == "null" {
 			return true
 		}
 		ds, ok := fastDigests(val)
