@@ -127,30 +127,18 @@ type Reuse struct {
 // publication's list (module's) with the changed paths read again, the rest listed. It
 // returns false when that list cannot be read (the caller then lists the tree).
 func reuseEntries(tree *layout.Tree, module string, reuse []Reuse) ([]Entry, bool, error) {
-	prev, err := os.ReadFile(tree.Path(path.Join(layout.LiveLink, Name(module))))
-	if err != nil {
+	prev, ok := previousList(tree, module)
+	if !ok {
 		return nil, false, nil
 	}
-	prefixes := make([]string, len(reuse))
-	skip := map[string]bool{}
-	for i, r := range reuse {
-		prefixes[i] = r.Dir + "/"
-		skip[r.Dir] = true
-	}
+	prefixes, skip := reusePrefixes(reuse)
 	kept, ok := parseFiles(prev, prefixes)
 	if !ok {
 		return nil, false, nil
 	}
-	dirty := map[string]bool{}
-	for _, r := range reuse {
-		for _, rel := range r.Changed {
-			if !strings.HasPrefix(rel, r.Dir+"/") {
-				return nil, false, fmt.Errorf("listing the tree: %q is not below %s", rel, r.Dir)
-			}
-			for p := rel; p != r.Dir && !dirty[p]; p = path.Dir(p) {
-				dirty[p] = true
-			}
-		}
+	dirty, err := dirtyPaths(reuse)
+	if err != nil {
+		return nil, false, err
 	}
 	entries, err := scanSkipping(tree.Dir(), skip)
 	if err != nil {
@@ -161,26 +149,70 @@ func reuseEntries(tree *layout.Tree, module string, reuse []Reuse) ([]Entry, boo
 			entries = append(entries, e)
 		}
 	}
+	again, err := readAgain(tree, dirty)
+	if err != nil {
+		return nil, false, err
+	}
+	return append(entries, again...), true, nil
+}
+
+// previousList is the live publication's list (module's); false when it cannot be read.
+func previousList(tree *layout.Tree, module string) ([]byte, bool) {
+	prev, err := os.ReadFile(tree.Path(path.Join(layout.LiveLink, Name(module))))
+	return prev, err == nil
+}
+
+// reusePrefixes are the prefixes of the paths below the Reuse directories, and the
+// directories as a set (not descended into when listing).
+func reusePrefixes(reuse []Reuse) ([]string, map[string]bool) {
+	prefixes := make([]string, len(reuse))
+	skip := map[string]bool{}
+	for i, r := range reuse {
+		prefixes[i] = r.Dir + "/"
+		skip[r.Dir] = true
+	}
+	return prefixes, skip
+}
+
+// dirtyPaths are the paths below the Reuse directories to read again: the changed ones and
+// their directories up to the Reuse directory.
+func dirtyPaths(reuse []Reuse) (map[string]bool, error) {
+	dirty := map[string]bool{}
+	for _, r := range reuse {
+		for _, rel := range r.Changed {
+			if !strings.HasPrefix(rel, r.Dir+"/") {
+				return nil, fmt.Errorf("listing the tree: %q is not below %s", rel, r.Dir)
+			}
+			for p := rel; p != r.Dir && !dirty[p]; p = path.Dir(p) {
+				dirty[p] = true
+			}
+		}
+	}
+	return dirty, nil
+}
+
+// readAgain lists the dirty paths that are there (and listed).
+func readAgain(tree *layout.Tree, dirty map[string]bool) ([]Entry, error) {
+	var entries []Entry
 	for rel := range dirty {
 		fi, err := os.Lstat(tree.Path(rel))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, false, fmt.Errorf("listing the tree: %w", err)
+			return nil, fmt.Errorf("listing the tree: %w", err)
 		}
 		if e, ok := entryOf(rel, fi); ok && !unlisted(rel, path.Base(rel)) {
 			entries = append(entries, e)
 		}
 	}
-	return entries, true, nil
+	return entries, nil
 }
 
 // parseFiles returns the [Files] entries of a file list whose path starts with one of
 // prefixes, and false when data is not a list this package wrote.
 func parseFiles(data []byte, prefixes []string) ([]Entry, bool) {
-	head := fmt.Sprintf("[Version]\n%d\n\n[Files]\n", Version)
-	rest, ok := bytes.CutPrefix(data, []byte(head))
+	rest, ok := bytes.CutPrefix(data, []byte(listHead))
 	if !ok {
 		return nil, false
 	}
@@ -215,7 +247,18 @@ func parseFiles(data []byte, prefixes []string) ([]Entry, bool) {
 // renderPending renders the list of the tree with the publication being built in tmpDir
 // (called name) live, its list (module's, stored as the tree-relative file) included.
 func renderPending(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse) ([]byte, error) {
-	list := Name(module)
+	now := time.Now().Unix()
+	if len(reuse) > 0 {
+		if data, ok := renderSpliced(tree, tmpDir, name, module, file, reuse, now); ok {
+			return data, nil
+		}
+	}
+	return renderListed(tree, tmpDir, name, module, file, reuse, now)
+}
+
+// renderListed is renderPending from the tree's entries (the reused ones parsed from the live
+// list), sorted and rendered whole; now is the time of what the publish makes.
+func renderListed(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse, now int64) ([]byte, error) {
 	var entries []Entry
 	ok := false
 	if len(reuse) > 0 {
@@ -230,15 +273,41 @@ func renderPending(tree *layout.Tree, tmpDir, name, module, file string, reuse [
 			return nil, err
 		}
 	}
-	pub, err := Scan(tmpDir)
+	entries, sums, err := pending(entries, tmpDir, name, module, file, now)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().Unix()
+	sortByTime(entries)
+	at := slices.IndexFunc(entries, func(e Entry) bool { return e.Path == file })
+	for range 8 {
+		data, err := render(entries, sums)
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(data)) == entries[at].Size {
+			return data, nil
+		}
+		entries[at].Size = int64(len(data))
+	}
+	return nil, errUnsettled
+}
+
+// errUnsettled is the error when the list's own size cannot be found.
+var errUnsettled = errors.New("listing the tree: the file list's own size does not settle")
+
+// pending adds to entries, the tree as it is, what the publication being built in tmpDir
+// (called name) makes, at time now: the publication's entries, the links as they will be and
+// the list itself (stored as file, its size zero: found by rendering). It returns the
+// entries, unsorted, and the OS paths of the checksummed files.
+func pending(entries []Entry, tmpDir, name, module, file string, now int64) ([]Entry, map[string]string, error) {
+	pub, err := Scan(tmpDir)
+	if err != nil {
+		return nil, nil, err
+	}
 	final := layout.PubPath(name)
 	fi, err := os.Stat(tmpDir)
 	if err != nil {
-		return nil, fmt.Errorf("listing the tree: %w", err)
+		return nil, nil, fmt.Errorf("listing the tree: %w", err)
 	}
 	entries = append(entries, Entry{Time: now, Type: "d", Size: fi.Size(), Path: final})
 	for _, e := range pub {
@@ -265,29 +334,183 @@ func renderPending(tree *layout.Tree, tmpDir, name, module, file string, reuse [
 	}
 	// The list itself: the publication's link, the shared file (its size is found by
 	// rendering until it no longer changes: a few digits more or less) and their directory.
-	link := path.Join(final, list)
+	link := path.Join(final, Name(module))
 	entries = append(entries, Entry{Time: now, Type: "l", Size: int64(len(layout.RelLink(link, file))), Path: link})
 	if dir := path.Dir(file); !slices.ContainsFunc(entries, func(e Entry) bool { return e.Path == dir }) {
 		entries = append(entries, Entry{Time: now, Type: "d", Size: fi.Size(), Path: dir})
 	}
 	entries = append(entries, Entry{Time: now, Type: "f", Path: file})
-	sortByTime(entries)
 	sums := map[string]string{}
 	for _, rel := range Checksummed {
 		sums[rel] = filepath.Join(tmpDir, filepath.FromSlash(pubFileOf[rel]))
 	}
-	at := slices.IndexFunc(entries, func(e Entry) bool { return e.Path == file })
-	for range 8 {
-		data, err := render(entries, sums)
-		if err != nil {
-			return nil, err
-		}
-		if int64(len(data)) == entries[at].Size {
-			return data, nil
-		}
-		entries[at].Size = int64(len(data))
+	return entries, sums, nil
+}
+
+// renderSpliced is renderListed's list, built by following the change: the [Files] lines of
+// the live list below the Reuse directories that the change leaves alone are copied as they
+// are (they keep their time and path, so their order), and the other entries (the rest of the
+// tree listed, the changed paths read again, what the publish makes) sorted and merged in.
+// No line is parsed into an Entry, sorted or formatted but these. It returns false, for
+// renderListed to render the list, when the live list cannot be read or is not one this
+// package wrote in order with each reused line as rendered (canonical numbers, no key twice),
+// when a path the publish makes or changes is below a Reuse directory, and on any error.
+func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse, now int64) ([]byte, bool) {
+	prev, ok := previousList(tree, module)
+	if !ok {
+		return nil, false
 	}
-	return nil, fmt.Errorf("listing the tree: the file list's own size does not settle")
+	lines, ok := bytes.CutPrefix(prev, []byte(listHead))
+	if !ok {
+		return nil, false
+	}
+	prefixes, skip := reusePrefixes(reuse)
+	below := func(p string) bool {
+		return slices.ContainsFunc(prefixes, func(pre string) bool { return strings.HasPrefix(p, pre) })
+	}
+	final := layout.PubPath(name)
+	for _, p := range []string{layout.LiveLink, layout.IndexFile, layout.CurrentFile, final + "/", path.Dir(file), file} {
+		if below(p) {
+			return nil, false
+		}
+	}
+	dirty, err := dirtyPaths(reuse)
+	if err != nil {
+		return nil, false
+	}
+	others, err := scanSkipping(tree.Dir(), skip)
+	if err != nil {
+		return nil, false
+	}
+	again, err := readAgain(tree, dirty)
+	if err != nil {
+		return nil, false
+	}
+	others, sums, err := pending(append(others, again...), tmpDir, name, module, file, now)
+	if err != nil {
+		return nil, false
+	}
+	sortByTime(others)
+	for i := 1; i < len(others); i++ {
+		if others[i].Time == others[i-1].Time && others[i].Path == others[i-1].Path {
+			return nil, false // an order the sort of the whole list might not keep
+		}
+	}
+	at := slices.IndexFunc(others, func(e Entry) bool { return e.Path == file })
+	if at < 0 {
+		return nil, false
+	}
+	pre := make([][]byte, len(prefixes))
+	for i, p := range prefixes {
+		pre[i] = []byte(p)
+	}
+	// The lines before the list's own go to out, the ones after to tail: its size is found
+	// once the rest is known.
+	out := make([]byte, 0, len(prev)+len(others)*(len(file)+40)+256)
+	out = append(out, listHead...)
+	var tail []byte
+	into := &out
+	j := 0
+	// next writes the other entries ordered before (t, p), or all when last; false when one
+	// has that key.
+	next := func(t int64, p []byte, last bool) bool {
+		for ; j < len(others); j++ {
+			e := &others[j]
+			if !last && (e.Time > t || e.Time == t && e.Path >= string(p)) {
+				return e.Time != t || e.Path != string(p)
+			}
+			if j == at {
+				into = &tail
+				continue
+			}
+			*into = appendLine(*into, *e)
+		}
+		return true
+	}
+	var lastT int64
+	var lastP []byte
+	for {
+		nl := bytes.IndexByte(lines, '\n')
+		if nl < 0 {
+			return nil, false
+		}
+		line := lines[:nl]
+		lines = lines[nl+1:]
+		if len(line) == 0 {
+			if !bytes.HasPrefix(lines, []byte("[Checksums SHA1]\n")) {
+				return nil, false
+			}
+			break
+		}
+		t1 := bytes.IndexByte(line, '\t')
+		if t1 < 0 {
+			return nil, false
+		}
+		t2 := bytes.IndexByte(line[t1+1:], '\t') + t1 + 1
+		if t2 == t1 {
+			return nil, false
+		}
+		t3 := bytes.IndexByte(line[t2+1:], '\t') + t2 + 1
+		if t3 == t2 {
+			return nil, false
+		}
+		p := line[t3+1:]
+		if !slices.ContainsFunc(pre, func(pre []byte) bool { return bytes.HasPrefix(p, pre) }) {
+			continue
+		}
+		t, ok1 := canonicalInt(line[:t1])
+		_, ok2 := canonicalInt(line[t2+1 : t3])
+		typ := line[t1+1 : t2]
+		if !ok1 || !ok2 || len(typ) != 1 || (typ[0] != 'f' && typ[0] != 'd' && typ[0] != 'l') {
+			return nil, false
+		}
+		if dirty[string(p)] {
+			continue
+		}
+		if lastP != nil && (t < lastT || t == lastT && bytes.Compare(p, lastP) <= 0) {
+			return nil, false // not in order, or a key twice
+		}
+		lastT, lastP = t, p
+		if !next(t, p, false) {
+			return nil, false
+		}
+		*into = append(append(*into, line...), '\n')
+	}
+	next(0, nil, true)
+	tail, err = appendSums(tail, sums)
+	if err != nil {
+		return nil, false
+	}
+	self := others[at]
+	var buf [256]byte
+	for range 8 {
+		n := int64(len(out) + len(appendLine(buf[:0], self)) + len(tail))
+		if n == self.Size {
+			return append(appendLine(out, self), tail...), true
+		}
+		self.Size = n
+	}
+	return nil, false
+}
+
+// canonicalInt is the integer b holds as strconv.AppendInt writes it (no sign but a minus, no
+// leading zero, 18 digits at most); false for anything else.
+func canonicalInt(b []byte) (int64, bool) {
+	d, neg := bytes.CutPrefix(b, []byte{'-'})
+	if len(d) == 0 || len(d) > 18 || d[0] == '0' && (len(d) > 1 || neg) {
+		return 0, false
+	}
+	var n int64
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 // pubFileOf is, for each checksummed file, the publication's file it is a link to.
@@ -321,30 +544,41 @@ func Render(root string) ([]byte, error) {
 	return render(entries, sums)
 }
 
+// listHead starts every list.
+var listHead = fmt.Sprintf("[Version]\n%d\n\n[Files]\n", Version)
+
 // render writes the list of entries; the checksummed files are read from the OS paths in sums.
 func render(entries []Entry, sums map[string]string) ([]byte, error) {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "[Version]\n%d\n\n[Files]\n", Version)
 	// A line is about the size of its path and 30 bytes more; appended without fmt, which
 	// took most of a render's time at scale.
 	n := 0
 	for _, e := range entries {
 		n += len(e.Path) + 32
 	}
-	b.Grow(n + 256)
-	line := make([]byte, 0, 256)
+	b := make([]byte, 0, len(listHead)+n+256)
+	b = append(b, listHead...)
 	for _, e := range entries {
-		line = strconv.AppendInt(line[:0], e.Time, 10)
-		line = append(line, '\t')
-		line = append(line, e.Type...)
-		line = append(line, '\t')
-		line = strconv.AppendInt(line, e.Size, 10)
-		line = append(line, '\t')
-		line = append(line, e.Path...)
-		line = append(line, '\n')
-		b.Write(line)
+		b = appendLine(b, e)
 	}
-	b.WriteString("\n[Checksums SHA1]\n")
+	return appendSums(b, sums)
+}
+
+// appendLine appends the [Files] line of e to b.
+func appendLine(b []byte, e Entry) []byte {
+	b = strconv.AppendInt(b, e.Time, 10)
+	b = append(b, '\t')
+	b = append(b, e.Type...)
+	b = append(b, '\t')
+	b = strconv.AppendInt(b, e.Size, 10)
+	b = append(b, '\t')
+	b = append(b, e.Path...)
+	return append(b, '\n')
+}
+
+// appendSums appends the end of [Files] and the rest of the list to b; the checksummed files
+// are read from the OS paths in sums.
+func appendSums(b []byte, sums map[string]string) ([]byte, error) {
+	b = append(b, "\n[Checksums SHA1]\n"...)
 	for _, rel := range Checksummed {
 		f, err := os.ReadFile(sums[rel])
 		if errors.Is(err, fs.ErrNotExist) {
@@ -354,10 +588,12 @@ func render(entries []Entry, sums map[string]string) ([]byte, error) {
 			return nil, fmt.Errorf("listing the tree: %w", err)
 		}
 		sum := sha1.Sum(f)
-		fmt.Fprintf(&b, "%s\t%s\n", hex.EncodeToString(sum[:]), rel)
+		b = hex.AppendEncode(b, sum[:])
+		b = append(b, '\t')
+		b = append(b, rel...)
+		b = append(b, '\n')
 	}
-	b.WriteString("\n[End]\n")
-	return b.Bytes(), nil
+	return append(b, "\n[End]\n"...), nil
 }
 
 // Scan lists every file, directory and link below root (root itself, file lists, temporary

@@ -1,0 +1,163 @@
+package filelist
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regmirror/regmirror/layout"
+)
+
+// TestSplicedMatchesListed: the list renderSpliced builds by following the change is, byte
+// for byte, the one renderListed renders from the entries; on random trees and changes: times
+// of the reused lines before, equal to and after those of the paths read again, removed
+// files and directories, new ones, checksummed files; and on live lists it must refuse
+// (out of order, a key twice, numbers not as rendered), where it leaves the list to
+// renderListed.
+func TestSplicedMatchesListed(t *testing.T) {
+	const v2, blobs = "regmirror/v2", "blobs/sha256"
+	mutations := []struct {
+		name   string
+		mutate func(r *rand.Rand, lines []string) []string // of the [Files] lines
+		wantOK bool
+	}{
+		{"as rendered", nil, true},
+		{"out of order", func(r *rand.Rand, l []string) []string {
+			i := r.IntN(len(l) - 1)
+			l[i], l[i+1] = l[i+1], l[i]
+			return l
+		}, false},
+		{"a line twice", func(r *rand.Rand, l []string) []string {
+			i := r.IntN(len(l))
+			return slices.Insert(l, i, l[i])
+		}, false},
+		{"a leading zero", func(r *rand.Rand, l []string) []string {
+			i := r.IntN(len(l))
+			l[i] = "0" + l[i]
+			return l
+		}, false},
+		{"a size with a plus", func(r *rand.Rand, l []string) []string {
+			i := r.IntN(len(l))
+			f := strings.SplitN(l[i], "\t", 4)
+			l[i] = strings.Join([]string{f[0], f[1], "+" + f[2], f[3]}, "\t")
+			return l
+		}, false},
+		{"an unknown type", func(r *rand.Rand, l []string) []string {
+			i := r.IntN(len(l))
+			f := strings.SplitN(l[i], "\t", 4)
+			l[i] = strings.Join([]string{f[0], "x", f[2], f[3]}, "\t")
+			return l
+		}, false},
+	}
+	for _, m := range mutations {
+		refused := 0
+		for seed := range uint64(12) {
+			t.Run(fmt.Sprintf("%s/%d", m.name, seed), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(seed, 7))
+				tree := layout.NewTree(t.TempDir())
+				now := time.Now().Unix()
+				// The live list: lines below the reused directories, a few on disk, at times
+				// around now (before, equal to and after the times the change's files get).
+				var listed []Entry
+				var onDisk []string
+				for i := range 40 + r.IntN(60) {
+					tm := now - 3 + r.Int64N(7)
+					var dir, f string
+					if r.IntN(2) == 0 {
+						dir = fmt.Sprintf("%s/r%d/_digests/%02x", v2, r.IntN(3), i)
+						f = dir + fmt.Sprintf("/%02x.oci-manifest", i)
+						listed = append(listed, Entry{Time: tm, Type: "d", Size: 4096, Path: dir})
+					} else {
+						f = fmt.Sprintf("%s/%02x%d", blobs, i, r.IntN(1000))
+					}
+					listed = append(listed, Entry{Time: tm, Type: "f", Size: r.Int64N(5000), Path: f})
+					if r.IntN(3) == 0 {
+						onDisk = append(onDisk, f)
+					}
+				}
+				for _, f := range append(onDisk, v2+"/new/_digests/aa/aa.oci-index", blobs+"/new") {
+					writeFile(t, tree.Path(f), []byte(f))
+				}
+				// Outside: the live publication, root links, an old publication.
+				for _, f := range []string{"regmirror/pub/p/index.json", "regmirror/pub/old/x", "oci-layout"} {
+					writeFile(t, tree.Path(f), []byte(f))
+				}
+				if err := os.Symlink("pub/p", tree.Path(layout.LiveLink)); err != nil {
+					t.Fatal(err)
+				}
+				if r.IntN(2) == 0 {
+					if err := os.Symlink(layout.RootLinkTarget(layout.IndexFile), tree.Path(layout.IndexFile)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				sortByTime(listed)
+				prev, err := render(listed, map[string]string{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m.mutate != nil {
+					files, rest, _ := strings.Cut(strings.TrimPrefix(string(prev), listHead), "\n\n")
+					prev = []byte(listHead + strings.Join(m.mutate(r, strings.Split(files, "\n")), "\n") + "\n\n" + rest)
+				}
+				if err := os.WriteFile(tree.Path("regmirror/pub/p/"+Name(DefaultModule)), prev, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				// The change: the new files, some listed files (removed: not on disk), some on disk
+				// (re-read), a removed directory's file.
+				changed := map[string][]string{v2: {v2 + "/new/_digests/aa/aa.oci-index", v2 + "/gone/_digests/bb/bb.oci-index"}, blobs: {blobs + "/new"}}
+				for _, e := range listed {
+					if e.Type == "f" && r.IntN(4) == 0 {
+						d := v2
+						if strings.HasPrefix(e.Path, blobs+"/") {
+							d = blobs
+						}
+						changed[d] = append(changed[d], e.Path)
+					}
+				}
+				reuse := []Reuse{{Dir: v2, Changed: changed[v2]}, {Dir: blobs, Changed: changed[blobs]}}
+				tmpDir := tree.Path("regmirror/pub/.tmp-q")
+				for _, f := range []string{layout.PubIndex, layout.PubStamp} {
+					writeFile(t, filepath.Join(tmpDir, filepath.FromSlash(f)), []byte(f+fmt.Sprint(seed)))
+				}
+				file := path.Join(layout.SharedDir, Name(DefaultModule), "2-1")
+				want, err := renderListed(tree, tmpDir, "q", DefaultModule, file, reuse, now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, ok := renderSpliced(tree, tmpDir, "q", DefaultModule, file, reuse, now)
+				// A mutation may touch a line the change drops, leaving the list usable.
+				if !ok && m.wantOK {
+					t.Fatalf("spliced: got ok %v, want %v", ok, m.wantOK)
+				}
+				if !ok {
+					refused++
+				}
+				if ok && !bytes.Equal(got, want) {
+					t.Errorf("spliced list:\ngot\n%s\nwant\n%s", got, want)
+				}
+			})
+		}
+		if !m.wantOK && refused == 0 {
+			t.Errorf("%s: no list refused", m.name)
+		}
+	}
+}
+
+// writeFile writes a file for a test, making its directories (without layout.WriteFile's
+// fsync: many small trees).
+func writeFile(t *testing.T, name string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
