@@ -496,7 +496,10 @@ func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, reuse [
 // canonicalInt is the integer b holds as strconv.AppendInt writes it (no sign but a minus, no
 // leading zero, 18 digits at most); false for anything else.
 func canonicalInt(b []byte) (int64, bool) {
-	d, neg := bytes.CutPrefix(b, []byte{'-'})
+	d, neg := b, len(b) > 0 && b[0] == '-'
+	if neg {
+		d = b[1:]
+	}
 	if len(d) == 0 || len(d) > 18 || d[0] == '0' && (len(d) > 1 || neg) {
 		return 0, false
 	}

@@ -161,3 +161,49 @@ func writeFile(t *testing.T, name string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzSplicedMatchesListed: whatever the live list holds, renderSpliced either leaves it to
+// renderListed or builds the same bytes.
+func FuzzSplicedMatchesListed(f *testing.F) {
+	f.Add([]byte(listHead + "5\td\t4096\tregmirror/v2/a\n6\tf\t3\tregmirror/v2/a/x\n7\tf\t9\tblobs/sha256/b\n7\tf\t0\tblobs/sha256/c\n9\tl\t2\toci-layout\n\n[Checksums SHA1]\n\n[End]\n"))
+	f.Add([]byte(listHead + "7\tf\t9\tblobs/sha256/b\n6\tf\t3\tregmirror/v2/a/x\n\n[Checksums SHA1]\n"))
+	f.Add([]byte(listHead + "-1\tf\t09\tblobs/sha256/b\n-0\tf\t3\tregmirror/v2/a/x\n\n[Checksums SHA1]\n"))
+	tree := layout.NewTree(f.TempDir())
+	for _, p := range []string{"regmirror/v2/a/x", "blobs/sha256/new", "regmirror/pub/.tmp-q/index.json", "oci-layout"} {
+		if err := os.MkdirAll(filepath.Dir(tree.Path(p)), 0o755); err != nil {
+			f.Fatal(err)
+		}
+		if err := os.WriteFile(tree.Path(p), []byte(p), 0o644); err != nil {
+			f.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(tree.Path("regmirror/pub/p"), 0o755); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.Symlink("pub/p", tree.Path(layout.LiveLink)); err != nil {
+		f.Fatal(err)
+	}
+	reuse := []Reuse{
+		{Dir: "regmirror/v2", Changed: []string{"regmirror/v2/a/x", "regmirror/v2/gone/y"}},
+		{Dir: "blobs/sha256", Changed: []string{"blobs/sha256/new", "blobs/sha256/c"}},
+	}
+	tmpDir := tree.Path("regmirror/pub/.tmp-q")
+	file := path.Join(layout.SharedDir, Name(DefaultModule), "2-1")
+	now := time.Now().Unix()
+	f.Fuzz(func(t *testing.T, prev []byte) {
+		if err := os.WriteFile(tree.Path("regmirror/pub/p/"+Name(DefaultModule)), prev, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := renderSpliced(tree, tmpDir, "q", DefaultModule, file, reuse, now)
+		if !ok {
+			return
+		}
+		want, err := renderListed(tree, tmpDir, "q", DefaultModule, file, reuse, now)
+		if err != nil {
+			t.Fatalf("spliced a list renderListed refuses: %v", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("spliced list:\ngot\n%s\nwant\n%s", got, want)
+		}
+	})
+}
