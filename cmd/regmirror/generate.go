@@ -7,24 +7,18 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/regmirror/regmirror/generator"
 )
 
-// generateMemoryLimit is the soft memory limit (runtime/debug.SetMemoryLimit) the generate
-// command runs under unless GOMEMLIMIT sets one. What generate holds grows with the tree
-// (about 72 MiB live at 27k manifests), but the garbage of its publish (stats of every blob
-// file, file lists) let the heap reach three times that before the collector ran: near the
-// limit the collector runs sooner instead. It complements, and does not replace, keeping
-// what a run holds small; a tree whose live data outgrows it costs GC time, not a failure.
-const generateMemoryLimit = 448 << 20
-
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(generateMemoryLimit)
+		limitCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		go adaptMemoryLimit(limitCtx, generateMemoryLimit, 100*time.Millisecond)
 	}
 	return generate(ctx, args, os.Stdin, stdout, stderr, nil)
 }
