@@ -326,6 +326,11 @@ func Diff(prev, meta *layout.Meta) Change {
 // work grows with the change. Without it, one walk of Dir finds what is there; beyond it,
 // the work grows with the change too: only missing markers are written, and only stale
 // files and the directories they leave empty removed.
+//
+// The markers are empty files created in place and made durable together
+// (layout.EmptyFiles), before Write returns: a publication never needs one that is not on
+// disk. Without a change, the markers already there are synced too (a killed run may have
+// created them without syncing).
 func Write(tree *layout.Tree, meta *layout.Meta, change *Change) error {
 	if change != nil {
 		return apply(tree, *change)
@@ -335,13 +340,18 @@ func Write(tree *layout.Tree, meta *layout.Meta, change *Change) error {
 	if err != nil {
 		return fmt.Errorf("removing stale phase-2 files: %w", err)
 	}
-	for rel, data := range want {
+	b := layout.NewEmptyFiles(tree.Dir())
+	for rel := range want {
 		if have[rel] {
+			b.Keep(rel) // a killed run may have created it without syncing
 			continue
 		}
-		if err := layout.WriteFile(tree.Path(rel), data); err != nil {
+		if err := b.Create(rel); err != nil {
 			return fmt.Errorf("writing phase-2 file: %w", err)
 		}
+	}
+	if err := b.Sync(); err != nil {
+		return fmt.Errorf("writing phase-2 file: %w", err)
 	}
 	return prune(tree, want, have, dirs)
 }
@@ -349,10 +359,8 @@ func Write(tree *layout.Tree, meta *layout.Meta, change *Change) error {
 // apply makes change to the digest markers of tree: the new markers written, the stale ones
 // removed, then their directories up to Dir, deepest first, those left empty.
 func apply(tree *layout.Tree, change Change) error {
-	for _, rel := range change.Add {
-		if err := layout.WriteFile(tree.Path(rel), nil); err != nil {
-			return fmt.Errorf("writing phase-2 file: %w", err)
-		}
+	if err := layout.CreateEmptyFiles(tree.Dir(), change.Add); err != nil {
+		return fmt.Errorf("writing phase-2 file: %w", err)
 	}
 	dirs := map[string]bool{}
 	for _, rel := range change.Remove {
