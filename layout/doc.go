@@ -43,7 +43,8 @@
 //
 // Nothing is modified in place. Every file is written to a temporary name beginning with
 // [TempPrefix] in its final directory, fsynced, renamed, and the directory fsynced; a
-// publication is built in a temporary directory and renamed whole. Blobs land before the
+// publication is built in a temporary directory and renamed whole; empty files (the phase-2
+// digest markers) are created in place and synced together ([EmptyFiles]). Blobs land before the
 // manifests that reference them, manifests before the metadata (the network file and content
 // packs before the root naming them), the root before the publication naming it, and the live
 // link last ([Tree.PublishWith], the one publish

@@ -213,3 +213,37 @@ func symlink(t *testing.T, target, link string) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkEmptyFiles writes n digest-marker-shaped empty files
+// (v2/REPO/_digests/HEX/HEX.ext, 100 per repository) into a new tree: one file at a time
+// with WriteFile (temporary file, fsync, rename, directory fsync: how markers were written
+// before) and as one EmptyFiles batch. 30 is a small promotion's change, 20000 a first
+// generation's share.
+//
+//	go test ./layout -run '^$' -bench '^BenchmarkEmptyFiles$' -benchtime 1x -count 5
+func BenchmarkEmptyFiles(b *testing.B) {
+	for _, n := range []int{30, 20000} {
+		paths := make([]string, n)
+		for i := range paths {
+			hex := fmt.Sprintf("%064x", i)
+			paths[i] = fmt.Sprintf("v2/repo%d/_digests/%s/%s.oci-manifest", i/100, hex, hex)
+		}
+		b.Run(fmt.Sprintf("n=%d/WriteFile", n), func(b *testing.B) {
+			for b.Loop() {
+				root := b.TempDir()
+				for _, rel := range paths {
+					if err := WriteFile(filepath.Join(root, filepath.FromSlash(rel)), nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("n=%d/EmptyFiles", n), func(b *testing.B) {
+			for b.Loop() {
+				if err := CreateEmptyFiles(b.TempDir(), paths); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
