@@ -46,3 +46,44 @@ func adaptMemoryLimit(ctx context.Context, limit int64, interval time.Duration) 
 		}
 	}
 }
+
+// serveHeapHeadroom is how much the heap may grow between two collections in serve, at least.
+// What serve holds is its generation; what it allocates per request is a few hundred bytes,
+// garbage at once. Under GOGC=100 a small tree's heap of a few MiB was collected every few
+// thousand requests, each collection marking the whole generation: about 2% of a cached
+// answer's cost. 64 MiB of headroom makes that rare; a large tree (live heap above 64 MiB)
+// gets GOGC=100 as before, so the headroom never more than doubles serve's memory.
+const serveHeapHeadroom = 64 << 20
+
+// gcPercentFor is the GOGC value that lets a heap of live bytes grow by headroom bytes before
+// the next collection, or by live bytes (GOGC=100) when that is more; at most 10000.
+func gcPercentFor(live, headroom int64) int {
+	if live < 1<<20 {
+		live = 1 << 20
+	}
+	return int(min(max(100, headroom*100/live), 10000))
+}
+
+// adaptGCPercent sets GOGC to gcPercentFor(live heap, headroom) now and every interval until
+// ctx is done, as the live heap changes.
+func adaptGCPercent(ctx context.Context, headroom int64, interval time.Duration) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	pct := 0
+	for {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 {
+			return // not kept by this runtime: GOGC stays
+		}
+		if p := gcPercentFor(int64(sample[0].Value.Uint64()), headroom); p != pct {
+			pct = p
+			debug.SetGCPercent(pct)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -58,3 +58,56 @@ func TestAdaptMemoryLimit(t *testing.T) {
 	}
 	runtime.KeepAlive(hold)
 }
+
+func TestGCPercentFor(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		name           string
+		live, headroom int64
+		want           int
+	}{
+		{"small tree", 8 * mib, 64 * mib, 800},
+		{"nothing live yet", 0, 64 * mib, 6400},
+		{"tiny heap: at most 10000", 1 * mib, 64 * mib * 1000, 10000},
+		{"live equals headroom", 64 * mib, 64 * mib, 100},
+		{"large tree: GOGC=100", 800 * mib, 64 * mib, 100},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := gcPercentFor(tc.live, tc.headroom); got != tc.want {
+				t.Errorf("gcPercentFor(%d MiB, %d MiB): got %d, want %d", tc.live/mib, tc.headroom/mib, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestAdaptGCPercent: serve's collector lets the heap grow by the headroom, and follows a live
+// heap that outgrows it back to GOGC=100.
+func TestAdaptGCPercent(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	gcPercent := func() int { p := debug.SetGCPercent(100); debug.SetGCPercent(p); return p }
+	run := func(headroom int64, from int) int {
+		debug.SetGCPercent(from)
+		runtime.GC() // the live heap as it is now
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			adaptGCPercent(ctx, headroom, time.Hour)
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for gcPercent() == from && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		<-done
+		return gcPercent()
+	}
+	if got := run(1<<40, 100); got != 10000 {
+		t.Errorf("headroom far above the live heap: GOGC %d, want 10000", got)
+	}
+	if got := run(1, 50); got != 100 {
+		t.Errorf("headroom below the live heap: GOGC %d, want 100", got)
+	}
+}
