@@ -64,11 +64,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	if os.Getenv("GOGC") == "" {
-		gcCtx, stop := context.WithCancel(ctx)
-		defer stop()
-		go adaptGCPercent(gcCtx, serveHeapHeadroom, time.Second)
-	}
 	logOut := newLineBuffer(stderr)
 	defer logOut.Close()
 	logger, err := newLogger("serve", *logFormat, logOut)
