@@ -161,3 +161,36 @@ func FuzzValidateTag(f *testing.F) {
 		}
 	})
 }
+
+// TestIsLowerHexEveryByte: every byte value at every place of values up to 17 bytes long (two
+// words and a tail) is judged as the table judges it.
+func TestIsLowerHexEveryByte(t *testing.T) {
+	ref := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if notLowerHex[s[i]] != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for n := 1; n <= 17; n++ {
+		for at := range n {
+			for c := range 256 {
+				v := []byte(strings.Repeat("0123456789abcdef", 2)[:n])
+				v[at] = byte(c)
+				if got, want := isLowerHex(string(v)), ref(string(v)); got != want {
+					t.Fatalf("isLowerHex(%q): got %v, want %v", v, got, want)
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkParseDigest(b *testing.B) {
+	s := "sha256:c0acb2ad94befe23e6ab26ac50b13edcc88c3a2b04d68077829cf8b7ed7696d8"
+	for b.Loop() {
+		if _, err := ParseDigest(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
