@@ -35,7 +35,9 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 		b *blobEntry
 	)
 	if repo != nil {
-		e, b = repo.manifests[key], repo.blobs[key]
+		if b = repo.blobs[key]; b == nil || b.manifest { // a layer's GET looks up one map
+			e = repo.manifests[key]
+		}
 	}
 	if e == nil && b == nil {
 		b = g.blobs[key] // another repository's: a newer generation may have put it here

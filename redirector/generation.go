@@ -107,8 +107,10 @@ type blobEntry struct {
 	// subsets is the blob's membership (layout.Blob.Subsets): only mirrors whose content
 	// includes one of them take it; 0: every mirror.
 	subsets uint64
-	path    string // layout.BlobPath(digest): below the tree root and below a mirror URL
-	answer         // headers for HEAD and local serving; no body
+	// manifest: the blob is a manifest of the generation, which a GET answers from memory.
+	manifest bool
+	path     string // layout.BlobPath(digest): below the tree root and below a mirror URL
+	answer          // headers for HEAD and local serving; no body
 }
 
 type repoEntry struct {
@@ -296,12 +298,14 @@ func loadBlobs(m *layout.Meta, prev map[string]*blobEntry) (map[string]*blobEntr
 		if b == nil || b.Size < 0 {
 			return nil, fmt.Errorf("blob %s has no valid size", d)
 		}
-		if be := prev[d.String()]; be != nil && be.size == b.Size && be.since == b.Since && be.subsets == b.Subsets {
+		_, manifest := m.Manifests[d]
+		if be := prev[d.String()]; be != nil && be.size == b.Size && be.since == b.Since && be.subsets == b.Subsets && be.manifest == manifest {
 			blobs[d.String()] = be
 			continue
 		}
 		be := newBlobEntry(d, b.Size, b.Since)
 		be.subsets = b.Subsets
+		be.manifest = manifest
 		blobs[d.String()] = be
 	}
 	return blobs, nil
