@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -64,6 +65,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	if os.Getenv("GOGC") == "" { // an operator's GOGC says how often to collect
+		ballast := newBallast(serveBallast)
+		defer runtime.KeepAlive(ballast)
+	}
 	logOut := newLineBuffer(stderr)
 	defer logOut.Close()
 	logger, err := newLogger("serve", *logFormat, logOut)
