@@ -80,8 +80,8 @@ func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 	if len(s.trusted) > 0 {
 		l.peer = r.RemoteAddr
 	}
-	if ua := r.UserAgent(); ua != "" {
-		l.ua = trunc.String(ua)
+	if ua := r.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" { // net/http's keys are canonical: no Get
+		l.ua = trunc.String(ua[0])
 	}
 	st.logBuf = s.access.write(st.logBuf, now, &l)
 }
