@@ -254,10 +254,13 @@ func (st *reqState) Unwrap() http.ResponseWriter { return st.ResponseWriter }
 // server was given its ConnContext.
 func (s *Server) resolveClient(st *reqState, r *http.Request, g *generation) *regionEntry {
 	geo, asnDB := s.geo.Load(), s.asn.Load()
-	cc, p := cachedPlace(r, g, geo, asnDB)
-	if p == nil {
+	cc, cached := cachedPlace(r, g, geo, asnDB)
+	var p clientPlace // on the stack: only a place the connection keeps is allocated
+	if cached != nil {
+		p = *cached
+	} else {
 		var viaProxy bool
-		p = &clientPlace{g: g, geo: geo, asn: asnDB}
+		p = clientPlace{g: g, geo: geo, asn: asnDB}
 		p.client, viaProxy = clientAddr(r, s.trusted)
 		if viaProxy && s.countryHeader != "" {
 			if vals := r.Header[s.countryHeader]; len(vals) > 0 {
@@ -275,7 +278,8 @@ func (s *Server) resolveClient(st *reqState, r *http.Request, g *generation) *re
 		}
 		p.region = g.regionFor(p.country, p.cont)
 		if cc != nil && !viaProxy {
-			cc.p.Store(p)
+			kept := p
+			cc.p.Store(&kept)
 		}
 	}
 	st.client, st.country, st.cont, st.asn = p.client, p.country, p.cont, p.asnNum
