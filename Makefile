@@ -34,7 +34,7 @@ demo: build
 bench: build deps
 	mkdir -p out
 	set -o pipefail; $(GO) test -run '^$$' -bench 'ManifestByTag|BlobRedirect|Load10k|Precompute|Crawl' -count 5 ./redirector ./internal/mirrors ./internal/crawl | tee out/bench.txt
-	set -o pipefail; $(GO) test -run '^$$' -bench 'WrkManifest|WrkBlobRedirect|TreeLoad|PeakRSS' -benchtime 1x -timeout 60m ./internal/testsupport/e2e | tee -a out/bench.txt
+	set -o pipefail; $(GO) test -run '^$$' -bench 'WrkManifest|WrkBlobRedirect|Instructions|TreeLoad|PeakRSS' -benchtime 1x -timeout 60m ./internal/testsupport/e2e | tee -a out/bench.txt
 	set -o pipefail; $(GO) test -run '^$$' -bench 'SyncLarge|SyncManySmall|NoopResync' -benchtime 3x -timeout 60m ./internal/testsupport/e2e | tee -a out/bench.txt
 	set -o pipefail; $(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 120m ./internal/testsupport/e2e | tee -a out/bench.txt
 

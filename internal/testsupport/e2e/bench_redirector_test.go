@@ -95,6 +95,8 @@ type wrkBenchSettings struct {
 	procs                  int    // GOMAXPROCS of the Go servers
 	duration, conns        string
 	rounds                 int
+	wrap                   []string // a command every server runs under (BenchmarkInstructions: callgrind)
+	env                    []string // more environment for every server
 }
 
 func wrkBenchEnv(k, def string) string {
@@ -151,15 +153,19 @@ func (s wrkBenchSettings) String() string {
 }
 
 // serverCmd is bin args… pinned to the server CPUs (taskset execs bin: the pid is bin's), with
-// GOMAXPROCS set for Go servers.
+// GOMAXPROCS set for Go servers, run under s.wrap when set.
 func (s wrkBenchSettings) serverCmd(bin string, args ...string) *exec.Cmd {
 	var cmd *exec.Cmd
+	if len(s.wrap) > 0 {
+		args = append([]string{bin}, args...)
+		bin, args = s.wrap[0], append(slices.Clone(s.wrap[1:]), args...)
+	}
 	if s.serverCPUs != "" {
 		cmd = exec.Command(s.taskset, append([]string{"-c", s.serverCPUs, bin}, args...)...)
 	} else {
 		cmd = exec.Command(bin, args...)
 	}
-	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(s.procs))
+	cmd.Env = append(append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(s.procs)), s.env...)
 	return cmd
 }
 
@@ -730,33 +736,7 @@ func BenchmarkWrkBlobRedirect(b *testing.B) {
 	s := wrkBenchSetup(b)
 	root, _, tree := wrkBenchSource(b, s)
 
-	// One healthy mirror holding the current generation, the only candidate of region global
-	// (every loopback client is there without a GeoIP database).
-	t := layout.NewTree(tree)
-	meta, _, err := t.Load()
-	if err != nil {
-		b.Fatal(err)
-	}
-	const mirror = "mirror.example"
-	meta.Mirrors = []*layout.Mirror{{Name: mirror, URL: "http://mirror.example.org/pub/containers/", Country: "DE", Continent: "EU",
-		Bandwidth: 1000, Enabled: true, Generation: meta.Generation, Healthy: true, Status: "up to date", Checked: time.Now().UTC()}}
-	meta.Regions = map[string]*layout.Region{"global": {Tiers: [][]string{{mirror}}, VariantSet: -1}}
-	meta.VariantSets = nil
-	if _, err := t.Publish(meta); err != nil {
-		b.Fatal(err)
-	}
-	// The fedora repository's largest blob: its amd64 base layer.
-	var layer layout.Digest
-	for _, d := range meta.Repositories["fedora"].Blobs {
-		if _, isManifest := meta.Manifests[d]; !isManifest && (layer.IsZero() || meta.Blobs[d].Size > meta.Blobs[layer].Size) {
-			layer = d
-		}
-	}
-	if layer.IsZero() {
-		b.Fatal("the demo's fedora repository has no layer")
-	}
-	path := "/v2/fedora/blobs/" + layer.String()
-
+	path, layer := wrkBenchRedirectTree(b, tree)
 	red := wrkBenchServe(b, s, tree, false)
 	want := wrkBenchGet(b, red.url+path)
 	loc := http.Header(want.Header).Get("Location")
@@ -801,6 +781,37 @@ func BenchmarkWrkBlobRedirect(b *testing.B) {
 			})
 		}
 	})
+}
+
+// wrkBenchRedirectTree publishes tree again with one healthy mirror holding the current
+// generation, the only candidate of region global (every loopback client is there without a
+// GeoIP database), and returns the path of the fedora repository's largest layer (its amd64
+// base layer), which regmirror answers with a 307 to that mirror, and the layer.
+func wrkBenchRedirectTree(b *testing.B, tree string) (string, layout.Digest) {
+	b.Helper()
+	t := layout.NewTree(tree)
+	meta, _, err := t.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	const mirror = "mirror.example"
+	meta.Mirrors = []*layout.Mirror{{Name: mirror, URL: "http://mirror.example.org/pub/containers/", Country: "DE", Continent: "EU",
+		Bandwidth: 1000, Enabled: true, Generation: meta.Generation, Healthy: true, Status: "up to date", Checked: time.Now().UTC()}}
+	meta.Regions = map[string]*layout.Region{"global": {Tiers: [][]string{{mirror}}, VariantSet: -1}}
+	meta.VariantSets = nil
+	if _, err := t.Publish(meta); err != nil {
+		b.Fatal(err)
+	}
+	var layer layout.Digest
+	for _, d := range meta.Repositories["fedora"].Blobs {
+		if _, isManifest := meta.Manifests[d]; !isManifest && (layer.IsZero() || meta.Blobs[d].Size > meta.Blobs[layer].Size) {
+			layer = d
+		}
+	}
+	if layer.IsZero() {
+		b.Fatal("the demo's fedora repository has no layer")
+	}
+	return "/v2/fedora/blobs/" + layer.String(), layer
 }
 
 // wrkBenchCountries are 30 countries on six continents (as internal/mirrors' benchmark).
