@@ -196,6 +196,9 @@ func (a *AccessLog) str(b []byte, k, v string) []byte {
 		b = appendJSONEscaped(b, v)
 		return append(b, '"')
 	}
+	if v == "" { // an unknown country: strconv's quoting for nothing
+		return append(b, '"', '"')
+	}
 	if needsQuoting(v) {
 		return strconv.AppendQuote(b, v)
 	}
