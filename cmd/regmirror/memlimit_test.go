@@ -106,3 +106,41 @@ func residentBytes(t *testing.T) int64 {
 	}
 	return pages * int64(os.Getpagesize())
 }
+
+// TestHoldBallast: the ballast is held while the live heap besides it is smaller, and dropped
+// once it is as large.
+func TestHoldBallast(t *testing.T) {
+	const n = serveBallast // this test process's own live heap stays below it
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		holdBallast(ctx, newBallast(n), 5*time.Millisecond)
+	}()
+	for range 10 {
+		runtime.GC()
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case <-done:
+		t.Fatal("the ballast was dropped with a small live heap")
+	default:
+	}
+	live := make([][]byte, 0, 16)
+	for range 16 {
+		live = append(live, make([]byte, n/8*2)) // 2n besides the ballast
+	}
+	deadline := time.After(10 * time.Second)
+	for dropped := false; !dropped; {
+		runtime.GC()
+		select {
+		case <-done:
+			dropped = true
+		case <-deadline:
+			t.Fatal("the ballast was still held 10 s after the live heap besides it passed its size")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	runtime.KeepAlive(live)
+}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"time"
 
@@ -66,8 +65,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	if os.Getenv("GOGC") == "" { // an operator's GOGC says how often to collect
-		ballast := newBallast(serveBallast)
-		defer runtime.KeepAlive(ballast)
+		ballastCtx, drop := context.WithCancel(ctx)
+		defer drop()
+		go holdBallast(ballastCtx, newBallast(serveBallast), time.Second)
 	}
 	logOut := newLineBuffer(stderr)
 	defer logOut.Close()
