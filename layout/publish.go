@@ -13,8 +13,10 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Publications kept besides the live one: the newest PubKeep, and every one created within
@@ -58,7 +60,8 @@ type Publication struct {
 	Finish func(tmpDir, name string, sharedPath func(rel string) string) (map[string][]byte, error)
 }
 
-// indexDescriptor is one entry of index.json.
+// indexDescriptor is one entry of index.json, as encoding/json would render it (the tests
+// compare IndexJSON with it).
 type indexDescriptor struct {
 	MediaType    string            `json:"mediaType"`
 	Digest       string            `json:"digest"`
@@ -67,45 +70,126 @@ type indexDescriptor struct {
 	Annotations  map[string]string `json:"annotations"`
 }
 
+// indexEntry is one tag of index.json: its annotation ("<repository>:<tag>"), manifest and
+// digest.
+type indexEntry struct {
+	ref string
+	d   Digest
+	mf  *Manifest
+}
+
 // IndexJSON is the OCI layout index of m: one descriptor per tag, annotated with
 // "<repository>:<tag>", sorted by it. A tag whose manifest m lacks is left out (Verify
-// reports it).
+// reports it). The bytes are encoding/json's MarshalIndent (prefix "", indent " ") of
+// {schemaVersion, mediaType, manifests: [indexDescriptor...]} and a newline, rendered
+// directly: a descriptor's artifactType is read from its manifest only when the manifest's
+// bytes may hold the member (manifestArtifactType).
 func IndexJSON(m *Meta) ([]byte, error) {
-	var descs []indexDescriptor
+	n := 0
+	for _, repo := range m.Repositories {
+		n += len(repo.Tags)
+	}
+	entries := make([]indexEntry, 0, n)
 	for name, repo := range m.Repositories {
 		for tag, d := range repo.Tags {
-			mf := m.Manifests[d]
-			if mf == nil {
-				continue
+			if mf := m.Manifests[d]; mf != nil {
+				entries = append(entries, indexEntry{name + ":" + tag, d, mf})
 			}
-			var at struct {
-				ArtifactType string `json:"artifactType"`
-			}
-			_ = json.Unmarshal(mf.Data, &at)
-			descs = append(descs, indexDescriptor{
-				MediaType:    mf.MediaType,
-				Digest:       d.String(),
-				Size:         int64(len(mf.Data)),
-				ArtifactType: at.ArtifactType,
-				Annotations:  map[string]string{annotationRefName: name + ":" + tag},
-			})
 		}
 	}
-	sort.Slice(descs, func(i, j int) bool {
-		return descs[i].Annotations[annotationRefName] < descs[j].Annotations[annotationRefName]
-	})
-	if descs == nil {
-		descs = []indexDescriptor{}
+	slices.SortFunc(entries, func(a, b indexEntry) int { return strings.Compare(a.ref, b.ref) })
+	size := 128
+	for _, e := range entries {
+		size += indexEntrySize + len(e.ref) + len(e.d.s) + len(e.mf.MediaType)
 	}
-	b, err := json.MarshalIndent(struct {
-		SchemaVersion int               `json:"schemaVersion"`
-		MediaType     string            `json:"mediaType"`
-		Manifests     []indexDescriptor `json:"manifests"`
-	}{2, MediaTypeOCIIndex, descs}, "", " ")
-	if err != nil {
-		return nil, err
+	b := make([]byte, 0, size)
+	b = append(b, "{\n \"schemaVersion\": 2,\n \"mediaType\": "...)
+	b = appendJSONString(b, MediaTypeOCIIndex)
+	b = append(b, ",\n \"manifests\": ["...)
+	for i, e := range entries {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, "\n  {\n   \"mediaType\": "...)
+		b = appendJSONString(b, e.mf.MediaType)
+		b = append(b, ",\n   \"digest\": "...)
+		b = appendJSONString(b, e.d.s)
+		b = append(b, ",\n   \"size\": "...)
+		b = strconv.AppendInt(b, int64(len(e.mf.Data)), 10)
+		if at := manifestArtifactType(e.mf.Data); at != "" {
+			b = append(b, ",\n   \"artifactType\": "...)
+			b = appendJSONString(b, at)
+		}
+		b = append(b, ",\n   \"annotations\": {\n    \""+annotationRefName+"\": "...)
+		b = appendJSONString(b, e.ref)
+		b = append(b, "\n   }\n  }"...)
 	}
-	return append(b, '\n'), nil
+	if len(entries) > 0 {
+		b = append(b, "\n "...)
+	}
+	b = append(b, "]\n}\n"...)
+	return b, nil
+}
+
+// indexEntrySize is what IndexJSON reserves a descriptor of index.json besides its strings'
+// contents: the descriptor with room for a 20-digit size, without an artifact type.
+const indexEntrySize = len("\n  {\n   \"mediaType\": \"\",\n   \"digest\": \"\",\n   \"size\": 12345678901234567890,\n   \"annotations\": {\n    \"" + annotationRefName + "\": \"\"\n   }\n  },")
+
+// manifestArtifactType is the top-level artifactType member of a manifest's JSON, as
+// encoding/json's Unmarshal reads it (names matched without regard to case, the last one
+// winning, "" for invalid JSON or a value that is not a string). Bytes that cannot hold the
+// member under any spelling (no "artifacttype" in any ASCII case, no escape, no byte
+// outside ASCII, which a name may fold from) are not decoded: most manifests.
+func manifestArtifactType(data []byte) string {
+	if !mayHoldName(data, "artifacttype") {
+		return ""
+	}
+	var at struct {
+		ArtifactType string `json:"artifactType"`
+	}
+	_ = json.Unmarshal(data, &at)
+	return at.ArtifactType
+}
+
+// mayHoldName reports whether JSON data may hold a member named lower (lower-case ASCII
+// letters) as encoding/json matches names: lower in any ASCII case, or any escape or
+// non-ASCII byte (a name may spell a letter as \u0061 or fold from K, the Kelvin sign).
+func mayHoldName(data []byte, lower string) bool {
+	first := lower[0]
+	for i, c := range data {
+		switch {
+		case c >= utf8.RuneSelf || c == '\\':
+			return true
+		case c|0x20 == first && len(data)-i >= len(lower) && equalFoldASCII(data[i:i+len(lower)], lower):
+			return true
+		}
+	}
+	return false
+}
+
+// equalFoldASCII reports whether b is lower (lower-case ASCII letters) in any ASCII case.
+func equalFoldASCII(b []byte, lower string) bool {
+	for i := range len(lower) {
+		if b[i]|0x20 != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// appendJSONString appends s as encoding/json's Marshal renders a string: quoted, with the
+// HTML characters, control characters, U+2028 and U+2029 escaped and invalid UTF-8 replaced.
+// Strings of printable ASCII needing none of that (names, digests, media types) are copied.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // Publish publishes m with nothing but the stamp and index.json in its publication: see

@@ -5,6 +5,7 @@ package layout
 
 import (
 	"cmp"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -703,44 +704,133 @@ func (m *Meta) FormatSubsetBytes(human func(int64) string) string {
 // were members), ordered by the generation the blob appeared in (Since), then by name: a
 // promotion's new blobs gather at the end, so that rsync's delta transfer of the new file
 // against the previous one sends little more than them. Metadata without membership lists
-// every blob in every architecture.
+// every blob in every architecture. Names whose files are necessarily the same (the
+// architectures the tree has no image of) share one slice: the files are read-only.
 func (m *Meta) SubsetFilters() map[string][]byte {
 	names := AllSubsets()
-	masks := make([]uint64, len(names))
+	lines := filterLines(m)
+	// A file's lines are those of its mask; the archive's also leaves out the blobs without
+	// membership. Each distinct file is rendered once, its size counted first.
+	type file struct {
+		mask    uint64
+		archive bool
+		size    int
+		b       []byte
+	}
+	var files []*file
+	of := make([]*file, len(names))
 	for i, s := range names {
-		masks[i] = m.ContentMask([]string{s})
+		k := file{mask: m.ContentMask([]string{s}), archive: s == ArchiveSubset}
+		j := slices.IndexFunc(files, func(f *file) bool { return f.mask == k.mask && f.archive == k.archive })
+		if j < 0 {
+			j = len(files)
+			files = append(files, &k)
+		}
+		of[i] = files[j]
 	}
-	// Every blob once, sorted once; each subset's filter takes its blobs in that order.
-	type line struct {
-		since uint64
-		path  string // BlobPath
-		mask  uint64
+	for _, x := range lines.l {
+		n := lines.lineLen(x)
+		for _, f := range files {
+			if x.mask&f.mask != 0 || x.mask == 0 && !f.archive {
+				f.size += n
+			}
+		}
 	}
-	l := make([]line, 0, len(m.Blobs)+len(m.Orphans))
+	for _, f := range files {
+		f.b = make([]byte, 0, f.size)
+		for _, x := range lines.l {
+			if x.mask&f.mask != 0 || x.mask == 0 && !f.archive {
+				f.b = lines.appendLine(f.b, x)
+			}
+		}
+	}
+	out := make(map[string][]byte, len(names))
+	for i, s := range names {
+		out[SubsetFilterPath(s)] = of[i].b
+	}
+	return out
+}
+
+// filterLine is a blob's line of the subsets' filters: the blob's Since, the first eight
+// bytes of its sort key (big-endian, zero-padded) to compare most lines without the key, the
+// key and the blob's mask (members and former members).
+type filterLine struct {
+	since  uint64
+	prefix uint64
+	key    string
+	mask   uint64
+}
+
+// filterList is the lines of every blob and orphan of a generation, sorted by Since, then
+// by BlobPath. When every digest has the same algorithm (and makes a plain path), a line's key
+// is its digest, which orders like its path and spares building it until the line is
+// written; otherwise the key is the path.
+type filterList struct {
+	l      []filterLine
+	prefix string // what a line has before its key's part from start: "+ /blobs/<algorithm>/" or "+ /"
+	start  int    // where the part of a key its line shows starts
+}
+
+// filterLines is m's filterList.
+func filterLines(m *Meta) filterList {
+	ls := filterList{l: make([]filterLine, 0, len(m.Blobs)+len(m.Orphans))}
+	uniform, first, algo := true, true, ""
+	add := func(d Digest, since, mask uint64) {
+		ls.l = append(ls.l, filterLine{since: since, key: d.s, mask: mask})
+		if !uniform {
+			return
+		}
+		a, hex, ok := strings.Cut(d.s, ":")
+		if first {
+			algo, first = a, false
+		}
+		uniform = ok && a == algo && plainSegment(a) && plainSegment(hex)
+	}
 	for d, b := range m.Blobs {
-		l = append(l, line{b.Since, BlobPath(d), b.Subsets | b.Former})
+		add(d, b.Since, b.Subsets|b.Former)
 	}
 	for d, o := range m.Orphans {
-		l = append(l, line{o.Since, BlobPath(d), o.Subsets})
+		add(d, o.Since, o.Subsets)
 	}
-	// Every line is "+ /<path>\n": ordering by path orders by text.
-	slices.SortFunc(l, func(a, b line) int {
+	if uniform && !first {
+		ls.prefix, ls.start = "+ /"+BlobsDir+"/"+algo+"/", len(algo)+1
+	} else {
+		ls.prefix = "+ /"
+		for i := range ls.l {
+			ls.l[i].key = BlobPath(Digest{ls.l[i].key})
+		}
+	}
+	for i := range ls.l {
+		var p [8]byte
+		copy(p[:], ls.l[i].key[ls.start:])
+		ls.l[i].prefix = binary.BigEndian.Uint64(p[:])
+	}
+	// Keys share their first start bytes: the prefixes order them, the keys break ties.
+	slices.SortFunc(ls.l, func(a, b filterLine) int {
 		if c := cmp.Compare(a.since, b.since); c != 0 {
 			return c
 		}
-		return strings.Compare(a.path, b.path)
-	})
-	files := map[string][]byte{}
-	for i, s := range names {
-		b := []byte{}
-		for _, x := range l {
-			if x.mask == 0 && s != ArchiveSubset || x.mask&masks[i] != 0 {
-				b = append(b, "+ /"...)
-				b = append(b, x.path...)
-				b = append(b, '\n')
-			}
+		if c := cmp.Compare(a.prefix, b.prefix); c != 0 {
+			return c
 		}
-		files[SubsetFilterPath(s)] = b
-	}
-	return files
+		return strings.Compare(a.key, b.key)
+	})
+	return ls
+}
+
+// plainSegment reports whether s is a path segment path.Join leaves as it is.
+func plainSegment(s string) bool {
+	return s != "" && s != "." && s != ".." && !strings.Contains(s, "/")
+}
+
+// lineLen is the length of x's line, "+ /<path>\n".
+func (ls filterList) lineLen(x filterLine) int {
+	return len(ls.prefix) + len(x.key) - ls.start + 1
+}
+
+// appendLine appends x's line, "+ /<path>\n".
+func (ls filterList) appendLine(b []byte, x filterLine) []byte {
+	b = append(b, ls.prefix...)
+	b = append(b, x.key[ls.start:]...)
+	return append(b, '\n')
 }
