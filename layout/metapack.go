@@ -696,6 +696,7 @@ func setKey[K comparable, V any](m *map[K]V, k K, v V) {
 // changes it).
 type contentState struct {
 	root      string // the stamp's meta ref it was loaded from
+	subsets   []string
 	manifests map[Digest]*Manifest
 	blobs     map[Digest]*Blob
 	orphans   map[Digest]*Orphan
@@ -704,12 +705,12 @@ type contentState struct {
 
 // shared returns m's content, not copied: m's content must not change while it is kept.
 func shared(root string, m *Meta) *contentState {
-	return &contentState{root: root, manifests: m.Manifests, blobs: m.Blobs, orphans: m.Orphans, repos: m.Repositories}
+	return &contentState{root: root, subsets: slices.Clone(m.Subsets), manifests: m.Manifests, blobs: m.Blobs, orphans: m.Orphans, repos: m.Repositories}
 }
 
 // snapshot copies m's content.
 func snapshot(root string, m *Meta) *contentState {
-	s := &contentState{root: root, manifests: make(map[Digest]*Manifest, len(m.Manifests)),
+	s := &contentState{root: root, subsets: slices.Clone(m.Subsets), manifests: make(map[Digest]*Manifest, len(m.Manifests)),
 		blobs: make(map[Digest]*Blob, len(m.Blobs)), orphans: make(map[Digest]*Orphan, len(m.Orphans)),
 		repos: make(map[string]*Repository, len(m.Repositories))}
 	for d, v := range m.Manifests {
@@ -999,6 +1000,14 @@ func (t *Tree) writeEncoded(raw []byte, d Digest) (metaFileRef, error) {
 	return ref, nil
 }
 
+// contentChange is the change of a Meta's content since the live generation's: that content
+// (prev: what the live publication was rendered from) and the keys that differ from it, or
+// more (touched).
+type contentChange struct {
+	prev    *contentState
+	touched *touched
+}
+
 // updateBase is what LoadForUpdate keeps for the next publish: the content loaded.
 type updateBase = atomic.Pointer[contentState]
 
@@ -1028,46 +1037,58 @@ func (t *Tree) LoadForSuccessor() (*Meta, Stamp, error) {
 }
 
 // writeMeta writes m as a format 3 metadata root, with the network file and content packs it
-// names, and returns the root's digest and the references of the files it names. The content
-// packs are those of the live generation plus one delta (none if the content did not
-// change), compacted: see the constants above. Without a usable live format 3 generation it
-// writes a fresh base.
-func (t *Tree) writeMeta(m *Meta) (Digest, []string, error) {
+// names, and returns the root's digest, the references of the files it names, and the change
+// of m's content since the live generation's (nil without a usable live format 3
+// generation). The content packs are those of the live generation plus one delta (none if the
+// content did not change), compacted: see the constants above. Without a usable live format 3
+// generation it writes a fresh base.
+func (t *Tree) writeMeta(m *Meta) (Digest, []string, *contentChange, error) {
 	net, err := t.writeMetaDoc(&metaNetwork{Format: 3, Kind: metaKindNetwork, Origin: m.Origin, Mirrors: m.Mirrors,
 		MinMirrors: m.MinMirrors, Regions: m.Regions, VariantSets: m.VariantSets})
 	if err != nil {
-		return Digest{}, nil, err
+		return Digest{}, nil, nil, err
 	}
-	packs, err := t.appendPack(m)
+	packs, change, err := t.appendPack(m)
 	if err != nil {
-		return Digest{}, nil, err
+		return Digest{}, nil, nil, err
 	}
 	raw, d, err := encodeMetaDoc(&metaRoot{Format: 3, Kind: metaKindRoot, Generation: m.Generation, Created: m.Created,
 		Source: m.Source, Subsets: m.Subsets, Network: net, Packs: packs})
 	if err != nil {
-		return Digest{}, nil, err
+		return Digest{}, nil, nil, err
 	}
 	if err := WriteFile(t.Path(MetaPath(d)), raw); err != nil {
-		return Digest{}, nil, fmt.Errorf("writing metadata: %w", err)
+		return Digest{}, nil, nil, fmt.Errorf("writing metadata: %w", err)
 	}
 	needs := []string{net.Ref}
 	for _, p := range packs {
 		needs = append(needs, p.Ref)
 	}
-	return d, needs, nil
+	return d, needs, change, nil
 }
 
 // appendPack returns the pack chain of m's content: the live generation's chain with a delta
-// appended, and compacted, or a fresh base.
-func (t *Tree) appendPack(m *Meta) ([]metaFileRef, error) {
+// appended, and compacted, or a fresh base; and the change of m's content since the live
+// generation's, when there is one to diff against.
+func (t *Tree) appendPack(m *Meta) ([]metaFileRef, *contentChange, error) {
 	chain, prev := t.liveChain()
 	if prev == nil || len(chain) == 0 {
-		return t.writeBase(m)
+		refs, err := t.writeBase(m)
+		return refs, nil, err
 	}
 	tc := prev.diff(m)
+	change := &contentChange{prev: prev, touched: tc}
 	if tc.empty() {
-		return chain, nil
+		return chain, change, nil
 	}
+	// Merging older packs below adds their keys to tc: the change stays a superset of the
+	// keys that differ.
+	refs, err := t.appendDelta(m, chain, tc)
+	return refs, change, err
+}
+
+// appendDelta is appendPack's chain once the content changed by tc.
+func (t *Tree) appendDelta(m *Meta, chain []metaFileRef, tc *touched) ([]metaFileRef, error) {
 	// Only the pack the chain keeps is written: a file no root names would be listed (the
 	// file list is made before the switch) and then pruned.
 	raw, d, err := encodeMetaDoc(tc.buildPack(m))

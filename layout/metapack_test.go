@@ -311,7 +311,7 @@ func TestMetaPacksRoundTrip(t *testing.T) {
 				// made before the switch, would name it, and pruning delete it): the
 				// metadata write alone, without the publish's pruning.
 				before := metaDirT(t, tree)
-				d, needs, err := tree.writeMeta(m)
+				d, needs, _, err := tree.writeMeta(m)
 				if err != nil {
 					t.Fatalf("%s: %v", what, err)
 				}

@@ -37,11 +37,15 @@ const annotationRefName = "org.opencontainers.image.ref.name"
 type Publication struct {
 	// Files are small files of the publication, written into it.
 	Files map[string][]byte
-	// Shared are the large files of the publication (the subsets' filter files), each stored
-	// once as a shared file of its own kind (its path: WriteSharedFile) and linked from the
-	// publication, so that an unchanged one is reused and a changed one is a new name rsync
-	// can delta-transfer against the previous version.
+	// Shared are the large files of the publication, each stored once as a shared file of its
+	// own kind (its path: WriteSharedFile) and linked from the publication, so that an
+	// unchanged one is reused and a changed one is a new name rsync can delta-transfer
+	// against the previous version.
 	Shared map[string][]byte
+	// SubsetFilters: the publication has the subsets' filter files (Meta.SubsetFilters),
+	// stored like Shared. The publish renders them, from the live publication's when it knows
+	// the change since (publicationFiles).
+	SubsetFilters bool
 	// Links are symbolic links of the publication to shared entries the caller wrote
 	// (WriteSharedDir; the phase-2 tag files), by tree-relative target.
 	Links map[string]string
@@ -98,37 +102,50 @@ func IndexJSON(m *Meta) ([]byte, error) {
 		}
 	}
 	slices.SortFunc(entries, func(a, b indexEntry) int { return strings.Compare(a.ref, b.ref) })
-	size := 128
+	size := len(indexHead) + len(indexTail)
 	for _, e := range entries {
 		size += indexEntrySize + len(e.ref) + len(e.d.s) + len(e.mf.MediaType)
 	}
-	b := make([]byte, 0, size)
-	b = append(b, "{\n \"schemaVersion\": 2,\n \"mediaType\": "...)
-	b = appendJSONString(b, MediaTypeOCIIndex)
-	b = append(b, ",\n \"manifests\": ["...)
+	b := append(make([]byte, 0, size), indexHead...)
 	for i, e := range entries {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, "\n  {\n   \"mediaType\": "...)
-		b = appendJSONString(b, e.mf.MediaType)
-		b = append(b, ",\n   \"digest\": "...)
-		b = appendJSONString(b, e.d.s)
-		b = append(b, ",\n   \"size\": "...)
-		b = strconv.AppendInt(b, int64(len(e.mf.Data)), 10)
-		if at := manifestArtifactType(e.mf.Data); at != "" {
-			b = append(b, ",\n   \"artifactType\": "...)
-			b = appendJSONString(b, at)
-		}
-		b = append(b, ",\n   \"annotations\": {\n    \""+annotationRefName+"\": "...)
-		b = appendJSONString(b, e.ref)
-		b = append(b, "\n   }\n  }"...)
+		b = appendIndexEntry(b, e)
 	}
-	if len(entries) > 0 {
-		b = append(b, "\n "...)
+	return appendIndexTail(b, len(entries)), nil
+}
+
+// index.json around its descriptors: MarshalIndent's.
+const (
+	indexHead      = "{\n \"schemaVersion\": 2,\n \"mediaType\": \"" + MediaTypeOCIIndex + "\",\n \"manifests\": ["
+	indexTail      = "\n ]\n}\n"
+	indexEmptyTail = "]\n}\n"
+)
+
+// appendIndexTail ends index.json of n descriptors.
+func appendIndexTail(b []byte, n int) []byte {
+	if n == 0 {
+		return append(b, indexEmptyTail...)
 	}
-	b = append(b, "]\n}\n"...)
-	return b, nil
+	return append(b, indexTail...)
+}
+
+// appendIndexEntry appends e's descriptor, from the newline before its "{" to its "}".
+func appendIndexEntry(b []byte, e indexEntry) []byte {
+	b = append(b, "\n  {\n   \"mediaType\": "...)
+	b = appendJSONString(b, e.mf.MediaType)
+	b = append(b, ",\n   \"digest\": "...)
+	b = appendJSONString(b, e.d.s)
+	b = append(b, ",\n   \"size\": "...)
+	b = strconv.AppendInt(b, int64(len(e.mf.Data)), 10)
+	if at := manifestArtifactType(e.mf.Data); at != "" {
+		b = append(b, ",\n   \"artifactType\": "...)
+		b = appendJSONString(b, at)
+	}
+	b = append(b, ",\n   \"annotations\": {\n    \""+annotationRefName+"\": "...)
+	b = appendJSONString(b, e.ref)
+	return append(b, "\n   }\n  }"...)
 }
 
 // indexEntrySize is what IndexJSON reserves a descriptor of index.json besides its strings'
@@ -198,8 +215,10 @@ func (t *Tree) Publish(m *Meta) (Stamp, error) { return t.PublishWith(m, Publica
 
 // PublishWith is the publish sequence, the only one: it writes m as a metadata file, then a
 // new publication directory regmirror/pub/<name>/ (built under a temporary name: the stamp,
-// p.Files, links to index.json, p.Shared and p.Links (shared entries: SharedDir), the list of
-// p.Uses, then p.Finish's shared files; everything fsynced, then renamed into place), then
+// p.Files, links to index.json, p.Shared, the subsets' filters and p.Links (shared entries:
+// SharedDir), the list of p.Uses, then p.Finish's shared files; everything fsynced, then
+// renamed into place; index.json and the filters spliced from the live publication's when
+// the metadata's change since it is known: publicationFiles), then
 // switches regmirror/live to it by renaming a new symbolic link over the old one: the last
 // write, and the one step in which everything a reader sees through live (the stamp,
 // index.json, tags, tag lists, the file list) changes together. Until that rename readers see
@@ -219,13 +238,26 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 		return Stamp{}, err
 	}
 	m.Format = FormatVersion
-	d, needs, err := t.writeMeta(m)
+	d, needs, change, err := t.writeMeta(m)
 	if err != nil {
 		return Stamp{}, err
 	}
-	idx, err := IndexJSON(m)
+	idx, filters, err := t.publicationFiles(m, change, p.SubsetFilters)
 	if err != nil {
 		return Stamp{}, err
+	}
+	if len(filters) > 0 {
+		shared := maps.Clone(p.Shared)
+		if shared == nil {
+			shared = map[string][]byte{}
+		}
+		for rel, data := range filters {
+			if _, dup := shared[rel]; dup {
+				return Stamp{}, fmt.Errorf("publishing: %q cannot be a publication's file", rel)
+			}
+			shared[rel] = data
+		}
+		p.Shared = shared
 	}
 	s := Stamp{Format: FormatVersion, Generation: m.Generation, Meta: metaRef(d), Created: time.Now().UTC(), MetaFiles: strings.Join(needs, " ")}
 	sb, err := json.Marshal(s)

@@ -60,10 +60,10 @@ func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, err
 		return layout.Stamp{}, err
 	}
 	return tree.PublishWith(meta, layout.Publication{
-		Shared:    meta.SubsetFilters(),
-		Links:     map[string]string{phase2.PubDir: v2},
-		Uses:      uses,
-		RootLinks: []string{filelist.Name(filelist.DefaultModule)},
-		Finish:    finish,
+		SubsetFilters: true,
+		Links:         map[string]string{phase2.PubDir: v2},
+		Uses:          uses,
+		RootLinks:     []string{filelist.Name(filelist.DefaultModule)},
+		Finish:        finish,
 	})
 }
