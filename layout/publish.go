@@ -348,16 +348,31 @@ func (t *Tree) pubContents(generation uint64, stamp, idx []byte, p Publication) 
 		c.files[rel] = data
 	}
 	// Files with the same bytes (the filters of the architectures the tree has no image of)
-	// are stored once, as the first by path.
+	// are stored once, as the first by path. A slice given for several paths (SubsetFilters
+	// shares one between subsets) is hashed once.
 	rels := slices.Sorted(maps.Keys(shared))
 	stored := map[Digest]string{}
+	type slice struct {
+		first *byte
+		len   int
+	}
+	sums := map[slice]Digest{}
 	for _, rel := range rels {
-		d := DigestOf("sha256", shared[rel])
+		data := shared[rel]
+		k := slice{len: len(data)}
+		if len(data) > 0 {
+			k.first = &data[0]
+		}
+		d, ok := sums[k]
+		if !ok || k.first == nil {
+			d = DigestOf("sha256", data)
+			sums[k] = d
+		}
 		if target, ok := stored[d]; ok {
 			c.links[rel] = target
 			continue
 		}
-		target, err := t.WriteSharedFile(rel, generation, shared[rel])
+		target, err := t.writeSharedFile(rel, generation, data, d)
 		if err != nil {
 			return pubEntries{}, err
 		}

@@ -1,6 +1,8 @@
 package layout
 
 import (
+	"bytes"
+	"fmt"
 	"runtime"
 	"slices"
 	"testing"
@@ -62,4 +64,75 @@ func (s *sideBySide) run(f func()) {
 func (s *sideBySide) median() time.Duration {
 	t := slices.Sorted(slices.Values(s.times))
 	return t[len(t)/2]
+}
+
+// BenchmarkPromotionFiles renders index.json and the subsets' filters of a 10-tag promotion
+// of metadata shaped like the scale benchmark's tree (REGMIRROR_SCALE_MANIFESTS, default
+// 90000) in turns: with the reference renderers they replaced ("old"), whole ("full"), and
+// spliced from the live publication's as the publish does (publicationFiles: the live files
+// read and checked against their names included). It reports each one's median time and
+// allocations, and the ratios of the medians:
+//
+//	go test ./layout -run '^$' -bench '^BenchmarkPromotionFiles$' -benchtime 10x
+func BenchmarkPromotionFiles(b *testing.B) {
+	g, n := scaleGen(90000)
+	m, tag := g.scale(n)
+	tree := NewTree(b.TempDir())
+	if _, err := tree.PublishWith(m, Publication{SubsetFilters: true}); err != nil {
+		b.Fatal(err)
+	}
+	m, _, err := tree.LoadForUpdate()
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.Generation++
+	for i := range 10 {
+		r := m.Repositories[fmt.Sprintf("scale/r%d", i*7%(n/300))]
+		old := r.Tags["t1"]
+		r.Tags["t1"] = tag(r)
+		r.Manifests = slices.DeleteFunc(r.Manifests, func(d Digest) bool { return d == old })
+		r.Retiring = append(r.Retiring, old)
+		m.Blobs[old].Retired = g.time()
+		sortRepo(r)
+	}
+	m.Format = FormatVersion
+	_, _, change, err := tree.writeMeta(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wantIdx, err := IndexJSON(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wantFilters := m.SubsetFilters()
+	if idx, filters, err := tree.publicationFiles(m, change, true); err != nil || !bytes.Equal(idx, wantIdx) || sameFiles(filters, wantFilters) != "" {
+		b.Fatalf("publicationFiles gives other files than the renderers (%v)", err)
+	}
+	if live := tree.livePub(change); live == nil {
+		b.Fatal("no live publication to splice from")
+	} else if old, ok := live.file(PubIndex); !ok {
+		b.Fatal("the live index.json cannot be read")
+	} else if _, ok := spliceIndexJSON(old, change, m); !ok {
+		b.Fatal("index.json is not spliced")
+	} else if _, ok := spliceSubsetFilters(live.file, change, m); !ok {
+		b.Fatal("the filters are not spliced")
+	}
+	var old, full, spliced sideBySide
+	for b.Loop() {
+		old.run(func() { _, _ = refIndexJSON(m); refSubsetFilters(m) })
+		full.run(func() { _, _ = IndexJSON(m); m.SubsetFilters() })
+		spliced.run(func() { _, _, _ = tree.publicationFiles(m, change, true) })
+	}
+	o, f, s := old.median(), full.median(), spliced.median()
+	for _, r := range []struct {
+		name string
+		c    *sideBySide
+		med  time.Duration
+	}{{"old", &old, o}, {"full", &full, f}, {"spliced", &spliced, s}} {
+		b.ReportMetric(float64(r.med.Nanoseconds()), r.name+"-ns/op")
+		b.ReportMetric(r.c.allocs, r.name+"-allocs/op")
+		b.ReportMetric(r.c.bytes/(1<<20), r.name+"-MiB/op")
+	}
+	b.ReportMetric(float64(o)/float64(s), "old/spliced")
+	b.ReportMetric(float64(f)/float64(s), "full/spliced")
 }

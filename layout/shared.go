@@ -83,10 +83,15 @@ func RelLink(from, to string) string {
 // every file whose content did not change; one named so whose bytes differ is damaged, and
 // written again), else "<generation>-<hex>", written atomically.
 func (t *Tree) WriteSharedFile(kind string, generation uint64, data []byte) (string, error) {
+	return t.writeSharedFile(kind, generation, data, DigestOf("sha256", data))
+}
+
+// writeSharedFile is WriteSharedFile of data whose sha256 is d.
+func (t *Tree) writeSharedFile(kind string, generation uint64, data []byte, d Digest) (string, error) {
 	if !validKind(kind) {
 		return "", fmt.Errorf("writing shared file: %q cannot be a kind", kind)
 	}
-	hex := DigestOf("sha256", data).Hex()[:16]
+	hex := d.Hex()[:16]
 	dir := path.Join(SharedDir, kind)
 	rel := path.Join(dir, strconv.FormatUint(generation, 10)+"-"+hex)
 	if old, ok := t.findShared(dir, "-"+hex); ok {

@@ -2,6 +2,7 @@ package layout
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -32,8 +33,11 @@ func (g spliceGen) meta() *Meta {
 }
 
 // step changes m as one run would and says what it did.
-func (g spliceGen) step(m *Meta) string {
-	switch g.rng.IntN(8) {
+func (g spliceGen) step(m *Meta) string { return g.stepAs(m, g.rng.IntN(8)) }
+
+// stepAs is step's change k (of 8).
+func (g spliceGen) stepAs(m *Meta, k int) string {
+	switch k % 8 {
 	case 0:
 		g.crawl(m)
 		return "crawl"
@@ -401,5 +405,83 @@ func TestSpliceCases(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// FuzzSplicedMatchesRendered: whatever the change (a run of steps the input picks) the
+// splices made are the full render; and whatever the live files hold, a splice made from them
+// is well formed: index.json canonical JSON (encoding/json's MarshalIndent of what it reads)
+// with its annotations in order, a filter of lines of one shape, the live file itself when
+// nothing changed. An exec takes a millisecond or two: minimizing each new input for the
+// default minute leaves little time to fuzz,
+//
+//	go test ./layout -run '^$' -fuzz FuzzSplicedMatchesRendered -fuzztime 2m -fuzzminimizetime 2s
+func FuzzSplicedMatchesRendered(f *testing.F) {
+	g := newSpliceGen(0)
+	seedMeta := g.meta()
+	idx, err := IndexJSON(seedMeta)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(uint64(1), []byte{7, 2, 7}, idx)
+	f.Add(uint64(2), []byte{0, 3}, seedMeta.SubsetFilters()[SubsetFilterPath("amd64")])
+	f.Add(uint64(3), []byte{}, []byte(indexHead+indexEmptyTail))
+	f.Fuzz(fuzzSplice)
+}
+
+func fuzzSplice(t *testing.T, seed uint64, steps, live []byte) {
+	prev, g := newSpliceGen(seed).meta(), newSpliceGen(seed)
+	m := g.meta() // prev's twin
+	for _, k := range steps[:min(len(steps), 6)] {
+		g.stepAs(m, int(k))
+	}
+	spliceBoth(t, prev, m)
+
+	c := &contentChange{prev: snapshot("", prev)}
+	c.touched = c.prev.diff(m)
+	if got, ok := spliceIndexJSON(live, c, m); ok {
+		var doc struct {
+			SchemaVersion int               `json:"schemaVersion"`
+			MediaType     string            `json:"mediaType"`
+			Manifests     []indexDescriptor `json:"manifests"`
+		}
+		if err := json.Unmarshal(got, &doc); err != nil {
+			t.Fatalf("spliced index.json is not JSON: %v\n%s", err, got)
+		}
+		if doc.Manifests == nil {
+			doc.Manifests = []indexDescriptor{}
+		}
+		again, err := json.MarshalIndent(doc, "", " ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(append(again, '\n'), got) {
+			t.Errorf("spliced index.json is not canonical:\ngot  %q\nwant %q", got, again)
+		}
+		for i := 1; i < len(doc.Manifests); i++ {
+			if a, b := doc.Manifests[i-1].Annotations[annotationRefName], doc.Manifests[i].Annotations[annotationRefName]; a >= b {
+				t.Errorf("spliced index.json has %q before %q", a, b)
+			}
+		}
+	}
+	for _, f := range subsetFiles(m) {
+		got, ok := spliceFilter(live, f, nil, c.prev)
+		if ok && !bytes.Equal(got, live) {
+			t.Errorf("nothing changed, yet the filter spliced from %q is %q", live, got)
+		}
+		fc := filterChange{d: g.digest(), is: &lineRecord{since: 1, mask: ^uint64(0)}}
+		if got, ok = spliceFilter(live, f, []filterChange{fc}, c.prev); !ok {
+			continue
+		}
+		w := bytes.IndexByte(got, '\n') + 1
+		if w == 0 || len(got)%w != 0 || len(got) != len(live)+w {
+			t.Errorf("a line put into %q gives %q", live, got)
+		}
+		for i := 0; i+w <= len(got); i += w {
+			if !bytes.HasPrefix(got[i:], got[:bytes.LastIndexByte(got[:w], '/')+1]) || got[i+w-1] != '\n' {
+				t.Errorf("a line put into %q gives %q", live, got)
+				break
+			}
+		}
 	}
 }
