@@ -56,9 +56,9 @@ type livePub struct {
 }
 
 // livePub returns the live publication whose files change follows: the one whose stamp
-// names the metadata change was diffed against (a format 3 generation: its filters are
-// ordered by Since, as SubsetFilters orders them, since before that format). Nil without a
-// change or when the live publication is another.
+// names the metadata change was diffed against. Only a format 3 generation has a change, and
+// every regmirror writing format 3 orders the filters as SubsetFilters does (by Since, then
+// path). Nil without a change or when the live publication is another.
 func (t *Tree) livePub(change *contentChange) *livePub {
 	if change == nil {
 		return nil

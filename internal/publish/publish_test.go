@@ -130,6 +130,15 @@ func TestPublishGrowsWithTheChange(t *testing.T) {
 	}
 	if d := lineDiff(oldList, newList); d > 40 {
 		t.Errorf("the crawl's file list differs from the previous one in %d lines (of %d), want a few", d, strings.Count(string(newList), "\n"))
+		ol := map[string]bool{}
+		for l := range strings.SplitSeq(string(oldList), "\n") {
+			ol[l] = true
+		}
+		for l := range strings.SplitSeq(string(newList), "\n") {
+			if !ol[l] {
+				t.Log("new: ", l)
+			}
+		}
 	}
 
 	// The promotion.
