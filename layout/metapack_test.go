@@ -672,6 +672,21 @@ func (g *metaGen) scale(n int) (*Meta, func(r *Repository) Digest) {
 	return m, tag
 }
 
+// promoteScale makes the next generation of scale's metadata of n manifests (tag its
+// function adding a tag): 10 tags moved to new images, the old ones retiring.
+func (g *metaGen) promoteScale(m *Meta, n int, tag func(r *Repository) Digest) {
+	m.Generation++
+	for i := range 10 {
+		r := m.Repositories[fmt.Sprintf("scale/r%d", i*7%(n/300))]
+		old := r.Tags["t1"]
+		r.Tags["t1"] = tag(r)
+		r.Manifests = slices.DeleteFunc(r.Manifests, func(d Digest) bool { return d == old })
+		r.Retiring = append(r.Retiring, old)
+		m.Blobs[old].Retired = g.time()
+		sortRepo(r)
+	}
+}
+
 // BenchmarkMetaPromotion publishes a 10-tag promotion and then a crawl of metadata shaped like
 // the scale benchmark's tree (REGMIRROR_SCALE_MANIFESTS, default 90000: 300 repositories of
 // 100 two-arch indexes, 3 manifests and 4 blobs a tag) and reports what each writes into
@@ -709,18 +724,7 @@ func BenchmarkMetaPromotion(b *testing.B) {
 		return float64(size) / 1024, loaded
 	}
 	for b.Loop() {
-		promo, loaded := written(func(m *Meta) {
-			m.Generation++
-			for i := range 10 {
-				r := m.Repositories[fmt.Sprintf("scale/r%d", i*7%(n/300))]
-				old := r.Tags["t1"]
-				r.Tags["t1"] = tag(r)
-				r.Manifests = slices.DeleteFunc(r.Manifests, func(d Digest) bool { return d == old })
-				r.Retiring = append(r.Retiring, old)
-				m.Blobs[old].Retired = g.time()
-				sortRepo(r)
-			}
-		})
+		promo, loaded := written(func(m *Meta) { g.promoteScale(m, n, tag) })
 		crawl, _ := written(func(m *Meta) {
 			for _, mi := range m.Mirrors {
 				mi.Checked = g.time()

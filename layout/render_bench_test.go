@@ -2,7 +2,6 @@ package layout
 
 import (
 	"bytes"
-	"fmt"
 	"runtime"
 	"slices"
 	"testing"
@@ -85,16 +84,7 @@ func BenchmarkPromotionFiles(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m.Generation++
-	for i := range 10 {
-		r := m.Repositories[fmt.Sprintf("scale/r%d", i*7%(n/300))]
-		old := r.Tags["t1"]
-		r.Tags["t1"] = tag(r)
-		r.Manifests = slices.DeleteFunc(r.Manifests, func(d Digest) bool { return d == old })
-		r.Retiring = append(r.Retiring, old)
-		m.Blobs[old].Retired = g.time()
-		sortRepo(r)
-	}
+	g.promoteScale(m, n, tag)
 	m.Format = FormatVersion
 	_, _, change, err := tree.writeMeta(m)
 	if err != nil {

@@ -149,13 +149,7 @@ func TestIndexJSONMatchesReference(t *testing.T) {
 			t.Errorf("got  %.3000q\nwant %.3000q", got, want)
 		}
 	}
-	for name, m := range renderCases() {
-		t.Run(name, func(t *testing.T) { check(t, m) })
-	}
-	rng := rand.New(rand.NewPCG(10, 10))
-	for i := range 200 {
-		t.Run(fmt.Sprint("random ", i), func(t *testing.T) { check(t, randomRenderMeta(rng)) })
-	}
+	forRenderMetas(t, 10, check)
 }
 
 // TestSubsetFiltersMatchReference: SubsetFilters gives, byte for byte, the files the line
@@ -173,10 +167,15 @@ func TestSubsetFiltersMatchReference(t *testing.T) {
 			t.Errorf("got %d files, want %d", len(got), len(want))
 		}
 	}
+	forRenderMetas(t, 11, check)
+}
+
+// forRenderMetas runs check on each of renderCases and on 200 random metadata of seed.
+func forRenderMetas(t *testing.T, seed uint64, check func(t *testing.T, m *Meta)) {
 	for name, m := range renderCases() {
 		t.Run(name, func(t *testing.T) { check(t, m) })
 	}
-	rng := rand.New(rand.NewPCG(11, 11))
+	rng := rand.New(rand.NewPCG(seed, seed))
 	for i := range 200 {
 		t.Run(fmt.Sprint("random ", i), func(t *testing.T) { check(t, randomRenderMeta(rng)) })
 	}
