@@ -889,22 +889,31 @@ func wrkBenchTreeMeta(n, mirrorCount, countries int) *layout.Meta {
 		slices.SortFunc(r.Blobs, less)
 		r.Blobs = slices.Compact(r.Blobs)
 	}
-	checked := time.Now().UTC()
-	for i := range mirrorCount {
-		c := wrkBenchCountries[i%countries]
-		cont, _ := layout.ContinentOf(c)
-		gen := uint64(10)
+	meta.Mirrors = wrkBenchMirrors(mirrorCount, countries, func(i int) uint64 {
 		if i%10 == 9 {
-			gen = 9
+			return 9
 		}
-		meta.Mirrors = append(meta.Mirrors, &layout.Mirror{
-			Name: fmt.Sprintf("m%02d.%s", i, c), URL: fmt.Sprintf("https://mirror%02d.example.%s/pub/containers/", i, strings.ToLower(c)),
-			Country: c, Continent: cont, Bandwidth: int64(100 * (1 + i%10)), Enabled: true,
-			Generation: gen, Healthy: true, Checked: checked, Status: "up to date",
-		})
-	}
+		return 10
+	})
 	meta.Origin = "https://origin.example.org/containers/"
 	return meta
+}
+
+// wrkBenchMirrors are n mirrors over the first countries countries (wrkBenchCountries), with
+// bandwidths 100 to 1000, all crawled healthy just now, mirror i holding generation gen(i).
+func wrkBenchMirrors(n, countries int, gen func(i int) uint64) []*layout.Mirror {
+	checked := time.Now().UTC()
+	var ms []*layout.Mirror
+	for i := range n {
+		c := wrkBenchCountries[i%countries]
+		cont, _ := layout.ContinentOf(c)
+		ms = append(ms, &layout.Mirror{
+			Name: fmt.Sprintf("m%02d.%s", i, c), URL: fmt.Sprintf("https://mirror%02d.example.%s/pub/containers/", i, strings.ToLower(c)),
+			Country: c, Continent: cont, Bandwidth: int64(100 * (1 + i%10)), Enabled: true,
+			Generation: gen(i), Healthy: true, Checked: checked, Status: "up to date",
+		})
+	}
+	return ms
 }
 
 // wrkBenchProcStatus reads VmRSS and VmHWM (bytes) from /proc/<pid>/status.

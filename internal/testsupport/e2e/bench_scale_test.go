@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,11 +64,12 @@ func BenchmarkScale(b *testing.B) {
 			for range b.N {
 				res = scaleRun(b, n)
 			}
-			res.report(b)
+			res.report(b, scaleTargets)
 			results = append(results, res)
 		})
 	}
-	wrkBenchPrint(scaleTable(results))
+	wrkBenchPrint(scaleTable("issue 10: scale (synthetic source, two-arch indexes, 50 healthy mirrors in 30 countries on one nginx)",
+		results, scaleTargets, (*scaleResult).detail))
 }
 
 // scaleManifests is the size REGMIRROR_SCALE_MANIFESTS asks for, def when unset.
@@ -98,6 +100,8 @@ type scaleResult struct {
 	rss, peak, switchPeak         int64 // bytes
 	switchPolls                   int
 	mirrorsHealthy, mirrorsListed int
+
+	serveDetail string // BenchmarkServeScale's line about the size
 }
 
 // scaleRsync sums what rsync did in one mirror-sync run.
@@ -186,7 +190,10 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", srv.pid), []byte("5"), 0); err != nil {
 		progress("cannot reset serve's VmHWM (%v): the peak after the switch includes the load's", err)
 	}
-	res.promoHost, res.switchTime, res.switchPolls = scaleSwitch(b, ms, srv, tree, host, moved[0])
+	res.switchTime, res.switchPolls = scaleSwitch(b, srv, host, moved[0], func() (err error) {
+		res.promoHost, err = ms.sync(tree, host, true)
+		return err
+	})
 	_, res.switchPeak = wrkBenchProcStatus(b, srv.pid)
 	progress("redirector host after the promotion: %s; switch %v, VmHWM %s", res.promoHost, res.switchTime.Round(time.Millisecond), scaleBytes(res.switchPeak))
 	for _, m := range moved {
@@ -358,44 +365,38 @@ func (s *scaleSync) sync(tree, dst string, meta bool) (scaleRsync, error) {
 	return r, nil
 }
 
-// scaleSwitch syncs tree to the redirector host's copy host (--meta-only) while serve runs on
-// it, and returns what rsync moved and the switch time: from the moment mirror-sync renames
-// host's regmirror/live (its switch; the end of the sync if host has no such link) until
-// moved's tag answers its new digest, polled every 2 ms (and the polls made).
-func scaleSwitch(b *testing.B, ms *scaleSync, srv *scaleServer, tree, host string, moved scaleMoved) (scaleRsync, time.Duration, int) {
+// scaleSwitch runs update (a sync of the redirector host's copy, or a publish) in a goroutine
+// while serve runs on host's tree, and returns the switch time: from the moment update
+// renames host's regmirror/live (its switch; the end of update if host has no such link)
+// until moved's tag answers its new digest, polled every 2 ms (and the polls made). It
+// returns once update has returned too.
+func scaleSwitch(b *testing.B, srv *scaleServer, host string, moved scaleMoved, update func() error) (time.Duration, int) {
 	b.Helper()
 	live := filepath.Join(host, "regmirror", "live")
 	before, linkErr := os.Readlink(live)
-	type done struct {
-		r   scaleRsync
-		err error
-	}
-	ch := make(chan done, 1)
-	go func() {
-		r, err := ms.sync(tree, host, true)
-		ch <- done{r, err}
-	}()
+	ch := make(chan error, 1)
+	go func() { ch <- update() }()
 	var (
 		switched time.Time
 		took     time.Duration
 		polls    int
-		synced   *done
+		synced   bool
 	)
 	for took == 0 {
-		if synced == nil {
+		if !synced {
 			select {
-			case d := <-ch:
-				if d.err != nil {
-					b.Fatal(d.err)
+			case err := <-ch:
+				if err != nil {
+					b.Fatal(err)
 				}
-				synced = &d
+				synced = true
 			default:
 			}
 		}
 		if switched.IsZero() {
 			if l, err := os.Readlink(live); linkErr == nil && err == nil && l != before {
 				switched = time.Now()
-			} else if synced != nil {
+			} else if synced {
 				switched = time.Now()
 			}
 		}
@@ -416,14 +417,12 @@ func scaleSwitch(b *testing.B, ms *scaleSync, srv *scaleServer, tree, host strin
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	if synced == nil {
-		d := <-ch
-		if d.err != nil {
-			b.Fatal(d.err)
+	if !synced {
+		if err := <-ch; err != nil {
+			b.Fatal(err)
 		}
-		synced = &d
 	}
-	return synced.r, took, polls
+	return took, polls
 }
 
 // scaleServer is regmirror serve on a redirector host's copy.
@@ -539,12 +538,15 @@ func scaleFloor(b *testing.B, src *scaleSource, jobs int) time.Duration {
 	return listed + headFloor(b, src.URL, refs, jobs)
 }
 
-// scaleTargets are issue 10's goals, each a figure of a result against its bound.
-var scaleTargets = []struct {
+// scaleTarget is one figure of a result, with issue 10's bound on it if it sets one.
+type scaleTarget struct {
 	name, unit, bound string
 	limit             float64
 	get               func(r *scaleResult) float64
-}{
+}
+
+// scaleTargets are BenchmarkScale's figures: generate's, then serve's (scaleServeTargets).
+var scaleTargets = slices.Concat([]scaleTarget{
 	{"full generate", "s", "", 0, func(r *scaleResult) float64 { return r.fullGen.Seconds() }},
 	{"generate peak RSS", "MiB", "<= 512 MiB at 90k", 512, func(r *scaleResult) float64 { return float64(r.fullPeak) / (1 << 20) }},
 	{"floor (catalog+lists+HEADs)", "s", "", 0, func(r *scaleResult) float64 { return r.floor.Seconds() }},
@@ -558,6 +560,10 @@ var scaleTargets = []struct {
 	{"crawl", "s", "", 0, func(r *scaleResult) float64 { return r.crawl.Seconds() }},
 	{"rsync after crawl, mirror", "KiB", "<= 256 KiB", 256, func(r *scaleResult) float64 { return float64(r.crawlMirror.literal) / 1024 }},
 	{"rsync after crawl, redirector host", "KiB", "<= 256 KiB", 256, func(r *scaleResult) float64 { return float64(r.crawlHost.literal) / 1024 }},
+}, scaleServeTargets)
+
+// scaleServeTargets are serve's figures (BenchmarkScale's and BenchmarkServeScale's).
+var scaleServeTargets = []scaleTarget{
 	{"serve ready", "s", "<= 10 s", 10, func(r *scaleResult) float64 { return r.ready.Seconds() }},
 	{"serve RSS (steady)", "MiB", "<= 1024 MiB", 1024, func(r *scaleResult) float64 { return float64(r.rss) / (1 << 20) }},
 	{"serve peak at load (VmHWM)", "MiB", "", 0, func(r *scaleResult) float64 { return float64(r.peak) / (1 << 20) }},
@@ -566,23 +572,24 @@ var scaleTargets = []struct {
 	{"switch after promotion", "s", "<= 1 s", 1, func(r *scaleResult) float64 { return r.switchTime.Seconds() }},
 }
 
-// report reports every figure as a metric.
-func (r *scaleResult) report(b *testing.B) {
-	for _, t := range scaleTargets {
+// report reports every figure of targets as a metric.
+func (r *scaleResult) report(b *testing.B, targets []scaleTarget) {
+	for _, t := range targets {
 		unit := strings.NewReplacer(" ", "-", "(", "", ")", "", "+", "-", ",", "", "/", "per").Replace(t.name) + "-" + t.unit
 		b.ReportMetric(t.get(r), unit)
 	}
 	b.ReportMetric(float64(r.manifests), "manifests")
 }
 
-// scaleTable prints the sizes side by side, the growth from each size to the next, and each
-// figure of the largest size against its target.
-func scaleTable(rs []*scaleResult) string {
+// scaleTable prints, under title, targets' figures of the sizes side by side, the growth
+// from each size to the next, and each figure of the largest size against its target, then
+// detail's lines about each size.
+func scaleTable(title string, rs []*scaleResult, targets []scaleTarget, detail func(*scaleResult) string) string {
 	if len(rs) == 0 {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString("issue 10: scale (synthetic source, two-arch indexes, 50 healthy mirrors in 30 countries on one nginx)\n")
+	b.WriteString(title + "\n")
 	fmt.Fprintf(&b, "| figure |")
 	for _, r := range rs {
 		fmt.Fprintf(&b, " %d manifests |", r.manifests)
@@ -592,7 +599,7 @@ func scaleTable(rs []*scaleResult) string {
 	}
 	b.WriteString(" target | largest vs target |\n|---|")
 	b.WriteString(strings.Repeat("---|", 2*len(rs)+1) + "\n")
-	for _, t := range scaleTargets {
+	for _, t := range targets {
 		fmt.Fprintf(&b, "| %s (%s) |", t.name, t.unit)
 		for _, r := range rs {
 			fmt.Fprintf(&b, " %.3g |", t.get(r))
@@ -612,9 +619,14 @@ func scaleTable(rs []*scaleResult) string {
 		fmt.Fprintf(&b, " %s | %s |\n", t.bound, verdict)
 	}
 	for _, r := range rs {
-		fmt.Fprintf(&b, "%d manifests (%d repositories × %d tags): mirrors healthy %d of %d; switch seen after %d polls\n  no-op requests: %s\n  promotion requests: %s\n  rsync after promotion: mirror %s + %d blobs (%s); redirector host %s\n  rsync after crawl: mirror %s; redirector host %s\n",
-			r.manifests, r.repos, r.tags/r.repos, r.mirrorsHealthy, r.mirrorsListed, r.switchPolls, r.noopRequests, r.promoRequests,
-			r.promoMirror, r.promoMirror.blobFiles, scaleBytes(r.promoMirror.blobSize), r.promoHost, r.crawlMirror, r.crawlHost)
+		b.WriteString(detail(r) + "\n")
 	}
 	return b.String()
+}
+
+// detail is BenchmarkScale's lines about one size.
+func (r *scaleResult) detail() string {
+	return fmt.Sprintf("%d manifests (%d repositories × %d tags): mirrors healthy %d of %d; switch seen after %d polls\n  no-op requests: %s\n  promotion requests: %s\n  rsync after promotion: mirror %s + %d blobs (%s); redirector host %s\n  rsync after crawl: mirror %s; redirector host %s",
+		r.manifests, r.repos, r.tags/r.repos, r.mirrorsHealthy, r.mirrorsListed, r.switchPolls, r.noopRequests, r.promoRequests,
+		r.promoMirror, r.promoMirror.blobFiles, scaleBytes(r.promoMirror.blobSize), r.promoHost, r.crawlMirror, r.crawlHost)
 }

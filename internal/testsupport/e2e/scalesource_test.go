@@ -101,13 +101,7 @@ const (
 // loopback port; it stops when the test ends.
 func newScaleSource(t testing.TB, repos, tagsPerRepo int) *scaleSource {
 	t.Helper()
-	s := &scaleSource{
-		repos: repos, tagsPerRepo: tagsPerRepo,
-		version:  map[uint64]uint32{},
-		added:    make([]int, repos),
-		byDigest: map[[32]byte]scaleBlob{},
-		heads:    map[uint64]scaleHead{},
-	}
+	s := newScaleContent(repos, tagsPerRepo)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("scale source: %v", err)
@@ -117,6 +111,18 @@ func newScaleSource(t testing.TB, repos, tagsPerRepo int) *scaleSource {
 	go func() { _ = s.srv.Serve(l) }()
 	t.Cleanup(func() { _ = s.srv.Close() })
 	return s
+}
+
+// newScaleContent is the source's content without its server (URL empty): what a benchmark
+// that writes the tree's metadata itself builds from (scaleMeta).
+func newScaleContent(repos, tagsPerRepo int) *scaleSource {
+	return &scaleSource{
+		repos: repos, tagsPerRepo: tagsPerRepo,
+		version:  map[uint64]uint32{},
+		added:    make([]int, repos),
+		byDigest: map[[32]byte]scaleBlob{},
+		heads:    map[uint64]scaleHead{},
+	}
 }
 
 // tagCount is the number of tags repository r has now.
@@ -315,8 +321,18 @@ type scaleDesc struct {
 
 // build computes one tag's content and records where each of its digests comes from.
 func (s *scaleSource) build(r, t, v uint32) scaleTagContent {
-	var c scaleTagContent
-	var entries [][2]any
+	c, entries := s.tagContent(r, t, v)
+	s.mu.Lock()
+	for _, e := range entries {
+		s.byDigest[e[0].([32]byte)] = e[1].(scaleBlob)
+	}
+	s.mu.Unlock()
+	return c
+}
+
+// tagContent computes one tag's content, and where each of its digests comes from (sha256,
+// scaleBlob), without recording it.
+func (s *scaleSource) tagContent(r, t, v uint32) (c scaleTagContent, entries [][2]any) {
 	var imageDescs []scaleDesc
 	for a := range uint8(2) {
 		var layers []scaleDesc
@@ -348,12 +364,7 @@ func (s *scaleSource) build(r, t, v uint32) scaleTagContent {
 	}
 	c.index, _ = json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": scaleMediaIndex, "manifests": imageDescs})
 	entries = append(entries, [2]any{scaleSum(c.index), scaleBlob{kind: scaleIndex, repo: r, tag: t, ver: v}})
-	s.mu.Lock()
-	for _, e := range entries {
-		s.byDigest[e[0].([32]byte)] = e[1].(scaleBlob)
-	}
-	s.mu.Unlock()
-	return c
+	return c, entries
 }
 
 // content returns the bytes and media type of a digest built before.
