@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/regmirror/regmirror/generator"
 	"github.com/regmirror/regmirror/internal/mirrors"
+	"github.com/regmirror/regmirror/internal/testsupport/peers"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -46,6 +48,7 @@ func BenchmarkServeScale(b *testing.B) {
 	if os.Getenv("REGMIRROR_SCALE_1M") == "1" {
 		sizes = append(sizes, 1000000)
 	}
+	peers.Regmirror(b) // built before any timing
 	var results []*scaleResult
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("manifests=%d", n), func(b *testing.B) {
@@ -69,7 +72,7 @@ func serveScaleRun(b *testing.B, manifests int) *scaleResult {
 	res := &scaleResult{tags: repos * perRepo, repos: repos, manifests: 3 * repos * perRepo}
 	progress := func(format string, args ...any) { scaleProgress(res.manifests, format, args...) }
 	src := newScaleContent(repos, perRepo)
-	tree := layout.NewTree(filepath.Join(b.TempDir(), "tree"))
+	tree := layout.NewTree(b.TempDir())
 	release, err := tree.Lock(time.Minute)
 	if err != nil {
 		b.Fatal(err)
@@ -129,8 +132,9 @@ func serveScaleRun(b *testing.B, manifests int) *scaleResult {
 		progress("cannot reset serve's VmHWM (%v): the peak after the switch includes the load's", err)
 	}
 	before := serveScaleMetaBytes(b, tree)
-	res.switchTime, res.switchPolls = scaleSwitch(b, srv, tree.Dir(), moved[0], func() error {
-		_, err := tree.Publish(next)
+	var stamp layout.Stamp
+	res.switchTime, res.switchPolls = scaleSwitch(b, srv, tree.Dir(), moved[0], func() (err error) {
+		stamp, err = tree.Publish(next)
 		return err
 	})
 	_, res.switchPeak = wrkBenchProcStatus(b, srv.pid)
@@ -140,10 +144,16 @@ func serveScaleRun(b *testing.B, manifests int) *scaleResult {
 		}
 	}
 	after := serveScaleMetaBytes(b, tree)
-	progress("switch %v (%d polls), VmHWM %s; regmirror/meta %s -> %s", res.switchTime.Round(time.Millisecond), res.switchPolls,
-		scaleBytes(res.switchPeak), scaleBytes(before), scaleBytes(after))
-	res.serveDetail = fmt.Sprintf("%d manifests (%d repositories × %d tags): metadata %s (built %v, published %v), %d regions, %d variant sets; switch seen after %d polls",
-		res.manifests, repos, perRepo, scaleBytes(metaBytes), built.Round(time.Millisecond), published.Round(time.Millisecond), st.Regions, st.VariantSets, res.switchPolls)
+	// The stamp's other metadata files: the network file, then the content packs.
+	packs := len(strings.Fields(stamp.MetaFiles)) - 1
+	progress("switch %v (%d polls), VmHWM %s; the generation's content is %d packs (base and deltas), regmirror/meta %s -> %s",
+		res.switchTime.Round(time.Millisecond), res.switchPolls, scaleBytes(res.switchPeak), packs, scaleBytes(before), scaleBytes(after))
+	if packs < 2 {
+		b.Errorf("the promotion's publish wrote %d content packs, want the base and a delta (as generate)", packs)
+	}
+	res.serveDetail = fmt.Sprintf("%d manifests (%d repositories × %d tags): metadata %s (built %v, published %v), %d regions, %d variant sets; switch (a delta pack, %s more) seen after %d polls",
+		res.manifests, repos, perRepo, scaleBytes(metaBytes), built.Round(time.Millisecond), published.Round(time.Millisecond), st.Regions, st.VariantSets,
+		scaleBytes(after-before), res.switchPolls)
 	return res
 }
 
