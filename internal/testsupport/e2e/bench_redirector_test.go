@@ -39,6 +39,8 @@ import (
 //	BenchmarkTreeLoad         load time, VmRSS and VmHWM of `regmirror serve` on 10,000
 //	                          manifests in 10 regions (issue 3) and with 50 mirrors in 30
 //	                          countries (issue 4)
+//	BenchmarkServeScale       (bench_servescale_test.go) the same, and a switch, at issue 10's
+//	                          scale: 90k manifests, 1M with REGMIRROR_SCALE_1M=1
 //
 // The wrk contenders, each a separate process on loopback:
 //

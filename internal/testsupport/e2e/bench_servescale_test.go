@@ -104,9 +104,10 @@ func serveScaleRun(b *testing.B, manifests int) *scaleResult {
 
 	srv := scaleServe(b, tree.Dir(), scaleRepoName(0), scaleTagName(0), src.TagDigest(0, 0))
 	res.ready = srv.ready
+	readyCPU := wrkBenchGroupCPU(b, srv.pid) // its own process group (peers.Start)
 	time.Sleep(2 * time.Second)
 	res.rss, res.peak = wrkBenchProcStatus(b, srv.pid)
-	progress("serve ready in %v, VmRSS %s, VmHWM %s", res.ready.Round(time.Millisecond), scaleBytes(res.rss), scaleBytes(res.peak))
+	progress("serve ready in %v (CPU %v), VmRSS %s, VmHWM %s", res.ready.Round(time.Millisecond), readyCPU, scaleBytes(res.rss), scaleBytes(res.peak))
 
 	// The next generation, as generate builds it: the live one loaded for a successor, a new
 	// Meta from it with the promotion, published as a delta pack.
@@ -132,12 +133,14 @@ func serveScaleRun(b *testing.B, manifests int) *scaleResult {
 		progress("cannot reset serve's VmHWM (%v): the peak after the switch includes the load's", err)
 	}
 	before := serveScaleMetaBytes(b, tree)
+	cpu0 := wrkBenchGroupCPU(b, srv.pid)
 	var stamp layout.Stamp
 	res.switchTime, res.switchPolls = scaleSwitch(b, srv, tree.Dir(), moved[0], func() (err error) {
 		stamp, err = tree.Publish(next)
 		return err
 	})
 	_, res.switchPeak = wrkBenchProcStatus(b, srv.pid)
+	switchCPU := wrkBenchGroupCPU(b, srv.pid) - cpu0 // the reload, and the polls' answers
 	for _, m := range moved {
 		if got := scaleHeadTag(b, srv.url, m.Repo, m.Tag); got != m.Digest {
 			b.Errorf("serve after the promotion: %s:%s answers %q, want %s", m.Repo, m.Tag, got, m.Digest)
@@ -146,14 +149,17 @@ func serveScaleRun(b *testing.B, manifests int) *scaleResult {
 	after := serveScaleMetaBytes(b, tree)
 	// The stamp's other metadata files: the network file, then the content packs.
 	packs := len(strings.Fields(stamp.MetaFiles)) - 1
-	progress("switch %v (%d polls), VmHWM %s; the generation's content is %d packs (base and deltas), regmirror/meta %s -> %s",
-		res.switchTime.Round(time.Millisecond), res.switchPolls, scaleBytes(res.switchPeak), packs, scaleBytes(before), scaleBytes(after))
+	progress("switch %v (%d polls; serve's CPU meanwhile %v), VmHWM %s; the generation's content is %d packs (base and deltas), regmirror/meta %s -> %s",
+		res.switchTime.Round(time.Millisecond), res.switchPolls, switchCPU, scaleBytes(res.switchPeak), packs, scaleBytes(before), scaleBytes(after))
 	if packs < 2 {
 		b.Errorf("the promotion's publish wrote %d content packs, want the base and a delta (as generate)", packs)
 	}
-	res.serveDetail = fmt.Sprintf("%d manifests (%d repositories × %d tags): metadata %s (built %v, published %v), %d regions, %d variant sets; switch (a delta pack, %s more) seen after %d polls",
+	b.ReportMetric(readyCPU.Seconds(), "serve-CPU-until-ready-s")
+	b.ReportMetric(switchCPU.Seconds(), "serve-CPU-in-the-switch-s")
+	res.serveDetail = fmt.Sprintf("%d manifests (%d repositories × %d tags): metadata %s (built %v, published %v), %d regions, %d variant sets\n"+
+		"  serve's CPU (user+system, less disturbed by other load than wall time): %v until ready, %v from the publish to the switch seen; switch (a delta pack, %s more) seen after %d polls",
 		res.manifests, repos, perRepo, scaleBytes(metaBytes), built.Round(time.Millisecond), published.Round(time.Millisecond), st.Regions, st.VariantSets,
-		scaleBytes(after-before), res.switchPolls)
+		readyCPU, switchCPU, scaleBytes(after-before), res.switchPolls)
 	return res
 }
 
