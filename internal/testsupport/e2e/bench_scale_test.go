@@ -52,7 +52,14 @@ import (
 func BenchmarkScale(b *testing.B) {
 	needPeers(b)
 	full := scaleManifests(b, 90000)
-	sizes := []int{full / 10, full}
+	scaleSizes(b, "issue 10: scale (synthetic source, two-arch indexes, 50 healthy mirrors in 30 countries on one nginx)",
+		[]int{full / 10, full}, scaleRun, scaleTargets, (*scaleResult).detail)
+}
+
+// scaleSizes runs run on each size, and on 1,000,000 manifests with REGMIRROR_SCALE_1M=1, as
+// sub-benchmarks "manifests=N" reporting targets' figures, then prints them side by side
+// under title (scaleTable). regmirror is built before any size is timed.
+func scaleSizes(b *testing.B, title string, sizes []int, run func(*testing.B, int) *scaleResult, targets []scaleTarget, detail func(*scaleResult) string) {
 	if os.Getenv("REGMIRROR_SCALE_1M") == "1" {
 		sizes = append(sizes, 1000000)
 	}
@@ -62,14 +69,21 @@ func BenchmarkScale(b *testing.B) {
 		b.Run(fmt.Sprintf("manifests=%d", n), func(b *testing.B) {
 			var res *scaleResult
 			for range b.N {
-				res = scaleRun(b, n)
+				res = run(b, n)
 			}
-			res.report(b, scaleTargets)
+			res.report(b, targets)
 			results = append(results, res)
 		})
 	}
-	wrkBenchPrint(scaleTable("issue 10: scale (synthetic source, two-arch indexes, 50 healthy mirrors in 30 countries on one nginx)",
-		results, scaleTargets, (*scaleResult).detail))
+	wrkBenchPrint(scaleTable(title, results, targets, detail))
+}
+
+// scaleShape is the scale source's shape for about manifests manifests: repositories of 100
+// tags (fewer if the tree is smaller), 3 manifests a tag.
+func scaleShape(manifests int) (repos, perRepo int) {
+	tags := manifests / 3
+	perRepo = min(100, tags)
+	return (tags + perRepo - 1) / perRepo, perRepo
 }
 
 // scaleManifests is the size REGMIRROR_SCALE_MANIFESTS asks for, def when unset.
@@ -132,9 +146,7 @@ func scaleProgress(n int, format string, args ...any) {
 
 // scaleRun measures one size.
 func scaleRun(b *testing.B, manifests int) *scaleResult {
-	tags := manifests / 3
-	perRepo := min(100, tags)
-	repos := (tags + perRepo - 1) / perRepo
+	repos, perRepo := scaleShape(manifests)
 	res := &scaleResult{tags: repos * perRepo, repos: repos, manifests: 3 * repos * perRepo}
 	src := newScaleSource(b, repos, perRepo)
 	dir := b.TempDir()

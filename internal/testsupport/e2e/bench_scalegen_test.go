@@ -23,10 +23,7 @@ import (
 // answers the same requests before and after a change) moves less than its time on a shared
 // machine.
 func BenchmarkScaleGenerate(b *testing.B) {
-	manifests := scaleManifests(b, 9000)
-	tags := manifests / 3
-	perRepo := min(100, tags)
-	repos := (tags + perRepo - 1) / perRepo
+	repos, perRepo := scaleShape(scaleManifests(b, 9000))
 	for range b.N {
 		src := newScaleSource(b, repos, perRepo)
 		tree := filepath.Join(b.TempDir(), "tree")

@@ -16,7 +16,6 @@ import (
 
 	"github.com/regmirror/regmirror/generator"
 	"github.com/regmirror/regmirror/internal/mirrors"
-	"github.com/regmirror/regmirror/internal/testsupport/peers"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -44,31 +43,13 @@ import (
 // reported as metrics; nothing is asserted on them.
 func BenchmarkServeScale(b *testing.B) {
 	needPeers(b)
-	sizes := []int{scaleManifests(b, 90000)}
-	if os.Getenv("REGMIRROR_SCALE_1M") == "1" {
-		sizes = append(sizes, 1000000)
-	}
-	peers.Regmirror(b) // built before any timing
-	var results []*scaleResult
-	for _, n := range sizes {
-		b.Run(fmt.Sprintf("manifests=%d", n), func(b *testing.B) {
-			var res *scaleResult
-			for range b.N {
-				res = serveScaleRun(b, n)
-			}
-			res.report(b, scaleServeTargets)
-			results = append(results, res)
-		})
-	}
-	wrkBenchPrint(scaleTable("issue 10: serve at scale (metadata written directly: two-arch indexes, 50 healthy mirrors in 30 countries)",
-		results, scaleServeTargets, func(r *scaleResult) string { return r.serveDetail }))
+	scaleSizes(b, "issue 10: serve at scale (metadata written directly: two-arch indexes, 50 healthy mirrors in 30 countries)",
+		[]int{scaleManifests(b, 90000)}, serveScaleRun, scaleServeTargets, func(r *scaleResult) string { return r.serveDetail })
 }
 
 // serveScaleRun measures one size.
 func serveScaleRun(b *testing.B, manifests int) *scaleResult {
-	tags := manifests / 3
-	perRepo := min(100, tags)
-	repos := (tags + perRepo - 1) / perRepo
+	repos, perRepo := scaleShape(manifests)
 	res := &scaleResult{tags: repos * perRepo, repos: repos, manifests: 3 * repos * perRepo}
 	progress := func(format string, args ...any) { scaleProgress(res.manifests, format, args...) }
 	src := newScaleContent(repos, perRepo)
