@@ -1,0 +1,182 @@
+package phase2
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/regmirror/regmirror/layout"
+)
+
+// synthMeta is a synthetic generation like the scale benchmark's source
+// (internal/testsupport/e2e BenchmarkScale): repos repositories of tags tags each, every tag
+// its own two-architecture OCI index, every manifest a blob of generation 1.
+func synthMeta(repos, tags int) *layout.Meta {
+	m := layout.NewMeta(1)
+	for r := range repos {
+		name := fmt.Sprintf("repo%04d", r)
+		if r%10 == 1 {
+			name = fmt.Sprintf("repo%04d/sub", r-1) // nested below another repository
+		}
+		repo := &layout.Repository{Tags: map[string]layout.Digest{}}
+		for t := range tags {
+			tag := fmt.Sprintf("%d.%d", t/10, t%10)
+			repo.Tags[tag] = synthIndex(m, name+":"+tag, 1, &repo.Manifests)
+		}
+		slices.SortFunc(repo.Manifests, compareDigests)
+		m.Repositories[name] = repo
+	}
+	return m
+}
+
+func compareDigests(a, b layout.Digest) int {
+	switch {
+	case a.String() < b.String():
+		return -1
+	case a.String() > b.String():
+		return 1
+	}
+	return 0
+}
+
+// synthIndex adds to m a two-architecture index named by seed, of generation gen, appends its
+// manifests to l and returns its digest.
+func synthIndex(m *layout.Meta, seed string, gen uint64, l *[]layout.Digest) layout.Digest {
+	idx := digestOf("index " + seed)
+	for _, arch := range []string{"amd64", "arm64"} {
+		d := digestOf(arch + " " + seed)
+		m.Manifests[d] = &layout.Manifest{MediaType: layout.MediaTypeOCIManifest}
+		m.Blobs[d] = &layout.Blob{Since: gen}
+		*l = append(*l, d)
+	}
+	m.Manifests[idx] = &layout.Manifest{MediaType: layout.MediaTypeOCIIndex}
+	m.Blobs[idx] = &layout.Blob{Since: gen}
+	*l = append(*l, idx)
+	return idx
+}
+
+// promote is the generation after prev in which n random tags (rnd) moved to new indexes;
+// the manifests they referenced are retiring. prev is not modified.
+func promote(prev *layout.Meta, n int, rnd *rand.Rand) *layout.Meta {
+	m := *prev
+	m.Generation = prev.Generation + 1
+	m.Repositories = maps.Clone(prev.Repositories)
+	m.Manifests = maps.Clone(prev.Manifests)
+	m.Blobs = maps.Clone(prev.Blobs)
+	names := sortedNames(prev)
+	for i := range n {
+		name := names[rnd.IntN(len(names))]
+		old := m.Repositories[name]
+		if !old.Published() {
+			continue
+		}
+		repo := *old
+		if old == prev.Repositories[name] { // not yet copied
+			repo.Tags = maps.Clone(old.Tags)
+			repo.Manifests = slices.Clone(old.Manifests)
+			repo.Retiring = slices.Clone(old.Retiring)
+		}
+		tags := slices.Sorted(maps.Keys(repo.Tags))
+		tag := tags[rnd.IntN(len(tags))]
+		gone := repo.Tags[tag]
+		repo.Tags[tag] = synthIndex(&m, fmt.Sprintf("%s:%s@%d.%d", name, tag, m.Generation, i), m.Generation, &repo.Manifests)
+		// The index and its children leave the repository's manifests for its retiring ones.
+		children := map[layout.Digest]bool{gone: true}
+		for _, arch := range []string{"amd64", "arm64"} {
+			children[digestOf(arch+" "+gone.String())] = true
+		}
+		repo.Manifests = slices.DeleteFunc(repo.Manifests, func(d layout.Digest) bool {
+			if children[d] || d == gone {
+				repo.Retiring = append(repo.Retiring, d)
+				return true
+			}
+			return false
+		})
+		slices.SortFunc(repo.Manifests, compareDigests)
+		slices.SortFunc(repo.Retiring, compareDigests)
+		m.Repositories[name] = &repo
+	}
+	return &m
+}
+
+// BenchmarkPromotion is the phase-2 part of a 10-tag promotion of a 90k-manifest tree (300
+// repositories × 100 tags, each a two-architecture index): Diff and WriteTags on a tree
+// holding the previous publication, their medians over the runs.
+//
+//	go test ./internal/phase2 -run '^$' -bench '^BenchmarkPromotion$' -benchtime 10x
+func BenchmarkPromotion(b *testing.B) {
+	prev := synthMeta(300, 100)
+	tree := layout.NewTree(b.TempDir())
+	publishBench(b, tree, prev)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var diff, write []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		next := promote(prev, 10, rnd)
+		b.StartTimer()
+		start := time.Now()
+		_ = Diff(prev, next)
+		diff = append(diff, time.Since(start))
+		start = time.Now()
+		root, uses, err := WriteTags(tree, next)
+		if err != nil {
+			b.Fatal(err)
+		}
+		write = append(write, time.Since(start))
+		b.StopTimer()
+		removeNew(b, tree, prev, root, uses)
+		b.StartTimer()
+	}
+	b.ReportMetric(median(diff).Seconds()*1000, "diff-ms")
+	b.ReportMetric(median(write).Seconds()*1000, "writetags-ms")
+}
+
+// publishBench publishes m in tree as publish does.
+func publishBench(b *testing.B, tree *layout.Tree, m *layout.Meta) {
+	b.Helper()
+	if err := Write(tree, m, nil); err != nil {
+		b.Fatal(err)
+	}
+	v2, uses, err := WriteTags(tree, m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := tree.PublishWith(m, layout.Publication{Links: map[string]string{PubDir: v2}, Uses: uses}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// removeNew removes the shared entries a WriteTags of a promotion of prev wrote (root and the
+// uses prev's own publication does not have), so that the next run writes its own again.
+func removeNew(b *testing.B, tree *layout.Tree, prev *layout.Meta, root string, uses []string) {
+	b.Helper()
+	_, had, err := WriteTags(tree, prev) // finds every entry: writes nothing
+	if err != nil {
+		b.Fatal(err)
+	}
+	old := map[string]bool{}
+	for _, u := range had {
+		old[u] = true
+	}
+	for _, u := range append(uses, root) {
+		if !old[u] {
+			if err := os.RemoveAll(tree.Path(u)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+func median(l []time.Duration) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	s := slices.Clone(l)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
