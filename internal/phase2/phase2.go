@@ -48,6 +48,7 @@ package phase2
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,13 +102,19 @@ func mediaTypes() [][2]string {
 	return l
 }
 
-// marker is the marker name of manifest d, "HEX.EXT", if a mirror can serve it.
-func marker(meta *layout.Meta, d layout.Digest) (string, bool) {
+// extension is the extension of manifest d's marker (Extensions), if a mirror can serve it.
+func extension(meta *layout.Meta, d layout.Digest) (string, bool) {
 	m := meta.Manifests[d]
 	if m == nil || d.Algorithm() != "sha256" {
 		return "", false
 	}
 	ext, ok := Extensions[m.MediaType]
+	return ext, ok
+}
+
+// marker is the marker name of manifest d, "HEX.EXT", if a mirror can serve it.
+func marker(meta *layout.Meta, d layout.Digest) (string, bool) {
+	ext, ok := extension(meta, d)
 	if !ok {
 		return "", false
 	}
@@ -151,62 +158,91 @@ type Tags struct {
 	RefsMap []byte
 }
 
+// refsHeader is refs.map's first line.
+const refsHeader = "# regmirror phase-2 references (Apache RewriteMap txt): REPO:TAG or REPO:DIGEST -> HEX.EXT\n"
+
+// digestRef is one "REPO:sha256:HEX HEX.EXT" line of refs.map and the generation its
+// manifest appeared in, by which such lines are ordered (Tags.RefsMap).
+type digestRef struct {
+	since uint64
+	line  string
+}
+
+func compareRefs(a, b digestRef) int {
+	if a.since != b.since {
+		return cmp.Compare(a.since, b.since)
+	}
+	return strings.Compare(a.line, b.line)
+}
+
+// repoTags are repository name's part of meta's tag files: its directory's entries (nil
+// when it is not published: retiring content only, served by digest, no tag list, 404 as
+// from serve), its refs.map tag lines (unsorted) and its digest lines (unsorted).
+func repoTags(meta *layout.Meta, name string, repo *layout.Repository) (files map[string]layout.SharedEntry, tagLines []string, digestLines []digestRef) {
+	if repo == nil {
+		return nil, nil, nil
+	}
+	files = map[string]layout.SharedEntry{}
+	tags := make([]string, 0, len(repo.Tags))
+	for tag, d := range repo.Tags {
+		mk, ok := marker(meta, d)
+		if !ok {
+			continue
+		}
+		tags = append(tags, tag)
+		files[path.Join(TagsDir, tag)] = layout.SharedEntry{Link: digestDir(name, d)}
+		tagLines = append(tagLines, name+":"+tag+" "+mk)
+	}
+	for _, l := range [][]layout.Digest{repo.Manifests, repo.Retiring} { // servedByDigest
+		for _, d := range l {
+			if mk, ok := marker(meta, d); ok {
+				digestLines = append(digestLines, digestRef{since(meta, d), name + ":" + d.String() + " " + mk})
+			}
+		}
+	}
+	if !repo.Published() {
+		return nil, tagLines, digestLines
+	}
+	sort.Strings(tags)
+	list, _ := json.Marshal(struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{name, tags})
+	files[TagListFile] = layout.SharedEntry{Data: append(list, '\n')}
+	return files, tagLines, digestLines
+}
+
+// since is the generation manifest d appeared in, as meta records it (0 if it does not).
+func since(meta *layout.Meta, d layout.Digest) uint64 {
+	if b := meta.Blobs[d]; b != nil {
+		return b.Since
+	}
+	return 0
+}
+
 // TagFiles returns the phase-2 tag files of a publication of meta.
 func TagFiles(meta *layout.Meta) Tags {
 	t := Tags{Repos: map[string]map[string]layout.SharedEntry{}}
-	type digestRef struct {
-		since uint64
-		line  string
-	}
 	var refs []string
 	var digestRefs []digestRef
 	for _, name := range sortedNames(meta) {
-		repo := meta.Repositories[name]
-		files := map[string]layout.SharedEntry{}
-		tags := make([]string, 0, len(repo.Tags))
-		for tag, d := range repo.Tags {
-			mk, ok := marker(meta, d)
-			if !ok {
-				continue
-			}
-			tags = append(tags, tag)
-			files[path.Join(TagsDir, tag)] = layout.SharedEntry{Link: digestDir(name, d)}
-			refs = append(refs, name+":"+tag+" "+mk)
+		files, tagLines, digestLines := repoTags(meta, name, meta.Repositories[name])
+		refs = append(refs, tagLines...)
+		digestRefs = append(digestRefs, digestLines...)
+		if files != nil {
+			t.Repos[name] = files
 		}
-		for _, d := range servedByDigest(repo) {
-			if mk, ok := marker(meta, d); ok {
-				var since uint64
-				if b := meta.Blobs[d]; b != nil {
-					since = b.Since
-				}
-				digestRefs = append(digestRefs, digestRef{since, name + ":" + d.String() + " " + mk})
-			}
-		}
-		if !repo.Published() {
-			continue // retiring content only: by digest, no tag list (404, as from serve)
-		}
-		sort.Strings(tags)
-		list, _ := json.Marshal(struct {
-			Name string   `json:"name"`
-			Tags []string `json:"tags"`
-		}{name, tags})
-		files[TagListFile] = layout.SharedEntry{Data: append(list, '\n')}
-		t.Repos[name] = files
 	}
 	sort.Strings(refs)
-	sort.Slice(digestRefs, func(i, j int) bool {
-		if digestRefs[i].since != digestRefs[j].since {
-			return digestRefs[i].since < digestRefs[j].since
-		}
-		return digestRefs[i].line < digestRefs[j].line
-	})
-	for _, r := range digestRefs {
-		refs = append(refs, r.line)
-	}
+	slices.SortFunc(digestRefs, compareRefs)
 	var b bytes.Buffer
-	b.WriteString("# regmirror phase-2 references (Apache RewriteMap txt): REPO:TAG or REPO:DIGEST -> HEX.EXT\n")
+	b.WriteString(refsHeader)
 	for _, r := range refs {
 		b.WriteString(r)
+		b.WriteByte('\n')
+	}
+	for _, r := range digestRefs {
+		b.WriteString(r.line)
 		b.WriteByte('\n')
 	}
 	t.RefsMap = b.Bytes()
@@ -218,25 +254,59 @@ func TagFiles(meta *layout.Meta) Tags {
 // v2/ directory linking them, all reused when unchanged) and returns the v2/ directory to
 // link as the publication's PubDir and the shared entries it reaches
 // (layout.Publication.Links and Uses).
-func WriteTags(tree *layout.Tree, meta *layout.Meta) (root string, uses []string, err error) {
-	t := TagFiles(meta)
+//
+// change, when not nil, is the change from the live publication's metadata to meta's (Diff,
+// the tree settled at that publication: Write's change): then only the changed repositories'
+// directories are rendered, the others' are those the live publication links, and refs.map
+// is the live one with the changed lines replaced (reuseLive). Whenever the live publication
+// cannot vouch for that (it is not there, not of this shape, or its refs.map is damaged),
+// everything is rendered from meta, as without a change. Either way the bytes written are
+// the same.
+func WriteTags(tree *layout.Tree, meta *layout.Meta, change *Change) (root string, uses []string, err error) {
 	entries := map[string]layout.SharedEntry{BaseFile: {Data: []byte("{}")}}
-	for name, files := range t.Repos {
+	link := func(name, dir string, tags bool) {
+		uses = append(uses, dir)
+		if tags {
+			entries[path.Join(name, TagsDir)] = layout.SharedEntry{Link: path.Join(dir, TagsDir)}
+		}
+		entries[path.Join(name, TagListFile)] = layout.SharedEntry{Link: path.Join(dir, TagListFile)}
+	}
+	write := func(name string, files map[string]layout.SharedEntry) error {
 		dir, err := tree.WriteSharedDir(RepoKind, files)
 		if err != nil {
-			return "", nil, fmt.Errorf("writing the tag files of %s: %w", name, err)
+			return fmt.Errorf("writing the tag files of %s: %w", name, err)
 		}
-		uses = append(uses, dir)
-		for _, f := range []string{TagsDir, TagListFile} {
-			if f == TagsDir && len(files) == 1 {
-				continue // no tag a mirror can serve
-			}
-			entries[path.Join(name, f)] = layout.SharedEntry{Link: path.Join(dir, f)}
-		}
+		link(name, dir, len(files) > 1) // only _tags.json: no tag a mirror can serve
+		return nil
 	}
-	refs, err := tree.WriteSharedFile(RefsKind, meta.Generation, t.RefsMap)
-	if err != nil {
-		return "", nil, err
+	var refs string
+	if live, ok := reuseLive(tree, meta, change); ok {
+		for name, dir := range live.repos {
+			link(name, dir, servesATag(meta, meta.Repositories[name]))
+		}
+		for _, name := range change.Repos {
+			if files, _, _ := repoTags(meta, name, meta.Repositories[name]); files != nil {
+				if err := write(name, files); err != nil {
+					return "", nil, err
+				}
+			}
+		}
+		refs = live.refs
+		if live.refsMap != nil {
+			if refs, err = tree.WriteSharedFile(RefsKind, meta.Generation, live.refsMap); err != nil {
+				return "", nil, err
+			}
+		}
+	} else {
+		t := TagFiles(meta)
+		for name, files := range t.Repos {
+			if err := write(name, files); err != nil {
+				return "", nil, err
+			}
+		}
+		if refs, err = tree.WriteSharedFile(RefsKind, meta.Generation, t.RefsMap); err != nil {
+			return "", nil, err
+		}
 	}
 	uses = append(uses, refs)
 	entries[RefsMapFile] = layout.SharedEntry{Link: refs}
@@ -245,6 +315,17 @@ func WriteTags(tree *layout.Tree, meta *layout.Meta) (root string, uses []string
 		return "", nil, err
 	}
 	return root, uses, nil
+}
+
+// servesATag reports whether one of repo's tags is one a mirror can serve (its directory
+// then has _tags).
+func servesATag(meta *layout.Meta, repo *layout.Repository) bool {
+	for _, d := range repo.Tags {
+		if _, ok := extension(meta, d); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // DigestFiles returns the shared digest markers of meta: tree-relative slash path → content.
@@ -264,54 +345,6 @@ func DigestFiles(meta *layout.Meta) map[string][]byte {
 // the tree root.
 func digestDir(name string, d layout.Digest) string {
 	return path.Join(Dir, name, DigestsDir, d.Hex())
-}
-
-// Change is how the shared digest markers change from one metadata to the next: the
-// tree-relative paths of the markers to add and of those to remove (DigestFiles of each).
-type Change struct {
-	Add, Remove []string
-}
-
-// markerKey is one digest marker: a repository's manifest.
-type markerKey struct {
-	repo string
-	d    layout.Digest
-}
-
-// markers are meta's digest markers, by repository and manifest: their names (HEX.EXT).
-func markers(meta *layout.Meta) map[markerKey]string {
-	n := 0
-	for _, repo := range meta.Repositories {
-		n += len(repo.Manifests) + len(repo.Retiring)
-	}
-	l := make(map[markerKey]string, n)
-	for name, repo := range meta.Repositories {
-		for _, d := range servedByDigest(repo) {
-			if mk, ok := marker(meta, d); ok {
-				l[markerKey{name, d}] = mk
-			}
-		}
-	}
-	return l
-}
-
-// Diff returns the change of the digest markers from prev's to meta's, computed in memory.
-func Diff(prev, meta *layout.Meta) Change {
-	have, want := markers(prev), markers(meta)
-	var c Change
-	for k, mk := range want {
-		if have[k] != mk {
-			c.Add = append(c.Add, path.Join(digestDir(k.repo, k.d), mk))
-		}
-	}
-	for k, mk := range have {
-		if want[k] != mk {
-			c.Remove = append(c.Remove, path.Join(digestDir(k.repo, k.d), mk))
-		}
-	}
-	sort.Strings(c.Add)
-	sort.Strings(c.Remove)
-	return c
 }
 
 // Write brings the shared digest markers in line with meta: it adds those the tree lacks and

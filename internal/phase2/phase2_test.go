@@ -82,7 +82,7 @@ func publish(t *testing.T, tree *layout.Tree, m *layout.Meta) string {
 	if err := Write(tree, m, nil); err != nil {
 		t.Fatal(err)
 	}
-	v2, uses, err := WriteTags(tree, m)
+	v2, uses, err := WriteTags(tree, m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

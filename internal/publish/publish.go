@@ -18,9 +18,10 @@ type Change struct {
 	// true), and the fields below are every change since. Then neither the digest markers'
 	// change nor the file list reads regmirror/v2 or blobs/sha256.
 	Settled bool
-	// Phase2 is the change of the phase-2 digest markers from those of the settled
-	// publication's metadata to meta's (phase2.Diff; none for a crawl, which changes no
-	// content).
+	// Phase2 is the change of the phase-2 files (digest markers, tag files, refs.map) from
+	// those of the settled publication's metadata to meta's (phase2.Diff; none for a crawl,
+	// which changes no content): only it is written, the rest reused from the live
+	// publication.
 	Phase2 phase2.Change
 	// Blobs are the files of blobs/sha256 (tree-relative) created, replaced or removed since
 	// the settled publication's file list was rendered: the garbage collection after that
@@ -42,7 +43,7 @@ func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, err
 	if err := phase2.Write(tree, meta, markers); err != nil {
 		return layout.Stamp{}, fmt.Errorf("writing the phase-2 files: %w", err)
 	}
-	v2, uses, err := phase2.WriteTags(tree, meta)
+	v2, uses, err := phase2.WriteTags(tree, meta, markers)
 	if err != nil {
 		return layout.Stamp{}, fmt.Errorf("writing the phase-2 files: %w", err)
 	}

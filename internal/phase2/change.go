@@ -1,0 +1,374 @@
+package phase2
+
+import (
+	"bytes"
+	"maps"
+	"os"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/regmirror/regmirror/layout"
+)
+
+// Change is how the phase-2 files change from one metadata to the next (Diff): the
+// tree-relative paths of the digest markers to add and of those to remove (DigestFiles of
+// each), the repositories whose tag files change, and the lines of refs.map that change. The
+// zero Change is no change (a crawl, which changes no content).
+type Change struct {
+	Add, Remove []string
+	// Repos are the repositories, sorted, whose tag files or refs.map lines differ (added,
+	// removed or changed); the others' are as they were.
+	Repos []string
+	refs  refsChange
+}
+
+// refsChange is how refs.map's lines change: those of Change.Repos only.
+type refsChange struct {
+	tags    []string       // tag lines to add, sorted
+	digests []digestRef    // digest lines to add, sorted (compareRefs)
+	remove  map[string]int // lines to remove: how many times each is there
+}
+
+func (c refsChange) empty() bool {
+	return len(c.tags) == 0 && len(c.digests) == 0 && len(c.remove) == 0
+}
+
+// Diff returns the change of the phase-2 files from prev's to meta's, computed in memory.
+// Its work grows with the change: a repository whose tags, manifests, markers and their
+// generations (layout.Blob.Since) are the same in both costs a comparison.
+func Diff(prev, meta *layout.Meta) Change {
+	var c Change
+	diff := func(name string, old, repo *layout.Repository) {
+		if old != nil && repo != nil && sameTags(prev, meta, old, repo) {
+			return
+		}
+		c.Repos = append(c.Repos, name)
+		have, want := repoMarkers(prev, name, old), repoMarkers(meta, name, repo)
+		for k, mk := range want {
+			if have[k] != mk {
+				c.Add = append(c.Add, k+"/"+mk)
+			}
+		}
+		for k, mk := range have {
+			if want[k] != mk {
+				c.Remove = append(c.Remove, k+"/"+mk)
+			}
+		}
+		_, oldTags, oldDigests := repoTags(prev, name, old)
+		_, newTags, newDigests := repoTags(meta, name, repo)
+		c.refs.add(oldTags, newTags, oldDigests, newDigests)
+	}
+	for name, repo := range meta.Repositories {
+		diff(name, prev.Repositories[name], repo)
+	}
+	for name, old := range prev.Repositories {
+		if meta.Repositories[name] == nil {
+			diff(name, old, nil)
+		}
+	}
+	sort.Strings(c.Add)
+	sort.Strings(c.Remove)
+	sort.Strings(c.Repos)
+	sort.Strings(c.refs.tags)
+	slices.SortFunc(c.refs.digests, compareRefs)
+	return c
+}
+
+// sameTags reports whether repository old of prev and repo of meta have the same tag files
+// and refs.map lines: the same tags, manifests served by digest, markers and generations.
+func sameTags(prev, meta *layout.Meta, old, repo *layout.Repository) bool {
+	if !maps.Equal(old.Tags, repo.Tags) || !slices.Equal(old.Manifests, repo.Manifests) || !slices.Equal(old.Retiring, repo.Retiring) {
+		return false
+	}
+	same := func(d layout.Digest) bool {
+		a, okA := extension(prev, d)
+		b, okB := extension(meta, d)
+		return a == b && okA == okB
+	}
+	for _, d := range repo.Tags {
+		if !same(d) {
+			return false
+		}
+	}
+	for _, l := range [][]layout.Digest{repo.Manifests, repo.Retiring} { // servedByDigest
+		for _, d := range l {
+			if !same(d) || since(prev, d) != since(meta, d) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// repoMarkers are the digest markers of repository name (nil: none) of meta: digest
+// directory (digestDir) → marker name.
+func repoMarkers(meta *layout.Meta, name string, repo *layout.Repository) map[string]string {
+	l := map[string]string{}
+	if repo == nil {
+		return l
+	}
+	for _, d := range servedByDigest(repo) {
+		if mk, ok := marker(meta, d); ok {
+			l[digestDir(name, d)] = mk
+		}
+	}
+	return l
+}
+
+// add records how one repository's refs.map lines change from the old ones to the new ones.
+// A digest line whose generation changed moves: it is removed and added.
+func (c *refsChange) add(oldTags, newTags []string, oldDigests, newDigests []digestRef) {
+	if c.remove == nil {
+		c.remove = map[string]int{}
+	}
+	count := func(tags []string, digests []digestRef) map[digestRef]int {
+		n := map[digestRef]int{}
+		for _, t := range tags {
+			n[digestRef{line: t}]++
+		}
+		for _, d := range digests {
+			n[d]++
+		}
+		return n
+	}
+	have, want := count(oldTags, oldDigests), count(newTags, newDigests)
+	for r, n := range have {
+		if d := n - want[r]; d > 0 {
+			c.remove[r.line] += d
+		}
+	}
+	for r, n := range want {
+		for range n - have[r] {
+			if isDigestLine(r.line) {
+				c.digests = append(c.digests, r)
+			} else {
+				c.tags = append(c.tags, r.line)
+			}
+		}
+	}
+	if len(c.remove) == 0 {
+		c.remove = nil
+	}
+}
+
+// isDigestLine reports whether a refs.map line ("REPO:REF HEX.EXT") is a digest line: REF is
+// "sha256:HEX". A tag has no colon and a repository name none either.
+func isDigestLine(line string) bool {
+	_, ref, _ := strings.Cut(line, ":")
+	return strings.HasPrefix(ref, "sha256:")
+}
+
+// live is what a publish reuses of the live publication's tag files.
+type live struct {
+	repos   map[string]string // each unchanged published repository's v2-tags entry
+	refs    string            // the refs.map entry, when refs.map is unchanged
+	refsMap []byte            // else the new refs.map, spliced from the live one
+}
+
+// reuseLive reads from the live publication what a publish of meta can reuse, given the
+// change from the live publication's metadata to meta's (the tree settled at it): the
+// directories of the repositories change does not name (one link read each) and refs.map
+// (spliceRefs). It reports false, and the caller renders everything, whenever it cannot vouch
+// for what it read: no change, no live publication of this shape, a link or refs.map not as
+// this version writes them, refs.map's bytes not those its name says.
+func reuseLive(tree *layout.Tree, meta *layout.Meta, change *Change) (live, bool) {
+	if change == nil {
+		return live{}, false
+	}
+	changed := map[string]bool{}
+	for _, name := range change.Repos {
+		changed[name] = true
+	}
+	root, ok := liveRoot(tree)
+	if !ok {
+		return live{}, false
+	}
+	l := live{repos: map[string]string{}}
+	for name, repo := range meta.Repositories {
+		if changed[name] || !repo.Published() {
+			continue
+		}
+		target, err := os.Readlink(tree.Path(path.Join(root, name, TagListFile)))
+		if err != nil {
+			return live{}, false
+		}
+		dir, ok := repoEntry(name, target)
+		if !ok {
+			return live{}, false
+		}
+		l.repos[name] = dir
+	}
+	target, err := os.Readlink(tree.Path(path.Join(root, RefsMapFile)))
+	if err != nil {
+		return live{}, false
+	}
+	refs, hex, ok := refsEntry(target)
+	if !ok {
+		return live{}, false
+	}
+	b, err := os.ReadFile(tree.Path(refs))
+	if err != nil || layout.DigestOf("sha256", b).Hex()[:len(hex)] != hex {
+		return live{}, false // damaged: WriteSharedFile writes it again
+	}
+	if change.refs.empty() {
+		l.refs = refs
+		return l, true
+	}
+	if l.refsMap, ok = spliceRefs(b, meta, changed, change.refs); !ok {
+		return live{}, false
+	}
+	return l, true
+}
+
+// liveRoot is the v2 entry (RootKind, tree-relative) the live publication links as its
+// PubDir, if it links one.
+func liveRoot(tree *layout.Tree) (string, bool) {
+	name, err := tree.LivePublication()
+	if err != nil {
+		return "", false
+	}
+	from := path.Join(layout.PubPath(name), PubDir)
+	target, err := os.Readlink(tree.Path(from))
+	if err != nil {
+		return "", false
+	}
+	hex := path.Base(target)
+	root := path.Join(layout.SharedDir, RootKind, hex)
+	if !isHex(hex, 32) || layout.RelLink(from, root) != target {
+		return "", false
+	}
+	return root, true
+}
+
+// repoEntry is the v2-tags entry (tree-relative) that target, the link REPO/_tags.json of a
+// v2 entry (RootKind) for repository name, points into, if it is one WriteTags writes.
+func repoEntry(name, target string) (string, bool) {
+	// The link lies in SharedDir/RootKind/<hex>/<name>/, 2 + the name's components below SharedDir.
+	up := strings.Repeat("../", 2+strings.Count(name, "/")+1)
+	rest, ok := strings.CutPrefix(target, up+RepoKind+"/")
+	if !ok {
+		return "", false
+	}
+	hex, ok := strings.CutSuffix(rest, "/"+TagListFile)
+	if !ok || !isHex(hex, 32) {
+		return "", false
+	}
+	return path.Join(layout.SharedDir, RepoKind, hex), true
+}
+
+// refsEntry is the refs.map entry (tree-relative) that target, the link refs.map of a v2
+// entry (RootKind), points to, and the hex digits its name ends with, if it is one WriteTags
+// writes ("<generation>-<hex>").
+func refsEntry(target string) (entry, hex string, ok bool) {
+	name, ok := strings.CutPrefix(target, "../../"+RefsKind+"/")
+	if !ok {
+		return "", "", false
+	}
+	gen, hex, ok := strings.Cut(name, "-")
+	if !ok || !isHex(hex, 16) || gen == "" || strings.Trim(gen, "0123456789") != "" {
+		return "", "", false
+	}
+	return path.Join(layout.SharedDir, RefsKind, name), hex, true
+}
+
+// isHex reports whether s is n lower-case hex digits.
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// spliceRefs is refs.map of meta made from prev, refs.map of the metadata the change c is
+// from: the lines of the repositories in changed that c removes taken out, those it adds
+// merged in where TagFiles orders them, every other line copied. The tag lines are merged by
+// comparing lines, the digest lines by a binary search per added line (their generations
+// looked up in meta: those of the lines kept are the same in both metadata, Diff moves a line
+// whose generation changed). It reports false when prev is not laid out as TagFiles writes
+// it (the header, tag lines sorted before digest lines, every line to remove there once per
+// removal), so that the caller renders refs.map whole.
+func spliceRefs(prev []byte, meta *layout.Meta, changed map[string]bool, c refsChange) ([]byte, bool) {
+	rest, ok := bytes.CutPrefix(prev, []byte(refsHeader))
+	if !ok || len(rest) > 0 && rest[len(rest)-1] != '\n' {
+		return nil, false
+	}
+	remove := maps.Clone(c.remove)
+	out := make([]byte, 0, len(prev)+64*(len(c.tags)+len(c.digests)))
+	out = append(out, refsHeader...)
+	tags := c.tags
+	var last []byte                                            // the last tag line
+	kept := make([][]byte, 0, bytes.Count(rest, []byte("\n"))) // the digest lines kept
+	inDigests := false
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		line := rest[:i]
+		rest = rest[i+1:]
+		repo, ref, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(repo) == 0 || !bytes.Contains(ref, []byte(" ")) {
+			return nil, false
+		}
+		if changed[string(repo)] {
+			if n := remove[string(line)]; n > 0 {
+				remove[string(line)] = n - 1
+				continue
+			}
+		}
+		if bytes.HasPrefix(ref, []byte("sha256:")) {
+			inDigests = true
+			kept = append(kept, line)
+			continue
+		}
+		if inDigests || last != nil && bytes.Compare(last, line) >= 0 {
+			return nil, false // a tag line after a digest line, or out of order
+		}
+		last = line
+		for len(tags) > 0 && tags[0] < string(line) {
+			out = append(append(out, tags[0]...), '\n')
+			tags = tags[1:]
+		}
+		out = append(append(out, line...), '\n')
+	}
+	for _, n := range remove {
+		if n != 0 {
+			return nil, false // not there: prev is not the change's refs.map
+		}
+	}
+	for _, t := range tags {
+		out = append(append(out, t...), '\n')
+	}
+	// The kept digest lines are ordered by (generation, line): each added line goes before
+	// the first kept line ordered after it.
+	bad := false
+	key := func(line []byte) digestRef {
+		_, ref, _ := bytes.Cut(line, []byte(":"))
+		ref, _, _ = bytes.Cut(ref, []byte(" "))
+		d, err := layout.ParseDigest(string(ref))
+		if err != nil {
+			bad = true
+		}
+		return digestRef{since(meta, d), string(line)}
+	}
+	next := 0
+	for _, r := range c.digests {
+		at := next + sort.Search(len(kept)-next, func(i int) bool { return compareRefs(key(kept[next+i]), r) > 0 })
+		for _, line := range kept[next:at] {
+			out = append(append(out, line...), '\n')
+		}
+		out = append(append(out, r.line...), '\n')
+		next = at
+	}
+	for _, line := range kept[next:] {
+		out = append(append(out, line...), '\n')
+	}
+	if bad {
+		return nil, false
+	}
+	return out, true
+}
