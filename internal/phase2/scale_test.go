@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,37 +117,58 @@ func BenchmarkPromotion(b *testing.B) {
 	tree := layout.NewTree(b.TempDir())
 	publishBench(b, tree, prev)
 	rnd := rand.New(rand.NewPCG(1, 2))
-	var diffAll, diff, full, change []time.Duration
+	// Each measure is of the process's CPU time (user and system: steady on a shared host)
+	// and of the wall-clock time (with the waits for the disk).
+	type measure struct{ cpu, wall []time.Duration }
+	var diffAll, diff, full, change measure
+	timed := func(m *measure, f func()) {
+		cpu, wall := cpuTime(), time.Now()
+		f()
+		m.cpu = append(m.cpu, cpuTime()-cpu)
+		m.wall = append(m.wall, time.Since(wall))
+	}
 	i := 0
 	for b.Loop() {
 		next := promote(prev, 10, rnd)
-		start := time.Now()
-		diffMarkers(prev, next)
-		diffAll = append(diffAll, time.Since(start))
-		start = time.Now()
-		c := Diff(prev, next)
-		diff = append(diff, time.Since(start))
+		timed(&diffAll, func() { diffMarkers(prev, next) })
+		var c Change
+		timed(&diff, func() { c = Diff(prev, next) })
 		for _, withChange := range []bool{i%2 == 0, i%2 != 0} {
-			ch, l := (*Change)(nil), &full
+			ch, m := (*Change)(nil), &full
 			if withChange {
-				ch, l = &c, &change
+				ch, m = &c, &change
 			}
-			start = time.Now()
-			root, uses, err := WriteTags(tree, next, ch)
+			var root string
+			var uses []string
+			var err error
+			timed(m, func() { root, uses, err = WriteTags(tree, next, ch) })
 			if err != nil {
 				b.Fatal(err)
 			}
-			*l = append(*l, time.Since(start))
 			removeNew(b, tree, prev, root, uses)
 		}
 		i++
 	}
-	b.ReportMetric(median(diffAll).Seconds()*1000, "diff-every-marker-ms")
-	b.ReportMetric(median(diff).Seconds()*1000, "diff-ms")
-	b.ReportMetric(median(full).Seconds()*1000, "writetags-full-ms")
-	b.ReportMetric(median(change).Seconds()*1000, "writetags-change-ms")
-	b.ReportMetric(float64(median(diff))/float64(median(diffAll)), "diff-new/old")
-	b.ReportMetric(float64(median(change))/float64(median(full)), "writetags-new/old")
+	ms := func(l []time.Duration) float64 { return median(l).Seconds() * 1000 }
+	for _, r := range []struct {
+		name string
+		m    measure
+	}{{"diff-every-marker", diffAll}, {"diff", diff}, {"writetags-full", full}, {"writetags-change", change}} {
+		b.ReportMetric(ms(r.m.cpu), r.name+"-cpu-ms")
+		b.ReportMetric(ms(r.m.wall), r.name+"-wall-ms")
+	}
+	b.ReportMetric(ms(diff.cpu)/ms(diffAll.cpu), "diff-cpu-new/old")
+	b.ReportMetric(ms(change.cpu)/ms(full.cpu), "writetags-cpu-new/old")
+	b.ReportMetric(ms(change.wall)/ms(full.wall), "writetags-wall-new/old")
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime() time.Duration {
+	var r syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &r); err != nil {
+		return 0
+	}
+	return time.Duration(r.Utime.Nano() + r.Stime.Nano())
 }
 
 // publishBench publishes m in tree as publish does, but for the digest markers, which
