@@ -82,10 +82,17 @@ func sameTags(prev, meta *layout.Meta, old, repo *layout.Repository) bool {
 	if !maps.Equal(old.Tags, repo.Tags) || !slices.Equal(old.Manifests, repo.Manifests) || !slices.Equal(old.Retiring, repo.Retiring) {
 		return false
 	}
-	same := func(d layout.Digest) bool {
-		a, okA := extension(prev, d)
-		b, okB := extension(meta, d)
-		return a == b && okA == okB
+	same := func(d layout.Digest) bool { // the same marker, if any
+		a, b := prev.Manifests[d], meta.Manifests[d]
+		if a == nil || b == nil {
+			return a == b
+		}
+		if a.MediaType == b.MediaType {
+			return true
+		}
+		x, okX := extension(prev, d)
+		y, okY := extension(meta, d)
+		return x == y && okX == okY
 	}
 	for _, d := range repo.Tags {
 		if !same(d) {
