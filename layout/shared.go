@@ -183,9 +183,10 @@ func (t *Tree) WriteSharedDir(kind string, entries map[string]SharedEntry) (stri
 	return rel, SyncDir(t.Path(path.Dir(rel)))
 }
 
-// sharedEntryOf is the shared entry (SharedDir/<kind>/<name>, kind one or two components as
-// the tree has them) a tree-relative path lies in, if it lies under SharedDir.
-func (t *Tree) sharedEntryOf(rel string) (string, bool) {
+// SharedEntryOf is the shared entry (SharedDir/<kind>/<name>, kind one or two components as
+// the tree has them) the tree-relative slash path rel lies in (or is), if it lies under
+// SharedDir in an entry named as this package names them.
+func SharedEntryOf(rel string) (string, bool) {
 	rest, ok := strings.CutPrefix(rel, SharedDir+"/")
 	if !ok {
 		return "", false
@@ -199,6 +200,16 @@ func (t *Tree) sharedEntryOf(rel string) (string, bool) {
 	}
 	return "", false
 }
+
+// SharedFileHolds reports whether data are the bytes the name of the shared file rel
+// ("<generation>-<hex>", WriteSharedFile) says it holds: a check that it is not damaged.
+func SharedFileHolds(rel string, data []byte) bool {
+	_, hex, ok := strings.Cut(path.Base(rel), "-")
+	return ok && len(hex) == 16 && DigestOf("sha256", data).Hex()[:16] == hex
+}
+
+// sharedEntryOf is SharedEntryOf.
+func (t *Tree) sharedEntryOf(rel string) (string, bool) { return SharedEntryOf(rel) }
 
 // isSharedName reports whether name is the name of a shared entry: "<hex>" (32 hex digits),
 // "<generation>-<hex>" (16 hex digits: a publication's name too) or SharedSeqPath's

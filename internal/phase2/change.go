@@ -197,26 +197,28 @@ func reuseLive(tree *layout.Tree, meta *layout.Meta, change *Change) (live, bool
 		if changed[name] || !repo.Published() {
 			continue
 		}
-		target, err := os.Readlink(tree.Path(path.Join(root, name, TagListFile)))
+		from := path.Join(root, name, TagListFile)
+		target, err := os.Readlink(tree.Path(from))
 		if err != nil {
 			return live{}, false
 		}
-		dir, ok := repoEntry(name, target)
-		if !ok {
+		dir, rest, ok := linkedEntry(from, target, RepoKind)
+		if !ok || rest != TagListFile {
 			return live{}, false
 		}
 		l.repos[name] = dir
 	}
-	target, err := os.Readlink(tree.Path(path.Join(root, RefsMapFile)))
+	from := path.Join(root, RefsMapFile)
+	target, err := os.Readlink(tree.Path(from))
 	if err != nil {
 		return live{}, false
 	}
-	refs, hex, ok := refsEntry(target)
-	if !ok {
+	refs, rest, ok := linkedEntry(from, target, RefsKind)
+	if !ok || rest != "" {
 		return live{}, false
 	}
 	b, err := os.ReadFile(tree.Path(refs))
-	if err != nil || layout.DigestOf("sha256", b).Hex()[:len(hex)] != hex {
+	if err != nil || !layout.SharedFileHolds(refs, b) {
 		return live{}, false // damaged: WriteSharedFile writes it again
 	}
 	if change.refs.empty() {
@@ -241,56 +243,24 @@ func liveRoot(tree *layout.Tree) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	hex := path.Base(target)
-	root := path.Join(layout.SharedDir, RootKind, hex)
-	if !isHex(hex, 32) || layout.RelLink(from, root) != target {
-		return "", false
-	}
-	return root, true
+	root, rest, ok := linkedEntry(from, target, RootKind)
+	return root, ok && rest == ""
 }
 
-// repoEntry is the v2-tags entry (tree-relative) that target, the link REPO/_tags.json of a
-// v2 entry (RootKind) for repository name, points into, if it is one WriteTags writes.
-func repoEntry(name, target string) (string, bool) {
-	// The link lies in SharedDir/RootKind/<hex>/<name>/, 2 + the name's components below SharedDir.
-	up := strings.Repeat("../", 2+strings.Count(name, "/")+1)
-	rest, ok := strings.CutPrefix(target, up+RepoKind+"/")
-	if !ok {
-		return "", false
-	}
-	hex, ok := strings.CutSuffix(rest, "/"+TagListFile)
-	if !ok || !isHex(hex, 32) {
-		return "", false
-	}
-	return path.Join(layout.SharedDir, RepoKind, hex), true
-}
-
-// refsEntry is the refs.map entry (tree-relative) that target, the link refs.map of a v2
-// entry (RootKind), points to, and the hex digits its name ends with, if it is one WriteTags
-// writes ("<generation>-<hex>").
-func refsEntry(target string) (entry, hex string, ok bool) {
-	name, ok := strings.CutPrefix(target, "../../"+RefsKind+"/")
-	if !ok {
+// linkedEntry is the shared entry of kind (tree-relative) that target, the target of the
+// symbolic link at the tree-relative path from, points into, and the path within it ("" for
+// the entry itself), if target is the link WriteTags or a publish writes there
+// (layout.RelLink).
+func linkedEntry(from, target, kind string) (entry, rest string, ok bool) {
+	to := path.Join(path.Dir(from), target)
+	entry, ok = layout.SharedEntryOf(to)
+	if !ok || path.Dir(entry) != path.Join(layout.SharedDir, kind) || layout.RelLink(from, to) != target {
 		return "", "", false
 	}
-	gen, hex, ok := strings.Cut(name, "-")
-	if !ok || !isHex(hex, 16) || gen == "" || strings.Trim(gen, "0123456789") != "" {
-		return "", "", false
+	if to == entry {
+		return entry, "", true
 	}
-	return path.Join(layout.SharedDir, RefsKind, name), hex, true
-}
-
-// isHex reports whether s is n lower-case hex digits.
-func isHex(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	return entry, strings.TrimPrefix(to, entry+"/"), true
 }
 
 // spliceRefs is refs.map of meta made from prev, refs.map of the metadata the change c is

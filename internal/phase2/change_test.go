@@ -312,11 +312,16 @@ func TestWriteTagsFallsBack(t *testing.T) {
 	nextSpec.repos["fedora"].retiring = []string{"b"}
 	prev, next := prevSpec.meta(1), nextSpec.meta(2)
 	refsMap := func(tree *layout.Tree) string {
-		target, err := os.Readlink(tree.Path(path.Join(LiveDir, RefsMapFile)))
+		root, ok := liveRoot(tree)
+		if !ok {
+			t.Fatal("no live v2 entry")
+		}
+		from := path.Join(root, RefsMapFile)
+		target, err := os.Readlink(tree.Path(from))
 		if err != nil {
 			t.Fatal(err)
 		}
-		entry, _, ok := refsEntry(target)
+		entry, _, ok := linkedEntry(from, target, RefsKind)
 		if !ok {
 			t.Fatalf("refs.map link %q", target)
 		}
@@ -463,27 +468,27 @@ func FuzzSpliceRefs(f *testing.F) {
 	})
 }
 
-// FuzzLiveLinks: repoEntry and refsEntry accept a link target only if it is exactly the one
-// WriteTags writes to the entry they return.
-func FuzzLiveLinks(f *testing.F) {
-	f.Add("fedora/toolbox", "../../../../v2-tags/0123456789abcdef0123456789abcdef/_tags.json")
-	f.Add("fedora", "../../../v2-tags/0123456789abcdef0123456789abcdef/_tags.json")
-	f.Add("fedora", "../../v2-refs.map/12-0123456789abcdef")
-	f.Add("a", "../../../v2-tags/../x/_tags.json")
-	f.Fuzz(func(t *testing.T, name, target string) {
-		if layout.ValidateName(name) != nil {
+// FuzzLinkedEntry: linkedEntry accepts a link target only if it is exactly the one a publish
+// writes at that path to the entry of that kind it returns (and the path in it).
+func FuzzLinkedEntry(f *testing.F) {
+	root := path.Join(layout.SharedDir, RootKind, "0123456789abcdef0123456789abcdef")
+	f.Add(path.Join(root, "fedora/toolbox", TagListFile), "../../../../v2-tags/0123456789abcdef0123456789abcdef/_tags.json", RepoKind)
+	f.Add(path.Join(root, "fedora", TagListFile), "../../../v2-tags/0123456789abcdef0123456789abcdef/_tags.json", RepoKind)
+	f.Add(path.Join(root, RefsMapFile), "../../v2-refs.map/12-0123456789abcdef", RefsKind)
+	f.Add(path.Join(layout.PubPath("3-0123456789abcdef"), PubDir), "../../shared/v2/0123456789abcdef0123456789abcdef", RootKind)
+	f.Add(path.Join(root, "a", TagListFile), "../../../v2-tags/../x/_tags.json", RepoKind)
+	f.Add(path.Join(root, "a", TagListFile), "../../../../../../../../etc/passwd", RepoKind)
+	f.Fuzz(func(t *testing.T, from, target, kind string) {
+		entry, rest, ok := linkedEntry(from, target, kind)
+		if !ok {
 			return
 		}
-		root := path.Join(layout.SharedDir, RootKind, strings.Repeat("0", 32))
-		if dir, ok := repoEntry(name, target); ok {
-			if want := layout.RelLink(path.Join(root, name, TagListFile), path.Join(dir, TagListFile)); want != target {
-				t.Errorf("repoEntry(%q, %q) = %q, which WriteTags links as %q", name, target, dir, want)
-			}
+		to := path.Join(entry, rest)
+		if got, _ := layout.SharedEntryOf(entry); got != entry || path.Dir(entry) != path.Join(layout.SharedDir, kind) {
+			t.Errorf("linkedEntry(%q, %q, %q) = %q, not an entry of that kind", from, target, kind, entry)
 		}
-		if entry, hex, ok := refsEntry(target); ok {
-			if want := layout.RelLink(path.Join(root, RefsMapFile), entry); want != target || !strings.HasSuffix(entry, "-"+hex) {
-				t.Errorf("refsEntry(%q) = %q %q, which WriteTags links as %q", target, entry, hex, want)
-			}
+		if want := layout.RelLink(from, to); want != target {
+			t.Errorf("linkedEntry(%q, %q, %q) = %q %q, which is linked as %q", from, target, kind, entry, rest, want)
 		}
 	})
 }
