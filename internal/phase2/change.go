@@ -36,8 +36,10 @@ func (c refsChange) empty() bool {
 }
 
 // Diff returns the change of the phase-2 files from prev's to meta's, computed in memory.
-// Its work grows with the change: a repository whose tags, manifests, markers and their
-// generations (layout.Blob.Since) are the same in both costs a comparison.
+// Only the repositories that differ are rendered: one whose tags, manifests, markers and
+// their generations (layout.Blob.Since) are the same in both costs a comparison (its tags and
+// manifest lists, and four map lookups a manifest, which vouch for its markers and their
+// order in refs.map).
 func Diff(prev, meta *layout.Meta) Change {
 	var c Change
 	diff := func(name string, old, repo *layout.Repository) {
