@@ -25,39 +25,10 @@ import (
 // in one write every 100 ms, or as soon as 64 KiB wait, so that a line costs no system call
 // and what is written stays in the CPU's cache; a crash loses at most the last 100 ms.
 type AccessLog struct {
-	json   bool
-	stamp  atomic.Pointer[secondStamp] // the last second formatted
-	epoch  time.Time                   // its monotonic reading is where requests' start and end count from
-	anchor atomic.Pointer[wallAnchor]  // the wall clock, read at most a second ago
-	mu     sync.Mutex                  // serializes Writes
-	w      io.Writer
-}
-
-// wallAnchor is a reading of the wall clock and of the monotonic clock (since epoch) together.
-type wallAnchor struct {
-	wall time.Time // without its monotonic reading
-	mono time.Duration
-}
-
-// start reads the clock as a request begins: the monotonic clock only (time.Now reads two
-// clocks, and a clock read is a tenth of a cached answer's cost).
-func (a *AccessLog) start() time.Duration { return time.Since(a.epoch) }
-
-// end returns the time as a request ends and how long it took since start, from one read of
-// the monotonic clock: the wall clock is read again at most once a second and the time since
-// added to it, so a line's time is never more than a second of clock drift (a slewing NTP:
-// half a millisecond) from the wall clock's, and a step of the wall clock shows within a
-// second.
-func (a *AccessLog) end(start time.Duration) (time.Time, time.Duration) {
-	mono := time.Since(a.epoch)
-	w := a.anchor.Load()
-	if w == nil || mono-w.mono >= time.Second || mono < w.mono {
-		t := time.Now()
-		w = &wallAnchor{wall: t.Round(0), mono: t.Sub(a.epoch)}
-		a.anchor.Store(w)
-		mono = max(mono, w.mono)
-	}
-	return w.wall.Add(mono - w.mono), mono - start
+	json  bool
+	stamp atomic.Pointer[secondStamp] // the last second formatted
+	mu    sync.Mutex                  // serializes Writes
+	w     io.Writer
 }
 
 // NewAccessLog returns an access log writing to w in format "text" or "json".
@@ -67,7 +38,7 @@ func NewAccessLog(w io.Writer, format string) (*AccessLog, error) {
 	default:
 		return nil, fmt.Errorf("access log format %q: want text or json", format)
 	}
-	return &AccessLog{w: w, json: format == "json", epoch: time.Now()}, nil
+	return &AccessLog{w: w, json: format == "json"}, nil
 }
 
 // accessLine is what one access log line says.
@@ -85,12 +56,14 @@ type accessLine struct {
 
 // logAccess writes one structured line per request: who (client address as used for the
 // region, and the TCP peer), what, the answer, and where a blob was sent.
-func (s *Server) logAccess(st *reqState, r *http.Request, start time.Duration) {
+func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 	client := st.client
 	if !st.resolved {
 		client, _ = clientAddr(r, s.trusted)
 	}
-	now, d := s.access.end(start)
+	// One read of the monotonic clock, not a second time.Now: start carries the wall clock.
+	d := time.Since(start)
+	now := start.Add(d)
 	l := accessLine{
 		client:   client,
 		method:   r.Method,

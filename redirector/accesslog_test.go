@@ -243,29 +243,3 @@ func TestQuotingEveryByte(t *testing.T) {
 		}
 	}
 }
-
-// TestAccessLogClock: a line's time and duration come from the monotonic clock, its time kept
-// within a second's drift of the wall clock: an anchor older than a second (here one an hour
-// off, as after a step of the wall clock) is read again.
-func TestAccessLogClock(t *testing.T) {
-	a := mustAccessLog(t, io.Discard, "text")
-	start := a.start()
-	time.Sleep(2 * time.Millisecond)
-	before := time.Now()
-	now, d := a.end(start)
-	after := time.Now()
-	if d < 2*time.Millisecond {
-		t.Errorf("duration %v after sleeping 2ms", d)
-	}
-	if now.Before(before.Add(-time.Millisecond)) || now.After(after.Add(time.Millisecond)) {
-		t.Errorf("time %v, want between %v and %v", now, before, after)
-	}
-	a.anchor.Store(&wallAnchor{wall: time.Now().Add(-time.Hour).Round(0), mono: a.start() - 2*time.Second})
-	if now, _ := a.end(a.start()); time.Since(now).Abs() > 100*time.Millisecond {
-		t.Errorf("time %v with an anchor older than a second, want now (%v)", now, time.Now())
-	}
-	a.anchor.Store(&wallAnchor{wall: time.Now().Add(-time.Hour).Round(0), mono: a.start()})
-	if now, _ := a.end(a.start()); time.Since(now) < 59*time.Minute {
-		t.Errorf("time %v with a fresh anchor an hour off: want the anchor followed (read again only after a second)", now)
-	}
-}

@@ -294,9 +294,9 @@ func (s *Server) resolveClient(st *reqState, r *http.Request, g *generation) *re
 
 // ServeHTTP answers one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var start time.Duration
-	if s.access != nil {
-		start = s.access.start()
+	var start time.Time
+	if s.access != nil { // reading the clock is a tenth of a cached answer's cost
+		start = time.Now()
 	}
 	st := statePool.Get().(*reqState)
 	st.ResponseWriter = w
@@ -352,7 +352,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // finish recovers from a bug (answering 500 if nothing was written yet), then counts and logs
 // the request.
-func (s *Server) finish(st *reqState, r *http.Request, start time.Duration) {
+func (s *Server) finish(st *reqState, r *http.Request, start time.Time) {
 	if p := recover(); p != nil {
 		if p == http.ErrAbortHandler {
 			panic(p)
