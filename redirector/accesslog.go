@@ -7,42 +7,67 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/regmirror/regmirror/internal/batch"
 	"github.com/regmirror/regmirror/internal/trunc"
 )
 
 // AccessLog writes one line per request, in the format of log/slog's TextHandler or
 // JSONHandler (so the access lines and the server's own log read alike in one journal), at a
-// fraction of slog's cost: the request formats its line into a buffer it reuses (no
-// reflection, no interface values, no allocation; the date and time to the second are
-// formatted once a second) and hands it to the writer in one Write under a short lock. The
-// writer should buffer: cmd/regmirror's lineBuffer copies the line and writes what gathered
-// in one write every 100 ms, or as soon as 64 KiB wait, so that a line costs no system call
-// and what is written stays in the CPU's cache; a crash loses at most the last 100 ms.
+// fraction of slog's cost. The request path only copies the line's fields into a batch (no
+// formatting, no allocation, one short lock); a goroutine formats the batch, with no
+// reflection, no interface values and the date and time to the second formatted once a second,
+// and hands it to the writer in one Write every 50 ms, or as soon as 512 lines wait. Close
+// writes the rest. The writer should buffer (cmd/regmirror's line buffer writes every 100 ms
+// and on shutdown): a crash loses at most the lines of the last 150 ms.
 type AccessLog struct {
+	w     io.Writer
 	json  bool
 	stamp atomic.Pointer[secondStamp] // the last second formatted
-	mu    sync.Mutex                  // serializes Writes
-	w     io.Writer
+	lines *batch.Batcher[accessLine]
+	buf   []byte // the batch formatted (flush only: one at a time)
 }
 
-// NewAccessLog returns an access log writing to w in format "text" or "json".
+// NewAccessLog returns an access log writing to w in format "text" or "json". Close it to
+// write the last lines.
 func NewAccessLog(w io.Writer, format string) (*AccessLog, error) {
 	switch format {
 	case "text", "json":
 	default:
 		return nil, fmt.Errorf("access log format %q: want text or json", format)
 	}
-	return &AccessLog{w: w, json: format == "json"}, nil
+	a := &AccessLog{w: w, json: format == "json"}
+	// A batch that waits longer than 16384 lines is formatted by the request adding to it.
+	a.lines = batch.New(50*time.Millisecond, 512, 16<<10, a.flush)
+	return a, nil
 }
+
+// flush formats a batch and writes it in one Write.
+func (a *AccessLog) flush(lines []accessLine) error {
+	b := a.buf[:0]
+	for i := range lines {
+		b = a.appendLine(b, lines[i].at, &lines[i])
+	}
+	if cap(b) <= 4<<20 {
+		a.buf = b[:0]
+	}
+	_, err := a.w.Write(b)
+	return err
+}
+
+// Flush writes the lines recorded so far.
+func (a *AccessLog) Flush() error { return a.lines.Flush() }
+
+// Close writes the lines left; lines recorded afterwards are written at once.
+func (a *AccessLog) Close() error { return a.lines.Close() }
 
 // accessLine is what one access log line says.
 type accessLine struct {
+	at               time.Time
 	client           netip.Addr
 	method, path     string
 	status           int
@@ -83,21 +108,13 @@ func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 	if ua := r.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" { // net/http's keys are canonical: no Get
 		l.ua = trunc.String(ua[0])
 	}
-	st.logBuf = s.access.write(st.logBuf, now, &l)
+	s.access.write(now, &l)
 }
 
-// write formats l at now into buf (reused: its contents are replaced) and writes it; it
-// returns buf for the next line. A line the writer refuses is lost: the log never holds up an
-// answer.
-func (a *AccessLog) write(buf []byte, now time.Time, l *accessLine) []byte {
-	buf = a.appendLine(buf[:0], now, l)
-	a.mu.Lock()
-	_, _ = a.w.Write(buf)
-	a.mu.Unlock()
-	if cap(buf) > 4<<10 { // a huge user agent or path: not kept for the next request
-		return nil
-	}
-	return buf
+// write records l at now, to be formatted with its batch.
+func (a *AccessLog) write(now time.Time, l *accessLine) {
+	l.at = now
+	_ = a.lines.Add(*l)
 }
 
 // appendLine appends l as slog's handler would format a record at now with level INFO,

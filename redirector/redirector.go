@@ -217,7 +217,6 @@ type reqState struct {
 	asn      uint32
 	region   string
 	mirror   string
-	logBuf   []byte // the access log line's buffer, kept with the state for the next request
 }
 
 func (st *reqState) WriteHeader(code int) {
@@ -372,7 +371,7 @@ func (s *Server) finish(st *reqState, r *http.Request, start time.Time) {
 	if s.access != nil && st.ep != epHealth { // health checks would drown the log
 		s.logAccess(st, r, start)
 	}
-	*st = reqState{logBuf: st.logBuf}
+	*st = reqState{}
 	statePool.Put(st)
 }
 

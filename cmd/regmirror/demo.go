@@ -76,6 +76,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	// The redirector.
 	access, _ := redirector.NewAccessLog(logOut, *logFormat) // the format is checked above
+	defer access.Close()
 	srv, err := redirector.New(redirector.Options{
 		Tree:      *out,
 		Logger:    logger,

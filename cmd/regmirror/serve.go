@@ -84,6 +84,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *accessLog {
 		opts.AccessLog, _ = redirector.NewAccessLog(logOut, *logFormat) // the format is checked above
+		defer opts.AccessLog.Close()                                    // before logOut's: the last lines go through it
 	}
 	srv, err := redirector.New(opts)
 	if err != nil {
@@ -179,8 +180,7 @@ func parseCIDR(s string) (netip.Prefix, error) {
 
 // lineBuffer batches log lines to w, so that an access log line per request costs a copy
 // under a lock, not a write system call: the lines gathered are written every 100 ms, or as
-// soon as 64 KiB wait (small enough to stay in the CPU's cache between the copy and the
-// write), in one write, outside the lock the request path takes. At most 100 ms
+// soon as 256 KiB wait, in one write, outside the lock the request path takes. At most 100 ms
 // of lines (and the write in progress) are lost on a crash; Close writes the rest. A writer
 // finding 4 MiB waiting (w slower than the lines come) writes them itself.
 type lineBuffer struct {
@@ -188,7 +188,7 @@ type lineBuffer struct {
 }
 
 func newLineBuffer(w io.Writer) *lineBuffer {
-	return &lineBuffer{batch.New(100*time.Millisecond, 64<<10, 4<<20, func(p []byte) error {
+	return &lineBuffer{batch.New(100*time.Millisecond, 256<<10, 4<<20, func(p []byte) error {
 		_, err := w.Write(p)
 		return err
 	})}
