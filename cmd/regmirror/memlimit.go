@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -47,44 +48,36 @@ func adaptMemoryLimit(ctx context.Context, limit int64, interval time.Duration) 
 	}
 }
 
-// serveHeapHeadroom is how much serve's heap may grow between two collections, at least. What
-// serve holds is its generation; a cached answer leaves a few kilobytes of garbage (most of it
-// net/http's). Under GOGC=100 a small tree's heap of a few MiB was collected every thousand
-// requests, each collection marking the whole generation: about a tenth of a cached answer's
-// instructions (BenchmarkInstructions). A large tree's live heap (64 MiB and more) spaces
-// collections out as much under GOGC=100, which it keeps: its memory is as before.
-const serveHeapHeadroom = 64 << 20
+// serveBallast is the size of the ballast serve holds while its generation is small: a
+// pointer-free allocation it never touches, so that it costs address space, not memory (its
+// pages are never written, so never resident), and the collector, which paces itself on the
+// live heap, lets the heap grow by at least this much between two collections. A cached
+// answer leaves a few kilobytes of garbage (most of it net/http's); under GOGC=100 a small
+// tree's heap of a few MiB was collected every thousand requests, which cost serve about a
+// tenth of its instructions a request (BenchmarkInstructions). Once the live heap besides it
+// is as large, GOGC=100 spaces collections out as much, and the ballast is dropped
+// (holdBallast): a large tree's memory is not raised by it.
+const serveBallast = 64 << 20
 
-// gcPercentFor is the GOGC value that lets a heap of live bytes grow by headroom bytes before
-// the next collection, or by live bytes (GOGC=100) when that is more; at most 10000.
-func gcPercentFor(live, headroom int64) int {
-	if live < 1<<20 {
-		live = 1 << 20
-	}
-	return int(min(max(100, headroom*100/live), 10000))
-}
+// newBallast allocates a ballast of n bytes.
+func newBallast(n int) []byte { return make([]byte, n) }
 
-// adaptGCPercent sets GOGC to gcPercentFor(live heap, headroom) now and every interval until
-// ctx is done, as the live heap changes. serve starts it once its generation is loaded: the
-// load's garbage is collected under GOGC=100.
-func adaptGCPercent(ctx context.Context, headroom int64, interval time.Duration) {
+// holdBallast keeps ballast alive until ctx is done or, checked every interval, the live heap
+// besides it reaches its size.
+func holdBallast(ctx context.Context, ballast []byte, interval time.Duration) {
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	pct := 0
 	for {
-		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 {
-			return // not kept by this runtime: GOGC stays
-		}
-		if p := gcPercentFor(int64(sample[0].Value.Uint64()), headroom); p != pct {
-			pct = p
-			debug.SetGCPercent(pct)
-		}
 		select {
 		case <-ctx.Done():
+			runtime.KeepAlive(ballast)
 			return
 		case <-t.C:
+		}
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 && sample[0].Value.Uint64() >= 2*uint64(len(ballast)) {
+			return // the ballast is garbage from here
 		}
 	}
 }

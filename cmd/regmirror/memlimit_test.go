@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -59,55 +64,83 @@ func TestAdaptMemoryLimit(t *testing.T) {
 	runtime.KeepAlive(hold)
 }
 
-func TestGCPercentFor(t *testing.T) {
-	const mib = 1 << 20
-	tests := []struct {
-		name           string
-		live, headroom int64
-		want           int
-	}{
-		{"small tree", 8 * mib, 64 * mib, 800},
-		{"nothing live yet", 0, 64 * mib, 6400},
-		{"tiny heap: at most 10000", 1 * mib, 64 * mib * 1000, 10000},
-		{"live equals headroom", 64 * mib, 64 * mib, 100},
-		{"large tree: GOGC=100", 800 * mib, 64 * mib, 100},
+// TestBallast: the ballast costs no resident memory and moves the collector's goal up by its
+// size, as serve counts on. It runs in a fresh process, as serve allocates it at its start:
+// in this one, other tests' freed heap could hand the ballast pages already written.
+func TestBallast(t *testing.T) {
+	if os.Getenv("REGMIRROR_BALLAST_CHILD") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestBallast$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "REGMIRROR_BALLAST_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestBallast") {
+			t.Fatalf("the ballast check in a fresh process: %v\n%s", err, out)
+		}
+		return
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := gcPercentFor(tc.live, tc.headroom); got != tc.want {
-				t.Errorf("gcPercentFor(%d MiB, %d MiB): got %d, want %d", tc.live/mib, tc.headroom/mib, got, tc.want)
-			}
-		})
+	const n = 64 << 20
+	runtime.GC()
+	rss0 := residentBytes(t)
+	b := newBallast(n)
+	runtime.GC()
+	goal := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(goal)
+	if got := rss0 + 8<<20; residentBytes(t) > got {
+		t.Errorf("resident after a %d MiB ballast: %d MiB, want at most %d MiB (its pages are never written)", n>>20, residentBytes(t)>>20, got>>20)
 	}
+	if got := goal[0].Value.Uint64(); got < 2*n {
+		t.Errorf("heap goal with a %d MiB ballast: %d MiB, want at least %d MiB", n>>20, got>>20, 2*n>>20)
+	}
+	runtime.KeepAlive(b)
 }
 
-// TestAdaptGCPercent: serve's collector lets the heap grow by the headroom, and follows a live
-// heap that outgrows it back to GOGC=100.
-func TestAdaptGCPercent(t *testing.T) {
-	old := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(old)
-	gcPercent := func() int { p := debug.SetGCPercent(100); debug.SetGCPercent(p); return p }
-	run := func(headroom int64, from int) int {
-		debug.SetGCPercent(from)
-		runtime.GC() // the live heap as it is now
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			adaptGCPercent(ctx, headroom, time.Hour)
-		}()
-		deadline := time.Now().Add(10 * time.Second)
-		for gcPercent() == from && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
+// residentBytes is this process's resident set (VmRSS).
+func residentBytes(t *testing.T) int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pages * int64(os.Getpagesize())
+}
+
+// TestHoldBallast: the ballast is held while the live heap besides it is smaller, and dropped
+// once it is as large.
+func TestHoldBallast(t *testing.T) {
+	const n = serveBallast // this test process's own live heap stays below it
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		holdBallast(ctx, newBallast(n), 5*time.Millisecond)
+	}()
+	for range 10 {
+		runtime.GC()
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case <-done:
+		t.Fatal("the ballast was dropped with a small live heap")
+	default:
+	}
+	live := make([][]byte, 0, 16)
+	for range 16 {
+		live = append(live, make([]byte, n/8*2)) // 2n besides the ballast
+	}
+	deadline := time.After(10 * time.Second)
+	for dropped := false; !dropped; {
+		runtime.GC()
+		select {
+		case <-done:
+			dropped = true
+		case <-deadline:
+			t.Fatal("the ballast was still held 10 s after the live heap besides it passed its size")
+		case <-time.After(5 * time.Millisecond):
 		}
-		cancel()
-		<-done
-		return gcPercent()
 	}
-	if got := run(1<<40, 100); got != 10000 {
-		t.Errorf("headroom far above the live heap: GOGC %d, want 10000", got)
-	}
-	if got := run(1, 50); got != 100 {
-		t.Errorf("headroom below the live heap: GOGC %d, want 100", got)
-	}
+	runtime.KeepAlive(live)
 }

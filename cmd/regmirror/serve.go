@@ -64,6 +64,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	if os.Getenv("GOGC") == "" { // an operator's GOGC says how often to collect
+		ballastCtx, drop := context.WithCancel(ctx)
+		defer drop()
+		go holdBallast(ballastCtx, newBallast(serveBallast), time.Second)
+	}
 	logOut := newLineBuffer(stderr)
 	defer logOut.Close()
 	logger, err := newLogger("serve", *logFormat, logOut)
@@ -89,11 +94,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv, err := redirector.New(opts)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
-	}
-	if os.Getenv("GOGC") == "" { // an operator's GOGC says how often to collect
-		gcCtx, stop := context.WithCancel(ctx)
-		defer stop()
-		go adaptGCPercent(gcCtx, serveHeapHeadroom, time.Second)
 	}
 	defer srv.Close()
 	err = srv.ListenAndServe(ctx, redirector.ServeConfig{
