@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -48,36 +47,16 @@ func adaptMemoryLimit(ctx context.Context, limit int64, interval time.Duration) 
 	}
 }
 
-// serveBallast is the size of the ballast serve holds while its generation is small: a
-// pointer-free allocation it never touches, so that it costs address space, not memory (its
-// pages are never written, so never resident), and the collector, which paces itself on the
-// live heap, lets the heap grow by at least this much between two collections. A cached
-// answer leaves a few kilobytes of garbage (most of it net/http's); under GOGC=100 a small
-// tree's heap of a few MiB was collected every thousand requests, which cost serve about a
-// tenth of its instructions a request (BenchmarkInstructions). Once the live heap besides it
-// is as large, GOGC=100 spaces collections out as much, and the ballast is dropped
-// (holdBallast): a large tree's memory is not raised by it.
+// serveBallast is the size of the ballast serve holds while it runs: a pointer-free
+// allocation it never touches, so that it costs address space, not memory (its pages are
+// never written, so never resident), and the collector, which paces itself on the live
+// heap, lets the heap grow by at least this much between two collections. A cached answer
+// leaves a few kilobytes of garbage (most of it net/http's); under GOGC=100 a small tree's
+// heap of a few MiB was collected every thousand requests, which cost serve about a tenth of
+// its instructions a request (callgrind, BenchmarkWrkBlobRedirect's tree). A large tree's live
+// heap already spaces collections out; the ballast adds 64 MiB to where they start.
 const serveBallast = 64 << 20
 
-// newBallast allocates a ballast of n bytes.
+// newBallast allocates a ballast of n bytes; keep it alive (runtime.KeepAlive) while it
+// should act.
 func newBallast(n int) []byte { return make([]byte, n) }
-
-// holdBallast keeps ballast alive until ctx is done or, checked every interval, the live heap
-// besides it reaches its size.
-func holdBallast(ctx context.Context, ballast []byte, interval time.Duration) {
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			runtime.KeepAlive(ballast)
-			return
-		case <-t.C:
-		}
-		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 && sample[0].Value.Uint64() >= 2*uint64(len(ballast)) {
-			return // the ballast is garbage from here
-		}
-	}
-}

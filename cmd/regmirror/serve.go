@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -65,9 +66,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	if os.Getenv("GOGC") == "" { // an operator's GOGC says how often to collect
-		ballastCtx, drop := context.WithCancel(ctx)
-		defer drop()
-		go holdBallast(ballastCtx, newBallast(serveBallast), time.Second)
+		ballast := newBallast(serveBallast)
+		defer runtime.KeepAlive(ballast)
 	}
 	logOut := newLineBuffer(stderr)
 	defer logOut.Close()
