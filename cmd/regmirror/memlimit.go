@@ -46,17 +46,3 @@ func adaptMemoryLimit(ctx context.Context, limit int64, interval time.Duration) 
 		}
 	}
 }
-
-// serveBallast is the size of the ballast serve holds while it runs: a pointer-free
-// allocation it never touches, so that it costs address space, not memory (its pages are
-// never written, so never resident), and the collector, which paces itself on the live
-// heap, lets the heap grow by at least this much between two collections. A cached answer
-// leaves a few kilobytes of garbage (most of it net/http's); under GOGC=100 a small tree's
-// heap of a few MiB was collected every thousand requests, which cost serve about a tenth of
-// its instructions a request (callgrind, BenchmarkWrkBlobRedirect's tree). A large tree's live
-// heap already spaces collections out; the ballast adds 64 MiB to where they start.
-const serveBallast = 64 << 20
-
-// newBallast allocates a ballast of n bytes; keep it alive (runtime.KeepAlive) while it
-// should act.
-func newBallast(n int) []byte { return make([]byte, n) }

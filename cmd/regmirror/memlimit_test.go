@@ -2,13 +2,8 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -62,47 +57,4 @@ func TestAdaptMemoryLimit(t *testing.T) {
 		t.Errorf("limit with %d MiB live from a start of 8 MiB: got %d MiB, want at least %d MiB", live>>20, got>>20, (live+live/2)>>20)
 	}
 	runtime.KeepAlive(hold)
-}
-
-// TestBallast: the ballast costs no resident memory and moves the collector's goal up by its
-// size, as serve counts on. It runs in a fresh process, as serve allocates it at its start:
-// in this one, other tests' freed heap could hand the ballast pages already written.
-func TestBallast(t *testing.T) {
-	if os.Getenv("REGMIRROR_BALLAST_CHILD") == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestBallast$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "REGMIRROR_BALLAST_CHILD=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestBallast") {
-			t.Fatalf("the ballast check in a fresh process: %v\n%s", err, out)
-		}
-		return
-	}
-	const n = 64 << 20
-	runtime.GC()
-	rss0 := residentBytes(t)
-	b := newBallast(n)
-	runtime.GC()
-	goal := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
-	metrics.Read(goal)
-	if got := rss0 + 8<<20; residentBytes(t) > got {
-		t.Errorf("resident after a %d MiB ballast: %d MiB, want at most %d MiB (its pages are never written)", n>>20, residentBytes(t)>>20, got>>20)
-	}
-	if got := goal[0].Value.Uint64(); got < 2*n {
-		t.Errorf("heap goal with a %d MiB ballast: %d MiB, want at least %d MiB", n>>20, got>>20, 2*n>>20)
-	}
-	runtime.KeepAlive(b)
-}
-
-// residentBytes is this process's resident set (VmRSS).
-func residentBytes(t *testing.T) int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(string(b))
-	pages, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pages * int64(os.Getpagesize())
 }

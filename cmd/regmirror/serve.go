@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"time"
 
@@ -65,10 +64,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	if os.Getenv("GOGC") == "" { // an operator's GOGC says how often to collect
-		ballast := newBallast(serveBallast)
-		defer runtime.KeepAlive(ballast)
-	}
 	logOut := newLineBuffer(stderr)
 	defer logOut.Close()
 	logger, err := newLogger("serve", *logFormat, logOut)
