@@ -253,13 +253,10 @@ func (st *reqState) Unwrap() http.ResponseWriter { return st.ResponseWriter }
 // server was given its ConnContext.
 func (s *Server) resolveClient(st *reqState, r *http.Request, g *generation) *regionEntry {
 	geo, asnDB := s.geo.Load(), s.asn.Load()
-	cc, cached := cachedPlace(r, g, geo, asnDB)
-	var p clientPlace // on the stack: only a place the connection keeps is allocated
-	if cached != nil {
-		p = *cached
-	} else {
+	cc, p := cachedPlace(r, g, geo, asnDB)
+	if p == nil {
 		var viaProxy bool
-		p = clientPlace{g: g, geo: geo, asn: asnDB}
+		p = &clientPlace{g: g, geo: geo, asn: asnDB}
 		p.client, viaProxy = clientAddr(r, s.trusted)
 		if viaProxy && s.countryHeader != "" {
 			if vals := r.Header[s.countryHeader]; len(vals) > 0 {
@@ -277,8 +274,7 @@ func (s *Server) resolveClient(st *reqState, r *http.Request, g *generation) *re
 		}
 		p.region = g.regionFor(p.country, p.cont)
 		if cc != nil && !viaProxy {
-			kept := p
-			cc.p.Store(&kept)
+			cc.p.Store(p)
 		}
 	}
 	st.client, st.country, st.cont, st.asn = p.client, p.country, p.cont, p.asnNum
