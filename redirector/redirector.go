@@ -248,43 +248,33 @@ func (st *reqState) ReadFrom(r io.Reader) (int64, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (st *reqState) Unwrap() http.ResponseWriter { return st.ResponseWriter }
 
-// resolveClient finds the client's address, country, continent and region, only for the
-// answers that depend on it: once per request, or once per connection (connCache) when the
-// server was given its ConnContext.
+// resolveClient finds the client's address, country, continent and region, once per request
+// and only for the answers that depend on it.
 func (s *Server) resolveClient(st *reqState, r *http.Request, g *generation) *regionEntry {
-	geo, asnDB := s.geo.Load(), s.asn.Load()
-	cc, p := cachedPlace(r, g, geo, asnDB)
-	if p == nil {
-		var viaProxy bool
-		p = &clientPlace{g: g, geo: geo, asn: asnDB}
-		p.client, viaProxy = clientAddr(r, s.trusted)
-		if viaProxy && s.countryHeader != "" {
-			if vals := r.Header[s.countryHeader]; len(vals) > 0 {
-				if c := normCode(vals[0]); c != "" {
-					p.country = c
-					p.cont, _ = layout.ContinentOf(c)
-				}
+	addr, viaProxy := clientAddr(r, s.trusted)
+	st.client = addr
+	st.resolved = true
+	if viaProxy && s.countryHeader != "" {
+		if vals := r.Header[s.countryHeader]; len(vals) > 0 {
+			if c := normCode(vals[0]); c != "" {
+				st.country = c
+				st.cont, _ = layout.ContinentOf(c)
 			}
 		}
-		if p.country == "" {
-			p.country, p.cont = geo.lookup(p.client)
-		}
-		if len(g.asnMirrors) > 0 {
-			p.asnNum = asnDB.lookupASN(p.client)
-		}
-		p.region = g.regionFor(p.country, p.cont)
-		if cc != nil && !viaProxy {
-			cc.p.Store(p)
-		}
 	}
-	st.client, st.country, st.cont, st.asn = p.client, p.country, p.cont, p.asnNum
-	st.resolved = true
-	if p.region != nil {
-		st.region = p.region.key
+	if st.country == "" {
+		st.country, st.cont = s.geo.Load().lookup(addr)
+	}
+	if len(g.asnMirrors) > 0 {
+		st.asn = s.asn.Load().lookupASN(addr)
+	}
+	reg := g.regionFor(st.country, st.cont)
+	if reg != nil {
+		st.region = reg.key
 	} else {
 		st.region = "none"
 	}
-	return p.region
+	return reg
 }
 
 // ServeHTTP answers one request.

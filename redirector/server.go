@@ -124,7 +124,6 @@ func (s *Server) ListenAndServe(ctx context.Context, cfg ServeConfig) error {
 		TLSConfig:         tlsConf,
 		HTTP2:             http2Config(),
 		ErrorLog:          errLog,
-		ConnContext:       s.ConnContext,
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
