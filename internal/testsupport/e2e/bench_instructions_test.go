@@ -31,8 +31,8 @@ func BenchmarkInstructions(b *testing.B) {
 	needPeers(b)
 	valgrind := peers.Require(b, "valgrind")
 	control := peers.Require(b, "callgrind_control")
-	warmup := instrBenchEnvInt(b, "INSTRBENCH_WARMUP", 500)
-	requests := instrBenchEnvInt(b, "INSTRBENCH_REQUESTS", 2000)
+	warmup := wrkBenchEnvInt(b, "INSTRBENCH_WARMUP", 500)
+	requests := wrkBenchEnvInt(b, "INSTRBENCH_REQUESTS", 2000)
 
 	native := wrkBenchSettings{procs: 1}
 	_, _, tree := wrkBenchSource(b, native)
@@ -74,14 +74,6 @@ func BenchmarkInstructions(b *testing.B) {
 		b.ReportMetric(r.ir["bare"]/r.ir["regmirror+log"], key+"-bare/regmirror+log")
 	}
 	wrkBenchPrint(t.String())
-}
-
-func instrBenchEnvInt(b *testing.B, k string, def int) int {
-	n, err := strconv.Atoi(wrkBenchEnv(k, strconv.Itoa(def)))
-	if err != nil || n < 1 {
-		b.Fatalf("%s=%q: want a positive number", k, os.Getenv(k))
-	}
-	return n
 }
 
 // instrBenchCount sends srv warmup requests for path, zeroes its callgrind counters, sends n

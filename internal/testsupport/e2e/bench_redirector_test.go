@@ -108,6 +108,17 @@ func wrkBenchEnv(k, def string) string {
 	return def
 }
 
+// wrkBenchEnvInt is the positive number the environment variable k holds, def when unset; it
+// fails the benchmark on anything else.
+func wrkBenchEnvInt(b *testing.B, k string, def int) int {
+	b.Helper()
+	n, err := strconv.Atoi(wrkBenchEnv(k, strconv.Itoa(def)))
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive number", k, os.Getenv(k))
+	}
+	return n
+}
+
 // wrkBenchSetup finds wrk and taskset (failing loudly without them) and decides the pinning.
 func wrkBenchSetup(b *testing.B) wrkBenchSettings {
 	b.Helper()
@@ -117,11 +128,7 @@ func wrkBenchSetup(b *testing.B) wrkBenchSettings {
 		duration: wrkBenchEnv("WRKBENCH_DURATION", "3s"),
 		conns:    wrkBenchEnv("WRKBENCH_CONNECTIONS", "32"),
 	}
-	rounds, err := strconv.Atoi(wrkBenchEnv("WRKBENCH_ROUNDS", "5"))
-	if err != nil || rounds < 1 {
-		b.Fatalf("WRKBENCH_ROUNDS=%q: want a positive number", os.Getenv("WRKBENCH_ROUNDS"))
-	}
-	s.rounds = rounds
+	s.rounds = wrkBenchEnvInt(b, "WRKBENCH_ROUNDS", 5)
 	n := runtime.NumCPU()
 	switch pin := os.Getenv("WRKBENCH_CPUS"); {
 	case pin == "off":
@@ -957,10 +964,7 @@ var wrkBenchTookRe = regexp.MustCompile(`msg="generation loaded".* took=(\S+)`)
 // Medians over WRKBENCH_ROUNDS rounds (default 3).
 func BenchmarkTreeLoad(b *testing.B) {
 	needPeers(b)
-	rounds, err := strconv.Atoi(wrkBenchEnv("WRKBENCH_ROUNDS", "3"))
-	if err != nil || rounds < 1 {
-		b.Fatalf("WRKBENCH_ROUNDS=%q: want a positive number", os.Getenv("WRKBENCH_ROUNDS"))
-	}
+	rounds := wrkBenchEnvInt(b, "WRKBENCH_ROUNDS", 3)
 	bin := peers.Regmirror(b)
 	procs := min(runtime.NumCPU(), 2)
 	for _, c := range []struct {
