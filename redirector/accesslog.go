@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/regmirror/regmirror/internal/batch"
 	"github.com/regmirror/regmirror/internal/trunc"
@@ -18,19 +19,27 @@ import (
 
 // AccessLog writes one line per request, in the format of log/slog's TextHandler or
 // JSONHandler (so the access lines and the server's own log read alike in one journal), at a
-// fraction of slog's cost. The request path only copies the line's fields into a batch (no
-// formatting, no allocation, one short lock); a goroutine formats the batch, with no
-// reflection, no interface values and the date and time to the second formatted once a second,
-// and hands it to the writer in one Write every 50 ms, or as soon as 512 lines wait. Close
-// writes the rest. The writer should buffer (cmd/regmirror's line buffer writes every 100 ms
-// and on shutdown): a crash loses at most the lines of the last 150 ms.
+// fraction of slog's cost. The request path only appends the line's fields, as a binary
+// record, to a batch kept outside the Go heap (no formatting, no allocation, no pointer for
+// the collector to scan, one short lock); a goroutine formats the batch, with no reflection,
+// no interface values and the date and time to the second formatted once a second, every 50
+// ms or as soon as 64 KiB of records wait, and hands the lines to the writer in writes of up
+// to 64 KiB. The writer should buffer (cmd/regmirror's line buffer writes every 100 ms or
+// 1 MiB, and on shutdown): a crash loses at most the lines of the last 150 ms. Close writes
+// the rest.
 type AccessLog struct {
 	w     io.Writer
 	json  bool
 	stamp atomic.Pointer[secondStamp] // the last second formatted
-	lines *batch.Batcher[accessLine]
-	buf   []byte // the batch formatted (flush only: one at a time)
+	lines *batch.Batcher
+	out   []byte // a batch's lines formatted, accessOut bytes reused (flush only: one at a time)
 }
+
+const (
+	accessBatch    = 64 << 10 // bytes of records that start a batch's formatting
+	accessCapacity = 1 << 20  // bytes of records each of the two batch buffers holds
+	accessOut      = 64 << 10 // bytes of lines formatted per write (reused: on the heap)
+)
 
 // NewAccessLog returns an access log writing to w in format "text" or "json". Close it to
 // write the last lines.
@@ -40,24 +49,44 @@ func NewAccessLog(w io.Writer, format string) (*AccessLog, error) {
 	default:
 		return nil, fmt.Errorf("access log format %q: want text or json", format)
 	}
-	a := &AccessLog{w: w, json: format == "json"}
-	// A batch that waits longer than 16384 lines is formatted by the request adding to it.
-	a.lines = batch.New(50*time.Millisecond, 512, 16<<10, a.flush)
+	a := &AccessLog{w: w, json: format == "json", out: make([]byte, 0, accessOut)}
+	lines, err := batch.New(50*time.Millisecond, accessBatch, accessCapacity, a.flush)
+	if err != nil {
+		return nil, fmt.Errorf("starting the access log: %w", err)
+	}
+	a.lines = lines
 	return a, nil
 }
 
-// flush formats a batch and writes it in one Write.
-func (a *AccessLog) flush(lines []accessLine) error {
-	b := a.buf[:0]
-	for i := range lines {
-		b = a.appendLine(b, lines[i].at, &lines[i])
+// flush formats a batch of records and writes it, in writes of up to accessOut bytes.
+func (a *AccessLog) flush(recs []byte) error {
+	b := a.out[:0]
+	var l accessLine
+	var at time.Time
+	for len(recs) > 0 {
+		n := decodeAccessRecord(recs, &at, &l)
+		if len(b) > 0 && cap(b)-len(b) < maxLineLen(n) {
+			if _, err := a.w.Write(b); err != nil {
+				return err
+			}
+			b = b[:0]
+		}
+		b = a.appendLine(b, at, &l)
+		recs = recs[n:]
 	}
-	if cap(b) <= 4<<20 {
-		a.buf = b[:0]
+	if cap(b) == accessOut {
+		a.out = b[:0]
+	}
+	if len(b) == 0 {
+		return nil
 	}
 	_, err := a.w.Write(b)
 	return err
 }
+
+// maxLineLen bounds the length of the line formatted from a record of n bytes: JSON writes a
+// byte as at most six ("\u00XX"), the keys and the numbers take less than 300.
+func maxLineLen(n int) int { return 300 + 6*n }
 
 // Flush writes the lines recorded so far.
 func (a *AccessLog) Flush() error { return a.lines.Flush() }
@@ -67,7 +96,6 @@ func (a *AccessLog) Close() error { return a.lines.Close() }
 
 // accessLine is what one access log line says.
 type accessLine struct {
-	at               time.Time
 	client           netip.Addr
 	method, path     string
 	status           int
@@ -91,7 +119,7 @@ func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 	now := start.Add(d)
 	l := accessLine{
 		client:   client,
-		method:   r.Method,
+		method:   trunc.String(r.Method),
 		path:     trunc.Middle(r.URL.Path, 300),
 		status:   st.status,
 		bytes:    st.bytes,
@@ -113,8 +141,82 @@ func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 
 // write records l at now, to be formatted with its batch.
 func (a *AccessLog) write(now time.Time, l *accessLine) {
-	l.at = now
-	_ = a.lines.Add(*l)
+	rec := a.lines.Begin(maxAccessRecord(l))
+	_ = a.lines.End(appendAccessRecord(rec, now, l)) // a write error is the batch's: it is not the request's
+}
+
+// An access record is a line's fields in binary, little-endian: its length (uint32), the
+// time (Unix seconds int64, nanoseconds uint32), status (uint32), bytes (int64), duration
+// (int64), asn (uint32), resolved (one byte), then the client address as netip.Addr's binary
+// form and the strings method, path, country, region, mirror, peer and user agent, each
+// after its length (uint16; a string is cut in the middle to maxRecordString bytes).
+const (
+	accessRecordFixed = 4 + 8 + 4 + 4 + 8 + 8 + 4 + 1
+	maxRecordString   = 4 << 10
+)
+
+func maxAccessRecord(l *accessLine) int {
+	n := accessRecordFixed + 8*2 + 16 + len(l.client.Zone())
+	for _, s := range [...]string{l.method, l.path, l.country, l.region, l.mirror, l.peer, l.ua} {
+		n += min(len(s), maxRecordString)
+	}
+	return n
+}
+
+func appendAccessRecord(b []byte, at time.Time, l *accessLine) []byte {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0) // the length, below
+	b = binary.LittleEndian.AppendUint64(b, uint64(at.Unix()))
+	b = binary.LittleEndian.AppendUint32(b, uint32(at.Nanosecond()))
+	b = binary.LittleEndian.AppendUint32(b, uint32(l.status))
+	b = binary.LittleEndian.AppendUint64(b, uint64(l.bytes))
+	b = binary.LittleEndian.AppendUint64(b, uint64(l.duration))
+	b = binary.LittleEndian.AppendUint32(b, l.asn)
+	resolved := byte(0)
+	if l.resolved {
+		resolved = 1
+	}
+	b = append(b, resolved)
+	addr := len(b)
+	b = append(b, 0, 0)
+	b, _ = l.client.AppendBinary(b) // never fails
+	binary.LittleEndian.PutUint16(b[addr:], uint16(len(b)-addr-2))
+	for _, s := range [...]string{l.method, l.path, l.country, l.region, l.mirror, l.peer, l.ua} {
+		if len(s) > maxRecordString {
+			s = trunc.Middle(s, maxRecordString)
+		}
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(s)))
+		b = append(b, s...)
+	}
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start))
+	return b
+}
+
+// decodeAccessRecord reads the record at the start of rec into at and l and returns its
+// length. l's strings are rec's bytes (no copy): they are valid until rec is reused.
+func decodeAccessRecord(rec []byte, at *time.Time, l *accessLine) int {
+	n := int(binary.LittleEndian.Uint32(rec))
+	r := rec[4:n]
+	*at = time.Unix(int64(binary.LittleEndian.Uint64(r)), int64(binary.LittleEndian.Uint32(r[8:])))
+	l.status = int(int32(binary.LittleEndian.Uint32(r[12:])))
+	l.bytes = int64(binary.LittleEndian.Uint64(r[16:]))
+	l.duration = time.Duration(binary.LittleEndian.Uint64(r[24:]))
+	l.asn = binary.LittleEndian.Uint32(r[32:])
+	l.resolved = r[36] == 1
+	r = r[37:]
+	next := func() []byte {
+		k := int(binary.LittleEndian.Uint16(r))
+		v := r[2 : 2+k]
+		r = r[2+k:]
+		return v
+	}
+	l.client = netip.Addr{}
+	_ = l.client.UnmarshalBinary(next()) // written by AppendBinary
+	for _, s := range [...]*string{&l.method, &l.path, &l.country, &l.region, &l.mirror, &l.peer, &l.ua} {
+		v := next()
+		*s = unsafe.String(unsafe.SliceData(v), len(v))
+	}
+	return n
 }
 
 // appendLine appends l as slog's handler would format a record at now with level INFO,

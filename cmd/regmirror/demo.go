@@ -34,7 +34,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	logOut := newLineBuffer(stderr) // the log and the access log write to it from many goroutines
+	logOut, err := newLineBuffer(stderr) // the log and the access log write to it from many goroutines
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	defer logOut.Close()
 	logger, err := newLogger("demo", *logFormat, logOut)
 	if err != nil {

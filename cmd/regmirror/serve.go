@@ -64,7 +64,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	logOut := newLineBuffer(stderr)
+	logOut, err := newLineBuffer(stderr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	defer logOut.Close()
 	logger, err := newLogger("serve", *logFormat, logOut)
 	if err != nil {
@@ -173,24 +176,33 @@ func parseCIDR(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-// lineBuffer batches log lines to w, so that an access log line per request costs a copy
-// under a lock, not a write system call: the lines gathered are written every 100 ms, or as
-// soon as 256 KiB wait, in one write, outside the lock the request path takes. At most 100 ms
-// of lines (and the write in progress) are lost on a crash; Close writes the rest. A writer
-// finding 4 MiB waiting (w slower than the lines come) writes them itself.
+// lineBuffer batches log lines to w, so that a log line costs a copy under a lock, not a
+// write system call: the lines gathered are written every 100 ms, or as soon as 1 MiB waits,
+// in one write, outside the lock the request path takes. A write is a system call that takes
+// the goroutine's processor away for a while, whatever its size: a few large ones cost a busy
+// server least. A write larger than 64 KiB goes to w as it is, after the lines waiting. At
+// most 100 ms of lines (and the write in progress) are lost on a crash; Close writes the rest.
 type lineBuffer struct {
-	b *batch.Batcher[byte]
+	b *batch.Batcher
 }
 
-func newLineBuffer(w io.Writer) *lineBuffer {
-	return &lineBuffer{batch.New(100*time.Millisecond, 256<<10, 4<<20, func(p []byte) error {
+func newLineBuffer(w io.Writer) (*lineBuffer, error) {
+	b, err := batch.New(100*time.Millisecond, 1<<20, 4<<20, func(p []byte) error {
 		_, err := w.Write(p)
 		return err
-	})}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the log: %w", err)
+	}
+	return &lineBuffer{b}, nil
 }
 
 func (b *lineBuffer) Write(p []byte) (int, error) {
-	if err := b.b.Add(p...); err != nil {
+	write := b.b.Append
+	if len(p) > 64<<10 {
+		write = b.b.Pass
+	}
+	if err := write(p); err != nil {
 		return 0, err
 	}
 	return len(p), nil
