@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regmirror/regmirror/internal/trunc"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -237,4 +238,38 @@ func TestQuotingEveryByte(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzAccessRecord: a line's fields come back from their binary record as they went in (a
+// string longer than maxRecordString cut in the middle), in no more room than
+// maxAccessRecord says.
+func FuzzAccessRecord(f *testing.F) {
+	f.Add("GET", "/v2/fedora/blobs/sha256:0123", "containers/5.30", "fe80::1%eth0", "DE", int64(1234), int64(-5), 307, true)
+	f.Add("", "", "", "", "", int64(0), int64(0), 0, false)
+	f.Add(string(bytes.Repeat([]byte("é"), 3000)), "\x00\xff", "a\u2028", "192.0.2.1", "", int64(math.MaxInt64), int64(math.MinInt64), -1, true)
+	f.Fuzz(func(t *testing.T, method, path, ua, client, country string, n, sec int64, status int, resolved bool) {
+		addr, _ := netip.ParseAddr(client)
+		l := accessLine{client: addr, method: method, path: path, status: int(int32(status)), bytes: n, duration: time.Duration(n),
+			resolved: resolved, country: country, region: path, asn: uint32(n), mirror: ua, peer: client, ua: ua}
+		at := time.Unix(sec%(1<<40), n&0x3fffffff%1e9)
+		room := maxAccessRecord(&l)
+		rec := appendAccessRecord(make([]byte, 0, room), at, &l)
+		if len(rec) > room {
+			t.Fatalf("record of %d bytes, room said %d", len(rec), room)
+		}
+		var got accessLine
+		var gotAt time.Time
+		if k := decodeAccessRecord(rec, &gotAt, &got); k != len(rec) {
+			t.Fatalf("decoded %d bytes of %d", k, len(rec))
+		}
+		want := l
+		for _, s := range []*string{&want.method, &want.path, &want.country, &want.region, &want.mirror, &want.peer, &want.ua} {
+			if len(*s) > maxRecordString {
+				*s = trunc.Middle(*s, maxRecordString)
+			}
+		}
+		if got != want || !gotAt.Equal(at) {
+			t.Errorf("got %+v at %v, want %+v at %v", got, gotAt, want, at)
+		}
+	})
 }
