@@ -78,7 +78,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "tree: %s (generation %d)\n  %s\n", abs, sum.Generation, sum)
 
 	// The redirector.
-	access, _ := redirector.NewAccessLog(logOut, *logFormat) // the format is checked above
+	access, err := redirector.NewAccessLog(logOut, *logFormat)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	defer access.Close()
 	srv, err := redirector.New(redirector.Options{
 		Tree:      *out,

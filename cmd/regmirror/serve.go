@@ -86,8 +86,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Health:             health,
 	}
 	if *accessLog {
-		opts.AccessLog, _ = redirector.NewAccessLog(logOut, *logFormat) // the format is checked above
-		defer opts.AccessLog.Close()                                    // before logOut's: the last lines go through it
+		opts.AccessLog, err = redirector.NewAccessLog(logOut, *logFormat)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		defer opts.AccessLog.Close() // before logOut's: the last lines go through it
 	}
 	srv, err := redirector.New(opts)
 	if err != nil {
