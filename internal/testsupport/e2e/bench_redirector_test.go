@@ -62,7 +62,10 @@ import (
 //
 // Each contender gets a 1 s warm-up, then WRKBENCH_ROUNDS rounds (default 5), the order
 // rotating each round, of `wrk -t1 -cWRKBENCH_CONNECTIONS -dWRKBENCH_DURATION --latency`
-// (defaults 32 and 3s): about 90 s a benchmark. req/s, p50 and p99 are the medians over the
+// (defaults 32 and 3s): about 2 minutes a benchmark. The Go servers (regmirror, bare) are
+// started afresh before each round, with a warm-up of their own: two identical processes
+// differ by up to 4% under wrk (where their memory happens to land), consistently across
+// rounds, so one process per contender for all rounds would put that in every ratio. req/s, p50 and p99 are the medians over the
 // rounds; a ratio is the median of the rounds' ratios (the two contenders ran within seconds
 // of each other), steadier than a ratio of medians on a machine whose load changes. Each run
 // also counts the CPU time the server's processes used (/proc/<pid>/stat of its process
@@ -195,16 +198,16 @@ var (
 
 func (s wrkBenchSettings) run(b *testing.B, c wrkBenchContender, duration string) wrkBenchRun {
 	b.Helper()
-	url := c.url
+	url := c.url()
 	args := []string{"-t1", "-c" + s.conns, "-d" + duration, "--latency", "-H", "Accept: " + wrkBenchAccept, url}
 	bin := s.wrk
 	if s.clientCPUs != "" {
 		args = append([]string{"-c", s.clientCPUs, s.wrk}, args...)
 		bin = s.taskset
 	}
-	cpu0 := wrkBenchGroupCPU(b, c.pgid)
+	cpu0 := wrkBenchGroupCPU(b, c.srv.pgid)
 	out, err := exec.Command(bin, args...).CombinedOutput()
-	cpu := wrkBenchGroupCPU(b, c.pgid) - cpu0
+	cpu := wrkBenchGroupCPU(b, c.srv.pgid) - cpu0
 	if err != nil {
 		b.Fatalf("wrk %s: %v\n%s", url, err, out)
 	}
@@ -271,20 +274,31 @@ func wrkBenchGroupCPU(b *testing.B, pgid int) time.Duration {
 	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }
 
-// wrkBenchServer is a started server: its URL and process group.
+// wrkBenchServer is a started server: its URL, process group and process.
 type wrkBenchServer struct {
 	url  string
 	pgid int
+	proc *peers.Process
 }
 
 // wrkBenchContender is one server under wrk.
 type wrkBenchContender struct {
-	name, url string
-	pgid      int
+	name, path string
+	srv        *wrkBenchServer                 // the process running (replaced each round when fresh is set)
+	fresh      func(*testing.B) wrkBenchServer // starts another process of this server; nil: one for every round
 }
 
+func (c wrkBenchContender) url() string { return c.srv.url + c.path }
+
 func (srv wrkBenchServer) contender(name, path string) wrkBenchContender {
-	return wrkBenchContender{name: name, url: srv.url + path, pgid: srv.pgid}
+	return wrkBenchContender{name: name, path: path, srv: &srv}
+}
+
+// wrkBenchFresh is a contender started by start, and started afresh before each round.
+func wrkBenchFresh(b *testing.B, name, path string, start func(*testing.B) wrkBenchServer) wrkBenchContender {
+	c := start(b).contender(name, path)
+	c.fresh = start
+	return c
 }
 
 // wrkBenchStats are a contender's medians over the rounds.
@@ -315,6 +329,13 @@ func (s wrkBenchSettings) sideBySide(b *testing.B, cs []wrkBenchContender) map[s
 	}
 	runs := map[string][]wrkBenchRun{}
 	for round := range s.rounds {
+		for _, c := range cs {
+			if c.fresh != nil && round > 0 {
+				c.srv.proc.Stop()
+				*c.srv = c.fresh(b)
+				s.run(b, c, "1s")
+			}
+		}
 		for k := range cs {
 			c := cs[(round+k)%len(cs)]
 			runs[c.name] = append(runs[c.name], s.run(b, c, s.duration))
@@ -425,7 +446,7 @@ func wrkBenchRegistry(b *testing.B, s wrkBenchSettings, root, redirectBase strin
 	b.Helper()
 	reg := peers.StartRegistry(b, peers.WithStorage(root), peers.WithRedirect(redirectBase),
 		peers.WithDebianDefaults(), peers.WithCommand(s.serverCmd))
-	return wrkBenchServer{reg.URL, reg.Proc.Cmd.Process.Pid}
+	return wrkBenchServer{reg.URL, reg.Proc.Cmd.Process.Pid, reg.Proc}
 }
 
 // wrkBenchServe starts `regmirror serve` on tree.
@@ -443,7 +464,7 @@ func wrkBenchServe(b *testing.B, s wrkBenchSettings, tree string, accessLog bool
 		name += "-accesslog"
 	}
 	p := peers.Start(b, name, cmd, peers.HTTPReady(url+"/v2/"))
-	return wrkBenchServer{url, p.Cmd.Process.Pid}
+	return wrkBenchServer{url, p.Cmd.Process.Pid, p}
 }
 
 // wrkBenchReady succeeds once url gives any HTTP answer, a redirect included (not followed).
@@ -496,20 +517,20 @@ func wrkBenchGet(b *testing.B, url string) wrkBenchAnswer {
 // location (when non-nil) accepts.
 func wrkBenchCheck(b *testing.B, c wrkBenchContender, want wrkBenchAnswer, location func(string) bool) {
 	b.Helper()
-	got := wrkBenchGet(b, c.url)
+	got := wrkBenchGet(b, c.url())
 	h, wh := http.Header(got.Header), http.Header(want.Header)
 	switch {
 	case got.Status != want.Status:
-		b.Fatalf("%s: GET %s answered %d, regmirror %d\n%s", c.name, c.url, got.Status, want.Status, got.Body)
+		b.Fatalf("%s: GET %s answered %d, regmirror %d\n%s", c.name, c.url(), got.Status, want.Status, got.Body)
 	case h.Get("Docker-Content-Digest") != wh.Get("Docker-Content-Digest") && !(c.name == "distribution" && got.Status == http.StatusTemporaryRedirect):
 		// docker-distribution's 307 (http.Redirect) has no Docker-Content-Digest.
-		b.Fatalf("%s: GET %s: Docker-Content-Digest %q, regmirror %q", c.name, c.url, h.Get("Docker-Content-Digest"), wh.Get("Docker-Content-Digest"))
+		b.Fatalf("%s: GET %s: Docker-Content-Digest %q, regmirror %q", c.name, c.url(), h.Get("Docker-Content-Digest"), wh.Get("Docker-Content-Digest"))
 	case want.Status == http.StatusOK && h.Get("Content-Type") != wh.Get("Content-Type"):
-		b.Fatalf("%s: GET %s: Content-Type %q, regmirror %q", c.name, c.url, h.Get("Content-Type"), wh.Get("Content-Type"))
+		b.Fatalf("%s: GET %s: Content-Type %q, regmirror %q", c.name, c.url(), h.Get("Content-Type"), wh.Get("Content-Type"))
 	case want.Status == http.StatusOK && !bytes.Equal(got.Body, want.Body):
-		b.Fatalf("%s: GET %s: %d bytes differing from regmirror's %d", c.name, c.url, len(got.Body), len(want.Body))
+		b.Fatalf("%s: GET %s: %d bytes differing from regmirror's %d", c.name, c.url(), len(got.Body), len(want.Body))
 	case location != nil && !location(h.Get("Location")):
-		b.Fatalf("%s: GET %s: Location %q, regmirror's is %q", c.name, c.url, h.Get("Location"), wh.Get("Location"))
+		b.Fatalf("%s: GET %s: Location %q, regmirror's is %q", c.name, c.url(), h.Get("Location"), wh.Get("Location"))
 	}
 }
 
@@ -537,7 +558,7 @@ func wrkBenchBare(b *testing.B, s wrkBenchSettings, a wrkBenchAnswer) wrkBenchSe
 	cmd.Env = append(cmd.Env, "WRKBENCH_BARE_SPEC="+path)
 	url := "http://" + a.Listen
 	p := peers.Start(b, "bare-http", cmd, wrkBenchReady(url+"/"))
-	return wrkBenchServer{url, p.Cmd.Process.Pid}
+	return wrkBenchServer{url, p.Cmd.Process.Pid, p}
 }
 
 // wrkBenchWork is a with the bare contender's handler spending work per request first.
@@ -643,7 +664,7 @@ func wrkBenchNginx(b *testing.B, s wrkBenchSettings, docroot, location string) w
 		cmd = exec.Command(s.taskset, append([]string{"-c", s.serverCPUs, bin}, args...)...)
 	}
 	p := peers.Start(b, "nginx", cmd, wrkBenchReady(url+"/"))
-	return wrkBenchServer{url, p.Cmd.Process.Pid}
+	return wrkBenchServer{url, p.Cmd.Process.Pid, p}
 }
 
 // wrkBenchAddHeaders turns an answer's headers into nginx add_header lines, leaving out those
@@ -681,8 +702,8 @@ func BenchmarkWrkManifest(b *testing.B) {
 	_, reg, tree := wrkBenchSource(b, s)
 	const path = "/v2/fedora/manifests/42"
 
-	red := wrkBenchServe(b, s, tree, false)
-	want := wrkBenchGet(b, red.url+path)
+	red := wrkBenchFresh(b, "regmirror", path, func(b *testing.B) wrkBenchServer { return wrkBenchServe(b, s, tree, false) })
+	want := wrkBenchGet(b, red.url())
 	if want.Status != http.StatusOK || len(want.Body) == 0 {
 		b.Fatalf("regmirror: GET %s answered %d\n%s", path, want.Status, want.Body)
 	}
@@ -698,10 +719,10 @@ func BenchmarkWrkManifest(b *testing.B) {
 	location := fmt.Sprintf("location = %s {\n    default_type %s;\n%s}\n", path, wrkBenchNginxQuote(ctype),
 		indentLines(wrkBenchAddHeaders(want.Header), "    "))
 	cs := []wrkBenchContender{
-		red.contender("regmirror", path),
-		wrkBenchServe(b, s, tree, true).contender("regmirror+log", path),
-		wrkBenchBare(b, s, want).contender("bare", path),
-		wrkBenchBare(b, s, wrkBenchWork(want, 500*time.Nanosecond)).contender("bare+500ns", path),
+		red,
+		wrkBenchFresh(b, "regmirror+log", path, func(b *testing.B) wrkBenchServer { return wrkBenchServe(b, s, tree, true) }),
+		wrkBenchFresh(b, "bare", path, func(b *testing.B) wrkBenchServer { return wrkBenchBare(b, s, want) }),
+		wrkBenchFresh(b, "bare+500ns", path, func(b *testing.B) wrkBenchServer { return wrkBenchBare(b, s, wrkBenchWork(want, 500*time.Nanosecond)) }),
 		wrkBenchNginx(b, s, docroot, location).contender("nginx", path),
 		reg.contender("distribution", path),
 	}
@@ -746,8 +767,8 @@ func BenchmarkWrkBlobRedirect(b *testing.B) {
 	root, _, tree := wrkBenchSource(b, s)
 
 	path, layer := wrkBenchRedirectTree(b, tree)
-	red := wrkBenchServe(b, s, tree, false)
-	want := wrkBenchGet(b, red.url+path)
+	red := wrkBenchFresh(b, "regmirror", path, func(b *testing.B) wrkBenchServer { return wrkBenchServe(b, s, tree, false) })
+	want := wrkBenchGet(b, red.url())
 	loc := http.Header(want.Header).Get("Location")
 	if want.Status != http.StatusTemporaryRedirect || loc != "http://mirror.example.org/pub/containers/"+layout.BlobPath(layer) {
 		b.Fatalf("regmirror: GET %s answered %d to %q, want 307 to the mirror", path, want.Status, loc)
@@ -755,10 +776,10 @@ func BenchmarkWrkBlobRedirect(b *testing.B) {
 	redirectBase := "http://localhost:" + strconv.Itoa(peers.FreePort(b)) + "/"
 	location := fmt.Sprintf("location = %s {\n%s    return 307 %s;\n}\n", path, indentLines(wrkBenchAddHeaders(want.Header), "    "), wrkBenchNginxQuote(loc))
 	cs := []wrkBenchContender{
-		red.contender("regmirror", path),
-		wrkBenchServe(b, s, tree, true).contender("regmirror+log", path),
-		wrkBenchBare(b, s, want).contender("bare", path),
-		wrkBenchBare(b, s, wrkBenchWork(want, 500*time.Nanosecond)).contender("bare+500ns", path),
+		red,
+		wrkBenchFresh(b, "regmirror+log", path, func(b *testing.B) wrkBenchServer { return wrkBenchServe(b, s, tree, true) }),
+		wrkBenchFresh(b, "bare", path, func(b *testing.B) wrkBenchServer { return wrkBenchBare(b, s, want) }),
+		wrkBenchFresh(b, "bare+500ns", path, func(b *testing.B) wrkBenchServer { return wrkBenchBare(b, s, wrkBenchWork(want, 500*time.Nanosecond)) }),
 		wrkBenchNginx(b, s, b.TempDir(), location).contender("nginx", path),
 		wrkBenchRegistry(b, s, root, redirectBase).contender("distribution", path),
 	}
