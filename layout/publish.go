@@ -419,7 +419,7 @@ func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finis
 	for rel, target := range c.links {
 		links[rel] = RelLink(path.Join(final, rel), target)
 	}
-	if err := writeTree(tmp, c.files, links); err != nil {
+	if err := writeTree(tmp, c.files, links, nil); err != nil {
 		return err
 	}
 	if finish == nil {
@@ -452,8 +452,11 @@ func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finis
 }
 
 // writeTree writes files and symbolic links (to the given targets) below dir (which must not
-// exist), fsyncing every file and directory.
-func writeTree(dir string, files map[string][]byte, links map[string]string) error {
+// exist), fsyncing every file and directory. An entry of files or links that same names is
+// made a hard link of the existing file or link same gives (an OS path: one with exactly that
+// content, already durable), which costs no new inode; where the link cannot be made (another
+// filesystem, too many links, a system without hard links to symbolic links) it is written.
+func writeTree(dir string, files map[string][]byte, links map[string]string, same map[string]string) error {
 	dirs := map[string]bool{dir: true}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -465,10 +468,17 @@ func writeTree(dir string, files map[string][]byte, links map[string]string) err
 		}
 		return p, os.MkdirAll(filepath.Dir(p), 0o755)
 	}
+	linked := func(rel, p string) bool {
+		from, ok := same[rel]
+		return ok && os.Link(from, p) == nil
+	}
 	for rel, data := range files {
 		p, err := mkdir(rel)
 		if err != nil {
 			return err
+		}
+		if linked(rel, p) {
+			continue
 		}
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
@@ -489,6 +499,9 @@ func writeTree(dir string, files map[string][]byte, links map[string]string) err
 		p, err := mkdir(rel)
 		if err != nil {
 			return err
+		}
+		if linked(rel, p) {
+			continue
 		}
 		if err := os.Symlink(target, p); err != nil {
 			return err

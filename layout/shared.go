@@ -46,6 +46,12 @@ const SharedUses = "uses"
 type SharedEntry struct {
 	Data []byte
 	Link string
+	// Same, when set, is the tree-relative path of an existing file or symbolic link with
+	// exactly this entry's content (for a link: the same target as written here, relative to
+	// the entry), in a shared entry, so never modified: the entry is made a hard link of it,
+	// which costs no new inode (writeTree; written as usual where that fails). The caller
+	// vouches for the content; it is not part of the directory's name.
+	Same string
 }
 
 // validKind reports whether kind can name a directory under SharedDir: a relative slash path
@@ -157,9 +163,16 @@ func (t *Tree) WriteSharedDir(kind string, entries map[string]SharedEntry) (stri
 	}
 	files := map[string][]byte{}
 	links := map[string]string{}
+	same := map[string]string{}
 	for n, e := range entries {
 		if !fs.ValidPath(n) || n == "." || strings.HasPrefix(path.Base(n), TempPrefix) {
 			return "", fmt.Errorf("writing shared directory: %q cannot be an entry", n)
+		}
+		if e.Same != "" {
+			if _, ok := t.sharedEntryOf(e.Same); !ok || !fs.ValidPath(e.Same) {
+				return "", fmt.Errorf("writing shared directory: %q is not in a shared entry", e.Same)
+			}
+			same[n] = t.Path(e.Same)
 		}
 		if e.Link != "" {
 			links[n] = RelLink(path.Join(rel, n), e.Link)
@@ -172,7 +185,7 @@ func (t *Tree) WriteSharedDir(kind string, entries map[string]SharedEntry) (stri
 	}
 	tmp := t.Path(path.Join(path.Dir(rel), TempPrefix+path.Base(rel)))
 	os.RemoveAll(tmp)
-	if err := writeTree(tmp, files, links); err != nil {
+	if err := writeTree(tmp, files, links, same); err != nil {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("writing shared directory: %w", err)
 	}
@@ -181,6 +194,13 @@ func (t *Tree) WriteSharedDir(kind string, entries map[string]SharedEntry) (stri
 		return "", fmt.Errorf("writing shared directory: %w", err)
 	}
 	return rel, SyncDir(t.Path(path.Dir(rel)))
+}
+
+// SharedDirHolds reports whether entries (as WriteSharedDir takes them; Same is ignored) are
+// what the name of the shared directory rel (SharedDir/<kind>/<hex>) says it holds: a check
+// that a directory read back is not damaged.
+func SharedDirHolds(rel string, entries map[string]SharedEntry) bool {
+	return path.Base(rel) == sharedDirDigest(entries)
 }
 
 // SharedEntryOf is the shared entry (SharedDir/<kind>/<name>, kind one or two components as
