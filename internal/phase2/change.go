@@ -2,6 +2,7 @@ package phase2
 
 import (
 	"bytes"
+	"io/fs"
 	"maps"
 	"os"
 	"path"
@@ -169,68 +170,307 @@ func isDigestLine(line string) bool {
 	return strings.HasPrefix(ref, "sha256:")
 }
 
-// live is what a publish reuses of the live publication's tag files.
+// live is what a publish of a change reuses of the live publication's tag files (readLive).
 type live struct {
-	repos   map[string]string // each unchanged published repository's v2-tags entry
-	refs    string            // the refs.map entry, when refs.map is unchanged
-	refsMap []byte            // else the new refs.map, spliced from the live one
+	// dirs are the directories of v2/ on the changed repositories' paths that the live
+	// publication has, by path ("" the root): the entry and its entries, each with its Same.
+	dirs map[string]liveDir
+	// tags are the changed repositories' live v2-tags entries.
+	tags map[string]string
+	// dirty are the changed repositories' paths and their parents (the directories to make
+	// anew), by parent: the root's children under "".
+	dirty map[string][]string
+	// uses are the live publication's uses without the entries the publish replaces: the
+	// directories of dirty, tags, and refs.map when it changes.
+	uses    []string
+	refs    string // the refs.map entry, when refs.map is unchanged
+	refsMap []byte // else the new refs.map, spliced from the live one
 }
 
-// reuseLive reads from the live publication what a publish of meta can reuse, given the
+// liveDir is a directory of the live publication's v2/: its entry and its entries.
+type liveDir struct {
+	rel     string
+	entries map[string]layout.SharedEntry
+}
+
+// readLive reads from the live publication what a publish of meta can reuse, given the
 // change from the live publication's metadata to meta's (the tree settled at it): the
-// directories of the repositories change does not name (one link read each) and refs.map
-// (spliceRefs). It reports false, and the caller renders everything, whenever it cannot vouch
-// for what it read: no change, no live publication of this shape, a link or refs.map not as
-// this version writes them, refs.map's bytes not those its name says.
-func reuseLive(tree *layout.Tree, meta *layout.Meta, change *Change) (live, bool) {
-	if change == nil {
+// directories of v2/ on the paths of the repositories change names (the other directories
+// are linked as the live root links them), those repositories' v2-tags entries, refs.map
+// (spliceRefs) and the uses. It reports false, and the caller renders everything, whenever
+// it cannot vouch for what it read: no live publication of this shape, a directory whose
+// entries are not those its name says or not as this version writes them (readDir), a
+// changed repository stored inside another's directory (maxLinkedDepth), refs.map's or the
+// uses' bytes not those their names say, an entry to replace that the uses lack.
+func readLive(tree *layout.Tree, meta *layout.Meta, change *Change) (live, bool) {
+	changed := map[string]bool{}
+	l := live{dirs: map[string]liveDir{}, tags: map[string]string{}, dirty: map[string][]string{}}
+	for _, name := range change.Repos {
+		if depth(name) >= maxLinkedDepth {
+			return live{}, false
+		}
+		changed[name] = true
+		for p := name; p != ""; {
+			parent, c := parentOf(p)
+			if slices.Contains(l.dirty[parent], c) {
+				break // and its parents too
+			}
+			l.dirty[parent] = append(l.dirty[parent], c)
+			p = parent
+		}
+	}
+	rootRel, ok := liveRoot(tree)
+	if !ok {
 		return live{}, false
+	}
+	root, ok := readDir(tree, rootRel, true)
+	if !ok {
+		return live{}, false
+	}
+	l.dirs[""] = liveDir{rootRel, root}
+	// Parents before their children: a directory the live one lacks has no children there.
+	var walk func(p string) bool
+	walk = func(p string) bool {
+		for _, c := range l.dirty[p] {
+			child := path.Join(p, c)
+			if e, ok := l.dirs[p].entries[c]; ok {
+				if path.Dir(e.Link) != path.Join(layout.SharedDir, DirKind) {
+					return false
+				}
+				entries, ok := readDir(tree, e.Link, false)
+				if !ok {
+					return false
+				}
+				l.dirs[child] = liveDir{e.Link, entries}
+				if !walk(child) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	if !walk("") {
+		return live{}, false
+	}
+	uses, ok := liveUses(tree)
+	if !ok {
+		return live{}, false
+	}
+	drop := func(rel string) bool {
+		if uses[rel] == 0 {
+			return false
+		}
+		uses[rel]--
+		return true
+	}
+	for p, d := range l.dirs {
+		if p != "" && !drop(d.rel) {
+			return live{}, false
+		}
+	}
+	for name := range changed {
+		if e, ok := l.dirs[name].entries[TagListFile]; ok {
+			l.tags[name] = path.Dir(e.Link)
+			if !drop(l.tags[name]) {
+				return live{}, false
+			}
+		}
+	}
+	refs, ok := root[RefsMapFile]
+	if !ok {
+		return live{}, false
+	}
+	b, err := os.ReadFile(tree.Path(refs.Link))
+	if err != nil || !layout.SharedFileHolds(refs.Link, b) {
+		return live{}, false // damaged: WriteSharedFile writes it again
+	}
+	if change.refs.empty() {
+		l.refs = refs.Link
+	} else {
+		if l.refsMap, ok = spliceRefs(b, meta, changed, change.refs); !ok || !drop(refs.Link) {
+			return live{}, false
+		}
+	}
+	for rel, n := range uses {
+		for range n {
+			l.uses = append(l.uses, rel)
+		}
+	}
+	return l, true
+}
+
+// readDir reads the directory of v2/ (DirKind; the root, RootKind, when root) at the
+// tree-relative rel as WriteTags wrote it: links to a repository's v2-tags entry (_tags and
+// _tags.json), to refs.map and to the children's DirKind entries, and the root's _base.json,
+// each entry with Same set to it. It reports false unless every entry is one of these, as
+// WriteTags writes it (linkedEntry), and the entries are those the directory's name says
+// (layout.SharedDirHolds).
+func readDir(tree *layout.Tree, rel string, root bool) (map[string]layout.SharedEntry, bool) {
+	ents, err := os.ReadDir(tree.Path(rel))
+	if err != nil {
+		return nil, false
+	}
+	entries := make(map[string]layout.SharedEntry, len(ents))
+	for _, e := range ents {
+		n := e.Name()
+		from := path.Join(rel, n)
+		switch {
+		case root && n == BaseFile && e.Type().IsRegular():
+			b, err := os.ReadFile(tree.Path(from))
+			if err != nil {
+				return nil, false
+			}
+			entries[n] = layout.SharedEntry{Data: b, Same: from}
+		case e.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(tree.Path(from))
+			if err != nil {
+				return nil, false
+			}
+			kind, want := DirKind, ""
+			switch {
+			case !root && (n == TagsDir || n == TagListFile):
+				kind, want = RepoKind, n
+			case root && n == RefsMapFile:
+				kind = RefsKind
+			}
+			entry, rest, ok := linkedEntry(from, target, kind)
+			if !ok || rest != want {
+				return nil, false
+			}
+			entries[n] = layout.SharedEntry{Link: path.Join(entry, rest), Same: from}
+		default:
+			return nil, false
+		}
+	}
+	return entries, layout.SharedDirHolds(rel, entries)
+}
+
+// liveUses are the entries the live publication's uses file lists (tree-relative), and how
+// many times, if the file is there as a publish writes it.
+func liveUses(tree *layout.Tree) (map[string]int, bool) {
+	name, err := tree.LivePublication()
+	if err != nil {
+		return nil, false
+	}
+	from := path.Join(layout.PubPath(name), layout.SharedUses)
+	target, err := os.Readlink(tree.Path(from))
+	if err != nil {
+		return nil, false
+	}
+	entry, rest, ok := linkedEntry(from, target, layout.SharedUses)
+	if !ok || rest != "" {
+		return nil, false
+	}
+	b, err := os.ReadFile(tree.Path(entry))
+	if err != nil || !layout.SharedFileHolds(entry, b) {
+		return nil, false
+	}
+	uses := map[string]int{}
+	for line := range strings.Lines(string(b)) {
+		rel := path.Join(layout.MetaDir, strings.TrimSuffix(line, "\n"))
+		if e, ok := layout.SharedEntryOf(rel); !ok || e != rel {
+			return nil, false
+		}
+		uses[rel]++
+	}
+	return uses, true
+}
+
+// writeChange is WriteTags of meta with change, from what readLive read of the live
+// publication: the changed repositories' v2-tags entries, keeping the links and file the
+// live entry has the same as hard links of them; the directories of v2/ on their paths,
+// deepest first, each the live one (its entries hard links of the live ones) with the
+// changed repositories' links and the changed children's replaced, and left out once empty;
+// the root likewise, and refs.map.
+func writeChange(tree *layout.Tree, meta *layout.Meta, change *Change, l live) (string, []string, error) {
+	uses := l.uses
+	repos := map[string]repoEntry{}
+	for _, name := range change.Repos {
+		files, _, _ := repoTags(meta, name, meta.Repositories[name])
+		if files == nil {
+			continue
+		}
+		if old, ok := l.tags[name]; ok {
+			sameAs(tree, old, files)
+		}
+		dir, err := writeRepo(tree, name, files)
+		if err != nil {
+			return "", nil, err
+		}
+		uses = append(uses, dir)
+		repos[name] = repoEntry{dir, len(files) > 1}
 	}
 	changed := map[string]bool{}
 	for _, name := range change.Repos {
 		changed[name] = true
 	}
-	root, ok := liveRoot(tree)
-	if !ok {
-		return live{}, false
+	var dir func(p string) (map[string]layout.SharedEntry, error)
+	dir = func(p string) (map[string]layout.SharedEntry, error) {
+		e := maps.Clone(l.dirs[p].entries)
+		if e == nil {
+			e = map[string]layout.SharedEntry{}
+		}
+		if changed[p] {
+			delete(e, TagsDir)
+			delete(e, TagListFile)
+			if r, ok := repos[p]; ok {
+				repoLinks(e, r)
+			}
+		}
+		for _, c := range l.dirty[p] {
+			child := path.Join(p, c)
+			sub, err := dir(child)
+			if err != nil {
+				return nil, err
+			}
+			delete(e, c)
+			if len(sub) == 0 {
+				continue
+			}
+			rel, err := tree.WriteSharedDir(DirKind, sub)
+			if err != nil {
+				return nil, err
+			}
+			uses = append(uses, rel)
+			e[c] = layout.SharedEntry{Link: rel}
+		}
+		return e, nil
 	}
-	l := live{repos: map[string]string{}}
-	for name, repo := range meta.Repositories {
-		if changed[name] || !repo.Published() {
+	entries, err := dir("")
+	if err != nil {
+		return "", nil, err
+	}
+	if l.refs == "" { // else the live one, still in uses
+		refs, err := tree.WriteSharedFile(RefsKind, meta.Generation, l.refsMap)
+		if err != nil {
+			return "", nil, err
+		}
+		entries[RefsMapFile] = layout.SharedEntry{Link: refs}
+		uses = append(uses, refs)
+	}
+	root, err := tree.WriteSharedDir(RootKind, entries)
+	if err != nil {
+		return "", nil, err
+	}
+	return root, uses, nil
+}
+
+// sameAs sets Same on the tag files of a repository whose live v2-tags entry old (the
+// same repository's) holds them with the same content: a link with the same target, a file
+// with the same bytes.
+func sameAs(tree *layout.Tree, old string, files map[string]layout.SharedEntry) {
+	for n, f := range files {
+		at := path.Join(old, n)
+		if f.Link != "" {
+			if target, err := os.Readlink(tree.Path(at)); err != nil || target != layout.RelLink(at, f.Link) {
+				continue
+			}
+		} else if b, err := os.ReadFile(tree.Path(at)); err != nil || !bytes.Equal(b, f.Data) {
 			continue
 		}
-		from := path.Join(root, name, TagListFile)
-		target, err := os.Readlink(tree.Path(from))
-		if err != nil {
-			return live{}, false
-		}
-		dir, rest, ok := linkedEntry(from, target, RepoKind)
-		if !ok || rest != TagListFile {
-			return live{}, false
-		}
-		l.repos[name] = dir
+		f.Same = at
+		files[n] = f
 	}
-	from := path.Join(root, RefsMapFile)
-	target, err := os.Readlink(tree.Path(from))
-	if err != nil {
-		return live{}, false
-	}
-	refs, rest, ok := linkedEntry(from, target, RefsKind)
-	if !ok || rest != "" {
-		return live{}, false
-	}
-	b, err := os.ReadFile(tree.Path(refs))
-	if err != nil || !layout.SharedFileHolds(refs, b) {
-		return live{}, false // damaged: WriteSharedFile writes it again
-	}
-	if change.refs.empty() {
-		l.refs = refs
-		return l, true
-	}
-	if l.refsMap, ok = spliceRefs(b, meta, changed, change.refs); !ok {
-		return live{}, false
-	}
-	return l, true
 }
 
 // liveRoot is the v2 entry (RootKind, tree-relative) the live publication links as its

@@ -216,17 +216,24 @@ func snapshot(t *testing.T, tree *layout.Tree, dir string) string {
 }
 
 // TestWriteTagsChangeMatchesFull: over random chains of generations, publishing each with
-// Diff's change (only the changed repositories rendered, refs.map spliced from the live
-// one) writes exactly what rendering everything does: the same v2 entry, uses, refs.map
-// bytes and digest markers; and Diff's markers are those of comparing every marker.
+// Diff's change (only the changed repositories rendered and the directories on their paths,
+// refs.map spliced from the live one) writes exactly what rendering everything does: the
+// same v2 entry, uses, refs.map bytes and digest markers; and Diff's markers are those of
+// comparing every marker. Every other run stores the directories below depth 2 inside their
+// ancestor's (maxLinkedDepth), where a change below that depth renders everything.
 func TestWriteTagsChangeMatchesFull(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(10, 10))
 	runs := 40
 	if testing.Short() {
 		runs = 8
 	}
+	defer func(d int) { maxLinkedDepth = d }(maxLinkedDepth)
 	spliced := 0
 	for run := range runs {
+		maxLinkedDepth = 16
+		if run%2 == 1 {
+			maxLinkedDepth = 2
+		}
 		full, changed := layout.NewTree(t.TempDir()), layout.NewTree(t.TempDir())
 		s := randomSpec(rnd)
 		prev := s.meta(1)
@@ -244,9 +251,10 @@ func TestWriteTagsChangeMatchesFull(t *testing.T) {
 			if !slices.Equal(c.Add, add) || !slices.Equal(c.Remove, remove) {
 				t.Fatalf("%s: Diff markers:\ngot  +%q -%q\nwant +%q -%q", name, c.Add, c.Remove, add, remove)
 			}
-			if _, ok := reuseLive(changed, next, &c); ok {
+			deep := slices.ContainsFunc(c.Repos, func(name string) bool { return depth(name) >= maxLinkedDepth })
+			if _, ok := readLive(changed, next, &c); ok {
 				spliced++
-			} else {
+			} else if !deep {
 				t.Errorf("%s: the live publication could not vouch for its tag files", name)
 			}
 			rootWant, usesWant, err := publishTags(full, next, nil)
@@ -294,6 +302,83 @@ func publishTags(tree *layout.Tree, m *layout.Meta, change *Change) (string, []s
 	}
 	sort.Strings(uses)
 	return v2, uses, nil
+}
+
+// TestWriteTagsKeepsByHardLink: a publish with a change makes what it keeps of the live
+// publication's tag files (the links and files of a changed repository's entry that did not
+// change, the unchanged entries of the directories it makes anew) hard links of the live
+// ones, and writes only what changed.
+func TestWriteTagsKeepsByHardLink(t *testing.T) {
+	prevSpec := &spec{
+		repos: map[string]*repoSpec{
+			"fedora":         {tags: map[string]string{"41": "a", "42": "b"}},
+			"fedora/toolbox": {tags: map[string]string{"42": "c"}},
+			"z":              {tags: map[string]string{"1": "c"}},
+		},
+		media: map[string]string{"a": layout.MediaTypeOCIIndex, "b": layout.MediaTypeOCIIndex, "c": layout.MediaTypeOCIManifest, "d": layout.MediaTypeOCIIndex},
+		since: map[string]uint64{"a": 1, "b": 1, "c": 1, "d": 2},
+	}
+	nextSpec := prevSpec.clone()
+	nextSpec.repos["fedora"].tags["42"] = "d"
+	prev, next := prevSpec.meta(1), nextSpec.meta(2)
+	tree := layout.NewTree(t.TempDir())
+	if _, _, err := publishTags(tree, prev, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The entries, below the live v2/: the links to their directory followed, and a
+	// v2-tags entry's _tags.json as _tags/../_tags.json.
+	paths := []string{"_base.json", "z", "fedora/_tags/41", "fedora/_tags/42", "fedora/_tags/../_tags.json", "fedora/toolbox"}
+	real := func(rel string) string {
+		t.Helper()
+		dir, base, ok := strings.Cut(rel, "/../")
+		if ok {
+			base = "../" + base
+		} else {
+			dir, base = path.Split(rel)
+		}
+		d, err := filepath.EvalSymlinks(tree.Path(path.Join(LiveDir, dir)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(d, base)
+	}
+	before := map[string]os.FileInfo{}
+	for _, rel := range paths {
+		fi, err := os.Lstat(real(rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[rel] = fi
+	}
+	c := Diff(prev, next)
+	if _, ok := readLive(tree, next, &c); !ok {
+		t.Fatal("the live publication could not vouch for its tag files")
+	}
+	if _, _, err := publishTags(tree, next, &c); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		rel  string
+		kept bool
+	}{
+		{"_base.json", true},                 // the root is new: fedora's link changed
+		{"z", true},                          // an unchanged directory's link, in the new root
+		{"fedora/_tags/41", true},            // an unchanged tag of a changed repository
+		{"fedora/_tags/42", false},           // the moved tag
+		{"fedora/_tags/../_tags.json", true}, // the same tags
+		{"fedora/toolbox", true},             // an unchanged child's link in a changed directory
+	}
+	for _, tt := range tests {
+		t.Run(tt.rel, func(t *testing.T) {
+			fi, err := os.Lstat(real(tt.rel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := os.SameFile(fi, before[tt.rel]); got != tt.kept {
+				t.Errorf("the same file as the live publication's: got %v, want %v", got, tt.kept)
+			}
+		})
+	}
 }
 
 // TestWriteTagsFallsBack: when the live publication cannot vouch for its tag files, WriteTags
@@ -347,18 +432,84 @@ func TestWriteTagsFallsBack(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"a repository's link gone", func(t *testing.T, tree *layout.Tree) {
-			if err := os.Remove(tree.Path(path.Join(LiveDir, "fedora/toolbox", TagListFile))); err != nil {
+		{"the root's link to a changed directory gone", func(t *testing.T, tree *layout.Tree) {
+			if err := os.Remove(tree.Path(path.Join(LiveDir, "fedora"))); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"a repository's link elsewhere", func(t *testing.T, tree *layout.Tree) {
-			p := tree.Path(path.Join(LiveDir, "fedora/toolbox", TagListFile))
+		{"a changed directory's link elsewhere", func(t *testing.T, tree *layout.Tree) {
+			dir, err := filepath.EvalSymlinks(tree.Path(path.Join(LiveDir, "fedora")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(dir, "toolbox")
 			if err := os.Remove(p); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Symlink("../../../../v2-tags/x/_tags.json", p); err != nil {
+			if err := os.Symlink("../0123456789abcdef0123456789abcdef", p); err != nil {
 				t.Fatal(err)
+			}
+		}},
+		{"a changed repository's directory a real one", func(t *testing.T, tree *layout.Tree) {
+			dir, err := filepath.EvalSymlinks(tree.Path(path.Join(LiveDir, "fedora")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(filepath.Join(dir, "x"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"the uses damaged", func(t *testing.T, tree *layout.Tree) {
+			name, err := tree.LivePublication()
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := filepath.EvalSymlinks(tree.Path(path.Join(layout.PubPath(name), layout.SharedUses)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, bytes.Replace(b, []byte(DirKind), []byte(RepoKind), 1), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"the live v2 of the shape before v2-dir", func(t *testing.T, tree *layout.Tree) {
+			// Each repository's directory a real one in the root, holding its two links.
+			old := map[string]layout.SharedEntry{BaseFile: {Data: []byte(baseJSON)}}
+			tf := TagFiles(prev)
+			for name, files := range tf.Repos {
+				dir, err := tree.WriteSharedDir(RepoKind, files)
+				if err != nil {
+					t.Fatal(err)
+				}
+				old[path.Join(name, TagsDir)] = layout.SharedEntry{Link: path.Join(dir, TagsDir)}
+				old[path.Join(name, TagListFile)] = layout.SharedEntry{Link: path.Join(dir, TagListFile)}
+			}
+			refs, err := tree.WriteSharedFile(RefsKind, prev.Generation, tf.RefsMap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			old[RefsMapFile] = layout.SharedEntry{Link: refs}
+			root, err := tree.WriteSharedDir(RootKind, old)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name, err := tree.LivePublication()
+			if err != nil {
+				t.Fatal(err)
+			}
+			from := path.Join(layout.PubPath(name), PubDir)
+			if err := os.Remove(tree.Path(from)); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(layout.RelLink(from, root), tree.Path(from)); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := os.ReadFile(tree.Path(path.Join(LiveDir, "fedora/toolbox", TagListFile))); err != nil || !bytes.Contains(got, []byte(`"42"`)) {
+				t.Fatalf("the old shape's tag list: %q, %v", got, err)
 			}
 		}},
 		{"no live publication", func(t *testing.T, tree *layout.Tree) {
@@ -377,7 +528,7 @@ func TestWriteTagsFallsBack(t *testing.T) {
 			}
 			tc.damage(t, changed)
 			c := Diff(prev, next)
-			if _, ok := reuseLive(changed, next, &c); ok {
+			if _, ok := readLive(changed, next, &c); ok {
 				t.Errorf("the damaged live publication vouched for its tag files")
 			}
 			if err := Write(changed, next, &c); err != nil {

@@ -250,82 +250,63 @@ func TagFiles(meta *layout.Meta) Tags {
 }
 
 // WriteTags stores the phase-2 tag files of a publication of meta in tree's shared
-// directory (the repositories' directories and refs.map new since the last publish, and a
-// v2/ directory linking them, all reused when unchanged) and returns the v2/ directory to
-// link as the publication's PubDir and the shared entries it reaches
+// directory (the repositories' v2-tags entries, the directories of v2/ and refs.map new
+// since the last publish, all reused when unchanged, and a v2/ root linking them) and returns
+// the v2/ root to link as the publication's PubDir and the shared entries it reaches
 // (layout.Publication.Links and Uses).
 //
 // change, when not nil, is the change from the live publication's metadata to meta's (Diff,
 // the tree settled at that publication: Write's change): then only the changed repositories'
-// directories are rendered, the others' are those the live publication links, and refs.map
-// is the live one with the changed lines replaced (reuseLive). Whenever the live publication
-// cannot vouch for that (it is not there, not of this shape, or its refs.map is damaged),
-// everything is rendered from meta, as without a change. Either way the bytes written are
-// the same.
+// v2-tags entries and the directories on their paths are made, from the live publication's
+// (whatever they keep of it is a hard link of the live entry: SharedEntry.Same), the other
+// directories are those the live publication links, refs.map is the live one with the
+// changed lines replaced and the uses the live ones with the replaced entries swapped
+// (writeChange). Whenever the live publication cannot vouch for that (it is not there, not of
+// this shape, a directory or file not as its name says), everything is rendered from meta,
+// as without a change. Either way the entries written and their bytes are the same.
 func WriteTags(tree *layout.Tree, meta *layout.Meta, change *Change) (root string, uses []string, err error) {
-	entries := map[string]layout.SharedEntry{BaseFile: {Data: []byte("{}")}}
-	link := func(name, dir string, tags bool) {
-		uses = append(uses, dir)
-		if tags {
-			entries[path.Join(name, TagsDir)] = layout.SharedEntry{Link: path.Join(dir, TagsDir)}
+	if change != nil {
+		if l, ok := readLive(tree, meta, change); ok {
+			return writeChange(tree, meta, change, l)
 		}
-		entries[path.Join(name, TagListFile)] = layout.SharedEntry{Link: path.Join(dir, TagListFile)}
 	}
-	write := func(name string, files map[string]layout.SharedEntry) error {
-		dir, err := tree.WriteSharedDir(RepoKind, files)
+	t := TagFiles(meta)
+	repos := map[string]repoEntry{}
+	for name, files := range t.Repos {
+		dir, err := writeRepo(tree, name, files)
 		if err != nil {
-			return fmt.Errorf("writing the tag files of %s: %w", name, err)
-		}
-		link(name, dir, len(files) > 1) // only _tags.json: no tag a mirror can serve
-		return nil
-	}
-	var refs string
-	if live, ok := reuseLive(tree, meta, change); ok {
-		for name, dir := range live.repos {
-			link(name, dir, servesATag(meta, meta.Repositories[name]))
-		}
-		for _, name := range change.Repos {
-			if files, _, _ := repoTags(meta, name, meta.Repositories[name]); files != nil {
-				if err := write(name, files); err != nil {
-					return "", nil, err
-				}
-			}
-		}
-		refs = live.refs
-		if live.refsMap != nil {
-			if refs, err = tree.WriteSharedFile(RefsKind, meta.Generation, live.refsMap); err != nil {
-				return "", nil, err
-			}
-		}
-	} else {
-		t := TagFiles(meta)
-		for name, files := range t.Repos {
-			if err := write(name, files); err != nil {
-				return "", nil, err
-			}
-		}
-		if refs, err = tree.WriteSharedFile(RefsKind, meta.Generation, t.RefsMap); err != nil {
 			return "", nil, err
 		}
+		uses = append(uses, dir)
+		repos[name] = repoEntry{dir, len(files) > 1}
 	}
-	uses = append(uses, refs)
-	entries[RefsMapFile] = layout.SharedEntry{Link: refs}
-	root, err = tree.WriteSharedDir(RootKind, entries)
+	refs, err := tree.WriteSharedFile(RefsKind, meta.Generation, t.RefsMap)
 	if err != nil {
+		return "", nil, err
+	}
+	entries, dirs, err := writeDirs(tree, repos)
+	if err != nil {
+		return "", nil, err
+	}
+	uses = append(append(uses, dirs...), refs)
+	entries[BaseFile] = layout.SharedEntry{Data: []byte(baseJSON)}
+	entries[RefsMapFile] = layout.SharedEntry{Link: refs}
+	if root, err = tree.WriteSharedDir(RootKind, entries); err != nil {
 		return "", nil, err
 	}
 	return root, uses, nil
 }
 
-// servesATag reports whether one of repo's tags is one a mirror can serve (its directory
-// then has _tags).
-func servesATag(meta *layout.Meta, repo *layout.Repository) bool {
-	for _, d := range repo.Tags {
-		if _, ok := extension(meta, d); ok {
-			return true
-		}
+// baseJSON is _base.json, the answer to GET /v2/.
+const baseJSON = "{}"
+
+// writeRepo stores repository name's tag files (repoTags) as its v2-tags entry.
+func writeRepo(tree *layout.Tree, name string, files map[string]layout.SharedEntry) (string, error) {
+	dir, err := tree.WriteSharedDir(RepoKind, files)
+	if err != nil {
+		return "", fmt.Errorf("writing the tag files of %s: %w", name, err)
 	}
-	return false
+	return dir, nil
 }
 
 // DigestFiles returns the shared digest markers of meta: tree-relative slash path → content.

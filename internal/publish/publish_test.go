@@ -162,7 +162,7 @@ func TestPublishGrowsWithTheChange(t *testing.T) {
 	}
 	promo := added(after, files(t, tree))
 	kinds := map[string]int{}
-	repoDirs := map[string]bool{}
+	repoDirs, v2Dirs := map[string]bool{}, map[string]bool{}
 	for p := range promo {
 		rest, ok := strings.CutPrefix(p, layout.SharedDir+"/")
 		if !ok {
@@ -173,6 +173,10 @@ func TestPublishGrowsWithTheChange(t *testing.T) {
 			repoDirs[strings.Split(rest, "/")[1]] = true
 			continue
 		}
+		if strings.HasPrefix(rest, phase2.DirKind+"/") {
+			v2Dirs[strings.Split(rest, "/")[1]] = true
+			continue
+		}
 		if strings.HasPrefix(rest, phase2.RootKind+"/") {
 			kind = phase2.RootKind
 		}
@@ -181,10 +185,15 @@ func TestPublishGrowsWithTheChange(t *testing.T) {
 	if len(repoDirs) != 2 {
 		t.Errorf("a promotion in 2 repositories wrote %d repositories' tag files, want 2", len(repoDirs))
 	}
+	// The directories of v2/ on the changed repositories' paths: bench/r003, bench/r017 and
+	// bench; the root holds bench, refs.map and _base.json.
+	if len(v2Dirs) != 3 {
+		t.Errorf("a promotion in 2 repositories wrote %d directories of v2/, want 3 (theirs and bench's)", len(v2Dirs))
+	}
 	for kind, n := range kinds {
 		if kind == phase2.RootKind {
-			if n > 3*repos+2 {
-				t.Errorf("the new v2/ holds %d files and links, want at most 2 per repository and 2", n)
+			if n > 3 {
+				t.Errorf("the new v2/ root holds %d files and links, want 3", n)
 			}
 			continue
 		}
