@@ -452,7 +452,8 @@ func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finis
 }
 
 // writeTree writes files and symbolic links (to the given targets) below dir (which must not
-// exist), fsyncing every file and directory. An entry of files or links that same names is
+// exist), fsyncing every file and directory; dir's own entry in its parent is the caller's to
+// make durable (each renames dir into place, then fsyncs the parent). An entry of files or links that same names is
 // made a hard link of the existing file or link same gives (an OS path: one with exactly that
 // content, already durable), which costs no new inode; where the link cannot be made (another
 // filesystem, too many links, a system without hard links to symbolic links) it is written.
@@ -463,6 +464,9 @@ func writeTree(dir string, files map[string][]byte, links map[string]string, sam
 	}
 	mkdir := func(rel string) (string, error) {
 		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if dirs[filepath.Dir(p)] {
+			return p, nil // made already
+		}
 		for d := filepath.Dir(p); !dirs[d]; d = filepath.Dir(d) {
 			dirs[d] = true
 		}
@@ -512,7 +516,7 @@ func writeTree(dir string, files map[string][]byte, links map[string]string, sam
 			return err
 		}
 	}
-	return SyncDir(filepath.Dir(dir))
+	return nil
 }
 
 // replaceSymlink points the symbolic link at p to target: a new link under a temporary name,
