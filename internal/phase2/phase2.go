@@ -7,18 +7,24 @@
 // publication (layout.PubDir) and read through regmirror/live, which switches them all at
 // once with the stamp. So that a publish adds what changed, not the tree, they are stored once
 // as shared entries (layout.SharedDir), named by their content, and a publication links to
-// them: one directory per repository, reused while its tags stay, and a v2/ directory of two
-// links per repository, reused while no tag changes (a crawl). Which manifests a repository
-// holds by digest only grows within the grace, so those markers are shared as they are. For
-// every published repository REPO:
+// them: one entry of tag files per repository, reused while its tags stay, and one entry per
+// directory of v2/ (a repository's or a namespace's), linked from its parent's and reused
+// while nothing below it changes, so that a promotion makes new directories only on the
+// paths of the repositories it changes (a crawl none). Which manifests a repository holds by
+// digest only grows within the grace, so those markers are shared as they are. For every
+// published repository REPO (here fedora/toolbox, below fedora):
 //
 //	regmirror/pub/<name>/v2 -> ../../shared/v2/<hex>   (read as regmirror/live/v2/, LiveDir)
-//	regmirror/shared/v2/<hex>/       (RootKind: a publication's tag files)
-//	    REPO/_tags -> …/v2-tags/<hex>/_tags             REPO is a real directory, never a
-//	    REPO/_tags.json -> …/v2-tags/<hex>/_tags.json   link: repositories nest (fedora,
-//	                                                    fedora/toolbox)
+//	regmirror/shared/v2/<hex>/       (RootKind: a publication's v2/)
+//	    fedora -> ../../v2-dir/<hex>                    a link per top-level component
 //	    refs.map -> ../../v2-refs.map/<generation>-<hex>
 //	    _base.json                  {} for GET /v2/
+//	regmirror/shared/v2-dir/<hex>/   (DirKind: the directory of fedora)
+//	    _tags -> ../../v2-tags/<hex>/_tags              when fedora is a published repository
+//	    _tags.json -> ../../v2-tags/<hex>/_tags.json
+//	    toolbox -> ../<hex>          a link per child component, to its DirKind entry
+//	                                (below maxLinkedDepth components; deeper directories
+//	                                are real directories inside their ancestor's entry)
 //	regmirror/shared/v2-tags/<hex>/  (RepoKind: one repository's tag files)
 //	    _tags/TAG -> …/regmirror/v2/REPO/_digests/HEX   TAG resolves to manifest sha256:HEX:
 //	                                a link to its digest directory, which holds one marker
@@ -31,8 +37,10 @@
 //	regmirror/v2/                   (Dir, shared by the publications)
 //	    REPO/_digests/HEX/HEX.EXT   empty marker: manifest sha256:HEX is in REPO
 //
-// The publication lists the v2-tags entries and refs.map in its uses file (layout.SharedUses),
-// so they are kept while it is and deploy/mirror-sync copies them before switching to it.
+// The publication lists the v2-dir and v2-tags entries and refs.map in its uses file
+// (layout.SharedUses), so they are kept while it is and deploy/mirror-sync copies them before
+// switching to it. A publish that knows the change since the live publication makes what it
+// keeps of the live entries hard links of them (layout.SharedEntry.Same): no new inode.
 //
 // EXT names the manifest's media type (see Extensions); the manifest's bytes are the blob
 // blobs/sha256/HEX, already in the tree. Repository path components never start with "_", so
