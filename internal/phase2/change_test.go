@@ -643,3 +643,59 @@ func FuzzLinkedEntry(f *testing.F) {
 		}
 	})
 }
+
+// TestWriteTagsAfterKilledRun: a run killed after WriteTags wrote its entries (and in the
+// middle of another, a temporary directory left) but before it published: the live
+// publication is the previous one, still vouched for, and the next publish with the change
+// writes what a full render on a fresh tree does, reusing the entries the killed run left.
+func TestWriteTagsAfterKilledRun(t *testing.T) {
+	prevSpec := &spec{
+		repos: map[string]*repoSpec{
+			"fedora":         {tags: map[string]string{"41": "a", "42": "b"}},
+			"fedora/toolbox": {tags: map[string]string{"42": "c"}},
+		},
+		media: map[string]string{"a": layout.MediaTypeOCIIndex, "b": layout.MediaTypeOCIIndex, "c": layout.MediaTypeOCIManifest, "d": layout.MediaTypeOCIIndex},
+		since: map[string]uint64{"a": 1, "b": 1, "c": 1, "d": 2},
+	}
+	nextSpec := prevSpec.clone()
+	nextSpec.repos["fedora/toolbox"].tags["43"] = "d"
+	prev, next := prevSpec.meta(1), nextSpec.meta(2)
+	tree, fresh := layout.NewTree(t.TempDir()), layout.NewTree(t.TempDir())
+	if _, _, err := publishTags(tree, prev, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := Diff(prev, next)
+	if err := Write(tree, next, &c); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := WriteTags(tree, next, &c); err != nil { // the killed run: never published
+		t.Fatal(err)
+	}
+	stale := tree.Path(path.Join(layout.SharedDir, DirKind, layout.TempPrefix+"0123456789abcdef0123456789abcdef"))
+	if err := os.MkdirAll(filepath.Join(stale, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := readLive(tree, next, &c); !ok {
+		t.Fatal("after the killed run, the live publication could not vouch for its tag files")
+	}
+	rootGot, usesGot, err := publishTags(tree, next, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := publishTags(fresh, prev, nil); err != nil {
+		t.Fatal(err)
+	}
+	rootWant, usesWant, err := publishTags(fresh, next, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rootGot != rootWant || !slices.Equal(usesGot, usesWant) {
+		t.Fatalf("got v2 %s uses %q, want %s %q", rootGot, usesGot, rootWant, usesWant)
+	}
+	if got, want := snapshot(t, tree, rootGot), snapshot(t, fresh, rootWant); got != want {
+		t.Errorf("v2 entry:\ngot\n%s\nwant\n%s", got, want)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the killed run's temporary directory: %v, want it removed by the publish", err)
+	}
+}
