@@ -304,20 +304,26 @@ func publishTags(tree *layout.Tree, m *layout.Meta, change *Change) (string, []s
 	return v2, uses, nil
 }
 
+// fedoraSpec is a small generation: fedora (tags 41 and 42) and fedora/toolbox (42) below it;
+// manifest d, of generation 2, is there for the next one.
+func fedoraSpec() *spec {
+	return &spec{
+		repos: map[string]*repoSpec{
+			"fedora":         {tags: map[string]string{"41": "a", "42": "b"}},
+			"fedora/toolbox": {tags: map[string]string{"42": "c"}},
+		},
+		media: map[string]string{"a": layout.MediaTypeOCIIndex, "b": layout.MediaTypeOCIIndex, "c": layout.MediaTypeOCIManifest, "d": layout.MediaTypeOCIIndex},
+		since: map[string]uint64{"a": 1, "b": 1, "c": 1, "d": 2},
+	}
+}
+
 // TestWriteTagsKeepsByHardLink: a publish with a change makes what it keeps of the live
 // publication's tag files (the links and files of a changed repository's entry that did not
 // change, the unchanged entries of the directories it makes anew) hard links of the live
 // ones, and writes only what changed.
 func TestWriteTagsKeepsByHardLink(t *testing.T) {
-	prevSpec := &spec{
-		repos: map[string]*repoSpec{
-			"fedora":         {tags: map[string]string{"41": "a", "42": "b"}},
-			"fedora/toolbox": {tags: map[string]string{"42": "c"}},
-			"z":              {tags: map[string]string{"1": "c"}},
-		},
-		media: map[string]string{"a": layout.MediaTypeOCIIndex, "b": layout.MediaTypeOCIIndex, "c": layout.MediaTypeOCIManifest, "d": layout.MediaTypeOCIIndex},
-		since: map[string]uint64{"a": 1, "b": 1, "c": 1, "d": 2},
-	}
+	prevSpec := fedoraSpec()
+	prevSpec.repos["z"] = &repoSpec{tags: map[string]string{"1": "c"}}
 	nextSpec := prevSpec.clone()
 	nextSpec.repos["fedora"].tags["42"] = "d"
 	prev, next := prevSpec.meta(1), nextSpec.meta(2)
@@ -384,14 +390,7 @@ func TestWriteTagsKeepsByHardLink(t *testing.T) {
 // TestWriteTagsFallsBack: when the live publication cannot vouch for its tag files, WriteTags
 // with a change renders everything, and writes what it would without one.
 func TestWriteTagsFallsBack(t *testing.T) {
-	prevSpec := &spec{
-		repos: map[string]*repoSpec{
-			"fedora":         {tags: map[string]string{"41": "a", "42": "b"}},
-			"fedora/toolbox": {tags: map[string]string{"42": "c"}},
-		},
-		media: map[string]string{"a": layout.MediaTypeOCIIndex, "b": layout.MediaTypeOCIIndex, "c": layout.MediaTypeOCIManifest, "d": layout.MediaTypeOCIIndex},
-		since: map[string]uint64{"a": 1, "b": 1, "c": 1, "d": 2},
-	}
+	prevSpec := fedoraSpec()
 	nextSpec := prevSpec.clone()
 	nextSpec.repos["fedora"].tags["42"] = "d"
 	nextSpec.repos["fedora"].retiring = []string{"b"}
@@ -649,14 +648,7 @@ func FuzzLinkedEntry(f *testing.F) {
 // publication is the previous one, still vouched for, and the next publish with the change
 // writes what a full render on a fresh tree does, reusing the entries the killed run left.
 func TestWriteTagsAfterKilledRun(t *testing.T) {
-	prevSpec := &spec{
-		repos: map[string]*repoSpec{
-			"fedora":         {tags: map[string]string{"41": "a", "42": "b"}},
-			"fedora/toolbox": {tags: map[string]string{"42": "c"}},
-		},
-		media: map[string]string{"a": layout.MediaTypeOCIIndex, "b": layout.MediaTypeOCIIndex, "c": layout.MediaTypeOCIManifest, "d": layout.MediaTypeOCIIndex},
-		since: map[string]uint64{"a": 1, "b": 1, "c": 1, "d": 2},
-	}
+	prevSpec := fedoraSpec()
 	nextSpec := prevSpec.clone()
 	nextSpec.repos["fedora/toolbox"].tags["43"] = "d"
 	prev, next := prevSpec.meta(1), nextSpec.meta(2)
