@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -472,16 +473,26 @@ func writeTree(dir string, files map[string][]byte, links map[string]string, sam
 		}
 		return p, os.MkdirAll(filepath.Dir(p), 0o755)
 	}
-	linked := func(rel, p string) bool {
+	linked := func(rel, p string, symlink bool) bool {
 		from, ok := same[rel]
-		return ok && os.Link(from, p) == nil
+		if !ok || os.Link(from, p) != nil {
+			return false
+		}
+		if runtime.GOOS == "linux" {
+			return true // link(2) links a symbolic link itself there, never its target
+		}
+		if fi, err := os.Lstat(p); err == nil && (fi.Mode()&fs.ModeSymlink != 0) == symlink {
+			return true
+		}
+		os.Remove(p) // a system whose link(2) followed the symbolic link: written below
+		return false
 	}
 	for rel, data := range files {
 		p, err := mkdir(rel)
 		if err != nil {
 			return err
 		}
-		if linked(rel, p) {
+		if linked(rel, p, false) {
 			continue
 		}
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
@@ -504,7 +515,7 @@ func writeTree(dir string, files map[string][]byte, links map[string]string, sam
 		if err != nil {
 			return err
 		}
-		if linked(rel, p) {
+		if linked(rel, p, true) {
 			continue
 		}
 		if err := os.Symlink(target, p); err != nil {
