@@ -418,16 +418,17 @@ func (p *metaPack) apply(m *Meta) error {
 	for _, n := range p.DropRepositories {
 		delete(m.Repositories, n)
 	}
-	if err := upsert("manifest", m.Manifests, p.Manifests); err != nil {
+	var err error
+	if m.Manifests, err = upsert("manifest", m.Manifests, p.Manifests); err != nil {
 		return err
 	}
-	if err := upsert("blob", m.Blobs, p.Blobs); err != nil {
+	if m.Blobs, err = upsert("blob", m.Blobs, p.Blobs); err != nil {
 		return err
 	}
-	if err := upsert("orphan", m.Orphans, p.Orphans); err != nil {
+	if m.Orphans, err = upsert("orphan", m.Orphans, p.Orphans); err != nil {
 		return err
 	}
-	if err := upsert("repository", m.Repositories, p.Repositories); err != nil {
+	if m.Repositories, err = upsert("repository", m.Repositories, p.Repositories); err != nil {
 		return err
 	}
 	for n, c := range p.RepositoryChanges {
@@ -444,15 +445,25 @@ func (p *metaPack) apply(m *Meta) error {
 	return nil
 }
 
-// upsert adds or replaces the records of src in dst; a null record is an error.
-func upsert[K comparable, V any](what string, dst, src map[K]*V) error {
+// upsert adds or replaces the records of src in dst and returns dst; a null record is an
+// error. An empty dst (a base pack's, applied first) is replaced by src itself, which the
+// pack gives up: the records are not inserted a second time.
+func upsert[K comparable, V any](what string, dst, src map[K]*V) (map[K]*V, error) {
+	if len(dst) == 0 && len(src) > 0 {
+		for k, v := range src {
+			if v == nil {
+				return nil, fmt.Errorf("pack: %s %v is null", what, k)
+			}
+		}
+		return src, nil
+	}
 	for k, v := range src {
 		if v == nil {
-			return fmt.Errorf("pack: %s %v is null", what, k)
+			return nil, fmt.Errorf("pack: %s %v is null", what, k)
 		}
 		dst[k] = v
 	}
-	return nil
+	return dst, nil
 }
 
 func (c *repoChange) apply(r *Repository) {
@@ -739,49 +750,76 @@ func snapshot(root string, m *Meta) *contentState {
 // diff returns the keys whose values differ between s and m's content.
 func (s *contentState) diff(m *Meta) *touched {
 	t := newTouched()
+	// Each map is walked once, and the old one again only when some of its keys are not in
+	// the new one (found counts those that are): a promotion removes little, a crawl nothing.
+	found := 0
 	for d, v := range m.Manifests {
 		// The bytes are named by their digest, but a Meta could still hold others (the
 		// redirector refuses them); unchanged bytes are the same array, compared at once.
-		if o, ok := s.manifests[d]; !ok || o.MediaType != v.MediaType || !bytes.Equal(o.Data, v.Data) {
+		o, ok := s.manifests[d]
+		if ok {
+			found++
+		}
+		if !ok || o != v && (o.MediaType != v.MediaType || !bytes.Equal(o.Data, v.Data)) {
 			t.manifests[d] = true
 		}
 	}
-	for d := range s.manifests {
-		if m.Manifests[d] == nil {
-			t.manifests[d] = true
+	if found < len(s.manifests) {
+		for d := range s.manifests {
+			if m.Manifests[d] == nil {
+				t.manifests[d] = true
+			}
 		}
 	}
+	found = 0
 	for d, v := range m.Blobs {
-		if o, ok := s.blobs[d]; !ok || !blobEqual(*o, *v) {
+		o, ok := s.blobs[d]
+		if ok {
+			found++
+		}
+		if !ok || !blobEqual(*o, *v) {
 			t.blobs[d] = true
 		}
 	}
-	for d := range s.blobs {
-		if m.Blobs[d] == nil {
-			t.blobs[d] = true
+	if found < len(s.blobs) {
+		for d := range s.blobs {
+			if m.Blobs[d] == nil {
+				t.blobs[d] = true
+			}
 		}
 	}
+	found = 0
 	for d, v := range m.Orphans {
-		if o, ok := s.orphans[d]; !ok || o.Size != v.Size || o.Since != v.Since || o.Subsets != v.Subsets || !o.Unreferenced.Equal(v.Unreferenced) {
+		o, ok := s.orphans[d]
+		if ok {
+			found++
+		}
+		if !ok || o.Size != v.Size || o.Since != v.Since || o.Subsets != v.Subsets || !o.Unreferenced.Equal(v.Unreferenced) {
 			t.orphans[d] = true
 		}
 	}
-	for d := range s.orphans {
-		if m.Orphans[d] == nil {
-			t.orphans[d] = true
+	if found < len(s.orphans) {
+		for d := range s.orphans {
+			if m.Orphans[d] == nil {
+				t.orphans[d] = true
+			}
 		}
 	}
+	found = 0
 	for n, r := range m.Repositories {
 		o := s.repos[n]
 		if o == nil {
 			t.repos[n] = true
 			continue
 		}
+		found++
 		diffRepo(o, r, func() *repoTouched { return t.part(n) })
 	}
-	for n := range s.repos {
-		if m.Repositories[n] == nil {
-			t.repos[n] = true
+	if found < len(s.repos) {
+		for n := range s.repos {
+			if m.Repositories[n] == nil {
+				t.repos[n] = true
+			}
 		}
 	}
 	return t
