@@ -32,6 +32,11 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	m := layout.NewMeta(r.gen)
 	m.Source = r.c.base.String()
 	m.Orphans = map[layout.Digest]*layout.Orphan{}
+	// Sized for what a generation like the previous one holds: a promotion changes little, and
+	// maps grown insert by insert rehash every record on the way.
+	m.Manifests = make(map[layout.Digest]*layout.Manifest, len(r.prev.Manifests))
+	m.Blobs = make(map[layout.Digest]*layout.Blob, len(r.prev.Blobs))
+	m.Repositories = make(map[string]*layout.Repository, len(r.prev.Repositories))
 	since := func(d layout.Digest) uint64 {
 		if b, ok := r.prev.Blobs[d]; ok {
 			return b.Since
@@ -399,17 +404,23 @@ type repoSets struct {
 // takeWhole adds the manifests and blobs of pr, the previous generation's record of the
 // repository (unchanged), to the repository and to m, as take would from their closures.
 func (s *repoSets) takeWhole(m, prev *layout.Meta, pr *layout.Repository, since func(layout.Digest) uint64) {
+	// The new records in one allocation: a repository taken whole adds most of its own.
+	recs := make([]layout.Blob, 0, len(pr.Manifests)+len(pr.Blobs))
+	rec := func(size int64, d layout.Digest) *layout.Blob {
+		recs = append(recs, layout.Blob{Size: size, Since: since(d)})
+		return &recs[len(recs)-1]
+	}
 	for _, d := range pr.Manifests {
 		s.manifests[d] = true
 		if _, ok := m.Manifests[d]; !ok {
 			m.Manifests[d] = prev.Manifests[d]
-			m.Blobs[d] = &layout.Blob{Size: int64(len(prev.Manifests[d].Data)), Since: since(d)}
+			m.Blobs[d] = rec(int64(len(prev.Manifests[d].Data)), d)
 		}
 	}
 	for _, d := range pr.Blobs {
 		s.blobs[d] = true
 		if _, ok := m.Blobs[d]; !ok {
-			m.Blobs[d] = &layout.Blob{Size: prev.Blobs[d].Size, Since: since(d)}
+			m.Blobs[d] = rec(prev.Blobs[d].Size, d)
 		}
 	}
 }

@@ -256,7 +256,7 @@ func MembershipSince(m, prev *Meta, configArch func(Digest) string) (table []str
 			}
 		}
 	}
-	live, archived := map[Digest]uint32{}, map[Digest]bool{}
+	live, archived := make(map[Digest]uint32, len(m.Blobs)), map[Digest]bool{} // nearly every blob is live
 	set := func(d Digest, l uint32, a bool) {
 		if l != 0 {
 			live[d] = l
