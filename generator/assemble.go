@@ -83,8 +83,7 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	for name, repo := range m.Repositories {
 		s := sets[name]
 		sort.Strings(repo.Archived)
-		repo.Manifests = sortedDigests(s.manifests)
-		repo.Blobs = sortedDigests(s.blobs)
+		repo.Manifests, repo.Blobs = s.lists()
 		for _, descs := range repo.Referrers {
 			sort.Slice(descs, func(i, j int) bool { return descs[i].Digest.String() < descs[j].Digest.String() })
 		}
@@ -320,7 +319,7 @@ func (r *run) countTransfers(m *layout.Meta, st *stats, sets map[string]*repoSet
 		if !s.reused {
 			continue
 		}
-		for d := range s.blobs {
+		for _, d := range s.whole.Blobs {
 			if _, ok := r.blobs[d]; !ok && !whole[d] {
 				whole[d] = true
 				st.BlobsPresent++
@@ -399,26 +398,56 @@ type repoSets struct {
 	closures         map[*closure]bool
 	referrers        map[layout.Digest]map[layout.Digest]bool
 	reused           bool // the previous generation's record taken whole (takeWhole)
+	// whole is that record: its Manifests and Blobs are the repository's, added to
+	// manifests and blobs only if a closure is taken too (lists).
+	whole *layout.Repository
+}
+
+// lists are the repository's manifests and blobs, sorted: a record taken whole (and
+// nothing else) gives its lists as they are when they are sorted without duplicates, as
+// every generation's are; else they are those of the sets.
+func (s *repoSets) lists() (manifests, blobs []layout.Digest) {
+	if w := s.whole; w != nil {
+		if len(s.manifests) == 0 && len(s.blobs) == 0 && strictlySorted(w.Manifests) && strictlySorted(w.Blobs) {
+			return append([]layout.Digest{}, w.Manifests...), append([]layout.Digest{}, w.Blobs...) // never nil, as sortedDigests
+		}
+		for _, d := range w.Manifests {
+			s.manifests[d] = true
+		}
+		for _, d := range w.Blobs {
+			s.blobs[d] = true
+		}
+	}
+	return sortedDigests(s.manifests), sortedDigests(s.blobs)
+}
+
+// strictlySorted reports whether list is in sortedDigests' order, without duplicates.
+func strictlySorted(list []layout.Digest) bool {
+	for i := 1; i < len(list); i++ {
+		if list[i-1].String() >= list[i].String() {
+			return false
+		}
+	}
+	return true
 }
 
 // takeWhole adds the manifests and blobs of pr, the previous generation's record of the
 // repository (unchanged), to the repository and to m, as take would from their closures.
 func (s *repoSets) takeWhole(m, prev *layout.Meta, pr *layout.Repository, since func(layout.Digest) uint64) {
 	// The new records in one allocation: a repository taken whole adds most of its own.
+	s.whole = pr
 	recs := make([]layout.Blob, 0, len(pr.Manifests)+len(pr.Blobs))
 	rec := func(size int64, d layout.Digest) *layout.Blob {
 		recs = append(recs, layout.Blob{Size: size, Since: since(d)})
 		return &recs[len(recs)-1]
 	}
 	for _, d := range pr.Manifests {
-		s.manifests[d] = true
 		if _, ok := m.Manifests[d]; !ok {
 			m.Manifests[d] = prev.Manifests[d]
 			m.Blobs[d] = rec(int64(len(prev.Manifests[d].Data)), d)
 		}
 	}
 	for _, d := range pr.Blobs {
-		s.blobs[d] = true
 		if _, ok := m.Blobs[d]; !ok {
 			m.Blobs[d] = rec(prev.Blobs[d].Size, d)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/regmirror/regmirror/internal/testsupport/testimages"
+	"github.com/regmirror/regmirror/layout"
 )
 
 // A repository the source still lists as the previous generation published it is taken
@@ -121,5 +122,41 @@ func BenchmarkMayBeForeign(b *testing.B) {
 		if mayBeForeign(data) {
 			b.Fatal("plain manifest reported as maybe foreign")
 		}
+	}
+}
+
+// A repository taken whole gives its previous lists as they are only when they are sorted
+// without duplicates and nothing else was taken; otherwise the lists are those the sets
+// give, sorted, the same as walking every manifest would.
+func TestRepoSetsLists(t *testing.T) {
+	d := func(c byte) layout.Digest { return layout.DigestOf("sha256", []byte{c}) }
+	a, b, c := d('a'), d('b'), d('c')
+	sorted := sortedDigests(map[layout.Digest]bool{a: true, b: true, c: true})
+	tests := []struct {
+		name         string
+		whole        *layout.Repository
+		extra        []layout.Digest // taken from a closure too
+		wantM, wantB []layout.Digest
+	}{
+		{"sorted", &layout.Repository{Manifests: sorted[:2], Blobs: sorted}, nil, sorted[:2], sorted},
+		{"empty", &layout.Repository{}, nil, []layout.Digest{}, []layout.Digest{}},
+		{"unsorted", &layout.Repository{Manifests: []layout.Digest{sorted[2], sorted[0]}, Blobs: sorted[:1]}, nil, []layout.Digest{sorted[0], sorted[2]}, sorted[:1]},
+		{"a duplicate", &layout.Repository{Manifests: sorted[:1], Blobs: []layout.Digest{sorted[1], sorted[1]}}, nil, sorted[:1], sorted[1:2]},
+		{"a closure too", &layout.Repository{Manifests: sorted[1:2], Blobs: sorted[2:]}, sorted[:1], sorted[:2], []layout.Digest{sorted[0], sorted[2]}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &repoSets{manifests: map[layout.Digest]bool{}, blobs: map[layout.Digest]bool{}, whole: tc.whole}
+			for _, e := range tc.extra {
+				s.manifests[e], s.blobs[e] = true, true
+			}
+			gotM, gotB := s.lists()
+			if !reflect.DeepEqual(gotM, tc.wantM) || !reflect.DeepEqual(gotB, tc.wantB) {
+				t.Errorf("got %v, %v; want %v, %v", gotM, gotB, tc.wantM, tc.wantB)
+			}
+			if len(tc.whole.Manifests) > 0 && len(gotM) > 0 && &gotM[0] == &tc.whole.Manifests[0] {
+				t.Errorf("the list is the previous record's, not a copy")
+			}
+		})
 	}
 }
