@@ -2,6 +2,7 @@ package generator
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/regmirror/regmirror/layout"
 )
@@ -33,22 +34,30 @@ func (r *run) retire(m *layout.Meta) retiring {
 			continue
 		}
 		repo := m.Repositories[name]
-		current := map[layout.Digest]bool{}
-		if repo != nil {
-			for _, d := range repo.Manifests {
-				current[d] = true
+		// What the repository references now, made when first asked (a repository that
+		// retires nothing, as most of a promotion's, never asks).
+		var current map[layout.Digest]bool
+		referenced := func(d layout.Digest) bool {
+			if current == nil {
+				current = map[layout.Digest]bool{}
+				if repo != nil {
+					for _, d := range repo.Manifests {
+						current[d] = true
+					}
+					for _, d := range repo.Blobs {
+						current[d] = true
+					}
+					for _, d := range repo.Tags {
+						current[d] = true
+					}
+				}
 			}
-			for _, d := range repo.Blobs {
-				current[d] = true
-			}
-			for _, d := range repo.Tags {
-				current[d] = true
-			}
+			return current[d]
 		}
 		manifests, blobs := map[layout.Digest]bool{}, map[layout.Digest]bool{}
 		keep := func(d layout.Digest, manifest, already bool) {
 			pb := r.prev.Blobs[d]
-			if current[d] || pb == nil {
+			if pb == nil || referenced(d) {
 				return // still referenced here, or no file to serve (a foreign layer)
 			}
 			if manifest && r.prev.Manifests[d] == nil {
@@ -69,11 +78,17 @@ func (r *run) retire(m *layout.Meta) retiring {
 				blobs[d] = true
 			}
 		}
-		for _, d := range pr.Manifests {
-			keep(d, true, false)
+		// Lists the repository still has as they were reference all they name: nothing in
+		// them retires.
+		if repo == nil || !slices.Equal(repo.Manifests, pr.Manifests) {
+			for _, d := range pr.Manifests {
+				keep(d, true, false)
+			}
 		}
-		for _, d := range pr.Blobs {
-			keep(d, false, false)
+		if repo == nil || !slices.Equal(repo.Blobs, pr.Blobs) {
+			for _, d := range pr.Blobs {
+				keep(d, false, false)
+			}
 		}
 		for _, d := range pr.Retiring {
 			keep(d, true, true)
