@@ -1,6 +1,8 @@
 package generator
 
 import (
+	"encoding/binary"
+
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -61,9 +63,37 @@ func (r *run) hasReferrersAPI(repo string, d layout.Digest) bool {
 // mayBeForeign reports whether manifest bytes may list a foreign layer (layout.IsForeignLayer:
 // urls, a foreign or non-distributable media type), conservatively: any escape or non-ASCII
 // byte (JSON keys match case-insensitively, with Unicode folding), or any of those words in
-// any case.
+// any case. It looks at eight bytes at a time, and a byte at a time only around the words
+// that hold a byte every match holds: an escape or non-ASCII byte itself, or a 'u' ("urls",
+// "nondistributable", in any case) or 'g' ("foreign"), rare in manifests.
 func mayBeForeign(data []byte) bool {
-	for i, c := range data {
+	const ones, highs, lower = 0x0101010101010101, 0x8080808080808080, 0x2020202020202020
+	// has reports whether a byte of w is c, and maybe when one is not (never the reverse).
+	has := func(w, c uint64) bool {
+		x := w ^ ones*c
+		return (x-ones)&^x&highs != 0
+	}
+	// The longest word; its 'u' is 11 bytes after its start, "foreign"'s 'g' 5.
+	const back = len("nondistributable")
+	i := 0
+	for ; i+8 <= len(data); i += 8 {
+		w := binary.LittleEndian.Uint64(data[i:])
+		if w&highs != 0 {
+			return true
+		}
+		lw := w | lower // 'U' and 'u' alike; '\\' (0x5c) becomes '|' (0x7c)
+		if (has(lw, '|') || has(lw, 'u') || has(lw, 'g')) && mayBeForeignAt(data, max(0, i-back), i+8) {
+			return true
+		}
+	}
+	return mayBeForeignAt(data, max(0, i-back), len(data))
+}
+
+// mayBeForeignAt is mayBeForeign's look at the bytes of data from index from to index to
+// (the words it checks may run past to).
+func mayBeForeignAt(data []byte, from, to int) bool {
+	for i := from; i < to; i++ {
+		c := data[i]
 		if c == '\\' || c >= 0x80 {
 			return true
 		}

@@ -116,7 +116,7 @@ func TestMayBeForeign(t *testing.T) {
 }
 
 func BenchmarkMayBeForeign(b *testing.B) {
-	data := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":1234},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":5678}]}`)
+	data := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef","size":1234},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4","size":5678}]}`)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		if mayBeForeign(data) {
@@ -159,4 +159,47 @@ func TestRepoSetsLists(t *testing.T) {
 			}
 		})
 	}
+}
+
+// mayBeForeignBytewise is mayBeForeign a byte at a time, as it was: the reference.
+func mayBeForeignBytewise(data []byte) bool {
+	for i, c := range data {
+		if c == '\\' || c >= 0x80 {
+			return true
+		}
+		switch c | 0x20 {
+		case 'u':
+			if hasFoldPrefix(data[i:], "urls") {
+				return true
+			}
+		case 'f':
+			if hasFoldPrefix(data[i:], "foreign") {
+				return true
+			}
+		case 'n':
+			if hasFoldPrefix(data[i:], "nondistributable") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// FuzzMayBeForeign: the look eight bytes at a time answers as the byte-at-a-time one, at
+// every alignment of the words it looks for.
+func FuzzMayBeForeign(f *testing.F) {
+	for _, s := range []string{"", "urls", "xxxxxxxURLS", "\\", "a|b", "é", "{\"foreign\":1}", "NONDISTRIBUTABLE", "nondistributabl", "sha256:ffffffffffffffffff"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for shift := range 8 {
+			in := append(make([]byte, shift), data...)
+			for i := range shift {
+				in[i] = 'x'
+			}
+			if got, want := mayBeForeign(in), mayBeForeignBytewise(in); got != want {
+				t.Fatalf("mayBeForeign(%q): got %v, want %v", in, got, want)
+			}
+		}
+	})
 }
