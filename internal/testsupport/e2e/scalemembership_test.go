@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -70,5 +73,45 @@ func TestScaleMembershipFollowsTheChange(t *testing.T) {
 		if diffs > 0 {
 			t.Fatalf("step %d (%s): %d blobs differ", i, step.name, diffs)
 		}
+		// The rest of the content too: what a run takes from the previous generation
+		// (repositories taken whole, retiring sets, orphans) is what walking every manifest
+		// gives, and so are the files the publication renders from it.
+		for _, part := range []struct {
+			name      string
+			got, want any
+		}{
+			{"repositories", inc.Repositories, full.Repositories},
+			{"manifests", inc.Manifests, full.Manifests},
+			{"blobs", inc.Blobs, full.Blobs},
+			{"orphans", inc.Orphans, full.Orphans},
+		} {
+			if !reflect.DeepEqual(part.got, part.want) {
+				t.Fatalf("step %d (%s): %s differ from --verify's", i, step.name, part.name)
+			}
+		}
+		for _, f := range append([]string{layout.IndexFile}, subsetFilterFiles(t, filepath.Join(dir, "full"))...) {
+			a, errA := os.ReadFile(filepath.Join(dir, "since", f))
+			b, errB := os.ReadFile(filepath.Join(dir, "full", f))
+			if errA != nil || errB != nil || !bytes.Equal(a, b) {
+				t.Fatalf("step %d (%s): %s differs from --verify's (%v, %v)", i, step.name, f, errA, errB)
+			}
+		}
 	}
+}
+
+// subsetFilterFiles are the live publication's subset filter files (tree-relative).
+func subsetFilterFiles(t *testing.T, tree string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(tree, layout.LiveLink, layout.SubsetsDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, layout.LiveLink+"/"+layout.SubsetsDir+"/"+e.Name())
+	}
+	if len(out) == 0 {
+		t.Fatal("no subset filter in the live publication")
+	}
+	return out
 }
