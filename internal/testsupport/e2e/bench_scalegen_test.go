@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"syscall"
@@ -21,7 +22,12 @@ import (
 // (default 9000); REGMIRROR_PROFILE_DIR, when set, receives a CPU profile of each step
 // (cpu.<step>.pprof). The CPU time of each step (this process's, the source's included: it
 // answers the same requests before and after a change) moves less than its time on a shared
-// machine.
+// machine. With REGMIRROR_SCALEGEN_CACHE=DIR, the full generation is made once and kept in
+// DIR (which must not exist yet), and later runs start from a copy of it (cp -a, which keeps
+// the times the settled record checks): the no-op and the promotion without the full
+// generation's minutes, for before-and-after comparisons at one size (the source is
+// deterministic; a cache made at another REGMIRROR_SCALE_MANIFESTS would make the no-op a
+// large promotion: keep one per size).
 func BenchmarkScaleGenerate(b *testing.B) {
 	repos, perRepo := scaleShape(scaleManifests(b, 9000))
 	for range b.N {
@@ -48,7 +54,17 @@ func BenchmarkScaleGenerate(b *testing.B) {
 			scaleProgress(3*repos*perRepo, "%s generate (in process, no mirrors): %v, CPU %v", step, took.Round(time.Millisecond), used.Round(time.Millisecond))
 			return took, used
 		}
-		full, _ := gen("full")
+		var full time.Duration
+		if cache := os.Getenv("REGMIRROR_SCALEGEN_CACHE"); cache == "" {
+			full, _ = gen("full")
+		} else {
+			if _, err := os.Stat(cache); err != nil {
+				full, _ = gen("full")
+				copyTree(b, tree, cache)
+			} else {
+				copyTree(b, cache, tree)
+			}
+		}
 		var floors []time.Duration
 		for range 3 {
 			floors = append(floors, scaleFloor(b, src, 32))
@@ -65,6 +81,14 @@ func BenchmarkScaleGenerate(b *testing.B) {
 		b.ReportMetric(promo.Seconds()/floor.Seconds(), "promotion-per-floor-x")
 		b.ReportMetric(noopCPU.Seconds(), "no-op-CPU-s")
 		b.ReportMetric(promoCPU.Seconds(), "promotion-CPU-s")
+	}
+}
+
+// copyTree copies the tree from to to (which must not exist), times included.
+func copyTree(b *testing.B, from, to string) {
+	b.Helper()
+	if out, err := exec.Command("cp", "-a", from, to).CombinedOutput(); err != nil {
+		b.Fatalf("copying %s to %s: %v: %s", from, to, err, out)
 	}
 }
 
