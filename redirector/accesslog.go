@@ -155,10 +155,15 @@ const (
 	maxRecordString   = 4 << 10
 )
 
+// recordStrings are l's strings in the order of its record.
+func (l *accessLine) recordStrings() [7]*string {
+	return [...]*string{&l.method, &l.path, &l.country, &l.region, &l.mirror, &l.peer, &l.ua}
+}
+
 func maxAccessRecord(l *accessLine) int {
 	n := accessRecordFixed + 8*2 + 16 + len(l.client.Zone())
-	for _, s := range [...]string{l.method, l.path, l.country, l.region, l.mirror, l.peer, l.ua} {
-		n += min(len(s), maxRecordString)
+	for _, s := range l.recordStrings() {
+		n += min(len(*s), maxRecordString)
 	}
 	return n
 }
@@ -181,7 +186,8 @@ func appendAccessRecord(b []byte, at time.Time, l *accessLine) []byte {
 	b = append(b, 0, 0)
 	b, _ = l.client.AppendBinary(b) // never fails
 	binary.LittleEndian.PutUint16(b[addr:], uint16(len(b)-addr-2))
-	for _, s := range [...]string{l.method, l.path, l.country, l.region, l.mirror, l.peer, l.ua} {
+	for _, p := range l.recordStrings() {
+		s := *p
 		if len(s) > maxRecordString {
 			s = trunc.Middle(s, maxRecordString)
 		}
@@ -212,7 +218,7 @@ func decodeAccessRecord(rec []byte, at *time.Time, l *accessLine) int {
 	}
 	l.client = netip.Addr{}
 	_ = l.client.UnmarshalBinary(next()) // written by AppendBinary
-	for _, s := range [...]*string{&l.method, &l.path, &l.country, &l.region, &l.mirror, &l.peer, &l.ua} {
+	for _, s := range l.recordStrings() {
 		v := next()
 		*s = unsafe.String(unsafe.SliceData(v), len(v))
 	}
