@@ -99,7 +99,7 @@ func instrBenchCount(b *testing.B, control, dir string, srv wrkBenchServer, path
 			}
 		}
 	}
-	pid := strconv.Itoa(srv.pgid) // the process itself: valgrind runs the program in its own process
+	pid := strconv.Itoa(srv.pgid()) // the process itself: valgrind runs the program in its own process
 	callgrind := func(arg string) {
 		if out, err := exec.Command(control, arg, pid).CombinedOutput(); err != nil {
 			b.Fatalf("callgrind_control %s %s: %v\n%s", arg, pid, err, out)

@@ -62,12 +62,13 @@ import (
 //
 // Each contender gets a 1 s warm-up, then WRKBENCH_ROUNDS rounds (default 5), the order
 // rotating each round, of `wrk -t1 -cWRKBENCH_CONNECTIONS -dWRKBENCH_DURATION --latency`
-// (defaults 32 and 3s): about 2 minutes a benchmark. The Go servers (regmirror, bare) are
-// started afresh before each round, with a warm-up of their own: two identical processes
-// differ by up to 4% under wrk (where their memory happens to land), consistently across
-// rounds, so one process per contender for all rounds would put that in every ratio. req/s, p50 and p99 are the medians over the
-// rounds; a ratio is the median of the rounds' ratios (the two contenders ran within seconds
-// of each other), steadier than a ratio of medians on a machine whose load changes. Each run
+// (defaults 32 and 3s): about 2 minutes a benchmark. The Go servers (regmirror with and
+// without its log, bare, bare+500ns) are started afresh before each round, with a warm-up of
+// their own: two identical processes differ by up to 4% under wrk (where their memory happens
+// to land), consistently across rounds, so one process per contender for all rounds would put
+// that in every ratio. req/s, p50 and p99 are the medians over the rounds; a ratio is the
+// median of the rounds' ratios (the two contenders ran within seconds of each other), steadier
+// than a ratio of medians on a machine whose load changes. Each run
 // also counts the CPU time the server's processes used (/proc/<pid>/stat of its process
 // group, nginx's worker included): requests per CPU-second is what the server would do on a
 // core of its own, and the anchors are also given as ratios of those, which other load on a
@@ -205,9 +206,9 @@ func (s wrkBenchSettings) run(b *testing.B, c wrkBenchContender, duration string
 		args = append([]string{"-c", s.clientCPUs, s.wrk}, args...)
 		bin = s.taskset
 	}
-	cpu0 := wrkBenchGroupCPU(b, c.srv.pgid)
+	cpu0 := wrkBenchGroupCPU(b, c.srv.pgid())
 	out, err := exec.Command(bin, args...).CombinedOutput()
-	cpu := wrkBenchGroupCPU(b, c.srv.pgid) - cpu0
+	cpu := wrkBenchGroupCPU(b, c.srv.pgid()) - cpu0
 	if err != nil {
 		b.Fatalf("wrk %s: %v\n%s", url, err, out)
 	}
@@ -274,12 +275,13 @@ func wrkBenchGroupCPU(b *testing.B, pgid int) time.Duration {
 	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }
 
-// wrkBenchServer is a started server: its URL, process group and process.
+// wrkBenchServer is a started server: its URL and process (the leader of its process group).
 type wrkBenchServer struct {
 	url  string
-	pgid int
 	proc *peers.Process
 }
+
+func (srv wrkBenchServer) pgid() int { return srv.proc.Cmd.Process.Pid }
 
 // wrkBenchContender is one server under wrk.
 type wrkBenchContender struct {
@@ -446,7 +448,7 @@ func wrkBenchRegistry(b *testing.B, s wrkBenchSettings, root, redirectBase strin
 	b.Helper()
 	reg := peers.StartRegistry(b, peers.WithStorage(root), peers.WithRedirect(redirectBase),
 		peers.WithDebianDefaults(), peers.WithCommand(s.serverCmd))
-	return wrkBenchServer{reg.URL, reg.Proc.Cmd.Process.Pid, reg.Proc}
+	return wrkBenchServer{reg.URL, reg.Proc}
 }
 
 // wrkBenchServe starts `regmirror serve` on tree.
@@ -464,7 +466,7 @@ func wrkBenchServe(b *testing.B, s wrkBenchSettings, tree string, accessLog bool
 		name += "-accesslog"
 	}
 	p := peers.Start(b, name, cmd, peers.HTTPReady(url+"/v2/"))
-	return wrkBenchServer{url, p.Cmd.Process.Pid, p}
+	return wrkBenchServer{url, p}
 }
 
 // wrkBenchReady succeeds once url gives any HTTP answer, a redirect included (not followed).
@@ -558,7 +560,7 @@ func wrkBenchBare(b *testing.B, s wrkBenchSettings, a wrkBenchAnswer) wrkBenchSe
 	cmd.Env = append(cmd.Env, "WRKBENCH_BARE_SPEC="+path)
 	url := "http://" + a.Listen
 	p := peers.Start(b, "bare-http", cmd, wrkBenchReady(url+"/"))
-	return wrkBenchServer{url, p.Cmd.Process.Pid, p}
+	return wrkBenchServer{url, p}
 }
 
 // wrkBenchWork is a with the bare contender's handler spending work per request first.
@@ -664,7 +666,7 @@ func wrkBenchNginx(b *testing.B, s wrkBenchSettings, docroot, location string) w
 		cmd = exec.Command(s.taskset, append([]string{"-c", s.serverCPUs, bin}, args...)...)
 	}
 	p := peers.Start(b, "nginx", cmd, wrkBenchReady(url+"/"))
-	return wrkBenchServer{url, p.Cmd.Process.Pid, p}
+	return wrkBenchServer{url, p}
 }
 
 // wrkBenchAddHeaders turns an answer's headers into nginx add_header lines, leaving out those
