@@ -233,6 +233,10 @@ func TestListingLimits(t *testing.T) {
 			func(o *Options) { o.MaxReferrers = 20 }, false, "at %s: more than 20 referrers (limit: Options.MaxReferrers 20"},
 		{"endless empty referrer pages", &fault{method: "GET", match: pathHas("/fedora/referrers/"), do: endlessReferrers(0)},
 			func(o *Options) { o.MaxPages = 30 }, false, "at %s: more than 30 pages of referrers (limit: Options.MaxPages 30"},
+		// Every repository's: the first query, which tells whether the source has the API,
+		// runs past the limit too (the API is there: that is a failure, not "no API").
+		{"endless referrers from the first query", &fault{method: "GET", match: pathHas("/referrers/"), do: endlessReferrers(7)},
+			func(o *Options) { o.MaxReferrers = 20 }, false, "at %s: more than 20 referrers (limit: Options.MaxReferrers 20"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

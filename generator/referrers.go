@@ -2,6 +2,7 @@ package generator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -16,7 +17,8 @@ type referrer struct {
 }
 
 // referrersOf asks the source for the referrers of d. A source without the API (any answer
-// but 200 to the first query) is not asked again this run.
+// but 200 to the first query) is not asked again this run; one whose first answer runs past
+// a limit has the API, and that query fails.
 func (r *run) referrersOf(ctx context.Context, repo string, d layout.Digest) ([]referrer, error) {
 	r.refProbe.Lock()
 	if r.refKnown && !r.refSupported {
@@ -27,6 +29,10 @@ func (r *run) referrersOf(ctx context.Context, repo string, d layout.Digest) ([]
 		// The first query decides, holding the lock so that the others wait for it.
 		defer r.refProbe.Unlock()
 		refs, err := r.queryReferrers(ctx, repo, d)
+		if le := (*limitError)(nil); errors.As(err, &le) {
+			r.refKnown, r.refSupported = true, true
+			return nil, err
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, err
