@@ -64,8 +64,13 @@ type run struct {
 	o    Options
 	c    *client
 	tree *layout.Tree
-	prev *layout.Meta
-	gen  uint64
+	// prev is the tree's current generation and gen the one this run makes: set by
+	// loadPrevious beside discovery, read once prevLoaded is closed (awaitPrevious); prevErr
+	// is the load's failure.
+	prev       *layout.Meta
+	gen        uint64
+	prevLoaded <-chan struct{}
+	prevErr    error
 	// settled: the tree was as the previous generation's run left it when this one took its
 	// lock (layout.Tree.Unsettle: blobs/ holding only what that generation records, nothing
 	// written since), but for the files removed since its file list (removedSince); change
@@ -175,35 +180,6 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			}
 			r.track = r.settled && !o.Verify
 		}
-		prev, _, err := r.tree.LoadForSuccessor() // never changed: assemble builds a new Meta
-		switch {
-		case errors.Is(err, layout.ErrNoGeneration):
-			prev = nil
-		case err != nil:
-			hint := "move the tree aside to start afresh"
-			if mf := (*layout.MetaFileError)(nil); errors.As(err, &mf) {
-				hint = mf.Hint() + ", or " + hint
-			}
-			return nil, fmt.Errorf("reading the current generation of %s: %w (%s)", o.Out, err, hint)
-		}
-		r.prev = prev
-	}
-	if r.prev == nil {
-		r.prev = layout.NewMeta(0)
-	}
-	if r.prev.Orphans == nil {
-		r.prev.Orphans = map[layout.Digest]*layout.Orphan{}
-	}
-	r.gen = r.prev.Generation + 1
-	if !o.DryRun {
-		// blobs/ is listed for temporary files and strays unless the tree is settled: the
-		// run that published the previous generation left there only what it records, and
-		// nothing changed it since.
-		strays, err := removeTemps(r.tree, r.prev, o.Verify || !r.settled)
-		if err != nil {
-			return nil, err
-		}
-		r.strays = &strays
 	}
 
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
@@ -211,6 +187,17 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		r.cancel(nil)
 		r.bg.Wait()
 	}()
+	// The previous generation is read while the source is listed and HEADed: neither needs
+	// the other until a repository's HEADs are in (discovery waits for it there).
+	loaded := make(chan struct{})
+	r.prevLoaded = loaded
+	go func() {
+		defer close(loaded)
+		if r.prevErr = r.loadPrevious(); r.prevErr != nil {
+			r.fatal(r.prevErr)
+		}
+	}()
+	defer func() { <-loaded }() // before the lock is released: the load removes temporary files
 	r.c, err = newClient(r.ctx, &r.o, base)
 	if err != nil {
 		return nil, err
@@ -219,6 +206,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	defer r.prog.stop()
 
 	outcomes, err := r.discoverAndFetch()
+	if <-loaded; r.prevErr != nil {
+		return nil, r.prevErr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +239,53 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	sum.Duration = time.Since(start)
 	r.prog.stop()
 	return sum, r.partial(true)
+}
+
+// loadPrevious reads the tree's current generation into r.prev (an empty one for a new tree
+// or no tree) and, unless in a dry run, removes the temporary files a killed run left in
+// blobs/ and lists its strays. It runs beside discovery: r.prev is read only after
+// r.prevLoaded is closed.
+func (r *run) loadPrevious() error {
+	var prev *layout.Meta
+	if r.tree != nil {
+		var err error
+		prev, _, err = r.tree.LoadForSuccessor() // never changed: assemble builds a new Meta
+		switch {
+		case errors.Is(err, layout.ErrNoGeneration):
+			prev = nil
+		case err != nil:
+			hint := "move the tree aside to start afresh"
+			if mf := (*layout.MetaFileError)(nil); errors.As(err, &mf) {
+				hint = mf.Hint() + ", or " + hint
+			}
+			return fmt.Errorf("reading the current generation of %s: %w (%s)", r.o.Out, err, hint)
+		}
+	}
+	if prev == nil {
+		prev = layout.NewMeta(0)
+	}
+	if prev.Orphans == nil {
+		prev.Orphans = map[layout.Digest]*layout.Orphan{}
+	}
+	r.prev, r.gen = prev, prev.Generation+1
+	if !r.o.DryRun {
+		// blobs/ is listed for temporary files and strays unless the tree is settled: the
+		// run that published the previous generation left there only what it records, and
+		// nothing changed it since.
+		strays, err := removeTemps(r.tree, r.prev, r.o.Verify || !r.settled)
+		if err != nil {
+			return err
+		}
+		r.strays = &strays
+	}
+	return nil
+}
+
+// awaitPrevious waits until r.prev is loaded; false when the load failed (the run is then
+// cancelled: Run returns the load's error).
+func (r *run) awaitPrevious() bool {
+	<-r.prevLoaded
+	return r.prevErr == nil
 }
 
 // settle writes the settled record (layout.Tree.Settle) once the run's writes are over: its
@@ -386,6 +423,9 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 		mu.Unlock()
 	}
 	if r.o.KeepRemoved { // repositories gone from the catalog keep their tags
+		if !r.awaitPrevious() {
+			return nil, context.Cause(r.ctx)
+		}
 		listed := map[string]bool{}
 		for _, repo := range repos {
 			listed[repo] = true
@@ -407,6 +447,9 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 				}
 				r.fail(repo, fmt.Errorf("listing tags at %s: %w", r.c.base, err))
 				// Keep the repository as it was.
+				if !r.awaitPrevious() {
+					return
+				}
 				if pr := r.prev.Repositories[repo]; pr != nil {
 					for tag := range pr.Tags {
 						if cl := r.fallback(repo, tag); cl != nil {
@@ -418,7 +461,7 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 			}
 			r.prog.tagsTotal.Add(int64(len(tags)))
 			heads := r.resolveAll(repo, tags)
-			if r.ctx.Err() != nil {
+			if r.ctx.Err() != nil || !r.awaitPrevious() {
 				return
 			}
 			if pr := r.unchanged(repo, tags, heads); pr != nil {
@@ -496,20 +539,18 @@ func (r *run) keepRemoved(repo string, listed []string) []outcome {
 // errSkip marks a tag that is deliberately not published (schema 1, vanished).
 var errSkip = errors.New("skipped")
 
-// head is what resolving a tag gave; nil before it is resolved.
+// head is what resolving a tag gave.
 type head struct {
 	d   layout.Digest
 	pre *prefetched
 	err error
 }
 
-// resolveAll resolves repo's tags, one HEAD each, concurrently, when the previous generation
-// has repo (unchanged may then reuse it); else it leaves them to processTag.
+// resolveAll resolves repo's tags, one HEAD each, concurrently (whether the previous
+// generation has repo, which unchanged may then reuse, is not known yet: it is read
+// meanwhile).
 func (r *run) resolveAll(repo string, tags []string) []*head {
 	heads := make([]*head, len(tags))
-	if r.prev.Repositories[repo] == nil {
-		return heads
-	}
 	var wg sync.WaitGroup
 	for i, tag := range tags {
 		r.goTag(&wg, func() {
@@ -521,12 +562,8 @@ func (r *run) resolveAll(repo string, tags []string) []*head {
 	return heads
 }
 
-// processTag resolves a tag with one HEAD (unless h has) and collects its closure.
+// processTag collects the closure of a tag resolved to h.
 func (r *run) processTag(ctx context.Context, repo, tag string, h *head) (*closure, error) {
-	if h == nil {
-		d, pre, err := r.resolve(ctx, repo, tag)
-		h = &head{d, pre, err}
-	}
 	d, pre, err := h.d, h.pre, h.err
 	if err != nil {
 		if statusOf(err) == http.StatusNotFound {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -598,20 +599,28 @@ func TestVerifyRefetchesCorruptBlobs(t *testing.T) {
 
 // TestRefusesBrokenMetadata: a tree whose live generation lacks a content pack (or has a
 // corrupt one) is refused with one line naming the file and how to repair it; nothing is
-// written.
+// written. The generation is read while the source is asked: a source that does not answer
+// does not hold the refusal back.
 func TestRefusesBrokenMetadata(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		break_ func(p string) error
+		hang   bool // the source's HEADs never answer
 	}{
-		{"pack missing", os.Remove},
-		{"pack corrupt", func(p string) error { return os.WriteFile(p, []byte("garbage"), 0o644) }},
+		{"pack missing", os.Remove, false},
+		{"pack corrupt", func(p string) error { return os.WriteFile(p, []byte("garbage"), 0o644) }, false},
+		{"pack missing, the source hanging", os.Remove, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := newSource(t)
 			src.demo()
 			out := t.TempDir()
 			mustRun(t, src.opts(out))
+			if tc.hang {
+				src.addFault(&fault{method: "HEAD", match: pathHas("/manifests/"), do: func(_ http.ResponseWriter, r *http.Request, _ http.Handler) {
+					<-r.Context().Done()
+				}})
+			}
 			tree := layout.NewTree(out)
 			st, err := tree.ReadStamp()
 			if err != nil {
@@ -625,7 +634,9 @@ func TestRefusesBrokenMetadata(t *testing.T) {
 			if err := tc.break_(tree.Path(pack)); err != nil {
 				t.Fatal(err)
 			}
-			_, err = Run(context.Background(), src.opts(out))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, err = Run(ctx, src.opts(out))
 			if err == nil || !strings.Contains(err.Error(), pack) || !strings.Contains(err.Error(), "copy "+pack+" back from a mirror") || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("Run: got %v, want one line naming %s and how to restore it", err, pack)
 			}
