@@ -169,6 +169,7 @@ func TestSettledStrays(t *testing.T) {
 		}
 		first, _, _ := strings.Cut(string(b), "\n")
 		_, mtime, _ := strings.Cut(first, " ")
+		mtime, _, _ = strings.Cut(mtime, " ")
 		ns, err := strconv.ParseInt(mtime, 10, 64)
 		if err != nil {
 			t.Fatalf("settled record %q: %v", b, err)

@@ -39,12 +39,12 @@ func (r *run) write(m *layout.Meta, st *stats, manifests []layout.Digest) ([]str
 	if err := ctx.Err(); err != nil {
 		return nil, context.Cause(ctx)
 	}
-	// The blobs changed since the previous file list: the garbage deleted after its publish,
-	// the blobs this run wrote. Those written from here on, the file list may not know of:
+	// The paths changed since the previous file list: the record's (the garbage deleted after
+	// its publish, the shared entries changed after its list), the blobs this run wrote. Those written from here on, the file list may not know of:
 	// the settled record names them.
 	r.mu.Lock()
 	if r.change.Settled {
-		r.change.Blobs = slices.Concat(r.removedSince, r.written)
+		r.change.Changed = slices.Concat(r.removedSince, r.written)
 	}
 	r.written, r.track = nil, true
 	r.mu.Unlock()

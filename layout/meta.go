@@ -234,6 +234,9 @@ func NewMeta(generation uint64) *Meta {
 type Tree struct {
 	dir  string
 	base updateBase // the content LoadForUpdate loaded, for the next publish
+	// shared is what was written or removed under SharedDir through this Tree since its last
+	// publish's file list was rendered (SharedChanged).
+	shared sharedLog
 }
 
 // NewTree returns the tree rooted at dir. Nothing is read or created.

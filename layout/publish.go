@@ -306,8 +306,7 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 			return s, fmt.Errorf("switching generation: %w", err)
 		}
 	}
-	t.prunePub(name)
-	t.pruneShared()
+	t.pruneShared(t.prunePub(name))
 	t.pruneMeta()
 	return s, nil
 }
@@ -424,6 +423,7 @@ func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finis
 		return err
 	}
 	if finish == nil {
+		t.resetShared() // no file list: none to follow
 		return nil
 	}
 	paths := map[string]string{}
@@ -437,11 +437,15 @@ func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finis
 	if err != nil {
 		return err
 	}
+	// The file list is rendered: what changes under SharedDir from here on, the next one
+	// must read again (SharedChanged, Settle).
+	t.resetShared()
 	for rel, data := range more {
 		if _, dup := c.files[rel]; dup || c.links[rel] != "" || !fs.ValidPath(rel) || strings.Contains(rel, "/") || strings.HasPrefix(rel, ".") {
 			return fmt.Errorf("%q cannot be a publication's file", rel)
 		}
 		target := sharedPath(rel)
+		t.noteShared(target)
 		if err := WriteFile(t.Path(target), data); err != nil {
 			return err
 		}
@@ -608,14 +612,16 @@ func (t *Tree) Publications() ([]string, error) {
 }
 
 // prunePub removes the publications beyond the newest PubKeep besides live that are older
-// than PubKeepFor. Failures are left for the next publish.
-func (t *Tree) prunePub(live string) {
+// than PubKeepFor. Failures are left for the next publish. It returns the shared entries each
+// removed publication reached (pubShared; nil for one that could not be read), for
+// pruneShared.
+func (t *Tree) prunePub(live string) []map[string]bool {
 	names, err := t.Publications()
 	if err != nil {
-		return
+		return nil
 	}
 	kept := 0
-	removed := false
+	var gone []map[string]bool
 	for _, n := range names {
 		if n == live {
 			continue
@@ -630,13 +636,18 @@ func (t *Tree) prunePub(live string) {
 				continue
 			}
 		}
+		used, err := t.pubShared(n)
+		if err != nil {
+			used = nil
+		}
 		if os.RemoveAll(t.Path(PubPath(n))) == nil {
-			removed = true
+			gone = append(gone, used)
 		}
 	}
-	if removed {
+	if len(gone) > 0 {
 		_ = SyncDir(t.Path(PubDir))
 	}
+	return gone
 }
 
 // LivePublication is the name of the publication regmirror/live points at.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,9 +15,11 @@ import (
 // last finished generate left it (its publish and the garbage collection after it done,
 // blobs/sha256 holding only what its generation records, nothing written since; a crawl
 // since, which writes no blob, keeps it so). Its first line names the live publication and
-// blobs/sha256's modification time then ("<publication> <mtime>", Unix nanoseconds); the
-// next lines are the files that garbage collection removed, one tree-relative path a line
-// (the publication's file list, rendered before them, still names them). A writer removes it
+// blobs/sha256's modification time then ("<publication> <mtime> shared", Unix nanoseconds);
+// the next lines are the paths changed after the publication's file list was rendered, one
+// tree-relative path a line: the files that garbage collection removed (the list still names
+// them), and the paths under SharedDir the publish changed after it (Tree.SharedChanged),
+// each with everything below it. A writer removes it
 // before its first change to the tree (Unsettle) and writes it again only once its publish
 // and garbage collection are done (Settle); a tree without it (a run killed or failed
 // mid-way, a tree older than the record, one edited by hand after removing it), or whose
@@ -30,10 +33,17 @@ const SettledFile = MetaDir + "/settled"
 // change moves it.
 const settleQuiet = 50 * time.Millisecond
 
+// settledShared ends the first line of a record that also names the paths under SharedDir
+// changed after the publication's file list was rendered (Tree.SharedChanged). A record
+// without it (an older regmirror's) names none: all of SharedDir counts as changed. An older
+// regmirror reads a record with it as not its own (it reads the tree whole).
+const settledShared = "shared"
+
 // Unsettle removes the settled record (durably: the directory is fsynced) and reports whether
 // the tree was settled at its live publication (the record named it, and blobs/sha256's time
-// is the one it records) and, if so, the files removed after that publication's file list
-// was rendered. Call it holding the tree's lock, before the first change to the tree; what
+// is the one it records) and, if so, the paths changed after that publication's file list
+// was rendered (the files removed, and the paths under SharedDir changed with everything
+// below them; SharedDir itself for a record that does not say). Call it holding the tree's lock, before the first change to the tree; what
 // the caller changes after it, the next publish must find by reading the tree (or from the
 // caller's own account, when this reported true). A record that cannot be read counts as
 // absent.
@@ -75,10 +85,11 @@ func (t *Tree) parseSettled(s string) (bool, []string) {
 		return false, nil
 	}
 	lines = lines[:len(lines)-1]
-	pub, mtime, ok := strings.Cut(lines[0], " ")
-	if !ok {
+	head := strings.Split(lines[0], " ")
+	if len(head) < 2 || len(head) > 3 || len(head) == 3 && head[2] != settledShared {
 		return false, nil
 	}
+	pub, mtime := head[0], head[1]
 	live, err := t.LivePublication()
 	if err != nil || pub != live {
 		return false, nil
@@ -93,12 +104,17 @@ func (t *Tree) parseSettled(s string) (bool, []string) {
 			return false, nil
 		}
 	}
+	if len(head) == 2 {
+		// Written before the record named what changed under SharedDir: all of it may have.
+		removed = append(removed, SharedDir)
+	}
 	return true, removed
 }
 
 // Settle writes the settled record naming the live publication, blobs/sha256's time, and the
 // files removed since the publication's file list was rendered (tree-relative slash paths:
-// the garbage collection after its publish) (temporary file, fsync, rename, directory
+// the garbage collection after its publish) with what the publish changed under SharedDir
+// after its list (t's SharedChanged: the publish must have been t's) (temporary file, fsync, rename, directory
 // fsync). Call it holding the tree's lock, once the publish and the garbage collection after
 // it are done, blobs/sha256 synced and holding only what the live generation records (no
 // temporary file, no stray, no transfer still writing there). When blobs/sha256 changed
@@ -123,8 +139,8 @@ func (t *Tree) Settle(removed []string) error {
 		}
 	}
 	var b strings.Builder
-	b.WriteString(live + " " + strconv.FormatInt(mtime, 10) + "\n")
-	for _, rel := range removed {
+	b.WriteString(live + " " + strconv.FormatInt(mtime, 10) + " " + settledShared + "\n")
+	for _, rel := range slices.Concat(removed, t.SharedChanged()) {
 		if !fs.ValidPath(rel) || rel == "." || strings.Contains(rel, "\n") {
 			return fmt.Errorf("settling the tree: %q is not a path in it", rel)
 		}

@@ -25,16 +25,19 @@ func TestSettled(t *testing.T) {
 	}{
 		{"no generation, no record", false, "", false, false},
 		{"no record (an older tree, a run killed mid-way)", true, "", false, false},
-		{"record of the live publication", true, "LIVE MTIME\n", false, true},
-		{"record of the live publication, blobs/ written since", true, "LIVE MTIME\n", true, false},
-		{"record of another blobs/ time", true, "LIVE 12345\n", false, false},
-		{"record without blobs/ time (the previous format)", true, "LIVE\n", false, false},
-		{"record of another publication", true, "1-0011223344556677 MTIME\n", false, false},
-		{"record without a live publication", false, "1-0011223344556677 MTIME\n", false, false},
+		{"record of the live publication", true, "LIVE MTIME shared\n", false, true},
+		{"record of the live publication, blobs/ written since", true, "LIVE MTIME shared\n", true, false},
+		{"record of another blobs/ time", true, "LIVE 12345 shared\n", false, false},
+		{"record without blobs/ time (the first format)", true, "LIVE\n", false, false},
+		{"record without shared (the previous format): all of regmirror/shared changed", true, "LIVE MTIME\nblobs/sha256/aa\n", false, true},
+		{"record with another word", true, "LIVE MTIME other\n", false, false},
+		{"record with a word more", true, "LIVE MTIME shared more\n", false, false},
+		{"record of another publication", true, "1-0011223344556677 MTIME shared\n", false, false},
+		{"record without a live publication", false, "1-0011223344556677 MTIME shared\n", false, false},
 		{"record garbled", true, "\x00", false, false},
-		{"record with removed files", true, "LIVE MTIME\nblobs/sha256/aa\nblobs/sha256/bb\n", false, true},
-		{"record naming a path out of the tree", true, "LIVE MTIME\n../x\n", false, false},
-		{"record cut short", true, "LIVE MTIME", false, false},
+		{"record with removed files", true, "LIVE MTIME shared\nblobs/sha256/aa\nblobs/sha256/bb\nregmirror/shared/v2-tags/00112233445566778899aabbccddeeff\n", false, true},
+		{"record naming a path out of the tree", true, "LIVE MTIME shared\n../x\n", false, false},
+		{"record cut short", true, "LIVE MTIME shared", false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,7 +84,11 @@ func TestSettled(t *testing.T) {
 			}
 			var wantRemoved []string
 			if tc.want {
-				wantRemoved = strings.Split(strings.TrimSuffix(tc.record, "\n"), "\n")[1:]
+				lines := strings.Split(strings.TrimSuffix(tc.record, "\n"), "\n")
+				wantRemoved = lines[1:]
+				if !strings.HasSuffix(lines[0], " shared") {
+					wantRemoved = append(wantRemoved, SharedDir)
+				}
 			}
 			if !slices.Equal(removed, wantRemoved) {
 				t.Errorf("Unsettle: got removed %q, want %q", removed, wantRemoved)

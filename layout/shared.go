@@ -8,9 +8,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // SharedDir holds the large parts of publications, stored once and named by their content,
@@ -108,6 +110,7 @@ func (t *Tree) writeSharedFile(kind string, generation uint64, data []byte, d Di
 		}
 		rel = old
 	}
+	t.noteShared(rel)
 	if err := WriteFile(t.Path(rel), data); err != nil {
 		return "", fmt.Errorf("writing shared file: %w", err)
 	}
@@ -180,10 +183,14 @@ func (t *Tree) WriteSharedDir(kind string, entries map[string]SharedEntry) (stri
 			files[n] = e.Data
 		}
 	}
+	if len(same) > 0 {
+		t.noteLinked(entries)
+	}
 	if err := os.MkdirAll(t.Path(path.Dir(rel)), 0o755); err != nil {
 		return "", fmt.Errorf("writing shared directory: %w", err)
 	}
 	tmp := t.Path(path.Join(path.Dir(rel), TempPrefix+path.Base(rel)))
+	t.noteShared(rel)
 	os.RemoveAll(tmp)
 	if err := writeTree(tmp, files, links, same); err != nil {
 		os.RemoveAll(tmp)
@@ -323,22 +330,34 @@ func (t *Tree) pubShared(name string) (map[string]bool, error) {
 // pruneShared removes the shared entries no publication left reaches (the live one and those
 // prunePub kept for mirrors mid-sync keep theirs, so a copy that lags behind finds them).
 // Entries it cannot judge, and everything when a publication cannot be read, are left for
-// the next publish.
-func (t *Tree) pruneShared() {
-	names, err := t.Publications()
+// the next publish. gone are the entries each publication prunePub just removed reached.
+//
+// It records what it removes (noteShared) and what that changes: an entry may share files by
+// hard link (SharedEntry.Same) with the entries that stood at its place in other
+// publications, whose times move when it goes. So every kept entry that not every
+// publication (kept or gone) reaches is recorded too, and the kind of an entry no gone
+// publication reached (left by a run that failed), or everything when a gone publication
+// could not be read: the next file list reads them again.
+func (t *Tree) pruneShared(gone []map[string]bool) {
+	reached, pubs, err := t.reachCounts()
 	if err != nil {
 		return
 	}
 	keep := map[string]bool{}
-	for _, n := range names {
-		used, err := t.pubShared(n)
-		if err != nil {
-			return
-		}
+	for e := range reached {
+		keep[e] = true
+	}
+	known := true
+	goneUsed := map[string]bool{}
+	for _, used := range gone {
+		known = known && used != nil
 		for e := range used {
-			keep[e] = true
+			goneUsed[e] = true
+			reached[e]++
 		}
 	}
+	pubs += len(gone)
+	removed := false
 	_ = filepath.WalkDir(t.Path(SharedDir), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == t.Path(SharedDir) {
 			return nil
@@ -353,7 +372,13 @@ func (t *Tree) pruneShared() {
 		if err != nil {
 			return nil
 		}
-		if !keep[filepath.ToSlash(rel)] {
+		rel = filepath.ToSlash(rel)
+		if !keep[rel] {
+			removed = true
+			t.noteShared(rel)
+			if !goneUsed[rel] {
+				t.noteShared(path.Dir(rel))
+			}
 			os.RemoveAll(p)
 		}
 		if d.IsDir() {
@@ -361,6 +386,17 @@ func (t *Tree) pruneShared() {
 		}
 		return nil
 	})
+	switch {
+	case !removed:
+	case !known:
+		t.noteShared(SharedDir)
+	default:
+		for e := range keep {
+			if reached[e] < pubs {
+				t.noteShared(e)
+			}
+		}
+	}
 }
 
 // removeStaleShared removes the temporary files and directories an interrupted publish left
@@ -374,6 +410,11 @@ func (t *Tree) removeStaleShared() error {
 			return err
 		}
 		if strings.HasPrefix(d.Name(), TempPrefix) {
+			if rel, err := filepath.Rel(t.Dir(), p); err == nil {
+				t.noteShared(filepath.ToSlash(rel)) // its directory's time moves
+			} else {
+				t.noteShared(SharedDir)
+			}
 			if err := os.RemoveAll(p); err != nil {
 				return err
 			}
@@ -391,4 +432,95 @@ func (t *Tree) removeStaleShared() error {
 		return fmt.Errorf("cleaning temporary files: %w", err)
 	}
 	return nil
+}
+
+// sharedLog records the paths under SharedDir a Tree writes, replaces or removes, so that the
+// file list can take the lines of everything else below SharedDir from the live
+// publication's list (SharedChanged).
+type sharedLog struct {
+	mu     sync.Mutex
+	paths  []string
+	linked bool // noteLinked recorded the entries not every publication reaches
+}
+
+// noteShared records that the tree-relative path rel under SharedDir (an entry, a kind
+// directory, a temporary name, or SharedDir itself) changed, with everything below it.
+func (t *Tree) noteShared(rel string) {
+	t.shared.mu.Lock()
+	t.shared.paths = append(t.shared.paths, rel)
+	t.shared.mu.Unlock()
+}
+
+// SharedChanged returns the paths under SharedDir (tree-relative; SharedDir itself when
+// what changed there is not known) that this Tree wrote, replaced or removed since its last
+// publish's file list was rendered (Publication.Finish), each with everything below it: the
+// shared entries written, the live entries new entries were made hard links of (a link
+// moves the time of the file linked), temporary names removed, and, after the list, the list
+// itself and the entries pruned with the kept entries that may share a file with them (an
+// entry pruned moves the time of every file it shared by hard link; Settle records these).
+// What is not among them is as that list has it, for a tree no one else changed since.
+func (t *Tree) SharedChanged() []string {
+	t.shared.mu.Lock()
+	defer t.shared.mu.Unlock()
+	return slices.Clone(t.shared.paths)
+}
+
+// resetShared starts SharedChanged afresh: the file list was just rendered.
+func (t *Tree) resetShared() {
+	t.shared.mu.Lock()
+	t.shared.paths = nil
+	t.shared.linked = false
+	t.shared.mu.Unlock()
+}
+
+// noteLinked records what making entries' Same hard links changes: the time of every file
+// linked, and so of each entry holding one of those files. A file of an entry is shared by
+// hard link only with the entries that stood at the same place in other publications, so
+// the entries that hold it are the one linked from and entries that not every publication
+// reaches: all of these are recorded (the publications are read once until the next file
+// list; everything when one cannot be read).
+func (t *Tree) noteLinked(entries map[string]SharedEntry) {
+	for _, e := range entries {
+		if e.Same != "" {
+			src, _ := t.sharedEntryOf(e.Same)
+			t.noteShared(src)
+		}
+	}
+	t.shared.mu.Lock()
+	done := t.shared.linked
+	t.shared.linked = true
+	t.shared.mu.Unlock()
+	if done {
+		return
+	}
+	reached, pubs, err := t.reachCounts()
+	if err != nil {
+		t.noteShared(SharedDir)
+		return
+	}
+	for e, n := range reached {
+		if n < pubs {
+			t.noteShared(e)
+		}
+	}
+}
+
+// reachCounts counts, for every shared entry a publication of the tree reaches (pubShared),
+// the publications reaching it, and returns the number of publications.
+func (t *Tree) reachCounts() (map[string]int, int, error) {
+	names, err := t.Publications()
+	if err != nil {
+		return nil, 0, err
+	}
+	reached := map[string]int{}
+	for _, n := range names {
+		used, err := t.pubShared(n)
+		if err != nil {
+			return nil, 0, err
+		}
+		for e := range used {
+			reached[e]++
+		}
+	}
+	return reached, len(names), nil
 }

@@ -257,7 +257,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	// A crawl changes no content: no digest marker, no blob; the garbage the last
 	// generate deleted after its publish is what changed since its file list.
-	ch := publish.Change{Settled: settled, Blobs: removed}
+	ch := publish.Change{Settled: settled, Changed: removed}
 	published, err := publish.Publish(tree, meta, ch)
 	if err != nil {
 		return nil, fmt.Errorf("publishing crawl results: %w", err)

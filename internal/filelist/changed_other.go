@@ -8,7 +8,8 @@ import "io/fs"
 func changed(fi fs.FileInfo) int64 { return fi.ModTime().Unix() }
 
 // scanSkipping is Scan's listing, unsorted, without what lies below the directories in skip
-// (slash paths below root, listed themselves).
-func scanSkipping(root string, skip map[string]bool) ([]Entry, error) {
-	return walkScan(root, skip)
+// (slash paths below root, listed themselves), each path below base (root's slash path in
+// the tree, "" for the tree's root).
+func scanSkipping(root, base string, skip map[string]bool) ([]Entry, error) {
+	return walkScan(root, base, skip)
 }

@@ -121,35 +121,110 @@ type Reuse struct {
 	// moved (or which were made or removed with them), are read again with them: a directory
 	// below Dir may change only with the files and links it holds.
 	Changed []string
+	// Whole: each changed path is read again with everything below it (a directory made,
+	// removed or whose files' times moved), not as one file or link; with Dir itself among
+	// them, Dir is listed.
+	Whole bool
+	// Later, when not nil, gives more changed paths when the list is rendered: what the
+	// publish changes before (layout.Tree.SharedChanged).
+	Later func() []string
+}
+
+// reused is what a render takes from the live list: the Reuse directories left once their
+// changes are known, and the paths below them to read again.
+type reused struct {
+	dirs     []Reuse
+	prefixes []string        // the dirs' paths with a slash
+	skip     map[string]bool // the dirs: listed, not descended into
+	dirty    map[string]bool // paths read again: changed, their directories, what the publish makes
+	whole    map[string]bool // paths read again with everything below them (in dirty too)
+}
+
+// resolveReuse is what a render takes of the live list with reuse, given the paths the
+// publish makes (read again where below a Reuse directory).
+func resolveReuse(reuse []Reuse, made []string) (reused, error) {
+	u := reused{skip: map[string]bool{}, dirty: map[string]bool{}, whole: map[string]bool{}}
+	for _, r := range reuse {
+		changed := r.Changed
+		if r.Later != nil {
+			changed = slices.Concat(changed, r.Later())
+		}
+		if r.Whole && slices.Contains(changed, r.Dir) {
+			continue // changed whole: listed
+		}
+		for _, rel := range changed {
+			if !strings.HasPrefix(rel, r.Dir+"/") {
+				return reused{}, fmt.Errorf("listing the tree: %q is not below %s", rel, r.Dir)
+			}
+			if r.Whole {
+				u.whole[rel] = true
+			}
+			for p := rel; p != r.Dir && !u.dirty[p]; p = path.Dir(p) {
+				u.dirty[p] = true
+			}
+		}
+		u.dirs = append(u.dirs, r)
+		u.prefixes = append(u.prefixes, r.Dir+"/")
+		u.skip[r.Dir] = true
+	}
+	for _, p := range made {
+		for _, r := range u.dirs {
+			for q := p; strings.HasPrefix(q, r.Dir+"/") && !u.dirty[q]; q = path.Dir(q) {
+				u.dirty[q] = true
+			}
+		}
+	}
+	// What lies below a path read again whole is read with it.
+	for p := range u.dirty {
+		if u.belowWhole([]byte(p)) {
+			delete(u.dirty, p)
+			delete(u.whole, p)
+		}
+	}
+	return u, nil
+}
+
+// belowWhole reports whether the path p lies below a path read again whole.
+func (u *reused) belowWhole(p []byte) bool {
+	if len(u.whole) == 0 {
+		return false
+	}
+	for i := bytes.LastIndexByte(p, '/'); i > 0; i = bytes.LastIndexByte(p[:i], '/') {
+		if u.whole[string(p[:i])] {
+			return true
+		}
+	}
+	return false
+}
+
+// stale reports whether the live list's line of the path p (below a Reuse directory) is not
+// taken: p is read again, or lies below a path read again whole.
+func (u *reused) stale(p []byte) bool {
+	return u.dirty[string(p)] || u.belowWhole(p)
 }
 
 // reuseEntries lists the tree as it is: each Reuse directory's subtree from the live
 // publication's list (module's) with the changed paths read again, the rest listed. It
 // returns false when that list cannot be read (the caller then lists the tree).
-func reuseEntries(tree *layout.Tree, module string, reuse []Reuse) ([]Entry, bool, error) {
+func reuseEntries(tree *layout.Tree, module string, u reused) ([]Entry, bool, error) {
 	prev, ok := previousList(tree, module)
 	if !ok {
 		return nil, false, nil
 	}
-	prefixes, skip := reusePrefixes(reuse)
-	kept, ok := parseFiles(prev, prefixes)
+	kept, ok := parseFiles(prev, u.prefixes)
 	if !ok {
 		return nil, false, nil
 	}
-	dirty, err := dirtyPaths(reuse)
-	if err != nil {
-		return nil, false, err
-	}
-	entries, err := scanSkipping(tree.Dir(), skip)
+	entries, err := scanSkipping(tree.Dir(), "", u.skip)
 	if err != nil {
 		return nil, false, fmt.Errorf("listing the tree: %w", err)
 	}
 	for _, e := range kept {
-		if !dirty[e.Path] {
+		if !u.stale([]byte(e.Path)) {
 			entries = append(entries, e)
 		}
 	}
-	again, err := readAgain(tree, dirty)
+	again, err := readAgain(tree, u)
 	if err != nil {
 		return nil, false, err
 	}
@@ -162,39 +237,11 @@ func previousList(tree *layout.Tree, module string) ([]byte, bool) {
 	return prev, err == nil
 }
 
-// reusePrefixes are the prefixes of the paths below the Reuse directories, and the
-// directories as a set (not descended into when listing).
-func reusePrefixes(reuse []Reuse) ([]string, map[string]bool) {
-	prefixes := make([]string, len(reuse))
-	skip := map[string]bool{}
-	for i, r := range reuse {
-		prefixes[i] = r.Dir + "/"
-		skip[r.Dir] = true
-	}
-	return prefixes, skip
-}
-
-// dirtyPaths are the paths below the Reuse directories to read again: the changed ones and
-// their directories up to the Reuse directory.
-func dirtyPaths(reuse []Reuse) (map[string]bool, error) {
-	dirty := map[string]bool{}
-	for _, r := range reuse {
-		for _, rel := range r.Changed {
-			if !strings.HasPrefix(rel, r.Dir+"/") {
-				return nil, fmt.Errorf("listing the tree: %q is not below %s", rel, r.Dir)
-			}
-			for p := rel; p != r.Dir && !dirty[p]; p = path.Dir(p) {
-				dirty[p] = true
-			}
-		}
-	}
-	return dirty, nil
-}
-
-// readAgain lists the dirty paths that are there (and listed).
-func readAgain(tree *layout.Tree, dirty map[string]bool) ([]Entry, error) {
+// readAgain lists the dirty paths that are there (and listed), with what lies below those
+// read again whole.
+func readAgain(tree *layout.Tree, u reused) ([]Entry, error) {
 	var entries []Entry
-	for rel := range dirty {
+	for rel := range u.dirty {
 		fi, err := os.Lstat(tree.Path(rel))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -202,8 +249,17 @@ func readAgain(tree *layout.Tree, dirty map[string]bool) ([]Entry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listing the tree: %w", err)
 		}
-		if e, ok := entryOf(rel, fi); ok && !unlisted(rel, path.Base(rel)) {
-			entries = append(entries, e)
+		e, ok := entryOf(rel, fi)
+		if !ok || unlisted(rel, path.Base(rel)) {
+			continue
+		}
+		entries = append(entries, e)
+		if u.whole[rel] && e.Type == "d" {
+			below, err := scanSkipping(tree.Path(rel), rel, nil)
+			if err != nil {
+				return nil, fmt.Errorf("listing the tree: %w", err)
+			}
+			entries = append(entries, below...)
 		}
 	}
 	return entries, nil
@@ -248,22 +304,33 @@ func parseFiles(data []byte, prefixes []string) ([]Entry, bool) {
 // (called name) live, its list (module's, stored as the tree-relative file) included.
 func renderPending(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse) ([]byte, error) {
 	now := time.Now().Unix()
+	var u reused
 	if len(reuse) > 0 {
-		if data, ok := renderSpliced(tree, tmpDir, name, module, file, reuse, now); ok {
+		var err error
+		if u, err = resolveReuse(reuse, madePaths(name, file)); err != nil {
+			return nil, err
+		}
+		if data, ok := renderSpliced(tree, tmpDir, name, module, file, u, now); ok {
 			return data, nil
 		}
 	}
-	return renderListed(tree, tmpDir, name, module, file, reuse, now)
+	return renderListed(tree, tmpDir, name, module, file, u, now)
+}
+
+// madePaths are the tree-relative paths a publish of publication name, its list stored as
+// file, makes or changes (pending): read again where the live list's lines would be taken.
+func madePaths(name, file string) []string {
+	return []string{layout.LiveLink, layout.IndexFile, layout.CurrentFile, layout.PubPath(name), path.Dir(file), file}
 }
 
 // renderListed is renderPending from the tree's entries (the reused ones parsed from the live
 // list), sorted and rendered whole; now is the time of what the publish makes.
-func renderListed(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse, now int64) ([]byte, error) {
+func renderListed(tree *layout.Tree, tmpDir, name, module, file string, u reused, now int64) ([]byte, error) {
 	var entries []Entry
 	ok := false
-	if len(reuse) > 0 {
+	if len(u.dirs) > 0 {
 		var err error
-		if entries, ok, err = reuseEntries(tree, module, reuse); err != nil {
+		if entries, ok, err = reuseEntries(tree, module, u); err != nil {
 			return nil, err
 		}
 	}
@@ -354,8 +421,12 @@ func pending(entries []Entry, tmpDir, name, module, file string, now int64) ([]E
 // No line is parsed into an Entry, sorted or formatted but these. It returns false, for
 // renderListed to render the list, when the live list cannot be read or is not one this
 // package wrote in order with each reused line as rendered (canonical numbers, no key twice),
-// when a path the publish makes or changes is below a Reuse directory, and on any error.
-func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse, now int64) ([]byte, bool) {
+// when the new publication would be below a Reuse directory, and on any error (the other
+// paths the publish makes or changes are read again where below one: madePaths).
+func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reused, now int64) ([]byte, bool) {
+	if len(u.dirs) == 0 {
+		return nil, false
+	}
 	prev, ok := previousList(tree, module)
 	if !ok {
 		return nil, false
@@ -364,25 +435,15 @@ func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, reuse [
 	if !ok {
 		return nil, false
 	}
-	prefixes, skip := reusePrefixes(reuse)
-	below := func(p string) bool {
-		return slices.ContainsFunc(prefixes, func(pre string) bool { return strings.HasPrefix(p, pre) })
+	prefixes := u.prefixes
+	if slices.ContainsFunc(prefixes, func(pre string) bool { return strings.HasPrefix(layout.PubPath(name)+"/", pre) }) {
+		return nil, false
 	}
-	final := layout.PubPath(name)
-	for _, p := range []string{layout.LiveLink, layout.IndexFile, layout.CurrentFile, final + "/", path.Dir(file), file} {
-		if below(p) {
-			return nil, false
-		}
-	}
-	dirty, err := dirtyPaths(reuse)
+	others, err := scanSkipping(tree.Dir(), "", u.skip)
 	if err != nil {
 		return nil, false
 	}
-	others, err := scanSkipping(tree.Dir(), skip)
-	if err != nil {
-		return nil, false
-	}
-	again, err := readAgain(tree, dirty)
+	again, err := readAgain(tree, u)
 	if err != nil {
 		return nil, false
 	}
@@ -464,7 +525,7 @@ func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, reuse [
 		if !ok1 || !ok2 || len(typ) != 1 || (typ[0] != 'f' && typ[0] != 'd' && typ[0] != 'l') {
 			return nil, false
 		}
-		if dirty[string(p)] {
+		if u.stale(p) {
 			continue
 		}
 		if lastP != nil && (t < lastT || t == lastT && bytes.Compare(p, lastP) <= 0) {
@@ -602,7 +663,7 @@ func appendSums(b []byte, sums map[string]string) ([]byte, error) {
 // Scan lists every file, directory and link below root (root itself, file lists, temporary
 // files, the listener's state file and the settled record excepted), sorted by path.
 func Scan(root string) ([]Entry, error) {
-	entries, err := scanSkipping(root, nil)
+	entries, err := scanSkipping(root, "", nil)
 	if err != nil {
 		return nil, fmt.Errorf("listing the tree: %w", err)
 	}
@@ -622,8 +683,9 @@ func errTabOrNewline(rel string) error {
 }
 
 // walkScan is Scan's listing, unsorted, with filepath.WalkDir, without what lies below the
-// directories in skip (listed themselves).
-func walkScan(root string, skip map[string]bool) ([]Entry, error) {
+// directories in skip (listed themselves), each path below base (root's slash path in the
+// tree, "" for the tree's root).
+func walkScan(root, base string, skip map[string]bool) ([]Entry, error) {
 	var entries []Entry
 	prefix := strings.TrimSuffix(root, string(filepath.Separator)) + string(filepath.Separator)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -644,6 +706,9 @@ func walkScan(root string, skip map[string]bool) ([]Entry, error) {
 			}
 		}
 		rel = filepath.ToSlash(rel)
+		if base != "" {
+			rel = base + "/" + rel
+		}
 		if unlisted(rel, d.Name()) {
 			if d.IsDir() {
 				return fs.SkipDir

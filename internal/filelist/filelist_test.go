@@ -353,12 +353,12 @@ func TestScanMatchesWalk(t *testing.T) {
 	sortByPath := func(l []Entry) {
 		slices.SortFunc(l, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 	}
-	want, err := walkScan(dir, nil)
+	want, err := walkScan(dir, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sortByPath(want)
-	got, err := scanSkipping(dir, nil)
+	got, err := scanSkipping(dir, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,8 +371,11 @@ func TestScanMatchesWalk(t *testing.T) {
 	}
 	// Skipping a directory: listed itself, nothing below it.
 	wantSkip := slices.DeleteFunc(slices.Clone(want), func(e Entry) bool { return strings.HasPrefix(e.Path, "regmirror/v2/") })
-	for name, scan := range map[string]func(string, map[string]bool) ([]Entry, error){"scanSkipping": scanSkipping, "walkScan": walkScan} {
-		got, err := scan(dir, map[string]bool{"regmirror/v2": true})
+	// Below a directory, named by its path in the tree: what the whole tree's listing has
+	// below it.
+	wantBelow := slices.DeleteFunc(slices.Clone(want), func(e Entry) bool { return !strings.HasPrefix(e.Path, "regmirror/") })
+	for name, scan := range map[string]func(string, string, map[string]bool) ([]Entry, error){"scanSkipping": scanSkipping, "walkScan": walkScan} {
+		got, err := scan(dir, "", map[string]bool{"regmirror/v2": true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -380,15 +383,23 @@ func TestScanMatchesWalk(t *testing.T) {
 		if !slices.Equal(got, wantSkip) || !slices.ContainsFunc(got, func(e Entry) bool { return e.Path == "regmirror/v2" }) {
 			t.Errorf("%s skipping regmirror/v2:\ngot  %v\nwant %v", name, got, wantSkip)
 		}
+		got, err = scan(filepath.Join(dir, "regmirror"), "regmirror", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sortByPath(got)
+		if !slices.Equal(got, wantBelow) || len(wantBelow) == 0 {
+			t.Errorf("%s below regmirror:\ngot  %v\nwant %v", name, got, wantBelow)
+		}
 	}
 
 	if err := os.WriteFile(filepath.Join(dir, "blobs", "tab\tname"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := scanSkipping(dir, nil); err == nil || !strings.Contains(err.Error(), "tab or newline") {
+	if _, err := scanSkipping(dir, "", nil); err == nil || !strings.Contains(err.Error(), "tab or newline") {
 		t.Errorf("scan of a name with a tab: got %v, want the format's error", err)
 	}
-	if _, err := scanSkipping(filepath.Join(dir, "missing"), nil); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := scanSkipping(filepath.Join(dir, "missing"), "", nil); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("scan of a missing root: got %v, want not exist", err)
 	}
 }
@@ -409,11 +420,11 @@ func BenchmarkScan(b *testing.B) {
 	}
 	for _, bc := range []struct {
 		name string
-		scan func(string, map[string]bool) ([]Entry, error)
+		scan func(string, string, map[string]bool) ([]Entry, error)
 	}{{"platform", scanSkipping}, {"WalkDir", walkScan}} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {
-				if _, err := bc.scan(dir, nil); err != nil {
+				if _, err := bc.scan(dir, "", nil); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -489,10 +500,14 @@ func TestReuse(t *testing.T) {
 			if err := os.Remove(tree.Path("blobs/sha256/ww")); err != nil {
 				t.Fatal(err)
 			}
-			got, ok, err := reuseEntries(tree, DefaultModule, []Reuse{
+			u, err := resolveReuse([]Reuse{
 				{Dir: dir2, Changed: tc.changed},
 				{Dir: "blobs/sha256", Changed: []string{"blobs/sha256/yy", "blobs/sha256/ww"}},
-			})
+			}, nil)
+			got, ok := []Entry(nil), false
+			if err == nil {
+				got, ok, err = reuseEntries(tree, DefaultModule, u)
+			}
 			if (err != nil) != tc.wantErr || ok != tc.wantOK {
 				t.Fatalf("got ok %v, error %v; want ok %v, error %v", ok, err, tc.wantOK, tc.wantErr)
 			}

@@ -10,12 +10,13 @@ import (
 )
 
 // scanSkipping is Scan's listing, unsorted, without what lies below the directories in skip
-// (slash paths below root, listed themselves): walkScan's entries, read with a
+// (slash paths below root, listed themselves), each path below base (the slash path of root
+// in the tree, "" for the tree's root): walkScan's entries, read with a
 // directory's descriptor (getdents, then fstatat of each name relative to it), without
 // os.ReadDir's sorting and the kernel resolving every entry's full path: a tree holds a
 // directory per manifest and repository (the phase-2 digest markers) and a file per blob, and
 // publish lists it all.
-func scanSkipping(root string, skip map[string]bool) ([]Entry, error) {
+func scanSkipping(root, base string, skip map[string]bool) ([]Entry, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(root, &st); err != nil {
 		return nil, &fs.PathError{Op: "lstat", Path: root, Err: err}
@@ -29,7 +30,7 @@ func scanSkipping(root string, skip map[string]bool) ([]Entry, error) {
 	}
 	var entries []Entry
 	s := scanner{buf: make([]byte, 64<<10), skip: skip}
-	err = s.dir(fd, root, "", &entries)
+	err = s.dir(fd, root, base, &entries)
 	unix.Close(fd)
 	return entries, err
 }

@@ -127,11 +127,12 @@ func TestSplicedMatchesListed(t *testing.T) {
 					writeFile(t, filepath.Join(tmpDir, filepath.FromSlash(f)), []byte(f+fmt.Sprint(seed)))
 				}
 				file := path.Join(layout.SharedDir, Name(DefaultModule), "2-1")
-				want, err := renderListed(tree, tmpDir, "q", DefaultModule, file, reuse, now)
+				u := mustResolve(t, reuse, "q", file)
+				want, err := renderListed(tree, tmpDir, "q", DefaultModule, file, u, now)
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, ok := renderSpliced(tree, tmpDir, "q", DefaultModule, file, reuse, now)
+				got, ok := renderSpliced(tree, tmpDir, "q", DefaultModule, file, u, now)
 				// A mutation may touch a line the change drops, leaving the list usable.
 				if !ok && m.wantOK {
 					t.Fatalf("spliced: got ok %v, want %v", ok, m.wantOK)
@@ -148,6 +149,16 @@ func TestSplicedMatchesListed(t *testing.T) {
 			t.Errorf("%s: no list refused", m.name)
 		}
 	}
+}
+
+// mustResolve is resolveReuse for a publish of name storing its list as file.
+func mustResolve(t *testing.T, reuse []Reuse, name, file string) reused {
+	t.Helper()
+	u, err := resolveReuse(reuse, madePaths(name, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 // writeFile writes a file for a test, making its directories (without layout.WriteFile's
@@ -190,15 +201,19 @@ func FuzzSplicedMatchesListed(f *testing.F) {
 	tmpDir := tree.Path("regmirror/pub/.tmp-q")
 	file := path.Join(layout.SharedDir, Name(DefaultModule), "2-1")
 	now := time.Now().Unix()
+	u, err := resolveReuse(reuse, madePaths("q", file))
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, prev []byte) {
 		if err := os.WriteFile(tree.Path("regmirror/pub/p/"+Name(DefaultModule)), prev, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		got, ok := renderSpliced(tree, tmpDir, "q", DefaultModule, file, reuse, now)
+		got, ok := renderSpliced(tree, tmpDir, "q", DefaultModule, file, u, now)
 		if !ok {
 			return
 		}
-		want, err := renderListed(tree, tmpDir, "q", DefaultModule, file, reuse, now)
+		want, err := renderListed(tree, tmpDir, "q", DefaultModule, file, u, now)
 		if err != nil {
 			t.Fatalf("spliced a list renderListed refuses: %v", err)
 		}

@@ -5,6 +5,7 @@ package publish
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/regmirror/regmirror/internal/filelist"
 	"github.com/regmirror/regmirror/internal/phase2"
@@ -23,10 +24,13 @@ type Change struct {
 	// which changes no content): only it is written, the rest reused from the live
 	// publication.
 	Phase2 phase2.Change
-	// Blobs are the files of blobs/sha256 (tree-relative) created, replaced or removed since
-	// the settled publication's file list was rendered: the garbage collection after that
-	// publish (Unsettle's removed files) and the blobs written since.
-	Blobs []string
+	// Changed are the paths (tree-relative) created, replaced or removed since the settled
+	// publication's file list was rendered: what Unsettle reported (the garbage collection
+	// after that publish, and the shared entries it changed after its list, each with what
+	// lies below it: layout.Tree.SharedChanged) and the blobs written since. Files of
+	// blobs/sha256 and paths under layout.SharedDir, which the file list reads again, the
+	// rest of those directories taken from the live publication's list.
+	Changed []string
 }
 
 // Publish publishes meta in tree, whose lock the caller holds: the shared phase-2 digest
@@ -49,11 +53,22 @@ func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, err
 	}
 	var reuse []filelist.Reuse
 	if ch.Settled {
-		// The digest markers and the blobs are as the live publication's list has them, but
-		// for the change.
+		// The digest markers, the blobs and the shared entries are as the live publication's
+		// list has them, but for the change: the shared entries changed since it (ch) and by
+		// this publish before its list is rendered (the tree's SharedChanged then), each read
+		// again with what lies below it.
+		var blobs, shared []string
+		for _, rel := range ch.Changed {
+			if rel == layout.SharedDir || strings.HasPrefix(rel, layout.SharedDir+"/") {
+				shared = append(shared, rel)
+			} else {
+				blobs = append(blobs, rel)
+			}
+		}
 		reuse = []filelist.Reuse{
 			{Dir: phase2.Dir, Changed: slices.Concat(ch.Phase2.Add, ch.Phase2.Remove)},
-			{Dir: layout.BlobDir("sha256"), Changed: ch.Blobs},
+			{Dir: layout.BlobDir("sha256"), Changed: blobs},
+			{Dir: layout.SharedDir, Changed: shared, Whole: true, Later: tree.SharedChanged},
 		}
 	}
 	finish, err := filelist.Finish(tree, filelist.DefaultModule, reuse)

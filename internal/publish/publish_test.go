@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -12,9 +13,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/regmirror/regmirror/internal/filelist"
 	"github.com/regmirror/regmirror/internal/phase2"
+	"github.com/regmirror/regmirror/internal/testsupport/listcheck"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -244,4 +247,134 @@ func lineDiff(a, b []byte) int {
 		n += max(0, k-ca[l])
 	}
 	return n
+}
+
+// TestSettledListMatchesListing: on a settled tree, a chain of publishes (promotions, some
+// moving a tag back to content an older publication had, a crawl, old publications pruned
+// with the shared entries only they reached, which share files by hard link with kept ones)
+// takes the file list's lines of regmirror/v2, blobs/sha256 and regmirror/shared from the
+// live publication's list but for the change, and each list says what a listing of the tree
+// says but for what the settled record names (changed after it was rendered: read again by
+// the next publish); a record of the previous format (naming nothing under regmirror/shared)
+// has regmirror/shared listed. Each publish is a second after the previous one, so that a
+// time a change moves shows in the list.
+func TestSettledListMatchesListing(t *testing.T) {
+	const repos, tags = 6, 4
+	tree := layout.NewTree(t.TempDir())
+	if err := os.MkdirAll(tree.Path(layout.BlobDir("sha256")), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name      string
+		moved     []string // the tags with new content
+		oldRecord bool     // the record rewritten as the previous format writes it
+	}{
+		{"first", nil, false},
+		{"promotion", []string{"bench/r001/t001"}, false},
+		{"promotion elsewhere", []string{"bench/r001/t001", "bench/r004/t000"}, false},
+		{"crawl", []string{"bench/r001/t001", "bench/r004/t000"}, false},
+		{"back to older content", []string{"bench/r004/t000"}, false},
+		{"promotion, previous record format", []string{"bench/r002/t003"}, true},
+		{"promotion, old ones pruned", []string{"bench/r002/t003", "bench/r001/t002"}, false},
+		{"back again", []string{"bench/r001/t001", "bench/r004/t000"}, false},
+		{"promotion, more pruned", []string{"bench/r005/t001"}, false},
+	}
+	var prev *layout.Meta
+	gen := uint64(0)
+	for i, st := range steps {
+		moved := map[string]bool{}
+		for _, m := range st.moved {
+			moved[m] = true
+		}
+		if i == 0 || !strings.HasPrefix(st.name, "crawl") {
+			gen++
+		}
+		next := scaleMeta(gen, repos, tags, moved)
+		// A second after the previous publish, and the publications but the live one older
+		// than kept for (the newest layout.PubKeep of them are kept all the same).
+		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+		ageOldPublications(t, tree)
+		if st.oldRecord {
+			b, err := os.ReadFile(tree.Path(layout.SettledFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			head, rest, _ := strings.Cut(string(b), "\n")
+			head = strings.TrimSuffix(head, " shared")
+			var keep []string
+			for l := range strings.Lines(rest) {
+				if !strings.HasPrefix(l, layout.SharedDir) {
+					keep = append(keep, l)
+				}
+			}
+			if err := layout.WriteFile(tree.Path(layout.SettledFile), []byte(head+"\n"+strings.Join(keep, ""))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		settled, removed, err := tree.Unsettle()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if settled != (i > 0) {
+			t.Fatalf("%s: settled %v, want %v", st.name, settled, i > 0)
+		}
+		ch := Change{Settled: settled, Changed: removed}
+		if settled {
+			ch.Phase2 = phase2.Diff(prev, next)
+		}
+		if _, err := Publish(tree, next, ch); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if err := tree.Settle(nil); err != nil {
+			t.Fatal(err)
+		}
+		prev = next
+		diffs, err := listcheck.Check(tree.Dir(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range diffs {
+			t.Errorf("%s: file list: %s", st.name, d)
+		}
+	}
+	// Old publications were pruned, and with them shared entries.
+	pubs, err := tree.Publications()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pubs) != layout.PubKeep+1 {
+		t.Errorf("publications left: got %d, want %d", len(pubs), layout.PubKeep+1)
+	}
+}
+
+// ageOldPublications makes every publication but the live one older than
+// layout.PubKeepFor, by its stamp.
+func ageOldPublications(t *testing.T, tree *layout.Tree) {
+	t.Helper()
+	names, err := tree.Publications()
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, _ := tree.LivePublication()
+	for _, n := range names {
+		if n == live {
+			continue
+		}
+		p := tree.Path(path.Join(layout.PubPath(n), layout.PubStamp))
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := layout.ParseStamp(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Created = s.Created.Add(-2 * layout.PubKeepFor)
+		if b, err = json.Marshal(s); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -15,13 +15,14 @@ import (
 )
 
 // Dirs are the directories a publish on a settled tree takes from the previous file list.
-var Dirs = []string{layout.MetaDir + "/v2", layout.BlobDir("sha256")}
+var Dirs = []string{layout.MetaDir + "/v2", layout.BlobDir("sha256"), layout.SharedDir}
 
 // Check compares the live file list's [Files] lines of Dirs (and below) in the tree at dir
 // with a listing of the tree (filelist.Scan). They must be equal but for what changed after
 // the list was rendered, which the settled record names: each path it names is listed and
-// gone (the garbage deleted after the publish), or not listed and there; the times of their
-// directories are not compared; without a record the list must equal the listing. ignore,
+// gone (the garbage deleted after the publish), or not listed and there, but for the paths
+// under layout.SharedDir, which are not compared, nor what lies below them; the times of
+// their directories are not compared; without a record the list must equal the listing. ignore,
 // when not nil, leaves paths out of the comparison. It returns the differences, sorted.
 func Check(dir string, ignore func(rel string) bool) ([]string, error) {
 	tree := layout.NewTree(dir)
@@ -57,6 +58,16 @@ func Check(dir string, ignore func(rel string) bool) ([]string, error) {
 	}
 	if lines := strings.Split(strings.TrimSuffix(string(record), "\n"), "\n"); len(lines) > 1 {
 		for _, rel := range lines[1:] {
+			if rel == layout.SharedDir || strings.HasPrefix(rel, layout.SharedDir+"/") {
+				for _, m := range []map[string]string{listed, scanned} {
+					for p := range m {
+						if p == rel || strings.HasPrefix(p, rel+"/") || p == path.Dir(rel) {
+							delete(m, p)
+						}
+					}
+				}
+				continue
+			}
 			_, isListed := listed[rel]
 			_, isThere := scanned[rel]
 			if isListed == isThere {
