@@ -569,3 +569,118 @@ func FuzzParseFiles(f *testing.F) {
 		}
 	})
 }
+
+// TestReuseWhole: a Reuse whose changed paths are read again whole (Reuse.Whole, as
+// regmirror/shared's entries are): the entries below each changed path come from a listing,
+// what the live list has below it is dropped, the rest is taken from the list; the changed
+// paths given Later count as well; Dir itself among them has Dir listed. The entries equal a
+// listing of the tree (an entry vouched for aside), and the spliced list the listed one.
+func TestReuseWhole(t *testing.T) {
+	const shared = "regmirror/shared"
+	kept := shared + "/k/aaaa/_tags/1"           // vouched for: taken from the list
+	moved := shared + "/k/bbbb/_tags/1"          // its time moves: read again with its entry
+	gone := shared + "/k/cccc/_tags/1"           // its entry removed
+	added := shared + "/k/dddd/_tags/1"          // its entry new
+	later := shared + "/j/eeee-0000000000000000" // a file changed, known Later
+	tests := []struct {
+		name        string
+		changed     []string
+		later       []string
+		wantVouched bool // the vouched entry's line comes from the list
+	}{
+		{"entries changed", []string{shared + "/k/bbbb", shared + "/k/cccc", shared + "/k/dddd"}, []string{later}, true},
+		{"a kind changed whole", []string{shared + "/k"}, []string{later}, false},
+		{"nested changes", []string{shared + "/k", shared + "/k/bbbb", shared + "/k/bbbb/_tags/1"}, []string{later, shared + "/j"}, false},
+		{"all of it changed", []string{shared + "/k/bbbb"}, []string{shared}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tree := layout.NewTree(t.TempDir())
+			for _, f := range []string{kept, moved, gone, shared + "/j/eeee-0000000000000000", "blobs/sha256/zz"} {
+				if err := layout.WriteFile(tree.Path(f), []byte(f)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.MkdirAll(tree.Path("regmirror/pub/p"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("pub/p", tree.Path(layout.LiveLink)); err != nil {
+				t.Fatal(err)
+			}
+			before, err := Scan(tree.Dir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			const vouched = 7
+			for i := range before {
+				switch before[i].Path {
+				case kept:
+					before[i].Time = vouched
+				case moved, path.Dir(moved), path.Dir(path.Dir(moved)), later:
+					before[i].Time = 9 // as listed before their times moved: read again
+				}
+			}
+			if err := os.WriteFile(tree.Path("regmirror/pub/p/"+Name(DefaultModule)), mustRender(t, before), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// The change: a time moved, an entry removed, one added, a file replaced.
+			old := time.Unix(1_000_000, 0)
+			if err := os.Chtimes(tree.Path(moved), old, old); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.RemoveAll(tree.Path(path.Dir(path.Dir(gone)))); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{added, later} {
+				if err := layout.WriteFile(tree.Path(f), []byte(f+" again")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			reuse := []Reuse{{Dir: shared, Changed: tc.changed, Whole: true, Later: func() []string { return tc.later }}}
+			u, err := resolveReuse(reuse, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok, err := reuseEntries(tree, DefaultModule, u)
+			if err != nil || !ok {
+				t.Fatalf("reuseEntries: ok %v, %v", ok, err)
+			}
+			want, err := Scan(tree.Dir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotVouched := slices.ContainsFunc(got, func(e Entry) bool { return e.Path == kept && e.Time == vouched })
+			if gotVouched != tc.wantVouched {
+				t.Errorf("the vouched entry taken from the list: got %v, want %v", gotVouched, tc.wantVouched)
+			}
+			for i := range want {
+				if want[i].Path == kept && tc.wantVouched {
+					want[i].Time = vouched
+				}
+			}
+			slices.SortFunc(got, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+			if !slices.Equal(got, want) {
+				t.Errorf("entries:\ngot  %v\nwant %v", got, want)
+			}
+			// Spliced, the same list as rendered from the entries.
+			tmpDir := tree.Path("regmirror/pub/.tmp-q")
+			if err := layout.WriteFile(filepath.Join(tmpDir, layout.PubStamp), []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			file := path.Join(shared, Name(DefaultModule), "2-1")
+			u = mustResolve(t, reuse, "q", file)
+			now := time.Now().Unix()
+			listed, err := renderListed(tree, tmpDir, "q", DefaultModule, file, u, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spliced, ok := renderSpliced(tree, tmpDir, "q", DefaultModule, file, u, now)
+			if ok != (len(u.dirs) > 0) {
+				t.Errorf("spliced: got ok %v, want %v", ok, len(u.dirs) > 0)
+			}
+			if ok && !bytes.Equal(spliced, listed) {
+				t.Errorf("spliced list:\ngot\n%s\nwant\n%s", spliced, listed)
+			}
+		})
+	}
+}
