@@ -456,22 +456,7 @@ func TestReuse(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tree := layout.NewTree(t.TempDir())
-			for _, f := range []string{a, b, "blobs/sha256/zz", "blobs/sha256/ww"} {
-				if err := layout.WriteFile(tree.Path(f), []byte(f)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := os.MkdirAll(tree.Path("regmirror/pub/p"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Symlink("pub/p", tree.Path(layout.LiveLink)); err != nil {
-				t.Fatal(err)
-			}
-			before, err := Scan(tree.Dir())
-			if err != nil {
-				t.Fatal(err)
-			}
+			tree, before := liveTree(t, a, b, "blobs/sha256/zz", "blobs/sha256/ww")
 			// An entry the caller vouches for is not read again: marked with a time of its own.
 			const vouched = 7
 			for i := range before {
@@ -529,6 +514,29 @@ func TestReuse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// liveTree is a tree holding files (each its path as content) and a live publication
+// regmirror/pub/p (empty), and its listing.
+func liveTree(t *testing.T, files ...string) (*layout.Tree, []Entry) {
+	t.Helper()
+	tree := layout.NewTree(t.TempDir())
+	for _, f := range files {
+		if err := layout.WriteFile(tree.Path(f), []byte(f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(tree.Path("regmirror/pub/p"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("pub/p", tree.Path(layout.LiveLink)); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := Scan(tree.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree, entries
 }
 
 // mustRender is the list of entries (no checksummed file).
@@ -595,22 +603,7 @@ func TestReuseWhole(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tree := layout.NewTree(t.TempDir())
-			for _, f := range []string{kept, moved, gone, shared + "/j/eeee-0000000000000000", "blobs/sha256/zz"} {
-				if err := layout.WriteFile(tree.Path(f), []byte(f)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := os.MkdirAll(tree.Path("regmirror/pub/p"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Symlink("pub/p", tree.Path(layout.LiveLink)); err != nil {
-				t.Fatal(err)
-			}
-			before, err := Scan(tree.Dir())
-			if err != nil {
-				t.Fatal(err)
-			}
+			tree, before := liveTree(t, kept, moved, gone, later, "blobs/sha256/zz")
 			const vouched = 7
 			for i := range before {
 				switch before[i].Path {
