@@ -458,11 +458,14 @@ func (t *Tree) noteShared(rel string) {
 // moves the time of the file linked), temporary names removed, and, after the list, the list
 // itself and the entries pruned with the kept entries that may share a file with them (an
 // entry pruned moves the time of every file it shared by hard link; Settle records these).
-// What is not among them is as that list has it, for a tree no one else changed since.
+// What is not among them is as that list has it, for a tree no one else changed since. The
+// paths are sorted, each once.
 func (t *Tree) SharedChanged() []string {
 	t.shared.mu.Lock()
 	defer t.shared.mu.Unlock()
-	return slices.Clone(t.shared.paths)
+	paths := slices.Clone(t.shared.paths)
+	slices.Sort(paths)
+	return slices.Compact(paths)
 }
 
 // resetShared starts SharedChanged afresh: the file list was just rendered.
