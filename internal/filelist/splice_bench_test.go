@@ -1,10 +1,12 @@
 package filelist
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -98,16 +100,70 @@ func newReuseBench(b *testing.B, lines int) reuseBench {
 }
 
 // BenchmarkRenderReused renders the list of a settled tree after a 10-tag promotion, the
-// entries of the reused directories taken from the live list (250k lines).
+// entries of the reused directories taken from the live list (250k lines). Its sub-benchmark
+// "shared" has a regmirror/shared/ of 1,000 repositories' v2-tags entries of 30 tag links
+// (31,000 entries, as at 90k manifests), listed ("listed") or taken from the live list but for
+// the 10 entries a promotion writes ("reused").
 //
 //	go test ./internal/filelist -run '^$' -bench '^BenchmarkRenderReused$' -benchmem -count 6
 func BenchmarkRenderReused(b *testing.B) {
 	rb := newReuseBench(b, 250_000)
-	b.SetBytes(int64(rb.prevLen))
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := renderPending(rb.tree, rb.tmpDir, "q", DefaultModule, rb.file, rb.reuse); err != nil {
-			b.Fatal(err)
+	render := func(b *testing.B, reuse []Reuse) {
+		b.SetBytes(int64(rb.prevLen))
+		for b.Loop() {
+			if _, err := renderPending(rb.tree, rb.tmpDir, "q", DefaultModule, rb.file, reuse); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
+	b.Run("v2+blobs", func(b *testing.B) { render(b, rb.reuse) })
+	changed := rb.addShared(b, 1000)
+	b.Run("shared/listed", func(b *testing.B) { render(b, rb.reuse) })
+	b.Run("shared/reused", func(b *testing.B) {
+		render(b, append(slices.Clone(rb.reuse), Reuse{Dir: layout.SharedDir, Changed: changed, Whole: true}))
+	})
+}
+
+// addShared adds to the tree a regmirror/shared/ of repos repositories' v2-tags entries of
+// 30 tag links each, and their lines to the live list, and returns the entries a promotion
+// of 10 repositories writes (on disk and in the list, as if written after it).
+func (rb reuseBench) addShared(b *testing.B, repos int) []string {
+	b.Helper()
+	// regmirror/shared/: the entries on disk, the live list with their lines.
+	kind := layout.SharedDir + "/v2-tags"
+	var changed []string
+	for r := range repos {
+		entry := fmt.Sprintf("%s/%032x", kind, uint64(r)*0x9e3779b97f4a7c15)
+		for i := range 30 {
+			if err := os.MkdirAll(rb.tree.Path(entry+"/_tags"), 0o755); err != nil {
+				b.Fatal(err)
+			}
+			if err := os.Symlink(fmt.Sprintf("../../../../v2/repo%d/_digests/%d", r, i), rb.tree.Path(fmt.Sprintf("%s/_tags/t%02d", entry, i))); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if r%(repos/10) == 0 {
+			changed = append(changed, entry) // written by the promotion
+		}
+	}
+	live := rb.tree.Path("regmirror/pub/p/" + Name(DefaultModule))
+	prev, err := os.ReadFile(live)
+	if err != nil {
+		b.Fatal(err)
+	}
+	shared, err := scanSkipping(rb.tree.Path(layout.SharedDir), layout.SharedDir, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	before, rest, _ := bytes.Cut(prev, []byte("\n[Checksums SHA1]"))
+	files := slices.Clone(before)
+	sortByTime(shared) // newer than the rest: last, as sorted by time
+	for _, e := range shared {
+		files = appendLine(files, e)
+	}
+	merged := append(files, append([]byte("\n[Checksums SHA1]"), rest...)...)
+	if err := os.WriteFile(live, merged, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return changed
 }
