@@ -206,7 +206,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	defer r.prog.stop()
 
 	outcomes, err := r.discoverAndFetch()
-	if <-loaded; r.prevErr != nil {
+	if !r.awaitPrevious() {
 		return nil, r.prevErr
 	}
 	if err != nil {
