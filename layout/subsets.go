@@ -220,42 +220,7 @@ func MembershipSince(m, prev *Meta, configArch func(Digest) string) (table []str
 	if prev == nil || len(prev.Subsets) == 0 || len(prev.Subsets) > MaxSubsets || hasReferrers(prev) || hasReferrers(m) {
 		return Membership(m, configArch)
 	}
-	// What a bit of prev's masks stands for, as walk marks it.
-	var bitLive [MaxSubsets]uint32
-	var bitArchived uint64
-	for i, s := range prev.Subsets {
-		if s == ArchiveSubset {
-			bitArchived |= 1 << i
-		} else {
-			bitLive[i] = archBit(s)
-		}
-	}
-	prevMarks := func(mask uint64) (live uint32, archived bool) {
-		for i := range prev.Subsets {
-			if mask&(1<<i) != 0 {
-				live |= bitLive[i]
-			}
-		}
-		return live, mask&bitArchived != 0
-	}
-	// The roots that changed: gone from m, or new in it.
-	gone, came := newMemberWalk(prev, configArch), newMemberWalk(m, configArch)
-	for name, pr := range prev.Repositories {
-		r := m.Repositories[name]
-		for tag, d := range pr.Tags {
-			if r == nil || !sameRoot(r, pr, tag, d) {
-				gone.walk(d, "", pr.IsArchived(tag), 0)
-			}
-		}
-	}
-	for name, r := range m.Repositories {
-		pr := prev.Repositories[name]
-		for tag, d := range r.Tags {
-			if pr == nil || !sameRoot(pr, r, tag, d) {
-				came.walk(d, "", r.IsArchived(tag), 0)
-			}
-		}
-	}
+	c := newChangedRoots(m, prev, configArch)
 	live, archived := make(map[Digest]uint32, len(m.Blobs)), map[Digest]bool{} // nearly every blob is live
 	set := func(d Digest, l uint32, a bool) {
 		if l != 0 {
@@ -267,61 +232,130 @@ func MembershipSince(m, prev *Meta, configArch func(Digest) string) (table []str
 	}
 	redo := map[Digest]bool{}
 	for d := range m.Blobs {
-		gl, ga := gone.live[d], gone.archived[d]
-		cl, ca := came.live[d], came.archived[d]
-		pb := prev.Blobs[d]
-		switch {
-		case gl == 0 && !ga && cl == 0 && !ca: // no changed root reaches it
-			if pb == nil {
-				redo[d] = true
-				continue
-			}
-			pl, pa := prevMarks(pb.Subsets)
-			set(d, pl, pa)
-		case gl&^cl != 0 || pb == nil && (gl != 0 || ga):
-			// A root that left gave it an architecture no new one does: do the others? (One
-			// that left gave it the archive alone: it keeps prev's membership whether or not
-			// another root reaches it, since content no root reaches keeps it too.)
+		if l, a, again := c.marks(d, prev.Blobs[d]); again {
 			redo[d] = true
-		case gl != 0 || ga:
-			// Reached in prev: its membership there holds what the unchanged roots give it.
-			pl, pa := prevMarks(pb.Subsets)
-			set(d, pl|cl, pa || ca)
-		case pb == nil: // new: no unchanged root reaches it
-			set(d, cl, ca)
-		case pb.Retired.IsZero():
-			// Only new roots reach it, and prev lists it in a repository: its membership
-			// there is the unchanged roots'.
-			pl, pa := prevMarks(pb.Subsets)
-			set(d, pl|cl, pa || ca)
-		default:
-			// Only new roots reach it, and prev retires it somewhere: its membership there is
-			// the unchanged roots' when they reach it, else retiring content's. Either way
-			// when it adds nothing.
-			pl, pa := prevMarks(pb.Subsets)
-			if reducedMarks(pl|cl, pa || ca) != reducedMarks(cl, ca) {
-				redo[d] = true
-				continue
-			}
-			set(d, cl, ca)
+		} else {
+			set(d, l, a)
 		}
 	}
-	if len(redo) > 0 {
-		// Every tag of the repositories listing a blob to redo, and the new roots.
-		again := newMemberWalk(m, configArch)
-		for _, r := range m.Repositories {
-			if !listsAny(r, redo) {
-				continue
-			}
-			for tag, d := range r.Tags {
-				again.walk(d, "", r.IsArchived(tag), 0)
-			}
-		}
-		for d := range redo {
-			set(d, again.live[d]|came.live[d], again.archived[d] || came.archived[d])
-		}
-	}
+	c.redo(redo, set)
 	return membershipMasks(m.Blobs, live, archived)
+}
+
+// changedRoots are MembershipSince's walks of the roots that changed between prev and m: gone
+// from m (over prev's manifests), or new in it (over m's).
+type changedRoots struct {
+	m, prev    *Meta
+	configArch func(Digest) string
+	gone, came *memberWalk
+	// What a bit of prev's masks stands for, as walk marks it.
+	bitLive     [MaxSubsets]uint32
+	bitArchived uint64
+}
+
+// newChangedRoots walks the roots that changed between prev (with at most MaxSubsets subsets)
+// and m.
+func newChangedRoots(m, prev *Meta, configArch func(Digest) string) *changedRoots {
+	c := &changedRoots{m: m, prev: prev, configArch: configArch, gone: newMemberWalk(prev, configArch), came: newMemberWalk(m, configArch)}
+	for i, s := range prev.Subsets {
+		if s == ArchiveSubset {
+			c.bitArchived |= 1 << i
+		} else {
+			c.bitLive[i] = archBit(s)
+		}
+	}
+	for name, pr := range prev.Repositories {
+		r := m.Repositories[name]
+		for tag, d := range pr.Tags {
+			if r == nil || !sameRoot(r, pr, tag, d) {
+				c.gone.walk(d, "", pr.IsArchived(tag), 0)
+			}
+		}
+	}
+	for name, r := range m.Repositories {
+		pr := prev.Repositories[name]
+		for tag, d := range r.Tags {
+			if pr == nil || !sameRoot(pr, r, tag, d) {
+				c.came.walk(d, "", r.IsArchived(tag), 0)
+			}
+		}
+	}
+	return c
+}
+
+// prevMarks are the marks prev's mask stands for.
+func (c *changedRoots) prevMarks(mask uint64) (live uint32, archived bool) {
+	for i := range c.prev.Subsets {
+		if mask&(1<<i) != 0 {
+			live |= c.bitLive[i]
+		}
+	}
+	return live, mask&c.bitArchived != 0
+}
+
+// reached reports whether a changed root reaches d.
+func (c *changedRoots) reached(d Digest) bool {
+	return c.gone.live[d] != 0 || c.gone.archived[d] || c.came.live[d] != 0 || c.came.archived[d]
+}
+
+// marks are the marks MembershipSince gives blob d of m, whose record in prev is pb (nil for
+// none); again when they are to be walked again (redo).
+func (c *changedRoots) marks(d Digest, pb *Blob) (live uint32, archived, again bool) {
+	gl, ga := c.gone.live[d], c.gone.archived[d]
+	cl, ca := c.came.live[d], c.came.archived[d]
+	switch {
+	case gl == 0 && !ga && cl == 0 && !ca: // no changed root reaches it
+		if pb == nil {
+			return 0, false, true
+		}
+		live, archived = c.prevMarks(pb.Subsets)
+		return live, archived, false
+	case gl&^cl != 0 || pb == nil && (gl != 0 || ga):
+		// A root that left gave it an architecture no new one does: do the others? (One
+		// that left gave it the archive alone: it keeps prev's membership whether or not
+		// another root reaches it, since content no root reaches keeps it too.)
+		return 0, false, true
+	case gl != 0 || ga:
+		// Reached in prev: its membership there holds what the unchanged roots give it.
+		pl, pa := c.prevMarks(pb.Subsets)
+		return pl | cl, pa || ca, false
+	case pb == nil: // new: no unchanged root reaches it
+		return cl, ca, false
+	case pb.Retired.IsZero():
+		// Only new roots reach it, and prev lists it in a repository: its membership
+		// there is the unchanged roots'.
+		pl, pa := c.prevMarks(pb.Subsets)
+		return pl | cl, pa || ca, false
+	default:
+		// Only new roots reach it, and prev retires it somewhere: its membership there is
+		// the unchanged roots' when they reach it, else retiring content's. Either way
+		// when it adds nothing.
+		pl, pa := c.prevMarks(pb.Subsets)
+		if reducedMarks(pl|cl, pa || ca) != reducedMarks(cl, ca) {
+			return 0, false, true
+		}
+		return cl, ca, false
+	}
+}
+
+// redo gives the blobs of set the marks of every tag of the repositories of m listing one of
+// them, and of the new roots.
+func (c *changedRoots) redo(blobs map[Digest]bool, set func(d Digest, live uint32, archived bool)) {
+	if len(blobs) == 0 {
+		return
+	}
+	again := newMemberWalk(c.m, c.configArch)
+	for _, r := range c.m.Repositories {
+		if !listsAny(r, blobs) {
+			continue
+		}
+		for tag, d := range r.Tags {
+			again.walk(d, "", r.IsArchived(tag), 0)
+		}
+	}
+	for d := range blobs {
+		set(d, again.live[d]|c.came.live[d], again.archived[d] || c.came.archived[d])
+	}
 }
 
 // sameRoot reports whether tag is a root of r as it is of other, where it names d: the same
@@ -448,37 +482,18 @@ func membershipMasks(blobs map[Digest]*Blob, live map[Digest]uint32, archived ma
 	for _, set := range live {
 		used |= set
 	}
-	for i, a := range Architectures {
-		if used&(1<<i) != 0 {
-			table = append(table, a)
-		}
-	}
-	sort.Strings(table)
-	bitNames := append(slices.Clone(Architectures), AnyArchitecture) // archBit's bits
+	t := newMaskTable(used)
 	masks = make(map[Digest]uint64, len(blobs))
 	for d := range blobs {
-		var mask uint64
-		switch {
-		case live[d] != 0:
-			for i, a := range bitNames {
-				if live[d]&(1<<i) == 0 {
-					continue
-				}
-				bit, err := bitOf(&table, a)
-				if err != nil {
-					return nil, nil, err
-				}
-				mask |= bit
-			}
-		case archived[d]:
-			if mask, err = bitOf(&table, ArchiveSubset); err != nil {
-				return nil, nil, err
-			}
-		default: // not reached from any tag (retiring content): see SetMembership
-			continue
+		mask, ok, err := t.mask(live[d], archived[d])
+		if err != nil {
+			return nil, nil, err
 		}
-		masks[d] = mask
+		if ok { // else not reached from any tag (retiring content): see SetMembership
+			masks[d] = mask
+		}
 	}
+	table = t.table
 	// AnyArchitecture and ArchiveSubset last, whatever order the blobs came in.
 	sorted := canonicalTable(table)
 	if !equalStrings(sorted, table) {
@@ -488,6 +503,48 @@ func membershipMasks(blobs map[Digest]*Blob, live map[Digest]uint32, archived ma
 		table = sorted
 	}
 	return table, masks, nil
+}
+
+// maskTable is the subset table membershipMasks builds as it gives blobs their masks: the
+// architectures used (sorted), then AnyArchitecture and ArchiveSubset as blobs need them.
+type maskTable struct{ table []string }
+
+// archBitNames are the names of archBit's bits.
+var archBitNames = append(slices.Clone(Architectures), AnyArchitecture)
+
+// newMaskTable starts a table with the architectures of used (archBit's bits).
+func newMaskTable(used uint32) *maskTable {
+	t := &maskTable{}
+	for i, a := range Architectures {
+		if used&(1<<i) != 0 {
+			t.table = append(t.table, a)
+		}
+	}
+	sort.Strings(t.table)
+	return t
+}
+
+// mask is the mask over the table that marks (live: architectures, archBit; archived) give a
+// blob, adding the subsets the table lacks; ok is false without marks (not reached).
+func (t *maskTable) mask(live uint32, archived bool) (mask uint64, ok bool, err error) {
+	switch {
+	case live != 0:
+		for i, a := range archBitNames {
+			if live&(1<<i) == 0 {
+				continue
+			}
+			bit, err := bitOf(&t.table, a)
+			if err != nil {
+				return 0, false, err
+			}
+			mask |= bit
+		}
+		return mask, true, nil
+	case archived:
+		mask, err = bitOf(&t.table, ArchiveSubset)
+		return mask, err == nil, err
+	}
+	return 0, false, nil
 }
 
 // archBit is arch's bit in Membership's per-blob set: 1 << its index in Architectures, or
@@ -557,93 +614,132 @@ func remap(mask uint64, from, to []string) uint64 {
 // keeps the subsets it belonged to, and a blob that left subsets (a tag archived) keeps them
 // as Former until grace after it left, so that a mirror's sync deletes it only then.
 func (m *Meta) SetMembership(table []string, masks map[Digest]uint64, prev *Meta, now time.Time, grace time.Duration) error {
-	t := append([]string(nil), table...)
-	add := func(prevMask uint64) (uint64, error) {
-		var out uint64
-		for i, s := range prev.Subsets {
-			if prevMask&(1<<i) != 0 {
-				bit, err := bitOf(&t, s)
-				if err != nil {
-					return 0, err
-				}
-				out |= bit
-			}
-		}
-		return out, nil
-	}
+	s := newMemberSetter(table, prev, m.Generation, now, grace)
 	for d, b := range m.Blobs {
-		var pb *Blob
-		if prev != nil && len(prev.Subsets) > 0 {
-			pb = prev.Blobs[d]
-		}
 		mask, reached := masks[d]
-		if !reached { // retiring: keeps its membership, else every architecture
-			if pb != nil && pb.Subsets != 0 {
-				var err error
-				if mask, err = add(pb.Subsets); err != nil {
-					return err
-				}
-			} else {
-				var err error
-				if mask, err = bitOf(&t, AnyArchitecture); err != nil {
-					return err
-				}
+		if err := s.blob(b, mask, reached, s.prevBlob(d)); err != nil {
+			return err
+		}
+	}
+	if err := s.orphans(m); err != nil {
+		return err
+	}
+	sorted := canonicalTable(s.t)
+	for _, b := range m.Blobs {
+		b.Subsets, b.Former = remap(b.Subsets, s.t, sorted), remap(b.Former, s.t, sorted)
+	}
+	for _, o := range m.Orphans {
+		o.Subsets = remap(o.Subsets, s.t, sorted)
+	}
+	m.Subsets = sorted
+	return nil
+}
+
+// memberSetter is SetMembership's work on one blob or orphan at a time: masks over its table
+// t, which grows with the subsets prev's records name.
+type memberSetter struct {
+	t     []string
+	prev  *Meta // nil when prev has no membership to carry over
+	gen   uint64
+	now   time.Time
+	grace time.Duration
+}
+
+func newMemberSetter(table []string, prev *Meta, gen uint64, now time.Time, grace time.Duration) *memberSetter {
+	if prev != nil && len(prev.Subsets) == 0 {
+		prev = nil
+	}
+	return &memberSetter{t: slices.Clone(table), prev: prev, gen: gen, now: now, grace: grace}
+}
+
+// prevBlob is prev's record of d: nil for none, or without membership in prev.
+func (s *memberSetter) prevBlob(d Digest) *Blob {
+	if s.prev == nil {
+		return nil
+	}
+	return s.prev.Blobs[d]
+}
+
+// add turns a mask over prev's table into one over t, adding the subsets t lacks.
+func (s *memberSetter) add(prevMask uint64) (uint64, error) {
+	var out uint64
+	for i, name := range s.prev.Subsets {
+		if prevMask&(1<<i) != 0 {
+			bit, err := bitOf(&s.t, name)
+			if err != nil {
+				return 0, err
 			}
+			out |= bit
 		}
-		b.Subsets, b.Former, b.Left = mask, 0, time.Time{}
-		if pb == nil {
-			continue
+	}
+	return out, nil
+}
+
+// blob records in b, a blob of the generation whose record in prev is pb (prevBlob), its
+// mask (over t) when a tag reaches it, else prev's membership (retiring content), and what
+// it left.
+func (s *memberSetter) blob(b *Blob, mask uint64, reached bool, pb *Blob) error {
+	if !reached { // retiring: keeps its membership, else every architecture
+		var err error
+		if pb != nil && pb.Subsets != 0 {
+			mask, err = s.add(pb.Subsets)
+		} else {
+			mask, err = bitOf(&s.t, AnyArchitecture)
 		}
-		was, err := add(pb.Subsets)
 		if err != nil {
 			return err
 		}
-		if b.Subsets&^was != 0 && pb.Subsets != 0 {
-			// Joined a subset: mirrors carrying it get the file with this generation.
-			b.Since = max(b.Since, m.Generation)
-		}
-		left := was &^ b.Subsets
-		left0 := now
-		if !pb.Left.IsZero() && now.Sub(pb.Left) < grace {
-			f, err := add(pb.Former)
-			if err != nil {
-				return err
-			}
-			f &^= b.Subsets
-			if f != 0 && left == 0 { // nothing left anew: the earlier departure's clock
-				left0 = pb.Left
-			}
-			left |= f
-		}
-		if left != 0 {
-			b.Former, b.Left = left, left0
-		}
 	}
+	b.Subsets, b.Former, b.Left = mask, 0, time.Time{}
+	if pb == nil {
+		return nil
+	}
+	was, err := s.add(pb.Subsets)
+	if err != nil {
+		return err
+	}
+	if b.Subsets&^was != 0 && pb.Subsets != 0 {
+		// Joined a subset: mirrors carrying it get the file with this generation.
+		b.Since = max(b.Since, s.gen)
+	}
+	left := was &^ b.Subsets
+	left0 := s.now
+	if !pb.Left.IsZero() && s.now.Sub(pb.Left) < s.grace {
+		f, err := s.add(pb.Former)
+		if err != nil {
+			return err
+		}
+		f &^= b.Subsets
+		if f != 0 && left == 0 { // nothing left anew: the earlier departure's clock
+			left0 = pb.Left
+		}
+		left |= f
+	}
+	if left != 0 {
+		b.Former, b.Left = left, left0
+	}
+	return nil
+}
+
+// orphans records in m's orphans the subsets they belonged to (over t).
+func (s *memberSetter) orphans(m *Meta) error {
 	for d, o := range m.Orphans {
 		o.Subsets = 0
-		if prev == nil || len(prev.Subsets) == 0 {
+		if s.prev == nil {
 			continue
 		}
 		var was uint64
-		if pb := prev.Blobs[d]; pb != nil {
+		if pb := s.prev.Blobs[d]; pb != nil {
 			was = pb.Subsets | pb.Former
-		} else if po := prev.Orphans[d]; po != nil {
+		} else if po := s.prev.Orphans[d]; po != nil {
 			was = po.Subsets
 		}
-		mask, err := add(was)
+		mask, err := s.add(was)
 		if err != nil {
 			return err
 		}
 		o.Subsets = mask
 	}
-	sorted := canonicalTable(t)
-	for _, b := range m.Blobs {
-		b.Subsets, b.Former = remap(b.Subsets, t, sorted), remap(b.Former, t, sorted)
-	}
-	for _, o := range m.Orphans {
-		o.Subsets = remap(o.Subsets, t, sorted)
-	}
-	m.Subsets = sorted
 	return nil
 }
 
