@@ -358,6 +358,156 @@ func (c *changedRoots) redo(blobs map[Digest]bool, set func(d Digest, live uint3
 	}
 }
 
+// CarriedBlob is the record a generation starts with for a blob the previous generation
+// records as pb: its size, Since and membership (Subsets, Former, Left), but not Retired
+// (each generation retires anew). SetMembershipSince relies on it.
+func CarriedBlob(pb *Blob) Blob {
+	return Blob{Size: pb.Size, Since: pb.Since, Subsets: pb.Subsets, Former: pb.Former, Left: pb.Left}
+}
+
+// SetMembershipSince records in m what SetMembership records from MembershipSince(m, prev,
+// configArch), looking up and recording again only the blobs the change concerns: those a
+// changed root reaches, and those whose record is not carried from prev. It relies on what
+// MembershipSince relies on, and on m's records: one whose Subsets is not 0 is CarriedBlob of
+// prev's record of its digest. Such a record no changed root reaches keeps the membership it
+// carries (MembershipSince gives it prev's), and loses its Former subsets once the grace after
+// Left is over, without a look at prev; a record with Subsets 0 (new, or made afresh) is
+// looked up in prev. When the subset table is prev's, the records that keep their membership
+// are the only ones not rewritten. Where MembershipSince is Membership (no previous
+// membership, referrers), or prev's table names what no walk marks, it is SetMembership's
+// from MembershipSince.
+func (m *Meta) SetMembershipSince(prev *Meta, configArch func(Digest) string, now time.Time, grace time.Duration) error {
+	valid, ok := carriedTable(prev)
+	if !ok || hasReferrers(prev) || hasReferrers(m) {
+		table, masks, err := MembershipSince(m, prev, configArch)
+		if err != nil {
+			return err
+		}
+		return m.SetMembership(table, masks, prev, now, grace)
+	}
+	c := newChangedRoots(m, prev, configArch)
+	// Every carried record as if no changed root reached it: what SetMembership records
+	// from prev's marks (its subsets; the subsets it left, within the grace), over prev's
+	// table. kept are the subsets of prev those records name, which SetMembership adds to its
+	// table (a blob's subsets in prev and, within the grace, its former ones). A mask mixing
+	// the archive with architectures is not what marks give: looked up.
+	var kept uint64
+	touched := map[Digest]*Blob{}
+	for d, b := range m.Blobs {
+		sub := b.Subsets
+		if sub == 0 || sub&^valid != 0 || sub&c.bitArchived != 0 && sub != c.bitArchived {
+			touched[d] = b
+			continue
+		}
+		kept |= sub
+		if !b.Left.IsZero() && now.Sub(b.Left) < grace {
+			kept |= b.Former & valid
+			b.Former &= valid &^ sub
+		} else {
+			b.Former = 0
+		}
+		if b.Former == 0 {
+			b.Left = time.Time{}
+		}
+	}
+	touch := func(d Digest) {
+		if b := m.Blobs[d]; b != nil {
+			touched[d] = b
+		}
+	}
+	for _, w := range []*memberWalk{c.gone, c.came} {
+		for d := range w.live {
+			touch(d)
+		}
+		for d := range w.archived {
+			touch(d)
+		}
+	}
+	// The touched blobs as SetMembership(MembershipSince) records them.
+	live, archived := make(map[Digest]uint32, len(touched)), map[Digest]bool{}
+	mark := func(d Digest, l uint32, a bool) {
+		if l != 0 {
+			live[d] = l
+		}
+		if a {
+			archived[d] = true
+		}
+	}
+	pbs := make(map[Digest]*Blob, len(touched))
+	redo := map[Digest]bool{}
+	for d := range touched {
+		pb := prev.Blobs[d]
+		pbs[d] = pb
+		if l, a, again := c.marks(d, pb); again {
+			redo[d] = true
+		} else {
+			mark(d, l, a)
+		}
+	}
+	c.redo(redo, mark)
+	var used uint32
+	for _, l := range live {
+		used |= l
+	}
+	mt := newMaskTable(used)
+	type reach struct {
+		mask uint64
+		ok   bool
+	}
+	masks := make(map[Digest]reach, len(touched))
+	for d := range touched {
+		mask, ok, err := mt.mask(live[d], archived[d])
+		if err != nil {
+			return err
+		}
+		masks[d] = reach{mask, ok}
+	}
+	s := newMemberSetter(mt.table, prev, m.Generation, now, grace)
+	for d, b := range touched {
+		if err := s.blob(b, masks[d].mask, masks[d].ok, pbs[d]); err != nil {
+			return err
+		}
+	}
+	if err := s.orphans(m); err != nil {
+		return err
+	}
+	if _, err := s.add(kept); err != nil {
+		return err
+	}
+	sorted := canonicalTable(s.t)
+	for _, b := range touched {
+		b.Subsets, b.Former = remap(b.Subsets, s.t, sorted), remap(b.Former, s.t, sorted)
+	}
+	for _, o := range m.Orphans {
+		o.Subsets = remap(o.Subsets, s.t, sorted)
+	}
+	if !equalStrings(sorted, prev.Subsets) {
+		for d, b := range m.Blobs {
+			if touched[d] == nil {
+				b.Subsets, b.Former = remap(b.Subsets, prev.Subsets, sorted), remap(b.Former, prev.Subsets, sorted)
+			}
+		}
+	}
+	m.Subsets = sorted
+	return nil
+}
+
+// carriedTable reports whether prev's subset table is one SetMembershipSince carries
+// records over: at most MaxSubsets distinct subsets that marks give (architectures,
+// AnyArchitecture, ArchiveSubset); valid has a bit for each.
+func carriedTable(prev *Meta) (valid uint64, ok bool) {
+	if prev == nil || len(prev.Subsets) == 0 || len(prev.Subsets) > MaxSubsets {
+		return 0, false
+	}
+	for i, s := range prev.Subsets {
+		if slices.Index(prev.Subsets, s) != i || s != AnyArchitecture && s != ArchiveSubset && !slices.Contains(Architectures, s) {
+			return 0, false
+		}
+		valid |= 1 << i
+	}
+	return valid, true
+}
+
 // sameRoot reports whether tag is a root of r as it is of other, where it names d: the same
 // digest, archived or not alike.
 func sameRoot(r, other *Repository, tag string, d Digest) bool {

@@ -2,6 +2,7 @@ package layout
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -185,6 +186,23 @@ func recordMembership(t *testing.T, m, prev *Meta, now time.Time, compute func()
 	}
 }
 
+// carryRecords makes m's records of the blobs prev records CarriedBlob's (keeping their size
+// and Retired), but for about one in fresh of them (none when fresh is 0).
+func carryRecords(m, prev *Meta, rng *rand.Rand, fresh int) {
+	if prev == nil {
+		return
+	}
+	for _, d := range slices.SortedFunc(maps.Keys(m.Blobs), compareDigests) { // rng's picks, repeatably
+		b, pb := m.Blobs[d], prev.Blobs[d]
+		if pb == nil || fresh > 0 && rng.IntN(fresh) == 0 {
+			continue
+		}
+		c := CarriedBlob(pb)
+		c.Size, c.Retired = b.Size, b.Retired
+		*b = c
+	}
+}
+
 // sameMembership reports how what SetMembership recorded in a differs from b's; "" if not.
 func sameMembership(a, b *Meta) string {
 	if !slices.Equal(a.Subsets, b.Subsets) {
@@ -225,6 +243,18 @@ func TestMembershipSince(t *testing.T) {
 		if diff := sameMembership(inc, full); diff != "" {
 			t.Fatalf("generation %d: incremental against full: %s", gen, diff)
 		}
+		// SetMembershipSince, with every record of a blob prev records carried, and with
+		// some made afresh (as a generation's closures and retired records are).
+		for _, fresh := range []int{0, 3} {
+			carried := w.meta(state, prev, gen)
+			carryRecords(carried, prev, rand.New(rand.NewPCG(gen, uint64(fresh))), fresh)
+			if err := carried.SetMembershipSince(prev, arch, now, 2*time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if diff := sameMembership(carried, full); diff != "" {
+				t.Fatalf("generation %d: SetMembershipSince (1 in %d records afresh) against full: %s", gen, fresh, diff)
+			}
+		}
 		return full
 	}
 	first := func(t *testing.T) *Meta { return check(t, base, nil, 1) }
@@ -264,6 +294,17 @@ func TestMembershipSince(t *testing.T) {
 			check(t, s, back, 6)
 		})
 	}
+	t.Run("subset table changes", func(t *testing.T) {
+		// An architecture sorted before AnyArchitecture comes and goes: the bits of the
+		// records no changed root reaches move.
+		before := memberState{"a": {"1": {img[0], false}}, "b": {"1": {img[1], false}}, "c": {"1": {img[3], false}}}
+		after := before.clone()
+		after["d"] = map[string]root{"1": {img[2], false}}
+		prev := check(t, before, nil, 1)
+		prev = check(t, after, prev, 2)
+		prev = check(t, before, prev, 3)
+		check(t, before, prev, 6)
+	})
 	t.Run("random promotions", func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(3, 4))
 		roots := append(slices.Clone(img), idx...)
@@ -311,5 +352,53 @@ func TestMembershipSinceReadsTheChange(t *testing.T) {
 	recordMembership(t, next, prev, time.Now(), func() ([]string, map[Digest]uint64, error) { return MembershipSince(next, prev, arch) })
 	if got, want := asked, 1; got != want {
 		t.Errorf("configs asked for: got %d, want %d (the new tag's)", got, want)
+	}
+}
+
+// TestSetMembershipSinceFallbacks: where a carried record's membership is not what marks
+// give (prev's table names a subset no walk marks, or twice; a mask mixing the archive with
+// an architecture), SetMembershipSince records what SetMembership does from MembershipSince,
+// which reads such records through their marks.
+func TestSetMembershipSinceFallbacks(t *testing.T) {
+	w := newMemberWorld()
+	arch := func(d Digest) string { return w.archs[d] }
+	img, idx := w.images, w.indexes
+	state := memberState{"a": {"1": {idx[0], false}, "old": {img[0], true}}, "b": {"1": {img[1], false}}}
+	next := state.clone()
+	next["b"]["2"] = root{img[5], false}
+	t0 := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	bit := func(prev *Meta, name string) uint64 { return 1 << slices.Index(prev.Subsets, name) }
+	tests := []struct {
+		name  string
+		spoil func(prev *Meta, b *Blob) // b: the config of b:1 (arm64), which no changed root reaches
+	}{
+		{"a subset no walk marks", func(prev *Meta, b *Blob) {
+			prev.Subsets = append(prev.Subsets, "mainframe")
+			b.Subsets = bit(prev, "mainframe")
+		}},
+		{"a subset named twice", func(prev *Meta, b *Blob) {
+			// Left it within the grace as its other bit: it left nothing.
+			prev.Subsets = append(prev.Subsets, "arm64")
+			b.Subsets, b.Former, b.Left = 1<<(len(prev.Subsets)-1), bit(prev, "arm64"), t0
+		}},
+		{"the archive with an architecture", func(prev *Meta, b *Blob) { b.Subsets |= bit(prev, ArchiveSubset) }},
+		{"a bit past the table", func(prev *Meta, b *Blob) { b.Subsets |= 1 << 40 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			prev := w.meta(state, nil, 1)
+			recordMembership(t, prev, nil, t0, func() ([]string, map[Digest]uint64, error) { return Membership(prev, arch) })
+			tc.spoil(prev, prev.Blobs[w.refs[img[1]][0]])
+			now := t0.Add(time.Hour)
+			want, got := w.meta(next, prev, 2), w.meta(next, prev, 2)
+			recordMembership(t, want, prev, now, func() ([]string, map[Digest]uint64, error) { return MembershipSince(want, prev, arch) })
+			carryRecords(got, prev, nil, 0)
+			if err := got.SetMembershipSince(prev, arch, now, 2*time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if diff := sameMembership(got, want); diff != "" {
+				t.Errorf("%s", diff)
+			}
+		})
 	}
 }
