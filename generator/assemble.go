@@ -37,15 +37,6 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	m.Manifests = make(map[layout.Digest]*layout.Manifest, len(r.prev.Manifests))
 	m.Blobs = make(map[layout.Digest]*layout.Blob, len(r.prev.Blobs))
 	m.Repositories = make(map[string]*layout.Repository, len(r.prev.Repositories))
-	since := func(d layout.Digest) uint64 {
-		if b, ok := r.prev.Blobs[d]; ok {
-			return b.Since
-		}
-		if o, ok := r.prev.Orphans[d]; ok {
-			return o.Since
-		}
-		return r.gen
-	}
 	sets := map[string]*repoSets{}
 	counted := map[layout.Digest]bool{}
 	for _, o := range outs {
@@ -73,12 +64,12 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 			repo.Tags[o.tag] = o.digest
 			if !s.reused {
 				s.reused = true
-				s.takeWhole(m, r.prev, o.reused, since)
+				s.takeWhole(m, r.prev, o.reused, r.since)
 				st.unchanged++
 			}
 			continue
 		}
-		o.cl.walk(s.closures, func(cl *closure) { s.take(m, repo, cl, since, counted, st) })
+		o.cl.walk(s.closures, func(cl *closure) { s.take(m, repo, cl, r.record, counted, st) })
 	}
 	for name, repo := range m.Repositories {
 		s := sets[name]
@@ -104,23 +95,44 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	return m, st
 }
 
+// since is the generation blob d, which the previous generation does not record, first
+// appeared in: an orphan's, else this one.
+func (r *run) since(d layout.Digest) uint64 {
+	if o, ok := r.prev.Orphans[d]; ok {
+		return o.Since
+	}
+	return r.gen
+}
+
+// record is the new record of blob d with size: the previous generation's carried over
+// (layout.CarriedBlob) when it has one, else a new one with its Since.
+func (r *run) record(d layout.Digest, size int64) *layout.Blob {
+	if pb := r.prev.Blobs[d]; pb != nil {
+		b := layout.CarriedBlob(pb)
+		b.Size = size
+		return &b
+	}
+	return &layout.Blob{Size: size, Since: r.since(d)}
+}
+
 // membership records which subsets every blob belongs to (a single-arch image's architecture
 // from its config in the tree) and the bytes per subset: from the change since the previous
-// generation (layout.MembershipSince), or from every manifest (layout.Membership) with
+// generation (layout.Meta.SetMembershipSince: the records assemble carried over from it keep
+// theirs unless the change reaches them), or from every manifest (layout.Membership) with
 // Options.Verify or in a dry run, which reads no config. A failure (more than
 // layout.MaxSubsets subsets) leaves the metadata without subsets, with a warning: every
 // mirror then carries everything.
 func (r *run) membership(m *layout.Meta, st *stats) {
-	var table []string
-	var masks map[layout.Digest]uint64
+	now := r.o.Now().UTC()
 	var err error
 	if r.tree == nil || r.o.Verify {
-		table, masks, err = layout.Membership(m, r.configArch)
+		var table []string
+		var masks map[layout.Digest]uint64
+		if table, masks, err = layout.Membership(m, r.configArch); err == nil {
+			err = m.SetMembership(table, masks, r.prev, now, r.o.GCGrace)
+		}
 	} else {
-		table, masks, err = layout.MembershipSince(m, r.prev, r.configArch)
-	}
-	if err == nil {
-		err = m.SetMembership(table, masks, r.prev, r.o.Now().UTC(), r.o.GCGrace)
+		err = m.SetMembershipSince(r.prev, r.configArch, now, r.o.GCGrace)
 	}
 	if err != nil {
 		r.prog.warnf("subsets not recorded, every mirror carries every blob: %v", err)
@@ -432,36 +444,46 @@ func strictlySorted(list []layout.Digest) bool {
 }
 
 // takeWhole adds the manifests and blobs of pr, the previous generation's record of the
-// repository (unchanged), to the repository and to m, as take would from their closures.
+// repository (unchanged), to the repository and to m, as take would from their closures:
+// each new to m with the previous generation's record carried over (layout.CarriedBlob).
 func (s *repoSets) takeWhole(m, prev *layout.Meta, pr *layout.Repository, since func(layout.Digest) uint64) {
 	// The new records in one allocation: a repository taken whole adds most of its own.
 	s.whole = pr
 	recs := make([]layout.Blob, 0, len(pr.Manifests)+len(pr.Blobs))
-	rec := func(size int64, d layout.Digest) *layout.Blob {
-		recs = append(recs, layout.Blob{Size: size, Since: since(d)})
-		return &recs[len(recs)-1]
+	rec := func(d layout.Digest, pb *layout.Blob, size int64) *layout.Blob {
+		if pb != nil {
+			recs = append(recs, layout.CarriedBlob(pb))
+		} else {
+			recs = append(recs, layout.Blob{Since: since(d)})
+		}
+		b := &recs[len(recs)-1]
+		b.Size = size
+		return b
 	}
 	for _, d := range pr.Manifests {
 		if _, ok := m.Manifests[d]; !ok {
-			m.Manifests[d] = prev.Manifests[d]
-			m.Blobs[d] = rec(int64(len(prev.Manifests[d].Data)), d)
+			mf := prev.Manifests[d]
+			m.Manifests[d] = mf
+			m.Blobs[d] = rec(d, prev.Blobs[d], int64(len(mf.Data)))
 		}
 	}
 	for _, d := range pr.Blobs {
 		if _, ok := m.Blobs[d]; !ok {
-			m.Blobs[d] = rec(prev.Blobs[d].Size, d)
+			pb := prev.Blobs[d]
+			m.Blobs[d] = rec(d, pb, pb.Size)
 		}
 	}
 }
 
 // take adds one closure's manifests, blobs and referrers to the repository and to m (a
-// manifest or blob new to m with its Since); foreign layers are counted once in st.
-func (s *repoSets) take(m *layout.Meta, repo *layout.Repository, cl *closure, since func(layout.Digest) uint64, counted map[layout.Digest]bool, st *stats) {
+// manifest or blob new to m with its record, run.record); foreign layers are counted once in
+// st.
+func (s *repoSets) take(m *layout.Meta, repo *layout.Repository, cl *closure, record func(layout.Digest, int64) *layout.Blob, counted map[layout.Digest]bool, st *stats) {
 	for d, n := range cl.nodes {
 		s.manifests[d] = true
 		if _, ok := m.Manifests[d]; !ok {
 			m.Manifests[d] = &layout.Manifest{MediaType: n.mediaType, Data: n.data}
-			m.Blobs[d] = &layout.Blob{Size: int64(len(n.data)), Since: since(d)}
+			m.Blobs[d] = record(d, int64(len(n.data)))
 		}
 	}
 	for d, t := range cl.blobs {
@@ -474,7 +496,7 @@ func (s *repoSets) take(m *layout.Meta, repo *layout.Repository, cl *closure, si
 		}
 		s.blobs[d] = true
 		if _, ok := m.Blobs[d]; !ok {
-			m.Blobs[d] = &layout.Blob{Size: t.size, Since: since(d)}
+			m.Blobs[d] = record(d, t.size)
 		}
 	}
 	for subj, descs := range cl.referrers {
