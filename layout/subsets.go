@@ -912,19 +912,22 @@ func AllSubsets() []string { return append(append([]string(nil), Architectures..
 // alone holds (referenced blobs; orphans are not counted), and the bytes of every referenced
 // blob.
 func (m *Meta) SubsetBytes() (per map[string]int64, total int64) {
-	per = map[string]int64{}
-	masks := map[string]uint64{}
-	for _, s := range m.SubsetNames() {
-		masks[s] = m.ContentMask([]string{s})
-		per[s] = 0
+	names := m.SubsetNames()
+	masks, sums := make([]uint64, len(names)), make([]int64, len(names))
+	for i, s := range names {
+		masks[i] = m.ContentMask([]string{s})
 	}
 	for _, b := range m.Blobs {
 		total += b.Size
-		for s, mask := range masks {
+		for i, mask := range masks {
 			if b.Subsets&mask != 0 {
-				per[s] += b.Size
+				sums[i] += b.Size
 			}
 		}
+	}
+	per = make(map[string]int64, len(names))
+	for i, s := range names {
+		per[s] = sums[i]
 	}
 	return per, total
 }
