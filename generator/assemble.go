@@ -39,6 +39,18 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	m.Repositories = make(map[string]*layout.Repository, len(r.prev.Repositories))
 	sets := map[string]*repoSets{}
 	counted := map[layout.Digest]bool{}
+	// A blob's new record: the previous generation's carried over (layout.CarriedBlob), else
+	// one with its Since, counted in fresh.
+	fresh := 0
+	record := func(d layout.Digest, size int64) *layout.Blob {
+		if pb := r.prev.Blobs[d]; pb != nil {
+			b := layout.CarriedBlob(pb)
+			b.Size = size
+			return &b
+		}
+		fresh++
+		return &layout.Blob{Size: size, Since: r.since(d)}
+	}
 	for _, o := range outs {
 		repo := m.Repositories[o.repo]
 		if repo == nil {
@@ -64,12 +76,12 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 			repo.Tags[o.tag] = o.digest
 			if !s.reused {
 				s.reused = true
-				s.takeWhole(m, r.prev, o.reused, r.since)
+				s.takeWhole(m, r.prev, o.reused, record)
 				st.unchanged++
 			}
 			continue
 		}
-		o.cl.walk(s.closures, func(cl *closure) { s.take(m, repo, cl, r.record, counted, st) })
+		o.cl.walk(s.closures, func(cl *closure) { s.take(m, repo, cl, record, counted, st) })
 	}
 	for name, repo := range m.Repositories {
 		s := sets[name]
@@ -90,7 +102,13 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	st.RetiringManifests, st.RetiringBlobs, st.RetiringBytes = rt.manifests, rt.blobs, rt.bytes
 	st.retire = rt.fresh
 	sort.Strings(st.retire)
-	r.orphans(m, st)
+	whole := map[string]bool{}
+	for name, s := range sets {
+		if s.reused {
+			whole[name] = true
+		}
+	}
+	r.orphans(m, st, r.prevBlobsGone(m, whole, fresh))
 	r.membership(m, st)
 	return m, st
 }
@@ -102,17 +120,6 @@ func (r *run) since(d layout.Digest) uint64 {
 		return o.Since
 	}
 	return r.gen
-}
-
-// record is the new record of blob d with size: the previous generation's carried over
-// (layout.CarriedBlob) when it has one, else a new one with its Since.
-func (r *run) record(d layout.Digest, size int64) *layout.Blob {
-	if pb := r.prev.Blobs[d]; pb != nil {
-		b := layout.CarriedBlob(pb)
-		b.Size = size
-		return &b
-	}
-	return &layout.Blob{Size: size, Since: r.since(d)}
 }
 
 // membership records which subsets every blob belongs to (a single-arch image's architecture
@@ -173,11 +180,11 @@ func (r *run) configArch(d layout.Digest) string {
 }
 
 // orphans fills m.Orphans: blobs the previous generation referenced or retired and this one
-// neither references nor retires, earlier orphans, and files in blobs/ that no generation
-// references (left by a failed run). Orphans unreferenced for longer than the grace period
+// neither references nor retires (gone, prevBlobsGone), earlier orphans, and files in blobs/
+// that no generation references (left by a failed run). Orphans unreferenced for longer than the grace period
 // (a retired file counts from its Retired time) are listed in st.expired for deletion and
 // left out of m.Orphans. Nothing in m.Blobs, retiring files included, is ever an orphan.
-func (r *run) orphans(m *layout.Meta, st *stats) {
+func (r *run) orphans(m *layout.Meta, st *stats, gone []layout.Digest) {
 	now := r.o.Now().UTC()
 	expired := map[layout.Digest]bool{}
 	add := func(d layout.Digest, o *layout.Orphan) {
@@ -200,17 +207,16 @@ func (r *run) orphans(m *layout.Meta, st *stats) {
 		oc := *o
 		add(d, &oc)
 	}
-	for d, b := range r.prev.Blobs {
-		if _, ok := m.Blobs[d]; !ok {
-			if _, ok := m.Orphans[d]; !ok {
-				st.Orphaned++
-			}
-			unref := now
-			if !b.Retired.IsZero() && b.Retired.Before(now) {
-				unref = b.Retired
-			}
-			add(d, &layout.Orphan{Size: b.Size, Since: b.Since, Unreferenced: unref})
+	for _, d := range gone {
+		b := r.prev.Blobs[d]
+		if _, ok := m.Orphans[d]; !ok {
+			st.Orphaned++
 		}
+		unref := now
+		if !b.Retired.IsZero() && b.Retired.Before(now) {
+			unref = b.Retired
+		}
+		add(d, &layout.Orphan{Size: b.Size, Since: b.Since, Unreferenced: unref})
 	}
 	// Files no generation references: those listed when the run started that the previous
 	// generation does not record, and those fetched by this run for tags that then failed.
@@ -259,6 +265,52 @@ func (r *run) orphans(m *layout.Meta, st *stats) {
 	if len(m.Orphans) == 0 {
 		m.Orphans = nil
 	}
+}
+
+// prevBlobsGone are the blobs of the previous generation that m lacks. Only those the
+// previous generation lists in a repository m did not take whole (whole), or retires, are
+// looked up: the others are in m, when they account for every one of its blobs that m lacks,
+// by count: m's blobs are the previous generation's and those fresh, assemble's records of
+// blobs the previous generation lacks (a record counted twice only leaves the count short, and
+// then every blob is looked up).
+func (r *run) prevBlobsGone(m *layout.Meta, whole map[string]bool, fresh int) []layout.Digest {
+	var gone []layout.Digest
+	seen := map[layout.Digest]bool{}
+	look := func(list []layout.Digest) {
+		for _, d := range list {
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			if _, ok := r.prev.Blobs[d]; !ok {
+				continue
+			}
+			if _, ok := m.Blobs[d]; !ok {
+				gone = append(gone, d)
+			}
+		}
+	}
+	for name, pr := range r.prev.Repositories {
+		if pr == nil {
+			continue
+		}
+		if !whole[name] {
+			look(pr.Manifests)
+			look(pr.Blobs)
+		}
+		look(pr.Retiring)
+		look(pr.RetiringBlobs)
+	}
+	if len(r.prev.Blobs)-(len(m.Blobs)-fresh) == len(gone) {
+		return gone
+	}
+	gone = gone[:0]
+	for d := range r.prev.Blobs {
+		if _, ok := m.Blobs[d]; !ok {
+			gone = append(gone, d)
+		}
+	}
+	return gone
 }
 
 // strayFiles are the files of blobs/ the previous generation does not record: listed when
@@ -326,7 +378,13 @@ func sortedDigests(set map[layout.Digest]bool) []layout.Digest {
 func (r *run) countTransfers(m *layout.Meta, st *stats, sets map[string]*repoSets) {
 	// The blobs of repositories taken whole are present, unless a task of the run says
 	// otherwise.
-	whole := map[layout.Digest]bool{}
+	n := 0
+	for _, s := range sets {
+		if s.reused {
+			n += len(s.whole.Blobs)
+		}
+	}
+	whole := make(map[layout.Digest]bool, n) // sized: grown insert by insert, it rehashes
 	for _, s := range sets {
 		if !s.reused {
 			continue
@@ -380,12 +438,11 @@ func (r *run) tagChanges(m *layout.Meta, st *stats) {
 	for name, repo := range m.Repositories {
 		pr := r.prev.Repositories[name]
 		for tag, d := range repo.Tags {
-			ref := name + ":" + tag
 			switch {
 			case pr == nil || pr.Tags[tag].IsZero():
-				st.added = append(st.added, tagChange{ref: ref, new: d})
+				st.added = append(st.added, tagChange{ref: name + ":" + tag, new: d})
 			case pr.Tags[tag] != d:
-				st.changed = append(st.changed, tagChange{ref: ref, old: pr.Tags[tag], new: d})
+				st.changed = append(st.changed, tagChange{ref: name + ":" + tag, old: pr.Tags[tag], new: d})
 			}
 		}
 	}
@@ -446,16 +503,15 @@ func strictlySorted(list []layout.Digest) bool {
 // takeWhole adds the manifests and blobs of pr, the previous generation's record of the
 // repository (unchanged), to the repository and to m, as take would from their closures:
 // each new to m with the previous generation's record carried over (layout.CarriedBlob).
-func (s *repoSets) takeWhole(m, prev *layout.Meta, pr *layout.Repository, since func(layout.Digest) uint64) {
+func (s *repoSets) takeWhole(m, prev *layout.Meta, pr *layout.Repository, record func(layout.Digest, int64) *layout.Blob) {
 	// The new records in one allocation: a repository taken whole adds most of its own.
 	s.whole = pr
 	recs := make([]layout.Blob, 0, len(pr.Manifests)+len(pr.Blobs))
 	rec := func(d layout.Digest, pb *layout.Blob, size int64) *layout.Blob {
-		if pb != nil {
-			recs = append(recs, layout.CarriedBlob(pb))
-		} else {
-			recs = append(recs, layout.Blob{Since: since(d)})
+		if pb == nil { // not in a repository taken whole (run.unchanged): as take's
+			return record(d, size)
 		}
+		recs = append(recs, layout.CarriedBlob(pb))
 		b := &recs[len(recs)-1]
 		b.Size = size
 		return b
@@ -476,8 +532,7 @@ func (s *repoSets) takeWhole(m, prev *layout.Meta, pr *layout.Repository, since 
 }
 
 // take adds one closure's manifests, blobs and referrers to the repository and to m (a
-// manifest or blob new to m with its record, run.record); foreign layers are counted once in
-// st.
+// manifest or blob new to m with its record); foreign layers are counted once in st.
 func (s *repoSets) take(m *layout.Meta, repo *layout.Repository, cl *closure, record func(layout.Digest, int64) *layout.Blob, counted map[layout.Digest]bool, st *stats) {
 	for d, n := range cl.nodes {
 		s.manifests[d] = true

@@ -203,3 +203,60 @@ func retireReference(r *run, m *layout.Meta) retiring {
 	}
 	return st
 }
+
+// TestPrevBlobsGoneDifferential: over the random pairs of generations of
+// TestRetireDifferential, after retire, the previous generation's blobs the new one lacks are
+// those a look-up of every one of them finds, whether the repositories with the same lists
+// are said to be taken whole or not; and still when the previous generation records a blob
+// no repository lists or retires, or the count of fresh records is off by one, where only
+// the look-up of every blob finds them all.
+func TestPrevBlobsGoneDifferential(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		unlisted  bool
+		freshMore int
+		noWhole   bool
+	}{
+		{name: "lists"},
+		{name: "nothing taken whole", noWhole: true},
+		{name: "a blob no repository lists", unlisted: true},
+		{name: "a fresh record counted twice", freshMore: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for seed := range uint64(100) {
+				rng := rand.New(rand.NewPCG(seed, 3))
+				prev, m := randomRetirePair(rng, now)
+				if tc.unlisted { // unlisted in prev, and not in m
+					prev.Blobs[layout.DigestOf("sha256", []byte("unlisted"))] = &layout.Blob{Size: 3, Since: 1}
+				}
+				r := &run{o: Options{GCGrace: time.Hour, Now: func() time.Time { return now }}, prev: prev}
+				r.retire(m)
+				whole, fresh := map[string]bool{}, tc.freshMore
+				for name, pr := range prev.Repositories {
+					if repo := m.Repositories[name]; !tc.noWhole && repo != nil && slices.Equal(repo.Manifests, pr.Manifests) && slices.Equal(repo.Blobs, pr.Blobs) {
+						whole[name] = true
+					}
+				}
+				var want []layout.Digest
+				for d := range prev.Blobs {
+					if m.Blobs[d] == nil {
+						want = append(want, d)
+					}
+				}
+				for d := range m.Blobs {
+					if prev.Blobs[d] == nil {
+						fresh++
+					}
+				}
+				got := r.prevBlobsGone(m, whole, fresh)
+				slices.SortFunc(got, func(a, b layout.Digest) int { return strings.Compare(a.String(), b.String()) })
+				slices.SortFunc(want, func(a, b layout.Digest) int { return strings.Compare(a.String(), b.String()) })
+				if !slices.Equal(got, want) {
+					t.Errorf("seed %d: got %v, want %v", seed, got, want)
+				}
+			}
+		})
+	}
+}
