@@ -293,11 +293,6 @@ func (c *changedRoots) prevMarks(mask uint64) (live uint32, archived bool) {
 	return live, mask&c.bitArchived != 0
 }
 
-// reached reports whether a changed root reaches d.
-func (c *changedRoots) reached(d Digest) bool {
-	return c.gone.live[d] != 0 || c.gone.archived[d] || c.came.live[d] != 0 || c.came.archived[d]
-}
-
 // marks are the marks MembershipSince gives blob d of m, whose record in prev is pb (nil for
 // none); again when they are to be walked again (redo).
 func (c *changedRoots) marks(d Digest, pb *Blob) (live uint32, archived, again bool) {
