@@ -181,9 +181,9 @@ func (r *run) configArch(d layout.Digest) string {
 
 // orphans fills m.Orphans: blobs the previous generation referenced or retired and this one
 // neither references nor retires (gone, prevBlobsGone), earlier orphans, and files in blobs/
-// that no generation references (left by a failed run). Orphans unreferenced for longer than the grace period
-// (a retired file counts from its Retired time) are listed in st.expired for deletion and
-// left out of m.Orphans. Nothing in m.Blobs, retiring files included, is ever an orphan.
+// that no generation references (left by a failed run). Orphans unreferenced for longer than
+// the grace period (a retired file counts from its Retired time) are listed in st.expired for
+// deletion and left out of m.Orphans. Nothing in m.Blobs, retiring files included, is ever an orphan.
 func (r *run) orphans(m *layout.Meta, st *stats, gone []layout.Digest) {
 	now := r.o.Now().UTC()
 	expired := map[layout.Digest]bool{}
@@ -267,12 +267,13 @@ func (r *run) orphans(m *layout.Meta, st *stats, gone []layout.Digest) {
 	}
 }
 
-// prevBlobsGone are the blobs of the previous generation that m lacks. Only those the
-// previous generation lists in a repository m did not take whole (whole), or retires, are
-// looked up: the others are in m, when they account for every one of its blobs that m lacks,
-// by count: m's blobs are the previous generation's and those fresh, assemble's records of
-// blobs the previous generation lacks (a record counted twice only leaves the count short, and
-// then every blob is looked up).
+// prevBlobsGone are the blobs of the previous generation that m lacks. It looks up only the
+// digests the previous generation lists in a repository m did not take whole (whole: those
+// of a repository taken whole are all in m) or retires, and takes what it finds when the
+// count agrees: len(prev.Blobs) - (len(m.Blobs) - fresh), fresh being the records assemble
+// made for blobs the previous generation lacks. A record counted twice makes the count too
+// high, never too low; when it does not agree, every blob of the previous generation is
+// looked up.
 func (r *run) prevBlobsGone(m *layout.Meta, whole map[string]bool, fresh int) []layout.Digest {
 	var gone []layout.Digest
 	seen := map[layout.Digest]bool{}
