@@ -13,15 +13,8 @@ import (
 // one by the repository's images of it, one of the image's own; extra more tags' content
 // besides, for promotions. It returns the world and the state naming the first tags.
 func scaleMemberWorld(repos, tags, extra int) (*memberWorld, memberState, []Digest) {
-	w := &memberWorld{manifests: map[Digest]*Manifest{}, refs: map[Digest][]Digest{}, sizes: map[Digest]int64{}, archs: map[Digest]string{}}
+	w := emptyMemberWorld()
 	archs := []string{"amd64", "arm64"}
-	manifest := func(body string, refs []Digest) Digest {
-		d := DigestOf("sha256", []byte(body))
-		w.manifests[d] = &Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Data: []byte(body)}
-		w.sizes[d] = int64(len(body))
-		w.refs[d] = refs
-		return d
-	}
 	tag := func(r, t int) Digest {
 		var children []string
 		var refs []Digest
@@ -35,11 +28,11 @@ func scaleMemberWorld(repos, tags, extra int) (*memberWorld, memberState, []Dige
 				ls[i] = fmt.Sprintf(`{"digest":%q}`, l)
 			}
 			w.sizes[cfg] = 1000
-			img := manifest(fmt.Sprintf(`{"schemaVersion":2,"config":{"digest":%q},"layers":[%s]}`, cfg, strings.Join(ls, ",")), append([]Digest{cfg}, layers...))
+			img := w.manifest(fmt.Sprintf(`{"schemaVersion":2,"config":{"digest":%q},"layers":[%s]}`, cfg, strings.Join(ls, ",")), append([]Digest{cfg}, layers...))
 			refs = append(refs, img)
 			children = append(children, fmt.Sprintf(`{"digest":%q,"platform":{"architecture":%q,"os":"linux"}}`, img, a))
 		}
-		return manifest(fmt.Sprintf(`{"schemaVersion":2,"manifests":[%s]}`, strings.Join(children, ",")), refs)
+		return w.manifest(fmt.Sprintf(`{"schemaVersion":2,"manifests":[%s]}`, strings.Join(children, ",")), refs)
 	}
 	state := memberState{}
 	for r := range repos {

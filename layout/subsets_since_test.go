@@ -23,21 +23,28 @@ type memberWorld struct {
 	indexes   []Digest
 }
 
+// emptyMemberWorld is a memberWorld holding nothing yet.
+func emptyMemberWorld() *memberWorld {
+	return &memberWorld{manifests: map[Digest]*Manifest{}, refs: map[Digest][]Digest{}, sizes: map[Digest]int64{}, archs: map[Digest]string{}}
+}
+
+// manifest adds an image manifest of body referring to refs, and returns its digest.
+func (w *memberWorld) manifest(body string, refs []Digest) Digest {
+	d := DigestOf("sha256", []byte(body))
+	w.manifests[d] = &Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Data: []byte(body)}
+	w.sizes[d] = int64(len(body))
+	w.refs[d] = refs
+	return d
+}
+
 func newMemberWorld() *memberWorld {
-	w := &memberWorld{manifests: map[Digest]*Manifest{}, refs: map[Digest][]Digest{}, sizes: map[Digest]int64{}, archs: map[Digest]string{}}
+	w := emptyMemberWorld()
 	rng := rand.New(rand.NewPCG(1, 2))
 	var layers []Digest
 	for i := range 10 {
 		d := fakeDigest(fmt.Sprintf("layer-%d", i))
 		w.sizes[d] = int64(1000 + i)
 		layers = append(layers, d)
-	}
-	manifest := func(body string, refs []Digest) Digest {
-		d := DigestOf("sha256", []byte(body))
-		w.manifests[d] = &Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Data: []byte(body)}
-		w.sizes[d] = int64(len(body))
-		w.refs[d] = refs
-		return d
 	}
 	for i := range 16 {
 		cfg := fakeDigest(fmt.Sprintf("config-%d", i))
@@ -49,7 +56,7 @@ func newMemberWorld() *memberWorld {
 			refs = append(refs, layers[j])
 			ls = append(ls, fmt.Sprintf(`{"digest":%q}`, layers[j]))
 		}
-		w.images = append(w.images, manifest(fmt.Sprintf(`{"schemaVersion":2,"config":{"digest":%q},"layers":[%s]}`, cfg, strings.Join(ls, ",")), refs))
+		w.images = append(w.images, w.manifest(fmt.Sprintf(`{"schemaVersion":2,"config":{"digest":%q},"layers":[%s]}`, cfg, strings.Join(ls, ",")), refs))
 	}
 	for i := range 10 {
 		var refs []Digest
@@ -62,7 +69,7 @@ func newMemberWorld() *memberWorld {
 			}
 			children = append(children, fmt.Sprintf(`{"digest":%q%s}`, w.images[j], platform))
 		}
-		w.indexes = append(w.indexes, manifest(fmt.Sprintf(`{"schemaVersion":2,"manifests":[%s]}`, strings.Join(children, ",")), refs))
+		w.indexes = append(w.indexes, w.manifest(fmt.Sprintf(`{"schemaVersion":2,"manifests":[%s]}`, strings.Join(children, ",")), refs))
 	}
 	return w
 }
