@@ -54,6 +54,14 @@ type Publication struct {
 	// without linking them itself: listed in its SharedUses file, so that they are kept
 	// while it is.
 	Uses []string
+	// Prepare, when not nil, writes shared entries the publication links (the phase-2 tag
+	// files: WriteSharedDir, WriteSharedFile, of kinds the publish itself does not write)
+	// and returns more Links and Uses. It runs on a goroutine of its own while the metadata
+	// is written and the publication's files are rendered and stored (after the temporary
+	// files an interrupted publish left are removed, before the uses file is), which need
+	// nothing of it: the two share the machine's cores and disk waits. Its error fails the
+	// publish; the publish returns only once it has returned.
+	Prepare func() (links map[string]string, uses []string, err error)
 	// RootLinks are more names at the tree root that point at the same name in the live
 	// publication (the quick-fedora-mirror file list), like index.json.
 	RootLinks []string
@@ -239,6 +247,8 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 		return Stamp{}, err
 	}
 	m.Format = FormatVersion
+	prepared := prepare(p.Prepare)
+	defer prepared() // whatever the publish returns, Prepare has returned too
 	d, needs, change, err := t.writeMeta(m)
 	if err != nil {
 		return Stamp{}, err
@@ -268,7 +278,7 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	sb = append(sb, '\n')
 	name := fmt.Sprintf("%d-%s", m.Generation, DigestOf("sha256", sb).Hex()[:16])
 
-	contents, err := t.pubContents(m.Generation, sb, idx, p)
+	contents, err := t.pubContents(m.Generation, sb, idx, p, prepared)
 	if err != nil {
 		return Stamp{}, fmt.Errorf("publishing: %w", err)
 	}
@@ -311,10 +321,34 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	return s, nil
 }
 
+// prepare starts f (Publication.Prepare) on a goroutine of its own and returns what waits for
+// it and returns what it returned (nothing for a nil f); it may be called again.
+func prepare(f func() (map[string]string, []string, error)) func() (map[string]string, []string, error) {
+	if f == nil {
+		return func() (map[string]string, []string, error) { return nil, nil, nil }
+	}
+	var (
+		links map[string]string
+		uses  []string
+		err   error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		links, uses, err = f()
+	}()
+	return func() (map[string]string, []string, error) {
+		<-done
+		return links, uses, err
+	}
+}
+
 // pubContents are a publication's files and links (publication path → tree-relative target)
 // before Finish: the stamp and p.Files as files; index.json, p.Shared and the list of p.Uses
-// stored as shared files (WriteSharedFile) and linked, with p.Links.
-func (t *Tree) pubContents(generation uint64, stamp, idx []byte, p Publication) (pubEntries, error) {
+// stored as shared files (WriteSharedFile) and linked, with p.Links; and the Links and Uses
+// prepared returns (Publication.Prepare), waited for once the shared files named before the
+// uses file are stored.
+func (t *Tree) pubContents(generation uint64, stamp, idx []byte, p Publication, prepared func() (map[string]string, []string, error)) (pubEntries, error) {
 	c := pubEntries{files: map[string][]byte{PubStamp: stamp}, links: map[string]string{}}
 	shared := map[string][]byte{PubIndex: idx}
 	for rel, data := range p.Shared {
@@ -324,22 +358,33 @@ func (t *Tree) pubContents(generation uint64, stamp, idx []byte, p Publication) 
 		shared[rel] = data
 	}
 	uses := make([]string, 0, len(p.Uses))
-	for _, u := range p.Uses {
-		e, ok := t.sharedEntryOf(u)
-		if !ok || e != u {
-			return pubEntries{}, fmt.Errorf("%q is not a shared entry", u)
+	use := func(l []string) error {
+		for _, u := range l {
+			e, ok := t.sharedEntryOf(u)
+			if !ok || e != u {
+				return fmt.Errorf("%q is not a shared entry", u)
+			}
+			uses = append(uses, strings.TrimPrefix(u, MetaDir+"/"))
 		}
-		uses = append(uses, strings.TrimPrefix(u, MetaDir+"/"))
+		return nil
 	}
-	sort.Strings(uses)
-	if len(uses) > 0 {
-		shared[SharedUses] = []byte(strings.Join(uses, "\n") + "\n")
-	}
-	for rel, target := range p.Links {
-		if _, ok := t.sharedEntryOf(target); !ok {
-			return pubEntries{}, fmt.Errorf("%q cannot link to %q, not a shared entry", rel, target)
+	link := func(l map[string]string) error {
+		for rel, target := range l {
+			if _, ok := t.sharedEntryOf(target); !ok {
+				return fmt.Errorf("%q cannot link to %q, not a shared entry", rel, target)
+			}
+			if _, dup := c.links[rel]; dup {
+				return fmt.Errorf("%q cannot be a publication's file", rel)
+			}
+			c.links[rel] = target
 		}
-		c.links[rel] = target
+		return nil
+	}
+	if err := use(p.Uses); err != nil {
+		return pubEntries{}, err
+	}
+	if err := link(p.Links); err != nil {
+		return pubEntries{}, err
 	}
 	for rel, data := range p.Files {
 		if _, dup := c.files[rel]; dup {
@@ -350,34 +395,64 @@ func (t *Tree) pubContents(generation uint64, stamp, idx []byte, p Publication) 
 	// Files with the same bytes (the filters of the architectures the tree has no image of)
 	// are stored once, as the first by path. A slice given for several paths (SubsetFilters
 	// shares one between subsets) is hashed once.
-	rels := slices.Sorted(maps.Keys(shared))
 	stored := map[Digest]string{}
 	type slice struct {
 		first *byte
 		len   int
 	}
 	sums := map[slice]Digest{}
-	for _, rel := range rels {
-		data := shared[rel]
-		k := slice{len: len(data)}
-		if len(data) > 0 {
-			k.first = &data[0]
-		}
-		d, ok := sums[k]
-		if !ok || k.first == nil {
-			d = DigestOf("sha256", data)
-			sums[k] = d
-		}
-		if target, ok := stored[d]; ok {
+	store := func(rels []string) error {
+		for _, rel := range rels {
+			data := shared[rel]
+			k := slice{len: len(data)}
+			if len(data) > 0 {
+				k.first = &data[0]
+			}
+			d, ok := sums[k]
+			if !ok || k.first == nil {
+				d = DigestOf("sha256", data)
+				sums[k] = d
+			}
+			if target, ok := stored[d]; ok {
+				c.links[rel] = target
+				continue
+			}
+			target, err := t.writeSharedFile(rel, generation, data, d)
+			if err != nil {
+				return err
+			}
+			stored[d] = target
 			c.links[rel] = target
-			continue
 		}
-		target, err := t.writeSharedFile(rel, generation, data, d)
-		if err != nil {
-			return pubEntries{}, err
-		}
-		stored[d] = target
-		c.links[rel] = target
+		return nil
+	}
+	// The shared files named before the uses file are stored while Prepare runs; the uses
+	// file, which lists what it wrote, and those after it once it is done.
+	rels := slices.Sorted(maps.Keys(shared))
+	before := 0
+	for before < len(rels) && rels[before] < SharedUses {
+		before++
+	}
+	if err := store(rels[:before]); err != nil {
+		return pubEntries{}, err
+	}
+	links, more, err := prepared()
+	if err != nil {
+		return pubEntries{}, err
+	}
+	if err := use(more); err != nil {
+		return pubEntries{}, err
+	}
+	if err := link(links); err != nil {
+		return pubEntries{}, err
+	}
+	sort.Strings(uses)
+	if len(uses) > 0 {
+		shared[SharedUses] = []byte(strings.Join(uses, "\n") + "\n")
+	}
+	rels = slices.Sorted(maps.Keys(shared))
+	if err := store(rels[before:]); err != nil {
+		return pubEntries{}, err
 	}
 	return c, c.check()
 }

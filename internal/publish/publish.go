@@ -34,7 +34,8 @@ type Change struct {
 }
 
 // Publish publishes meta in tree, whose lock the caller holds: the shared phase-2 digest
-// markers brought in line with it and its tag files stored, then a publication
+// markers brought in line with it and its tag files stored (the publication's Prepare, which
+// runs while its metadata is written and its files rendered), then a publication
 // (layout.Tree.PublishWith: the stamp, index.json, the phase-2 tag files, the per-subset
 // rsync filter files and the quick-fedora-mirror file list, switched live in one rename).
 // Everything meta references (blobs, manifests) must already be in the tree. What the caller
@@ -43,13 +44,6 @@ func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, err
 	var markers *phase2.Change
 	if ch.Settled {
 		markers = &ch.Phase2
-	}
-	if err := phase2.Write(tree, meta, markers); err != nil {
-		return layout.Stamp{}, fmt.Errorf("writing the phase-2 files: %w", err)
-	}
-	v2, uses, err := phase2.WriteTags(tree, meta, markers)
-	if err != nil {
-		return layout.Stamp{}, fmt.Errorf("writing the phase-2 files: %w", err)
 	}
 	var reuse []filelist.Reuse
 	if ch.Settled {
@@ -77,9 +71,17 @@ func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, err
 	}
 	return tree.PublishWith(meta, layout.Publication{
 		SubsetFilters: true,
-		Links:         map[string]string{phase2.PubDir: v2},
-		Uses:          uses,
-		RootLinks:     []string{filelist.Name(filelist.DefaultModule)},
-		Finish:        finish,
+		Prepare: func() (map[string]string, []string, error) {
+			if err := phase2.Write(tree, meta, markers); err != nil {
+				return nil, nil, fmt.Errorf("writing the phase-2 files: %w", err)
+			}
+			v2, uses, err := phase2.WriteTags(tree, meta, markers)
+			if err != nil {
+				return nil, nil, fmt.Errorf("writing the phase-2 files: %w", err)
+			}
+			return map[string]string{phase2.PubDir: v2}, uses, nil
+		},
+		RootLinks: []string{filelist.Name(filelist.DefaultModule)},
+		Finish:    finish,
 	})
 }
