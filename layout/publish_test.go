@@ -2,7 +2,9 @@ package layout
 
 import (
 	"encoding/json"
+	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -476,5 +478,101 @@ func TestPublishAfterOldPublications(t *testing.T) {
 		if got, err := os.ReadFile(p); err != nil || string(got) != want {
 			t.Errorf("old publication's %s: got %q (%v), want it untouched", p, got, err)
 		}
+	}
+}
+
+// TestPublishPrepare: the links and uses a Publication's Prepare writes and returns make the
+// publication they make when written before and given (the same links, the same uses list);
+// an error of Prepare, or a use it returns that is not a shared entry, fails the publish with
+// nothing switched live.
+func TestPublishPrepare(t *testing.T) {
+	write := func(tree *Tree) (map[string]string, []string, error) {
+		repo, err := tree.WriteSharedDir("v2-tags", map[string]SharedEntry{"_tags.json": {Data: []byte("one")}})
+		if err != nil {
+			return nil, nil, err
+		}
+		root, err := tree.WriteSharedDir("v2", map[string]SharedEntry{"fedora/_tags.json": {Link: repo + "/_tags.json"}})
+		if err != nil {
+			return nil, nil, err
+		}
+		return map[string]string{"v2": root}, []string{repo}, nil
+	}
+	shared := map[string][]byte{"subsets/arm64.rsync-filter": []byte("+ /blobs/sha256/aa\n"), "z/after-uses": []byte("z")}
+	// contents are the publication's entries: a link's target, a file's bytes (the stamp's
+	// left out: it has the time).
+	contents := func(t *testing.T, tree *Tree) map[string]string {
+		t.Helper()
+		n, err := tree.LivePublication()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		dir := tree.Path(PubPath(n))
+		err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, p)
+			if rel == PubStamp {
+				return nil
+			}
+			if target, err := os.Readlink(p); err == nil {
+				b, _ := os.ReadFile(p)
+				got[rel] = target + " " + string(b)
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			got[rel] = string(b)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	given := NewTree(t.TempDir())
+	links, uses, err := write(given)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := given.PublishWith(NewMeta(1), Publication{Shared: shared, Links: links, Uses: uses}); err != nil {
+		t.Fatal(err)
+	}
+	prepared := NewTree(t.TempDir())
+	if _, err := prepared.PublishWith(NewMeta(1), Publication{Shared: shared, Prepare: func() (map[string]string, []string, error) {
+		return write(prepared)
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	got, want := contents(t, prepared), contents(t, given)
+	if !maps.Equal(got, want) {
+		t.Errorf("publication with the entries prepared: got %v, want %v (given)", got, want)
+	}
+	if _, ok := got[SharedUses]; !ok {
+		t.Errorf("publication with the entries prepared: no %s in %v", SharedUses, got)
+	}
+
+	for _, c := range []struct {
+		name    string
+		prepare func(tree *Tree) (map[string]string, []string, error)
+	}{
+		{"error", func(*Tree) (map[string]string, []string, error) { return nil, nil, errors.New("prepare failed") }},
+		{"not a shared entry", func(*Tree) (map[string]string, []string, error) {
+			return nil, []string{SharedDir + "/v2-tags"}, nil
+		}},
+		{"link to no shared entry", func(*Tree) (map[string]string, []string, error) {
+			return map[string]string{"v2": "blobs"}, nil, nil
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tree := NewTree(t.TempDir())
+			_, err := tree.PublishWith(NewMeta(1), Publication{Prepare: func() (map[string]string, []string, error) { return c.prepare(tree) }})
+			if err == nil {
+				t.Fatal("got no error")
+			}
+			if n, err := tree.LivePublication(); err == nil {
+				t.Errorf("live publication after a failed prepare: got %s, want none", n)
+			}
+		})
 	}
 }
