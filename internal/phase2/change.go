@@ -519,7 +519,14 @@ func spliceRefs(prev []byte, meta *layout.Meta, changed map[string]bool, c refsC
 		return nil, false
 	}
 	remove := maps.Clone(c.remove)
-	out := make([]byte, 0, len(prev)+64*(len(c.tags)+len(c.digests)))
+	grow := 0 // the lines added: out never grows past prev and them (a 17 MiB copy at 90k)
+	for _, t := range c.tags {
+		grow += len(t) + 1
+	}
+	for _, r := range c.digests {
+		grow += len(r.line) + 1
+	}
+	out := make([]byte, 0, len(prev)+grow)
 	out = append(out, refsHeader...)
 	tags := c.tags
 	var last []byte                                            // the last tag line
