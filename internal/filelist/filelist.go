@@ -138,6 +138,9 @@ type reused struct {
 	skip     map[string]bool // the dirs: listed, not descended into
 	dirty    map[string]bool // paths read again: changed, their directories, what the publish makes
 	whole    map[string]bool // paths read again with everything below them (in dirty too)
+	// wholeFrom is a prefix of every path of whole (their longest common one, as first
+	// made): a path that lacks it is below none (most of the list's lines).
+	wholeFrom string
 }
 
 // resolveReuse is what a render takes of the live list with reuse, given the paths the
@@ -174,6 +177,15 @@ func resolveReuse(reuse []Reuse, made []string) (reused, error) {
 			}
 		}
 	}
+	first := true
+	for p := range u.whole {
+		if first {
+			u.wholeFrom, first = p, false
+		}
+		for !strings.HasPrefix(p, u.wholeFrom) {
+			u.wholeFrom = u.wholeFrom[:len(u.wholeFrom)-1]
+		}
+	}
 	// What lies below a path read again whole is read with it.
 	for p := range u.dirty {
 		if u.belowWhole([]byte(p)) {
@@ -186,7 +198,7 @@ func resolveReuse(reuse []Reuse, made []string) (reused, error) {
 
 // belowWhole reports whether the path p lies below a path read again whole.
 func (u *reused) belowWhole(p []byte) bool {
-	if len(u.whole) == 0 {
+	if len(u.whole) == 0 || len(p) < len(u.wholeFrom) || string(p[:len(u.wholeFrom)]) != u.wholeFrom {
 		return false
 	}
 	for i := bytes.LastIndexByte(p, '/'); i > 0; i = bytes.LastIndexByte(p[:i], '/') {
