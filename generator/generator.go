@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/regmirror/regmirror/internal/phase2"
 	"github.com/regmirror/regmirror/internal/publish"
 	"github.com/regmirror/regmirror/layout"
 )
@@ -226,8 +225,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	manifests := r.manifestsToWrite(meta)
 	if r.settled && !o.Verify {
 		// The tree holds the previous generation's digest markers, and no more (--verify
-		// reads the tree whole instead).
-		r.change = publish.Change{Settled: true, Phase2: phase2.Diff(r.prev, meta)}
+		// reads the tree whole instead): the publish finds their change from r.prev (which
+		// the tree keeps as loaded anyway) while it writes the metadata.
+		r.change = publish.Change{Settled: true, Prev: r.prev}
 	}
 	r.release()
 	deleted, err := r.write(meta, st, manifests)

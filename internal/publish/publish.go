@@ -24,6 +24,10 @@ type Change struct {
 	// which changes no content): only it is written, the rest reused from the live
 	// publication.
 	Phase2 phase2.Change
+	// Prev, when not nil, is the settled publication's metadata, and Phase2 is Publish's to
+	// find (phase2.Diff of Prev and meta), while the metadata is written: a walk of every
+	// repository the caller need not wait for. Prev is only read.
+	Prev *layout.Meta
 	// Changed are the paths (tree-relative) created, replaced or removed since the settled
 	// publication's file list was rendered: what Unsettle reported (the garbage collection
 	// after that publish, and the shared entries it changed after its list, each with what
@@ -43,7 +47,7 @@ type Change struct {
 func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, error) {
 	var markers *phase2.Change
 	if ch.Settled {
-		markers = &ch.Phase2
+		markers = &ch.Phase2 // with ch.Prev, found by Prepare, before anything reads it
 	}
 	var reuse []filelist.Reuse
 	if ch.Settled {
@@ -60,7 +64,7 @@ func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, err
 			}
 		}
 		reuse = []filelist.Reuse{
-			{Dir: phase2.Dir, Changed: slices.Concat(ch.Phase2.Add, ch.Phase2.Remove)},
+			{Dir: phase2.Dir, Later: func() []string { return slices.Concat(markers.Add, markers.Remove) }},
 			{Dir: layout.BlobDir("sha256"), Changed: blobs},
 			{Dir: layout.SharedDir, Changed: shared, Whole: true, Later: tree.SharedChanged},
 		}
@@ -72,6 +76,9 @@ func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, err
 	return tree.PublishWith(meta, layout.Publication{
 		SubsetFilters: true,
 		Prepare: func() (map[string]string, []string, error) {
+			if ch.Settled && ch.Prev != nil {
+				*markers = phase2.Diff(ch.Prev, meta)
+			}
 			if err := phase2.Write(tree, meta, markers); err != nil {
 				return nil, nil, fmt.Errorf("writing the phase-2 files: %w", err)
 			}
