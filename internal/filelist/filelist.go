@@ -126,7 +126,8 @@ type Reuse struct {
 	// them, Dir is listed.
 	Whole bool
 	// Later, when not nil, gives more changed paths when the list is rendered: what the
-	// publish changes before (layout.Tree.SharedChanged).
+	// publish changes before (layout.Tree.SharedChanged), or what it finds out only while it
+	// runs (the phase-2 markers' change, found beside the metadata's write).
 	Later func() []string
 }
 
