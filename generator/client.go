@@ -31,8 +31,8 @@ var manifestAccept = strings.Join([]string{
 	layout.MediaTypeDockerSchema1Signed, layout.MediaTypeDockerSchema1,
 }, ", ")
 
-// client talks to the source registry: auth (via go-containerregistry's transport), retries
-// with backoff, and stall detection on bodies.
+// client talks to the source registry: auth (via go-containerregistry's transport, its
+// headers then sent directly: direct), retries with backoff, and stall detection on bodies.
 type client struct {
 	base    *url.URL
 	hc      *http.Client
@@ -105,7 +105,8 @@ func newClient(ctx context.Context, o *Options, base *url.URL) (*client, error) 
 	}
 	// go-containerregistry's ping tries https and http for hosts it deems local; hold it to
 	// the scheme the operator gave, so https never silently becomes http.
-	rt = schemeGuard{host: base.Host, scheme: base.Scheme, inner: rt}
+	guarded := schemeGuard{host: base.Host, scheme: base.Scheme, inner: rt}
+	d := &direct{host: base.Host, scheme: base.Scheme, base: rt}
 
 	opts := []name.Option{name.StrictValidation}
 	if base.Scheme == "http" {
@@ -134,7 +135,7 @@ func newClient(ctx context.Context, o *Options, base *url.URL) (*client, error) 
 		if err != nil {
 			return err
 		}
-		resp, err := rt.RoundTrip(req)
+		resp, err := guarded.RoundTrip(req)
 		if err != nil {
 			return err
 		}
@@ -150,13 +151,14 @@ func newClient(ctx context.Context, o *Options, base *url.URL) (*client, error) 
 	var authed http.RoundTripper
 	err = c.retry(ctx, "connecting", func() error {
 		var err error
-		authed, err = transport.NewWithContext(ctx, reg, auth, rt, []string{"registry:catalog:*"})
+		authed, err = transport.NewWithContext(ctx, reg, auth, chainEnd{d: d, next: guarded}, []string{"registry:catalog:*"})
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", base, explainConnect(err))
 	}
-	c.hc = &http.Client{Transport: authed}
+	d.chain = authed
+	c.hc = &http.Client{Transport: d}
 	return c, nil
 }
 
@@ -233,7 +235,8 @@ func (c *client) retry(ctx context.Context, what string, f func() error) error {
 
 // do sends one request (no retry) and returns the response for any status; the caller closes
 // the body. The body is wrapped to fail with errStall when it sends nothing for the stall
-// timeout.
+// timeout; a HEAD's answer has no body (a stalled HEAD is the transport's
+// ResponseHeaderTimeout), and no context and timer of its own.
 func (c *client) do(ctx context.Context, method, path string, accept string) (*http.Response, error) {
 	u := *c.base
 	if p, q, ok := strings.Cut(path, "?"); ok {
@@ -241,22 +244,27 @@ func (c *client) do(ctx context.Context, method, path string, accept string) (*h
 	} else {
 		u.Path = path
 	}
+	if method == http.MethodHead {
+		return c.hc.Do(newRequest(ctx, method, &u, accept))
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
-	if err != nil {
-		cancel(nil)
-		return nil, err
-	}
-	if accept != "" {
-		req.Header.Set("Accept", accept)
-	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.hc.Do(newRequest(ctx, method, &u, accept))
 	if err != nil {
 		cancel(nil)
 		return nil, err
 	}
 	resp.Body = newStallReader(resp.Body, c.stall, cancel)
 	return resp, nil
+}
+
+// newRequest is http.NewRequestWithContext for a URL already parsed (u, on the source: its
+// host, scheme and path are the client's own), without a body.
+func newRequest(ctx context.Context, method string, u *url.URL, accept string) *http.Request {
+	r := &http.Request{Method: method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: make(http.Header, 4), Host: u.Host}
+	if accept != "" {
+		r.Header["Accept"] = []string{accept}
+	}
+	return r.WithContext(ctx)
 }
 
 // getOK is do that turns a status other than 200 into a statusError (draining the body).
