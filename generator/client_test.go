@@ -125,7 +125,7 @@ func TestDirectRequests(t *testing.T) {
 				t.Fatalf("first request: got %+v (through the chain: %v), want one request through the chain", got, viaChain)
 			}
 			first := got[0].auth
-			got, viaChain = step(http.MethodHead, manifest, 200)
+			got, _ = step(http.MethodHead, manifest, 200)
 			wantN := 1
 			if bearer { // the catalog's token lacks the repository's scope: one 401, then the new token
 				wantN = 2
