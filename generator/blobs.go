@@ -91,11 +91,11 @@ func (r *run) ensureBlob(ctx context.Context, prev *layout.Meta, repo string, re
 			if !r.o.Verify {
 				return blobPresent, ref.size, nil
 			}
-			if err := r.acquire(ctx, r.xferSem); err != nil {
+			if err := r.xfers.take(ctx, finishing); err != nil {
 				return 0, 0, err
 			}
 			err := r.tree.VerifyBlob(ref.digest, -1)
-			<-r.xferSem
+			r.xfers.give()
 			if err == nil {
 				return blobPresent, ref.size, nil
 			}
@@ -113,14 +113,14 @@ func (r *run) ensureBlob(ctx context.Context, prev *layout.Meta, repo string, re
 	r.prog.blobsTotal.Add(1)
 	// A small blob (a config, a thin layer) costs a request more than bytes: it runs with
 	// the small requests, 4x --jobs at a time, not with the --jobs transfers.
-	sem := r.xferSem
+	sem := r.xfers
 	if ref.size <= smallBlobSize {
-		sem = r.reqSem
+		sem = r.reqs
 	}
-	if err := r.acquire(ctx, sem); err != nil {
+	if err := sem.take(ctx, finishing); err != nil {
 		return 0, 0, err
 	}
-	defer func() { <-sem }()
+	defer sem.give()
 	path := "/v2/" + repo + "/blobs/" + ref.digest.String()
 	var foreign bool
 	err := r.c.retry(ctx, "GET "+path, func() error {

@@ -85,9 +85,9 @@ type run struct {
 	blobDir string
 	globs   []*Glob
 	archive []*Glob // --archive, over "repository:tag"
-	reqSem  chan struct{}
-	xferSem chan struct{}
-	tagSem  chan struct{} // tags in flight (goTag)
+	reqs    *slots  // small requests in flight
+	xfers   *slots  // blob transfers in flight
+	tags    *slots  // tags in flight (goTag)
 	prog    *progress
 
 	ctx    context.Context
@@ -134,9 +134,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	r := &run{
 		o:         o,
-		reqSem:    make(chan struct{}, o.Jobs*requestsPerJob),
-		xferSem:   make(chan struct{}, o.Jobs),
-		tagSem:    make(chan struct{}, o.Jobs*requestsPerJob*tagsPerRequest),
+		reqs:      newSlots(o.Jobs * requestsPerJob),
+		xfers:     newSlots(o.Jobs),
+		tags:      newSlots(o.Jobs * requestsPerJob * tagsPerRequest),
 		blobs:     map[layout.Digest]*blobTask{},
 		refFailed: map[layout.Digest]bool{},
 	}
@@ -364,30 +364,21 @@ func (r *run) fail(ref string, err error) {
 // fatal stops the run (a full disk): nothing is published.
 func (r *run) fatal(err error) { r.cancel(err) }
 
-// acquire takes a slot of sem, or fails when the run is cancelled.
-func (r *run) acquire(ctx context.Context, sem chan struct{}) error {
-	select {
-	case sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
 // tagsPerRequest is how many tags may be in flight (goTag) per request slot: enough that the
 // requests of the tags in flight keep every slot busy.
 const tagsPerRequest = 4
 
-// goTag runs f, one tag's work, in a goroutine of wg once a tag slot (tagSem) is free. The
-// caller waits for the slot, not a goroutine: a goroutine per tag (and the goroutines of its
-// manifests and blobs) waiting for a request slot held a stack each, hundreds of MiB at
-// scale. A cancelled run starts no more: what it would do is left undone, as cancelling does.
-func (r *run) goTag(wg *sync.WaitGroup, f func()) {
-	if r.acquire(r.ctx, r.tagSem) != nil {
+// goTag runs f, one tag's work, in a goroutine of wg once a tag slot (tags) is free, before
+// the tags beginning when finishing (slots). The caller waits for the slot, not a goroutine:
+// a goroutine per tag (and the goroutines of its manifests and blobs) waiting for a request
+// slot held a stack each, hundreds of MiB at scale. A cancelled run starts no more: what it
+// would do is left undone, as cancelling does.
+func (r *run) goTag(wg *sync.WaitGroup, finishing bool, f func()) {
+	if r.tags.take(r.ctx, finishing) != nil {
 		return
 	}
 	wg.Go(func() {
-		defer func() { <-r.tagSem }()
+		defer r.tags.give()
 		f()
 	})
 }
@@ -473,7 +464,7 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 			}
 			var twg sync.WaitGroup
 			for i, tag := range tags {
-				r.goTag(&twg, func() {
+				r.goTag(&twg, finishing, func() {
 					defer r.prog.tagsDone.Add(1)
 					cl, err := r.processTag(r.ctx, repo, tag, heads[i])
 					if r.ctx.Err() != nil {
@@ -553,7 +544,7 @@ func (r *run) resolveAll(repo string, tags []string) []*head {
 	heads := make([]*head, len(tags))
 	var wg sync.WaitGroup
 	for i, tag := range tags {
-		r.goTag(&wg, func() {
+		r.goTag(&wg, beginning, func() {
 			d, pre, err := r.resolve(r.ctx, repo, tag)
 			heads[i] = &head{d, pre, err}
 		})

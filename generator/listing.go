@@ -85,11 +85,11 @@ func (r *run) paginate(ctx context.Context, base, field string, each func(string
 		}
 		visited[path] = true
 		var page map[string]json.RawMessage
-		if err := r.acquire(ctx, r.reqSem); err != nil {
+		if err := r.reqs.take(ctx, beginning); err != nil {
 			return err
 		}
 		link, err := r.c.getJSON(ctx, path, 64<<20, &page)
-		<-r.reqSem
+		r.reqs.give()
 		if err != nil {
 			return err
 		}

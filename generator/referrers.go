@@ -71,11 +71,11 @@ func (r *run) queryReferrers(ctx context.Context, repo string, d layout.Digest) 
 				Platform *layout.Platform `json:"platform,omitempty"`
 			} `json:"manifests"`
 		}
-		if err := r.acquire(ctx, r.reqSem); err != nil {
+		if err := r.reqs.take(ctx, finishing); err != nil {
 			return nil, err
 		}
 		link, err := r.c.getJSON(ctx, path, MaxManifestSize, &idx)
-		<-r.reqSem
+		r.reqs.give()
 		if err != nil {
 			return nil, err
 		}

@@ -14,10 +14,10 @@ import (
 // resolve HEADs a tag. When the source sends no Docker-Content-Digest it GETs the manifest
 // instead and returns its bytes.
 func (r *run) resolve(ctx context.Context, repo, tag string) (layout.Digest, *prefetched, error) {
-	if err := r.acquire(ctx, r.reqSem); err != nil {
+	if err := r.reqs.take(ctx, beginning); err != nil {
 		return layout.Digest{}, nil, err
 	}
-	defer func() { <-r.reqSem }()
+	defer r.reqs.give()
 	path := "/v2/" + repo + "/manifests/" + tag
 	var (
 		d   layout.Digest
@@ -93,7 +93,7 @@ func (r *run) loadNode(ctx context.Context, repo string, n *node, pre *prefetche
 	} else if pre != nil {
 		n.data, headerType, n.fetched = pre.data, pre.mediaType, true
 	} else {
-		if err := r.acquire(ctx, r.reqSem); err != nil {
+		if err := r.reqs.take(ctx, finishing); err != nil {
 			return err
 		}
 		path := "/v2/" + repo + "/manifests/" + n.digest.String()
@@ -102,7 +102,7 @@ func (r *run) loadNode(ctx context.Context, repo string, n *node, pre *prefetche
 			n.data, headerType, err = r.fetchManifest(ctx, path, n.digest)
 			return err
 		})
-		<-r.reqSem
+		r.reqs.give()
 		if err != nil {
 			return err
 		}
