@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 )
@@ -208,4 +212,57 @@ func TestHeadHasNoStallTimer(t *testing.T) {
 			t.Errorf("%s: body watched for stalls: got %v, want %v", tc.method, stall, tc.wantStall)
 		}
 	}
+}
+
+// processCPU is the CPU time (user and system) this process used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkHead is a manifest HEAD through the client (what a no-op sends for every tag), 32
+// in flight, against a source answering at once (its cost, in this process, is counted too).
+func BenchmarkHead(b *testing.B) {
+	digest := sha256Digest([]byte("index"))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h["Content-Type"] = []string{"application/vnd.oci.image.index.v1+json"}
+		h["Docker-Content-Digest"] = []string{digest}
+		h["Content-Length"] = []string{"500"}
+	}))
+	defer srv.Close()
+	o := Options{Source: srv.URL, Out: b.TempDir(), Keychain: emptyKeychain()}
+	if err := o.setDefaults(); err != nil {
+		b.Fatal(err)
+	}
+	base, err := parseSource(o.Source)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := newClient(ctx, &o, base)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism(32 / runtime.GOMAXPROCS(0))
+	cpu := processCPU(b)
+	defer func() { b.ReportMetric(float64(processCPU(b)-cpu)/float64(b.N), "cpu-ns/op") }()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := c.do(ctx, http.MethodHead, "/v2/bench/r00001/manifests/t000001", manifestAccept)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get("Docker-Content-Digest"); got != digest {
+				b.Errorf("got %q, want %q", got, digest)
+				return
+			}
+		}
+	})
 }
