@@ -368,13 +368,13 @@ func (r *run) fatal(err error) { r.cancel(err) }
 // requests of the tags in flight keep every slot busy.
 const tagsPerRequest = 4
 
-// goTag runs f, one tag's work, in a goroutine of wg once a tag slot (tags) is free, before
-// the tags beginning when finishing (slots). The caller waits for the slot, not a goroutine:
+// goTag runs f, one tag's work, in a goroutine of wg once a tag slot (tags) is free, ranked
+// (slots) by rank. The caller waits for the slot, not a goroutine:
 // a goroutine per tag (and the goroutines of its manifests and blobs) waiting for a request
 // slot held a stack each, hundreds of MiB at scale. A cancelled run starts no more: what it
 // would do is left undone, as cancelling does.
-func (r *run) goTag(wg *sync.WaitGroup, finishing bool, f func()) {
-	if r.tags.take(r.ctx, finishing) != nil {
+func (r *run) goTag(wg *sync.WaitGroup, rank int, f func()) {
+	if r.tags.take(r.ctx, rank) != nil {
 		return
 	}
 	wg.Go(func() {
@@ -429,9 +429,9 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 			}
 		}
 	}
-	for _, repo := range repos {
+	for i, repo := range repos {
 		wg.Go(func() {
-			tags, err := r.listTags(r.ctx, repo)
+			tags, err := r.listTags(r.ctx, repo, beginning(i))
 			if err != nil {
 				if r.ctx.Err() != nil {
 					return
@@ -451,7 +451,7 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 				return
 			}
 			r.prog.tagsTotal.Add(int64(len(tags)))
-			heads := r.resolveAll(repo, tags)
+			heads := r.resolveAll(repo, tags, beginning(i))
 			if r.ctx.Err() != nil || !r.awaitPrevious() {
 				return
 			}
@@ -540,12 +540,12 @@ type head struct {
 // resolveAll resolves repo's tags, one HEAD each, concurrently (whether the previous
 // generation has repo, which unchanged may then reuse, is not known yet: it is read
 // meanwhile).
-func (r *run) resolveAll(repo string, tags []string) []*head {
+func (r *run) resolveAll(repo string, tags []string, rank int) []*head {
 	heads := make([]*head, len(tags))
 	var wg sync.WaitGroup
 	for i, tag := range tags {
-		r.goTag(&wg, beginning, func() {
-			d, pre, err := r.resolve(r.ctx, repo, tag)
+		r.goTag(&wg, rank, func() {
+			d, pre, err := r.resolve(r.ctx, repo, tag, rank)
 			heads[i] = &head{d, pre, err}
 		})
 	}

@@ -18,7 +18,7 @@ const pageSize = 1000
 // listRepos reads the catalog, every page, and keeps valid names matching --repo.
 func (r *run) listRepos(ctx context.Context) ([]string, error) {
 	var repos []string
-	err := r.paginate(ctx, "/v2/_catalog", "repositories", func(name string) {
+	err := r.paginate(ctx, "/v2/_catalog", "repositories", beginning(0), func(name string) {
 		if err := layout.ValidateName(name); err != nil {
 			r.prog.warnf("skipping repository from the catalog: %v", err)
 			return
@@ -34,10 +34,11 @@ func (r *run) listRepos(ctx context.Context) ([]string, error) {
 	return repos, nil
 }
 
-// listTags reads a repository's tags, every page, keeping valid ones.
-func (r *run) listTags(ctx context.Context, repo string) ([]string, error) {
+// listTags reads a repository's tags, every page, keeping valid ones; its requests wait for
+// a slot at rank (slots).
+func (r *run) listTags(ctx context.Context, repo string, rank int) ([]string, error) {
 	var tags []string
-	err := r.paginate(ctx, "/v2/"+repo+"/tags/list", "tags", func(tag string) {
+	err := r.paginate(ctx, "/v2/"+repo+"/tags/list", "tags", rank, func(tag string) {
 		if err := layout.ValidateTag(tag); err != nil {
 			r.prog.warnf("%s: skipping tag: %v", repo, err)
 			return
@@ -71,7 +72,7 @@ func (e *limitError) Error() string {
 // JSON array field. It follows Link rel="next"; a source that sends a full page without a Link
 // is asked again with last=<final entry> until a page brings nothing new. More than MaxPages
 // pages or MaxEntries distinct entries is an error.
-func (r *run) paginate(ctx context.Context, base, field string, each func(string)) error {
+func (r *run) paginate(ctx context.Context, base, field string, rank int, each func(string)) error {
 	seen := map[string]bool{}
 	n := r.o.pageSize
 	if n <= 0 {
@@ -85,7 +86,7 @@ func (r *run) paginate(ctx context.Context, base, field string, each func(string
 		}
 		visited[path] = true
 		var page map[string]json.RawMessage
-		if err := r.reqs.take(ctx, beginning); err != nil {
+		if err := r.reqs.take(ctx, rank); err != nil {
 			return err
 		}
 		link, err := r.c.getJSON(ctx, path, 64<<20, &page)

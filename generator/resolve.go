@@ -11,10 +11,10 @@ import (
 	"github.com/regmirror/regmirror/layout"
 )
 
-// resolve HEADs a tag. When the source sends no Docker-Content-Digest it GETs the manifest
-// instead and returns its bytes.
-func (r *run) resolve(ctx context.Context, repo, tag string) (layout.Digest, *prefetched, error) {
-	if err := r.reqs.take(ctx, beginning); err != nil {
+// resolve HEADs a tag, waiting for a request slot at rank (slots). When the source sends no
+// Docker-Content-Digest it GETs the manifest instead and returns its bytes.
+func (r *run) resolve(ctx context.Context, repo, tag string, rank int) (layout.Digest, *prefetched, error) {
+	if err := r.reqs.take(ctx, rank); err != nil {
 		return layout.Digest{}, nil, err
 	}
 	defer r.reqs.give()
