@@ -28,6 +28,23 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return c.inner.RoundTrip(r)
 }
 
+// testClient is the client a run of o talks to its source with.
+func testClient(tb testing.TB, o Options) *client {
+	tb.Helper()
+	if err := o.setDefaults(); err != nil {
+		tb.Fatal(err)
+	}
+	base, err := parseSource(o.Source)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := newClient(context.Background(), &o, base)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
 // sentRequest is a request the registry got: its path, Authorization and answer.
 type sentRequest struct {
 	path, auth string
@@ -88,18 +105,8 @@ func TestDirectRequests(t *testing.T) {
 			}
 			o := src.opts(t.TempDir())
 			o.Auth = &authn.Basic{Username: "u", Password: "p"}
-			if err := o.setDefaults(); err != nil {
-				t.Fatal(err)
-			}
-			base, err := parseSource(o.Source)
-			if err != nil {
-				t.Fatal(err)
-			}
 			ctx := context.Background()
-			c, err := newClient(ctx, &o, base)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := testClient(t, o)
 			d := c.hc.Transport.(*direct)
 			chain := &countingTransport{inner: d.chain}
 			d.chain = chain
@@ -186,18 +193,7 @@ func TestDirectRequests(t *testing.T) {
 func TestHeadHasNoStallTimer(t *testing.T) {
 	src := newSource(t)
 	src.demo()
-	o := src.opts(t.TempDir())
-	if err := o.setDefaults(); err != nil {
-		t.Fatal(err)
-	}
-	base, err := parseSource(o.Source)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := newClient(context.Background(), &o, base)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testClient(t, src.opts(t.TempDir()))
 	for _, tc := range []struct {
 		method    string
 		wantStall bool
@@ -235,18 +231,8 @@ func BenchmarkHead(b *testing.B) {
 	}))
 	defer srv.Close()
 	o := Options{Source: srv.URL, Out: b.TempDir(), Keychain: emptyKeychain()}
-	if err := o.setDefaults(); err != nil {
-		b.Fatal(err)
-	}
-	base, err := parseSource(o.Source)
-	if err != nil {
-		b.Fatal(err)
-	}
 	ctx := context.Background()
-	c, err := newClient(ctx, &o, base)
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := testClient(b, o)
 	b.ReportAllocs()
 	b.SetParallelism(32 / runtime.GOMAXPROCS(0))
 	cpu := processCPU(b)
