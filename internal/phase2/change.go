@@ -41,11 +41,20 @@ func (c refsChange) empty() bool {
 // their generations (layout.Blob.Since) are the same in both costs a comparison (its tags and
 // manifest lists, and four map lookups a manifest, which vouch for its markers and their
 // order in refs.map).
-func Diff(prev, meta *layout.Meta) Change {
+func Diff(prev, meta *layout.Meta) Change { return DiffKept(prev, meta, nil) }
+
+// DiffKept is Diff told which repositories meta kept as prev has them (a generation that
+// took them whole): each repository named in kept has, in meta, prev's tags and manifest
+// list, and meta records each of those manifests as prev does (the same media type, the same
+// layout.Blob.Since). Such a repository costs the comparison of its retiring manifests only,
+// not of its tags and manifests. A wrong kept makes a wrong change: the caller vouches for it.
+func DiffKept(prev, meta *layout.Meta, kept map[string]bool) Change {
 	var c Change
 	diff := func(name string, old, repo *layout.Repository) {
-		if old != nil && repo != nil && sameTags(prev, meta, old, repo) {
-			return
+		if old != nil && repo != nil {
+			if kept[name] && sameRetiring(prev, meta, old, repo) || sameTags(prev, meta, old, repo) {
+				return
+			}
 		}
 		c.Repos = append(c.Repos, name)
 		have, want := repoMarkers(prev, name, old), repoMarkers(meta, name, repo)
@@ -82,34 +91,46 @@ func Diff(prev, meta *layout.Meta) Change {
 // sameTags reports whether repository old of prev and repo of meta have the same tag files
 // and refs.map lines: the same tags, manifests served by digest, markers and generations.
 func sameTags(prev, meta *layout.Meta, old, repo *layout.Repository) bool {
-	if !maps.Equal(old.Tags, repo.Tags) || !slices.Equal(old.Manifests, repo.Manifests) || !slices.Equal(old.Retiring, repo.Retiring) {
+	if !maps.Equal(old.Tags, repo.Tags) || !slices.Equal(old.Manifests, repo.Manifests) || !sameRetiring(prev, meta, old, repo) {
 		return false
 	}
-	same := func(d layout.Digest) bool { // the same marker, if any
-		a, b := prev.Manifests[d], meta.Manifests[d]
-		if a == nil || b == nil {
-			return a == b
-		}
-		if a.MediaType == b.MediaType {
-			return true
-		}
-		x, okX := extension(prev, d)
-		y, okY := extension(meta, d)
-		return x == y && okX == okY
-	}
 	for _, d := range repo.Tags {
-		if !same(d) {
+		if !sameMarker(prev, meta, d) {
 			return false
 		}
 	}
-	for _, l := range [][]layout.Digest{repo.Manifests, repo.Retiring} { // servedByDigest
-		for _, d := range l {
-			if !same(d) || since(prev, d) != since(meta, d) {
-				return false
-			}
+	return sameServed(prev, meta, repo.Manifests)
+}
+
+// sameRetiring reports whether repository old of prev and repo of meta retire the same
+// manifests, with the same markers and generations.
+func sameRetiring(prev, meta *layout.Meta, old, repo *layout.Repository) bool {
+	return slices.Equal(old.Retiring, repo.Retiring) && sameServed(prev, meta, repo.Retiring)
+}
+
+// sameServed reports whether prev and meta give each manifest of list (served by digest)
+// the same marker, if any, and the same generation.
+func sameServed(prev, meta *layout.Meta, list []layout.Digest) bool {
+	for _, d := range list {
+		if !sameMarker(prev, meta, d) || since(prev, d) != since(meta, d) {
+			return false
 		}
 	}
 	return true
+}
+
+// sameMarker reports whether prev and meta give manifest d the same marker, if any.
+func sameMarker(prev, meta *layout.Meta, d layout.Digest) bool {
+	a, b := prev.Manifests[d], meta.Manifests[d]
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.MediaType == b.MediaType {
+		return true
+	}
+	x, okX := extension(prev, d)
+	y, okY := extension(meta, d)
+	return x == y && okX == okY
 }
 
 // repoMarkers are the digest markers of repository name (nil: none) of meta: digest

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -690,4 +691,59 @@ func TestWriteTagsAfterKilledRun(t *testing.T) {
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("the killed run's temporary directory: %v, want it removed by the publish", err)
 	}
+}
+
+// TestDiffKeptDifferential: over random chains of generations, DiffKept told which
+// repositories kept their tags, manifests and those manifests' records (keptRepos) gives the
+// change Diff gives comparing every repository: a kept repository whose retiring manifests
+// changed is still in the change.
+func TestDiffKeptDifferential(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(11, 11))
+	runs, hinted := 200, 0
+	if testing.Short() {
+		runs = 40
+	}
+	for run := range runs {
+		s := randomSpec(rnd)
+		prev := s.meta(1)
+		for step := range 4 {
+			s = s.mutate(rnd)
+			next := s.meta(uint64(step + 2))
+			kept := keptRepos(prev, next)
+			hinted += len(kept)
+			got, want := DiffKept(prev, next, kept), Diff(prev, next)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("run %d step %d, kept %v:\ngot  %+v\nwant %+v", run, step, slices.Sorted(maps.Keys(kept)), got, want)
+			}
+			prev = next
+		}
+	}
+	if hinted == 0 {
+		t.Fatal("no repository was ever kept: the test compared nothing")
+	}
+}
+
+// keptRepos are the repositories of next that DiffKept may be told it kept from prev: the
+// same tags and manifest list, and the same media type and generation for each of those
+// manifests (their retiring manifests may differ).
+func keptRepos(prev, next *layout.Meta) map[string]bool {
+	kept := map[string]bool{}
+	sameRecord := func(d layout.Digest) bool {
+		a, b := prev.Manifests[d], next.Manifests[d]
+		if (a == nil) != (b == nil) || a != nil && a.MediaType != b.MediaType {
+			return false
+		}
+		return since(prev, d) == since(next, d)
+	}
+	for name, repo := range next.Repositories {
+		old := prev.Repositories[name]
+		if old == nil || !maps.Equal(old.Tags, repo.Tags) || !slices.Equal(old.Manifests, repo.Manifests) {
+			continue
+		}
+		if !slices.ContainsFunc(repo.Manifests, func(d layout.Digest) bool { return !sameRecord(d) }) &&
+			!slices.ContainsFunc(slices.Collect(maps.Values(repo.Tags)), func(d layout.Digest) bool { return !sameRecord(d) }) {
+			kept[name] = true
+		}
+	}
+	return kept
 }
