@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"sort"
 	"time"
@@ -18,6 +19,10 @@ type stats struct {
 	expired                 []layout.Digest
 	retire                  []string // "retire repo@digest": manifests retiring from a repository now
 	unchanged               int      // repositories taken whole from the previous generation
+	// kept are the repositories taken whole whose manifests m records as the previous
+	// generation does (the same media types and generations): phase2.DiffKept's kept; nil
+	// when not known (every repository is then compared).
+	kept map[string]bool
 }
 
 type tagChange struct {
@@ -32,10 +37,24 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	m := layout.NewMeta(r.gen)
 	m.Source = r.c.base.String()
 	m.Orphans = map[layout.Digest]*layout.Orphan{}
-	// Sized for what a generation like the previous one holds: a promotion changes little, and
-	// maps grown insert by insert rehash every record on the way.
-	m.Manifests = make(map[layout.Digest]*layout.Manifest, len(r.prev.Manifests))
-	m.Blobs = make(map[layout.Digest]*layout.Blob, len(r.prev.Blobs))
+	// The repositories taken whole: when they list most of the previous generation, m starts
+	// from its maps (startWhole); else they are taken one by one (takeWhole), in maps sized
+	// for what a generation like the previous one holds (a promotion changes little, and maps
+	// grown insert by insert rehash every record on the way).
+	whole := map[string]*layout.Repository{}
+	for _, o := range outs {
+		if o.reused != nil {
+			whole[o.repo] = o.reused
+		}
+	}
+	var started *carried
+	if !r.oneByOne {
+		started = r.startWhole(m, whole)
+	}
+	if started == nil {
+		m.Manifests = make(map[layout.Digest]*layout.Manifest, len(r.prev.Manifests))
+		m.Blobs = make(map[layout.Digest]*layout.Blob, len(r.prev.Blobs))
+	}
 	m.Repositories = make(map[string]*layout.Repository, len(r.prev.Repositories))
 	sets := map[string]*repoSets{}
 	counted := map[layout.Digest]bool{}
@@ -76,7 +95,11 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 			repo.Tags[o.tag] = o.digest
 			if !s.reused {
 				s.reused = true
-				s.takeWhole(m, r.prev, o.reused, record)
+				if started != nil {
+					s.whole = o.reused
+				} else {
+					s.takeWhole(m, r.prev, o.reused, record)
+				}
 				st.unchanged++
 			}
 			continue
@@ -102,15 +125,145 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	st.RetiringManifests, st.RetiringBlobs, st.RetiringBytes = rt.manifests, rt.blobs, rt.bytes
 	st.retire = rt.fresh
 	sort.Strings(st.retire)
-	whole := map[string]bool{}
+	taken := map[string]bool{}
 	for name, s := range sets {
 		if s.reused {
-			whole[name] = true
+			taken[name] = true
 		}
 	}
-	r.orphans(m, st, r.prevBlobsGone(m, whole, fresh))
+	r.orphans(m, st, r.prevBlobsGone(m, taken, fresh))
 	r.membership(m, st)
+	// The repositories taken whole kept the manifests (startWhole took the previous
+	// generation's, which a closure or retire never replaces) and, unless membership moved a
+	// record, their generations: for phase2.DiffKept.
+	if started != nil && !started.moved(r.gen) {
+		st.kept = taken
+	}
 	return m, st
+}
+
+// startWhole starts m's manifests and blobs from the previous generation's when the
+// repositories taken whole (whole: the previous generation's records of them) list most of
+// its records, and reports whether it did: its maps cloned (maps.Clone copies a map's storage
+// wholesale, where inserts hash every key into a fresh map), less what only the other
+// repositories list or what any retires, each blob record copied (layout.CarriedBlob) into
+// one allocation. m then holds what takeWhole of every repository of whole would give, and
+// the closures are taken after. It relies on every record of the previous generation being
+// listed by one of its repositories, as in every generation assemble makes: it counts what
+// the repositories taken whole list, and when m holds more it leaves m's maps nil and returns
+// nil.
+func (r *run) startWhole(m *layout.Meta, whole map[string]*layout.Repository) *carried {
+	prev := r.prev
+	listed := 0
+	for _, pr := range whole {
+		listed += len(pr.Manifests) + len(pr.Blobs)
+	}
+	if len(whole) == 0 || 2*listed < len(prev.Blobs) {
+		return nil
+	}
+	manifests, blobs := maps.Clone(prev.Manifests), maps.Clone(prev.Blobs)
+	drop := func(list []layout.Digest) {
+		for _, d := range list {
+			delete(manifests, d)
+			delete(blobs, d)
+		}
+	}
+	for name, pr := range prev.Repositories {
+		if pr == nil {
+			continue
+		}
+		if whole[name] == nil {
+			drop(pr.Manifests)
+			drop(pr.Blobs)
+		}
+		drop(pr.Retiring)
+		drop(pr.RetiringBlobs)
+	}
+	recs := make([]layout.Blob, 0, len(blobs))
+	for d, pb := range blobs {
+		recs = append(recs, layout.CarriedBlob(pb))
+		blobs[d] = &recs[len(recs)-1]
+	}
+	// Put back what the repositories taken whole list of what was dropped, and count what
+	// they list, each once: a record seen is marked in Retired (which CarriedBlob leaves
+	// zero), as a blob or as a manifest, and cleared after. A listed manifest or blob is
+	// recorded in the previous generation (run.unchanged), so what they list is in m: m holds
+	// no more when the counts are its sizes.
+	seenBlob, seenManifest := time.Unix(1, 0), time.Unix(2, 0)
+	var back []*layout.Blob
+	nBlobs, nManifests, ok := 0, 0, true
+	visit := func(d layout.Digest, manifest bool) {
+		b := blobs[d]
+		if b == nil {
+			pb, mf := prev.Blobs[d], prev.Manifests[d]
+			if pb == nil || manifest && mf == nil {
+				ok = false
+				return
+			}
+			c := layout.CarriedBlob(pb)
+			b = &c
+			blobs[d] = b
+			back = append(back, b)
+			if mf != nil {
+				manifests[d] = mf
+			}
+		}
+		if b.Retired.IsZero() {
+			nBlobs++
+			b.Retired = seenBlob
+		}
+		if manifest && b.Retired != seenManifest {
+			nManifests++
+			b.Retired = seenManifest
+		}
+	}
+	for _, pr := range whole {
+		for _, d := range pr.Manifests {
+			visit(d, true)
+		}
+		for _, d := range pr.Blobs {
+			visit(d, false)
+		}
+	}
+	for i := range recs {
+		recs[i].Retired = time.Time{}
+	}
+	for _, b := range back {
+		b.Retired = time.Time{}
+	}
+	if !ok || nBlobs != len(blobs) || nManifests != len(manifests) {
+		return nil
+	}
+	m.Manifests, m.Blobs = manifests, blobs
+	return &carried{recs: recs, back: back, prev: prev.Generation}
+}
+
+// carried are the records startWhole copied from the previous generation's (generation
+// prev).
+type carried struct {
+	recs []layout.Blob
+	back []*layout.Blob
+	prev uint64
+}
+
+// moved reports whether a record may have a generation (Since) other than the previous
+// generation's record of its digest: membership moves a carried blob that joins a subset to
+// the generation gen (layout.Meta.SetMembership), and any other only records what it was.
+func (c *carried) moved(gen uint64) bool {
+	if gen <= c.prev {
+		return true
+	}
+	for i := range c.recs {
+		if c.recs[i].Since >= gen {
+			return true
+		}
+	}
+	for _, b := range c.back {
+		if b.Since >= gen {
+			return true
+		}
+	}
+	return false
 }
 
 // since is the generation blob d, which the previous generation does not record, first

@@ -60,9 +60,12 @@ func (e *PartialError) Error() string {
 
 // run is the state of one Run.
 type run struct {
-	o    Options
-	c    *client
-	tree *layout.Tree
+	// oneByOne: assemble takes the repositories taken whole one by one (takeWhole), never
+	// starting from the previous generation's maps (startWhole); for the tests comparing both.
+	oneByOne bool
+	o        Options
+	c        *client
+	tree     *layout.Tree
 	// prev is the tree's current generation and gen the one this run makes: set by
 	// loadPrevious beside discovery, read once prevLoaded is closed (awaitPrevious); prevErr
 	// is the load's failure.
@@ -226,8 +229,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if r.settled && !o.Verify {
 		// The tree holds the previous generation's digest markers, and no more (--verify
 		// reads the tree whole instead): the publish finds their change from r.prev (which
-		// the tree keeps as loaded anyway) while it writes the metadata.
-		r.change = publish.Change{Settled: true, Prev: r.prev}
+		// the tree keeps as loaded anyway) while it writes the metadata, without comparing
+		// the repositories assemble kept as they were (phase2.DiffKept).
+		r.change = publish.Change{Settled: true, Prev: r.prev, Kept: st.kept}
 	}
 	r.release()
 	deleted, err := r.write(meta, st, manifests)

@@ -28,6 +28,9 @@ type Change struct {
 	// find (phase2.Diff of Prev and meta), while the metadata is written: a walk of every
 	// repository the caller need not wait for. Prev is only read.
 	Prev *layout.Meta
+	// Kept are the repositories meta kept from Prev as they were (phase2.DiffKept's kept),
+	// which the change is found without comparing; nil: every repository is compared.
+	Kept map[string]bool
 	// Changed are the paths (tree-relative) created, replaced or removed since the settled
 	// publication's file list was rendered: what Unsettle reported (the garbage collection
 	// after that publish, and the shared entries it changed after its list, each with what
@@ -77,7 +80,7 @@ func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, err
 		SubsetFilters: true,
 		Prepare: func() (map[string]string, []string, error) {
 			if ch.Settled && ch.Prev != nil {
-				*markers = phase2.Diff(ch.Prev, meta)
+				*markers = phase2.DiffKept(ch.Prev, meta, ch.Kept)
 			}
 			if err := phase2.Write(tree, meta, markers); err != nil {
 				return nil, nil, fmt.Errorf("writing the phase-2 files: %w", err)
