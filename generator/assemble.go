@@ -19,6 +19,8 @@ type stats struct {
 	expired                 []layout.Digest
 	retire                  []string // "retire repo@digest": manifests retiring from a repository now
 	unchanged               int      // repositories taken whole from the previous generation
+	// whole are the repositories taken whole.
+	whole map[string]bool
 	// kept are the repositories taken whole whose manifests m records as the previous
 	// generation does (the same media types and generations): phase2.DiffKept's kept; nil
 	// when not known (every repository is then compared).
@@ -131,6 +133,7 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 			taken[name] = true
 		}
 	}
+	st.whole = taken
 	r.orphans(m, st, r.prevBlobsGone(m, taken, fresh))
 	r.membership(m, st)
 	// The repositories taken whole kept the manifests (startWhole took the previous
@@ -575,9 +578,31 @@ func (r *run) countTransfers(m *layout.Meta, st *stats, sets map[string]*repoSet
 }
 
 // manifestsToWrite are the manifests of m that blobs/ lacks (or, with Options.Verify, holds
-// corrupt).
-func (r *run) manifestsToWrite(m *layout.Meta) []layout.Digest {
+// corrupt). The manifests that only repositories taken whole (whole) reference are not
+// looked at: run.unchanged found each recorded, so present, as Options.Verify is off.
+func (r *run) manifestsToWrite(m *layout.Meta, whole map[string]bool) []layout.Digest {
 	var out []layout.Digest
+	if len(whole) > 0 && !r.o.Verify {
+		seen := map[layout.Digest]bool{}
+		for name, repo := range m.Repositories {
+			lists := [][]layout.Digest{repo.Retiring}
+			if !whole[name] {
+				lists = append(lists, repo.Manifests)
+			}
+			for _, l := range lists {
+				for _, d := range l {
+					if seen[d] {
+						continue
+					}
+					seen[d] = true
+					if mf := m.Manifests[d]; mf != nil && !r.present(d, int64(len(mf.Data))) {
+						out = append(out, d)
+					}
+				}
+			}
+		}
+		return out
+	}
 	for d, mf := range m.Manifests {
 		if r.present(d, int64(len(mf.Data))) && (!r.o.Verify || r.tree.VerifyBlob(d, -1) == nil) {
 			continue

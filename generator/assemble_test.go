@@ -294,6 +294,9 @@ func TestAssembleStartWholeDifferential(t *testing.T) {
 			if sa.kept != nil {
 				hinted++
 			}
+			if got, want := sortedDigests(setOf(a.manifestsToWrite(ma, sa.whole))), sortedDigests(setOf(a.manifestsToWrite(ma, nil))); !slices.Equal(got, want) {
+				t.Fatalf("%s: manifests to write, those of the repositories taken whole not looked at: got %v, want %v", name, got, want)
+			}
 			fa, fb := *sa, *sb
 			fa.kept, fb.kept = nil, nil // said only when started (startWhole)
 			for _, f := range []struct {
@@ -367,4 +370,12 @@ func BenchmarkAssemblePromotion(b *testing.B) {
 			}
 		})
 	}
+}
+
+func setOf(list []layout.Digest) map[layout.Digest]bool {
+	set := map[layout.Digest]bool{}
+	for _, d := range list {
+		set[d] = true
+	}
+	return set
 }

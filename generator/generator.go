@@ -225,7 +225,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		r.prog.stop()
 		return sum, r.partial(false)
 	}
-	manifests := r.manifestsToWrite(meta)
+	manifests := r.manifestsToWrite(meta, st.whole)
 	if r.settled && !o.Verify {
 		// The tree holds the previous generation's digest markers, and no more (--verify
 		// reads the tree whole instead): the publish finds their change from r.prev (which
