@@ -2,6 +2,7 @@ package generator
 
 import (
 	"fmt"
+	"github.com/regmirror/regmirror/internal/testsupport/metacmp"
 	"io"
 	"log/slog"
 	"maps"
@@ -299,20 +300,11 @@ func TestAssembleStartWholeDifferential(t *testing.T) {
 			}
 			fa, fb := *sa, *sb
 			fa.kept, fb.kept = nil, nil // said only when started (startWhole)
-			for _, f := range []struct {
-				what      string
-				got, want any
-			}{
-				{"repositories", ma.Repositories, mb.Repositories},
-				{"manifests", ma.Manifests, mb.Manifests},
-				{"blobs", ma.Blobs, mb.Blobs},
-				{"orphans", ma.Orphans, mb.Orphans},
-				{"subsets", ma.Subsets, mb.Subsets},
-				{"figures", fa, fb},
-			} {
-				if !reflect.DeepEqual(f.got, f.want) {
-					t.Fatalf("%s: %s:\ngot  %+v\nwant %+v", name, f.what, f.got, f.want)
-				}
+			if d := metacmp.Diff(ma, mb); d != "" {
+				t.Fatalf("%s: %s", name, d)
+			}
+			if !reflect.DeepEqual(fa, fb) {
+				t.Fatalf("%s: figures:\ngot  %+v\nwant %+v", name, fa, fb)
 			}
 			if got, want := phase2.DiffKept(prev, ma, sa.kept), phase2.Diff(prev, ma); !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s: phase-2 change with the repositories kept %v:\ngot  %v\nwant %v", name, sa.kept, got.Repos, want.Repos)

@@ -3,9 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"github.com/regmirror/regmirror/internal/testsupport/metacmp"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -76,18 +76,8 @@ func TestScaleMembershipFollowsTheChange(t *testing.T) {
 		// The rest of the content too: what a run takes from the previous generation
 		// (repositories taken whole, retiring sets, orphans) is what walking every manifest
 		// gives, and so are the files the publication renders from it.
-		for _, part := range []struct {
-			name      string
-			got, want any
-		}{
-			{"repositories", inc.Repositories, full.Repositories},
-			{"manifests", inc.Manifests, full.Manifests},
-			{"blobs", inc.Blobs, full.Blobs},
-			{"orphans", inc.Orphans, full.Orphans},
-		} {
-			if !reflect.DeepEqual(part.got, part.want) {
-				t.Fatalf("step %d (%s): %s differ from --verify's", i, step.name, part.name)
-			}
+		if d := metacmp.Diff(inc, full); d != "" {
+			t.Fatalf("step %d (%s): differs from --verify's in %s", i, step.name, d)
 		}
 		for _, f := range append([]string{layout.IndexFile}, subsetFilterFiles(t, filepath.Join(dir, "full"))...) {
 			a, errA := os.ReadFile(filepath.Join(dir, "since", f))
