@@ -44,9 +44,11 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	// for what a generation like the previous one holds (a promotion changes little, and maps
 	// grown insert by insert rehash every record on the way).
 	whole := map[string]*layout.Repository{}
+	taken := map[string]bool{} // whole's names
 	for _, o := range outs {
 		if o.reused != nil {
 			whole[o.repo] = o.reused
+			taken[o.repo] = true
 		}
 	}
 	var started *carried
@@ -127,12 +129,6 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	st.RetiringManifests, st.RetiringBlobs, st.RetiringBytes = rt.manifests, rt.blobs, rt.bytes
 	st.retire = rt.fresh
 	sort.Strings(st.retire)
-	taken := map[string]bool{}
-	for name, s := range sets {
-		if s.reused {
-			taken[name] = true
-		}
-	}
 	st.whole = taken
 	r.orphans(m, st, r.prevBlobsGone(m, taken, fresh))
 	r.membership(m, st)
