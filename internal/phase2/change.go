@@ -52,7 +52,11 @@ func DiffKept(prev, meta *layout.Meta, kept map[string]bool) Change {
 	var c Change
 	diff := func(name string, old, repo *layout.Repository) {
 		if old != nil && repo != nil {
-			if kept[name] && sameRetiring(prev, meta, old, repo) || sameTags(prev, meta, old, repo) {
+			same := sameTags // a kept repository differs from prev at most in what it retires
+			if kept[name] {
+				same = sameRetiring
+			}
+			if same(prev, meta, old, repo) {
 				return
 			}
 		}
