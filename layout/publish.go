@@ -68,8 +68,9 @@ type Publication struct {
 	// Finish, when not nil, is called last, before the publication is renamed into place,
 	// with the OS path of the publication's temporary directory (everything else written),
 	// the publication's final name, and the tree-relative path each file it may return will
-	// be stored at (SharedSeqPath): it returns more files of the publication (the file list,
-	// which describes the rest and names itself), stored there and linked like Shared.
+	// be stored at (SharedSeqPath; its directory made when asked): it returns more files of
+	// the publication (the file list, which describes the rest and names itself), stored
+	// there and linked like Shared.
 	Finish func(tmpDir, name string, sharedPath func(rel string) string) (map[string][]byte, error)
 }
 
@@ -501,14 +502,23 @@ func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finis
 		t.resetShared() // no file list: none to follow
 		return nil
 	}
+	// Each file finish may return is stored in a directory made before it renders: the file
+	// list reads the times of the directories above it as they are, not as they will be.
 	paths := map[string]string{}
+	var mkErr error
 	sharedPath := func(rel string) string {
 		if _, ok := paths[rel]; !ok {
 			paths[rel] = t.SharedSeqPath(rel, generation)
+			if err := os.MkdirAll(t.Path(path.Dir(paths[rel])), 0o755); err != nil && mkErr == nil {
+				mkErr = err
+			}
 		}
 		return paths[rel]
 	}
 	more, err := finish(tmp, name, sharedPath)
+	if err == nil {
+		err = mkErr
+	}
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,10 @@
 
 package filelist
 
-import "io/fs"
+import (
+	"io/fs"
+	"time"
+)
 
 // changed is the file's mtime in seconds (ctime is read on Linux only).
 func changed(fi fs.FileInfo) int64 { return fi.ModTime().Unix() }
@@ -13,3 +16,6 @@ func changed(fi fs.FileInfo) int64 { return fi.ModTime().Unix() }
 func scanSkipping(root, base string, skip map[string]bool) ([]Entry, error) {
 	return walkScan(root, base, skip)
 }
+
+// fsNow is the current time in seconds, as files written next are stamped.
+func fsNow() int64 { return time.Now().Unix() }

@@ -45,7 +45,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/regmirror/regmirror/layout"
 )
@@ -316,18 +315,26 @@ func parseFiles(data []byte, prefixes []string) ([]Entry, bool) {
 // renderPending renders the list of the tree with the publication being built in tmpDir
 // (called name) live, its list (module's, stored as the tree-relative file) included.
 func renderPending(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse) ([]byte, error) {
-	now := time.Now().Unix()
 	var u reused
 	if len(reuse) > 0 {
 		var err error
 		if u, err = resolveReuse(reuse, madePaths(name, file)); err != nil {
 			return nil, err
 		}
-		if data, ok := renderSpliced(tree, tmpDir, name, module, file, u, now); ok {
+		if data, ok := renderSpliced(tree, tmpDir, name, module, file, u, fsNow); ok {
 			return data, nil
 		}
 	}
-	return renderListed(tree, tmpDir, name, module, file, u, now)
+	return renderListed(tree, tmpDir, name, module, file, u, fsNow)
+}
+
+// movedDirs are the directories whose times a publish moves after its list (stored as file) is
+// rendered, each with an entry made or replaced in it: the list's own directory (the list
+// written), layout.PubDir (the publication renamed into place) and layout.MetaDir (live
+// switched). The list gives them the time of what the publish makes; the directories above
+// the list's are made before it is rendered (layout.Publication.Finish), so read as they are.
+func movedDirs(file string) map[string]bool {
+	return map[string]bool{path.Dir(file): true, layout.PubDir: true, layout.MetaDir: true}
 }
 
 // madePaths are the tree-relative paths a publish of publication name, its list stored as
@@ -337,8 +344,10 @@ func madePaths(name, file string) []string {
 }
 
 // renderListed is renderPending from the tree's entries (the reused ones parsed from the live
-// list), sorted and rendered whole; now is the time of what the publish makes.
-func renderListed(tree *layout.Tree, tmpDir, name, module, file string, u reused, now int64) ([]byte, error) {
+// list), sorted and rendered whole; now gives the time of what the publish makes, read once
+// the tree is listed (fsNow: the listing of a large tree takes seconds, and what the publish
+// makes after the render must not be listed older than it is).
+func renderListed(tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64) ([]byte, error) {
 	var entries []Entry
 	ok := false
 	if len(u.dirs) > 0 {
@@ -353,7 +362,7 @@ func renderListed(tree *layout.Tree, tmpDir, name, module, file string, u reused
 			return nil, err
 		}
 	}
-	entries, sums, err := pending(entries, tmpDir, name, module, file, now)
+	entries, sums, err := pending(entries, tmpDir, name, module, file, now())
 	if err != nil {
 		return nil, err
 	}
@@ -377,8 +386,9 @@ var errUnsettled = errors.New("listing the tree: the file list's own size does n
 
 // pending adds to entries, the tree as it is, what the publication being built in tmpDir
 // (called name) makes, at time now: the publication's entries, the links as they will be and
-// the list itself (stored as file, its size zero: found by rendering). It returns the
-// entries, unsorted, and the OS paths of the checksummed files.
+// the list itself (stored as file, its size zero: found by rendering), and gives the
+// directories whose times the publish moves after the list is rendered (movedDirs) time now.
+// It returns the entries, unsorted, and the OS paths of the checksummed files.
 func pending(entries []Entry, tmpDir, name, module, file string, now int64) ([]Entry, map[string]string, error) {
 	pub, err := Scan(tmpDir)
 	if err != nil {
@@ -412,14 +422,22 @@ func pending(entries []Entry, tmpDir, name, module, file string, now int64) ([]E
 	for rel, target := range links {
 		entries = append(entries, Entry{Time: now, Type: "l", Size: int64(len(target)), Path: rel})
 	}
-	// The list itself: the publication's link, the shared file (its size is found by
-	// rendering until it no longer changes: a few digits more or less) and their directory.
+	// The list itself: the publication's link and the shared file (its size is found by
+	// rendering until it no longer changes: a few digits more or less).
 	link := path.Join(final, Name(module))
 	entries = append(entries, Entry{Time: now, Type: "l", Size: int64(len(layout.RelLink(link, file))), Path: link})
-	if dir := path.Dir(file); !slices.ContainsFunc(entries, func(e Entry) bool { return e.Path == dir }) {
+	entries = append(entries, Entry{Time: now, Type: "f", Path: file})
+	// The directories the publish writes in after the render: listed as they will be.
+	moved := movedDirs(file)
+	for i := range entries {
+		if entries[i].Type == "d" && moved[entries[i].Path] {
+			entries[i].Time = now
+			delete(moved, entries[i].Path)
+		}
+	}
+	if dir := path.Dir(file); moved[dir] { // not made (layout.Publication.Finish makes it)
 		entries = append(entries, Entry{Time: now, Type: "d", Size: fi.Size(), Path: dir})
 	}
-	entries = append(entries, Entry{Time: now, Type: "f", Path: file})
 	sums := map[string]string{}
 	for _, rel := range Checksummed {
 		sums[rel] = filepath.Join(tmpDir, filepath.FromSlash(pubFileOf[rel]))
@@ -436,7 +454,7 @@ func pending(entries []Entry, tmpDir, name, module, file string, now int64) ([]E
 // package wrote in order with each reused line as rendered (canonical numbers, no key twice),
 // when the new publication would be below a Reuse directory, and on any error (the other
 // paths the publish makes or changes are read again where below one: madePaths).
-func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reused, now int64) ([]byte, bool) {
+func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64) ([]byte, bool) {
 	if len(u.dirs) == 0 {
 		return nil, false
 	}
@@ -460,7 +478,7 @@ func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reuse
 	if err != nil {
 		return nil, false
 	}
-	others, sums, err := pending(append(others, again...), tmpDir, name, module, file, now)
+	others, sums, err := pending(append(others, again...), tmpDir, name, module, file, now())
 	if err != nil {
 		return nil, false
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -663,11 +664,11 @@ func TestReuseWhole(t *testing.T) {
 			file := path.Join(shared, Name(DefaultModule), "2-1")
 			u = mustResolve(t, reuse, "q", file)
 			now := time.Now().Unix()
-			listed, err := renderListed(tree, tmpDir, "q", DefaultModule, file, u, now)
+			listed, err := renderListed(tree, tmpDir, "q", DefaultModule, file, u, func() int64 { return now })
 			if err != nil {
 				t.Fatal(err)
 			}
-			spliced, ok := renderSpliced(tree, tmpDir, "q", DefaultModule, file, u, now)
+			spliced, ok := renderSpliced(tree, tmpDir, "q", DefaultModule, file, u, func() int64 { return now })
 			if ok != (len(u.dirs) > 0) {
 				t.Errorf("spliced: got ok %v, want %v", ok, len(u.dirs) > 0)
 			}
@@ -675,5 +676,68 @@ func TestReuseWhole(t *testing.T) {
 				t.Errorf("spliced list:\ngot\n%s\nwant\n%s", spliced, listed)
 			}
 		})
+	}
+}
+
+// TestListedAsLive: a publication's list is what a listing of the tree says once it is live,
+// directory times included, when a second begins between what the publish wrote before the
+// list was rendered and the render (generation 1: regmirror/shared moves as the list's
+// directory is made; every generation: the list's directory, regmirror/pub and regmirror
+// move as the list, the publication and live land after the render). An attempt whose
+// writes after the render do not all fall within that second (a machine too loaded) proves
+// nothing and is made again.
+func TestListedAsLive(t *testing.T) {
+	tree := layout.NewTree(t.TempDir())
+	for gen := uint64(1); gen <= 3; gen++ {
+		var diffs []string
+		for attempt := 0; ; attempt++ {
+			if attempt == 5 {
+				t.Fatalf("generation %d: no publish ended within the second its list was rendered in %d attempts: %v", gen, attempt, diffs)
+			}
+			m := layout.NewMeta(gen)
+			if err := layout.WriteFile(tree.Path(layout.OCILayoutFile), []byte(layout.OCILayoutContent)); err != nil {
+				t.Fatal(err)
+			}
+			finish, err := Finish(tree, DefaultModule, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var second int64
+			atSecond := func(tmpDir, name string, sharedPath func(string) string) (map[string][]byte, error) {
+				start := time.Now().Truncate(time.Second).Add(time.Second + 20*time.Millisecond)
+				time.Sleep(time.Until(start))
+				second = start.Unix()
+				return finish(tmpDir, name, sharedPath)
+			}
+			if _, err := tree.PublishWith(m, layout.Publication{RootLinks: []string{Name(DefaultModule)}, Finish: atSecond}); err != nil {
+				t.Fatal(err)
+			}
+			inTime := time.Now().Unix() == second
+			data, err := os.ReadFile(tree.Path(Name(DefaultModule)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			listed := parse(t, data).files
+			want, err := Scan(tree.Dir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			diffs = nil
+			for _, e := range want {
+				if got := listed[e.Path]; got != e {
+					diffs = append(diffs, fmt.Sprintf("%s: listed %v, a listing says %v", e.Path, got, e))
+				}
+				delete(listed, e.Path)
+			}
+			for _, e := range listed {
+				diffs = append(diffs, fmt.Sprintf("%s: listed, not in the tree", e.Path))
+			}
+			if inTime {
+				for _, d := range diffs {
+					t.Errorf("generation %d: %s", gen, d)
+				}
+				break
+			}
+		}
 	}
 }

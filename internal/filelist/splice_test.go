@@ -128,11 +128,11 @@ func TestSplicedMatchesListed(t *testing.T) {
 				}
 				file := path.Join(layout.SharedDir, Name(DefaultModule), "2-1")
 				u := mustResolve(t, reuse, "q", file)
-				want, err := renderListed(tree, tmpDir, "q", DefaultModule, file, u, now)
+				want, err := renderListed(tree, tmpDir, "q", DefaultModule, file, u, func() int64 { return now })
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, ok := renderSpliced(tree, tmpDir, "q", DefaultModule, file, u, now)
+				got, ok := renderSpliced(tree, tmpDir, "q", DefaultModule, file, u, func() int64 { return now })
 				// A mutation may touch a line the change drops, leaving the list usable.
 				if !ok && m.wantOK {
 					t.Fatalf("spliced: got ok %v, want %v", ok, m.wantOK)
@@ -209,11 +209,11 @@ func FuzzSplicedMatchesListed(f *testing.F) {
 		if err := os.WriteFile(tree.Path("regmirror/pub/p/"+Name(DefaultModule)), prev, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		got, ok := renderSpliced(tree, tmpDir, "q", DefaultModule, file, u, now)
+		got, ok := renderSpliced(tree, tmpDir, "q", DefaultModule, file, u, func() int64 { return now })
 		if !ok {
 			return
 		}
-		want, err := renderListed(tree, tmpDir, "q", DefaultModule, file, u, now)
+		want, err := renderListed(tree, tmpDir, "q", DefaultModule, file, u, func() int64 { return now })
 		if err != nil {
 			t.Fatalf("spliced a list renderListed refuses: %v", err)
 		}
