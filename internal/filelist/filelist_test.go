@@ -741,3 +741,46 @@ func TestListedAsLive(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderAgainAtSecondEnd: a list whose second ends while it is rendered is rendered again,
+// so that what the publish makes is listed in the second it is written in; a render within
+// one second is done once.
+func TestRenderAgainAtSecondEnd(t *testing.T) {
+	tests := []struct {
+		name         string
+		seconds      []int64 // the clock's readings, the last repeated
+		wantTime     int64
+		wantReadings int
+	}{
+		{"within a second", []int64{100}, 100, 2},
+		{"the second ends during the render", []int64{100, 101}, 101, 4},
+		{"every render crosses a second", []int64{100, 101, 102, 103, 104, 105, 106}, 104, 2 * renderTries},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tree := layout.NewTree(t.TempDir())
+			writeGeneration(t, tree, 1, "layer")
+			tmpDir := tree.Path("regmirror/pub/.tmp-q")
+			writeFile(t, filepath.Join(tmpDir, layout.PubStamp), []byte("{}"))
+			readings := 0
+			clock := func() int64 {
+				readings++
+				return tc.seconds[min(readings, len(tc.seconds))-1]
+			}
+			file := path.Join(layout.SharedDir, Name(DefaultModule), "2-0")
+			data, err := renderPending(tree, tmpDir, "q", DefaultModule, file, nil, clock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := parse(t, data)
+			for _, rel := range []string{layout.PubPath("q"), file, layout.LiveLink, layout.PubDir, layout.MetaDir, path.Dir(file)} {
+				if got := p.files[rel].Time; got != tc.wantTime {
+					t.Errorf("%s: got time %d, want %d", rel, got, tc.wantTime)
+				}
+			}
+			if readings != tc.wantReadings {
+				t.Errorf("clock readings: got %d, want %d", readings, tc.wantReadings)
+			}
+		})
+	}
+}
