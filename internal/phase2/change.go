@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -207,9 +209,13 @@ type live struct {
 	dirty map[string][]string
 	// uses are the live publication's uses without the entries the publish replaces: the
 	// directories of dirty, tags, and refs.map when it changes.
-	uses    []string
-	refs    string // the refs.map entry, when refs.map is unchanged
-	refsMap []byte // else the new refs.map, spliced from the live one
+	uses []string
+	// refs is the live refs.map entry: the new publication's when refs.map is unchanged
+	// (then still in uses), else the one spliceLiveRefs splices the new refs.map from.
+	refs string
+	// spliced: refs.map changes (refs is the live one, no longer in uses).
+	spliced bool
+	changed map[string]bool // the changed repositories (change.Repos)
 }
 
 // liveDir is a directory of the live publication's v2/: its entry and its entries.
@@ -221,12 +227,13 @@ type liveDir struct {
 // readLive reads from the live publication what a publish of meta can reuse, given the
 // change from the live publication's metadata to meta's (the tree settled at it): the
 // directories of v2/ on the paths of the repositories change names (the other directories
-// are linked as the live root links them), those repositories' v2-tags entries, refs.map
-// (spliceRefs) and the uses. It reports false, and the caller renders everything, whenever
-// it cannot vouch for what it read: no live publication of this shape, a directory whose
-// entries are not those its name says or not as this version writes them (readDir), a
-// changed repository stored inside another's directory (maxLinkedDepth), refs.map's or the
-// uses' bytes not those their names say, an entry to replace that the uses lack.
+// are linked as the live root links them), those repositories' v2-tags entries, refs.map's
+// entry (writeChange splices the new refs.map from it: spliceLiveRefs) and the uses. It
+// reports false, and the caller renders everything, whenever it cannot vouch for what it
+// read: no live publication of this shape, a directory whose entries are not those its name
+// says or not as this version writes them (readDir), a changed repository stored inside
+// another's directory (maxLinkedDepth), an unchanged refs.map's or the uses' bytes not those
+// their names say, an entry to replace that the uses lack.
 func readLive(tree *layout.Tree, meta *layout.Meta, change *Change) (live, bool) {
 	changed := map[string]bool{}
 	l := live{dirs: map[string]liveDir{}, tags: map[string]string{}, dirty: map[string][]string{}}
@@ -305,16 +312,14 @@ func readLive(tree *layout.Tree, meta *layout.Meta, change *Change) (live, bool)
 	if !ok {
 		return live{}, false
 	}
-	b, err := os.ReadFile(tree.Path(refs.Link))
-	if err != nil || !layout.SharedFileHolds(refs.Link, b) {
-		return live{}, false // damaged: WriteSharedFile writes it again
-	}
-	if change.refs.empty() {
-		l.refs = refs.Link
-	} else {
-		if l.refsMap, ok = spliceRefs(b, meta, changed, change.refs); !ok || !drop(refs.Link) {
+	l.refs, l.changed = refs.Link, changed
+	if !change.refs.empty() {
+		if !drop(refs.Link) {
 			return live{}, false
 		}
+		l.spliced = true
+	} else if !liveRefsHold(tree, refs.Link) {
+		return live{}, false // damaged: WriteSharedFile writes it again
 	}
 	for rel, n := range uses {
 		for range n {
@@ -406,28 +411,61 @@ func liveUses(tree *layout.Tree) (map[string]int, bool) {
 // live entry has the same as hard links of them; the directories of v2/ on their paths,
 // deepest first, each the live one (its entries hard links of the live ones) with the
 // changed repositories' links and the changed children's replaced, and left out once empty;
-// the root likewise, and refs.map.
-func writeChange(tree *layout.Tree, meta *layout.Meta, change *Change, l live) (string, []string, error) {
-	uses := l.uses
-	repos := map[string]repoEntry{}
-	for _, name := range change.Repos {
-		files, _, _ := repoTags(meta, name, meta.Repositories[name])
-		if files == nil {
-			continue
-		}
-		if old, ok := l.tags[name]; ok {
-			sameAs(tree, old, files)
-		}
-		dir, err := writeRepo(tree, name, files)
-		if err != nil {
-			return "", nil, err
-		}
-		uses = append(uses, dir)
-		repos[name] = repoEntry{dir, len(files) > 1}
+// the root likewise, and refs.map, spliced from the live one (spliceLiveRefs) while the
+// entries are written. The repositories' entries are written side by side: each is its own
+// directory (a repository's _tags.json names it, so no two are the same entry), and most of
+// their cost is waiting for the file system. It reports false, having written nothing the
+// caller then needs, when the live refs.map cannot be spliced (the caller renders
+// everything: the same entries, and refs.map whole).
+func writeChange(tree *layout.Tree, meta *layout.Meta, change *Change, l live) (string, []string, bool, error) {
+	var (
+		refs     string
+		refsOK   bool
+		refsErr  error
+		refsDone = make(chan struct{})
+	)
+	if l.spliced {
+		go func() {
+			defer close(refsDone)
+			b, ok := spliceLiveRefs(tree, meta, l.changed, change.refs, l.refs)
+			if !ok {
+				return
+			}
+			refsOK = true
+			refs, refsErr = tree.WriteSharedFile(RefsKind, meta.Generation, b)
+		}()
+	} else {
+		refs, refsOK = l.refs, true // the live one, still in uses
+		close(refsDone)
 	}
-	changed := map[string]bool{}
-	for _, name := range change.Repos {
-		changed[name] = true
+	defer func() { <-refsDone }() // whatever this returns, the splice has returned too
+	uses := l.uses
+	written := make([]repoEntry, len(change.Repos))
+	var g errgroup.Group
+	g.SetLimit(repoWriters)
+	for i, name := range change.Repos {
+		g.Go(func() error {
+			files, _, _ := repoTags(meta, name, meta.Repositories[name])
+			if files == nil {
+				return nil
+			}
+			if old, ok := l.tags[name]; ok {
+				sameAs(tree, old, files)
+			}
+			dir, err := writeRepo(tree, name, files)
+			written[i] = repoEntry{dir, len(files) > 1}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return "", nil, false, err
+	}
+	repos := map[string]repoEntry{}
+	for i, name := range change.Repos {
+		if written[i].dir != "" {
+			uses = append(uses, written[i].dir)
+			repos[name] = written[i]
+		}
 	}
 	var dir func(p string) (map[string]layout.SharedEntry, error)
 	dir = func(p string) (map[string]layout.SharedEntry, error) {
@@ -435,7 +473,7 @@ func writeChange(tree *layout.Tree, meta *layout.Meta, change *Change, l live) (
 		if e == nil {
 			e = map[string]layout.SharedEntry{}
 		}
-		if changed[p] {
+		if l.changed[p] {
 			delete(e, TagsDir)
 			delete(e, TagListFile)
 			if r, ok := repos[p]; ok {
@@ -463,21 +501,45 @@ func writeChange(tree *layout.Tree, meta *layout.Meta, change *Change, l live) (
 	}
 	entries, err := dir("")
 	if err != nil {
-		return "", nil, err
+		return "", nil, false, err
 	}
-	if l.refs == "" { // else the live one, still in uses
-		refs, err := tree.WriteSharedFile(RefsKind, meta.Generation, l.refsMap)
-		if err != nil {
-			return "", nil, err
-		}
-		entries[RefsMapFile] = layout.SharedEntry{Link: refs}
+	<-refsDone
+	if refsErr != nil {
+		return "", nil, false, refsErr
+	}
+	if !refsOK {
+		return "", nil, false, nil
+	}
+	entries[RefsMapFile] = layout.SharedEntry{Link: refs}
+	if l.spliced {
 		uses = append(uses, refs)
 	}
 	root, err := tree.WriteSharedDir(RootKind, entries)
 	if err != nil {
-		return "", nil, err
+		return "", nil, false, err
 	}
-	return root, uses, nil
+	return root, uses, true, nil
+}
+
+// repoWriters is how many repositories' v2-tags entries writeChange writes at once.
+const repoWriters = 4
+
+// liveRefsHold reports whether the live refs.map entry rel (tree-relative) holds the bytes
+// its name says.
+func liveRefsHold(tree *layout.Tree, rel string) bool {
+	b, err := os.ReadFile(tree.Path(rel))
+	return err == nil && layout.SharedFileHolds(rel, b)
+}
+
+// spliceLiveRefs is the new refs.map spliced (spliceRefs) from the live one, the entry rel
+// (tree-relative); false when it cannot be read, does not hold the bytes its name says, or
+// cannot be spliced.
+func spliceLiveRefs(tree *layout.Tree, meta *layout.Meta, changed map[string]bool, c refsChange, rel string) ([]byte, bool) {
+	b, err := os.ReadFile(tree.Path(rel))
+	if err != nil || !layout.SharedFileHolds(rel, b) {
+		return nil, false // damaged: WriteSharedFile writes it again
+	}
+	return spliceRefs(b, meta, changed, c)
 }
 
 // sameAs sets Same on the tag files of a repository whose live v2-tags entry old (the

@@ -272,10 +272,14 @@ func TagFiles(meta *layout.Meta) Tags {
 // (writeChange). Whenever the live publication cannot vouch for that (it is not there, not of
 // this shape, a directory or file not as its name says), everything is rendered from meta,
 // as without a change. Either way the entries written and their bytes are the same.
+// WriteTags writes nothing Write reads or writes (below Dir): the two may run side by side.
 func WriteTags(tree *layout.Tree, meta *layout.Meta, change *Change) (root string, uses []string, err error) {
 	if change != nil {
 		if l, ok := readLive(tree, meta, change); ok {
-			return writeChange(tree, meta, change, l)
+			root, uses, ok, err := writeChange(tree, meta, change, l)
+			if err != nil || ok {
+				return root, uses, err
+			}
 		}
 	}
 	t := TagFiles(meta)

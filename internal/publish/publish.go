@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/regmirror/regmirror/internal/filelist"
 	"github.com/regmirror/regmirror/internal/phase2"
 	"github.com/regmirror/regmirror/layout"
@@ -82,11 +84,20 @@ func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, err
 			if ch.Settled && ch.Prev != nil {
 				*markers = phase2.DiffKept(ch.Prev, meta, ch.Kept)
 			}
-			if err := phase2.Write(tree, meta, markers); err != nil {
-				return nil, nil, fmt.Errorf("writing the phase-2 files: %w", err)
-			}
-			v2, uses, err := phase2.WriteTags(tree, meta, markers)
-			if err != nil {
+			// The digest markers (regmirror/v2/) and the tag files (regmirror/shared/) are
+			// apart and wait mostly for the file system: written side by side, both done
+			// and durable before the publication that needs them is.
+			var v2 string
+			var uses []string
+			var g errgroup.Group
+			g.Go(func() error {
+				return phase2.Write(tree, meta, markers)
+			})
+			g.Go(func() (err error) {
+				v2, uses, err = phase2.WriteTags(tree, meta, markers)
+				return err
+			})
+			if err := g.Wait(); err != nil {
 				return nil, nil, fmt.Errorf("writing the phase-2 files: %w", err)
 			}
 			return map[string]string{phase2.PubDir: v2}, uses, nil
