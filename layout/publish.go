@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Publications kept besides the live one: the newest PubKeep, and every one created within
@@ -395,35 +397,57 @@ func (t *Tree) pubContents(generation uint64, stamp, idx []byte, p Publication, 
 	}
 	// Files with the same bytes (the filters of the architectures the tree has no image of)
 	// are stored once, as the first by path. A slice given for several paths (SubsetFilters
-	// shares one between subsets) is hashed once.
+	// shares one between subsets) is hashed once. The files (index.json, the filters: tens
+	// of megabytes at scale) are hashed and written side by side: each is its own file, and
+	// writing one waits mostly for the file system.
 	stored := map[Digest]string{}
 	type slice struct {
 		first *byte
 		len   int
 	}
-	sums := map[slice]Digest{}
 	store := func(rels []string) error {
-		for _, rel := range rels {
+		sums := map[slice]*Digest{}
+		digests := make([]*Digest, len(rels))
+		var g errgroup.Group
+		g.SetLimit(sharedWriters)
+		for i, rel := range rels {
 			data := shared[rel]
 			k := slice{len: len(data)}
 			if len(data) > 0 {
 				k.first = &data[0]
 			}
-			d, ok := sums[k]
-			if !ok || k.first == nil {
-				d = DigestOf("sha256", data)
-				sums[k] = d
-			}
-			if target, ok := stored[d]; ok {
-				c.links[rel] = target
+			if d, ok := sums[k]; ok && k.first != nil {
+				digests[i] = d
 				continue
 			}
-			target, err := t.writeSharedFile(rel, generation, data, d)
-			if err != nil {
-				return err
+			d := new(Digest)
+			sums[k], digests[i] = d, d
+			g.Go(func() error { *d = DigestOf("sha256", data); return nil })
+		}
+		_ = g.Wait()
+		first := map[Digest]int{} // the first path of each new file
+		for i := range rels {
+			if _, ok := stored[*digests[i]]; !ok {
+				if _, ok := first[*digests[i]]; !ok {
+					first[*digests[i]] = i
+				}
 			}
-			stored[d] = target
-			c.links[rel] = target
+		}
+		targets := make([]string, len(rels))
+		for _, i := range first {
+			g.Go(func() (err error) {
+				targets[i], err = t.writeSharedFile(rels[i], generation, shared[rels[i]], *digests[i])
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		for d, i := range first {
+			stored[d] = targets[i]
+		}
+		for i, rel := range rels {
+			c.links[rel] = stored[*digests[i]]
 		}
 		return nil
 	}
@@ -457,6 +481,10 @@ func (t *Tree) pubContents(generation uint64, stamp, idx []byte, p Publication, 
 	}
 	return c, c.check()
 }
+
+// sharedWriters is how many of a publication's shared files pubContents hashes or writes at
+// once.
+const sharedWriters = 4
 
 // pubEntries are a publication's files and links, by publication path.
 type pubEntries struct {

@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -426,6 +428,50 @@ func TestSharedFileOnce(t *testing.T) {
 	}
 	if got, err := os.ReadFile(tree.Path(again)); again != rel || err != nil || string(got) != "index" {
 		t.Errorf("damaged file written again: got %s holding %q (%v), want %s holding %q", again, got, err, rel, "index")
+	}
+}
+
+// TestSharedFilesSideBySide: a publish's shared files, hashed and written side by side, are
+// each linked to a file holding its bytes, files with the same bytes (one slice given for
+// several paths, equal slices, empty ones) to the first of them by path.
+func TestSharedFilesSideBySide(t *testing.T) {
+	tree := NewTree(t.TempDir())
+	one, other := []byte("+ /blobs/sha256/aa\n"), []byte("+ /blobs/sha256/bb\n")
+	given := map[string][]byte{
+		"subsets/386.rsync-filter":     one,
+		"subsets/amd64.rsync-filter":   other,
+		"subsets/arm.rsync-filter":     one,
+		"subsets/arm64.rsync-filter":   []byte("+ /blobs/sha256/bb\n"),
+		"subsets/archive.rsync-filter": {},
+		"subsets/mips.rsync-filter":    nil,
+		"subsets/ppc64.rsync-filter":   []byte("+ /blobs/sha256/cc\n"),
+		"subsets/s390x.rsync-filter":   one,
+	}
+	if _, err := tree.PublishWith(NewMeta(1), Publication{Shared: given}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := tree.LivePublication()
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstOf := map[string]string{} // bytes → the first path given them
+	for _, rel := range slices.Sorted(maps.Keys(given)) {
+		if _, ok := firstOf[string(given[rel])]; !ok {
+			firstOf[string(given[rel])] = rel
+		}
+	}
+	for rel, want := range given {
+		at := tree.Path(PubPath(pub) + "/" + rel)
+		target, err := os.Readlink(at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first := firstOf[string(want)]; !strings.Contains(target, "/"+path.Base(first)+"/") {
+			t.Errorf("%s links to %s, want the file of %s", rel, target, first)
+		}
+		if got, err := os.ReadFile(at); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s holds %q (%v), want %q", rel, got, err, want)
+		}
 	}
 }
 
