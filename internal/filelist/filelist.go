@@ -99,7 +99,7 @@ func Finish(tree *layout.Tree, module string, reuse []Reuse) (func(tmpDir, name 
 		return nil, fmt.Errorf("file list module %q: want a plain name such as %q", module, DefaultModule)
 	}
 	return func(tmpDir, name string, sharedPath func(string) string) (map[string][]byte, error) {
-		data, err := renderPending(tree, tmpDir, name, module, sharedPath(Name(module)), reuse, fsNow)
+		data, err := renderPending(tree, tmpDir, name, module, sharedPath(Name(module)), reuse)
 		if err != nil {
 			return nil, err
 		}
@@ -313,42 +313,20 @@ func parseFiles(data []byte, prefixes []string) ([]Entry, bool) {
 }
 
 // renderPending renders the list of the tree with the publication being built in tmpDir
-// (called name) live, its list (module's, stored as the tree-relative file) included. clock
-// gives the time of what the publish makes (fsNow), read once the tree is listed; a render
-// during which its second ended is made again (up to renderTries times), so that what the
-// publish writes after the render lands in the second the list gives it unless those writes
-// themselves cross into the next.
-func renderPending(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse, clock func() int64) ([]byte, error) {
+// (called name) live, its list (module's, stored as the tree-relative file) included.
+func renderPending(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse) ([]byte, error) {
 	var u reused
 	if len(reuse) > 0 {
 		var err error
 		if u, err = resolveReuse(reuse, madePaths(name, file)); err != nil {
 			return nil, err
 		}
-	}
-	var data []byte
-	for range renderTries {
-		var at int64
-		now := func() int64 { at = clock(); return at }
-		ok := false
-		if len(u.dirs) > 0 {
-			data, ok = renderSpliced(tree, tmpDir, name, module, file, u, now)
-		}
-		if !ok {
-			var err error
-			if data, err = renderListed(tree, tmpDir, name, module, file, u, now); err != nil {
-				return nil, err
-			}
-		}
-		if clock() == at {
-			break
+		if data, ok := renderSpliced(tree, tmpDir, name, module, file, u, fsNow); ok {
+			return data, nil
 		}
 	}
-	return data, nil
+	return renderListed(tree, tmpDir, name, module, file, u, fsNow)
 }
-
-// renderTries is how many times renderPending renders a list whose second ends meanwhile.
-const renderTries = 3
 
 // movedDirs are the directories whose times a publish moves after its list (stored as file) is
 // rendered, each with an entry made or replaced in it: the list's own directory (the list

@@ -111,7 +111,7 @@ func BenchmarkRenderReused(b *testing.B) {
 	render := func(b *testing.B, reuse []Reuse) {
 		b.SetBytes(int64(rb.prevLen))
 		for b.Loop() {
-			if _, err := renderPending(rb.tree, rb.tmpDir, "q", DefaultModule, rb.file, reuse, fsNow); err != nil {
+			if _, err := renderPending(rb.tree, rb.tmpDir, "q", DefaultModule, rb.file, reuse); err != nil {
 				b.Fatal(err)
 			}
 		}
