@@ -14,7 +14,8 @@ import (
 
 // TestCrawlCrashLoop kills `regmirror crawl` with SIGKILL at random moments, mostly late in
 // the run where it publishes (a network file, a metadata root, a publication, the switch),
-// many times over, with a generate now and then (each publishing new content: a content
+// many times over (at 0.3 to 1.2 times a crawl's duration: the first crawl's, then that of
+// the last crawl that completed before its kill, so that the kills follow the machine's load), with a generate now and then (each publishing new content: a content
 // pack). After each kill the tree loads and validates at the generation it had; at the end a
 // crawl and a generate complete, and the metadata directory holds exactly the files the kept
 // publications need (what the killed runs wrote is pruned).
@@ -65,6 +66,7 @@ func TestCrawlCrashLoop(t *testing.T) {
 		}
 		files := metaDir()
 		delay := time.Duration(float64(took) * (0.3 + 0.9*rng.Float64()))
+		began := time.Now()
 		p := peers.Start(t, "regmirror-crawl", exec.Command(bin, "crawl", "--tree", tree, "--mirrors", mirrors), nil)
 		what := fmt.Sprintf("crawl %d killed after %v", i+1, delay.Round(time.Millisecond))
 		select {
@@ -73,6 +75,9 @@ func TestCrawlCrashLoop(t *testing.T) {
 				t.Fatalf("crawl %d failed before the kill: %v\n%s", i+1, p.Err(), peers.Tail(p.Log, 20))
 			}
 			what = fmt.Sprintf("crawl %d completed", i+1)
+			// The kills follow the crawls' speed, which the machine's load moves: a crawl
+			// that completed before its kill is the new measure of a crawl.
+			took = time.Since(began)
 		case <-time.After(delay):
 			p.Kill()
 			interrupted++
