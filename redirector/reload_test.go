@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -225,11 +224,7 @@ func TestSwapUnderLoad(t *testing.T) {
 // the generation is installed).
 func reloads(t *testing.T, s *Server, result string) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := s.metrics.reloads.WithLabelValues(result).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
+	return counterValue(t, s.metrics.reloads.WithLabelValues(result))
 }
 
 // TestReloadReusesUnchanged: a switch builds only what changed; the rest is the previous

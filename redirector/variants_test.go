@@ -9,17 +9,13 @@ import (
 	"sync"
 	"testing"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/regmirror/regmirror/layout"
 )
 
+// renders is the count of the variant renders with result.
 func renders(t *testing.T, s *Server, result string) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := s.metrics.variantRenders.WithLabelValues(result).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
+	return counterValue(t, s.metrics.variantRenders.WithLabelValues(result))
 }
 
 // TestVariantsRenderOnRequest: loading renders nothing; the first request for a variant renders
