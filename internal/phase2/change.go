@@ -318,8 +318,8 @@ func readLive(tree *layout.Tree, meta *layout.Meta, change *Change) (live, bool)
 			return live{}, false
 		}
 		l.spliced = true
-	} else if !liveRefsHold(tree, refs.Link) {
-		return live{}, false // damaged: WriteSharedFile writes it again
+	} else if _, ok := readLiveRefs(tree, refs.Link); !ok {
+		return live{}, false
 	}
 	for rel, n := range uses {
 		for range n {
@@ -524,20 +524,24 @@ func writeChange(tree *layout.Tree, meta *layout.Meta, change *Change, l live) (
 // repoWriters is how many repositories' v2-tags entries writeChange writes at once.
 const repoWriters = 4
 
-// liveRefsHold reports whether the live refs.map entry rel (tree-relative) holds the bytes
-// its name says.
-func liveRefsHold(tree *layout.Tree, rel string) bool {
+// readLiveRefs is the bytes of the live refs.map entry rel (tree-relative); false when it
+// cannot be read or does not hold the bytes its name says (damaged: WriteSharedFile writes
+// it again).
+func readLiveRefs(tree *layout.Tree, rel string) ([]byte, bool) {
 	b, err := os.ReadFile(tree.Path(rel))
-	return err == nil && layout.SharedFileHolds(rel, b)
+	if err != nil || !layout.SharedFileHolds(rel, b) {
+		return nil, false
+	}
+	return b, true
 }
 
 // spliceLiveRefs is the new refs.map spliced (spliceRefs) from the live one, the entry rel
 // (tree-relative); false when it cannot be read, does not hold the bytes its name says, or
 // cannot be spliced.
 func spliceLiveRefs(tree *layout.Tree, meta *layout.Meta, changed map[string]bool, c refsChange, rel string) ([]byte, bool) {
-	b, err := os.ReadFile(tree.Path(rel))
-	if err != nil || !layout.SharedFileHolds(rel, b) {
-		return nil, false // damaged: WriteSharedFile writes it again
+	b, ok := readLiveRefs(tree, rel)
+	if !ok {
+		return nil, false
 	}
 	return spliceRefs(b, meta, changed, c)
 }
