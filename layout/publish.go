@@ -405,8 +405,8 @@ func (t *Tree) pubContents(generation uint64, stamp, idx []byte, p Publication, 
 		first *byte
 		len   int
 	}
+	sums := map[slice]*Digest{} // over both stores; each digest read only after the Wait that fills it
 	store := func(rels []string) error {
-		sums := map[slice]*Digest{}
 		digests := make([]*Digest, len(rels))
 		var g errgroup.Group
 		g.SetLimit(sharedWriters)
