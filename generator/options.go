@@ -50,6 +50,10 @@ type Options struct {
 	Source string
 	// Out is the tree's root directory.
 	Out string
+	// CacheDir is --cache-dir: where the run keeps a decoded copy of the tree's large content
+	// packs, for the next run to read its previous generation from (layout.Tree.UsePackCache).
+	// Outside the tree, never published; empty keeps none.
+	CacheDir string
 	// Repos are --repo globs (see Glob); none selects every repository.
 	Repos []string
 	// MirrorsFile is --mirrors: the mirror network, recorded in the metadata with the

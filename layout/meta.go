@@ -237,6 +237,8 @@ type Tree struct {
 	// shared is what was written or removed under SharedDir through this Tree since its last
 	// publish's file list was rendered (SharedChanged).
 	shared sharedLog
+	// packCache is the directory of decoded copies of large content packs (UsePackCache).
+	packCache string
 }
 
 // NewTree returns the tree rooted at dir. Nothing is read or created.

@@ -187,12 +187,31 @@ func (t *Tree) readMetaRaw(ref string, generation uint64) ([]byte, string, error
 }
 
 // readPack reads the content pack named ref: checked against its name, then decompressed and
-// decoded a record at a time (decodePack), so that its JSON is never whole in memory.
+// decoded a record at a time (decodePack), so that its JSON is never whole in memory. With a
+// pack cache (UsePackCache), a large base is read from its copy there when it has one, and
+// kept there when it has not.
 func (t *Tree) readPack(ref string, generation uint64) (*metaPack, error) {
 	raw, rel, err := t.readMetaRaw(ref, generation)
 	if err != nil {
 		return nil, err
 	}
+	cache := t.packCache != "" && len(raw) >= packCacheMin
+	var d Digest
+	if cache {
+		d, _ = metaDigestFromRef(ref) // readMetaRaw checked it
+		if p, err := t.readCachedPack(d); err == nil {
+			return p, nil
+		}
+	}
+	p, err := decodePackRaw(raw, rel, generation)
+	if err == nil && cache && p.cacheable() {
+		_ = t.writeCachedPack(d, p) // an optimization: without it, the next load decodes the JSON again
+	}
+	return p, err
+}
+
+// decodePackRaw decompresses and decodes a content pack's file (at rel), a record at a time.
+func decodePackRaw(raw []byte, rel string, generation uint64) (*metaPack, error) {
 	zr, err := zstd.NewReader(bytes.NewReader(raw), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxMetaSize))
 	if err != nil {
 		return nil, &MetaFileError{rel, generation, fmt.Errorf("decoding metadata: %w", err)}

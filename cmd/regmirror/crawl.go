@@ -16,6 +16,7 @@ func runCrawl(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("crawl", "crawl --tree DIR [--mirrors FILE [--mm-directory PATH]] [--min-mirrors N] [--jobs N] [--timeout D] [--sample N] [--max-failures K]", stderr)
 	var opts crawl.Options
 	fs.StringVar(&opts.Tree, "tree", "", "the tree written by generate (required)")
+	fs.StringVar(&opts.CacheDir, "cache-dir", defaultCacheDir(), "keep decoded copies of the tree's large metadata packs in `DIR`, outside the tree (as generate); \"\" keeps none")
 	fs.StringVar(&opts.MirrorsFile, "mirrors", "", "mirrors `FILE` to apply first: YAML, or MirrorManager's mirrorlist cache with --mm-directory (default: the mirrors recorded in the tree)")
 	fs.StringVar(&opts.MMDirectory, "mm-directory", "", "the tree's directory in MirrorManager (`PATH`, like pub/containers) when --mirrors is its mirrorlist cache")
 	fs.IntVar(&opts.MinMirrors, "min-mirrors", 0, "widen regional mirror lists tier by tier to at least `N` mirrors (default: the tree's, else 5)")

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -16,6 +18,7 @@ import (
 func addGeneratorFlags(fs *pflag.FlagSet, o *generator.Options) {
 	fs.StringVar(&o.Source, "source", "", "source registry base `URL`, http:// or https://")
 	fs.StringVar(&o.Out, "out", "", "the tree's root `DIR` (created if missing)")
+	fs.StringVar(&o.CacheDir, "cache-dir", defaultCacheDir(), "keep decoded copies of the tree's large metadata packs in `DIR`, outside the tree, so that the next run reads its previous generation faster; \"\" keeps none")
 	fs.StringArrayVar(&o.Repos, "repo", nil, "publish repositories matching `GLOB` ('*' within a path segment, '**' across); repeatable; default all")
 	fs.StringVar(&o.MirrorsFile, "mirrors", "", "mirrors `FILE` describing the mirror network: YAML, or MirrorManager's mirrorlist cache with --mm-directory")
 	fs.StringVar(&o.MMDirectory, "mm-directory", "", "the tree's directory in MirrorManager (`PATH`, like pub/containers) when --mirrors is its mirrorlist cache")
@@ -92,4 +95,19 @@ func parseFlags(cmd string, fs *pflag.FlagSet, args []string) error {
 		return fmt.Errorf("%s: %w (see 'regmirror %s --help')", cmd, err, cmd)
 	}
 	return nil
+}
+
+// defaultCacheDir is --cache-dir's default: packs in the unit's cache directory under systemd
+// (CacheDirectory=, which sets CACHE_DIRECTORY), else regmirror/packs in the user's cache
+// directory ($XDG_CACHE_HOME, else ~/.cache), else none.
+func defaultCacheDir() string {
+	if dirs := os.Getenv("CACHE_DIRECTORY"); dirs != "" {
+		first, _, _ := strings.Cut(dirs, ":")
+		return filepath.Join(first, "packs")
+	}
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "regmirror", "packs")
 }

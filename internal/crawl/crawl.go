@@ -83,6 +83,9 @@ const (
 type Options struct {
 	// Tree is the tree's root directory.
 	Tree string
+	// CacheDir is --cache-dir: decoded copies of the tree's large content packs, read instead
+	// of the packs' JSON (layout.Tree.UsePackCache); empty keeps none.
+	CacheDir string
 	// MirrorsFile, when set, is re-read and applied before crawling; otherwise the mirrors
 	// recorded in the tree are crawled. It is a mirrors file or MirrorManager's mirrorlist
 	// cache (with MMDirectory); see mirrors.LoadSource.
@@ -201,6 +204,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, errors.New("no tree given")
 	}
 	tree := layout.NewTree(opts.Tree)
+	tree.UsePackCache(opts.CacheDir)
 	meta, stamp, err := tree.LoadForUpdate()
 	if errors.Is(err, layout.ErrNoGeneration) {
 		return nil, fmt.Errorf("loading tree %s: %w: run regmirror generate first", opts.Tree, err)
