@@ -276,31 +276,17 @@ func FuzzPackCopy(f *testing.F) {
 // does, the decompression left out), from its copy (a load with it), and its copy written
 // (what the first load of a new base adds).
 func BenchmarkPackCopy(b *testing.B) {
-	g, n := scaleGen(9000)
-	m, _ := g.scale(n)
-	var js bytes.Buffer
-	if err := encodePack(&js, all(m).buildPack(m)); err != nil {
-		b.Fatal(err)
-	}
+	js := scaleBasePack(b)
 	var p metaPack
-	if err := decodePack(bytes.NewReader(js.Bytes()), &p); err != nil {
+	if err := decodePack(bytes.NewReader(js), &p); err != nil {
 		b.Fatal(err)
 	}
-	d := DigestOf("sha256", js.Bytes())
+	d := DigestOf("sha256", js)
 	var cp bytes.Buffer
 	if err := encodePackCopy(&cp, &p, d); err != nil {
 		b.Fatal(err)
 	}
-	b.Run("json", func(b *testing.B) {
-		b.SetBytes(int64(js.Len()))
-		b.ReportAllocs()
-		for b.Loop() {
-			var p metaPack
-			if err := decodePack(bytes.NewReader(js.Bytes()), &p); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+	b.Run("json", func(b *testing.B) { benchDecodePack(b, js) })
 	b.Run("copy", func(b *testing.B) {
 		b.SetBytes(int64(cp.Len()))
 		b.ReportAllocs()
