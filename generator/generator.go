@@ -162,11 +162,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	if o.Out != "" {
 		r.tree = layout.NewTree(o.Out)
-		if !o.DryRun { // a dry run writes nothing, not even the cache
-			r.tree.UsePackCache(o.CacheDir)
-		}
 		r.blobDir = r.tree.Path(layout.BlobDir("sha256"))
 		if !o.DryRun {
+			r.tree.UsePackCache(o.CacheDir) // a dry run writes nothing, not even the cache
 			if err := os.MkdirAll(r.blobDir, 0o755); err != nil {
 				return nil, fmt.Errorf("creating the tree: %w", err)
 			}

@@ -364,13 +364,13 @@ func (r *packCopyReader) u64() uint64 {
 	return 0
 }
 
-// count reads a count of items of at least min bytes each, and whether it was nil (-1).
-func (r *packCopyReader) count(min int) (int, bool) {
+// count reads a count of items of at least size bytes each, and whether it was nil (-1).
+func (r *packCopyReader) count(size int) (int, bool) {
 	n := int(int32(r.u32()))
 	if n == -1 {
 		return 0, true
 	}
-	if n < 0 || n > (len(r.b)-r.off)/min {
+	if n < 0 || n > (len(r.b)-r.off)/size {
 		if r.err == nil {
 			r.err = fmt.Errorf("count %d at byte %d beyond the copy", n, r.off)
 		}
@@ -388,16 +388,13 @@ func (r *packCopyReader) str() string {
 	return unsafe.String(&b[0], len(b))
 }
 
+// bytes reads a byte string: nil, or a slice of the copy (empty, not nil, when its length is 0).
 func (r *packCopyReader) bytes() []byte {
 	n, isNil := r.count(1)
 	if isNil {
 		return nil
 	}
-	b := r.take(n)
-	if b == nil && r.err == nil {
-		return []byte{}
-	}
-	return b
+	return r.take(n)
 }
 
 func (r *packCopyReader) time() time.Time {
