@@ -90,7 +90,7 @@ func BenchmarkScaleGenerate(b *testing.B) {
 }
 
 // copyTree copies the tree from to to (which must not exist), times included.
-func copyTree(b *testing.B, from, to string) {
+func copyTree(b testing.TB, from, to string) {
 	b.Helper()
 	if out, err := exec.Command("cp", "-a", from, to).CombinedOutput(); err != nil {
 		b.Fatalf("copying %s to %s: %v: %s", from, to, err, out)
