@@ -39,7 +39,7 @@ import (
 const (
 	packCacheMagic = "regmirror pack cache 1\n"
 	packCacheMin   = 1 << 20
-	packCacheKeep  = 4 // copies kept in the directory, the most recently used
+	packCacheKeep  = 2 // copies kept, the most recently used: a tree's base and the one before it (a copy is 69 MB at 90k manifests)
 	packCacheExt   = ".pack"
 )
 
