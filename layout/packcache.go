@@ -77,26 +77,20 @@ func (t *Tree) readCachedPack(d Digest) (*metaPack, error) {
 	return p, nil
 }
 
-// writeCachedPack writes p, decoded from the pack with digest d, to the cache (a temporary
-// file renamed into place), then removes the copies beyond the packCacheKeep most recently
-// used. The cache is an optimization: its errors are returned for tests, not for callers.
+// writeCachedPack writes p, decoded from the pack with digest d, to the cache (CreateFile:
+// renamed into place once written; no directory sync, a copy lost in a crash is only made
+// again), then removes the copies beyond the packCacheKeep most recently used. The cache is
+// an optimization: its errors are returned for tests, not for callers.
 func (t *Tree) writeCachedPack(d Digest, p *metaPack) error {
-	if err := os.MkdirAll(t.packCache, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(t.packCache, ".tmp-*")
+	f, err := CreateFile(t.packCachePath(d))
 	if err != nil {
-		return err
+		return fmt.Errorf("writing pack cache: %w", err)
 	}
-	defer os.Remove(f.Name()) // after the rename: nothing
-	err = encodePackCopy(f, p, d)
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	defer f.Abort()
+	if err := encodePackCopy(f, p, d); err != nil {
+		return fmt.Errorf("writing pack cache: %w", err)
 	}
-	if err == nil {
-		err = os.Rename(f.Name(), t.packCachePath(d))
-	}
-	if err != nil {
+	if err := f.CommitNoDirSync(); err != nil {
 		return fmt.Errorf("writing pack cache: %w", err)
 	}
 	t.prunePackCache()
@@ -123,7 +117,7 @@ func (t *Tree) prunePackCache() {
 		switch {
 		case strings.HasSuffix(e.Name(), packCacheExt):
 			files = append(files, copyFile{e.Name(), fi.ModTime()})
-		case strings.HasPrefix(e.Name(), ".tmp-") && time.Since(fi.ModTime()) > time.Hour:
+		case strings.HasPrefix(e.Name(), TempPrefix) && time.Since(fi.ModTime()) > time.Hour:
 			_ = os.Remove(filepath.Join(t.packCache, e.Name()))
 		}
 	}

@@ -220,7 +220,7 @@ func TestPackCachePruned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stale, fresh := filepath.Join(tree.packCache, ".tmp-1"), filepath.Join(tree.packCache, ".tmp-2")
+	stale, fresh := filepath.Join(tree.packCache, TempPrefix+"1"), filepath.Join(tree.packCache, TempPrefix+"2")
 	for _, f := range []string{stale, fresh} {
 		if err := os.WriteFile(f, nil, 0o600); err != nil {
 			t.Fatal(err)
