@@ -112,7 +112,7 @@ type accessLine struct {
 func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 	client := st.client
 	if !st.resolved {
-		client, _ = clientAddr(r, s.trusted)
+		client, _ = clientAddr(st.conn, r, s.trusted)
 	}
 	// One read of the monotonic clock, not a second time.Now: start carries the wall clock.
 	d := time.Since(start)

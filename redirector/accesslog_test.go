@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -272,4 +273,31 @@ func FuzzAccessRecord(f *testing.F) {
 			t.Errorf("got %+v at %v, want %+v at %v", got, gotAt, want, at)
 		}
 	})
+}
+
+// TestAccessLogEveryPlace puts each kind of byte that changes a value's writing at every place
+// of values of 0 to 24 bytes: the checks eight bytes at a time, the overlapping last word and
+// the padded short value must each see it, in both formats, as slog's handlers do.
+func TestAccessLogEveryPlace(t *testing.T) {
+	now := time.Date(2026, 12, 1, 5, 30, 0, 123456789, time.UTC)
+	for _, format := range []string{"text", "json"} {
+		a := mustAccessLog(t, io.Discard, format)
+		for n := range 25 {
+			for _, special := range []string{"", " ", "=", "\"", "\\", "\x00", "\x1f", "\x7f", "\xff", "é", "\u2028", "\u00a0"} {
+				for at := range max(n, 1) {
+					if special == "" && at > 0 {
+						break
+					}
+					v := []byte(strings.Repeat("a", n))
+					if special != "" && n > 0 {
+						v = append(append(v[:at:at], special...), v[at+1:]...)
+					}
+					l := accessLine{method: "GET", path: string(v), ua: string(v), mirror: string(v)}
+					if got, want := a.appendLine(nil, now, &l), slogLine(format, now, &l); !bytes.Equal(got, want) {
+						t.Fatalf("%s, %q: got  %q\nwant %q", format, v, got, want)
+					}
+				}
+			}
+		}
+	}
 }

@@ -195,7 +195,7 @@ func (s *Server) serveAheadBlob(st *reqState, r *http.Request, g *generation, d 
 	if g.origin != "" {
 		s.resolveClient(st, r, g)
 		st.mirror = "origin"
-		redirect(st, g.origin+path, newBlobEntry(d, -1, 0))
+		redirect(st, r, g.origin, path, newBlobEntry(d, -1, 0))
 		return
 	}
 	writeError(st, r, errBlobUnknown, "blob "+d.String()+" is not in this generation")

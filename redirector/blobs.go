@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"time"
+	"unsafe"
 )
 
 var hdrAcceptRanges = []string{"bytes"}
@@ -73,7 +74,7 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 		}
 		if m != nil {
 			st.mirror = m.name
-			redirect(st, m.url+b.path, b)
+			redirect(st, r, m.url, b.path, b)
 			return
 		}
 	}
@@ -82,7 +83,7 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 			s.resolveClient(st, r, g)
 		}
 		st.mirror = "origin"
-		redirect(st, g.origin+b.path, b)
+		redirect(st, r, g.origin, b.path, b)
 		return
 	}
 	s.serveLocalBlob(st, r, b)
@@ -116,11 +117,23 @@ func (s *Server) headBlob(st *reqState, b *blobEntry) {
 	st.WriteHeader(http.StatusOK)
 }
 
-// redirect answers 307 to url, which is a configured mirror's or the origin's URL followed by
-// a blob path made from a validated digest.
-func redirect(st *reqState, url string, b *blobEntry) {
+// redirect answers 307 to base+path: a configured mirror's or the origin's URL, and a blob
+// path made from a validated digest.
+//
+// On HTTP/1 the Location is built in its connection's room, without allocating: a
+// connection's requests take turns, and net/http has written this answer's header (from the
+// copy WriteHeader takes of the header map) before it reads the connection's next request,
+// the only one that reuses the room. HTTP/2 runs a connection's requests side by side: there
+// each Location is a string of its own.
+func redirect(st *reqState, r *http.Request, base, path string, b *blobEntry) {
 	h := st.Header()
-	h["Location"] = []string{url}
+	if ci := st.conn; ci != nil && r.ProtoMajor == 1 {
+		ci.loc = append(append(ci.loc[:0], base...), path...)
+		ci.hdr[0] = unsafe.String(unsafe.SliceData(ci.loc), len(ci.loc))
+		h["Location"] = ci.hdr[:]
+	} else {
+		h["Location"] = []string{base + path}
+	}
 	h["Docker-Content-Digest"] = b.digestHdr
 	h["Cache-Control"] = hdrRegional
 	h["Content-Length"] = hdrZero

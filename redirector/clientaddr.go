@@ -1,6 +1,8 @@
 package redirector
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -22,13 +24,54 @@ func (p proxies) trusted(a netip.Addr) bool {
 	return false
 }
 
+// connInfo is what the requests of one connection share, made once per connection by
+// [Server.ConnContext]: the TCP peer's address, taken from the connection instead of parsed
+// from Request.RemoteAddr at every request, and room for a redirect's Location (see
+// redirect).
+type connInfo struct {
+	peer netip.Addr
+	loc  []byte    // the last Location built on this connection (HTTP/1 only)
+	hdr  [1]string // its header value
+}
+
+type connInfoKey struct{}
+
+// ConnContext gives each connection of the API server its connInfo (http.Server.ConnContext).
+// Without it (a handler mounted elsewhere) every request parses its RemoteAddr and
+// allocates its Location, with the same answers.
+func (s *Server) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	ci := &connInfo{}
+	switch a := c.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		ci.peer = a.AddrPort().Addr().Unmap()
+	case nil:
+	default:
+		ci.peer = parsePeer(a.String())
+	}
+	return context.WithValue(ctx, connInfoKey{}, ci)
+}
+
+// connOf is the connInfo of r's connection, nil when the server has no ConnContext.
+func connOf(r *http.Request) *connInfo {
+	ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+	return ci
+}
+
 // peerAddr is the TCP peer of a request.
-func peerAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+func peerAddr(ci *connInfo, r *http.Request) netip.Addr {
+	if ci != nil {
+		return ci.peer
+	}
+	return parsePeer(r.RemoteAddr)
+}
+
+// parsePeer parses a peer's address as net/http writes it in Request.RemoteAddr.
+func parsePeer(s string) netip.Addr {
+	ap, err := netip.ParseAddrPort(s)
 	if err == nil {
 		return ap.Addr().Unmap()
 	}
-	a, err := netip.ParseAddr(r.RemoteAddr) // some test harnesses and listeners give no port
+	a, err := netip.ParseAddr(s) // some test harnesses and listeners give no port
 	if err == nil {
 		return a.Unmap()
 	}
@@ -41,8 +84,8 @@ func peerAddr(r *http.Request) netip.Addr {
 // client cannot choose its region. If X-Forwarded-For is missing or holds an entry that does
 // not parse before an untrusted address is found, the last trusted hop is the client.
 // The second result reports whether the peer was trusted (and so may send a country header).
-func clientAddr(r *http.Request, trusted proxies) (netip.Addr, bool) {
-	peer := peerAddr(r)
+func clientAddr(ci *connInfo, r *http.Request, trusted proxies) (netip.Addr, bool) {
+	peer := peerAddr(ci, r)
 	if len(trusted) == 0 || !trusted.trusted(peer) {
 		return peer, false
 	}

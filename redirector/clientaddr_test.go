@@ -1,6 +1,8 @@
 package redirector
 
 import (
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"testing"
@@ -40,9 +42,42 @@ func TestClientAddr(t *testing.T) {
 			for _, v := range c.xff {
 				r.Header.Add("X-Forwarded-For", v)
 			}
-			got, via := clientAddr(r, trusted)
+			got, via := clientAddr(nil, r, trusted)
 			if got.String() != c.want || via != c.viaPrxy {
 				t.Errorf("got %s (proxy %v), want %s (proxy %v)", got, via, c.want, c.viaPrxy)
+			}
+		})
+	}
+}
+
+// TestConnContextPeer: the peer address a connection's info holds is the one its requests'
+// RemoteAddr parses to, on IPv4 and IPv6.
+func TestConnContextPeer(t *testing.T) {
+	s := &Server{}
+	for _, network := range []string{"127.0.0.1:0", "[::1]:0"} {
+		t.Run(network, func(t *testing.T) {
+			ln, err := net.Listen("tcp", network)
+			if err != nil && network == "[::1]:0" {
+				t.Skipf("no IPv6 loopback here: %v", err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			got := make(chan [2]netip.Addr, 1)
+			srv := &http.Server{ConnContext: s.ConnContext, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got <- [2]netip.Addr{peerAddr(connOf(r), r), parsePeer(r.RemoteAddr)}
+			})}
+			go func() { _ = srv.Serve(ln) }()
+			defer srv.Close()
+			resp, err := http.Get("http://" + ln.Addr().String() + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			p := <-got
+			if p[0] != p[1] || !p[0].IsLoopback() {
+				t.Errorf("peer from the connection %v, from RemoteAddr %v: want the same loopback address", p[0], p[1])
 			}
 		})
 	}

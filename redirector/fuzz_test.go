@@ -14,7 +14,8 @@ import (
 // the handler validates.
 func FuzzRoute(f *testing.F) {
 	for _, s := range []string{"/v2/", "/v2", "/v2/_catalog", "/v2/a/b/manifests/latest", "/v2/a/blobs/uploads/", "/v2/a/blobs/uploads/x",
-		"/v2/a/tags/list", "/v2//tags/list", "/v2/tags/list", "/v2/a/referrers/sha256:00", "/v2/manifests/manifests/manifests", "/healthz", "", "/", "/v2/a/b"} {
+		"/v2/a/tags/list", "/v2//tags/list", "/v2/tags/list", "/v2/a/referrers/sha256:00", "/v2/manifests/manifests/manifests", "/healthz", "", "/", "/v2/a/b",
+		"/v2/a/blobs/sha256:" + strings.Repeat("a", 64), "/v2/a/blobs/sha256:" + strings.Repeat("a", 30) + "/" + strings.Repeat("a", 33), "/" + strings.Repeat("b", 71)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, path string) {
@@ -27,6 +28,9 @@ func FuzzRoute(f *testing.F) {
 		}
 		if (rt.ep == epManifest || rt.ep == epBlob || rt.ep == epReferrers) && strings.Contains(rt.ref, "/") {
 			t.Fatalf("reference %q has a slash", rt.ref)
+		}
+		if got, want := lastSlash(path), strings.LastIndexByte(path, '/'); got != want {
+			t.Fatalf("lastSlash(%q): got %d, want %d", path, got, want)
 		}
 	})
 }
@@ -105,7 +109,7 @@ func FuzzXForwardedFor(f *testing.F) {
 			r.RemoteAddr = "10.0.0.1:1"
 		}
 		r.Header.Set("X-Forwarded-For", xff)
-		a, via := clientAddr(r, trusted)
+		a, via := clientAddr(nil, r, trusted)
 		if !a.IsValid() {
 			t.Fatalf("invalid client address from %q", xff)
 		}

@@ -207,6 +207,7 @@ func (s *Server) Generation() uint64 {
 // reqState is what one request carries from its handler to the access log and metrics.
 type reqState struct {
 	http.ResponseWriter
+	conn     *connInfo // nil without Server.ConnContext
 	status   int
 	bytes    int64
 	ep       endpoint
@@ -251,7 +252,7 @@ func (st *reqState) Unwrap() http.ResponseWriter { return st.ResponseWriter }
 // resolveClient finds the client's address, country, continent and region, once per request
 // and only for the answers that depend on it.
 func (s *Server) resolveClient(st *reqState, r *http.Request, g *generation) *regionEntry {
-	addr, viaProxy := clientAddr(r, s.trusted)
+	addr, viaProxy := clientAddr(st.conn, r, s.trusted)
 	st.client = addr
 	st.resolved = true
 	if viaProxy && s.countryHeader != "" {
@@ -285,6 +286,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st := statePool.Get().(*reqState)
 	st.ResponseWriter = w
+	st.conn = connOf(r)
 	defer s.finish(st, r, start)
 
 	h := w.Header()

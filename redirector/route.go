@@ -94,7 +94,7 @@ func (s *Server) serveRoute(st *reqState, r *http.Request, g *generation) {
 		}
 		addr = a.Unmap()
 	case q.Get("country") == "":
-		addr, _ = clientAddr(r, s.trusted)
+		addr, _ = clientAddr(connOf(r), r, s.trusted)
 	}
 	country, cont := "", ""
 	if c := q.Get("country"); c != "" {

@@ -164,3 +164,23 @@ func TestRouteRefusesBadQueries(t *testing.T) {
 		t.Errorf("HTML: %d %v", w.Code, w.Header())
 	}
 }
+
+func TestLastSlash(t *testing.T) {
+	hex := strings.Repeat("0", 64)
+	for _, tc := range []struct{ name, s string }{
+		{"sha256 reference", "/v2/a/blobs/sha256:" + hex},
+		{"slash inside the reference's place", "/v2/a/blobs/sha256:" + hex[:10] + "/" + hex[11:]},
+		{"slash at the end", "/v2/a/blobs/sha256:" + hex + "/"},
+		{"exactly a reference's length after a slash", "/" + strings.Repeat("x", 71)},
+		{"a reference's length, no slash before", strings.Repeat("x", 72)},
+		{"short", "/v2/a/manifests/latest"},
+		{"none", "abc"},
+		{"empty", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, want := lastSlash(tc.s), strings.LastIndexByte(tc.s, '/'); got != want {
+				t.Errorf("lastSlash(%q): got %d, want %d", tc.s, got, want)
+			}
+		})
+	}
+}

@@ -63,7 +63,7 @@ func parseRoute(path string) route {
 	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok {
 		return route{ep: epTags, name: name}
 	}
-	i := strings.LastIndexByte(rest, '/')
+	i := lastSlash(rest)
 	if i < 0 {
 		return route{ep: epUnknown}
 	}
@@ -89,4 +89,16 @@ func parseRoute(path string) route {
 		}
 	}
 	return route{ep: epUnknown}
+}
+
+// sha256RefLen is the length of the usual reference, "sha256:" and 64 hex digits.
+const sha256RefLen = len("sha256:") + 64
+
+// lastSlash is strings.LastIndexByte(s, '/'), which scans byte by byte from the end: it first
+// tries where a sha256 reference would start, checked by the vectorized forward scan.
+func lastSlash(s string) int {
+	if n := len(s); n > sha256RefLen && s[n-sha256RefLen-1] == '/' && strings.IndexByte(s[n-sha256RefLen:], '/') < 0 {
+		return n - sha256RefLen - 1
+	}
+	return strings.LastIndexByte(s, '/')
 }

@@ -118,6 +118,7 @@ func (s *Server) ListenAndServe(ctx context.Context, cfg ServeConfig) error {
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	api := &http.Server{
 		Handler:           s,
+		ConnContext:       s.ConnContext,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,

@@ -27,6 +27,8 @@ import (
 // follow the runtime's preemption signal), takes INSTRBENCH_WARMUP requests (default 500) on
 // one kept connection with wrk's Accept header, then its counters are zeroed, it answers
 // INSTRBENCH_REQUESTS (default 2000) more, and they are dumped: instructions ÷ requests.
+// INSTRBENCH_KEEP names a directory to keep the dumps in (for callgrind_annotate), named
+// by request and contender.
 func BenchmarkInstructions(b *testing.B) {
 	needPeers(b)
 	valgrind := peers.Require(b, "valgrind")
@@ -40,6 +42,7 @@ func BenchmarkInstructions(b *testing.B) {
 	blob, _ := wrkBenchRedirectTree(b, tree)
 
 	dir := b.TempDir()
+	keep := os.Getenv("INSTRBENCH_KEEP")
 	cg := native
 	cg.wrap = []string{valgrind, "--tool=callgrind", "--callgrind-out-file=" + filepath.Join(dir, "callgrind.%p")}
 	cg.env = []string{"GODEBUG=asyncpreemptoff=1"}
@@ -60,7 +63,15 @@ func BenchmarkInstructions(b *testing.B) {
 			{"regmirror", func() wrkBenchServer { return wrkBenchServe(b, cg, tree, false) }},
 			{"regmirror+log", func() wrkBenchServer { return wrkBenchServe(b, cg, tree, true) }},
 		} {
-			r.ir[c.name] = instrBenchCount(b, control, dir, c.start(), r.path, want.Status, warmup, requests)
+			srv := c.start()
+			r.ir[c.name] = instrBenchCount(b, control, dir, srv, r.path, want.Status, warmup, requests)
+			if keep != "" {
+				dump := filepath.Join(dir, "callgrind."+strconv.Itoa(srv.pgid())+".1")
+				name := strings.NewReplacer(" ", "-").Replace(r.name) + "." + c.name + ".callgrind"
+				if err := os.Rename(dump, filepath.Join(keep, name)); err != nil {
+					b.Fatal(err)
+				}
+			}
 		}
 	}
 
