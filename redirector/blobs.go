@@ -136,7 +136,8 @@ func redirect(st *reqState, r *http.Request, base, path string, b *blobEntry) {
 	}
 	h["Docker-Content-Digest"] = b.digestHdr
 	h["Cache-Control"] = hdrRegional
-	h["Content-Length"] = hdrZero
+	// No Content-Length: net/http writes "Content-Length: 0" itself for an answer without a
+	// body (see autoLength).
 	st.WriteHeader(http.StatusTemporaryRedirect)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -44,7 +45,11 @@ func runCases(t *testing.T, h http.Handler, cases []hcase) {
 				t.Errorf("X-Content-Type-Options = %q", got)
 			}
 			for k, want := range c.headers {
-				if got := res.Header.Get(k); got != want {
+				got := res.Header.Get(k)
+				if k == "Content-Length" && got == "" && method == http.MethodGet && len(body) <= autoLength {
+					got = strconv.Itoa(len(body)) // left to net/http, which writes it on the wire (TestAutoLength)
+				}
+				if got != want {
 					t.Errorf("%s = %q, want %q", k, got, want)
 				}
 			}

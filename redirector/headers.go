@@ -21,8 +21,16 @@ var (
 	hdrVaryAccept  = []string{"Accept"}
 	hdrIndexType   = []string{layout.MediaTypeOCIIndex}
 	hdrFilters     = []string{"artifactType"}
-	hdrZero        = []string{"0"}
 )
+
+// autoLength is the largest body of a GET for which the handlers leave Content-Length to
+// net/http, which writes it for an answer whose body fits in its buffer when the handler
+// returns (2 KiB; TestAutoLength checks it, HTTP/1 and HTTP/2). Every header in the map
+// costs about 1.5k instructions of net/http's (the map, WriteHeader's copy of it, the sort
+// and the sanitizing when it is written: as much as the rest of a 307's handler), where
+// net/http's own Content-Length costs next to nothing. HEAD answers and larger bodies carry
+// their Content-Length in the map.
+const autoLength = 2048
 
 // Cache-Control policy, for a shared cache (CDN) in front of the redirector:
 //

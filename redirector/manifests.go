@@ -134,7 +134,9 @@ func (s *Server) serveManifest(st *reqState, r *http.Request, g *generation, rt 
 		return
 	}
 	h["Content-Type"] = e.contentType
-	h["Content-Length"] = e.length
+	if r.Method != http.MethodGet || len(e.body) > autoLength {
+		h["Content-Length"] = e.length
+	}
 	st.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
 		_, _ = st.Write(e.body)
