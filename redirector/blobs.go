@@ -25,23 +25,27 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 	if !ok {
 		return
 	}
-	d, ok := parseRefDigest(st, r, rt.ref, errBlobUnknown)
-	if !ok {
-		return
-	}
 	h := st.Header()
-	key := d.String()
 	var (
 		e *manifestEntry
 		b *blobEntry
 	)
 	if repo != nil {
-		if b = repo.blobs[key]; b == nil || b.manifest { // a layer's GET looks up one map
-			e = repo.manifests[key]
+		// The reference is looked up as it is: every digest a generation holds was
+		// validated when it was loaded. It is parsed only when it is not found.
+		if b = repo.blobs[rt.ref]; b == nil || b.manifest { // a layer's GET looks up one map
+			e = repo.manifests[rt.ref]
 		}
 	}
 	if e == nil && b == nil {
-		b = g.blobs[key] // another repository's: a newer generation may have put it here
+		d, ok := parseRefDigest(st, r, rt.ref, errBlobUnknown)
+		if !ok {
+			return
+		}
+		if b = g.blobs[d.String()]; b == nil { // another repository's: a newer generation may have put it here
+			s.serveAheadBlob(st, r, g, d)
+			return
+		}
 	}
 	if e != nil {
 		st.mirror = "local"
@@ -52,13 +56,9 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 		http.ServeContent(st, r, "", time.Time{}, bytes.NewReader(e.body))
 		return
 	}
-	if b == nil {
-		s.serveAheadBlob(st, r, g, d)
-		return
-	}
 	if r.Method == http.MethodHead {
 		if !s.blobReachable(g, b) {
-			writeError(st, r, errBlobUnknown, "blob "+key+" is not available here: no mirror holds it yet, no origin, and the tree lacks its file")
+			writeError(st, r, errBlobUnknown, "blob "+b.digest.String()+" is not available here: no mirror holds it yet, no origin, and the tree lacks its file")
 			return
 		}
 		s.headBlob(st, b)

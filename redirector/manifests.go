@@ -10,6 +10,11 @@ import (
 
 // lookupRepo validates the name and finds the repository, answering the error itself.
 func lookupRepo(w http.ResponseWriter, r *http.Request, g *generation, name string) *repoEntry {
+	if g != nil {
+		if repo := g.repos[name]; repo != nil { // its name was validated when the generation was loaded
+			return repo
+		}
+	}
 	if err := layout.ValidateName(name); err != nil {
 		writeError(w, r, errNameInvalid, err.Error())
 		return nil
@@ -30,6 +35,11 @@ func lookupRepo(w http.ResponseWriter, r *http.Request, g *generation, name stri
 // generation does not know (content by digest may still be found, see ahead.go). It answers
 // the error itself when !ok.
 func findRepo(w http.ResponseWriter, r *http.Request, g *generation, name string) (repo *repoEntry, ok bool) {
+	if g != nil {
+		if repo := g.repos[name]; repo != nil { // its name was validated when the generation was loaded
+			return repo, true
+		}
+	}
 	if err := layout.ValidateName(name); err != nil {
 		writeError(w, r, errNameInvalid, err.Error())
 		return nil, false
