@@ -102,6 +102,7 @@ type accessLine struct {
 	bytes            int64
 	duration         time.Duration
 	resolved         bool // country and region are known
+	plain            bool // method and path need no quoting or escaping (plainRequest)
 	country, region  string
 	asn              uint32
 	mirror, peer, ua string
@@ -120,11 +121,12 @@ func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 	l := accessLine{
 		client:   client,
 		method:   trunc.String(r.Method),
-		path:     trunc.Middle(r.URL.Path, 300),
+		path:     trunc.Middle(r.URL.Path, maxLoggedPath),
 		status:   st.status,
 		bytes:    st.bytes,
 		duration: d,
 		resolved: st.resolved,
+		plain:    plainRequest(st, r),
 		country:  st.country,
 		region:   st.region,
 		asn:      st.asn,
@@ -139,6 +141,19 @@ func (s *Server) logAccess(st *reqState, r *http.Request, start time.Time) {
 	s.access.write(now, &l)
 }
 
+// maxLoggedPath is the length past which a path is cut in the middle in the log.
+const maxLoggedPath = 300
+
+// plainRequest reports whether the request's method and path are written as they are in
+// both formats: a GET or HEAD answered below 400 on a known endpoint. Its path is then a
+// fixed one, or made of a name, tag or digest the handler checked against its grammar (or
+// found in the generation, which checked it on loading), and none of those grammars allows
+// a byte that a log line quotes or escapes. FuzzHandler checks it on hostile paths.
+func plainRequest(st *reqState, r *http.Request) bool {
+	return st.status < 400 && st.ep != epUnknown && len(r.URL.Path) <= maxLoggedPath &&
+		(r.Method == http.MethodGet || r.Method == http.MethodHead)
+}
+
 // write records l at now, to be formatted with its batch.
 func (a *AccessLog) write(now time.Time, l *accessLine) {
 	rec := a.lines.Begin(maxAccessRecord(l))
@@ -147,7 +162,7 @@ func (a *AccessLog) write(now time.Time, l *accessLine) {
 
 // An access record is a line's fields in binary, little-endian: its length (uint32), the
 // time (Unix seconds int64, nanoseconds uint32), status (uint32), bytes (int64), duration
-// (int64), asn (uint32), resolved (one byte), then the client address as netip.Addr's binary
+// (int64), asn (uint32), flags (one byte: 1 resolved, 2 plain), then the client address as netip.Addr's binary
 // form and the strings method, path, country, region, mirror, peer and user agent, each
 // after its length (uint16; a string is cut in the middle to maxRecordString bytes).
 const (
@@ -177,11 +192,14 @@ func appendAccessRecord(b []byte, at time.Time, l *accessLine) []byte {
 	b = binary.LittleEndian.AppendUint64(b, uint64(l.bytes))
 	b = binary.LittleEndian.AppendUint64(b, uint64(l.duration))
 	b = binary.LittleEndian.AppendUint32(b, l.asn)
-	resolved := byte(0)
+	flags := byte(0)
 	if l.resolved {
-		resolved = 1
+		flags |= 1
 	}
-	b = append(b, resolved)
+	if l.plain {
+		flags |= 2
+	}
+	b = append(b, flags)
 	addr := len(b)
 	b = append(b, 0, 0)
 	b, _ = l.client.AppendBinary(b) // never fails
@@ -208,7 +226,7 @@ func decodeAccessRecord(rec []byte, at *time.Time, l *accessLine) int {
 	l.bytes = int64(binary.LittleEndian.Uint64(r[16:]))
 	l.duration = time.Duration(binary.LittleEndian.Uint64(r[24:]))
 	l.asn = binary.LittleEndian.Uint32(r[32:])
-	l.resolved = r[36] == 1
+	l.resolved, l.plain = r[36]&1 != 0, r[36]&2 != 0
 	r = r[37:]
 	next := func() []byte {
 		k := int(binary.LittleEndian.Uint16(r))
@@ -240,8 +258,13 @@ func (a *AccessLog) appendLine(b []byte, now time.Time, l *accessLine) []byte {
 		b = append(b, " level=INFO msg=request"...)
 	}
 	b = a.addr(b, "client", l.client)
-	b = a.str(b, "method", l.method)
-	b = a.str(b, "path", l.path)
+	if l.plain {
+		b = a.plainStr(b, "method", l.method)
+		b = a.plainStr(b, "path", l.path)
+	} else {
+		b = a.str(b, "method", l.method)
+		b = a.str(b, "path", l.path)
+	}
 	b = a.int(b, "status", int64(l.status))
 	b = a.int(b, "bytes", l.bytes)
 	if a.json {
@@ -299,6 +322,18 @@ func (a *AccessLog) str(b []byte, k, v string) []byte {
 	}
 	if needsQuoting(v) {
 		return strconv.AppendQuote(b, v)
+	}
+	return append(b, v...)
+}
+
+// plainStr appends a value known to need no quoting (text) or escaping (JSON): no space,
+// '=', quote, backslash, control byte or non-ASCII byte, and not empty.
+func (a *AccessLog) plainStr(b []byte, k, v string) []byte {
+	b = a.key(b, k)
+	if a.json {
+		b = append(b, '"')
+		b = append(b, v...)
+		return append(b, '"')
 	}
 	return append(b, v...)
 }

@@ -93,8 +93,9 @@ func TestAccessLogFormat(t *testing.T) {
 		line accessLine
 	}{
 		{"manifest", accessLine{client: netip.MustParseAddr("192.0.2.9"), method: "GET", path: "/v2/fedora/manifests/42", status: 200, bytes: 1234, duration: 1500 * time.Microsecond}},
+		{"plain manifest", accessLine{client: netip.MustParseAddr("192.0.2.9"), method: "HEAD", path: "/v2/fedora/toolbox/manifests/4.2-x_y", status: 200, plain: true}},
 		{"blob 307", accessLine{client: netip.MustParseAddr("2001:db8::1"), method: "GET", path: "/v2/fedora/blobs/sha256:0123", status: 307, duration: 3 * time.Second,
-			resolved: true, country: "DE", region: "EU", asn: 64500, mirror: "de1.example", peer: "10.0.0.1:4444", ua: "containers/5.30 (github.com/containers/image)"}},
+			plain: true, resolved: true, country: "DE", region: "EU", asn: 64500, mirror: "de1.example", peer: "10.0.0.1:4444", ua: "containers/5.30 (github.com/containers/image)"}},
 		{"empty strings", accessLine{client: netip.Addr{}, method: "", path: "", resolved: true}},
 		{"quotes and equals", accessLine{client: netip.MustParseAddr("fe80::1").WithZone(`a"b= c\`), method: "GET", path: `/v2/a"b=c\d`, ua: "ua=\"q\" \\"}},
 		{"control characters", accessLine{method: "GET", path: "/v2/\x00\x01\t\n\r\x1f\x7f", ua: "a\u2028b\u2029c"}},
@@ -251,7 +252,7 @@ func FuzzAccessRecord(f *testing.F) {
 	f.Fuzz(func(t *testing.T, method, path, ua, client, country string, n, sec int64, status int, resolved bool) {
 		addr, _ := netip.ParseAddr(client)
 		l := accessLine{client: addr, method: method, path: path, status: int(int32(status)), bytes: n, duration: time.Duration(n),
-			resolved: resolved, country: country, region: path, asn: uint32(n), mirror: ua, peer: client, ua: ua}
+			resolved: resolved, plain: n%2 == 0, country: country, region: path, asn: uint32(n), mirror: ua, peer: client, ua: ua}
 		at := time.Unix(sec%(1<<40), n&0x3fffffff%1e9)
 		room := maxAccessRecord(&l)
 		rec := appendAccessRecord(make([]byte, 0, room), at, &l)

@@ -40,7 +40,7 @@ func FuzzRoute(f *testing.F) {
 func FuzzHandler(f *testing.F) {
 	for _, s := range []string{"/v2/fedora/manifests/42", "/v2/fedora/blobs/sha256:" + strings.Repeat("a", 64), "/v2/fedora/tags/list?n=1&last=4",
 		"/v2/_catalog?n=99999999999999999999", "/v2/fedora/referrers/sha256:" + strings.Repeat("b", 64) + "?artifactType=x", "/v2/../../etc/passwd",
-		"/v2/fedora/manifests/sha256:" + strings.Repeat("A", 64), "/v2/a%2Fb/tags/list", "/v2/fedora/blobs/sha512:" + strings.Repeat("c", 128)} {
+		"/v2/fedora/manifests/sha256:" + strings.Repeat("A", 64), "/v2/a%2Fb/tags/list", "/v2/fe%20dora/manifests/4%222", "/v2/fedora/blobs/sha512:" + strings.Repeat("c", 128)} {
 		f.Add("GET", s, "application/json", "1.2.3.4, 10.0.0.1", "DE")
 	}
 	f.Add("HEAD", "/v2/fedora/manifests/latest", "*/*", "", "")
@@ -83,6 +83,11 @@ func FuzzHandler(f *testing.F) {
 			if !strings.HasPrefix(loc, "https://") || !strings.Contains(loc, ".example/pub/blobs/sha") {
 				t.Fatalf("Location %q", loc)
 			}
+		}
+		// plainRequest's promise: what it calls plain is written as it is in both formats.
+		st := reqState{status: w.Code, ep: parseRoute(req.URL.Path).ep}
+		if p := req.URL.Path; plainRequest(&st, req) && (needsQuoting(p) || string(appendJSONEscaped(nil, p)) != p) {
+			t.Fatalf("%s %s answered %d: plainRequest, but the path %q needs quoting or escaping", method, target, w.Code, p)
 		}
 		if w.Code >= 400 && method != "HEAD" && !strings.HasPrefix(w.Body.String(), `{"errors":[{"code":"`) {
 			t.Fatalf("error without the error JSON: %s", w.Body)
