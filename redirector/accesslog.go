@@ -160,38 +160,44 @@ func (a *AccessLog) write(now time.Time, l *accessLine) {
 	_ = a.lines.End(appendAccessRecord(rec, now, l)) // a write error is the batch's: it is not the request's
 }
 
-// An access record is a line's fields in binary, little-endian: its length (uint32), the
-// time (Unix seconds int64, nanoseconds uint32), status (uint32), bytes (int64), duration
-// (int64), asn (uint32), flags (one byte: 1 resolved, 2 plain), then the client address as netip.Addr's binary
-// form and the strings method, path, country, region, mirror, peer and user agent, each
-// after its length (uint16; a string is cut in the middle to maxRecordString bytes).
+// An access record is a line's fields in binary, little-endian, in a head of fixed size:
+// its length (uint32), the time (Unix seconds int64, nanoseconds uint32), status (uint32),
+// bytes (int64), duration (int64), asn (uint32), flags (one byte: 1 resolved, 2 plain), the
+// lengths of the client address (uint16, netip.Addr's binary form) and of the strings
+// method, path, country, region, mirror, peer and user agent (uint16 each; a string is cut
+// in the middle to maxRecordString bytes); then the address and the strings, back to back.
 const (
-	accessRecordFixed = 4 + 8 + 4 + 4 + 8 + 8 + 4 + 1
-	maxRecordString   = 4 << 10
+	recordLens       = 41 // where the head's lengths start
+	recordHead       = recordLens + 2*(1+numRecordStrings)
+	numRecordStrings = 7
+	maxRecordString  = 4 << 10
 )
 
 // recordStrings are l's strings in the order of its record.
-func (l *accessLine) recordStrings() [7]*string {
+func (l *accessLine) recordStrings() [numRecordStrings]*string {
 	return [...]*string{&l.method, &l.path, &l.country, &l.region, &l.mirror, &l.peer, &l.ua}
 }
 
 func maxAccessRecord(l *accessLine) int {
-	n := accessRecordFixed + 8*2 + 16 + len(l.client.Zone())
+	n := recordHead + 16 + len(l.client.Zone())
 	for _, s := range l.recordStrings() {
 		n += min(len(*s), maxRecordString)
 	}
 	return n
 }
 
+// appendAccessRecord appends l's record at at to b, which must have room for
+// maxAccessRecord(l) bytes more.
 func appendAccessRecord(b []byte, at time.Time, l *accessLine) []byte {
 	start := len(b)
-	b = append(b, 0, 0, 0, 0) // the length, below
-	b = binary.LittleEndian.AppendUint64(b, uint64(at.Unix()))
-	b = binary.LittleEndian.AppendUint32(b, uint32(at.Nanosecond()))
-	b = binary.LittleEndian.AppendUint32(b, uint32(l.status))
-	b = binary.LittleEndian.AppendUint64(b, uint64(l.bytes))
-	b = binary.LittleEndian.AppendUint64(b, uint64(l.duration))
-	b = binary.LittleEndian.AppendUint32(b, l.asn)
+	b = b[:start+recordHead]
+	h := b[start:]
+	binary.LittleEndian.PutUint64(h[4:], uint64(at.Unix()))
+	binary.LittleEndian.PutUint32(h[12:], uint32(at.Nanosecond()))
+	binary.LittleEndian.PutUint32(h[16:], uint32(l.status))
+	binary.LittleEndian.PutUint64(h[20:], uint64(l.bytes))
+	binary.LittleEndian.PutUint64(h[28:], uint64(l.duration))
+	binary.LittleEndian.PutUint32(h[36:], l.asn)
 	flags := byte(0)
 	if l.resolved {
 		flags |= 1
@@ -199,46 +205,41 @@ func appendAccessRecord(b []byte, at time.Time, l *accessLine) []byte {
 	if l.plain {
 		flags |= 2
 	}
-	b = append(b, flags)
-	addr := len(b)
-	b = append(b, 0, 0)
+	h[40] = flags
 	b, _ = l.client.AppendBinary(b) // never fails
-	binary.LittleEndian.PutUint16(b[addr:], uint16(len(b)-addr-2))
-	for _, p := range l.recordStrings() {
-		s := *p
-		if len(s) > maxRecordString {
-			s = trunc.Middle(s, maxRecordString)
+	binary.LittleEndian.PutUint16(h[recordLens:], uint16(len(b)-start-recordHead))
+	for i, p := range l.recordStrings() {
+		v := *p
+		if len(v) > maxRecordString {
+			v = trunc.Middle(v, maxRecordString)
 		}
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(s)))
-		b = append(b, s...)
+		binary.LittleEndian.PutUint16(h[recordLens+2+2*i:], uint16(len(v)))
+		b = append(b, v...)
 	}
-	binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start))
+	binary.LittleEndian.PutUint32(h, uint32(len(b)-start))
 	return b
 }
 
 // decodeAccessRecord reads the record at the start of rec into at and l and returns its
 // length. l's strings are rec's bytes (no copy): they are valid until rec is reused.
 func decodeAccessRecord(rec []byte, at *time.Time, l *accessLine) int {
-	n := int(binary.LittleEndian.Uint32(rec))
-	r := rec[4:n]
-	*at = time.Unix(int64(binary.LittleEndian.Uint64(r)), int64(binary.LittleEndian.Uint32(r[8:])))
-	l.status = int(int32(binary.LittleEndian.Uint32(r[12:])))
-	l.bytes = int64(binary.LittleEndian.Uint64(r[16:]))
-	l.duration = time.Duration(binary.LittleEndian.Uint64(r[24:]))
-	l.asn = binary.LittleEndian.Uint32(r[32:])
-	l.resolved, l.plain = r[36]&1 != 0, r[36]&2 != 0
-	r = r[37:]
-	next := func() []byte {
-		k := int(binary.LittleEndian.Uint16(r))
-		v := r[2 : 2+k]
-		r = r[2+k:]
-		return v
-	}
+	h := rec[:recordHead]
+	n := int(binary.LittleEndian.Uint32(h))
+	*at = time.Unix(int64(binary.LittleEndian.Uint64(h[4:])), int64(binary.LittleEndian.Uint32(h[12:])))
+	l.status = int(int32(binary.LittleEndian.Uint32(h[16:])))
+	l.bytes = int64(binary.LittleEndian.Uint64(h[20:]))
+	l.duration = time.Duration(binary.LittleEndian.Uint64(h[28:]))
+	l.asn = binary.LittleEndian.Uint32(h[36:])
+	l.resolved, l.plain = h[40]&1 != 0, h[40]&2 != 0
+	r := rec[recordHead:n]
+	k := int(binary.LittleEndian.Uint16(h[recordLens:]))
 	l.client = netip.Addr{}
-	_ = l.client.UnmarshalBinary(next()) // written by AppendBinary
-	for _, s := range l.recordStrings() {
-		v := next()
-		*s = unsafe.String(unsafe.SliceData(v), len(v))
+	_ = l.client.UnmarshalBinary(r[:k]) // written by AppendBinary
+	r = r[k:]
+	for i, p := range l.recordStrings() {
+		k := int(binary.LittleEndian.Uint16(h[recordLens+2+2*i:]))
+		*p = unsafe.String(unsafe.SliceData(r), k)
+		r = r[k:]
 	}
 	return n
 }
