@@ -192,7 +192,8 @@ func TestRecoverFromBug(t *testing.T) {
 	s := newServer(t, Options{Tree: dir})
 	// A generation no loader builds: a tier whose weights name no mirror.
 	g := *s.gen.Load()
-	g.regions = map[string]*regionEntry{"global": {key: "global", tiers: []tierEntry{{total: 5, cum: []uint64{5}, minGen: 5}}}}
+	g.regions = map[string]*regionEntry{}
+	g.setRegion("global", &regionEntry{key: "global", tiers: []tierEntry{{total: 5, cum: []uint64{5}, minGen: 5}}})
 	s.gen.Store(&g)
 	w := do(s, "GET", "/v2/fedora/blobs/"+dm.baseLayer.String(), "", nil)
 	if w.Code != 500 {

@@ -21,7 +21,7 @@ func (g *generation) regionFor(country, continent string) *regionEntry {
 			return r
 		}
 	}
-	return g.regions["global"]
+	return g.global
 }
 
 // chooseMirror picks the mirror for one blob download, or nil when no mirror can serve it.
@@ -110,7 +110,7 @@ func (g *generation) walkTiers(addr netip.Addr, asn uint32, region *regionEntry,
 	}
 	regions := [2]*regionEntry{region}
 	if region.key != "global" {
-		regions[1] = g.regions["global"]
+		regions[1] = g.global
 	}
 	for _, reg := range regions {
 		if reg == nil {

@@ -39,8 +39,10 @@ type generation struct {
 	manifests map[string]*manifestEntry
 	repoSrc   map[string]*layout.Repository
 
-	// regions by key ("DE", "EU", "global"); empty without mirrors.
+	// regions by key ("DE", "EU", "global"); empty without mirrors. Set them with setRegion.
 	regions map[string]*regionEntry
+	// global is regions["global"], looked up at every redirect otherwise.
+	global *regionEntry
 	// netblockMirrors are the candidate mirrors that have netblocks (the first tier).
 	netblockMirrors []*mirrorEntry
 	// asnMirrors are the candidate mirrors by the autonomous systems they serve (the second).
@@ -469,9 +471,17 @@ func (g *generation) loadRegions(m *layout.Meta, usable map[string]*mirrorEntry)
 		case reg.VariantSet >= 0 && m.VariantSets[reg.VariantSet] != nil:
 			re.variantSet = reg.VariantSet
 		}
-		g.regions[key] = re
+		g.setRegion(key, re)
 	}
 	return nil
+}
+
+// setRegion puts re in g's regions under key.
+func (g *generation) setRegion(key string, re *regionEntry) {
+	g.regions[key] = re
+	if key == "global" {
+		g.global = re
+	}
 }
 
 // newBlobEntry prepares the answers about a blob of size bytes (-1: unknown).

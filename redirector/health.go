@@ -626,7 +626,7 @@ func (g *generation) without(down map[string]string) *generation {
 	if g.variants != nil {
 		cp.variants = g.variants.without(down)
 	}
-	cp.regions = make(map[string]*regionEntry, len(g.regions))
+	cp.regions, cp.global = make(map[string]*regionEntry, len(g.regions)), nil
 	for key, r := range g.regions {
 		nr := &regionEntry{key: r.key, variantSet: r.variantSet}
 		for _, t := range r.tiers {
@@ -640,7 +640,7 @@ func (g *generation) without(down map[string]string) *generation {
 				nr.tiers = append(nr.tiers, nt)
 			}
 		}
-		cp.regions[key] = nr
+		cp.setRegion(key, nr)
 	}
 	return &cp
 }
