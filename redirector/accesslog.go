@@ -191,7 +191,7 @@ func maxAccessRecord(l *accessLine) int {
 func appendAccessRecord(b []byte, at time.Time, l *accessLine) []byte {
 	start := len(b)
 	b = b[:start+recordHead]
-	h := b[start:]
+	h := (*[recordHead]byte)(b[start:]) // fixed offsets: no bounds checks
 	binary.LittleEndian.PutUint64(h[4:], uint64(at.Unix()))
 	binary.LittleEndian.PutUint32(h[12:], uint32(at.Nanosecond()))
 	binary.LittleEndian.PutUint32(h[16:], uint32(l.status))
@@ -216,7 +216,7 @@ func appendAccessRecord(b []byte, at time.Time, l *accessLine) []byte {
 		binary.LittleEndian.PutUint16(h[recordLens+2+2*i:], uint16(len(v)))
 		b = append(b, v...)
 	}
-	binary.LittleEndian.PutUint32(h, uint32(len(b)-start))
+	binary.LittleEndian.PutUint32(h[:], uint32(len(b)-start))
 	return b
 }
 
