@@ -8,25 +8,12 @@ import (
 	"github.com/regmirror/regmirror/layout"
 )
 
-// lookupRepo validates the name and finds the repository, answering the error itself.
+// lookupRepo validates the name and finds the repository, answering the error itself: as
+// findRepo, and NAME_UNKNOWN for a valid name the generation does not know.
 func lookupRepo(w http.ResponseWriter, r *http.Request, g *generation, name string) *repoEntry {
-	if g != nil {
-		if repo := g.repos[name]; repo != nil { // its name was validated when the generation was loaded
-			return repo
-		}
-	}
-	if err := layout.ValidateName(name); err != nil {
-		writeError(w, r, errNameInvalid, err.Error())
-		return nil
-	}
-	if g == nil {
-		writeError(w, r, errUnavailable, "no generation loaded")
-		return nil
-	}
-	repo := g.repos[name]
-	if repo == nil {
+	repo, ok := findRepo(w, r, g, name)
+	if ok && repo == nil {
 		writeError(w, r, errNameUnknown, "repository "+name+" is not published here")
-		return nil
 	}
 	return repo
 }
