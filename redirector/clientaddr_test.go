@@ -1,6 +1,7 @@
 package redirector
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -51,34 +52,47 @@ func TestClientAddr(t *testing.T) {
 }
 
 // TestConnContextPeer: the peer address a connection's info holds is the one its requests'
-// RemoteAddr parses to, on IPv4 and IPv6.
+// RemoteAddr parses to: for connections of every address kind, and through a real server.
 func TestConnContextPeer(t *testing.T) {
 	s := &Server{}
-	for _, network := range []string{"127.0.0.1:0", "[::1]:0"} {
-		t.Run(network, func(t *testing.T) {
-			ln, err := net.Listen("tcp", network)
-			if err != nil && network == "[::1]:0" {
-				t.Skipf("no IPv6 loopback here: %v", err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			got := make(chan [2]netip.Addr, 1)
-			srv := &http.Server{ConnContext: s.ConnContext, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				got <- [2]netip.Addr{peerAddr(connOf(r), r), parsePeer(r.RemoteAddr)}
-			})}
-			go func() { _ = srv.Serve(ln) }()
-			defer srv.Close()
-			resp, err := http.Get("http://" + ln.Addr().String() + "/")
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			p := <-got
-			if p[0] != p[1] || !p[0].IsLoopback() {
-				t.Errorf("peer from the connection %v, from RemoteAddr %v: want the same loopback address", p[0], p[1])
-			}
-		})
+	for _, addr := range []net.Addr{
+		&net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 5},
+		&net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 5},
+		&net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.1"), Port: 5},
+		&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 5, Zone: "eth0"},
+		&net.UnixAddr{Name: "/run/x.sock", Net: "unix"},
+	} {
+		ci := connOf((&http.Request{}).WithContext(s.ConnContext(context.Background(), fakeConn{remote: addr})))
+		if got, want := ci.peer, parsePeer(addr.String()); got != want {
+			t.Errorf("%s: got %v, want %v", addr, got, want)
+		}
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan [2]netip.Addr, 1)
+	srv := &http.Server{ConnContext: s.ConnContext, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- [2]netip.Addr{peerAddr(connOf(r), r), parsePeer(r.RemoteAddr)}
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if p := <-got; p[0] != p[1] || !p[0].IsLoopback() {
+		t.Errorf("peer from the connection %v, from RemoteAddr %v: want the same loopback address", p[0], p[1])
 	}
 }
+
+// fakeConn is a net.Conn with only a remote address.
+type fakeConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c fakeConn) RemoteAddr() net.Addr { return c.remote }
