@@ -24,7 +24,7 @@ import (
 // other load: it is the steady figure beside wrk's (it does not see the kernel's work, the
 // log file's writes included, nor cache misses). Each contender runs under
 // `valgrind --tool=callgrind` (GOMAXPROCS=1; GODEBUG=asyncpreemptoff=1, as callgrind does not
-// follow the runtime's preemption signal), takes INSTRBENCH_WARMUP requests (default 500) on
+// follow the runtime's preemption signal, and cpu.rdtscp=off), takes INSTRBENCH_WARMUP requests (default 500) on
 // one kept connection with wrk's Accept header, then its counters are zeroed, it answers
 // INSTRBENCH_REQUESTS (default 2000) more, and they are dumped: instructions ÷ requests.
 // INSTRBENCH_KEEP names a directory to keep the dumps in (for callgrind_annotate), named
@@ -45,7 +45,10 @@ func BenchmarkInstructions(b *testing.B) {
 	keep := os.Getenv("INSTRBENCH_KEEP")
 	cg := native
 	cg.wrap = []string{valgrind, "--tool=callgrind", "--callgrind-out-file=" + filepath.Join(dir, "callgrind.%p")}
-	cg.env = []string{"GODEBUG=asyncpreemptoff=1"}
+	// cpu.rdtscp=off: valgrind may report RDTSCP in its CPUID and then refuse the instruction
+	// (SIGILL in runtime.cputicks, valgrind 3.19 on a virtual AMD Zen host); the runtime's
+	// fallback is RDTSC, which it handles.
+	cg.env = []string{"GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off"}
 
 	type row struct {
 		name, path string
