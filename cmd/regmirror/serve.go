@@ -54,6 +54,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *tagMaxAge < 0 {
 		return errors.New("serve: --tag-max-age must not be negative")
 	}
+	keepHeapHeadroom(ctx, serveHeadroom)
 	maxAge := *tagMaxAge
 	if maxAge == 0 {
 		maxAge = -1 // Options: negative means no caching

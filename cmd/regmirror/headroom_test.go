@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"testing"
+	"time"
+)
+
+func TestGCPercentFor(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		live, headroom int64
+		want           int
+	}{
+		{"a heap as large as the headroom keeps 100", 16 << 20, 16 << 20, 100},
+		{"a larger heap keeps 100", 330 << 20, 16 << 20, 100},
+		{"a quarter of it grows by four times itself", 4 << 20, 16 << 20, 400},
+		{"a small heap", 3 << 20, 16 << 20, 533},
+		{"no heap counts as 64 KiB", 0, 16 << 20, 25600},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := gcPercentFor(c.live, c.headroom); got != c.want {
+				t.Errorf("gcPercentFor(%d, %d) = %d, want %d", c.live, c.headroom, got, c.want)
+			}
+		})
+	}
+}
+
+// gogc reads the GOGC in effect.
+func gogc(t *testing.T) int {
+	t.Helper()
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		t.Fatal("this runtime does not report /gc/gogc:percent")
+	}
+	return int(s[0].Value.Uint64())
+}
+
+// TestKeepHeapHeadroom checks that GOGC follows the live heap after collections while the
+// context lives, and is set back when it is done.
+func TestKeepHeapHeadroom(t *testing.T) {
+	t.Setenv("GOGC", "") // the test's environment may set it; unset means "not chosen"
+	was := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(was)
+	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	// waitFor collects until GOGC is want(live heap), or fails after a while (the cleanup
+	// runs on its own goroutine after the collection).
+	waitFor := func(what string, want func(live int64) int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			runtime.GC()
+			time.Sleep(time.Millisecond)
+			metrics.Read(live)
+			w := want(int64(live[0].Value.Uint64()))
+			got := gogc(t)
+			if got == w {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: GOGC %d, want %d (live heap %d bytes)", what, got, w, live[0].Value.Uint64())
+			}
+		}
+	}
+	const headroom = 1 << 40 // far above any test's heap: GOGC well above 100
+	ctx, cancel := context.WithCancel(context.Background())
+	keepHeapHeadroom(ctx, headroom)
+	waitFor("while serving", func(live int64) int { return gcPercentFor(live, headroom) })
+	if got := gogc(t); got <= 100 {
+		t.Errorf("GOGC %d while serving a small heap, want more than 100", got)
+	}
+	cancel()
+	waitFor("after the context is done", func(int64) int { return 100 })
+}
+
+// TestKeepHeapHeadroomLeavesGOGC checks that a GOGC set in the environment is left alone.
+func TestKeepHeapHeadroomLeavesGOGC(t *testing.T) {
+	t.Setenv("GOGC", "100")
+	was := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(was)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	keepHeapHeadroom(ctx, 1<<40)
+	for range 3 {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	if got := gogc(t); got != 100 {
+		t.Errorf("GOGC %d with GOGC=100 in the environment, want 100", got)
+	}
+}
