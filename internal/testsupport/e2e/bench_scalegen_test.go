@@ -27,15 +27,28 @@ import (
 // the times the settled record checks): the no-op and the promotion without the full
 // generation's minutes, for before-and-after comparisons at one size (the source is
 // deterministic; a cache made at another REGMIRROR_SCALE_MANIFESTS would make the no-op a
-// large promotion: keep one per size).
+// large promotion: keep one per size). With REGMIRROR_SCALEGEN_PROCESS=1 every step runs as
+// `regmirror generate` in a process of its own (as BenchmarkScale runs it: its heap starts
+// empty), its CPU time added to this process's.
 func BenchmarkScaleGenerate(b *testing.B) {
 	repos, perRepo := scaleShape(scaleManifests(b, 9000))
+	child := os.Getenv("REGMIRROR_SCALEGEN_PROCESS") != ""
 	for range b.N {
 		src := newScaleSource(b, repos, perRepo)
 		tree := filepath.Join(b.TempDir(), "tree")
 		packs := filepath.Join(b.TempDir(), "packs") // --cache-dir, as the command's default gives one
 		gen := func(step string) (time.Duration, time.Duration) {
 			b.Helper()
+			if child {
+				// The command in a process of its own, as BenchmarkScale runs it: its heap
+				// starts empty (every page it touches is a fresh one), and it writes its own
+				// profile (REGMIRROR_PROFILE_DIR).
+				start, cpu := time.Now(), processCPU(b)+childrenCPU(b)
+				took, peak := scaleChild(b, "generate", "--source", src.URL, "--out", tree, "--cache-dir", packs)
+				used := processCPU(b) + childrenCPU(b) - cpu
+				scaleProgress(3*repos*perRepo, "%s generate (regmirror generate, no mirrors): %v, CPU %v (its source's included), peak %d MiB", step, time.Since(start).Round(time.Millisecond), used.Round(time.Millisecond), peak>>20)
+				return took, used
+			}
 			if dir := os.Getenv("REGMIRROR_PROFILE_DIR"); dir != "" {
 				f, err := os.Create(filepath.Join(dir, "cpu."+step+".pprof"))
 				if err != nil {
@@ -95,6 +108,15 @@ func copyTree(b testing.TB, from, to string) {
 	if out, err := exec.Command("cp", "-a", from, to).CombinedOutput(); err != nil {
 		b.Fatalf("copying %s to %s: %v: %s", from, to, err, out)
 	}
+}
+
+// childrenCPU is the CPU time (user and system) of this process's children waited for so far.
+func childrenCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // processCPU is the CPU time (user and system) this process used so far.
