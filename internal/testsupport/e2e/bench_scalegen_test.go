@@ -110,19 +110,16 @@ func copyTree(b testing.TB, from, to string) {
 	}
 }
 
-// childrenCPU is the CPU time (user and system) of this process's children waited for so far.
-func childrenCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // processCPU is the CPU time (user and system) this process used so far.
-func processCPU(b *testing.B) time.Duration {
+func processCPU(b *testing.B) time.Duration { return rusageCPU(b, syscall.RUSAGE_SELF) }
+
+// childrenCPU is the CPU time (user and system) of this process's children waited for so far.
+func childrenCPU(b *testing.B) time.Duration { return rusageCPU(b, syscall.RUSAGE_CHILDREN) }
+
+// rusageCPU is the CPU time (user and system) getrusage(2) gives for who.
+func rusageCPU(b *testing.B, who int) time.Duration {
 	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	if err := syscall.Getrusage(who, &ru); err != nil {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
