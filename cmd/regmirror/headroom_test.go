@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -91,5 +92,36 @@ func TestKeepHeapHeadroomLeavesGOGC(t *testing.T) {
 	}
 	if got := gogc(t); got != 100 {
 		t.Errorf("GOGC %d with GOGC=100 in the environment, want 100", got)
+	}
+}
+
+// TestServeErrorRestoresGOGC checks that a serve that returns early (here: a tree with no
+// generation) leaves GOGC as it found it: its headroom stops with it.
+func TestServeErrorRestoresGOGC(t *testing.T) {
+	t.Setenv("GOGC", "")
+	was := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(was)
+	if err := run(context.Background(), []string{"serve", "--tree", t.TempDir()}, io.Discard, io.Discard); err == nil {
+		t.Fatal("serve of an empty tree: no error")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+		got := gogc(t)
+		if got == 100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GOGC %d after serve returned, want 100", got)
+		}
+	}
+	// A cleanup still armed would set it again after the next collections.
+	for range 3 {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	if got := gogc(t); got != 100 {
+		t.Errorf("GOGC %d some collections after serve returned, want 100", got)
 	}
 }

@@ -54,7 +54,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *tagMaxAge < 0 {
 		return errors.New("serve: --tag-max-age must not be negative")
 	}
-	keepHeapHeadroom(ctx, serveHeadroom)
+	headroom, stopHeadroom := context.WithCancel(ctx)
+	defer stopHeadroom() // GOGC as it was once serve returns, an early error included
+	keepHeapHeadroom(headroom, serveHeadroom)
 	maxAge := *tagMaxAge
 	if maxAge == 0 {
 		maxAge = -1 // Options: negative means no caching
