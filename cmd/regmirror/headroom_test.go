@@ -41,41 +41,53 @@ func gogc(t *testing.T) int {
 	return int(s[0].Value.Uint64())
 }
 
+// collectUntilGOGC collects until GOGC is want(live heap), or fails after a while (a
+// headroom's cleanup runs on its own goroutine after the collection).
+func collectUntilGOGC(t *testing.T, what string, want func(live int64) int) {
+	t.Helper()
+	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+		metrics.Read(live)
+		w := want(int64(live[0].Value.Uint64()))
+		got := gogc(t)
+		if got == w {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: GOGC %d, want %d (live heap %d bytes)", what, got, w, live[0].Value.Uint64())
+		}
+	}
+}
+
+// gogcAfterCollections is GOGC after a few collections: a headroom still armed would have
+// set it by then.
+func gogcAfterCollections(t *testing.T) int {
+	t.Helper()
+	for range 3 {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	return gogc(t)
+}
+
 // TestKeepHeapHeadroom checks that GOGC follows the live heap after collections while the
 // context lives, and is set back when it is done.
 func TestKeepHeapHeadroom(t *testing.T) {
 	t.Setenv("GOGC", "") // the test's environment may set it; unset means "not chosen"
 	was := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(was)
-	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	// waitFor collects until GOGC is want(live heap), or fails after a while (the cleanup
-	// runs on its own goroutine after the collection).
-	waitFor := func(what string, want func(live int64) int) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			runtime.GC()
-			time.Sleep(time.Millisecond)
-			metrics.Read(live)
-			w := want(int64(live[0].Value.Uint64()))
-			got := gogc(t)
-			if got == w {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: GOGC %d, want %d (live heap %d bytes)", what, got, w, live[0].Value.Uint64())
-			}
-		}
-	}
 	const headroom = 1 << 40 // far above any test's heap: GOGC well above 100
 	ctx, cancel := context.WithCancel(context.Background())
 	keepHeapHeadroom(ctx, headroom)
-	waitFor("while serving", func(live int64) int { return gcPercentFor(live, headroom) })
+	collectUntilGOGC(t, "while serving", func(live int64) int { return gcPercentFor(live, headroom) })
 	if got := gogc(t); got <= 100 {
 		t.Errorf("GOGC %d while serving a small heap, want more than 100", got)
 	}
 	cancel()
-	waitFor("after the context is done", func(int64) int { return 100 })
+	collectUntilGOGC(t, "after the context is done", func(int64) int { return 100 })
 }
 
 // TestKeepHeapHeadroomLeavesGOGC checks that a GOGC set in the environment is left alone.
@@ -86,11 +98,7 @@ func TestKeepHeapHeadroomLeavesGOGC(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	keepHeapHeadroom(ctx, 1<<40)
-	for range 3 {
-		runtime.GC()
-		time.Sleep(time.Millisecond)
-	}
-	if got := gogc(t); got != 100 {
+	if got := gogcAfterCollections(t); got != 100 {
 		t.Errorf("GOGC %d with GOGC=100 in the environment, want 100", got)
 	}
 }
@@ -104,24 +112,8 @@ func TestServeErrorRestoresGOGC(t *testing.T) {
 	if err := run(context.Background(), []string{"serve", "--tree", t.TempDir()}, io.Discard, io.Discard); err == nil {
 		t.Fatal("serve of an empty tree: no error")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		runtime.GC()
-		time.Sleep(time.Millisecond)
-		got := gogc(t)
-		if got == 100 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GOGC %d after serve returned, want 100", got)
-		}
-	}
-	// A cleanup still armed would set it again after the next collections.
-	for range 3 {
-		runtime.GC()
-		time.Sleep(time.Millisecond)
-	}
-	if got := gogc(t); got != 100 {
+	collectUntilGOGC(t, "after serve returned", func(int64) int { return 100 })
+	if got := gogcAfterCollections(t); got != 100 {
 		t.Errorf("GOGC %d some collections after serve returned, want 100", got)
 	}
 }

@@ -24,9 +24,10 @@ import (
 // other load: it is the steady figure beside wrk's (it does not see the kernel's work, the
 // log file's writes included, nor cache misses). Each contender runs under
 // `valgrind --tool=callgrind` (GOMAXPROCS=1; GODEBUG=asyncpreemptoff=1, as callgrind does not
-// follow the runtime's preemption signal, and cpu.rdtscp=off), takes INSTRBENCH_WARMUP requests (default 500) on
-// one kept connection with wrk's Accept header, then its counters are zeroed, it answers
-// INSTRBENCH_REQUESTS (default 2000) more, and they are dumped: instructions ÷ requests.
+// follow the runtime's preemption signal, and cpu.rdtscp=off), takes INSTRBENCH_WARMUP
+// requests (default 500) on one kept connection with wrk's Accept header, then its counters
+// are zeroed, it answers INSTRBENCH_REQUESTS (default 2000) more, and they are dumped:
+// instructions ÷ requests.
 // INSTRBENCH_KEEP names a directory to keep the dumps in (for callgrind_annotate), named
 // by request and contender.
 func BenchmarkInstructions(b *testing.B) {
