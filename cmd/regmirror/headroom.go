@@ -9,20 +9,28 @@ import (
 	"sync"
 )
 
-// serveHeadroom is the least serve's heap may grow between two collections. Go's collector
+// serveHeadroom is how much serve's heap may grow between two collections. Go's collector
 // runs when the heap has grown by GOGC per cent of what the last one found live, and at 4 MiB
 // at the least: a redirector of a small tree (a few MiB live) would collect every thousand
 // requests or so and mark its whole heap each time, about 6% of a 307's instructions. With
 // 16 MiB of headroom it collects several times less often; a heap of 16 MiB or more keeps
-// GOGC=100. A larger heap between collections costs cache misses (a 64 MiB ballast was
-// measured slower under wrk); 16 MiB was not (docs/benchmarks.md).
+// GOGC=100. A larger heap between collections costs cache misses and page faults (a 64 MiB
+// ballast was measured slower under wrk; 16 MiB was not: docs/benchmarks.md).
 const serveHeadroom = 16 << 20
 
-// gcPercentFor is the GOGC that lets a heap of live bytes grow by headroom at the least
-// before the next collection: 100 for a heap of headroom bytes or more, more for a smaller
-// one (at most 100 × headroom / 64 KiB).
+// runtimeHeapMinimum is the Go runtime's least heap goal at GOGC=100, which it scales with
+// GOGC (4 MiB × GOGC / 100): a GOGC set for a small heap raises that floor too.
+// TestKeepHeapHeadroomGoal checks the goal the runtime actually sets.
+const runtimeHeapMinimum = 4 << 20
+
+// gcPercentFor is the GOGC that lets a heap of live bytes grow by about headroom before the
+// next collection: 100 for a heap of headroom bytes or more, more for a smaller one. The goal
+// is live × (1 + GOGC/100), but never below runtimeHeapMinimum × GOGC/100, so for a small
+// heap the floor is what sets it: the lesser of the two GOGCs reaching live + headroom.
 func gcPercentFor(live, headroom int64) int {
-	return int(max(100, 100*headroom/max(live, 64<<10)))
+	byLive := 100 * headroom / max(live, 64<<10)
+	byFloor := (100*(live+headroom) + runtimeHeapMinimum - 1) / runtimeHeapMinimum // rounded up
+	return int(max(100, min(byLive, byFloor)))
 }
 
 // keepHeapHeadroom sets GOGC after every collection (gcPercentFor of the live heap it found)

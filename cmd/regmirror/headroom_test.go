@@ -19,8 +19,10 @@ func TestGCPercentFor(t *testing.T) {
 		{"a heap as large as the headroom keeps 100", 16 << 20, 16 << 20, 100},
 		{"a larger heap keeps 100", 330 << 20, 16 << 20, 100},
 		{"a quarter of it grows by four times itself", 4 << 20, 16 << 20, 400},
-		{"a small heap", 3 << 20, 16 << 20, 533},
-		{"no heap counts as 64 KiB", 0, 16 << 20, 25600},
+		{"a small heap: the runtime's floor, scaled, sets the goal", 3 << 20, 16 << 20, 475},
+		{"a tiny heap, rounded up", 1<<20 + 1, 16 << 20, 426},
+		{"no heap", 0, 16 << 20, 400},
+		{"a heap between: its own growth sets the goal", 8 << 20, 16 << 20, 200},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := gcPercentFor(c.live, c.headroom); got != c.want {
@@ -88,6 +90,28 @@ func TestKeepHeapHeadroom(t *testing.T) {
 	}
 	cancel()
 	collectUntilGOGC(t, "after the context is done", func(int64) int { return 100 })
+}
+
+// TestKeepHeapHeadroomGoal checks the heap goal the runtime derives from the GOGC set for a
+// small heap (this test's): the heap may grow by serveHeadroom, and not much more (the
+// runtime's floor scales with GOGC; a goal of 56 MiB for a 1 MiB heap was once set here).
+func TestKeepHeapHeadroomGoal(t *testing.T) {
+	t.Setenv("GOGC", "")
+	was := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(was)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	keepHeapHeadroom(ctx, serveHeadroom)
+	collectUntilGOGC(t, "while serving", func(live int64) int { return gcPercentFor(live, serveHeadroom) })
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(s)
+	live, goal := int64(s[0].Value.Uint64()), int64(s[1].Value.Uint64())
+	if live >= serveHeadroom {
+		t.Fatalf("live heap %d bytes: not a small heap, this test checks nothing", live)
+	}
+	if got, lo, hi := goal-live, int64(serveHeadroom), int64(serveHeadroom)*5/4; got < lo || got > hi {
+		t.Errorf("heap goal %d bytes for a live heap of %d (GOGC %d): growth %d, want %d to %d", goal, live, gogc(t), got, lo, hi)
+	}
 }
 
 // TestKeepHeapHeadroomLeavesGOGC checks that a GOGC set in the environment is left alone.
