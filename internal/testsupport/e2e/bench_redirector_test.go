@@ -189,6 +189,8 @@ type wrkBenchRun struct {
 	// perCPU is requests per CPU-second the server's processes used during the run: what it
 	// would do on a core of its own, whatever else the machine runs.
 	perCPU float64
+	// faultsPerK is the server's minor page faults per 1,000 answers during the run.
+	faultsPerK float64
 }
 
 var (
@@ -206,9 +208,10 @@ func (s wrkBenchSettings) run(b *testing.B, c wrkBenchContender, duration string
 		args = append([]string{"-c", s.clientCPUs, s.wrk}, args...)
 		bin = s.taskset
 	}
-	cpu0 := wrkBenchGroupCPU(b, c.srv.pgid())
+	cpu0, faults0 := wrkBenchGroupUsage(b, c.srv.pgid())
 	out, err := exec.Command(bin, args...).CombinedOutput()
-	cpu := wrkBenchGroupCPU(b, c.srv.pgid()) - cpu0
+	cpu, faults := wrkBenchGroupUsage(b, c.srv.pgid())
+	cpu, faults = cpu-cpu0, faults-faults0
 	if err != nil {
 		b.Fatalf("wrk %s: %v\n%s", url, err, out)
 	}
@@ -238,6 +241,7 @@ func (s wrkBenchSettings) run(b *testing.B, c wrkBenchContender, duration string
 	if m := wrkBenchRequestsRe.FindStringSubmatch(text); m != nil && cpu > 0 {
 		n, _ := strconv.ParseFloat(m[1], 64)
 		r.perCPU = n / cpu.Seconds()
+		r.faultsPerK = float64(faults) * 1000 / n
 	}
 	return r
 }
@@ -246,11 +250,20 @@ func (s wrkBenchSettings) run(b *testing.B, c wrkBenchContender, duration string
 // group pgid (peers.Start gives each server its own; nginx's worker is in its master's).
 func wrkBenchGroupCPU(b *testing.B, pgid int) time.Duration {
 	b.Helper()
+	cpu, _ := wrkBenchGroupUsage(b, pgid)
+	return cpu
+}
+
+// wrkBenchGroupUsage is wrkBenchGroupCPU and the minor page faults of the same processes so
+// far: a fault is the first touch of a page the process had not used (or had given back), which
+// costs about 12 µs on the virtual machines these benchmarks ran on (docs/benchmarks.md).
+func wrkBenchGroupUsage(b *testing.B, pgid int) (time.Duration, int64) {
+	b.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		b.Fatal(err)
 	}
-	var ticks int64
+	var ticks, faults int64
 	for _, e := range entries {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
@@ -270,9 +283,11 @@ func wrkBenchGroupCPU(b *testing.B, pgid int) time.Duration {
 		}
 		u, _ := strconv.ParseInt(f[11], 10, 64)
 		sys, _ := strconv.ParseInt(f[12], 10, 64)
+		minflt, _ := strconv.ParseInt(f[7], 10, 64)
 		ticks += u + sys
+		faults += minflt
 	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+	return time.Duration(ticks) * time.Second / 100, faults // USER_HZ
 }
 
 // wrkBenchServer is a started server: its URL and process (the leader of its process group).
@@ -310,6 +325,7 @@ type wrkBenchStats struct {
 	all      []float64 // req/s of every round, in round order (not the order within a round)
 	perCPU   float64   // median requests per server CPU-second
 	allCPU   []float64 // requests per CPU-second of every round
+	faults   float64   // median minor page faults per 1,000 answers
 }
 
 func wrkBenchMedian[T float64 | time.Duration](xs []T) T {
@@ -345,13 +361,14 @@ func (s wrkBenchSettings) sideBySide(b *testing.B, cs []wrkBenchContender) map[s
 	}
 	stats := map[string]wrkBenchStats{}
 	for name, rs := range runs {
-		var rps, perCPU []float64
+		var rps, perCPU, faults []float64
 		var p50, p99 []time.Duration
 		for _, r := range rs {
 			rps, p50, p99, perCPU = append(rps, r.rps), append(p50, r.p50), append(p99, r.p99), append(perCPU, r.perCPU)
+			faults = append(faults, r.faultsPerK)
 		}
 		stats[name] = wrkBenchStats{rps: wrkBenchMedian(rps), p50: wrkBenchMedian(p50), p99: wrkBenchMedian(p99), all: rps,
-			perCPU: wrkBenchMedian(perCPU), allCPU: perCPU}
+			perCPU: wrkBenchMedian(perCPU), allCPU: perCPU, faults: wrkBenchMedian(faults)}
 	}
 	return stats
 }
@@ -379,7 +396,7 @@ func (s wrkBenchSettings) report(b *testing.B, title string, cs []wrkBenchConten
 	b.Helper()
 	var t strings.Builder
 	fmt.Fprintf(&t, "%s\n%s\n", title, s)
-	fmt.Fprintf(&t, "  %-14s %8s %9s %9s %10s   %s\n", "contender", "req/s", "p50", "p99", "req/CPU-s", "req/s per round")
+	fmt.Fprintf(&t, "  %-14s %8s %9s %9s %10s %12s   %s\n", "contender", "req/s", "p50", "p99", "req/CPU-s", "faults/1k req", "req/s per round")
 	cs = wrkBenchChosen(cs)
 	for _, c := range cs {
 		st := stats[c.name]
@@ -387,9 +404,10 @@ func (s wrkBenchSettings) report(b *testing.B, title string, cs []wrkBenchConten
 		for _, r := range st.all {
 			rounds = append(rounds, strconv.FormatFloat(r, 'f', 0, 64))
 		}
-		fmt.Fprintf(&t, "  %-14s %8.0f %9v %9v %10.0f   %s\n", c.name, st.rps, st.p50.Round(time.Microsecond), st.p99.Round(time.Microsecond), st.perCPU, strings.Join(rounds, " "))
+		fmt.Fprintf(&t, "  %-14s %8.0f %9v %9v %10.0f %12.2f   %s\n", c.name, st.rps, st.p50.Round(time.Microsecond), st.p99.Round(time.Microsecond), st.perCPU, st.faults, strings.Join(rounds, " "))
 		b.ReportMetric(st.rps, c.name+"-req/s")
 		b.ReportMetric(st.perCPU, c.name+"-req/CPU-s")
+		b.ReportMetric(st.faults, c.name+"-faults/1k-req")
 		b.ReportMetric(float64(st.p50.Microseconds()), c.name+"-p50-µs")
 		b.ReportMetric(float64(st.p99.Microseconds()), c.name+"-p99-µs")
 	}
