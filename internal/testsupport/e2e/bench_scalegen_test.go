@@ -43,10 +43,11 @@ func BenchmarkScaleGenerate(b *testing.B) {
 				// The command in a process of its own, as BenchmarkScale runs it: its heap
 				// starts empty (every page it touches is a fresh one), and it writes its own
 				// profile (REGMIRROR_PROFILE_DIR).
-				cpu := processCPU(b) + childrenCPU(b)
+				cpu, faults := processCPU(b)+childrenCPU(b), childrenFaults(b)
 				took, peak := scaleChild(b, "generate", "--source", src.URL, "--out", tree, "--cache-dir", packs)
 				used := processCPU(b) + childrenCPU(b) - cpu
-				scaleProgress(3*repos*perRepo, "%s generate (regmirror generate, no mirrors): %v, CPU %v (its source's included), peak %d MiB", step, took.Round(time.Millisecond), used.Round(time.Millisecond), peak>>20)
+				scaleProgress(3*repos*perRepo, "%s generate (regmirror generate, no mirrors): %v, CPU %v (its source's included), peak %d MiB, %d minor page faults",
+					step, took.Round(time.Millisecond), used.Round(time.Millisecond), peak>>20, childrenFaults(b)-faults)
 				return took, used
 			}
 			if dir := os.Getenv("REGMIRROR_PROFILE_DIR"); dir != "" {
@@ -116,11 +117,23 @@ func processCPU(b *testing.B) time.Duration { return rusageCPU(b, syscall.RUSAGE
 // childrenCPU is the CPU time (user and system) of this process's children waited for so far.
 func childrenCPU(b *testing.B) time.Duration { return rusageCPU(b, syscall.RUSAGE_CHILDREN) }
 
+// childrenFaults is the minor page faults of this process's children waited for so far:
+// each the first touch of a page (docs/benchmarks.md: about 12 µs each on the virtual
+// machines these benchmarks ran on).
+func childrenFaults(b *testing.B) int64 { return rusage(b, syscall.RUSAGE_CHILDREN).Minflt }
+
 // rusageCPU is the CPU time (user and system) getrusage(2) gives for who.
 func rusageCPU(b *testing.B, who int) time.Duration {
+	ru := rusage(b, who)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rusage is getrusage(2) for who.
+func rusage(b *testing.B, who int) syscall.Rusage {
+	b.Helper()
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(who, &ru); err != nil {
 		b.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return ru
 }
