@@ -14,8 +14,9 @@ import (
 // at the least: a redirector of a small tree (a few MiB live) would collect every thousand
 // requests or so and mark its whole heap each time, about 6% of a 307's instructions. With
 // 16 MiB of headroom it collects several times less often; a heap of 16 MiB or more keeps
-// GOGC=100. A larger heap between collections costs cache misses and page faults (a 64 MiB
-// ballast was measured slower under wrk; 16 MiB was not: docs/benchmarks.md).
+// GOGC=100. A larger heap between collections costs cache misses and page faults: a 64 MiB
+// ballast, and a goal of 56-92 MiB for a 1 MiB heap, were measured slower under wrk; 16 MiB
+// was not (docs/benchmarks.md).
 const serveHeadroom = 16 << 20
 
 // runtimeHeapMinimum is the Go runtime's least heap goal at GOGC=100, which it scales with
