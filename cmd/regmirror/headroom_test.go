@@ -32,6 +32,15 @@ func TestGCPercentFor(t *testing.T) {
 	}
 }
 
+// withGOGC100 sets the GOGC environment variable to env for the test ("": not chosen, whatever
+// the test's environment sets) and GOGC itself to 100, as it was set back when the test ends.
+func withGOGC100(t *testing.T, env string) {
+	t.Helper()
+	t.Setenv("GOGC", env)
+	was := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(was) })
+}
+
 // gogc reads the GOGC in effect.
 func gogc(t *testing.T) int {
 	t.Helper()
@@ -78,9 +87,7 @@ func gogcAfterCollections(t *testing.T) int {
 // TestKeepHeapHeadroom checks that GOGC follows the live heap after collections while the
 // context lives, and is set back when it is done.
 func TestKeepHeapHeadroom(t *testing.T) {
-	t.Setenv("GOGC", "") // the test's environment may set it; unset means "not chosen"
-	was := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(was)
+	withGOGC100(t, "")
 	const headroom = 1 << 40 // far above any test's heap: GOGC well above 100
 	ctx, cancel := context.WithCancel(context.Background())
 	keepHeapHeadroom(ctx, headroom)
@@ -96,9 +103,7 @@ func TestKeepHeapHeadroom(t *testing.T) {
 // small heap (this test's): the heap may grow by serveHeadroom, and not much more (the
 // runtime's floor scales with GOGC; a goal of 56 MiB for a 1 MiB heap was once set here).
 func TestKeepHeapHeadroomGoal(t *testing.T) {
-	t.Setenv("GOGC", "")
-	was := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(was)
+	withGOGC100(t, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	keepHeapHeadroom(ctx, serveHeadroom)
@@ -116,9 +121,7 @@ func TestKeepHeapHeadroomGoal(t *testing.T) {
 
 // TestKeepHeapHeadroomLeavesGOGC checks that a GOGC set in the environment is left alone.
 func TestKeepHeapHeadroomLeavesGOGC(t *testing.T) {
-	t.Setenv("GOGC", "100")
-	was := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(was)
+	withGOGC100(t, "100")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	keepHeapHeadroom(ctx, 1<<40)
@@ -130,9 +133,7 @@ func TestKeepHeapHeadroomLeavesGOGC(t *testing.T) {
 // TestServeErrorRestoresGOGC checks that a serve that returns early (here: a tree with no
 // generation) leaves GOGC as it found it: its headroom stops with it.
 func TestServeErrorRestoresGOGC(t *testing.T) {
-	t.Setenv("GOGC", "")
-	was := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(was)
+	withGOGC100(t, "")
 	if err := run(context.Background(), []string{"serve", "--tree", t.TempDir()}, io.Discard, io.Discard); err == nil {
 		t.Fatal("serve of an empty tree: no error")
 	}

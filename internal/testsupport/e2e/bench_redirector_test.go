@@ -256,7 +256,7 @@ func wrkBenchGroupCPU(b *testing.B, pgid int) time.Duration {
 
 // wrkBenchGroupUsage is wrkBenchGroupCPU and the minor page faults of the same processes so
 // far: a fault is the first touch of a page the process had not used (or had given back), which
-// costs about 12 µs on the virtual machines these benchmarks ran on (docs/benchmarks.md).
+// costs 12 to 14 µs on the virtual machines these benchmarks ran on (docs/benchmarks.md).
 func wrkBenchGroupUsage(b *testing.B, pgid int) (time.Duration, int64) {
 	b.Helper()
 	entries, err := os.ReadDir("/proc")

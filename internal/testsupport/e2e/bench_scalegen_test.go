@@ -118,7 +118,7 @@ func processCPU(b *testing.B) time.Duration { return rusageCPU(b, syscall.RUSAGE
 func childrenCPU(b *testing.B) time.Duration { return rusageCPU(b, syscall.RUSAGE_CHILDREN) }
 
 // childrenFaults is the minor page faults of this process's children waited for so far:
-// each the first touch of a page (docs/benchmarks.md: about 12 µs each on the virtual
+// each the first touch of a page (docs/benchmarks.md: 12 to 14 µs each on the virtual
 // machines these benchmarks ran on).
 func childrenFaults(b *testing.B) int64 { return rusage(b, syscall.RUSAGE_CHILDREN).Minflt }
 
