@@ -194,11 +194,14 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	// the other until a repository's HEADs are in (discovery waits for it there).
 	loaded := make(chan struct{})
 	r.prevLoaded = loaded
+	var loadTook time.Duration // read once loaded is closed
 	go func() {
 		defer close(loaded)
+		loadStart := time.Now()
 		if r.prevErr = r.loadPrevious(); r.prevErr != nil {
 			r.fatal(r.prevErr)
 		}
+		loadTook = time.Since(loadStart)
 	}()
 	defer func() { <-loaded }() // before the lock is released: the load removes temporary files
 	r.c, err = newClient(r.ctx, &r.o, base)
@@ -208,10 +211,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	r.prog = newProgress(o.Logger, o.Log, o.Live, o.LogInterval)
 	defer r.prog.stop()
 
+	clock := newPhaseClock(start)
 	outcomes, err := r.discoverAndFetch()
+	clock.done(PhaseDiscover)
 	if !r.awaitPrevious() {
 		return nil, r.prevErr
 	}
+	clock.done(PhaseAwait)
 	if err != nil {
 		return nil, err
 	}
@@ -219,10 +225,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, interrupted(ctx, cause)
 	}
 	meta, st := r.assemble(outcomes)
+	clock.done(PhaseAssemble)
 	sum := &Summary{Generation: r.gen, DryRun: o.DryRun, Counts: st.Counts, unchanged: st.unchanged}
 	if o.DryRun {
 		sum.Plan = r.plan(st)
 		sum.Duration = time.Since(start)
+		sum.Phases = append(clock.phases, Phase{PhaseLoad, loadTook})
 		r.prog.stop()
 		return sum, r.partial(false)
 	}
@@ -239,9 +247,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return nil, interrupted(ctx, err)
 	}
+	clock.done(PhasePublish)
 	r.settle(deleted)
+	clock.done(PhaseSettle)
 	sum.Counts = st.Counts
 	sum.Duration = time.Since(start)
+	sum.Phases = append(clock.phases, Phase{PhaseLoad, loadTook})
 	r.prog.stop()
 	return sum, r.partial(true)
 }

@@ -12,10 +12,45 @@ type Summary struct {
 	Generation uint64
 	DryRun     bool
 	Duration   time.Duration
-	Plan       *Plan
+	// Phases are where Duration went: the run's steps one after the other (PhaseDiscover to
+	// PhaseSettle; a dry run ends at PhaseAssemble), then PhaseLoad, the previous
+	// generation's load, which runs beside discovery (PhaseAwait is the wait for it after).
+	Phases []Phase
+	Plan   *Plan
 	Counts
 	// unchanged is how many repositories the run took whole from the previous generation.
 	unchanged int
+}
+
+// Phase is one step of a run and how long it took.
+type Phase struct {
+	Name string
+	Took time.Duration
+}
+
+// Phase names, as Summary.Phases and the command's "phases" log record give them.
+const (
+	PhaseLoad     = "load_previous" // beside discovery: not one of the steps
+	PhaseDiscover = "discover"      // from the run's start: the source listed, HEADed, blobs fetched
+	PhaseAwait    = "await_previous"
+	PhaseAssemble = "assemble"
+	PhasePublish  = "publish" // metadata, files, publication, the switch
+	PhaseSettle   = "settle"
+)
+
+// phaseClock records a run's steps, each from the end of the one before.
+type phaseClock struct {
+	last   time.Time
+	phases []Phase
+}
+
+func newPhaseClock(start time.Time) *phaseClock { return &phaseClock{last: start} }
+
+// done ends the step name now.
+func (c *phaseClock) done(name string) {
+	now := time.Now()
+	c.phases = append(c.phases, Phase{name, now.Sub(c.last)})
+	c.last = now
 }
 
 // Counts are the figures of a run.

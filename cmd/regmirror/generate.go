@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -77,11 +78,25 @@ func generate(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			sum.Plan.Print(stdout)
 		}
 		fmt.Fprintln(stdout, sum.String())
+		logPhases(logger, sum.Phases)
 	}
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
 	return nil
+}
+
+// logPhases logs where a run's time went: one record "phases", a duration per step
+// (generator.Summary.Phases), for an operator asking why a generation took long.
+func logPhases(logger *slog.Logger, phases []generator.Phase) {
+	if len(phases) == 0 {
+		return
+	}
+	attrs := make([]any, 0, len(phases))
+	for _, p := range phases {
+		attrs = append(attrs, slog.Duration(p.Name, p.Took.Round(time.Millisecond)))
+	}
+	logger.Info("phases", attrs...)
 }
 
 // isTerminal reports whether w is a character device (a terminal), for the live bar.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,8 +11,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -147,6 +150,72 @@ func TestGenerateRuns(t *testing.T) {
 	}
 	if err := layout.NewTree(out).Verify(context.Background()); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestGeneratePhases checks the "phases" record generate logs: every step, in order, then the
+// previous generation's load, and the steps adding up to no more than the run took.
+func TestGeneratePhases(t *testing.T) {
+	src := demoSource(t)
+	out := filepath.Join(t.TempDir(), "tree")
+	for _, c := range []struct {
+		name  string
+		args  []string
+		steps []string
+	}{
+		{"dry run", []string{"--dry-run"}, []string{generator.PhaseDiscover, generator.PhaseAwait, generator.PhaseAssemble}},
+		{"first generation", nil, []string{generator.PhaseDiscover, generator.PhaseAwait, generator.PhaseAssemble, generator.PhasePublish, generator.PhaseSettle}},
+		{"no-op", nil, []string{generator.PhaseDiscover, generator.PhaseAwait, generator.PhaseAssemble, generator.PhasePublish, generator.PhaseSettle}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"--source", src, "--out", out, "--log-format", "json"}, c.args...)
+			start := time.Now()
+			if err := generate(context.Background(), args, nil, &stdout, &stderr, noKeychain); err != nil {
+				t.Fatalf("%v; stderr %s", err, stderr.String())
+			}
+			took := time.Since(start)
+			var rec map[string]any
+			for line := range strings.Lines(stderr.String()) {
+				var r map[string]any
+				if json.Unmarshal([]byte(line), &r) == nil && r["msg"] == "phases" {
+					rec = r
+				}
+			}
+			if rec == nil {
+				t.Fatalf("no phases record in stderr:\n%s", stderr.String())
+			}
+			var keys []string
+			var sum time.Duration
+			for _, k := range append(slices.Clone(c.steps), generator.PhaseLoad) {
+				v, ok := rec[k].(float64) // slog's JSON: nanoseconds
+				if !ok || v < 0 {
+					t.Errorf("phases record: %s = %v, want a duration", k, rec[k])
+					continue
+				}
+				keys = append(keys, k)
+				if k != generator.PhaseLoad {
+					sum += time.Duration(v)
+				}
+			}
+			if got, want := len(rec)-3, len(keys); got != want { // time, level, msg
+				t.Errorf("phases record %v: %d phases, want %d", rec, got, want)
+			}
+			if sum > took {
+				t.Errorf("phases add up to %v, more than the run's %v", sum, took)
+			}
+			if pos := strings.Index(stderr.String(), `"msg":"phases"`); pos >= 0 {
+				line, _, _ := strings.Cut(stderr.String()[pos:], "\n")
+				last := -1
+				for _, k := range keys {
+					i := strings.Index(line, `"`+k+`":`)
+					if i < last {
+						t.Errorf("phases record: %s out of order in %s", k, strings.TrimSpace(line))
+					}
+					last = i
+				}
+			}
+		})
 	}
 }
 

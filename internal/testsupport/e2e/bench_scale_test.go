@@ -164,8 +164,8 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 
 	gen := func(what string) (time.Duration, int64, string) {
 		src.Reset()
-		took, peak := scaleChild(b, "generate", "--source", src.URL, "--out", tree, "--mirrors", mirrorsFile)
-		progress("%s generate: %v, peak RSS %s; source requests: %s", what, took.Round(time.Millisecond), scaleBytes(peak), src)
+		took, peak, stderr := scaleChild(b, "generate", "--source", src.URL, "--out", tree, "--mirrors", mirrorsFile)
+		progress("%s generate: %v, peak RSS %s; source requests: %s; phases: %s", what, took.Round(time.Millisecond), scaleBytes(peak), src, scalePhases(stderr))
 		return took, peak, src.String()
 	}
 	res.fullGen, res.fullPeak, _ = gen("full")
@@ -229,7 +229,7 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 }
 
 // scaleChild runs regmirror with args to completion and returns its time and peak RSS.
-func scaleChild(b *testing.B, args ...string) (time.Duration, int64) {
+func scaleChild(b *testing.B, args ...string) (time.Duration, int64, string) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
 	defer cancel()
@@ -246,7 +246,18 @@ func scaleChild(b *testing.B, args ...string) (time.Duration, int64) {
 	if err != nil {
 		b.Fatalf("regmirror %s: %v\n%s\n%s", strings.Join(args, " "), err, lastLines(stdout.String(), 20), lastLines(stderr.String(), 20))
 	}
-	return took, <-hwm << 10
+	return took, <-hwm << 10, stderr.String()
+}
+
+// scalePhases is the durations of the "phases" record (text format) a generate logged on
+// stderr: "discover=1.5s await_previous=0s …", or "none logged".
+func scalePhases(stderr string) string {
+	for line := range strings.Lines(stderr) {
+		if _, rest, ok := strings.Cut(line, " msg=phases "); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return "none logged"
 }
 
 var scaleHealthyRe = regexp.MustCompile(`(\d+) of (\d+) mirrors healthy`)

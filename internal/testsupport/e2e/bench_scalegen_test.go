@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -44,10 +45,10 @@ func BenchmarkScaleGenerate(b *testing.B) {
 				// starts empty (every page it touches is a fresh one), and it writes its own
 				// profile (REGMIRROR_PROFILE_DIR).
 				cpu, faults := processCPU(b)+childrenCPU(b), childrenFaults(b)
-				took, peak := scaleChild(b, "generate", "--source", src.URL, "--out", tree, "--cache-dir", packs)
+				took, peak, stderr := scaleChild(b, "generate", "--source", src.URL, "--out", tree, "--cache-dir", packs)
 				used := processCPU(b) + childrenCPU(b) - cpu
-				scaleProgress(3*repos*perRepo, "%s generate (regmirror generate, no mirrors): %v, CPU %v (its source's included), peak %d MiB, %d minor page faults",
-					step, took.Round(time.Millisecond), used.Round(time.Millisecond), peak>>20, childrenFaults(b)-faults)
+				scaleProgress(3*repos*perRepo, "%s generate (regmirror generate, no mirrors): %v, CPU %v (its source's included), peak %d MiB, %d minor page faults; phases: %s",
+					step, took.Round(time.Millisecond), used.Round(time.Millisecond), peak>>20, childrenFaults(b)-faults, scalePhases(stderr))
 				return took, used
 			}
 			if dir := os.Getenv("REGMIRROR_PROFILE_DIR"); dir != "" {
@@ -62,11 +63,16 @@ func BenchmarkScaleGenerate(b *testing.B) {
 				defer pprof.StopCPUProfile()
 			}
 			start, cpu := time.Now(), processCPU(b)
-			if _, err := generator.Run(context.Background(), generator.Options{Source: src.URL, Out: tree, CacheDir: packs}); err != nil {
+			sum, err := generator.Run(context.Background(), generator.Options{Source: src.URL, Out: tree, CacheDir: packs})
+			if err != nil {
 				b.Fatalf("%s generate: %v", step, err)
 			}
 			took, used := time.Since(start), processCPU(b)-cpu
-			scaleProgress(3*repos*perRepo, "%s generate (in process, no mirrors): %v, CPU %v", step, took.Round(time.Millisecond), used.Round(time.Millisecond))
+			var phases []string
+			for _, p := range sum.Phases {
+				phases = append(phases, p.Name+"="+p.Took.Round(time.Millisecond).String())
+			}
+			scaleProgress(3*repos*perRepo, "%s generate (in process, no mirrors): %v, CPU %v; phases: %s", step, took.Round(time.Millisecond), used.Round(time.Millisecond), strings.Join(phases, " "))
 			return took, used
 		}
 		var full time.Duration
