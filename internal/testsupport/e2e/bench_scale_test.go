@@ -228,7 +228,8 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 	return res
 }
 
-// scaleChild runs regmirror with args to completion and returns its time and peak RSS.
+// scaleChild runs regmirror with args to completion and returns its time, peak RSS and
+// standard error.
 func scaleChild(b *testing.B, args ...string) (time.Duration, int64, string) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
