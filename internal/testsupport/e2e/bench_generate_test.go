@@ -383,6 +383,15 @@ func BenchmarkNoopResync(b *testing.B) {
 // headFloor times one manifest HEAD per tag, jobs at a time, from a bare HTTP client.
 func headFloor(b testing.TB, source string, refs []testimages.Ref, jobs int) time.Duration {
 	b.Helper()
+	took, err := headFloorRun(source, refs, jobs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return took
+}
+
+// headFloorRun is headFloor's work; it returns the first request's failure, if any.
+func headFloorRun(source string, refs []testimages.Ref, jobs int) (time.Duration, error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: jobs}}
 	defer client.CloseIdleConnections()
 	urls := make(chan string)
@@ -415,10 +424,7 @@ func headFloor(b testing.TB, source string, refs []testimages.Ref, jobs int) tim
 	}
 	close(urls)
 	wg.Wait()
-	if ferr != nil {
-		b.Fatal(ferr)
-	}
-	return time.Since(start)
+	return time.Since(start), ferr
 }
 
 // streamLayer is an uncompressed tar layer of one file of size pseudo-random bytes, generated

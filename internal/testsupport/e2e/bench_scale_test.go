@@ -37,7 +37,9 @@ import (
 // For each size, in one run:
 //   - full generate: time and peak RSS (VmHWM of the child, polled);
 //   - the floor: the catalog, every tag list and one manifest HEAD per tag, 32 requests in
-//     flight, from a bare Go client against the same source (median of 3);
+//     flight, from a bare Go client against the same source (median of 3); and the same
+//     client in a process of its own, timed from its start to its exit as the commands are
+//     (median of 3; shown beside, the target is against the first);
 //   - a no-op re-run, then a promotion of 10 tags (8 moved, 2 added), timed and as × floor;
 //   - the bytes rsync moves outside blobs/ (deploy/mirror-sync through an rsync that adds
 //     --no-whole-file --stats, so local copies use the delta algorithm as over a network):
@@ -104,7 +106,8 @@ type scaleResult struct {
 	manifests, tags, repos int
 
 	fullGen, noop, promo, floor, crawl time.Duration
-	fullPeak, noopPeak, promoPeak      int64 // bytes
+	floorOwn                           time.Duration // the floor in a process of its own
+	fullPeak, noopPeak, promoPeak      int64         // bytes
 	noopRequests, promoRequests        string
 
 	// rsync outside blobs/: transferred file size and literal data, bytes.
@@ -194,6 +197,12 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 	}
 	res.floor = wrkBenchMedian(floors)
 	progress("floor (catalog, tag lists, a HEAD per tag, 32 in flight): %v (runs %v)", res.floor.Round(time.Millisecond), wrkBenchRound(floors))
+	var own []time.Duration
+	for range 3 {
+		own = append(own, scaleFloorProcess(b, src, 32))
+	}
+	res.floorOwn = wrkBenchMedian(own)
+	progress("floor in a process of its own: %v (runs %v)", res.floorOwn.Round(time.Millisecond), wrkBenchRound(own))
 
 	moved := src.Promote(10)
 	res.promo, res.promoPeak, res.promoRequests = gen("10-tag promotion")
@@ -497,9 +506,19 @@ func (s *scaleServer) waitFor(b *testing.B, repo, tag, digest string, start time
 
 // scaleFloor is the floor of a no-op: the catalog (pages of 1000), every repository's tag
 // list, jobs at a time, then one manifest HEAD per tag, jobs in flight (headFloor), from a
-// bare Go client.
+// bare Go client in this process, the source's.
 func scaleFloor(b *testing.B, src *scaleSource, jobs int) time.Duration {
 	b.Helper()
+	took, err := floorRun(src.URL, src.Tags(), jobs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return took
+}
+
+// floorRun is scaleFloor's work: it lists source's catalog and tags and HEADs every tag
+// (headFloorRun), and fails unless it lists want tags.
+func floorRun(source string, want, jobs int) (time.Duration, error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: jobs}, Timeout: time.Minute}
 	defer client.CloseIdleConnections()
 	getJSON := func(u string, v any) (string, error) {
@@ -513,17 +532,17 @@ func scaleFloor(b *testing.B, src *scaleSource, jobs int) time.Duration {
 		}
 		next := ""
 		if l := resp.Header.Get("Link"); l != "" {
-			next = src.URL + strings.Trim(strings.Split(l, ";")[0], "<>")
+			next = source + strings.Trim(strings.Split(l, ";")[0], "<>")
 		}
 		return next, json.NewDecoder(resp.Body).Decode(v)
 	}
 	start := time.Now()
 	var repos []string
-	for next := src.URL + "/v2/_catalog?n=1000"; next != ""; {
+	for next := source + "/v2/_catalog?n=1000"; next != ""; {
 		var page struct{ Repositories []string }
 		var err error
 		if next, err = getJSON(next, &page); err != nil {
-			b.Fatal(err)
+			return 0, err
 		}
 		repos = append(repos, page.Repositories...)
 	}
@@ -535,7 +554,7 @@ func scaleFloor(b *testing.B, src *scaleSource, jobs int) time.Duration {
 		wg.Go(func() {
 			for i := range work {
 				refs[i].Repo = repos[i]
-				for next := src.URL + "/v2/" + repos[i] + "/tags/list"; next != "" && errs[i] == nil; {
+				for next := source + "/v2/" + repos[i] + "/tags/list"; next != "" && errs[i] == nil; {
 					var page struct{ Tags []string }
 					next, errs[i] = getJSON(next, &page)
 					refs[i].Tags = append(refs[i].Tags, page.Tags...)
@@ -552,14 +571,59 @@ func scaleFloor(b *testing.B, src *scaleSource, jobs int) time.Duration {
 	tags := 0
 	for i, err := range errs {
 		if err != nil {
-			b.Fatal(err)
+			return 0, err
 		}
 		tags += len(refs[i].Tags)
 	}
-	if tags != src.Tags() {
-		b.Fatalf("floor: %d tags listed, want %d", tags, src.Tags())
+	if tags != want {
+		return 0, fmt.Errorf("floor: %d tags listed, want %d", tags, want)
 	}
-	return listed + headFloor(b, src.URL, refs, jobs)
+	heads, err := headFloorRun(source, refs, jobs)
+	return listed + heads, err
+}
+
+// floorChildEnv, when set in this test binary's environment ("URL TAGS JOBS"), makes it run
+// floorRun against URL and exit instead of running tests (TestMain): the floor in a process
+// of its own (scaleFloorProcess).
+const floorChildEnv = "REGMIRROR_FLOOR_CHILD"
+
+// floorChild runs the floor floorChildEnv describes; it returns the process's exit code.
+func floorChild(spec string) int {
+	var (
+		source     string
+		want, jobs int
+	)
+	if _, err := fmt.Sscan(spec, &source, &want, &jobs); err != nil {
+		fmt.Fprintf(os.Stderr, "%s=%q: want \"URL TAGS JOBS\": %v\n", floorChildEnv, spec, err)
+		return 2
+	}
+	if _, err := floorRun(source, want, jobs); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// scaleFloorProcess is scaleFloor in a process of its own (this test binary, floorChild),
+// timed from its start to its exit as scaleChild times a regmirror command: the floor of a
+// command that, like it, starts with an empty heap and shares no runtime with the source.
+func scaleFloorProcess(b *testing.B, src *scaleSource, jobs int) time.Duration {
+	b.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run", "^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d", floorChildEnv, src.URL, src.Tags(), jobs))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err = cmd.Run()
+	took := time.Since(start)
+	if err != nil {
+		b.Fatalf("floor in a process of its own: %v: %s", err, out.String())
+	}
+	return took
 }
 
 // scaleTarget is one figure of a result, with issue 10's bound on it if it sets one.
@@ -578,6 +642,8 @@ var scaleTargets = slices.Concat([]scaleTarget{
 	{"no-op / floor", "x", "", 0, func(r *scaleResult) float64 { return r.noop.Seconds() / r.floor.Seconds() }},
 	{"10-tag promotion", "s", "", 0, func(r *scaleResult) float64 { return r.promo.Seconds() }},
 	{"promotion / floor", "x", "<= 1.5", 1.5, func(r *scaleResult) float64 { return r.promo.Seconds() / r.floor.Seconds() }},
+	{"floor, own process", "s", "", 0, func(r *scaleResult) float64 { return r.floorOwn.Seconds() }},
+	{"promotion / floor, own process", "x", "", 0, func(r *scaleResult) float64 { return r.promo.Seconds() / r.floorOwn.Seconds() }},
 	{"promotion peak RSS", "MiB", "", 0, func(r *scaleResult) float64 { return float64(r.promoPeak) / (1 << 20) }},
 	{"rsync after promotion, mirror", "KiB", "<= 1024 KiB", 1024, func(r *scaleResult) float64 { return float64(r.promoMirror.literal) / 1024 }},
 	{"rsync after promotion, redirector host", "KiB", "<= 1024 KiB", 1024, func(r *scaleResult) float64 { return float64(r.promoHost.literal) / 1024 }},

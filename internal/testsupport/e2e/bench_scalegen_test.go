@@ -93,15 +93,22 @@ func BenchmarkScaleGenerate(b *testing.B) {
 			floorCPUs = append(floorCPUs, processCPU(b)-cpu)
 		}
 		floor, floorCPU := wrkBenchMedian(floors), wrkBenchMedian(floorCPUs)
+		var owns []time.Duration
+		for range 3 {
+			owns = append(owns, scaleFloorProcess(b, src, 32))
+		}
+		own := wrkBenchMedian(owns)
 		noop, noopCPU := gen("no-op")
 		src.Promote(10)
 		promo, promoCPU := gen("promotion")
-		fmt.Printf("scale %d manifests: generate alone: full %v; floor %v (CPU %v, client and source); no-op %.1f× floor (CPU %v), promotion %.1f× floor (CPU %v)\n",
-			3*repos*perRepo, full.Round(time.Millisecond), floor.Round(time.Millisecond), floorCPU.Round(time.Millisecond),
-			noop.Seconds()/floor.Seconds(), noopCPU.Round(time.Millisecond), promo.Seconds()/floor.Seconds(), promoCPU.Round(time.Millisecond))
+		fmt.Printf("scale %d manifests: generate alone: full %v; floor %v (CPU %v, client and source), in a process of its own %v; no-op %.1f× floor (CPU %v), promotion %.1f× floor, %.1f× its own process's (CPU %v)\n",
+			3*repos*perRepo, full.Round(time.Millisecond), floor.Round(time.Millisecond), floorCPU.Round(time.Millisecond), own.Round(time.Millisecond),
+			noop.Seconds()/floor.Seconds(), noopCPU.Round(time.Millisecond), promo.Seconds()/floor.Seconds(), promo.Seconds()/own.Seconds(), promoCPU.Round(time.Millisecond))
 		b.ReportMetric(full.Seconds(), "full-generate-s")
 		b.ReportMetric(floor.Seconds(), "floor-s")
 		b.ReportMetric(floorCPU.Seconds(), "floor-cpu-s")
+		b.ReportMetric(own.Seconds(), "floor-own-process-s")
+		b.ReportMetric(promo.Seconds()/own.Seconds(), "promotion-per-own-process-floor-x")
 		b.ReportMetric(noop.Seconds()/floor.Seconds(), "no-op-per-floor-x")
 		b.ReportMetric(promo.Seconds()/floor.Seconds(), "promotion-per-floor-x")
 		b.ReportMetric(noopCPU.Seconds(), "no-op-CPU-s")
