@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -587,18 +588,19 @@ func floorRun(source string, want, jobs int) (time.Duration, error) {
 // of its own (scaleFloorProcess).
 const floorChildEnv = "REGMIRROR_FLOOR_CHILD"
 
-// floorChild runs the floor floorChildEnv describes; it returns the process's exit code.
-func floorChild(spec string) int {
+// floorChild runs the floor floorChildEnv describes, its errors written to stderr; it returns
+// the process's exit code.
+func floorChild(spec string, stderr io.Writer) int {
 	var (
 		source     string
 		want, jobs int
 	)
 	if _, err := fmt.Sscan(spec, &source, &want, &jobs); err != nil {
-		fmt.Fprintf(os.Stderr, "%s=%q: want \"URL TAGS JOBS\": %v\n", floorChildEnv, spec, err)
+		fmt.Fprintf(stderr, "%s=%q: want \"URL TAGS JOBS\": %v\n", floorChildEnv, spec, err)
 		return 2
 	}
 	if _, err := floorRun(source, want, jobs); err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	return 0
@@ -607,7 +609,7 @@ func floorChild(spec string) int {
 // scaleFloorProcess is scaleFloor in a process of its own (this test binary, floorChild),
 // timed from its start to its exit as scaleChild times a regmirror command: the floor of a
 // command that, like it, starts with an empty heap and shares no runtime with the source.
-func scaleFloorProcess(b *testing.B, src *scaleSource, jobs int) time.Duration {
+func scaleFloorProcess(b testing.TB, src *scaleSource, jobs int) time.Duration {
 	b.Helper()
 	self, err := os.Executable()
 	if err != nil {

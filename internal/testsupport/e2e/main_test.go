@@ -9,7 +9,7 @@ import (
 // benchmarks' floor, as a process of their own (scaleFloorProcess).
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(floorChildEnv); spec != "" {
-		os.Exit(floorChild(spec))
+		os.Exit(floorChild(spec, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
