@@ -192,17 +192,10 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 	progress("serve ready in %v, VmRSS %s, VmHWM %s", res.ready.Round(time.Millisecond), scaleBytes(res.rss), scaleBytes(res.peak))
 
 	res.noop, res.noopPeak, res.noopRequests = gen("no-op")
-	var floors []time.Duration
-	for range 3 {
-		floors = append(floors, scaleFloor(b, src, 32))
-	}
-	res.floor = wrkBenchMedian(floors)
+	var floors, own []time.Duration
+	res.floor, floors = scaleMedianOf3(func() time.Duration { return scaleFloor(b, src, 32) })
 	progress("floor (catalog, tag lists, a HEAD per tag, 32 in flight): %v (runs %v)", res.floor.Round(time.Millisecond), wrkBenchRound(floors))
-	var own []time.Duration
-	for range 3 {
-		own = append(own, scaleFloorProcess(b, src, 32))
-	}
-	res.floorOwn = wrkBenchMedian(own)
+	res.floorOwn, own = scaleMedianOf3(func() time.Duration { return scaleFloorProcess(b, src, 32) })
 	progress("floor in a process of its own: %v (runs %v)", res.floorOwn.Round(time.Millisecond), wrkBenchRound(own))
 
 	moved := src.Promote(10)
@@ -581,6 +574,12 @@ func floorRun(source string, want, jobs int) (time.Duration, error) {
 	}
 	heads, err := headFloorRun(source, refs, jobs)
 	return listed + heads, err
+}
+
+// scaleMedianOf3 runs measure three times and returns the median and the three runs.
+func scaleMedianOf3(measure func() time.Duration) (time.Duration, []time.Duration) {
+	runs := []time.Duration{measure(), measure(), measure()}
+	return wrkBenchMedian(runs), runs
 }
 
 // floorChildEnv, when set in this test binary's environment ("URL TAGS JOBS"), makes it run

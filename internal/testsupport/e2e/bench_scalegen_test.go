@@ -93,11 +93,7 @@ func BenchmarkScaleGenerate(b *testing.B) {
 			floorCPUs = append(floorCPUs, processCPU(b)-cpu)
 		}
 		floor, floorCPU := wrkBenchMedian(floors), wrkBenchMedian(floorCPUs)
-		var owns []time.Duration
-		for range 3 {
-			owns = append(owns, scaleFloorProcess(b, src, 32))
-		}
-		own := wrkBenchMedian(owns)
+		own, _ := scaleMedianOf3(func() time.Duration { return scaleFloorProcess(b, src, 32) })
 		noop, noopCPU := gen("no-op")
 		src.Promote(10)
 		promo, promoCPU := gen("promotion")
