@@ -37,7 +37,7 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	st := &stats{}
 	st.Failures = len(r.failures)
 	m := layout.NewMeta(r.gen)
-	m.Source = r.c.base.String()
+	m.Source, m.GCGrace = r.c.base.String(), r.o.GCGrace
 	m.Orphans = map[layout.Digest]*layout.Orphan{}
 	// The repositories taken whole: when they list most of the previous generation, m starts
 	// from its maps (startWhole); else they are taken one by one (takeWhole), in maps sized
@@ -346,7 +346,7 @@ func (r *run) orphans(m *layout.Meta, st *stats, gone []layout.Digest) {
 		if _, ok := m.Orphans[d]; ok {
 			return
 		}
-		if now.Sub(o.Unreferenced) > r.o.GCGrace {
+		if layout.GraceOver(o.Unreferenced, r.o.GCGrace, now) {
 			st.expired = append(st.expired, d)
 			expired[d] = true
 			st.Deleted++

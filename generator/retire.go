@@ -63,7 +63,7 @@ func (r *run) retire(m *layout.Meta) retiring {
 			if manifest && r.prev.Manifests[d] == nil {
 				return
 			}
-			if already && now.Sub(pb.Retired) > r.o.GCGrace {
+			if already && layout.GraceOver(pb.Retired, r.o.GCGrace, now) {
 				return // retired longer ago than the grace period
 			}
 			if !already {

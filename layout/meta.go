@@ -51,6 +51,10 @@ type Meta struct {
 	Generation uint64    `json:"generation"`
 	Created    time.Time `json:"created"`
 	Source     string    `json:"source,omitempty"`
+	// GCGrace is the generator's grace period (generate --gc-grace): how long retiring
+	// content and orphans outlive the generation that stopped referencing them (see
+	// GraceOver). 0 in metadata written before it was recorded: unknown.
+	GCGrace time.Duration `json:"gcGrace,omitempty"`
 
 	// Repositories by name.
 	Repositories map[string]*Repository `json:"repositories"`

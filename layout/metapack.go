@@ -59,6 +59,8 @@ type metaRoot struct {
 	Created    time.Time `json:"created"`
 	Source     string    `json:"source,omitempty"`
 	Subsets    []string  `json:"subsets,omitempty"`
+	// GCGrace is Meta.GCGrace as time.Duration.String writes it ("168h0m0s").
+	GCGrace string `json:"gcGrace,omitempty"`
 	// Network names the network file.
 	Network metaFileRef `json:"network"`
 	// Packs name the content packs, base first, in the order they apply.
@@ -309,6 +311,14 @@ func decodeMetaDoc(js []byte, kind string, v any) error {
 	return nil
 }
 
+// graceText is Meta.GCGrace as a root records it: "" when unknown.
+func graceText(g time.Duration) string {
+	if g <= 0 {
+		return ""
+	}
+	return g.String()
+}
+
 // decodeRoot decodes a root and checks the names it gives.
 func decodeRoot(js []byte) (*metaRoot, error) {
 	var r metaRoot
@@ -320,6 +330,11 @@ func decodeRoot(js []byte) (*metaRoot, error) {
 	}
 	if len(r.Packs) == 0 {
 		return nil, errors.New("metadata root names no content pack")
+	}
+	if r.GCGrace != "" {
+		if g, err := time.ParseDuration(r.GCGrace); err != nil || g < 0 {
+			return nil, fmt.Errorf("metadata root: gcGrace %q is not a duration like 168h0m0s", r.GCGrace)
+		}
 	}
 	for _, p := range r.Packs {
 		if _, err := metaDigestFromRef(p.Ref); err != nil {
@@ -339,6 +354,10 @@ func (t *Tree) loadRoot(r *metaRoot) (*Meta, error) { return t.loadChain(r, nil)
 func (t *Tree) loadChain(r *metaRoot, from *loadedChain) (*Meta, error) {
 	m := NewMeta(r.Generation)
 	m.Created, m.Source, m.Subsets = r.Created, r.Source, r.Subsets
+	if r.GCGrace != "" {
+		// decodeRoot checked it.
+		m.GCGrace, _ = time.ParseDuration(r.GCGrace)
+	}
 	js, err := t.readMetaFile(r.Network.Ref, r.Generation)
 	if err != nil {
 		return nil, err
@@ -1110,7 +1129,7 @@ func (t *Tree) writeMeta(m *Meta) (Digest, []string, *contentChange, error) {
 		return Digest{}, nil, nil, err
 	}
 	raw, d, err := encodeMetaDoc(&metaRoot{Format: 3, Kind: metaKindRoot, Generation: m.Generation, Created: m.Created,
-		Source: m.Source, Subsets: m.Subsets, Network: net, Packs: packs})
+		Source: m.Source, Subsets: m.Subsets, GCGrace: graceText(m.GCGrace), Network: net, Packs: packs})
 	if err != nil {
 		return Digest{}, nil, nil, err
 	}

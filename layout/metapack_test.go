@@ -139,6 +139,7 @@ func sortRepo(r *Repository) {
 func (g *metaGen) meta() *Meta {
 	m := NewMeta(1)
 	m.Source = "https://source.example/"
+	m.GCGrace = 168 * time.Hour
 	m.Subsets = []string{"amd64", "arm64", AnyArchitecture}
 	m.Orphans = map[Digest]*Orphan{}
 	for i := range 6 {
@@ -577,7 +578,7 @@ func TestMetaFormat2TreeLoads(t *testing.T) {
 // field of Meta is one this file knows where to put.
 func TestMetaFieldsStored(t *testing.T) {
 	stored := map[string]string{
-		"Format": "root", "Generation": "root", "Created": "root", "Source": "root", "Subsets": "root",
+		"Format": "root", "Generation": "root", "Created": "root", "Source": "root", "Subsets": "root", "GCGrace": "root",
 		"Repositories": "pack", "Manifests": "pack", "Blobs": "pack", "Orphans": "pack",
 		"Origin": "network", "Mirrors": "network", "MinMirrors": "network", "Regions": "network", "VariantSets": "network",
 	}
@@ -601,8 +602,14 @@ func FuzzMetaDocs(f *testing.F) {
 	f.Add([]byte(`{"format":3,"kind":"pack","manifests":{"` + d + `":{"mediaType":"a","data":"e30="}},"repositories":{"r":{"tags":{"t":"` + d + `"}}}}`))
 	f.Add([]byte(`{"format":3,"kind":"pack","repositoryChanges":{"r":{"untag":["t"],"manifests":{"add":["` + d + `"]},"archived":[],"removed":{}}}}`))
 	f.Add([]byte(`{"format":3,"kind":"pack","blobs":{"` + d + `":null}}`))
+	for _, g := range []string{"168h0m0s", "-5s", "a week"} {
+		f.Add([]byte(`{"format":3,"kind":"root","generation":2,"gcGrace":"` + g + `","network":{"ref":"meta/` + strings.Repeat("a", 64) + `.json.zst","size":3},"packs":[{"ref":"meta/` + strings.Repeat("b", 64) + `.json.zst","size":1}]}`))
+	}
 	f.Fuzz(func(t *testing.T, js []byte) {
 		if r, err := decodeRoot(js); err == nil {
+			if g, err := time.ParseDuration(r.GCGrace); r.GCGrace != "" && (err != nil || g < 0) {
+				t.Fatalf("root accepted with gcGrace %q", r.GCGrace)
+			}
 			for _, p := range append([]metaFileRef{r.Network}, r.Packs...) {
 				if _, err := metaDigestFromRef(p.Ref); err != nil {
 					t.Fatalf("root accepted with a bad name %q", p.Ref)

@@ -5,6 +5,14 @@ import (
 	"time"
 )
 
+// GraceOver reports whether content unreferenced since t (a retiring file's Blob.Retired, an
+// orphan's Orphan.Unreferenced) is past the grace period at now. It is the generator's rule:
+// the first generation generated once it holds ends such a retiring entry (not the one that
+// retired it) and deletes the file, from the tree and then from every mirror that syncs that
+// generation. A server still loading an older generation may therefore no longer trust the
+// mirrors with it.
+func GraceOver(t time.Time, grace time.Duration, now time.Time) bool { return now.Sub(t) > grace }
+
 // RetiringMetaBytes is what the retiring set (Repository.Retiring and RetiringBlobs, the
 // manifests and blob records only they keep, Blob.Retired) adds to m's metadata file: the
 // compressed size of m less that of the same metadata without the retiring set. m is not

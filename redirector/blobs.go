@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 	"unsafe"
+
+	"github.com/regmirror/regmirror/layout"
 )
 
 var hdrAcceptRanges = []string{"bytes"}
@@ -19,7 +21,8 @@ var hdrAcceptRanges = []string{"bytes"}
 // origin URL, else it is served from the local tree. HEAD and GET agree: HEAD answers 200 only
 // when one of them can take the GET. Content the repository does not hold in this generation
 // (a newer one may have put it there: replicas a generation apart) is answered by
-// serveAheadBlob.
+// serveAheadBlob, and so is a retiring blob whose grace is over (lapsed): a newer generation
+// may have deleted it from the mirrors, or brought it back as new content.
 func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt route) {
 	repo, ok := findRepo(st, r, g, rt.name)
 	if !ok {
@@ -46,6 +49,10 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 			s.serveAheadBlob(st, r, g, d)
 			return
 		}
+	}
+	if e == nil && g.lapsed(repo, b, s.now()) { // a manifest is answered from memory in any case
+		s.serveAheadBlob(st, r, g, b.digest)
+		return
 	}
 	if e != nil {
 		st.mirror = "local"
@@ -87,6 +94,24 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 		return
 	}
 	s.serveLocalBlob(st, r, b)
+}
+
+// lapsed reports whether b, asked for in repo (nil: a repository that does not hold it), may
+// be gone from the mirrors that synced a newer generation: the repository does not reference
+// it (it only retires it, or does not hold it), the generation records that some repository
+// retires it, and its grace is over at now (layout.GraceOver). The next generation deletes
+// such a file, unless it references it again, as new content that only the mirrors holding
+// that generation have. The crawl's findings cannot tell, as they say which generation a
+// mirror held when crawled, not which it holds now. Metadata that does not record the grace
+// (written before it was) lapses nothing.
+func (g *generation) lapsed(repo *repoEntry, b *blobEntry, now time.Time) bool {
+	if b.retired.IsZero() || g.grace <= 0 {
+		return false
+	}
+	if repo != nil && repo.blobs[b.digest.String()] == b && !repo.retiring[b.digest.String()] {
+		return false // referenced here: no generation deletes it before retiring it
+	}
+	return layout.GraceOver(b.retired, g.grace, now)
 }
 
 // blobReachable reports whether a GET of b would find it: at a mirror every client may use

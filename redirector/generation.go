@@ -22,9 +22,11 @@ const defaultWeight = 100
 // bytes and header values prepared, so that a request costs map lookups. A new generation
 // replaces it whole (see watch.go); requests in flight keep the one they started with.
 type generation struct {
-	number   uint64
-	created  time.Time
-	loaded   time.Time
+	number  uint64
+	created time.Time
+	loaded  time.Time
+	// grace is the generator's grace period (layout.Meta.GCGrace); 0: unknown (see lapsed).
+	grace    time.Duration
 	stampRef string // the stamp's meta reference, to notice a rewrite of the same generation
 
 	repos   map[string]*repoEntry
@@ -111,8 +113,10 @@ type blobEntry struct {
 	subsets uint64
 	// manifest: the blob is a manifest of the generation, which a GET answers from memory.
 	manifest bool
-	path     string // layout.BlobPath(digest): below the tree root and below a mirror URL
-	answer          // headers for HEAD and local serving; no body
+	// retired is layout.Blob.Retired: set while some repository retires the file.
+	retired time.Time
+	path    string // layout.BlobPath(digest): below the tree root and below a mirror URL
+	answer         // headers for HEAD and local serving; no body
 }
 
 type repoEntry struct {
@@ -122,7 +126,10 @@ type repoEntry struct {
 	published bool
 	tags      map[string]*manifestEntry
 	tagList   []string // sorted
-	tagsBody  []byte   // the unpaginated tags/list answer
+	// retiring holds the blobs (configs and layers) the repository only retires
+	// (layout.Repository.RetiringBlobs); nil when none.
+	retiring map[string]bool
+	tagsBody []byte // the unpaginated tags/list answer
 	// manifests holds every canonical manifest of the repository by digest, retiring ones
 	// included; its regional variants are found through generation.variants.
 	manifests map[string]*manifestEntry
@@ -190,6 +197,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, prev *generation, warn f
 	g := &generation{
 		number:   m.Generation,
 		created:  m.Created,
+		grace:    m.GCGrace,
 		loaded:   time.Now(),
 		stampRef: stamp.Meta,
 		repos:    make(map[string]*repoEntry, len(m.Repositories)),
@@ -301,13 +309,14 @@ func loadBlobs(m *layout.Meta, prev map[string]*blobEntry) (map[string]*blobEntr
 			return nil, fmt.Errorf("blob %s has no valid size", d)
 		}
 		_, manifest := m.Manifests[d]
-		if be := prev[d.String()]; be != nil && be.size == b.Size && be.since == b.Since && be.subsets == b.Subsets && be.manifest == manifest {
+		if be := prev[d.String()]; be != nil && be.size == b.Size && be.since == b.Since && be.subsets == b.Subsets && be.manifest == manifest && be.retired.Equal(b.Retired) {
 			blobs[d.String()] = be
 			continue
 		}
 		be := newBlobEntry(d, b.Size, b.Since)
 		be.subsets = b.Subsets
 		be.manifest = manifest
+		be.retired = b.Retired
 		blobs[d.String()] = be
 	}
 	return blobs, nil
@@ -356,12 +365,18 @@ func loadRepository(name string, r *layout.Repository, manifests map[string]*man
 	for _, t := range re.tags { // a tagged manifest belongs to its repository in any case
 		re.manifests[t.digest] = t
 	}
-	for _, d := range slices.Concat(r.Blobs, r.RetiringBlobs) {
+	for i, d := range slices.Concat(r.Blobs, r.RetiringBlobs) {
 		b, ok := blobs[d.String()]
 		if !ok {
 			return nil, fmt.Errorf("repository %s lists blob %s, which the metadata lacks", name, d)
 		}
 		re.blobs[d.String()] = b
+		if i >= len(r.Blobs) {
+			if re.retiring == nil {
+				re.retiring = make(map[string]bool, len(r.RetiringBlobs))
+			}
+			re.retiring[d.String()] = true
+		}
 	}
 	for subj, descs := range r.Referrers {
 		body, err := referrersBody(descs)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/regmirror/regmirror/generator"
 	"github.com/regmirror/regmirror/internal/crawl"
@@ -38,6 +40,9 @@ type promotion struct {
 	mirror  *httptest.Server // a copy of the tree as it was at syncMirror
 	mirrorD string
 	mirrors string // the mirrors file
+	// gcGrace and now, when set, are generate's Options.GCGrace and Options.Now.
+	gcGrace time.Duration
+	now     func() time.Time
 }
 
 // newPromotion starts the source and writes a mirrors file naming the origin (withOrigin) and
@@ -92,7 +97,7 @@ func newPromotion(t *testing.T, withOrigin, withMirror bool) *promotion {
 func (p *promotion) generate() *generator.Summary {
 	p.t.Helper()
 	o := generator.Options{Source: p.src.URL, Out: p.tree, Keychain: authn.NewMultiKeychain(), MirrorsFile: p.mirrors,
-		RetryBackoff: time.Millisecond}
+		RetryBackoff: time.Millisecond, GCGrace: p.gcGrace, Now: p.now}
 	sum, err := generator.Run(context.Background(), o)
 	if err != nil {
 		p.t.Fatalf("generate: %v", err)
@@ -191,7 +196,13 @@ type replica struct {
 
 func startReplica(t *testing.T, dir string) *replica {
 	t.Helper()
-	s, err := redirector.New(redirector.Options{Tree: dir})
+	return startReplicaWith(t, redirector.Options{Tree: dir})
+}
+
+func startReplicaWith(t *testing.T, opts redirector.Options) *replica {
+	t.Helper()
+	dir := opts.Tree
+	s, err := redirector.New(opts)
 	if err != nil {
 		t.Fatalf("redirector on %s: %v", dir, err)
 	}
@@ -462,6 +473,118 @@ func TestReplicasAGenerationApart(t *testing.T) {
 			// A digest nobody has: 404, never a 500.
 			if code, _, _ := get(t, http.MethodGet, old.url+"/v2/fedora/manifests/sha256:"+strings.Repeat("0", 64)); code != 404 {
 				t.Errorf("unknown manifest on the old replica: %d, want 404", code)
+			}
+		})
+	}
+}
+
+// TestReplicaTwoGenerationsBehind: what failed a soak in CI (stop 29). A layer leaves the
+// source (generation 2 retires it), outlives its grace (generation 3 deletes it, and the mirror
+// syncs that generation) and comes back (generation 4 fetches it again). A client reads the
+// image from a replica at generation 4 and asks one still at generation 2, whose last crawl
+// found the mirror holding the layer, for it. The mirror no longer has it: the old replica must
+// not send the client there, but to the origin, which holds generation 4.
+func TestReplicaTwoGenerationsBehind(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		metaOnly bool
+	}{
+		{"old replica on a copy of the full tree", false},
+		{"old replica with regmirror/ only, origin", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPromotion(t, true, true)
+			// One clock for the generator and the replicas: an hour between generations, a
+			// grace of half of one.
+			var mu sync.Mutex
+			clock := time.Now()
+			now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+			tick := func() { mu.Lock(); defer mu.Unlock(); clock = clock.Add(time.Hour) }
+			p.gcGrace, p.now = 30*time.Minute, now
+			srcHost := strings.TrimPrefix(p.src.URL, "http://")
+			img, err := random.Image(4096, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := mustRef(t, srcHost+"/soak/app:1")
+			if err := remote.Write(ref, img); err != nil {
+				t.Fatal(err)
+			}
+			layers, err := img.Layers()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ld, err := layers[0].Digest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			layer := ld.String()
+			lpath, err := layout.ParseDigest(layer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// sync copies the tree whole to the mirror, without what the tree no longer has,
+			// and crawls.
+			syncMirror := func() {
+				t.Helper()
+				if err := os.RemoveAll(p.mirrorD); err != nil {
+					t.Fatal(err)
+				}
+				p.syncMirror()
+			}
+
+			p.generate() // 1: soak/app:1
+			syncMirror()
+			tick()
+			req, _ := http.NewRequest(http.MethodDelete, p.src.URL+"/v2/soak/app/manifests/1", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			p.generate() // 2: the image retires
+			syncMirror() // the mirror holds generation 2, the crawl says so
+			oldDir := t.TempDir()
+			if c.metaOnly {
+				oldDir = p.metaOnly()
+			} else {
+				p.copyTree(oldDir, ".")
+			}
+			old := startReplicaWith(t, redirector.Options{Tree: oldDir, Now: now}) // never checks again: stays at generation 2
+			if code, _, h := get(t, http.MethodGet, old.url+"/v2/soak/app/blobs/"+layer); code != 200 || !strings.HasPrefix(h.Get("Location"), p.mirror.URL) {
+				t.Fatalf("GET the retiring layer from the replica at generation 2, within the grace: %d, Location %q; want 200 from the mirror %s", code, h.Get("Location"), p.mirror.URL)
+			}
+
+			tick()
+			if sum := p.generate(); sum.Generation != 3 { // 3: the grace is over: the layer's file goes
+				t.Fatalf("generation %d, want 3", sum.Generation)
+			}
+			if _, err := os.Stat(filepath.Join(p.tree, layout.BlobPath(lpath))); !os.IsNotExist(err) {
+				t.Fatalf("generation 3 kept the layer whose grace is over: %v", err)
+			}
+			syncMirror() // the mirror deletes it
+			tick()
+			if err := remote.Write(ref, img); err != nil {
+				t.Fatal(err)
+			}
+			p.generate() // 4: back, as new content the mirror (at 3) lacks
+			cur := startReplica(t, p.tree)
+			if old.srv.Generation() != 2 || cur.srv.Generation() != 4 {
+				t.Fatalf("replicas at %d and %d, want 2 and 4", old.srv.Generation(), cur.srv.Generation())
+			}
+			code, top, _ := get(t, http.MethodGet, cur.url+"/v2/soak/app/manifests/1", acceptAll)
+			if code != 200 {
+				t.Fatalf("GET soak/app:1 from the replica at generation 4: %d", code)
+			}
+			doc := []byte(`{"manifests":[{"digest":"` + digestOf(top) + `"}]}`)
+			pullRest(t, old.url, "soak/app", doc) // every 307 is checked: its target answers the bytes
+			if code, _, h := get(t, http.MethodGet, old.url+"/v2/soak/app/blobs/"+layer); code != 200 || strings.HasPrefix(h.Get("Location"), p.mirror.URL) {
+				t.Errorf("GET the layer from the replica at generation 2: %d, Location %q; want 200, not from the mirror, which synced generation 3", code, h.Get("Location"))
+			}
+			// /route says why.
+			code, body, _ := get(t, http.MethodGet, old.url+"/route?repo=soak/app&digest="+layer+"&country=DE", "application/json")
+			if code != 200 || !strings.Contains(string(body), "grace is over") {
+				t.Errorf("GET /route for the layer from the replica at generation 2: %d %s; want a decision naming the grace", code, body)
 			}
 		})
 	}

@@ -64,6 +64,9 @@ type Options struct {
 	// Random returns uniform random numbers for the weighted mirror choice; it must be safe
 	// for concurrent use. Nil uses math/rand/v2. Tests pass a seeded source.
 	Random func() uint64
+	// Now is the clock that tells whether a retiring blob's grace is over (see
+	// layout.GraceOver); nil uses time.Now. Tests pass a generator's clock.
+	Now func() time.Time
 }
 
 // Server answers registry pulls from a tree. It is an [http.Handler].
@@ -76,6 +79,7 @@ type Server struct {
 	root    *os.Root
 	trusted proxies
 	rnd     func() uint64
+	now     func() time.Time
 
 	countryHeader string // canonical header key, or ""
 	tagCC         []string
@@ -113,6 +117,7 @@ func New(opts Options) (*Server, error) {
 		tree:    layout.NewTree(opts.Tree),
 		trusted: make(proxies, len(opts.TrustedProxies)),
 		rnd:     opts.Random,
+		now:     opts.Now,
 	}
 	s.loader = s.tree.NewLoader()
 	if s.log == nil {
@@ -120,6 +125,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.rnd == nil {
 		s.rnd = rand.Uint64
+	}
+	if s.now == nil {
+		s.now = time.Now
 	}
 	for i, p := range opts.TrustedProxies {
 		s.trusted[i] = p.Masked()

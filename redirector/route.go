@@ -148,7 +148,8 @@ func (s *Server) serveRoute(st *reqState, r *http.Request, g *generation) {
 func (s *Server) explainBlob(ex *routeExplanation, g *generation, addr netip.Addr, asn uint32, d layout.Digest) bool {
 	key := d.String()
 	var b *blobEntry
-	if repo := g.repos[ex.Repository]; repo != nil {
+	repo := g.repos[ex.Repository]
+	if repo != nil {
 		if e := repo.manifests[key]; e != nil {
 			ex.Digest, ex.Size = key, int64(len(e.body))
 			ex.Decision = "local: a manifest, answered by this server"
@@ -164,6 +165,20 @@ func (s *Server) explainBlob(ex *routeExplanation, g *generation, addr netip.Add
 		return false
 	}
 	ex.Digest, ex.Size, ex.Since = key, b.size, b.since
+	if g.lapsed(repo, b, s.now()) { // as serveBlob: serveAheadBlob's answer
+		ex.Candidates = []routeCandidate{}
+		fi, err := s.root.Lstat(b.path)
+		switch {
+		case err == nil && fi.Mode().IsRegular():
+			ex.Decision = "local: a retiring blob whose grace is over, which mirrors of a newer generation may have deleted; served from this server's tree"
+		case g.origin != "":
+			ex.Decision = "origin: a retiring blob whose grace is over, which mirrors of a newer generation may have deleted"
+			ex.To = []string{g.origin + b.path}
+		default:
+			ex.Decision = "unavailable: a retiring blob whose grace is over, which mirrors of a newer generation may have deleted; there is no origin, and the tree lacks its file"
+		}
+		return true
+	}
 	base := s.base.Load()
 	if base == nil {
 		base = g

@@ -495,6 +495,7 @@ func TestPromotionSoak(t *testing.T) {
 	}()
 	// How far apart the replicas' trees are, sampled.
 	var samples, behind int
+	var farthest uint64 // the most generations the host was behind
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -508,6 +509,7 @@ func TestPromotionSoak(t *testing.T) {
 			samples++
 			if b.Generation < a.Generation {
 				behind++
+				farthest = max(farthest, a.Generation-b.Generation)
 			}
 			mu.Unlock()
 		}
@@ -680,8 +682,8 @@ func TestPromotionSoak(t *testing.T) {
 		f.mu.Unlock()
 	}
 	mu.Lock()
-	t.Logf("%d pulls, %d failed, %d spanning a switch; %d generations switched; %d images deleted at the source, %d brought back after resting; the redirector-only host behind the tree in %d of %d samples; %v in all",
-		len(pulls), len(failures), spanning, len(switches), deletions, refetched, behind, samples, took.Round(time.Second))
+	t.Logf("%d pulls, %d failed, %d spanning a switch; %d generations switched; %d images deleted at the source, %d brought back after resting; the redirector-only host behind the tree in %d of %d samples, by %d generations at most; %v in all",
+		len(pulls), len(failures), spanning, len(switches), deletions, refetched, behind, samples, farthest, took.Round(time.Second))
 	mu.Unlock()
 
 	// The results.
