@@ -105,13 +105,17 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 // mirror held when crawled, not which it holds now. Metadata that does not record the grace
 // (written before it was) lapses nothing.
 func (g *generation) lapsed(repo *repoEntry, b *blobEntry, now time.Time) bool {
-	if b.retired.IsZero() || g.grace <= 0 {
+	if len(g.retired) == 0 || g.grace <= 0 {
+		return false
+	}
+	retired, ok := g.retired[b.digest.String()]
+	if !ok {
 		return false
 	}
 	if repo != nil && repo.blobs[b.digest.String()] == b && !repo.retiring[b.digest.String()] {
 		return false // referenced here: no generation deletes it before retiring it
 	}
-	return layout.GraceOver(b.retired, g.grace, now)
+	return layout.GraceOver(retired, g.grace, now)
 }
 
 // blobReachable reports whether a GET of b would find it: at a mirror every client may use

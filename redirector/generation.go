@@ -26,7 +26,10 @@ type generation struct {
 	created time.Time
 	loaded  time.Time
 	// grace is the generator's grace period (layout.Meta.GCGrace); 0: unknown (see lapsed).
+	// retired holds layout.Blob.Retired of the blobs some repository retires, by digest; nil
+	// when none (kept apart from the blob entries, which most blobs' records leave alone).
 	grace    time.Duration
+	retired  map[string]time.Time
 	stampRef string // the stamp's meta reference, to notice a rewrite of the same generation
 
 	repos   map[string]*repoEntry
@@ -113,10 +116,8 @@ type blobEntry struct {
 	subsets uint64
 	// manifest: the blob is a manifest of the generation, which a GET answers from memory.
 	manifest bool
-	// retired is layout.Blob.Retired: set while some repository retires the file.
-	retired time.Time
-	path    string // layout.BlobPath(digest): below the tree root and below a mirror URL
-	answer         // headers for HEAD and local serving; no body
+	path     string // layout.BlobPath(digest): below the tree root and below a mirror URL
+	answer          // headers for HEAD and local serving; no body
 }
 
 type repoEntry struct {
@@ -219,7 +220,7 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, prev *generation, warn f
 		g.variants = newVariantView(layout.NewRenderer(m), nil)
 		g.variantSetCount = len(m.VariantSets)
 	}
-	if g.blobs, err = loadBlobs(m, prev.blobs); err != nil {
+	if g.blobs, g.retired, err = loadBlobs(m, prev.blobs); err != nil {
 		return nil, err
 	}
 	g.blobCount = len(g.blobs)
@@ -300,26 +301,33 @@ func sameArray(a, b []byte) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
-// loadBlobs indexes every blob of the generation by digest; one prev holds with the same
+// loadBlobs indexes every blob of the generation by digest, and the retired times of those
+// some repository retires (nil when none); one prev holds with the same
 // record is prev's entry.
-func loadBlobs(m *layout.Meta, prev map[string]*blobEntry) (map[string]*blobEntry, error) {
+func loadBlobs(m *layout.Meta, prev map[string]*blobEntry) (map[string]*blobEntry, map[string]time.Time, error) {
 	blobs := make(map[string]*blobEntry, len(m.Blobs))
+	var retired map[string]time.Time
 	for d, b := range m.Blobs {
 		if b == nil || b.Size < 0 {
-			return nil, fmt.Errorf("blob %s has no valid size", d)
+			return nil, nil, fmt.Errorf("blob %s has no valid size", d)
+		}
+		if !b.Retired.IsZero() {
+			if retired == nil {
+				retired = map[string]time.Time{}
+			}
+			retired[d.String()] = b.Retired
 		}
 		_, manifest := m.Manifests[d]
-		if be := prev[d.String()]; be != nil && be.size == b.Size && be.since == b.Since && be.subsets == b.Subsets && be.manifest == manifest && be.retired.Equal(b.Retired) {
+		if be := prev[d.String()]; be != nil && be.size == b.Size && be.since == b.Since && be.subsets == b.Subsets && be.manifest == manifest {
 			blobs[d.String()] = be
 			continue
 		}
 		be := newBlobEntry(d, b.Size, b.Since)
 		be.subsets = b.Subsets
 		be.manifest = manifest
-		be.retired = b.Retired
 		blobs[d.String()] = be
 	}
-	return blobs, nil
+	return blobs, retired, nil
 }
 
 // loadRepository prepares one repository's answers, refusing names and references the
