@@ -50,7 +50,7 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 			return
 		}
 	}
-	if e == nil && g.lapsed(repo, b, s.now()) { // a manifest is answered from memory in any case
+	if e == nil && g.lapsed(repo, b, s.now) { // a manifest is answered from memory in any case
 		s.serveAheadBlob(st, r, g, b.digest)
 		return
 	}
@@ -99,13 +99,13 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 // lapsed reports whether b, asked for in repo (nil: a repository that does not hold it), may
 // be gone from the mirrors that synced a newer generation: the repository does not reference
 // it (it only retires it, or does not hold it), the generation records that some repository
-// retires it, and its grace is over at now (layout.GraceOver). The next generation deletes
+// retires it, and its grace is over at now() (layout.GraceOver; the clock is read only then). The next generation deletes
 // such a file, unless it references it again, as new content that only the mirrors holding
 // that generation have. The crawl's findings cannot tell, as they say which generation a
 // mirror held when crawled, not which it holds now. Metadata that does not record the grace
 // (written before it was) lapses nothing.
-func (g *generation) lapsed(repo *repoEntry, b *blobEntry, now time.Time) bool {
-	if len(g.retired) == 0 || g.grace <= 0 {
+func (g *generation) lapsed(repo *repoEntry, b *blobEntry, now func() time.Time) bool {
+	if !b.retired || g.grace <= 0 {
 		return false
 	}
 	retired, ok := g.retired[b.digest.String()]
@@ -115,7 +115,7 @@ func (g *generation) lapsed(repo *repoEntry, b *blobEntry, now time.Time) bool {
 	if repo != nil && repo.blobs[b.digest.String()] == b && !repo.retiring[b.digest.String()] {
 		return false // referenced here: no generation deletes it before retiring it
 	}
-	return layout.GraceOver(retired, g.grace, now)
+	return layout.GraceOver(retired, g.grace, now())
 }
 
 // blobReachable reports whether a GET of b would find it: at a mirror every client may use

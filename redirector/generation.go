@@ -116,8 +116,10 @@ type blobEntry struct {
 	subsets uint64
 	// manifest: the blob is a manifest of the generation, which a GET answers from memory.
 	manifest bool
-	path     string // layout.BlobPath(digest): below the tree root and below a mirror URL
-	answer          // headers for HEAD and local serving; no body
+	// retired: some repository retires the file (its time is in generation.retired).
+	retired bool
+	path    string // layout.BlobPath(digest): below the tree root and below a mirror URL
+	answer         // headers for HEAD and local serving; no body
 }
 
 type repoEntry struct {
@@ -318,13 +320,14 @@ func loadBlobs(m *layout.Meta, prev map[string]*blobEntry) (map[string]*blobEntr
 			retired[d.String()] = b.Retired
 		}
 		_, manifest := m.Manifests[d]
-		if be := prev[d.String()]; be != nil && be.size == b.Size && be.since == b.Since && be.subsets == b.Subsets && be.manifest == manifest {
+		if be := prev[d.String()]; be != nil && be.size == b.Size && be.since == b.Since && be.subsets == b.Subsets && be.manifest == manifest && be.retired == !b.Retired.IsZero() {
 			blobs[d.String()] = be
 			continue
 		}
 		be := newBlobEntry(d, b.Size, b.Since)
 		be.subsets = b.Subsets
 		be.manifest = manifest
+		be.retired = !b.Retired.IsZero()
 		blobs[d.String()] = be
 	}
 	return blobs, retired, nil

@@ -37,6 +37,7 @@ func TestLapsed(t *testing.T) {
 			b := newBlobEntry(d, 5, 1)
 			g := &generation{grace: c.grace}
 			if !c.retired.IsZero() {
+				b.retired = true
 				g.retired = map[string]time.Time{d.String(): c.retired}
 			}
 			var repo *repoEntry
@@ -46,7 +47,7 @@ func TestLapsed(t *testing.T) {
 			case "retiring":
 				repo = &repoEntry{blobs: map[string]*blobEntry{d.String(): b}, retiring: map[string]bool{d.String(): true}}
 			}
-			if got := g.lapsed(repo, b, now); got != c.want {
+			if got := g.lapsed(repo, b, func() time.Time { return now }); got != c.want {
 				t.Errorf("lapsed: got %v, want %v", got, c.want)
 			}
 		})

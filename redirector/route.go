@@ -165,7 +165,7 @@ func (s *Server) explainBlob(ex *routeExplanation, g *generation, addr netip.Add
 		return false
 	}
 	ex.Digest, ex.Size, ex.Since = key, b.size, b.since
-	if g.lapsed(repo, b, s.now()) { // as serveBlob: serveAheadBlob's answer
+	if g.lapsed(repo, b, s.now) { // as serveBlob: serveAheadBlob's answer
 		ex.Candidates = []routeCandidate{}
 		fi, err := s.root.Lstat(b.path)
 		switch {
