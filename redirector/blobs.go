@@ -99,11 +99,11 @@ func (s *Server) serveBlob(st *reqState, r *http.Request, g *generation, rt rout
 // lapsed reports whether b, asked for in repo (nil: a repository that does not hold it), may
 // be gone from the mirrors that synced a newer generation: the repository does not reference
 // it (it only retires it, or does not hold it), the generation records that some repository
-// retires it, and its grace is over at now() (layout.GraceOver; the clock is read only then). The next generation deletes
-// such a file, unless it references it again, as new content that only the mirrors holding
-// that generation have. The crawl's findings cannot tell, as they say which generation a
-// mirror held when crawled, not which it holds now. Metadata that does not record the grace
-// (written before it was) lapses nothing.
+// retires it, and its grace is over at now() (layout.GraceOver; the clock is read only then).
+// The next generation deletes such a file, unless it references it again, as new content that
+// only the mirrors holding that generation have. The crawl's findings cannot tell, as they say
+// which generation a mirror held when crawled, not which it holds now. Metadata that does not
+// record the grace (written before it was) lapses nothing.
 func (g *generation) lapsed(repo *repoEntry, b *blobEntry, now func() time.Time) bool {
 	if !b.retired || g.grace <= 0 {
 		return false
