@@ -176,12 +176,24 @@ func manifestDocument(d layout.Digest, data []byte) (*manifestEntry, error) {
 
 var errNotManifest = errors.New("not an image manifest or index")
 
+// aheadFile is the tree's file of blob d when it is a regular file, else nil: where
+// serveAheadBlob takes d from first (then the origin, then nowhere).
+func (s *Server) aheadFile(d layout.Digest) fs.FileInfo {
+	fi, err := s.root.Lstat(layout.BlobPath(d))
+	if err == nil && fi.Mode().IsRegular() {
+		return fi
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("cannot look for a blob in the tree", "digest", d.String(), "err", err)
+	}
+	return nil
+}
+
 // serveAheadBlob answers a blob the loaded generation does not know: the tree's file if it
-// has one, else a 307 to the origin (whose answer is authoritative, for HEAD as for GET), else
-// BLOB_UNKNOWN.
+// has one (aheadFile), else a 307 to the origin (whose answer is authoritative, for HEAD as for
+// GET), else BLOB_UNKNOWN.
 func (s *Server) serveAheadBlob(st *reqState, r *http.Request, g *generation, d layout.Digest) {
-	path := layout.BlobPath(d)
-	if fi, err := s.root.Lstat(path); err == nil && fi.Mode().IsRegular() {
+	if fi := s.aheadFile(d); fi != nil {
 		b := newBlobEntry(d, fi.Size(), 0)
 		if r.Method == http.MethodHead {
 			s.headBlob(st, b)
@@ -189,13 +201,11 @@ func (s *Server) serveAheadBlob(st *reqState, r *http.Request, g *generation, d 
 		}
 		s.serveLocalBlob(st, r, b)
 		return
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		s.log.Warn("cannot look for a blob in the tree", "digest", d.String(), "err", err)
 	}
 	if g.origin != "" {
 		s.resolveClient(st, r, g)
 		st.mirror = "origin"
-		redirect(st, r, g.origin, path, newBlobEntry(d, -1, 0))
+		redirect(st, r, g.origin, layout.BlobPath(d), newBlobEntry(d, -1, 0))
 		return
 	}
 	writeError(st, r, errBlobUnknown, "blob "+d.String()+" is not in this generation")

@@ -167,9 +167,8 @@ func (s *Server) explainBlob(ex *routeExplanation, g *generation, addr netip.Add
 	ex.Digest, ex.Size, ex.Since = key, b.size, b.since
 	if g.lapsed(repo, b, s.now) { // as serveBlob: serveAheadBlob's answer
 		ex.Candidates = []routeCandidate{}
-		fi, err := s.root.Lstat(b.path)
 		switch {
-		case err == nil && fi.Mode().IsRegular():
+		case s.aheadFile(b.digest) != nil:
 			ex.Decision = "local: a retiring blob whose grace is over, which mirrors of a newer generation may have deleted; served from this server's tree"
 		case g.origin != "":
 			ex.Decision = "origin: a retiring blob whose grace is over, which mirrors of a newer generation may have deleted"
