@@ -303,9 +303,9 @@ func sameArray(a, b []byte) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
-// loadBlobs indexes every blob of the generation by digest, and the retired times of those
-// some repository retires (nil when none); one prev holds with the same
-// record is prev's entry.
+// loadBlobs indexes every blob of the generation by digest (one prev holds with the same record
+// is prev's entry), and returns the retired times of those some repository retires (nil when
+// none).
 func loadBlobs(m *layout.Meta, prev map[string]*blobEntry) (map[string]*blobEntry, map[string]time.Time, error) {
 	blobs := make(map[string]*blobEntry, len(m.Blobs))
 	var retired map[string]time.Time
@@ -313,21 +313,22 @@ func loadBlobs(m *layout.Meta, prev map[string]*blobEntry) (map[string]*blobEntr
 		if b == nil || b.Size < 0 {
 			return nil, nil, fmt.Errorf("blob %s has no valid size", d)
 		}
-		if !b.Retired.IsZero() {
+		isRetired := !b.Retired.IsZero()
+		if isRetired {
 			if retired == nil {
 				retired = map[string]time.Time{}
 			}
 			retired[d.String()] = b.Retired
 		}
 		_, manifest := m.Manifests[d]
-		if be := prev[d.String()]; be != nil && be.size == b.Size && be.since == b.Since && be.subsets == b.Subsets && be.manifest == manifest && be.retired == !b.Retired.IsZero() {
+		if be := prev[d.String()]; be != nil && be.size == b.Size && be.since == b.Since && be.subsets == b.Subsets && be.manifest == manifest && be.retired == isRetired {
 			blobs[d.String()] = be
 			continue
 		}
 		be := newBlobEntry(d, b.Size, b.Since)
 		be.subsets = b.Subsets
 		be.manifest = manifest
-		be.retired = !b.Retired.IsZero()
+		be.retired = isRetired
 		blobs[d.String()] = be
 	}
 	return blobs, retired, nil
