@@ -164,7 +164,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		r.tree = layout.NewTree(o.Out)
 		r.blobDir = r.tree.Path(layout.BlobDir("sha256"))
 		if !o.DryRun {
-			r.tree.UsePackCache(o.CacheDir) // a dry run writes nothing, not even the cache
+			// A dry run writes nothing, not even the cache. What the load takes from a copy
+			// is used until the run ends (the deferred calls below run before this one).
+			defer r.tree.UsePackCache(o.CacheDir)()
 			if err := os.MkdirAll(r.blobDir, 0o755); err != nil {
 				return nil, fmt.Errorf("creating the tree: %w", err)
 			}

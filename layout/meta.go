@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/regmirror/regmirror/internal/trunc"
@@ -243,6 +244,9 @@ type Tree struct {
 	shared sharedLog
 	// packCache is the directory of decoded copies of large content packs (UsePackCache).
 	packCache string
+	// mapped unmaps each pack cache copy a load read (UsePackCache's release).
+	mappedMu sync.Mutex
+	mapped   []func()
 }
 
 // NewTree returns the tree rooted at dir. Nothing is read or created.

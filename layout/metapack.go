@@ -156,10 +156,11 @@ func (e *MetaFileError) Hint() string {
 // readMetaFile reads the metadata file named ref ("meta/<hex>.json.zst"), checks it against
 // its name and returns its decompressed JSON.
 func (t *Tree) readMetaFile(ref string, generation uint64) ([]byte, error) {
-	raw, rel, err := t.readMetaRaw(ref, generation)
+	raw, unmap, rel, err := t.readMetaRaw(ref, generation)
 	if err != nil {
 		return nil, err
 	}
+	defer unmap() // the JSON is decompressed into memory of its own
 	js, err := decompressMeta(raw)
 	if err != nil {
 		return nil, &MetaFileError{rel, generation, err}
@@ -167,25 +168,27 @@ func (t *Tree) readMetaFile(ref string, generation uint64) ([]byte, error) {
 	return js, nil
 }
 
-// readMetaRaw reads the metadata file named ref, checks it against its name and returns its
-// compressed bytes and its tree-relative path.
-func (t *Tree) readMetaRaw(ref string, generation uint64) ([]byte, string, error) {
+// readMetaRaw maps the metadata file named ref (mapFile), checks it against its name and
+// returns its compressed bytes, unmap (call it once they are decoded) and its tree-relative
+// path.
+func (t *Tree) readMetaRaw(ref string, generation uint64) (raw []byte, unmap func(), rel string, err error) {
 	d, err := metaDigestFromRef(ref)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
-	rel := MetaPath(d)
-	raw, err := os.ReadFile(t.Path(rel))
+	rel = MetaPath(d)
+	raw, unmap, err = mapFile(t.Path(rel))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			err = errors.New("missing")
 		}
-		return nil, rel, &MetaFileError{rel, generation, err}
+		return nil, nil, rel, &MetaFileError{rel, generation, err}
 	}
 	if err := VerifyBytes(d, raw); err != nil {
-		return nil, rel, &MetaFileError{rel, generation, fmt.Errorf("corrupt: %w", err)}
+		unmap()
+		return nil, nil, rel, &MetaFileError{rel, generation, fmt.Errorf("corrupt: %w", err)}
 	}
-	return raw, rel, nil
+	return raw, unmap, rel, nil
 }
 
 // readPack reads the content pack named ref: checked against its name, then decompressed and
@@ -193,10 +196,11 @@ func (t *Tree) readMetaRaw(ref string, generation uint64) ([]byte, string, error
 // pack cache (UsePackCache), a large base is read from its copy there when it has one, and
 // kept there when it has not.
 func (t *Tree) readPack(ref string, generation uint64) (*metaPack, error) {
-	raw, rel, err := t.readMetaRaw(ref, generation)
+	raw, unmap, rel, err := t.readMetaRaw(ref, generation)
 	if err != nil {
 		return nil, err
 	}
+	defer unmap() // decodePackRaw copies what it keeps
 	cache := t.packCache != "" && len(raw) >= packCacheMin
 	var d Digest
 	if cache {

@@ -48,7 +48,26 @@ var packCacheCRC = crc32.MakeTable(crc32.Castagnoli)
 // UsePackCache makes t keep decoded copies of its large content packs in dir (created when
 // needed), and read them instead of the packs' JSON when they are there. "" (the default)
 // keeps none. Set it before the first load.
-func (t *Tree) UsePackCache(dir string) { t.packCache = dir }
+//
+// A copy is read mapped (mapFile), and what a load takes from it, its records' strings and
+// manifest bytes, points into the mapping: release unmaps the copies t's loads read, after
+// which nothing those loads returned may be used (reading it faults). Call it once they are
+// done with; without it the copies stay mapped until the process exits.
+func (t *Tree) UsePackCache(dir string) (release func()) {
+	t.packCache = dir
+	return t.unmapPackCopies
+}
+
+// unmapPackCopies unmaps the pack cache copies t's loads read (UsePackCache).
+func (t *Tree) unmapPackCopies() {
+	t.mappedMu.Lock()
+	unmaps := t.mapped
+	t.mapped = nil
+	t.mappedMu.Unlock()
+	for _, unmap := range unmaps {
+		unmap()
+	}
+}
 
 // cacheable reports whether p may be kept in the pack cache: a base, which only adds records.
 func (p *metaPack) cacheable() bool {
@@ -64,14 +83,18 @@ func (t *Tree) packCachePath(d Digest) string {
 // none that reads back whole.
 func (t *Tree) readCachedPack(d Digest) (*metaPack, error) {
 	path := t.packCachePath(d)
-	b, err := os.ReadFile(path)
+	b, unmap, err := mapFile(path)
 	if err != nil {
 		return nil, err
 	}
 	p, err := decodePackCopy(b, d)
 	if err != nil {
+		unmap()
 		return nil, fmt.Errorf("pack cache %s: %w", path, err)
 	}
+	t.mappedMu.Lock()
+	t.mapped = append(t.mapped, unmap) // p points into b: unmapped by UsePackCache's release
+	t.mappedMu.Unlock()
 	now := time.Now()
 	_ = os.Chtimes(path, now, now) // most recently used: pruned last
 	return p, nil

@@ -137,7 +137,7 @@ func TestTreePackCache(t *testing.T) {
 	load := func(what string) {
 		t.Helper()
 		ct := NewTree(tree.Dir())
-		ct.UsePackCache(cache)
+		defer ct.UsePackCache(cache)()
 		got, _, err := ct.Load()
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)

@@ -204,7 +204,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, errors.New("no tree given")
 	}
 	tree := layout.NewTree(opts.Tree)
-	tree.UsePackCache(opts.CacheDir)
+	defer tree.UsePackCache(opts.CacheDir)() // the loaded generation is used until the crawl returns
 	meta, stamp, err := tree.LoadForUpdate()
 	if errors.Is(err, layout.ErrNoGeneration) {
 		return nil, fmt.Errorf("loading tree %s: %w: run regmirror generate first", opts.Tree, err)

@@ -1,0 +1,42 @@
+//go:build unix
+
+package layout
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// mapFile returns the bytes of the regular file at path, mapped read-only, and unmap, which
+// releases them: after it, reading them faults. Mapped, a large file costs the pages the
+// kernel already caches, where reading it into memory costs a fresh page of the process's
+// per 4 KiB, which on a virtual machine is most of the read's time (docs/benchmarks.md,
+// "Fresh memory"). The file must not be truncated while mapped (the tree's and the pack
+// cache's files never are: they are written under a temporary name and renamed).
+func mapFile(path string) (b []byte, unmap func(), err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	size := fi.Size()
+	if size == 0 {
+		return []byte{}, func() {}, nil
+	}
+	if int64(int(size)) != size {
+		return nil, nil, fmt.Errorf("%s: too large to map (%d bytes)", path, size)
+	}
+	b, err = syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mapping %s: %w", path, err)
+	}
+	return b, func() { _ = syscall.Munmap(b) }, nil
+}
