@@ -6,13 +6,15 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"time"
 )
 
-// profileEnv names a directory into which a run writes a CPU profile and a heap profile
-// (cpu.<command>.<pid>.pprof, heap.<command>.<pid>.pprof, the heap at its largest of the
-// run's samples): a debugging aid for the scale benchmark, unset in normal use.
+// profileEnv names a directory into which a run writes a CPU profile, a heap profile and an
+// execution trace (cpu.<command>.<pid>.pprof, heap.<command>.<pid>.pprof, the heap at its
+// largest of the run's samples, and trace.<command>.<pid>.trace, for go tool trace, which
+// shows where the run waited): a debugging aid for the scale benchmark, unset in normal use.
 const profileEnv = "REGMIRROR_PROFILE_DIR"
 
 // startProfile starts profiling the command when profileEnv is set; the returned function
@@ -22,14 +24,26 @@ func startProfile(command string) (func(), error) {
 	if dir == "" {
 		return func() {}, nil
 	}
-	name := func(kind string) string {
-		return filepath.Join(dir, kind+"."+command+"."+strconv.Itoa(os.Getpid())+".pprof")
+	name := func(kind, ext string) string {
+		return filepath.Join(dir, kind+"."+command+"."+strconv.Itoa(os.Getpid())+ext)
 	}
-	f, err := os.Create(name("cpu"))
+	f, err := os.Create(name("cpu", ".pprof"))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", profileEnv, err)
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", profileEnv, err)
+	}
+	tf, err := os.Create(name("trace", ".trace"))
+	if err != nil {
+		pprof.StopCPUProfile()
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", profileEnv, err)
+	}
+	if err := trace.Start(tf); err != nil {
+		tf.Close()
+		pprof.StopCPUProfile()
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", profileEnv, err)
 	}
@@ -52,7 +66,7 @@ func startProfile(command string) (func(), error) {
 			runtime.ReadMemStats(&ms)
 			if ms.HeapInuse > peak+peak/20 {
 				peak = ms.HeapInuse
-				if hf, err := os.Create(name("heap")); err == nil {
+				if hf, err := os.Create(name("heap", ".pprof")); err == nil {
 					_ = pprof.WriteHeapProfile(hf)
 					hf.Close()
 				}
@@ -62,6 +76,8 @@ func startProfile(command string) (func(), error) {
 	return func() {
 		close(done)
 		<-stopped
+		trace.Stop()
+		tf.Close()
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil

@@ -232,12 +232,17 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 }
 
 // scaleChild runs regmirror with args to completion and returns its time, peak RSS and
-// standard error.
+// standard error. With REGMIRROR_SCALE_WRAP set (a command and its arguments, split at
+// spaces, such as "perf record -e page-faults -g -o /tmp/pf.data"), the command runs under
+// it: a debugging aid (the time, the peak and the profiles are then the wrapper's too).
 func scaleChild(b *testing.B, args ...string) (time.Duration, int64, string) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, peers.Regmirror(b), args...)
+	if wrap := strings.Fields(os.Getenv("REGMIRROR_SCALE_WRAP")); len(wrap) > 0 {
+		cmd = exec.CommandContext(ctx, wrap[0], append(append(wrap[1:], peers.Regmirror(b)), args...)...)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
