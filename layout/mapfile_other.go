@@ -4,8 +4,8 @@ package layout
 
 import "os"
 
-// mapFile reads the file at path whole (no mapping on this system); unmap does nothing.
-func mapFile(path string) (b []byte, unmap func(), err error) {
+// MapFile reads the file at path whole (no mapping on this system); unmap does nothing.
+func MapFile(path string) (b []byte, unmap func(), err error) {
 	b, err = os.ReadFile(path)
 	if err != nil {
 		return nil, nil, err

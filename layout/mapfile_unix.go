@@ -8,13 +8,14 @@ import (
 	"syscall"
 )
 
-// mapFile returns the bytes of the regular file at path, mapped read-only, and unmap, which
-// releases them: after it, reading them faults. Mapped, a large file costs the pages the
+// MapFile returns the bytes of the regular file at path, mapped read-only, and unmap, which
+// releases them: after it, reading them faults, so nothing made of them may outlive it
+// (copy what is kept). Mapped, a large file costs the pages the
 // kernel already caches, where reading it into memory costs a fresh page of the process's
 // per 4 KiB, which on a virtual machine is most of the read's time (docs/benchmarks.md,
 // "Fresh memory"). The file must not be truncated while mapped (the tree's and the pack
 // cache's files never are: they are written under a temporary name and renamed).
-func mapFile(path string) (b []byte, unmap func(), err error) {
+func MapFile(path string) (b []byte, unmap func(), err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err

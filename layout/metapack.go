@@ -168,7 +168,7 @@ func (t *Tree) readMetaFile(ref string, generation uint64) ([]byte, error) {
 	return js, nil
 }
 
-// readMetaRaw maps the metadata file named ref (mapFile), checks it against its name and
+// readMetaRaw maps the metadata file named ref (MapFile), checks it against its name and
 // returns its compressed bytes, unmap (call it once they are decoded) and its tree-relative
 // path.
 func (t *Tree) readMetaRaw(ref string, generation uint64) (raw []byte, unmap func(), rel string, err error) {
@@ -177,7 +177,7 @@ func (t *Tree) readMetaRaw(ref string, generation uint64) (raw []byte, unmap fun
 		return nil, nil, "", err
 	}
 	rel = MetaPath(d)
-	raw, unmap, err = mapFile(t.Path(rel))
+	raw, unmap, err = MapFile(t.Path(rel))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			err = errors.New("missing")

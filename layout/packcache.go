@@ -49,7 +49,7 @@ var packCacheCRC = crc32.MakeTable(crc32.Castagnoli)
 // needed), and read them instead of the packs' JSON when they are there. "" (the default)
 // keeps none. Set it before the first load.
 //
-// A copy is read mapped (mapFile), and what a load takes from it, its records' strings and
+// A copy is read mapped (MapFile), and what a load takes from it, its records' strings and
 // manifest bytes, points into the mapping: release unmaps the copies t's loads read, after
 // which nothing those loads returned may be used (reading it faults). Call it once they are
 // done with; without it the copies stay mapped until the process exits.
@@ -83,7 +83,7 @@ func (t *Tree) packCachePath(d Digest) string {
 // none that reads back whole.
 func (t *Tree) readCachedPack(d Digest) (*metaPack, error) {
 	path := t.packCachePath(d)
-	b, unmap, err := mapFile(path)
+	b, unmap, err := MapFile(path)
 	if err != nil {
 		return nil, err
 	}

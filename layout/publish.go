@@ -256,10 +256,11 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	if err != nil {
 		return Stamp{}, err
 	}
-	idx, filters, err := t.publicationFiles(m, change, p.SubsetFilters)
+	idx, filters, release, err := t.publicationFiles(m, change, p.SubsetFilters)
 	if err != nil {
 		return Stamp{}, err
 	}
+	defer release() // the files may be the live publication's, mapped
 	if len(filters) > 0 {
 		shared := maps.Clone(p.Shared)
 		if shared == nil {

@@ -95,8 +95,10 @@ func BenchmarkPromotionFiles(b *testing.B) {
 		b.Fatal(err)
 	}
 	wantFilters := m.SubsetFilters()
-	if idx, filters, err := tree.publicationFiles(m, change, true); err != nil || !bytes.Equal(idx, wantIdx) || sameFiles(filters, wantFilters) != "" {
+	if idx, filters, release, err := tree.publicationFiles(m, change, true); err != nil || !bytes.Equal(idx, wantIdx) || sameFiles(filters, wantFilters) != "" {
 		b.Fatalf("publicationFiles gives other files than the renderers (%v)", err)
+	} else {
+		release()
 	}
 	if live := tree.livePub(change); live == nil {
 		b.Fatal("no live publication to splice from")
@@ -111,7 +113,11 @@ func BenchmarkPromotionFiles(b *testing.B) {
 	for b.Loop() {
 		old.run(func() { _, _ = refIndexJSON(m); refSubsetFilters(m) })
 		full.run(func() { _, _ = IndexJSON(m); m.SubsetFilters() })
-		spliced.run(func() { _, _, _ = tree.publicationFiles(m, change, true) })
+		spliced.run(func() {
+			if _, _, release, err := tree.publicationFiles(m, change, true); err == nil {
+				release()
+			}
+		})
 	}
 	o, f, s := old.median(), full.median(), spliced.median()
 	for _, r := range []struct {

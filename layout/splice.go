@@ -20,30 +20,35 @@ import (
 // publicationFiles returns m's index.json and, when filters, its subsets' filter files
 // (SubsetFilters), spliced from the live publication's when change is known (see livePub),
 // else rendered whole.
-func (t *Tree) publicationFiles(m *Meta, change *contentChange, filters bool) ([]byte, map[string][]byte, error) {
+//
+// The files may be the live ones' bytes, mapped: call release once done with them.
+func (t *Tree) publicationFiles(m *Meta, change *contentChange, filters bool) (idx []byte, files map[string][]byte, release func(), err error) {
 	live := t.livePub(change)
-	idx, ok := []byte(nil), false
+	defer func() {
+		if err != nil {
+			live.release()
+		}
+	}()
+	ok := false
 	if old, found := live.file(PubIndex); found {
 		idx, ok = spliceIndexJSON(old, live.change, m)
 	}
 	if !ok {
-		var err error
 		if idx, err = IndexJSON(m); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if !filters {
-		return idx, nil, nil
+		return idx, nil, live.release, nil
 	}
 	ok = false
-	var files map[string][]byte
 	if live != nil {
 		files, ok = spliceSubsetFilters(live.file, live.change, m)
 	}
 	if !ok {
 		files = m.SubsetFilters()
 	}
-	return idx, files, nil
+	return idx, files, live.release, nil
 }
 
 // livePub is the live publication as a splice reads it: the change of the content since the
@@ -52,7 +57,19 @@ type livePub struct {
 	t      *Tree
 	dir    string // tree-relative
 	change *contentChange
-	read   map[string][]byte // by tree-relative path
+	read   map[string][]byte // by tree-relative path, mapped (MapFile)
+	unmaps []func()
+}
+
+// release unmaps the files lp read: nothing made of them may be used after it.
+func (lp *livePub) release() {
+	if lp == nil {
+		return
+	}
+	for _, unmap := range lp.unmaps {
+		unmap()
+	}
+	lp.read, lp.unmaps = nil, nil
 }
 
 // livePub returns the live publication whose files change follows: the one whose stamp
@@ -98,11 +115,16 @@ func (lp *livePub) file(rel string) ([]byte, bool) {
 		return nil, false
 	}
 	_, hex, _ := strings.Cut(path.Base(p), "-")
-	b, err := os.ReadFile(lp.t.Path(p))
-	if err != nil || DigestOf("sha256", b).Hex()[:16] != hex {
+	b, unmap, err := MapFile(lp.t.Path(p))
+	if err != nil {
+		return nil, false
+	}
+	if DigestOf("sha256", b).Hex()[:16] != hex {
+		unmap()
 		return nil, false
 	}
 	lp.read[p] = b
+	lp.unmaps = append(lp.unmaps, unmap)
 	return b, true
 }
 

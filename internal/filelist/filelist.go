@@ -219,10 +219,11 @@ func (u *reused) stale(p []byte) bool {
 // publication's list (module's) with the changed paths read again, the rest listed. It
 // returns false when that list cannot be read (the caller then lists the tree).
 func reuseEntries(tree *layout.Tree, module string, u reused) ([]Entry, bool, error) {
-	prev, ok := previousList(tree, module)
+	prev, unmap, ok := previousList(tree, module)
 	if !ok {
 		return nil, false, nil
 	}
+	defer unmap() // parseFiles copies what it keeps
 	kept, ok := parseFiles(prev, u.prefixes)
 	if !ok {
 		return nil, false, nil
@@ -243,10 +244,11 @@ func reuseEntries(tree *layout.Tree, module string, u reused) ([]Entry, bool, er
 	return append(entries, again...), true, nil
 }
 
-// previousList is the live publication's list (module's); false when it cannot be read.
-func previousList(tree *layout.Tree, module string) ([]byte, bool) {
-	prev, err := os.ReadFile(tree.Path(path.Join(layout.LiveLink, Name(module))))
-	return prev, err == nil
+// previousList is the live publication's list (module's), mapped (layout.MapFile: call
+// unmap once done with it); false when it cannot be read.
+func previousList(tree *layout.Tree, module string) (prev []byte, unmap func(), ok bool) {
+	prev, unmap, err := layout.MapFile(tree.Path(path.Join(layout.LiveLink, Name(module))))
+	return prev, unmap, err == nil
 }
 
 // readAgain lists the dirty paths that are there (and listed), with what lies below those
@@ -458,10 +460,11 @@ func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reuse
 	if len(u.dirs) == 0 {
 		return nil, false
 	}
-	prev, ok := previousList(tree, module)
+	prev, unmap, ok := previousList(tree, module)
 	if !ok {
 		return nil, false
 	}
+	defer unmap() // the lines kept are copied into the new list
 	lines, ok := bytes.CutPrefix(prev, []byte(listHead))
 	if !ok {
 		return nil, false

@@ -318,8 +318,10 @@ func readLive(tree *layout.Tree, meta *layout.Meta, change *Change) (live, bool)
 			return live{}, false
 		}
 		l.spliced = true
-	} else if _, ok := readLiveRefs(tree, refs.Link); !ok {
+	} else if _, unmap, ok := readLiveRefs(tree, refs.Link); !ok {
 		return live{}, false
+	} else {
+		unmap()
 	}
 	for rel, n := range uses {
 		for range n {
@@ -524,25 +526,30 @@ func writeChange(tree *layout.Tree, meta *layout.Meta, change *Change, l live) (
 // repoWriters is how many repositories' v2-tags entries writeChange writes at once.
 const repoWriters = 4
 
-// readLiveRefs is the bytes of the live refs.map entry rel (tree-relative); false when it
-// cannot be read or does not hold the bytes its name says (damaged: WriteSharedFile writes
-// it again).
-func readLiveRefs(tree *layout.Tree, rel string) ([]byte, bool) {
-	b, err := os.ReadFile(tree.Path(rel))
-	if err != nil || !layout.SharedFileHolds(rel, b) {
-		return nil, false
+// readLiveRefs is the bytes of the live refs.map entry rel (tree-relative), mapped
+// (layout.MapFile: call unmap once done with them); false when it cannot be read or does not
+// hold the bytes its name says (damaged: WriteSharedFile writes it again).
+func readLiveRefs(tree *layout.Tree, rel string) (b []byte, unmap func(), ok bool) {
+	b, unmap, err := layout.MapFile(tree.Path(rel))
+	if err != nil {
+		return nil, nil, false
 	}
-	return b, true
+	if !layout.SharedFileHolds(rel, b) {
+		unmap()
+		return nil, nil, false
+	}
+	return b, unmap, true
 }
 
 // spliceLiveRefs is the new refs.map spliced (spliceRefs) from the live one, the entry rel
 // (tree-relative); false when it cannot be read, does not hold the bytes its name says, or
 // cannot be spliced.
 func spliceLiveRefs(tree *layout.Tree, meta *layout.Meta, changed map[string]bool, c refsChange, rel string) ([]byte, bool) {
-	b, ok := readLiveRefs(tree, rel)
+	b, unmap, ok := readLiveRefs(tree, rel)
 	if !ok {
 		return nil, false
 	}
+	defer unmap() // spliceRefs copies the lines it keeps
 	return spliceRefs(b, meta, changed, c)
 }
 
