@@ -72,7 +72,8 @@ type Publication struct {
 	// the publication's final name, and the tree-relative path each file it may return will
 	// be stored at (SharedSeqPath; its directory made when asked): it returns more files of
 	// the publication (the file list, which describes the rest and names itself), stored
-	// there and linked like Shared.
+	// there and linked like Shared. A file returned nil Finish stored there itself, whole and
+	// synced (WriteFileFunc), as large files are best written as they are made.
 	Finish func(tmpDir, name string, sharedPath func(rel string) string) (map[string][]byte, error)
 }
 
@@ -560,7 +561,11 @@ func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finis
 		}
 		target := sharedPath(rel)
 		t.noteShared(target)
-		if err := WriteFile(t.Path(target), data); err != nil {
+		if data == nil { // stored by finish
+			if fi, err := os.Lstat(t.Path(target)); err != nil || !fi.Mode().IsRegular() {
+				return fmt.Errorf("%q: Finish stored no file at %s (%v)", rel, target, err)
+			}
+		} else if err := WriteFile(t.Path(target), data); err != nil {
 			return err
 		}
 		if err := os.Symlink(RelLink(path.Join(final, rel), target), filepath.Join(tmp, rel)); err != nil {

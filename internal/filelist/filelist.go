@@ -38,6 +38,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -99,11 +100,11 @@ func Finish(tree *layout.Tree, module string, reuse []Reuse) (func(tmpDir, name 
 		return nil, fmt.Errorf("file list module %q: want a plain name such as %q", module, DefaultModule)
 	}
 	return func(tmpDir, name string, sharedPath func(string) string) (map[string][]byte, error) {
-		data, err := renderPending(tree, tmpDir, name, module, sharedPath(Name(module)), reuse)
+		data, err := storePending(tree, tmpDir, name, module, sharedPath(Name(module)), reuse)
 		if err != nil {
 			return nil, err
 		}
-		return map[string][]byte{Name(module): data}, nil
+		return map[string][]byte{Name(module): data}, nil // nil: stored (layout.Publication.Finish)
 	}, nil
 }
 
@@ -330,6 +331,44 @@ func renderPending(tree *layout.Tree, tmpDir, name, module, file string, reuse [
 	return renderListed(tree, tmpDir, name, module, file, u, fsNow)
 }
 
+// storePending is renderPending for a publish: a list it can splice it writes as it is made
+// straight into its file (the tree-relative file, through layout.WriteFileFunc) and returns
+// nil; any other it renders and returns, for the publish to store. A list built whole is as
+// large as the tree's listing (50 MB at 90,000 manifests), each page of it fresh memory.
+func storePending(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse) ([]byte, error) {
+	var u reused
+	if len(reuse) > 0 {
+		var err error
+		if u, err = resolveReuse(reuse, madePaths(name, file)); err != nil {
+			return nil, err
+		}
+		if stored, err := storeSpliced(tree, tmpDir, name, module, file, u, fsNow); stored || err != nil {
+			return nil, err
+		}
+	}
+	return renderListed(tree, tmpDir, name, module, file, u, fsNow)
+}
+
+// storeSpliced writes renderSpliced's list into the tree-relative file as it is made
+// (writeSpliced, through layout.WriteFileFunc: complete and synced, or not there); false,
+// with nothing written, where renderSpliced gives false.
+func storeSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64) (bool, error) {
+	err := layout.WriteFileFunc(tree.Path(file), func(w io.Writer) error {
+		ok, err := writeSpliced(w, tree, tmpDir, name, module, file, u, now)
+		if err == nil && !ok {
+			err = errNotSpliced
+		}
+		return err
+	})
+	if errors.Is(err, errNotSpliced) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// errNotSpliced is a list writeSpliced left to renderListed (its partial file discarded).
+var errNotSpliced = errors.New("file list not spliced")
+
 // movedDirs are the directories whose times a publish moves after its list (stored as file) is
 // rendered, each with an entry made or replaced in it: the list's own directory (the list
 // written), layout.PubDir (the publication renamed into place) and layout.MetaDir (live
@@ -457,52 +496,76 @@ func pending(entries []Entry, tmpDir, name, module, file string, now int64) ([]E
 // when the new publication would be below a Reuse directory, and on any error (the other
 // paths the publish makes or changes are read again where below one: madePaths).
 func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64) ([]byte, bool) {
-	if len(u.dirs) == 0 {
+	var b bytes.Buffer
+	if ok, err := writeSpliced(&b, tree, tmpDir, name, module, file, u, now); !ok || err != nil {
 		return nil, false
+	}
+	return b.Bytes(), true
+}
+
+// splicedChunk is how much of a spliced list writeSpliced holds before writing it out (a
+// variable for the tests).
+var splicedChunk = 1 << 20
+
+// writeSpliced writes renderSpliced's list to w as it is made, holding only the lines after
+// the list's own (whose size is known at the end) and a chunk of the others. False, with
+// part of the list perhaps written, where renderSpliced gives false; an error is w's.
+func writeSpliced(w io.Writer, tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64) (bool, error) {
+	if len(u.dirs) == 0 {
+		return false, nil
 	}
 	prev, unmap, ok := previousList(tree, module)
 	if !ok {
-		return nil, false
+		return false, nil
 	}
 	defer unmap() // the lines kept are copied into the new list
 	lines, ok := bytes.CutPrefix(prev, []byte(listHead))
 	if !ok {
-		return nil, false
+		return false, nil
 	}
 	prefixes := u.prefixes
 	if slices.ContainsFunc(prefixes, func(pre string) bool { return strings.HasPrefix(layout.PubPath(name)+"/", pre) }) {
-		return nil, false
+		return false, nil
 	}
 	others, err := scanSkipping(tree.Dir(), "", u.skip)
 	if err != nil {
-		return nil, false
+		return false, nil
 	}
 	again, err := readAgain(tree, u)
 	if err != nil {
-		return nil, false
+		return false, nil
 	}
 	others, sums, err := pending(append(others, again...), tmpDir, name, module, file, now())
 	if err != nil {
-		return nil, false
+		return false, nil
 	}
 	sortByTime(others)
 	for i := 1; i < len(others); i++ {
 		if others[i].Time == others[i-1].Time && others[i].Path == others[i-1].Path {
-			return nil, false // an order the sort of the whole list might not keep
+			return false, nil // an order the sort of the whole list might not keep
 		}
 	}
 	at := slices.IndexFunc(others, func(e Entry) bool { return e.Path == file })
 	if at < 0 {
-		return nil, false
+		return false, nil
 	}
 	pre := make([][]byte, len(prefixes))
 	for i, p := range prefixes {
 		pre[i] = []byte(p)
 	}
-	// The lines before the list's own go to out, the ones after to tail: its size is found
-	// once the rest is known.
-	out := make([]byte, 0, len(prev)+len(others)*(len(file)+40)+256)
+	// The lines before the list's own go to out, written to w a chunk at a time (flushed
+	// bytes so far), the ones after to tail: its size is found once the rest is known.
+	out := make([]byte, 0, splicedChunk+64<<10)
 	out = append(out, listHead...)
+	flushed := 0
+	var werr error
+	flush := func() {
+		if werr == nil && len(out) > 0 {
+			_, werr = w.Write(out)
+			flushed += len(out)
+		}
+		out = out[:0]
+	}
 	var tail []byte
 	into := &out
 	j := 0
@@ -519,6 +582,9 @@ func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reuse
 				continue
 			}
 			*into = appendLine(*into, *e)
+			if len(out) >= splicedChunk {
+				flush()
+			}
 		}
 		return true
 	}
@@ -527,27 +593,27 @@ func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reuse
 	for {
 		nl := bytes.IndexByte(lines, '\n')
 		if nl < 0 {
-			return nil, false
+			return false, nil
 		}
 		line := lines[:nl]
 		lines = lines[nl+1:]
 		if len(line) == 0 {
 			if !bytes.HasPrefix(lines, []byte("[Checksums SHA1]\n")) {
-				return nil, false
+				return false, nil
 			}
 			break
 		}
 		t1 := bytes.IndexByte(line, '\t')
 		if t1 < 0 {
-			return nil, false
+			return false, nil
 		}
 		t2 := bytes.IndexByte(line[t1+1:], '\t') + t1 + 1
 		if t2 == t1 {
-			return nil, false
+			return false, nil
 		}
 		t3 := bytes.IndexByte(line[t2+1:], '\t') + t2 + 1
 		if t3 == t2 {
-			return nil, false
+			return false, nil
 		}
 		p := line[t3+1:]
 		if !slices.ContainsFunc(pre, func(pre []byte) bool { return bytes.HasPrefix(p, pre) }) {
@@ -557,35 +623,40 @@ func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reuse
 		_, ok2 := canonicalInt(line[t2+1 : t3])
 		typ := line[t1+1 : t2]
 		if !ok1 || !ok2 || len(typ) != 1 || (typ[0] != 'f' && typ[0] != 'd' && typ[0] != 'l') {
-			return nil, false
+			return false, nil
 		}
 		if u.stale(p) {
 			continue
 		}
 		if lastP != nil && (t < lastT || t == lastT && bytes.Compare(p, lastP) <= 0) {
-			return nil, false // not in order, or a key twice
+			return false, nil // not in order, or a key twice
 		}
 		lastT, lastP = t, p
 		if !next(t, p, false) {
-			return nil, false
+			return false, nil
 		}
 		*into = append(append(*into, line...), '\n')
+		if len(out) >= splicedChunk {
+			flush()
+		}
 	}
 	next(0, nil, true)
 	tail, err = appendSums(tail, sums)
 	if err != nil {
-		return nil, false
+		return false, nil
 	}
 	self := others[at]
 	var buf [256]byte
 	for range 8 {
-		n := int64(len(out) + len(appendLine(buf[:0], self)) + len(tail))
+		n := int64(flushed + len(out) + len(appendLine(buf[:0], self)) + len(tail))
 		if n == self.Size {
-			return append(appendLine(out, self), tail...), true
+			out = append(appendLine(out, self), tail...)
+			flush()
+			return werr == nil, werr
 		}
 		self.Size = n
 	}
-	return nil, false
+	return false, werr
 }
 
 // canonicalInt is the integer b holds as strconv.AppendInt writes it (no sign but a minus, no

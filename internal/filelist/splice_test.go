@@ -127,6 +127,10 @@ func TestSplicedMatchesListed(t *testing.T) {
 					writeFile(t, filepath.Join(tmpDir, filepath.FromSlash(f)), []byte(f+fmt.Sprint(seed)))
 				}
 				file := path.Join(layout.SharedDir, Name(DefaultModule), "2-1")
+				// The publish makes the list's directory before the list is rendered.
+				if err := os.MkdirAll(tree.Path(path.Dir(file)), 0o755); err != nil {
+					t.Fatal(err)
+				}
 				u := mustResolve(t, reuse, "q", file)
 				want, err := renderListed(tree, tmpDir, "q", DefaultModule, file, u, func() int64 { return now })
 				if err != nil {
@@ -142,6 +146,35 @@ func TestSplicedMatchesListed(t *testing.T) {
 				}
 				if ok && !bytes.Equal(got, want) {
 					t.Errorf("spliced list:\ngot\n%s\nwant\n%s", got, want)
+				}
+				// Written as it is made, a few lines at a time: the same bytes in the file,
+				// or, refused, no file and no temporary one (part of the list may have been
+				// written before the refusal).
+				defer func(chunk int) { splicedChunk = chunk }(splicedChunk)
+				splicedChunk = 1 + r.IntN(200)
+				stored, err := storeSpliced(tree, tmpDir, "q", DefaultModule, file, u, func() int64 { return now })
+				if err != nil || stored != ok {
+					t.Fatalf("stored: got %v (%v), want %v as renderSpliced", stored, err, ok)
+				}
+				inDir, err := os.ReadDir(tree.Path(path.Dir(file)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var names []string
+				for _, e := range inDir {
+					names = append(names, e.Name())
+				}
+				if !stored {
+					if len(names) != 0 {
+						t.Fatalf("refused, the list's directory holds %v, want nothing", names)
+					}
+					return
+				}
+				if len(names) != 1 || names[0] != path.Base(file) {
+					t.Fatalf("the list's directory holds %v, want only %s", names, path.Base(file))
+				}
+				if b, err := os.ReadFile(tree.Path(file)); err != nil || !bytes.Equal(b, want) {
+					t.Errorf("stored list (%v):\ngot\n%s\nwant\n%s", err, b, want)
 				}
 			})
 		}
