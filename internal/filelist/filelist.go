@@ -315,26 +315,12 @@ func parseFiles(data []byte, prefixes []string) ([]Entry, bool) {
 	return nil, false
 }
 
-// renderPending renders the list of the tree with the publication being built in tmpDir
-// (called name) live, its list (module's, stored as the tree-relative file) included.
-func renderPending(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse) ([]byte, error) {
-	var u reused
-	if len(reuse) > 0 {
-		var err error
-		if u, err = resolveReuse(reuse, madePaths(name, file)); err != nil {
-			return nil, err
-		}
-		if data, ok := renderSpliced(tree, tmpDir, name, module, file, u, fsNow); ok {
-			return data, nil
-		}
-	}
-	return renderListed(tree, tmpDir, name, module, file, u, fsNow)
-}
-
-// storePending is renderPending for a publish: a list it can splice it writes as it is made
-// straight into its file (the tree-relative file, through layout.WriteFileFunc) and returns
-// nil; any other it renders and returns, for the publish to store. A list built whole is as
-// large as the tree's listing (50 MB at 90,000 manifests), each page of it fresh memory.
+// storePending makes the list of the tree with the publication being built in tmpDir
+// (called name) live, its list (module's, stored as the tree-relative file) included. A list
+// it can splice from the live one it writes as it is made straight into file (through
+// layout.WriteFileFunc) and returns nil; any other it renders and returns, for the publish
+// to store. A list built whole is as large as the tree's listing (50 MB at 90,000
+// manifests), each page of it fresh memory.
 func storePending(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse) ([]byte, error) {
 	var u reused
 	if len(reuse) > 0 {
@@ -384,7 +370,7 @@ func madePaths(name, file string) []string {
 	return []string{layout.LiveLink, layout.IndexFile, layout.CurrentFile, layout.PubPath(name), path.Dir(file), file}
 }
 
-// renderListed is renderPending from the tree's entries (the reused ones parsed from the live
+// renderListed is storePending's list rendered from the tree's entries (the reused ones parsed from the live
 // list), sorted and rendered whole; now gives the time of what the publish makes, read once
 // the tree is listed (fsNow: the listing of a large tree takes seconds, and what the publish
 // makes after the render must not be listed older than it is).

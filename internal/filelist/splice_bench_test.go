@@ -99,8 +99,9 @@ func newReuseBench(b *testing.B, lines int) reuseBench {
 	}
 }
 
-// BenchmarkRenderReused renders the list of a settled tree after a 10-tag promotion, the
-// entries of the reused directories taken from the live list (250k lines). Its sub-benchmark
+// BenchmarkRenderReused makes the list of a settled tree after a 10-tag promotion, the
+// entries of the reused directories taken from the live list (250k lines), as a publish does
+// (storePending: a spliced list written into its file). Its sub-benchmark
 // "shared" has a regmirror/shared/ of 1,000 repositories' v2-tags entries of 30 tag links
 // (31,000 entries, as at 90k manifests), listed ("listed") or taken from the live list but for
 // the 10 entries a promotion writes ("reused").
@@ -111,7 +112,7 @@ func BenchmarkRenderReused(b *testing.B) {
 	render := func(b *testing.B, reuse []Reuse) {
 		b.SetBytes(int64(rb.prevLen))
 		for b.Loop() {
-			if _, err := renderPending(rb.tree, rb.tmpDir, "q", DefaultModule, rb.file, reuse); err != nil {
+			if _, err := storePending(rb.tree, rb.tmpDir, "q", DefaultModule, rb.file, reuse); err != nil {
 				b.Fatal(err)
 			}
 		}
