@@ -4,13 +4,14 @@ package layout
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"syscall"
 )
 
 // MapFile returns the bytes of the regular file at path, mapped read-only, and unmap, which
 // releases them: after it, reading them faults, so nothing made of them may outlive it
-// (copy what is kept). Mapped, a large file costs the pages the
+// (copy what is kept). On a filesystem that cannot map files it reads the file whole. Mapped, a large file costs the pages the
 // kernel already caches, where reading it into memory costs a fresh page of the process's
 // per 4 KiB, which on a virtual machine is most of the read's time (docs/benchmarks.md,
 // "Fresh memory"). The file must not be truncated while mapped (the tree's and the pack
@@ -36,8 +37,12 @@ func MapFile(path string) (b []byte, unmap func(), err error) {
 		return nil, nil, fmt.Errorf("%s: too large to map (%d bytes)", path, size)
 	}
 	b, err = syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
-	if err != nil {
-		return nil, nil, fmt.Errorf("mapping %s: %w", path, err)
+	if err != nil { // a filesystem that cannot map files: read it whole
+		b = make([]byte, size)
+		if _, err := io.ReadFull(f, b); err != nil {
+			return nil, nil, fmt.Errorf("reading %s: %w", path, err)
+		}
+		return b, func() {}, nil
 	}
 	return b, func() { _ = syscall.Munmap(b) }, nil
 }
