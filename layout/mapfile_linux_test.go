@@ -2,13 +2,11 @@ package layout
 
 import (
 	"bufio"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 	"unsafe"
 )
 
@@ -43,12 +41,7 @@ func mappingOf(t *testing.T, p uintptr) string {
 // TestPackCopyMapped: a load reads a pack cache copy mapped, its manifests' bytes in the
 // mapping, not copied into memory of the process's own; UsePackCache's release unmaps it.
 func TestPackCopyMapped(t *testing.T) {
-	g := &metaGen{rng: rand.New(rand.NewPCG(5, 5)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	m, _ := g.scale(6000) // a base pack above packCacheMin
-	tree := NewTree(t.TempDir())
-	if _, err := tree.Publish(m); err != nil {
-		t.Fatal(err)
-	}
+	tree := cacheableTree(t, 5)
 	cache := t.TempDir()
 	first := NewTree(tree.Dir())
 	release := first.UsePackCache(cache)

@@ -123,12 +123,7 @@ func TestPackCopyRefused(t *testing.T) {
 // ignored and made again; a pack missing from the tree is refused even though the cache has
 // its copy.
 func TestTreePackCache(t *testing.T) {
-	g := &metaGen{rng: rand.New(rand.NewPCG(3, 3)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	m, _ := g.scale(6000) // a base pack above packCacheMin
-	tree := NewTree(t.TempDir())
-	if _, err := tree.Publish(m); err != nil {
-		t.Fatal(err)
-	}
+	tree := cacheableTree(t, 3)
 	want, _, err := NewTree(tree.Dir()).Load()
 	if err != nil {
 		t.Fatal(err)
@@ -305,4 +300,17 @@ func BenchmarkPackCopy(b *testing.B) {
 			}
 		}
 	})
+}
+
+// cacheableTree publishes a generated tree (seed) whose base pack is large enough for the
+// pack cache (packCacheMin) into a temporary directory.
+func cacheableTree(t *testing.T, seed uint64) *Tree {
+	t.Helper()
+	g := &metaGen{rng: rand.New(rand.NewPCG(seed, seed)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	m, _ := g.scale(6000)
+	tree := NewTree(t.TempDir())
+	if _, err := tree.Publish(m); err != nil {
+		t.Fatal(err)
+	}
+	return tree
 }

@@ -335,9 +335,9 @@ func storePending(tree *layout.Tree, tmpDir, name, module, file string, reuse []
 	return renderListed(tree, tmpDir, name, module, file, u, fsNow)
 }
 
-// storeSpliced writes renderSpliced's list into the tree-relative file as it is made
-// (writeSpliced, through layout.WriteFileFunc: complete and synced, or not there); false,
-// with nothing written, where renderSpliced gives false.
+// storeSpliced writes writeSpliced's list into the tree-relative file (through
+// layout.WriteFileFunc: complete and synced, or not there); false, with nothing written,
+// where writeSpliced gives false.
 func storeSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64) (bool, error) {
 	err := layout.WriteFileFunc(tree.Path(file), func(w io.Writer) error {
 		ok, err := writeSpliced(w, tree, tmpDir, name, module, file, u, now)
@@ -472,30 +472,22 @@ func pending(entries []Entry, tmpDir, name, module, file string, now int64) ([]E
 	return entries, sums, nil
 }
 
-// renderSpliced is renderListed's list, built by following the change: the [Files] lines of
-// the live list below the Reuse directories that the change leaves alone are copied as they
-// are (they keep their time and path, so their order), and the other entries (the rest of the
-// tree listed, the changed paths read again, what the publish makes) sorted and merged in.
-// No line is parsed into an Entry, sorted or formatted but these. It returns false, for
-// renderListed to render the list, when the live list cannot be read or is not one this
-// package wrote in order with each reused line as rendered (canonical numbers, no key twice),
-// when the new publication would be below a Reuse directory, and on any error (the other
-// paths the publish makes or changes are read again where below one: madePaths).
-func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64) ([]byte, bool) {
-	var b bytes.Buffer
-	if ok, err := writeSpliced(&b, tree, tmpDir, name, module, file, u, now); !ok || err != nil {
-		return nil, false
-	}
-	return b.Bytes(), true
-}
-
 // splicedChunk is how much of a spliced list writeSpliced holds before writing it out (a
 // variable for the tests).
 var splicedChunk = 1 << 20
 
-// writeSpliced writes renderSpliced's list to w as it is made, holding only the lines after
-// the list's own (whose size is known at the end) and a chunk of the others. False, with
-// part of the list perhaps written, where renderSpliced gives false; an error is w's.
+// writeSpliced writes renderListed's list to w as it is made, built by following the
+// change: the [Files] lines of the live list below the Reuse directories that the change
+// leaves alone are copied as they are (they keep their time and path, so their order), and
+// the other entries (the rest of the tree listed, the changed paths read again, what the
+// publish makes) sorted and merged in. No line is parsed into an Entry, sorted or formatted
+// but these. It holds only the lines after the list's own (whose size is known at the end)
+// and a chunk of the others. It returns false, perhaps with part of the list written, for
+// renderListed to render the list, when the live list cannot be read or is not one this
+// package wrote in order with each reused line as rendered (canonical numbers, no key twice),
+// when the new publication would be below a Reuse directory, and on any error (the other
+// paths the publish makes or changes are read again where below one: madePaths); an error
+// is w's.
 func writeSpliced(w io.Writer, tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64) (bool, error) {
 	if len(u.dirs) == 0 {
 		return false, nil

@@ -184,6 +184,15 @@ func TestSplicedMatchesListed(t *testing.T) {
 	}
 }
 
+// renderSpliced is writeSpliced's list in memory; false where writeSpliced gives false.
+func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64) ([]byte, bool) {
+	var b bytes.Buffer
+	if ok, err := writeSpliced(&b, tree, tmpDir, name, module, file, u, now); !ok || err != nil {
+		return nil, false
+	}
+	return b.Bytes(), true
+}
+
 // mustResolve is resolveReuse for a publish of name storing its list as file.
 func mustResolve(t *testing.T, reuse []Reuse, name, file string) reused {
 	t.Helper()
