@@ -300,63 +300,60 @@ func metaDigestFromRef(ref string) (Digest, error) {
 
 // Load reads the current generation's metadata.
 func (t *Tree) Load() (*Meta, Stamp, error) {
-	m, s, _, err := t.load(nil)
+	m, s, _, _, err := t.load(nil)
 	return m, s, err
 }
 
-// load reads the current generation's metadata: see loadMeta. root is the format 3 root read,
-// nil for formats 1 and 2.
-func (t *Tree) load(from *loadedChain) (m *Meta, s Stamp, root *metaRoot, err error) {
+// load reads the current generation's metadata: see loadMeta. c and ch are the format 3
+// chain read and its change against from (nil for formats 1 and 2).
+func (t *Tree) load(from *loadedChain) (m *Meta, s Stamp, c *loadedChain, ch *ContentChange, err error) {
 	if s, err = t.ReadStamp(); err != nil {
-		return nil, Stamp{}, nil, err
+		return nil, Stamp{}, nil, nil, err
 	}
 	d, err := metaDigestFromRef(s.Meta)
 	if err != nil {
-		return nil, Stamp{}, nil, err
+		return nil, Stamp{}, nil, nil, err
 	}
-	if m, root, err = t.loadMeta(d, from); err != nil {
-		return nil, Stamp{}, nil, err
+	if m, c, ch, err = t.loadMeta(d, from); err != nil {
+		return nil, Stamp{}, nil, nil, err
 	}
 	if m.Generation != s.Generation {
-		return nil, Stamp{}, nil, fmt.Errorf("metadata %s is generation %d, stamp says %d", s.Meta, m.Generation, s.Generation)
+		return nil, Stamp{}, nil, nil, fmt.Errorf("metadata %s is generation %d, stamp says %d", s.Meta, m.Generation, s.Generation)
 	}
-	return m, s, root, nil
+	return m, s, c, ch, nil
 }
 
 // LoadMeta reads and verifies the metadata whose root (format 3) or file (formats 1 and 2) has
 // digest d: a format 3 root with the network file and content packs it names, each checked
 // against its name. A file missing or corrupt is a *MetaFileError naming it.
 func (t *Tree) LoadMeta(d Digest) (*Meta, error) {
-	m, _, err := t.loadMeta(d, nil)
+	m, _, _, err := t.loadMeta(d, nil)
 	return m, err
 }
 
-// loadMeta is LoadMeta, reading a format 3 chain that extends from (a Loader's, or nil) from
-// it; it also returns the format 3 root (nil for formats 1 and 2).
-func (t *Tree) loadMeta(d Digest, from *loadedChain) (*Meta, *metaRoot, error) {
+// loadMeta is LoadMeta, reading a format 3 chain from from (a Loader's, or nil) as loadChain
+// does; it also returns the chain read and its change (nil for formats 1 and 2).
+func (t *Tree) loadMeta(d Digest, from *loadedChain) (*Meta, *loadedChain, *ContentChange, error) {
 	js, err := t.readMetaFile(metaRef(d), 0)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if h := peekHeader(js); h.Format == 3 && h.Kind == metaKindRoot {
 		r, err := decodeRoot(js)
 		if err != nil {
-			return nil, nil, &MetaFileError{MetaPath(d), 0, err}
+			return nil, nil, nil, &MetaFileError{MetaPath(d), 0, err}
 		}
-		if !from.extends(r) {
-			from = nil
-		}
-		m, err := t.loadChain(r, from)
+		m, c, ch, err := t.loadChain(r, from)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if err := m.validateNames(); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return m, r, nil
+		return m, c, ch, nil
 	}
 	m, err := decodeMetaJSON(js)
-	return m, nil, err
+	return m, nil, nil, err
 }
 
 // DecodeMeta decodes the compressed bytes of a whole metadata document: a format 1 or 2

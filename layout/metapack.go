@@ -349,13 +349,18 @@ func decodeRoot(js []byte) (*metaRoot, error) {
 }
 
 // loadRoot reads the chain a format 3 root names (root itself decoded) into a Meta.
-func (t *Tree) loadRoot(r *metaRoot) (*Meta, error) { return t.loadChain(r, nil) }
+func (t *Tree) loadRoot(r *metaRoot) (*Meta, error) {
+	m, _, _, err := t.loadChain(r, nil)
+	return m, err
+}
 
-// loadChain reads the chain a format 3 root names into a Meta. With from, the content after
-// r.Packs[:len(from.packs)] (a Loader's), it reads only the packs after those, applied to a
-// copy of from's content maps: the records the packs leave alone are shared with from, never
-// modified (apply copies a repository it changes).
-func (t *Tree) loadChain(r *metaRoot, from *loadedChain) (*Meta, error) {
+// loadChain reads the chain a format 3 root names into a Meta, and returns that chain as a
+// Loader keeps it. With from (a Loader's last chain), when r's chain starts with from's base,
+// it reads only the packs after the prefix the two chains share, applied to a copy of from's
+// content maps from which from's later packs are undone: the records the packs leave alone
+// are shared with from, never modified (apply copies a repository it changes). The change is
+// then against from's content; read whole, its Base is "".
+func (t *Tree) loadChain(r *metaRoot, from *loadedChain) (*Meta, *loadedChain, *ContentChange, error) {
 	m := NewMeta(r.Generation)
 	m.Created, m.Source, m.Subsets = r.Created, r.Source, r.Subsets
 	if r.GCGrace != "" {
@@ -364,64 +369,192 @@ func (t *Tree) loadChain(r *metaRoot, from *loadedChain) (*Meta, error) {
 	}
 	js, err := t.readMetaFile(r.Network.Ref, r.Generation)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	var n metaNetwork
 	if err := decodeMetaDoc(js, metaKindNetwork, &n); err != nil {
-		return nil, &MetaFileError{path.Join(MetaDir, r.Network.Ref), r.Generation, err}
+		return nil, nil, nil, &MetaFileError{path.Join(MetaDir, r.Network.Ref), r.Generation, err}
 	}
 	m.Origin, m.Mirrors, m.MinMirrors, m.Regions, m.VariantSets = n.Origin, n.Mirrors, n.MinMirrors, n.Regions, n.VariantSets
-	packs := r.Packs
-	if from != nil {
+	c := &loadedChain{packs: r.Packs}
+	ch := &ContentChange{Chain: chainName(r.Packs)}
+	if k := from.shared(r); k > 0 {
 		m.Repositories, m.Manifests = maps.Clone(from.content.Repositories), maps.Clone(from.content.Manifests)
 		m.Blobs, m.Orphans = maps.Clone(from.content.Blobs), maps.Clone(from.content.Orphans)
-		packs = packs[len(from.packs):]
-	}
-	if m.Orphans == nil {
-		m.Orphans = map[Digest]*Orphan{}
-	}
-	for _, ref := range packs {
-		p, err := t.readPack(ref.Ref, r.Generation)
-		if err != nil {
-			return nil, err
+		if m.Orphans == nil {
+			m.Orphans = map[Digest]*Orphan{}
 		}
-		if err := p.apply(m); err != nil {
-			return nil, &MetaFileError{path.Join(MetaDir, ref.Ref), r.Generation, err}
+		ch.Base = chainName(from.packs)
+		keys := newChangeKeys()
+		for i := len(from.packs) - 1; i >= k; i-- {
+			u := from.undo[i-1]
+			u.revert(m)
+			keys.add(u)
+		}
+		c.undo = slices.Clip(from.undo[:k-1])
+		for _, ref := range r.Packs[k:] {
+			u, err := t.applyPack(m, ref, r.Generation, true)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			c.undo = append(c.undo, u)
+			keys.add(u)
+		}
+		keys.fill(ch)
+	} else {
+		m.Orphans = map[Digest]*Orphan{}
+		for i, ref := range r.Packs {
+			u, err := t.applyPack(m, ref, r.Generation, i > 0)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			if i > 0 {
+				c.undo = append(c.undo, u)
+			}
 		}
 	}
 	if len(m.Orphans) == 0 {
 		m.Orphans = nil
 	}
-	return m, nil
+	c.content = &Meta{Repositories: m.Repositories, Manifests: m.Manifests, Blobs: m.Blobs, Orphans: m.Orphans}
+	return m, c, ch, nil
 }
 
-// loadedChain is a pack chain and the content it gives (a Meta's content maps, read-only).
+// applyPack reads the pack ref names and applies it to m's content, recording what it
+// replaced when undoable (a delta, which a later chain may undo).
+func (t *Tree) applyPack(m *Meta, ref metaFileRef, generation uint64, undoable bool) (*packUndo, error) {
+	p, err := t.readPack(ref.Ref, generation)
+	if err != nil {
+		return nil, err
+	}
+	var u *packUndo
+	if undoable {
+		u = &packUndo{}
+	}
+	if err := p.applyTo(m, u); err != nil {
+		return nil, &MetaFileError{path.Join(MetaDir, ref.Ref), generation, err}
+	}
+	return u, nil
+}
+
+// chainName identifies a pack chain: its packs' names, in order.
+func chainName(packs []metaFileRef) string {
+	names := make([]string, len(packs))
+	for i, p := range packs {
+		names[i] = p.Ref
+	}
+	return strings.Join(names, " ")
+}
+
+// loadedChain is a pack chain and the content it gives (a Meta's content maps, read-only),
+// with what each delta replaced: undo[i] undoes packs[i+1].
 type loadedChain struct {
 	packs   []metaFileRef
 	content *Meta
+	undo    []*packUndo
 }
 
-// extends reports whether r's chain starts with c's (and is not shorter): r's content is then
-// c's with r's later packs applied.
-func (c *loadedChain) extends(r *metaRoot) bool {
-	if c == nil || len(c.packs) == 0 || len(r.Packs) < len(c.packs) {
-		return false
+// shared returns how many packs r's chain shares with c's, from the start: 0 when c is nil or
+// the chains have different bases (c's content is then of no use).
+func (c *loadedChain) shared(r *metaRoot) int {
+	if c == nil {
+		return 0
 	}
-	for i, p := range c.packs {
-		if r.Packs[i].Ref != p.Ref {
-			return false
+	k := 0
+	for k < len(c.packs) && k < len(r.Packs) && r.Packs[k].Ref == c.packs[k].Ref {
+		k++
+	}
+	return k
+}
+
+// packUndo is what a delta pack replaced in the content it was applied to: every key it
+// dropped or set, with the record the key had before (nil: none). It holds the replaced
+// records, no more than the pack's keys, for as long as its chain is a Loader's last.
+type packUndo struct {
+	manifests map[Digest]*Manifest
+	blobs     map[Digest]*Blob
+	orphans   map[Digest]*Orphan
+	repos     map[string]*Repository
+}
+
+// keep records key k's record in cur, unless u already has k's record from before the pack.
+func keep[K comparable, V any](u *map[K]*V, cur map[K]*V, k K) {
+	if *u == nil {
+		*u = map[K]*V{}
+	}
+	if _, ok := (*u)[k]; !ok {
+		(*u)[k] = cur[k]
+	}
+}
+
+// revert puts back in m's content what u's pack replaced.
+func (u *packUndo) revert(m *Meta) {
+	put(m.Manifests, u.manifests)
+	put(m.Blobs, u.blobs)
+	put(m.Orphans, u.orphans)
+	put(m.Repositories, u.repos)
+}
+
+// put sets dst's records to those of old, deleting the keys old records as nil.
+func put[K comparable, V any](dst, old map[K]*V) {
+	for k, v := range old {
+		if v == nil {
+			delete(dst, k)
+		} else {
+			dst[k] = v
 		}
 	}
-	return true
+}
+
+// A ContentChange is what a Loader's Load changed in the content (repositories, manifests,
+// blobs) against the content of a previous Load: every key the packs it read or undid set
+// or dropped, once each. That is a superset of the keys whose records differ; the records
+// of every other key are the very records of that previous content.
+type ContentChange struct {
+	// Chain identifies the content loaded (its packs' names), Base the content the change
+	// is against: "" when the content was read whole, the keys then empty.
+	Chain, Base  string
+	Repositories []string
+	Manifests    []Digest
+	Blobs        []Digest
+}
+
+// changeKeys gathers a ContentChange's keys, each once.
+type changeKeys struct {
+	repos            map[string]bool
+	manifests, blobs map[Digest]bool
+}
+
+func newChangeKeys() *changeKeys {
+	return &changeKeys{repos: map[string]bool{}, manifests: map[Digest]bool{}, blobs: map[Digest]bool{}}
+}
+
+func (k *changeKeys) add(u *packUndo) {
+	for n := range u.repos {
+		k.repos[n] = true
+	}
+	for d := range u.manifests {
+		k.manifests[d] = true
+	}
+	for d := range u.blobs {
+		k.blobs[d] = true
+	}
+}
+
+func (k *changeKeys) fill(ch *ContentChange) {
+	ch.Repositories = slices.Sorted(maps.Keys(k.repos))
+	ch.Manifests = slices.SortedFunc(maps.Keys(k.manifests), compareDigests)
+	ch.Blobs = slices.SortedFunc(maps.Keys(k.blobs), compareDigests)
 }
 
 // Loader reads a tree's successive generations for a reader that serves one while it reads
 // the next (serve). It keeps the content of the last format 3 generation it read, so that
-// reading the next decodes only the network file and the packs that generation adds to the
-// chain (after a crawl: none; after a promotion: one small delta) and shares every record
-// they leave alone. The Metas it returns share those records with each other: they are
-// read-only. A chain that does not extend the kept one (a compaction, another tree's
-// metadata) is read whole. Calls are serialized.
+// reading the next decodes only the network file and the packs that generation's chain does
+// not share with the last one (after a crawl: none; after a promotion: one small delta, or
+// the newest deltas merged), undoing the last chain's packs after the shared ones, and shares
+// every record they leave alone. The Metas it returns share those records with each other:
+// they are read-only. A chain on another base (a base rewritten, another tree's metadata) is
+// read whole. Calls are serialized.
 type Loader struct {
 	tree *Tree
 	mu   sync.Mutex
@@ -431,23 +564,53 @@ type Loader struct {
 // NewLoader returns a Loader of t's generations.
 func (t *Tree) NewLoader() *Loader { return &Loader{tree: t} }
 
-// Load reads the current generation's metadata, like Tree.Load.
-func (l *Loader) Load() (*Meta, Stamp, error) {
+// Load reads the current generation's metadata, like Tree.Load, and what its content changed
+// against the content of the Loader's previous Load (nil for a format 1 or 2 generation).
+func (l *Loader) Load() (*Meta, Stamp, *ContentChange, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	m, s, r, err := l.tree.load(l.last)
+	m, s, c, ch, err := l.tree.load(l.last)
 	if err != nil {
-		return nil, Stamp{}, err
+		return nil, Stamp{}, nil, err
 	}
-	l.last = nil
-	if r != nil {
-		l.last = &loadedChain{packs: r.Packs, content: &Meta{Repositories: m.Repositories, Manifests: m.Manifests, Blobs: m.Blobs, Orphans: m.Orphans}}
-	}
-	return m, s, nil
+	l.last = c
+	return m, s, ch, nil
 }
 
 // apply applies the pack to m's content.
-func (p *metaPack) apply(m *Meta) error {
+func (p *metaPack) apply(m *Meta) error { return p.applyTo(m, nil) }
+
+// applyTo applies the pack to m's content, recording in u (unless nil) what it replaces.
+func (p *metaPack) applyTo(m *Meta, u *packUndo) error {
+	if u != nil {
+		for _, d := range p.DropManifests {
+			keep(&u.manifests, m.Manifests, d)
+		}
+		for d := range p.Manifests {
+			keep(&u.manifests, m.Manifests, d)
+		}
+		for _, d := range p.DropBlobs {
+			keep(&u.blobs, m.Blobs, d)
+		}
+		for d := range p.Blobs {
+			keep(&u.blobs, m.Blobs, d)
+		}
+		for _, d := range p.DropOrphans {
+			keep(&u.orphans, m.Orphans, d)
+		}
+		for d := range p.Orphans {
+			keep(&u.orphans, m.Orphans, d)
+		}
+		for _, n := range p.DropRepositories {
+			keep(&u.repos, m.Repositories, n)
+		}
+		for n := range p.Repositories {
+			keep(&u.repos, m.Repositories, n)
+		}
+		for n := range p.RepositoryChanges {
+			keep(&u.repos, m.Repositories, n)
+		}
+	}
 	for _, d := range p.DropManifests {
 		delete(m.Manifests, d)
 	}

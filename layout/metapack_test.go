@@ -275,7 +275,7 @@ func TestMetaPacksRoundTrip(t *testing.T) {
 			// A Loader follows every generation, as serve does: each load must give the
 			// generation, and leave the one it read before as it was (they share records).
 			loader := NewTree(tree.Dir()).NewLoader()
-			lastLoaded, _, err := loader.Load()
+			lastLoaded, _, _, err := loader.Load()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -336,12 +336,27 @@ func TestMetaPacksRoundTrip(t *testing.T) {
 					sameMeta(t, what, got, m)
 					t.Fatalf("%s: the published Meta changed while publishing", what)
 				}
-				if loader.last.extends(readRootT(t, tree)) {
+				lastChain := chainName(loader.last.packs)
+				shared := loader.last.shared(readRootT(t, tree)) > 0
+				if shared {
 					extended++
 				}
-				loaded, _, err := loader.Load()
+				loaded, _, change, err := loader.Load()
 				if err != nil {
 					t.Fatalf("%s: Loader: %v", what, err)
+				}
+				if got, want := change.Chain, chainName(readRootT(t, tree).Packs); got != want {
+					t.Fatalf("%s: Loader: change's Chain %q, want %q", what, got, want)
+				}
+				if shared {
+					if change.Base != lastChain {
+						t.Fatalf("%s: Loader: change's Base %q, want the last load's chain %q", what, change.Base, lastChain)
+					}
+					changeCovers(t, what, "manifest", change.Manifests, lastLoaded.Manifests, loaded.Manifests)
+					changeCovers(t, what, "blob", change.Blobs, lastLoaded.Blobs, loaded.Blobs)
+					changeCovers(t, what, "repository", change.Repositories, lastLoaded.Repositories, loaded.Repositories)
+				} else if change.Base != "" || len(change.Manifests)+len(change.Blobs)+len(change.Repositories) > 0 {
+					t.Fatalf("%s: Loader: read whole, but the change has Base %q and keys", what, change.Base)
 				}
 				if g := canonical(t, loaded); !reflect.DeepEqual(g, want) {
 					sameMeta(t, what+": Loader", loaded, m)
@@ -382,10 +397,32 @@ func TestMetaPacksRoundTrip(t *testing.T) {
 			if reused == 0 || appends == 0 || merges == 0 || rewrites == 0 {
 				t.Errorf("packs reused %d, appended %d, merged %d, base rewritten %d times: want each at least once", reused, appends, merges, rewrites)
 			}
-			if extended < reused+appends {
-				t.Errorf("the Loader read %d generations from the one before, want at least %d (the chain reused or appended to)", extended, reused+appends)
+			if extended < reused+appends+merges {
+				t.Errorf("the Loader read %d generations from the one before, want at least %d (the chain reused, appended to or merged)", extended, reused+appends+merges)
 			}
 		})
+	}
+}
+
+// changeCovers checks that keys (a ContentChange's) name every key whose record differs from
+// before to after, and no key twice: any other has the very same record in both, or none.
+func changeCovers[K comparable, V any](t *testing.T, what, kind string, keys []K, before, after map[K]*V) {
+	t.Helper()
+	in := map[K]bool{}
+	for _, k := range keys {
+		if in[k] {
+			t.Fatalf("%s: Loader: the change names %s %v twice", what, kind, k)
+		}
+		in[k] = true
+	}
+	for _, m := range []map[K]*V{before, after} {
+		for k := range m {
+			b, hadB := before[k]
+			a, hasA := after[k]
+			if !in[k] && (hadB != hasA || a != b) {
+				t.Fatalf("%s: Loader: %s %v changed (present %v -> %v), but the change does not name it", what, kind, k, hadB, hasA)
+			}
+		}
 	}
 }
 
@@ -890,5 +927,75 @@ func checkDecodePack(t *testing.T, js string, r io.Reader) {
 	}
 	if gotErr == nil && !reflect.DeepEqual(got, want) {
 		t.Fatalf("decodePack gives %+v, decodeMetaDoc %+v", got, want)
+	}
+}
+
+// TestLoaderUndoesDeltas checks that a Loader reads a chain sharing only a prefix with the last
+// one it read from the last one, undoing the deltas that chain no longer has: a chain whose
+// delta was replaced by another that leaves the first one's keys alone (not what compaction
+// writes, whose merged delta names every key of the deltas it replaces, but what a chain may
+// hold), and the base alone. Each read gives what reading the chain whole gives, and a change
+// naming every key whose record differs.
+func TestLoaderUndoesDeltas(t *testing.T) {
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			g := &metaGen{rng: rand.New(rand.NewPCG(seed, 2)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			tree := NewTree(t.TempDir())
+			if _, err := tree.Publish(g.meta()); err != nil {
+				t.Fatal(err)
+			}
+			root := readRootT(t, tree)
+			// A delta against the published generation, as the next generation's would be.
+			delta := func() metaFileRef {
+				m, _, err := NewTree(tree.Dir()).Load()
+				if err != nil {
+					t.Fatal(err)
+				}
+				before := snapshot("", m)
+				g.promote(m)
+				ref, err := tree.writeMetaDoc(before.diff(m).buildPack(m))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ref
+			}
+			chain := func(packs ...metaFileRef) *metaRoot {
+				r := *root
+				r.Packs = append(slices.Clip(root.Packs), packs...)
+				return &r
+			}
+			a, b := chain(delta()), chain(delta())
+			for _, tc := range []struct {
+				name     string
+				from, to *metaRoot
+			}{
+				{"delta replaced", a, b},
+				{"delta dropped", a, root},
+				{"delta added", root, b},
+			} {
+				before, from, _, err := tree.loadChain(tc.from, nil)
+				if err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				got, _, change, err := tree.loadChain(tc.to, from)
+				if err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				want, _, _, err := tree.loadChain(tc.to, nil)
+				if err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				if !reflect.DeepEqual(canonical(t, got), canonical(t, want)) {
+					sameMeta(t, tc.name, got, want)
+					t.Fatalf("%s: read from the last chain, the content differs from the chain read whole", tc.name)
+				}
+				if got, want := change.Base, chainName(tc.from.Packs); got != want {
+					t.Fatalf("%s: change's Base %q, want %q", tc.name, got, want)
+				}
+				changeCovers(t, tc.name, "manifest", change.Manifests, before.Manifests, got.Manifests)
+				changeCovers(t, tc.name, "blob", change.Blobs, before.Blobs, got.Blobs)
+				changeCovers(t, tc.name, "repository", change.Repositories, before.Repositories, got.Repositories)
+			}
+		})
 	}
 }
