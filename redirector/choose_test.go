@@ -218,7 +218,7 @@ func TestMirrorURLsChecked(t *testing.T) {
 	if w.Code != 200 || w.Header().Get("Location") != "" {
 		t.Fatalf("%d Location %q", w.Code, w.Header().Get("Location"))
 	}
-	_, err := loadGeneration(&layout.Meta{Origin: "ftp://x/"}, layout.Stamp{}, nil, func(string, ...any) {})
+	_, err := loadGeneration(&layout.Meta{Origin: "ftp://x/"}, layout.Stamp{}, nil, nil, func(string, ...any) {})
 	if err == nil {
 		t.Error("ftp origin accepted")
 	}

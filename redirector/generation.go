@@ -31,6 +31,9 @@ type generation struct {
 	grace    time.Duration
 	retired  map[string]time.Time
 	stampRef string // the stamp's meta reference, to notice a rewrite of the same generation
+	// chain identifies the content the generation was built from (layout.ContentChange.Chain);
+	// "" when unknown.
+	chain string
 
 	repos   map[string]*repoEntry
 	catalog []string // sorted names of the published repositories
@@ -195,46 +198,43 @@ type regionEntry struct {
 // prev, the generation serving now (nil at start), lends what has not changed: a manifest
 // with the same digest and bytes, a blob with the same record and a repository with the same
 // metadata and entries are the previous generation's (immutable) entries, so that a switch
-// builds and holds only what changed besides the shared entries.
-func loadGeneration(m *layout.Meta, stamp layout.Stamp, prev *generation, warn func(msg string, args ...any)) (*generation, error) {
+// builds and holds only what changed besides the shared entries. change, what the metadata's
+// content changed since the content prev was built from (layout.Loader), makes the switch
+// look only at what it names (updateContent); without it, or when prev was built from other
+// content, every record is looked at (loadContent).
+func loadGeneration(m *layout.Meta, stamp layout.Stamp, prev *generation, change *layout.ContentChange, warn func(msg string, args ...any)) (*generation, error) {
 	g := &generation{
 		number:   m.Generation,
 		created:  m.Created,
 		grace:    m.GCGrace,
 		loaded:   time.Now(),
 		stampRef: stamp.Meta,
-		repos:    make(map[string]*repoEntry, len(m.Repositories)),
-		repoSrc:  make(map[string]*layout.Repository, len(m.Repositories)),
 		regions:  map[string]*regionEntry{},
 		status:   newStatusInfo(m),
 	}
 	if prev == nil {
 		prev = &generation{}
 	}
-	manifests, err := loadManifests(m, prev.manifests)
+	var err error
+	if change != nil && change.Base != "" && change.Base == prev.chain {
+		err = g.updateContent(m, prev, change)
+	} else {
+		err = g.loadContent(m, prev)
+	}
 	if err != nil {
 		return nil, err
 	}
-	g.manifests = manifests
-	g.manifestCount = len(manifests)
+	if change != nil {
+		g.chain = change.Chain
+	}
+	g.manifestCount = len(g.manifests)
+	g.blobCount = len(g.blobs)
 	if len(m.VariantSets) > 0 {
 		// Nothing is rendered here: a variant is rendered when a client first asks for it.
 		g.variants = newVariantView(layout.NewRenderer(m), nil)
 		g.variantSetCount = len(m.VariantSets)
 	}
-	if g.blobs, g.retired, err = loadBlobs(m, prev.blobs); err != nil {
-		return nil, err
-	}
-	g.blobCount = len(g.blobs)
-	for name, r := range m.Repositories {
-		re := prev.repos[name]
-		if re == nil || !re.unchanged(r, prev.repoSrc[name], manifests, g.blobs) {
-			if re, err = loadRepository(name, r, manifests, g.blobs); err != nil {
-				return nil, err
-			}
-		}
-		g.repos[name] = re
-		g.repoSrc[name] = r
+	for name, re := range g.repos {
 		if re.published {
 			g.catalog = append(g.catalog, name)
 		}
@@ -254,6 +254,32 @@ func loadGeneration(m *layout.Meta, stamp layout.Stamp, prev *generation, warn f
 		return nil, err
 	}
 	return g, nil
+}
+
+// loadContent builds g's manifests, blobs and repositories from every record of m's content,
+// reusing prev's entries where they are what it would build.
+func (g *generation) loadContent(m *layout.Meta, prev *generation) error {
+	manifests, err := loadManifests(m, prev.manifests)
+	if err != nil {
+		return err
+	}
+	g.manifests = manifests
+	if g.blobs, g.retired, err = loadBlobs(m, prev.blobs); err != nil {
+		return err
+	}
+	g.repos = make(map[string]*repoEntry, len(m.Repositories))
+	g.repoSrc = make(map[string]*layout.Repository, len(m.Repositories))
+	for name, r := range m.Repositories {
+		re := prev.repos[name]
+		if re == nil || !re.unchanged(r, prev.repoSrc[name], manifests, g.blobs) {
+			if re, err = loadRepository(name, r, manifests, g.blobs); err != nil {
+				return err
+			}
+		}
+		g.repos[name] = re
+		g.repoSrc[name] = r
+	}
+	return nil
 }
 
 // loadManifests verifies every manifest against its digest; lists learn their linux/amd64
@@ -310,28 +336,37 @@ func loadBlobs(m *layout.Meta, prev map[string]*blobEntry) (map[string]*blobEntr
 	blobs := make(map[string]*blobEntry, len(m.Blobs))
 	var retired map[string]time.Time
 	for d, b := range m.Blobs {
-		if b == nil || b.Size < 0 {
-			return nil, nil, fmt.Errorf("blob %s has no valid size", d)
+		_, manifest := m.Manifests[d]
+		be, err := blobEntryOf(d, b, manifest, prev[d.String()])
+		if err != nil {
+			return nil, nil, err
 		}
-		isRetired := !b.Retired.IsZero()
-		if isRetired {
+		blobs[d.String()] = be
+		if be.retired {
 			if retired == nil {
 				retired = map[string]time.Time{}
 			}
 			retired[d.String()] = b.Retired
 		}
-		_, manifest := m.Manifests[d]
-		if be := prev[d.String()]; be != nil && be.size == b.Size && be.since == b.Since && be.subsets == b.Subsets && be.manifest == manifest && be.retired == isRetired {
-			blobs[d.String()] = be
-			continue
-		}
-		be := newBlobEntry(d, b.Size, b.Since)
-		be.subsets = b.Subsets
-		be.manifest = manifest
-		be.retired = isRetired
-		blobs[d.String()] = be
 	}
 	return blobs, retired, nil
+}
+
+// blobEntryOf returns the entry of blob d's record b (manifest: d is a manifest of the
+// generation): prev when it has that record.
+func blobEntryOf(d layout.Digest, b *layout.Blob, manifest bool, prev *blobEntry) (*blobEntry, error) {
+	if b == nil || b.Size < 0 {
+		return nil, fmt.Errorf("blob %s has no valid size", d)
+	}
+	isRetired := !b.Retired.IsZero()
+	if prev != nil && prev.size == b.Size && prev.since == b.Since && prev.subsets == b.Subsets && prev.manifest == manifest && prev.retired == isRetired {
+		return prev, nil
+	}
+	be := newBlobEntry(d, b.Size, b.Since)
+	be.subsets = b.Subsets
+	be.manifest = manifest
+	be.retired = isRetired
+	return be, nil
 }
 
 // loadRepository prepares one repository's answers, refusing names and references the

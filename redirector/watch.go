@@ -58,11 +58,11 @@ func (s *Server) loadInitial() error {
 
 func (s *Server) load() (*generation, error) {
 	start := time.Now()
-	m, stamp, err := s.loader.Load()
+	m, stamp, change, err := s.loader.Load()
 	if err != nil {
 		return nil, err
 	}
-	g, err := loadGeneration(m, stamp, s.base.Load(), func(msg string, args ...any) {
+	g, err := loadGeneration(m, stamp, s.base.Load(), change, func(msg string, args ...any) {
 		s.log.Warn(msg, append(args, "generation", m.Generation)...)
 	})
 	if err != nil {
