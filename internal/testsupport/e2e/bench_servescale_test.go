@@ -90,9 +90,42 @@ func serveScaleRun(b *testing.B, manifests int) *scaleResult {
 	res.rss, res.peak = wrkBenchProcStatus(b, srv.pid)
 	progress("serve ready in %v (CPU %v), VmRSS %s, VmHWM %s", res.ready.Round(time.Millisecond), readyCPU, scaleBytes(res.rss), scaleBytes(res.peak))
 
-	// The next generation, as generate builds it: the live one loaded for a successor, a new
-	// Meta from it with the promotion, published as a delta pack.
-	start = time.Now()
+	// Two promotions, as generate publishes them: the first appends a delta to the chain, the
+	// second a delta of about the same size, which compaction merges with the first (the
+	// chain then shares only its base with the one serve holds). The slower switch is the
+	// figure.
+	var switches []string
+	var switchCPU time.Duration
+	for i, shape := range []string{"appended", "merged"} {
+		took, polls, peak, cpu, packs, grew := serveScaleSwitch(b, tree, src, srv)
+		progress("switch %d (a delta pack %s: %d packs, regmirror/meta %s more): %v (%d polls; serve's CPU meanwhile %v), VmHWM %s",
+			i+1, shape, packs, scaleBytes(grew), took.Round(time.Millisecond), polls, cpu, scaleBytes(peak))
+		switches = append(switches, fmt.Sprintf("%s %v (CPU %v, %d polls)", shape, took.Round(time.Millisecond), cpu, polls))
+		if took > res.switchTime {
+			res.switchTime, res.switchPolls, switchCPU = took, polls, cpu
+		}
+		res.switchPeak = max(res.switchPeak, peak)
+		if packs != 2 {
+			b.Errorf("promotion %d's publish left %d content packs, want 2 (the base and one delta, %s, as generate)", i+1, packs, shape)
+		}
+	}
+	b.ReportMetric(readyCPU.Seconds(), "serve-CPU-until-ready-s")
+	b.ReportMetric(switchCPU.Seconds(), "serve-CPU-in-the-switch-s")
+	res.serveDetail = fmt.Sprintf("%d manifests (%d repositories × %d tags): metadata %s (built %v, published %v), %d regions, %d variant sets\n"+
+		"  serve's CPU (user+system, less disturbed by other load than wall time): %v until ready, %v from the publish to the slower switch seen; switches: %s",
+		res.manifests, repos, perRepo, scaleBytes(metaBytes), built.Round(time.Millisecond), published.Round(time.Millisecond), st.Regions, st.VariantSets,
+		readyCPU, switchCPU, strings.Join(switches, ", "))
+	return res
+}
+
+// serveScaleSwitch publishes the next generation of tree with 10 tags of src promoted, as
+// generate builds it (the live one loaded for a successor, a new Meta from it with the
+// promotion, published as a delta pack), while srv serves tree, and returns the switch time
+// and polls (scaleSwitch), serve's VmHWM in the switch (reset before it), serve's CPU from the
+// publish to the switch seen, the content packs of the new generation and how much
+// regmirror/meta grew.
+func serveScaleSwitch(b *testing.B, tree *layout.Tree, src *scaleSource, srv *scaleServer) (took time.Duration, polls int, peak int64, cpu time.Duration, packs int, grew int64) {
+	b.Helper()
 	prev, _, err := tree.LoadForSuccessor()
 	if err != nil {
 		b.Fatal(err)
@@ -107,41 +140,28 @@ func serveScaleRun(b *testing.B, manifests int) *scaleResult {
 		b.Fatal(err)
 	}
 	prev = nil
-	progress("next generation built in %v (10 tags promoted)", time.Since(start).Round(time.Millisecond))
 	runtime.GC()
 
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", srv.pid), []byte("5"), 0); err != nil {
-		progress("cannot reset serve's VmHWM (%v): the peak after the switch includes the load's", err)
+		scaleProgress(3*src.Tags(), "cannot reset serve's VmHWM (%v): the peak after the switch includes the load's", err)
 	}
 	before := serveScaleMetaBytes(b, tree)
 	cpu0 := wrkBenchGroupCPU(b, srv.pid)
 	var stamp layout.Stamp
-	res.switchTime, res.switchPolls = scaleSwitch(b, srv, tree.Dir(), moved[0], func() (err error) {
+	took, polls = scaleSwitch(b, srv, tree.Dir(), moved[0], func() (err error) {
 		stamp, err = tree.Publish(next)
 		return err
 	})
-	_, res.switchPeak = wrkBenchProcStatus(b, srv.pid)
-	switchCPU := wrkBenchGroupCPU(b, srv.pid) - cpu0 // the reload, and the polls' answers
+	_, peak = wrkBenchProcStatus(b, srv.pid)
+	cpu = wrkBenchGroupCPU(b, srv.pid) - cpu0 // the reload, and the polls' answers
 	for _, m := range moved {
 		if got := scaleHeadTag(b, srv.url, m.Repo, m.Tag); got != m.Digest {
 			b.Errorf("serve after the promotion: %s:%s answers %q, want %s", m.Repo, m.Tag, got, m.Digest)
 		}
 	}
-	after := serveScaleMetaBytes(b, tree)
 	// The stamp's other metadata files: the network file, then the content packs.
-	packs := len(strings.Fields(stamp.MetaFiles)) - 1
-	progress("switch %v (%d polls; serve's CPU meanwhile %v), VmHWM %s; the generation's content is %d packs (base and deltas), regmirror/meta %s -> %s",
-		res.switchTime.Round(time.Millisecond), res.switchPolls, switchCPU, scaleBytes(res.switchPeak), packs, scaleBytes(before), scaleBytes(after))
-	if packs < 2 {
-		b.Errorf("the promotion's publish wrote %d content packs, want the base and a delta (as generate)", packs)
-	}
-	b.ReportMetric(readyCPU.Seconds(), "serve-CPU-until-ready-s")
-	b.ReportMetric(switchCPU.Seconds(), "serve-CPU-in-the-switch-s")
-	res.serveDetail = fmt.Sprintf("%d manifests (%d repositories × %d tags): metadata %s (built %v, published %v), %d regions, %d variant sets\n"+
-		"  serve's CPU (user+system, less disturbed by other load than wall time): %v until ready, %v from the publish to the switch seen; switch (a delta pack, %s more) seen after %d polls",
-		res.manifests, repos, perRepo, scaleBytes(metaBytes), built.Round(time.Millisecond), published.Round(time.Millisecond), st.Regions, st.VariantSets,
-		readyCPU, switchCPU, scaleBytes(after-before), res.switchPolls)
-	return res
+	packs = len(strings.Fields(stamp.MetaFiles)) - 1
+	return took, polls, peak, cpu, packs, serveScaleMetaBytes(b, tree) - before
 }
 
 // serveScaleMetaBytes is the size of the files in tree's regmirror/meta/.
