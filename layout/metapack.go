@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"maps"
 	"os"
 	"path"
@@ -385,11 +386,11 @@ func (t *Tree) loadChain(r *metaRoot, from *loadedChain) (*Meta, *loadedChain, *
 			m.Orphans = map[Digest]*Orphan{}
 		}
 		ch.Base = chainName(from.packs)
-		keys := newChangeKeys()
+		keys := newTouched()
 		for i := len(from.packs) - 1; i >= k; i-- {
 			u := from.undo[i-1]
 			u.revert(m)
-			keys.add(u)
+			keys.addUndo(u)
 		}
 		c.undo = slices.Clip(from.undo[:k-1])
 		for _, ref := range r.Packs[k:] {
@@ -398,7 +399,7 @@ func (t *Tree) loadChain(r *metaRoot, from *loadedChain) (*Meta, *loadedChain, *
 				return nil, nil, nil, err
 			}
 			c.undo = append(c.undo, u)
-			keys.add(u)
+			keys.addUndo(u)
 		}
 		keys.fill(ch)
 	} else {
@@ -477,13 +478,18 @@ type packUndo struct {
 	repos     map[string]*Repository
 }
 
-// keep records key k's record in cur, unless u already has k's record from before the pack.
-func keep[K comparable, V any](u *map[K]*V, cur map[K]*V, k K) {
-	if *u == nil {
-		*u = map[K]*V{}
-	}
-	if _, ok := (*u)[k]; !ok {
-		(*u)[k] = cur[k]
+// keepKeys records in *u the record cur has for each key of keys (nil: none), unless *u has
+// the key's record already: the record from before the pack.
+func keepKeys[K comparable, V any](u *map[K]*V, cur map[K]*V, keys ...iter.Seq[K]) {
+	for _, seq := range keys {
+		for k := range seq {
+			if *u == nil {
+				*u = map[K]*V{}
+			}
+			if _, ok := (*u)[k]; !ok {
+				(*u)[k] = cur[k]
+			}
+		}
 	}
 }
 
@@ -519,32 +525,19 @@ type ContentChange struct {
 	Blobs        []Digest
 }
 
-// changeKeys gathers a ContentChange's keys, each once.
-type changeKeys struct {
-	repos            map[string]bool
-	manifests, blobs map[Digest]bool
+// addUndo adds the keys u records: those its pack set or dropped.
+func (t *touched) addUndo(u *packUndo) {
+	touch(t.manifests, nil, u.manifests)
+	touch(t.blobs, nil, u.blobs)
+	touch(t.orphans, nil, u.orphans)
+	touch(t.repos, nil, u.repos)
 }
 
-func newChangeKeys() *changeKeys {
-	return &changeKeys{repos: map[string]bool{}, manifests: map[Digest]bool{}, blobs: map[Digest]bool{}}
-}
-
-func (k *changeKeys) add(u *packUndo) {
-	for n := range u.repos {
-		k.repos[n] = true
-	}
-	for d := range u.manifests {
-		k.manifests[d] = true
-	}
-	for d := range u.blobs {
-		k.blobs[d] = true
-	}
-}
-
-func (k *changeKeys) fill(ch *ContentChange) {
-	ch.Repositories = slices.Sorted(maps.Keys(k.repos))
-	ch.Manifests = slices.SortedFunc(maps.Keys(k.manifests), compareDigests)
-	ch.Blobs = slices.SortedFunc(maps.Keys(k.blobs), compareDigests)
+// fill sets ch's keys to t's (every key once, sorted).
+func (t *touched) fill(ch *ContentChange) {
+	ch.Repositories = slices.Sorted(maps.Keys(t.repos))
+	ch.Manifests = slices.SortedFunc(maps.Keys(t.manifests), compareDigests)
+	ch.Blobs = slices.SortedFunc(maps.Keys(t.blobs), compareDigests)
 }
 
 // Loader reads a tree's successive generations for a reader that serves one while it reads
@@ -583,33 +576,10 @@ func (p *metaPack) apply(m *Meta) error { return p.applyTo(m, nil) }
 // applyTo applies the pack to m's content, recording in u (unless nil) what it replaces.
 func (p *metaPack) applyTo(m *Meta, u *packUndo) error {
 	if u != nil {
-		for _, d := range p.DropManifests {
-			keep(&u.manifests, m.Manifests, d)
-		}
-		for d := range p.Manifests {
-			keep(&u.manifests, m.Manifests, d)
-		}
-		for _, d := range p.DropBlobs {
-			keep(&u.blobs, m.Blobs, d)
-		}
-		for d := range p.Blobs {
-			keep(&u.blobs, m.Blobs, d)
-		}
-		for _, d := range p.DropOrphans {
-			keep(&u.orphans, m.Orphans, d)
-		}
-		for d := range p.Orphans {
-			keep(&u.orphans, m.Orphans, d)
-		}
-		for _, n := range p.DropRepositories {
-			keep(&u.repos, m.Repositories, n)
-		}
-		for n := range p.Repositories {
-			keep(&u.repos, m.Repositories, n)
-		}
-		for n := range p.RepositoryChanges {
-			keep(&u.repos, m.Repositories, n)
-		}
+		keepKeys(&u.manifests, m.Manifests, slices.Values(p.DropManifests), maps.Keys(p.Manifests))
+		keepKeys(&u.blobs, m.Blobs, slices.Values(p.DropBlobs), maps.Keys(p.Blobs))
+		keepKeys(&u.orphans, m.Orphans, slices.Values(p.DropOrphans), maps.Keys(p.Orphans))
+		keepKeys(&u.repos, m.Repositories, slices.Values(p.DropRepositories), maps.Keys(p.Repositories), maps.Keys(p.RepositoryChanges))
 	}
 	for _, d := range p.DropManifests {
 		delete(m.Manifests, d)

@@ -107,8 +107,7 @@ func changeAtRandom(t *testing.T, rng *rand.Rand, m *layout.Meta) string {
 		d := layout.DigestOf("sha256", data)
 		m.Manifests[d] = &layout.Manifest{MediaType: base.MediaType, Data: data}
 		m.Blobs[d] = &layout.Blob{Size: int64(len(data)), Since: m.Generation}
-		r.Manifests = append(slices.Clone(r.Manifests), d)
-		slices.SortFunc(r.Manifests, func(a, b layout.Digest) int { return cmpDigest(a, b) })
+		r.Manifests = sortedUnique(append(slices.Clone(r.Manifests), d))
 		r.Tags["new"] = d
 		return "image added to " + name
 	case op == 3 && len(r.Manifests) > 1: // a manifest dropped, its blob record kept or not
@@ -161,16 +160,6 @@ func dropManifest(m *layout.Meta, d layout.Digest, keepBlob bool) {
 	if !keepBlob {
 		delete(m.Blobs, d)
 	}
-}
-
-func cmpDigest(a, b layout.Digest) int {
-	switch {
-	case a.String() < b.String():
-		return -1
-	case a.String() > b.String():
-		return 1
-	}
-	return 0
 }
 
 // contentOf is what g's content serves, by part, in plain values.
