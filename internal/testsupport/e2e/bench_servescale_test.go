@@ -37,7 +37,10 @@ import (
 //     as a delta pack, as generate would (layout.Tree.LoadForSuccessor, then Publish); timed
 //     from the publish's rename of regmirror/live until a moved tag answers its new digest,
 //     polled every 2 ms (scaleSwitch), with VmHWM reset before it (/proc/<pid>/clear_refs) so
-//     that its peak is the switch's, and that peak over the steady RSS.
+//     that its peak is the switch's, and that peak over the steady RSS; then a second
+//     promotion, whose delta compaction merges with the first's (the chain then shares only
+//     its base with the one serve holds), measured the same way. The slower switch and the
+//     higher peak are the figures.
 //
 // The figures are printed side by side with issue 10's targets (scaleServeTargets) and
 // reported as metrics; nothing is asserted on them.
