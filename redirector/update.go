@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/regmirror/regmirror/layout"
@@ -14,13 +15,19 @@ import (
 // the repositories holding an entry that changed, so that a switch after a small promotion
 // costs copies of prev's indexes and the change, not a look at every record.
 func (g *generation) updateContent(m *layout.Meta, prev *generation, change *layout.ContentChange) error {
+	// The blobs' index copied beside the manifests' work: at a million manifests each copy
+	// takes most of a second.
+	var blobs map[string]*blobEntry
+	var wg sync.WaitGroup
+	wg.Go(func() { blobs = maps.Clone(prev.blobs) })
 	manifests, gone, err := updateManifests(m, prev.manifests, change.Manifests)
+	wg.Wait()
 	if err != nil {
 		return err
 	}
 	g.manifests = manifests
 	// A blob's entry records whether it is a manifest: a manifest named is looked at as a blob.
-	blobs, retired := maps.Clone(prev.blobs), maps.Clone(prev.retired)
+	retired := maps.Clone(prev.retired)
 	seen := make(map[layout.Digest]bool, len(change.Blobs)+len(change.Manifests))
 	for _, d := range append(change.Blobs[:len(change.Blobs):len(change.Blobs)], change.Manifests...) {
 		if seen[d] {
