@@ -359,8 +359,9 @@ func (t *Tree) loadRoot(r *metaRoot) (*Meta, error) {
 // Loader keeps it. With from (a Loader's last chain), when r's chain starts with from's base,
 // it reads only the packs after the prefix the two chains share, applied to a copy of from's
 // content maps from which from's later packs are undone: the records the packs leave alone
-// are shared with from, never modified (apply copies a repository it changes). The change is
-// then against from's content; read whole, its Base is "".
+// are shared with from, never modified (apply copies a repository it changes). The same chain
+// as from's (a crawl's generation) shares from's maps too. The change is then against from's
+// content; read whole, its Base is "".
 func (t *Tree) loadChain(r *metaRoot, from *loadedChain) (*Meta, *loadedChain, *ContentChange, error) {
 	m := NewMeta(r.Generation)
 	m.Created, m.Source, m.Subsets = r.Created, r.Source, r.Subsets
@@ -379,7 +380,15 @@ func (t *Tree) loadChain(r *metaRoot, from *loadedChain) (*Meta, *loadedChain, *
 	m.Origin, m.Mirrors, m.MinMirrors, m.Regions, m.VariantSets = n.Origin, n.Mirrors, n.MinMirrors, n.Regions, n.VariantSets
 	c := &loadedChain{packs: r.Packs}
 	ch := &ContentChange{Chain: chainName(r.Packs)}
-	if k := from.shared(r); k > 0 {
+	if k := from.shared(r); k > 0 && k == len(from.packs) && k == len(r.Packs) {
+		// The same chain (a crawl's generation): the same content, its maps shared.
+		m.Repositories, m.Manifests, m.Blobs, m.Orphans = from.content.Repositories, from.content.Manifests, from.content.Blobs, from.content.Orphans
+		ch.Base = ch.Chain
+		c.undo = from.undo
+		if m.Orphans == nil {
+			m.Orphans = map[Digest]*Orphan{}
+		}
+	} else if k > 0 {
 		// The largest copies side by side: at a million manifests each takes most of a second.
 		var wg sync.WaitGroup
 		wg.Go(func() { m.Blobs = maps.Clone(from.content.Blobs) })

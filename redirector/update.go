@@ -13,8 +13,14 @@ import (
 // updateContent builds g's manifests, blobs and repositories as loadContent would, from prev's,
 // built from the content change is against: only the records change names are looked at, and
 // the repositories holding an entry that changed, so that a switch after a small promotion
-// costs copies of prev's indexes and the change, not a look at every record.
+// costs copies of prev's indexes and the change, not a look at every record; one that changed
+// no content (a crawl) shares prev's indexes.
 func (g *generation) updateContent(m *layout.Meta, prev *generation, change *layout.ContentChange) error {
+	if len(change.Manifests)+len(change.Blobs)+len(change.Repositories) == 0 {
+		// The same content (a crawl's generation): prev's indexes, which no one changes.
+		g.manifests, g.blobs, g.retired, g.repos, g.repoSrc = prev.manifests, prev.blobs, prev.retired, prev.repos, prev.repoSrc
+		return nil
+	}
 	// The blobs' index copied beside the manifests' work: at a million manifests each copy
 	// takes most of a second.
 	var blobs map[string]*blobEntry

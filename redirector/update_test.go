@@ -14,9 +14,11 @@ import (
 
 // TestSwitchBuildsWhatALoadBuilds follows generations changed at random (tags moved and
 // removed, images added, manifests dropped, repositories copied and dropped, blob records
-// changed) with a Loader, as serve does, and checks that each switch built from the previous
-// generation and the Loader's change (updateContent) serves what a generation built from
-// every record (loadContent) serves, with its repositories answering its own entries.
+// changed; every fifth generation none, as a crawl's) with a Loader, as serve does, and
+// checks that each switch built from the previous generation and the Loader's change
+// (updateContent) serves what a generation built from every record (loadContent) serves,
+// with its repositories answering its own entries, and shares the previous generation's
+// indexes when no content changed.
 func TestSwitchBuildsWhatALoadBuilds(t *testing.T) {
 	for seed := range uint64(4) {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
@@ -39,9 +41,12 @@ func TestSwitchBuildsWhatALoadBuilds(t *testing.T) {
 					}
 					m.Generation++
 					what := "fedora's linux/amd64 image dropped"
-					if step == 3 { // the default child of fedora's list: the list is built anew
+					switch {
+					case step == 3: // the default child of fedora's list: the list is built anew
 						dropManifest(m, dm.fedoraAMD64, false)
-					} else {
+					case step%5 == 4:
+						what = "no content changed (a crawl's generation)"
+					default:
 						what = changeAtRandom(t, rng, m)
 					}
 					if _, err := layout.NewTree(dir).Publish(m); err != nil {
@@ -72,6 +77,15 @@ func TestSwitchBuildsWhatALoadBuilds(t *testing.T) {
 					t.FailNow()
 				}
 				ownEntries(t, step, got)
+				if step%5 == 4 {
+					// Nothing to copy: the switch shares the indexes of the generation before.
+					shared := reflect.ValueOf(got.manifests).UnsafePointer() == reflect.ValueOf(prev.manifests).UnsafePointer() &&
+						reflect.ValueOf(got.blobs).UnsafePointer() == reflect.ValueOf(prev.blobs).UnsafePointer() &&
+						reflect.ValueOf(got.repos).UnsafePointer() == reflect.ValueOf(prev.repos).UnsafePointer()
+					if !shared {
+						t.Errorf("step %d: no content changed, but the switch copied the indexes", step)
+					}
+				}
 				prev = got
 			}
 			if updated < 20 {
