@@ -292,11 +292,8 @@ func loadManifests(m *layout.Meta, prev map[string]*manifestEntry) (map[string]*
 		if mf == nil {
 			return nil, fmt.Errorf("manifest %s has no data", d)
 		}
-		if e := prev[d.String()]; e != nil && (mf.MediaType == "" || mf.MediaType == e.mediaType) && bytes.Equal(e.body, mf.Data) {
+		if e := prev[d.String()]; reuses(e, mf) {
 			manifests[d.String()] = e
-			if !sameArray(mf.Data, e.body) { // a Meta from layout.Loader may share mf: never write it then
-				mf.Data = e.body
-			}
 			continue
 		}
 		e, err := newManifestEntry(d, mf.MediaType, mf.Data)
@@ -322,6 +319,19 @@ func loadManifests(m *layout.Meta, prev map[string]*manifestEntry) (map[string]*
 		e.defaultChild = findDefaultChild(e.body, manifests)
 	}
 	return manifests, nil
+}
+
+// reuses reports whether e, an entry of the previous generation (or nil), serves manifest
+// record mf as it is: the same media type (or none recorded) and bytes. mf is then pointed at
+// e's bytes, so that the decoded copy can go.
+func reuses(e *manifestEntry, mf *layout.Manifest) bool {
+	if e == nil || mf.MediaType != "" && mf.MediaType != e.mediaType || !bytes.Equal(e.body, mf.Data) {
+		return false
+	}
+	if !sameArray(mf.Data, e.body) { // a Meta from layout.Loader may share mf: never write it then
+		mf.Data = e.body
+	}
+	return true
 }
 
 // sameArray reports whether a and b are the same bytes in memory.

@@ -1,7 +1,6 @@
 package redirector
 
 import (
-	"bytes"
 	"fmt"
 	"maps"
 	"sync"
@@ -131,10 +130,7 @@ func updateManifests(m *layout.Meta, prev map[string]*manifestEntry, keys []layo
 		if mf == nil {
 			return nil, nil, fmt.Errorf("manifest %s has no data", d)
 		}
-		if old != nil && (mf.MediaType == "" || mf.MediaType == old.mediaType) && bytes.Equal(old.body, mf.Data) {
-			if !sameArray(mf.Data, old.body) { // as loadManifests
-				mf.Data = old.body
-			}
+		if reuses(old, mf) {
 			continue
 		}
 		e, err := newManifestEntry(d, mf.MediaType, mf.Data)
