@@ -209,21 +209,12 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 
 	// The redirector host first, then the switch, its peak apart from the load's.
 	syncHost := func(what string, moved []scaleMoved) {
-		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", srv.pid), []byte("5"), 0); err != nil {
-			progress("cannot reset serve's VmHWM (%v): the peak after the switch includes the load's", err)
-		}
 		var rs scaleRsync
-		took, polls := scaleSwitch(b, srv, host, moved[0], func() (err error) {
+		took, polls, peak := scaleSwitch(b, srv, host, moved, func() (err error) {
 			rs, err = ms.sync(tree, host, true)
 			return err
 		})
-		_, peak := wrkBenchProcStatus(b, srv.pid)
 		progress("redirector host after the %s: %s; switch %v, VmHWM %s", what, rs, took.Round(time.Millisecond), scaleBytes(peak))
-		for _, m := range moved {
-			if got := scaleHeadTag(b, srv.url, m.Repo, m.Tag); got != m.Digest {
-				b.Errorf("serve after the %s: %s:%s answers %q, want %s", what, m.Repo, m.Tag, got, m.Digest)
-			}
-		}
 		if res.switches != "" {
 			res.switches += ", "
 		}
@@ -427,10 +418,16 @@ func (s *scaleSync) sync(tree, dst string, meta bool) (scaleRsync, error) {
 // scaleSwitch runs update (a sync of the redirector host's copy, or a publish) in a goroutine
 // while serve runs on host's tree, and returns the switch time: from the moment update
 // renames host's regmirror/live (its switch; the end of update if host has no such link)
-// until moved's tag answers its new digest, polled every 2 ms (and the polls made). It
-// returns once update has returned too.
-func scaleSwitch(b *testing.B, srv *scaleServer, host string, moved scaleMoved, update func() error) (time.Duration, int) {
+// until the first moved tag answers its new digest, polled every 2 ms (and the polls made);
+// and serve's VmHWM in the switch, reset before it (/proc/<pid>/clear_refs) so that it is the
+// switch's peak, not the load's. It returns once update has returned too, having checked that
+// every moved tag answers its new digest.
+func scaleSwitch(b *testing.B, srv *scaleServer, host string, movedTags []scaleMoved, update func() error) (time.Duration, int, int64) {
 	b.Helper()
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", srv.pid), []byte("5"), 0); err != nil {
+		b.Logf("cannot reset serve's VmHWM (%v): the peak after the switch includes the load's", err)
+	}
+	moved := movedTags[0]
 	live := filepath.Join(host, "regmirror", "live")
 	before, linkErr := os.Readlink(live)
 	ch := make(chan error, 1)
@@ -481,7 +478,13 @@ func scaleSwitch(b *testing.B, srv *scaleServer, host string, moved scaleMoved, 
 			b.Fatal(err)
 		}
 	}
-	return took, polls
+	_, peak := wrkBenchProcStatus(b, srv.pid)
+	for _, m := range movedTags {
+		if got := scaleHeadTag(b, srv.url, m.Repo, m.Tag); got != m.Digest {
+			b.Errorf("serve after the switch: %s:%s answers %q, want %s", m.Repo, m.Tag, got, m.Digest)
+		}
+	}
+	return took, polls, peak
 }
 
 // scaleServer is regmirror serve on a redirector host's copy.
