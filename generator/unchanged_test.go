@@ -1,13 +1,15 @@
 package generator
 
 import (
-	"github.com/regmirror/regmirror/internal/testsupport/metacmp"
+	"bytes"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/regmirror/regmirror/internal/testsupport/metacmp"
 	"github.com/regmirror/regmirror/internal/testsupport/testimages"
 	"github.com/regmirror/regmirror/layout"
 )
@@ -191,4 +193,22 @@ func FuzzMayBeForeign(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Long manifests: each word found in any case wherever it lies, and a long plain manifest
+// reported plain.
+func TestMayBeForeignLong(t *testing.T) {
+	plain := bytes.Repeat([]byte(`{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:00","size":1},`), 200)
+	if mayBeForeign(plain) {
+		t.Fatalf("a plain manifest of %d bytes: got true, want false", len(plain))
+	}
+	for _, w := range []string{"urls", "URLS", "Foreign", "nondistributablE", "\\", "\u017f"} {
+		for at := range len(plain) - len(w) {
+			in := slices.Clone(plain)
+			copy(in[at:], w)
+			if got, want := mayBeForeign(in), mayBeForeignBytewise(in); got != want || !got {
+				t.Fatalf("%q at %d of %d bytes: got %v, want %v", w, at, len(in), got, want)
+			}
+		}
+	}
 }
