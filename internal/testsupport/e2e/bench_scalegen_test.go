@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,7 +20,8 @@ import (
 // the scale benchmark's source (scaleSource), without mirrors, so that what it measures is
 // the generator's own cost and the metadata's, not the mirror network's per-region data. It
 // reports the full generation, the floor (as BenchmarkScale measures it), a no-op re-run and
-// a promotion of 10 tags, the last two as × floor. REGMIRROR_SCALE_MANIFESTS sets the size
+// a promotion of 10 tags (REGMIRROR_SCALEGEN_PROMOTIONS of them in a row, their medians
+// reported), the last two as × floor. REGMIRROR_SCALE_MANIFESTS sets the size
 // (default 9000); REGMIRROR_PROFILE_DIR, when set, receives a CPU profile of each step
 // (cpu.<step>.pprof). The CPU time of each step (this process's, the source's included: it
 // answers the same requests before and after a change) moves less than its time on a shared
@@ -109,8 +111,19 @@ func BenchmarkScaleGenerate(b *testing.B) {
 		}
 		own, clientCPU := wrkBenchMedian(owns), wrkBenchMedian(clientCPUs)
 		noop, noopCPU, _ := gen("no-op")
-		src.Promote(10)
-		promo, promoCPU, promoOwn := gen("promotion")
+		// REGMIRROR_SCALEGEN_PROMOTIONS promotions in a row (the first one's delta pack
+		// appended, the later ones' merged), their medians reported.
+		var promos, promoCPUs, promoOwns []time.Duration
+		for i := range scalePromotions(b) {
+			src.Promote(10)
+			step := "promotion"
+			if i > 0 {
+				step = fmt.Sprintf("promotion-%d", i+1)
+			}
+			took, cpu, own := gen(step)
+			promos, promoCPUs, promoOwns = append(promos, took), append(promoCPUs, cpu), append(promoOwns, own)
+		}
+		promo, promoCPU, promoOwn := wrkBenchMedian(promos), wrkBenchMedian(promoCPUs), wrkBenchMedian(promoOwns)
 		fmt.Printf("scale %d manifests: generate alone: full %v; floor %v (CPU %v, client and source), in a process of its own %v (the client's CPU %v); no-op %.1f× floor (CPU %v), promotion %.1f× floor, %.1f× its own process's (CPU %v)\n",
 			3*repos*perRepo, full.Round(time.Millisecond), floor.Round(time.Millisecond), floorCPU.Round(time.Millisecond), own.Round(time.Millisecond), clientCPU.Round(time.Millisecond),
 			noop.Seconds()/floor.Seconds(), noopCPU.Round(time.Millisecond), promo.Seconds()/floor.Seconds(), promo.Seconds()/own.Seconds(), promoCPU.Round(time.Millisecond))
@@ -131,6 +144,20 @@ func BenchmarkScaleGenerate(b *testing.B) {
 		b.ReportMetric(noopCPU.Seconds(), "no-op-CPU-s")
 		b.ReportMetric(promoCPU.Seconds(), "promotion-CPU-s")
 	}
+}
+
+// scalePromotions is how many promotions BenchmarkScaleGenerate runs in a row:
+// REGMIRROR_SCALEGEN_PROMOTIONS, 1 by default.
+func scalePromotions(b *testing.B) int {
+	v := os.Getenv("REGMIRROR_SCALEGEN_PROMOTIONS")
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("REGMIRROR_SCALEGEN_PROMOTIONS=%q: want a number of promotions, 1 or more", v)
+	}
+	return n
 }
 
 // copyTree copies the tree from to to (which must not exist), times included.
