@@ -255,11 +255,17 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 // it: a debugging aid (the time, the peak and the profiles are then the wrapper's too).
 func scaleChild(b *testing.B, args ...string) (time.Duration, int64, string) {
 	b.Helper()
+	return scaleChildOf(b, peers.Regmirror(b), args...)
+}
+
+// scaleChildOf is scaleChild with the regmirror binary at bin.
+func scaleChildOf(b *testing.B, bin string, args ...string) (time.Duration, int64, string) {
+	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, peers.Regmirror(b), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	if wrap := strings.Fields(os.Getenv("REGMIRROR_SCALE_WRAP")); len(wrap) > 0 {
-		cmd = exec.CommandContext(ctx, wrap[0], append(append(wrap[1:], peers.Regmirror(b)), args...)...)
+		cmd = exec.CommandContext(ctx, wrap[0], append(append(wrap[1:], bin), args...)...)
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/regmirror/regmirror/generator"
+	"github.com/regmirror/regmirror/internal/testsupport/peers"
 )
 
 // BenchmarkScaleGenerate is generate alone at scale: generator.Run in this process against
@@ -33,29 +34,40 @@ import (
 // large promotion: keep one per size). With REGMIRROR_SCALEGEN_PROCESS=1 every step runs as
 // `regmirror generate` in a process of its own (as BenchmarkScale runs it: its heap starts
 // empty), its CPU time added to this process's; the promotion's own CPU time is then also
-// reported against the floor client's in a process of its own.
+// reported against the floor client's in a process of its own, and
+// REGMIRROR_SCALEGEN_COMPARE=PATH runs every second promotion with the regmirror binary at
+// PATH, an A/B in turns in one run (docs/benchmarks.md).
 func BenchmarkScaleGenerate(b *testing.B) {
 	repos, perRepo := scaleShape(scaleManifests(b, 9000))
 	child := os.Getenv("REGMIRROR_SCALEGEN_PROCESS") != ""
+	compare := os.Getenv("REGMIRROR_SCALEGEN_COMPARE")
+	if compare != "" && !child {
+		b.Fatal("REGMIRROR_SCALEGEN_COMPARE needs REGMIRROR_SCALEGEN_PROCESS=1: it runs another regmirror binary")
+	}
 	for range b.N {
 		src := newScaleSource(b, repos, perRepo)
 		tree := filepath.Join(b.TempDir(), "tree")
 		packs := filepath.Join(b.TempDir(), "packs") // --cache-dir, as the command's default gives one
-		// gen runs one step; it returns its time, the CPU time of this process and its
-		// children meanwhile (the source's included), and, in a process of its own, the
-		// command's CPU time alone (0 in process).
-		gen := func(step string) (time.Duration, time.Duration, time.Duration) {
+		// gen runs one step, with the regmirror binary at bin ("": the checkout's); it
+		// returns its time, the CPU time of this process and its children meanwhile (the
+		// source's included), and, in a process of its own, the command's CPU time alone (0
+		// in process).
+		gen := func(step, bin string) (time.Duration, time.Duration, time.Duration) {
 			b.Helper()
 			if child {
 				// The command in a process of its own, as BenchmarkScale runs it: its heap
 				// starts empty (every page it touches is a fresh one), and it writes its own
 				// profile (REGMIRROR_PROFILE_DIR).
 				self, children, faults := processCPU(b), childrenCPU(b), childrenFaults(b)
-				took, peak, stderr := scaleChild(b, "generate", "--source", src.URL, "--out", tree, "--cache-dir", packs)
+				name := bin
+				if bin == "" {
+					bin, name = peers.Regmirror(b), "regmirror"
+				}
+				took, peak, stderr := scaleChildOf(b, bin, "generate", "--source", src.URL, "--out", tree, "--cache-dir", packs)
 				own := childrenCPU(b) - children
 				used := own + processCPU(b) - self
-				scaleProgress(3*repos*perRepo, "%s generate (regmirror generate, no mirrors): %v, CPU %v (its own %v, the source's %v), peak %d MiB, %d minor page faults; phases: %s",
-					step, took.Round(time.Millisecond), used.Round(time.Millisecond), own.Round(time.Millisecond), (used - own).Round(time.Millisecond), peak>>20, childrenFaults(b)-faults, scalePhases(stderr))
+				scaleProgress(3*repos*perRepo, "%s generate (%s generate, no mirrors): %v, CPU %v (its own %v, the source's %v), peak %d MiB, %d minor page faults; phases: %s",
+					step, name, took.Round(time.Millisecond), used.Round(time.Millisecond), own.Round(time.Millisecond), (used - own).Round(time.Millisecond), peak>>20, childrenFaults(b)-faults, scalePhases(stderr))
 				return took, used, own
 			}
 			if dir := os.Getenv("REGMIRROR_PROFILE_DIR"); dir != "" {
@@ -84,10 +96,10 @@ func BenchmarkScaleGenerate(b *testing.B) {
 		}
 		var full time.Duration
 		if cache := os.Getenv("REGMIRROR_SCALEGEN_CACHE"); cache == "" {
-			full, _, _ = gen("full")
+			full, _, _ = gen("full", "")
 		} else {
 			if _, err := os.Stat(cache); err != nil {
-				full, _, _ = gen("full")
+				full, _, _ = gen("full", "")
 				copyTree(b, tree, cache)
 			} else {
 				copyTree(b, cache, tree)
@@ -110,20 +122,35 @@ func BenchmarkScaleGenerate(b *testing.B) {
 			clientCPUs = append(clientCPUs, childrenCPU(b)-children)
 		}
 		own, clientCPU := wrkBenchMedian(owns), wrkBenchMedian(clientCPUs)
-		noop, noopCPU, _ := gen("no-op")
+		noop, noopCPU, _ := gen("no-op", "")
 		// REGMIRROR_SCALEGEN_PROMOTIONS promotions in a row (the first one's delta pack
-		// appended, the later ones' merged), their medians reported.
-		var promos, promoCPUs, promoOwns []time.Duration
+		// appended, the later ones' merged), their medians reported. With
+		// REGMIRROR_SCALEGEN_COMPARE=PATH every second one (the second, the fourth, ...) runs
+		// the regmirror binary at PATH instead, on the same tree and source: an A/B in one
+		// run, in turns, whose medians are reported apart (the figures above are the
+		// checkout's).
+		var promos, promoCPUs, promoOwns, otherTimes, otherOwns []time.Duration
 		for i := range scalePromotions(b) {
 			src.Promote(10)
 			step := "promotion"
 			if i > 0 {
 				step = fmt.Sprintf("promotion-%d", i+1)
 			}
-			took, cpu, own := gen(step)
+			if compare != "" && i%2 == 1 {
+				took, _, own := gen(step, compare)
+				otherTimes, otherOwns = append(otherTimes, took), append(otherOwns, own)
+				continue
+			}
+			took, cpu, own := gen(step, "")
 			promos, promoCPUs, promoOwns = append(promos, took), append(promoCPUs, cpu), append(promoOwns, own)
 		}
 		promo, promoCPU, promoOwn := wrkBenchMedian(promos), wrkBenchMedian(promoCPUs), wrkBenchMedian(promoOwns)
+		if len(otherOwns) > 0 {
+			other, otherOwn := wrkBenchMedian(otherTimes), wrkBenchMedian(otherOwns)
+			fmt.Printf("scale %d manifests: compared in turns, medians: the checkout's promotion %v, its CPU %v (%d runs); %s's %v, its CPU %v (%d runs): time %.3f×, CPU %.3f× the checkout's\n",
+				3*repos*perRepo, promo.Round(time.Millisecond), promoOwn.Round(time.Millisecond), len(promoOwns), compare, other.Round(time.Millisecond), otherOwn.Round(time.Millisecond), len(otherOwns),
+				other.Seconds()/promo.Seconds(), otherOwn.Seconds()/promoOwn.Seconds())
+		}
 		fmt.Printf("scale %d manifests: generate alone: full %v; floor %v (CPU %v, client and source), in a process of its own %v (the client's CPU %v); no-op %.1f× floor (CPU %v), promotion %.1f× floor, %.1f× its own process's (CPU %v)\n",
 			3*repos*perRepo, full.Round(time.Millisecond), floor.Round(time.Millisecond), floorCPU.Round(time.Millisecond), own.Round(time.Millisecond), clientCPU.Round(time.Millisecond),
 			noop.Seconds()/floor.Seconds(), noopCPU.Round(time.Millisecond), promo.Seconds()/floor.Seconds(), promo.Seconds()/own.Seconds(), promoCPU.Round(time.Millisecond))
