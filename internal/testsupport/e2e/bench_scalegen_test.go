@@ -105,23 +105,11 @@ func BenchmarkScaleGenerate(b *testing.B) {
 				copyTree(b, cache, tree)
 			}
 		}
-		var floors, floorCPUs []time.Duration
-		for range 3 {
-			cpu := processCPU(b)
-			floors = append(floors, scaleFloor(b, src, 32))
-			floorCPUs = append(floorCPUs, processCPU(b)-cpu)
-		}
-		floor, floorCPU := wrkBenchMedian(floors), wrkBenchMedian(floorCPUs)
+		floor, floorCPU := medianWithCPUOf3(processCPU, b, func() time.Duration { return scaleFloor(b, src, 32) })
 		// The floor in a process of its own, and that client's own CPU time: with
 		// REGMIRROR_SCALEGEN_PROCESS, what generate's own CPU time compares with (a figure
 		// that moves less than times on a shared machine).
-		var owns, clientCPUs []time.Duration
-		for range 3 {
-			children := childrenCPU(b)
-			owns = append(owns, scaleFloorProcess(b, src, 32))
-			clientCPUs = append(clientCPUs, childrenCPU(b)-children)
-		}
-		own, clientCPU := wrkBenchMedian(owns), wrkBenchMedian(clientCPUs)
+		own, clientCPU := medianWithCPUOf3(childrenCPU, b, func() time.Duration { return scaleFloorProcess(b, src, 32) })
 		noop, noopCPU, _ := gen("no-op", "")
 		// REGMIRROR_SCALEGEN_PROMOTIONS promotions in a row (the first one's delta pack
 		// appended, the later ones' merged), their medians reported. With
@@ -171,6 +159,18 @@ func BenchmarkScaleGenerate(b *testing.B) {
 		b.ReportMetric(noopCPU.Seconds(), "no-op-CPU-s")
 		b.ReportMetric(promoCPU.Seconds(), "promotion-CPU-s")
 	}
+}
+
+// medianWithCPUOf3 runs measure three times and returns the median of the times it gives and
+// the median of the CPU time cpu counts across each run.
+func medianWithCPUOf3(cpu func(*testing.B) time.Duration, b *testing.B, measure func() time.Duration) (time.Duration, time.Duration) {
+	var took, used []time.Duration
+	for range 3 {
+		before := cpu(b)
+		took = append(took, measure())
+		used = append(used, cpu(b)-before)
+	}
+	return wrkBenchMedian(took), wrkBenchMedian(used)
 }
 
 // scalePromotions is how many promotions BenchmarkScaleGenerate runs in a row:
