@@ -380,8 +380,8 @@ func TestMirrorSyncDocumentedCommands(t *testing.T) {
 			want = append(want, shellWords(t, cmd))
 		}
 	}
-	if len(want) < 7 {
-		t.Fatalf("docs/mirror-admins.md: got %d commands after \"# Phase 1:\", want the 7 of both phases", len(want))
+	if len(want) < 9 {
+		t.Fatalf("docs/mirror-admins.md: got %d commands after \"# Phase 1:\", want the 9 of both phases", len(want))
 	}
 
 	src := newSource(t)
