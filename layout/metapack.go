@@ -385,9 +385,6 @@ func (t *Tree) loadChain(r *metaRoot, from *loadedChain) (*Meta, *loadedChain, *
 		m.Repositories, m.Manifests, m.Blobs, m.Orphans = from.content.Repositories, from.content.Manifests, from.content.Blobs, from.content.Orphans
 		ch.Base = ch.Chain
 		c.undo = from.undo
-		if m.Orphans == nil {
-			m.Orphans = map[Digest]*Orphan{}
-		}
 	} else if k > 0 {
 		// The largest copies side by side: at a million manifests each takes most of a second.
 		var wg sync.WaitGroup
