@@ -39,6 +39,7 @@ type client struct {
 	retries int
 	backoff time.Duration
 	stall   time.Duration
+	pipe    *pipeline // HEADs by tag, pipelined; nil: none (a transport given, a proxy)
 }
 
 // statusError is an unexpected HTTP status from the source.
@@ -75,6 +76,7 @@ var errStall = errors.New("connection stalled")
 
 func newClient(ctx context.Context, o *Options, base *url.URL) (*client, error) {
 	rt := o.Transport
+	var own *http.Transport // the transport made here, when none was given
 	if rt == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConns = 4 * o.Jobs
@@ -101,7 +103,7 @@ func newClient(ctx context.Context, o *Options, base *url.URL) (*client, error) 
 			}
 			t.TLSClientConfig = tc
 		}
-		rt = t
+		rt, own = t, t
 	}
 	// go-containerregistry's ping tries https and http for hosts it deems local; hold it to
 	// the scheme the operator gave, so https never silently becomes http.
@@ -159,7 +161,17 @@ func newClient(ctx context.Context, o *Options, base *url.URL) (*client, error) 
 	}
 	d.chain = authed
 	c.hc = &http.Client{Transport: d}
+	if own != nil {
+		c.pipe = newPipeline(base, own, d.headers.Load, o.StallTimeout)
+	}
 	return c, nil
+}
+
+// close closes the client's idle pipelined connections.
+func (c *client) close() {
+	if c.pipe != nil {
+		c.pipe.close()
+	}
 }
 
 // explainConnect turns go-containerregistry's handshake errors into something an operator can

@@ -210,6 +210,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.c.close()
 	r.prog = newProgress(o.Logger, o.Log, o.Live, o.LogInterval)
 	defer r.prog.stop()
 
@@ -561,6 +562,14 @@ type head struct {
 func (r *run) resolveAll(repo string, tags []string, rank int) []*head {
 	heads := make([]*head, len(tags))
 	var wg sync.WaitGroup
+	if r.c.pipe != nil && len(tags) > 1 {
+		for lo := 0; lo < len(tags); lo += pipelineDepth {
+			batch := tags[lo:min(lo+pipelineDepth, len(tags))]
+			r.goTag(&wg, rank, func() { r.resolvePipelined(repo, batch, heads[lo:lo+len(batch)], rank) })
+		}
+		wg.Wait()
+		return heads
+	}
 	for i, tag := range tags {
 		r.goTag(&wg, rank, func() {
 			d, pre, err := r.resolve(r.ctx, repo, tag, rank)
@@ -569,6 +578,33 @@ func (r *run) resolveAll(repo string, tags []string, rank int) []*head {
 	}
 	wg.Wait()
 	return heads
+}
+
+// resolvePipelined resolves a batch of repo's tags into heads with one request slot and
+// pipelined HEADs (pipeline); those whose answer resolve would not take as it is, it resolves.
+func (r *run) resolvePipelined(repo string, tags []string, heads []*head, rank int) {
+	var answers []*http.Response
+	if r.reqs.take(r.ctx, rank) == nil {
+		paths := make([]string, len(tags))
+		for i, tag := range tags {
+			paths[i] = "/v2/" + repo + "/manifests/" + tag
+		}
+		answers = r.c.pipe.heads(r.ctx, paths)
+		r.reqs.give()
+		if r.c.pipe.turnedOff() {
+			r.prog.warnf("%s did not answer pipelined HEADs within the stall timeout (%v): tags are HEADed one request at a time from here on", r.c.base, r.o.StallTimeout)
+		}
+	}
+	for i, tag := range tags {
+		if i < len(answers) {
+			if d, ok := pipelinedDigest(answers[i]); ok {
+				heads[i] = &head{d: d}
+				continue
+			}
+		}
+		d, pre, err := r.resolve(r.ctx, repo, tag, rank)
+		heads[i] = &head{d, pre, err}
+	}
 }
 
 // processTag collects the closure of a tag resolved to h.
