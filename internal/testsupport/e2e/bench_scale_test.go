@@ -40,7 +40,8 @@ import (
 //   - the floor: the catalog, every tag list and one manifest HEAD per tag, 32 requests in
 //     flight, from a bare Go client against the same source (median of 3); and the same
 //     client in a process of its own, timed from its start to its exit as the commands are
-//     (median of 3; shown beside, the target is against the first);
+//     (median of 3; shown beside, the target is against the first); and the first with the
+//     HEADs pipelined as generate sends them (median of 3; shown beside too);
 //   - a no-op re-run, then a promotion of 10 tags (8 moved, 2 added), timed and as × floor;
 //   - the bytes rsync moves outside blobs/ (deploy/mirror-sync through an rsync that adds
 //     --no-whole-file --stats, so local copies use the delta algorithm as over a network):
@@ -112,6 +113,7 @@ type scaleResult struct {
 
 	fullGen, noop, promo, floor, crawl time.Duration
 	floorOwn                           time.Duration // the floor in a process of its own
+	floorPiped                         time.Duration // the floor's HEADs pipelined (report only)
 	promo2                             time.Duration // a second promotion, its delta merged with the first's
 	fullPeak, noopPeak, promoPeak      int64         // bytes
 	noopRequests, promoRequests        string
@@ -203,6 +205,9 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 	progress("floor (catalog, tag lists, a HEAD per tag, 32 in flight): %v (runs %v)", res.floor.Round(time.Millisecond), wrkBenchRound(floors))
 	res.floorOwn, own = scaleMedianOf3(func() time.Duration { return scaleFloorProcess(b, src, 32) })
 	progress("floor in a process of its own: %v (runs %v)", res.floorOwn.Round(time.Millisecond), wrkBenchRound(own))
+	var piped []time.Duration
+	res.floorPiped, piped = scaleMedianOf3(func() time.Duration { return scaleFloorPipelined(b, src, 32) })
+	progress("floor with the HEADs pipelined as generate sends them: %v (runs %v)", res.floorPiped.Round(time.Millisecond), wrkBenchRound(piped))
 
 	moved := src.Promote(10)
 	res.promo, res.promoPeak, res.promoRequests = gen("10-tag promotion")
@@ -544,7 +549,19 @@ func (s *scaleServer) waitFor(b *testing.B, repo, tag, digest string, start time
 // bare Go client in this process, the source's.
 func scaleFloor(b *testing.B, src *scaleSource, jobs int) time.Duration {
 	b.Helper()
-	took, err := floorRun(src.URL, src.Tags(), jobs)
+	took, err := floorRun(src.URL, src.Tags(), jobs, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return took
+}
+
+// scaleFloorPipelined is scaleFloor with the HEADs pipelined as generate sends them
+// (headFloorPipelined), reported beside the floor: what the same requests cost when sent
+// the way generate sends them.
+func scaleFloorPipelined(b *testing.B, src *scaleSource, jobs int) time.Duration {
+	b.Helper()
+	took, err := floorRun(src.URL, src.Tags(), jobs, true)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -552,8 +569,8 @@ func scaleFloor(b *testing.B, src *scaleSource, jobs int) time.Duration {
 }
 
 // floorRun is scaleFloor's work: it lists source's catalog and tags and HEADs every tag
-// (headFloorRun), and fails unless it lists want tags.
-func floorRun(source string, want, jobs int) (time.Duration, error) {
+// (headFloorRun, or headFloorPipelined when pipelined), and fails unless it lists want tags.
+func floorRun(source string, want, jobs int, pipelined bool) (time.Duration, error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: jobs}, Timeout: time.Minute}
 	defer client.CloseIdleConnections()
 	getJSON := func(u string, v any) (string, error) {
@@ -613,8 +630,14 @@ func floorRun(source string, want, jobs int) (time.Duration, error) {
 	if tags != want {
 		return 0, fmt.Errorf("floor: %d tags listed, want %d", tags, want)
 	}
-	heads, err := headFloorRun(source, refs, jobs)
-	return listed + heads, err
+	heads, err := headFloorRun, error(nil)
+	if pipelined {
+		heads = func(source string, refs []testimages.Ref, jobs int) (time.Duration, error) {
+			return headFloorPipelined(source, refs, jobs, 8)
+		}
+	}
+	took, err := heads(source, refs, jobs)
+	return listed + took, err
 }
 
 // scaleMedianOf3 runs measure three times and returns the median and the three runs.
@@ -639,7 +662,7 @@ func floorChild(spec string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s=%q: want \"URL TAGS JOBS\": %v\n", floorChildEnv, spec, err)
 		return 2
 	}
-	if _, err := floorRun(source, want, jobs); err != nil {
+	if _, err := floorRun(source, want, jobs, false); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
@@ -686,6 +709,8 @@ var scaleTargets = slices.Concat([]scaleTarget{
 	{"promotion / floor", "x", "<= 1.5", 1.5, func(r *scaleResult) float64 { return r.promo.Seconds() / r.floor.Seconds() }},
 	{"floor, own process", "s", "", 0, func(r *scaleResult) float64 { return r.floorOwn.Seconds() }},
 	{"promotion / floor, own process", "x", "", 0, func(r *scaleResult) float64 { return r.promo.Seconds() / r.floorOwn.Seconds() }},
+	{"floor, HEADs pipelined", "s", "", 0, func(r *scaleResult) float64 { return r.floorPiped.Seconds() }},
+	{"promotion / floor, HEADs pipelined", "x", "", 0, func(r *scaleResult) float64 { return r.promo.Seconds() / r.floorPiped.Seconds() }},
 	{"promotion peak RSS", "MiB", "", 0, func(r *scaleResult) float64 { return float64(r.promoPeak) / (1 << 20) }},
 	{"second promotion (delta merged)", "s", "", 0, func(r *scaleResult) float64 { return r.promo2.Seconds() }},
 	{"second promotion / floor", "x", "<= 1.5", 1.5, func(r *scaleResult) float64 { return r.promo2.Seconds() / r.floor.Seconds() }},

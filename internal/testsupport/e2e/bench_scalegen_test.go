@@ -110,6 +110,7 @@ func BenchmarkScaleGenerate(b *testing.B) {
 		// REGMIRROR_SCALEGEN_PROCESS, what generate's own CPU time compares with (a figure
 		// that moves less than times on a shared machine).
 		own, clientCPU := medianWithCPUOf3(childrenCPU, b, func() time.Duration { return scaleFloorProcess(b, src, 32) })
+		piped, pipedCPU := medianWithCPUOf3(processCPU, b, func() time.Duration { return scaleFloorPipelined(b, src, 32) })
 		noop, noopCPU, _ := gen("no-op", "")
 		// REGMIRROR_SCALEGEN_PROMOTIONS promotions in a row (the first one's delta pack
 		// appended, the later ones' merged), their medians reported. With
@@ -142,6 +143,10 @@ func BenchmarkScaleGenerate(b *testing.B) {
 		fmt.Printf("scale %d manifests: generate alone: full %v; floor %v (CPU %v, client and source), in a process of its own %v (the client's CPU %v); no-op %.1f× floor (CPU %v), promotion %.1f× floor, %.1f× its own process's (CPU %v)\n",
 			3*repos*perRepo, full.Round(time.Millisecond), floor.Round(time.Millisecond), floorCPU.Round(time.Millisecond), own.Round(time.Millisecond), clientCPU.Round(time.Millisecond),
 			noop.Seconds()/floor.Seconds(), noopCPU.Round(time.Millisecond), promo.Seconds()/floor.Seconds(), promo.Seconds()/own.Seconds(), promoCPU.Round(time.Millisecond))
+		fmt.Printf("scale %d manifests: the floor with its HEADs pipelined as generate sends them: %v (CPU %v, client and source); promotion %.1f× it\n",
+			3*repos*perRepo, piped.Round(time.Millisecond), pipedCPU.Round(time.Millisecond), promo.Seconds()/piped.Seconds())
+		b.ReportMetric(piped.Seconds(), "floor-pipelined-s")
+		b.ReportMetric(promo.Seconds()/piped.Seconds(), "promotion-per-pipelined-floor-x")
 		if child {
 			fmt.Printf("scale %d manifests: the promotion's generate used %v of CPU, %.2f× the floor client's in a process of its own (%v)\n",
 				3*repos*perRepo, promoOwn.Round(time.Millisecond), promoOwn.Seconds()/clientCPU.Seconds(), clientCPU.Round(time.Millisecond))

@@ -696,15 +696,16 @@ func scaleHeadTag(t testing.TB, base, repo, tag string) string {
 
 var scaleClient = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
-// TestScaleFloor checks the scale benchmarks' floor: in this process and in a process of its
-// own, it makes one manifest HEAD per tag, and it fails when it lists fewer tags than wanted.
+// TestScaleFloor checks the scale benchmarks' floor: in this process, pipelined and in a
+// process of its own, it makes one manifest HEAD per tag, and it fails when it lists fewer tags than wanted.
 func TestScaleFloor(t *testing.T) {
 	src := newScaleSource(t, 3, 4)
 	for _, tc := range []struct {
 		name  string
 		floor func() error
 	}{
-		{"in process", func() error { _, err := floorRun(src.URL, src.Tags(), 4); return err }},
+		{"in process", func() error { _, err := floorRun(src.URL, src.Tags(), 4, false); return err }},
+		{"pipelined", func() error { _, err := floorRun(src.URL, src.Tags(), 4, true); return err }},
 		{"own process", func() error { scaleFloorProcess(t, src, 4); return nil }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -717,7 +718,7 @@ func TestScaleFloor(t *testing.T) {
 			}
 		})
 	}
-	if _, err := floorRun(src.URL, src.Tags()+1, 4); err == nil || !strings.Contains(err.Error(), "tags listed") {
+	if _, err := floorRun(src.URL, src.Tags()+1, 4, false); err == nil || !strings.Contains(err.Error(), "tags listed") {
 		t.Errorf("floor wanting one tag more than the source has: got %v, want a refusal naming the tags listed", err)
 	}
 	var stderr strings.Builder
