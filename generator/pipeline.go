@@ -96,9 +96,13 @@ func (p *pipeline) heads(ctx context.Context, paths []string) []*http.Response {
 	if h == nil || p.off.Load() {
 		return answers
 	}
-	reqs := make([][]byte, len(paths))
+	tail := p.requestTail(h)
+	if tail == nil {
+		return answers
+	}
+	targets := make([]string, len(paths))
 	for i, path := range paths {
-		if reqs[i] = p.request(path, h); reqs[i] == nil {
+		if targets[i] = requestTarget(path); targets[i] == "" {
 			return answers
 		}
 	}
@@ -109,7 +113,7 @@ func (p *pipeline) heads(ctx context.Context, paths []string) []*http.Response {
 		if err != nil {
 			break
 		}
-		n, err := p.exchange(ctx, pc, reqs[done:], answers[done:])
+		n, err := p.exchange(ctx, pc, targets[done:], tail, answers[done:])
 		done += n
 		if err != nil {
 			pc.c.Close()
@@ -123,20 +127,26 @@ func (p *pipeline) heads(ctx context.Context, paths []string) []*http.Response {
 	return answers
 }
 
-// request is the bytes of a HEAD of path with h's headers; nil when path or a header is not
-// what a request line or header may hold (the ordinary request escapes or refuses it).
-func (p *pipeline) request(path string, h *directHeaders) []byte {
+// A pipelined request is "HEAD ", its target (requestTarget), then its tail (requestTail):
+// the same for every request of a batch.
+
+// requestTarget is path, a manifest's below /v2/, escaped as a request line's target; ""
+// when it cannot be one (the ordinary request escapes or refuses it).
+func requestTarget(path string) string {
 	if !strings.HasPrefix(path, "/v2/") {
-		return nil
+		return ""
 	}
 	u := url.URL{Path: path}
-	ep := u.EscapedPath()
-	if !printable(ep) {
-		return nil
+	if ep := u.EscapedPath(); printable(ep) {
+		return ep
 	}
-	b := make([]byte, 0, 160+len(ep)+len(manifestAccept))
-	b = append(b, "HEAD "...)
-	b = append(b, ep...)
+	return ""
+}
+
+// requestTail is the rest of a HEAD request after its target, with h's headers; nil when a
+// header is not what a header may hold.
+func (p *pipeline) requestTail(h *directHeaders) []byte {
+	b := make([]byte, 0, 256+len(manifestAccept))
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, p.host...)
 	b = append(b, "\r\nAccept: "...)
@@ -220,22 +230,22 @@ func (p *pipeline) close() {
 	p.idle = nil
 }
 
-// exchange writes reqs on pc, then reads their answers into answers, in order. It returns
-// how many it read, and an error when pc is not to be used again.
-func (p *pipeline) exchange(ctx context.Context, pc *pipeConn, reqs [][]byte, answers []*http.Response) (int, error) {
+// exchange writes a HEAD of each target on pc, then reads their answers into answers, in
+// order. It returns how many it read, and an error when pc is not to be used again.
+func (p *pipeline) exchange(ctx context.Context, pc *pipeConn, targets []string, tail []byte, answers []*http.Response) (int, error) {
 	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(time.Now()) })
 	defer stop()
 	pc.c.SetDeadline(time.Now().Add(p.stall))
-	for _, req := range reqs {
-		if _, err := pc.bw.Write(req); err != nil {
-			return 0, err
-		}
+	for _, t := range targets {
+		pc.bw.WriteString("HEAD ")
+		pc.bw.WriteString(t)
+		pc.bw.Write(tail)
 	}
-	if err := pc.bw.Flush(); err != nil {
+	if err := pc.bw.Flush(); err != nil { // a write's error stays in bw
 		return 0, err
 	}
 	head := &http.Request{Method: http.MethodHead}
-	for i := range reqs {
+	for i := range targets {
 		pc.c.SetReadDeadline(time.Now().Add(p.stall))
 		resp, err := http.ReadResponse(pc.br, head)
 		if err != nil {
@@ -256,7 +266,7 @@ func (p *pipeline) exchange(ctx context.Context, pc *pipeConn, reqs [][]byte, an
 			return i + 1, errPipeClosed
 		}
 	}
-	return len(reqs), nil
+	return len(targets), nil
 }
 
 // pipelinedDigest is the digest a pipelined HEAD's answer gives, when it is one resolve
