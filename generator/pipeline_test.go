@@ -15,47 +15,27 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/regmirror/regmirror/internal/testsupport/rawtcp"
 	"github.com/regmirror/regmirror/internal/testsupport/testimages"
 	"github.com/regmirror/regmirror/layout"
 )
 
-// rawSource is a TCP server whose connections serve runs on, to answer pipelined requests in
-// ways net/http's server does not.
+// rawSource is a source whose connections serve runs on (rawtcp), to answer pipelined
+// requests in ways net/http's server does not.
 type rawSource struct {
-	url   *url.URL
-	conns atomic.Int32 // connections accepted
+	url *url.URL
+	srv *rawtcp.Server
 }
 
 func newRawSource(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) *rawSource {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &rawSource{url: &url.URL{Scheme: "http", Host: l.Addr().String()}}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s.conns.Add(1)
-			wg.Go(func() {
-				defer c.Close()
-				go func() { <-t.Context().Done(); c.Close() }()
-				serve(c, bufio.NewReader(c))
-			})
-		}
-	})
-	return s
+	srv := rawtcp.Serve(t, func(c net.Conn) { serve(c, bufio.NewReader(c)) })
+	return &rawSource{url: &url.URL{Scheme: "http", Host: srv.Addr}, srv: srv}
 }
 
 // digestOfPath is the digest the raw sources answer for a path.
@@ -106,7 +86,7 @@ func TestPipelineHeads(t *testing.T) {
 		// answered is how many paths get an answer; taken how many of those resolve
 		// takes as they are; conns how many connections the source sees, at most.
 		answered, taken int
-		conns           int32
+		conns           int
 		off             bool
 	}{
 		{name: "answers in order on one connection", serve: answerAll(200, true, 500, 0, false), answered: 8, taken: 8, conns: 1},
@@ -149,7 +129,7 @@ func TestPipelineHeads(t *testing.T) {
 			if answered != tt.answered || taken != tt.taken {
 				t.Errorf("got %d answered, %d taken; want %d, %d", answered, taken, tt.answered, tt.taken)
 			}
-			if got := src.conns.Load(); got > tt.conns {
+			if got := src.srv.Accepted(); got > tt.conns {
 				t.Errorf("got %d connections, want at most %d", got, tt.conns)
 			}
 			if got := p.turnedOff(); got != tt.off {
@@ -160,13 +140,13 @@ func TestPipelineHeads(t *testing.T) {
 			}
 			if tt.off {
 				// Turned off, it sends nothing more.
-				before := src.conns.Load()
+				before := src.srv.Accepted()
 				for i, a := range p.heads(context.Background(), paths) {
 					if a != nil {
 						t.Errorf("answer %d after pipelining was turned off: got %d, want none", i, a.StatusCode)
 					}
 				}
-				if got := src.conns.Load(); got != before {
+				if got := src.srv.Accepted(); got != before {
 					t.Errorf("got %d connections after pipelining was turned off, want %d", got, before)
 				}
 			}

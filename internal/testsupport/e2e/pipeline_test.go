@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/regmirror/regmirror/internal/testsupport/peers"
+	"github.com/regmirror/regmirror/internal/testsupport/rawtcp"
 )
 
 // headCounter is a TCP proxy to a registry that counts the HEADs of fedora's tags its
@@ -24,27 +25,12 @@ type headCounter struct {
 
 func newHeadCounter(t *testing.T, to string) *headCounter {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &headCounter{addr: l.Addr().String()}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { h.serve(c, to) })
-		}
-	})
+	h := &headCounter{}
+	h.addr = rawtcp.Serve(t, func(c net.Conn) { h.serve(c, to) }).Addr
 	return h
 }
 
 func (h *headCounter) serve(c net.Conn, to string) {
-	defer c.Close()
 	s, err := net.Dial("tcp", to)
 	if err != nil {
 		return
