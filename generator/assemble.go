@@ -488,10 +488,8 @@ func (r *run) strayFiles() []os.DirEntry {
 	return out
 }
 
-// recorded reports whether the previous generation records d with size, and Options.Verify
-// does not ask to check the disk: then the file is in place (present).
-func (r *run) recorded(d layout.Digest, size int64) bool { return r.recordedIn(r.prev, d, size) }
-
+// recordedIn reports whether prev records d with size, and Options.Verify does not ask to
+// check the disk: then the file is in place (presentIn).
 func (r *run) recordedIn(prev *layout.Meta, d layout.Digest, size int64) bool {
 	if r.tree == nil || r.o.Verify {
 		return false

@@ -195,19 +195,7 @@ func containsDigest(ds []layout.Digest, s string) bool {
 
 func TestForeignLayerSkipped(t *testing.T) {
 	src := newSource(t)
-	cfg := []byte(`{"architecture":"amd64","os":"windows","rootfs":{"type":"layers","diff_ids":[]}}`)
-	cfgD := src.putBlob("win", cfg)
-	local := randomBytes(t, 1000)
-	localD := src.putBlob("win", local)
-	foreign := randomBytes(t, 3000)
-	foreignD := sha256Digest(foreign) // never pushed
-	mf := mustJSON(t, manifestDoc{SchemaVersion: 2, MediaType: layout.MediaTypeDockerManifest,
-		Config: desc{MediaType: layout.MediaTypeDockerConfig, Digest: cfgD, Size: len(cfg)},
-		Layers: []desc{
-			{MediaType: "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", Digest: foreignD, Size: len(foreign), URLs: []string{"https://example.invalid/base"}},
-			{MediaType: "application/vnd.docker.image.rootfs.diff.tar.gzip", Digest: localD, Size: len(local)},
-		}})
-	mfD := src.putManifest("win", "ltsc", layout.MediaTypeDockerManifest, mf)
+	mf, mfD, foreignD := pushForeign(t, src)
 
 	out := t.TempDir()
 	sum := mustRun(t, src.opts(out))
@@ -232,6 +220,26 @@ func TestForeignLayerSkipped(t *testing.T) {
 	if sum.ForeignSkipped != 1 {
 		t.Errorf("re-run foreign layers skipped: got %d, want 1", sum.ForeignSkipped)
 	}
+}
+
+// pushForeign pushes win:ltsc, an image with a foreign layer (never pushed) and a local one,
+// and returns its manifest, the manifest's digest and the foreign layer's.
+func pushForeign(t *testing.T, src *source) (mf []byte, mfD, foreignD string) {
+	t.Helper()
+	cfg := []byte(`{"architecture":"amd64","os":"windows","rootfs":{"type":"layers","diff_ids":[]}}`)
+	cfgD := src.putBlob("win", cfg)
+	local := randomBytes(t, 1000)
+	localD := src.putBlob("win", local)
+	foreign := randomBytes(t, 3000)
+	foreignD = sha256Digest(foreign) // never pushed
+	mf = mustJSON(t, manifestDoc{SchemaVersion: 2, MediaType: layout.MediaTypeDockerManifest,
+		Config: desc{MediaType: layout.MediaTypeDockerConfig, Digest: cfgD, Size: len(cfg)},
+		Layers: []desc{
+			{MediaType: "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", Digest: foreignD, Size: len(foreign), URLs: []string{"https://example.invalid/base"}},
+			{MediaType: "application/vnd.docker.image.rootfs.diff.tar.gzip", Digest: localD, Size: len(local)},
+		}})
+	mfD = src.putManifest("win", "ltsc", layout.MediaTypeDockerManifest, mf)
+	return mf, mfD, foreignD
 }
 
 func TestVerifyLayers(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/regmirror/regmirror/internal/publish"
@@ -80,6 +81,12 @@ type run struct {
 	settled      bool
 	removedSince []string
 	change       publish.Change
+	// plain are the repositories of the previous generation its settled record names plain
+	// (plainIn held for them when its run settled the tree): unchanged takes them without
+	// looking at their records again. nil unless settled, and with Options.Verify or
+	// VerifyLayers. trusted counts the repositories taken so.
+	plain   map[string]bool
+	trusted atomic.Int64
 	// written are the blob files (tree-relative) the run committed while track, guarded by
 	// mu: before the publish when the file list will take blobs/ from the previous one (the
 	// change), and after its list, for the settled record.
@@ -184,6 +191,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 				return nil, err
 			}
 			r.track = r.settled && !o.Verify
+			if r.settled && !o.Verify && !o.VerifyLayers {
+				r.plain = map[string]bool{}
+				for _, name := range r.tree.SettledPlain() {
+					r.plain[name] = true
+				}
+			}
 		}
 	}
 
@@ -251,11 +264,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, interrupted(ctx, err)
 	}
 	clock.done(PhasePublish)
-	r.settle(deleted)
+	r.settle(deleted, meta, st)
 	clock.done(PhaseSettle)
 	sum.Counts = st.Counts
 	sum.Duration = time.Since(start)
 	sum.Phases = append(clock.phases, Phase{PhaseLoad, loadTook})
+	sum.trusted = int(r.trusted.Load())
 	r.prog.stop()
 	return sum, r.partial(true)
 }
@@ -309,12 +323,13 @@ func (r *run) awaitPrevious() bool {
 
 // settle writes the settled record (layout.Tree.Settle) once the run's writes are over: its
 // blob transfers stopped, blobs/ synced, and the files changed after its file list was
-// rendered (the garbage it deleted, blobs committed since) named in it; only when blobs/
-// holds nothing the generation does not record: no tag failed (a failed tag's transfer may
-// have left a file), no transfer was still running when the generation was assembled, and
-// every expired orphan was deleted. Otherwise, and when the record cannot be written, the
-// next run reads the tree whole (and lists blobs/ for strays).
-func (r *run) settle(deleted []string) {
+// rendered (the garbage it deleted, blobs committed since) named in it, with m's plain
+// repositories (plainRepos); only when blobs/ holds nothing the generation does not record:
+// no tag failed (a failed tag's transfer may have left a file), no transfer was still
+// running when the generation was assembled, and every expired orphan was deleted.
+// Otherwise, and when the record cannot be written, the next run reads the tree whole (and
+// lists blobs/ for strays).
+func (r *run) settle(deleted []string, m *layout.Meta, st *stats) {
 	r.cancel(nil)
 	r.bg.Wait()
 	r.mu.Lock()
@@ -328,7 +343,7 @@ func (r *run) settle(deleted []string) {
 		r.prog.warnf("%v (the next run reads the tree whole)", err)
 		return
 	}
-	if err := r.tree.Settle(changed); err != nil {
+	if err := r.tree.Settle(changed, plainRepos(m, st.whole)); err != nil {
 		r.prog.warnf("%v (the next run reads the tree whole)", err)
 	}
 }

@@ -234,3 +234,82 @@ func TestSettledStrays(t *testing.T) {
 	}
 	recorded()
 }
+
+// TestSettledPlain: the settled record names the repositories whose records are plain
+// (plainIn, recomputed here from the tree), never one with a foreign layer; the next run
+// takes those of them whose tags are unchanged on its word (trusted), the others it checks;
+// --verify trusts none; and the record stays true after a promotion, whose repositories
+// taken whole are named without a look.
+func TestSettledPlain(t *testing.T) {
+	src := newSource(t)
+	src.demo()
+	pushForeign(t, src)
+	out := t.TempDir()
+	tree := layout.NewTree(out)
+	recorded := func() []string {
+		t.Helper()
+		b, err := os.ReadFile(tree.Path(layout.SettledFile))
+		if err != nil {
+			t.Fatalf("settled record: %v", err)
+		}
+		_, plain, ok := strings.Cut(string(b), "\n.\n")
+		if !ok {
+			t.Fatalf("settled record %q: no plain repositories", b)
+		}
+		return strings.Fields(plain)
+	}
+	recomputed := func() []string {
+		t.Helper()
+		m, _, err := tree.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plain []string
+		for name, repo := range m.Repositories {
+			if plainIn(m, repo) {
+				plain = append(plain, name)
+			}
+		}
+		slices.Sort(plain)
+		return plain
+	}
+	steps := []struct {
+		name        string
+		before      func()
+		verify      bool
+		wantTrusted func(plainBefore []string) int
+	}{
+		{"first generation", func() {}, false, func([]string) int { return 0 }},
+		{"no-op", func() {}, false, func(p []string) int { return len(p) }},
+		{"image pushed to a new repository, a tag of another", func() {
+			img, err := random.Image(512, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src.pushImage("fedora/new", "1", img)
+			src.pushImage("fedora/httpd", "latest", img)
+		}, false, func(p []string) int { return len(p) - 1 }},
+		{"--verify", func() {}, true, func([]string) int { return 0 }},
+	}
+	var before []string
+	for _, st := range steps {
+		st.before()
+		o := src.opts(out)
+		o.Verify = st.verify
+		sum := mustRun(t, o)
+		if want := st.wantTrusted(before); sum.trusted != want {
+			t.Errorf("%s: got %d repositories taken on the record's word, want %d (of %q)", st.name, sum.trusted, want, before)
+		}
+		if sum.ForeignSkipped != 1 {
+			t.Errorf("%s: got %d foreign layers skipped, want 1", st.name, sum.ForeignSkipped)
+		}
+		got, want := recorded(), recomputed()
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: settled record's plain repositories: got %q, want %q", st.name, got, want)
+		}
+		if slices.Contains(got, "win") || !slices.Contains(got, "fedora/httpd") {
+			t.Errorf("%s: plain repositories %q: want fedora/httpd and not win (a foreign layer)", st.name, got)
+		}
+		before = got
+	}
+}

@@ -18,8 +18,9 @@ type Summary struct {
 	Phases []Phase
 	Plan   *Plan
 	Counts
-	// unchanged is how many repositories the run took whole from the previous generation.
-	unchanged int
+	// unchanged is how many repositories the run took whole from the previous generation;
+	// trusted how many of those on the settled record's word (run.plain).
+	unchanged, trusted int
 }
 
 // Phase is one step of a run and how long it took.

@@ -2,6 +2,7 @@ package generator
 
 import (
 	"encoding/binary"
+	"sort"
 
 	"github.com/regmirror/regmirror/layout"
 )
@@ -10,14 +11,13 @@ import (
 // exactly as it stands, so that the run takes its manifests and blobs whole instead of
 // reading and walking every manifest again (a no-op, or a promotion's untouched
 // repositories, cost a HEAD per tag): every tag the source lists resolved (heads) to the
-// digest the previous generation published, and no other; every manifest and blob is in
-// place (recorded, no Options.Verify or VerifyLayers); the repository has no referrers and
-// the source no referrers API (nothing to ask); no tag is kept removed; and no manifest may
-// hold a foreign layer (mayBeForeign), which the run counts. nil otherwise: the tags are
-// processed one by one.
+// digest the previous generation published, and no other; its records are plain (plainIn:
+// taken on the settled record's word when it names the repository, r.plain); no
+// Options.Verify or VerifyLayers; and the source has no referrers API (nothing to ask). nil
+// otherwise: the tags are processed one by one.
 func (r *run) unchanged(repo string, tags []string, heads []*head) *layout.Repository {
 	pr := r.prev.Repositories[repo]
-	if pr == nil || r.tree == nil || r.o.Verify || r.o.VerifyLayers || len(pr.Referrers) > 0 || len(pr.Removed) > 0 || len(tags) != len(pr.Tags) {
+	if pr == nil || r.tree == nil || r.o.Verify || r.o.VerifyLayers || len(tags) != len(pr.Tags) {
 		return nil
 	}
 	for i, tag := range tags {
@@ -26,23 +26,56 @@ func (r *run) unchanged(repo string, tags []string, heads []*head) *layout.Repos
 			return nil
 		}
 	}
-	for _, d := range pr.Manifests {
-		mf := r.prev.Manifests[d]
-		if mf == nil || !r.recorded(d, int64(len(mf.Data))) || mayBeForeign(mf.Data) {
-			return nil
-		}
-	}
-	for _, d := range pr.Blobs {
-		// A blob the previous generation records is recorded with its own size (r.recorded,
-		// with a tree and no Options.Verify, both checked above): one lookup is the check.
-		if r.prev.Blobs[d] == nil {
-			return nil
-		}
+	if r.plain[repo] {
+		r.trusted.Add(1)
+	} else if !plainIn(r.prev, pr) {
+		return nil
 	}
 	if len(tags) > 0 && r.hasReferrersAPI(repo, heads[0].d) {
 		return nil
 	}
 	return pr
+}
+
+// plainIn reports whether m's repository pr may be taken whole by a run whose tags resolve
+// as pr's do (and that verifies nothing: unchanged): it has no referrers and no tag kept
+// removed, every manifest it reaches is recorded (in m's manifests, and as a blob of its
+// size, so the tree holds it: recordedIn) and may not hold a foreign layer (mayBeForeign,
+// which the run counts), and every blob it reaches is recorded (with its own size: one
+// lookup is the check). A function of m alone: the settled record keeps its verdicts for
+// the next run (plainRepos).
+func plainIn(m *layout.Meta, pr *layout.Repository) bool {
+	if len(pr.Referrers) > 0 || len(pr.Removed) > 0 {
+		return false
+	}
+	for _, d := range pr.Manifests {
+		mf := m.Manifests[d]
+		if mf == nil || mayBeForeign(mf.Data) {
+			return false
+		}
+		if b := m.Blobs[d]; b == nil || b.Size != int64(len(mf.Data)) {
+			return false
+		}
+	}
+	for _, d := range pr.Blobs {
+		if m.Blobs[d] == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// plainRepos are m's plain repositories (plainIn), sorted: those this run took whole
+// (whole), whose records it kept as they were, without a look; the others checked.
+func plainRepos(m *layout.Meta, whole map[string]bool) []string {
+	var plain []string
+	for name, repo := range m.Repositories {
+		if whole[name] || plainIn(m, repo) {
+			plain = append(plain, name)
+		}
+	}
+	sort.Strings(plain)
+	return plain
 }
 
 // hasReferrersAPI reports whether the source answers the referrers API, asking it (about

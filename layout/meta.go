@@ -247,6 +247,9 @@ type Tree struct {
 	// mapped unmaps each pack cache copy a load read (UsePackCache's release).
 	mappedMu sync.Mutex
 	mapped   []func()
+	// plainRepos are the plain repositories of the settled record Unsettle last read
+	// (SettledPlain).
+	plainRepos []string
 }
 
 // NewTree returns the tree rooted at dir. Nothing is read or created.

@@ -13,8 +13,8 @@ import (
 
 // TestSettled: Unsettle reports a tree settled only when its record names the live
 // publication and blobs/sha256's current time, with the removed files it lists, and leaves
-// no record either way; Settle records the live publication, blobs/sha256's time and the
-// removed files.
+// no record either way; Settle records the live publication, blobs/sha256's time, the
+// removed files and the plain repositories.
 func TestSettled(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -38,6 +38,12 @@ func TestSettled(t *testing.T) {
 		{"record with removed files", true, "LIVE MTIME shared\nblobs/sha256/aa\nblobs/sha256/bb\nregmirror/shared/v2-tags/00112233445566778899aabbccddeeff\n", false, true},
 		{"record naming a path out of the tree", true, "LIVE MTIME shared\n../x\n", false, false},
 		{"record cut short", true, "LIVE MTIME shared", false, false},
+		{"record with plain repositories", true, "LIVE MTIME shared plain\nblobs/sha256/aa\n.\nfedora\nfedora/httpd\n", false, true},
+		{"record with plain, none of either", true, "LIVE MTIME shared plain\n.\n", false, true},
+		{"record with plain, without its separator", true, "LIVE MTIME shared plain\nblobs/sha256/aa\n", false, false},
+		{"record with plain, a name with a space", true, "LIVE MTIME shared plain\n.\nfedora httpd\n", false, false},
+		{"record with plain, an empty name", true, "LIVE MTIME shared plain\n.\n\n", false, false},
+		{"record with plain but not shared", true, "LIVE MTIME plain\n.\n", false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,22 +88,28 @@ func TestSettled(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("Unsettle: got settled %v, want %v", got, tc.want)
 			}
-			var wantRemoved []string
+			var wantRemoved, wantPlain []string
 			if tc.want {
 				lines := strings.Split(strings.TrimSuffix(tc.record, "\n"), "\n")
 				wantRemoved = lines[1:]
-				if !strings.HasSuffix(lines[0], " shared") {
+				if i := slices.Index(wantRemoved, "."); i >= 0 {
+					wantRemoved, wantPlain = wantRemoved[:i], wantRemoved[i+1:]
+				}
+				if !strings.Contains(lines[0], " shared") {
 					wantRemoved = append(wantRemoved, SharedDir)
 				}
 			}
 			if !slices.Equal(removed, wantRemoved) {
 				t.Errorf("Unsettle: got removed %q, want %q", removed, wantRemoved)
 			}
+			if got := tree.SettledPlain(); !slices.Equal(got, wantPlain) {
+				t.Errorf("SettledPlain: got %q, want %q", got, wantPlain)
+			}
 			if _, err := os.Lstat(tree.Path(SettledFile)); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("after Unsettle the record is still there (%v)", err)
 			}
 			if !tc.publish {
-				if err := tree.Settle(nil); err == nil {
+				if err := tree.Settle(nil, nil); err == nil {
 					t.Errorf("Settle without a live publication: got no error")
 				}
 				return
@@ -107,23 +119,29 @@ func TestSettled(t *testing.T) {
 			if err := os.WriteFile(tree.Path(BlobDir("sha256")+"/y"), []byte("y"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := tree.Settle([]string{"blobs/sha256/cc"}); err != nil {
+			if err := tree.Settle([]string{"blobs/sha256/cc"}, []string{"fedora", "fedora/httpd"}); err != nil {
 				t.Fatal(err)
 			}
 			if got, removed, err := tree.Unsettle(); err != nil || !got || !slices.Equal(removed, []string{"blobs/sha256/cc"}) {
 				t.Errorf("Unsettle after Settle: got %v, %q (%v), want true, [blobs/sha256/cc]", got, removed, err)
 			}
-			if err := tree.Settle(nil); err != nil {
+			if got, want := tree.SettledPlain(), []string{"fedora", "fedora/httpd"}; !slices.Equal(got, want) {
+				t.Errorf("SettledPlain after Settle: got %q, want %q", got, want)
+			}
+			if err := tree.Settle(nil, nil); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Remove(tree.Path(BlobDir("sha256") + "/y")); err != nil {
 				t.Fatal(err)
 			}
-			if got, _, err := tree.Unsettle(); err != nil || got {
-				t.Errorf("Unsettle after Settle, then a file removed from blobs/sha256: got %v (%v), want false", got, err)
+			if got, _, err := tree.Unsettle(); err != nil || got || tree.SettledPlain() != nil {
+				t.Errorf("Unsettle after Settle, then a file removed from blobs/sha256: got %v, plain %q (%v), want false and none", got, tree.SettledPlain(), err)
 			}
-			if err := tree.Settle([]string{"../out"}); err == nil {
+			if err := tree.Settle([]string{"../out"}, nil); err == nil {
 				t.Errorf("Settle of a path out of the tree: got no error")
+			}
+			if err := tree.Settle(nil, []string{"fedora\nLIVE"}); err == nil {
+				t.Errorf("Settle of a repository name with a line break: got no error")
 			}
 		})
 	}
@@ -151,17 +169,23 @@ func FuzzParseSettled(f *testing.F) {
 	f.Add(live + "\n")
 	f.Add(live + "\nblobs/sha256/aa\n")
 	f.Add(live + "\n/etc/passwd\n")
+	f.Add(live + " shared plain\nblobs/sha256/aa\n.\nfedora\n")
 	f.Fuzz(func(t *testing.T, record string) {
-		ok, removed := tree.parseSettled(record)
+		ok, removed, plain := tree.parseSettled(record)
 		if !ok {
 			return
 		}
-		if first, _, _ := strings.Cut(record, "\n"); first != live {
+		if first, _, _ := strings.Cut(record, "\n"); first != live && !strings.HasPrefix(first, live+" ") {
 			t.Errorf("accepted a record naming %q, live is %q", first, live)
 		}
 		for _, rel := range removed {
 			if !fs.ValidPath(rel) || rel == "." {
 				t.Errorf("accepted %q", rel)
+			}
+		}
+		for _, name := range plain {
+			if name == "" || strings.ContainsAny(name, " \n") {
+				t.Errorf("accepted plain repository %q", name)
 			}
 		}
 	})

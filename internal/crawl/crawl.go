@@ -271,7 +271,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	// not look for); a record that cannot be written only makes the next run read the tree
 	// whole.
 	if settled {
-		_ = tree.Settle(nil)
+		_ = tree.Settle(nil, tree.SettledPlain()) // the content, which they are of, is the same
 	}
 	return &Report{
 		Tree:       opts.Tree,

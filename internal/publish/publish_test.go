@@ -325,7 +325,7 @@ func TestSettledListMatchesListing(t *testing.T) {
 		if _, err := Publish(tree, next, ch); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
-		if err := tree.Settle(nil); err != nil {
+		if err := tree.Settle(nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		prev = next

@@ -57,7 +57,11 @@ func Check(dir string, ignore func(rel string) bool) ([]string, error) {
 		return nil, err
 	}
 	if lines := strings.Split(strings.TrimSuffix(string(record), "\n"), "\n"); len(lines) > 1 {
-		for _, rel := range lines[1:] {
+		paths := lines[1:]
+		if end := slices.Index(paths, "."); end >= 0 { // the plain repositories follow
+			paths = paths[:end]
+		}
+		for _, rel := range paths {
 			if rel == layout.SharedDir || strings.HasPrefix(rel, layout.SharedDir+"/") {
 				for _, m := range []map[string]string{listed, scanned} {
 					for p := range m {
