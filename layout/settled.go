@@ -54,11 +54,11 @@ const settledPlain = "plain"
 // caller's own account, when this reported true). A record that cannot be read counts as
 // absent.
 func (t *Tree) Unsettle() (settled bool, removed []string, err error) {
+	t.plainRepos = nil
 	b, err := os.ReadFile(t.Path(SettledFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil, nil
 	}
-	t.plainRepos = nil
 	var plain []string
 	if err == nil {
 		settled, removed, plain = t.parseSettled(string(b))

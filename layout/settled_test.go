@@ -137,6 +137,15 @@ func TestSettled(t *testing.T) {
 			if got, _, err := tree.Unsettle(); err != nil || got || tree.SettledPlain() != nil {
 				t.Errorf("Unsettle after Settle, then a file removed from blobs/sha256: got %v, plain %q (%v), want false and none", got, tree.SettledPlain(), err)
 			}
+			if err := tree.Settle(nil, []string{"fedora"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := tree.Unsettle(); err != nil || tree.SettledPlain() == nil {
+				t.Fatalf("Unsettle after Settle: plain %q (%v), want [fedora]", tree.SettledPlain(), err)
+			}
+			if got, _, err := tree.Unsettle(); err != nil || got || tree.SettledPlain() != nil {
+				t.Errorf("Unsettle with no record, after one that named plain repositories: got %v, plain %q (%v), want false and none", got, tree.SettledPlain(), err)
+			}
 			if err := tree.Settle([]string{"../out"}, nil); err == nil {
 				t.Errorf("Settle of a path out of the tree: got no error")
 			}
