@@ -25,7 +25,7 @@ const pipelineDepth = 8
 // connection before reading their answers, which come back in order (pipelining, RFC 9112
 // section 9.3.2): a write and a read or two per batch on both ends, instead of a write and a
 // read per request. A no-op is one HEAD per tag; pipelined, those requests cost the client
-// and the source together about a third of their CPU time (docs/benchmarks.md).
+// and the source together less than half of their CPU time (docs/benchmarks.md).
 //
 // Its connections are its own, one per request slot in use, so the source serves no more
 // requests at once than before (a server answers a connection's requests one after the
@@ -50,9 +50,9 @@ type pipeline struct {
 // turnedOff reports, once, that the source stalled a pipeline and no more are sent.
 func (p *pipeline) turnedOff() bool { return p.off.Load() && p.warned.CompareAndSwap(false, true) }
 
-// newPipeline is the pipeline for source base, over TLS with tc (cloned) for https; nil
-// when base's requests would go through a proxy, which may not pass pipelined requests on
-// as they are.
+// newPipeline is the pipeline for source base, over TLS with t's TLS configuration (cloned)
+// for https; nil when t sends base's requests through a proxy, which may not pass pipelined
+// requests on as they are.
 func newPipeline(base *url.URL, t *http.Transport, headers func() *directHeaders, stall time.Duration) *pipeline {
 	if t.Proxy != nil {
 		if pu, err := t.Proxy(&http.Request{URL: base}); err != nil || pu != nil {
