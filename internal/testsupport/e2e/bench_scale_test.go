@@ -630,10 +630,10 @@ func floorRun(source string, want, jobs int, pipelined bool) (time.Duration, err
 	if tags != want {
 		return 0, fmt.Errorf("floor: %d tags listed, want %d", tags, want)
 	}
-	heads, err := headFloorRun, error(nil)
+	heads := headFloorRun
 	if pipelined {
 		heads = func(source string, refs []testimages.Ref, jobs int) (time.Duration, error) {
-			return headFloorPipelined(source, refs, jobs, 8)
+			return headFloorPipelined(source, refs, jobs, 8) // generator.pipelineDepth
 		}
 	}
 	took, err := heads(source, refs, jobs)
