@@ -437,14 +437,19 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The outcomes are gathered a repository's batch at a time and copied once into a slice
+	// of their number: tens of thousands of them, grown append by append, would be copied
+	// about as often again, into fresh memory each time.
 	var (
-		mu   sync.Mutex
-		outs []outcome
-		wg   sync.WaitGroup
+		mu      sync.Mutex
+		batches [][]outcome
+		total   int
+		wg      sync.WaitGroup
 	)
-	add := func(o outcome) {
+	add := func(o ...outcome) {
 		mu.Lock()
-		outs = append(outs, o)
+		batches = append(batches, o)
+		total += len(o)
 		mu.Unlock()
 	}
 	if r.o.KeepRemoved { // repositories gone from the catalog keep their tags
@@ -457,9 +462,7 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 		}
 		for name := range r.prev.Repositories {
 			if !listed[name] && matchAny(r.globs, name) {
-				for _, o := range r.keepRemoved(name, nil) {
-					add(o)
-				}
+				add(r.keepRemoved(name, nil)...)
 			}
 		}
 	}
@@ -490,9 +493,11 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 				return
 			}
 			if pr := r.unchanged(repo, tags, heads); pr != nil {
+				batch := make([]outcome, len(tags))
 				for i, tag := range tags {
-					add(outcome{repo: repo, tag: tag, digest: heads[i].d, reused: pr})
+					batch[i] = outcome{repo: repo, tag: tag, digest: heads[i].d, reused: pr}
 				}
+				add(batch...)
 				r.prog.tagsDone.Add(int64(len(tags)))
 				return
 			}
@@ -518,13 +523,15 @@ func (r *run) discoverAndFetch() ([]outcome, error) {
 			}
 			twg.Wait()
 			if r.o.KeepRemoved {
-				for _, o := range r.keepRemoved(repo, tags) {
-					add(o)
-				}
+				add(r.keepRemoved(repo, tags)...)
 			}
 		})
 	}
 	wg.Wait()
+	outs := make([]outcome, 0, total)
+	for _, b := range batches {
+		outs = append(outs, b...)
+	}
 	return outs, nil
 }
 

@@ -727,20 +727,34 @@ func appendLine(b []byte, e Entry) []byte {
 func appendSums(b []byte, sums map[string]string) ([]byte, error) {
 	b = append(b, "\n[Checksums SHA1]\n"...)
 	for _, rel := range Checksummed {
-		f, err := os.ReadFile(sums[rel])
+		sum, err := sha1Of(sums[rel])
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("listing the tree: %w", err)
 		}
-		sum := sha1.Sum(f)
-		b = hex.AppendEncode(b, sum[:])
+		b = hex.AppendEncode(b, sum)
 		b = append(b, '\t')
 		b = append(b, rel...)
 		b = append(b, '\n')
 	}
 	return append(b, "\n[End]\n"...), nil
+}
+
+// sha1Of is the SHA-1 of the file at the OS path p, read through a small buffer: index.json
+// is megabytes, and a buffer of its size would be fresh memory.
+func sha1Of(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h := sha1.New()
+	if _, err := io.CopyBuffer(h, f, make([]byte, 64<<10)); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
 }
 
 // Scan lists every file, directory and link below root (root itself, file lists, temporary
