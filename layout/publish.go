@@ -262,19 +262,6 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 		return Stamp{}, err
 	}
 	defer release() // the files may be the live publication's, mapped
-	if len(filters) > 0 {
-		shared := maps.Clone(p.Shared)
-		if shared == nil {
-			shared = map[string][]byte{}
-		}
-		for rel, data := range filters {
-			if _, dup := shared[rel]; dup {
-				return Stamp{}, fmt.Errorf("publishing: %q cannot be a publication's file", rel)
-			}
-			shared[rel] = data
-		}
-		p.Shared = shared
-	}
 	s := Stamp{Format: FormatVersion, Generation: m.Generation, Meta: metaRef(d), Created: time.Now().UTC(), MetaFiles: strings.Join(needs, " ")}
 	sb, err := json.Marshal(s)
 	if err != nil {
@@ -283,7 +270,7 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	sb = append(sb, '\n')
 	name := fmt.Sprintf("%d-%s", m.Generation, DigestOf("sha256", sb).Hex()[:16])
 
-	contents, err := t.pubContents(m.Generation, sb, idx, p, prepared)
+	contents, err := t.pubContents(m.Generation, sb, idx, filters, p, prepared)
 	if err != nil {
 		return Stamp{}, fmt.Errorf("publishing: %w", err)
 	}
@@ -349,18 +336,30 @@ func prepare(f func() (map[string]string, []string, error)) func() (map[string]s
 }
 
 // pubContents are a publication's files and links (publication path → tree-relative target)
-// before Finish: the stamp and p.Files as files; index.json, p.Shared and the list of p.Uses
-// stored as shared files (WriteSharedFile) and linked, with p.Links; and the Links and Uses
-// prepared returns (Publication.Prepare), waited for once the shared files named before the
-// uses file are stored.
-func (t *Tree) pubContents(generation uint64, stamp, idx []byte, p Publication, prepared func() (map[string]string, []string, error)) (pubEntries, error) {
+// before Finish: the stamp and p.Files as files; index.json (idx), the filters, p.Shared and
+// the list of p.Uses stored as shared files (WriteSharedFile) and linked, with p.Links; and
+// the Links and Uses prepared returns (Publication.Prepare), waited for once the shared files
+// named before the uses file are stored.
+func (t *Tree) pubContents(generation uint64, stamp []byte, idx pieces, filters map[string]pieces, p Publication, prepared func() (map[string]string, []string, error)) (pubEntries, error) {
 	c := pubEntries{files: map[string][]byte{PubStamp: stamp}, links: map[string]string{}}
-	shared := map[string][]byte{PubIndex: idx}
+	shared := map[string]pieces{PubIndex: idx}
+	for rel, data := range filters {
+		shared[rel] = data
+	}
+	// A slice given for several paths is one value of pieces, hashed once (below).
+	given := map[*byte]pieces{}
 	for rel, data := range p.Shared {
 		if _, dup := shared[rel]; dup {
 			return pubEntries{}, fmt.Errorf("%q cannot be a publication's file", rel)
 		}
-		shared[rel] = data
+		if len(data) == 0 {
+			shared[rel] = pieces{data}
+			continue
+		}
+		if given[&data[0]] == nil || given[&data[0]].size() != len(data) {
+			given[&data[0]] = pieces{data}
+		}
+		shared[rel] = given[&data[0]]
 	}
 	uses := make([]string, 0, len(p.Uses))
 	use := func(l []string) error {
@@ -398,33 +397,25 @@ func (t *Tree) pubContents(generation uint64, stamp, idx []byte, p Publication, 
 		c.files[rel] = data
 	}
 	// Files with the same bytes (the filters of the architectures the tree has no image of)
-	// are stored once, as the first by path. A slice given for several paths (SubsetFilters
-	// shares one between subsets) is hashed once. The files (index.json, the filters: tens
-	// of megabytes at scale) are hashed and written side by side: each is its own file, and
+	// are stored once, as the first by path. Pieces given for several paths (subsets sharing
+	// a file share them) are hashed once. The files (index.json, the filters: tens of
+	// megabytes at scale) are hashed and written side by side: each is its own file, and
 	// writing one waits mostly for the file system.
 	stored := map[Digest]string{}
-	type slice struct {
-		first *byte
-		len   int
-	}
-	sums := map[slice]*Digest{} // over both stores; each digest read only after the Wait that fills it
+	sums := map[*[]byte]*Digest{} // by pieces' first run, over both stores; each digest read only after the Wait that fills it
 	store := func(rels []string) error {
 		digests := make([]*Digest, len(rels))
 		var g errgroup.Group
 		g.SetLimit(sharedWriters)
 		for i, rel := range rels {
 			data := shared[rel]
-			k := slice{len: len(data)}
-			if len(data) > 0 {
-				k.first = &data[0]
-			}
-			if d, ok := sums[k]; ok && k.first != nil {
+			if d, ok := sums[&data[0]]; ok {
 				digests[i] = d
 				continue
 			}
 			d := new(Digest)
-			sums[k], digests[i] = d, d
-			g.Go(func() error { *d = DigestOf("sha256", data); return nil })
+			sums[&data[0]], digests[i] = d, d
+			g.Go(func() error { *d = data.digest(); return nil })
 		}
 		_ = g.Wait()
 		first := map[Digest]int{} // the first path of each new file
@@ -475,7 +466,7 @@ func (t *Tree) pubContents(generation uint64, stamp, idx []byte, p Publication, 
 	}
 	sort.Strings(uses)
 	if len(uses) > 0 {
-		shared[SharedUses] = []byte(strings.Join(uses, "\n") + "\n")
+		shared[SharedUses] = pieces{[]byte(strings.Join(uses, "\n") + "\n")}
 	}
 	rels = slices.Sorted(maps.Keys(shared))
 	if err := store(rels[before:]); err != nil {

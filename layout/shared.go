@@ -91,11 +91,11 @@ func RelLink(from, to string) string {
 // every file whose content did not change; one named so whose bytes differ is damaged, and
 // written again), else "<generation>-<hex>", written atomically.
 func (t *Tree) WriteSharedFile(kind string, generation uint64, data []byte) (string, error) {
-	return t.writeSharedFile(kind, generation, data, DigestOf("sha256", data))
+	return t.writeSharedFile(kind, generation, pieces{data}, DigestOf("sha256", data))
 }
 
 // writeSharedFile is WriteSharedFile of data whose sha256 is d.
-func (t *Tree) writeSharedFile(kind string, generation uint64, data []byte, d Digest) (string, error) {
+func (t *Tree) writeSharedFile(kind string, generation uint64, data pieces, d Digest) (string, error) {
 	if !validKind(kind) {
 		return "", fmt.Errorf("writing shared file: %q cannot be a kind", kind)
 	}
@@ -105,16 +105,26 @@ func (t *Tree) writeSharedFile(kind string, generation uint64, data []byte, d Di
 	if old, ok := t.findShared(dir, "-"+hex); ok {
 		// 64 bits name it among a kind's few files; the bytes decide: a file that does not
 		// hold them (damaged) is written again.
-		if b, err := os.ReadFile(t.Path(old)); err == nil && bytes.Equal(b, data) {
+		if t.holds(old, data) {
 			return old, nil
 		}
 		rel = old
 	}
 	t.noteShared(rel)
-	if err := WriteFile(t.Path(rel), data); err != nil {
+	if err := WriteFileFunc(t.Path(rel), data.writeTo); err != nil {
 		return "", fmt.Errorf("writing shared file: %w", err)
 	}
 	return rel, nil
+}
+
+// holds reports whether the tree-relative file rel holds data's bytes (read mapped).
+func (t *Tree) holds(rel string, data pieces) bool {
+	b, unmap, err := MapFile(t.Path(rel))
+	if err != nil {
+		return false
+	}
+	defer unmap()
+	return data.equal(b)
 }
 
 // findShared looks in the tree-relative dir for the entry whose name ends with suffix.

@@ -75,7 +75,7 @@ func (g spliceGen) stepAs(m *Meta, k int) string {
 }
 
 // publishedFiles reads the live publication's index.json and filters.
-func publishedFiles(t *testing.T, tree *Tree) ([]byte, map[string][]byte) {
+func publishedFiles(t *testing.T, tree *Tree) ([]byte, map[string]pieces) {
 	t.Helper()
 	read := func(rel string) []byte {
 		b, err := os.ReadFile(tree.Path(path.Join(LiveLink, rel)))
@@ -84,18 +84,18 @@ func publishedFiles(t *testing.T, tree *Tree) ([]byte, map[string][]byte) {
 		}
 		return b
 	}
-	files := map[string][]byte{}
+	files := map[string]pieces{}
 	for _, s := range AllSubsets() {
-		files[SubsetFilterPath(s)] = read(SubsetFilterPath(s))
+		files[SubsetFilterPath(s)] = pieces{read(SubsetFilterPath(s))}
 	}
 	return read(PubIndex), files
 }
 
 // sameFiles reports how files differ from want, "" if not at all.
-func sameFiles(got, want map[string][]byte) string {
+func sameFiles(got map[string]pieces, want map[string][]byte) string {
 	for _, p := range slices.Sorted(maps.Keys(want)) {
-		if !bytes.Equal(got[p], want[p]) {
-			return fmt.Sprintf("%s:\ngot\n%.2000s\nwant\n%.2000s", p, got[p], want[p])
+		if g := got[p].bytes(); !bytes.Equal(g, want[p]) {
+			return fmt.Sprintf("%s:\ngot\n%.2000s\nwant\n%.2000s", p, g, want[p])
 		}
 	}
 	if len(got) != len(want) {
@@ -103,6 +103,9 @@ func sameFiles(got, want map[string][]byte) string {
 	}
 	return ""
 }
+
+// joined is a splice's pieces joined.
+func joined(p pieces, ok bool) ([]byte, bool) { return p.bytes(), ok }
 
 // TestSplicedMatchesRendered publishes random generations (promotions, crawls, membership
 // and subset table changes), each loaded as generate and crawl load it and changed in place:
@@ -147,7 +150,7 @@ func TestSplicedMatchesRendered(t *testing.T) {
 				}
 				if old, ok := live.file(PubIndex); !ok {
 					t.Errorf("%s: the live index.json cannot be read", what)
-				} else if got, ok := spliceIndexJSON(old, live.change, m); ok {
+				} else if got, ok := joined(spliceIndexJSON(old, live.change, m)); ok {
 					spliced["index.json"]++
 					if !bytes.Equal(got, wantIdx) {
 						t.Fatalf("%s: spliced index.json:\ngot  %s\nwant %s", what, got, wantIdx)
@@ -270,7 +273,7 @@ func spliceBoth(t *testing.T, prev, m *Meta) (index, filters bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, index := spliceIndexJSON(old, c, m)
+	got, index := joined(spliceIndexJSON(old, c, m))
 	if index && !bytes.Equal(got, want) {
 		t.Errorf("spliced index.json:\ngot  %s\nwant %s", got, want)
 	}
@@ -439,7 +442,7 @@ func fuzzSplice(t *testing.T, seed uint64, steps, live []byte) {
 
 	c := &contentChange{prev: snapshot("", prev)}
 	c.touched = c.prev.diff(m)
-	if got, ok := spliceIndexJSON(live, c, m); ok {
+	if got, ok := joined(spliceIndexJSON(live, c, m)); ok {
 		var doc struct {
 			SchemaVersion int               `json:"schemaVersion"`
 			MediaType     string            `json:"mediaType"`
@@ -465,12 +468,12 @@ func fuzzSplice(t *testing.T, seed uint64, steps, live []byte) {
 		}
 	}
 	for _, f := range subsetFiles(m) {
-		got, ok := spliceFilter(live, f, nil, c.prev)
+		got, ok := joined(spliceFilter(live, f, nil, c.prev))
 		if ok && !bytes.Equal(got, live) {
 			t.Errorf("nothing changed, yet the filter spliced from %q is %q", live, got)
 		}
 		fc := filterChange{d: g.digest(), is: &lineRecord{since: 1, mask: ^uint64(0)}}
-		if got, ok = spliceFilter(live, f, []filterChange{fc}, c.prev); !ok {
+		if got, ok = joined(spliceFilter(live, f, []filterChange{fc}, c.prev)); !ok {
 			continue
 		}
 		w := bytes.IndexByte(got, '\n') + 1
