@@ -5,14 +5,14 @@ import (
 	"io"
 )
 
-// pieces are a file's bytes as runs, in order: what a splice keeps of a live publication's file
-// referred to where it is (mapped), and what it adds. Storing them copies each run once, into
+// Pieces are a file's bytes as runs, in order: what a splice (Splicer) keeps of a live
+// publication's file referred to where it is (mapped), and what it adds. Storing them copies each run once, into
 // the file; joining them first would copy the whole file into as much fresh memory (tens of
 // megabytes at scale, each page a fault).
-type pieces [][]byte
+type Pieces [][]byte
 
 // size is the number of bytes p holds.
-func (p pieces) size() int {
+func (p Pieces) size() int {
 	n := 0
 	for _, b := range p {
 		n += len(b)
@@ -21,7 +21,7 @@ func (p pieces) size() int {
 }
 
 // digest is the sha256 of p's bytes.
-func (p pieces) digest() Digest {
+func (p Pieces) digest() Digest {
 	h := newHash("sha256")
 	for _, b := range p {
 		h.Write(b)
@@ -29,8 +29,8 @@ func (p pieces) digest() Digest {
 	return digestOfHash("sha256", h)
 }
 
-// bytes are p's bytes joined.
-func (p pieces) bytes() []byte {
+// Bytes are p's bytes joined.
+func (p Pieces) Bytes() []byte {
 	if len(p) == 1 {
 		return p[0]
 	}
@@ -38,7 +38,7 @@ func (p pieces) bytes() []byte {
 }
 
 // equal reports whether p holds b's bytes.
-func (p pieces) equal(b []byte) bool {
+func (p Pieces) equal(b []byte) bool {
 	for _, r := range p {
 		if len(b) < len(r) || !bytes.Equal(b[:len(r)], r) {
 			return false
@@ -49,7 +49,7 @@ func (p pieces) equal(b []byte) bool {
 }
 
 // writeTo writes p's bytes to w.
-func (p pieces) writeTo(w io.Writer) error {
+func (p Pieces) writeTo(w io.Writer) error {
 	for _, b := range p {
 		if _, err := w.Write(b); err != nil {
 			return err
@@ -58,25 +58,26 @@ func (p pieces) writeTo(w io.Writer) error {
 	return nil
 }
 
-// splicer builds pieces from runs of src and added bytes. A run of src that starts where the
-// last run of src ended extends it, as added bytes extend the last added run: the pieces are
+// Splicer builds Pieces from runs of src and added bytes. A run of src that starts where the
+// last run of src ended extends it, as added bytes extend the last added run: the Pieces are
 // as few as the splice's changes.
-type splicer struct {
+type Splicer struct {
 	src   []byte
-	out   pieces
+	out   Pieces
 	added []byte // the added runs are slices of it; appends past its capacity move it, never the runs
 	// lastSrc is the end in src of the last run when it is src's, else -1; lastAdded the start
 	// in added of the last run when it is added bytes, else -1.
 	lastSrc, lastAdded int
 }
 
-// newSplicer starts pieces made from src, with room for about n added bytes.
-func newSplicer(src []byte, n int) *splicer {
-	return &splicer{src: src, added: make([]byte, 0, n), lastSrc: -1, lastAdded: -1}
+// NewSplicer starts Pieces made from src, with room for about n added bytes. The Pieces refer
+// to src: it must not change, nor be unmapped, until they are written.
+func NewSplicer(src []byte, n int) *Splicer {
+	return &Splicer{src: src, added: make([]byte, 0, n), lastSrc: -1, lastAdded: -1}
 }
 
-// keep appends src[from:to].
-func (s *splicer) keep(from, to int) {
+// Keep appends src[from:to].
+func (s *Splicer) Keep(from, to int) {
 	if from == to {
 		return
 	}
@@ -89,8 +90,8 @@ func (s *splicer) keep(from, to int) {
 	s.lastSrc, s.lastAdded = to, -1
 }
 
-// add appends what f appends to a byte slice.
-func (s *splicer) add(f func([]byte) []byte) {
+// Add appends what f appends to a byte slice.
+func (s *Splicer) Add(f func([]byte) []byte) {
 	start := len(s.added)
 	s.added = f(s.added)
 	if len(s.added) == start {
@@ -106,11 +107,11 @@ func (s *splicer) add(f func([]byte) []byte) {
 	s.lastSrc = -1
 }
 
-// pieces are the runs appended so far: at least one, perhaps empty (a value of pieces is
+// Pieces are the runs appended so far: at least one, perhaps empty (a value of Pieces is
 // known by its first run's address: pubContents).
-func (s *splicer) pieces() pieces {
+func (s *Splicer) Pieces() Pieces {
 	if len(s.out) == 0 {
-		return pieces{nil}
+		return Pieces{nil}
 	}
 	return s.out
 }

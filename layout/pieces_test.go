@@ -8,34 +8,34 @@ import (
 
 func TestSplicer(t *testing.T) {
 	src := []byte("0123456789")
-	add := func(s string) func(*splicer) {
-		return func(sp *splicer) { sp.add(func(b []byte) []byte { return append(b, s...) }) }
+	add := func(s string) func(*Splicer) {
+		return func(sp *Splicer) { sp.Add(func(b []byte) []byte { return append(b, s...) }) }
 	}
-	keep := func(from, to int) func(*splicer) { return func(sp *splicer) { sp.keep(from, to) } }
+	keep := func(from, to int) func(*Splicer) { return func(sp *Splicer) { sp.Keep(from, to) } }
 	for _, c := range []struct {
 		name  string
 		room  int
-		steps []func(*splicer)
+		steps []func(*Splicer)
 		want  string
 		runs  int
 	}{
 		{"nothing", 8, nil, "", 1},
-		{"all kept", 8, []func(*splicer){keep(0, 10)}, "0123456789", 1},
-		{"contiguous runs join", 8, []func(*splicer){keep(0, 3), keep(3, 7), keep(7, 10)}, "0123456789", 1},
-		{"a gap splits", 8, []func(*splicer){keep(0, 3), keep(5, 10)}, "01256789", 2},
-		{"empty runs vanish", 8, []func(*splicer){keep(2, 2), add(""), keep(0, 2)}, "01", 1},
-		{"added between", 8, []func(*splicer){keep(0, 2), add("ab"), keep(2, 4)}, "01ab23", 3},
-		{"added runs join", 8, []func(*splicer){add("ab"), add("cd"), keep(9, 10)}, "abcd9", 2},
-		{"added past the room", 2, []func(*splicer){add("ab"), add("cdef"), keep(0, 1), add("gh"), add("ijklmn")}, "abcdef0ghijklmn", 3},
-		{"kept after added restarts", 8, []func(*splicer){keep(0, 2), add("x"), keep(2, 3)}, "01x2", 3},
+		{"all kept", 8, []func(*Splicer){keep(0, 10)}, "0123456789", 1},
+		{"contiguous runs join", 8, []func(*Splicer){keep(0, 3), keep(3, 7), keep(7, 10)}, "0123456789", 1},
+		{"a gap splits", 8, []func(*Splicer){keep(0, 3), keep(5, 10)}, "01256789", 2},
+		{"empty runs vanish", 8, []func(*Splicer){keep(2, 2), add(""), keep(0, 2)}, "01", 1},
+		{"added between", 8, []func(*Splicer){keep(0, 2), add("ab"), keep(2, 4)}, "01ab23", 3},
+		{"added runs join", 8, []func(*Splicer){add("ab"), add("cd"), keep(9, 10)}, "abcd9", 2},
+		{"added past the room", 2, []func(*Splicer){add("ab"), add("cdef"), keep(0, 1), add("gh"), add("ijklmn")}, "abcdef0ghijklmn", 3},
+		{"kept after added restarts", 8, []func(*Splicer){keep(0, 2), add("x"), keep(2, 3)}, "01x2", 3},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			sp := newSplicer(src, c.room)
+			sp := NewSplicer(src, c.room)
 			for _, step := range c.steps {
 				step(sp)
 			}
-			p := sp.pieces()
-			if got := string(p.bytes()); got != c.want {
+			p := sp.Pieces()
+			if got := string(p.Bytes()); got != c.want {
 				t.Errorf("bytes: got %q, want %q", got, c.want)
 			}
 			if got := len(p); got != c.runs {

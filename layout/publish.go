@@ -340,24 +340,24 @@ func prepare(f func() (map[string]string, []string, error)) func() (map[string]s
 // the list of p.Uses stored as shared files (WriteSharedFile) and linked, with p.Links; and
 // the Links and Uses prepared returns (Publication.Prepare), waited for once the shared files
 // named before the uses file are stored.
-func (t *Tree) pubContents(generation uint64, stamp []byte, idx pieces, filters map[string]pieces, p Publication, prepared func() (map[string]string, []string, error)) (pubEntries, error) {
+func (t *Tree) pubContents(generation uint64, stamp []byte, idx Pieces, filters map[string]Pieces, p Publication, prepared func() (map[string]string, []string, error)) (pubEntries, error) {
 	c := pubEntries{files: map[string][]byte{PubStamp: stamp}, links: map[string]string{}}
-	shared := map[string]pieces{PubIndex: idx}
+	shared := map[string]Pieces{PubIndex: idx}
 	for rel, data := range filters {
 		shared[rel] = data
 	}
-	// A slice given for several paths is one value of pieces, hashed once (below).
-	given := map[*byte]pieces{}
+	// A slice given for several paths is one value of Pieces, hashed once (below).
+	given := map[*byte]Pieces{}
 	for rel, data := range p.Shared {
 		if _, dup := shared[rel]; dup {
 			return pubEntries{}, fmt.Errorf("%q cannot be a publication's file", rel)
 		}
 		if len(data) == 0 {
-			shared[rel] = pieces{data}
+			shared[rel] = Pieces{data}
 			continue
 		}
 		if given[&data[0]] == nil || given[&data[0]].size() != len(data) {
-			given[&data[0]] = pieces{data}
+			given[&data[0]] = Pieces{data}
 		}
 		shared[rel] = given[&data[0]]
 	}
@@ -466,7 +466,7 @@ func (t *Tree) pubContents(generation uint64, stamp []byte, idx pieces, filters 
 	}
 	sort.Strings(uses)
 	if len(uses) > 0 {
-		shared[SharedUses] = pieces{[]byte(strings.Join(uses, "\n") + "\n")}
+		shared[SharedUses] = Pieces{[]byte(strings.Join(uses, "\n") + "\n")}
 	}
 	rels = slices.Sorted(maps.Keys(shared))
 	if err := store(rels[before:]); err != nil {

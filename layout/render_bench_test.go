@@ -95,7 +95,7 @@ func BenchmarkPromotionFiles(b *testing.B) {
 		b.Fatal(err)
 	}
 	wantFilters := m.SubsetFilters()
-	if idx, filters, release, err := tree.publicationFiles(m, change, true); err != nil || !bytes.Equal(idx.bytes(), wantIdx) || sameFiles(filters, wantFilters) != "" {
+	if idx, filters, release, err := tree.publicationFiles(m, change, true); err != nil || !bytes.Equal(idx.Bytes(), wantIdx) || sameFiles(filters, wantFilters) != "" {
 		b.Fatalf("publicationFiles gives other files than the renderers (%v)", err)
 	} else {
 		release()

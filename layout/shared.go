@@ -91,11 +91,19 @@ func RelLink(from, to string) string {
 // every file whose content did not change; one named so whose bytes differ is damaged, and
 // written again), else "<generation>-<hex>", written atomically.
 func (t *Tree) WriteSharedFile(kind string, generation uint64, data []byte) (string, error) {
-	return t.writeSharedFile(kind, generation, pieces{data}, DigestOf("sha256", data))
+	return t.writeSharedFile(kind, generation, Pieces{data}, DigestOf("sha256", data))
+}
+
+// WriteSharedPieces is WriteSharedFile of the bytes of data, written run by run.
+func (t *Tree) WriteSharedPieces(kind string, generation uint64, data Pieces) (string, error) {
+	if len(data) == 0 {
+		data = Pieces{nil}
+	}
+	return t.writeSharedFile(kind, generation, data, data.digest())
 }
 
 // writeSharedFile is WriteSharedFile of data whose sha256 is d.
-func (t *Tree) writeSharedFile(kind string, generation uint64, data pieces, d Digest) (string, error) {
+func (t *Tree) writeSharedFile(kind string, generation uint64, data Pieces, d Digest) (string, error) {
 	if !validKind(kind) {
 		return "", fmt.Errorf("writing shared file: %q cannot be a kind", kind)
 	}
@@ -118,7 +126,7 @@ func (t *Tree) writeSharedFile(kind string, generation uint64, data pieces, d Di
 }
 
 // holds reports whether the tree-relative file rel holds data's bytes (read mapped).
-func (t *Tree) holds(rel string, data pieces) bool {
+func (t *Tree) holds(rel string, data Pieces) bool {
 	b, unmap, err := MapFile(t.Path(rel))
 	if err != nil {
 		return false

@@ -22,7 +22,7 @@ import (
 // else rendered whole.
 //
 // The files may be the live ones' bytes, mapped: call release once done with them.
-func (t *Tree) publicationFiles(m *Meta, change *contentChange, filters bool) (idx pieces, files map[string]pieces, release func(), err error) {
+func (t *Tree) publicationFiles(m *Meta, change *contentChange, filters bool) (idx Pieces, files map[string]Pieces, release func(), err error) {
 	live := t.livePub(change)
 	defer func() {
 		if err != nil {
@@ -38,7 +38,7 @@ func (t *Tree) publicationFiles(m *Meta, change *contentChange, filters bool) (i
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		idx = pieces{b}
+		idx = Pieces{b}
 	}
 	if !filters {
 		return idx, nil, live.release, nil
@@ -50,15 +50,15 @@ func (t *Tree) publicationFiles(m *Meta, change *contentChange, filters bool) (i
 	if !ok {
 		// Subsets with the same file share its slice, and then its pieces.
 		rendered := m.SubsetFilters()
-		files = make(map[string]pieces, len(rendered))
-		made := map[*byte]pieces{}
+		files = make(map[string]Pieces, len(rendered))
+		made := map[*byte]Pieces{}
 		for rel, b := range rendered {
 			if len(b) == 0 {
-				files[rel] = pieces{b}
+				files[rel] = Pieces{b}
 				continue
 			}
 			if made[&b[0]] == nil {
-				made[&b[0]] = pieces{b}
+				made[&b[0]] = Pieces{b}
 			}
 			files[rel] = made[&b[0]]
 		}
@@ -149,7 +149,7 @@ func (lp *livePub) file(rel string) ([]byte, bool) {
 // it, when old is not IndexJSON's (descriptors as it renders them, strictly ordered, one per
 // tag of that content), or a tag c leaves alone names a manifest c touched (changed in place,
 // or dropped).
-func spliceIndexJSON(old []byte, c *contentChange, m *Meta) (pieces, bool) {
+func spliceIndexJSON(old []byte, c *contentChange, m *Meta) (Pieces, bool) {
 	prev, tc := c.prev, c.touched
 	// The changed tags: every tag of a repository replaced or dropped whole, and the tags
 	// changed in the others; their descriptors as m gives them.
@@ -200,26 +200,26 @@ func spliceIndexJSON(old []byte, c *contentChange, m *Meta) (pieces, bool) {
 	if !ok {
 		return nil, false
 	}
-	out := newSplicer(old, len(entries)*(indexEntrySize+160))
-	out.keep(0, len(indexHead))
+	out := NewSplicer(old, len(entries)*(indexEntrySize+160))
+	out.Keep(0, len(indexHead))
 	n, j := 0, 0 // descriptors written, the next of entries
 	// write writes e's descriptor, or (e nil) old's that starts at from and ends at to.
 	write := func(e *indexEntry, from, to int) {
 		switch {
 		case e != nil:
-			out.add(func(b []byte) []byte {
+			out.Add(func(b []byte) []byte {
 				if n > 0 {
 					b = append(b, ',')
 				}
 				return appendIndexEntry(b, *e)
 			})
 		case n > 0 && old[from-1] == ',':
-			out.keep(from-1, to) // its comma too: a run with the descriptor before, if kept
+			out.Keep(from-1, to) // its comma too: a run with the descriptor before, if kept
 		case n > 0:
-			out.add(func(b []byte) []byte { return append(b, ',') })
+			out.Add(func(b []byte) []byte { return append(b, ',') })
 			fallthrough
 		default:
-			out.keep(from, to)
+			out.Keep(from, to)
 		}
 		n++
 	}
@@ -262,8 +262,8 @@ func spliceIndexJSON(old []byte, c *contentChange, m *Meta) (pieces, bool) {
 	for ; j < len(entries); j++ {
 		write(&entries[j], 0, 0)
 	}
-	out.add(func(b []byte) []byte { return appendIndexTail(b, n) })
-	return out.pieces(), true
+	out.Add(func(b []byte) []byte { return appendIndexTail(b, n) })
+	return out.Pieces(), true
 }
 
 // parseIndexEntry reads the descriptor at the start of b as appendIndexEntry renders it, with
@@ -329,7 +329,7 @@ func parseIndexEntry(b []byte) (end int, ref, digest []byte, ok bool) {
 // (found by bisection: the lines are ordered by Since, then path). False, for SubsetFilters
 // to render them, when the subset table changed, a blob is both a blob and an orphan, or a
 // live filter cannot be read or is not SubsetFilters' (spliceFilter).
-func spliceSubsetFilters(old func(rel string) ([]byte, bool), c *contentChange, m *Meta) (map[string]pieces, bool) {
+func spliceSubsetFilters(old func(rel string) ([]byte, bool), c *contentChange, m *Meta) (map[string]Pieces, bool) {
 	if !slices.Equal(m.Subsets, c.prev.subsets) {
 		return nil, false
 	}
@@ -355,8 +355,8 @@ func spliceSubsetFilters(old func(rel string) ([]byte, bool), c *contentChange, 
 		}
 	}
 	files := subsetFiles(m)
-	spliced := map[*subsetFile]pieces{}
-	out := map[string]pieces{}
+	spliced := map[*subsetFile]Pieces{}
+	out := map[string]Pieces{}
 	for _, s := range AllSubsets() {
 		f := files[s]
 		if b, ok := spliced[f]; ok {
@@ -433,7 +433,7 @@ type filterChange struct {
 // it from prev (lines of one length "+ /blobs/<algorithm>/<hex>\n", ordered by Since in
 // prev, then hex: a line a bisection meets names a blob or orphan of prev, a line to take out
 // is where its record puts it), or a line to put in has another shape.
-func spliceFilter(old []byte, f *subsetFile, changes []filterChange, prev *contentState) (pieces, bool) {
+func spliceFilter(old []byte, f *subsetFile, changes []filterChange, prev *contentState) (Pieces, bool) {
 	// The lines' shape: the old file's, else (empty) the first new line's.
 	var prefix string
 	if nl := bytes.IndexByte(old, '\n'); nl >= 0 {
@@ -450,7 +450,7 @@ func spliceFilter(old []byte, f *subsetFile, changes []filterChange, prev *conte
 			}
 		}
 		if prefix == "" {
-			return pieces{old}, true // empty, and nothing to put in
+			return Pieces{old}, true // empty, and nothing to put in
 		}
 	}
 	algo, ok := strings.CutPrefix(prefix, "+ /"+BlobsDir+"/")
@@ -532,7 +532,7 @@ func spliceFilter(old []byte, f *subsetFile, changes []filterChange, prev *conte
 		}
 	}
 	if len(remove) == 0 && len(inserts) == 0 {
-		return pieces{old}, true
+		return Pieces{old}, true
 	}
 	slices.Sort(remove)
 	slices.SortFunc(inserts, func(a, b insert) int {
@@ -547,20 +547,20 @@ func spliceFilter(old []byte, f *subsetFile, changes []filterChange, prev *conte
 		}
 		return strings.Compare(a.hex, b.hex)
 	})
-	out := newSplicer(old, len(inserts)*width)
+	out := NewSplicer(old, len(inserts)*width)
 	next, r := 0, 0 // the next old line to keep, the next line to take out
 	keepTo := func(end int) {
 		for ; r < len(remove) && remove[r] < end; r++ {
-			out.keep(next*width, remove[r]*width)
+			out.Keep(next*width, remove[r]*width)
 			next = remove[r] + 1
 		}
-		out.keep(next*width, end*width)
+		out.Keep(next*width, end*width)
 		next = end
 	}
 	for _, in := range inserts {
 		keepTo(in.at)
-		out.add(func(b []byte) []byte { return append(append(append(b, prefix...), in.hex...), '\n') })
+		out.Add(func(b []byte) []byte { return append(append(append(b, prefix...), in.hex...), '\n') })
 	}
 	keepTo(lines)
-	return out.pieces(), true
+	return out.Pieces(), true
 }

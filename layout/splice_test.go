@@ -75,7 +75,7 @@ func (g spliceGen) stepAs(m *Meta, k int) string {
 }
 
 // publishedFiles reads the live publication's index.json and filters.
-func publishedFiles(t *testing.T, tree *Tree) ([]byte, map[string]pieces) {
+func publishedFiles(t *testing.T, tree *Tree) ([]byte, map[string]Pieces) {
 	t.Helper()
 	read := func(rel string) []byte {
 		b, err := os.ReadFile(tree.Path(path.Join(LiveLink, rel)))
@@ -84,17 +84,17 @@ func publishedFiles(t *testing.T, tree *Tree) ([]byte, map[string]pieces) {
 		}
 		return b
 	}
-	files := map[string]pieces{}
+	files := map[string]Pieces{}
 	for _, s := range AllSubsets() {
-		files[SubsetFilterPath(s)] = pieces{read(SubsetFilterPath(s))}
+		files[SubsetFilterPath(s)] = Pieces{read(SubsetFilterPath(s))}
 	}
 	return read(PubIndex), files
 }
 
 // sameFiles reports how files differ from want, "" if not at all.
-func sameFiles(got map[string]pieces, want map[string][]byte) string {
+func sameFiles(got map[string]Pieces, want map[string][]byte) string {
 	for _, p := range slices.Sorted(maps.Keys(want)) {
-		if g := got[p].bytes(); !bytes.Equal(g, want[p]) {
+		if g := got[p].Bytes(); !bytes.Equal(g, want[p]) {
 			return fmt.Sprintf("%s:\ngot\n%.2000s\nwant\n%.2000s", p, g, want[p])
 		}
 	}
@@ -104,8 +104,8 @@ func sameFiles(got map[string]pieces, want map[string][]byte) string {
 	return ""
 }
 
-// joined is a splice's pieces joined.
-func joined(p pieces, ok bool) ([]byte, bool) { return p.bytes(), ok }
+// joined is a splice's Pieces joined.
+func joined(p Pieces, ok bool) ([]byte, bool) { return p.Bytes(), ok }
 
 // TestSplicedMatchesRendered publishes random generations (promotions, crawls, membership
 // and subset table changes), each loaded as generate and crawl load it and changed in place:

@@ -429,12 +429,7 @@ func writeChange(tree *layout.Tree, meta *layout.Meta, change *Change, l live) (
 	if l.spliced {
 		go func() {
 			defer close(refsDone)
-			b, ok := spliceLiveRefs(tree, meta, l.changed, change.refs, l.refs)
-			if !ok {
-				return
-			}
-			refsOK = true
-			refs, refsErr = tree.WriteSharedFile(RefsKind, meta.Generation, b)
+			refs, refsOK, refsErr = writeSplicedRefs(tree, meta, l.changed, change.refs, l.refs)
 		}()
 	} else {
 		refs, refsOK = l.refs, true // the live one, still in uses
@@ -541,16 +536,21 @@ func readLiveRefs(tree *layout.Tree, rel string) (b []byte, unmap func(), ok boo
 	return b, unmap, true
 }
 
-// spliceLiveRefs is the new refs.map spliced (spliceRefs) from the live one, the entry rel
-// (tree-relative); false when it cannot be read, does not hold the bytes its name says, or
-// cannot be spliced.
-func spliceLiveRefs(tree *layout.Tree, meta *layout.Meta, changed map[string]bool, c refsChange, rel string) ([]byte, bool) {
+// writeSplicedRefs stores the new refs.map spliced (spliceRefs) from the live one, the entry
+// rel (tree-relative), and returns its shared file; false, with nothing written, when the
+// live one cannot be read, does not hold the bytes its name says, or cannot be spliced.
+func writeSplicedRefs(tree *layout.Tree, meta *layout.Meta, changed map[string]bool, c refsChange, rel string) (string, bool, error) {
 	b, unmap, ok := readLiveRefs(tree, rel)
 	if !ok {
-		return nil, false
+		return "", false, nil
 	}
-	defer unmap() // spliceRefs copies the lines it keeps
-	return spliceRefs(b, meta, changed, c)
+	defer unmap() // the pieces refer to the lines kept where they are
+	p, ok := spliceRefs(b, meta, changed, c)
+	if !ok {
+		return "", false, nil
+	}
+	written, err := tree.WriteSharedPieces(RefsKind, meta.Generation, p)
+	return written, true, err
 }
 
 // sameAs sets Same on the tag files of a repository whose live v2-tags entry old (the
@@ -608,29 +608,32 @@ func linkedEntry(from, target, kind string) (entry, rest string, ok bool) {
 // merged in where TagFiles orders them, every other line copied. The tag lines are merged by
 // comparing lines, the digest lines by a binary search per added line (their generations
 // looked up in meta: those of the lines kept are the same in both metadata, Diff moves a line
-// whose generation changed). It reports false when prev is not laid out as TagFiles writes
-// it (the header, tag lines sorted before digest lines, every line to remove there once per
-// removal), so that the caller renders refs.map whole.
-func spliceRefs(prev []byte, meta *layout.Meta, changed map[string]bool, c refsChange) ([]byte, bool) {
+// whose generation changed). The lines kept are pieces of prev (layout.Splicer), which must
+// stay as it is until they are written. It reports false when prev is not laid out as
+// TagFiles writes it (the header, tag lines sorted before digest lines, every line to remove
+// there once per removal), so that the caller renders refs.map whole.
+func spliceRefs(prev []byte, meta *layout.Meta, changed map[string]bool, c refsChange) (layout.Pieces, bool) {
 	rest, ok := bytes.CutPrefix(prev, []byte(refsHeader))
-	if !ok || len(rest) > 0 && rest[len(rest)-1] != '\n' {
+	if !ok || len(rest) > 0 && rest[len(rest)-1] != '\n' || int64(len(prev)) != int64(int32(len(prev))) {
 		return nil, false
 	}
 	remove := maps.Clone(c.remove)
-	grow := 0 // the lines added: out never grows past prev and them (a 17 MiB copy at 90k)
+	grow := 0 // the lines added
 	for _, t := range c.tags {
 		grow += len(t) + 1
 	}
 	for _, r := range c.digests {
 		grow += len(r.line) + 1
 	}
-	out := make([]byte, 0, len(prev)+grow)
-	out = append(out, refsHeader...)
+	out := layout.NewSplicer(prev, grow)
+	out.Keep(0, len(refsHeader))
+	add := func(line string) { out.Add(func(b []byte) []byte { return append(append(b, line...), '\n') }) }
 	tags := c.tags
-	var last []byte                                            // the last tag line
-	kept := make([][]byte, 0, bytes.Count(rest, []byte("\n"))) // the digest lines kept
+	var last []byte  // the last tag line
+	var kept []int32 // where the digest lines kept start in prev
 	inDigests := false
 	for len(rest) > 0 {
+		at := len(prev) - len(rest)
 		i := bytes.IndexByte(rest, '\n')
 		line := rest[:i]
 		rest = rest[i+1:]
@@ -646,7 +649,7 @@ func spliceRefs(prev []byte, meta *layout.Meta, changed map[string]bool, c refsC
 		}
 		if bytes.HasPrefix(ref, []byte("sha256:")) {
 			inDigests = true
-			kept = append(kept, line)
+			kept = append(kept, int32(at))
 			continue
 		}
 		if inDigests || last != nil && bytes.Compare(last, line) >= 0 {
@@ -654,10 +657,10 @@ func spliceRefs(prev []byte, meta *layout.Meta, changed map[string]bool, c refsC
 		}
 		last = line
 		for len(tags) > 0 && tags[0] < string(line) {
-			out = append(append(out, tags[0]...), '\n')
+			add(tags[0])
 			tags = tags[1:]
 		}
-		out = append(append(out, line...), '\n')
+		out.Keep(at, at+len(line)+1)
 	}
 	for _, n := range remove {
 		if n != 0 {
@@ -665,7 +668,18 @@ func spliceRefs(prev []byte, meta *layout.Meta, changed map[string]bool, c refsC
 		}
 	}
 	for _, t := range tags {
-		out = append(append(out, t...), '\n')
+		add(t)
+	}
+	// lineAt is the kept digest line i, without its newline.
+	lineAt := func(i int) []byte {
+		at := int(kept[i])
+		return prev[at : at+bytes.IndexByte(prev[at:], '\n')]
+	}
+	keep := func(from, to int) {
+		for i := from; i < to; i++ {
+			at := int(kept[i])
+			out.Keep(at, at+len(lineAt(i))+1)
+		}
 	}
 	// The kept digest lines are ordered by (generation, line): each added line goes before
 	// the first kept line ordered after it.
@@ -681,18 +695,14 @@ func spliceRefs(prev []byte, meta *layout.Meta, changed map[string]bool, c refsC
 	}
 	next := 0
 	for _, r := range c.digests {
-		at := next + sort.Search(len(kept)-next, func(i int) bool { return compareRefs(key(kept[next+i]), r) > 0 })
-		for _, line := range kept[next:at] {
-			out = append(append(out, line...), '\n')
-		}
-		out = append(append(out, r.line...), '\n')
+		at := next + sort.Search(len(kept)-next, func(i int) bool { return compareRefs(key(lineAt(next+i)), r) > 0 })
+		keep(next, at)
+		add(r.line)
 		next = at
 	}
-	for _, line := range kept[next:] {
-		out = append(append(out, line...), '\n')
-	}
+	keep(next, len(kept))
 	if bad {
 		return nil, false
 	}
-	return out, true
+	return out.Pieces(), true
 }

@@ -530,7 +530,7 @@ func TestWriteTagsFallsBack(t *testing.T) {
 			c := Diff(prev, next)
 			// readLive vouches for what it reads, writeChange for the live refs.map it splices.
 			if l, ok := readLive(changed, next, &c); ok {
-				if _, ok := spliceLiveRefs(changed, next, l.changed, c.refs, l.refs); ok || !l.spliced {
+				if _, ok, _ := writeSplicedRefs(changed, next, l.changed, c.refs, l.refs); ok || !l.spliced {
 					t.Errorf("the damaged live publication vouched for its tag files")
 				}
 			}
@@ -589,7 +589,8 @@ func FuzzSpliceRefs(f *testing.F) {
 	f.Add(bytes.Replace(valid, []byte("a:1 "), []byte("a:9 "), 1))
 	f.Add(bytes.Replace(valid, []byte("\nz:"), []byte("\na:sha256:x "), 1))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, ok := spliceRefs(b, next, changed, c.refs)
+		p, ok := spliceRefs(b, next, changed, c.refs)
+		got := p.Bytes()
 		if bytes.Equal(b, valid) {
 			if !ok || !bytes.Equal(got, want) {
 				t.Fatalf("from the previous refs.map: got %q (ok %v), want %q", got, ok, want)
