@@ -605,7 +605,7 @@ func (r *run) resolveAll(repo string, tags []string, rank int) []*head {
 // resolvePipelined resolves a batch of repo's tags into heads with one request slot and
 // pipelined HEADs (pipeline); those whose answer resolve would not take as it is, it resolves.
 func (r *run) resolvePipelined(repo string, tags []string, heads []*head, rank int) {
-	var answers []*http.Response
+	var answers []headAnswer
 	if r.reqs.take(r.ctx, rank) == nil {
 		paths := make([]string, len(tags))
 		for i, tag := range tags {

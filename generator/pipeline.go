@@ -87,11 +87,10 @@ type pipeConn struct {
 // errPipeClosed is an answer that closes its connection (Connection: close).
 var errPipeClosed = errors.New("the source closed the connection")
 
-// heads HEADs each path (a manifest by tag, below /v2/) and returns the answers in order;
-// an answer is nil when the path went unanswered. Each answer's body is closed: a HEAD
-// has none.
-func (p *pipeline) heads(ctx context.Context, paths []string) []*http.Response {
-	answers := make([]*http.Response, len(paths))
+// heads HEADs each path (a manifest by tag, below /v2/) and returns the answers in order
+// (readHeadAnswer); an answer's status is 0 when the path went unanswered.
+func (p *pipeline) heads(ctx context.Context, paths []string) []headAnswer {
+	answers := make([]headAnswer, len(paths))
 	h := p.headers()
 	if h == nil || p.off.Load() {
 		return answers
@@ -232,7 +231,7 @@ func (p *pipeline) close() {
 
 // exchange writes a HEAD of each target on pc, then reads their answers into answers, in
 // order. It returns how many it read, and an error when pc is not to be used again.
-func (p *pipeline) exchange(ctx context.Context, pc *pipeConn, targets []string, tail []byte, answers []*http.Response) (int, error) {
+func (p *pipeline) exchange(ctx context.Context, pc *pipeConn, targets []string, tail []byte, answers []headAnswer) (int, error) {
 	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(time.Now()) })
 	defer stop()
 	pc.c.SetDeadline(time.Now().Add(p.stall))
@@ -244,10 +243,9 @@ func (p *pipeline) exchange(ctx context.Context, pc *pipeConn, targets []string,
 	if err := pc.bw.Flush(); err != nil { // a write's error stays in bw
 		return 0, err
 	}
-	head := &http.Request{Method: http.MethodHead}
 	for i := range targets {
 		pc.c.SetReadDeadline(time.Now().Add(p.stall))
-		resp, err := http.ReadResponse(pc.br, head)
+		a, err := readHeadAnswer(pc.br)
 		if err != nil {
 			var ne net.Error
 			if i > 0 && errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
@@ -257,12 +255,11 @@ func (p *pipeline) exchange(ctx context.Context, pc *pipeConn, targets []string,
 			}
 			return i, err
 		}
-		resp.Body.Close()
-		if resp.StatusCode < 200 {
-			return i, fmt.Errorf("HEAD: interim answer %d", resp.StatusCode)
+		if a.status < 200 {
+			return i, fmt.Errorf("HEAD: interim answer %d", a.status)
 		}
-		answers[i] = resp
-		if resp.Close {
+		answers[i] = a
+		if a.close {
 			return i + 1, errPipeClosed
 		}
 	}
@@ -271,10 +268,10 @@ func (p *pipeline) exchange(ctx context.Context, pc *pipeConn, targets []string,
 
 // pipelinedDigest is the digest a pipelined HEAD's answer gives, when it is one resolve
 // takes as it is: a 200 with a Docker-Content-Digest, for a manifest within the size limit.
-func pipelinedDigest(resp *http.Response) (layout.Digest, bool) {
-	if resp == nil || resp.StatusCode != http.StatusOK || resp.ContentLength > MaxManifestSize {
+func pipelinedDigest(a headAnswer) (layout.Digest, bool) {
+	if a.status != http.StatusOK || a.contentLength > MaxManifestSize {
 		return layout.Digest{}, false
 	}
-	d, err := layout.ParseDigest(resp.Header.Get("Docker-Content-Digest"))
+	d, err := layout.ParseDigest(a.digest)
 	return d, err == nil
 }
