@@ -16,7 +16,15 @@ type File struct {
 	f     *os.File
 	final string
 	done  bool
+	// written and started are the bytes written, and those whose writeback has started.
+	written, started int64
 }
+
+// writebackChunk is how many bytes of a File are written before their writeback to the disk
+// is started (startWriteback): Commit's fsync of a file of tens of megabytes (the file
+// list, refs.map) then waits for the last chunk only, the rest having been written while
+// the file was made.
+const writebackChunk = 8 << 20
 
 // CreateFile starts writing the file at path (an OS path). Missing parent directories are
 // created. The caller must call Commit or Abort.
@@ -39,7 +47,14 @@ func CreateFile(path string) (*File, error) {
 }
 
 // Write writes to the temporary file.
-func (w *File) Write(p []byte) (int, error) { return w.f.Write(p) }
+func (w *File) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if w.written += int64(n); w.written-w.started >= writebackChunk {
+		startWriteback(w.f, w.started, w.written-w.started)
+		w.started = w.written
+	}
+	return n, err
+}
 
 // Name is the temporary file's path.
 func (w *File) Name() string { return w.f.Name() }

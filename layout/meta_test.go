@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"os"
@@ -163,5 +164,31 @@ func TestWriteFileFuncFailureKeepsOld(t *testing.T) {
 	left, _ := os.ReadDir(dir)
 	if len(left) != 1 {
 		t.Errorf("got %d files, want 1: the temporary file must be removed", len(left))
+	}
+}
+
+// TestWriteFileFuncLarge: a file written in writes of every size across several writeback
+// chunks holds every byte written, in order.
+func TestWriteFileFuncLarge(t *testing.T) {
+	p := t.TempDir() + "/f"
+	want := make([]byte, 2*writebackChunk+12345)
+	for i := range want {
+		want[i] = byte(i * 7 / 3)
+	}
+	err := WriteFileFunc(p, func(w io.Writer) error {
+		for b, n := want, 1; len(b) > 0; n = n*3 + 1 {
+			n = min(n, len(b))
+			if _, err := w.Write(b[:n]); err != nil {
+				return err
+			}
+			b = b[n:]
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("got %d bytes (%v), want the %d written", len(got), err, len(want))
 	}
 }
