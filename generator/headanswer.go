@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // headAnswer is what the pipeline takes from an answer to a HEAD: its status, the
@@ -118,19 +120,10 @@ func readHeadAnswer(br *bufio.Reader) (headAnswer, error) {
 	return a, nil
 }
 
-// contentLength is the number b holds: digits only, 18 at most.
+// contentLength is the number b holds, as net/http reads a Content-Length.
 func contentLength(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
+	n, err := strconv.ParseUint(string(b), 10, 63)
+	return int64(n), err == nil
 }
 
 // tokenByte reports whether c may be in a header's name (RFC 9110 section 5.6.2: tchar).
@@ -139,7 +132,7 @@ func tokenByte(c byte) bool {
 	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		return true
 	}
-	return c < 0x80 && bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
+	return c < 0x80 && strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // valueByte reports whether c may be in a header's value: visible, a space or a tab, or
