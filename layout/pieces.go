@@ -11,6 +11,27 @@ import (
 // megabytes at scale, each page a fault).
 type Pieces [][]byte
 
+// piecesOf is each file's bytes as Pieces, files given the same slice sharing one value
+// (pubContents hashes a value once: SubsetFilters gives subsets with the same file one
+// slice).
+func piecesOf(files map[string][]byte) map[string]Pieces {
+	out := make(map[string]Pieces, len(files))
+	made := map[*byte]Pieces{}
+	for rel, b := range files {
+		if len(b) == 0 {
+			out[rel] = Pieces{b}
+			continue
+		}
+		p := made[&b[0]]
+		if p == nil || p.size() != len(b) {
+			p = Pieces{b}
+			made[&b[0]] = p
+		}
+		out[rel] = p
+	}
+	return out
+}
+
 // size is the number of bytes p holds.
 func (p Pieces) size() int {
 	n := 0

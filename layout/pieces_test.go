@@ -60,3 +60,19 @@ func TestSplicer(t *testing.T) {
 		})
 	}
 }
+
+func TestPiecesOf(t *testing.T) {
+	b := []byte("abcdef")
+	got := piecesOf(map[string][]byte{"a": b, "b": b, "prefix": b[:3], "empty": nil})
+	for rel, want := range map[string]string{"a": "abcdef", "b": "abcdef", "prefix": "abc", "empty": ""} {
+		if s := string(got[rel].Bytes()); s != want {
+			t.Errorf("%s: got %q, want %q", rel, s, want)
+		}
+	}
+	if &got["a"][0] != &got["b"][0] {
+		t.Errorf("files given one slice got two values of Pieces, want one (hashed once)")
+	}
+	if &got["a"][0] == &got["prefix"][0] {
+		t.Errorf("a file given a shorter slice shares the longer one's Pieces")
+	}
+}

@@ -346,20 +346,11 @@ func (t *Tree) pubContents(generation uint64, stamp []byte, idx Pieces, filters 
 	for rel, data := range filters {
 		shared[rel] = data
 	}
-	// A slice given for several paths is one value of Pieces, hashed once (below).
-	given := map[*byte]Pieces{}
-	for rel, data := range p.Shared {
+	for rel, data := range piecesOf(p.Shared) {
 		if _, dup := shared[rel]; dup {
 			return pubEntries{}, fmt.Errorf("%q cannot be a publication's file", rel)
 		}
-		if len(data) == 0 {
-			shared[rel] = Pieces{data}
-			continue
-		}
-		if given[&data[0]] == nil || given[&data[0]].size() != len(data) {
-			given[&data[0]] = Pieces{data}
-		}
-		shared[rel] = given[&data[0]]
+		shared[rel] = data
 	}
 	uses := make([]string, 0, len(p.Uses))
 	use := func(l []string) error {

@@ -48,20 +48,7 @@ func (t *Tree) publicationFiles(m *Meta, change *contentChange, filters bool) (i
 		files, ok = spliceSubsetFilters(live.file, live.change, m)
 	}
 	if !ok {
-		// Subsets with the same file share its slice, and then its pieces.
-		rendered := m.SubsetFilters()
-		files = make(map[string]Pieces, len(rendered))
-		made := map[*byte]Pieces{}
-		for rel, b := range rendered {
-			if len(b) == 0 {
-				files[rel] = Pieces{b}
-				continue
-			}
-			if made[&b[0]] == nil {
-				made[&b[0]] = Pieces{b}
-			}
-			files[rel] = made[&b[0]]
-		}
+		files = piecesOf(m.SubsetFilters())
 	}
 	return idx, files, live.release, nil
 }
