@@ -142,17 +142,13 @@ func valueByte(c byte) bool { return c == '\t' || c >= ' ' && c != 0x7f }
 // trimOWS is b without the spaces and tabs at its ends.
 func trimOWS(b []byte) []byte { return bytes.Trim(b, " \t") }
 
-// equalFold reports whether b is s (lower case ASCII) but for the case of its letters.
+// equalFold reports whether b is s but for the case of ASCII letters.
 func equalFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
 	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lowerASCII(s[i]) {
+		if lowerASCII(b[i]) != lowerASCII(s[i]) {
 			return false
 		}
 	}

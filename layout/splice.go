@@ -190,21 +190,23 @@ func spliceIndexJSON(old []byte, c *contentChange, m *Meta) (Pieces, bool) {
 	out := NewSplicer(old, len(entries)*(indexEntrySize+160))
 	out.Keep(0, len(indexHead))
 	n, j := 0, 0 // descriptors written, the next of entries
-	// write writes e's descriptor, or (e nil) old's that starts at from and ends at to.
-	write := func(e *indexEntry, from, to int) {
+	// add writes e's descriptor; keep old's that starts at from and ends at to.
+	add := func(e indexEntry) {
+		out.Add(func(b []byte) []byte {
+			if n > 0 {
+				b = append(b, ',')
+			}
+			return appendIndexEntry(b, e)
+		})
+		n++
+	}
+	keep := func(from, to int) {
 		switch {
-		case e != nil:
-			out.Add(func(b []byte) []byte {
-				if n > 0 {
-					b = append(b, ',')
-				}
-				return appendIndexEntry(b, *e)
-			})
 		case n > 0 && old[from-1] == ',':
 			out.Keep(from-1, to) // its comma too: a run with the descriptor before, if kept
 		case n > 0:
 			out.Add(func(b []byte) []byte { return append(b, ',') })
-			fallthrough
+			out.Keep(from, to)
 		default:
 			out.Keep(from, to)
 		}
@@ -221,14 +223,14 @@ func spliceIndexJSON(old []byte, c *contentChange, m *Meta) (Pieces, bool) {
 			last = ref
 			seen++
 			for ; j < len(entries) && entries[j].ref < string(ref); j++ {
-				write(&entries[j], 0, 0)
+				add(entries[j])
 			}
 			if _, ok := changed[string(ref)]; !ok {
 				if touchedManifests[string(digest)] {
 					return nil, false
 				}
 				at := len(old) - len(rest)
-				write(nil, at, at+end)
+				keep(at, at+end)
 			}
 			rest = rest[end:]
 			if len(rest) > 0 && rest[0] == ',' {
@@ -247,7 +249,7 @@ func spliceIndexJSON(old []byte, c *contentChange, m *Meta) (Pieces, bool) {
 		return nil, false
 	}
 	for ; j < len(entries); j++ {
-		write(&entries[j], 0, 0)
+		add(entries[j])
 	}
 	out.Add(func(b []byte) []byte { return appendIndexTail(b, n) })
 	return out.Pieces(), true

@@ -742,8 +742,8 @@ func appendSums(b []byte, sums map[string]string) ([]byte, error) {
 	return append(b, "\n[End]\n"...), nil
 }
 
-// sha1Of is the SHA-1 of the file at the OS path p, read through a small buffer: index.json
-// is megabytes, and a buffer of its size would be fresh memory.
+// sha1Of is the SHA-1 of the file at the OS path p, read a small buffer at a time (io.Copy):
+// index.json is megabytes, and a buffer of its size would be fresh memory.
 func sha1Of(p string) ([]byte, error) {
 	f, err := os.Open(p)
 	if err != nil {
@@ -751,7 +751,7 @@ func sha1Of(p string) ([]byte, error) {
 	}
 	defer f.Close()
 	h := sha1.New()
-	if _, err := io.CopyBuffer(h, f, make([]byte, 64<<10)); err != nil {
+	if _, err := io.Copy(h, f); err != nil {
 		return nil, err
 	}
 	return h.Sum(nil), nil
