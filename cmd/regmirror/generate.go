@@ -16,6 +16,7 @@ import (
 )
 
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	_ = hugeHeapFor(generateHugeHeap) // a hint: without it generate runs the same, slower
 	if os.Getenv("GOMEMLIMIT") == "" {
 		limitCtx, stop := context.WithCancel(ctx)
 		defer stop()

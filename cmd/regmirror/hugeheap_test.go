@@ -1,0 +1,26 @@
+package main
+
+import "testing"
+
+func TestTHPDisabled(t *testing.T) {
+	for _, tc := range []struct {
+		name, godebug string
+		want          bool
+	}{
+		{"empty", "", false},
+		{"set", "disablethp=1", true},
+		{"among others", "gctrace=1,disablethp=1,madvdontneed=1", true},
+		{"space before the name, as the runtime reads it", "gctrace=1, disablethp=1", false},
+		{"zero", "disablethp=0", false},
+		{"last counts", "disablethp=1,disablethp=0", false},
+		{"last counts on", "disablethp=0,disablethp=1", true},
+		{"other value", "disablethp=2", false},
+		{"similar name", "xdisablethp=1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := thpDisabled(tc.godebug); got != tc.want {
+				t.Errorf("thpDisabled(%q) = %v, want %v", tc.godebug, got, tc.want)
+			}
+		})
+	}
+}
