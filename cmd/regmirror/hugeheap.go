@@ -22,6 +22,12 @@ func thpDisabled(godebug string) bool {
 // memory limit, which a promotion's heap stays below.
 const generateHugeHeap = generateMemoryLimit
 
+// hugeHeapSize is how much hugeHeap maps when asked for want bytes on a machine of ram bytes
+// of memory: want, or a quarter of ram when that is less.
+func hugeHeapSize(want int, ram uint64) int {
+	return int(min(uint64(want), ram/4))
+}
+
 // hugeHeapFor runs hugeHeap(size) unless the environment's GODEBUG turns huge pages off.
 func hugeHeapFor(size int) error {
 	if thpDisabled(os.Getenv("GODEBUG")) {

@@ -24,7 +24,15 @@ const hugePage = 2 << 20
 // advises the range, and drops it. The next collection frees it and later allocations
 // reuse it, keeping the advice (it belongs to the mapping, not to the allocation). It
 // must run before the heap grows, at the start of the command.
+//
+// It maps at most a quarter of the machine's memory (hugeHeapSize): the runtime cannot
+// survive a mapping the kernel refuses, and on a small host a large one could be.
 func hugeHeap(size int) error {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return fmt.Errorf("reading the machine's memory size: %w", err)
+	}
+	size = hugeHeapSize(size, uint64(si.Totalram)*uint64(si.Unit))
 	if size < 2*hugePage {
 		return nil
 	}

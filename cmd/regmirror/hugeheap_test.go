@@ -24,3 +24,24 @@ func TestTHPDisabled(t *testing.T) {
 		})
 	}
 }
+
+func TestHugeHeapSize(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want int
+		ram  uint64
+		got  int
+	}{
+		{"large machine", 448 << 20, 24 << 30, 448 << 20},
+		{"quarter exactly", 448 << 20, 1792 << 20, 448 << 20},
+		{"small machine", 448 << 20, 1 << 30, 256 << 20},
+		{"tiny machine", 448 << 20, 256 << 20, 64 << 20},
+		{"unknown memory", 448 << 20, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := hugeHeapSize(tc.want, tc.ram); got != tc.got {
+				t.Errorf("hugeHeapSize(%d, %d) = %d, want %d", tc.want, tc.ram, got, tc.got)
+			}
+		})
+	}
+}
