@@ -742,6 +742,21 @@ func (t *touched) part(name string) *repoTouched {
 	return rt
 }
 
+// clone returns a copy of t that shares no map with it.
+func (t *touched) clone() *touched {
+	c := &touched{manifests: maps.Clone(t.manifests), blobs: maps.Clone(t.blobs), orphans: maps.Clone(t.orphans),
+		repos: maps.Clone(t.repos), repoParts: make(map[string]*repoTouched, len(t.repoParts))}
+	for n, rt := range t.repoParts {
+		ct := *rt
+		ct.tags, ct.referrers = maps.Clone(rt.tags), maps.Clone(rt.referrers)
+		for i := range rt.lists {
+			ct.lists[i] = maps.Clone(rt.lists[i])
+		}
+		c.repoParts[n] = &ct
+	}
+	return c
+}
+
 func (t *touched) empty() bool {
 	return len(t.manifests)+len(t.blobs)+len(t.orphans)+len(t.repos)+len(t.repoParts) == 0
 }
@@ -1259,58 +1274,75 @@ func (t *Tree) LoadForSuccessor() (*Meta, Stamp, error) {
 	return m, s, nil
 }
 
-// writeMeta writes m as a format 3 metadata root, with the network file and content packs it
-// names, and returns the root's digest, the references of the files it names, and the change
-// of m's content since the live generation's (nil without a usable live format 3
-// generation). The content packs are those of the live generation plus one delta (none if the
-// content did not change), compacted: see the constants above. Without a usable live format 3
-// generation it writes a fresh base.
-func (t *Tree) writeMeta(m *Meta) (Digest, []string, *contentChange, error) {
+// startMeta starts writing m as a format 3 metadata root, with the network file and content
+// packs it names, on a goroutine of its own, and returns at once the change of m's content
+// since the live generation's (nil without a usable live format 3 generation: its diff is
+// made before startMeta returns), and what waits for the files and returns the root's
+// digest and the references of the files it names (it may be called again). The content packs
+// are those of the live generation plus one delta (none if the content did not change),
+// compacted: see the constants above. Without a usable live format 3 generation it writes a
+// fresh base. m must not change until the wait returns; the change is not changed by the
+// writer, so the caller may read it meanwhile.
+func (t *Tree) startMeta(m *Meta) (*contentChange, func() (Digest, []string, error)) {
+	chain, prev := t.liveChain()
+	var change *contentChange
+	if prev != nil && len(chain) > 0 {
+		change = &contentChange{prev: prev, touched: prev.diff(m)}
+	}
+	var (
+		d     Digest
+		needs []string
+		err   error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d, needs, err = t.writeMetaFiles(m, chain, change)
+	}()
+	return change, func() (Digest, []string, error) {
+		<-done
+		return d, needs, err
+	}
+}
+
+// writeMetaFiles writes startMeta's files: the network file, the packs of m's content (the
+// live chain with change appended, and compacted, or a fresh base when change is nil) and
+// the root naming them.
+func (t *Tree) writeMetaFiles(m *Meta, chain []metaFileRef, change *contentChange) (Digest, []string, error) {
 	net, err := t.writeMetaDoc(&metaNetwork{Format: 3, Kind: metaKindNetwork, Origin: m.Origin, Mirrors: m.Mirrors,
 		MinMirrors: m.MinMirrors, Regions: m.Regions, VariantSets: m.VariantSets})
 	if err != nil {
-		return Digest{}, nil, nil, err
+		return Digest{}, nil, err
 	}
-	packs, change, err := t.appendPack(m)
+	var packs []metaFileRef
+	switch {
+	case change == nil:
+		packs, err = t.writeBase(m)
+	case change.touched.empty():
+		packs = chain
+	default:
+		packs, err = t.appendDelta(m, chain, change.touched)
+	}
 	if err != nil {
-		return Digest{}, nil, nil, err
+		return Digest{}, nil, err
 	}
 	raw, d, err := encodeMetaDoc(&metaRoot{Format: 3, Kind: metaKindRoot, Generation: m.Generation, Created: m.Created,
 		Source: m.Source, Subsets: m.Subsets, GCGrace: graceText(m.GCGrace), Network: net, Packs: packs})
 	if err != nil {
-		return Digest{}, nil, nil, err
+		return Digest{}, nil, err
 	}
 	if err := WriteFile(t.Path(MetaPath(d)), raw); err != nil {
-		return Digest{}, nil, nil, fmt.Errorf("writing metadata: %w", err)
+		return Digest{}, nil, fmt.Errorf("writing metadata: %w", err)
 	}
 	needs := []string{net.Ref}
 	for _, p := range packs {
 		needs = append(needs, p.Ref)
 	}
-	return d, needs, change, nil
+	return d, needs, nil
 }
 
-// appendPack returns the pack chain of m's content: the live generation's chain with a delta
-// appended, and compacted, or a fresh base; and the change of m's content since the live
-// generation's, when there is one to diff against.
-func (t *Tree) appendPack(m *Meta) ([]metaFileRef, *contentChange, error) {
-	chain, prev := t.liveChain()
-	if prev == nil || len(chain) == 0 {
-		refs, err := t.writeBase(m)
-		return refs, nil, err
-	}
-	tc := prev.diff(m)
-	change := &contentChange{prev: prev, touched: tc}
-	if tc.empty() {
-		return chain, change, nil
-	}
-	// Merging older packs below adds their keys to tc: the change stays a superset of the
-	// keys that differ.
-	refs, err := t.appendDelta(m, chain, tc)
-	return refs, change, err
-}
-
-// appendDelta is appendPack's chain once the content changed by tc.
+// appendDelta is writeMetaFiles's chain once the content changed by tc: the live chain with
+// a delta appended, and compacted.
 func (t *Tree) appendDelta(m *Meta, chain []metaFileRef, tc *touched) ([]metaFileRef, error) {
 	// Only the pack the chain keeps is written: a file no root names would be listed (the
 	// file list is made before the switch) and then pruned.
@@ -1326,6 +1358,9 @@ func (t *Tree) appendDelta(m *Meta, chain []metaFileRef, tc *touched) ([]metaFil
 		total += chain[run].Size
 	}
 	if run < len(chain) {
+		// The merged pack's keys are tc's and the older packs', in a copy: tc is the
+		// change the caller reads meanwhile (startMeta).
+		tc = tc.clone()
 		for _, r := range chain[run:] {
 			old, err := t.readPack(r.Ref, 0)
 			if err != nil {

@@ -312,9 +312,17 @@ func TestMetaPacksRoundTrip(t *testing.T) {
 				// made before the switch, would name it, and pruning delete it): the
 				// metadata write alone, without the publish's pruning.
 				before := metaDirT(t, tree)
-				d, needs, _, err := tree.writeMeta(m)
+				written, wait := tree.startMeta(m)
+				d, needs, err := wait()
 				if err != nil {
 					t.Fatalf("%s: %v", what, err)
+				}
+				// The change startMeta returned is the diff, whatever packs the writer
+				// merged meanwhile: the publish reads it while the metadata is written.
+				if written != nil {
+					if got, want := written.touched, written.prev.diff(m); !reflect.DeepEqual(got, want) {
+						t.Fatalf("%s: the change after the metadata's write: got %+v, want the diff %+v", what, got, want)
+					}
 				}
 				before[d.Hex()+".json.zst"] = true
 				for _, n := range needs {

@@ -253,15 +253,23 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	m.Format = FormatVersion
 	prepared := prepare(p.Prepare)
 	defer prepared() // whatever the publish returns, Prepare has returned too
-	d, needs, change, err := t.writeMeta(m)
-	if err != nil {
-		return Stamp{}, err
-	}
+	// The metadata is written while index.json and the filters are made and stored: they
+	// need its change, which startMeta returns first, not its files; the stamp needs both.
+	change, metaWritten := t.startMeta(m)
+	defer metaWritten() // whatever the publish returns, the metadata's writer has returned too
 	idx, filters, release, err := t.publicationFiles(m, change, p.SubsetFilters)
 	if err != nil {
 		return Stamp{}, err
 	}
 	defer release() // the files may be the live publication's, mapped
+	contents, err := t.pubContents(m.Generation, idx, filters, p, prepared)
+	if err != nil {
+		return Stamp{}, fmt.Errorf("publishing: %w", err)
+	}
+	d, needs, err := metaWritten()
+	if err != nil {
+		return Stamp{}, err
+	}
 	s := Stamp{Format: FormatVersion, Generation: m.Generation, Meta: metaRef(d), Created: time.Now().UTC(), MetaFiles: strings.Join(needs, " ")}
 	sb, err := json.Marshal(s)
 	if err != nil {
@@ -269,11 +277,7 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	}
 	sb = append(sb, '\n')
 	name := fmt.Sprintf("%d-%s", m.Generation, DigestOf("sha256", sb).Hex()[:16])
-
-	contents, err := t.pubContents(m.Generation, sb, idx, filters, p, prepared)
-	if err != nil {
-		return Stamp{}, fmt.Errorf("publishing: %w", err)
-	}
+	contents.files[PubStamp] = sb
 	tmp := t.Path(PubDir + "/" + TempPrefix + name)
 	if err := t.writePub(tmp, name, m.Generation, contents, p.Finish); err != nil {
 		os.RemoveAll(tmp)
@@ -336,12 +340,13 @@ func prepare(f func() (map[string]string, []string, error)) func() (map[string]s
 }
 
 // pubContents are a publication's files and links (publication path → tree-relative target)
-// before Finish: the stamp and p.Files as files; index.json (idx), the filters, p.Shared and
-// the list of p.Uses stored as shared files (WriteSharedFile) and linked, with p.Links; and
-// the Links and Uses prepared returns (Publication.Prepare), waited for once the shared files
-// named before the uses file are stored.
-func (t *Tree) pubContents(generation uint64, stamp []byte, idx Pieces, filters map[string]Pieces, p Publication, prepared func() (map[string]string, []string, error)) (pubEntries, error) {
-	c := pubEntries{files: map[string][]byte{PubStamp: stamp}, links: map[string]string{}}
+// before Finish: p.Files as files, and the stamp's place among them (PubStamp, nil: the
+// caller puts the stamp there once the metadata it names is written); index.json (idx), the
+// filters, p.Shared and the list of p.Uses stored as shared files (WriteSharedFile) and
+// linked, with p.Links; and the Links and Uses prepared returns (Publication.Prepare), waited
+// for once the shared files named before the uses file are stored.
+func (t *Tree) pubContents(generation uint64, idx Pieces, filters map[string]Pieces, p Publication, prepared func() (map[string]string, []string, error)) (pubEntries, error) {
+	c := pubEntries{files: map[string][]byte{PubStamp: nil}, links: map[string]string{}} // the stamp's place: the caller fills it
 	shared := map[string]Pieces{PubIndex: idx}
 	for rel, data := range filters {
 		shared[rel] = data

@@ -86,7 +86,8 @@ func BenchmarkPromotionFiles(b *testing.B) {
 	}
 	g.promoteScale(m, n, tag)
 	m.Format = FormatVersion
-	_, _, change, err := tree.writeMeta(m)
+	change, wait := tree.startMeta(m)
+	_, _, err = wait()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -135,7 +135,8 @@ func TestSplicedMatchesRendered(t *testing.T) {
 				}
 				what := fmt.Sprintf("step %d (%s)", step, g.step(m))
 				m.Format = FormatVersion
-				_, _, change, err := tree.writeMeta(m)
+				change, wait := tree.startMeta(m)
+				_, _, err = wait()
 				if err != nil {
 					t.Fatalf("%s: %v", what, err)
 				}
@@ -234,7 +235,8 @@ func TestSpliceRefusesDamagedFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.Format = FormatVersion
-			_, _, change, err := tree.writeMeta(m)
+			change, wait := tree.startMeta(m)
+			_, _, err = wait()
 			if err != nil {
 				t.Fatal(err)
 			}
