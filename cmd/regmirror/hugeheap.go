@@ -2,17 +2,21 @@ package main
 
 import (
 	"os"
+	"strconv"
 	"strings"
 )
 
-// thpDisabled reports whether GODEBUG has disablethp=1, the Go runtime's own switch that keeps
-// transparent huge pages off its heap: hugeHeap then leaves the heap alone too. Of a setting
-// given twice, the last counts, as the runtime reads it.
+// thpDisabled reports whether GODEBUG sets disablethp, the Go runtime's own switch that keeps
+// transparent huge pages off its heap, to anything but 0: hugeHeap then leaves the heap alone
+// too. It reads the setting as the runtime does: left to right, the last one that is a
+// number counting.
 func thpDisabled(godebug string) bool {
 	off := false
 	for _, kv := range strings.Split(godebug, ",") {
 		if v, ok := strings.CutPrefix(kv, "disablethp="); ok {
-			off = v == "1"
+			if n, err := strconv.ParseInt(v, 10, 32); err == nil {
+				off = n != 0
+			}
 		}
 	}
 	return off

@@ -14,7 +14,9 @@ func TestTHPDisabled(t *testing.T) {
 		{"zero", "disablethp=0", false},
 		{"last counts", "disablethp=1,disablethp=0", false},
 		{"last counts on", "disablethp=0,disablethp=1", true},
-		{"other value", "disablethp=2", false},
+		{"any number but 0", "disablethp=2", true},
+		{"not a number is ignored", "disablethp=1,disablethp=yes", true},
+		{"not a number alone", "disablethp=yes", false},
 		{"similar name", "xdisablethp=1", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
