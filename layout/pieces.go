@@ -16,16 +16,21 @@ type Pieces [][]byte
 // slice).
 func piecesOf(files map[string][]byte) map[string]Pieces {
 	out := make(map[string]Pieces, len(files))
-	made := map[*byte]Pieces{}
+	type slice struct {
+		at  *byte
+		len int
+	}
+	made := map[slice]Pieces{} // by the bytes given: a slice and a prefix of it are two
 	for rel, b := range files {
 		if len(b) == 0 {
 			out[rel] = Pieces{b}
 			continue
 		}
-		p := made[&b[0]]
-		if p == nil || p.size() != len(b) {
+		k := slice{&b[0], len(b)}
+		p := made[k]
+		if p == nil {
 			p = Pieces{b}
-			made[&b[0]] = p
+			made[k] = p
 		}
 		out[rel] = p
 	}
