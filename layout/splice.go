@@ -203,13 +203,11 @@ func spliceIndexJSON(old []byte, c *contentChange, m *Meta) (Pieces, bool) {
 	keep := func(from, to int) {
 		switch {
 		case n > 0 && old[from-1] == ',':
-			out.Keep(from-1, to) // its comma too: a run with the descriptor before, if kept
+			from-- // its comma too: a run with the descriptor before, if kept
 		case n > 0:
 			out.Add(func(b []byte) []byte { return append(b, ',') })
-			out.Keep(from, to)
-		default:
-			out.Keep(from, to)
 		}
+		out.Keep(from, to)
 		n++
 	}
 	seen := 0
