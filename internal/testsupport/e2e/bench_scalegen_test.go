@@ -36,7 +36,9 @@ import (
 // empty), its CPU time added to this process's; the promotion's own CPU time is then also
 // reported against the floor client's in a process of its own, and
 // REGMIRROR_SCALEGEN_COMPARE=PATH runs every second promotion with the regmirror binary at
-// PATH, an A/B in turns in one run (docs/benchmarks.md).
+// PATH, an A/B in turns in one run (docs/benchmarks.md). With REGMIRROR_SCALEGEN_MIRRORS=1
+// every step is given BenchmarkScale's 50 mirrors, crawled healthy after the full
+// generation: its promotions then do what BenchmarkScale's do (scaleGenMirrors).
 func BenchmarkScaleGenerate(b *testing.B) {
 	repos, perRepo := scaleShape(scaleManifests(b, 9000))
 	child := os.Getenv("REGMIRROR_SCALEGEN_PROCESS") != ""
@@ -44,10 +46,29 @@ func BenchmarkScaleGenerate(b *testing.B) {
 	if compare != "" && !child {
 		b.Fatal("REGMIRROR_SCALEGEN_COMPARE needs REGMIRROR_SCALEGEN_PROCESS=1: it runs another regmirror binary")
 	}
+	withMirrors := os.Getenv("REGMIRROR_SCALEGEN_MIRRORS") != ""
+	noMirrors := "no mirrors"
+	if withMirrors {
+		noMirrors = "50 mirrors"
+	}
 	for range b.N {
 		src := newScaleSource(b, repos, perRepo)
 		tree := filepath.Join(b.TempDir(), "tree")
 		packs := filepath.Join(b.TempDir(), "packs") // --cache-dir, as the command's default gives one
+		cache := os.Getenv("REGMIRROR_SCALEGEN_CACHE")
+		// With REGMIRROR_SCALEGEN_MIRRORS, every step is given BenchmarkScale's mirrors file
+		// (50 mirrors in 30 countries), and the full generation is crawled once, with every
+		// mirror healthy (each serves the tree itself), as BenchmarkScale's tree is before
+		// its promotions. A cached tree keeps its mirrors file beside it (CACHE.mirrors.yaml):
+		// its mirrors' addresses are the tree's, and generate never asks them anything.
+		var mirrorsFile string
+		if withMirrors {
+			mirrorsFile = scaleGenMirrors(b, tree, cache)
+		}
+		var mirrorsArgs []string
+		if mirrorsFile != "" {
+			mirrorsArgs = []string{"--mirrors", mirrorsFile}
+		}
 		// gen runs one step, with the regmirror binary at bin ("": the checkout's); it
 		// returns its time, the CPU time of this process and its children meanwhile (the
 		// source's included), and, in a process of its own, the command's CPU time alone (0
@@ -63,11 +84,11 @@ func BenchmarkScaleGenerate(b *testing.B) {
 				if bin == "" {
 					bin, name = peers.Regmirror(b), "regmirror"
 				}
-				took, peak, stderr := scaleChildOf(b, bin, "generate", "--source", src.URL, "--out", tree, "--cache-dir", packs)
+				took, peak, stderr := scaleChildOf(b, bin, append([]string{"generate", "--source", src.URL, "--out", tree, "--cache-dir", packs}, mirrorsArgs...)...)
 				own := childrenCPU(b) - children
 				used := own + processCPU(b) - self
-				scaleProgress(3*repos*perRepo, "%s generate (%s generate, no mirrors): %v, CPU %v (its own %v, the source's %v), peak %d MiB, %d minor page faults; phases: %s",
-					step, name, took.Round(time.Millisecond), used.Round(time.Millisecond), own.Round(time.Millisecond), (used - own).Round(time.Millisecond), peak>>20, childrenFaults(b)-faults, scalePhases(stderr))
+				scaleProgress(3*repos*perRepo, "%s generate (%s generate, %s): %v, CPU %v (its own %v, the source's %v), peak %d MiB, %d minor page faults; phases: %s",
+					step, name, noMirrors, took.Round(time.Millisecond), used.Round(time.Millisecond), own.Round(time.Millisecond), (used - own).Round(time.Millisecond), peak>>20, childrenFaults(b)-faults, scalePhases(stderr))
 				return took, used, own
 			}
 			if dir := os.Getenv("REGMIRROR_PROFILE_DIR"); dir != "" {
@@ -82,7 +103,7 @@ func BenchmarkScaleGenerate(b *testing.B) {
 				defer pprof.StopCPUProfile()
 			}
 			start, cpu := time.Now(), processCPU(b)
-			sum, err := generator.Run(context.Background(), generator.Options{Source: src.URL, Out: tree, CacheDir: packs})
+			sum, err := generator.Run(context.Background(), generator.Options{Source: src.URL, Out: tree, CacheDir: packs, MirrorsFile: mirrorsFile})
 			if err != nil {
 				b.Fatalf("%s generate: %v", step, err)
 			}
@@ -91,15 +112,25 @@ func BenchmarkScaleGenerate(b *testing.B) {
 			for _, p := range sum.Phases {
 				phases = append(phases, p.Name+"="+p.Took.Round(time.Millisecond).String())
 			}
-			scaleProgress(3*repos*perRepo, "%s generate (in process, no mirrors): %v, CPU %v; phases: %s", step, took.Round(time.Millisecond), used.Round(time.Millisecond), strings.Join(phases, " "))
+			scaleProgress(3*repos*perRepo, "%s generate (in process, %s): %v, CPU %v; phases: %s", step, noMirrors, took.Round(time.Millisecond), used.Round(time.Millisecond), strings.Join(phases, " "))
 			return took, used, 0
 		}
 		var full time.Duration
-		if cache := os.Getenv("REGMIRROR_SCALEGEN_CACHE"); cache == "" {
+		fullGen := func() {
 			full, _, _ = gen("full", "")
+			if withMirrors {
+				took, healthy := scaleCrawl(b, tree)
+				scaleProgress(3*repos*perRepo, "crawl: %v, %d of 50 mirrors healthy", took.Round(time.Millisecond), healthy)
+				if healthy != 50 {
+					b.Fatalf("crawl found %d of 50 mirrors healthy, want all", healthy)
+				}
+			}
+		}
+		if cache == "" {
+			fullGen()
 		} else {
 			if _, err := os.Stat(cache); err != nil {
-				full, _, _ = gen("full", "")
+				fullGen()
 				copyTree(b, tree, cache)
 			} else {
 				copyTree(b, cache, tree)
@@ -176,6 +207,35 @@ func medianWithCPUOf3(cpu func(*testing.B) time.Duration, b *testing.B, measure 
 		used = append(used, cpu(b)-before)
 	}
 	return wrkBenchMedian(took), wrkBenchMedian(used)
+}
+
+// scaleGenMirrors returns BenchmarkScaleGenerate's mirrors file for tree: with no cache or a
+// cache still to make, 50 mirrors in 30 countries, each an nginx server of tree
+// (scaleMirrors), the file also kept beside the cache; with a cache made, the file kept
+// beside it (its servers are gone: generate never asks the mirrors anything).
+func scaleGenMirrors(b *testing.B, tree, cache string) string {
+	b.Helper()
+	kept := cache + ".mirrors.yaml"
+	if cache != "" {
+		if _, err := os.Stat(cache); err == nil {
+			if _, err := os.Stat(kept); err != nil {
+				b.Fatalf("REGMIRROR_SCALEGEN_MIRRORS with the cache %s, made without mirrors (no %s): use another cache", cache, kept)
+			}
+			return kept
+		}
+	}
+	path, _ := scaleMirrors(b, tree, tree, 50, 30)
+	if cache == "" {
+		return path
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(kept, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return kept
 }
 
 // scalePromotions is how many promotions BenchmarkScaleGenerate runs in a row:
