@@ -532,17 +532,18 @@ func writeSpliced(w io.Writer, tree *layout.Tree, tmpDir, name, module, file str
 		pre[i] = []byte(p)
 	}
 	// The lines before the list's own go to out, written to w a chunk at a time (flushed
-	// bytes so far), the ones after to tail: its size is found once the rest is known.
-	out := make([]byte, 0, splicedChunk+64<<10)
+	// bytes so far) while the next is made (chunkWriter), the ones after to tail: its size is
+	// found once the rest is known.
+	cw := newChunkWriter(w, splicedChunk+64<<10)
+	defer cw.close() // the chunks handed over are written, or dropped after an error, before w is closed
+	out := cw.buffer()
 	out = append(out, listHead...)
 	flushed := 0
-	var werr error
 	flush := func() {
-		if werr == nil && len(out) > 0 {
-			_, werr = w.Write(out)
+		if len(out) > 0 {
 			flushed += len(out)
+			out = cw.swap(out)
 		}
-		out = out[:0]
 	}
 	var tail []byte
 	into := &out
@@ -630,11 +631,59 @@ func writeSpliced(w io.Writer, tree *layout.Tree, tmpDir, name, module, file str
 		if n == self.Size {
 			out = append(appendLine(out, self), tail...)
 			flush()
+			werr := cw.close()
 			return werr == nil, werr
 		}
 		self.Size = n
 	}
-	return false, werr
+	return false, cw.close()
+}
+
+// chunkWriter writes the chunks handed to it (swap) to w on a goroutine of its own, one at a
+// time, while the caller fills the other of its two buffers: a write that grows a file's
+// page cache costs about what making the chunk does, so the two go side by side.
+type chunkWriter struct {
+	w          io.Writer
+	full, free chan []byte
+	done       chan struct{}
+	err        error // w's first error, read once done is closed
+	closed     bool
+}
+
+func newChunkWriter(w io.Writer, size int) *chunkWriter {
+	c := &chunkWriter{w: w, full: make(chan []byte, 1), free: make(chan []byte, 2), done: make(chan struct{})}
+	c.free <- make([]byte, 0, size)
+	c.free <- make([]byte, 0, size)
+	go func() {
+		defer close(c.done)
+		for b := range c.full {
+			if c.err == nil {
+				_, c.err = c.w.Write(b)
+			}
+			c.free <- b[:0]
+		}
+	}()
+	return c
+}
+
+// buffer is an empty buffer to fill: the first one.
+func (c *chunkWriter) buffer() []byte { return <-c.free }
+
+// swap hands b over to be written and returns an empty buffer, once one is free.
+func (c *chunkWriter) swap(b []byte) []byte {
+	c.full <- b
+	return <-c.free
+}
+
+// close waits until every chunk handed over is written and returns w's first error. It may
+// be called again; nothing may be handed over after it.
+func (c *chunkWriter) close() error {
+	if !c.closed {
+		c.closed = true
+		close(c.full)
+	}
+	<-c.done
+	return c.err
 }
 
 // canonicalInt is the integer b holds as strconv.AppendInt writes it (no sign but a minus, no

@@ -264,3 +264,55 @@ func FuzzSplicedMatchesListed(f *testing.F) {
 		}
 	})
 }
+
+// failAfter is a writer that takes n writes, then fails every one after.
+type failAfter struct {
+	n   int
+	got bytes.Buffer
+}
+
+var errDiskFull = fmt.Errorf("disk full")
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if f.n == 0 {
+		return 0, errDiskFull
+	}
+	f.n--
+	return f.got.Write(p)
+}
+
+// TestChunkWriter: the chunks handed over reach the writer in order, each whole, and after
+// the writer's first error the rest are dropped, swap never blocks, and close returns it.
+func TestChunkWriter(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		writes  int // the writer's successful writes
+		want    string
+		wantErr error
+	}{
+		{"every chunk", 100, "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n", nil},
+		{"the third write fails", 2, "chunk 0\nchunk 1\n", errDiskFull},
+		{"the first write fails", 0, "", errDiskFull},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &failAfter{n: tc.writes}
+			c := newChunkWriter(w, 16)
+			b := c.buffer()
+			for i := range 5 {
+				b = c.swap(fmt.Appendf(b, "chunk %d\n", i))
+				if len(b) != 0 {
+					t.Fatalf("swap gave a buffer of %d bytes, want an empty one", len(b))
+				}
+			}
+			if err := c.close(); err != tc.wantErr {
+				t.Errorf("close: got %v, want %v", err, tc.wantErr)
+			}
+			if err := c.close(); err != tc.wantErr {
+				t.Errorf("close again: got %v, want %v", err, tc.wantErr)
+			}
+			if got := w.got.String(); got != tc.want {
+				t.Errorf("written: got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
