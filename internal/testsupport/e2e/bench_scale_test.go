@@ -269,7 +269,7 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 	for i := range scaleExtraPromotions {
 		floorRuns = append(floorRuns, scaleFloor(b, src, 32))
 		src.Promote(10)
-		took, _, _ := gen(fmt.Sprintf("promotion %d of %d in turns with a floor", i+3, len(promoRuns)+scaleExtraPromotions))
+		took, _, _ := gen(fmt.Sprintf("promotion %d of %d in turns with a floor", i+3, 2+scaleExtraPromotions))
 		promoRuns = append(promoRuns, took)
 	}
 	res.floorMedian, res.promoMedian = wrkBenchMedian(floorRuns), wrkBenchMedian(promoRuns)
