@@ -141,16 +141,34 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	return m, st
 }
 
+// prevCopy is the previous generation's manifests and blobs copied (copyPrevious), for
+// startWhole.
+type prevCopy struct {
+	manifests map[layout.Digest]*layout.Manifest
+	blobs     map[layout.Digest]*layout.Blob
+	recs      []layout.Blob // the records blobs points at
+}
+
+// copyPrevious copies prev's manifests and blobs maps (maps.Clone copies a map's storage
+// wholesale, where inserts hash every key into a fresh map), each blob record copied
+// (layout.CarriedBlob) into one allocation. It only reads prev.
+func copyPrevious(prev *layout.Meta) *prevCopy {
+	c := &prevCopy{manifests: maps.Clone(prev.Manifests), blobs: maps.Clone(prev.Blobs), recs: make([]layout.Blob, 0, len(prev.Blobs))}
+	for d, pb := range c.blobs {
+		c.recs = append(c.recs, layout.CarriedBlob(pb))
+		c.blobs[d] = &c.recs[len(c.recs)-1]
+	}
+	return c
+}
+
 // startWhole starts m's manifests and blobs from the previous generation's when the
 // repositories taken whole (whole: the previous generation's records of them) list most of
-// its records, and reports whether it did: its maps cloned (maps.Clone copies a map's storage
-// wholesale, where inserts hash every key into a fresh map), less what only the other
-// repositories list or what any retires, each blob record copied (layout.CarriedBlob) into
-// one allocation. m then holds what takeWhole of every repository of whole would give, and
-// the closures are taken after. It relies on every record of the previous generation being
-// listed by one of its repositories, as in every generation assemble makes: it counts what
-// the repositories taken whole list, and when m holds more it leaves m's maps nil and returns
-// nil.
+// its records, and reports whether it did: from its copy (copyPrevious, made beside
+// discovery, else now), less what only the other repositories list or what any retires.
+// m then holds what takeWhole of every repository of whole would give, and the closures are
+// taken after. It relies on every record of the previous generation being listed by one of
+// its repositories, as in every generation assemble makes: it counts what the repositories
+// taken whole list, and when m holds more it leaves m's maps nil and returns nil.
 func (r *run) startWhole(m *layout.Meta, whole map[string]*layout.Repository) *carried {
 	prev := r.prev
 	listed := 0
@@ -160,7 +178,13 @@ func (r *run) startWhole(m *layout.Meta, whole map[string]*layout.Repository) *c
 	if len(whole) == 0 || 2*listed < len(prev.Blobs) {
 		return nil
 	}
-	manifests, blobs := maps.Clone(prev.Manifests), maps.Clone(prev.Blobs)
+	var c *prevCopy
+	if r.prevCopy != nil {
+		c = <-r.prevCopy // taken once: startWhole changes its maps
+	} else {
+		c = copyPrevious(prev)
+	}
+	manifests, blobs, recs := c.manifests, c.blobs, c.recs
 	drop := func(list []layout.Digest) {
 		for _, d := range list {
 			delete(manifests, d)
@@ -177,11 +201,6 @@ func (r *run) startWhole(m *layout.Meta, whole map[string]*layout.Repository) *c
 		}
 		drop(pr.Retiring)
 		drop(pr.RetiringBlobs)
-	}
-	recs := make([]layout.Blob, 0, len(blobs))
-	for d, pb := range blobs {
-		recs = append(recs, layout.CarriedBlob(pb))
-		blobs[d] = &recs[len(recs)-1]
 	}
 	// Put back what the repositories taken whole list of what was dropped, and count what
 	// they list, each once: a record seen is marked in Retired (which CarriedBlob leaves
@@ -238,7 +257,7 @@ func (r *run) startWhole(m *layout.Meta, whole map[string]*layout.Repository) *c
 }
 
 // carried are the records startWhole copied from the previous generation's (generation
-// prev).
+// prev); recs may also hold copies of records m lacks, which nothing changes.
 type carried struct {
 	recs []layout.Blob
 	back []*layout.Blob

@@ -74,6 +74,10 @@ type run struct {
 	gen        uint64
 	prevLoaded <-chan struct{}
 	prevErr    error
+	// prevCopy receives the copy of prev's records startWhole starts from (copyPrevious),
+	// made beside discovery once prev is loaded; nil when none is made (set before
+	// prevLoaded is closed).
+	prevCopy chan *prevCopy
 	// settled: the tree was as the previous generation's run left it when this one took its
 	// lock (layout.Tree.Unsettle: blobs/ holding only what that generation records, nothing
 	// written since), but for the files removed since its file list (removedSince); change
@@ -217,6 +221,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			r.fatal(r.prevErr)
 		}
 		loadTook = time.Since(loadStart)
+		if r.prevErr == nil && !r.oneByOne && len(r.prev.Blobs) > 0 {
+			// What startWhole copies of the previous generation, copied while the source
+			// answers discovery's requests (they leave part of the two cores idle) rather
+			// than after them.
+			r.prevCopy = make(chan *prevCopy, 1)
+			go func() { r.prevCopy <- copyPrevious(r.prev) }()
+		}
 	}()
 	defer func() { <-loaded }() // before the lock is released: the load removes temporary files
 	r.c, err = newClient(r.ctx, &r.o, base)
