@@ -2,6 +2,7 @@ package filelist
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -271,7 +272,7 @@ type failAfter struct {
 	got bytes.Buffer
 }
 
-var errDiskFull = fmt.Errorf("disk full")
+var errDiskFull = errors.New("disk full")
 
 func (f *failAfter) Write(p []byte) (int, error) {
 	if f.n == 0 {
