@@ -225,8 +225,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			// What startWhole copies of the previous generation, copied while the source
 			// answers discovery's requests (they leave part of the two cores idle) rather
 			// than after them.
+			// prev, not r.prev, which release replaces: the copy may still be running then
+			// when startWhole does not take it.
+			prev := r.prev
 			r.prevCopy = make(chan *prevCopy, 1)
-			go func() { r.prevCopy <- copyPrevious(r.prev) }()
+			go func() { r.prevCopy <- copyPrevious(prev) }()
 		}
 	}()
 	defer func() { <-loaded }() // before the lock is released: the load removes temporary files
