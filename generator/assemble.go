@@ -122,7 +122,11 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	st.Repositories = len(m.Repositories)
 	st.Manifests = len(m.Manifests)
 
-	r.countTransfers(m, st, sets)
+	// The blobs of the repositories taken whole are counted on a goroutine of their own while
+	// the rest is assembled (presentWhole).
+	present := make(chan int, 1)
+	go func() { present <- r.presentWhole(sets) }()
+	r.countTransfers(m, st)
 	r.tagChanges(m, st)
 
 	rt := r.retire(m)
@@ -138,6 +142,7 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	if started != nil && !started.moved(r.gen) {
 		st.kept = taken
 	}
+	st.BlobsPresent += <-present
 	return m, st
 }
 
@@ -543,11 +548,11 @@ func sortedDigests(set map[layout.Digest]bool) []layout.Digest {
 	return out
 }
 
-// countTransfers counts the blobs m references by what this run did with them (fetched,
-// present, to fetch in a dry run) and, in a dry run, the manifests to write.
-func (r *run) countTransfers(m *layout.Meta, st *stats, sets map[string]*repoSets) {
-	// The blobs of repositories taken whole are present, unless a task of the run says
-	// otherwise.
+// presentWhole counts the blobs the repositories taken whole list, each once, that no task
+// of the run concerns: present (countTransfers counts the others). It only reads the
+// previous generation's records of those repositories and r.blobs, which discovery no longer
+// changes.
+func (r *run) presentWhole(sets map[string]*repoSets) int {
 	n := 0
 	for _, s := range sets {
 		if s.reused {
@@ -555,6 +560,7 @@ func (r *run) countTransfers(m *layout.Meta, st *stats, sets map[string]*repoSet
 		}
 	}
 	whole := make(map[layout.Digest]bool, n) // sized: grown insert by insert, it rehashes
+	present := 0
 	for _, s := range sets {
 		if !s.reused {
 			continue
@@ -562,10 +568,17 @@ func (r *run) countTransfers(m *layout.Meta, st *stats, sets map[string]*repoSet
 		for _, d := range s.whole.Blobs {
 			if _, ok := r.blobs[d]; !ok && !whole[d] {
 				whole[d] = true
-				st.BlobsPresent++
+				present++
 			}
 		}
 	}
+	return present
+}
+
+// countTransfers counts the blobs m references by what this run did with them (fetched,
+// present, to fetch in a dry run), but for the blobs of the repositories taken whole that no
+// task concerns (presentWhole), and, in a dry run, the manifests to write.
+func (r *run) countTransfers(m *layout.Meta, st *stats) {
 	for d, t := range r.blobs {
 		if _, ok := m.Blobs[d]; !ok {
 			continue

@@ -102,6 +102,10 @@ func TestNoopResyncCostsOneRequestPerTag(t *testing.T) {
 	if sum.BlobsFetched != 0 || sum.TagsAdded+sum.TagsChanged+sum.TagsRemoved != 0 {
 		t.Errorf("no-op summary: got %+v", sum.Counts)
 	}
+	// Nothing fetched: each blob but the manifests is counted present, once.
+	if want := len(m.Blobs) - len(m.Manifests); sum.BlobsPresent != want {
+		t.Errorf("no-op: %d blobs present, want %d (every blob record but the manifests')", sum.BlobsPresent, want)
+	}
 	if m.Generation != first.Generation+1 {
 		t.Errorf("generation: got %d, want %d", m.Generation, first.Generation+1)
 	}
