@@ -207,36 +207,85 @@ func (r *run) startWhole(m *layout.Meta, whole map[string]*layout.Repository) *c
 		drop(pr.Retiring)
 		drop(pr.RetiringBlobs)
 	}
-	// Put back what the repositories taken whole list of what was dropped, and count what
-	// they list, each once: a record seen is marked in Retired (which CarriedBlob leaves
-	// zero), as a blob or as a manifest, and cleared after. A listed manifest or blob is
-	// recorded in the previous generation (run.unchanged), so what they list is in m: m holds
-	// no more when the counts are its sizes.
-	seenBlob, seenManifest := time.Unix(1, 0), time.Unix(2, 0)
+	// Count what the repositories taken whole list, each once, and put back what they list of
+	// what was dropped: a record seen is marked in Retired (which CarriedBlob leaves zero), as
+	// a blob or as a manifest, and cleared after; a listed digest m lacks is noted (missing:
+	// whether listed as a manifest) and put back after. A listed manifest or blob is recorded
+	// in the previous generation (run.unchanged), so what they list is in m: m holds no more
+	// when the counts are its sizes. The digests are counted in two halves side by side
+	// (countListed), each marking only its own records and reading the maps only.
+	counts := make(chan listedCount, 1)
+	go func() { counts <- countListed(whole, blobs, 1) }()
+	c0 := countListed(whole, blobs, 0)
+	c1 := <-counts
+	nBlobs, nManifests, ok := c0.blobs+c1.blobs, c0.manifests+c1.manifests, true
 	var back []*layout.Blob
-	nBlobs, nManifests, ok := 0, 0, true
-	visit := func(d layout.Digest, manifest bool) {
-		b := blobs[d]
-		if b == nil {
+	for _, missing := range []map[layout.Digest]bool{c0.missing, c1.missing} {
+		for d, manifest := range missing {
 			pb, mf := prev.Blobs[d], prev.Manifests[d]
 			if pb == nil || manifest && mf == nil {
 				ok = false
-				return
+				continue
 			}
 			c := layout.CarriedBlob(pb)
-			b = &c
-			blobs[d] = b
-			back = append(back, b)
+			blobs[d] = &c
+			back = append(back, &c)
 			if mf != nil {
 				manifests[d] = mf
 			}
 		}
+	}
+	unmark := func(recs []layout.Blob) {
+		for i := range recs {
+			recs[i].Retired = time.Time{}
+		}
+	}
+	unmarked := make(chan struct{})
+	go func() { unmark(recs[len(recs)/2:]); close(unmarked) }()
+	unmark(recs[:len(recs)/2])
+	<-unmarked
+	if !ok || nBlobs != len(blobs) || nManifests != len(manifests) {
+		return nil
+	}
+	m.Manifests, m.Blobs = manifests, blobs
+	return &carried{recs: recs, back: back, prev: prev.Generation}
+}
+
+// listedCount is what countListed counts of one half of the digests.
+type listedCount struct {
+	blobs, manifests int                    // distinct digests listed, and listed as manifests
+	missing          map[layout.Digest]bool // listed, not in blobs: whether listed as a manifest
+}
+
+// countListed counts, among the digests whose last byte's low bit is half, those the
+// repositories of whole list (each once, marking its record's Retired as startWhole
+// describes) and notes those blobs lacks. It writes only those digests' records: its two
+// halves may run side by side.
+func countListed(whole map[string]*layout.Repository, blobs map[layout.Digest]*layout.Blob, half byte) listedCount {
+	seenBlob, seenManifest := time.Unix(1, 0), time.Unix(2, 0)
+	c := listedCount{missing: map[layout.Digest]bool{}}
+	visit := func(d layout.Digest, manifest bool) {
+		if s := d.String(); s == "" && half != 0 || s != "" && s[len(s)-1]&1 != half {
+			return
+		}
+		b := blobs[d]
+		if b == nil {
+			was, seen := c.missing[d]
+			if !seen {
+				c.blobs++
+			}
+			if manifest && !was {
+				c.manifests++
+			}
+			c.missing[d] = was || manifest
+			return
+		}
 		if b.Retired.IsZero() {
-			nBlobs++
+			c.blobs++
 			b.Retired = seenBlob
 		}
 		if manifest && b.Retired != seenManifest {
-			nManifests++
+			c.manifests++
 			b.Retired = seenManifest
 		}
 	}
@@ -248,17 +297,7 @@ func (r *run) startWhole(m *layout.Meta, whole map[string]*layout.Repository) *c
 			visit(d, false)
 		}
 	}
-	for i := range recs {
-		recs[i].Retired = time.Time{}
-	}
-	for _, b := range back {
-		b.Retired = time.Time{}
-	}
-	if !ok || nBlobs != len(blobs) || nManifests != len(manifests) {
-		return nil
-	}
-	m.Manifests, m.Blobs = manifests, blobs
-	return &carried{recs: recs, back: back, prev: prev.Generation}
+	return c
 }
 
 // carried are the records startWhole copied from the previous generation's (generation
