@@ -257,7 +257,7 @@ type listedCount struct {
 	missing          map[layout.Digest]bool // listed, not in blobs: whether listed as a manifest
 }
 
-// countListed counts, among the digests whose last byte's low bit is half, those the
+// countListed counts, among the digests of one half (Digest.Half), those the
 // repositories of whole list (each once, marking its record's Retired as startWhole
 // describes) and notes those blobs lacks. It writes only those digests' records: its two
 // halves may run side by side.
@@ -265,7 +265,7 @@ func countListed(whole map[string]*layout.Repository, blobs map[layout.Digest]*l
 	seenBlob, seenManifest := time.Unix(1, 0), time.Unix(2, 0)
 	c := listedCount{missing: map[layout.Digest]bool{}}
 	visit := func(d layout.Digest, manifest bool) {
-		if s := d.String(); s == "" && half != 0 || s != "" && s[len(s)-1]&1 != half {
+		if d.Half() != half {
 			return
 		}
 		b := blobs[d]

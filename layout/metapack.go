@@ -1031,12 +1031,12 @@ func (s *contentState) diff(m *Meta) *touched {
 	return t
 }
 
-// diffBlobs is diff's part for the blobs of m in half (blobHalf): the keys of those that
+// diffBlobs is diff's part for the blobs of m in half (Digest.Half): the keys of those that
 // differ from s's or that s lacks, and how many of them s has.
 func (s *contentState) diffBlobs(m *Meta, half byte) (map[Digest]bool, int) {
 	differ, found := map[Digest]bool{}, 0
 	for d, v := range m.Blobs {
-		if blobHalf(d) != half {
+		if d.Half() != half {
 			continue
 		}
 		o, ok := s.blobs[d]
@@ -1048,15 +1048,6 @@ func (s *contentState) diffBlobs(m *Meta, half byte) (map[Digest]bool, int) {
 		}
 	}
 	return differ, found
-}
-
-// blobHalf is the half of the blobs diff compares d in: the low bit of its last byte (0 for
-// the zero Digest, which no valid Meta holds).
-func blobHalf(d Digest) byte {
-	if d.s == "" {
-		return 0
-	}
-	return d.s[len(d.s)-1] & 1
 }
 
 func blobEqual(a, b Blob) bool {

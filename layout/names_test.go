@@ -2,6 +2,7 @@ package layout
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -192,5 +193,34 @@ func BenchmarkParseDigest(b *testing.B) {
 		if _, err := ParseDigest(s); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestDigestHalf: the halves are the low bit of the last byte ('e' is 0x65, 'f' 0x66), the
+// zero Digest in the first, and a run of digests falls about evenly in both.
+func TestDigestHalf(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		d    Digest
+		want byte
+	}{
+		{"zero", Digest{}, 0},
+		{"ends in 0", Digest{s: "sha256:" + strings.Repeat("a", 63) + "0"}, 0},
+		{"ends in 1", Digest{s: "sha256:" + strings.Repeat("a", 63) + "1"}, 1},
+		{"ends in e", Digest{s: "sha256:" + strings.Repeat("a", 63) + "e"}, 1},
+		{"ends in f", Digest{s: "sha256:" + strings.Repeat("a", 63) + "f"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.d.Half(); got != tc.want {
+				t.Errorf("Half(%q): got %d, want %d", tc.d, got, tc.want)
+			}
+		})
+	}
+	ones := 0
+	for i := range 1000 {
+		ones += int(DigestOf("sha256", fmt.Appendf(nil, "%d", i)).Half())
+	}
+	if ones < 400 || ones > 600 {
+		t.Errorf("%d of 1000 digests in the second half, want about 500", ones)
 	}
 }
