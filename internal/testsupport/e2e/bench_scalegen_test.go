@@ -47,9 +47,9 @@ func BenchmarkScaleGenerate(b *testing.B) {
 		b.Fatal("REGMIRROR_SCALEGEN_COMPARE needs REGMIRROR_SCALEGEN_PROCESS=1: it runs another regmirror binary")
 	}
 	withMirrors := os.Getenv("REGMIRROR_SCALEGEN_MIRRORS") != ""
-	noMirrors := "no mirrors"
+	network := "no mirrors" // for the progress lines
 	if withMirrors {
-		noMirrors = "50 mirrors"
+		network = "50 mirrors"
 	}
 	for range b.N {
 		src := newScaleSource(b, repos, perRepo)
@@ -62,11 +62,9 @@ func BenchmarkScaleGenerate(b *testing.B) {
 		// its promotions. A cached tree keeps its mirrors file beside it (CACHE.mirrors.yaml):
 		// its mirrors' addresses are the tree's, and generate never asks them anything.
 		var mirrorsFile string
+		var mirrorsArgs []string
 		if withMirrors {
 			mirrorsFile = scaleGenMirrors(b, tree, cache)
-		}
-		var mirrorsArgs []string
-		if mirrorsFile != "" {
 			mirrorsArgs = []string{"--mirrors", mirrorsFile}
 		}
 		// gen runs one step, with the regmirror binary at bin ("": the checkout's); it
@@ -88,7 +86,7 @@ func BenchmarkScaleGenerate(b *testing.B) {
 				own := childrenCPU(b) - children
 				used := own + processCPU(b) - self
 				scaleProgress(3*repos*perRepo, "%s generate (%s generate, %s): %v, CPU %v (its own %v, the source's %v), peak %d MiB, %d minor page faults; phases: %s",
-					step, name, noMirrors, took.Round(time.Millisecond), used.Round(time.Millisecond), own.Round(time.Millisecond), (used - own).Round(time.Millisecond), peak>>20, childrenFaults(b)-faults, scalePhases(stderr))
+					step, name, network, took.Round(time.Millisecond), used.Round(time.Millisecond), own.Round(time.Millisecond), (used - own).Round(time.Millisecond), peak>>20, childrenFaults(b)-faults, scalePhases(stderr))
 				return took, used, own
 			}
 			if dir := os.Getenv("REGMIRROR_PROFILE_DIR"); dir != "" {
@@ -112,7 +110,7 @@ func BenchmarkScaleGenerate(b *testing.B) {
 			for _, p := range sum.Phases {
 				phases = append(phases, p.Name+"="+p.Took.Round(time.Millisecond).String())
 			}
-			scaleProgress(3*repos*perRepo, "%s generate (in process, %s): %v, CPU %v; phases: %s", step, noMirrors, took.Round(time.Millisecond), used.Round(time.Millisecond), strings.Join(phases, " "))
+			scaleProgress(3*repos*perRepo, "%s generate (in process, %s): %v, CPU %v; phases: %s", step, network, took.Round(time.Millisecond), used.Round(time.Millisecond), strings.Join(phases, " "))
 			return took, used, 0
 		}
 		var full time.Duration
