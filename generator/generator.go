@@ -195,10 +195,6 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 				return nil, err
 			}
 			r.track = r.settled && !o.Verify
-			// The next versions of the live publication's large files start as copies of
-			// them, made while the source answers (layout.Tree.StartBases).
-			r.tree.StartBases()
-			defer r.tree.DropBases()
 			if r.settled && !o.Verify && !o.VerifyLayers {
 				r.plain = map[string]bool{}
 				for _, name := range r.tree.SettledPlain() {

@@ -18,12 +18,6 @@ type File struct {
 	done  bool
 	// written and started are the bytes written, and those whose writeback has started.
 	written, started int64
-	// basis, when not nil, is what f holds already (a copy of the live version, made by
-	// StartBases): Write writes only what differs from it (writeOver). pending bytes have been
-	// written over it from offset from without their writeback started; over counts the
-	// bytes written over it.
-	basis               []byte
-	from, pending, over int64
 }
 
 // writebackChunk is how many bytes of a File are written before their writeback to the disk
@@ -54,9 +48,6 @@ func CreateFile(path string) (*File, error) {
 
 // Write writes to the temporary file.
 func (w *File) Write(p []byte) (int, error) {
-	if w.basis != nil {
-		return w.writeOver(p)
-	}
 	n, err := w.f.Write(p)
 	if w.written += int64(n); w.written-w.started >= writebackChunk {
 		startWriteback(w.f, w.started, w.written-w.started)
@@ -84,11 +75,6 @@ func (w *File) CommitNoDirSync() error {
 		return errors.New("file already committed or aborted")
 	}
 	w.done = true
-	if err := w.finishOver(); err != nil {
-		w.f.Close()
-		os.Remove(w.f.Name())
-		return err
-	}
 	if err := w.f.Sync(); err != nil {
 		w.f.Close()
 		os.Remove(w.f.Name())

@@ -250,8 +250,6 @@ type Tree struct {
 	// plainRepos are the plain repositories of the settled record Unsettle last read
 	// (SettledPlain).
 	plainRepos []string
-	// bases are the copies StartBases started, until DropBases.
-	bases *bases
 }
 
 // NewTree returns the tree rooted at dir. Nothing is read or created.

@@ -552,7 +552,7 @@ func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finis
 			if fi, err := os.Lstat(t.Path(target)); err != nil || !fi.Mode().IsRegular() {
 				return fmt.Errorf("%q: Finish stored no file at %s (%v)", rel, target, err)
 			}
-		} else if err := t.WriteFileFunc(target, Pieces{data}.writeTo); err != nil {
+		} else if err := WriteFile(t.Path(target), data); err != nil {
 			return err
 		}
 		if err := os.Symlink(RelLink(path.Join(final, rel), target), filepath.Join(tmp, rel)); err != nil {
@@ -671,7 +671,7 @@ func (t *Tree) removeStalePub() error {
 			return fmt.Errorf("cleaning temporary files: %w", err)
 		}
 		for _, e := range ents {
-			if !strings.HasPrefix(e.Name(), TempPrefix) || (dir != PubDir && e.Type()&fs.ModeSymlink == 0) || (dir == PubDir && t.isBasesDir(e.Name())) {
+			if !strings.HasPrefix(e.Name(), TempPrefix) || (dir != PubDir && e.Type()&fs.ModeSymlink == 0) {
 				continue
 			}
 			if err := os.RemoveAll(t.Path(path.Join(dir, e.Name()))); err != nil {

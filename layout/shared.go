@@ -119,7 +119,7 @@ func (t *Tree) writeSharedFile(kind string, generation uint64, data Pieces, d Di
 		rel = old
 	}
 	t.noteShared(rel)
-	if err := t.WriteFileFunc(rel, data.writeTo); err != nil {
+	if err := WriteFileFunc(t.Path(rel), data.writeTo); err != nil {
 		return "", fmt.Errorf("writing shared file: %w", err)
 	}
 	return rel, nil

@@ -339,7 +339,7 @@ func storePending(tree *layout.Tree, tmpDir, name, module, file string, reuse []
 // layout.WriteFileFunc: complete and synced, or not there); false, with nothing written,
 // where writeSpliced gives false.
 func storeSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64) (bool, error) {
-	err := tree.WriteFileFunc(file, func(w io.Writer) error {
+	err := layout.WriteFileFunc(tree.Path(file), func(w io.Writer) error {
 		ok, err := writeSpliced(w, tree, tmpDir, name, module, file, u, now)
 		if err == nil && !ok {
 			err = errNotSpliced
