@@ -57,9 +57,11 @@ import (
 //     with the first one's (as for most promotions after the first): its generate time
 //     (and × floor), and its switch measured as the first's; the slower switch and the
 //     higher peak are the figures;
-//   - scaleExtraPromotions more promotions of 10 tags, each right after a floor (in
-//     process) of its own: the promotions' target is checked against the median of every
-//     promotion of the run over the median of every floor measured in process, since on
+//   - scaleExtraPromotions more promotions of 10 tags, each right after a floor of its own,
+//     in a process of its own and in process: the promotions' target is checked against the
+//     median of every promotion of the run over the median of every floor measured in
+//     process, and over the median of every floor in a process of its own (a command, like
+//     generate: the same client there costs more than in the source's process), since on
 //     these shared machines one run moves by a third from the next.
 func BenchmarkScale(b *testing.B) {
 	needPeers(b)
@@ -122,8 +124,11 @@ type scaleResult struct {
 	// The medians of every promotion (the two above and scaleExtraPromotions more) and of every
 	// floor measured in process (the first three and one before each of the extra promotions),
 	// and each run.
-	promoMedian, floorMedian      time.Duration
-	promoRuns                     string
+	promoMedian, floorMedian time.Duration
+	promoRuns                string
+	// The median of every floor measured in a process of its own (the first three and one
+	// before each of the extra promotions, beside the one in process).
+	floorOwnMedian                time.Duration
 	fullPeak, noopPeak, promoPeak int64 // bytes
 	noopRequests, promoRequests   string
 
@@ -265,17 +270,20 @@ func scaleRun(b *testing.B, manifests int) *scaleResult {
 	// promotion against floors measured minutes before moves by a third from run to run;
 	// the medians of the floors and of the promotions, measured in turns, do not.
 	floorRuns := append([]time.Duration{}, floors...)
+	ownRuns := append([]time.Duration{}, own...)
 	promoRuns := []time.Duration{res.promo, res.promo2}
 	for i := range scaleExtraPromotions {
+		ownRuns = append(ownRuns, scaleFloorProcess(b, src, 32))
 		floorRuns = append(floorRuns, scaleFloor(b, src, 32))
 		src.Promote(10)
 		took, _, _ := gen(fmt.Sprintf("promotion %d of %d in turns with a floor", i+3, 2+scaleExtraPromotions))
 		promoRuns = append(promoRuns, took)
 	}
 	res.floorMedian, res.promoMedian = wrkBenchMedian(floorRuns), wrkBenchMedian(promoRuns)
-	res.promoRuns = fmt.Sprintf("promotions %v, median %v; floors %v, median %v", wrkBenchRound(promoRuns), res.promoMedian.Round(time.Millisecond),
-		wrkBenchRound(floorRuns), res.floorMedian.Round(time.Millisecond))
-	progress("%s: %.2f×", res.promoRuns, res.promoMedian.Seconds()/res.floorMedian.Seconds())
+	res.floorOwnMedian = wrkBenchMedian(ownRuns)
+	res.promoRuns = fmt.Sprintf("promotions %v, median %v; floors %v, median %v; in a process of its own %v, median %v", wrkBenchRound(promoRuns), res.promoMedian.Round(time.Millisecond),
+		wrkBenchRound(floorRuns), res.floorMedian.Round(time.Millisecond), wrkBenchRound(ownRuns), res.floorOwnMedian.Round(time.Millisecond))
+	progress("%s: %.2f×, %.2f× in a process of its own", res.promoRuns, res.promoMedian.Seconds()/res.floorMedian.Seconds(), res.promoMedian.Seconds()/res.floorOwnMedian.Seconds())
 	return res
 }
 
@@ -746,6 +754,8 @@ var scaleTargets = slices.Concat([]scaleTarget{
 	{fmt.Sprintf("promotions (median of %d)", 2+scaleExtraPromotions), "s", "", 0, func(r *scaleResult) float64 { return r.promoMedian.Seconds() }},
 	{fmt.Sprintf("floors in turns (median of %d)", 3+scaleExtraPromotions), "s", "", 0, func(r *scaleResult) float64 { return r.floorMedian.Seconds() }},
 	{"promotion / floor, medians", "x", "<= 1.5", 1.5, func(r *scaleResult) float64 { return r.promoMedian.Seconds() / r.floorMedian.Seconds() }},
+	{fmt.Sprintf("floors in a process of their own in turns (median of %d)", 3+scaleExtraPromotions), "s", "", 0, func(r *scaleResult) float64 { return r.floorOwnMedian.Seconds() }},
+	{"promotion / floor in a process of its own, medians", "x", "<= 1.5", 1.5, func(r *scaleResult) float64 { return r.promoMedian.Seconds() / r.floorOwnMedian.Seconds() }},
 	{"rsync after promotion, mirror", "KiB", "<= 1024 KiB", 1024, func(r *scaleResult) float64 { return float64(r.promoMirror.literal) / 1024 }},
 	{"rsync after promotion, redirector host", "KiB", "<= 1024 KiB", 1024, func(r *scaleResult) float64 { return float64(r.promoHost.literal) / 1024 }},
 	{"crawl", "s", "", 0, func(r *scaleResult) float64 { return r.crawl.Seconds() }},
