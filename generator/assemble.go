@@ -227,9 +227,9 @@ func (r *run) startWhole(m *layout.Meta, whole map[string]*layout.Repository) *c
 				ok = false
 				continue
 			}
-			c := layout.CarriedBlob(pb)
-			blobs[d] = &c
-			back = append(back, &c)
+			rec := layout.CarriedBlob(pb)
+			blobs[d] = &rec
+			back = append(back, &rec)
 			if mf != nil {
 				manifests[d] = mf
 			}
