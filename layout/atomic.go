@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // File is a file being written atomically: it has a temporary name in its final directory
@@ -135,3 +137,25 @@ func SyncDir(dir string) error {
 	}
 	return nil
 }
+
+// SyncDirs fsyncs the directories dirs side by side (SyncDir each), returning the first
+// error once all are done. A journaling filesystem commits the entries of directories
+// fsynced together in one transaction: one by one, each fsync may wait for a commit of its
+// own while other writers go on changing the filesystem.
+func SyncDirs(dirs []string) error {
+	switch len(dirs) {
+	case 0:
+		return nil
+	case 1:
+		return SyncDir(dirs[0])
+	}
+	var g errgroup.Group
+	g.SetLimit(syncDirsAtOnce)
+	for _, d := range dirs {
+		g.Go(func() error { return SyncDir(d) })
+	}
+	return g.Wait()
+}
+
+// syncDirsAtOnce is how many directories SyncDirs fsyncs at once.
+const syncDirsAtOnce = 32

@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 )
 
-// SyncEachDirMax is the most directories EmptyFiles.Sync fsyncs one by one; beyond it, it
-// syncs the tree's whole filesystem once (syncfs(2), where the system has it).
+// SyncEachDirMax is the most directories EmptyFiles.Sync fsyncs each (SyncDirs); beyond it,
+// it syncs the tree's whole filesystem once (syncfs(2), where the system has it).
 const SyncEachDirMax = 64
 
 // EmptyFiles is a batch of empty files created in place under a root and made durable at
@@ -18,9 +18,9 @@ const SyncEachDirMax = 64
 // Create makes its missing directories and the file itself (a file already there is kept),
 // and Sync makes every entry the batch created or kept durable: the entry of each file in
 // its directory and the entry of each directory Create made in its parent. With at most
-// SyncEachDirMax such directories, Sync fsyncs each once; with more, it syncs the root's
-// filesystem once (syncfs(2) on Linux; elsewhere it fsyncs each directory once). Nothing
-// that needs the files may depend on them before Sync returns.
+// SyncEachDirMax such directories, Sync fsyncs each once, side by side (SyncDirs); with
+// more, it syncs the root's filesystem once (syncfs(2) on Linux; elsewhere it fsyncs each
+// directory once). Nothing that needs the files may depend on them before Sync returns.
 //
 // Create refuses a symbolic link, or anything but a directory, where one of the file's
 // directories below the root should be, and anything but a regular file where the file
@@ -97,12 +97,14 @@ func (b *EmptyFiles) Sync() error {
 		b.whole = false
 		return nil
 	}
+	dirs := make([]string, 0, len(b.dirs))
 	for dir := range b.dirs {
-		if err := SyncDir(b.path(dir)); err != nil {
-			return err
-		}
-		delete(b.dirs, dir)
+		dirs = append(dirs, b.path(dir))
 	}
+	if err := SyncDirs(dirs); err != nil {
+		return err
+	}
+	clear(b.dirs)
 	return nil
 }
 

@@ -632,12 +632,7 @@ func writeTree(dir string, files map[string][]byte, links map[string]string, sam
 			return err
 		}
 	}
-	for d := range dirs {
-		if err := SyncDir(d); err != nil {
-			return err
-		}
-	}
-	return nil
+	return SyncDirs(slices.Collect(maps.Keys(dirs)))
 }
 
 // replaceSymlink points the symbolic link at p to target: a new link under a temporary name,

@@ -175,23 +175,42 @@ func sharedDirDigest(entries map[string]SharedEntry) string {
 // of kind and returns its tree-relative path, SharedDir/<kind>/<hex>: the existing one if
 // there is one, else built under a temporary name, fsynced and renamed into place.
 func (t *Tree) WriteSharedDir(kind string, entries map[string]SharedEntry) (string, error) {
-	if !validKind(kind) {
-		return "", fmt.Errorf("writing shared directory: %q cannot be a kind", kind)
+	rel, made, err := t.writeSharedDir(kind, entries)
+	if err != nil || !made {
+		return rel, err
 	}
-	rel := path.Join(SharedDir, kind, sharedDirDigest(entries))
+	return rel, SyncDir(t.Path(path.Dir(rel)))
+}
+
+// WriteSharedDirNoDirSync is WriteSharedDir without the fsync of the kind's directory after
+// the rename, for callers that write many shared directories and fsync each kind's
+// directory once (SyncDirs) before anything depends on them. The directory's content is
+// durable before its rename, as WriteSharedDir's.
+func (t *Tree) WriteSharedDirNoDirSync(kind string, entries map[string]SharedEntry) (string, error) {
+	rel, _, err := t.writeSharedDir(kind, entries)
+	return rel, err
+}
+
+// writeSharedDir is WriteSharedDirNoDirSync, reporting whether it renamed the directory into
+// place (false: it was there).
+func (t *Tree) writeSharedDir(kind string, entries map[string]SharedEntry) (rel string, made bool, err error) {
+	if !validKind(kind) {
+		return "", false, fmt.Errorf("writing shared directory: %q cannot be a kind", kind)
+	}
+	rel = path.Join(SharedDir, kind, sharedDirDigest(entries))
 	if fi, err := os.Lstat(t.Path(rel)); err == nil && fi.IsDir() {
-		return rel, nil
+		return rel, false, nil
 	}
 	files := map[string][]byte{}
 	links := map[string]string{}
 	same := map[string]string{}
 	for n, e := range entries {
 		if !fs.ValidPath(n) || n == "." || strings.HasPrefix(path.Base(n), TempPrefix) {
-			return "", fmt.Errorf("writing shared directory: %q cannot be an entry", n)
+			return "", false, fmt.Errorf("writing shared directory: %q cannot be an entry", n)
 		}
 		if e.Same != "" {
 			if _, ok := t.sharedEntryOf(e.Same); !ok || !fs.ValidPath(e.Same) {
-				return "", fmt.Errorf("writing shared directory: %q is not in a shared entry", e.Same)
+				return "", false, fmt.Errorf("writing shared directory: %q is not in a shared entry", e.Same)
 			}
 			same[n] = t.Path(e.Same)
 		}
@@ -205,20 +224,20 @@ func (t *Tree) WriteSharedDir(kind string, entries map[string]SharedEntry) (stri
 		t.noteLinked(entries)
 	}
 	if err := os.MkdirAll(t.Path(path.Dir(rel)), 0o755); err != nil {
-		return "", fmt.Errorf("writing shared directory: %w", err)
+		return "", false, fmt.Errorf("writing shared directory: %w", err)
 	}
 	tmp := t.Path(path.Join(path.Dir(rel), TempPrefix+path.Base(rel)))
 	t.noteShared(rel)
 	os.RemoveAll(tmp)
 	if err := writeTree(tmp, files, links, same); err != nil {
 		os.RemoveAll(tmp)
-		return "", fmt.Errorf("writing shared directory: %w", err)
+		return "", false, fmt.Errorf("writing shared directory: %w", err)
 	}
 	if err := os.Rename(tmp, t.Path(rel)); err != nil {
 		os.RemoveAll(tmp)
-		return "", fmt.Errorf("writing shared directory: %w", err)
+		return "", false, fmt.Errorf("writing shared directory: %w", err)
 	}
-	return rel, SyncDir(t.Path(path.Dir(rel)))
+	return rel, true, nil
 }
 
 // SharedDirHolds reports whether entries (as WriteSharedDir takes them; Same is ignored) are

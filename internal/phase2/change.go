@@ -487,7 +487,7 @@ func writeChange(tree *layout.Tree, meta *layout.Meta, change *Change, l live) (
 			if len(sub) == 0 {
 				continue
 			}
-			rel, err := tree.WriteSharedDir(DirKind, sub)
+			rel, err := tree.WriteSharedDirNoDirSync(DirKind, sub) // synced with the rest: syncKinds
 			if err != nil {
 				return nil, err
 			}
@@ -510,6 +510,9 @@ func writeChange(tree *layout.Tree, meta *layout.Meta, change *Change, l live) (
 	entries[RefsMapFile] = layout.SharedEntry{Link: refs}
 	if l.spliced {
 		uses = append(uses, refs)
+	}
+	if err := syncKinds(tree); err != nil {
+		return "", nil, false, err
 	}
 	root, err := tree.WriteSharedDir(RootKind, entries)
 	if err != nil {

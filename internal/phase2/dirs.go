@@ -91,7 +91,7 @@ func writeDirs(tree *layout.Tree, repos map[string]repoEntry) (root map[string]l
 				}
 				continue
 			}
-			dir, err := tree.WriteSharedDir(DirKind, sub)
+			dir, err := tree.WriteSharedDirNoDirSync(DirKind, sub) // synced with the rest: syncKinds
 			if err != nil {
 				return nil, err
 			}

@@ -303,18 +303,40 @@ func WriteTags(tree *layout.Tree, meta *layout.Meta, change *Change) (root strin
 	uses = append(append(uses, dirs...), refs)
 	entries[BaseFile] = layout.SharedEntry{Data: []byte(baseJSON)}
 	entries[RefsMapFile] = layout.SharedEntry{Link: refs}
+	if err := syncKinds(tree); err != nil {
+		return "", nil, err
+	}
 	if root, err = tree.WriteSharedDir(RootKind, entries); err != nil {
 		return "", nil, err
 	}
 	return root, uses, nil
 }
 
+// syncKinds makes durable the renames of the v2-tags and v2-dir entries written without
+// (writeRepo, writeDirs, writeChange), once, before the root entry that links to them is
+// written: each kind's directory fsynced, side by side (layout.SyncDirs), instead of once
+// per entry.
+func syncKinds(tree *layout.Tree) error {
+	err := layout.SyncDirs([]string{
+		tree.Path(path.Join(layout.SharedDir, RepoKind)),
+		tree.Path(path.Join(layout.SharedDir, DirKind)),
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil // a kind none was written of
+	}
+	if err != nil {
+		return fmt.Errorf("writing the phase-2 tag files: %w", err)
+	}
+	return nil
+}
+
 // baseJSON is _base.json, the answer to GET /v2/.
 const baseJSON = "{}"
 
-// writeRepo stores repository name's tag files (repoTags) as its v2-tags entry.
+// writeRepo stores repository name's tag files (repoTags) as its v2-tags entry, its rename
+// not yet durable (syncKinds).
 func writeRepo(tree *layout.Tree, name string, files map[string]layout.SharedEntry) (string, error) {
-	dir, err := tree.WriteSharedDir(RepoKind, files)
+	dir, err := tree.WriteSharedDirNoDirSync(RepoKind, files)
 	if err != nil {
 		return "", fmt.Errorf("writing the tag files of %s: %w", name, err)
 	}
