@@ -393,10 +393,11 @@ func renderListed(tree *layout.Tree, tmpDir, name, module, file string, u reused
 	if err != nil {
 		return nil, err
 	}
+	c := startChecksums(sums) // read once, while the entries are sorted
 	sortByTime(entries)
 	at := slices.IndexFunc(entries, func(e Entry) bool { return e.Path == file })
 	for range 8 {
-		data, err := render(entries, sums)
+		data, err := renderWith(entries, c)
 		if err != nil {
 			return nil, err
 		}
@@ -517,6 +518,7 @@ func writeSpliced(w io.Writer, tree *layout.Tree, tmpDir, name, module, file str
 	if err != nil {
 		return false, nil
 	}
+	c := startChecksums(sums) // read while the lines are made
 	sortByTime(others)
 	for i := 1; i < len(others); i++ {
 		if others[i].Time == others[i-1].Time && others[i].Path == others[i-1].Path {
@@ -620,7 +622,7 @@ func writeSpliced(w io.Writer, tree *layout.Tree, tmpDir, name, module, file str
 		}
 	}
 	next(0, nil, true)
-	tail, err = appendSums(tail, sums)
+	tail, err = appendSums(tail, c)
 	if err != nil {
 		return false, nil
 	}
@@ -745,6 +747,11 @@ var listHead = fmt.Sprintf("[Version]\n%d\n\n[Files]\n", Version)
 
 // render writes the list of entries; the checksummed files are read from the OS paths in sums.
 func render(entries []Entry, sums map[string]string) ([]byte, error) {
+	return renderWith(entries, startChecksums(sums))
+}
+
+// renderWith is render with the checksummed files read (startChecksums).
+func renderWith(entries []Entry, c *checksums) ([]byte, error) {
 	// A line is about the size of its path and 30 bytes more; appended without fmt, which
 	// took most of a render's time at scale.
 	n := 0
@@ -756,7 +763,7 @@ func render(entries []Entry, sums map[string]string) ([]byte, error) {
 	for _, e := range entries {
 		b = appendLine(b, e)
 	}
-	return appendSums(b, sums)
+	return appendSums(b, c)
 }
 
 // appendLine appends the [Files] line of e to b.
@@ -771,24 +778,48 @@ func appendLine(b []byte, e Entry) []byte {
 	return append(b, '\n')
 }
 
-// appendSums appends the end of [Files] and the rest of the list to b; the checksummed files
-// are read from the OS paths in sums.
-func appendSums(b []byte, sums map[string]string) ([]byte, error) {
-	b = append(b, "\n[Checksums SHA1]\n"...)
-	for _, rel := range Checksummed {
-		sum, err := sha1Of(sums[rel])
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("listing the tree: %w", err)
-		}
-		b = hex.AppendEncode(b, sum)
-		b = append(b, '\t')
-		b = append(b, rel...)
-		b = append(b, '\n')
+// appendSums appends the end of [Files] and the rest of the list to b, once c's files are
+// read.
+func appendSums(b []byte, c *checksums) ([]byte, error) {
+	<-c.done
+	if c.err != nil {
+		return nil, c.err
 	}
+	b = append(b, "\n[Checksums SHA1]\n"...)
+	b = append(b, c.lines...)
 	return append(b, "\n[End]\n"...), nil
+}
+
+// checksums are the lines of a list's [Checksums SHA1], read on a goroutine of their own
+// (startChecksums) while the [Files] lines are made: index.json is megabytes.
+type checksums struct {
+	done  chan struct{} // closed once lines or err is set
+	lines []byte
+	err   error
+}
+
+// startChecksums starts reading the SHA-1 of each of the Checksummed files, at the OS paths in
+// sums; one that is not there is left out.
+func startChecksums(sums map[string]string) *checksums {
+	c := &checksums{done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for _, rel := range Checksummed {
+			sum, err := sha1Of(sums[rel])
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				c.err = fmt.Errorf("listing the tree: %w", err)
+				return
+			}
+			c.lines = hex.AppendEncode(c.lines, sum)
+			c.lines = append(c.lines, '\t')
+			c.lines = append(c.lines, rel...)
+			c.lines = append(c.lines, '\n')
+		}
+	}()
+	return c
 }
 
 // sha1Of is the SHA-1 of the file at the OS path p, read a small buffer at a time (io.Copy):
