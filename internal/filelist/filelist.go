@@ -47,6 +47,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/regmirror/regmirror/layout"
 )
 
@@ -253,32 +255,49 @@ func previousList(tree *layout.Tree, module string) (prev []byte, unmap func(), 
 }
 
 // readAgain lists the dirty paths that are there (and listed), with what lies below those
-// read again whole.
+// read again whole, in no order. The paths are read side by side (readersAgain at once):
+// the shared entries a promotion reads again whole are thousands of files, each a system
+// call that waits little and computes less.
 func readAgain(tree *layout.Tree, u reused) ([]Entry, error) {
-	var entries []Entry
+	paths := make([]string, 0, len(u.dirty))
 	for rel := range u.dirty {
-		fi, err := os.Lstat(tree.Path(rel))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("listing the tree: %w", err)
-		}
-		e, ok := entryOf(rel, fi)
-		if !ok || unlisted(rel, path.Base(rel)) {
-			continue
-		}
-		entries = append(entries, e)
-		if u.whole[rel] && e.Type == "d" {
-			below, err := scanSkipping(tree.Path(rel), rel, nil)
-			if err != nil {
-				return nil, fmt.Errorf("listing the tree: %w", err)
-			}
-			entries = append(entries, below...)
-		}
+		paths = append(paths, rel)
 	}
-	return entries, nil
+	found := make([][]Entry, len(paths))
+	var g errgroup.Group
+	g.SetLimit(readersAgain)
+	for i, rel := range paths {
+		g.Go(func() error {
+			fi, err := os.Lstat(tree.Path(rel))
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("listing the tree: %w", err)
+			}
+			e, ok := entryOf(rel, fi)
+			if !ok || unlisted(rel, path.Base(rel)) {
+				return nil
+			}
+			found[i] = []Entry{e}
+			if u.whole[rel] && e.Type == "d" {
+				below, err := scanSkipping(tree.Path(rel), rel, nil)
+				if err != nil {
+					return fmt.Errorf("listing the tree: %w", err)
+				}
+				found[i] = append(found[i], below...)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return slices.Concat(found...), nil
 }
+
+// readersAgain is how many paths readAgain reads at once.
+const readersAgain = 4
 
 // parseFiles returns the [Files] entries of a file list whose path starts with one of
 // prefixes, and false when data is not a list this package wrote.
