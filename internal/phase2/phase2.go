@@ -317,14 +317,15 @@ func WriteTags(tree *layout.Tree, meta *layout.Meta, change *Change) (root strin
 // written: each kind's directory fsynced, side by side (layout.SyncDirs), instead of once
 // per entry.
 func syncKinds(tree *layout.Tree) error {
-	err := layout.SyncDirs([]string{
-		tree.Path(path.Join(layout.SharedDir, RepoKind)),
-		tree.Path(path.Join(layout.SharedDir, DirKind)),
-	})
-	if errors.Is(err, fs.ErrNotExist) {
-		err = nil // a kind none was written of
+	var dirs []string
+	for _, kind := range []string{RepoKind, DirKind} {
+		dir := tree.Path(path.Join(layout.SharedDir, kind))
+		if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+			continue // a kind none was written of
+		}
+		dirs = append(dirs, dir)
 	}
-	if err != nil {
+	if err := layout.SyncDirs(dirs); err != nil {
 		return fmt.Errorf("writing the phase-2 tag files: %w", err)
 	}
 	return nil
