@@ -231,7 +231,8 @@ func (t *Tree) Publish(m *Meta) (Stamp, error) { return t.PublishWith(m, Publica
 // p.Files, links to index.json, p.Shared, the subsets' filters and p.Links (shared entries:
 // SharedDir), the list of p.Uses, then p.Finish's shared files; everything fsynced, then
 // renamed into place; index.json and the filters spliced from the live publication's when
-// the metadata's change since it is known: publicationFiles), then
+// the metadata's change since it is known: publicationFiles; their writes take the pages of
+// the large shared files only older publications reach, given back first: releaseSuperseded), then
 // switches regmirror/live to it by renaming a new symbolic link over the old one: the last
 // write, and the one step in which everything a reader sees through live (the stamp,
 // index.json, tags, tag lists, the file list) changes together. Until that rename readers see
@@ -250,6 +251,14 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	if err := t.removeStalePub(); err != nil {
 		return Stamp{}, err
 	}
+	// The page cache of the files only older publications reach is given back while the
+	// metadata is compared, before the writes that take its pages.
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		t.releaseSuperseded()
+	}()
+	defer func() { <-released }() // whatever the publish returns, the release has returned too
 	m.Format = FormatVersion
 	prepared := prepare(p.Prepare)
 	defer prepared() // whatever the publish returns, Prepare has returned too
@@ -262,6 +271,7 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 		return Stamp{}, err
 	}
 	defer release() // the files may be the live publication's, mapped
+	<-released
 	contents, err := t.pubContents(m.Generation, idx, filters, p, prepared)
 	if err != nil {
 		return Stamp{}, fmt.Errorf("publishing: %w", err)
