@@ -178,7 +178,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			// A dry run writes nothing, not even the cache. What the load takes from a copy
 			// is used until the run ends (the deferred calls below run before this one).
 			defer r.tree.UsePackCache(o.CacheDir)()
-			if err := os.MkdirAll(r.blobDir, 0o755); err != nil {
+			if err := layout.MkdirAllSynced(r.blobDir); err != nil {
 				return nil, fmt.Errorf("creating the tree: %w", err)
 			}
 			release, err := r.tree.Lock(0)

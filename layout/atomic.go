@@ -35,7 +35,7 @@ func CreateFile(path string) (*File, error) {
 	if dir == "" {
 		dir = "."
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := MkdirAllSynced(dir); err != nil {
 		return nil, fmt.Errorf("creating directory: %w", err)
 	}
 	var rnd [6]byte
@@ -123,6 +123,37 @@ func WriteFileFunc(path string, write func(io.Writer) error) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return f.Commit()
+}
+
+// MkdirAllSynced makes the directory dir and any missing parents (os.MkdirAll, mode 0755),
+// and makes the entry of each directory it makes durable: the parent of each is fsynced
+// (SyncDirs) before it returns. Nothing is fsynced when dir exists. A directory's own entries
+// are its caller's to make durable, as with any directory.
+func MkdirAllSynced(dir string) error { return mkdirAllSynced(dir, SyncDirs) }
+
+// mkdirAllSynced is MkdirAllSynced with the fsync of the parents given (for the tests).
+func mkdirAllSynced(dir string, syncDirs func([]string) error) error {
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		return nil
+	}
+	// The directories missing, deepest first, found before MkdirAll makes them; one made
+	// meanwhile by another writer has its parent fsynced too, which does no harm.
+	var parents []string
+	for d := filepath.Clean(dir); ; {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		}
+		up := filepath.Dir(d)
+		if up == d {
+			break
+		}
+		parents = append(parents, up)
+		d = up
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return syncDirs(parents)
 }
 
 // SyncDir fsyncs a directory, making renames and creations in it durable.

@@ -536,7 +536,7 @@ func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finis
 	sharedPath := func(rel string) string {
 		if _, ok := paths[rel]; !ok {
 			paths[rel] = t.SharedSeqPath(rel, generation)
-			if err := os.MkdirAll(t.Path(path.Dir(paths[rel])), 0o755); err != nil && mkErr == nil {
+			if err := MkdirAllSynced(t.Path(path.Dir(paths[rel]))); err != nil && mkErr == nil {
 				mkErr = err
 			}
 		}

@@ -223,7 +223,7 @@ func (t *Tree) writeSharedDir(kind string, entries map[string]SharedEntry) (rel 
 	if len(same) > 0 {
 		t.noteLinked(entries)
 	}
-	if err := os.MkdirAll(t.Path(path.Dir(rel)), 0o755); err != nil {
+	if err := MkdirAllSynced(t.Path(path.Dir(rel))); err != nil {
 		return "", false, fmt.Errorf("writing shared directory: %w", err)
 	}
 	tmp := t.Path(path.Join(path.Dir(rel), TempPrefix+path.Base(rel)))
