@@ -3,7 +3,6 @@ package layout
 import (
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 )
 
@@ -53,7 +52,7 @@ func (t *Tree) pubLargeFiles(name string) map[string]bool {
 			return
 		}
 		for _, e := range ents {
-			p := dir + "/" + e.Name()
+			p := filepath.Join(dir, e.Name())
 			if e.IsDir() && depth == 0 {
 				visit(p, depth+1) // a publication's own directory (subsets)
 				continue
@@ -79,6 +78,6 @@ func (t *Tree) pubLargeFiles(name string) map[string]bool {
 			}
 		}
 	}
-	visit(t.Path(path.Clean(PubPath(name))), 0)
+	visit(t.Path(PubPath(name)), 0)
 	return files
 }
