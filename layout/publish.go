@@ -580,6 +580,11 @@ func (t *Tree) writePub(tmp, name string, generation uint64, c pubEntries, finis
 // filesystem, too many links, a system without hard links to symbolic links) it is written.
 func writeTree(dir string, files map[string][]byte, links map[string]string, same map[string]string) error {
 	dirs := map[string]bool{dir: true}
+	// dir's parent may be new (regmirror/pub at the first publish): its entry is made
+	// durable; dir's own, the caller's.
+	if err := MkdirAllSynced(filepath.Dir(dir)); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
