@@ -223,13 +223,10 @@ func (t *Tree) writeSharedDir(kind string, entries map[string]SharedEntry) (rel 
 	if len(same) > 0 {
 		t.noteLinked(entries)
 	}
-	if err := MkdirAllSynced(t.Path(path.Dir(rel))); err != nil {
-		return "", false, fmt.Errorf("writing shared directory: %w", err)
-	}
 	tmp := t.Path(path.Join(path.Dir(rel), TempPrefix+path.Base(rel)))
 	t.noteShared(rel)
 	os.RemoveAll(tmp)
-	if err := writeTree(tmp, files, links, same); err != nil {
+	if err := writeTree(tmp, files, links, same); err != nil { // makes the kind's directory (MkdirAllSynced)
 		os.RemoveAll(tmp)
 		return "", false, fmt.Errorf("writing shared directory: %w", err)
 	}
