@@ -150,20 +150,14 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 // startWhole.
 type prevCopy struct {
 	manifests map[layout.Digest]*layout.Manifest
-	blobs     map[layout.Digest]*layout.Blob
-	recs      []layout.Blob // the records blobs points at
+	blobs     *layout.BlobsCopy
 }
 
 // copyPrevious copies prev's manifests and blobs maps (maps.Clone copies a map's storage
 // wholesale, where inserts hash every key into a fresh map), each blob record copied
-// (layout.CarriedBlob) into one allocation. It only reads prev.
+// (layout.CopyBlobs). It only reads prev.
 func copyPrevious(prev *layout.Meta) *prevCopy {
-	c := &prevCopy{manifests: maps.Clone(prev.Manifests), blobs: maps.Clone(prev.Blobs), recs: make([]layout.Blob, 0, len(prev.Blobs))}
-	for d, pb := range c.blobs {
-		c.recs = append(c.recs, layout.CarriedBlob(pb))
-		c.blobs[d] = &c.recs[len(c.recs)-1]
-	}
-	return c
+	return &prevCopy{manifests: maps.Clone(prev.Manifests), blobs: layout.CopyBlobs(prev.Blobs)}
 }
 
 // startWhole starts m's manifests and blobs from the previous generation's when the
@@ -189,7 +183,7 @@ func (r *run) startWhole(m *layout.Meta, whole map[string]*layout.Repository) *c
 	} else {
 		c = copyPrevious(prev)
 	}
-	manifests, blobs, recs := c.manifests, c.blobs, c.recs
+	manifests, blobs, recs := c.manifests, c.blobs.Blobs, c.blobs.Records
 	drop := func(list []layout.Digest) {
 		for _, d := range list {
 			delete(manifests, d)
@@ -247,7 +241,8 @@ func (r *run) startWhole(m *layout.Meta, whole map[string]*layout.Repository) *c
 	if !ok || nBlobs != len(blobs) || nManifests != len(manifests) {
 		return nil
 	}
-	m.Manifests, m.Blobs = manifests, blobs
+	m.Manifests = manifests
+	m.StartBlobs(c.blobs) // blobs, which its publish compares with prev's record by record
 	return &carried{recs: recs, back: back, prev: prev.Generation}
 }
 

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -98,8 +100,95 @@ func TestContentDiffDifferential(t *testing.T) {
 					break
 				}
 				sameTouched(t, "shared", diffReference(sh, &next), sh.diff(&next))
+				// Blobs started from a copy of the loaded ones (StartBlobs), as generate
+				// starts them, then changed every way: compared record by record where the
+				// copy applies.
+				for _, c := range copiedCases(g, sh.blobs) {
+					next := *m
+					next.Manifests = maps.Clone(m.Manifests)
+					c.change(&next)
+					sameTouched(t, "copied: "+c.name, diffReference(sh, &next), sh.diff(&next))
+				}
 			}
 		})
+	}
+}
+
+// copiedCase is a successor's blobs started from a copy (StartBlobs) and changed.
+type copiedCase struct {
+	name   string
+	change func(next *Meta)
+}
+
+// copiedCases are the ways a successor's blobs copied from live (the loaded generation's)
+// can change, each of which the diff must see.
+func copiedCases(g *metaGen, live map[Digest]*Blob) []copiedCase {
+	some := func(m map[Digest]*Blob, n int) []Digest {
+		var ds []Digest
+		for d := range m {
+			if len(ds) == n {
+				break
+			}
+			ds = append(ds, d)
+		}
+		slices.SortFunc(ds, func(a, b Digest) int { return strings.Compare(a.String(), b.String()) })
+		return ds
+	}
+	return []copiedCase{
+		{"unchanged", func(next *Meta) { next.StartBlobs(CopyBlobs(live)) }},
+		{"changed in place", func(next *Meta) {
+			next.StartBlobs(CopyBlobs(live))
+			for i, d := range some(next.Blobs, 3) {
+				b := next.Blobs[d]
+				switch i {
+				case 0:
+					b.Size++
+				case 1:
+					b.Retired = g.time()
+				default:
+					b.Subsets ^= 2
+				}
+			}
+		}},
+		{"removed and added", func(next *Meta) {
+			next.StartBlobs(CopyBlobs(live))
+			for _, d := range some(next.Blobs, 2) {
+				delete(next.Blobs, d)
+			}
+			next.Blobs[g.digest()] = &Blob{Size: 1, Since: next.Generation}
+		}},
+		{"records swapped between digests", func(next *Meta) {
+			next.StartBlobs(CopyBlobs(live))
+			if ds := some(next.Blobs, 2); len(ds) == 2 {
+				next.Blobs[ds[0]], next.Blobs[ds[1]] = next.Blobs[ds[1]], next.Blobs[ds[0]]
+			}
+		}},
+		{"a record replaced by another", func(next *Meta) {
+			next.StartBlobs(CopyBlobs(live))
+			for _, d := range some(next.Blobs, 1) {
+				b := *next.Blobs[d]
+				b.Since++
+				next.Blobs[d] = &b
+			}
+		}},
+		{"copied from another map", func(next *Meta) {
+			// A copy of other content: its records are not what the diff compares with.
+			other := maps.Clone(live)
+			for _, d := range some(other, 1) {
+				b := *other[d]
+				b.Size += 7
+				other[d] = &b
+			}
+			next.StartBlobs(CopyBlobs(other))
+		}},
+		{"the copy's map copied again", func(next *Meta) {
+			c := CopyBlobs(live)
+			next.StartBlobs(c)
+			next.Blobs = maps.Clone(c.Blobs)
+			for _, d := range some(next.Blobs, 1) {
+				next.Blobs[d].Size++
+			}
+		}},
 	}
 }
 
@@ -108,4 +197,28 @@ func sameTouched(t *testing.T, what string, want, got *touched) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("%s: diff touched %+v, want %+v", what, got, want)
 	}
+}
+
+// BenchmarkContentDiff compares a 10-tag promotion of metadata shaped like the scale
+// benchmark's tree (REGMIRROR_SCALE_MANIFESTS, default 90000) with the generation before it,
+// built as generate builds a successor: the maps copied, each blob record copied, the
+// manifests and the untouched repositories shared.
+func BenchmarkContentDiff(b *testing.B) {
+	g, n := scaleGen(90000)
+	next, tag := g.scale(n)
+	// The live generation's content, and its successor: what tag adds goes into next's maps.
+	s := snapshot("root", next)
+	next.StartBlobs(CopyBlobs(s.blobs))
+	for name, r := range next.Repositories {
+		next.Repositories[name] = &Repository{Tags: maps.Clone(r.Tags), Manifests: slices.Clone(r.Manifests), Blobs: slices.Clone(r.Blobs)}
+	}
+	g.promoteScale(next, n, tag)
+	var got *touched
+	for b.Loop() {
+		got = s.diff(next)
+	}
+	if len(got.blobs) == 0 || len(got.repos)+len(got.repoParts) == 0 {
+		b.Fatalf("the diff found no change: %d blobs, %d repositories", len(got.blobs), len(got.repos)+len(got.repoParts))
+	}
+	b.ReportMetric(float64(len(next.Blobs)), "blobs")
 }

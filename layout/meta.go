@@ -89,6 +89,9 @@ type Meta struct {
 	// names, AnyArchitecture, ArchiveSubset. Empty in metadata written before subsets: every
 	// mirror then carries every blob. See Membership.
 	Subsets []string `json:"subsets,omitempty"`
+
+	// blobsCopy is the copy Blobs started from (StartBlobs), if any.
+	blobsCopy *BlobsCopy
 }
 
 // Repository is one published repository.

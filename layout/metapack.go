@@ -950,23 +950,107 @@ func snapshot(root string, m *Meta) *contentState {
 // diff returns the keys whose values differ between s and m's content.
 func (s *contentState) diff(m *Meta) *touched {
 	t := newTouched()
-	// The blobs, most of the records and each a lookup in another map (the time goes to
-	// memory, not to instructions), are compared in two halves: one on a goroutine of its
-	// own, while this one compares the other and then the other maps. Each walk only reads.
-	var (
-		other      map[Digest]bool
-		otherFound int
-	)
+	// The time goes to memory, not to instructions: each record a lookup in another map. The
+	// walks are split into parts (the blobs and the manifests each in two, by Digest.side)
+	// that two workers take in turn, the largest first, each part writing only its own
+	// result. Each walk only reads s and m.
+	type keys struct {
+		differ map[Digest]bool
+		found  int // m's keys s has: fewer than s's, and s has keys m lacks
+	}
+	var blobs, manifests [2]keys
+	var orphansFound, reposFound int
+	parts := []func(){
+		func() { blobs[0].differ, blobs[0].found = s.diffBlobs(m, 0) },
+		func() { blobs[1].differ, blobs[1].found = s.diffBlobs(m, 1) },
+		func() { manifests[0].differ, manifests[0].found = s.diffManifests(m, 0) },
+		func() { manifests[1].differ, manifests[1].found = s.diffManifests(m, 1) },
+		func() { reposFound = s.diffRepos(m, t) },
+		func() { t.orphans, orphansFound = s.diffOrphans(m) },
+	}
+	var next atomic.Int32
+	work := func() {
+		for i := int(next.Add(1)) - 1; i < len(parts); i = int(next.Add(1)) - 1 {
+			parts[i]()
+		}
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		other, otherFound = s.diffBlobs(m, 1)
+		work()
 	}()
-	blobs, blobsFound := s.diffBlobs(m, 0)
-	// Each map is walked once, and the old one again only when some of its keys are not in
-	// the new one (found counts those that are): a promotion removes little, a crawl nothing.
-	found := 0
+	work()
+	<-done
+	// Each old map is walked again only when some of its keys are not in the new one: a
+	// promotion removes little, a crawl nothing.
+	t.blobs, t.manifests = blobs[0].differ, manifests[0].differ
+	maps.Copy(t.blobs, blobs[1].differ)
+	maps.Copy(t.manifests, manifests[1].differ)
+	if blobs[0].found+blobs[1].found < len(s.blobs) {
+		for d := range s.blobs {
+			if m.Blobs[d] == nil {
+				t.blobs[d] = true
+			}
+		}
+	}
+	if manifests[0].found+manifests[1].found < len(s.manifests) {
+		for d := range s.manifests {
+			if m.Manifests[d] == nil {
+				t.manifests[d] = true
+			}
+		}
+	}
+	if orphansFound < len(s.orphans) {
+		for d := range s.orphans {
+			if m.Orphans[d] == nil {
+				t.orphans[d] = true
+			}
+		}
+	}
+	if reposFound < len(s.repos) {
+		for n := range s.repos {
+			if m.Repositories[n] == nil {
+				t.repos[n] = true
+			}
+		}
+	}
+	return t
+}
+
+// diffBlobs is diff's part for the blobs of m on side (Digest.side): the keys of those that
+// differ from s's or that s lacks, and how many of them s has.
+func (s *contentState) diffBlobs(m *Meta, side byte) (map[Digest]bool, int) {
+	differ, found := map[Digest]bool{}, 0
+	copied := m.copiedFromMap(s.blobs)
+	for d, v := range m.Blobs {
+		if d.side() != side {
+			continue
+		}
+		var o *Blob
+		if copied {
+			o = m.copiedFrom(d, v) // s.blobs[d], without the lookup
+		}
+		ok := o != nil
+		if !ok {
+			o, ok = s.blobs[d]
+		}
+		if ok {
+			found++
+		}
+		if !ok || !blobEqual(*o, *v) {
+			differ[d] = true
+		}
+	}
+	return differ, found
+}
+
+// diffManifests is diffBlobs for the manifests.
+func (s *contentState) diffManifests(m *Meta, side byte) (map[Digest]bool, int) {
+	differ, found := map[Digest]bool{}, 0
 	for d, v := range m.Manifests {
+		if d.side() != side {
+			continue
+		}
 		// The bytes are named by their digest, but a Meta could still hold others (the
 		// redirector refuses them); unchanged bytes are the same array, compared at once.
 		o, ok := s.manifests[d]
@@ -974,34 +1058,31 @@ func (s *contentState) diff(m *Meta) *touched {
 			found++
 		}
 		if !ok || o != v && (o.MediaType != v.MediaType || !bytes.Equal(o.Data, v.Data)) {
-			t.manifests[d] = true
+			differ[d] = true
 		}
 	}
-	if found < len(s.manifests) {
-		for d := range s.manifests {
-			if m.Manifests[d] == nil {
-				t.manifests[d] = true
-			}
-		}
-	}
-	found = 0
+	return differ, found
+}
+
+// diffOrphans is diffBlobs for the orphans, all of them.
+func (s *contentState) diffOrphans(m *Meta) (map[Digest]bool, int) {
+	differ, found := map[Digest]bool{}, 0
 	for d, v := range m.Orphans {
 		o, ok := s.orphans[d]
 		if ok {
 			found++
 		}
 		if !ok || o.Size != v.Size || o.Since != v.Since || o.Subsets != v.Subsets || !o.Unreferenced.Equal(v.Unreferenced) {
-			t.orphans[d] = true
+			differ[d] = true
 		}
 	}
-	if found < len(s.orphans) {
-		for d := range s.orphans {
-			if m.Orphans[d] == nil {
-				t.orphans[d] = true
-			}
-		}
-	}
-	found = 0
+	return differ, found
+}
+
+// diffRepos records in t's repos and repoParts the repositories of m that differ from s's
+// (diffRepo) or that s lacks, and returns how many of them s has.
+func (s *contentState) diffRepos(m *Meta, t *touched) int {
+	found := 0
 	for n, r := range m.Repositories {
 		o := s.repos[n]
 		if o == nil {
@@ -1011,43 +1092,7 @@ func (s *contentState) diff(m *Meta) *touched {
 		found++
 		diffRepo(o, r, func() *repoTouched { return t.part(n) })
 	}
-	if found < len(s.repos) {
-		for n := range s.repos {
-			if m.Repositories[n] == nil {
-				t.repos[n] = true
-			}
-		}
-	}
-	<-done
-	t.blobs = blobs
-	maps.Copy(t.blobs, other)
-	if blobsFound+otherFound < len(s.blobs) {
-		for d := range s.blobs {
-			if m.Blobs[d] == nil {
-				t.blobs[d] = true
-			}
-		}
-	}
-	return t
-}
-
-// diffBlobs is diff's part for the blobs of m in half (Digest.Half): the keys of those that
-// differ from s's or that s lacks, and how many of them s has.
-func (s *contentState) diffBlobs(m *Meta, half byte) (map[Digest]bool, int) {
-	differ, found := map[Digest]bool{}, 0
-	for d, v := range m.Blobs {
-		if d.Half() != half {
-			continue
-		}
-		o, ok := s.blobs[d]
-		if ok {
-			found++
-		}
-		if !ok || !blobEqual(*o, *v) {
-			differ[d] = true
-		}
-	}
-	return differ, found
+	return found
 }
 
 func blobEqual(a, b Blob) bool {

@@ -626,6 +626,7 @@ func TestMetaFieldsStored(t *testing.T) {
 		"Format": "root", "Generation": "root", "Created": "root", "Source": "root", "Subsets": "root", "GCGrace": "root",
 		"Repositories": "pack", "Manifests": "pack", "Blobs": "pack", "Orphans": "pack",
 		"Origin": "network", "Mirrors": "network", "MinMirrors": "network", "Regions": "network", "VariantSets": "network",
+		"blobsCopy": "none: how Blobs was made (StartBlobs), not content",
 	}
 	for f := range reflect.TypeFor[Meta]().Fields() {
 		if stored[f.Name] == "" {
