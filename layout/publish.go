@@ -75,6 +75,10 @@ type Publication struct {
 	// there and linked like Shared. A file returned nil Finish stored there itself, whole and
 	// synced (WriteFileFunc), as large files are best written as they are made.
 	Finish func(tmpDir, name string, sharedPath func(rel string) string) (map[string][]byte, error)
+	// Rendered, when not nil, is called once index.json and the filters are rendered, from
+	// where the publish mostly waits for the file system (the files stored and synced,
+	// Prepare): work for Finish that needs no file of the publication may start then.
+	Rendered func()
 }
 
 // indexDescriptor is one entry of index.json, as encoding/json would render it (the tests
@@ -271,6 +275,9 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 		return Stamp{}, err
 	}
 	defer release() // the files may be the live publication's, mapped
+	if p.Rendered != nil {
+		p.Rendered()
+	}
 	<-released
 	contents, err := t.pubContents(m.Generation, idx, filters, p, prepared)
 	if err != nil {

@@ -25,11 +25,16 @@ func TestPublishWith(t *testing.T) {
 	m.Repositories["fedora"] = &Repository{Tags: map[string]Digest{"42": d}, Manifests: []Digest{d}}
 	m.Manifests[d] = &Manifest{MediaType: "application/vnd.oci.image.manifest.v1+json", Data: []byte(`{"schemaVersion":2}`)}
 	var finished string
+	rendered := 0
 	s1, err := tree.PublishWith(m, Publication{
 		Files:     map[string][]byte{"v2/fedora/_tags.json": []byte("one")},
 		RootLinks: []string{"list"},
+		Rendered:  func() { rendered++ },
 		Finish: func(dir, name string, _ func(string) string) (map[string][]byte, error) {
 			finished = name
+			if rendered != 1 {
+				t.Errorf("Finish: Rendered called %d times before, want once", rendered)
+			}
 			if _, err := os.Lstat(filepath.Join(dir, PubIndex)); err != nil {
 				t.Errorf("Finish: the publication has no %s yet: %v", PubIndex, err)
 			}

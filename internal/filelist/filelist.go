@@ -46,6 +46,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sync/errgroup"
 
@@ -96,18 +97,41 @@ func Name(module string) string {
 // publication's RootLinks.
 //
 // reuse, when not empty, spares listing directories whose changes since the live
-// publication's list the caller knows: see Reuse.
-func Finish(tree *layout.Tree, module string, reuse []Reuse) (func(tmpDir, name string, sharedPath func(string) string) (map[string][]byte, error), error) {
+// publication's list the caller knows: see Reuse. The live list's lines a splice copies are
+// then parsed ahead once start is called (layout.Publication.Rendered: while the publish
+// waits for the file system), so that the render only picks and copies them; without start,
+// Finish parses them itself.
+func Finish(tree *layout.Tree, module string, reuse []Reuse) (finish func(tmpDir, name string, sharedPath func(string) string) (map[string][]byte, error), start func(), err error) {
 	if strings.ContainsAny(module, "/\\ \t\n") || strings.HasPrefix(module, ".") {
-		return nil, fmt.Errorf("file list module %q: want a plain name such as %q", module, DefaultModule)
+		return nil, nil, fmt.Errorf("file list module %q: want a plain name such as %q", module, DefaultModule)
+	}
+	parsed := make(chan *liveList, 1)
+	var started, taken sync.Once
+	start = func() {
+		started.Do(func() {
+			if len(reuse) == 0 {
+				parsed <- nil
+				return
+			}
+			go func() { parsed <- parseLive(tree, module, reusePrefixes(reuse)) }()
+		})
 	}
 	return func(tmpDir, name string, sharedPath func(string) string) (map[string][]byte, error) {
-		data, err := storePending(tree, tmpDir, name, module, sharedPath(Name(module)), reuse)
+		var live *liveList // parsed ahead, for the first call only
+		taken.Do(func() {
+			ahead := true
+			started.Do(func() { ahead = false }) // not started: start does nothing from now on
+			if ahead {
+				live = <-parsed
+			}
+		})
+		defer live.release()
+		data, err := storePending(tree, tmpDir, name, module, sharedPath(Name(module)), reuse, live)
 		if err != nil {
 			return nil, err
 		}
 		return map[string][]byte{Name(module): data}, nil // nil: stored (layout.Publication.Finish)
-	}, nil
+	}, start, nil
 }
 
 // Reuse is a directory of the tree whose entries the live publication's list holds as they
@@ -340,14 +364,14 @@ func parseFiles(data []byte, prefixes []string) ([]Entry, bool) {
 // layout.WriteFileFunc) and returns nil; any other it renders and returns, for the publish
 // to store. A list built whole is as large as the tree's listing (50 MB at 90,000
 // manifests), each page of it fresh memory.
-func storePending(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse) ([]byte, error) {
+func storePending(tree *layout.Tree, tmpDir, name, module, file string, reuse []Reuse, live *liveList) ([]byte, error) {
 	var u reused
 	if len(reuse) > 0 {
 		var err error
 		if u, err = resolveReuse(reuse, madePaths(name, file)); err != nil {
 			return nil, err
 		}
-		if stored, err := storeSpliced(tree, tmpDir, name, module, file, u, fsNow); stored || err != nil {
+		if stored, err := storeSpliced(tree, tmpDir, name, module, file, u, fsNow, live); stored || err != nil {
 			return nil, err
 		}
 	}
@@ -357,9 +381,9 @@ func storePending(tree *layout.Tree, tmpDir, name, module, file string, reuse []
 // storeSpliced writes writeSpliced's list into the tree-relative file (through
 // layout.WriteFileFunc: complete and synced, or not there); false, with nothing written,
 // where writeSpliced gives false.
-func storeSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64) (bool, error) {
+func storeSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64, live *liveList) (bool, error) {
 	err := layout.WriteFileFunc(tree.Path(file), func(w io.Writer) error {
-		ok, err := writeSpliced(w, tree, tmpDir, name, module, file, u, now)
+		ok, err := writeSpliced(w, tree, tmpDir, name, module, file, u, now, live)
 		if err == nil && !ok {
 			err = errNotSpliced
 		}
@@ -508,23 +532,22 @@ var splicedChunk = 1 << 20
 // when the new publication would be below a Reuse directory, and on any error (the other
 // paths the publish makes or changes are read again where below one: madePaths); an error
 // is w's.
-func writeSpliced(w io.Writer, tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64) (bool, error) {
+func writeSpliced(w io.Writer, tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64, live *liveList) (bool, error) {
 	if len(u.dirs) == 0 {
-		return false, nil
-	}
-	prev, unmap, ok := previousList(tree, module)
-	if !ok {
-		return false, nil
-	}
-	defer unmap() // the lines kept are copied into the new list
-	lines, ok := bytes.CutPrefix(prev, []byte(listHead))
-	if !ok {
 		return false, nil
 	}
 	prefixes := u.prefixes
 	if slices.ContainsFunc(prefixes, func(pre string) bool { return strings.HasPrefix(layout.PubPath(name)+"/", pre) }) {
 		return false, nil
 	}
+	if live == nil || !live.covers(prefixes) {
+		live = parseLive(tree, module, prefixes)
+		if live == nil {
+			return false, nil
+		}
+		defer live.release() // the lines kept are copied into the new list
+	}
+	active := live.mask(prefixes)
 	others, err := scanSkipping(tree.Dir(), "", u.skip)
 	if err != nil {
 		return false, nil
@@ -547,10 +570,6 @@ func writeSpliced(w io.Writer, tree *layout.Tree, tmpDir, name, module, file str
 	at := slices.IndexFunc(others, func(e Entry) bool { return e.Path == file })
 	if at < 0 {
 		return false, nil
-	}
-	pre := make([][]byte, len(prefixes))
-	for i, p := range prefixes {
-		pre[i] = []byte(p)
 	}
 	// The lines before the list's own go to out, written to w a chunk at a time (flushed
 	// bytes so far) while the next is made (chunkWriter), the ones after to tail: its size is
@@ -588,51 +607,18 @@ func writeSpliced(w io.Writer, tree *layout.Tree, tmpDir, name, module, file str
 		}
 		return true
 	}
-	var lastT int64
-	var lastP []byte
-	for {
-		nl := bytes.IndexByte(lines, '\n')
-		if nl < 0 {
-			return false, nil
-		}
-		line := lines[:nl]
-		lines = lines[nl+1:]
-		if len(line) == 0 {
-			if !bytes.HasPrefix(lines, []byte("[Checksums SHA1]\n")) {
-				return false, nil
-			}
-			break
-		}
-		t1 := bytes.IndexByte(line, '\t')
-		if t1 < 0 {
-			return false, nil
-		}
-		t2 := bytes.IndexByte(line[t1+1:], '\t') + t1 + 1
-		if t2 == t1 {
-			return false, nil
-		}
-		t3 := bytes.IndexByte(line[t2+1:], '\t') + t2 + 1
-		if t3 == t2 {
-			return false, nil
-		}
-		p := line[t3+1:]
-		if !slices.ContainsFunc(pre, func(pre []byte) bool { return bytes.HasPrefix(p, pre) }) {
+	// The live list's lines below the directories taken from it, parsed and checked
+	// (parseLive), in order: each copied unless read again.
+	for _, ln := range live.lines {
+		if ln.pre&active == 0 {
 			continue
 		}
-		t, ok1 := canonicalInt(line[:t1])
-		_, ok2 := canonicalInt(line[t2+1 : t3])
-		typ := line[t1+1 : t2]
-		if !ok1 || !ok2 || len(typ) != 1 || (typ[0] != 'f' && typ[0] != 'd' && typ[0] != 'l') {
-			return false, nil
-		}
+		line := live.data[ln.start : ln.start+uint32(ln.n)]
+		p := line[ln.path:]
 		if u.stale(p) {
 			continue
 		}
-		if lastP != nil && (t < lastT || t == lastT && bytes.Compare(p, lastP) <= 0) {
-			return false, nil // not in order, or a key twice
-		}
-		lastT, lastP = t, p
-		if !next(t, p, false) {
+		if !next(ln.t, p, false) {
 			return false, nil
 		}
 		*into = append(append(*into, line...), '\n')

@@ -121,7 +121,7 @@ func writeGeneration(t *testing.T, tree *layout.Tree, gen uint64, blobs ...strin
 // publishWithList publishes m with its file list, as generate and crawl do.
 func publishWithList(t *testing.T, tree *layout.Tree, m *layout.Meta, module string) {
 	t.Helper()
-	finish, err := Finish(tree, module, nil)
+	finish, _, err := Finish(tree, module, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestFinishErrors(t *testing.T) {
 	tree := layout.NewTree(t.TempDir())
 	for _, c := range []struct{ name, module string }{{"module with a slash", "a/b"}, {"module hidden", ".x"}} {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := Finish(tree, c.module, nil); err == nil || !strings.Contains(err.Error(), "plain name") {
+			if _, _, err := Finish(tree, c.module, nil); err == nil || !strings.Contains(err.Error(), "plain name") {
 				t.Errorf("got %v, want an error mentioning %q", err, "plain name")
 			}
 		})
@@ -698,7 +698,7 @@ func TestListedAsLive(t *testing.T) {
 			if err := layout.WriteFile(tree.Path(layout.OCILayoutFile), []byte(layout.OCILayoutContent)); err != nil {
 				t.Fatal(err)
 			}
-			finish, err := Finish(tree, DefaultModule, nil)
+			finish, _, err := Finish(tree, DefaultModule, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -112,7 +112,7 @@ func BenchmarkRenderReused(b *testing.B) {
 	render := func(b *testing.B, reuse []Reuse) {
 		b.SetBytes(int64(rb.prevLen))
 		for b.Loop() {
-			if _, err := storePending(rb.tree, rb.tmpDir, "q", DefaultModule, rb.file, reuse); err != nil {
+			if _, err := storePending(rb.tree, rb.tmpDir, "q", DefaultModule, rb.file, reuse, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

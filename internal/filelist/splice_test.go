@@ -98,6 +98,10 @@ func TestSplicedMatchesListed(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
+				if m.mutate == nil {
+					// A line outside the reused directories, which the render lists instead.
+					listed = append(listed, Entry{Time: now, Type: "f", Size: 1, Path: "regmirror/pub/old/x"})
+				}
 				sortByTime(listed)
 				prev, err := render(listed, map[string]string{})
 				if err != nil {
@@ -114,7 +118,7 @@ func TestSplicedMatchesListed(t *testing.T) {
 				// (re-read), a removed directory's file.
 				changed := map[string][]string{v2: {v2 + "/new/_digests/aa/aa.oci-index", v2 + "/gone/_digests/bb/bb.oci-index"}, blobs: {blobs + "/new"}}
 				for _, e := range listed {
-					if e.Type == "f" && r.IntN(4) == 0 {
+					if e.Type == "f" && !strings.HasPrefix(e.Path, layout.PubDir+"/") && r.IntN(4) == 0 {
 						d := v2
 						if strings.HasPrefix(e.Path, blobs+"/") {
 							d = blobs
@@ -148,12 +152,25 @@ func TestSplicedMatchesListed(t *testing.T) {
 				if ok && !bytes.Equal(got, want) {
 					t.Errorf("spliced list:\ngot\n%s\nwant\n%s", got, want)
 				}
+				// The live list parsed before (as Finish does, beside the publish) under more
+				// directories than the render takes from it (regmirror/pub, which it lists):
+				// the same list.
+				var pre bytes.Buffer
+				live := parseLive(tree, DefaultModule, append(reusePrefixes(reuse), layout.SharedDir+"/", layout.PubDir+"/"))
+				okPre, err := writeSpliced(&pre, tree, tmpDir, "q", DefaultModule, file, u, func() int64 { return now }, live)
+				live.release()
+				if err != nil || okPre != ok {
+					t.Fatalf("spliced from the list parsed before: got ok %v (%v), want %v", okPre, err, ok)
+				}
+				if ok && !bytes.Equal(pre.Bytes(), want) {
+					t.Errorf("spliced from the list parsed before:\ngot\n%s\nwant\n%s", pre.Bytes(), want)
+				}
 				// Written as it is made, a few lines at a time: the same bytes in the file,
 				// or, refused, no file and no temporary one (part of the list may have been
 				// written before the refusal).
 				defer func(chunk int) { splicedChunk = chunk }(splicedChunk)
 				splicedChunk = 1 + r.IntN(200)
-				stored, err := storeSpliced(tree, tmpDir, "q", DefaultModule, file, u, func() int64 { return now })
+				stored, err := storeSpliced(tree, tmpDir, "q", DefaultModule, file, u, func() int64 { return now }, nil)
 				if err != nil || stored != ok {
 					t.Fatalf("stored: got %v (%v), want %v as renderSpliced", stored, err, ok)
 				}
@@ -188,7 +205,7 @@ func TestSplicedMatchesListed(t *testing.T) {
 // renderSpliced is writeSpliced's list in memory; false where writeSpliced gives false.
 func renderSpliced(tree *layout.Tree, tmpDir, name, module, file string, u reused, now func() int64) ([]byte, bool) {
 	var b bytes.Buffer
-	if ok, err := writeSpliced(&b, tree, tmpDir, name, module, file, u, now); !ok || err != nil {
+	if ok, err := writeSpliced(&b, tree, tmpDir, name, module, file, u, now, nil); !ok || err != nil {
 		return nil, false
 	}
 	return b.Bytes(), true

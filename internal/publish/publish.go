@@ -74,7 +74,7 @@ func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, err
 			{Dir: layout.SharedDir, Changed: shared, Whole: true, Later: tree.SharedChanged},
 		}
 	}
-	finish, err := filelist.Finish(tree, filelist.DefaultModule, reuse)
+	finish, startList, err := filelist.Finish(tree, filelist.DefaultModule, reuse)
 	if err != nil {
 		return layout.Stamp{}, err
 	}
@@ -104,5 +104,6 @@ func Publish(tree *layout.Tree, meta *layout.Meta, ch Change) (layout.Stamp, err
 		},
 		RootLinks: []string{filelist.Name(filelist.DefaultModule)},
 		Finish:    finish,
+		Rendered:  startList,
 	})
 }
