@@ -264,6 +264,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		r.prog.stop()
 		return sum, r.partial(false)
 	}
+	if r.tree != nil {
+		// The publish's first step, the content's diff with the live generation, runs while
+		// the manifests are written and the mirror network applied.
+		r.tree.StartDiff(meta)
+	}
 	manifests := r.manifestsToWrite(meta, st.whole)
 	if r.settled && !o.Verify {
 		// The tree holds the previous generation's digest markers, and no more (--verify

@@ -222,3 +222,82 @@ func BenchmarkContentDiff(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(next.Blobs)), "blobs")
 }
+
+// TestStartDiff checks the content diff started ahead of a publish (StartDiff): the publish of
+// that Meta takes it, and one of another Meta, or after the live generation changed, makes
+// its own; what reads back is the Meta published either way.
+func TestStartDiff(t *testing.T) {
+	setup := func(t *testing.T) (*metaGen, *Tree, *Meta) {
+		g := &metaGen{rng: rand.New(rand.NewPCG(5, 5)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		tree := NewTree(t.TempDir())
+		m := g.meta()
+		if _, err := tree.Publish(m); err != nil {
+			t.Fatal(err)
+		}
+		m, _, err := tree.LoadForUpdate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g, tree, m
+	}
+	publishAndRead := func(t *testing.T, tree *Tree, m *Meta) *Meta {
+		t.Helper()
+		if _, err := tree.Publish(m); err != nil {
+			t.Fatal(err)
+		}
+		if e := tree.early.Load(); e != nil {
+			t.Errorf("a diff started ahead is left after the publish")
+		}
+		got, _, err := NewTree(tree.Dir()).Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	t.Run("taken", func(t *testing.T) {
+		g, tree, m := setup(t)
+		g.promote(m)
+		tree.StartDiff(m)
+		sameMeta(t, "published", publishAndRead(t, tree, m), m)
+	})
+	t.Run("taken, so a change after it is not seen", func(t *testing.T) {
+		// What StartDiff's contract forbids, done here to show the publish used its diff.
+		g, tree, m := setup(t)
+		g.promote(m)
+		tree.StartDiff(m)
+		<-tree.early.Load().done
+		for _, b := range m.Blobs {
+			b.Size++
+		}
+		if got := publishAndRead(t, tree, m); reflect.DeepEqual(canonical(t, got), canonical(t, m)) {
+			t.Errorf("the publish saw every blob changed after StartDiff: it did not take the diff")
+		}
+	})
+	t.Run("another Meta", func(t *testing.T) {
+		g, tree, m := setup(t)
+		other, _, err := tree.LoadForUpdate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.promote(other)
+		tree.StartDiff(other)
+		g.promote(m)
+		sameMeta(t, "published", publishAndRead(t, tree, m), m)
+	})
+	t.Run("the live generation changed", func(t *testing.T) {
+		g, tree, m := setup(t)
+		g.promote(m)
+		tree.StartDiff(m)
+		<-tree.early.Load().done
+		between, _, err := NewTree(tree.Dir()).LoadForUpdate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.promote(between)
+		if _, err := NewTree(tree.Dir()).Publish(between); err != nil {
+			t.Fatal(err)
+		}
+		m.Generation = between.Generation + 1
+		sameMeta(t, "published", publishAndRead(t, tree, m), m)
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/regmirror/regmirror/internal/trunc"
@@ -253,6 +254,8 @@ type Tree struct {
 	// plainRepos are the plain repositories of the settled record Unsettle last read
 	// (SettledPlain).
 	plainRepos []string
+	// early is the content diff StartDiff started, for the publish of its Meta.
+	early atomic.Pointer[earlyDiff]
 }
 
 // NewTree returns the tree rooted at dir. Nothing is read or created.

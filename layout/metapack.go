@@ -1357,7 +1357,11 @@ func (t *Tree) startMeta(m *Meta) (*contentChange, func() (Digest, []string, err
 	chain, prev := t.liveChain()
 	var change *contentChange
 	if prev != nil && len(chain) > 0 {
-		change = &contentChange{prev: prev, touched: prev.diff(m)}
+		touched := t.takeEarly(m, chain, prev)
+		if touched == nil {
+			touched = prev.diff(m)
+		}
+		change = &contentChange{prev: prev, touched: touched}
 	}
 	var (
 		d     Digest
@@ -1373,6 +1377,47 @@ func (t *Tree) startMeta(m *Meta) (*contentChange, func() (Digest, []string, err
 		<-done
 		return d, needs, err
 	}
+}
+
+// earlyDiff is a content diff StartDiff started: of m against prev, the live chain's.
+type earlyDiff struct {
+	m       *Meta
+	chain   []metaFileRef
+	prev    *contentState
+	touched *touched
+	done    chan struct{} // closed once the fields above are set
+}
+
+// StartDiff starts, on a goroutine of its own, the comparison of m's content with the live
+// generation's that m's publish makes first (PublishWith), for a caller with other work to
+// do between making m and publishing it (generate: the manifests written, the mirror
+// network applied). From the call on, m's content (Repositories, Manifests, Blobs, Orphans)
+// must not change. The publish of m takes the result, unless the live generation changed
+// meanwhile; any other publish drops it.
+func (t *Tree) StartDiff(m *Meta) {
+	e := &earlyDiff{m: m, done: make(chan struct{})}
+	t.early.Store(e)
+	go func() {
+		defer close(e.done)
+		e.chain, e.prev = t.liveChain()
+		if e.prev != nil && len(e.chain) > 0 {
+			e.touched = e.prev.diff(m)
+		}
+	}()
+}
+
+// takeEarly returns the diff StartDiff started for m, once done, when it compared m with
+// the content of the live chain (prev, chain): nil when there is none to take.
+func (t *Tree) takeEarly(m *Meta, chain []metaFileRef, prev *contentState) *touched {
+	e := t.early.Swap(nil)
+	if e == nil || e.m != m {
+		return nil
+	}
+	<-e.done
+	if e.prev == nil || e.prev.root != prev.root || !slices.Equal(e.chain, chain) {
+		return nil // the live generation changed since (a content is named by its root)
+	}
+	return e.touched
 }
 
 // writeMetaFiles writes startMeta's files: the network file, the packs of m's content (the
