@@ -22,7 +22,7 @@ type liveList struct {
 }
 
 // liveLine is one [Files] line of a liveList: data[start:start+n], its path from start+path,
-// below the prefixes of the bits of pre.
+// below the prefixes of the bits of pre (24 bytes a line).
 type liveLine struct {
 	t     int64
 	start uint32
@@ -61,7 +61,7 @@ func parseLive(tree *layout.Tree, module string, prefixes []string) *liveList {
 	}
 	l := &liveList{data: data, prefixes: prefixes, mapping: &mapping{unmap: unmap}}
 	runtime.AddCleanup(l, (*mapping).release, l.mapping)
-	if !l.parse() || len(data) > math.MaxUint32 {
+	if len(data) > math.MaxUint32 || !l.parse() { // offsets are 32 bits
 		l.release()
 		return nil
 	}
