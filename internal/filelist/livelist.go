@@ -79,6 +79,9 @@ func (l *liveList) parse() bool {
 		pre[i] = []byte(p)
 	}
 	at := len(l.data) - len(lines) // lines' offset in data
+	// At most a record a line, in one allocation: grown by append, the array would be
+	// allocated (fresh memory, dear here) several times its size.
+	l.lines = make([]liveLine, 0, bytes.Count(lines, []byte{'\n'}))
 	var lastT int64
 	var lastP []byte
 	for {

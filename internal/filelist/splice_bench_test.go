@@ -168,3 +168,19 @@ func (rb reuseBench) addShared(b *testing.B, repos int) []string {
 	}
 	return changed
 }
+
+// BenchmarkParseLive parses the live list of BenchmarkRenderReused's tree (250k lines below
+// the reused directories) as a publish does ahead of its render (parseLive).
+//
+//	go test ./internal/filelist -run '^$' -bench '^BenchmarkParseLive$' -benchmem -count 6
+func BenchmarkParseLive(b *testing.B) {
+	rb := newReuseBench(b, 250_000)
+	b.SetBytes(int64(rb.prevLen))
+	for b.Loop() {
+		l := parseLive(rb.tree, DefaultModule, reusePrefixes(rb.reuse))
+		if l == nil {
+			b.Fatal("the live list was refused")
+		}
+		l.release()
+	}
+}
