@@ -604,8 +604,8 @@ func (r *run) resolveAll(repo string, tags []string, rank int) []*head {
 	heads := make([]*head, len(tags))
 	var wg sync.WaitGroup
 	if r.c.pipe != nil && len(tags) > 1 {
-		for lo := 0; lo < len(tags); lo += pipelineDepth {
-			batch := tags[lo:min(lo+pipelineDepth, len(tags))]
+		for lo := 0; lo < len(tags); lo += PipelineDepth {
+			batch := tags[lo:min(lo+PipelineDepth, len(tags))]
 			r.goTag(&wg, rank, func() { r.resolvePipelined(repo, batch, heads[lo:lo+len(batch)], rank) })
 		}
 		wg.Wait()

@@ -17,9 +17,9 @@ import (
 	"github.com/regmirror/regmirror/layout"
 )
 
-// pipelineDepth is how many HEADs a pipelined connection is sent before their answers are
+// PipelineDepth is how many HEADs a pipelined connection is sent before their answers are
 // read: a repository's tags go in batches of this many, a request slot each.
-const pipelineDepth = 8
+const PipelineDepth = 32
 
 // pipeline HEADs manifests by tag for discovery, writing a batch of requests on one HTTP/1.1
 // connection before reading their answers, which come back in order (pipelining, RFC 9112
@@ -209,7 +209,7 @@ func (p *pipeline) conn(ctx context.Context) (pc *pipeConn, reused bool, err err
 		}
 		c = tc
 	}
-	return &pipeConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 4<<10)}, false, nil
+	return &pipeConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}, false, nil
 }
 
 // put keeps pc for a later batch.

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regmirror/regmirror/generator"
 	"github.com/regmirror/regmirror/internal/testsupport/peers"
 	"github.com/regmirror/regmirror/internal/testsupport/testimages"
 )
@@ -670,7 +671,7 @@ func floorRun(source string, want, jobs int, pipelined bool) (time.Duration, err
 	heads := headFloorRun
 	if pipelined {
 		heads = func(source string, refs []testimages.Ref, jobs int) (time.Duration, error) {
-			return headFloorPipelined(source, refs, jobs, 8) // generator.pipelineDepth
+			return headFloorPipelined(source, refs, jobs, generator.PipelineDepth)
 		}
 	}
 	took, err := heads(source, refs, jobs)
