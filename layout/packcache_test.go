@@ -197,6 +197,72 @@ func TestTreePackCache(t *testing.T) {
 	}
 }
 
+// TestPackCacheCorruptPack: a base pack whose file is corrupt while its pack cache copy is
+// intact loads from the copy, and is checked before a publish names it: the publish that
+// would keep it (a crawl's, the content unchanged) is refused with a MetaFileError naming it,
+// and the live publication stays; the same with the file intact publishes.
+func TestPackCacheCorruptPack(t *testing.T) {
+	tree := cacheableTree(t, 5)
+	cache := t.TempDir()
+	warm := NewTree(tree.Dir())
+	release := warm.UsePackCache(cache)
+	if _, _, err := warm.Load(); err != nil { // writes the copy
+		t.Fatal(err)
+	}
+	release()
+	s, err := tree.ReadStamp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := tree.MetaFiles(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pack := files[len(files)-1] // the root, the network file, then the packs: one, the base
+	good, err := os.ReadFile(tree.Path(pack))
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(what string) error {
+		t.Helper()
+		ct := NewTree(tree.Dir())
+		defer ct.UsePackCache(cache)()
+		m, _, err := ct.LoadForUpdate()
+		if err != nil {
+			t.Fatalf("%s: load: got %v, want the copy read", what, err)
+		}
+		m.Generation++
+		_, err = ct.Publish(m)
+		return err
+	}
+	bad := bytes.Clone(good)
+	bad[len(bad)/2] ^= 0x01
+	if err := os.WriteFile(tree.Path(pack), bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	live, err := os.Readlink(tree.Path(LiveLink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = publish("corrupt pack")
+	var mfe *MetaFileError
+	if !errors.As(err, &mfe) || mfe.Path != pack || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("publish over the corrupt pack %s: got %v, want a MetaFileError naming it corrupt", pack, err)
+	}
+	if got, err := os.Readlink(tree.Path(LiveLink)); err != nil || got != live {
+		t.Fatalf("live after the refused publish: got %q (%v), want %q", got, err, live)
+	}
+	if err := os.WriteFile(tree.Path(pack), good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish("intact pack"); err != nil {
+		t.Fatalf("publish over the intact pack: %v", err)
+	}
+	if got, err := os.Readlink(tree.Path(LiveLink)); err != nil || got == live {
+		t.Fatalf("live after the publish: got %q (%v), want a new publication", got, err)
+	}
+}
+
 // TestPackCachePruned: the cache keeps the packCacheKeep copies used last, and removes the
 // temporary files of writes interrupted more than an hour ago.
 func TestPackCachePruned(t *testing.T) {
