@@ -251,11 +251,6 @@ type Tree struct {
 	// mapped unmaps each pack cache copy a load read (UsePackCache's release).
 	mappedMu sync.Mutex
 	mapped   []func()
-	// unchecked are the packs a load took from their pack cache copies (ref → the
-	// generation whose root named it), whose files a publish checks before its root names
-	// them (checkPacks).
-	uncheckedMu sync.Mutex
-	unchecked   map[string]uint64
 	// plainRepos are the plain repositories of the settled record Unsettle last read
 	// (SettledPlain).
 	plainRepos []string

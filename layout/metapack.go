@@ -173,23 +173,9 @@ func (t *Tree) readMetaFile(ref string, generation uint64) ([]byte, error) {
 // returns its compressed bytes, unmap (call it once they are decoded) and its tree-relative
 // path.
 func (t *Tree) readMetaRaw(ref string, generation uint64) (raw []byte, unmap func(), rel string, err error) {
-	raw, unmap, rel, d, err := t.mapMeta(ref, generation)
+	d, err := metaDigestFromRef(ref)
 	if err != nil {
-		return nil, nil, rel, err
-	}
-	if err := checkMeta(raw, d, rel, generation); err != nil {
-		unmap()
-		return nil, nil, rel, err
-	}
-	return raw, unmap, rel, nil
-}
-
-// mapMeta maps the metadata file named ref (MapFile), unchecked, and returns its digest (its
-// name) with it.
-func (t *Tree) mapMeta(ref string, generation uint64) (raw []byte, unmap func(), rel string, d Digest, err error) {
-	d, err = metaDigestFromRef(ref)
-	if err != nil {
-		return nil, nil, "", Digest{}, err
+		return nil, nil, "", err
 	}
 	rel = MetaPath(d)
 	raw, unmap, err = MapFile(t.Path(rel))
@@ -197,71 +183,32 @@ func (t *Tree) mapMeta(ref string, generation uint64) (raw []byte, unmap func(),
 		if errors.Is(err, os.ErrNotExist) {
 			err = errors.New("missing")
 		}
-		return nil, nil, rel, Digest{}, &MetaFileError{rel, generation, err}
+		return nil, nil, rel, &MetaFileError{rel, generation, err}
 	}
-	return raw, unmap, rel, d, nil
-}
-
-// checkMeta checks a metadata file's bytes (at rel) against its name, d.
-func checkMeta(raw []byte, d Digest, rel string, generation uint64) error {
 	if err := VerifyBytes(d, raw); err != nil {
-		return &MetaFileError{rel, generation, fmt.Errorf("corrupt: %w", err)}
-	}
-	return nil
-}
-
-// checkPacks checks, against their names, the files of those of packs that readPack took
-// from their pack cache copies: a root must not name a pack whose file is corrupt, even
-// though its content was read intact from the copy (made from the file's bytes when they
-// were checked). The check is left to here, the metadata writer, which runs beside the
-// publish's other files, instead of the load, which runs beside discovery's requests.
-func (t *Tree) checkPacks(packs []metaFileRef) error {
-	for _, p := range packs {
-		t.uncheckedMu.Lock()
-		generation, ok := t.unchecked[p.Ref]
-		t.uncheckedMu.Unlock()
-		if !ok {
-			continue
-		}
-		_, unmap, _, err := t.readMetaRaw(p.Ref, generation)
-		if err != nil {
-			return fmt.Errorf("writing metadata: %w", err)
-		}
 		unmap()
-		t.uncheckedMu.Lock()
-		delete(t.unchecked, p.Ref)
-		t.uncheckedMu.Unlock()
+		return nil, nil, rel, &MetaFileError{rel, generation, fmt.Errorf("corrupt: %w", err)}
 	}
-	return nil
+	return raw, unmap, rel, nil
 }
 
 // readPack reads the content pack named ref: checked against its name, then decompressed and
 // decoded a record at a time (decodePack), so that its JSON is never whole in memory. With a
-// pack cache (UsePackCache), a large base is read from its copy there when it has one (its
-// file then checked against its name by the publish that names it: checkPacks), and kept
-// there when it has not.
+// pack cache (UsePackCache), a large base is read from its copy there when it has one, and
+// kept there when it has not.
 func (t *Tree) readPack(ref string, generation uint64) (*metaPack, error) {
-	raw, unmap, rel, d, err := t.mapMeta(ref, generation)
+	raw, unmap, rel, err := t.readMetaRaw(ref, generation)
 	if err != nil {
 		return nil, err
 	}
 	defer unmap() // decodePackRaw copies what it keeps
 	cache := t.packCache != "" && len(raw) >= packCacheMin
+	var d Digest
 	if cache {
+		d, _ = metaDigestFromRef(ref) // readMetaRaw checked it
 		if p, err := t.readCachedPack(d); err == nil {
-			// The copy was made from this file's bytes, checked then; they are checked
-			// again before a root names them (checkPacks).
-			t.uncheckedMu.Lock()
-			if t.unchecked == nil {
-				t.unchecked = map[string]uint64{}
-			}
-			t.unchecked[ref] = generation
-			t.uncheckedMu.Unlock()
 			return p, nil
 		}
-	}
-	if err := checkMeta(raw, d, rel, generation); err != nil {
-		return nil, err
 	}
 	p, err := decodePackRaw(raw, rel, generation)
 	if err == nil && cache && p.cacheable() {
@@ -1492,9 +1439,6 @@ func (t *Tree) writeMetaFiles(m *Meta, chain []metaFileRef, change *contentChang
 		packs, err = t.appendDelta(m, chain, change.touched)
 	}
 	if err != nil {
-		return Digest{}, nil, err
-	}
-	if err := t.checkPacks(packs); err != nil {
 		return Digest{}, nil, err
 	}
 	raw, d, err := encodeMetaDoc(&metaRoot{Format: 3, Kind: metaKindRoot, Generation: m.Generation, Created: m.Created,
