@@ -35,7 +35,9 @@ import (
 // -1 for a nil map, then the records, digests as indexes into the table); the CRC-32C
 // (Castagnoli) of everything before it. A string is its length (uint32) and bytes; a time
 // its MarshalBinary form after its length (uint8, 0 for the zero time); a list a count (-1
-// for nil) and its items.
+// for nil) and its items. The records lie in copyOrder's order and the table's digests in the
+// order the records first name them, so that a pack's copy is the same bytes every time and
+// a decode reads the table front to back; any order decodes the same.
 const (
 	packCacheMagic = "regmirror pack cache 1\n"
 	packCacheMin   = 1 << 20
@@ -224,30 +226,22 @@ func encodePackCopy(out io.Writer, p *metaPack, d Digest) error {
 	w.write([]byte(packCacheMagic))
 	w.str(d.String())
 
-	index := make(map[Digest]uint32, len(p.Manifests)+len(p.Blobs)+len(p.Orphans))
-	table := make([]Digest, 0, len(p.Manifests)+len(p.Blobs)+len(p.Orphans))
-	add := func(d Digest) {
-		if _, ok := index[d]; !ok {
-			index[d] = uint32(len(table))
-			table = append(table, d)
-		}
-	}
-	for d := range p.Manifests {
-		add(d)
-	}
-	for d := range p.Blobs {
-		add(d)
-	}
-	for d := range p.Orphans {
+	// The records go in the order packOrder gives, and the table lists the digests in the
+	// order the records first name them: a decode (decodePackCopy) then reads the table
+	// from its start to its end, instead of jumping about it for each record's digest.
+	o := packOrder(p)
+	index, add := o.index, func(d Digest) { o.add(d) }
+	for _, d := range o.orphans {
 		add(d)
 	}
 	lists := 0
-	for _, r := range p.Repositories {
+	for _, name := range o.repos {
+		r := p.Repositories[name]
 		if r == nil {
 			return errors.New("pack cache: a repository is null")
 		}
-		for _, d := range r.Tags {
-			add(d)
+		for _, tag := range o.tags[name] {
+			add(r.Tags[tag])
 		}
 		for _, l := range [...][]Digest{r.Manifests, r.Blobs, r.Retiring, r.RetiringBlobs} {
 			for _, d := range l {
@@ -256,11 +250,11 @@ func encodePackCopy(out io.Writer, p *metaPack, d Digest) error {
 			lists += len(l)
 		}
 	}
-	if len(table) > math.MaxInt32 || lists > math.MaxInt32 {
+	if len(o.table) > math.MaxInt32 || lists > math.MaxInt32 {
 		return errors.New("pack cache: too many records")
 	}
-	w.u32(uint32(len(table)))
-	for _, d := range table {
+	w.u32(uint32(len(o.table)))
+	for _, d := range o.table {
 		w.str(d.String())
 	}
 	digests := func(l []Digest) {
@@ -271,7 +265,8 @@ func encodePackCopy(out io.Writer, p *metaPack, d Digest) error {
 	}
 
 	w.count(len(p.Manifests), p.Manifests == nil)
-	for d, m := range p.Manifests {
+	for _, d := range o.manifests {
+		m := p.Manifests[d]
 		if m == nil {
 			return errors.New("pack cache: a manifest is null")
 		}
@@ -280,7 +275,8 @@ func encodePackCopy(out io.Writer, p *metaPack, d Digest) error {
 		w.bytes(m.Data)
 	}
 	w.count(len(p.Blobs), p.Blobs == nil)
-	for d, b := range p.Blobs {
+	for _, d := range o.blobs {
+		b := p.Blobs[d]
 		if b == nil {
 			return errors.New("pack cache: a blob is null")
 		}
@@ -293,26 +289,28 @@ func encodePackCopy(out io.Writer, p *metaPack, d Digest) error {
 		w.time(b.Left)
 	}
 	w.count(len(p.Orphans), p.Orphans == nil)
-	for d, o := range p.Orphans {
-		if o == nil {
+	for _, d := range o.orphans {
+		rec := p.Orphans[d]
+		if rec == nil {
 			return errors.New("pack cache: an orphan is null")
 		}
 		w.u32(index[d])
-		w.u64(uint64(o.Size))
-		w.u64(o.Since)
-		w.time(o.Unreferenced)
-		w.u64(o.Subsets)
+		w.u64(uint64(rec.Size))
+		w.u64(rec.Since)
+		w.time(rec.Unreferenced)
+		w.u64(rec.Subsets)
 	}
 	w.count(len(p.Repositories), p.Repositories == nil)
 	if p.Repositories != nil {
 		w.u32(uint32(lists))
 	}
-	for name, r := range p.Repositories {
+	for _, name := range o.repos {
+		r := p.Repositories[name]
 		w.str(name)
 		w.count(len(r.Tags), r.Tags == nil)
-		for tag, d := range r.Tags {
+		for _, tag := range o.tags[name] {
 			w.str(tag)
-			w.u32(index[d])
+			w.u32(index[r.Tags[tag]])
 		}
 		digests(r.Manifests)
 		digests(r.Blobs)
@@ -343,6 +341,110 @@ func encodePackCopy(out io.Writer, p *metaPack, d Digest) error {
 		_, w.err = out.Write(binary.LittleEndian.AppendUint32(nil, cw.crc.Sum32()))
 	}
 	return w.err
+}
+
+// copyOrder is the order encodePackCopy writes a pack's records in: the repositories by name,
+// their tags by name; the manifests as the repositories name them (each one's tags, then its
+// lists), then those no repository names; the blobs the same way, the manifests' own first, in
+// the manifests' order; the orphans by digest. Records are decoded in the order they lie, and
+// a digest is found in the table where it was first named: in this order a decode reads the
+// table from its start to its end, the way it reads the records (BenchmarkPackCopy).
+type copyOrder struct {
+	repos                     []string
+	tags                      map[string][]string
+	manifests, blobs, orphans []Digest
+	// table is the digest table so far (the manifests', then the other blobs'), index each
+	// one's place in it.
+	table []Digest
+	index map[Digest]uint32
+}
+
+// add puts d in the table unless it is there; it reports whether it was not.
+func (o *copyOrder) add(d Digest) bool {
+	if _, ok := o.index[d]; ok {
+		return false
+	}
+	o.index[d] = uint32(len(o.table))
+	o.table = append(o.table, d)
+	return true
+}
+
+// packOrder is p's copyOrder.
+func packOrder(p *metaPack) *copyOrder {
+	n := len(p.Manifests) + len(p.Blobs) + len(p.Orphans)
+	o := &copyOrder{repos: make([]string, 0, len(p.Repositories)), tags: make(map[string][]string, len(p.Repositories)),
+		manifests: make([]Digest, 0, len(p.Manifests)), blobs: make([]Digest, 0, len(p.Blobs)),
+		table: make([]Digest, 0, n), index: make(map[Digest]uint32, n)}
+	for name := range p.Repositories {
+		o.repos = append(o.repos, name)
+	}
+	slices.Sort(o.repos)
+	// While the manifests are ordered, the table holds manifests only; then the blobs not
+	// yet in it: a digest in the table is one placed.
+	addM := func(d Digest) {
+		if _, ok := p.Manifests[d]; ok && o.add(d) {
+			o.manifests = append(o.manifests, d)
+		}
+	}
+	for _, name := range o.repos {
+		r := p.Repositories[name]
+		if r == nil {
+			continue
+		}
+		tags := make([]string, 0, len(r.Tags))
+		for tag := range r.Tags {
+			tags = append(tags, tag)
+		}
+		slices.Sort(tags)
+		o.tags[name] = tags
+		for _, tag := range tags {
+			addM(r.Tags[tag])
+		}
+		for _, l := range [...][]Digest{r.Manifests, r.Retiring} {
+			for _, d := range l {
+				addM(d)
+			}
+		}
+	}
+	for _, d := range rest(p.Manifests, o.index) {
+		addM(d)
+	}
+	for _, d := range o.manifests {
+		if _, ok := p.Blobs[d]; ok {
+			o.blobs = append(o.blobs, d)
+		}
+	}
+	addB := func(d Digest) {
+		if _, ok := p.Blobs[d]; ok && o.add(d) {
+			o.blobs = append(o.blobs, d)
+		}
+	}
+	for _, name := range o.repos {
+		if r := p.Repositories[name]; r != nil {
+			for _, l := range [...][]Digest{r.Blobs, r.RetiringBlobs} {
+				for _, d := range l {
+					addB(d)
+				}
+			}
+		}
+	}
+	for _, d := range rest(p.Blobs, o.index) {
+		addB(d)
+	}
+	o.orphans = rest(p.Orphans, nil)
+	return o
+}
+
+// rest are the keys of m that placed lacks, by digest.
+func rest[V any](m map[Digest]V, placed map[Digest]uint32) []Digest {
+	var out []Digest
+	for d := range m {
+		if _, ok := placed[d]; !ok {
+			out = append(out, d)
+		}
+	}
+	slices.SortFunc(out, func(a, b Digest) int { return strings.Compare(a.String(), b.String()) })
+	return out
 }
 
 // packCopyReader reads a copy's fields from b; the first error sticks, and reads after it

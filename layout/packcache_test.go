@@ -79,6 +79,63 @@ func TestPackCopyReadsBack(t *testing.T) {
 	}
 }
 
+// TestPackCopyOrder: a pack's copy is the same bytes however the pack's maps iterate, and a
+// decode meets the table's digests in order: each record of the manifests and the blobs names
+// either a digest met before or the table's next one (packOrder).
+func TestPackCopyOrder(t *testing.T) {
+	d := DigestOf("sha256", []byte("pack"))
+	for name, p := range packCopyCases(t) {
+		t.Run(name, func(t *testing.T) {
+			var first, again bytes.Buffer
+			if err := encodePackCopy(&first, p, d); err != nil {
+				t.Fatal(err)
+			}
+			if err := encodePackCopy(&again, p, d); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(first.Bytes(), again.Bytes()) {
+				t.Fatalf("two copies of the pack differ (%d and %d bytes)", first.Len(), again.Len())
+			}
+			r := &packCopyReader{b: first.Bytes()[:first.Len()-4], off: len(packCacheMagic)}
+			r.str()
+			n, _ := r.count(4)
+			for range n {
+				r.str()
+			}
+			next := uint32(0) // the first index not met yet
+			meet := func(what string, i int) {
+				switch idx := r.u32(); {
+				case idx == next:
+					next++
+				case idx > next:
+					t.Fatalf("%s %d names digest %d of the table before %d", what, i, idx, next)
+				}
+			}
+			if k, isNil := r.count(4 + 4 + 4); !isNil {
+				for i := range k {
+					meet("manifest", i)
+					r.str()
+					r.bytes()
+				}
+			}
+			if k, isNil := r.count(4 + 8*4 + 2); !isNil {
+				for i := range k {
+					meet("blob", i)
+					r.u64()
+					r.u64()
+					r.time()
+					r.u64()
+					r.u64()
+					r.time()
+				}
+			}
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+		})
+	}
+}
+
 // TestPackCopyRefused: a copy that is damaged, cut short, of another pack or of another
 // version is an error, never a pack; and a pack that drops or changes records has no copy.
 func TestPackCopyRefused(t *testing.T) {
