@@ -122,10 +122,15 @@ func (r *run) assemble(outs []outcome) (*layout.Meta, *stats) {
 	st.Repositories = len(m.Repositories)
 	st.Manifests = len(m.Manifests)
 
-	// The blobs of the repositories taken whole are counted on a goroutine of their own while
-	// the rest is assembled (presentWhole).
+	// The blobs of the repositories taken whole: startWhole counted them as it went through
+	// their lists, else they are counted on a goroutine of their own while the rest is
+	// assembled (presentWhole).
 	present := make(chan int, 1)
-	go func() { present <- r.presentWhole(sets) }()
+	if started != nil {
+		present <- started.present
+	} else {
+		go func() { present <- r.presentWhole(sets) }()
+	}
 	r.countTransfers(m, st)
 	r.tagChanges(m, st)
 
@@ -209,13 +214,14 @@ func (r *run) startWhole(m *layout.Meta, whole map[string]*layout.Repository) *c
 	// when the counts are its sizes. The digests are counted in two halves side by side
 	// (countListed), each marking only its own records and reading the maps only.
 	counts := make(chan listedCount, 1)
-	go func() { counts <- countListed(whole, blobs, 1) }()
-	c0 := countListed(whole, blobs, 0)
+	go func() { counts <- countListed(whole, blobs, r.blobs, 1) }()
+	c0 := countListed(whole, blobs, r.blobs, 0)
 	c1 := <-counts
 	nBlobs, nManifests, ok := c0.blobs+c1.blobs, c0.manifests+c1.manifests, true
 	var back []*layout.Blob
-	for _, missing := range []map[layout.Digest]bool{c0.missing, c1.missing} {
-		for d, manifest := range missing {
+	for _, missing := range []map[layout.Digest]uint8{c0.missing, c1.missing} {
+		for d, how := range missing {
+			manifest := how&listedManifest != 0
 			pb, mf := prev.Blobs[d], prev.Manifests[d]
 			if pb == nil || manifest && mf == nil {
 				ok = false
@@ -243,53 +249,79 @@ func (r *run) startWhole(m *layout.Meta, whole map[string]*layout.Repository) *c
 	}
 	m.Manifests = manifests
 	m.StartBlobs(c.blobs) // blobs, which its publish compares with prev's record by record
-	return &carried{recs: recs, back: back, prev: prev.Generation}
+	return &carried{recs: recs, back: back, prev: prev.Generation, present: c0.present + c1.present}
 }
 
 // listedCount is what countListed counts of one half of the digests.
 type listedCount struct {
-	blobs, manifests int                    // distinct digests listed, and listed as manifests
-	missing          map[layout.Digest]bool // listed, not in blobs: whether listed as a manifest
+	blobs, manifests int
+	// present is presentWhole's count of the half: the digests the repositories list as
+	// blobs that no task of the run concerns.
+	present int
+	missing map[layout.Digest]uint8 // how listed (listedBlob, listedManifest)
+}
+
+// How a repository lists a digest: the bits of countListed's marks.
+const (
+	listedBlob     = 1 << iota // in its Blobs
+	listedManifest             // in its Manifests
+)
+
+// listedMarks are the marks countListed leaves in a record's Retired, by how the record's
+// digest was listed (0: not yet, the zero time).
+var listedMarks = [4]time.Time{{}, time.Unix(1, 0), time.Unix(2, 0), time.Unix(3, 0)}
+
+// listedHow is how a record marked t was listed.
+func listedHow(t time.Time) uint8 {
+	for how := 1; how < len(listedMarks); how++ {
+		if t == listedMarks[how] {
+			return uint8(how)
+		}
+	}
+	return 0
 }
 
 // countListed counts, among the digests of one half (Digest.Half), those the
-// repositories of whole list (each once, marking its record's Retired as startWhole
-// describes) and notes those blobs lacks. It writes only those digests' records: its two
-// halves may run side by side.
-func countListed(whole map[string]*layout.Repository, blobs map[layout.Digest]*layout.Blob, half byte) listedCount {
-	seenBlob, seenManifest := time.Unix(1, 0), time.Unix(2, 0)
-	c := listedCount{missing: map[layout.Digest]bool{}}
-	visit := func(d layout.Digest, manifest bool) {
+// repositories of whole list (each once, marking its record's Retired with listedMarks, as
+// startWhole describes), those they list as manifests, and those they list as blobs that
+// tasks lacks (presentWhole's count); it notes those blobs lacks. It writes only those
+// digests' records and reads tasks: its two halves may run side by side.
+func countListed(whole map[string]*layout.Repository, blobs map[layout.Digest]*layout.Blob, tasks map[layout.Digest]*blobTask, half byte) listedCount {
+	c := listedCount{missing: map[layout.Digest]uint8{}}
+	visit := func(d layout.Digest, as uint8) {
 		if d.Half() != half {
 			return
 		}
+		var was uint8
 		b := blobs[d]
 		if b == nil {
-			was, seen := c.missing[d]
-			if !seen {
-				c.blobs++
-			}
-			if manifest && !was {
-				c.manifests++
-			}
-			c.missing[d] = was || manifest
+			was = c.missing[d]
+			c.missing[d] = was | as
+		} else {
+			was = listedHow(b.Retired)
+			b.Retired = listedMarks[was|as]
+		}
+		if was == 0 {
+			c.blobs++
+		}
+		if was&as != 0 {
 			return
 		}
-		if b.Retired.IsZero() {
-			c.blobs++
-			b.Retired = seenBlob
-		}
-		if manifest && b.Retired != seenManifest {
+		switch as {
+		case listedManifest:
 			c.manifests++
-			b.Retired = seenManifest
+		case listedBlob:
+			if _, ok := tasks[d]; !ok {
+				c.present++
+			}
 		}
 	}
 	for _, pr := range whole {
 		for _, d := range pr.Manifests {
-			visit(d, true)
+			visit(d, listedManifest)
 		}
 		for _, d := range pr.Blobs {
-			visit(d, false)
+			visit(d, listedBlob)
 		}
 	}
 	return c
@@ -301,6 +333,8 @@ type carried struct {
 	recs []layout.Blob
 	back []*layout.Blob
 	prev uint64
+	// present is presentWhole's count, made by countListed.
+	present int
 }
 
 // moved reports whether a record may have a generation (Since) other than the previous

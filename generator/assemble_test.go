@@ -371,3 +371,49 @@ func setOf(list []layout.Digest) map[layout.Digest]bool {
 	}
 	return set
 }
+
+// TestCountListed: countListed's two halves together count each digest the repositories list
+// once, those listed as manifests once, and those listed as blobs that no task concerns once
+// (presentWhole's count), however many repositories list them and however (a manifest listed
+// as a blob elsewhere; a digest missing from the records); and leave each record marked.
+func TestCountListed(t *testing.T) {
+	d := func(s string) layout.Digest { return layout.DigestOf("sha256", []byte(s)) }
+	shared, own1, own2, fetched, index, missing := d("shared layer"), d("own 1"), d("own 2"), d("fetched"), d("index"), d("missing")
+	whole := map[string]*layout.Repository{
+		"a": {Manifests: []layout.Digest{index}, Blobs: []layout.Digest{shared, own1, fetched}},
+		"b": {Manifests: []layout.Digest{index, missing}, Blobs: []layout.Digest{shared, own2, index, missing}},
+		"c": {Blobs: []layout.Digest{shared, fetched}},
+	}
+	blobs := map[layout.Digest]*layout.Blob{}
+	for _, x := range []layout.Digest{shared, own1, own2, fetched, index} {
+		blobs[x] = &layout.Blob{Size: 1}
+	}
+	tasks := map[layout.Digest]*blobTask{fetched: {}}
+	var got listedCount
+	got.missing = map[layout.Digest]uint8{}
+	for half := range byte(2) {
+		c := countListed(whole, blobs, tasks, half)
+		got.blobs += c.blobs
+		got.manifests += c.manifests
+		got.present += c.present
+		maps.Copy(got.missing, c.missing)
+	}
+	want := listedCount{
+		blobs:     6,                                                             // every digest listed
+		manifests: 2,                                                             // index, missing
+		present:   5,                                                             // shared, own1, own2, index, missing: not fetched
+		missing:   map[layout.Digest]uint8{missing: listedBlob | listedManifest}, // no record
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+	for x, b := range blobs {
+		how := uint8(listedBlob)
+		if x == index {
+			how |= listedManifest
+		}
+		if got := listedHow(b.Retired); got != how {
+			t.Errorf("%s marked %d, want %d", x, got, how)
+		}
+	}
+}
