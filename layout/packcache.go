@@ -226,13 +226,10 @@ func encodePackCopy(out io.Writer, p *metaPack, d Digest) error {
 	w.write([]byte(packCacheMagic))
 	w.str(d.String())
 
-	// The records go in the order packOrder gives, and the table lists the digests in the
-	// order the records first name them: a decode (decodePackCopy) then reads the table
-	// from its start to its end, instead of jumping about it for each record's digest.
-	o := packOrder(p)
-	index, add := o.index, func(d Digest) { o.add(d) }
+	o := packOrder(p) // the records' order, and the table so far
+	index := o.index
 	for _, d := range o.orphans {
-		add(d)
+		o.add(d)
 	}
 	lists := 0
 	for _, name := range o.repos {
@@ -241,11 +238,11 @@ func encodePackCopy(out io.Writer, p *metaPack, d Digest) error {
 			return errors.New("pack cache: a repository is null")
 		}
 		for _, tag := range o.tags[name] {
-			add(r.Tags[tag])
+			o.add(r.Tags[tag])
 		}
 		for _, l := range [...][]Digest{r.Manifests, r.Blobs, r.Retiring, r.RetiringBlobs} {
 			for _, d := range l {
-				add(d)
+				o.add(d)
 			}
 			lists += len(l)
 		}
@@ -443,7 +440,7 @@ func rest[V any](m map[Digest]V, placed map[Digest]uint32) []Digest {
 			out = append(out, d)
 		}
 	}
-	slices.SortFunc(out, func(a, b Digest) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(out, compareDigests)
 	return out
 }
 
