@@ -15,7 +15,8 @@ import (
 // kernel already caches, where reading it into memory costs a fresh page of the process's
 // per 4 KiB, which on a virtual machine is most of the read's time (docs/benchmarks.md,
 // "Fresh memory"). The file must not be truncated while mapped (the tree's and the pack
-// cache's files never are: they are written under a temporary name and renamed).
+// cache's files never are: they are written under a temporary name and renamed). Its callers
+// read the file whole, so the pages are mapped up front where the system can (mapPopulate).
 func MapFile(path string) (b []byte, unmap func(), err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -36,7 +37,7 @@ func MapFile(path string) (b []byte, unmap func(), err error) {
 	if int64(int(size)) != size {
 		return nil, nil, fmt.Errorf("%s: too large to map (%d bytes)", path, size)
 	}
-	b, err = syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	b, err = syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED|mapPopulate)
 	if err != nil { // a filesystem that cannot map files: read it whole
 		b = make([]byte, size)
 		if _, err := io.ReadFull(f, b); err != nil {
