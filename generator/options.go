@@ -51,8 +51,9 @@ type Options struct {
 	// Out is the tree's root directory.
 	Out string
 	// CacheDir is --cache-dir: where the run keeps a decoded copy of the tree's large content
-	// packs, for the next run to read its previous generation from (layout.Tree.UsePackCache).
-	// Outside the tree, never published; empty keeps none.
+	// packs, for the next run to read its previous generation from (layout.Tree.UsePackCache),
+	// and its vouches for the files it checked (layout.Tree.UseVouches). Outside the tree,
+	// never published; empty keeps none.
 	CacheDir string
 	// Repos are --repo globs (see Glob); none selects every repository.
 	Repos []string
@@ -89,7 +90,9 @@ type Options struct {
 	// record of them (a file it records with the same size is not even looked at) or their size;
 	// it also turns off taking unchanged repositories whole, recomputes subset membership
 	// from every manifest rather than from the change (layout.MembershipSince), and lists
-	// blobs/ for strays even when the tree is settled (layout.Tree.Unsettle).
+	// blobs/ for strays even when the tree is settled (layout.Tree.Unsettle), and hashes the
+	// metadata and shared files it builds on even when CacheDir vouches for them
+	// (layout.Tree.UseVouches).
 	Verify bool
 	// VerifyLayers decompresses every new layer and checks it against the config's diff_ids.
 	VerifyLayers bool

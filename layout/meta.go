@@ -256,6 +256,8 @@ type Tree struct {
 	plainRepos []string
 	// early is the content diff StartDiff started, for the publish of its Meta.
 	early atomic.Pointer[earlyDiff]
+	// vouches are what the last run found its files to hold (UseVouches); nil: none.
+	vouches *vouches
 }
 
 // NewTree returns the tree rooted at dir. Nothing is read or created.

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // canonical is m's JSON with every null, empty list and empty object left out: the content,
@@ -533,35 +535,82 @@ func TestMetaFilesMissingOrCorrupt(t *testing.T) {
 		{"network missing", func(r *metaRoot) string { return r.Network.Ref }, os.Remove},
 		{"base missing", func(r *metaRoot) string { return r.Packs[0].Ref }, os.Remove},
 		{"delta missing", func(r *metaRoot) string { return r.Packs[1].Ref }, os.Remove},
+		{"base corrupt", func(r *metaRoot) string { return r.Packs[0].Ref }, flipByte},
+		{"base re-encoded", func(r *metaRoot) string { return r.Packs[0].Ref }, reencode},
 		{"delta corrupt", func(r *metaRoot) string { return r.Packs[1].Ref }, flipByte},
 		{"network corrupt", func(r *metaRoot) string { return r.Network.Ref }, flipByte},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			g := &metaGen{rng: rand.New(rand.NewPCG(1, 2)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-			tree := NewTree(t.TempDir())
-			m := g.meta()
-			if _, err := tree.Publish(m); err != nil {
-				t.Fatal(err)
-			}
-			g.publishTag(t, tree, m, "repo/1", "new")
-			root := readRootT(t, tree)
-			if len(root.Packs) != 2 {
-				t.Fatalf("packs: got %d, want a base and a delta", len(root.Packs))
-			}
-			rel := path.Join(MetaDir, tc.file(root))
-			if err := tc.break_(tree.Path(rel)); err != nil {
-				t.Fatal(err)
-			}
-			_, _, err := tree.Load()
-			var mf *MetaFileError
-			if !errors.As(err, &mf) || mf.Path != rel || !strings.Contains(err.Error(), rel) {
-				t.Fatalf("Load: got %v, want a *MetaFileError naming %s", err, rel)
-			}
-			if mf.Generation != m.Generation || !strings.Contains(mf.Hint(), rel) {
-				t.Errorf("error: generation %d, hint %q; want generation %d and a hint naming the file", mf.Generation, mf.Hint(), m.Generation)
-			}
-		})
+		// vouched: the runs before the break kept vouches (UseVouches), and the next one
+		// takes them: a file broken since is refused all the same.
+		for _, vouched := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/vouched=%v", tc.name, vouched), func(t *testing.T) {
+				g := &metaGen{rng: rand.New(rand.NewPCG(1, 2)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+				dir, cache := t.TempDir(), t.TempDir()
+				tree := NewTree(dir)
+				save := func() {}
+				if vouched {
+					save = tree.UseVouches(cache, true)
+				}
+				m := g.meta()
+				if _, err := tree.Publish(m); err != nil {
+					t.Fatal(err)
+				}
+				g.publishTag(t, tree, m, "repo/1", "new")
+				root := readRootT(t, tree)
+				if len(root.Packs) != 2 {
+					t.Fatalf("packs: got %d, want a base and a delta", len(root.Packs))
+				}
+				rel := path.Join(MetaDir, tc.file(root))
+				if vouched {
+					time.Sleep(settleQuiet + 10*time.Millisecond)
+					save()
+					tree = NewTree(dir)
+					tree.UseVouches(cache, true)
+					b, err := os.ReadFile(tree.Path(rel))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d, _ := metaDigestFromRef(tc.file(root)); !tree.vouched(rel, b, d.Hex()) {
+						t.Fatalf("%s is not vouched for before it is broken", rel)
+					}
+				}
+				if err := tc.break_(tree.Path(rel)); err != nil {
+					t.Fatal(err)
+				}
+				_, _, err := tree.Load()
+				var mf *MetaFileError
+				if !errors.As(err, &mf) || mf.Path != rel || !strings.Contains(err.Error(), rel) {
+					t.Fatalf("Load: got %v, want a *MetaFileError naming %s", err, rel)
+				}
+				if mf.Generation != m.Generation || !strings.Contains(mf.Hint(), rel) {
+					t.Errorf("error: generation %d, hint %q; want generation %d and a hint naming the file", mf.Generation, mf.Hint(), m.Generation)
+				}
+			})
+		}
 	}
+}
+
+// reencode compresses the metadata file at p again, at another level: the same content in
+// other bytes, which only the check against its name tells from the file it was.
+func reencode(p string) error {
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	js, err := decompressMeta(raw)
+	if err != nil {
+		return err
+	}
+	zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		return err
+	}
+	again := zw.EncodeAll(js, nil)
+	zw.Close()
+	if bytes.Equal(again, raw) {
+		return errors.New("re-encoded to the same bytes")
+	}
+	return os.WriteFile(p, again, 0o644)
 }
 
 func flipByte(p string) error {

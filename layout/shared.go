@@ -114,6 +114,7 @@ func (t *Tree) writeSharedFile(kind string, generation uint64, data Pieces, d Di
 		// 64 bits name it among a kind's few files; the bytes decide: a file that does not
 		// hold them (damaged) is written again.
 		if t.holds(old, data) {
+			t.held(old, hex)
 			return old, nil
 		}
 		rel = old
@@ -122,6 +123,7 @@ func (t *Tree) writeSharedFile(kind string, generation uint64, data Pieces, d Di
 	if err := WriteFileFunc(t.Path(rel), data.writeTo); err != nil {
 		return "", fmt.Errorf("writing shared file: %w", err)
 	}
+	t.held(rel, hex)
 	return rel, nil
 }
 
@@ -262,11 +264,13 @@ func SharedEntryOf(rel string) (string, bool) {
 	return "", false
 }
 
-// SharedFileHolds reports whether data are the bytes the name of the shared file rel
-// ("<generation>-<hex>", WriteSharedFile) says it holds: a check that it is not damaged.
-func SharedFileHolds(rel string, data []byte) bool {
+// SharedFileHolds reports whether data, the bytes of the tree-relative shared file rel, are
+// those its name ("<generation>-<hex>", WriteSharedFile) says it holds: a check that it is
+// not damaged (taken from a vouch when the file is unchanged since the last run checked or
+// wrote it, UseVouches).
+func (t *Tree) SharedFileHolds(rel string, data []byte) bool {
 	_, hex, ok := strings.Cut(path.Base(rel), "-")
-	return ok && len(hex) == 16 && DigestOf("sha256", data).Hex()[:16] == hex
+	return ok && len(hex) == 16 && isLowerHex(hex) && t.holdsNamed(rel, data, hex)
 }
 
 // sharedEntryOf is SharedEntryOf.

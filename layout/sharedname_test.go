@@ -18,13 +18,14 @@ func TestSharedEntryOfAndFileHolds(t *testing.T) {
 		{"not shared", MetaDir + "/v2/fedora", "", false},
 		{"name not hex", SharedDir + "/v2-tags/xyz/_tags.json", "", false},
 	}
+	tree := NewTree(t.TempDir())
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := SharedEntryOf(tc.rel)
 			if want := tc.entry; got != want || ok != (want != "") {
 				t.Errorf("SharedEntryOf(%q) = %q %v, want %q", tc.rel, got, ok, want)
 			}
-			if got := SharedFileHolds(tc.rel, data); got != tc.holds {
+			if got := tree.SharedFileHolds(tc.rel, data); got != tc.holds {
 				t.Errorf("SharedFileHolds(%q) = %v, want %v", tc.rel, got, tc.holds)
 			}
 		})

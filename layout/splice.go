@@ -121,7 +121,7 @@ func (lp *livePub) file(rel string) ([]byte, bool) {
 	if err != nil {
 		return nil, false
 	}
-	if DigestOf("sha256", b).Hex()[:16] != hex {
+	if !lp.t.holdsNamed(p, b, hex) {
 		unmap()
 		return nil, false
 	}

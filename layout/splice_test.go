@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -201,63 +203,89 @@ func TestSpliceRefusesDamagedFiles(t *testing.T) {
 		}},
 		{"filter, removed", SubsetFilterPath("arm64"), nil},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			g := newSpliceGen(3)
-			tree := NewTree(t.TempDir())
-			m := g.meta()
-			if _, err := tree.PublishWith(m, Publication{SubsetFilters: true}); err != nil {
-				t.Fatal(err)
-			}
-			m, _, err := tree.LoadForUpdate()
-			if err != nil {
-				t.Fatal(err)
-			}
-			g.promote(m)
-			live, err := tree.LivePublication()
-			if err != nil {
-				t.Fatal(err)
-			}
-			link := tree.Path(path.Join(PubPath(live), c.rel))
-			target, err := os.Readlink(link)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := path.Join(path.Dir(link), target)
-			if c.bad == nil {
-				err = os.Remove(p)
-			} else {
-				var b []byte
-				if b, err = os.ReadFile(p); err == nil {
-					err = os.WriteFile(p, c.bad(b), 0o644)
+		// vouched: the run before kept vouches (UseVouches) and this one takes them: a file
+		// damaged since is refused all the same.
+		for _, vouched := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/vouched=%v", c.name, vouched), func(t *testing.T) {
+				g := newSpliceGen(3)
+				dir, cache := t.TempDir(), t.TempDir()
+				tree := NewTree(dir)
+				save := func() {}
+				if vouched {
+					save = tree.UseVouches(cache, true)
 				}
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.Format = FormatVersion
-			change, wait := tree.startMeta(m)
-			_, _, err = wait()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if b, ok := tree.livePub(change).file(c.rel); ok {
-				t.Errorf("the damaged %s was read: %.200q", c.rel, b)
-			}
-			if _, err := tree.PublishWith(m, Publication{SubsetFilters: true}); err != nil {
-				t.Fatal(err)
-			}
-			wantIdx, err := IndexJSON(m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			gotIdx, gotFilters := publishedFiles(t, tree)
-			if !bytes.Equal(gotIdx, wantIdx) {
-				t.Errorf("index.json:\ngot  %s\nwant %s", gotIdx, wantIdx)
-			}
-			if diff := sameFiles(gotFilters, m.SubsetFilters()); diff != "" {
-				t.Errorf("filters: %s", diff)
-			}
-		})
+				m := g.meta()
+				if _, err := tree.PublishWith(m, Publication{SubsetFilters: true}); err != nil {
+					t.Fatal(err)
+				}
+				if vouched {
+					time.Sleep(settleQuiet + 10*time.Millisecond)
+					save()
+					tree = NewTree(dir)
+					tree.UseVouches(cache, true)
+				}
+				m, _, err := tree.LoadForUpdate()
+				if err != nil {
+					t.Fatal(err)
+				}
+				g.promote(m)
+				live, err := tree.LivePublication()
+				if err != nil {
+					t.Fatal(err)
+				}
+				link := tree.Path(path.Join(PubPath(live), c.rel))
+				target, err := os.Readlink(link)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p := path.Join(path.Dir(link), target)
+				if vouched {
+					rel, _ := filepath.Rel(dir, p)
+					rel = filepath.ToSlash(rel)
+					b, err := os.ReadFile(p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, hex, _ := strings.Cut(path.Base(rel), "-"); !tree.vouched(rel, b, hex) {
+						t.Fatalf("%s is not vouched for before it is damaged", rel)
+					}
+				}
+				if c.bad == nil {
+					err = os.Remove(p)
+				} else {
+					var b []byte
+					if b, err = os.ReadFile(p); err == nil {
+						err = os.WriteFile(p, c.bad(b), 0o644)
+					}
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.Format = FormatVersion
+				change, wait := tree.startMeta(m)
+				_, _, err = wait()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b, ok := tree.livePub(change).file(c.rel); ok {
+					t.Errorf("the damaged %s was read: %.200q", c.rel, b)
+				}
+				if _, err := tree.PublishWith(m, Publication{SubsetFilters: true}); err != nil {
+					t.Fatal(err)
+				}
+				wantIdx, err := IndexJSON(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gotIdx, gotFilters := publishedFiles(t, tree)
+				if !bytes.Equal(gotIdx, wantIdx) {
+					t.Errorf("index.json:\ngot  %s\nwant %s", gotIdx, wantIdx)
+				}
+				if diff := sameFiles(gotFilters, m.SubsetFilters()); diff != "" {
+					t.Errorf("filters: %s", diff)
+				}
+			})
+		}
 	}
 }
 

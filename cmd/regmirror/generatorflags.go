@@ -18,7 +18,7 @@ import (
 func addGeneratorFlags(fs *pflag.FlagSet, o *generator.Options) {
 	fs.StringVar(&o.Source, "source", "", "source registry base `URL`, http:// or https://")
 	fs.StringVar(&o.Out, "out", "", "the tree's root `DIR` (created if missing)")
-	fs.StringVar(&o.CacheDir, "cache-dir", defaultCacheDir(), "keep decoded copies of the tree's large metadata packs in `DIR`, outside the tree, so that the next run reads its previous generation faster; \"\" keeps none")
+	fs.StringVar(&o.CacheDir, "cache-dir", defaultCacheDir(), "keep decoded copies of the tree's large metadata packs in `DIR`, outside the tree, so that the next run reads its previous generation faster, and vouches for the files the run checked; \"\" keeps none")
 	fs.StringArrayVar(&o.Repos, "repo", nil, "publish repositories matching `GLOB` ('*' within a path segment, '**' across); repeatable; default all")
 	fs.StringVar(&o.MirrorsFile, "mirrors", "", "mirrors `FILE` describing the mirror network: YAML, or MirrorManager's mirrorlist cache with --mm-directory")
 	fs.StringVar(&o.MMDirectory, "mm-directory", "", "the tree's directory in MirrorManager (`PATH`, like pub/containers) when --mirrors is its mirrorlist cache")
@@ -28,7 +28,7 @@ func addGeneratorFlags(fs *pflag.FlagSet, o *generator.Options) {
 	fs.DurationVar(&o.ArchiveMaxAge, "archive-max-age", 0, "with --keep-removed: remove a kept tag this `DURATION` after the source removed it (default: never)")
 	fs.IntVar(&o.Jobs, "jobs", generator.DefaultJobs, "concurrent blob transfers (small requests run 4x as many)")
 	fs.DurationVar(&o.GCGrace, "gc-grace", generator.DefaultGCGrace, "keep content no longer referenced pullable by digest (and its files) this long; at least one generation")
-	fs.BoolVar(&o.Verify, "verify", false, "re-hash blobs already in the tree instead of trusting the previous generation's record or their size, and recompute subset membership from every manifest")
+	fs.BoolVar(&o.Verify, "verify", false, "re-hash blobs already in the tree instead of trusting the previous generation's record or their size, hash the metadata and shared files even when --cache-dir vouches for them, and recompute subset membership from every manifest")
 	fs.BoolVar(&o.VerifyLayers, "verify-layers", false, "decompress each new layer and check it against the image config's diff_ids")
 	fs.BoolVar(&o.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "accept any TLS certificate from the source")
 	fs.StringVar(&o.CAFile, "ca-file", "", "trust the PEM certificates in `FILE` for the source, besides the system's")

@@ -205,6 +205,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	tree := layout.NewTree(opts.Tree)
 	defer tree.UsePackCache(opts.CacheDir)() // the loaded generation is used until the crawl returns
+	defer tree.UseVouches(opts.CacheDir, true)()
 	meta, stamp, err := tree.LoadForUpdate()
 	if errors.Is(err, layout.ErrNoGeneration) {
 		return nil, fmt.Errorf("loading tree %s: %w: run regmirror generate first", opts.Tree, err)

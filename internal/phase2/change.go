@@ -394,7 +394,7 @@ func liveUses(tree *layout.Tree) (map[string]int, bool) {
 		return nil, false
 	}
 	b, err := os.ReadFile(tree.Path(entry))
-	if err != nil || !layout.SharedFileHolds(entry, b) {
+	if err != nil || !tree.SharedFileHolds(entry, b) {
 		return nil, false
 	}
 	uses := map[string]int{}
@@ -532,7 +532,7 @@ func readLiveRefs(tree *layout.Tree, rel string) (b []byte, unmap func(), ok boo
 	if err != nil {
 		return nil, nil, false
 	}
-	if !layout.SharedFileHolds(rel, b) {
+	if !tree.SharedFileHolds(rel, b) {
 		unmap()
 		return nil, nil, false
 	}

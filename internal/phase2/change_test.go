@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/regmirror/regmirror/layout"
 )
@@ -518,45 +519,60 @@ func TestWriteTagsFallsBack(t *testing.T) {
 			}
 		}},
 	}
+	// vouched: the run before kept vouches (layout.Tree.UseVouches) and this one takes
+	// them: what was damaged since is refused all the same.
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			full, changed := layout.NewTree(t.TempDir()), layout.NewTree(t.TempDir())
-			for _, tree := range []*layout.Tree{full, changed} {
-				if _, _, err := publishTags(tree, prev, nil); err != nil {
+		for _, vouched := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/vouched=%v", tc.name, vouched), func(t *testing.T) {
+				dir, cache := t.TempDir(), t.TempDir()
+				full, changed := layout.NewTree(t.TempDir()), layout.NewTree(dir)
+				save := func() {}
+				if vouched {
+					save = changed.UseVouches(cache, true)
+				}
+				for _, tree := range []*layout.Tree{full, changed} {
+					if _, _, err := publishTags(tree, prev, nil); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if vouched {
+					time.Sleep(100 * time.Millisecond) // the files older than the vouches' quiet time
+					save()
+					changed = layout.NewTree(dir)
+					changed.UseVouches(cache, true)
+				}
+				tc.damage(t, changed)
+				c := Diff(prev, next)
+				// readLive vouches for what it reads, writeChange for the live refs.map it splices.
+				if l, ok := readLive(changed, next, &c); ok {
+					if _, ok, _ := writeSplicedRefs(changed, next, l.changed, c.refs, l.refs); ok || !l.spliced {
+						t.Errorf("the damaged live publication vouched for its tag files")
+					}
+				}
+				if err := Write(changed, next, &c); err != nil {
 					t.Fatal(err)
 				}
-			}
-			tc.damage(t, changed)
-			c := Diff(prev, next)
-			// readLive vouches for what it reads, writeChange for the live refs.map it splices.
-			if l, ok := readLive(changed, next, &c); ok {
-				if _, ok, _ := writeSplicedRefs(changed, next, l.changed, c.refs, l.refs); ok || !l.spliced {
-					t.Errorf("the damaged live publication vouched for its tag files")
+				if err := Write(full, next, nil); err != nil {
+					t.Fatal(err)
 				}
-			}
-			if err := Write(changed, next, &c); err != nil {
-				t.Fatal(err)
-			}
-			if err := Write(full, next, nil); err != nil {
-				t.Fatal(err)
-			}
-			rootGot, usesGot, err := WriteTags(changed, next, &c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rootWant, usesWant, err := WriteTags(full, next, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sort.Strings(usesGot)
-			sort.Strings(usesWant)
-			if rootGot != rootWant || !slices.Equal(usesGot, usesWant) {
-				t.Fatalf("got v2 %s uses %q, want %s %q", rootGot, usesGot, rootWant, usesWant)
-			}
-			if got, want := snapshot(t, changed, rootGot), snapshot(t, full, rootWant); got != want {
-				t.Errorf("v2 entry:\ngot\n%s\nwant\n%s", got, want)
-			}
-		})
+				rootGot, usesGot, err := WriteTags(changed, next, &c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rootWant, usesWant, err := WriteTags(full, next, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sort.Strings(usesGot)
+				sort.Strings(usesWant)
+				if rootGot != rootWant || !slices.Equal(usesGot, usesWant) {
+					t.Fatalf("got v2 %s uses %q, want %s %q", rootGot, usesGot, rootWant, usesWant)
+				}
+				if got, want := snapshot(t, changed, rootGot), snapshot(t, full, rootWant); got != want {
+					t.Errorf("v2 entry:\ngot\n%s\nwant\n%s", got, want)
+				}
+			})
+		}
 	}
 }
 

@@ -97,4 +97,21 @@ func TestPackCacheGenerate(t *testing.T) {
 			copyInfo = fi
 		}
 	}
+	// The runs kept vouches for the cached tree (layout.Tree.UseVouches), the base pack
+	// among them: checked against its name by the first load, not hashed again since.
+	vouches, err := filepath.Glob(filepath.Join(cache, "vouches-*"))
+	if err != nil || len(vouches) != 1 {
+		t.Fatalf("vouches: got %q (%v), want one file, the cached tree's", vouches, err)
+	}
+	b, err := os.ReadFile(vouches[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := layout.ParseDigest("sha256:" + strings.TrimSuffix(filepath.Base(copyFile), ".pack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), " "+layout.MetaPath(base)+"\n") {
+		t.Errorf("vouches:\n%s\nwant the base pack %s among them", b, layout.MetaPath(base))
+	}
 }
