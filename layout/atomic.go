@@ -70,6 +70,17 @@ func (w *File) Commit() error {
 	return SyncDir(filepath.Dir(w.final))
 }
 
+// CommitAs is Commit to the final path path instead of the one the file was created for, in
+// the same directory (a name known only once the content is written: its digest).
+func (w *File) CommitAs(path string) error {
+	if filepath.Dir(path) != filepath.Dir(w.final) {
+		w.Abort()
+		return fmt.Errorf("committing %s as %s: not in the same directory", w.final, path)
+	}
+	w.final = path
+	return w.Commit()
+}
+
 // CommitNoDirSync is Commit without the directory fsync, for callers that commit many files
 // into one directory and call SyncDir once before anything depends on them.
 func (w *File) CommitNoDirSync() error {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1182,9 +1183,17 @@ func all(m *Meta) *touched {
 // more, is never whole in memory.
 func encodeMetaDoc(v any) ([]byte, Digest, error) {
 	var buf bytes.Buffer
-	zw, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
-	if err != nil {
+	if err := encodeMetaTo(&buf, v); err != nil {
 		return nil, Digest{}, err
+	}
+	return buf.Bytes(), DigestOf("sha256", buf.Bytes()), nil
+}
+
+// encodeMetaTo writes the compressed bytes of a metadata document to w (encodeMetaDoc).
+func encodeMetaTo(w io.Writer, v any) error {
+	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return err
 	}
 	if p, ok := v.(*metaPack); ok {
 		err = encodePack(zw, p)
@@ -1193,12 +1202,12 @@ func encodeMetaDoc(v any) ([]byte, Digest, error) {
 	}
 	if err != nil {
 		zw.Close()
-		return nil, Digest{}, fmt.Errorf("encoding metadata: %w", err)
+		return fmt.Errorf("encoding metadata: %w", err)
 	}
 	if err := zw.Close(); err != nil {
-		return nil, Digest{}, fmt.Errorf("compressing metadata: %w", err)
+		return fmt.Errorf("compressing metadata: %w", err)
 	}
-	return buf.Bytes(), DigestOf("sha256", buf.Bytes()), nil
+	return nil
 }
 
 // encodePack writes p as json.NewEncoder(w).Encode(p) does, byte for byte (fields in order,
@@ -1290,26 +1299,61 @@ func streamMap[K comparable, V any](e *jsonStream, name string, m map[K]V, key f
 }
 
 // writeMetaDoc writes a metadata document into regmirror/meta/ (unless a file of that name,
-// hence that content, is there) and returns its reference.
+// hence that content, is there) and returns its reference. It is compressed into a temporary
+// file as it is encoded, its digest taken on the way: a base pack's bytes (tens of megabytes
+// at scale) are never whole in memory.
 func (t *Tree) writeMetaDoc(v any) (metaFileRef, error) {
-	raw, d, err := encodeMetaDoc(v)
+	f, err := CreateFile(t.Path(path.Join(MetaFilesDir, "new.json.zst"))) // named once its digest is known
 	if err != nil {
+		return metaFileRef{}, fmt.Errorf("writing metadata: %w", err)
+	}
+	defer f.Abort()
+	h, n := sha256.New(), &countingWriter{}
+	if err := encodeMetaTo(io.MultiWriter(f, h, n), v); err != nil {
 		return metaFileRef{}, err
 	}
-	return t.writeEncoded(raw, d)
+	d := digestOfHash("sha256", h)
+	ref, rel := metaFileRef{Ref: metaRef(d), Size: n.n}, MetaPath(d)
+	if t.intactMeta(rel, d) {
+		return ref, nil // there already
+	}
+	if err := f.CommitAs(t.Path(rel)); err != nil {
+		return metaFileRef{}, fmt.Errorf("writing metadata: %w", err)
+	}
+	t.held(rel, d.Hex())
+	return ref, nil
 }
 
 // writeEncoded writes the encoded metadata document raw, of digest d, as writeMetaDoc does.
 func (t *Tree) writeEncoded(raw []byte, d Digest) (metaFileRef, error) {
-	ref := metaFileRef{Ref: metaRef(d), Size: int64(len(raw))}
-	if old, err := os.ReadFile(t.Path(MetaPath(d))); err == nil && t.holdsNamed(MetaPath(d), old, d.Hex()) {
-		return ref, nil // there already, intact
+	ref, rel := metaFileRef{Ref: metaRef(d), Size: int64(len(raw))}, MetaPath(d)
+	if t.intactMeta(rel, d) {
+		return ref, nil // there already
 	}
-	if err := WriteFile(t.Path(MetaPath(d)), raw); err != nil {
+	if err := WriteFile(t.Path(rel), raw); err != nil {
 		return metaFileRef{}, fmt.Errorf("writing metadata: %w", err)
 	}
-	t.held(MetaPath(d), d.Hex())
+	t.held(rel, d.Hex())
 	return ref, nil
+}
+
+// intactMeta reports whether the metadata file rel is there and holds the bytes of digest d,
+// its name's.
+func (t *Tree) intactMeta(rel string, d Digest) bool {
+	b, unmap, err := MapFile(t.Path(rel))
+	if err != nil {
+		return false
+	}
+	defer unmap()
+	return t.holdsNamed(rel, b, d.Hex())
+}
+
+// countingWriter counts the bytes written to it.
+type countingWriter struct{ n int64 }
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	c.n += int64(len(b))
+	return len(b), nil
 }
 
 // contentChange is the change of a Meta's content since the live generation's: that content

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -1055,5 +1056,72 @@ func TestLoaderUndoesDeltas(t *testing.T) {
 				changeCovers(t, tc.name, "repository", change.Repositories, before.Repositories, got.Repositories)
 			}
 		})
+	}
+}
+
+// TestWriteMetaDocStreamed: writeMetaDoc, which compresses into its file as it encodes,
+// writes encodeMetaDoc's bytes under the name of their digest, leaves no temporary file, and
+// keeps the file already there with that content (not written again).
+func TestWriteMetaDocStreamed(t *testing.T) {
+	g := &metaGen{rng: rand.New(rand.NewPCG(5, 6)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	m := g.meta()
+	tree := NewTree(t.TempDir())
+	want, d, err := encodeMetaDoc(all(m).buildPack(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first os.FileInfo
+	for i := range 2 {
+		ref, err := tree.writeMetaDoc(all(m).buildPack(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ref.Ref != metaRef(d) || ref.Size != int64(len(want)) {
+			t.Errorf("write %d: got %+v, want %s of %d bytes", i, ref, metaRef(d), len(want))
+		}
+		got, err := os.ReadFile(tree.Path(MetaPath(d)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("write %d: the file differs from encodeMetaDoc's bytes (%v)", i, err)
+		}
+		fi, err := os.Stat(tree.Path(MetaPath(d)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == nil {
+			first = fi
+		} else if !os.SameFile(fi, first) {
+			t.Errorf("write %d: the intact file was written again", i)
+		}
+		if names := metaDirT(t, tree); len(names) != 1 {
+			t.Errorf("write %d: %s holds %v, want the one file", i, MetaFilesDir, names)
+		}
+	}
+}
+
+// TestCommitAs: a file is committed under a name given once written, in its directory only.
+func TestCommitAs(t *testing.T) {
+	dir := t.TempDir()
+	f, err := CreateFile(filepath.Join(dir, "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.CommitAs(filepath.Join(dir, "named")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "named")); err != nil || string(b) != "x" {
+		t.Errorf("named: %q, %v", b, err)
+	}
+	f, err = CreateFile(filepath.Join(dir, "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.CommitAs(filepath.Join(t.TempDir(), "elsewhere")); err == nil {
+		t.Error("committed into another directory")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("%s holds %d entries, want the one file named (no temporary left)", dir, len(ents))
 	}
 }
