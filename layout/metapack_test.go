@@ -563,10 +563,7 @@ func TestMetaFilesMissingOrCorrupt(t *testing.T) {
 				}
 				rel := path.Join(MetaDir, tc.file(root))
 				if vouched {
-					time.Sleep(settleQuiet + 10*time.Millisecond)
-					save()
-					tree = NewTree(dir)
-					tree.UseVouches(cache, true)
+					tree = nextVouched(dir, cache, save, true)
 					b, err := os.ReadFile(tree.Path(rel))
 					if err != nil {
 						t.Fatal(err)

@@ -219,10 +219,7 @@ func TestSpliceRefusesDamagedFiles(t *testing.T) {
 					t.Fatal(err)
 				}
 				if vouched {
-					time.Sleep(settleQuiet + 10*time.Millisecond)
-					save()
-					tree = NewTree(dir)
-					tree.UseVouches(cache, true)
+					tree = nextVouched(dir, cache, save, true)
 				}
 				m, _, err := tree.LoadForUpdate()
 				if err != nil {

@@ -19,6 +19,12 @@ func vouchedRun(t *testing.T, dir, cache, rel string, data []byte, trust bool) *
 	if !first.SharedFileHolds(rel, data) {
 		t.Fatalf("the first run: %s does not hold its bytes", rel)
 	}
+	return nextVouched(dir, cache, save, trust)
+}
+
+// nextVouched ends a run that kept vouches (save), once the files it wrote are old enough to
+// be vouched for, and returns the next run's tree at dir, taking them when trust.
+func nextVouched(dir, cache string, save func(), trust bool) *Tree {
 	time.Sleep(settleQuiet + 10*time.Millisecond)
 	save()
 	next := NewTree(dir)
