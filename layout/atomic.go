@@ -180,16 +180,24 @@ func SyncDir(dir string) error {
 	return nil
 }
 
-// SyncDirs fsyncs the directories dirs side by side (SyncDir each), returning the first
-// error once all are done. A journaling filesystem commits the entries of directories
-// fsynced together in one transaction: one by one, each fsync may wait for a commit of its
-// own while other writers go on changing the filesystem.
+// SyncDirs makes the entries of the directories dirs durable, returning the first error once
+// all are done. A few (at most syncDirsEach) are fsynced side by side (SyncDir each): a
+// journaling filesystem commits the entries of directories fsynced together in one
+// transaction; one by one, each fsync may wait for a commit of its own while other writers go
+// on changing the filesystem. More, where the system has syncfs(2), are made durable by
+// syncing each of their filesystems once: on ext4 (data=ordered) each directory's fsync
+// commits the journal, which first writes out the data of the files written meanwhile, so
+// that dozens of them side by side, while a publish writes tens of megabytes, each waited
+// for much of that work (docs/benchmarks.md); syncfs does it once, and also writes out what
+// other writers left dirty on that filesystem.
 func SyncDirs(dirs []string) error {
-	switch len(dirs) {
-	case 0:
+	switch {
+	case len(dirs) == 0:
 		return nil
-	case 1:
+	case len(dirs) == 1:
 		return SyncDir(dirs[0])
+	case haveSyncFS && len(dirs) > syncDirsEach:
+		return syncFilesystems(dirs)
 	}
 	var g errgroup.Group
 	g.SetLimit(syncDirsAtOnce)
@@ -198,6 +206,29 @@ func SyncDirs(dirs []string) error {
 	}
 	return g.Wait()
 }
+
+// syncFilesystems syncs the filesystem of each of dirs once (syncFS); each must exist.
+func syncFilesystems(dirs []string) error {
+	first := map[uint64]string{} // a directory of each filesystem, by device
+	for _, d := range dirs {
+		dev, err := deviceOf(d)
+		if err != nil {
+			return fmt.Errorf("syncing directory: %w", err)
+		}
+		if _, ok := first[dev]; !ok {
+			first[dev] = d
+		}
+	}
+	for _, d := range first {
+		if err := syncFS(d); err != nil {
+			return fmt.Errorf("syncing the filesystem of %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// syncDirsEach is the most directories SyncDirs fsyncs each where the system has syncfs(2).
+const syncDirsEach = 8
 
 // syncDirsAtOnce is how many directories SyncDirs fsyncs at once.
 const syncDirsAtOnce = 32

@@ -27,7 +27,9 @@ func TestSyncDirs(t *testing.T) {
 	}{
 		{name: "none"},
 		{name: "one", dirs: dirs[:1]},
-		{name: "more than at once", dirs: dirs},
+		{name: "a few, each fsynced", dirs: dirs[:syncDirsEach]},
+		{name: "more than at once (their filesystem synced, where it can be)", dirs: dirs},
+		{name: "a few, missing last", dirs: append(dirs[:3:3], missing), wantErr: "missing"},
 		{name: "only one, missing", dirs: []string{missing}, wantErr: "missing"},
 		{name: "missing first", dirs: append([]string{missing}, dirs...), wantErr: "missing"},
 		{name: "missing last", dirs: append(dirs[:len(dirs):len(dirs)], missing), wantErr: "missing"},

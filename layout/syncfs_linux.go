@@ -18,3 +18,12 @@ func syncFS(dir string) error {
 	defer d.Close()
 	return unix.Syncfs(int(d.Fd()))
 }
+
+// deviceOf is the device of the filesystem holding dir.
+func deviceOf(dir string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return 0, &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	return uint64(st.Dev), nil
+}
