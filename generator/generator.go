@@ -178,9 +178,6 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			// A dry run writes nothing, not even the cache. What the load takes from a copy
 			// is used until the run ends (the deferred calls below run before this one).
 			defer r.tree.UsePackCache(o.CacheDir)()
-			// After the publish (deferred calls run last first): the files this run checked
-			// or wrote, for the next run. --verify takes no vouch, as it trusts no record.
-			defer r.tree.UseVouches(o.CacheDir, !o.Verify)()
 			if err := layout.MkdirAllSynced(r.blobDir); err != nil {
 				return nil, fmt.Errorf("creating the tree: %w", err)
 			}
@@ -192,6 +189,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 				return nil, err
 			}
 			defer release()
+			// Saved after the publish, still under the lock (deferred calls run last first):
+			// the files this run checked or wrote, for the next run. --verify takes no vouch,
+			// as it trusts no record.
+			defer r.tree.UseVouches(o.CacheDir, !o.Verify)()
 			// Before the first change: from here until the run's publish and garbage
 			// collection are done, the tree is not as the last publish left it.
 			if r.settled, r.removedSince, err = r.tree.Unsettle(); err != nil {

@@ -204,8 +204,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, errors.New("no tree given")
 	}
 	tree := layout.NewTree(opts.Tree)
-	defer tree.UsePackCache(opts.CacheDir)() // the loaded generation is used until the crawl returns
-	defer tree.UseVouches(opts.CacheDir, true)()
+	defer tree.UsePackCache(opts.CacheDir)()            // the loaded generation is used until the crawl returns
+	saveVouches := tree.UseVouches(opts.CacheDir, true) // saved under the lock, if the crawl publishes
 	meta, stamp, err := tree.LoadForUpdate()
 	if errors.Is(err, layout.ErrNoGeneration) {
 		return nil, fmt.Errorf("loading tree %s: %w: run regmirror generate first", opts.Tree, err)
@@ -248,6 +248,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	defer release()
+	defer saveVouches() // before the release (deferred calls run last first)
 	cur, err := tree.ReadStamp()
 	if err != nil {
 		return nil, fmt.Errorf("re-reading the tree's stamp: %w", err)
