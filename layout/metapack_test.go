@@ -546,12 +546,7 @@ func TestMetaFilesMissingOrCorrupt(t *testing.T) {
 		for _, vouched := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/vouched=%v", tc.name, vouched), func(t *testing.T) {
 				g := &metaGen{rng: rand.New(rand.NewPCG(1, 2)), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-				dir, cache := t.TempDir(), t.TempDir()
-				tree := NewTree(dir)
-				save := func() {}
-				if vouched {
-					save = tree.UseVouches(cache, true)
-				}
+				tree, dir, cache, save := vouchingTree(t, vouched)
 				m := g.meta()
 				if _, err := tree.Publish(m); err != nil {
 					t.Fatal(err)

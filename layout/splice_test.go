@@ -208,12 +208,7 @@ func TestSpliceRefusesDamagedFiles(t *testing.T) {
 		for _, vouched := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/vouched=%v", c.name, vouched), func(t *testing.T) {
 				g := newSpliceGen(3)
-				dir, cache := t.TempDir(), t.TempDir()
-				tree := NewTree(dir)
-				save := func() {}
-				if vouched {
-					save = tree.UseVouches(cache, true)
-				}
+				tree, dir, cache, save := vouchingTree(t, vouched)
 				m := g.meta()
 				if _, err := tree.PublishWith(m, Publication{SubsetFilters: true}); err != nil {
 					t.Fatal(err)

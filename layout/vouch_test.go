@@ -22,6 +22,17 @@ func vouchedRun(t *testing.T, dir, cache, rel string, data []byte, trust bool) *
 	return nextVouched(dir, cache, save, trust)
 }
 
+// vouchingTree is a tree in a new directory, its run keeping vouches in a new cache directory
+// when vouched (save writes them; without, it does nothing).
+func vouchingTree(t *testing.T, vouched bool) (tree *Tree, dir, cache string, save func()) {
+	dir, cache = t.TempDir(), t.TempDir()
+	tree, save = NewTree(dir), func() {}
+	if vouched {
+		save = tree.UseVouches(cache, true)
+	}
+	return tree, dir, cache, save
+}
+
 // nextVouched ends a run that kept vouches (save), once the files it wrote are old enough to
 // be vouched for, and returns the next run's tree at dir, taking them when trust.
 func nextVouched(dir, cache string, save func(), trust bool) *Tree {
