@@ -1308,12 +1308,12 @@ func (t *Tree) writeMetaDoc(v any) (metaFileRef, error) {
 		return metaFileRef{}, fmt.Errorf("writing metadata: %w", err)
 	}
 	defer f.Abort()
-	h, n := sha256.New(), &countingWriter{}
-	if err := encodeMetaTo(io.MultiWriter(f, h, n), v); err != nil {
+	h := sha256.New()
+	if err := encodeMetaTo(io.MultiWriter(f, h), v); err != nil {
 		return metaFileRef{}, err
 	}
 	d := digestOfHash("sha256", h)
-	ref, rel := metaFileRef{Ref: metaRef(d), Size: n.n}, MetaPath(d)
+	ref, rel := metaFileRef{Ref: metaRef(d), Size: f.written}, MetaPath(d)
 	if t.intactMeta(rel, d) {
 		return ref, nil // there already
 	}
@@ -1346,14 +1346,6 @@ func (t *Tree) intactMeta(rel string, d Digest) bool {
 	}
 	defer unmap()
 	return t.holdsNamed(rel, b, d.Hex())
-}
-
-// countingWriter counts the bytes written to it.
-type countingWriter struct{ n int64 }
-
-func (c *countingWriter) Write(b []byte) (int, error) {
-	c.n += int64(len(b))
-	return len(b), nil
 }
 
 // contentChange is the change of a Meta's content since the live generation's: that content
