@@ -131,18 +131,23 @@ func (v *vouches) note(rel, want string) {
 	v.mu.Unlock()
 }
 
-// lastOf is the last run's vouch for rel, read at the first call.
+// lastOf is the last run's vouch for rel.
 func (v *vouches) lastOf(rel string) (vouch, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.readLast()
+	last, ok := v.last[rel]
+	return last, ok
+}
+
+// readLast reads the last run's vouches, once; v.mu is held.
+func (v *vouches) readLast() {
 	if !v.loaded {
 		v.loaded = true
 		if b, err := os.ReadFile(v.path); err == nil {
 			v.last = parseVouches(b)
 		}
 	}
-	last, ok := v.last[rel]
-	return last, ok
 }
 
 // parseVouches reads a vouches file; nil unless it reads whole.
@@ -177,8 +182,8 @@ func parseVouches(b []byte) map[string]vouch {
 // saveVouches writes v's file for the next run: the paths v recorded, each with its identity
 // now, and the last run's vouches for files still as they were.
 func (t *Tree) saveVouches(v *vouches) error {
-	v.lastOf("") // read the last run's vouches, if no check did
 	v.mu.Lock()
+	v.readLast() // if no check did
 	now, last := v.now, v.last
 	v.now = map[string]string{}
 	v.mu.Unlock()
