@@ -9,18 +9,15 @@ import (
 	"path/filepath"
 )
 
-// SyncEachDirMax is the most directories EmptyFiles.Sync fsyncs each (SyncDirs); beyond it,
-// it syncs the tree's whole filesystem once (syncfs(2), where the system has it).
-const SyncEachDirMax = 64
-
 // EmptyFiles is a batch of empty files created in place under a root and made durable at
 // once. An empty file has no content to tear, so it needs no temporary file and no rename:
 // Create makes its missing directories and the file itself (a file already there is kept),
 // and Sync makes every entry the batch created or kept durable: the entry of each file in
-// its directory and the entry of each directory Create made in its parent. With at most
-// SyncEachDirMax such directories, Sync fsyncs each once, side by side (SyncDirs); with
-// more, it syncs the root's filesystem once (syncfs(2) on Linux; elsewhere it fsyncs each
-// directory once). Nothing that needs the files may depend on them before Sync returns.
+// its directory and the entry of each directory Create made in its parent, as SyncDirs
+// makes a set of directories durable: a few fsynced each, side by side; more, the root's
+// filesystem synced once (syncfs(2) on Linux; elsewhere each directory fsynced once). Past
+// SyncDirs's few the batch stops recording directories, since the whole filesystem will be
+// synced. Nothing that needs the files may depend on them before Sync returns.
 //
 // Create refuses a symbolic link, or anything but a directory, where one of the file's
 // directories below the root should be, and anything but a regular file where the file
@@ -30,7 +27,7 @@ type EmptyFiles struct {
 	verified map[string]bool // directories below root known to be real directories
 	leaf     string          // the last file's directory, known to be a real directory
 	dirs     map[string]bool // directories to fsync, while they are few (or no syncfs)
-	whole    bool            // more than SyncEachDirMax: sync the whole filesystem
+	whole    bool            // more than SyncDirs fsyncs each: sync the whole filesystem
 }
 
 // NewEmptyFiles starts a batch of empty files under the OS directory root.
@@ -114,7 +111,7 @@ func (b *EmptyFiles) note(dir string) {
 		return
 	}
 	b.dirs[dir] = true
-	if len(b.dirs) > SyncEachDirMax && haveSyncFS {
+	if len(b.dirs) > syncDirsEach && haveSyncFS {
 		b.whole = true
 		clear(b.dirs)
 	}

@@ -11,15 +11,15 @@ import (
 
 // TestEmptyFiles creates batches of empty files and checks what is on disk, the error when
 // something is in the way, and what Sync would make durable (each directory, or the whole
-// filesystem beyond SyncEachDirMax).
+// filesystem beyond the directories SyncDirs fsyncs each, syncDirsEach).
 func TestEmptyFiles(t *testing.T) {
 	// Each file in its own directory below v2/r/_digests: with ".", "v2", "v2/r" and
-	// "v2/r/_digests", one directory more than SyncEachDirMax.
-	many := make([]string, SyncEachDirMax-3)
+	// "v2/r/_digests", one directory more than syncDirsEach.
+	many := make([]string, syncDirsEach-3)
 	for i := range many {
 		many[i] = fmt.Sprintf("v2/r/_digests/%03d/m.ext", i)
 	}
-	atMax := many[:len(many)-1] // SyncEachDirMax directories
+	atMax := many[:len(many)-1] // syncDirsEach directories
 	tests := []struct {
 		name      string
 		setup     func(t *testing.T, root string)
@@ -30,8 +30,8 @@ func TestEmptyFiles(t *testing.T) {
 	}{
 		{
 			name:     "new files in new nested directories",
-			paths:    []string{"v2/a/_digests/01/01.x", "v2/a/_digests/02/02.x", "v2/b/c/_digests/03/03.x"},
-			wantDirs: []string{".", "v2", "v2/a", "v2/a/_digests", "v2/a/_digests/01", "v2/a/_digests/02", "v2/b", "v2/b/c", "v2/b/c/_digests", "v2/b/c/_digests/03"},
+			paths:    []string{"v2/a/_digests/01/01.x", "v2/a/b/_digests/03/03.x"},
+			wantDirs: []string{".", "v2", "v2/a", "v2/a/_digests", "v2/a/_digests/01", "v2/a/b", "v2/a/b/_digests", "v2/a/b/_digests/03"},
 		},
 		{
 			name: "existing files and directories are kept",
