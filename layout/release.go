@@ -4,40 +4,55 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // releaseMin is the smallest shared file whose cached pages releaseSuperseded gives back.
 const releaseMin = 1 << 20
 
 // releaseSuperseded gives back the page cache of the large shared files (index.json, the
-// filters, refs.map, the file list: tens of MB at scale) that only publications other than
-// the live one reach, before a publish writes their successors. Those files are read again
+// filters, refs.map, the file list: tens of MB at scale) that stopped being live at the last
+// publish (superseded), before a publish writes their successors. Those files are read again
 // rarely if ever (a mirror's sync pinned to an older publication reads them from the disk);
 // the pages the publish then writes into are ones just freed rather than memory the kernel
 // has not touched lately, which on a virtual machine that gives free memory back to its host
 // costs a fault in the host per page (docs/benchmarks.md). Only a hint: nothing is removed,
 // and failures are ignored.
 func (t *Tree) releaseSuperseded() {
+	for _, p := range t.superseded() {
+		dropCache(p)
+	}
+}
+
+// superseded returns the large files (pubLargeFiles) of the publication created just before
+// the live one (the one live before it) that the live one does not reach: what the last
+// publish left to older publications alone. Those of older publications were given back by
+// the publishes before it, each giving back the files of the publication live before it, so
+// that the work stays that of one publication however many are kept (a publish waits for it
+// before it writes). A publication newer than the live one (a publish that failed before its
+// switch) is not looked at.
+func (t *Tree) superseded() []string {
 	live, err := t.LivePublication()
 	if err != nil {
-		return
+		return nil
 	}
 	names, err := t.Publications()
 	if err != nil {
-		return
+		return nil
+	}
+	i := slices.Index(names, live) + 1 // names are newest first
+	if i == 0 || i == len(names) {
+		return nil
 	}
 	keep := t.pubLargeFiles(live)
-	for _, n := range names {
-		if n == live {
-			continue
-		}
-		for p := range t.pubLargeFiles(n) {
-			if !keep[p] {
-				keep[p] = true // once
-				dropCache(p)
-			}
+	var files []string
+	for p := range t.pubLargeFiles(names[i]) {
+		if !keep[p] {
+			files = append(files, p)
 		}
 	}
+	slices.Sort(files)
+	return files
 }
 
 // pubLargeFiles returns the regular files of at least releaseMin bytes that publication
