@@ -236,7 +236,7 @@ func (t *Tree) Publish(m *Meta) (Stamp, error) { return t.PublishWith(m, Publica
 // SharedDir), the list of p.Uses, then p.Finish's shared files; everything fsynced, then
 // renamed into place; index.json and the filters spliced from the live publication's when
 // the metadata's change since it is known: publicationFiles; their writes take the pages of
-// the large shared files only older publications reach, given back first: releaseSuperseded), then
+// the large shared files the live publication superseded, given back first: releaseSuperseded), then
 // switches regmirror/live to it by renaming a new symbolic link over the old one: the last
 // write, and the one step in which everything a reader sees through live (the stamp,
 // index.json, tags, tag lists, the file list) changes together. Until that rename readers see
@@ -255,8 +255,9 @@ func (t *Tree) PublishWith(m *Meta, p Publication) (Stamp, error) {
 	if err := t.removeStalePub(); err != nil {
 		return Stamp{}, err
 	}
-	// The page cache of the files only older publications reach is given back while the
-	// metadata is compared, before the writes that take its pages.
+	// The page cache of the files the live publication superseded (those of the one live
+	// before it that it does not reach) is given back while the metadata is compared, before
+	// the writes that take its pages.
 	released := make(chan struct{})
 	go func() {
 		defer close(released)
