@@ -17,9 +17,11 @@ import (
 
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	_ = hugeHeapFor(generateHugeHeap) // a hint: without it generate runs the same, slower
-	limitCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	manageMemory(limitCtx, os.Getenv, generateMemoryLimit)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		limitCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		go adaptMemoryLimit(limitCtx, generateMemoryLimit, 100*time.Millisecond)
+	}
 	return generate(ctx, args, os.Stdin, stdout, stderr, nil)
 }
 

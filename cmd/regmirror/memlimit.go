@@ -23,27 +23,10 @@ func nextMemoryLimit(limit, live int64) int64 {
 	return max(limit, live+live/2)
 }
 
-// manageMemory sets generate's memory policy, unless the environment sets its own: with
-// GOMEMLIMIT set, nothing; otherwise the soft memory limit starts at limit and rises as the
-// live heap grows (adaptMemoryLimit) until ctx is done, and, unless GOGC is set, the collector
-// runs only as that limit requires (GOGC=off). A promotion's heap stays below the limit, so
-// it is collected once or not at all instead of every time it doubles from its first few
-// MiB (7-8 collections, 180-270 ms of CPU at 90k manifests); a tree that fills the limit is
-// collected as before, since from there the limit, not GOGC, decides.
-func manageMemory(ctx context.Context, getenv func(string) string, limit int64) {
-	if getenv("GOMEMLIMIT") != "" {
-		return
-	}
-	debug.SetMemoryLimit(limit)
-	if getenv("GOGC") == "" {
-		debug.SetGCPercent(-1)
-	}
-	go adaptMemoryLimit(ctx, limit, 100*time.Millisecond)
-}
-
-// adaptMemoryLimit raises the soft memory limit, set to limit by its caller, every interval
-// until ctx is done as the live heap grows (nextMemoryLimit). It never lowers it.
+// adaptMemoryLimit sets the soft memory limit to limit, then every interval until ctx is
+// done raises it as the live heap grows (nextMemoryLimit). It never lowers it.
 func adaptMemoryLimit(ctx context.Context, limit int64, interval time.Duration) {
+	debug.SetMemoryLimit(limit)
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	t := time.NewTicker(interval)
 	defer t.Stop()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"math"
 	"runtime"
 	"runtime/debug"
 	"testing"
@@ -40,7 +39,7 @@ func TestAdaptMemoryLimit(t *testing.T) {
 	for range 64 {
 		hold = append(hold, make([]byte, live/64))
 	}
-	debug.SetMemoryLimit(8 << 20) // as its caller does
+	debug.SetMemoryLimit(8 << 20) // as adaptMemoryLimit does first, before the loop below reads it
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -58,45 +57,4 @@ func TestAdaptMemoryLimit(t *testing.T) {
 		t.Errorf("limit with %d MiB live from a start of 8 MiB: got %d MiB, want at least %d MiB", live>>20, got>>20, (live+live/2)>>20)
 	}
 	runtime.KeepAlive(hold)
-}
-
-// TestManageMemory: generate's memory policy is the soft limit with the collector left to it
-// (GOGC=off), the limit alone when GOGC is set, and none when GOMEMLIMIT is set.
-func TestManageMemory(t *testing.T) {
-	const limit = 448 << 20
-	tests := []struct {
-		name        string
-		env         map[string]string
-		wantLimit   bool // the limit set to limit
-		wantPercent int  // the collector's percentage after (100: as it was)
-	}{
-		{name: "neither set", env: map[string]string{}, wantLimit: true, wantPercent: -1},
-		{name: "GOGC set", env: map[string]string{"GOGC": "200"}, wantLimit: true, wantPercent: 100},
-		{name: "GOMEMLIMIT set", env: map[string]string{"GOMEMLIMIT": "1GiB"}, wantPercent: 100},
-		{name: "both set", env: map[string]string{"GOGC": "200", "GOMEMLIMIT": "1GiB"}, wantPercent: 100},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			oldLimit := debug.SetMemoryLimit(-1)
-			oldPercent := debug.SetGCPercent(100)
-			defer func() {
-				debug.SetMemoryLimit(oldLimit)
-				debug.SetGCPercent(oldPercent)
-			}()
-			debug.SetMemoryLimit(math.MaxInt64)
-			ctx, cancel := context.WithCancel(context.Background())
-			cancel() // the limit is not raised meanwhile
-			manageMemory(ctx, func(k string) string { return tc.env[k] }, limit)
-			wantLimit := int64(math.MaxInt64)
-			if tc.wantLimit {
-				wantLimit = limit
-			}
-			if got := debug.SetMemoryLimit(-1); got != wantLimit {
-				t.Errorf("got a soft limit of %d, want %d", got, wantLimit)
-			}
-			if got := debug.SetGCPercent(100); got != tc.wantPercent {
-				t.Errorf("got GOGC %d, want %d", got, tc.wantPercent)
-			}
-		})
-	}
 }
